@@ -1,0 +1,197 @@
+//! [`FaultyFile`]: a **test double for fault injection**. It exists only so
+//! tests can make a real file fail in the ways disks and kernels fail; no
+//! production path constructs one.
+//!
+//! It wraps a real [`BlockFile`] and adds:
+//!
+//! * failing the Nth write (counted over single transfers, from 1), every
+//!   sync, or reads at chosen offsets; shortening a read (the file "ends");
+//! * a crash model: with `hold_unsynced`, writes stay in memory until
+//!   `sync_data` passes them to the real file and syncs it. [`FaultyFile::crash`]
+//!   then drops them — exactly what a power cut does to writes not yet
+//!   covered by an `fdatasync` — or, with [`FaultyFile::crash_keeping`], lets
+//!   a prefix of them reach the file and tears the next one, as a disk that
+//!   persisted some writes and half a sector of another would.
+//!
+//! After a crash every call fails with [`IoError::Injected`]: a dead process
+//! does no more I/O. Tests reopen the inner file to "restart".
+
+use super::{AlignedBuf, BlockFile, IoError, IoOp, ReadOp, WriteOp, BLOCK_SIZE};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// What to break. Change it at any time with [`FaultyFile::set_plan`].
+#[derive(Debug, Clone, Default)]
+pub struct FaultPlan {
+    /// Fail the Nth single write transfer from now (1 = the next one).
+    pub fail_nth_write: Option<u64>,
+    /// Fail every write transfer from now on.
+    pub fail_all_writes: bool,
+    /// Fail every `sync_data`.
+    pub fail_sync: bool,
+    /// Fail reads that start at one of these byte offsets.
+    pub fail_reads_at: Vec<u64>,
+    /// Reads that start at this offset see a file that ends there.
+    pub short_read_at: Option<u64>,
+    /// Keep writes in memory until `sync_data` (needed for `crash`).
+    pub hold_unsynced: bool,
+}
+
+struct State {
+    plan: FaultPlan,
+    writes_seen: u64,
+    /// Writes not yet synced, in the order they were issued.
+    unsynced: Vec<(u64, AlignedBuf)>,
+    crashed: bool,
+}
+
+/// A [`BlockFile`] that fails on purpose. Test double; see the module docs.
+pub struct FaultyFile {
+    inner: Arc<dyn BlockFile>,
+    state: Mutex<State>,
+}
+
+impl FaultyFile {
+    pub fn new(inner: Arc<dyn BlockFile>, plan: FaultPlan) -> Self {
+        let state = State { plan, writes_seen: 0, unsynced: Vec::new(), crashed: false };
+        FaultyFile { inner, state: Mutex::new(state) }
+    }
+
+    pub fn set_plan(&self, plan: FaultPlan) {
+        let mut s = self.lock();
+        s.plan = plan;
+        s.writes_seen = 0;
+    }
+
+    /// Number of writes held in memory, not yet synced.
+    pub fn unsynced_writes(&self) -> usize {
+        self.lock().unsynced.len()
+    }
+
+    /// Power cut: every write not yet synced is lost.
+    pub fn crash(&self) {
+        self.crash_keeping(0, 0);
+    }
+
+    /// Power cut after the first `keep` unsynced writes reached the disk and
+    /// the first `torn_bytes` bytes of the next one did.
+    pub fn crash_keeping(&self, keep: usize, torn_bytes: usize) {
+        let mut s = self.lock();
+        let unsynced = std::mem::take(&mut s.unsynced);
+        s.crashed = true;
+        drop(s);
+        for (i, (offset, data)) in unsynced.iter().enumerate() {
+            if i < keep {
+                let _ = self.inner.write_at(*offset, data);
+            } else if i == keep && torn_bytes > 0 {
+                let _ = self.tear(*offset, data, torn_bytes);
+            }
+        }
+        let _ = self.inner.sync_data();
+    }
+
+    /// Writes the first `torn_bytes` of `data` over the old contents.
+    fn tear(&self, offset: u64, data: &[u8], torn_bytes: usize) -> Result<(), IoError> {
+        let mut merged = AlignedBuf::zeroed(data.len());
+        let _ = self.inner.read_at(offset, &mut merged);
+        let n = torn_bytes.min(data.len());
+        merged[..n].copy_from_slice(&data[..n]);
+        self.inner.write_at(offset, &merged)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn alive(s: &State, op: IoOp, offset: u64) -> Result<(), IoError> {
+        if s.crashed {
+            Err(IoError::Injected { op, offset })
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl BlockFile for FaultyFile {
+    fn read_batch(&self, reads: &mut [ReadOp<'_>]) -> Result<(), IoError> {
+        let s = self.lock();
+        for r in reads.iter_mut() {
+            Self::alive(&s, IoOp::Read, r.offset)?;
+            if s.plan.fail_reads_at.contains(&r.offset) {
+                return Err(IoError::Injected { op: IoOp::Read, offset: r.offset });
+            }
+            if s.plan.short_read_at == Some(r.offset) {
+                return Err(IoError::ShortRead { offset: r.offset, wanted: r.buf.len(), got: 0 });
+            }
+            match self.inner.read_at(r.offset, r.buf) {
+                Ok(()) => {}
+                // A region that exists only in unsynced writes is still readable.
+                Err(IoError::ShortRead { .. }) if !s.unsynced.is_empty() => r.buf.fill(0),
+                Err(e) => return Err(e),
+            }
+            overlay(&s.unsynced, r.offset, r.buf);
+        }
+        Ok(())
+    }
+
+    fn write_batch(&self, writes: &[WriteOp<'_>]) -> Result<(), IoError> {
+        let mut s = self.lock();
+        for w in writes {
+            Self::alive(&s, IoOp::Write, w.offset)?;
+            s.writes_seen += 1;
+            if s.plan.fail_all_writes || s.plan.fail_nth_write == Some(s.writes_seen) {
+                return Err(IoError::Injected { op: IoOp::Write, offset: w.offset });
+            }
+            if s.plan.hold_unsynced {
+                let mut copy = AlignedBuf::zeroed(w.data.len());
+                copy[..w.data.len()].copy_from_slice(w.data);
+                s.unsynced.push((w.offset, copy));
+            } else {
+                self.inner.write_at(w.offset, w.data)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn sync_data(&self) -> Result<(), IoError> {
+        let mut s = self.lock();
+        Self::alive(&s, IoOp::Sync, 0)?;
+        if s.plan.fail_sync {
+            return Err(IoError::Injected { op: IoOp::Sync, offset: 0 });
+        }
+        for (offset, data) in &s.unsynced {
+            self.inner.write_at(*offset, &data[..])?;
+        }
+        s.unsynced.clear();
+        self.inner.sync_data()
+    }
+
+    fn len_bytes(&self) -> Result<u64, IoError> {
+        let s = self.lock();
+        Self::alive(&s, IoOp::Resize, 0)?;
+        let held_end = s.unsynced.iter().map(|(o, d)| o + d.len() as u64).max().unwrap_or(0);
+        Ok(self.inner.len_bytes()?.max(held_end))
+    }
+
+    fn set_len(&self, len: u64) -> Result<(), IoError> {
+        let s = self.lock();
+        Self::alive(&s, IoOp::Resize, len)?;
+        self.inner.set_len(len)
+    }
+}
+
+/// Copies the parts of unsynced writes that fall inside `[offset, offset+len)`
+/// over `buf`, oldest first so the newest write wins.
+fn overlay(unsynced: &[(u64, AlignedBuf)], offset: u64, buf: &mut [u8]) {
+    let end = offset + buf.len() as u64;
+    for (w_off, data) in unsynced {
+        let w_end = w_off + data.len() as u64;
+        let lo = offset.max(*w_off);
+        let hi = end.min(w_end);
+        if lo < hi {
+            let dst = (lo - offset) as usize..(hi - offset) as usize;
+            let src = (lo - w_off) as usize..(hi - w_off) as usize;
+            buf[dst].copy_from_slice(&data[src]);
+        }
+    }
+    debug_assert!(buf.len() % BLOCK_SIZE == 0);
+}

@@ -1,0 +1,2 @@
+//! vmcache-style buffer manager (work in progress: the I/O layer first).
+pub mod io;

@@ -1,0 +1,1 @@
+//! Faaslet runtime (issue 5; not yet built).

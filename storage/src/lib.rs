@@ -1,0 +1,1 @@
+//! Durable storage: Db, transactions, WAL, checkpoints, recovery (issue 4; not yet built).
