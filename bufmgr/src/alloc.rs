@@ -1,0 +1,193 @@
+//! Page and extent allocation, with reuse of freed frames.
+//!
+//! Page ids are handed out by bumping a high-water mark; freed frames go to
+//! free lists and are reused first. Extents (contiguous runs of pages, for
+//! large values) come from a best-fit free map keyed by length: the
+//! smallest free run that fits is taken and its rest returned to the map.
+//! Runs are not coalesced; a workload that frees many small extents and
+//! then wants large ones grows the file instead. The allocation state is
+//! small and the storage layer persists it at checkpoints ([`AllocState`]).
+
+use crate::error::PageError;
+use crate::guards::ExclusiveGuard;
+use crate::manager::{BufferManager, Inner};
+use crate::state::{StateWord, EVICTED, LOCKED, MARKED, UNLOCKED};
+use crate::sync::Backoff;
+use crate::{PageId, PAGE_SIZE};
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+
+/// The largest extent: 8192 pages (32 MiB). Values up to 16 MiB plus
+/// headers fit with room to spare; the limit bounds a single I/O and a
+/// single checksum pass.
+pub const MAX_EXTENT_PAGES: usize = 8192;
+
+/// What the storage layer saves to reopen the pool with the same free space.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AllocState {
+    /// One past the highest page id ever handed out.
+    pub next_pid: PageId,
+    /// Free frames: (first page id, length in pages).
+    pub free: Vec<(PageId, u32)>,
+}
+
+pub(crate) struct Allocator {
+    next: PageId,
+    /// Free runs by length; the Vec is a stack of first page ids.
+    free: BTreeMap<u32, Vec<PageId>>,
+}
+
+impl Allocator {
+    pub(crate) fn new(state: &AllocState) -> Self {
+        let mut free: BTreeMap<u32, Vec<PageId>> = BTreeMap::new();
+        for &(pid, len) in &state.free {
+            free.entry(len).or_default().push(pid);
+        }
+        Allocator { next: state.next_pid.max(1), free }
+    }
+
+    /// A free run of `pages` pages, reused or new. The second value says
+    /// whether the run was reused (its pages are EVICTED or were loaded).
+    fn take(&mut self, pages: u32, max_pages: u64) -> Result<(PageId, bool), PageError> {
+        if let Some((&len, _)) = self.free.range(pages..).next() {
+            let stack = self.free.get_mut(&len).expect("key just seen");
+            let pid = stack.pop().expect("free stacks are never left empty");
+            if stack.is_empty() {
+                self.free.remove(&len);
+            }
+            if len > pages {
+                self.free.entry(len - pages).or_default().push(pid + pages as u64);
+            }
+            return Ok((pid, true));
+        }
+        let pid = self.next;
+        if pid + pages as u64 > max_pages {
+            return Err(PageError::RegionFull { max_pages });
+        }
+        self.next += pages as u64;
+        Ok((pid, false))
+    }
+
+    /// Undoes a `take` whose frame could not be set up.
+    fn untake(&mut self, pid: PageId, pages: u32, reused: bool) {
+        if reused {
+            self.give_back(pid, pages);
+        } else {
+            debug_assert_eq!(self.next, pid + pages as u64, "the lock is held since take");
+            self.next = pid;
+        }
+    }
+
+    fn give_back(&mut self, pid: PageId, pages: u32) {
+        self.free.entry(pages).or_default().push(pid);
+    }
+
+    pub(crate) fn state(&self) -> AllocState {
+        let free = self.free.iter().flat_map(|(&len, pids)| pids.iter().map(move |&p| (p, len))).collect();
+        AllocState { next_pid: self.next, free }
+    }
+}
+
+impl BufferManager {
+    /// A new zeroed page, latched exclusively and dirty.
+    pub fn alloc(&self) -> Result<ExclusiveGuard<'_>, PageError> {
+        self.alloc_frame(1)
+    }
+
+    /// A new zeroed extent of `pages` contiguous pages, latched exclusively
+    /// (through its first page) and dirty.
+    pub fn alloc_extent(&self, pages: usize) -> Result<ExclusiveGuard<'_>, PageError> {
+        if pages == 0 || pages > MAX_EXTENT_PAGES {
+            return Err(PageError::ExtentTooLarge { pages, max_pages: MAX_EXTENT_PAGES });
+        }
+        self.alloc_frame(pages as u32)
+    }
+
+    /// 1. Count the memory first, evicting if needed, with no lock held.
+    /// 2. Take a run from the free map, or bump the high-water mark.
+    /// 3. Latch its first page: a new id is initialised straight to LOCKED
+    ///    (no other thread can know it); a reused one is latched from
+    ///    EVICTED, or from resident if a stray reader loaded it meanwhile
+    ///    (then the memory counted in step 1 is handed back).
+    /// 4. Make the memory accessible and zero it.
+    /// 5. Mark it dirty and resident, and publish the new high-water mark.
+    fn alloc_frame(&self, pages: u32) -> Result<ExclusiveGuard<'_>, PageError> {
+        let inner = &*self.inner;
+        // Step 1.
+        inner.reserve(pages as u64)?;
+        let unreserve = || inner.resident_pages.fetch_sub(pages as u64, Ordering::Relaxed);
+        // Step 2.
+        let mut allocator = inner.allocator.lock().unwrap_or_else(|p| p.into_inner());
+        let (pid, reused) = match allocator.take(pages, inner.max_pages) {
+            Ok(taken) => taken,
+            Err(e) => {
+                unreserve();
+                return Err(e);
+            }
+        };
+        // Step 3.
+        let meta = inner.meta(pid);
+        let was_resident = reused && latch_reused(inner, pid);
+        if !reused {
+            meta.state.store_initial(StateWord::new(0, LOCKED));
+            for tail in pid + 1..pid + pages as u64 {
+                inner.meta(tail).state.store_initial(StateWord::new(0, EVICTED));
+            }
+        }
+        if was_resident {
+            unreserve();
+        }
+        // Step 4.
+        let (offset, len) = (pid as usize * PAGE_SIZE, pages as usize * PAGE_SIZE);
+        if let Err(source) = inner.pool.reclaim(offset, len, inner.release) {
+            unreserve();
+            meta.state.unlock_exclusive_evicted();
+            allocator.untake(pid, pages, reused);
+            return Err(PageError::Madvise { pid, source });
+        }
+        // SAFETY: latched exclusively by this thread; inside the region.
+        unsafe { std::ptr::write_bytes(inner.frame_ptr(pid), 0, len) };
+        // Step 5.
+        meta.set_frame_pages(pages);
+        meta.set_dirty(true);
+        if !was_resident {
+            inner.resident.insert(pid);
+        }
+        if !reused {
+            inner.allocated.store(pid + pages as u64, Ordering::Release);
+        }
+        drop(allocator);
+        Ok(ExclusiveGuard::new(self, pid, pages, true))
+    }
+
+    /// Frees the frame behind `guard`: its memory is released at once and
+    /// its pages are reused by later allocations. Its contents are gone.
+    pub fn free(&self, guard: ExclusiveGuard<'_>) {
+        let (pid, pages) = (guard.pid(), guard.frame_pages());
+        std::mem::forget(guard);
+        let inner = &*self.inner;
+        inner.meta(pid).set_dirty(false);
+        inner.drop_frame(pid);
+        inner.allocator.lock().unwrap_or_else(|p| p.into_inner()).give_back(pid, pages);
+    }
+
+    /// The allocation state to persist (see [`AllocState`]).
+    pub fn alloc_state(&self) -> AllocState {
+        self.inner.allocator.lock().unwrap_or_else(|p| p.into_inner()).state()
+    }
+}
+
+/// Latches a reused frame's first page exclusively; returns whether it was
+/// resident (a stray optimistic reader may have loaded a freed page).
+fn latch_reused(inner: &Inner, pid: PageId) -> bool {
+    let state = &inner.meta(pid).state;
+    let mut backoff = Backoff::default();
+    loop {
+        let seen = state.load();
+        match seen.state() {
+            EVICTED if state.try_lock_evicted(seen) => return false,
+            UNLOCKED | MARKED if state.try_lock_exclusive(seen) => return true,
+            _ => backoff.snooze(),
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! Errors, typed per operation and `#[non_exhaustive]` so variants can be
+//! added without breaking callers.
+
+use crate::io::IoError;
+use crate::PageId;
+
+/// Opening a buffer manager.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    #[error("pool budget of {pool_bytes} bytes is below the minimum of {min_bytes} bytes")]
+    BudgetTooSmall { pool_bytes: usize, min_bytes: usize },
+    #[error("pool budget of {pool_bytes} bytes exceeds the virtual region of {max_bytes} bytes")]
+    BudgetAboveRegion { pool_bytes: usize, max_bytes: u64 },
+    #[error("the data file holds {file_pages} pages but the region allows only {max_pages}")]
+    FileLargerThanRegion { file_pages: u64, max_pages: u64 },
+    #[error("reserving {bytes} bytes of address space failed: {source}")]
+    Reserve {
+        bytes: usize,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("too many buffer pools open in this process (the fault guard tracks {0})")]
+    TooManyPools(usize),
+    #[error("reading the data file's size failed: {0}")]
+    Io(#[from] IoError),
+}
+
+/// Latching, loading, allocating or writing back a page.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PageError {
+    #[error("page {pid} is out of range (the pool has {allocated} pages)")]
+    OutOfRange { pid: PageId, allocated: u64 },
+    #[error("page {pid} is corrupt: {reason}")]
+    Corrupt { pid: PageId, reason: &'static str },
+    #[error("page {pid} was never written (the file has room for it, but it is all zeros)")]
+    NeverWritten { pid: PageId },
+    #[error("I/O on page {pid} failed: {source}")]
+    Io {
+        pid: PageId,
+        #[source]
+        source: IoError,
+    },
+    #[error("the write-back hook refused page {pid}: {reason}")]
+    WriteBackRefused { pid: PageId, reason: String },
+    #[error("no page can be evicted: all {resident_pages} resident pages are latched")]
+    PoolExhausted { resident_pages: u64 },
+    #[error("the region is full: {max_pages} pages")]
+    RegionFull { max_pages: u64 },
+    #[error("an extent of {pages} pages exceeds the limit of {max_pages}")]
+    ExtentTooLarge { pages: usize, max_pages: usize },
+    #[error("releasing memory of page {pid} failed: {source}")]
+    Madvise {
+        pid: PageId,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Why an optimistic operation stopped early: a restart is ordinary
+/// control flow (another thread changed a page under the reader); an error
+/// is a real failure to hand to the caller.
+#[derive(Debug)]
+pub enum Interrupt {
+    Restart,
+    Error(PageError),
+}
+
+impl From<PageError> for Interrupt {
+    fn from(e: PageError) -> Self {
+        Interrupt::Error(e)
+    }
+}

@@ -1,0 +1,182 @@
+//! Eviction and write-back.
+//!
+//! Eviction keeps the resident pages under the budget: a clock with second
+//! chance over the resident set, in batches, dirty frames of a batch written
+//! back with one submission (vmcache's `evict()`).
+//!
+//! Write-back of a frame happens under a **shared** latch: readers keep
+//! reading, no writer can change the frame while its bytes go to disk, and
+//! the dirty bit, set only under exclusive latches, can be cleared safely.
+//! A failed write-back leaves every frame of the batch dirty and resident.
+
+use crate::error::PageError;
+use crate::io::WriteOp;
+use crate::manager::{Inner, EVICT_BATCH};
+use crate::state::{MARKED, UNLOCKED};
+use crate::stats::Counter;
+use crate::sync::Backoff;
+use crate::{frame, PageId, PAGE_SIZE};
+use std::sync::atomic::Ordering;
+
+impl Inner {
+    /// One eviction round. Returns the number of frames evicted (0 when
+    /// every candidate was latched or re-used meanwhile).
+    ///
+    /// 0. Walk the clock: a MARKED clean frame is a candidate; a MARKED dirty
+    ///    frame is latched shared for write-back; an UNLOCKED frame is
+    ///    marked (its second chance: any access before the clock comes back
+    ///    unmarks it).
+    /// 1. Write the dirty candidates back, one submission.
+    /// 2. Latch the clean candidates exclusively if still MARKED and clean.
+    /// 3. Upgrade the written ones to exclusive if we are their only
+    ///    latch holder; otherwise let them go (clean now, resident still).
+    /// 4. Release the memory of every latched frame.
+    /// 5. Remove them from the resident set and unlock them as EVICTED,
+    ///    which bumps their version: optimistic readers restart.
+    pub(crate) fn evict_batch(&self) -> Result<usize, PageError> {
+        let mut clean: Vec<PageId> = Vec::with_capacity(EVICT_BATCH);
+        let mut dirty: Vec<PageId> = Vec::with_capacity(EVICT_BATCH);
+        // Step 0. Two full turns of the clock are enough to mark and then
+        // collect every unlatched frame; past that, everything is latched.
+        let max_slots = 2 * self.resident.slot_count() as u64;
+        let mut scanned = 0;
+        while clean.len() + dirty.len() < EVICT_BATCH && scanned < max_slots {
+            self.resident.clock_batch(EVICT_BATCH as u64, |pid| {
+                let meta = self.meta(pid);
+                let seen = meta.state.load();
+                match seen.state() {
+                    MARKED if !meta.is_dirty() => clean.push(pid),
+                    MARKED if meta.state.try_lock_shared(seen) => dirty.push(pid),
+                    UNLOCKED => {
+                        meta.state.try_mark(seen);
+                    }
+                    _ => {}
+                }
+            });
+            scanned += EVICT_BATCH as u64;
+        }
+        // Step 1.
+        if let Err(e) = self.write_back_latched(&dirty) {
+            dirty.iter().for_each(|&pid| self.meta(pid).state.unlock_shared());
+            return Err(e);
+        }
+        // Step 2.
+        clean.retain(|&pid| {
+            let meta = self.meta(pid);
+            let seen = meta.state.load();
+            if seen.state() != MARKED || !meta.state.try_lock_exclusive(seen) {
+                return false;
+            }
+            // Re-dirtied and re-marked since step 0: not clean any more.
+            if meta.is_dirty() {
+                meta.state.unlock_exclusive_unchanged();
+                return false;
+            }
+            true
+        });
+        // Step 3.
+        for &pid in &dirty {
+            let meta = self.meta(pid);
+            if meta.state.try_upgrade(meta.state.load()) {
+                clean.push(pid);
+            } else {
+                meta.state.unlock_shared();
+            }
+        }
+        // Steps 4 and 5.
+        for &pid in &clean {
+            self.drop_frame(pid);
+        }
+        self.count(Counter::Eviction, clean.len() as u64);
+        Ok(clean.len())
+    }
+
+    /// Gives up an exclusively latched, clean frame's memory and unlocks it
+    /// as EVICTED.
+    pub(crate) fn drop_frame(&self, pid: PageId) {
+        let meta = self.meta(pid);
+        let pages = meta.frame_pages().max(1) as usize;
+        if let Err(e) = self.pool.release(pid as usize * PAGE_SIZE, pages * PAGE_SIZE, self.release) {
+            // The frame is clean, so its data is safe on disk either way; a
+            // failed release only costs memory until the frame is reloaded.
+            tracing::warn!(pid, error = %e, "releasing an evicted frame's memory failed");
+        }
+        let removed = self.resident.remove(pid);
+        debug_assert!(removed, "evicted frame {pid} was not in the resident set");
+        self.resident_pages.fetch_sub(pages as u64, Ordering::Relaxed);
+        meta.state.unlock_exclusive_evicted();
+    }
+
+    /// Writes frames this thread holds latched (shared or exclusive) to the
+    /// file in one submission, after the write-back hook approved each one.
+    /// Clears their dirty bits only if everything succeeded.
+    pub(crate) fn write_back_latched(&self, pids: &[PageId]) -> Result<(), PageError> {
+        if pids.is_empty() {
+            return Ok(());
+        }
+        let mut writes = Vec::with_capacity(pids.len());
+        for &pid in pids {
+            let pages = self.meta(pid).frame_pages().max(1) as usize;
+            // SAFETY: the caller holds a latch that excludes writers; we are
+            // the only thread writing the header fields (checksum, length),
+            // which optimistic and shared readers do not interpret.
+            let bytes = unsafe { std::slice::from_raw_parts_mut(self.frame_ptr(pid), pages * PAGE_SIZE) };
+            if let Some(hook) = &self.hook {
+                hook.before_write(pid, frame::lsn(bytes))
+                    .map_err(|reason| PageError::WriteBackRefused { pid, reason })?;
+            }
+            frame::seal(bytes);
+            writes.push(WriteOp { offset: pid * PAGE_SIZE as u64, data: bytes });
+        }
+        self.file.write_batch(&writes).map_err(|source| PageError::Io { pid: pids[0], source })?;
+        for &pid in pids {
+            self.meta(pid).set_dirty(false);
+        }
+        self.count(Counter::WriteBack, pids.len() as u64);
+        Ok(())
+    }
+
+    /// Writes every frame that is dirty now back to the file (not synced:
+    /// the caller decides when to `sync_data`). Frames dirtied while this
+    /// runs may or may not be included: this is a fuzzy flush, as a
+    /// checkpoint wants. Returns the number of frames written.
+    pub(crate) fn flush_all(&self) -> Result<usize, PageError> {
+        let _one_flusher = self.flush_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut candidates = Vec::new();
+        self.resident.clock_snapshot(|pid| {
+            if self.meta(pid).is_dirty() {
+                candidates.push(pid);
+            }
+        });
+        let mut written = 0;
+        for chunk in candidates.chunks(EVICT_BATCH) {
+            let latched: Vec<PageId> = chunk.iter().copied().filter(|&pid| self.latch_shared_if_dirty(pid)).collect();
+            let result = self.write_back_latched(&latched);
+            latched.iter().for_each(|&pid| self.meta(pid).state.unlock_shared());
+            result?;
+            written += latched.len();
+        }
+        Ok(written)
+    }
+
+    /// Waits for a shared latch on a resident frame; false if the frame was
+    /// evicted (hence written) or cleaned meanwhile.
+    fn latch_shared_if_dirty(&self, pid: PageId) -> bool {
+        let meta = self.meta(pid);
+        let mut backoff = Backoff::default();
+        loop {
+            let seen = meta.state.load();
+            if !seen.is_readable() && seen.state() != crate::state::LOCKED {
+                return false; // evicted
+            }
+            if meta.state.try_lock_shared(seen) {
+                if meta.is_dirty() {
+                    return true;
+                }
+                meta.state.unlock_shared();
+                return false;
+            }
+            backoff.snooze();
+        }
+    }
+}

@@ -1,0 +1,319 @@
+//! The three ways to hold a page: exclusive, shared, optimistic.
+//!
+//! Exclusive and shared guards are ordinary RAII latches: the frame is
+//! resident and pinned while one is held, and its bytes are plain slices.
+//! Optimistic guards hold no latch at all: they remember a version, read the
+//! bytes racily, and `validate` afterwards. They exist only inside a
+//! [`Section`], the guarded region in which a read of an evicted page is
+//! turned into a restart by the fault guard.
+
+use crate::error::{Interrupt, PageError};
+use crate::fault::{run_guarded, Outcome};
+use crate::frame::{self, FRAME_HEADER_SIZE};
+use crate::manager::BufferManager;
+use crate::state::{StateWord, EVICTED, LOCKED, MARKED};
+use crate::stats::Counter;
+use crate::sync::Backoff;
+use crate::{PageId, PAGE_SIZE};
+use std::marker::PhantomData;
+
+/// An exclusive latch on a frame. Unlocks on drop; the version moves on only
+/// if the bytes were handed out for writing.
+pub struct ExclusiveGuard<'a> {
+    bm: &'a BufferManager,
+    pid: PageId,
+    pages: u32,
+    modified: bool,
+}
+
+impl<'a> ExclusiveGuard<'a> {
+    pub(crate) fn new(bm: &'a BufferManager, pid: PageId, pages: u32, modified: bool) -> Self {
+        ExclusiveGuard { bm, pid, pages, modified }
+    }
+    pub fn pid(&self) -> PageId {
+        self.pid
+    }
+    pub fn frame_pages(&self) -> u32 {
+        self.pages
+    }
+    fn frame(&self) -> &[u8] {
+        // SAFETY: exclusively latched and resident for the guard's lifetime.
+        unsafe { std::slice::from_raw_parts(self.bm.inner.frame_ptr(self.pid), self.pages as usize * PAGE_SIZE) }
+    }
+    /// The frame's payload (everything after the buffer manager's header).
+    pub fn payload(&self) -> &[u8] {
+        &self.frame()[FRAME_HEADER_SIZE..]
+    }
+    /// The payload for writing; marks the frame dirty.
+    pub fn payload_mut(&mut self) -> &mut [u8] {
+        self.touch();
+        // SAFETY: as in `frame`, and &mut self makes the access exclusive.
+        let bytes = unsafe { std::slice::from_raw_parts_mut(self.bm.inner.frame_ptr(self.pid), self.pages as usize * PAGE_SIZE) };
+        &mut bytes[FRAME_HEADER_SIZE..]
+    }
+    /// The log sequence number stamped by the storage layer.
+    pub fn lsn(&self) -> u64 {
+        frame::lsn(self.frame())
+    }
+    /// Stamps the page's LSN (write-back forces the log up to it first).
+    pub fn set_lsn(&mut self, lsn: u64) {
+        self.touch();
+        // SAFETY: exclusively latched; &mut self.
+        let bytes = unsafe { std::slice::from_raw_parts_mut(self.bm.inner.frame_ptr(self.pid), PAGE_SIZE) };
+        frame::set_lsn(bytes, lsn);
+    }
+    fn touch(&mut self) {
+        self.modified = true;
+        self.bm.inner.meta(self.pid).set_dirty(true);
+    }
+    /// Writes the frame to disk now (not synced), keeping the latch.
+    pub fn write_back(&mut self) -> Result<(), PageError> {
+        self.bm.inner.write_back_latched(&[self.pid])
+    }
+}
+
+impl Drop for ExclusiveGuard<'_> {
+    fn drop(&mut self) {
+        let state = &self.bm.inner.meta(self.pid).state;
+        if self.modified {
+            state.unlock_exclusive();
+        } else {
+            state.unlock_exclusive_unchanged();
+        }
+    }
+}
+
+/// A shared latch on a frame. Unlocks on drop.
+pub struct SharedGuard<'a> {
+    bm: &'a BufferManager,
+    pid: PageId,
+    pages: u32,
+}
+
+impl SharedGuard<'_> {
+    pub fn pid(&self) -> PageId {
+        self.pid
+    }
+    pub fn payload(&self) -> &[u8] {
+        // SAFETY: a shared latch keeps the frame resident and writers out.
+        let bytes = unsafe { std::slice::from_raw_parts(self.bm.inner.frame_ptr(self.pid), self.pages as usize * PAGE_SIZE) };
+        &bytes[FRAME_HEADER_SIZE..]
+    }
+    pub fn lsn(&self) -> u64 {
+        // SAFETY: as in payload.
+        frame::lsn(unsafe { std::slice::from_raw_parts(self.bm.inner.frame_ptr(self.pid), PAGE_SIZE) })
+    }
+}
+
+impl Drop for SharedGuard<'_> {
+    fn drop(&mut self) {
+        self.bm.inner.meta(self.pid).state.unlock_shared();
+    }
+}
+
+impl BufferManager {
+    /// Latches page `pid` exclusively, loading it if needed.
+    pub fn exclusive(&self, pid: PageId) -> Result<ExclusiveGuard<'_>, PageError> {
+        self.exclusive_extent(pid, 1)
+    }
+
+    /// Latches page `pid` shared, loading it if needed.
+    pub fn shared(&self, pid: PageId) -> Result<SharedGuard<'_>, PageError> {
+        self.shared_extent(pid, 1)
+    }
+
+    /// Latches the `pages`-page frame at `pid` exclusively.
+    pub fn exclusive_extent(&self, pid: PageId, pages: u32) -> Result<ExclusiveGuard<'_>, PageError> {
+        self.latch(pid, pages, |state, seen| state.try_lock_exclusive(seen))?;
+        Ok(ExclusiveGuard::new(self, pid, pages, false))
+    }
+
+    /// Latches the `pages`-page frame at `pid` shared.
+    pub fn shared_extent(&self, pid: PageId, pages: u32) -> Result<SharedGuard<'_>, PageError> {
+        self.latch(pid, pages, |state, seen| state.try_lock_shared(seen))?;
+        Ok(SharedGuard { bm: self, pid, pages })
+    }
+
+    fn latch(
+        &self,
+        pid: PageId,
+        pages: u32,
+        try_latch: impl Fn(&crate::state::PageState, StateWord) -> bool,
+    ) -> Result<(), PageError> {
+        let inner = &*self.inner;
+        inner.check_pid(pid, pages)?;
+        let meta = inner.meta(pid);
+        let mut backoff = Backoff::default();
+        let mut hit = true;
+        loop {
+            let seen = meta.state.load();
+            match seen.state() {
+                EVICTED => {
+                    hit = false;
+                    inner.ensure_loaded(pid, pages)?;
+                }
+                LOCKED if meta.is_loading() => {
+                    hit = false;
+                    inner.ensure_loaded(pid, pages)?;
+                }
+                _ if try_latch(&meta.state, seen) => break,
+                _ => backoff.snooze(),
+            }
+        }
+        if hit {
+            inner.count(Counter::Hit, 1);
+        }
+        Ok(())
+    }
+
+    /// Runs `body` as an optimistic read, restarting it until it finishes
+    /// without interference. Inside, [`Section::read`] gives optimistic
+    /// guards; `body` returns `Err(Interrupt::Restart)` when a validation
+    /// fails, and the whole body runs again. A read that touches an evicted
+    /// page's memory faults and restarts the same way.
+    ///
+    /// # Safety
+    /// `body` may be cut short by `siglongjmp` at any read of page bytes
+    /// through an optimistic guard. Every frame between this call and such a
+    /// read is then discarded without running destructors, so `body` must
+    /// keep no value with a meaningful destructor (latch guards, lock guards,
+    /// owned allocations, `RefCell` borrows) alive across those reads. Values
+    /// returned from `body` are safe: they are produced after its last read.
+    pub unsafe fn optimistic<R>(&self, mut body: impl FnMut(&Section<'_>) -> Result<R, Interrupt>) -> Result<R, PageError> {
+        let mut backoff = Backoff::default();
+        loop {
+            let section = Section { bm: self, _not_send: PhantomData };
+            // SAFETY: the caller upholds the contract above for `body`; the
+            // closure here adds only a reference to `section`.
+            match unsafe { run_guarded(|| body(&section)) } {
+                Outcome::Done(Ok(r)) => return Ok(r),
+                Outcome::Done(Err(Interrupt::Error(e))) => return Err(e),
+                Outcome::Done(Err(Interrupt::Restart)) => self.inner.count(Counter::Restart, 1),
+                Outcome::Faulted => {
+                    self.inner.count(Counter::Restart, 1);
+                    self.inner.count(Counter::Fault, 1);
+                }
+            }
+            backoff.snooze();
+        }
+    }
+}
+
+/// A guarded section in progress: the only place optimistic guards exist.
+/// Not `Send`: the fault guard's jump buffer belongs to this thread.
+pub struct Section<'a> {
+    bm: &'a BufferManager,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl<'a> Section<'a> {
+    /// An optimistic guard on page `pid`, loading the page if it is evicted.
+    pub fn read(&self, pid: PageId) -> Result<OptimisticGuard<'a>, Interrupt> {
+        self.read_extent(pid, 1)
+    }
+
+    /// An optimistic guard on a page whose id was read from `parent`:
+    /// validates the parent first, so a torn id is a restart, not a load of
+    /// a page nobody points to.
+    pub fn read_child(&self, pid: PageId, parent: &OptimisticGuard<'a>) -> Result<OptimisticGuard<'a>, Interrupt> {
+        parent.validate()?;
+        self.read(pid)
+    }
+
+    /// An optimistic guard on the `pages`-page frame at `pid`.
+    pub fn read_extent(&self, pid: PageId, pages: u32) -> Result<OptimisticGuard<'a>, Interrupt> {
+        let inner = &*self.bm.inner;
+        inner.check_pid(pid, pages)?;
+        let meta = inner.meta(pid);
+        let mut backoff = Backoff::default();
+        loop {
+            let seen = meta.state.load();
+            match seen.state() {
+                EVICTED => inner.ensure_loaded(pid, pages)?,
+                LOCKED if meta.is_loading() => inner.ensure_loaded(pid, pages)?,
+                LOCKED => backoff.snooze(),
+                MARKED => {
+                    // An access: give the frame its second chance back.
+                    meta.state.try_unmark(seen);
+                }
+                _ => {
+                    inner.count(Counter::Hit, 1);
+                    return Ok(OptimisticGuard { bm: self.bm, pid, pages, version: seen.version() });
+                }
+            }
+        }
+    }
+}
+
+/// An optimistic read of a frame: a version, no latch. Copyable and without
+/// a destructor, so it may live anywhere in a guarded section.
+#[derive(Clone, Copy)]
+pub struct OptimisticGuard<'a> {
+    bm: &'a BufferManager,
+    pid: PageId,
+    pages: u32,
+    version: u64,
+}
+
+impl<'a> OptimisticGuard<'a> {
+    pub fn pid(&self) -> PageId {
+        self.pid
+    }
+
+    /// The payload as of now. Another thread may be changing it: anything
+    /// read here is a guess until [`validate`](Self::validate) says otherwise,
+    /// and must be bounds-checked before it is used as an index.
+    pub fn payload(&self) -> &'a [u8] {
+        // SAFETY: the range is inside the region (checked when the guard was
+        // made), which stays mapped for the pool's lifetime ('a). The bytes
+        // may be concurrently written (validated later) or released (the
+        // fault guard turns the touch into a restart).
+        let bytes = unsafe { std::slice::from_raw_parts(self.bm.inner.frame_ptr(self.pid), self.pages as usize * PAGE_SIZE) };
+        &bytes[FRAME_HEADER_SIZE..]
+    }
+
+    /// Whether nobody changed or evicted the frame since the guard was made.
+    pub fn validate(&self) -> Result<(), Interrupt> {
+        let now = self.bm.inner.meta(self.pid).state.load_after_read();
+        if now.version() == self.version && now.is_readable() {
+            Ok(())
+        } else {
+            Err(Interrupt::Restart)
+        }
+    }
+
+    /// Turns the optimistic read into an exclusive latch, if nothing
+    /// changed since. (Hold the result outside the section or until no more
+    /// optimistic bytes are read: it has a destructor.)
+    pub fn upgrade(self) -> Result<ExclusiveGuard<'a>, Interrupt> {
+        let state = &self.bm.inner.meta(self.pid).state;
+        let mut backoff = Backoff::default();
+        loop {
+            let seen = state.load();
+            if seen.version() != self.version || !seen.is_readable() {
+                return Err(Interrupt::Restart);
+            }
+            if seen.is_shared() {
+                backoff.snooze();
+                continue;
+            }
+            if state.try_lock_exclusive(seen) {
+                return Ok(ExclusiveGuard::new(self.bm, self.pid, self.pages, false));
+            }
+        }
+    }
+
+    /// Turns the optimistic read into a shared latch, if nothing changed.
+    pub fn upgrade_shared(self) -> Result<SharedGuard<'a>, Interrupt> {
+        let state = &self.bm.inner.meta(self.pid).state;
+        loop {
+            let seen = state.load();
+            if seen.version() != self.version || !seen.is_readable() {
+                return Err(Interrupt::Restart);
+            }
+            if state.try_lock_shared(seen) {
+                return Ok(SharedGuard { bm: self.bm, pid: self.pid, pages: self.pages });
+            }
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! Per-page metadata beside the pool: the state word, and a flags word with
+//! the dirty and loading bits and the length of the frame that starts here.
+//!
+//! The array is one lazily backed anonymous region of [`PageMeta`]s, so its
+//! cost follows the pages in use, not the pool's virtual size.
+//!
+//! ```text
+//! flags  63                      32 31                        2   1   0
+//!       +--------------------------+--------------------------+---+---+
+//!       |  frame pages (u32)       |          (unused)        | L | D |
+//!       +--------------------------+--------------------------+---+---+
+//!  D  dirty: changed since last written (set under an exclusive latch,
+//!     cleared by a write-back under a shared latch: never both at once)
+//!  L  loading: the exclusive latch is held by a read from disk; waiters
+//!     sleep instead of spinning
+//!  frame pages: 1 for a page, n for the head of an n-page extent, 0 for a
+//!     page id not (yet) known to head a frame
+//! ```
+
+use crate::state::PageState;
+use crate::sync::{AtomicU64, Ordering};
+
+const DIRTY: u64 = 1 << 0;
+const LOADING: u64 = 1 << 1;
+const FRAME_SHIFT: u32 = 32;
+
+#[repr(C, align(16))]
+pub struct PageMeta {
+    pub state: PageState,
+    flags: AtomicU64,
+}
+
+const _: () = assert!(std::mem::size_of::<PageMeta>() == 16, "two words per page");
+
+impl PageMeta {
+    pub fn is_dirty(&self) -> bool {
+        self.flags.load(Ordering::Relaxed) & DIRTY != 0
+    }
+    pub fn set_dirty(&self, dirty: bool) {
+        if dirty {
+            self.flags.fetch_or(DIRTY, Ordering::Relaxed);
+        } else {
+            self.flags.fetch_and(!DIRTY, Ordering::Relaxed);
+        }
+    }
+    pub fn is_loading(&self) -> bool {
+        self.flags.load(Ordering::Acquire) & LOADING != 0
+    }
+    pub fn set_loading(&self, loading: bool) {
+        if loading {
+            self.flags.fetch_or(LOADING, Ordering::AcqRel);
+        } else {
+            self.flags.fetch_and(!LOADING, Ordering::AcqRel);
+        }
+    }
+    pub fn frame_pages(&self) -> u32 {
+        (self.flags.load(Ordering::Relaxed) >> FRAME_SHIFT) as u32
+    }
+    pub fn set_frame_pages(&self, pages: u32) {
+        let low = self.flags.load(Ordering::Relaxed) & ((1 << FRAME_SHIFT) - 1);
+        self.flags.store(((pages as u64) << FRAME_SHIFT) | low, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,88 @@
+//! Cheap per-thread statistics.
+//!
+//! Each thread counts into its own cache-line-aligned block of relaxed
+//! atomics (no sharing, so an increment costs what a plain add costs); the
+//! blocks are registered with the pool, and [`crate::BufferManager::stats`]
+//! sums them. Blocks outlive their threads so no count is ever lost.
+
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// A snapshot of the counters, summed over threads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Latch requests that found the page resident.
+    pub hits: u64,
+    /// Latch requests that had to read the page from disk (or wait for it).
+    pub misses: u64,
+    /// Frames evicted.
+    pub evictions: u64,
+    /// Frames written back to disk.
+    pub write_backs: u64,
+    /// Optimistic reads restarted (validation failures and faults).
+    pub restarts: u64,
+    /// Of the restarts: reads cut short by the SIGSEGV guard.
+    pub faults: u64,
+    /// Pages submitted by prefetch calls and loaded.
+    pub prefetched: u64,
+}
+
+#[derive(Clone, Copy)]
+pub(crate) enum Counter {
+    Hit,
+    Miss,
+    Eviction,
+    WriteBack,
+    Restart,
+    Fault,
+    Prefetched,
+}
+
+const COUNTERS: usize = 7;
+
+#[repr(align(64))]
+#[derive(Default)]
+pub(crate) struct ThreadStats([AtomicU64; COUNTERS]);
+
+#[derive(Default)]
+pub(crate) struct StatsRegistry {
+    threads: Mutex<Vec<Arc<ThreadStats>>>,
+}
+
+thread_local! {
+    /// This thread's blocks, one per pool it has touched (by pool id).
+    static MINE: RefCell<Vec<(u64, Arc<ThreadStats>)>> = const { RefCell::new(Vec::new()) };
+}
+
+impl StatsRegistry {
+    pub(crate) fn add(&self, pool_id: u64, counter: Counter, n: u64) {
+        MINE.with(|mine| {
+            let mut mine = mine.borrow_mut();
+            if let Some((_, block)) = mine.iter().find(|(id, _)| *id == pool_id) {
+                block.0[counter as usize].fetch_add(n, Ordering::Relaxed);
+                return;
+            }
+            let block = Arc::new(ThreadStats::default());
+            block.0[counter as usize].fetch_add(n, Ordering::Relaxed);
+            self.threads.lock().unwrap_or_else(|p| p.into_inner()).push(block.clone());
+            mine.push((pool_id, block));
+        });
+    }
+
+    pub(crate) fn snapshot(&self) -> Stats {
+        let mut sum = [0u64; COUNTERS];
+        for t in self.threads.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            for (s, c) in sum.iter_mut().zip(t.0.iter()) {
+                *s += c.load(Ordering::Relaxed);
+            }
+        }
+        let [hits, misses, evictions, write_backs, restarts, faults, prefetched] = sum;
+        Stats { hits, misses, evictions, write_backs, restarts, faults, prefetched }
+    }
+
+    /// Drops this thread's entry for a pool that is going away.
+    pub(crate) fn forget_thread_entry(pool_id: u64) {
+        let _ = MINE.try_with(|mine| mine.borrow_mut().retain(|(id, _)| *id != pool_id));
+    }
+}
