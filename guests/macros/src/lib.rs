@@ -9,7 +9,8 @@
 //! expands to the function unchanged plus
 //! `#[no_mangle] extern "C" fn rime_invoke() -> i32`, which reads the input,
 //! calls it, writes the output or the error's `Display` text, and returns
-//! `RESULT_OK` or `RESULT_ERROR`. The error type only needs `Display`.
+//! `RESULT_OK` or `RESULT_ERROR`. The error type only needs `Display`. It
+//! also installs the SDK's panic handler (`rime_sdk::panic_handler!()`).
 
 use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned};
@@ -22,16 +23,28 @@ const EXPORT: &str = "rime_invoke";
 /// Exports `fn name(input: &[u8]) -> Result<Vec<u8>, E>` (with
 /// `E: Display`) as the module's `rime_invoke` entry point.
 #[proc_macro_attribute]
-pub fn faaslet(attr: proc_macro::TokenStream, item: proc_macro::TokenStream) -> proc_macro::TokenStream {
-    expand(attr.into(), item.into()).unwrap_or_else(syn::Error::into_compile_error).into()
+pub fn faaslet(
+    attr: proc_macro::TokenStream,
+    item: proc_macro::TokenStream,
+) -> proc_macro::TokenStream {
+    expand(attr.into(), item.into())
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
 }
 
 fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
     if !attr.is_empty() {
-        return Err(syn::Error::new(attr.span(), "#[faaslet] takes no arguments"));
+        return Err(syn::Error::new(
+            attr.span(),
+            "#[faaslet] takes no arguments",
+        ));
     }
-    let func: ItemFn = syn::parse2(item)
-        .map_err(|e| syn::Error::new(e.span(), "#[faaslet] applies to a function `fn(input: &[u8]) -> Result<Vec<u8>, E>`"))?;
+    let func: ItemFn = syn::parse2(item).map_err(|e| {
+        syn::Error::new(
+            e.span(),
+            "#[faaslet] applies to a function `fn(input: &[u8]) -> Result<Vec<u8>, E>`",
+        )
+    })?;
     check_signature(&func)?;
 
     let name = &func.sig.ident;
@@ -49,12 +62,15 @@ fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
         pub extern "C" fn #export() -> i32 {
             #call
         }
+
+        ::rime_sdk::panic_handler!();
     })
 }
 
 fn check_signature(func: &ItemFn) -> syn::Result<()> {
     let sig = &func.sig;
-    let reject = |span: Span, what: &str| Err(syn::Error::new(span, format!("a faaslet cannot be {what}")));
+    let reject =
+        |span: Span, what: &str| Err(syn::Error::new(span, format!("a faaslet cannot be {what}")));
     if let Some(t) = &sig.asyncness {
         return reject(t.span(), "async");
     }
@@ -68,7 +84,11 @@ fn check_signature(func: &ItemFn) -> syn::Result<()> {
         return reject(abi.span(), "`extern`; #[faaslet] generates the export");
     }
     // Lifetime parameters are fine (`fn f<'a>(input: &'a [u8])`); types are not.
-    let lifetimes_only = sig.generics.params.iter().all(|p| matches!(p, syn::GenericParam::Lifetime(_)));
+    let lifetimes_only = sig
+        .generics
+        .params
+        .iter()
+        .all(|p| matches!(p, syn::GenericParam::Lifetime(_)));
     if !lifetimes_only || sig.generics.where_clause.is_some() {
         return reject(sig.generics.span(), "generic");
     }
@@ -76,43 +96,79 @@ fn check_signature(func: &ItemFn) -> syn::Result<()> {
         return reject(v.span(), "variadic");
     }
     if sig.ident == EXPORT {
-        return Err(syn::Error::new(sig.ident.span(), format!("`{EXPORT}` is the generated export; name the function differently")));
+        return Err(syn::Error::new(
+            sig.ident.span(),
+            format!("`{EXPORT}` is the generated export; name the function differently"),
+        ));
     }
 
     let mut params = sig.inputs.iter();
     let (Some(param), None) = (params.next(), params.next()) else {
         return Err(syn::Error::new(
-            if sig.inputs.is_empty() { sig.paren_token.span.join() } else { sig.inputs.span() },
+            if sig.inputs.is_empty() {
+                sig.paren_token.span.join()
+            } else {
+                sig.inputs.span()
+            },
             "a faaslet takes exactly one parameter: `input: &[u8]`",
         ));
     };
     match param {
         FnArg::Typed(p) if is_byte_slice_ref(&p.ty) => {}
-        FnArg::Typed(p) => return Err(syn::Error::new(p.ty.span(), "the parameter must be `&[u8]`")),
-        FnArg::Receiver(r) => return Err(syn::Error::new(r.span(), "a faaslet is a free function, not a method")),
+        FnArg::Typed(p) => {
+            return Err(syn::Error::new(
+                p.ty.span(),
+                "the parameter must be `&[u8]`",
+            ))
+        }
+        FnArg::Receiver(r) => {
+            return Err(syn::Error::new(
+                r.span(),
+                "a faaslet is a free function, not a method",
+            ))
+        }
     }
 
     match &sig.output {
         ReturnType::Type(_, ty) if is_result(ty) => Ok(()),
-        ReturnType::Type(_, ty) => Err(syn::Error::new(ty.span(), "a faaslet returns `Result<Vec<u8>, E>` with `E: Display`")),
-        ReturnType::Default => Err(syn::Error::new(sig.span(), "a faaslet returns `Result<Vec<u8>, E>` with `E: Display`")),
+        ReturnType::Type(_, ty) => Err(syn::Error::new(
+            ty.span(),
+            "a faaslet returns `Result<Vec<u8>, E>` with `E: Display`",
+        )),
+        ReturnType::Default => Err(syn::Error::new(
+            sig.span(),
+            "a faaslet returns `Result<Vec<u8>, E>` with `E: Display`",
+        )),
     }
 }
 
 /// `&[u8]` or `&'a [u8]`, not `&mut`.
 fn is_byte_slice_ref(ty: &Type) -> bool {
     let Type::Reference(r) = ty else { return false };
-    let Type::Slice(s) = &*r.elem else { return false };
-    r.mutability.is_none() && matches!(&*s.elem, Type::Path(p) if p.qself.is_none() && p.path.is_ident("u8"))
+    let Type::Slice(s) = &*r.elem else {
+        return false;
+    };
+    r.mutability.is_none()
+        && matches!(&*s.elem, Type::Path(p) if p.qself.is_none() && p.path.is_ident("u8"))
 }
 
 /// `Result<_, _>` (any path ending in `Result` with two type arguments); the
 /// compiler checks the rest through `run`'s signature.
 fn is_result(ty: &Type) -> bool {
     let Type::Path(p) = ty else { return false };
-    let Some(last) = p.path.segments.last() else { return false };
-    let PathArguments::AngleBracketed(args) = &last.arguments else { return false };
-    last.ident == "Result" && args.args.iter().filter(|a| matches!(a, GenericArgument::Type(_))).count() == 2
+    let Some(last) = p.path.segments.last() else {
+        return false;
+    };
+    let PathArguments::AngleBracketed(args) = &last.arguments else {
+        return false;
+    };
+    last.ident == "Result"
+        && args
+            .args
+            .iter()
+            .filter(|a| matches!(a, GenericArgument::Type(_)))
+            .count()
+            == 2
 }
 
 #[cfg(test)]
@@ -120,39 +176,146 @@ mod tests {
     use super::*;
 
     fn error_of(attr: TokenStream, item: TokenStream) -> String {
-        expand(attr, item).expect_err("should be rejected").to_string()
+        expand(attr, item)
+            .expect_err("should be rejected")
+            .to_string()
     }
 
     #[test]
     fn expands_a_good_function() {
-        let out = expand(quote!(), quote!(fn f(input: &[u8]) -> Result<Vec<u8>, MyError> { todo!() })).unwrap();
+        let out = expand(
+            quote!(),
+            quote!(
+                fn f(input: &[u8]) -> Result<Vec<u8>, MyError> {
+                    todo!()
+                }
+            ),
+        )
+        .unwrap();
         let text = out.to_string();
         assert!(text.contains("fn rime_invoke () -> i32"), "{text}");
-        assert!(text.contains(":: rime_sdk :: __private :: run (f)"), "{text}");
-        assert!(text.contains("fn f (input : & [u8])"), "function kept: {text}");
-        expand(quote!(), quote!(pub fn g<'a>(x: &'a [u8]) -> core::result::Result<Vec<u8>, String> { todo!() })).unwrap();
-        expand(quote!(), quote!(pub fn g(x: &'static [u8]) -> core::result::Result<Vec<u8>, String> { todo!() })).unwrap();
+        assert!(
+            text.contains(":: rime_sdk :: __private :: run (f)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("fn f (input : & [u8])"),
+            "function kept: {text}"
+        );
+        expand(
+            quote!(),
+            quote!(
+                pub fn g<'a>(x: &'a [u8]) -> core::result::Result<Vec<u8>, String> {
+                    todo!()
+                }
+            ),
+        )
+        .unwrap();
+        expand(
+            quote!(),
+            quote!(
+                pub fn g(x: &'static [u8]) -> core::result::Result<Vec<u8>, String> {
+                    todo!()
+                }
+            ),
+        )
+        .unwrap();
     }
 
     #[test]
     fn rejects_wrong_shapes_with_clear_messages() {
         let cases: &[(TokenStream, TokenStream, &str)] = &[
-            (quote!(x), quote!(fn f(i: &[u8]) -> Result<Vec<u8>, E> {}), "takes no arguments"),
-            (quote!(), quote!(struct S;), "applies to a function"),
-            (quote!(), quote!(async fn f(i: &[u8]) -> Result<Vec<u8>, E> {}), "cannot be async"),
-            (quote!(), quote!(unsafe fn f(i: &[u8]) -> Result<Vec<u8>, E> {}), "cannot be unsafe"),
-            (quote!(), quote!(fn f<T>(i: &[u8]) -> Result<Vec<u8>, E> {}), "cannot be generic"),
-            (quote!(), quote!(fn f() -> Result<Vec<u8>, E> {}), "exactly one parameter"),
-            (quote!(), quote!(fn f(a: &[u8], b: u8) -> Result<Vec<u8>, E> {}), "exactly one parameter"),
-            (quote!(), quote!(fn f(i: Vec<u8>) -> Result<Vec<u8>, E> {}), "must be `&[u8]`"),
-            (quote!(), quote!(fn f(i: &mut [u8]) -> Result<Vec<u8>, E> {}), "must be `&[u8]`"),
-            (quote!(), quote!(fn f(i: &[u8]) {}), "returns `Result<Vec<u8>, E>`"),
-            (quote!(), quote!(fn f(i: &[u8]) -> Vec<u8> {}), "returns `Result<Vec<u8>, E>`"),
-            (quote!(), quote!(fn rime_invoke(i: &[u8]) -> Result<Vec<u8>, E> {}), "name the function differently"),
+            (
+                quote!(x),
+                quote!(
+                    fn f(i: &[u8]) -> Result<Vec<u8>, E> {}
+                ),
+                "takes no arguments",
+            ),
+            (
+                quote!(),
+                quote!(
+                    struct S;
+                ),
+                "applies to a function",
+            ),
+            (
+                quote!(),
+                quote!(
+                    async fn f(i: &[u8]) -> Result<Vec<u8>, E> {}
+                ),
+                "cannot be async",
+            ),
+            (
+                quote!(),
+                quote!(
+                    unsafe fn f(i: &[u8]) -> Result<Vec<u8>, E> {}
+                ),
+                "cannot be unsafe",
+            ),
+            (
+                quote!(),
+                quote!(
+                    fn f<T>(i: &[u8]) -> Result<Vec<u8>, E> {}
+                ),
+                "cannot be generic",
+            ),
+            (
+                quote!(),
+                quote!(
+                    fn f() -> Result<Vec<u8>, E> {}
+                ),
+                "exactly one parameter",
+            ),
+            (
+                quote!(),
+                quote!(
+                    fn f(a: &[u8], b: u8) -> Result<Vec<u8>, E> {}
+                ),
+                "exactly one parameter",
+            ),
+            (
+                quote!(),
+                quote!(
+                    fn f(i: Vec<u8>) -> Result<Vec<u8>, E> {}
+                ),
+                "must be `&[u8]`",
+            ),
+            (
+                quote!(),
+                quote!(
+                    fn f(i: &mut [u8]) -> Result<Vec<u8>, E> {}
+                ),
+                "must be `&[u8]`",
+            ),
+            (
+                quote!(),
+                quote!(
+                    fn f(i: &[u8]) {}
+                ),
+                "returns `Result<Vec<u8>, E>`",
+            ),
+            (
+                quote!(),
+                quote!(
+                    fn f(i: &[u8]) -> Vec<u8> {}
+                ),
+                "returns `Result<Vec<u8>, E>`",
+            ),
+            (
+                quote!(),
+                quote!(
+                    fn rime_invoke(i: &[u8]) -> Result<Vec<u8>, E> {}
+                ),
+                "name the function differently",
+            ),
         ];
         for (attr, item, expected) in cases {
             let msg = error_of(attr.clone(), item.clone());
-            assert!(msg.contains(expected), "{item}: got {msg:?}, want {expected:?}");
+            assert!(
+                msg.contains(expected),
+                "{item}: got {msg:?}, want {expected:?}"
+            );
         }
     }
 }

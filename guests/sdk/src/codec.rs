@@ -30,7 +30,9 @@ pub enum Record {
 pub struct Malformed;
 
 fn read_u32(buf: &[u8], at: usize) -> Result<u32, Malformed> {
-    let bytes = buf.get(at..at.checked_add(4).ok_or(Malformed)?).ok_or(Malformed)?;
+    let bytes = buf
+        .get(at..at.checked_add(4).ok_or(Malformed)?)
+        .ok_or(Malformed)?;
     let mut word = [0u8; 4];
     word.copy_from_slice(bytes);
     Ok(u32::from_le_bytes(word))
@@ -53,7 +55,13 @@ pub fn decode(buf: &[u8], at: usize) -> Result<(Record, usize), Malformed> {
     if next > buf.len() {
         return Err(Malformed);
     }
-    Ok((Record::Entry { key: key_at..value_at, value: value_at..next }, next))
+    Ok((
+        Record::Entry {
+            key: key_at..value_at,
+            value: value_at..next,
+        },
+        next,
+    ))
 }
 
 /// Bytes an entry record for `key` and `value` takes.
@@ -76,7 +84,8 @@ pub fn encode_entry(buf: &mut [u8], key: &[u8], value: &[u8]) -> Option<usize> {
 
 /// Writes the end record at the start of `buf`; `None` if it does not fit.
 pub fn encode_end(buf: &mut [u8]) -> Option<usize> {
-    buf.get_mut(..SCAN_END_LEN)?.copy_from_slice(&SCAN_END.to_le_bytes());
+    buf.get_mut(..SCAN_END_LEN)?
+        .copy_from_slice(&SCAN_END.to_le_bytes());
     Some(SCAN_END_LEN)
 }
 
@@ -99,7 +108,10 @@ mod tests {
     fn entry_layout_is_byte_exact() {
         let mut buf = [0u8; 16];
         assert_eq!(encode_entry(&mut buf, b"ab", b"xyz"), Some(13));
-        assert_eq!(&buf[..13], &[2, 0, 0, 0, 3, 0, 0, 0, b'a', b'b', b'x', b'y', b'z']);
+        assert_eq!(
+            &buf[..13],
+            &[2, 0, 0, 0, 3, 0, 0, 0, b'a', b'b', b'x', b'y', b'z']
+        );
         let mut end = [0u8; 4];
         assert_eq!(encode_end(&mut end), Some(4));
         assert_eq!(end, [0xFF; 4]);
@@ -114,9 +126,21 @@ mod tests {
         let buf = &buf[..at];
 
         let (r, next) = decode(buf, 0).unwrap();
-        assert_eq!(r, Record::Entry { key: 8..10, value: 10..10 });
+        assert_eq!(
+            r,
+            Record::Entry {
+                key: 8..10,
+                value: 10..10
+            }
+        );
         let (r, next) = decode(buf, next).unwrap();
-        assert_eq!(r, Record::Entry { key: 18..18, value: 18..19 });
+        assert_eq!(
+            r,
+            Record::Entry {
+                key: 18..18,
+                value: 18..19
+            }
+        );
         assert_eq!(decode(buf, next), Ok((Record::End, at)));
     }
 

@@ -91,7 +91,10 @@ mod tests {
     #[test]
     fn every_known_code_round_trips() {
         for code in abi::ERR_WRITE_SET_FULL..=abi::ERR_NOT_FOUND {
-            assert!(!matches!(Error::from_code(code), Error::Unknown(_)), "{code}");
+            assert!(
+                !matches!(Error::from_code(code), Error::Unknown(_)),
+                "{code}"
+            );
         }
         assert_eq!(Error::from_code(-99), Error::Unknown(-99));
         assert_eq!(Error::check(0), Ok(()));

@@ -64,7 +64,10 @@ pub(crate) struct StackText<const N: usize> {
 
 impl<const N: usize> StackText<N> {
     pub(crate) const fn new() -> Self {
-        StackText { bytes: [0; N], len: 0 }
+        StackText {
+            bytes: [0; N],
+            len: 0,
+        }
     }
 
     pub(crate) fn as_bytes(&self) -> &[u8] {

@@ -34,7 +34,7 @@ pub mod mock;
 mod namespace;
 mod scan;
 mod sys;
-#[cfg(test)]
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests;
 
 pub use abi::Level;
@@ -42,7 +42,7 @@ pub use error::Error;
 pub use io::{input, log, log_fmt, output};
 pub use namespace::{Fetched, Namespace};
 pub use rime_sdk_macros::faaslet;
-pub use scan::{Scan, SCAN_FIRST_BUFFER};
+pub use scan::{EntryRef, Scan, SCAN_FIRST_BUFFER};
 
 // Re-exported so faaslets can say `rime_sdk::Vec` in a `no_std` crate.
 pub use alloc::{format, string::String, string::ToString, vec, vec::Vec};
@@ -60,6 +60,18 @@ macro_rules! log {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::io::run;
+
+    /// Body of the panic handler that [`panic_handler!`](crate::panic_handler)
+    /// defines: logs without allocating (the heap may be what ran out), then
+    /// traps.
+    #[cfg(target_arch = "wasm32")]
+    pub fn on_panic(info: &core::panic::PanicInfo<'_>) -> ! {
+        crate::log_fmt(
+            crate::Level::Error,
+            format_args!("faaslet panicked: {info}"),
+        );
+        core::arch::wasm32::unreachable()
+    }
 }
 
 /// dlmalloc: the allocator Rust's own std uses on wasm32. It is small
@@ -70,11 +82,29 @@ pub mod __private {
 #[global_allocator]
 static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
 
-/// Logs the panic at error level (without allocating: the heap may be what
-/// ran out) and traps, so the invocation commits nothing.
-#[cfg(all(target_arch = "wasm32", feature = "panic-handler"))]
-#[panic_handler]
-fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
-    log_fmt(Level::Error, format_args!("faaslet panicked: {info}"));
-    core::arch::wasm32::unreachable()
+/// Defines the crate's `#[panic_handler]`: log the message, then trap, so
+/// the invocation commits nothing. `#[faaslet]` invokes this; a guest that
+/// writes its export by hand invokes it once at its crate root.
+///
+/// It expands in the guest crate rather than living in the SDK so that it
+/// can step aside (`not(test)`) when that crate's tests link `std`, which
+/// brings its own handler. Without the default `panic-handler` feature it
+/// expands to nothing and the guest supplies its own.
+#[cfg(feature = "panic-handler")]
+#[macro_export]
+macro_rules! panic_handler {
+    () => {
+        #[cfg(all(target_arch = "wasm32", not(test)))]
+        #[panic_handler]
+        fn __rime_panic(info: &::core::panic::PanicInfo<'_>) -> ! {
+            $crate::__private::on_panic(info)
+        }
+    };
+}
+
+/// Without the `panic-handler` feature: the guest supplies its own.
+#[cfg(not(feature = "panic-handler"))]
+#[macro_export]
+macro_rules! panic_handler {
+    () => {};
 }

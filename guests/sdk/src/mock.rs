@@ -86,13 +86,21 @@ pub fn invoke_with(input: &[u8], entry: impl FnOnce() -> i32) -> Outcome {
         if code != RESULT_OK {
             h.stores = snapshot;
         }
-        Outcome { code, output: core::mem::take(&mut h.output) }
+        Outcome {
+            code,
+            output: core::mem::take(&mut h.output),
+        }
     })
 }
 
 /// Writes directly to a namespace's committed state.
 pub fn store(ns: &str, key: &[u8], value: &[u8]) {
-    with(|h| h.stores.entry(ns.to_string()).or_default().insert(key.to_vec(), value.to_vec()));
+    with(|h| {
+        h.stores
+            .entry(ns.to_string())
+            .or_default()
+            .insert(key.to_vec(), value.to_vec())
+    });
 }
 
 /// Reads a namespace's committed state directly.
@@ -107,7 +115,9 @@ pub fn take_logs() -> Vec<(Level, String)> {
 
 fn valid_namespace_name(name: &[u8]) -> bool {
     (1..=MAX_NAMESPACE_LEN).contains(&name.len())
-        && name.iter().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'.' | b'-'))
+        && name
+            .iter()
+            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'.' | b'-'))
 }
 
 /// Copies `src` to `dst` if it fits (else nothing); returns `src.len()`.
@@ -121,7 +131,10 @@ fn copy_if_fits(src: &[u8], dst: &mut [u8]) -> i32 {
 impl Host {
     /// The store behind `ns`, if open (and writable when `write`).
     fn store(&mut self, ns: i32, write: bool) -> Result<&mut Store, i32> {
-        let (name, writable) = usize::try_from(ns).ok().and_then(|i| self.handles.get(i)).ok_or(ERR_BAD_HANDLE)?;
+        let (name, writable) = usize::try_from(ns)
+            .ok()
+            .and_then(|i| self.handles.get(i))
+            .ok_or(ERR_BAD_HANDLE)?;
         if write && !writable {
             return Err(ERR_DENIED);
         }
@@ -130,11 +143,19 @@ impl Host {
 }
 
 fn key_ok(key: &[u8]) -> Result<(), i32> {
-    if key.len() > MAX_KEY_LEN { Err(ERR_KEY_TOO_LARGE) } else { Ok(()) }
+    if key.len() > MAX_KEY_LEN {
+        Err(ERR_KEY_TOO_LARGE)
+    } else {
+        Ok(())
+    }
 }
 
 fn value_ok(value: &[u8]) -> Result<(), i32> {
-    if value.len() > MAX_VALUE_LEN { Err(ERR_VALUE_TOO_LARGE) } else { Ok(()) }
+    if value.len() > MAX_VALUE_LEN {
+        Err(ERR_VALUE_TOO_LARGE)
+    } else {
+        Ok(())
+    }
 }
 
 fn code(r: Result<i32, i32>) -> i32 {
@@ -166,7 +187,9 @@ pub(crate) mod calls {
             if let Some(i) = h.handles.iter().position(|(n, _)| *n == name) {
                 return i as i32;
             }
-            let Some(&writable) = h.grants.get(&name) else { return ERR_DENIED };
+            let Some(&writable) = h.grants.get(&name) else {
+                return ERR_DENIED;
+            };
             if h.handles.len() >= MAX_OPEN_NAMESPACES {
                 return ERR_LIMIT;
             }
@@ -179,7 +202,10 @@ pub(crate) mod calls {
         code(with(|h| {
             let store = h.store(ns, false)?;
             key_ok(key)?;
-            store.get(key).map(|v| copy_if_fits(v, buf)).ok_or(ERR_NOT_FOUND)
+            store
+                .get(key)
+                .map(|v| copy_if_fits(v, buf))
+                .ok_or(ERR_NOT_FOUND)
         }))
     }
 
@@ -244,7 +270,11 @@ pub(crate) mod calls {
             let lo_excl = flags & SCAN_LO_EXCLUSIVE != 0;
             let hi_incl = flags & SCAN_HI_INCLUSIVE != 0;
             let empty = hi.is_some_and(|hi| lo > hi || (lo == hi && (lo_excl || !hi_incl)));
-            let lo_bound = if lo_excl { Bound::Excluded(lo) } else { Bound::Included(lo) };
+            let lo_bound = if lo_excl {
+                Bound::Excluded(lo)
+            } else {
+                Bound::Included(lo)
+            };
             let hi_bound = match hi {
                 None => Bound::Unbounded,
                 Some(k) if hi_incl => Bound::Included(k),
@@ -278,6 +308,9 @@ pub(crate) mod calls {
             _ => Level::Trace,
         };
         let msg = &msg[..msg.len().min(MAX_LOG_LEN)];
-        with(|h| h.logs.push((level, String::from_utf8_lossy(msg).into_owned())));
+        with(|h| {
+            h.logs
+                .push((level, String::from_utf8_lossy(msg).into_owned()))
+        });
     }
 }

@@ -78,7 +78,11 @@ impl Namespace {
         }
         Error::check(code)?;
         let n = code as usize; // non-negative i32: lossless
-        Ok(if n <= buf.len() { Fetched::Copied(n) } else { Fetched::BufferTooSmall { needed: n } })
+        Ok(if n <= buf.len() {
+            Fetched::Copied(n)
+        } else {
+            Fetched::BufferTooSmall { needed: n }
+        })
     }
 
     /// The value of `key`, or `None` if absent.
@@ -125,7 +129,12 @@ impl Namespace {
 
     /// Compare-and-swap: if the current value equals `expected` (`None`:
     /// absent), sets it to `new` (`None`: delete). Returns whether it swapped.
-    pub fn cas(self, key: &[u8], expected: Option<&[u8]>, new: Option<&[u8]>) -> Result<bool, Error> {
+    pub fn cas(
+        self,
+        key: &[u8],
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+    ) -> Result<bool, Error> {
         check_key(key)?;
         if let Some(v) = new {
             check_value(v)?;

@@ -14,6 +14,12 @@ use core::ops::{Bound, Range};
 /// small next to a faaslet's memory. Grows to fit an entry that is larger.
 pub const SCAN_FIRST_BUFFER: usize = 16 << 10;
 
+/// An entry borrowed from the scan buffer: `(key, value)`.
+pub type EntryRef<'a> = (&'a [u8], &'a [u8]);
+
+/// Where an entry's key and value lie in the scan buffer.
+type EntrySpans = (Range<usize>, Range<usize>);
+
 /// Entries of a key range, ascending. Use [`Scan::next_entry`] to borrow
 /// entries straight from the buffer the host filled (no copies), or iterate
 /// to get owned `(key, value)` pairs.
@@ -55,7 +61,9 @@ impl Scan {
             Bound::Excluded(k) => Some(k.to_vec()),
             Bound::Unbounded => None,
         };
-        let pending = check_key(&lo).and_then(|()| hi.as_deref().map_or(Ok(()), check_key)).err();
+        let pending = check_key(&lo)
+            .and_then(|()| hi.as_deref().map_or(Ok(()), check_key))
+            .err();
         Scan {
             ns,
             lo,
@@ -78,7 +86,7 @@ impl Scan {
     }
 
     /// The next entry as `(key, value)` borrowed from the scan buffer.
-    pub fn next_entry(&mut self) -> Option<Result<(&[u8], &[u8]), Error>> {
+    pub fn next_entry(&mut self) -> Option<Result<EntryRef<'_>, Error>> {
         match self.advance() {
             // The ranges come from `codec::decode` over `buf[..filled]`, so
             // they are in bounds and indexing cannot panic.
@@ -91,14 +99,14 @@ impl Scan {
         }
     }
 
-    fn advance(&mut self) -> Result<Option<(Range<usize>, Range<usize>)>, Error> {
+    fn advance(&mut self) -> Result<Option<EntrySpans>, Error> {
         if let Some(e) = self.pending.take() {
             return Err(e);
         }
         while !self.done {
             if self.pos < self.filled {
-                let (record, next) =
-                    codec::decode(&self.buf[..self.filled], self.pos).map_err(|_| Error::Protocol)?;
+                let (record, next) = codec::decode(&self.buf[..self.filled], self.pos)
+                    .map_err(|_| Error::Protocol)?;
                 self.pos = next;
                 match record {
                     Record::End => self.done = true,
@@ -125,7 +133,13 @@ impl Scan {
         // A too-small buffer is answered with the size needed; reads are
         // repeatable, so the second call fits.
         for _ in 0..2 {
-            let code = sys::scan(self.ns.handle(), &self.lo, self.hi.as_deref(), self.flags, &mut self.buf);
+            let code = sys::scan(
+                self.ns.handle(),
+                &self.lo,
+                self.hi.as_deref(),
+                self.flags,
+                &mut self.buf,
+            );
             Error::check(code)?;
             let n = code as usize; // non-negative i32: lossless
             if n == 0 {
@@ -146,7 +160,8 @@ impl Iterator for Scan {
     type Item = Result<(Vec<u8>, Vec<u8>), Error>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        self.next_entry().map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())))
+        self.next_entry()
+            .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())))
     }
 }
 

@@ -92,12 +92,28 @@ mod wasm {
     pub(crate) fn get(ns: i32, key: &[u8], buf: &mut [u8]) -> i32 {
         // SAFETY: `key` is read-only and `buf` exclusively borrowed for the
         // call; the host writes at most `buf.len()` bytes, only into `buf`.
-        unsafe { rime_get(ns, key.as_ptr(), len(key.len()), buf.as_mut_ptr(), len(buf.len())) }
+        unsafe {
+            rime_get(
+                ns,
+                key.as_ptr(),
+                len(key.len()),
+                buf.as_mut_ptr(),
+                len(buf.len()),
+            )
+        }
     }
 
     pub(crate) fn put(ns: i32, key: &[u8], val: &[u8]) -> i32 {
         // SAFETY: both slices are live ranges the host only reads during the call.
-        unsafe { rime_put(ns, key.as_ptr(), len(key.len()), val.as_ptr(), len(val.len())) }
+        unsafe {
+            rime_put(
+                ns,
+                key.as_ptr(),
+                len(key.len()),
+                val.as_ptr(),
+                len(val.len()),
+            )
+        }
     }
 
     pub(crate) fn delete(ns: i32, key: &[u8]) -> i32 {
@@ -116,7 +132,17 @@ mod wasm {
         let (new_ptr, new_len) = opt(new);
         // SAFETY: all present slices are live ranges the host only reads; for
         // absent ones the length is NONE and the host ignores the pointer.
-        unsafe { rime_cas(ns, key.as_ptr(), len(key.len()), exp_ptr, exp_len, new_ptr, new_len) }
+        unsafe {
+            rime_cas(
+                ns,
+                key.as_ptr(),
+                len(key.len()),
+                exp_ptr,
+                exp_len,
+                new_ptr,
+                new_len,
+            )
+        }
     }
 
     pub(crate) fn scan(ns: i32, lo: &[u8], hi: Option<&[u8]>, flags: u32, buf: &mut [u8]) -> i32 {
@@ -124,7 +150,18 @@ mod wasm {
         let (buf_ptr, cap) = (buf.as_mut_ptr(), len(buf.len()));
         // SAFETY: the bounds are read-only live ranges (or NONE); `buf` is
         // exclusively borrowed and the host writes at most `cap` bytes into it.
-        unsafe { rime_scan(ns, lo.as_ptr(), len(lo.len()), hi_ptr, hi_len, flags, buf_ptr, cap) }
+        unsafe {
+            rime_scan(
+                ns,
+                lo.as_ptr(),
+                len(lo.len()),
+                hi_ptr,
+                hi_len,
+                flags,
+                buf_ptr,
+                cap,
+            )
+        }
     }
 
     pub(crate) fn log(level: i32, msg: &[u8]) {

@@ -32,7 +32,10 @@ fn get_put_delete_and_large_values() {
         assert_eq!(OWN.get(b"big")?, Some(big.clone()));
         assert_eq!(OWN.get(b"empty")?, Some(Vec::new()));
         let mut small = [0u8; 4];
-        assert_eq!(OWN.get_into(b"big", &mut small)?, Fetched::BufferTooSmall { needed: 1000 });
+        assert_eq!(
+            OWN.get_into(b"big", &mut small)?,
+            Fetched::BufferTooSmall { needed: 1000 }
+        );
         assert_eq!(small, [0; 4], "nothing copied when short");
         assert_eq!(OWN.get_into(b"nope", &mut small)?, Fetched::Absent);
         OWN.delete(b"k")?;
@@ -52,7 +55,10 @@ fn limits_are_checked_before_calling() {
         let mut scan = OWN.scan(Bound::Included(&long_key), Bound::Unbounded);
         assert_eq!(scan.next(), Some(Err(Error::KeyTooLarge)));
         assert_eq!(scan.next(), None, "fused after an error");
-        assert_eq!(crate::output(&vec![0; abi::MAX_OUTPUT_LEN + 1]), Err(Error::OutputTooLarge));
+        assert_eq!(
+            crate::output(&vec![0; abi::MAX_OUTPUT_LEN + 1]),
+            Err(Error::OutputTooLarge)
+        );
         Ok(())
     });
 }
@@ -68,7 +74,11 @@ fn add_semantics() {
         assert_eq!(OWN.add(b"s", 1), Err(Error::NotI64));
         OWN.put(b"m", &i64::MAX.to_le_bytes())?;
         assert_eq!(OWN.add(b"m", 1), Err(Error::Overflow));
-        assert_eq!(OWN.get(b"m")?, Some(i64::MAX.to_le_bytes().to_vec()), "unchanged");
+        assert_eq!(
+            OWN.get(b"m")?,
+            Some(i64::MAX.to_le_bytes().to_vec()),
+            "unchanged"
+        );
         Ok(())
     });
 }
@@ -77,8 +87,14 @@ fn add_semantics() {
 fn cas_semantics() {
     mock::reset();
     txn(|| {
-        assert!(OWN.cas(b"k", None, Some(b"1"))?, "expected absent, is absent");
-        assert!(!OWN.cas(b"k", None, Some(b"2"))?, "expected absent, is present");
+        assert!(
+            OWN.cas(b"k", None, Some(b"1"))?,
+            "expected absent, is absent"
+        );
+        assert!(
+            !OWN.cas(b"k", None, Some(b"2"))?,
+            "expected absent, is present"
+        );
         assert!(!OWN.cas(b"k", Some(b"0"), Some(b"2"))?);
         assert!(OWN.cas(b"k", Some(b"1"), Some(b"2"))?);
         assert!(OWN.cas(b"k", Some(b"2"), None)?, "delete on success");
@@ -96,13 +112,30 @@ fn scan_resumes_across_small_buffers_and_grows_for_big_entries() {
     }
     txn(|| {
         // 24 bytes hold one or two small entries per call; entry 30 needs 310.
-        let all: Vec<_> = OWN.scan(Bound::Unbounded, Bound::Unbounded).with_buffer_capacity(24).collect();
+        let all: Vec<_> = OWN
+            .scan(Bound::Unbounded, Bound::Unbounded)
+            .with_buffer_capacity(24)
+            .collect();
         assert_eq!(all.len(), 50);
-        assert!(all.windows(2).all(|w| w[0].as_ref().unwrap().0 < w[1].as_ref().unwrap().0), "ascending");
-        let entry30 = all.iter().find(|r| r.as_ref().unwrap().0 == b"30").unwrap().as_ref().unwrap();
+        assert!(
+            all.windows(2)
+                .all(|w| w[0].as_ref().unwrap().0 < w[1].as_ref().unwrap().0),
+            "ascending"
+        );
+        let entry30 = all
+            .iter()
+            .find(|r| r.as_ref().unwrap().0 == b"30")
+            .unwrap()
+            .as_ref()
+            .unwrap();
         assert_eq!(entry30.1.len(), 300);
         // Zero-capacity buffers work too: every call announces what it needs.
-        assert_eq!(OWN.scan(Bound::Unbounded, Bound::Unbounded).with_buffer_capacity(0).count(), 50);
+        assert_eq!(
+            OWN.scan(Bound::Unbounded, Bound::Unbounded)
+                .with_buffer_capacity(0)
+                .count(),
+            50
+        );
         Ok(())
     });
 }
@@ -116,10 +149,22 @@ fn scan_bounds_and_read_your_writes() {
         }
         OWN.delete(b"c")?;
         let range = |lo, hi| keys(OWN.scan(lo, hi));
-        assert_eq!(range(Bound::Included(&b"b"[..]), Bound::Excluded(&b"d"[..])), [b"b"]);
-        assert_eq!(range(Bound::Excluded(&b"a"[..]), Bound::Included(&b"d"[..])), [b"b", b"d"]);
-        assert_eq!(range(Bound::Included(&b"b"[..]), Bound::Excluded(&b"b"[..])), Vec::<Vec<u8>>::new());
-        assert_eq!(range(Bound::Included(&b"d"[..]), Bound::Excluded(&b"a"[..])), Vec::<Vec<u8>>::new());
+        assert_eq!(
+            range(Bound::Included(&b"b"[..]), Bound::Excluded(&b"d"[..])),
+            [b"b"]
+        );
+        assert_eq!(
+            range(Bound::Excluded(&b"a"[..]), Bound::Included(&b"d"[..])),
+            [b"b", b"d"]
+        );
+        assert_eq!(
+            range(Bound::Included(&b"b"[..]), Bound::Excluded(&b"b"[..])),
+            Vec::<Vec<u8>>::new()
+        );
+        assert_eq!(
+            range(Bound::Included(&b"d"[..]), Bound::Excluded(&b"a"[..])),
+            Vec::<Vec<u8>>::new()
+        );
         assert_eq!(keys(OWN.scan_prefix(b"")).len(), 3);
         let mut scan = OWN.scan_prefix(b"a");
         assert_eq!(scan.next_entry(), Some(Ok((&b"a"[..], &b"a"[..]))));
@@ -142,9 +187,15 @@ fn errors_commit_nothing_and_become_the_output() {
     assert_eq!(outcome.text(), "insufficient funds");
     assert_eq!(mock::load(mock::OWN_NAME, b"k"), None);
 
-    let outcome = mock::invoke_with(b"", || crate::io::run(|_| Ok::<_, Error>(vec![0; abi::MAX_OUTPUT_LEN + 1])));
+    let outcome = mock::invoke_with(b"", || {
+        crate::io::run(|_| Ok::<_, Error>(vec![0; abi::MAX_OUTPUT_LEN + 1]))
+    });
     assert_eq!(outcome.code, abi::RESULT_ERROR);
-    assert!(outcome.text().contains("output longer than"), "{}", outcome.text());
+    assert!(
+        outcome.text().contains("output longer than"),
+        "{}",
+        outcome.text()
+    );
 }
 
 #[test]
@@ -160,7 +211,11 @@ fn namespaces_follow_grants() {
         shared.put(b"k", b"v")?;
         let config = Namespace::open("config")?;
         assert_eq!(config.get(b"rate")?.as_deref(), Some(&b"5"[..]));
-        assert_eq!(config.put(b"rate", b"6"), Err(Error::Denied), "read-only grant");
+        assert_eq!(
+            config.put(b"rate", b"6"),
+            Err(Error::Denied),
+            "read-only grant"
+        );
         assert_eq!(Namespace::open("secret"), Err(Error::Denied));
         assert_eq!(Namespace::open("Bad Name"), Err(Error::Invalid));
         assert_eq!(Namespace::open(""), Err(Error::Invalid));

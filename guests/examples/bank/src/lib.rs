@@ -32,7 +32,11 @@ enum BankError {
     SameAccount,
     NoAccount(String),
     Exists(String),
-    Overdraft { account: String, balance: i64, amount: i64 },
+    Overdraft {
+        account: String,
+        balance: i64,
+        amount: i64,
+    },
     Overflow,
     Corrupt,
     Host(rime_sdk::Error),
@@ -47,14 +51,27 @@ impl From<rime_sdk::Error> for BankError {
 impl fmt::Display for BankError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            BankError::Usage => f.write_str("usage: open <acct> <n> | transfer <from> <to> <n> | balance <acct> | total"),
-            BankError::BadName => write!(f, "account names are 1..={MAX_NAME_LEN} of [A-Za-z0-9_-]"),
-            BankError::BadAmount => f.write_str("amount must be a non-negative integer (transfers: positive)"),
+            BankError::Usage => f.write_str(
+                "usage: open <acct> <n> | transfer <from> <to> <n> | balance <acct> | total",
+            ),
+            BankError::BadName => {
+                write!(f, "account names are 1..={MAX_NAME_LEN} of [A-Za-z0-9_-]")
+            }
+            BankError::BadAmount => {
+                f.write_str("amount must be a non-negative integer (transfers: positive)")
+            }
             BankError::SameAccount => f.write_str("cannot transfer to the same account"),
             BankError::NoAccount(a) => write!(f, "no account {a}"),
             BankError::Exists(a) => write!(f, "account {a} already exists"),
-            BankError::Overdraft { account, balance, amount } => {
-                write!(f, "overdraft: {account} has {balance}, cannot send {amount}")
+            BankError::Overdraft {
+                account,
+                balance,
+                amount,
+            } => {
+                write!(
+                    f,
+                    "overdraft: {account} has {balance}, cannot send {amount}"
+                )
             }
             BankError::Overflow => f.write_str("balance would overflow"),
             BankError::Corrupt => f.write_str("an account balance is not an 8-byte i64"),
@@ -72,11 +89,17 @@ fn account_key(name: &str) -> Result<Vec<u8>, BankError> {
 }
 
 fn amount(text: &str) -> Result<i64, BankError> {
-    text.parse::<i64>().ok().filter(|&n| n >= 0).ok_or(BankError::BadAmount)
+    text.parse::<i64>()
+        .ok()
+        .filter(|&n| n >= 0)
+        .ok_or(BankError::BadAmount)
 }
 
 fn decode(value: &[u8]) -> Result<i64, BankError> {
-    value.try_into().map(i64::from_le_bytes).map_err(|_| BankError::Corrupt)
+    value
+        .try_into()
+        .map(i64::from_le_bytes)
+        .map_err(|_| BankError::Corrupt)
 }
 
 fn balance(name: &str) -> Result<i64, BankError> {
@@ -94,7 +117,11 @@ fn set_balance(name: &str, value: i64) -> Result<(), BankError> {
 
 fn open(name: &str, initial: i64) -> Result<String, BankError> {
     let created = Namespace::OWN.cas(&account_key(name)?, None, Some(&initial.to_le_bytes()))?;
-    if created { Ok("ok".to_string()) } else { Err(BankError::Exists(name.to_string())) }
+    if created {
+        Ok("ok".to_string())
+    } else {
+        Err(BankError::Exists(name.to_string()))
+    }
 }
 
 fn transfer(from: &str, to: &str, amount: i64) -> Result<String, BankError> {
@@ -106,7 +133,11 @@ fn transfer(from: &str, to: &str, amount: i64) -> Result<String, BankError> {
     }
     let (from_balance, to_balance) = (balance(from)?, balance(to)?);
     if from_balance < amount {
-        return Err(BankError::Overdraft { account: from.to_string(), balance: from_balance, amount });
+        return Err(BankError::Overdraft {
+            account: from.to_string(),
+            balance: from_balance,
+            amount,
+        });
     }
     let from_after = from_balance - amount; // cannot underflow: checked above
     let to_after = to_balance.checked_add(amount).ok_or(BankError::Overflow)?;
@@ -139,7 +170,8 @@ fn bank(input: &[u8]) -> Result<Vec<u8>, BankError> {
     Ok(reply.into_bytes())
 }
 
-#[cfg(test)]
+// The mock host serves the SDK's calls on native targets only.
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use rime_sdk::{abi::RESULT_ERROR, mock};
 
@@ -154,13 +186,20 @@ mod tests {
         assert_eq!(run("open bob 5"), "ok");
         assert_eq!(run("open bob 7"), "account bob already exists");
         assert_eq!(run("transfer alice bob 30"), "70 35");
-        assert_eq!(run("transfer bob alice 36"), "overdraft: bob has 35, cannot send 36");
+        assert_eq!(
+            run("transfer bob alice 36"),
+            "overdraft: bob has 35, cannot send 36"
+        );
         assert_eq!(run("transfer bob carol 1"), "no account carol");
         assert_eq!(run("balance bob"), "35");
         assert_eq!(run("total"), "105");
         let refused = mock::invoke(b"transfer alice bob 71", super::rime_invoke);
         assert_eq!(refused.code, RESULT_ERROR);
-        assert_eq!(run("balance alice"), "70", "a refused transfer commits nothing");
+        assert_eq!(
+            run("balance alice"),
+            "70",
+            "a refused transfer commits nothing"
+        );
         assert!(run("withdraw all").starts_with("usage"));
         assert!(run("open bad/name 1").starts_with("account names"));
         assert!(run("open dave -1").starts_with("amount must be"));

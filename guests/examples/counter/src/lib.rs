@@ -33,7 +33,8 @@ fn counter(input: &[u8]) -> Result<Vec<u8>, Error> {
     Ok(value.to_string().into_bytes())
 }
 
-#[cfg(test)]
+// The mock host serves the SDK's calls on native targets only.
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use rime_sdk::mock;
 
@@ -50,7 +51,13 @@ mod tests {
 
         mock::grant("stats", true);
         assert_eq!(mock::invoke(b"stats:hits", super::rime_invoke).text(), "1");
-        assert_eq!(mock::load("stats", b"hits"), Some(1i64.to_le_bytes().to_vec()));
-        assert_eq!(mock::invoke(b"secret:hits", super::rime_invoke).text(), "namespace access denied");
+        assert_eq!(
+            mock::load("stats", b"hits"),
+            Some(1i64.to_le_bytes().to_vec())
+        );
+        assert_eq!(
+            mock::invoke(b"secret:hits", super::rime_invoke).text(),
+            "namespace access denied"
+        );
     }
 }

@@ -50,7 +50,15 @@ fn wild_pointer() -> String {
     // SAFETY: deliberately unsound. The range is outside linear memory and
     // the host must trap before touching it; if a broken host wrapped the
     // end around 4 GiB, the damage stays inside this sandboxed instance.
-    let code = unsafe { raw::get(0, MARKER.as_ptr(), MARKER.len() as u32, WILD_PTR as *mut u8, WILD_LEN) };
+    let code = unsafe {
+        raw::get(
+            0,
+            MARKER.as_ptr(),
+            MARKER.len() as u32,
+            WILD_PTR as *mut u8,
+            WILD_LEN,
+        )
+    };
     rime_sdk::format!("host returned {code} instead of trapping")
 }
 
@@ -106,7 +114,9 @@ fn recurse(depth: u64) -> u64 {
 
 #[faaslet]
 fn hostile(input: &[u8]) -> Result<Vec<u8>, String> {
-    Namespace::OWN.put(MARKER, b"1").map_err(|e| e.to_string())?;
+    Namespace::OWN
+        .put(MARKER, b"1")
+        .map_err(|e| e.to_string())?;
     let outcome = match input {
         b"loop" => spin(),
         b"wild-pointer" => wild_pointer(),
@@ -122,7 +132,8 @@ fn hostile(input: &[u8]) -> Result<Vec<u8>, String> {
     Err(outcome)
 }
 
-#[cfg(test)]
+// The mock host serves the SDK's calls on native targets only.
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::MARKER;
     use rime_sdk::{abi::RESULT_ERROR, mock};
@@ -133,7 +144,10 @@ mod tests {
         for case in [&b"huge-output"[..], b"no-such-case"] {
             let outcome = mock::invoke(case, super::rime_invoke);
             assert_eq!(outcome.code, RESULT_ERROR);
-            assert!(outcome.output.len() < 200, "an error message, not the 2 MiB");
+            assert!(
+                outcome.output.len() < 200,
+                "an error message, not the 2 MiB"
+            );
             assert_eq!(mock::load(mock::OWN_NAME, MARKER), None);
         }
     }

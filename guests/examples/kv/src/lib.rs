@@ -126,7 +126,9 @@ fn kv(input: &[u8]) -> Result<Vec<u8>, KvError> {
                 let mut count = 0u32;
                 let mut scan = ns.scan(Bound::Included(start), Bound::Unbounded);
                 while count < limit {
-                    let Some(entry) = scan.next_entry() else { break };
+                    let Some(entry) = scan.next_entry() else {
+                        break;
+                    };
                     let (key, value) = entry?;
                     push_key(&mut out, key);
                     push_value(&mut out, value);
@@ -140,7 +142,8 @@ fn kv(input: &[u8]) -> Result<Vec<u8>, KvError> {
     Ok(out)
 }
 
-#[cfg(test)]
+// The mock host serves the SDK's calls on native targets only.
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
     use rime_sdk::mock;
