@@ -156,12 +156,6 @@ impl WalReader {
         })
     }
 
-    /// Reads from the oldest record still kept.
-    pub fn open_from_oldest(wal_dir: &Path, opts: &WalOptions) -> Result<WalReader, WalError> {
-        let oldest = segment::list(wal_dir)?.first().map_or(FIRST_LSN, |s| s.start);
-        Self::open(wal_dir, oldest, opts)
-    }
-
     /// Where the log ended, once the iterator has returned `None`.
     pub fn end(&self) -> Option<&LogEnd> {
         match &self.phase {

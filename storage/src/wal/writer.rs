@@ -28,7 +28,8 @@
 //! If a write or `fdatasync` fails, the kernel may have dropped the dirty
 //! pages and cleared the error (the "fsyncgate" lesson): retrying could
 //! report success for data that is gone. So the first failure poisons the
-//! log; that call and every later one return [`WalError::Poisoned`]. The
+//! log; that call and every later one return [`WalError::Poisoned`] (even
+//! waits for LSNs that were durable before: a poisoned log answers nothing). The
 //! process must reopen the directory, which recovers from what is really on
 //! disk.
 
@@ -37,7 +38,7 @@ use super::record::Record;
 use super::segment::{self, Segment};
 use super::{block_ceil, block_floor, Durability, Lsn, WalOptions};
 use crate::error::WalError;
-use crate::sync::{lock, AtomicU64, Condvar, Mutex, MutexGuard, Ordering};
+use crate::sync::{lock, AtomicBool, AtomicU64, Condvar, Mutex, MutexGuard, Ordering};
 use rime_bufmgr::io::{AlignedBuf, WriteOp, BLOCK_SIZE};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -67,6 +68,8 @@ pub struct Wal {
     gather_cv: Condvar,
     /// Mirror of `State::durable`, for lock-free reads.
     durable: AtomicU64,
+    /// Mirror of `State::poisoned.is_some()`, for the lock-free fast path.
+    poisoned: AtomicBool,
     /// The leader's aligned staging buffer; only the leader locks it.
     scratch: Mutex<AlignedBuf>,
 }
@@ -177,6 +180,7 @@ impl Wal {
             durable_cv: Condvar::new(),
             gather_cv: Condvar::new(),
             durable: AtomicU64::new(end.0),
+            poisoned: AtomicBool::new(false),
             scratch: Mutex::new(AlignedBuf::zeroed(BLOCK_SIZE)),
         })
     }
@@ -297,8 +301,9 @@ impl Wal {
     }
 
     fn wait_until(&self, lsn: Lsn, gather: Option<Duration>) -> Result<(), WalError> {
-        // Fast path: already durable, no lock.
-        if self.durable.load(Ordering::Acquire) > lsn.0 {
+        // Fast path: already durable, no lock. Poison is sticky even for
+        // LSNs that were durable before it: a poisoned log answers nothing.
+        if self.durable.load(Ordering::Acquire) > lsn.0 && !self.poisoned.load(Ordering::Acquire) {
             return Ok(());
         }
         let mut st = lock(&self.state);
@@ -381,6 +386,7 @@ impl Wal {
                 tracing::error!(error = %e, durable = st.durable, "log write or sync failed; the log is poisoned");
                 let cause = Arc::new(e);
                 st.poisoned = Some(Arc::clone(&cause));
+                self.poisoned.store(true, Ordering::Release);
                 Err(WalError::Poisoned { cause })
             }
         }
