@@ -13,7 +13,10 @@
 //! holds it while the [`DataDir`] lives. `flock` locks belong to the open
 //! file description, so a second open in the *same* process is refused as
 //! well, and the kernel drops the lock when the holder dies — no stale lock
-//! files after a crash (unlike a pid file).
+//! files after a crash (unlike a pid file). One subtlety: a child forked
+//! while the lock is held shares the lock file's description until it
+//! execs (the fd is close-on-exec), so a close racing a spawn may leave the
+//! lock held for that short window.
 
 use crate::error::DirError;
 use rustix::fs::FlockOperation;
@@ -100,6 +103,12 @@ mod tests {
     const CHILD_SAW_LOCKED: i32 = 17;
     const CHILD_GOT_IN: i32 = 18;
 
+    /// Serialises the tests that drop and retake a lock with the test that
+    /// spawns a child: between fork and exec a child shares every open file
+    /// description of the parent, flock included, so a lock dropped in that
+    /// window is still held until the child execs.
+    static SPAWN_GUARD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
     #[test]
     fn layout_is_created() {
         let tmp = TempDir::new().unwrap();
@@ -113,6 +122,7 @@ mod tests {
 
     #[test]
     fn second_open_in_same_process_is_locked_until_the_first_closes() {
+        let _serial = SPAWN_GUARD.lock().unwrap_or_else(|p| p.into_inner());
         let tmp = TempDir::new().unwrap();
         let first = DataDir::open(tmp.path()).unwrap();
         match DataDir::open(tmp.path()) {
@@ -125,6 +135,7 @@ mod tests {
 
     #[test]
     fn second_process_is_refused_while_the_first_holds_the_lock() {
+        let _serial = SPAWN_GUARD.lock().unwrap_or_else(|p| p.into_inner());
         let tmp = TempDir::new().unwrap();
         let held = DataDir::open(tmp.path()).unwrap();
         let status = std::process::Command::new(std::env::current_exe().unwrap())

@@ -70,6 +70,13 @@ pub struct Wal {
     durable: AtomicU64,
     /// Mirror of `State::poisoned.is_some()`, for the lock-free fast path.
     poisoned: AtomicBool,
+    /// Threads inside [`Wal::commit`]. A `Group` leader gathers only when it
+    /// has company: alone, waiting cannot gather anyone (PostgreSQL's
+    /// `commit_siblings` rule).
+    committers: AtomicU64,
+    /// Of those, the ones whose record is appended (waiting to be durable).
+    /// Once every committer has joined, gathering longer gains nothing.
+    joined: AtomicU64,
     /// The leader's aligned staging buffer; only the leader locks it.
     scratch: Mutex<AlignedBuf>,
 }
@@ -181,6 +188,8 @@ impl Wal {
             gather_cv: Condvar::new(),
             durable: AtomicU64::new(end.0),
             poisoned: AtomicBool::new(false),
+            committers: AtomicU64::new(0),
+            joined: AtomicU64::new(0),
             scratch: Mutex::new(AlignedBuf::zeroed(BLOCK_SIZE)),
         })
     }
@@ -226,12 +235,19 @@ impl Wal {
     /// Appends a record and waits as the durability mode says: until it is
     /// durable (`Sync`, `Group`), or not at all (`NoSync`).
     pub fn commit(&self, rec: &Record<'_>) -> Result<Lsn, WalError> {
-        let lsn = self.append(rec)?;
-        match self.opts.durability {
-            Durability::Sync | Durability::Group { .. } => self.wait_durable(lsn)?,
-            Durability::NoSync => {}
-        }
-        Ok(lsn)
+        self.committers.fetch_add(1, Ordering::SeqCst);
+        let result = self.append(rec).and_then(|lsn| match self.opts.durability {
+            Durability::Sync | Durability::Group { .. } => {
+                self.joined.fetch_add(1, Ordering::SeqCst);
+                self.gather_cv.notify_one();
+                let waited = self.wait_durable(lsn).map(|()| lsn);
+                self.joined.fetch_sub(1, Ordering::SeqCst);
+                waited
+            }
+            Durability::NoSync => Ok(lsn),
+        });
+        self.committers.fetch_sub(1, Ordering::SeqCst);
+        result
     }
 
     /// Waits until the record at `lsn` is durable. In `Group` mode a thread
@@ -331,10 +347,14 @@ impl Wal {
 
     /// One group-commit round, run by the leader.
     fn lead<'a>(&'a self, mut st: Guard<'a>, gather: Option<Duration>) -> Result<Guard<'a>, WalError> {
-        // 1. Group mode: give more committers up to `max_delay` to join.
+        // 1. Group mode: give more committers up to `max_delay` to join,
+        //    but only while some committer has not joined yet.
         if let Some(max_delay) = gather {
             let deadline = Instant::now() + max_delay;
-            while st.append - st.durable < GROUP_EARLY_FLUSH_BYTES && st.poisoned.is_none() {
+            while st.append - st.durable < GROUP_EARLY_FLUSH_BYTES
+                && st.poisoned.is_none()
+                && self.joined.load(Ordering::SeqCst) < self.committers.load(Ordering::SeqCst)
+            {
                 let now = Instant::now();
                 if now >= deadline {
                     break;
