@@ -66,6 +66,16 @@ impl<'a> ExclusiveGuard<'a> {
         self.modified = true;
         self.bm.inner.meta(self.pid).set_dirty(true);
     }
+    /// The same latch, borrowed from another handle to the same pool. A
+    /// guard made by [`OptimisticGuard::upgrade`] lives as long as its
+    /// section, which cannot outlive the closure given to
+    /// [`BufferManager::optimistic`]; rebinding it to the caller's `&bm`
+    /// lets the closure return it. Panics if `bm` is another pool.
+    pub fn rebind<'b>(self, bm: &'b BufferManager) -> ExclusiveGuard<'b> {
+        assert!(std::sync::Arc::ptr_eq(&self.bm.inner, &bm.inner), "rebind to another pool");
+        let this = std::mem::ManuallyDrop::new(self);
+        ExclusiveGuard { bm, pid: this.pid, pages: this.pages, modified: this.modified }
+    }
     /// Writes the frame to disk now (not synced), keeping the latch.
     pub fn write_back(&mut self) -> Result<(), PageError> {
         self.bm.inner.write_back_latched(&[self.pid])
@@ -98,6 +108,13 @@ impl SharedGuard<'_> {
         // SAFETY: a shared latch keeps the frame resident and writers out.
         let bytes = unsafe { std::slice::from_raw_parts(self.bm.inner.frame_ptr(self.pid), self.pages as usize * PAGE_SIZE) };
         &bytes[FRAME_HEADER_SIZE..]
+    }
+    /// The same latch, borrowed from another handle to the same pool (see
+    /// [`ExclusiveGuard::rebind`]). Panics if `bm` is another pool.
+    pub fn rebind<'b>(self, bm: &'b BufferManager) -> SharedGuard<'b> {
+        assert!(std::sync::Arc::ptr_eq(&self.bm.inner, &bm.inner), "rebind to another pool");
+        let this = std::mem::ManuallyDrop::new(self);
+        SharedGuard { bm, pid: this.pid, pages: this.pages }
     }
     pub fn lsn(&self) -> u64 {
         // SAFETY: as in payload.
