@@ -53,6 +53,9 @@ mod stats;
 mod sync;
 mod wait;
 
+#[cfg(all(test, loom))]
+mod loom_models;
+
 pub use alloc::{AllocState, MAX_EXTENT_PAGES};
 pub use error::{Interrupt, OpenError, PageError};
 pub use frame::FRAME_HEADER_SIZE;

@@ -177,6 +177,16 @@ impl BufferManager {
         self.inner.file.sync_data()
     }
 
+    /// Whether the frame at `pid` is in memory now (a snapshot).
+    pub fn is_resident(&self, pid: PageId) -> bool {
+        self.inner.check_pid(pid, 1).is_ok() && self.inner.meta(pid).state.load().state() != EVICTED
+    }
+
+    /// Whether the frame at `pid` has changes not yet written back (a snapshot).
+    pub fn is_dirty(&self, pid: PageId) -> bool {
+        self.inner.check_pid(pid, 1).is_ok() && self.inner.meta(pid).is_dirty()
+    }
+
     /// The data file.
     pub fn file(&self) -> &Arc<dyn BlockFile> {
         &self.inner.file

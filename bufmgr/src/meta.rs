@@ -33,6 +33,12 @@ pub struct PageMeta {
 const _: () = assert!(std::mem::size_of::<PageMeta>() == 16, "two words per page");
 
 impl PageMeta {
+    /// A metadata slot in a given state (the pool's slots are zeroed memory;
+    /// this is for the loom models).
+    pub fn new(word: crate::state::StateWord) -> Self {
+        PageMeta { state: PageState::new(word), flags: AtomicU64::new(0) }
+    }
+
     pub fn is_dirty(&self) -> bool {
         self.flags.load(Ordering::Relaxed) & DIRTY != 0
     }

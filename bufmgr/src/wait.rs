@@ -27,11 +27,17 @@ pub struct LoadWaits {
 
 impl LoadWaits {
     pub fn new() -> Self {
-        LoadWaits { slots: (0..WAIT_SLOTS).map(|_| (Mutex::new(()), Condvar::new())).collect() }
+        Self::with_slots(WAIT_SLOTS)
+    }
+
+    /// A table of `n` slots (the loom models use one, to keep the state
+    /// space small; correctness does not depend on the count).
+    pub fn with_slots(n: usize) -> Self {
+        LoadWaits { slots: (0..n.max(1)).map(|_| (Mutex::new(()), Condvar::new())).collect() }
     }
 
     fn slot(&self, pid: PageId) -> &(Mutex<()>, Condvar) {
-        &self.slots[(pid % WAIT_SLOTS as u64) as usize]
+        &self.slots[(pid % self.slots.len() as u64) as usize]
     }
 
     /// Sleeps until `meta`'s load is over (returns at once if none is running).
