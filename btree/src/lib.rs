@@ -1,2 +1,226 @@
-//! Optimistic-lock-coupling B+tree over buffer-manager pages (issue 3; not yet built).
+//! # rime-btree: an optimistic-lock-coupling B+tree over rime-bufmgr pages
+//!
+//! Many trees share one buffer pool; a tree is identified by its root page
+//! id, which never changes (root splits move the root's contents into new
+//! children, root collapses pull the only child up). The catalog of named
+//! trees belongs to `rime-storage`.
+//!
+//! * [`node`]: the slotted node (layout diagram there): fences, prefix
+//!   truncation, 4-byte key heads, search hints.
+//! * `olc`: the optimistic descent (the only module with `unsafe`).
+//! * `write`: insert, upsert, update, rmw, remove on a latched leaf.
+//! * `split` / `merge`: structure modifications, reported through
+//!   [`TreeHooks`] (see [`hooks`] for the logging contract).
+//! * `large`: values above [`INLINE_VALUE_MAX`] in page extents.
+//! * `scan`: range and prefix scans (closure and iterator), size estimate.
+//! * `verify`: the invariant checker and `destroy`.
+//!
+//! ```no_run
+//! # use rime_btree::*; use std::sync::Arc; use std::ops::ControlFlow;
+//! # fn demo(bm: Arc<rime_bufmgr::BufferManager>) -> Result<(), TreeError> {
+//! let tree = BTree::create(bm, Arc::new(NoHooks))?;
+//! tree.upsert(b"k", b"v")?;
+//! assert_eq!(tree.get(b"k", |v| v.to_vec())?, Some(b"v".to_vec()));
+//! tree.scan(.., Direction::Forward, |k, v| { println!("{k:?}={v:?}"); ControlFlow::Continue(()) })?;
+//! tree.at_lsn(42).remove(b"k")?; // stamps LSN 42 on the leaf
+//! # Ok(()) }
+//! ```
 #![deny(unsafe_code)]
+
+pub mod hooks;
+pub mod node;
+
+mod error;
+mod large;
+mod merge;
+mod olc;
+mod scan;
+mod split;
+mod verify;
+mod write;
+
+pub use error::TreeError;
+pub use hooks::{NoHooks, Smo, SmoKind, TreeHooks};
+pub use scan::{Direction, Iter};
+pub use verify::TreeStats;
+pub use write::Writer;
+
+use error::OrCorrupt;
+use node::{Node, NodeMut, NODE_SIZE};
+use rime_bufmgr::{BufferManager, PageId};
+use std::sync::Arc;
+
+/// Longest key: 512 bytes. A node must hold its two fences (each at most a
+/// key) and still take two of the largest entries, so that splitting always
+/// makes room (asserted below).
+pub const MAX_KEY_LEN: usize = 512;
+/// Longest value stored inside a leaf: 512 bytes; longer values go to an
+/// extent. With [`MAX_KEY_LEN`] this bounds an entry to a quarter page, so
+/// leaves keep a useful fan-out.
+pub const INLINE_VALUE_MAX: usize = 512;
+/// Longest value: 16 MiB, one extent (well under the buffer manager's
+/// `MAX_EXTENT_PAGES`, asserted below).
+pub const MAX_VALUE_LEN: usize = 16 << 20;
+/// A node using fewer bytes than this after a removal tries to merge with a
+/// sibling (if the merged node fits in a page). A third, not a half: a
+/// freshly split node is about half full, so a few removals right after a
+/// split do not merge it straight back (no split/merge ping-pong).
+pub const MERGE_THRESHOLD: usize = NODE_SIZE / 3;
+/// Deepest tree accepted: 32 levels. An inner node holds at least 3
+/// separators (asserted below), so 32 levels would address 4^32 leaves,
+/// far beyond the pool's region; a deeper descent means corruption.
+pub const MAX_DEPTH: usize = 32;
+
+/// Largest bytes an entry can take in a leaf.
+const MAX_LEAF_ENTRY: usize = node::entry_size(MAX_KEY_LEN, INLINE_VALUE_MAX);
+/// Largest bytes an entry can take in an inner node.
+const MAX_INNER_ENTRY: usize = node::entry_size(MAX_KEY_LEN, 8);
+const _: () = assert!(node::HEADER_SIZE + 2 * MAX_KEY_LEN + 2 * MAX_LEAF_ENTRY <= NODE_SIZE);
+const _: () = assert!(node::HEADER_SIZE + 2 * MAX_KEY_LEN + 3 * MAX_INNER_ENTRY <= NODE_SIZE);
+const _: () = assert!(INLINE_VALUE_MAX >= node::LargeRef::SIZE);
+const _: () = assert!(MAX_VALUE_LEN + rime_bufmgr::FRAME_HEADER_SIZE <= rime_bufmgr::MAX_EXTENT_PAGES * rime_bufmgr::PAGE_SIZE);
+
+/// One B+tree in a buffer pool. Cheap to share across threads (`&BTree`
+/// is all any operation needs).
+pub struct BTree {
+    pub(crate) bm: Arc<BufferManager>,
+    pub(crate) root: PageId,
+    pub(crate) hooks: Arc<dyn TreeHooks>,
+}
+
+impl BTree {
+    /// Creates an empty tree (one empty leaf as root) and logs it as an
+    /// [`SmoKind::Create`].
+    pub fn create(bm: Arc<BufferManager>, hooks: Arc<dyn TreeHooks>) -> Result<BTree, TreeError> {
+        let mut page = bm.alloc()?;
+        NodeMut(page.payload_mut()).init(true, None, None);
+        let root = page.pid();
+        let tree = BTree { bm: bm.clone(), root, hooks };
+        tree.log_smo(SmoKind::Create, &mut [&mut page], &[root], &[]);
+        drop(page);
+        Ok(tree)
+    }
+
+    /// Opens the tree whose root is `root` (from the catalog).
+    pub fn open(bm: Arc<BufferManager>, root: PageId, hooks: Arc<dyn TreeHooks>) -> Result<BTree, TreeError> {
+        let page = bm.shared(root)?;
+        let view = Node(page.payload());
+        let ok = view.count().is_some() && view.lower_inf() && view.upper_inf() && view.free_after_compaction().is_some();
+        if !ok {
+            return Err(error::corrupt(root, "not a tree root"));
+        }
+        drop(page);
+        Ok(BTree { bm, root, hooks })
+    }
+
+    /// The root page id: the tree's identity, stable for its life.
+    pub fn root(&self) -> PageId {
+        self.root
+    }
+
+    /// The buffer manager the tree lives in.
+    pub fn buffer_manager(&self) -> &Arc<BufferManager> {
+        &self.bm
+    }
+
+    /// Looks `key` up and hands its value to `f`, which runs under a shared
+    /// latch on the leaf (and on the extent, for large values): `f` must
+    /// not write to this tree.
+    pub fn get<R>(&self, key: &[u8], f: impl FnOnce(&[u8]) -> R) -> Result<Option<R>, TreeError> {
+        check_key(key)?;
+        let leaf = self.leaf_shared(key, false)?;
+        let pid = leaf.pid();
+        let view = Node(leaf.payload());
+        let (pos, found) = view.search(key).or_corrupt(pid, "slots")?;
+        if !found {
+            return Ok(None);
+        }
+        if view.is_large(pos).or_corrupt(pid, "slot")? {
+            let r = olc::large_ref(view, pos).or_corrupt(pid, "large ref")?;
+            return Ok(Some(self.read_large(r, f)?));
+        }
+        Ok(Some(f(view.value(pos).or_corrupt(pid, "slot")?)))
+    }
+
+    /// Copies the value of `key` into `out` (replacing its contents);
+    /// returns whether the key exists. Inline values are copied by an
+    /// optimistic read that takes no latch (the fast path).
+    pub fn get_into(&self, key: &[u8], out: &mut Vec<u8>) -> Result<bool, TreeError> {
+        check_key(key)?;
+        let mut buf = [0u8; INLINE_VALUE_MAX];
+        match self.probe(key, &mut buf)? {
+            olc::Probe::Absent => Ok(false),
+            olc::Probe::Inline(len) => {
+                out.clear();
+                out.extend_from_slice(&buf[..len]);
+                Ok(true)
+            }
+            olc::Probe::Large => Ok(self
+                .get(key, |v| {
+                    out.clear();
+                    out.extend_from_slice(v);
+                })?
+                .is_some()),
+        }
+    }
+
+    /// Whether `key` is present.
+    pub fn contains(&self, key: &[u8]) -> Result<bool, TreeError> {
+        check_key(key)?;
+        let mut buf = [0u8; INLINE_VALUE_MAX];
+        Ok(!matches!(self.probe(key, &mut buf)?, olc::Probe::Absent))
+    }
+
+    /// A write handle that stamps `lsn` on every page its writes change
+    /// (the storage layer's commit LSN for these writes; see [`hooks`]).
+    pub fn at_lsn(&self, lsn: u64) -> Writer<'_> {
+        Writer { tree: self, lsn }
+    }
+
+    /// Inserts `key -> value`; [`TreeError::Exists`] if `key` is present.
+    pub fn insert(&self, key: &[u8], value: &[u8]) -> Result<(), TreeError> {
+        self.at_lsn(0).insert(key, value)
+    }
+    /// Inserts or replaces; returns whether the key was present.
+    pub fn upsert(&self, key: &[u8], value: &[u8]) -> Result<bool, TreeError> {
+        self.at_lsn(0).upsert(key, value)
+    }
+    /// Changes the value in place (same length); `None` if absent.
+    pub fn update<R>(&self, key: &[u8], f: impl FnOnce(&mut [u8]) -> R) -> Result<Option<R>, TreeError> {
+        self.at_lsn(0).update(key, f)
+    }
+    /// Read-modify-write: see [`Writer::rmw`].
+    pub fn rmw(&self, key: &[u8], f: impl FnMut(Option<&[u8]>) -> Option<Vec<u8>>) -> Result<(), TreeError> {
+        self.at_lsn(0).rmw(key, f)
+    }
+    /// Removes `key`; returns whether it was present.
+    pub fn remove(&self, key: &[u8]) -> Result<bool, TreeError> {
+        self.at_lsn(0).remove(key)
+    }
+
+    /// Reports `smo` to the hooks with `pages` still latched, then stamps
+    /// the returned LSN on all of them (hooks contract, steps 2-3).
+    pub(crate) fn log_smo(
+        &self,
+        kind: SmoKind,
+        pages: &mut [&mut rime_bufmgr::ExclusiveGuard<'_>],
+        allocated: &[PageId],
+        freed: &[(PageId, u32)],
+    ) {
+        let images: Vec<(PageId, &[u8])> = pages.iter().map(|g| (g.pid(), g.payload())).collect();
+        let lsn = self.hooks.on_smo(&Smo { kind, root: self.root, pages: &images, allocated, freed });
+        drop(images);
+        if lsn != 0 {
+            for page in pages.iter_mut() {
+                page.set_lsn(lsn.max(page.lsn()));
+            }
+        }
+    }
+}
+
+pub(crate) fn check_key(key: &[u8]) -> Result<(), TreeError> {
+    if key.len() > MAX_KEY_LEN {
+        return Err(TreeError::KeyTooLarge { len: key.len(), max: MAX_KEY_LEN });
+    }
+    Ok(())
+}

@@ -1,0 +1,79 @@
+//! The durability hook: how the storage layer logs structure modifications.
+//!
+//! Contract (see also `docs/btree.md`):
+//!
+//! 1. The tree performs a structure modification (SMO: create, split, root
+//!    split, merge, root collapse, destroy) with every affected page latched
+//!    exclusively.
+//! 2. Still holding the latches, it calls [`TreeHooks::on_smo`] with an
+//!    [`Smo`] carrying the after-image of every page it wrote and the ids
+//!    of the pages it allocated and freed. The storage layer appends ONE log
+//!    record (atomic: recovery sees the whole SMO or none of it) and returns
+//!    its LSN.
+//! 3. The tree stamps that LSN on every written page
+//!    (`ExclusiveGuard::set_lsn`), then frees pages and unlatches. The
+//!    buffer manager's write-back hook then keeps those pages in memory until
+//!    the log is durable up to the LSN (write-ahead rule).
+//!
+//! Data changes (insert, upsert, update, rmw, remove) are logged logically
+//! by the storage layer *before* it applies them, with the LSN it passes in
+//! through [`BTree::at_lsn`](crate::BTree::at_lsn); the tree stamps that LSN
+//! on the leaf (and on a new extent) it writes.
+
+use rime_bufmgr::PageId;
+
+/// What kind of structure modification an [`Smo`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SmoKind {
+    /// A new tree: its root page.
+    Create,
+    /// A node split into a new left sibling and itself; the parent gained
+    /// a separator.
+    Split,
+    /// The root's contents moved into two new children; the root (same
+    /// page id) became an inner node with one separator.
+    RootSplit,
+    /// A left node merged into its right sibling; the parent lost a
+    /// separator; the left node was freed.
+    Merge,
+    /// The root's only child was pulled up into the root and freed.
+    RootCollapse,
+    /// The whole tree was freed.
+    Destroy,
+}
+
+/// One structure modification, described by after-images: redo is "write
+/// each image to its page if the page's LSN is older than the record".
+#[derive(Debug)]
+pub struct Smo<'a> {
+    pub kind: SmoKind,
+    /// The tree's root page id (the tree's identity in the catalog).
+    pub root: PageId,
+    /// Every page the SMO wrote, with its full node payload afterwards.
+    pub pages: &'a [(PageId, &'a [u8])],
+    /// Pages this SMO allocated (they also appear in `pages`).
+    pub allocated: &'a [PageId],
+    /// Frames this SMO freed: (first page id, pages). Their contents are
+    /// gone; the storage layer returns them to its allocation state.
+    pub freed: &'a [(PageId, u32)],
+}
+
+/// Implemented by the storage layer. Called with latches held: must not
+/// call back into the tree, and should only append to the log (no waiting
+/// for durability).
+pub trait TreeHooks: Send + Sync {
+    /// Logs `smo` as one atomic record; returns the LSN to stamp on every
+    /// page in `smo.pages` (0: do not stamp).
+    fn on_smo(&self, smo: &Smo<'_>) -> u64;
+}
+
+/// Hooks that log nothing (tests, benchmarks, volatile trees).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoHooks;
+
+impl TreeHooks for NoHooks {
+    fn on_smo(&self, _smo: &Smo<'_>) -> u64 {
+        0
+    }
+}

@@ -1,0 +1,113 @@
+//! Merges: an underfull node and a sibling become one node.
+//!
+//! ```text
+//!   parent [.. k_{i-1} | k_i | k_{i+1} ..]      parent [.. k_{i-1} | k_{i+1} ..]
+//!                        |       |                                   |
+//!                      left    right     ==>                       right
+//!            (k_{i-1}, k_i]  (k_i, k_{i+1}]                 (k_{i-1}, k_{i+1}]
+//! ```
+//!
+//! The left node is merged into the right one (which keeps its page id, so
+//! the parent pointer to it stays right) and freed; the parent loses the
+//! left node's separator `k_i`. In inner nodes `k_i` comes down between the
+//! two halves, pointing to the left node's upper child.
+//!
+//! Policy: a node tries to merge when it drops below
+//! [`MERGE_THRESHOLD`](crate::MERGE_THRESHOLD) (a third of a page), with
+//! its right sibling (or its left one if it is the last child), and only if
+//! the merged node fits in one page. Otherwise it stays underfull: the tree
+//! remains valid, just less dense. A parent that becomes underfull merges
+//! in turn; a root left with no separator absorbs its only child (root
+//! collapse), keeping its page id.
+
+use crate::error::OrCorrupt;
+use crate::node::{copy_entries, Node, NodeMut, NODE_SIZE};
+use crate::{BTree, SmoKind, TreeError, MERGE_THRESHOLD};
+use rime_bufmgr::{ExclusiveGuard, PageId};
+
+impl BTree {
+    /// Tries to merge node `target` (on the path of `key`) with a sibling.
+    ///
+    /// 1. Latch parent, left and right exclusively, in that order (`olc`);
+    ///    give up if `target` is the root, gone, or an only child.
+    /// 2. Re-check under the latches that `target` is still underfull.
+    /// 3. Build the merged node in a private buffer; give up if it does
+    ///    not fit.
+    /// 4. Remove the left node's separator from the parent, install the
+    ///    merged node in the right page, log, stamp, free the left page.
+    /// 5. Collapse the root if it was left without separators, else merge
+    ///    the parent if it became underfull.
+    pub(crate) fn try_merge(&self, key: &[u8], target: PageId) -> Result<(), TreeError> {
+        // Step 1.
+        let Some(m) = self.latch_for_merge(key, target)? else { return Ok(()) };
+        let (mut parent, left, mut right) = (m.parent, m.left, m.right);
+        // Step 2.
+        let target_view = Node(if left.pid() == target { left.payload() } else { right.payload() });
+        if target_view.used().or_corrupt(target, "header")? >= MERGE_THRESHOLD {
+            return Ok(());
+        }
+        // Step 3.
+        let mut merged = [0u8; NODE_SIZE];
+        let pview = Node(parent.payload());
+        let separator = {
+            let mut k = Vec::new();
+            pview.full_key_into(m.left_pos, &mut k).or_corrupt(parent.pid(), "separator")?;
+            k
+        };
+        if !merge_into(Node(left.payload()), Node(right.payload()), &separator, &mut merged).or_corrupt(target, "merge")? {
+            return Ok(());
+        }
+        // Step 4.
+        let parent_pid = parent.pid();
+        NodeMut(parent.payload_mut()).remove_at(m.left_pos).or_corrupt(parent_pid, "remove separator")?;
+        right.payload_mut().copy_from_slice(&merged);
+        let freed = [(left.pid(), 1)];
+        self.log_smo(SmoKind::Merge, &mut [&mut parent, &mut right], &[], &freed);
+        self.bm.free(left);
+        // Step 5.
+        let pview = Node(parent.payload());
+        if parent_pid == self.root {
+            if pview.count().or_corrupt(parent_pid, "count")? == 0 {
+                self.collapse_root(&mut parent, right)?;
+            }
+            return Ok(());
+        }
+        let parent_underfull = pview.used().or_corrupt(parent_pid, "header")? < MERGE_THRESHOLD;
+        drop((right, parent));
+        if parent_underfull {
+            self.try_merge(key, parent_pid)?;
+        }
+        Ok(())
+    }
+
+    /// The root has no separator left: pull its only child up into it.
+    fn collapse_root<'a>(&'a self, root: &mut ExclusiveGuard<'a>, child: ExclusiveGuard<'a>) -> Result<(), TreeError> {
+        root.payload_mut().copy_from_slice(child.payload());
+        let freed = [(child.pid(), 1)];
+        self.log_smo(SmoKind::RootCollapse, &mut [root], &[], &freed);
+        self.bm.free(child);
+        Ok(())
+    }
+}
+
+/// Builds `left ++ right` into `out` with fences (left.lower, right.upper).
+/// Returns `Some(false)` if it does not fit, `None` on inconsistent bytes.
+fn merge_into(left: Node<'_>, right: Node<'_>, separator: &[u8], out: &mut [u8; NODE_SIZE]) -> Option<bool> {
+    let leaf = left.is_leaf();
+    let mut node = NodeMut(out);
+    node.init(leaf, left.lower()?, right.upper()?);
+    let fits = (|| {
+        copy_entries(left, &mut node, 0..left.count()?)?;
+        if !leaf {
+            node.append_full(separator, &left.upper_child()?.to_le_bytes(), 0)?;
+        }
+        copy_entries(right, &mut node, 0..right.count()?)
+    })()
+    .is_some();
+    if !fits {
+        return Some(false);
+    }
+    node.set_upper_child(right.upper_child()?);
+    node.make_hints();
+    Some(true)
+}

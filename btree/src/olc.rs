@@ -1,0 +1,249 @@
+//! Every optimistic section of the tree, and nothing else.
+//!
+//! This is the only module allowed to call the buffer manager's `unsafe`
+//! [`BufferManager::optimistic`](rime_bufmgr::BufferManager::optimistic).
+//! Its contract: a read of an evicted page's bytes may `siglongjmp` out of
+//! the closure, skipping destructors. So every closure below holds only
+//! `Copy` values (optimistic guards, page ids, integers, slices of page
+//! bytes, a `&mut` to a caller-owned fixed array) while it reads page bytes.
+//! Latch guards (which have destructors) are produced only by the final
+//! `upgrade` calls, after the last read of page bytes, and are returned
+//! straight out of the closure.
+//!
+//! The descent protocol (optimistic lock coupling):
+//!
+//! 1. Read the root optimistically (remember its version).
+//! 2. In an inner node, find the child for the key in the racy bytes
+//!    (every offset bounds-checked; garbage means restart).
+//! 3. `read_child` validates the parent (the child id is then known to be
+//!    real) and takes the child's version; then validate the parent again,
+//!    so the child's version was taken while the parent still pointed to it
+//!    (a merge that frees the child changes the parent first).
+//! 4. Repeat at the child. At the leaf, either copy and validate (readers),
+//!    or upgrade to a latch, which fails if the version moved (writers).
+#![allow(unsafe_code)]
+
+use crate::node::{LargeRef, Node};
+use crate::{BTree, TreeError, INLINE_VALUE_MAX, MAX_DEPTH};
+use rime_bufmgr::{ExclusiveGuard, Interrupt, OptimisticGuard, PageError, PageId, Section, SharedGuard};
+
+/// The result of an optimistic point lookup.
+pub(crate) enum Probe {
+    Absent,
+    /// The value was copied into the caller's buffer: its length.
+    Inline(usize),
+    /// The value lives in an extent; read it under a shared leaf latch.
+    Large,
+}
+
+fn restart<T>() -> Result<T, Interrupt> {
+    Err(Interrupt::Restart)
+}
+
+fn too_deep(pid: PageId) -> Interrupt {
+    Interrupt::Error(PageError::Corrupt { pid, reason: "tree deeper than MAX_DEPTH" })
+}
+
+/// Steps 1-4 of the descent: the leaf for `key` (`strict`: for the
+/// smallest key greater than `key`). Holds only `Copy` values.
+#[inline]
+fn descend<'a>(s: &Section<'a>, root: PageId, key: &[u8], strict: bool) -> Result<OptimisticGuard<'a>, Interrupt> {
+    let mut node = s.read(root)?;
+    for _ in 0..MAX_DEPTH {
+        let view = Node(node.payload());
+        if view.is_leaf() {
+            return Ok(node);
+        }
+        let Some(child) = view.child_for(key, strict) else { return restart() };
+        let next = s.read_child(child, &node)?;
+        node.validate()?;
+        node = next;
+    }
+    node.validate()?;
+    Err(too_deep(root))
+}
+
+/// Like [`descend`] but stops at page `target` and also returns its
+/// parent; `None` when the path for `key` does not pass through `target`.
+#[allow(clippy::type_complexity)]
+fn descend_to<'a>(
+    s: &Section<'a>,
+    root: PageId,
+    key: &[u8],
+    target: PageId,
+) -> Result<Option<(Option<OptimisticGuard<'a>>, OptimisticGuard<'a>)>, Interrupt> {
+    let mut parent = None;
+    let mut node = s.read(root)?;
+    for _ in 0..MAX_DEPTH {
+        if node.pid() == target {
+            return Ok(Some((parent, node)));
+        }
+        let view = Node(node.payload());
+        if view.is_leaf() {
+            node.validate()?;
+            return Ok(None);
+        }
+        let Some(child) = view.child_for(key, false) else { return restart() };
+        let next = s.read_child(child, &node)?;
+        node.validate()?;
+        parent = Some(node);
+        node = next;
+    }
+    node.validate()?;
+    Err(too_deep(root))
+}
+
+impl BTree {
+    /// Point lookup that copies an inline value into `buf` without
+    /// latching anything.
+    pub(crate) fn probe(&self, key: &[u8], buf: &mut [u8; INLINE_VALUE_MAX]) -> Result<Probe, TreeError> {
+        let root = self.root;
+        // SAFETY: the closure holds only Copy values (guards, slices of page
+        // bytes, integers) and the `&mut` to the caller's fixed-size array,
+        // which it writes with a plain copy; nothing has a destructor.
+        let probe = unsafe {
+            self.bm.optimistic(|s| {
+                let leaf = descend(s, root, key, false)?;
+                let view = Node(leaf.payload());
+                let Some((pos, found)) = view.search(key) else { return restart() };
+                if !found {
+                    leaf.validate()?;
+                    return Ok(Probe::Absent);
+                }
+                let (Some(large), Some(value)) = (view.is_large(pos), view.value(pos)) else { return restart() };
+                if large {
+                    leaf.validate()?;
+                    return Ok(Probe::Large);
+                }
+                let Some(dst) = buf.get_mut(..value.len()) else { return restart() };
+                dst.copy_from_slice(value);
+                leaf.validate()?;
+                Ok(Probe::Inline(value.len()))
+            })
+        }?;
+        Ok(probe)
+    }
+
+    /// The leaf for `key`, latched shared (`strict`: the leaf of the
+    /// smallest key greater than `key`).
+    pub(crate) fn leaf_shared(&self, key: &[u8], strict: bool) -> Result<SharedGuard<'_>, TreeError> {
+        let (root, bm) = (self.root, &*self.bm);
+        // SAFETY: only Copy values live across page reads; the shared guard
+        // is made by the last call and returned at once.
+        let guard = unsafe { bm.optimistic(|s| Ok(descend(s, root, key, strict)?.upgrade_shared()?.rebind(bm))) }?;
+        Ok(guard)
+    }
+
+    /// The leaf for `key`, latched exclusively.
+    pub(crate) fn leaf_exclusive(&self, key: &[u8]) -> Result<ExclusiveGuard<'_>, TreeError> {
+        let (root, bm) = (self.root, &*self.bm);
+        // SAFETY: as in `leaf_shared`.
+        let guard = unsafe { bm.optimistic(|s| Ok(descend(s, root, key, false)?.upgrade()?.rebind(bm))) }?;
+        Ok(guard)
+    }
+
+    /// Page `target` on the path of `key` and its parent, latched
+    /// exclusively top-down; `None` if `target` is no longer on that path.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn latch_for_split(
+        &self,
+        key: &[u8],
+        target: PageId,
+    ) -> Result<Option<(Option<ExclusiveGuard<'_>>, ExclusiveGuard<'_>)>, TreeError> {
+        let (root, bm) = (self.root, &*self.bm);
+        // SAFETY: only Copy values live across page reads. The upgrades
+        // come after the last read; if the second fails, the first guard is
+        // dropped by an ordinary return (no page bytes are read after it).
+        let latched = unsafe {
+            self.bm.optimistic(|s| {
+                let Some((parent, node)) = descend_to(s, root, key, target)? else { return Ok(None) };
+                let parent = match parent {
+                    Some(p) => Some(p.upgrade()?.rebind(bm)),
+                    None => None,
+                };
+                Ok(Some((parent, node.upgrade()?.rebind(bm))))
+            })
+        }?;
+        Ok(latched)
+    }
+
+    /// For merging `target` (on the path of `key`) with a sibling: the
+    /// parent, the left and the right node, latched exclusively in that
+    /// order, and the parent slot of the left node. `None` when `target` is
+    /// the root, gone, or an only child.
+    pub(crate) fn latch_for_merge(&self, key: &[u8], target: PageId) -> Result<Option<MergeLatches<'_>>, TreeError> {
+        let (root, bm) = (self.root, &*self.bm);
+        // SAFETY: as in `latch_for_split`: Copy values only until the three
+        // upgrades, which read no page bytes.
+        let latched = unsafe {
+            self.bm.optimistic(|s| {
+                let Some((Some(parent), node)) = descend_to(s, root, key, target)? else { return Ok(None) };
+                let view = Node(parent.payload());
+                let (Some((pos, _)), Some(count)) = (view.search(key), view.count()) else { return restart() };
+                if view.child(pos) != Some(node.pid()) {
+                    return restart();
+                }
+                let left_pos = if pos < count {
+                    pos
+                } else if pos > 0 {
+                    pos - 1
+                } else {
+                    parent.validate()?;
+                    return Ok(None);
+                };
+                let sibling_pos = if left_pos == pos { pos + 1 } else { left_pos };
+                let Some(sibling) = view.child(sibling_pos) else { return restart() };
+                let sibling = s.read_child(sibling, &parent)?;
+                parent.validate()?;
+                let (left, right) = if left_pos == pos { (node, sibling) } else { (sibling, node) };
+                let parent = parent.upgrade()?.rebind(bm);
+                let left = left.upgrade()?.rebind(bm);
+                let right = right.upgrade()?.rebind(bm);
+                Ok(Some(MergeLatches { parent, left, right, left_pos }))
+            })
+        }?;
+        Ok(latched)
+    }
+
+    /// A cheap size estimate: the fan-out along the leftmost path, times
+    /// the entries of the leftmost leaf. Reads without latching.
+    pub(crate) fn estimate(&self) -> Result<u64, TreeError> {
+        let root = self.root;
+        // SAFETY: integers and Copy guards only.
+        let n = unsafe {
+            self.bm.optimistic(|s| {
+                let mut node = s.read(root)?;
+                let mut estimate: u64 = 1;
+                for _ in 0..MAX_DEPTH {
+                    let view = Node(node.payload());
+                    let Some(count) = view.count() else { return restart() };
+                    if view.is_leaf() {
+                        node.validate()?;
+                        return Ok(estimate.saturating_mul(count as u64));
+                    }
+                    estimate = estimate.saturating_mul(count as u64 + 1);
+                    let Some(child) = view.child(0) else { return restart() };
+                    let next = s.read_child(child, &node)?;
+                    node.validate()?;
+                    node = next;
+                }
+                node.validate()?;
+                Err(too_deep(root))
+            })
+        }?;
+        Ok(n)
+    }
+}
+
+/// Latches for a merge: see [`BTree::latch_for_merge`].
+pub(crate) struct MergeLatches<'a> {
+    pub parent: ExclusiveGuard<'a>,
+    pub left: ExclusiveGuard<'a>,
+    pub right: ExclusiveGuard<'a>,
+    pub left_pos: usize,
+}
+
+/// Decodes a large-value reference from a (latched) leaf slot.
+pub(crate) fn large_ref(view: Node<'_>, pos: usize) -> Option<LargeRef> {
+    LargeRef::decode(view.value(pos)?)
+}

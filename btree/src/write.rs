@@ -1,0 +1,269 @@
+//! Data changes on a latched leaf: insert, upsert, update, rmw, remove.
+//!
+//! Every write follows the same protocol ([`Writer::on_leaf`]):
+//!
+//! 1. Descend optimistically and upgrade the leaf to an exclusive latch
+//!    (restarting on any conflict; see `olc`).
+//! 2. Search the leaf and run the operation's step on it.
+//! 3. If the entry does not fit, unlatch, split the leaf (`split`), and
+//!    start over at 1: the operation never holds more than the leaf.
+//! 4. Otherwise stamp the writer's LSN, unlatch, and if the leaf fell
+//!    below [`MERGE_THRESHOLD`] try to merge it (`merge`).
+
+use crate::error::{corrupt, OrCorrupt};
+use crate::node::{entry_size, LargeRef, Node, NodeMut, SLOT_LARGE};
+use crate::{check_key, BTree, TreeError, INLINE_VALUE_MAX, MAX_VALUE_LEN, MERGE_THRESHOLD};
+use rime_bufmgr::ExclusiveGuard;
+
+/// Writes to a tree, stamping `lsn` on what they change (0: no stamp).
+/// Made by [`BTree::at_lsn`].
+pub struct Writer<'t> {
+    pub(crate) tree: &'t BTree,
+    pub(crate) lsn: u64,
+}
+
+/// What a step did to the latched leaf.
+pub(crate) enum Step<R> {
+    /// Finished; `changed` says whether the leaf was written.
+    Done { result: R, changed: bool },
+    /// The entry needs `needed` free bytes the leaf does not have.
+    Split { needed: usize },
+}
+
+/// A value as stored in a leaf: inline bytes or a reference to an extent.
+pub(crate) enum Stored<'v> {
+    Inline(&'v [u8]),
+    Large(LargeRef),
+}
+
+impl Stored<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Stored::Inline(v) => v.len(),
+            Stored::Large(_) => LargeRef::SIZE,
+        }
+    }
+}
+
+impl<'t> Writer<'t> {
+    /// Steps 1-4 of the module protocol around `step`.
+    pub(crate) fn on_leaf<R>(
+        &self,
+        key: &[u8],
+        mut step: impl FnMut(&mut ExclusiveGuard<'t>, usize, bool) -> Result<Step<R>, TreeError>,
+    ) -> Result<R, TreeError> {
+        let tree = self.tree;
+        loop {
+            // Step 1.
+            let mut leaf = tree.leaf_exclusive(key)?;
+            let pid = leaf.pid();
+            // Step 2.
+            let view = Node(leaf.payload());
+            if !view.covers(key).or_corrupt(pid, "fences")? {
+                return Err(corrupt(pid, "descent reached a leaf whose fences exclude the key"));
+            }
+            let (pos, found) = view.search(key).or_corrupt(pid, "slots")?;
+            match step(&mut leaf, pos, found)? {
+                // Step 3.
+                Step::Split { needed } => {
+                    drop(leaf);
+                    tree.split(key, pid, needed)?;
+                }
+                // Step 4.
+                Step::Done { result, changed } => {
+                    let mut underfull = false;
+                    if changed {
+                        if self.lsn != 0 {
+                            let lsn = self.lsn.max(leaf.lsn());
+                            leaf.set_lsn(lsn);
+                        }
+                        underfull = pid != tree.root && Node(leaf.payload()).used().unwrap_or(0) < MERGE_THRESHOLD;
+                    }
+                    drop(leaf);
+                    if underfull {
+                        tree.try_merge(key, pid)?;
+                    }
+                    return Ok(result);
+                }
+            }
+        }
+    }
+
+    /// Inserts `key -> value`; [`TreeError::Exists`] if `key` is present.
+    pub fn insert(&self, key: &[u8], value: &[u8]) -> Result<(), TreeError> {
+        match self.put(key, value, false)? {
+            true => Err(TreeError::Exists),
+            false => Ok(()),
+        }
+    }
+
+    /// Inserts or replaces `key -> value`; returns whether it was present.
+    pub fn upsert(&self, key: &[u8], value: &[u8]) -> Result<bool, TreeError> {
+        self.put(key, value, true)
+    }
+
+    /// Insert or upsert. A large value is written to its extent first,
+    /// outside any leaf latch, and handed back if it is not installed.
+    fn put(&self, key: &[u8], value: &[u8], replace: bool) -> Result<bool, TreeError> {
+        check_key(key)?;
+        check_value(value)?;
+        let large = if value.len() > INLINE_VALUE_MAX { Some(self.tree.write_large(value, self.lsn)?) } else { None };
+        let stored = match large {
+            Some(r) => Stored::Large(r),
+            None => Stored::Inline(value),
+        };
+        let existed = self.on_leaf(key, |leaf, pos, found| {
+            if found && !replace {
+                return Ok(Step::Done { result: true, changed: false });
+            }
+            self.install(leaf, key, pos, found, &stored)
+        });
+        // An insert that found the key did not install the extent: free it.
+        // (After an error the extent may or may not be in the leaf: it is
+        // leaked rather than risk a dangling reference.)
+        if let (Some(r), false, Ok(true)) = (large, replace, &existed) {
+            self.tree.free_large(r)?;
+        }
+        existed
+    }
+
+    /// Puts `stored` at `pos` of the latched leaf (replacing the entry
+    /// there if `found`), or asks for a split. Frees a replaced extent.
+    pub(crate) fn install<R: From<bool>>(
+        &self,
+        leaf: &mut ExclusiveGuard<'_>,
+        key: &[u8],
+        pos: usize,
+        found: bool,
+        stored: &Stored<'_>,
+    ) -> Result<Step<R>, TreeError> {
+        let pid = leaf.pid();
+        let view = Node(leaf.payload());
+        let suffix_len = key.len() - view.prefix_len().or_corrupt(pid, "prefix")?;
+        let needed = entry_size(suffix_len, stored.len());
+        let mut free = view.free_after_compaction().or_corrupt(pid, "header")?;
+        let mut old_large = None;
+        if found {
+            let slot = view.slot(pos).or_corrupt(pid, "slot")?;
+            free += entry_size(slot.key_len, slot.val_len);
+            if slot.flags & SLOT_LARGE != 0 {
+                old_large = Some(crate::olc::large_ref(view, pos).or_corrupt(pid, "large ref")?);
+            }
+        }
+        if free < needed {
+            return Ok(Step::Split { needed });
+        }
+        let mut node = NodeMut(leaf.payload_mut());
+        if found {
+            node.remove_at(pos).or_corrupt(pid, "remove")?;
+        }
+        let suffix = &key[key.len() - suffix_len..];
+        match stored {
+            Stored::Inline(v) => node.insert_at(pos, suffix, v, 0),
+            Stored::Large(r) => node.insert_at(pos, suffix, &r.encode(), SLOT_LARGE),
+        }
+        .or_corrupt(pid, "insert")?;
+        if let Some(r) = old_large {
+            self.tree.free_large(r)?;
+        }
+        Ok(Step::Done { result: R::from(found), changed: true })
+    }
+
+    /// Runs `f` on the value of `key` in place (the length cannot change);
+    /// returns `None` if `key` is absent.
+    pub fn update<R>(&self, key: &[u8], f: impl FnOnce(&mut [u8]) -> R) -> Result<Option<R>, TreeError> {
+        check_key(key)?;
+        let mut f = Some(f);
+        self.on_leaf(key, |leaf, pos, found| {
+            let Some(f) = f.take().filter(|_| found) else { return Ok(Step::Done { result: None, changed: false }) };
+            let pid = leaf.pid();
+            let view = Node(leaf.payload());
+            if view.is_large(pos).or_corrupt(pid, "slot")? {
+                let r = crate::olc::large_ref(view, pos).or_corrupt(pid, "large ref")?;
+                let result = self.tree.update_large(r, self.lsn, f)?;
+                return Ok(Step::Done { result: Some(result), changed: false });
+            }
+            let mut node = NodeMut(leaf.payload_mut());
+            let value = node.value_mut(pos).or_corrupt(pid, "slot")?;
+            Ok(Step::Done { result: Some(f(value)), changed: true })
+        })
+    }
+
+    /// Read-modify-write, atomic for this key: `f` sees the current value
+    /// (`None` if absent) and returns the new one (`None`: remove). `f` may
+    /// run more than once (again after a split), always on the then-current
+    /// value, like a transaction body.
+    pub fn rmw(&self, key: &[u8], mut f: impl FnMut(Option<&[u8]>) -> Option<Vec<u8>>) -> Result<(), TreeError> {
+        check_key(key)?;
+        self.on_leaf(key, |leaf, pos, found| {
+            let pid = leaf.pid();
+            let view = Node(leaf.payload());
+            let new = if !found {
+                f(None)
+            } else if view.is_large(pos).or_corrupt(pid, "slot")? {
+                let r = crate::olc::large_ref(view, pos).or_corrupt(pid, "large ref")?;
+                self.tree.read_large(r, |v| f(Some(v)))?
+            } else {
+                f(Some(view.value(pos).or_corrupt(pid, "slot")?))
+            };
+            match new {
+                None if found => self.delete_at(leaf, pos),
+                None => Ok(Step::Done { result: (), changed: false }),
+                Some(v) => {
+                    check_value(&v)?;
+                    if v.len() <= INLINE_VALUE_MAX {
+                        return Ok(match self.install::<bool>(leaf, key, pos, found, &Stored::Inline(&v))? {
+                            Step::Done { changed, .. } => Step::Done { result: (), changed },
+                            Step::Split { needed } => Step::Split { needed },
+                        });
+                    }
+                    let r = self.tree.write_large(&v, self.lsn)?;
+                    match self.install::<bool>(leaf, key, pos, found, &Stored::Large(r))? {
+                        Step::Done { changed, .. } => Ok(Step::Done { result: (), changed }),
+                        Step::Split { needed } => {
+                            self.tree.free_large(r)?;
+                            Ok(Step::Split { needed })
+                        }
+                    }
+                }
+            }
+        })
+    }
+
+    /// Removes `key`; returns whether it was present.
+    pub fn remove(&self, key: &[u8]) -> Result<bool, TreeError> {
+        check_key(key)?;
+        self.on_leaf(key, |leaf, pos, found| {
+            if !found {
+                return Ok(Step::Done { result: false, changed: false });
+            }
+            Ok(match self.delete_at(leaf, pos)? {
+                Step::Done { changed, .. } => Step::Done { result: true, changed },
+                Step::Split { needed } => Step::Split { needed },
+            })
+        })
+    }
+
+    /// Removes slot `pos` of the latched leaf, freeing its extent.
+    fn delete_at(&self, leaf: &mut ExclusiveGuard<'_>, pos: usize) -> Result<Step<()>, TreeError> {
+        let pid = leaf.pid();
+        let view = Node(leaf.payload());
+        let old = if view.is_large(pos).or_corrupt(pid, "slot")? {
+            Some(crate::olc::large_ref(view, pos).or_corrupt(pid, "large ref")?)
+        } else {
+            None
+        };
+        NodeMut(leaf.payload_mut()).remove_at(pos).or_corrupt(pid, "remove")?;
+        if let Some(r) = old {
+            self.tree.free_large(r)?;
+        }
+        Ok(Step::Done { result: (), changed: true })
+    }
+}
+
+fn check_value(value: &[u8]) -> Result<(), TreeError> {
+    if value.len() > MAX_VALUE_LEN {
+        return Err(TreeError::ValueTooLarge { len: value.len(), max: MAX_VALUE_LEN });
+    }
+    Ok(())
+}
