@@ -44,6 +44,25 @@ fn too_deep(pid: PageId) -> Interrupt {
     Interrupt::Error(PageError::Corrupt { pid, reason: "tree deeper than MAX_DEPTH" })
 }
 
+/// Step 3: the child `pid` read from `parent`'s bytes. The child may be
+/// freed (by a merge) between the parent's validation and the load; the
+/// load of a freed page can then fail (it may never have reached the file),
+/// which is a restart, not an error, if the parent has changed meanwhile.
+#[inline]
+fn child<'a>(s: &Section<'a>, pid: PageId, parent: &OptimisticGuard<'a>) -> Result<OptimisticGuard<'a>, Interrupt> {
+    match s.read_child(pid, parent) {
+        Ok(child) => {
+            parent.validate()?;
+            Ok(child)
+        }
+        Err(Interrupt::Error(e)) => {
+            parent.validate()?;
+            Err(Interrupt::Error(e))
+        }
+        Err(Interrupt::Restart) => restart(),
+    }
+}
+
 /// Steps 1-4 of the descent: the leaf for `key` (`strict`: for the
 /// smallest key greater than `key`). Holds only `Copy` values.
 #[inline]
@@ -54,9 +73,8 @@ fn descend<'a>(s: &Section<'a>, root: PageId, key: &[u8], strict: bool) -> Resul
         if view.is_leaf() {
             return Ok(node);
         }
-        let Some(child) = view.child_for(key, strict) else { return restart() };
-        let next = s.read_child(child, &node)?;
-        node.validate()?;
+        let Some(child_pid) = view.child_for(key, strict) else { return restart() };
+        let next = child(s, child_pid, &node)?;
         node = next;
     }
     node.validate()?;
@@ -83,9 +101,8 @@ fn descend_to<'a>(
             node.validate()?;
             return Ok(None);
         }
-        let Some(child) = view.child_for(key, false) else { return restart() };
-        let next = s.read_child(child, &node)?;
-        node.validate()?;
+        let Some(child_pid) = view.child_for(key, false) else { return restart() };
+        let next = child(s, child_pid, &node)?;
         parent = Some(node);
         node = next;
     }
@@ -193,8 +210,7 @@ impl BTree {
                 };
                 let sibling_pos = if left_pos == pos { pos + 1 } else { left_pos };
                 let Some(sibling) = view.child(sibling_pos) else { return restart() };
-                let sibling = s.read_child(sibling, &parent)?;
-                parent.validate()?;
+                let sibling = child(s, sibling, &parent)?;
                 let (left, right) = if left_pos == pos { (node, sibling) } else { (sibling, node) };
                 let parent = parent.upgrade()?.rebind(bm);
                 let left = left.upgrade()?.rebind(bm);
@@ -222,9 +238,8 @@ impl BTree {
                         return Ok(estimate.saturating_mul(count as u64));
                     }
                     estimate = estimate.saturating_mul(count as u64 + 1);
-                    let Some(child) = view.child(0) else { return restart() };
-                    let next = s.read_child(child, &node)?;
-                    node.validate()?;
+                    let Some(child_pid) = view.child(0) else { return restart() };
+                    let next = child(s, child_pid, &node)?;
                     node = next;
                 }
                 node.validate()?;
