@@ -49,9 +49,9 @@ impl BTree {
                 return Ok(());
             }
             // Step 3.
-            let Some(mut parent) = parent else { return self.split_root(&mut node) };
+            let Some(mut parent) = parent else { return self.split_root(&mut node, key) };
             // Step 4.
-            let cut = choose_cut(view, target)?;
+            let cut = choose_cut(view, target, key)?;
             let pview = Node(parent.payload());
             let sep_suffix = cut.separator.len().saturating_sub(pview.prefix_len().or_corrupt(parent.pid(), "prefix")?);
             let parent_needed = entry_size(sep_suffix, 8);
@@ -78,9 +78,9 @@ impl BTree {
 
     /// Root split: both halves go to new pages, the root (same id) becomes
     /// an inner node `[sep -> left] upper -> right`.
-    fn split_root<'a>(&'a self, root: &mut ExclusiveGuard<'a>) -> Result<(), TreeError> {
+    fn split_root<'a>(&'a self, root: &mut ExclusiveGuard<'a>, key: &[u8]) -> Result<(), TreeError> {
         let pid = root.pid();
-        let cut = choose_cut(Node(root.payload()), pid)?;
+        let cut = choose_cut(Node(root.payload()), pid, key)?;
         let mut left = self.bm.alloc()?;
         let mut right = self.bm.alloc()?;
         right.payload_mut().copy_from_slice(root.payload());
@@ -98,7 +98,11 @@ impl BTree {
 /// Picks the cut: the slot where the left half's bytes first reach half of
 /// the total, kept inside the node; leaves truncate the separator to the
 /// shortest key between the two halves (suffix truncation).
-fn choose_cut(view: Node<'_>, pid: PageId) -> Result<Cut, TreeError> {
+///
+/// Sequential inserts (the key that needs room sorts after every key in the
+/// node, or before all of them) cut next to that end instead, so ascending
+/// and descending loads leave full nodes behind rather than half-full ones.
+fn choose_cut(view: Node<'_>, pid: PageId, key: &[u8]) -> Result<Cut, TreeError> {
     let count = view.count().or_corrupt(pid, "count")?;
     let leaf = view.is_leaf();
     if count < 2 {
@@ -116,7 +120,12 @@ fn choose_cut(view: Node<'_>, pid: PageId) -> Result<Cut, TreeError> {
         acc += sizes[at];
         at += 1;
     }
-    let at = if leaf { at.min(count - 2) } else { at.clamp(1, count - 1) };
+    let at = match view.search(key).map(|(pos, _)| pos) {
+        Some(pos) if pos == count => count - 2 + !leaf as usize,
+        Some(0) => 0,
+        _ if leaf => at.min(count - 2),
+        _ => at.clamp(1, count - 1),
+    };
     let key = |i: usize| -> Result<Vec<u8>, TreeError> {
         let mut k = Vec::new();
         view.full_key_into(i, &mut k).or_corrupt(pid, "key")?;
