@@ -43,7 +43,10 @@ impl Allocator {
         for &(pid, len) in &state.free {
             free.entry(len).or_default().push(pid);
         }
-        Allocator { next: state.next_pid.max(1), free }
+        Allocator {
+            next: state.next_pid.max(1),
+            free,
+        }
     }
 
     /// A free run of `pages` pages, reused or new. The second value says
@@ -56,7 +59,10 @@ impl Allocator {
                 self.free.remove(&len);
             }
             if len > pages {
-                self.free.entry(len - pages).or_default().push(pid + pages as u64);
+                self.free
+                    .entry(len - pages)
+                    .or_default()
+                    .push(pid + pages as u64);
             }
             return Ok((pid, true));
         }
@@ -83,8 +89,15 @@ impl Allocator {
     }
 
     pub(crate) fn state(&self) -> AllocState {
-        let free = self.free.iter().flat_map(|(&len, pids)| pids.iter().map(move |&p| (p, len))).collect();
-        AllocState { next_pid: self.next, free }
+        let free = self
+            .free
+            .iter()
+            .flat_map(|(&len, pids)| pids.iter().map(move |&p| (p, len)))
+            .collect();
+        AllocState {
+            next_pid: self.next,
+            free,
+        }
     }
 }
 
@@ -98,7 +111,10 @@ impl BufferManager {
     /// (through its first page) and dirty.
     pub fn alloc_extent(&self, pages: usize) -> Result<ExclusiveGuard<'_>, PageError> {
         if pages == 0 || pages > MAX_EXTENT_PAGES {
-            return Err(PageError::ExtentTooLarge { pages, max_pages: MAX_EXTENT_PAGES });
+            return Err(PageError::ExtentTooLarge {
+                pages,
+                max_pages: MAX_EXTENT_PAGES,
+            });
         }
         self.alloc_frame(pages as u32)
     }
@@ -115,7 +131,11 @@ impl BufferManager {
         let inner = &*self.inner;
         // Step 1.
         inner.reserve(pages as u64)?;
-        let unreserve = || inner.resident_pages.fetch_sub(pages as u64, Ordering::Relaxed);
+        let unreserve = || {
+            inner
+                .resident_pages
+                .fetch_sub(pages as u64, Ordering::Relaxed)
+        };
         // Step 2.
         let mut allocator = inner.allocator.lock().unwrap_or_else(|p| p.into_inner());
         let (pid, reused) = match allocator.take(pages, inner.max_pages) {
@@ -131,7 +151,10 @@ impl BufferManager {
         if !reused {
             meta.state.store_initial(StateWord::new(0, LOCKED));
             for tail in pid + 1..pid + pages as u64 {
-                inner.meta(tail).state.store_initial(StateWord::new(0, EVICTED));
+                inner
+                    .meta(tail)
+                    .state
+                    .store_initial(StateWord::new(0, EVICTED));
             }
         }
         if was_resident {
@@ -168,12 +191,20 @@ impl BufferManager {
         let inner = &*self.inner;
         inner.meta(pid).set_dirty(false);
         inner.drop_frame(pid);
-        inner.allocator.lock().unwrap_or_else(|p| p.into_inner()).give_back(pid, pages);
+        inner
+            .allocator
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .give_back(pid, pages);
     }
 
     /// The allocation state to persist (see [`AllocState`]).
     pub fn alloc_state(&self) -> AllocState {
-        self.inner.allocator.lock().unwrap_or_else(|p| p.into_inner()).state()
+        self.inner
+            .allocator
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .state()
     }
 }
 

@@ -57,7 +57,9 @@ impl Inner {
         }
         // Step 1.
         if let Err(e) = self.write_back_latched(&dirty) {
-            dirty.iter().for_each(|&pid| self.meta(pid).state.unlock_shared());
+            dirty
+                .iter()
+                .for_each(|&pid| self.meta(pid).state.unlock_shared());
             return Err(e);
         }
         // Step 2.
@@ -96,14 +98,18 @@ impl Inner {
     pub(crate) fn drop_frame(&self, pid: PageId) {
         let meta = self.meta(pid);
         let pages = meta.frame_pages().max(1) as usize;
-        if let Err(e) = self.pool.release(pid as usize * PAGE_SIZE, pages * PAGE_SIZE, self.release) {
+        if let Err(e) = self
+            .pool
+            .release(pid as usize * PAGE_SIZE, pages * PAGE_SIZE, self.release)
+        {
             // The frame is clean, so its data is safe on disk either way; a
             // failed release only costs memory until the frame is reloaded.
             tracing::warn!(pid, error = %e, "releasing an evicted frame's memory failed");
         }
         let removed = self.resident.remove(pid);
         debug_assert!(removed, "evicted frame {pid} was not in the resident set");
-        self.resident_pages.fetch_sub(pages as u64, Ordering::Relaxed);
+        self.resident_pages
+            .fetch_sub(pages as u64, Ordering::Relaxed);
         meta.state.unlock_exclusive_evicted();
     }
 
@@ -120,15 +126,24 @@ impl Inner {
             // SAFETY: the caller holds a latch that excludes writers; we are
             // the only thread writing the header fields (checksum, length),
             // which optimistic and shared readers do not interpret.
-            let bytes = unsafe { std::slice::from_raw_parts_mut(self.frame_ptr(pid), pages * PAGE_SIZE) };
+            let bytes =
+                unsafe { std::slice::from_raw_parts_mut(self.frame_ptr(pid), pages * PAGE_SIZE) };
             if let Some(hook) = &self.hook {
                 hook.before_write(pid, frame::lsn(bytes))
                     .map_err(|reason| PageError::WriteBackRefused { pid, reason })?;
             }
             frame::seal(bytes);
-            writes.push(WriteOp { offset: pid * PAGE_SIZE as u64, data: bytes });
+            writes.push(WriteOp {
+                offset: pid * PAGE_SIZE as u64,
+                data: bytes,
+            });
         }
-        self.file.write_batch(&writes).map_err(|source| PageError::Io { pid: pids[0], source })?;
+        self.file
+            .write_batch(&writes)
+            .map_err(|source| PageError::Io {
+                pid: pids[0],
+                source,
+            })?;
         for &pid in pids {
             self.meta(pid).set_dirty(false);
         }
@@ -150,9 +165,15 @@ impl Inner {
         });
         let mut written = 0;
         for chunk in candidates.chunks(EVICT_BATCH) {
-            let latched: Vec<PageId> = chunk.iter().copied().filter(|&pid| self.latch_shared_if_dirty(pid)).collect();
+            let latched: Vec<PageId> = chunk
+                .iter()
+                .copied()
+                .filter(|&pid| self.latch_shared_if_dirty(pid))
+                .collect();
             let result = self.write_back_latched(&latched);
-            latched.iter().for_each(|&pid| self.meta(pid).state.unlock_shared());
+            latched
+                .iter()
+                .for_each(|&pid| self.meta(pid).state.unlock_shared());
             result?;
             written += latched.len();
         }

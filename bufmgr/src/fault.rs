@@ -26,7 +26,10 @@ use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 use std::sync::Once;
 
 extern "C" {
-    fn rime_guard_run(body: extern "C" fn(*mut libc::c_void), ctx: *mut libc::c_void) -> libc::c_int;
+    fn rime_guard_run(
+        body: extern "C" fn(*mut libc::c_void),
+        ctx: *mut libc::c_void,
+    ) -> libc::c_int;
     fn rime_guard_active() -> libc::c_int;
     fn rime_guard_escape() -> libc::c_int;
 }
@@ -54,7 +57,9 @@ pub struct RegionGuard {
 pub fn register_region(start: usize, end: usize) -> Option<RegionGuard> {
     install_handler();
     for (i, (s, e)) in REGIONS.iter().enumerate() {
-        if s.compare_exchange(0, start, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+        if s.compare_exchange(0, start, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+        {
             e.store(end, Ordering::Release);
             return Some(RegionGuard { index: i });
         }
@@ -97,12 +102,21 @@ pub fn install_handler() {
             libc::sigemptyset(&mut action.sa_mask);
             libc::sigaction(libc::SIGSEGV, &action, previous)
         };
-        assert_eq!(rc, 0, "sigaction(SIGSEGV) failed: {}", std::io::Error::last_os_error());
+        assert_eq!(
+            rc,
+            0,
+            "sigaction(SIGSEGV) failed: {}",
+            std::io::Error::last_os_error()
+        );
         PREVIOUS.store(previous, Ordering::Release);
     });
 }
 
-extern "C" fn on_sigsegv(signum: libc::c_int, info: *mut libc::siginfo_t, context: *mut libc::c_void) {
+extern "C" fn on_sigsegv(
+    signum: libc::c_int,
+    info: *mut libc::siginfo_t,
+    context: *mut libc::c_void,
+) {
     // Step 1: the faulting address.
     // SAFETY: the kernel passes a valid siginfo for an SA_SIGINFO handler.
     let addr = unsafe { (*info).si_addr() } as usize;
@@ -174,10 +188,14 @@ pub unsafe fn run_guarded<F: FnOnce() -> R, R>(body: F) -> Outcome<R> {
         // resume it after the section is over.
         ctx.out = Some(std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)));
     }
-    let mut ctx = Ctx { body: Some(body), out: None };
+    let mut ctx = Ctx {
+        body: Some(body),
+        out: None,
+    };
     // SAFETY: the trampoline is instantiated for this F and R and receives a
     // pointer to this ctx. The caller upholds the POF contract above.
-    let faulted = unsafe { rime_guard_run(trampoline::<F, R>, (&mut ctx as *mut Ctx<F, R>).cast()) } != 0;
+    let faulted =
+        unsafe { rime_guard_run(trampoline::<F, R>, (&mut ctx as *mut Ctx<F, R>).cast()) } != 0;
     if faulted {
         // The body's captures were moved out (ctx.body is None) and its frame
         // is gone; forgetting ctx.out (None) is trivially fine.

@@ -28,8 +28,14 @@ pub const SIZE_LSN: usize = 8;
 pub const FRAME_HEADER_SIZE: usize = OFF_LSN + SIZE_LSN;
 
 const _: () = assert!(FRAME_HEADER_SIZE == 16);
-const _: () = assert!(FRAME_HEADER_SIZE % 8 == 0, "payload stays 8-byte aligned");
-const _: () = assert!(FRAME_HEADER_SIZE < PAGE_SIZE / 64, "header is a small fraction of a page");
+const _: () = assert!(
+    FRAME_HEADER_SIZE.is_multiple_of(8),
+    "payload stays 8-byte aligned"
+);
+const _: () = assert!(
+    FRAME_HEADER_SIZE < PAGE_SIZE / 64,
+    "header is a small fraction of a page"
+);
 
 /// What a frame read from disk turned out to be.
 #[derive(Debug, PartialEq, Eq)]
@@ -46,7 +52,11 @@ fn read_u32(b: &[u8], off: usize) -> u32 {
 }
 
 pub fn lsn(frame: &[u8]) -> u64 {
-    u64::from_le_bytes(frame[OFF_LSN..OFF_LSN + SIZE_LSN].try_into().expect("8 bytes"))
+    u64::from_le_bytes(
+        frame[OFF_LSN..OFF_LSN + SIZE_LSN]
+            .try_into()
+            .expect("8 bytes"),
+    )
 }
 
 pub fn set_lsn(frame: &mut [u8], lsn: u64) {

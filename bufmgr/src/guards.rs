@@ -28,8 +28,14 @@ pub struct ExclusiveGuard<'a> {
 
 impl<'a> ExclusiveGuard<'a> {
     pub(crate) fn new(bm: &'a BufferManager, pid: PageId, pages: u32, modified: bool) -> Self {
-        ExclusiveGuard { bm, pid, pages, modified }
+        ExclusiveGuard {
+            bm,
+            pid,
+            pages,
+            modified,
+        }
     }
+    #[inline]
     pub fn pid(&self) -> PageId {
         self.pid
     }
@@ -38,20 +44,33 @@ impl<'a> ExclusiveGuard<'a> {
     }
     fn frame(&self) -> &[u8] {
         // SAFETY: exclusively latched and resident for the guard's lifetime.
-        unsafe { std::slice::from_raw_parts(self.bm.inner.frame_ptr(self.pid), self.pages as usize * PAGE_SIZE) }
+        unsafe {
+            std::slice::from_raw_parts(
+                self.bm.inner.frame_ptr(self.pid),
+                self.pages as usize * PAGE_SIZE,
+            )
+        }
     }
     /// The frame's payload (everything after the buffer manager's header).
+    #[inline]
     pub fn payload(&self) -> &[u8] {
         &self.frame()[FRAME_HEADER_SIZE..]
     }
     /// The payload for writing; marks the frame dirty.
+    #[inline]
     pub fn payload_mut(&mut self) -> &mut [u8] {
         self.touch();
         // SAFETY: as in `frame`, and &mut self makes the access exclusive.
-        let bytes = unsafe { std::slice::from_raw_parts_mut(self.bm.inner.frame_ptr(self.pid), self.pages as usize * PAGE_SIZE) };
+        let bytes = unsafe {
+            std::slice::from_raw_parts_mut(
+                self.bm.inner.frame_ptr(self.pid),
+                self.pages as usize * PAGE_SIZE,
+            )
+        };
         &mut bytes[FRAME_HEADER_SIZE..]
     }
     /// The log sequence number stamped by the storage layer.
+    #[inline]
     pub fn lsn(&self) -> u64 {
         frame::lsn(self.frame())
     }
@@ -59,7 +78,8 @@ impl<'a> ExclusiveGuard<'a> {
     pub fn set_lsn(&mut self, lsn: u64) {
         self.touch();
         // SAFETY: exclusively latched; &mut self.
-        let bytes = unsafe { std::slice::from_raw_parts_mut(self.bm.inner.frame_ptr(self.pid), PAGE_SIZE) };
+        let bytes =
+            unsafe { std::slice::from_raw_parts_mut(self.bm.inner.frame_ptr(self.pid), PAGE_SIZE) };
         frame::set_lsn(bytes, lsn);
     }
     fn touch(&mut self) {
@@ -72,9 +92,17 @@ impl<'a> ExclusiveGuard<'a> {
     /// [`BufferManager::optimistic`]; rebinding it to the caller's `&bm`
     /// lets the closure return it. Panics if `bm` is another pool.
     pub fn rebind<'b>(self, bm: &'b BufferManager) -> ExclusiveGuard<'b> {
-        assert!(std::sync::Arc::ptr_eq(&self.bm.inner, &bm.inner), "rebind to another pool");
+        assert!(
+            std::sync::Arc::ptr_eq(&self.bm.inner, &bm.inner),
+            "rebind to another pool"
+        );
         let this = std::mem::ManuallyDrop::new(self);
-        ExclusiveGuard { bm, pid: this.pid, pages: this.pages, modified: this.modified }
+        ExclusiveGuard {
+            bm,
+            pid: this.pid,
+            pages: this.pages,
+            modified: this.modified,
+        }
     }
     /// Writes the frame to disk now (not synced), keeping the latch.
     pub fn write_back(&mut self) -> Result<(), PageError> {
@@ -106,19 +134,33 @@ impl SharedGuard<'_> {
     }
     pub fn payload(&self) -> &[u8] {
         // SAFETY: a shared latch keeps the frame resident and writers out.
-        let bytes = unsafe { std::slice::from_raw_parts(self.bm.inner.frame_ptr(self.pid), self.pages as usize * PAGE_SIZE) };
+        let bytes = unsafe {
+            std::slice::from_raw_parts(
+                self.bm.inner.frame_ptr(self.pid),
+                self.pages as usize * PAGE_SIZE,
+            )
+        };
         &bytes[FRAME_HEADER_SIZE..]
     }
     /// The same latch, borrowed from another handle to the same pool (see
     /// [`ExclusiveGuard::rebind`]). Panics if `bm` is another pool.
     pub fn rebind<'b>(self, bm: &'b BufferManager) -> SharedGuard<'b> {
-        assert!(std::sync::Arc::ptr_eq(&self.bm.inner, &bm.inner), "rebind to another pool");
+        assert!(
+            std::sync::Arc::ptr_eq(&self.bm.inner, &bm.inner),
+            "rebind to another pool"
+        );
         let this = std::mem::ManuallyDrop::new(self);
-        SharedGuard { bm, pid: this.pid, pages: this.pages }
+        SharedGuard {
+            bm,
+            pid: this.pid,
+            pages: this.pages,
+        }
     }
     pub fn lsn(&self) -> u64 {
         // SAFETY: as in payload.
-        frame::lsn(unsafe { std::slice::from_raw_parts(self.bm.inner.frame_ptr(self.pid), PAGE_SIZE) })
+        frame::lsn(unsafe {
+            std::slice::from_raw_parts(self.bm.inner.frame_ptr(self.pid), PAGE_SIZE)
+        })
     }
 }
 
@@ -140,7 +182,11 @@ impl BufferManager {
     }
 
     /// Latches the `pages`-page frame at `pid` exclusively.
-    pub fn exclusive_extent(&self, pid: PageId, pages: u32) -> Result<ExclusiveGuard<'_>, PageError> {
+    pub fn exclusive_extent(
+        &self,
+        pid: PageId,
+        pages: u32,
+    ) -> Result<ExclusiveGuard<'_>, PageError> {
         self.latch(pid, pages, |state, seen| state.try_lock_exclusive(seen))?;
         Ok(ExclusiveGuard::new(self, pid, pages, false))
     }
@@ -148,7 +194,11 @@ impl BufferManager {
     /// Latches the `pages`-page frame at `pid` shared.
     pub fn shared_extent(&self, pid: PageId, pages: u32) -> Result<SharedGuard<'_>, PageError> {
         self.latch(pid, pages, |state, seen| state.try_lock_shared(seen))?;
-        Ok(SharedGuard { bm: self, pid, pages })
+        Ok(SharedGuard {
+            bm: self,
+            pid,
+            pages,
+        })
     }
 
     fn latch(
@@ -196,10 +246,16 @@ impl BufferManager {
     /// keep no value with a meaningful destructor (latch guards, lock guards,
     /// owned allocations, `RefCell` borrows) alive across those reads. Values
     /// returned from `body` are safe: they are produced after its last read.
-    pub unsafe fn optimistic<R>(&self, mut body: impl FnMut(&Section<'_>) -> Result<R, Interrupt>) -> Result<R, PageError> {
+    pub unsafe fn optimistic<R>(
+        &self,
+        mut body: impl FnMut(&Section<'_>) -> Result<R, Interrupt>,
+    ) -> Result<R, PageError> {
         let mut backoff = Backoff::default();
         loop {
-            let section = Section { bm: self, _not_send: PhantomData };
+            let section = Section {
+                bm: self,
+                _not_send: PhantomData,
+            };
             // SAFETY: the caller upholds the contract above for `body`; the
             // closure here adds only a reference to `section`.
             match unsafe { run_guarded(|| body(&section)) } {
@@ -225,6 +281,7 @@ pub struct Section<'a> {
 
 impl<'a> Section<'a> {
     /// An optimistic guard on page `pid`, loading the page if it is evicted.
+    #[inline]
     pub fn read(&self, pid: PageId) -> Result<OptimisticGuard<'a>, Interrupt> {
         self.read_extent(pid, 1)
     }
@@ -232,12 +289,18 @@ impl<'a> Section<'a> {
     /// An optimistic guard on a page whose id was read from `parent`:
     /// validates the parent first, so a torn id is a restart, not a load of
     /// a page nobody points to.
-    pub fn read_child(&self, pid: PageId, parent: &OptimisticGuard<'a>) -> Result<OptimisticGuard<'a>, Interrupt> {
+    #[inline]
+    pub fn read_child(
+        &self,
+        pid: PageId,
+        parent: &OptimisticGuard<'a>,
+    ) -> Result<OptimisticGuard<'a>, Interrupt> {
         parent.validate()?;
         self.read(pid)
     }
 
     /// An optimistic guard on the `pages`-page frame at `pid`.
+    #[inline]
     pub fn read_extent(&self, pid: PageId, pages: u32) -> Result<OptimisticGuard<'a>, Interrupt> {
         let inner = &*self.bm.inner;
         inner.check_pid(pid, pages)?;
@@ -255,7 +318,12 @@ impl<'a> Section<'a> {
                 }
                 _ => {
                     inner.count(Counter::Hit, 1);
-                    return Ok(OptimisticGuard { bm: self.bm, pid, pages, version: seen.version() });
+                    return Ok(OptimisticGuard {
+                        bm: self.bm,
+                        pid,
+                        pages,
+                        version: seen.version(),
+                    });
                 }
             }
         }
@@ -285,11 +353,17 @@ impl<'a> OptimisticGuard<'a> {
         // made), which stays mapped for the pool's lifetime ('a). The bytes
         // may be concurrently written (validated later) or released (the
         // fault guard turns the touch into a restart).
-        let bytes = unsafe { std::slice::from_raw_parts(self.bm.inner.frame_ptr(self.pid), self.pages as usize * PAGE_SIZE) };
+        let bytes = unsafe {
+            std::slice::from_raw_parts(
+                self.bm.inner.frame_ptr(self.pid),
+                self.pages as usize * PAGE_SIZE,
+            )
+        };
         &bytes[FRAME_HEADER_SIZE..]
     }
 
     /// Whether nobody changed or evicted the frame since the guard was made.
+    #[inline]
     pub fn validate(&self) -> Result<(), Interrupt> {
         let now = self.bm.inner.meta(self.pid).state.load_after_read();
         if now.version() == self.version && now.is_readable() {
@@ -302,6 +376,7 @@ impl<'a> OptimisticGuard<'a> {
     /// Turns the optimistic read into an exclusive latch, if nothing
     /// changed since. (Hold the result outside the section or until no more
     /// optimistic bytes are read: it has a destructor.)
+    #[inline]
     pub fn upgrade(self) -> Result<ExclusiveGuard<'a>, Interrupt> {
         let state = &self.bm.inner.meta(self.pid).state;
         let mut backoff = Backoff::default();
@@ -329,7 +404,11 @@ impl<'a> OptimisticGuard<'a> {
                 return Err(Interrupt::Restart);
             }
             if state.try_lock_shared(seen) {
-                return Ok(SharedGuard { bm: self.bm, pid: self.pid, pages: self.pages });
+                return Ok(SharedGuard {
+                    bm: self.bm,
+                    pid: self.pid,
+                    pages: self.pages,
+                });
             }
         }
     }

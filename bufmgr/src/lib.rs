@@ -59,8 +59,11 @@ mod loom_models;
 pub use alloc::{AllocState, MAX_EXTENT_PAGES};
 pub use error::{Interrupt, OpenError, PageError};
 pub use frame::FRAME_HEADER_SIZE;
-pub use guards::{ExclusiveGuard, OptimisticGuard, SharedGuard, Section};
-pub use manager::{BufferManager, Config, WriteBackHook, DEFAULT_MAX_BYTES, DEFAULT_POOL_BYTES, EVICT_BATCH, MIN_POOL_PAGES};
+pub use guards::{ExclusiveGuard, OptimisticGuard, Section, SharedGuard};
+pub use manager::{
+    BufferManager, Config, WriteBackHook, DEFAULT_MAX_BYTES, DEFAULT_POOL_BYTES, EVICT_BATCH,
+    MIN_POOL_PAGES,
+};
 pub use region::ReleaseMode;
 pub use stats::Stats;
 
@@ -73,4 +76,7 @@ pub const PAGE_SIZE: usize = 4096;
 /// Bytes of a single page available to the layer above.
 pub const PAGE_PAYLOAD: usize = PAGE_SIZE - FRAME_HEADER_SIZE;
 
-const _: () = assert!(PAGE_SIZE == io::BLOCK_SIZE, "a page is one direct-I/O block");
+const _: () = assert!(
+    PAGE_SIZE == io::BLOCK_SIZE,
+    "a page is one direct-I/O block"
+);

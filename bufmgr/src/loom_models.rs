@@ -33,7 +33,10 @@ struct Page {
 impl Page {
     fn new(state: u8, value: u64) -> Arc<Page> {
         let meta = PageMeta::new(StateWord::new(0, state));
-        Arc::new(Page { meta, data: [AtomicU64::new(value), AtomicU64::new(value)] })
+        Arc::new(Page {
+            meta,
+            data: [AtomicU64::new(value), AtomicU64::new(value)],
+        })
     }
 
     fn write(&self, value: u64) {
@@ -100,16 +103,27 @@ fn loom_shared_counts() {
             })
         };
         if page.meta.state.try_lock_shared(page.meta.state.load()) {
-            assert!(!page.meta.state.try_lock_exclusive(page.meta.state.load()), "exclusive under a shared latch");
+            assert!(
+                !page.meta.state.try_lock_exclusive(page.meta.state.load()),
+                "exclusive under a shared latch"
+            );
             page.meta.state.unlock_shared();
         }
         if page.meta.state.try_lock_exclusive(page.meta.state.load()) {
-            assert_eq!(inside.load(Relaxed), 0, "exclusive while a shared holder is inside");
+            assert_eq!(
+                inside.load(Relaxed),
+                0,
+                "exclusive while a shared holder is inside"
+            );
             page.meta.state.unlock_exclusive();
         }
         reader.join().unwrap();
         let end = page.meta.state.load();
-        assert_eq!(end.state(), UNLOCKED, "every shared latch was released: {end:?}");
+        assert_eq!(
+            end.state(),
+            UNLOCKED,
+            "every shared latch was released: {end:?}"
+        );
     });
 }
 
@@ -142,10 +156,16 @@ fn loom_eviction_vs_shared_latch() {
         };
         let seen = page.meta.state.load();
         if page.meta.state.try_lock_shared(seen) {
-            assert_eq!((page.data[0].load(Relaxed), page.data[1].load(Relaxed)), (7, 7));
+            assert_eq!(
+                (page.data[0].load(Relaxed), page.data[1].load(Relaxed)),
+                (7, 7)
+            );
             page.meta.state.unlock_shared();
         } else {
-            assert!(matches!(seen.state(), LOCKED | EVICTED) || page.meta.state.load().raw() != seen.raw());
+            assert!(
+                matches!(seen.state(), LOCKED | EVICTED)
+                    || page.meta.state.load().raw() != seen.raw()
+            );
         }
         evictor.join().unwrap();
     });
@@ -178,7 +198,11 @@ fn loom_two_threads_miss_the_same_page() {
                     while !page.meta.state.try_lock_shared(page.meta.state.load()) {
                         thread::yield_now();
                     }
-                    assert_eq!(page.data[0].load(Relaxed), 42, "latched a page that is not loaded");
+                    assert_eq!(
+                        page.data[0].load(Relaxed),
+                        42,
+                        "latched a page that is not loaded"
+                    );
                     page.meta.state.unlock_shared();
                 })
             })

@@ -57,7 +57,13 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config { pool_bytes: DEFAULT_POOL_BYTES, max_bytes: DEFAULT_MAX_BYTES, write_back: None, alloc: None, force_dontneed: false }
+        Config {
+            pool_bytes: DEFAULT_POOL_BYTES,
+            max_bytes: DEFAULT_MAX_BYTES,
+            write_back: None,
+            alloc: None,
+            force_dontneed: false,
+        }
     }
 }
 
@@ -95,24 +101,45 @@ impl BufferManager {
     pub fn open(file: Arc<dyn BlockFile>, config: Config) -> Result<Self, OpenError> {
         let min_bytes = MIN_POOL_PAGES * PAGE_SIZE;
         if config.pool_bytes < min_bytes {
-            return Err(OpenError::BudgetTooSmall { pool_bytes: config.pool_bytes, min_bytes });
+            return Err(OpenError::BudgetTooSmall {
+                pool_bytes: config.pool_bytes,
+                min_bytes,
+            });
         }
         if config.pool_bytes as u64 > config.max_bytes {
-            return Err(OpenError::BudgetAboveRegion { pool_bytes: config.pool_bytes, max_bytes: config.max_bytes });
+            return Err(OpenError::BudgetAboveRegion {
+                pool_bytes: config.pool_bytes,
+                max_bytes: config.max_bytes,
+            });
         }
         let max_pages = config.max_bytes / PAGE_SIZE as u64;
         let file_pages = file.len_bytes()?.div_ceil(PAGE_SIZE as u64);
-        let alloc = config.alloc.clone().unwrap_or(AllocState { next_pid: file_pages.max(1), free: Vec::new() });
+        let alloc = config.alloc.clone().unwrap_or(AllocState {
+            next_pid: file_pages.max(1),
+            free: Vec::new(),
+        });
         if alloc.next_pid > max_pages {
-            return Err(OpenError::FileLargerThanRegion { file_pages: alloc.next_pid, max_pages });
+            return Err(OpenError::FileLargerThanRegion {
+                file_pages: alloc.next_pid,
+                max_pages,
+            });
         }
-        let reserve = |bytes: usize| Region::reserve(bytes).map_err(|source| OpenError::Reserve { bytes, source });
+        let reserve = |bytes: usize| {
+            Region::reserve(bytes).map_err(|source| OpenError::Reserve { bytes, source })
+        };
         let pool = reserve(max_pages as usize * PAGE_SIZE)?;
         let meta = reserve(max_pages as usize * std::mem::size_of::<PageMeta>())?;
-        let fault_registration = fault::register_region(pool.base() as usize, pool.base() as usize + pool.len())
-            .ok_or(OpenError::TooManyPools(64))?;
+        let fault_registration = fault::register_region(
+            pool.base() as usize,
+            pool.base() as usize + pool.size_bytes(),
+        )
+        .ok_or(OpenError::TooManyPools(64))?;
         let budget_pages = (config.pool_bytes / PAGE_SIZE) as u64;
-        let release = if config.force_dontneed { ReleaseMode::DontNeed } else { detect_release_mode() };
+        let release = if config.force_dontneed {
+            ReleaseMode::DontNeed
+        } else {
+            detect_release_mode()
+        };
         let inner = Inner {
             id: NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed),
             pool,
@@ -134,9 +161,15 @@ impl BufferManager {
         // Every existing page starts out on disk. Page 0 is reserved (so 0
         // can mean "no page" in on-disk pointers) and never touched.
         for pid in 1..alloc.next_pid {
-            inner.meta(pid).state.store_initial(StateWord::new(0, EVICTED));
+            inner
+                .meta(pid)
+                .state
+                .store_initial(StateWord::new(0, EVICTED));
         }
-        Ok(BufferManager { inner: Arc::new(inner), prefetcher: Prefetcher::default() })
+        Ok(BufferManager {
+            inner: Arc::new(inner),
+            prefetcher: Prefetcher::default(),
+        })
     }
 
     /// Counters summed over all threads.
@@ -194,7 +227,7 @@ impl BufferManager {
 
     /// The start and length of the virtual region (for tests of the guard).
     pub fn region(&self) -> (*const u8, usize) {
-        (self.inner.pool.base(), self.inner.pool.len())
+        (self.inner.pool.base(), self.inner.pool.size_bytes())
     }
 }
 
@@ -206,6 +239,7 @@ impl Drop for BufferManager {
 }
 
 impl Inner {
+    #[inline]
     pub(crate) fn meta(&self, pid: PageId) -> &PageMeta {
         debug_assert!(pid < self.max_pages);
         // SAFETY: the metadata region holds max_pages PageMeta slots, zero
@@ -214,12 +248,14 @@ impl Inner {
         unsafe { &*self.meta.base().cast::<PageMeta>().add(pid as usize) }
     }
 
+    #[inline]
     pub(crate) fn frame_ptr(&self, pid: PageId) -> *mut u8 {
         // SAFETY: pid < max_pages, so the offset stays inside the pool region.
         unsafe { self.pool.base().add(pid as usize * PAGE_SIZE) }
     }
 
     /// Refuses page 0 and ids beyond the allocated range.
+    #[inline]
     pub(crate) fn check_pid(&self, pid: PageId, pages: u32) -> Result<(), PageError> {
         let allocated = self.allocated.load(Ordering::Acquire);
         if pid == 0 || pages == 0 || pid.saturating_add(pages as u64) > allocated {
@@ -228,6 +264,7 @@ impl Inner {
         Ok(())
     }
 
+    #[inline]
     pub(crate) fn count(&self, counter: Counter, n: u64) {
         self.stats.add(self.id, counter, n);
     }
@@ -273,7 +310,9 @@ impl Inner {
         let total: u64 = frames.iter().map(|&(_, n)| n as u64).sum();
         // Step 1.
         if let Err(e) = self.reserve(total) {
-            frames.iter().for_each(|&(pid, _)| self.abandon_load(pid, 0));
+            frames
+                .iter()
+                .for_each(|&(pid, _)| self.abandon_load(pid, 0));
             return Err(e);
         }
         // Step 2.
@@ -292,14 +331,21 @@ impl Inner {
                 // EVICTED), so nobody else writes it; optimistic readers may
                 // read it concurrently, which they validate. The range is
                 // inside the region (check_pid).
-                buf: unsafe { std::slice::from_raw_parts_mut(self.frame_ptr(pid), pages as usize * PAGE_SIZE) },
+                buf: unsafe {
+                    std::slice::from_raw_parts_mut(self.frame_ptr(pid), pages as usize * PAGE_SIZE)
+                },
             })
             .collect();
         let read = self.file.read_batch(&mut reads);
         drop(reads);
         if let Err(source) = read {
-            frames.iter().for_each(|&(pid, n)| self.abandon_load(pid, n as u64));
-            return Err(PageError::Io { pid: frames[0].0, source });
+            frames
+                .iter()
+                .for_each(|&(pid, n)| self.abandon_load(pid, n as u64));
+            return Err(PageError::Io {
+                pid: frames[0].0,
+                source,
+            });
         }
         // Steps 4 and 5.
         let mut first_error = None;
@@ -313,7 +359,8 @@ impl Inner {
 
     fn publish_loaded(&self, pid: PageId, pages: u32) -> Result<(), PageError> {
         // SAFETY: latched exclusively by this thread, inside the region.
-        let bytes = unsafe { std::slice::from_raw_parts(self.frame_ptr(pid), pages as usize * PAGE_SIZE) };
+        let bytes =
+            unsafe { std::slice::from_raw_parts(self.frame_ptr(pid), pages as usize * PAGE_SIZE) };
         let problem = match frame::check(bytes) {
             frame::Check::Valid => None,
             frame::Check::NeverWritten => Some(PageError::NeverWritten { pid }),
@@ -337,7 +384,11 @@ impl Inner {
     fn abandon_load(&self, pid: PageId, reserved: u64) {
         let meta = self.meta(pid);
         if reserved > 0 {
-            let _ = self.pool.release(pid as usize * PAGE_SIZE, reserved as usize * PAGE_SIZE, self.release);
+            let _ = self.pool.release(
+                pid as usize * PAGE_SIZE,
+                reserved as usize * PAGE_SIZE,
+                self.release,
+            );
             self.resident_pages.fetch_sub(reserved, Ordering::Relaxed);
         }
         self.waits.finish(pid, meta);
@@ -351,7 +402,11 @@ impl Inner {
         loop {
             let used = self.resident_pages.load(Ordering::Relaxed);
             if used + pages <= self.budget_pages {
-                if self.resident_pages.compare_exchange(used, used + pages, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                if self
+                    .resident_pages
+                    .compare_exchange(used, used + pages, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+                {
                     return Ok(());
                 }
                 continue;
@@ -359,11 +414,12 @@ impl Inner {
             if self.evict_batch()? == 0 {
                 futile += 1;
                 if futile > MAX_FUTILE_EVICTIONS {
-                    return Err(PageError::PoolExhausted { resident_pages: used });
+                    return Err(PageError::PoolExhausted {
+                        resident_pages: used,
+                    });
                 }
                 std::thread::yield_now();
             }
         }
     }
 }
-

@@ -35,13 +35,19 @@ const _: () = assert!(std::mem::size_of::<PageMeta>() == 16, "two words per page
 impl PageMeta {
     /// A metadata slot in a given state (the pool's slots are zeroed memory;
     /// this is for the loom models).
+    #[cfg(all(loom, test))]
     pub fn new(word: crate::state::StateWord) -> Self {
-        PageMeta { state: PageState::new(word), flags: AtomicU64::new(0) }
+        PageMeta {
+            state: PageState::new(word),
+            flags: AtomicU64::new(0),
+        }
     }
 
+    #[inline]
     pub fn is_dirty(&self) -> bool {
         self.flags.load(Ordering::Relaxed) & DIRTY != 0
     }
+    #[inline]
     pub fn set_dirty(&self, dirty: bool) {
         if dirty {
             self.flags.fetch_or(DIRTY, Ordering::Relaxed);
@@ -49,6 +55,7 @@ impl PageMeta {
             self.flags.fetch_and(!DIRTY, Ordering::Relaxed);
         }
     }
+    #[inline]
     pub fn is_loading(&self) -> bool {
         self.flags.load(Ordering::Acquire) & LOADING != 0
     }
@@ -64,6 +71,7 @@ impl PageMeta {
     }
     pub fn set_frame_pages(&self, pages: u32) {
         let low = self.flags.load(Ordering::Relaxed) & ((1 << FRAME_SHIFT) - 1);
-        self.flags.store(((pages as u64) << FRAME_SHIFT) | low, Ordering::Relaxed);
+        self.flags
+            .store(((pages as u64) << FRAME_SHIFT) | low, Ordering::Relaxed);
     }
 }

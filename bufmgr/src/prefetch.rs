@@ -20,9 +20,12 @@ use std::thread::JoinHandle;
 /// worth (see the io_uring file's ring size), so one batch is one submit.
 const MAX_PREFETCH_BATCH: usize = 256;
 
+/// The prefetch thread and the channel that feeds it.
+type Worker = (Sender<Vec<PageId>>, JoinHandle<()>);
+
 #[derive(Default)]
 pub(crate) struct Prefetcher {
-    worker: Mutex<Option<(Sender<Vec<PageId>>, JoinHandle<()>)>>,
+    worker: Mutex<Option<Worker>>,
 }
 
 impl Prefetcher {
@@ -40,22 +43,33 @@ impl BufferManager {
     /// Ids that are out of range or already resident are skipped.
     pub fn prefetch(&self, pids: &[PageId]) {
         let inner = &self.inner;
-        let todo: Vec<PageId> =
-            pids.iter().copied().filter(|&p| inner.check_pid(p, 1).is_ok() && inner.meta(p).state.load().state() == EVICTED).collect();
+        let todo: Vec<PageId> = pids
+            .iter()
+            .copied()
+            .filter(|&p| {
+                inner.check_pid(p, 1).is_ok() && inner.meta(p).state.load().state() == EVICTED
+            })
+            .collect();
         if todo.is_empty() {
             return;
         }
-        let mut worker = self.prefetcher.worker.lock().unwrap_or_else(|p| p.into_inner());
+        let mut worker = self
+            .prefetcher
+            .worker
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if worker.is_none() {
             let (tx, rx) = channel::<Vec<PageId>>();
             let inner = Arc::clone(&self.inner);
-            let spawned = std::thread::Builder::new().name("rime-prefetch".into()).spawn(move || {
-                while let Ok(pids) = rx.recv() {
-                    for chunk in pids.chunks(MAX_PREFETCH_BATCH) {
-                        prefetch_batch(&inner, chunk);
+            let spawned = std::thread::Builder::new()
+                .name("rime-prefetch".into())
+                .spawn(move || {
+                    while let Ok(pids) = rx.recv() {
+                        for chunk in pids.chunks(MAX_PREFETCH_BATCH) {
+                            prefetch_batch(&inner, chunk);
+                        }
                     }
-                }
-            });
+                });
             match spawned {
                 Ok(handle) => *worker = Some((tx, handle)),
                 Err(e) => {

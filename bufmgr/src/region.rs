@@ -57,14 +57,18 @@ impl Region {
         if ptr == libc::MAP_FAILED {
             return Err(std::io::Error::last_os_error());
         }
-        Ok(Region { base: ptr.cast(), len })
+        Ok(Region {
+            base: ptr.cast(),
+            len,
+        })
     }
 
     pub fn base(&self) -> *mut u8 {
         self.base
     }
 
-    pub fn len(&self) -> usize {
+    /// The region's length in bytes (never zero).
+    pub fn size_bytes(&self) -> usize {
         self.len
     }
 
@@ -119,7 +123,9 @@ impl Drop for Region {
 /// Detects whether this kernel supports `MADV_GUARD_INSTALL`, by trying it on
 /// a scratch page: Linux before 6.13 answers `EINVAL`.
 pub fn detect_release_mode() -> ReleaseMode {
-    let Ok(probe) = Region::reserve(PAGE_SIZE) else { return ReleaseMode::DontNeed };
+    let Ok(probe) = Region::reserve(PAGE_SIZE) else {
+        return ReleaseMode::DontNeed;
+    };
     match probe.advise(0, PAGE_SIZE, MADV_GUARD_INSTALL) {
         Ok(()) => ReleaseMode::Guard,
         Err(_) => ReleaseMode::DontNeed,

@@ -27,9 +27,15 @@ pub struct ResidentSet {
 
 impl ResidentSet {
     pub fn with_capacity(max_frames: usize) -> Self {
-        let n = (max_frames * SLOTS_PER_FRAME_NUM / SLOTS_PER_FRAME_DEN).next_power_of_two().max(64);
+        let n = (max_frames * SLOTS_PER_FRAME_NUM / SLOTS_PER_FRAME_DEN)
+            .next_power_of_two()
+            .max(64);
         let slots = (0..n).map(|_| AtomicU64::new(EMPTY)).collect();
-        ResidentSet { slots, mask: n as u64 - 1, clock: AtomicU64::new(0) }
+        ResidentSet {
+            slots,
+            mask: n as u64 - 1,
+            clock: AtomicU64::new(0),
+        }
     }
 
     fn home(&self, pid: PageId) -> u64 {
@@ -44,7 +50,9 @@ impl ResidentSet {
             let cur = slot.load(Ordering::Relaxed);
             debug_assert_ne!(cur, pid, "page {pid} inserted twice");
             if (cur == EMPTY || cur == TOMBSTONE)
-                && slot.compare_exchange(cur, pid, Ordering::AcqRel, Ordering::Relaxed).is_ok()
+                && slot
+                    .compare_exchange(cur, pid, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
             {
                 return;
             }
@@ -62,7 +70,9 @@ impl ResidentSet {
                 return false;
             }
             if cur == pid {
-                return slot.compare_exchange(pid, TOMBSTONE, Ordering::AcqRel, Ordering::Relaxed).is_ok();
+                return slot
+                    .compare_exchange(pid, TOMBSTONE, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok();
             }
             pos = (pos + 1) & self.mask;
         }
@@ -106,7 +116,9 @@ mod tests {
         let mut model = BTreeSet::new();
         let mut x = 12345u64;
         for _ in 0..20_000 {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let pid = (x >> 33) % 300;
             if model.contains(&pid) {
                 assert!(set.remove(pid));

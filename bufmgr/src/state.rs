@@ -54,15 +54,19 @@ const STATE_MASK: u64 = (1 << STATE_BITS) - 1;
 pub struct StateWord(u64);
 
 impl StateWord {
+    #[inline]
     pub const fn new(version: u64, state: u8) -> Self {
         StateWord((version << STATE_BITS) | state as u64)
     }
+    #[inline]
     pub const fn version(self) -> u64 {
         self.0 >> STATE_BITS
     }
+    #[inline]
     pub const fn state(self) -> u8 {
         (self.0 & STATE_MASK) as u8
     }
+    #[inline]
     pub const fn raw(self) -> u64 {
         self.0
     }
@@ -74,11 +78,13 @@ impl StateWord {
     const fn next_version(self, state: u8) -> Self {
         StateWord::new((self.version() + 1) & (u64::MAX >> STATE_BITS), state)
     }
+    #[inline]
     pub const fn is_shared(self) -> bool {
         let s = self.state();
         s >= 1 && s <= MAX_SHARED
     }
     /// A state an optimistic reader may proceed in: nobody is changing the page.
+    #[inline]
     pub const fn is_readable(self) -> bool {
         self.state() <= MAX_SHARED || self.state() == MARKED
     }
@@ -111,21 +117,26 @@ impl PageState {
         self.0.store(word.raw(), Ordering::Release);
     }
 
+    #[inline]
     pub fn load(&self) -> StateWord {
         StateWord(self.0.load(Ordering::Acquire))
     }
 
     /// Re-reads the word after an optimistic read of the page's bytes.
+    #[inline]
     pub fn load_after_read(&self) -> StateWord {
         fence(Ordering::Acquire);
         StateWord(self.0.load(Ordering::Relaxed))
     }
 
     fn cas(&self, from: StateWord, to: StateWord) -> bool {
-        self.0.compare_exchange(from.raw(), to.raw(), Ordering::Acquire, Ordering::Relaxed).is_ok()
+        self.0
+            .compare_exchange(from.raw(), to.raw(), Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
     }
 
     /// UNLOCKED or MARKED → LOCKED, if the word is still `seen`.
+    #[inline]
     pub fn try_lock_exclusive(&self, seen: StateWord) -> bool {
         let from_ok = seen.state() == UNLOCKED || seen.state() == MARKED;
         from_ok && self.lock_to_exclusive(seen)
@@ -137,6 +148,7 @@ impl PageState {
     }
 
     /// shared(1) → LOCKED: the only shared holder becomes the exclusive one.
+    #[inline]
     pub fn try_upgrade(&self, seen: StateWord) -> bool {
         seen.state() == 1 && self.lock_to_exclusive(seen)
     }
@@ -152,6 +164,7 @@ impl PageState {
     }
 
     /// LOCKED → UNLOCKED with the next version: publishes the page's changes.
+    #[inline]
     pub fn unlock_exclusive(&self) {
         self.release_exclusive(UNLOCKED);
     }
@@ -163,20 +176,28 @@ impl PageState {
 
     fn release_exclusive(&self, state: u8) {
         let now = StateWord(self.0.load(Ordering::Relaxed));
-        debug_assert_eq!(now.state(), LOCKED, "releasing an exclusive latch that is not held");
+        debug_assert_eq!(
+            now.state(),
+            LOCKED,
+            "releasing an exclusive latch that is not held"
+        );
         // The holder is the only writer of a LOCKED word: a plain store is enough.
-        self.0.store(now.next_version(state).raw(), Ordering::Release);
+        self.0
+            .store(now.next_version(state).raw(), Ordering::Release);
     }
 
     /// LOCKED → UNLOCKED keeping the version: for a latch under which the
     /// page was not changed (a write-back that then decided not to evict).
+    #[inline]
     pub fn unlock_exclusive_unchanged(&self) {
         let now = StateWord(self.0.load(Ordering::Relaxed));
         debug_assert_eq!(now.state(), LOCKED);
-        self.0.store(now.with_state(UNLOCKED).raw(), Ordering::Release);
+        self.0
+            .store(now.with_state(UNLOCKED).raw(), Ordering::Release);
     }
 
     /// UNLOCKED, MARKED or shared(n < MAX) → one more shared latch.
+    #[inline]
     pub fn try_lock_shared(&self, seen: StateWord) -> bool {
         let next = match seen.state() {
             UNLOCKED | MARKED => 1,
@@ -188,9 +209,13 @@ impl PageState {
 
     /// One shared latch fewer. The count lives in the low byte and is at least
     /// one, so a subtraction cannot borrow from the version.
+    #[inline]
     pub fn unlock_shared(&self) {
         let before = StateWord(self.0.fetch_sub(1, Ordering::Release));
-        debug_assert!(before.is_shared(), "releasing a shared latch that is not held: {before:?}");
+        debug_assert!(
+            before.is_shared(),
+            "releasing a shared latch that is not held: {before:?}"
+        );
     }
 
     /// UNLOCKED → MARKED: the clock's first pass (second chance).
@@ -199,6 +224,7 @@ impl PageState {
     }
 
     /// MARKED → UNLOCKED: an access gives the page its second chance back.
+    #[inline]
     pub fn try_unmark(&self, seen: StateWord) -> bool {
         seen.state() == MARKED && self.cas(seen, seen.with_state(UNLOCKED))
     }

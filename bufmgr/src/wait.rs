@@ -33,7 +33,11 @@ impl LoadWaits {
     /// A table of `n` slots (the loom models use one, to keep the state
     /// space small; correctness does not depend on the count).
     pub fn with_slots(n: usize) -> Self {
-        LoadWaits { slots: (0..n.max(1)).map(|_| (Mutex::new(()), Condvar::new())).collect() }
+        LoadWaits {
+            slots: (0..n.max(1))
+                .map(|_| (Mutex::new(()), Condvar::new()))
+                .collect(),
+        }
     }
 
     fn slot(&self, pid: PageId) -> &(Mutex<()>, Condvar) {

@@ -100,9 +100,16 @@ fn a_reader_touching_a_page_evicted_under_it_restarts() {
     drop(p.bm.shared(target).unwrap());
     let faults_before = p.bm.stats().faults;
     let (generation, attempts) = read_across_an_eviction(&p.bm, target, &pids[1..]);
-    assert_eq!(generation, 0, "the restarted read sees the page's real contents");
+    assert_eq!(
+        generation, 0,
+        "the restarted read sees the page's real contents"
+    );
     assert_eq!(attempts, 2, "one faulted attempt, one clean one");
-    assert_eq!(p.bm.stats().faults, faults_before + 1, "the restart came from the fault guard");
+    assert_eq!(
+        p.bm.stats().faults,
+        faults_before + 1,
+        "the restart came from the fault guard"
+    );
 }
 
 fn run_child(case: &str, test_name: &str) -> std::process::ExitStatus {
@@ -156,7 +163,11 @@ fn faults_outside_a_guarded_section_or_the_pool_still_crash() {
     let name = "faults_outside_a_guarded_section_or_the_pool_still_crash";
     for case in ["touch_evicted", "wild_pointer"] {
         let status = run_child(case, name);
-        assert_eq!(status.signal(), Some(libc::SIGSEGV), "{case}: the child should die of SIGSEGV, got {status:?}");
+        assert_eq!(
+            status.signal(),
+            Some(libc::SIGSEGV),
+            "{case}: the child should die of SIGSEGV, got {status:?}"
+        );
     }
 }
 
@@ -166,7 +177,11 @@ fn faults_outside_a_guarded_section_or_the_pool_still_crash() {
 static FOREIGN_PREVIOUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
 const FOREIGN_ADDRESS: usize = 0x1000;
 
-extern "C" fn foreign_handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+extern "C" fn foreign_handler(
+    sig: libc::c_int,
+    info: *mut libc::siginfo_t,
+    ctx: *mut libc::c_void,
+) {
     // SAFETY: the kernel passes a valid siginfo.
     let addr = unsafe { (*info).si_addr() } as usize;
     if addr == FOREIGN_ADDRESS {
@@ -180,7 +195,8 @@ extern "C" fn foreign_handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx:
         return;
     }
     // SAFETY: every handler in this test binary is SA_SIGINFO-style.
-    let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) = unsafe { std::mem::transmute(prev) };
+    let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
+        unsafe { std::mem::transmute(prev) };
     f(sig, info, ctx);
 }
 
@@ -230,6 +246,10 @@ fn another_handler_installed_before_or_after_ours_keeps_working() {
     let name = "another_handler_installed_before_or_after_ours_keeps_working";
     for case in ["foreign_first", "foreign_after"] {
         let status = run_child(case, name);
-        assert_eq!(status.code(), Some(FOREIGN_HANDLER_EXIT), "{case}: {status:?}");
+        assert_eq!(
+            status.code(),
+            Some(FOREIGN_HANDLER_EXIT),
+            "{case}: {status:?}"
+        );
     }
 }

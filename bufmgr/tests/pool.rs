@@ -34,7 +34,10 @@ fn freed_pages_are_reused_and_zeroed() {
     p.bm.free(a);
     let b = p.bm.alloc().unwrap();
     assert_eq!(b.pid(), pid, "the freed id comes back first");
-    assert!(b.payload().iter().all(|&x| x == 0), "a reused page starts zeroed");
+    assert!(
+        b.payload().iter().all(|&x| x == 0),
+        "a reused page starts zeroed"
+    );
     assert_eq!(p.bm.alloc_state().free, vec![]);
 }
 
@@ -46,14 +49,21 @@ fn extents_are_contiguous_and_round_trip_through_disk() {
     for (i, b) in e.payload_mut().iter_mut().enumerate() {
         *b = (i % 251) as u8;
     }
-    assert_eq!(e.payload().len(), 40 * PAGE_SIZE - rime_bufmgr::FRAME_HEADER_SIZE);
+    assert_eq!(
+        e.payload().len(),
+        40 * PAGE_SIZE - rime_bufmgr::FRAME_HEADER_SIZE
+    );
     drop(e);
     // Push it out with single pages.
     for _ in 0..2 * MIN_POOL_PAGES {
         drop(p.bm.alloc().unwrap());
     }
     let e = p.bm.shared_extent(pid, 40).unwrap();
-    assert!(e.payload().iter().enumerate().all(|(i, &b)| b == (i % 251) as u8));
+    assert!(e
+        .payload()
+        .iter()
+        .enumerate()
+        .all(|(i, &b)| b == (i % 251) as u8));
 }
 
 #[test]
@@ -63,9 +73,15 @@ fn extent_lengths_are_checked_against_the_header() {
     for _ in 0..2 * MIN_POOL_PAGES {
         drop(p.bm.alloc().unwrap());
     }
-    let err = p.bm.shared_extent(pid, 3).err().expect("wrong length refused");
+    let err =
+        p.bm.shared_extent(pid, 3)
+            .err()
+            .expect("wrong length refused");
     assert!(matches!(err, PageError::Corrupt { .. }), "{err}");
-    assert!(p.bm.shared_extent(pid, 4).is_ok(), "the right length still loads");
+    assert!(
+        p.bm.shared_extent(pid, 4).is_ok(),
+        "the right length still loads"
+    );
 }
 
 #[test]
@@ -76,15 +92,24 @@ fn out_of_range_and_reserved_ids_are_errors() {
         let err = p.bm.exclusive(bad).err().expect("refused");
         assert!(matches!(err, PageError::OutOfRange { .. }), "{bad}: {err}");
     }
-    assert!(matches!(p.bm.alloc_extent(0), Err(PageError::ExtentTooLarge { .. })));
-    assert!(matches!(p.bm.alloc_extent(1 << 20), Err(PageError::ExtentTooLarge { .. })));
+    assert!(matches!(
+        p.bm.alloc_extent(0),
+        Err(PageError::ExtentTooLarge { .. })
+    ));
+    assert!(matches!(
+        p.bm.alloc_extent(1 << 20),
+        Err(PageError::ExtentTooLarge { .. })
+    ));
 }
 
 #[test]
 fn a_budget_below_the_minimum_is_refused() {
     let dir = tempfile::TempDir::new().unwrap();
     let file = open_block_file(&dir.path().join("f"), IoBackend::Auto).unwrap();
-    let config = Config { pool_bytes: (MIN_POOL_PAGES - 1) * PAGE_SIZE, ..Config::default() };
+    let config = Config {
+        pool_bytes: (MIN_POOL_PAGES - 1) * PAGE_SIZE,
+        ..Config::default()
+    };
     let err = BufferManager::open(file, config).err().expect("refused");
     assert!(matches!(err, OpenError::BudgetTooSmall { .. }), "{err}");
 }
@@ -94,7 +119,10 @@ fn reopening_the_file_sees_flushed_pages() {
     let dir = tempfile::TempDir::new().unwrap();
     let path = dir.path().join("pages");
     let (pid, state) = {
-        let bm = open(open_block_file(&path, IoBackend::Auto).unwrap(), MIN_POOL_PAGES);
+        let bm = open(
+            open_block_file(&path, IoBackend::Auto).unwrap(),
+            MIN_POOL_PAGES,
+        );
         let mut page = bm.alloc().unwrap();
         let pid = page.pid();
         stamp(page.payload_mut(), pid, 7);
@@ -106,7 +134,12 @@ fn reopening_the_file_sees_flushed_pages() {
         (pid, bm.alloc_state())
     };
     let file = open_block_file(&path, IoBackend::Auto).unwrap();
-    let config = Config { pool_bytes: MIN_POOL_PAGES * PAGE_SIZE, max_bytes: 1 << 32, alloc: Some(state), ..Config::default() };
+    let config = Config {
+        pool_bytes: MIN_POOL_PAGES * PAGE_SIZE,
+        max_bytes: 1 << 32,
+        alloc: Some(state),
+        ..Config::default()
+    };
     let bm = BufferManager::open(file, config).unwrap();
     let page = bm.shared(pid).unwrap();
     assert_eq!(check(page.payload(), pid), Ok(7));
@@ -118,7 +151,10 @@ fn a_page_corrupted_on_disk_is_an_error_naming_it() {
     let dir = tempfile::TempDir::new().unwrap();
     let path = dir.path().join("pages");
     let pid = {
-        let bm = open(open_block_file(&path, IoBackend::Auto).unwrap(), MIN_POOL_PAGES);
+        let bm = open(
+            open_block_file(&path, IoBackend::Auto).unwrap(),
+            MIN_POOL_PAGES,
+        );
         let mut page = bm.alloc().unwrap();
         let pid = page.pid();
         stamp(page.payload_mut(), pid, 1);
@@ -131,7 +167,10 @@ fn a_page_corrupted_on_disk_is_an_error_naming_it() {
     let mut raw = raw;
     raw[pid as usize * PAGE_SIZE + 1000] ^= 0x10;
     std::fs::write(&path, &raw).unwrap();
-    let bm = open(open_block_file(&path, IoBackend::Auto).unwrap(), MIN_POOL_PAGES);
+    let bm = open(
+        open_block_file(&path, IoBackend::Auto).unwrap(),
+        MIN_POOL_PAGES,
+    );
     let result = bm.shared(pid).map(|_| ());
     match result {
         Err(PageError::Corrupt { pid: p, .. }) => assert_eq!(p, pid),

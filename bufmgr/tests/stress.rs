@@ -5,8 +5,8 @@
 
 mod common;
 use common::*;
-use rime_bufmgr::{BufferManager, Config, Interrupt, PageId, PAGE_PAYLOAD, PAGE_SIZE};
 use rand::{Rng, SeedableRng};
+use rime_bufmgr::{BufferManager, Config, Interrupt, PageId, PAGE_PAYLOAD, PAGE_SIZE};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Threads: at least 4, even on 2 cores, so latches are taken and dropped
@@ -18,7 +18,10 @@ const POOL_PAGES: usize = rime_bufmgr::MIN_POOL_PAGES;
 const DATA_PAGES: usize = 16 * POOL_PAGES;
 
 fn scale() -> u64 {
-    std::env::var("RIME_STRESS_SCALE").ok().and_then(|s| s.parse().ok()).unwrap_or(1)
+    std::env::var("RIME_STRESS_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1)
 }
 
 /// Reads `pid` optimistically into a stack copy and checks it outside the
@@ -50,7 +53,10 @@ fn run(bm: &BufferManager, pids: &[PageId], writes: &[AtomicU64], ops_per_thread
                     match rng.gen_range(0..10) {
                         0..=5 => {
                             let seen = read_optimistic(bm, pid);
-                            assert!(seen <= writes[i].load(Ordering::Acquire), "a generation from the future");
+                            assert!(
+                                seen <= writes[i].load(Ordering::Acquire),
+                                "a generation from the future"
+                            );
                         }
                         6 => {
                             let page = bm.shared(pid).unwrap();
@@ -59,7 +65,11 @@ fn run(bm: &BufferManager, pids: &[PageId], writes: &[AtomicU64], ops_per_thread
                         _ => {
                             let mut page = bm.exclusive(pid).unwrap();
                             let generation = check(page.payload(), pid).unwrap();
-                            assert_eq!(generation, writes[i].load(Ordering::Relaxed), "a lost write on page {pid}");
+                            assert_eq!(
+                                generation,
+                                writes[i].load(Ordering::Relaxed),
+                                "a lost write on page {pid}"
+                            );
                             stamp(page.payload_mut(), pid, generation + 1);
                             writes[i].store(generation + 1, Ordering::Release);
                         }
@@ -72,8 +82,17 @@ fn run(bm: &BufferManager, pids: &[PageId], writes: &[AtomicU64], ops_per_thread
 
 fn stress(force_dontneed: bool, ops_per_thread: u64) {
     let dir = tempfile::TempDir::new().unwrap();
-    let file = rime_bufmgr::io::open_block_file(&dir.path().join("pages"), rime_bufmgr::io::IoBackend::Auto).unwrap();
-    let config = Config { pool_bytes: POOL_PAGES * PAGE_SIZE, max_bytes: 1 << 32, force_dontneed, ..Config::default() };
+    let file = rime_bufmgr::io::open_block_file(
+        &dir.path().join("pages"),
+        rime_bufmgr::io::IoBackend::Auto,
+    )
+    .unwrap();
+    let config = Config {
+        pool_bytes: POOL_PAGES * PAGE_SIZE,
+        max_bytes: 1 << 32,
+        force_dontneed,
+        ..Config::default()
+    };
     let bm = BufferManager::open(file, config).unwrap();
     let pids: Vec<PageId> = (0..DATA_PAGES)
         .map(|_| {
@@ -90,12 +109,21 @@ fn stress(force_dontneed: bool, ops_per_thread: u64) {
 
     // Every page holds exactly the last generation written to it.
     for (i, &pid) in pids.iter().enumerate() {
-        assert_eq!(check(bm.shared(pid).unwrap().payload(), pid), Ok(writes[i].load(Ordering::Relaxed)));
+        assert_eq!(
+            check(bm.shared(pid).unwrap().payload(), pid),
+            Ok(writes[i].load(Ordering::Relaxed))
+        );
     }
     assert!(bm.resident_pages() <= bm.budget_pages());
     let reloads = (stats.misses - before.misses) as f64 / DATA_PAGES as f64;
-    eprintln!("{:?}: {stats:?}, {reloads:.1} reloads per page", bm.release_mode());
-    assert!(reloads >= 3.0 * scale() as f64, "every page should be evicted and reloaded many times ({reloads:.1})");
+    eprintln!(
+        "{:?}: {stats:?}, {reloads:.1} reloads per page",
+        bm.release_mode()
+    );
+    assert!(
+        reloads >= 3.0 * scale() as f64,
+        "every page should be evicted and reloaded many times ({reloads:.1})"
+    );
 }
 
 #[test]

@@ -52,8 +52,16 @@ pub struct FaultyFile {
 
 impl FaultyFile {
     pub fn new(inner: Arc<dyn BlockFile>, plan: FaultPlan) -> Self {
-        let state = State { plan, writes_seen: 0, unsynced: Vec::new(), crashed: false };
-        FaultyFile { inner, state: Mutex::new(state) }
+        let state = State {
+            plan,
+            writes_seen: 0,
+            unsynced: Vec::new(),
+            crashed: false,
+        };
+        FaultyFile {
+            inner,
+            state: Mutex::new(state),
+        }
     }
 
     pub fn set_plan(&self, plan: FaultPlan) {
@@ -117,10 +125,17 @@ impl BlockFile for FaultyFile {
         for r in reads.iter_mut() {
             Self::alive(&s, IoOp::Read, r.offset)?;
             if s.plan.fail_reads_at.contains(&r.offset) {
-                return Err(IoError::Injected { op: IoOp::Read, offset: r.offset });
+                return Err(IoError::Injected {
+                    op: IoOp::Read,
+                    offset: r.offset,
+                });
             }
             if s.plan.short_read_at == Some(r.offset) {
-                return Err(IoError::ShortRead { offset: r.offset, wanted: r.buf.len(), got: 0 });
+                return Err(IoError::ShortRead {
+                    offset: r.offset,
+                    wanted: r.buf.len(),
+                    got: 0,
+                });
             }
             match self.inner.read_at(r.offset, r.buf) {
                 Ok(()) => {}
@@ -139,7 +154,10 @@ impl BlockFile for FaultyFile {
             Self::alive(&s, IoOp::Write, w.offset)?;
             s.writes_seen += 1;
             if s.plan.fail_all_writes || s.plan.fail_nth_write == Some(s.writes_seen) {
-                return Err(IoError::Injected { op: IoOp::Write, offset: w.offset });
+                return Err(IoError::Injected {
+                    op: IoOp::Write,
+                    offset: w.offset,
+                });
             }
             if s.plan.hold_unsynced {
                 let mut copy = AlignedBuf::zeroed(w.data.len());
@@ -156,7 +174,10 @@ impl BlockFile for FaultyFile {
         let mut s = self.lock();
         Self::alive(&s, IoOp::Sync, 0)?;
         if s.plan.fail_sync {
-            return Err(IoError::Injected { op: IoOp::Sync, offset: 0 });
+            return Err(IoError::Injected {
+                op: IoOp::Sync,
+                offset: 0,
+            });
         }
         for (offset, data) in &s.unsynced {
             self.inner.write_at(*offset, &data[..])?;
@@ -168,7 +189,12 @@ impl BlockFile for FaultyFile {
     fn len_bytes(&self) -> Result<u64, IoError> {
         let s = self.lock();
         Self::alive(&s, IoOp::Resize, 0)?;
-        let held_end = s.unsynced.iter().map(|(o, d)| o + d.len() as u64).max().unwrap_or(0);
+        let held_end = s
+            .unsynced
+            .iter()
+            .map(|(o, d)| o + d.len() as u64)
+            .max()
+            .unwrap_or(0);
         Ok(self.inner.len_bytes()?.max(held_end))
     }
 
@@ -193,5 +219,5 @@ fn overlay(unsynced: &[(u64, AlignedBuf)], offset: u64, buf: &mut [u8]) {
             buf[dst].copy_from_slice(&data[src]);
         }
     }
-    debug_assert!(buf.len() % BLOCK_SIZE == 0);
+    debug_assert!(buf.len().is_multiple_of(BLOCK_SIZE));
 }

@@ -20,6 +20,7 @@
 
 mod faulty;
 mod plain;
+pub mod probe;
 mod uring;
 
 pub use faulty::{FaultPlan, FaultyFile};
@@ -58,10 +59,16 @@ pub enum IoError {
         source: std::io::Error,
     },
     #[error("read at byte {offset} wanted {wanted} bytes but the file ends after {got}")]
-    ShortRead { offset: u64, wanted: usize, got: usize },
+    ShortRead {
+        offset: u64,
+        wanted: usize,
+        got: usize,
+    },
     #[error("{op:?} at byte {offset} of {len} bytes is not {BLOCK_SIZE}-aligned (offset, length and buffer must be)")]
     Misaligned { op: IoOp, offset: u64, len: usize },
-    #[error("{path}: the file system refuses O_DIRECT; Rime needs direct I/O to control write-back")]
+    #[error(
+        "{path}: the file system refuses O_DIRECT; Rime needs direct I/O to control write-back"
+    )]
     DirectIoUnsupported { path: String },
     #[error("injected {op:?} failure at byte {offset} (fault-injection test double)")]
     Injected { op: IoOp, offset: u64 },
@@ -148,7 +155,10 @@ pub fn open_block_file(path: &Path, backend: IoBackend) -> Result<Arc<dyn BlockF
     if !want_uring {
         return Ok(Arc::new(PlainFile::new(file)));
     }
-    match UringFile::new(file.try_clone().map_err(|e| IoError::os(IoOp::Open, 0, e))?) {
+    match UringFile::new(
+        file.try_clone()
+            .map_err(|e| IoError::os(IoOp::Open, 0, e))?,
+    ) {
         Ok(f) => Ok(Arc::new(f)),
         Err(e) if backend == IoBackend::Auto => {
             tracing::warn!(path = %path.display(), error = %e,
@@ -169,14 +179,23 @@ pub fn open_direct(path: &Path) -> Result<File, IoError> {
         .custom_flags(libc::O_DIRECT | libc::O_CLOEXEC)
         .open(path)
         .map_err(|e| match e.raw_os_error() {
-            Some(libc::EINVAL) => IoError::DirectIoUnsupported { path: path.display().to_string() },
+            Some(libc::EINVAL) => IoError::DirectIoUnsupported {
+                path: path.display().to_string(),
+            },
             _ => IoError::os(IoOp::Open, 0, e),
         })
 }
 
 /// Checks the `O_DIRECT` alignment rules for one transfer.
-pub(crate) fn check_aligned(op: IoOp, offset: u64, ptr: *const u8, len: usize) -> Result<(), IoError> {
-    let aligned = offset % BLOCK_SIZE as u64 == 0 && len % BLOCK_SIZE == 0 && (ptr as usize) % BLOCK_SIZE == 0;
+pub(crate) fn check_aligned(
+    op: IoOp,
+    offset: u64,
+    ptr: *const u8,
+    len: usize,
+) -> Result<(), IoError> {
+    let aligned = offset.is_multiple_of(BLOCK_SIZE as u64)
+        && len.is_multiple_of(BLOCK_SIZE)
+        && (ptr as usize).is_multiple_of(BLOCK_SIZE);
     if aligned {
         Ok(())
     } else {
@@ -203,12 +222,14 @@ impl AlignedBuf {
         let layout = Self::layout(len);
         // SAFETY: the layout has a non-zero size (at least one block).
         let raw = unsafe { std::alloc::alloc_zeroed(layout) };
-        let ptr = std::ptr::NonNull::new(raw).unwrap_or_else(|| std::alloc::handle_alloc_error(layout));
+        let ptr =
+            std::ptr::NonNull::new(raw).unwrap_or_else(|| std::alloc::handle_alloc_error(layout));
         AlignedBuf { ptr, len }
     }
 
     fn layout(len: usize) -> std::alloc::Layout {
-        std::alloc::Layout::from_size_align(len, BLOCK_SIZE).expect("block-multiple length is a valid layout")
+        std::alloc::Layout::from_size_align(len, BLOCK_SIZE)
+            .expect("block-multiple length is a valid layout")
     }
 }
 

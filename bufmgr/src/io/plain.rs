@@ -23,8 +23,17 @@ impl BlockFile for PlainFile {
             check_aligned(IoOp::Read, r.offset, r.buf.as_ptr(), r.buf.len())?;
             let mut done = 0;
             while done < r.buf.len() {
-                match self.file.read_at(&mut r.buf[done..], r.offset + done as u64) {
-                    Ok(0) => return Err(IoError::ShortRead { offset: r.offset, wanted: r.buf.len(), got: done }),
+                match self
+                    .file
+                    .read_at(&mut r.buf[done..], r.offset + done as u64)
+                {
+                    Ok(0) => {
+                        return Err(IoError::ShortRead {
+                            offset: r.offset,
+                            wanted: r.buf.len(),
+                            got: done,
+                        })
+                    }
                     Ok(n) => done += n,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                     Err(e) => return Err(IoError::os(IoOp::Read, r.offset + done as u64, e)),
@@ -37,20 +46,29 @@ impl BlockFile for PlainFile {
     fn write_batch(&self, writes: &[WriteOp<'_>]) -> Result<(), IoError> {
         for w in writes {
             check_aligned(IoOp::Write, w.offset, w.data.as_ptr(), w.data.len())?;
-            self.file.write_all_at(w.data, w.offset).map_err(|e| IoError::os(IoOp::Write, w.offset, e))?;
+            self.file
+                .write_all_at(w.data, w.offset)
+                .map_err(|e| IoError::os(IoOp::Write, w.offset, e))?;
         }
         Ok(())
     }
 
     fn sync_data(&self) -> Result<(), IoError> {
-        self.file.sync_data().map_err(|e| IoError::os(IoOp::Sync, 0, e))
+        self.file
+            .sync_data()
+            .map_err(|e| IoError::os(IoOp::Sync, 0, e))
     }
 
     fn len_bytes(&self) -> Result<u64, IoError> {
-        self.file.metadata().map(|m| m.len()).map_err(|e| IoError::os(IoOp::Resize, 0, e))
+        self.file
+            .metadata()
+            .map(|m| m.len())
+            .map_err(|e| IoError::os(IoOp::Resize, 0, e))
     }
 
     fn set_len(&self, len: u64) -> Result<(), IoError> {
-        self.file.set_len(len).map_err(|e| IoError::os(IoOp::Resize, len, e))
+        self.file
+            .set_len(len)
+            .map_err(|e| IoError::os(IoOp::Resize, len, e))
     }
 }

@@ -23,11 +23,31 @@ fn batch_write_then_read_round_trips() {
     for (name, f) in files(&dir) {
         let a = pattern(1, BLOCK_SIZE);
         let b = pattern(2, 3 * BLOCK_SIZE);
-        f.write_batch(&[WriteOp { offset: 0, data: &a }, WriteOp { offset: 8192, data: &b }]).unwrap();
+        f.write_batch(&[
+            WriteOp {
+                offset: 0,
+                data: &a,
+            },
+            WriteOp {
+                offset: 8192,
+                data: &b,
+            },
+        ])
+        .unwrap();
         f.sync_data().unwrap();
         let mut ra = AlignedBuf::zeroed(BLOCK_SIZE);
         let mut rb = AlignedBuf::zeroed(3 * BLOCK_SIZE);
-        f.read_batch(&mut [ReadOp { offset: 0, buf: &mut ra }, ReadOp { offset: 8192, buf: &mut rb }]).unwrap();
+        f.read_batch(&mut [
+            ReadOp {
+                offset: 0,
+                buf: &mut ra,
+            },
+            ReadOp {
+                offset: 8192,
+                buf: &mut rb,
+            },
+        ])
+        .unwrap();
         assert_eq!(&ra[..], &a[..], "{name}");
         assert_eq!(&rb[..], &b[..], "{name}");
     }
@@ -59,10 +79,22 @@ fn misaligned_transfers_are_refused_before_the_kernel_sees_them() {
 fn faulty_file_fails_the_nth_write_only() {
     let dir = TempDir::new().unwrap();
     let real = open_block_file(&dir.path().join("f"), IoBackend::Auto).unwrap();
-    let f = FaultyFile::new(real, FaultPlan { fail_nth_write: Some(2), ..Default::default() });
+    let f = FaultyFile::new(
+        real,
+        FaultPlan {
+            fail_nth_write: Some(2),
+            ..Default::default()
+        },
+    );
     let buf = pattern(7, BLOCK_SIZE);
     f.write_at(0, &buf).unwrap();
-    assert!(matches!(f.write_at(4096, &buf), Err(IoError::Injected { op: IoOp::Write, offset: 4096 })));
+    assert!(matches!(
+        f.write_at(4096, &buf),
+        Err(IoError::Injected {
+            op: IoOp::Write,
+            offset: 4096
+        })
+    ));
     f.write_at(8192, &buf).unwrap();
 }
 
@@ -71,7 +103,13 @@ fn crash_drops_exactly_the_unsynced_writes() {
     let dir = TempDir::new().unwrap();
     let path = dir.path().join("f");
     let real = open_block_file(&path, IoBackend::Auto).unwrap();
-    let f = FaultyFile::new(real, FaultPlan { hold_unsynced: true, ..Default::default() });
+    let f = FaultyFile::new(
+        real,
+        FaultPlan {
+            hold_unsynced: true,
+            ..Default::default()
+        },
+    );
     let (a, b) = (pattern(1, BLOCK_SIZE), pattern(2, BLOCK_SIZE));
     f.write_at(0, &a).unwrap();
     f.sync_data().unwrap();
@@ -81,12 +119,19 @@ fn crash_drops_exactly_the_unsynced_writes() {
     f.read_at(0, &mut seen).unwrap();
     assert_eq!(&seen[..], &b[..], "the process sees its own unsynced write");
     f.crash();
-    assert!(f.read_at(0, &mut seen).is_err(), "a crashed file does no more I/O");
+    assert!(
+        f.read_at(0, &mut seen).is_err(),
+        "a crashed file does no more I/O"
+    );
 
     let reopened = open_block_file(&path, IoBackend::Auto).unwrap();
     reopened.read_at(0, &mut seen).unwrap();
     assert_eq!(&seen[..], &a[..], "the synced version survives");
-    assert_eq!(reopened.len_bytes().unwrap(), BLOCK_SIZE as u64, "the unsynced block never reached the file");
+    assert_eq!(
+        reopened.len_bytes().unwrap(),
+        BLOCK_SIZE as u64,
+        "the unsynced block never reached the file"
+    );
 }
 
 #[test]
@@ -94,7 +139,13 @@ fn crash_keeping_tears_the_next_write() {
     let dir = TempDir::new().unwrap();
     let path = dir.path().join("f");
     let real = open_block_file(&path, IoBackend::Auto).unwrap();
-    let f = FaultyFile::new(real, FaultPlan { hold_unsynced: true, ..Default::default() });
+    let f = FaultyFile::new(
+        real,
+        FaultPlan {
+            hold_unsynced: true,
+            ..Default::default()
+        },
+    );
     let (a, b) = (pattern(1, BLOCK_SIZE), pattern(2, BLOCK_SIZE));
     f.write_at(0, &a).unwrap();
     f.sync_data().unwrap();

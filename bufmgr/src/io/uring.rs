@@ -29,10 +29,16 @@ impl UringFile {
     /// io_uring (seccomp, `kernel.io_uring_disabled`).
     pub fn new(file: File) -> Result<Self, IoError> {
         let probe = IoUring::new(RING_ENTRIES).map_err(|e| IoError::os(IoOp::Open, 0, e))?;
-        Ok(UringFile { file, rings: Mutex::new(vec![probe]) })
+        Ok(UringFile {
+            file,
+            rings: Mutex::new(vec![probe]),
+        })
     }
 
-    fn with_ring<R>(&self, f: impl FnOnce(&mut IoUring) -> Result<R, IoError>) -> Result<R, IoError> {
+    fn with_ring<R>(
+        &self,
+        f: impl FnOnce(&mut IoUring) -> Result<R, IoError>,
+    ) -> Result<R, IoError> {
         let pooled = self.rings.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let mut ring = match pooled {
             Some(r) => r,
@@ -42,7 +48,10 @@ impl UringFile {
         // A ring whose submission failed half-way may still hold completions;
         // such a ring is dropped rather than reused.
         if out.is_ok() {
-            self.rings.lock().unwrap_or_else(|p| p.into_inner()).push(ring);
+            self.rings
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(ring);
         }
         out
     }
@@ -102,8 +111,12 @@ impl Transfer {
     fn entry(&self, op: IoOp, fd: types::Fd) -> squeue::Entry {
         let len = self.len as u32;
         match op {
-            IoOp::Read => opcode::Read::new(fd, self.ptr, len).offset(self.offset).build(),
-            _ => opcode::Write::new(fd, self.ptr, len).offset(self.offset).build(),
+            IoOp::Read => opcode::Read::new(fd, self.ptr, len)
+                .offset(self.offset)
+                .build(),
+            _ => opcode::Write::new(fd, self.ptr, len)
+                .offset(self.offset)
+                .build(),
         }
     }
 
@@ -113,11 +126,19 @@ impl Transfer {
             return Ok(true);
         }
         if result < 0 {
-            return Err(IoError::os(op, self.offset, std::io::Error::from_raw_os_error(-result)));
+            return Err(IoError::os(
+                op,
+                self.offset,
+                std::io::Error::from_raw_os_error(-result),
+            ));
         }
         let n = result as usize;
         if n == 0 && op == IoOp::Read {
-            return Err(IoError::ShortRead { offset: self.offset - self.done as u64, wanted: self.done + self.len, got: self.done });
+            return Err(IoError::ShortRead {
+                offset: self.offset - self.done as u64,
+                wanted: self.done + self.len,
+                got: self.done,
+            });
         }
         self.offset += n as u64;
         // SAFETY: n <= len, so the pointer stays inside the caller's buffer.
@@ -133,7 +154,12 @@ impl BlockFile for UringFile {
         let mut ops = Vec::with_capacity(reads.len());
         for r in reads.iter_mut() {
             check_aligned(IoOp::Read, r.offset, r.buf.as_ptr(), r.buf.len())?;
-            ops.push(Transfer { offset: r.offset, ptr: r.buf.as_mut_ptr(), len: r.buf.len(), done: 0 });
+            ops.push(Transfer {
+                offset: r.offset,
+                ptr: r.buf.as_mut_ptr(),
+                len: r.buf.len(),
+                done: 0,
+            });
         }
         self.run(IoOp::Read, &mut ops)
     }
@@ -143,7 +169,12 @@ impl BlockFile for UringFile {
         for w in writes {
             check_aligned(IoOp::Write, w.offset, w.data.as_ptr(), w.data.len())?;
             // The kernel only reads through this pointer (IORING_OP_WRITE).
-            ops.push(Transfer { offset: w.offset, ptr: w.data.as_ptr() as *mut u8, len: w.data.len(), done: 0 });
+            ops.push(Transfer {
+                offset: w.offset,
+                ptr: w.data.as_ptr() as *mut u8,
+                len: w.data.len(),
+                done: 0,
+            });
         }
         self.run(IoOp::Write, &mut ops)
     }
@@ -151,24 +182,37 @@ impl BlockFile for UringFile {
     fn sync_data(&self) -> Result<(), IoError> {
         let fd = types::Fd(self.file.as_raw_fd());
         self.with_ring(|ring| loop {
-            let entry = opcode::Fsync::new(fd).flags(types::FsyncFlags::DATASYNC).build();
+            let entry = opcode::Fsync::new(fd)
+                .flags(types::FsyncFlags::DATASYNC)
+                .build();
             // SAFETY: an fsync entry references no memory.
             unsafe { ring.submission().push(&entry) }.expect("empty ring has room");
             submit_all(ring, 1, IoOp::Sync, 0)?;
             let res = ring.completion().next().map_or(-libc::EIO, |c| c.result());
             match res {
                 r if r == -libc::EINTR => continue,
-                r if r < 0 => return Err(IoError::os(IoOp::Sync, 0, std::io::Error::from_raw_os_error(-r))),
+                r if r < 0 => {
+                    return Err(IoError::os(
+                        IoOp::Sync,
+                        0,
+                        std::io::Error::from_raw_os_error(-r),
+                    ))
+                }
                 _ => return Ok(()),
             }
         })
     }
 
     fn len_bytes(&self) -> Result<u64, IoError> {
-        self.file.metadata().map(|m| m.len()).map_err(|e| IoError::os(IoOp::Resize, 0, e))
+        self.file
+            .metadata()
+            .map(|m| m.len())
+            .map_err(|e| IoError::os(IoOp::Resize, 0, e))
     }
 
     fn set_len(&self, len: u64) -> Result<(), IoError> {
-        self.file.set_len(len).map_err(|e| IoError::os(IoOp::Resize, len, e))
+        self.file
+            .set_len(len)
+            .map_err(|e| IoError::os(IoOp::Resize, len, e))
     }
 }

@@ -8,7 +8,7 @@ fn word(p: &PageState) -> (u64, u8) {
 #[test]
 fn layout_is_version_above_state_byte() {
     let w = StateWord::new(0xAB_CDEF, LOCKED);
-    assert_eq!(w.raw(), 0xAB_CDEF_FD);
+    assert_eq!(w.raw(), 0xABCD_EFFD);
     assert_eq!((w.version(), w.state()), (0xAB_CDEF, LOCKED));
 }
 
@@ -19,7 +19,10 @@ fn exclusive_round_trip_bumps_the_version() {
     assert_eq!(word(&p), (7, LOCKED));
     assert!(!p.try_lock_exclusive(p.load()), "exclusive is exclusive");
     assert!(!p.try_lock_shared(p.load()), "no shared latch while locked");
-    assert!(!p.try_mark(p.load()), "a locked page is no eviction candidate");
+    assert!(
+        !p.try_mark(p.load()),
+        "a locked page is no eviction candidate"
+    );
     p.unlock_exclusive();
     assert_eq!(word(&p), (8, UNLOCKED));
 }
@@ -41,7 +44,10 @@ fn shared_latches_count_up_to_the_limit_and_keep_the_version() {
         assert!(p.try_lock_shared(p.load()));
         assert_eq!(word(&p), (3, n));
     }
-    assert!(!p.try_lock_shared(p.load()), "count is full at {MAX_SHARED}");
+    assert!(
+        !p.try_lock_shared(p.load()),
+        "count is full at {MAX_SHARED}"
+    );
     assert!(!p.try_lock_exclusive(p.load()));
     for n in (0..MAX_SHARED).rev() {
         p.unlock_shared();
@@ -83,7 +89,10 @@ fn eviction_and_reload_each_bump_the_version() {
     assert!(p.try_lock_exclusive(p.load()));
     p.unlock_exclusive_evicted();
     assert_eq!(word(&p), (10, EVICTED));
-    assert!(!p.try_lock_exclusive(p.load()), "an evicted page must be loaded first");
+    assert!(
+        !p.try_lock_exclusive(p.load()),
+        "an evicted page must be loaded first"
+    );
     assert!(!p.try_lock_shared(p.load()));
     assert!(p.try_lock_evicted(p.load()));
     p.unlock_exclusive();
@@ -101,7 +110,14 @@ fn version_wraps_after_56_bits_without_touching_the_state() {
 
 #[test]
 fn readable_states_are_the_ones_no_writer_holds() {
-    for (state, readable) in [(UNLOCKED, true), (1, true), (MAX_SHARED, true), (MARKED, true), (LOCKED, false), (EVICTED, false)] {
+    for (state, readable) in [
+        (UNLOCKED, true),
+        (1, true),
+        (MAX_SHARED, true),
+        (MARKED, true),
+        (LOCKED, false),
+        (EVICTED, false),
+    ] {
         assert_eq!(StateWord::new(1, state).is_readable(), readable, "{state}");
     }
 }

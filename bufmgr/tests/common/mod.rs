@@ -14,15 +14,25 @@ pub struct Pool {
 pub fn pool(pool_pages: usize) -> Pool {
     let dir = TempDir::new().unwrap();
     let file = open_block_file(&dir.path().join("pages"), IoBackend::Auto).unwrap();
-    Pool { bm: open(file, pool_pages), dir }
+    Pool {
+        bm: open(file, pool_pages),
+        dir,
+    }
 }
 
 pub fn open(file: Arc<dyn BlockFile>, pool_pages: usize) -> BufferManager {
-    let config = Config { pool_bytes: pool_pages * PAGE_SIZE, max_bytes: 1 << 32, ..Config::default() };
+    let config = Config {
+        pool_bytes: pool_pages * PAGE_SIZE,
+        max_bytes: 1 << 32,
+        ..Config::default()
+    };
     BufferManager::open(file, config).unwrap()
 }
 
-pub fn faulty_pool(pool_pages: usize, plan: FaultPlan) -> (BufferManager, Arc<FaultyFile>, TempDir) {
+pub fn faulty_pool(
+    pool_pages: usize,
+    plan: FaultPlan,
+) -> (BufferManager, Arc<FaultyFile>, TempDir) {
     let dir = TempDir::new().unwrap();
     let real = open_block_file(&dir.path().join("pages"), IoBackend::Auto).unwrap();
     let faulty = Arc::new(FaultyFile::new(real, plan));
@@ -37,7 +47,9 @@ pub fn stamp(payload: &mut [u8], pid: PageId, generation: u64) {
     let mut x = pid.wrapping_mul(31).wrapping_add(generation);
     let body_end = payload.len() - 4;
     for b in &mut payload[16..body_end] {
-        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         *b = (x >> 56) as u8;
     }
     let crc = crc32(&payload[..body_end]);
@@ -61,5 +73,7 @@ pub fn check(payload: &[u8], pid: PageId) -> Result<u64, String> {
 fn crc32(bytes: &[u8]) -> u32 {
     // FNV-1a: independent of the pool's own crc32c, so a bug there cannot
     // hide a bug here.
-    bytes.iter().fold(0x811c_9dc5u32, |h, &b| (h ^ b as u32).wrapping_mul(0x0100_0193))
+    bytes.iter().fold(0x811c_9dc5u32, |h, &b| {
+        (h ^ b as u32).wrapping_mul(0x0100_0193)
+    })
 }
