@@ -1,1 +1,0 @@
-//! Faaslet runtime (issue 5; not yet built).
