@@ -198,6 +198,49 @@ impl BufferManager {
             .give_back(pid, pages);
     }
 
+    /// **For recovery only.** Latches page `pid` (already allocated: below
+    /// the high-water mark, not in the free map) exclusively *without
+    /// reading it*, as a zeroed, dirty, resident single-page frame. Redo
+    /// uses it to write a logged after-image over a page the file never
+    /// received (`PageError::NeverWritten`, or beyond the file's end) or
+    /// received torn (`PageError::Corrupt`). Whatever the page held in
+    /// memory or on disk is discarded. Must not race with other users of
+    /// `pid` (recovery runs before the pool is shared).
+    pub fn recover_page(&self, pid: PageId) -> Result<ExclusiveGuard<'_>, PageError> {
+        let inner = &*self.inner;
+        inner.check_pid(pid, 1)?;
+        // 1. Count the memory, as an allocation does.
+        inner.reserve(1)?;
+        // 2. Latch it from EVICTED, or from resident (then the memory is
+        //    already counted: hand back what step 1 took).
+        let meta = inner.meta(pid);
+        let was_resident = latch_reused(inner, pid);
+        if was_resident {
+            inner.resident_pages.fetch_sub(1, Ordering::Relaxed);
+        }
+        // 3. Make the memory accessible and zero it.
+        if let Err(source) = inner
+            .pool
+            .reclaim(pid as usize * PAGE_SIZE, PAGE_SIZE, inner.release)
+        {
+            if !was_resident {
+                inner.resident_pages.fetch_sub(1, Ordering::Relaxed);
+            }
+            meta.state.unlock_exclusive_evicted();
+            return Err(PageError::Madvise { pid, source });
+        }
+        // SAFETY: latched exclusively by this thread; `check_pid` proved the
+        // page lies inside the region.
+        unsafe { std::ptr::write_bytes(inner.frame_ptr(pid), 0, PAGE_SIZE) };
+        // 4. A one-page frame, dirty and resident.
+        meta.set_frame_pages(1);
+        meta.set_dirty(true);
+        if !was_resident {
+            inner.resident.insert(pid);
+        }
+        Ok(ExclusiveGuard::new(self, pid, 1, true))
+    }
+
     /// The allocation state to persist (see [`AllocState`]).
     pub fn alloc_state(&self) -> AllocState {
         self.inner
