@@ -72,7 +72,7 @@ const OFF_UPPER_CHILD: usize = 24;
 const OFF_HINTS: usize = 32;
 
 const _: () = assert!(OFF_UPPER + 4 <= OFF_UPPER_CHILD);
-const _: () = assert!(OFF_UPPER_CHILD % 8 == 0 && OFF_UPPER_CHILD + 8 == OFF_HINTS);
+const _: () = assert!(OFF_UPPER_CHILD & 7 == 0 && OFF_UPPER_CHILD + 8 == OFF_HINTS);
 const _: () = assert!(OFF_HINTS + 4 * HINT_COUNT == HEADER_SIZE);
 const _: () = assert!(NODE_SIZE <= u16::MAX as usize, "offsets are u16");
 const _: () = assert!(NODE_SIZE == 4080);
@@ -270,6 +270,9 @@ impl<'a> Node<'a> {
             let mid = lo + (hi - lo) / 2;
             let slot = self.slot(mid)?;
             let ord = match key_head.cmp(&slot.head) {
+                // Both keys fit in their heads: equal heads mean one is the
+                // other plus zero bytes, so the lengths decide (no heap read).
+                Ordering::Equal if suffix.len() <= 4 && slot.key_len <= 4 => suffix.len().cmp(&slot.key_len),
                 Ordering::Equal => suffix.cmp(self.0.get(slot.off..slot.off + slot.key_len)?),
                 o => o,
             };
@@ -462,9 +465,12 @@ impl NodeMut<'_> {
     }
 }
 
+/// A node's (lower, upper) fences; `None` is infinite.
+pub type Fences<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
+
 /// Builds `src`'s contents into `dst` with the same fences (or with new
 /// fences `fences = (lower, upper)`), entries re-prefixed as needed.
-pub fn rebuild_into(src: Node<'_>, dst: &mut NodeMut<'_>, fences: Option<(Option<&[u8]>, Option<&[u8]>)>) -> Option<()> {
+pub fn rebuild_into(src: Node<'_>, dst: &mut NodeMut<'_>, fences: Option<Fences<'_>>) -> Option<()> {
     let (lower, upper) = match fences {
         Some(f) => f,
         None => (src.lower()?, src.upper()?),

@@ -194,7 +194,7 @@ fn readers_never_miss_keys_present_throughout() {
                     tree.scan((Bound::Included(&lo[..]), Bound::Excluded(&hi[..])), dir, |key, val| {
                         check_value(key, val);
                         let num: u64 = std::str::from_utf8(&key[4..]).unwrap().parse().unwrap();
-                        if num % 2 == 0 {
+                        if num & 1 == 0 {
                             stable.push(num);
                         }
                         ControlFlow::Continue(())

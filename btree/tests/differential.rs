@@ -5,6 +5,7 @@ mod common;
 use common::*;
 use rime_btree::{BTree, Direction, TreeError, INLINE_VALUE_MAX, MAX_KEY_LEN};
 use rime_bufmgr::MIN_POOL_PAGES;
+use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 use std::ops::{Bound, ControlFlow};
 
@@ -68,11 +69,12 @@ fn step(tree: &BTree, model: &mut Model, r: &mut Rng, large_percent: u64) {
         0..=3 => {
             let v = val(r, large_percent);
             let res = tree.insert(&k, &v);
-            if model.contains_key(&k) {
-                assert!(matches!(res, Err(TreeError::Exists)), "insert of present key: {res:?}");
-            } else {
-                res.unwrap();
-                model.insert(k, v);
+            match model.entry(k) {
+                Entry::Occupied(_) => assert!(matches!(res, Err(TreeError::Exists)), "insert of present key: {res:?}"),
+                Entry::Vacant(slot) => {
+                    res.unwrap();
+                    slot.insert(v);
+                }
             }
         }
         4..=7 => {

@@ -182,8 +182,11 @@ fn many_trees_share_one_pool_and_survive_reopen() {
 /// Records every SMO and hands out increasing LSNs.
 #[derive(Default)]
 struct Recorder {
-    log: Mutex<Vec<(SmoKind, u64, Vec<(PageId, Vec<u8>)>, Vec<PageId>, Vec<(PageId, u32)>)>>,
+    log: Mutex<Vec<Record>>,
 }
+
+/// (kind, LSN, page images, allocated, freed)
+type Record = (SmoKind, u64, Vec<(PageId, Vec<u8>)>, Vec<PageId>, Vec<(PageId, u32)>);
 
 impl TreeHooks for Recorder {
     fn on_smo(&self, smo: &Smo<'_>) -> u64 {
