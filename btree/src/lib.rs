@@ -66,9 +66,11 @@ pub const MAX_VALUE_LEN: usize = 16 << 20;
 /// freshly split node is about half full, so a few removals right after a
 /// split do not merge it straight back (no split/merge ping-pong).
 pub const MERGE_THRESHOLD: usize = NODE_SIZE / 3;
-/// Deepest tree accepted: 32 levels. An inner node holds at least 3
-/// separators (asserted below), so 32 levels would address 4^32 leaves,
-/// far beyond the pool's region; a deeper descent means corruption.
+/// Deepest tree accepted: 32 levels. The tree grows a level only when a
+/// full root splits, and a full inner node has at least 3 separators
+/// (asserted below), so each level multiplies the pages below it; 32
+/// levels are far beyond what the region (2^28 pages at 1 TiB) can hold.
+/// A deeper descent means a corrupt (cyclic) tree.
 pub const MAX_DEPTH: usize = 32;
 
 /// Largest bytes an entry can take in a leaf.

@@ -251,3 +251,40 @@ fn rmw_increments_are_atomic() {
 
 #[allow(dead_code)]
 fn _uses(_: &BTree) {}
+
+#[test]
+fn optimistic_readers_survive_eviction_under_them() {
+    // A tree several times the pool: every miss evicts, so optimistic
+    // readers (get_into, the descent of every operation) keep finding pages
+    // evicted or released under them; each such read must restart, never
+    // return wrong bytes.
+    let p = pool(rime_bufmgr::MIN_POOL_PAGES);
+    let tree = tree(&p);
+    let n = 30_000u64;
+    for i in 0..n {
+        tree.insert(&k(i), &v(&k(i), 3, 60)).unwrap();
+    }
+    let lookups = 20_000 * scale();
+    std::thread::scope(|s| {
+        for t in 0..THREADS as u64 {
+            let tree = &tree;
+            s.spawn(move || {
+                let mut r = Rng::new(900 + t);
+                let mut out = Vec::new();
+                for _ in 0..lookups {
+                    let i = r.below(n);
+                    if t == 0 && r.chance(10) {
+                        tree.upsert(&k(i), &v(&k(i), r.next() as u8, 60)).unwrap();
+                        continue;
+                    }
+                    assert!(tree.get_into(&k(i), &mut out).unwrap(), "lost {i}");
+                    check_value(&k(i), &out);
+                }
+            });
+        }
+    });
+    let stats = p.bm.stats();
+    eprintln!("{stats:?}");
+    assert!(stats.evictions > 0 && stats.restarts > 0, "{stats:?}");
+    assert_eq!(tree.verify().unwrap().entries, n);
+}
