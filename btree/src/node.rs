@@ -266,6 +266,9 @@ impl<'a> Node<'a> {
         let suffix = key.get(self.prefix_len()?..)?;
         let key_head = head(suffix);
         let (mut lo, mut hi) = self.hint_range(key_head, count)?;
+        if let Some(slots) = self.0.get(HEADER_SIZE + lo * SLOT_SIZE..HEADER_SIZE + hi * SLOT_SIZE) {
+            crate::olc::prefetch_bytes(slots);
+        }
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
             let slot = self.slot(mid)?;
