@@ -37,7 +37,16 @@ struct Stats {
 type Table = Mutex<BTreeMap<(usize, usize), Stats>>;
 
 fn modes() -> [(&'static str, Durability); 3] {
-    [("sync", Durability::Sync), ("group", Durability::Group { max_delay: GROUP_DELAY }), ("nosync", Durability::NoSync)]
+    [
+        ("sync", Durability::Sync),
+        (
+            "group",
+            Durability::Group {
+                max_delay: GROUP_DELAY,
+            },
+        ),
+        ("nosync", Durability::NoSync),
+    ]
 }
 
 fn bench_commit(c: &mut Criterion, dir: &std::path::Path, table: &Table) {
@@ -46,7 +55,11 @@ fn bench_commit(c: &mut Criterion, dir: &std::path::Path, table: &Table) {
     for (mi, (name, durability)) in modes().into_iter().enumerate() {
         for (ti, &threads) in THREADS.iter().enumerate() {
             let wal_dir = dir.join(format!("wal-{name}-{threads}"));
-            let wal = Wal::create(&wal_dir, WalOptions::new(durability).with_segment_size(SEGMENT_SIZE)).unwrap();
+            let wal = Wal::create(
+                &wal_dir,
+                WalOptions::new(durability).with_segment_size(SEGMENT_SIZE),
+            )
+            .unwrap();
             group.bench_with_input(BenchmarkId::new(name, threads), &threads, |b, &threads| {
                 b.iter_custom(|iters| {
                     let per_thread = iters.div_ceil(threads as u64);
@@ -62,7 +75,11 @@ fn bench_commit(c: &mut Criterion, dir: &std::path::Path, table: &Table) {
                                     for i in 0..per_thread {
                                         key[..8].copy_from_slice(&i.to_be_bytes());
                                         key[8..].copy_from_slice(&(t as u64).to_be_bytes());
-                                        let writes = [Write { tree: TreeId(1), key: &key, value: Some(&value) }];
+                                        let writes = [Write {
+                                            tree: TreeId(1),
+                                            key: &key,
+                                            value: Some(&value),
+                                        }];
                                         let t0 = Instant::now();
                                         wal.commit(&Record::Commit(&writes)).unwrap();
                                         lat.push(t0.elapsed());
@@ -93,7 +110,12 @@ fn bench_commit(c: &mut Criterion, dir: &std::path::Path, table: &Table) {
 /// One 4 KiB write + `sync_data` on a preallocated file in the same
 /// directory, through the same `BlockFile` layer: the floor under any
 /// durable commit.
-fn bench_raw_sync(c: &mut Criterion, when: &str, dir: &std::path::Path, raw: &Mutex<Vec<Duration>>) {
+fn bench_raw_sync(
+    c: &mut Criterion,
+    when: &str,
+    dir: &std::path::Path,
+    raw: &Mutex<Vec<Duration>>,
+) {
     let path = dir.join(format!("raw-sync-{when}"));
     let file = open_block_file(&path, IoBackend::Auto).unwrap();
     let blocks = 256u64;
@@ -109,7 +131,8 @@ fn bench_raw_sync(c: &mut Criterion, when: &str, dir: &std::path::Path, raw: &Mu
             for _ in 0..iters {
                 block[0] = n as u8;
                 let t0 = Instant::now();
-                file.write_at((n % blocks) * BLOCK_SIZE as u64, &block).unwrap();
+                file.write_at((n % blocks) * BLOCK_SIZE as u64, &block)
+                    .unwrap();
                 file.sync_data().unwrap();
                 lats.push(t0.elapsed());
                 n += 1;
@@ -138,7 +161,13 @@ fn print_table(table: Table, raw: Mutex<Vec<Duration>>) {
     let raw_p99 = percentile(&raw, 0.99);
     let raw_rate = 1.0 / raw_p50.as_secs_f64();
     println!();
-    println!("raw 4 KiB write + sync_data: p50 {:.1} µs, p99 {:.1} µs ({} samples) => {:.0} syncs/s", us(raw_p50), us(raw_p99), raw.len(), raw_rate);
+    println!(
+        "raw 4 KiB write + sync_data: p50 {:.1} µs, p99 {:.1} µs ({} samples) => {:.0} syncs/s",
+        us(raw_p50),
+        us(raw_p99),
+        raw.len(),
+        raw_rate
+    );
     println!(
         "{:<7} {:>7} {:>12} {:>10} {:>10} {:>14} {:>14}",
         "mode", "threads", "commits/s", "p50 µs", "p99 µs", "rate/raw-sync", "p50/raw-p50"
@@ -169,7 +198,9 @@ fn main() {
         .configure_from_args();
     // Same file system as the project's data: a temporary directory beside
     // the build output (tmpfs would refuse O_DIRECT).
-    let base = std::env::var_os("CARGO_TARGET_TMPDIR").map(std::path::PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    let base = std::env::var_os("CARGO_TARGET_TMPDIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
     let dir = tempfile::TempDir::new_in(base).unwrap();
     let table: Table = Mutex::default();
     let raw = Mutex::new(Vec::new());

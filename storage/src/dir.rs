@@ -40,7 +40,6 @@ impl DataDir {
     /// Opens `root`, creating it and its `wal/` folder if missing, and locks
     /// it. Fails with [`DirError::Locked`] if it is already open.
     pub fn open(root: &Path) -> Result<DataDir, DirError> {
-
         // 1. The directory.
         fs::create_dir_all(root).map_err(fs_err("create directory", root))?;
 
@@ -56,17 +55,31 @@ impl DataDir {
         match rustix::fs::flock(&lock, FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => {}
             Err(rustix::io::Errno::WOULDBLOCK) => {
-                return Err(DirError::Locked { path: root.to_path_buf(), lock: lock_path });
+                return Err(DirError::Locked {
+                    path: root.to_path_buf(),
+                    lock: lock_path,
+                });
             }
-            Err(e) => return Err(DirError::Fs { op: "flock", path: lock_path, source: e.into() }),
+            Err(e) => {
+                return Err(DirError::Fs {
+                    op: "flock",
+                    path: lock_path,
+                    source: e.into(),
+                })
+            }
         }
 
         // 3. The log folder, durably (its entry lives in `root`).
         let wal = root.join(WAL_DIR);
         fs::create_dir_all(&wal).map_err(fs_err("create directory", &wal))?;
-        File::open(root).and_then(|d| d.sync_all()).map_err(fs_err("sync directory", root))?;
+        File::open(root)
+            .and_then(|d| d.sync_all())
+            .map_err(fs_err("sync directory", root))?;
 
-        Ok(DataDir { root: root.to_path_buf(), _lock: lock })
+        Ok(DataDir {
+            root: root.to_path_buf(),
+            _lock: lock,
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -139,7 +152,12 @@ mod tests {
         let tmp = TempDir::new().unwrap();
         let held = DataDir::open(tmp.path()).unwrap();
         let status = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "dir::tests::lock_probe_child", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "dir::tests::lock_probe_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(PROBE_ENV, tmp.path())
             .status()
             .unwrap();
@@ -147,7 +165,12 @@ mod tests {
         drop(held);
         // And once released, another process gets in.
         let status = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "dir::tests::lock_probe_child", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "dir::tests::lock_probe_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(PROBE_ENV, tmp.path())
             .status()
             .unwrap();
@@ -158,7 +181,9 @@ mod tests {
     /// tries to open the directory and reports the outcome as its exit code.
     #[test]
     fn lock_probe_child() {
-        let Some(dir) = std::env::var_os(PROBE_ENV) else { return };
+        let Some(dir) = std::env::var_os(PROBE_ENV) else {
+            return;
+        };
         let code = match DataDir::open(Path::new(&dir)) {
             Err(DirError::Locked { .. }) => CHILD_SAW_LOCKED,
             Ok(_) => CHILD_GOT_IN,

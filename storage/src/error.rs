@@ -22,7 +22,10 @@ pub enum RecordError {
     #[error("reserved header bytes are not zero")]
     ReservedNotZero,
     #[error("malformed {kind} payload: {reason}")]
-    BadPayload { kind: &'static str, reason: &'static str },
+    BadPayload {
+        kind: &'static str,
+        reason: &'static str,
+    },
 }
 
 /// Errors of the write-ahead log: appending, waiting, recovery, truncation.
@@ -102,7 +105,9 @@ pub enum SlotError {
 #[non_exhaustive]
 pub enum DirError {
     /// Another open handle (this process or another) holds the directory.
-    #[error("data directory {path} is in use by another process or handle (lock file {lock} is held)")]
+    #[error(
+        "data directory {path} is in use by another process or handle (lock file {lock} is held)"
+    )]
     Locked { path: PathBuf, lock: PathBuf },
     #[error("{op} {path} failed: {source}")]
     Fs {
@@ -111,4 +116,107 @@ pub enum DirError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// Errors opening a [`crate::Db`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    #[error(transparent)]
+    Dir(#[from] DirError),
+    #[error("superblock: {0}")]
+    Superblock(#[from] SuperblockError),
+    #[error("log: {0}")]
+    Wal(#[from] WalError),
+    #[error("buffer pool: {0}")]
+    Pool(#[from] rime_bufmgr::OpenError),
+    #[error("opening {path} failed: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: IoError,
+    },
+    /// The allocation-state file named by the superblock is missing or damaged.
+    #[error("allocation state {path}: {reason}")]
+    AllocState { path: PathBuf, reason: String },
+    #[error("invalid options: {0}")]
+    Config(&'static str),
+    /// Replaying the log or the check after it failed.
+    #[error("recovery failed: {0}")]
+    Recovery(#[source] DbError),
+}
+
+/// Errors of Db-level operations (trees, checkpoints, verification), and
+/// the cause inside [`TxError::Db`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DbError {
+    /// A tree operation failed; a corrupt page is named in it
+    /// (`TreeError::Corrupt { pid }` or `PageError::Corrupt { pid }`).
+    #[error("tree: {0}")]
+    Tree(#[from] rime_btree::TreeError),
+    #[error("log: {0}")]
+    Wal(#[from] WalError),
+    #[error("superblock: {0}")]
+    Superblock(#[from] SuperblockError),
+    #[error("page file: {0}")]
+    Page(#[from] rime_bufmgr::PageError),
+    #[error("I/O on {path} failed: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: IoError,
+    },
+    /// An earlier failure (a failed `fdatasync`, a write that reached the
+    /// log but not the tree) left the Db in a state it cannot vouch for. It
+    /// refuses all further writes; reopen the directory to recover.
+    #[error("the database is poisoned by an earlier failure and accepts no more writes: {0}")]
+    Poisoned(String),
+    #[error("a tree named {0:?} already exists")]
+    TreeExists(String),
+    #[error("tree name of {len} bytes exceeds the limit of {max}")]
+    NameTooLong { len: usize, max: usize },
+    #[error("tree {0:?} does not exist (dropped?)")]
+    NoSuchTree(crate::TreeId),
+    /// A record or page that decoded but makes no sense (e.g. a catalog
+    /// value that is not a page id).
+    #[error("corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// Errors of transactions and single-key operations.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TxError {
+    /// The read set kept changing under the transaction: it was run
+    /// `attempts` times and failed validation every time.
+    #[error("transaction conflicted {attempts} times; giving up")]
+    Conflict { attempts: u32 },
+    /// `add` found a value that is not exactly 8 bytes.
+    #[error("value is {len} bytes, not an 8-byte i64")]
+    NotI64 { len: usize },
+    /// `add` would overflow i64.
+    #[error("i64 overflow in add")]
+    Overflow,
+    /// The closure asked to abort; nothing was committed.
+    #[error("transaction aborted: {0}")]
+    Aborted(String),
+    #[error("key of {len} bytes exceeds the limit of {max}")]
+    KeyTooLarge { len: usize, max: usize },
+    #[error("value of {len} bytes exceeds the limit of {max}")]
+    ValueTooLarge { len: usize, max: usize },
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<rime_btree::TreeError> for TxError {
+    fn from(e: rime_btree::TreeError) -> Self {
+        TxError::Db(DbError::Tree(e))
+    }
+}
+
+impl From<WalError> for TxError {
+    fn from(e: WalError) -> Self {
+        TxError::Db(DbError::Wal(e))
+    }
 }

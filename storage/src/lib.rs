@@ -1,29 +1,41 @@
-//! Durable storage: Db, transactions, WAL, checkpoints, recovery (issue 4).
+//! Durable storage: [`Db`] — named trees, serializable transactions, a
+//! write-ahead log with group commit, fuzzy checkpoints, recovery.
 //!
-//! Built so far — the log and file-format foundation the Db will stand on:
+//! * [`Db`] (`db.rs`): open/close, trees, convenience methods, stats.
+//! * [`Tx`] (`tx.rs`): a transaction's operations, read set, write set;
+//!   `occ.rs` validates, `commit.rs` commits (the numbered protocol there).
+//! * `catalog.rs`: names → trees, itself a logged B+tree.
+//! * `checkpoint.rs`, `recovery.rs`: the other two protocols.
+//! * `hooks.rs`: SMO logging and the write-ahead rule on write-back.
+//! * [`wal`]: the log. [`superblock`], [`dir`], `allocfile.rs`: the files.
 //!
-//! * [`wal`]: the write-ahead log. Record format ([`wal::record`]),
-//!   preallocated `O_DIRECT` segments, group commit with three
-//!   [`wal::Durability`] modes, poisoning on I/O failure, and a recovery
-//!   reader that tells a torn tail (the end of the log) from corruption
-//!   before it (an error).
-//! * [`superblock`]: the double-written, checksummed root of a data directory.
-//! * [`dir`]: the data directory's layout and its exclusive process lock.
-//! * [`error`]: the error types, one per operation family.
-//!
-//! Not yet built: the Db itself (named trees, transactions, checkpoints,
-//! replay into the B+tree).
-//!
-//! All file I/O goes through [`rime_bufmgr::io::BlockFile`].
+//! User guarantees: `docs/transactions.md`. All file I/O goes through
+//! [`rime_bufmgr::io::BlockFile`].
 #![deny(unsafe_code)]
 
+mod allocfile;
+mod catalog;
+mod checkpoint;
+mod commit;
+mod db;
 pub mod dir;
 pub mod error;
+mod hooks;
+mod occ;
+mod options;
+mod recovery;
 pub mod superblock;
 mod sync;
+mod tx;
 pub mod wal;
 
+pub use db::{Db, DbStats, MAX_TX_ATTEMPTS};
 pub use dir::DataDir;
-pub use error::{DirError, RecordError, SuperblockError, WalError};
+pub use error::{DbError, DirError, OpenError, RecordError, SuperblockError, TxError, WalError};
+pub use options::{
+    Options, VerifyOnOpen, DEFAULT_CHECKPOINT_INTERVAL, DEFAULT_CHECKPOINT_LOG_BYTES,
+    DEFAULT_POOL_BYTES,
+};
 pub use superblock::{Superblock, SuperblockFile};
-pub use wal::{Durability, Lsn, Wal, WalOptions, WalReader};
+pub use tx::{Tx, MAX_KEY_LEN, MAX_VALUE_LEN, VERSION_SIZE};
+pub use wal::{Durability, FileOpener, Lsn, TreeId, Wal, WalOptions, WalReader};

@@ -74,7 +74,10 @@ pub const OFF_CRC: usize = SLOT_SIZE - SIZE_CRC;
 
 const _: () = assert!(FIELDS_END == 64);
 const _: () = assert!(FIELDS_END <= OFF_CRC, "fields must fit before the checksum");
-const _: () = assert!(OFF_SEQUENCE % 8 == 0 && OFF_FREE_LIST_ROOT % 8 == 0, "u64 fields stay 8-aligned");
+const _: () = assert!(
+    OFF_SEQUENCE.is_multiple_of(8) && OFF_FREE_LIST_ROOT.is_multiple_of(8),
+    "u64 fields stay 8-aligned"
+);
 
 /// The contents of a superblock (the sequence number is the file's).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,7 +95,8 @@ impl Superblock {
         out[..SLOT_SIZE].fill(0);
         out[OFF_MAGIC..OFF_MAGIC + SIZE_MAGIC].copy_from_slice(&MAGIC);
         out[OFF_VERSION..OFF_VERSION + SIZE_VERSION].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
-        out[OFF_PAGE_SIZE..OFF_PAGE_SIZE + SIZE_PAGE_SIZE].copy_from_slice(&self.page_size.to_le_bytes());
+        out[OFF_PAGE_SIZE..OFF_PAGE_SIZE + SIZE_PAGE_SIZE]
+            .copy_from_slice(&self.page_size.to_le_bytes());
         for (off, v) in [
             (OFF_SEQUENCE, sequence),
             (OFF_CHECKPOINT_LSN, self.checkpoint_lsn.0),
@@ -150,9 +154,16 @@ pub struct SuperblockFile {
 
 impl SuperblockFile {
     /// Initialises a new superblock file with `initial` (sequence 1).
-    pub fn create(file: Arc<dyn BlockFile>, initial: &Superblock) -> Result<SuperblockFile, SuperblockError> {
+    pub fn create(
+        file: Arc<dyn BlockFile>,
+        initial: &Superblock,
+    ) -> Result<SuperblockFile, SuperblockError> {
         file.set_len(FILE_SIZE)?;
-        let mut f = SuperblockFile { file, sequence: 0, current: initial.clone() };
+        let mut f = SuperblockFile {
+            file,
+            sequence: 0,
+            current: initial.clone(),
+        };
         f.write(initial)?;
         Ok(f)
     }
@@ -161,7 +172,10 @@ impl SuperblockFile {
     pub fn open(file: Arc<dyn BlockFile>) -> Result<SuperblockFile, SuperblockError> {
         let len = file.len_bytes()?;
         if len != FILE_SIZE {
-            return Err(SuperblockError::BadFileLength { len, expected: FILE_SIZE });
+            return Err(SuperblockError::BadFileLength {
+                len,
+                expected: FILE_SIZE,
+            });
         }
         let mut buf = AlignedBuf::zeroed(FILE_SIZE as usize);
         file.read_at(0, &mut buf)?;
@@ -180,9 +194,16 @@ impl SuperblockFile {
             (Err(slot0), Err(slot1)) => return Err(SuperblockError::NoValidSlot { slot0, slot1 }),
         };
         if best.version > FORMAT_VERSION {
-            return Err(SuperblockError::UnsupportedVersion { found: best.version, supported: FORMAT_VERSION });
+            return Err(SuperblockError::UnsupportedVersion {
+                found: best.version,
+                supported: FORMAT_VERSION,
+            });
         }
-        Ok(SuperblockFile { file, sequence: best.sequence, current: best.sb })
+        Ok(SuperblockFile {
+            file,
+            sequence: best.sequence,
+            current: best.sb,
+        })
     }
 
     /// The superblock in force.
@@ -203,7 +224,10 @@ impl SuperblockFile {
     /// log sync.
     pub fn write(&mut self, sb: &Superblock) -> Result<(), SuperblockError> {
         // 1. The next sequence goes to the slot not holding the current one.
-        let sequence = self.sequence.checked_add(1).ok_or(SuperblockError::Invalid("sequence number exhausted"))?;
+        let sequence = self
+            .sequence
+            .checked_add(1)
+            .ok_or(SuperblockError::Invalid("sequence number exhausted"))?;
         let slot = (sequence % SLOTS as u64) as usize;
 
         // 2. Encode and write that slot only.
@@ -280,7 +304,11 @@ mod tests {
         f.write(&sb(2)).unwrap();
         // The write of sequence 3 reaches the disk only in part: a power cut
         // after 100 bytes of the slot.
-        faulty.set_plan(FaultPlan { hold_unsynced: true, fail_sync: true, ..FaultPlan::default() });
+        faulty.set_plan(FaultPlan {
+            hold_unsynced: true,
+            fail_sync: true,
+            ..FaultPlan::default()
+        });
         assert!(f.write(&sb(3)).is_err());
         faulty.crash_keeping(0, 100);
         let f = SuperblockFile::open(real(&dir)).unwrap();
@@ -322,14 +350,20 @@ mod tests {
         file.set_len(FILE_SIZE).unwrap();
         assert!(matches!(
             SuperblockFile::open(file.clone()),
-            Err(SuperblockError::NoValidSlot { slot0: SlotError::Empty, slot1: SlotError::Empty })
+            Err(SuperblockError::NoValidSlot {
+                slot0: SlotError::Empty,
+                slot1: SlotError::Empty
+            })
         ));
         let mut junk = AlignedBuf::zeroed(FILE_SIZE as usize);
         junk.fill(0xab);
         file.write_at(0, &junk).unwrap();
         assert!(matches!(
             SuperblockFile::open(file),
-            Err(SuperblockError::NoValidSlot { slot0: SlotError::BadMagic, slot1: SlotError::BadMagic })
+            Err(SuperblockError::NoValidSlot {
+                slot0: SlotError::BadMagic,
+                slot1: SlotError::BadMagic
+            })
         ));
     }
 
@@ -348,7 +382,10 @@ mod tests {
         std::fs::write(&path, bytes).unwrap();
         assert!(matches!(
             SuperblockFile::open(real(&dir)),
-            Err(SuperblockError::UnsupportedVersion { found: 2, supported: 1 })
+            Err(SuperblockError::UnsupportedVersion {
+                found: 2,
+                supported: 1
+            })
         ));
     }
 
@@ -357,6 +394,9 @@ mod tests {
         let dir = TempDir::new().unwrap();
         let file = real(&dir);
         file.set_len(BLOCK_SIZE as u64).unwrap();
-        assert!(matches!(SuperblockFile::open(file), Err(SuperblockError::BadFileLength { len: 4096, .. })));
+        assert!(matches!(
+            SuperblockFile::open(file),
+            Err(SuperblockError::BadFileLength { len: 4096, .. })
+        ));
     }
 }

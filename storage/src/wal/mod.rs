@@ -19,7 +19,7 @@ pub mod writer;
 
 pub use reader::{EndKind, LogEnd, WalReader};
 pub use record::{LoggedRecord, OwnedRecord, OwnedWrite, Record, TreeId, Write};
-pub use writer::Wal;
+pub use writer::{CommitTicket, Wal};
 
 use rime_bufmgr::io::{open_block_file, BlockFile, IoBackend, IoError, BLOCK_SIZE};
 use std::fmt;
@@ -102,8 +102,10 @@ impl WalOptions {
     }
 
     pub(crate) fn validate(&self) -> Result<(), crate::WalError> {
-        if self.segment_size < MIN_SEGMENT_SIZE || self.segment_size % BLOCK_SIZE as u64 != 0 {
-            return Err(crate::WalError::Config("segment_size must be a multiple of 4 KiB and at least 16 KiB"));
+        if self.segment_size < MIN_SEGMENT_SIZE || !self.segment_size.is_multiple_of(BLOCK_SIZE as u64) {
+            return Err(crate::WalError::Config(
+                "segment_size must be a multiple of 4 KiB and at least 16 KiB",
+            ));
         }
         Ok(())
     }

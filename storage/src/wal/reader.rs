@@ -111,7 +111,11 @@ impl WalReader {
             if s.size == 0 || s.size % BLOCK_SIZE as u64 != 0 {
                 return Err(WalError::Corrupt {
                     lsn: s.start,
-                    reason: format!("segment {} is {} bytes, not a whole number of blocks", s.path.display(), s.size),
+                    reason: format!(
+                        "segment {} is {} bytes, not a whole number of blocks",
+                        s.path.display(),
+                        s.size
+                    ),
                 });
             }
         }
@@ -133,15 +137,25 @@ impl WalReader {
         let (first, log_end) = match (segments.first(), segments.last()) {
             (Some(f), Some(l)) => (f.start, l.end().0),
             _ if from == FIRST_LSN => (FIRST_LSN, FIRST_LSN.0),
-            _ => return Err(WalError::Corrupt { lsn: from, reason: "the log has no segments".into() }),
+            _ => {
+                return Err(WalError::Corrupt {
+                    lsn: from,
+                    reason: "the log has no segments".into(),
+                })
+            }
         };
         if from < first {
-            return Err(WalError::Truncated { requested: from, oldest: first });
+            return Err(WalError::Truncated {
+                requested: from,
+                oldest: first,
+            });
         }
         if from.0 > log_end {
             return Err(WalError::Corrupt {
                 lsn: from,
-                reason: format!("recovery start is beyond the end of the log's segments ({log_end})"),
+                reason: format!(
+                    "recovery start is beyond the end of the log's segments ({log_end})"
+                ),
             });
         }
         Ok(WalReader {
@@ -172,9 +186,10 @@ impl WalReader {
         }
         match self.phase {
             Phase::Ended(end) => Ok(end),
-            Phase::Reading | Phase::Failed => {
-                Err(WalError::Corrupt { lsn: Lsn(self.pos), reason: "reader failed before the end".into() })
-            }
+            Phase::Reading | Phase::Failed => Err(WalError::Corrupt {
+                lsn: Lsn(self.pos),
+                reason: "reader failed before the end".into(),
+            }),
         }
     }
 
@@ -209,7 +224,11 @@ impl WalReader {
         if let EndKind::TornTail { reason } = &kind {
             tracing::warn!(lsn = pos, %reason, "torn log tail: the log ends here; the bytes after it were never durable");
         }
-        self.phase = Phase::Ended(LogEnd { wal_dir: self.wal_dir.clone(), lsn: Lsn(pos), kind });
+        self.phase = Phase::Ended(LogEnd {
+            wal_dir: self.wal_dir.clone(),
+            lsn: Lsn(pos),
+            kind,
+        });
         Ok(None)
     }
 
@@ -240,7 +259,9 @@ impl WalReader {
         // 3. The whole record.
         let len = header.record_len();
         if len as u64 > avail {
-            return Ok(Probe::Bad(format!("record of {len} bytes runs past the end of the log")));
+            return Ok(Probe::Bad(format!(
+                "record of {len} bytes runs past the end of the log"
+            )));
         }
         self.fill(pos, len)?;
         match record::decode(&self.bytes) {
@@ -266,7 +287,9 @@ impl WalReader {
                     .collect()
             };
             // Headers whose LSN field straddles into the next segment.
-            let tail_lo = (start + size).saturating_sub(SIZE_LSN as u64 - 1).max(pos + 1);
+            let tail_lo = (start + size)
+                .saturating_sub(SIZE_LSN as u64 - 1)
+                .max(pos + 1);
             let mut straddling = Vec::new();
             for p in tail_lo..start + size {
                 if p + (SIZE_LSN as u64) <= self.log_end {
@@ -323,7 +346,12 @@ impl WalReader {
         let info = &self.segments[idx];
         let seg = segment::open(info, &self.opts.opener)?;
         let mut buf = AlignedBuf::zeroed(info.size as usize);
-        seg.file.read_at(0, &mut buf).map_err(|source| WalError::Io { path: info.path.clone(), source })?;
+        seg.file
+            .read_at(0, &mut buf)
+            .map_err(|source| WalError::Io {
+                path: info.path.clone(),
+                source,
+            })?;
         if self.cache.len() >= CACHED_SEGMENTS {
             self.cache.remove(0);
         }

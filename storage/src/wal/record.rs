@@ -59,7 +59,10 @@ pub const SIZE_CRC: usize = 4;
 pub const HEADER_SIZE: usize = OFF_CRC + SIZE_CRC;
 
 const _: () = assert!(HEADER_SIZE == 24);
-const _: () = assert!(OFF_CRC % 4 == 0 && OFF_LEN % 4 == 0, "u32 fields stay 4-aligned within the header");
+const _: () = assert!(
+    OFF_CRC.is_multiple_of(4) && OFF_LEN.is_multiple_of(4),
+    "u32 fields stay 4-aligned within the header"
+);
 
 /// Largest payload. Bounds what recovery allocates for one record (a corrupt
 /// length field can never make it allocate gigabytes) and keeps one commit
@@ -187,11 +190,15 @@ impl Record<'_> {
                 COMMIT_COUNT_SIZE
                     + writes
                         .iter()
-                        .map(|w| COMMIT_WRITE_HEADER_SIZE + w.key.len() + w.value.map_or(0, <[u8]>::len))
+                        .map(|w| {
+                            COMMIT_WRITE_HEADER_SIZE + w.key.len() + w.value.map_or(0, <[u8]>::len)
+                        })
                         .sum::<usize>()
             }
             Record::Smo(p) => p.len(),
-            Record::CheckpointBegin { .. } | Record::CheckpointEnd { .. } => CHECKPOINT_PAYLOAD_SIZE,
+            Record::CheckpointBegin { .. } | Record::CheckpointEnd { .. } => {
+                CHECKPOINT_PAYLOAD_SIZE
+            }
         }
     }
 
@@ -203,10 +210,18 @@ impl Record<'_> {
     /// Appends the encoded record to `out`, for position `lsn`, with the
     /// log's durable end at append time `durable` (≤ `lsn`). Returns the
     /// encoded length. On error `out` is unchanged.
-    pub fn encode_into(&self, lsn: Lsn, durable: Lsn, out: &mut Vec<u8>) -> Result<usize, RecordError> {
+    pub fn encode_into(
+        &self,
+        lsn: Lsn,
+        durable: Lsn,
+        out: &mut Vec<u8>,
+    ) -> Result<usize, RecordError> {
         let payload_len = self.payload_len();
         if payload_len > MAX_PAYLOAD_LEN {
-            return Err(RecordError::TooLong { len: payload_len, max: MAX_PAYLOAD_LEN });
+            return Err(RecordError::TooLong {
+                len: payload_len,
+                max: MAX_PAYLOAD_LEN,
+            });
         }
         let start = out.len();
         out.reserve(HEADER_SIZE + payload_len);
@@ -256,7 +271,11 @@ impl Record<'_> {
             Record::Commit(writes) => OwnedRecord::Commit(
                 writes
                     .iter()
-                    .map(|w| OwnedWrite { tree: w.tree, key: w.key.to_vec(), value: w.value.map(<[u8]>::to_vec) })
+                    .map(|w| OwnedWrite {
+                        tree: w.tree,
+                        key: w.key.to_vec(),
+                        value: w.value.map(<[u8]>::to_vec),
+                    })
                     .collect(),
             ),
             Record::Smo(p) => OwnedRecord::Smo(p.to_vec()),
@@ -275,11 +294,17 @@ impl OwnedRecord {
                     COMMIT_COUNT_SIZE
                         + writes
                             .iter()
-                            .map(|w| COMMIT_WRITE_HEADER_SIZE + w.key.len() + w.value.as_ref().map_or(0, Vec::len))
+                            .map(|w| {
+                                COMMIT_WRITE_HEADER_SIZE
+                                    + w.key.len()
+                                    + w.value.as_ref().map_or(0, Vec::len)
+                            })
                             .sum::<usize>()
                 }
                 OwnedRecord::Smo(p) => p.len(),
-                OwnedRecord::CheckpointBegin { .. } | OwnedRecord::CheckpointEnd { .. } => CHECKPOINT_PAYLOAD_SIZE,
+                OwnedRecord::CheckpointBegin { .. } | OwnedRecord::CheckpointEnd { .. } => {
+                    CHECKPOINT_PAYLOAD_SIZE
+                }
             }
     }
 }
@@ -309,17 +334,31 @@ pub fn is_blank_header(buf: &[u8]) -> bool {
 /// without the payload: size, length bound, reserved bytes. The kind and
 /// checksum are checked by [`decode`].
 pub fn decode_header(buf: &[u8]) -> Result<Header, RecordError> {
-    let h = buf.get(..HEADER_SIZE).ok_or(RecordError::Short { need: HEADER_SIZE, have: buf.len() })?;
+    let h = buf.get(..HEADER_SIZE).ok_or(RecordError::Short {
+        need: HEADER_SIZE,
+        have: buf.len(),
+    })?;
     let lsn = Lsn(u64_at(h, OFF_LSN));
     let payload_len = u32_at(h, OFF_LEN) as usize;
     if payload_len > MAX_PAYLOAD_LEN {
-        return Err(RecordError::TooLong { len: payload_len, max: MAX_PAYLOAD_LEN });
+        return Err(RecordError::TooLong {
+            len: payload_len,
+            max: MAX_PAYLOAD_LEN,
+        });
     }
-    if h[OFF_RESERVED..OFF_RESERVED + SIZE_RESERVED].iter().any(|&b| b != 0) {
+    if h[OFF_RESERVED..OFF_RESERVED + SIZE_RESERVED]
+        .iter()
+        .any(|&b| b != 0)
+    {
         return Err(RecordError::ReservedNotZero);
     }
     let back = u64::from(u32_at(h, OFF_BACK));
-    Ok(Header { lsn, payload_len, durable_floor: Lsn(lsn.0.saturating_sub(back)), kind: h[OFF_KIND] })
+    Ok(Header {
+        lsn,
+        payload_len,
+        durable_floor: Lsn(lsn.0.saturating_sub(back)),
+        kind: h[OFF_KIND],
+    })
 }
 
 /// Decodes the record at the start of `buf`. Returns it and its encoded
@@ -328,7 +367,10 @@ pub fn decode(buf: &[u8]) -> Result<(LoggedRecord, usize), RecordError> {
     // 1. Header fields and bounds.
     let header = decode_header(buf)?;
     let len = header.record_len();
-    let bytes = buf.get(..len).ok_or(RecordError::Short { need: len, have: buf.len() })?;
+    let bytes = buf.get(..len).ok_or(RecordError::Short {
+        need: len,
+        have: buf.len(),
+    })?;
 
     // 2. Checksum before interpreting anything else, so garbage is reported
     //    as garbage rather than as an odd kind or payload.
@@ -344,20 +386,37 @@ pub fn decode(buf: &[u8]) -> Result<(LoggedRecord, usize), RecordError> {
     let record = match kind {
         Kind::Commit => OwnedRecord::Commit(decode_commit(payload)?),
         Kind::Smo => OwnedRecord::Smo(payload.to_vec()),
-        Kind::CheckpointBegin => OwnedRecord::CheckpointBegin { redo_lsn: decode_checkpoint(kind, payload)? },
-        Kind::CheckpointEnd => OwnedRecord::CheckpointEnd { redo_lsn: decode_checkpoint(kind, payload)? },
+        Kind::CheckpointBegin => OwnedRecord::CheckpointBegin {
+            redo_lsn: decode_checkpoint(kind, payload)?,
+        },
+        Kind::CheckpointEnd => OwnedRecord::CheckpointEnd {
+            redo_lsn: decode_checkpoint(kind, payload)?,
+        },
     };
-    Ok((LoggedRecord { lsn: header.lsn, durable_floor: header.durable_floor, record }, len))
+    Ok((
+        LoggedRecord {
+            lsn: header.lsn,
+            durable_floor: header.durable_floor,
+            record,
+        },
+        len,
+    ))
 }
 
 fn bad_commit(reason: &'static str) -> RecordError {
-    RecordError::BadPayload { kind: "Commit", reason }
+    RecordError::BadPayload {
+        kind: "Commit",
+        reason,
+    }
 }
 
 fn decode_checkpoint(kind: Kind, payload: &[u8]) -> Result<Lsn, RecordError> {
     match <[u8; CHECKPOINT_PAYLOAD_SIZE]>::try_from(payload) {
         Ok(b) => Ok(Lsn(u64::from_le_bytes(b))),
-        Err(_) => Err(RecordError::BadPayload { kind: kind.name(), reason: "payload is not exactly one u64" }),
+        Err(_) => Err(RecordError::BadPayload {
+            kind: kind.name(),
+            reason: "payload is not exactly one u64",
+        }),
     }
 }
 
@@ -374,10 +433,17 @@ fn decode_commit(payload: &[u8]) -> Result<Vec<OwnedWrite>, RecordError> {
         let tree = TreeId(cur.u32().ok_or(bad_commit("truncated write header"))?);
         let key_len = cur.u32().ok_or(bad_commit("truncated write header"))? as usize;
         let value_len = cur.u32().ok_or(bad_commit("truncated write header"))?;
-        let key = cur.take(key_len).ok_or(bad_commit("key runs past the payload"))?.to_vec();
+        let key = cur
+            .take(key_len)
+            .ok_or(bad_commit("key runs past the payload"))?
+            .to_vec();
         let value = match value_len {
             TOMBSTONE => None,
-            n => Some(cur.take(n as usize).ok_or(bad_commit("value runs past the payload"))?.to_vec()),
+            n => Some(
+                cur.take(n as usize)
+                    .ok_or(bad_commit("value runs past the payload"))?
+                    .to_vec(),
+            ),
         };
         writes.push(OwnedWrite { tree, key, value });
     }

@@ -80,7 +80,10 @@ pub fn parse_file_name(name: &str) -> Option<Lsn> {
 /// The segments in `dir`, in LSN order. Leftover preallocation files of a
 /// crashed rollover are deleted. Continuity is the reader's concern.
 pub fn list(dir: &Path) -> Result<Vec<SegmentInfo>, WalError> {
-    let fs_err = |source| WalError::Fs { path: dir.to_path_buf(), source };
+    let fs_err = |source| WalError::Fs {
+        path: dir.to_path_buf(),
+        source,
+    };
     let mut segments = Vec::new();
     for entry in fs::read_dir(dir).map_err(fs_err)? {
         let entry = entry.map_err(fs_err)?;
@@ -88,11 +91,20 @@ pub fn list(dir: &Path) -> Result<Vec<SegmentInfo>, WalError> {
         let Some(name) = name.to_str() else { continue };
         let path = entry.path();
         if name.starts_with(PREFIX) && name.ends_with(TMP_SUFFIX) {
-            fs::remove_file(&path).map_err(|source| WalError::Fs { path: path.clone(), source })?;
+            fs::remove_file(&path).map_err(|source| WalError::Fs {
+                path: path.clone(),
+                source,
+            })?;
             continue;
         }
         if let Some(start) = parse_file_name(name) {
-            let size = entry.metadata().map_err(|source| WalError::Fs { path: path.clone(), source })?.len();
+            let size = entry
+                .metadata()
+                .map_err(|source| WalError::Fs {
+                    path: path.clone(),
+                    source,
+                })?
+                .len();
             segments.push(SegmentInfo { start, size, path });
         }
     }
@@ -102,8 +114,16 @@ pub fn list(dir: &Path) -> Result<Vec<SegmentInfo>, WalError> {
 
 /// Opens an existing segment.
 pub fn open(info: &SegmentInfo, opener: &FileOpener) -> Result<Segment, WalError> {
-    let file = opener(&info.path).map_err(|source| WalError::Io { path: info.path.clone(), source })?;
-    Ok(Segment { start: info.start, size: info.size, path: info.path.clone(), file })
+    let file = opener(&info.path).map_err(|source| WalError::Io {
+        path: info.path.clone(),
+        source,
+    })?;
+    Ok(Segment {
+        start: info.start,
+        size: info.size,
+        path: info.path.clone(),
+        file,
+    })
 }
 
 /// Creates a segment of `size` zeroed bytes starting at `start`.
@@ -112,14 +132,26 @@ pub fn open(info: &SegmentInfo, opener: &FileOpener) -> Result<Segment, WalError
 /// deletes, so a half-preallocated segment is never mistaken for log.
 pub fn create(dir: &Path, start: Lsn, size: u64, opener: &FileOpener) -> Result<Segment, WalError> {
     let path = dir.join(file_name(start));
-    let tmp = dir.join(format!("{PREFIX}{:0width$}{TMP_SUFFIX}", start.0, width = LSN_DIGITS));
-    let io_err = |source| WalError::Io { path: tmp.clone(), source };
+    let tmp = dir.join(format!(
+        "{PREFIX}{:0width$}{TMP_SUFFIX}",
+        start.0,
+        width = LSN_DIGITS
+    ));
+    let io_err = |source| WalError::Io {
+        path: tmp.clone(),
+        source,
+    };
 
     // 1. A fresh temporary file (a leftover of a crash is discarded).
     match fs::remove_file(&tmp) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(source) => return Err(WalError::Fs { path: tmp.clone(), source }),
+        Err(source) => {
+            return Err(WalError::Fs {
+                path: tmp.clone(),
+                source,
+            })
+        }
     }
     let file = opener(&tmp).map_err(io_err)?;
 
@@ -129,7 +161,11 @@ pub fn create(dir: &Path, start: Lsn, size: u64, opener: &FileOpener) -> Result<
     let mut offset = 0u64;
     while offset < size {
         let n = (size - offset).min(PREALLOC_CHUNK as u64) as usize;
-        file.write_batch(&[WriteOp { offset, data: &zeros[..n] }]).map_err(io_err)?;
+        file.write_batch(&[WriteOp {
+            offset,
+            data: &zeros[..n],
+        }])
+        .map_err(io_err)?;
         offset += n as u64;
     }
 
@@ -137,15 +173,26 @@ pub fn create(dir: &Path, start: Lsn, size: u64, opener: &FileOpener) -> Result<
     file.sync_data().map_err(io_err)?;
 
     // 4. Publish under the real name, durably.
-    fs::rename(&tmp, &path).map_err(|source| WalError::Fs { path: path.clone(), source })?;
+    fs::rename(&tmp, &path).map_err(|source| WalError::Fs {
+        path: path.clone(),
+        source,
+    })?;
     sync_dir(dir)?;
-    Ok(Segment { start, size, path, file })
+    Ok(Segment {
+        start,
+        size,
+        path,
+        file,
+    })
 }
 
 /// Deletes segment files and makes the deletion durable.
 pub fn remove(dir: &Path, paths: &[PathBuf]) -> Result<(), WalError> {
     for p in paths {
-        fs::remove_file(p).map_err(|source| WalError::Fs { path: p.clone(), source })?;
+        fs::remove_file(p).map_err(|source| WalError::Fs {
+            path: p.clone(),
+            source,
+        })?;
     }
     if !paths.is_empty() {
         sync_dir(dir)?;
@@ -158,7 +205,10 @@ pub fn remove(dir: &Path, paths: &[PathBuf]) -> Result<(), WalError> {
 pub fn sync_dir(dir: &Path) -> Result<(), WalError> {
     fs::File::open(dir)
         .and_then(|d| d.sync_all())
-        .map_err(|source| WalError::Fs { path: dir.to_path_buf(), source })
+        .map_err(|source| WalError::Fs {
+            path: dir.to_path_buf(),
+            source,
+        })
 }
 
 #[cfg(test)]
@@ -170,9 +220,17 @@ mod tests {
         let a = file_name(Lsn(4096));
         assert_eq!(a, "wal-00000000000000004096.log");
         assert_eq!(parse_file_name(&a), Some(Lsn(4096)));
-        assert_eq!(parse_file_name(&file_name(Lsn(u64::MAX))), Some(Lsn(u64::MAX)));
+        assert_eq!(
+            parse_file_name(&file_name(Lsn(u64::MAX))),
+            Some(Lsn(u64::MAX))
+        );
         assert!(file_name(Lsn(9)) < file_name(Lsn(10)));
-        for bad in ["wal-1.log", "wal-0000000000000000409x.log", "x-00000000000000004096.log", "wal-00000000000000004096.log.tmp"] {
+        for bad in [
+            "wal-1.log",
+            "wal-0000000000000000409x.log",
+            "x-00000000000000004096.log",
+            "wal-00000000000000004096.log.tmp",
+        ] {
             assert_eq!(parse_file_name(bad), None, "{bad}");
         }
     }

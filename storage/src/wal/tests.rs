@@ -33,7 +33,10 @@ impl Faults {
         let me = self.clone();
         real_opts(segment_size, durability).with_opener(Arc::new(move |p: &Path| {
             if me.crashed.load(Ordering::SeqCst) {
-                return Err(IoError::Injected { op: IoOp::Open, offset: 0 });
+                return Err(IoError::Injected {
+                    op: IoOp::Open,
+                    offset: 0,
+                });
             }
             let inner = open_block_file(p, IoBackend::Auto)?;
             let f = Arc::new(FaultyFile::new(inner, plan.clone()));
@@ -45,7 +48,12 @@ impl Faults {
     /// The fault double of the newest segment (by LSN order of names).
     fn newest(&self) -> Arc<FaultyFile> {
         let files = self.files.lock().unwrap();
-        files.iter().max_by_key(|(p, _)| p.file_name().map(|n| n.to_os_string())).unwrap().1.clone()
+        files
+            .iter()
+            .max_by_key(|(p, _)| p.file_name().map(|n| n.to_os_string()))
+            .unwrap()
+            .1
+            .clone()
     }
 
     fn crash_all(&self) {
@@ -66,7 +74,10 @@ fn smo_payload(thread: u32, seq: u32, len: usize) -> Vec<u8> {
 
 fn smo_of(rec: &LoggedRecord) -> (u32, u32) {
     match &rec.record {
-        OwnedRecord::Smo(p) => (u32::from_le_bytes(p[..4].try_into().unwrap()), u32::from_le_bytes(p[4..8].try_into().unwrap())),
+        OwnedRecord::Smo(p) => (
+            u32::from_le_bytes(p[..4].try_into().unwrap()),
+            u32::from_le_bytes(p[4..8].try_into().unwrap()),
+        ),
         other => panic!("unexpected record {other:?}"),
     }
 }
@@ -95,7 +106,11 @@ fn recover_err(dir: &Path) -> (Vec<LoggedRecord>, WalError) {
 
 /// Byte position of `lsn` in the segment files: (path, offset).
 fn locate(dir: &Path, lsn: u64) -> (PathBuf, u64) {
-    let seg = segment::list(dir).unwrap().into_iter().find(|s| s.start.0 <= lsn && lsn < s.end().0).unwrap();
+    let seg = segment::list(dir)
+        .unwrap()
+        .into_iter()
+        .find(|s| s.start.0 <= lsn && lsn < s.end().0)
+        .unwrap();
     (seg.path, lsn - seg.start.0)
 }
 
@@ -107,7 +122,9 @@ fn patch(dir: &Path, lsn: u64, f: impl FnOnce(&mut u8)) {
 }
 
 fn commit_smos(wal: &Wal, n: u32, len: usize) -> Vec<Lsn> {
-    (0..n).map(|i| wal.commit(&Record::Smo(&smo_payload(0, i, len))).unwrap()).collect()
+    (0..n)
+        .map(|i| wal.commit(&Record::Smo(&smo_payload(0, i, len))).unwrap())
+        .collect()
 }
 
 #[test]
@@ -115,8 +132,16 @@ fn every_kind_round_trips_through_the_log() {
     let dir = TempDir::new().unwrap();
     let wal = Wal::create(dir.path(), real_opts(SMALL_SEGMENT, Durability::Sync)).unwrap();
     let writes = [
-        Write { tree: TreeId(3), key: b"k1", value: Some(b"v1") },
-        Write { tree: TreeId(3), key: b"k2", value: None },
+        Write {
+            tree: TreeId(3),
+            key: b"k1",
+            value: Some(b"v1"),
+        },
+        Write {
+            tree: TreeId(3),
+            key: b"k2",
+            value: None,
+        },
     ];
     let big = vec![7u8; 10_000]; // spans blocks
     let recs = [
@@ -165,11 +190,17 @@ fn reopened_log_continues_at_the_end_lsn() {
     let mut lsns = commit_smos(&wal, 10, 500);
     drop(wal);
     for round in 1..3u32 {
-        let end = WalReader::open(dir.path(), FIRST_LSN, &opts).unwrap().into_end().unwrap();
+        let end = WalReader::open(dir.path(), FIRST_LSN, &opts)
+            .unwrap()
+            .into_end()
+            .unwrap();
         let wal = Wal::open(dir.path(), opts.clone(), end.clone()).unwrap();
         assert_eq!(wal.end_lsn(), end.lsn());
         for i in 0..10 {
-            lsns.push(wal.commit(&Record::Smo(&smo_payload(round, i, 500))).unwrap());
+            lsns.push(
+                wal.commit(&Record::Smo(&smo_payload(round, i, 500)))
+                    .unwrap(),
+            );
         }
     }
     let (got, _) = recover(dir.path());
@@ -185,7 +216,10 @@ fn reopen_at_an_exact_segment_boundary_starts_a_new_segment() {
     let payload = vec![1u8; SMALL_SEGMENT as usize - record::HEADER_SIZE];
     wal.commit(&Record::Smo(&payload)).unwrap();
     drop(wal);
-    let end = WalReader::open(dir.path(), FIRST_LSN, &opts).unwrap().into_end().unwrap();
+    let end = WalReader::open(dir.path(), FIRST_LSN, &opts)
+        .unwrap()
+        .into_end()
+        .unwrap();
     assert_eq!(end.lsn(), Lsn(SMALL_SEGMENT));
     let wal = Wal::open(dir.path(), opts, end).unwrap();
     let lsn = wal.commit(&Record::Smo(b"next")).unwrap();
@@ -224,7 +258,10 @@ fn syncs_for(durability: Durability, threads: u32, per_thread: u32) -> u64 {
     let syncs = Arc::new(AtomicU64::new(0));
     let counter = syncs.clone();
     let opts = real_opts(1 << 20, durability).with_opener(Arc::new(move |p: &Path| {
-        Ok(Arc::new(CountingFile { inner: open_block_file(p, IoBackend::Auto)?, syncs: counter.clone() }) as Arc<dyn BlockFile>)
+        Ok(Arc::new(CountingFile {
+            inner: open_block_file(p, IoBackend::Auto)?,
+            syncs: counter.clone(),
+        }) as Arc<dyn BlockFile>)
     }));
     let wal = Wal::create(dir.path(), opts).unwrap();
     let before = syncs.load(Ordering::Relaxed); // preallocation
@@ -246,9 +283,21 @@ fn syncs_for(durability: Durability, threads: u32, per_thread: u32) -> u64 {
 fn concurrent_committers_share_syncs() {
     let commits = 8 * 50;
     let sync = syncs_for(Durability::Sync, 8, 50);
-    assert!(sync < commits, "Sync mode: {sync} syncs for {commits} commits");
-    let group = syncs_for(Durability::Group { max_delay: Duration::from_millis(2) }, 8, 50);
-    assert!(group < commits / 2, "Group mode: {group} syncs for {commits} commits");
+    assert!(
+        sync < commits,
+        "Sync mode: {sync} syncs for {commits} commits"
+    );
+    let group = syncs_for(
+        Durability::Group {
+            max_delay: Duration::from_millis(2),
+        },
+        8,
+        50,
+    );
+    assert!(
+        group < commits / 2,
+        "Group mode: {group} syncs for {commits} commits"
+    );
 }
 
 #[test]
@@ -272,7 +321,10 @@ fn waiting_for_an_lsn_not_yet_appended_is_beyond_end() {
     let dir = TempDir::new().unwrap();
     let wal = Wal::create(dir.path(), real_opts(SMALL_SEGMENT, Durability::Sync)).unwrap();
     let lsn = wal.commit(&Record::Smo(b"x")).unwrap();
-    assert!(matches!(wal.flush_to(Lsn(1 << 30)), Err(WalError::BeyondEnd { .. })));
+    assert!(matches!(
+        wal.flush_to(Lsn(1 << 30)),
+        Err(WalError::BeyondEnd { .. })
+    ));
     wal.flush_to(lsn).unwrap();
 }
 
@@ -290,7 +342,10 @@ fn creating_a_log_over_an_existing_one_is_refused() {
 fn bad_segment_size_is_a_config_error() {
     let dir = TempDir::new().unwrap();
     for size in [0, 4096, SMALL_SEGMENT + 1] {
-        assert!(matches!(Wal::create(dir.path(), real_opts(size, Durability::Sync)), Err(WalError::Config(_))));
+        assert!(matches!(
+            Wal::create(dir.path(), real_opts(size, Durability::Sync)),
+            Err(WalError::Config(_))
+        ));
     }
 }
 
@@ -302,12 +357,21 @@ fn bad_segment_size_is_a_config_error() {
 fn crash_during_group_commit_loses_no_acknowledged_record() {
     const THREADS: u32 = 8;
     const PER_THREAD: u32 = 400;
-    for (round, durability) in
-        [Durability::Sync, Durability::Group { max_delay: Duration::from_micros(300) }].into_iter().enumerate()
+    for (round, durability) in [
+        Durability::Sync,
+        Durability::Group {
+            max_delay: Duration::from_micros(300),
+        },
+    ]
+    .into_iter()
+    .enumerate()
     {
         let dir = TempDir::new().unwrap();
         let faults = Faults::default();
-        let plan = FaultPlan { hold_unsynced: true, ..FaultPlan::default() };
+        let plan = FaultPlan {
+            hold_unsynced: true,
+            ..FaultPlan::default()
+        };
         let wal = Wal::create(dir.path(), faults.opts(64 * 1024, durability, plan)).unwrap();
         let acked: Mutex<HashMap<u32, Vec<(u32, Lsn)>>> = Mutex::default();
         std::thread::scope(|s| {
@@ -339,16 +403,26 @@ fn crash_during_group_commit_loses_no_acknowledged_record() {
         let acked = acked.into_inner().unwrap();
         let total_acked: usize = acked.values().map(Vec::len).sum();
         assert!(total_acked > 0, "crash came before any commit");
-        assert!(total_acked < (THREADS * PER_THREAD) as usize, "crash came after every commit");
+        assert!(
+            total_acked < (THREADS * PER_THREAD) as usize,
+            "crash came after every commit"
+        );
         for t in 0..THREADS {
             let rec = by_thread.remove(&t).unwrap_or_default();
             // Gap-free prefix 0..n of this thread's appends.
             for (k, (i, _)) in rec.iter().enumerate() {
-                assert_eq!(*i, k as u32, "thread {t}: recovered records are not a prefix");
+                assert_eq!(
+                    *i, k as u32,
+                    "thread {t}: recovered records are not a prefix"
+                );
             }
             // Every acknowledged one is there, at the LSN it was given.
             for (i, lsn) in acked.get(&t).map(Vec::as_slice).unwrap_or(&[]) {
-                assert_eq!(rec.get(*i as usize).map(|x| x.1), Some(*lsn), "thread {t}: acked record {i} lost");
+                assert_eq!(
+                    rec.get(*i as usize).map(|x| x.1),
+                    Some(*lsn),
+                    "thread {t}: acked record {i} lost"
+                );
             }
         }
         assert!(end.lsn() >= got.last().map_or(FIRST_LSN, LoggedRecord::end_lsn));
@@ -359,11 +433,27 @@ fn crash_during_group_commit_loses_no_acknowledged_record() {
 /// then cuts the power so that `torn_bytes` of the held write (which starts
 /// at the block of the durable end) reached the disk. Returns the durable
 /// records' LSNs, the torn batch's LSNs, and the offset of the batch start.
-fn torn_batch(dir: &Path, faults: &Faults, keep_durable: u32, n: u32, tear_at: impl Fn(&[Lsn], u64) -> usize) -> (Vec<Lsn>, Vec<Lsn>) {
-    let wal = Wal::create(dir, faults.opts(1 << 20, Durability::Sync, FaultPlan::default())).unwrap();
+fn torn_batch(
+    dir: &Path,
+    faults: &Faults,
+    keep_durable: u32,
+    n: u32,
+    tear_at: impl Fn(&[Lsn], u64) -> usize,
+) -> (Vec<Lsn>, Vec<Lsn>) {
+    let wal = Wal::create(
+        dir,
+        faults.opts(1 << 20, Durability::Sync, FaultPlan::default()),
+    )
+    .unwrap();
     let durable = commit_smos(&wal, keep_durable, 300);
-    faults.newest().set_plan(FaultPlan { hold_unsynced: true, fail_sync: true, ..FaultPlan::default() });
-    let batch: Vec<Lsn> = (0..n).map(|i| wal.append(&Record::Smo(&smo_payload(1, i, 300))).unwrap()).collect();
+    faults.newest().set_plan(FaultPlan {
+        hold_unsynced: true,
+        fail_sync: true,
+        ..FaultPlan::default()
+    });
+    let batch: Vec<Lsn> = (0..n)
+        .map(|i| wal.append(&Record::Smo(&smo_payload(1, i, 300))).unwrap())
+        .collect();
     assert!(matches!(wal.flush(), Err(WalError::Poisoned { .. })));
     let batch_start = block_floor(wal.durable_lsn().0);
     let torn = tear_at(&batch, batch_start);
@@ -377,12 +467,18 @@ fn torn_tail_ends_the_log_at_the_first_incomplete_record() {
     let dir = TempDir::new().unwrap();
     let faults = Faults::default();
     // The tear lands 10 bytes into the third record of the unsynced batch.
-    let (durable, batch) = torn_batch(dir.path(), &faults, 5, 6, |b, start| (b[2].0 + 10 - start) as usize);
+    let (durable, batch) = torn_batch(dir.path(), &faults, 5, 6, |b, start| {
+        (b[2].0 + 10 - start) as usize
+    });
     let (got, end) = recover(dir.path());
     let want: Vec<Lsn> = durable.iter().chain(&batch[..2]).copied().collect();
     assert_eq!(got.iter().map(|r| r.lsn).collect::<Vec<_>>(), want);
     assert_eq!(end.lsn(), batch[2]);
-    assert!(matches!(end.kind(), EndKind::TornTail { .. }), "{:?}", end.kind());
+    assert!(
+        matches!(end.kind(), EndKind::TornTail { .. }),
+        "{:?}",
+        end.kind()
+    );
 
     // The reopened writer overwrites the torn bytes and carries on.
     let opts = real_opts(1 << 20, Durability::Sync);
@@ -399,7 +495,9 @@ fn torn_tail_ends_the_log_at_the_first_incomplete_record() {
 fn torn_tail_inside_a_header_ends_the_log_there() {
     let dir = TempDir::new().unwrap();
     let faults = Faults::default();
-    let (durable, batch) = torn_batch(dir.path(), &faults, 3, 4, |b, start| (b[1].0 + 5 - start) as usize);
+    let (durable, batch) = torn_batch(dir.path(), &faults, 3, 4, |b, start| {
+        (b[1].0 + 5 - start) as usize
+    });
     let (got, end) = recover(dir.path());
     assert_eq!(got.len(), durable.len() + 1);
     assert_eq!(end.lsn(), batch[1]);
@@ -430,7 +528,10 @@ fn lost_block_inside_the_last_unsynced_batch_is_a_torn_tail_not_corruption() {
     for lsn in hole..hole + BLOCK_SIZE as u64 {
         patch(dir.path(), lsn, |b| *b = 0);
     }
-    let first_hit = batch.iter().position(|l| l.0 + record::HEADER_SIZE as u64 + 300 > hole).unwrap();
+    let first_hit = batch
+        .iter()
+        .position(|l| l.0 + record::HEADER_SIZE as u64 + 300 > hole)
+        .unwrap();
     let (got, end) = recover(dir.path());
     assert_eq!(got.len(), durable.len() + first_hit);
     assert_eq!(end.lsn(), batch[first_hit]);
@@ -463,7 +564,10 @@ fn bit_flip_in_a_header_lsn_is_corrupt_naming_its_lsn() {
     patch(dir.path(), lsns[7].0 + 1, |b| *b ^= 0x80);
     let (before, err) = recover_err(dir.path());
     assert_eq!(before.len(), 7);
-    assert!(matches!(err, WalError::Corrupt { lsn, .. } if lsn == lsns[7]), "{err}");
+    assert!(
+        matches!(err, WalError::Corrupt { lsn, .. } if lsn == lsns[7]),
+        "{err}"
+    );
 }
 
 #[test]
@@ -480,7 +584,10 @@ fn zeroed_block_in_durable_log_is_corrupt_not_an_early_end() {
     let (before, err) = recover_err(dir.path());
     let first_hit = lsns.iter().position(|l| l.0 + 524 > hole).unwrap();
     assert_eq!(before.len(), first_hit);
-    assert!(matches!(err, WalError::Corrupt { lsn, .. } if lsn == lsns[first_hit]), "{err}");
+    assert!(
+        matches!(err, WalError::Corrupt { lsn, .. } if lsn == lsns[first_hit]),
+        "{err}"
+    );
 }
 
 #[test]
@@ -491,7 +598,11 @@ fn missing_segment_in_the_middle_is_corrupt() {
     let paths = wal.segment_paths();
     drop(wal);
     std::fs::remove_file(&paths[1]).unwrap();
-    match WalReader::open(dir.path(), FIRST_LSN, &real_opts(SMALL_SEGMENT, Durability::Sync)) {
+    match WalReader::open(
+        dir.path(),
+        FIRST_LSN,
+        &real_opts(SMALL_SEGMENT, Durability::Sync),
+    ) {
         Err(WalError::Corrupt { lsn, reason }) => {
             assert_eq!(lsn, Lsn(SMALL_SEGMENT));
             assert!(reason.contains("missing"), "{reason}");
@@ -504,38 +615,77 @@ fn missing_segment_in_the_middle_is_corrupt() {
 fn sync_failure_poisons_the_log_for_good() {
     let dir = TempDir::new().unwrap();
     let faults = Faults::default();
-    let wal = Wal::create(dir.path(), faults.opts(SMALL_SEGMENT, Durability::Sync, FaultPlan::default())).unwrap();
+    let wal = Wal::create(
+        dir.path(),
+        faults.opts(SMALL_SEGMENT, Durability::Sync, FaultPlan::default()),
+    )
+    .unwrap();
     let ok = wal.commit(&Record::Smo(b"before")).unwrap();
-    faults.newest().set_plan(FaultPlan { fail_sync: true, ..FaultPlan::default() });
+    faults.newest().set_plan(FaultPlan {
+        fail_sync: true,
+        ..FaultPlan::default()
+    });
 
     // Several committers waiting on the failing sync all see the poison.
     std::thread::scope(|s| {
         for _ in 0..4 {
-            s.spawn(|| assert!(matches!(wal.commit(&Record::Smo(b"x")), Err(WalError::Poisoned { .. }))));
+            s.spawn(|| {
+                assert!(matches!(
+                    wal.commit(&Record::Smo(b"x")),
+                    Err(WalError::Poisoned { .. })
+                ))
+            });
         }
     });
     // The disk "recovers", the log does not pretend it did.
     faults.newest().set_plan(FaultPlan::default());
-    assert!(matches!(wal.append(&Record::Smo(b"y")), Err(WalError::Poisoned { .. })));
-    assert!(matches!(wal.commit(&Record::Smo(b"y")), Err(WalError::Poisoned { .. })));
+    assert!(matches!(
+        wal.append(&Record::Smo(b"y")),
+        Err(WalError::Poisoned { .. })
+    ));
+    assert!(matches!(
+        wal.commit(&Record::Smo(b"y")),
+        Err(WalError::Poisoned { .. })
+    ));
     assert!(matches!(wal.flush(), Err(WalError::Poisoned { .. })));
-    assert!(matches!(wal.truncate_before(ok), Err(WalError::Poisoned { .. })));
+    assert!(matches!(
+        wal.truncate_before(ok),
+        Err(WalError::Poisoned { .. })
+    ));
     match wal.wait_durable(Lsn(ok.0 + 1)) {
-        Err(WalError::Poisoned { cause }) => assert!(matches!(*cause, WalError::Io { .. }), "{cause}"),
+        Err(WalError::Poisoned { cause }) => {
+            assert!(matches!(*cause, WalError::Io { .. }), "{cause}")
+        }
         other => panic!("{other:?}"),
     }
     // Sticky even for what was durable before the failure.
-    assert!(matches!(wal.wait_durable(ok), Err(WalError::Poisoned { .. })));
+    assert!(matches!(
+        wal.wait_durable(ok),
+        Err(WalError::Poisoned { .. })
+    ));
 }
 
 #[test]
 fn write_failure_poisons_the_log() {
     let dir = TempDir::new().unwrap();
     let faults = Faults::default();
-    let wal = Wal::create(dir.path(), faults.opts(SMALL_SEGMENT, Durability::Sync, FaultPlan::default())).unwrap();
-    faults.newest().set_plan(FaultPlan { fail_nth_write: Some(1), ..FaultPlan::default() });
-    assert!(matches!(wal.commit(&Record::Smo(b"x")), Err(WalError::Poisoned { .. })));
-    assert!(matches!(wal.commit(&Record::Smo(b"x")), Err(WalError::Poisoned { .. })));
+    let wal = Wal::create(
+        dir.path(),
+        faults.opts(SMALL_SEGMENT, Durability::Sync, FaultPlan::default()),
+    )
+    .unwrap();
+    faults.newest().set_plan(FaultPlan {
+        fail_nth_write: Some(1),
+        ..FaultPlan::default()
+    });
+    assert!(matches!(
+        wal.commit(&Record::Smo(b"x")),
+        Err(WalError::Poisoned { .. })
+    ));
+    assert!(matches!(
+        wal.commit(&Record::Smo(b"x")),
+        Err(WalError::Poisoned { .. })
+    ));
 }
 
 #[test]
@@ -546,7 +696,10 @@ fn truncate_before_deletes_only_whole_durable_segments() {
     let lsns = commit_smos(&wal, 40, 2000);
     let before = wal.segment_paths();
     // A checkpoint whose redo LSN lies inside the fourth segment.
-    let redo = *lsns.iter().find(|l| l.0 >= 3 * SMALL_SEGMENT + 100).unwrap();
+    let redo = *lsns
+        .iter()
+        .find(|l| l.0 >= 3 * SMALL_SEGMENT + 100)
+        .unwrap();
     assert_eq!(wal.truncate_before(redo).unwrap(), 3);
     let after = wal.segment_paths();
     assert_eq!(after, before[3..]);
@@ -559,9 +712,15 @@ fn truncate_before_deletes_only_whole_durable_segments() {
 
     assert!(matches!(
         WalReader::open(dir.path(), FIRST_LSN, &opts),
-        Err(WalError::Truncated { requested: FIRST_LSN, .. })
+        Err(WalError::Truncated {
+            requested: FIRST_LSN,
+            ..
+        })
     ));
-    let got: Vec<LoggedRecord> = WalReader::open(dir.path(), last, &opts).unwrap().map(|r| r.unwrap()).collect();
+    let got: Vec<LoggedRecord> = WalReader::open(dir.path(), last, &opts)
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].lsn, last);
 }
@@ -579,14 +738,20 @@ fn recovery_start_beyond_the_log_is_corrupt() {
     let dir = TempDir::new().unwrap();
     let opts = real_opts(SMALL_SEGMENT, Durability::Sync);
     drop(Wal::create(dir.path(), opts.clone()).unwrap());
-    assert!(matches!(WalReader::open(dir.path(), Lsn(1 << 40), &opts), Err(WalError::Corrupt { .. })));
+    assert!(matches!(
+        WalReader::open(dir.path(), Lsn(1 << 40), &opts),
+        Err(WalError::Corrupt { .. })
+    ));
 }
 
 #[test]
 fn empty_directory_reads_as_an_empty_log() {
     let dir = TempDir::new().unwrap();
     let opts = real_opts(SMALL_SEGMENT, Durability::Sync);
-    let end = WalReader::open(dir.path(), FIRST_LSN, &opts).unwrap().into_end().unwrap();
+    let end = WalReader::open(dir.path(), FIRST_LSN, &opts)
+        .unwrap()
+        .into_end()
+        .unwrap();
     assert_eq!((end.lsn(), end.kind()), (FIRST_LSN, &EndKind::Clean));
     let wal = Wal::open(dir.path(), opts, end).unwrap();
     assert_eq!(wal.commit(&Record::Smo(b"first")).unwrap(), FIRST_LSN);
@@ -601,5 +766,8 @@ fn appenders_past_the_buffer_limit_flush_instead_of_growing_memory() {
         wal.commit(&Record::Smo(&payload)).unwrap();
     }
     let pending = wal.end_lsn().0 - wal.durable_lsn().0;
-    assert!(pending <= writer::MAX_BUFFERED_BYTES + payload.len() as u64, "{pending} bytes pending");
+    assert!(
+        pending <= writer::MAX_BUFFERED_BYTES + payload.len() as u64,
+        "{pending} bytes pending"
+    );
 }

@@ -98,11 +98,20 @@ type Guard<'a> = MutexGuard<'a, State>;
 impl Wal {
     /// Starts a new, empty log in `dir` (created if missing).
     pub fn create(dir: &Path, opts: WalOptions) -> Result<Wal, WalError> {
-        std::fs::create_dir_all(dir).map_err(|source| WalError::Fs { path: dir.to_path_buf(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| WalError::Fs {
+            path: dir.to_path_buf(),
+            source,
+        })?;
         if !segment::list(dir)?.is_empty() {
             return Err(WalError::NotEmpty(dir.to_path_buf()));
         }
-        Self::start(dir, opts, super::FIRST_LSN, BTreeMap::new(), super::FIRST_LSN.0)
+        Self::start(
+            dir,
+            opts,
+            super::FIRST_LSN,
+            BTreeMap::new(),
+            super::FIRST_LSN.0,
+        )
     }
 
     /// Reopens the log for appending where recovery found its end.
@@ -113,14 +122,19 @@ impl Wal {
         opts.validate()?;
         let end_lsn = end.lsn().0;
         if end.wal_dir() != dir {
-            return Err(WalError::Config("the LogEnd was produced for a different log directory"));
+            return Err(WalError::Config(
+                "the LogEnd was produced for a different log directory",
+            ));
         }
 
         // 1. Segments wholly after the end hold nothing valid (recovery just
         //    proved it); remove them so the log continues contiguously.
         let found = segment::list(dir)?;
         let (keep, drop): (Vec<_>, Vec<_>) = found.into_iter().partition(|s| s.start.0 <= end_lsn);
-        segment::remove(dir, &drop.iter().map(|s| s.path.clone()).collect::<Vec<_>>())?;
+        segment::remove(
+            dir,
+            &drop.iter().map(|s| s.path.clone()).collect::<Vec<_>>(),
+        )?;
 
         // 2. Open the rest.
         let mut segments = BTreeMap::new();
@@ -130,7 +144,10 @@ impl Wal {
         let segments_end = keep.last().map_or(end_lsn, |s| s.end().0);
         let first_start = keep.first().map_or(end_lsn, |s| s.start.0);
         if end_lsn < first_start || end_lsn > segments_end {
-            return Err(WalError::Corrupt { lsn: end.lsn(), reason: "log end lies outside the segments on disk".into() });
+            return Err(WalError::Corrupt {
+                lsn: end.lsn(),
+                reason: "log end lies outside the segments on disk".into(),
+            });
         }
         Self::start(dir, opts, end.lsn(), segments, segments_end)
     }
@@ -162,11 +179,17 @@ impl Wal {
                 .next_back()
                 .map(|(_, s)| Arc::clone(s))
                 .filter(|s| s.contains(buf_base))
-                .ok_or_else(|| WalError::Corrupt { lsn: end, reason: "no segment holds the tail block".into() })?;
+                .ok_or_else(|| WalError::Corrupt {
+                    lsn: end,
+                    reason: "no segment holds the tail block".into(),
+                })?;
             let mut block = AlignedBuf::zeroed(BLOCK_SIZE);
             seg.file
                 .read_at(buf_base - seg.start.0, &mut block)
-                .map_err(|source| WalError::Io { path: seg.path.clone(), source })?;
+                .map_err(|source| WalError::Io {
+                    path: seg.path.clone(),
+                    source,
+                })?;
             buf.extend_from_slice(&block[..(end.0 - buf_base) as usize]);
         }
 
@@ -250,6 +273,15 @@ impl Wal {
         result
     }
 
+    /// Registers a committer that will [`Wal::append`] under its own lock
+    /// and wait for durability afterwards (the Db's commit protocol). While
+    /// the ticket lives, a `Group` leader counts it as a committer still to
+    /// join, exactly as it counts a thread inside [`Wal::commit`].
+    pub fn enter_commit(&self) -> CommitTicket<'_> {
+        self.committers.fetch_add(1, Ordering::SeqCst);
+        CommitTicket { wal: self }
+    }
+
     /// Waits until the record at `lsn` is durable. In `Group` mode a thread
     /// that leads the sync first gathers more committers for up to
     /// `max_delay`. Works in every mode (in `NoSync` it forces a sync).
@@ -303,7 +335,10 @@ impl Wal {
                 .map(|s| s.start.0)
                 .collect();
             // 2. Forget them under the lock, so no flush can pick them.
-            starts.iter().filter_map(|k| st.segments.remove(k)).collect()
+            starts
+                .iter()
+                .filter_map(|k| st.segments.remove(k))
+                .collect()
         };
         // 3. Unlink outside the lock; the directory sync makes it stick.
         let paths: Vec<PathBuf> = doomed.iter().map(|s| s.path.clone()).collect();
@@ -313,7 +348,11 @@ impl Wal {
 
     /// Paths of the current segment files, oldest first.
     pub fn segment_paths(&self) -> Vec<PathBuf> {
-        lock(&self.state).segments.values().map(|s| s.path.clone()).collect()
+        lock(&self.state)
+            .segments
+            .values()
+            .map(|s| s.path.clone())
+            .collect()
     }
 
     fn wait_until(&self, lsn: Lsn, gather: Option<Duration>) -> Result<(), WalError> {
@@ -324,7 +363,10 @@ impl Wal {
         }
         let mut st = lock(&self.state);
         if lsn.0 >= st.append {
-            return Err(WalError::BeyondEnd { requested: lsn, end: Lsn(st.append) });
+            return Err(WalError::BeyondEnd {
+                requested: lsn,
+                end: Lsn(st.append),
+            });
         }
         loop {
             check_poison(&st)?;
@@ -336,7 +378,11 @@ impl Wal {
     }
 
     /// Leads a flush if nobody is, else waits for the running one to finish.
-    fn make_progress<'a>(&'a self, mut st: Guard<'a>, gather: Option<Duration>) -> Result<Guard<'a>, WalError> {
+    fn make_progress<'a>(
+        &'a self,
+        mut st: Guard<'a>,
+        gather: Option<Duration>,
+    ) -> Result<Guard<'a>, WalError> {
         if st.leader {
             Ok(self.durable_cv.wait(st).unwrap_or_else(|p| p.into_inner()))
         } else {
@@ -346,7 +392,11 @@ impl Wal {
     }
 
     /// One group-commit round, run by the leader.
-    fn lead<'a>(&'a self, mut st: Guard<'a>, gather: Option<Duration>) -> Result<Guard<'a>, WalError> {
+    fn lead<'a>(
+        &'a self,
+        mut st: Guard<'a>,
+        gather: Option<Duration>,
+    ) -> Result<Guard<'a>, WalError> {
         // 1. Group mode: give more committers up to `max_delay` to join,
         //    but only while some committer has not joined yet.
         if let Some(max_delay) = gather {
@@ -359,7 +409,11 @@ impl Wal {
                 if now >= deadline {
                     break;
                 }
-                st = self.gather_cv.wait_timeout(st, deadline - now).unwrap_or_else(|p| p.into_inner()).0;
+                st = self
+                    .gather_cv
+                    .wait_timeout(st, deadline - now)
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
             }
         }
 
@@ -376,7 +430,12 @@ impl Wal {
         let filled = (end - from) as usize;
         scratch[..filled].copy_from_slice(&st.buf[..filled]);
         scratch[filled..len].fill(0);
-        let known: Vec<Arc<Segment>> = st.segments.values().filter(|s| s.end().0 > from).cloned().collect();
+        let known: Vec<Arc<Segment>> = st
+            .segments
+            .values()
+            .filter(|s| s.end().0 > from)
+            .cloned()
+            .collect();
         let segments_end = st.segments_end;
         drop(st);
 
@@ -426,24 +485,41 @@ impl Wal {
         // 1. Roll over: preallocate the segments the batch reaches into.
         let mut created = Vec::new();
         while segments_end < to {
-            let seg = Arc::new(segment::create(&self.dir, Lsn(segments_end), self.opts.segment_size, &self.opts.opener)?);
+            let seg = Arc::new(segment::create(
+                &self.dir,
+                Lsn(segments_end),
+                self.opts.segment_size,
+                &self.opts.opener,
+            )?);
             segments_end = seg.end().0;
             created.push(Arc::clone(&seg));
             segs.push(seg);
         }
         // 2. One batch per segment file (blocks never span segments: sizes
         //    are whole blocks), then 3. one fdatasync per file written.
-        let touched: Vec<&Arc<Segment>> = segs.iter().filter(|s| s.start.0 < to && s.end().0 > from).collect();
+        let touched: Vec<&Arc<Segment>> = segs
+            .iter()
+            .filter(|s| s.start.0 < to && s.end().0 > from)
+            .collect();
         for seg in &touched {
             let lo = from.max(seg.start.0);
             let hi = to.min(seg.end().0);
             let piece = &data[(lo - from) as usize..(hi - from) as usize];
             seg.file
-                .write_batch(&[WriteOp { offset: lo - seg.start.0, data: piece }])
-                .map_err(|source| WalError::Io { path: seg.path.clone(), source })?;
+                .write_batch(&[WriteOp {
+                    offset: lo - seg.start.0,
+                    data: piece,
+                }])
+                .map_err(|source| WalError::Io {
+                    path: seg.path.clone(),
+                    source,
+                })?;
         }
         for seg in &touched {
-            seg.file.sync_data().map_err(|source| WalError::Io { path: seg.path.clone(), source })?;
+            seg.file.sync_data().map_err(|source| WalError::Io {
+                path: seg.path.clone(),
+                source,
+            })?;
         }
         Ok(created)
     }
@@ -463,9 +539,42 @@ impl Drop for Wal {
     }
 }
 
+/// A committer registered with [`Wal::enter_commit`].
+pub struct CommitTicket<'a> {
+    wal: &'a Wal,
+}
+
+impl CommitTicket<'_> {
+    /// Waits as the durability mode says for the record at `lsn`, which
+    /// this committer appended.
+    pub fn wait(self, lsn: Lsn) -> Result<(), WalError> {
+        let wal = self.wal;
+        match wal.opts.durability {
+            Durability::Sync | Durability::Group { .. } => {
+                wal.joined.fetch_add(1, Ordering::SeqCst);
+                wal.gather_cv.notify_one();
+                let waited = wal.wait_durable(lsn);
+                wal.joined.fetch_sub(1, Ordering::SeqCst);
+                waited
+            }
+            Durability::NoSync => Ok(()),
+        }
+    }
+}
+
+impl Drop for CommitTicket<'_> {
+    fn drop(&mut self) {
+        self.wal.committers.fetch_sub(1, Ordering::SeqCst);
+        // A gathering leader may be waiting for this committer to join.
+        self.wal.gather_cv.notify_one();
+    }
+}
+
 fn check_poison(st: &State) -> Result<(), WalError> {
     match &st.poisoned {
-        Some(cause) => Err(WalError::Poisoned { cause: Arc::clone(cause) }),
+        Some(cause) => Err(WalError::Poisoned {
+            cause: Arc::clone(cause),
+        }),
         None => Ok(()),
     }
 }

@@ -17,8 +17,14 @@ fn sample_writes() -> Vec<(TreeId, Vec<u8>, Option<Vec<u8>>)> {
 
 fn with_commit<R>(f: impl FnOnce(Record<'_>) -> R) -> R {
     let owned = sample_writes();
-    let writes: Vec<Write<'_>> =
-        owned.iter().map(|(t, k, v)| Write { tree: *t, key: k, value: v.as_deref() }).collect();
+    let writes: Vec<Write<'_>> = owned
+        .iter()
+        .map(|(t, k, v)| Write {
+            tree: *t,
+            key: k,
+            value: v.as_deref(),
+        })
+        .collect();
     f(Record::Commit(&writes))
 }
 
@@ -30,8 +36,12 @@ fn every_kind_round_trips_with_its_position_and_floor() {
             commit,
             Record::Smo(&smo),
             Record::Smo(&[]),
-            Record::CheckpointBegin { redo_lsn: Lsn(4096) },
-            Record::CheckpointEnd { redo_lsn: Lsn(u64::MAX) },
+            Record::CheckpointBegin {
+                redo_lsn: Lsn(4096),
+            },
+            Record::CheckpointEnd {
+                redo_lsn: Lsn(u64::MAX),
+            },
         ];
         for rec in recs {
             let bytes = encode(&rec, 10_000, 9_000);
@@ -81,7 +91,13 @@ fn short_buffer_is_short_error_at_every_cut() {
 fn oversized_length_field_is_rejected_before_allocating() {
     let mut bytes = encode(&Record::Smo(b"abc"), 0, 0);
     bytes[OFF_LEN..OFF_LEN + 4].copy_from_slice(&u32::MAX.to_le_bytes());
-    assert_eq!(decode(&bytes), Err(RecordError::TooLong { len: u32::MAX as usize, max: MAX_PAYLOAD_LEN }));
+    assert_eq!(
+        decode(&bytes),
+        Err(RecordError::TooLong {
+            len: u32::MAX as usize,
+            max: MAX_PAYLOAD_LEN
+        })
+    );
 }
 
 #[test]
@@ -102,7 +118,11 @@ fn single_bit_flip_anywhere_is_detected() {
         match decode(&b) {
             // A flipped length bit may make the record longer than the buffer,
             // or longer than allowed; a flipped reserved bit is caught as such.
-            Err(RecordError::BadChecksum { .. } | RecordError::Short { .. } | RecordError::ReservedNotZero) => {}
+            Err(
+                RecordError::BadChecksum { .. }
+                | RecordError::Short { .. }
+                | RecordError::ReservedNotZero,
+            ) => {}
             Err(RecordError::TooLong { .. }) => {}
             // A flip in the lsn or back field passes the length checks and
             // must then fail the checksum, never decode.
@@ -146,16 +166,34 @@ fn malformed_commit_payloads_are_bad_payload() {
     let cases: &[(&str, Vec<u8>)] = &[
         ("empty", vec![]),
         ("count larger than payload", 1000u32.to_le_bytes().to_vec()),
-        ("truncated write header", [1u32.to_le_bytes(), 0u32.to_le_bytes(), 0u32.to_le_bytes()].concat()),
+        (
+            "truncated write header",
+            [1u32.to_le_bytes(), 0u32.to_le_bytes(), 0u32.to_le_bytes()].concat(),
+        ),
         (
             "key past end",
-            [1u32.to_le_bytes(), 0u32.to_le_bytes(), 50u32.to_le_bytes(), TOMBSTONE.to_le_bytes()].concat(),
+            [
+                1u32.to_le_bytes(),
+                0u32.to_le_bytes(),
+                50u32.to_le_bytes(),
+                TOMBSTONE.to_le_bytes(),
+            ]
+            .concat(),
         ),
         (
             "value past end",
-            [1u32.to_le_bytes(), 0u32.to_le_bytes(), 0u32.to_le_bytes(), 9u32.to_le_bytes()].concat(),
+            [
+                1u32.to_le_bytes(),
+                0u32.to_le_bytes(),
+                0u32.to_le_bytes(),
+                9u32.to_le_bytes(),
+            ]
+            .concat(),
         ),
-        ("trailing bytes", [0u32.to_le_bytes().to_vec(), vec![1]].concat()),
+        (
+            "trailing bytes",
+            [0u32.to_le_bytes().to_vec(), vec![1]].concat(),
+        ),
     ];
     for (name, payload) in cases {
         match decode(&sealed(Kind::Commit, payload)) {
@@ -169,13 +207,30 @@ fn malformed_commit_payloads_are_bad_payload() {
 fn checkpoint_payload_of_wrong_size_is_bad_payload() {
     for len in [0usize, 7, 9] {
         let bytes = sealed(Kind::CheckpointEnd, &vec![0; len]);
-        assert!(matches!(decode(&bytes), Err(RecordError::BadPayload { kind: "CheckpointEnd", .. })), "{len}");
+        assert!(
+            matches!(
+                decode(&bytes),
+                Err(RecordError::BadPayload {
+                    kind: "CheckpointEnd",
+                    ..
+                })
+            ),
+            "{len}"
+        );
     }
 }
 
 fn arb_owned() -> impl Strategy<Value = OwnedRecord> {
-    let write = (any::<u32>(), prop::collection::vec(any::<u8>(), 0..40), prop::option::of(prop::collection::vec(any::<u8>(), 0..200)))
-        .prop_map(|(t, key, value)| OwnedWrite { tree: TreeId(t), key, value });
+    let write = (
+        any::<u32>(),
+        prop::collection::vec(any::<u8>(), 0..40),
+        prop::option::of(prop::collection::vec(any::<u8>(), 0..200)),
+    )
+        .prop_map(|(t, key, value)| OwnedWrite {
+            tree: TreeId(t),
+            key,
+            value,
+        });
     prop_oneof![
         prop::collection::vec(write, 0..8).prop_map(OwnedRecord::Commit),
         prop::collection::vec(any::<u8>(), 0..500).prop_map(OwnedRecord::Smo),
@@ -187,13 +242,31 @@ fn arb_owned() -> impl Strategy<Value = OwnedRecord> {
 fn encode_owned(rec: &OwnedRecord, lsn: u64, durable: u64) -> Vec<u8> {
     match rec {
         OwnedRecord::Commit(ws) => {
-            let writes: Vec<Write<'_>> =
-                ws.iter().map(|w| Write { tree: w.tree, key: &w.key, value: w.value.as_deref() }).collect();
+            let writes: Vec<Write<'_>> = ws
+                .iter()
+                .map(|w| Write {
+                    tree: w.tree,
+                    key: &w.key,
+                    value: w.value.as_deref(),
+                })
+                .collect();
             encode(&Record::Commit(&writes), lsn, durable)
         }
         OwnedRecord::Smo(p) => encode(&Record::Smo(p), lsn, durable),
-        OwnedRecord::CheckpointBegin { redo_lsn } => encode(&Record::CheckpointBegin { redo_lsn: *redo_lsn }, lsn, durable),
-        OwnedRecord::CheckpointEnd { redo_lsn } => encode(&Record::CheckpointEnd { redo_lsn: *redo_lsn }, lsn, durable),
+        OwnedRecord::CheckpointBegin { redo_lsn } => encode(
+            &Record::CheckpointBegin {
+                redo_lsn: *redo_lsn,
+            },
+            lsn,
+            durable,
+        ),
+        OwnedRecord::CheckpointEnd { redo_lsn } => encode(
+            &Record::CheckpointEnd {
+                redo_lsn: *redo_lsn,
+            },
+            lsn,
+            durable,
+        ),
     }
 }
 

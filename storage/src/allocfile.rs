@@ -1,0 +1,114 @@
+//! The allocation state (`rime_bufmgr::AllocState`: high-water mark and
+//! free frames), saved at each checkpoint in its own file.
+//!
+//! A new file `alloc-<redo LSN>.state` per checkpoint, written and synced
+//! before the superblock that names it (the superblock's `free_list_root`
+//! field holds that redo LSN); older files are deleted after the superblock
+//! is durable. So the superblock in force always names a complete file, and
+//! a crash mid-checkpoint leaves at most an orphan file (deleted later).
+//!
+//! ```text
+//!  magic "RIMEallc" | next_pid u64 | count u64 | count × (pid u64, pages u32) | crc32c u32 | zeros to 4 KiB
+//! ```
+
+use crate::wal::{FileOpener, Lsn};
+use rime_bufmgr::io::{AlignedBuf, BLOCK_SIZE};
+use rime_bufmgr::AllocState;
+use std::path::{Path, PathBuf};
+
+const MAGIC: &[u8; 8] = b"RIMEallc";
+const HEADER: usize = 8 + 8 + 8;
+const ENTRY: usize = 12;
+
+pub fn path(root: &Path, redo: Lsn) -> PathBuf {
+    root.join(format!("alloc-{:020}.state", redo.0))
+}
+
+/// Writes and syncs the file for the checkpoint with redo LSN `redo`.
+pub fn write(
+    root: &Path,
+    redo: Lsn,
+    state: &AllocState,
+    opener: &FileOpener,
+) -> Result<(), String> {
+    let mut bytes = Vec::with_capacity(HEADER + state.free.len() * ENTRY + 4);
+    bytes.extend_from_slice(MAGIC);
+    bytes.extend_from_slice(&state.next_pid.to_le_bytes());
+    bytes.extend_from_slice(&(state.free.len() as u64).to_le_bytes());
+    for (pid, n) in &state.free {
+        bytes.extend_from_slice(&pid.to_le_bytes());
+        bytes.extend_from_slice(&n.to_le_bytes());
+    }
+    let crc = crc32c::crc32c(&bytes);
+    bytes.extend_from_slice(&crc.to_le_bytes());
+    let len = bytes.len().div_ceil(BLOCK_SIZE) * BLOCK_SIZE;
+    let mut buf = AlignedBuf::zeroed(len);
+    buf[..bytes.len()].copy_from_slice(&bytes);
+    let p = path(root, redo);
+    let file = opener(&p).map_err(|e| format!("open {}: {e}", p.display()))?;
+    file.set_len(len as u64).map_err(|e| e.to_string())?;
+    file.write_at(0, &buf).map_err(|e| e.to_string())?;
+    file.sync_data().map_err(|e| e.to_string())?;
+    std::fs::File::open(root)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// Reads the file of the checkpoint with redo LSN `redo`.
+pub fn read(root: &Path, redo: Lsn, opener: &FileOpener) -> Result<AllocState, String> {
+    let p = path(root, redo);
+    if !p.exists() {
+        return Err("missing".into());
+    }
+    let file = opener(&p).map_err(|e| e.to_string())?;
+    let len = file.len_bytes().map_err(|e| e.to_string())? as usize;
+    if len < BLOCK_SIZE || !len.is_multiple_of(BLOCK_SIZE) {
+        return Err(format!("length {len} is not whole blocks"));
+    }
+    let mut buf = AlignedBuf::zeroed(len);
+    file.read_at(0, &mut buf).map_err(|e| e.to_string())?;
+    if &buf[..8] != MAGIC {
+        return Err("bad magic".into());
+    }
+    let u64_at = |o: usize| u64::from_le_bytes(buf[o..o + 8].try_into().expect("8 bytes"));
+    let next_pid = u64_at(8);
+    let count = u64_at(16) as usize;
+    let end = count
+        .checked_mul(ENTRY)
+        .and_then(|n| n.checked_add(HEADER))
+        .filter(|&e| e + 4 <= len)
+        .ok_or("count too large")?;
+    let stored = u32::from_le_bytes(buf[end..end + 4].try_into().expect("4 bytes"));
+    if crc32c::crc32c(&buf[..end]) != stored {
+        return Err("checksum mismatch".into());
+    }
+    let free = (0..count)
+        .map(|i| {
+            let o = HEADER + i * ENTRY;
+            (
+                u64_at(o),
+                u32::from_le_bytes(buf[o + 8..o + 12].try_into().expect("4 bytes")),
+            )
+        })
+        .collect();
+    Ok(AllocState { next_pid, free })
+}
+
+/// Deletes every allocation-state file except the one for `keep`.
+pub fn remove_others(root: &Path, keep: Lsn) {
+    let keep_name = path(root, keep);
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("alloc-") && name.ends_with(".state") && p != keep_name {
+            if let Err(err) = std::fs::remove_file(&p) {
+                tracing::warn!(path = %p.display(), error = %err, "removing an old allocation-state file failed");
+            }
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! Fuzzy checkpoints: periodic (by time and by log growth), on demand, and
+//! on clean close. They bound recovery to the log written since the last
+//! one, and let the log be truncated behind it.
+
+use crate::allocfile;
+use crate::db::DbInner;
+use crate::error::DbError;
+use crate::superblock::Superblock;
+use crate::sync::lock;
+use crate::wal::Record;
+use rime_bufmgr::PAGE_SIZE;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// How often the background thread checks the log's growth against
+/// `Options::checkpoint_log_bytes`: a second is short next to the time it
+/// takes to write hundreds of MiB of log.
+const LOG_GROWTH_POLL: Duration = Duration::from_secs(1);
+
+/// 1. Under the commit mutex (so every change with a lower LSN is applied
+///    in memory, and no SMO runs): append `CheckpointBegin`; its LSN is the
+///    redo LSN. Snapshot the allocation state at the same instant.
+/// 2. Make the log durable through that record.
+/// 3. Write back every dirty page (the write-back hook forces the log
+///    first, page by page) and `fdatasync` the page file. Every change
+///    below the redo LSN is now on disk. Commits continue meanwhile.
+/// 4. Write the allocation-state file, then the superblock naming it and
+///    the redo LSN (double-written, synced): the checkpoint is complete.
+/// 5. Append `CheckpointEnd`; delete older allocation files and the log
+///    segments wholly below the redo LSN.
+///
+/// A failure in 2-4 poisons the Db (a failed `fdatasync` may have lost
+/// pages the kernel then marked clean).
+pub(crate) fn checkpoint(db: &DbInner) -> Result<(), DbError> {
+    let _one = lock(&db.checkpoint_lock);
+    db.check_poison()?;
+    // Step 1.
+    let (redo, alloc) = {
+        let _state = lock(&db.commit);
+        let end = db.wal.end_lsn();
+        let redo = db
+            .wal
+            .append(&Record::CheckpointBegin { redo_lsn: end })
+            .inspect_err(|e| db.poison(e))?;
+        (redo, db.bm.alloc_state())
+    };
+    let fail = |e: &dyn std::fmt::Display| db.poison(format!("checkpoint: {e}"));
+    // Step 2.
+    db.wal.flush_to(redo).inspect_err(|e| fail(e))?;
+    // Step 3.
+    db.bm.flush_dirty().inspect_err(|e| fail(e))?;
+    db.bm.sync().map_err(|source| {
+        fail(&source);
+        DbError::Io {
+            path: db.dir.page_file_path(),
+            source,
+        }
+    })?;
+    // Step 4.
+    allocfile::write(db.dir.root(), redo, &alloc, &db.opts.opener).map_err(|e| {
+        fail(&e);
+        DbError::Poisoned(format!("writing the allocation state failed: {e}"))
+    })?;
+    let sb = Superblock {
+        page_size: PAGE_SIZE as u32,
+        checkpoint_lsn: redo,
+        redo_lsn: redo,
+        page_count: alloc.next_pid,
+        catalog_root: db.catalog.root(),
+        free_list_root: redo.0,
+    };
+    lock(&db.superblock).write(&sb).inspect_err(|e| fail(e))?;
+    // Step 5.
+    db.wal
+        .append(&Record::CheckpointEnd { redo_lsn: redo })
+        .inspect_err(|e| db.poison(e))?;
+    allocfile::remove_others(db.dir.root(), redo);
+    db.wal.truncate_before(redo)?;
+    db.last_checkpoint.store(redo.0, Ordering::Release);
+    db.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
+    Ok(())
+}
+
+/// The background checkpointer: runs until `DbInner::shutdown` is set.
+pub(crate) fn background(db: &DbInner) {
+    let Some(interval) = db.opts.checkpoint_interval else {
+        return;
+    };
+    let mut last = Instant::now();
+    let mut stop = lock(&db.shutdown);
+    loop {
+        let wait = interval.saturating_sub(last.elapsed()).min(LOG_GROWTH_POLL);
+        stop = db
+            .shutdown_cv
+            .wait_timeout(stop, wait)
+            .unwrap_or_else(|p| p.into_inner())
+            .0;
+        if *stop {
+            return;
+        }
+        let grown = db
+            .wal
+            .end_lsn()
+            .0
+            .saturating_sub(db.last_checkpoint.load(Ordering::Acquire));
+        if last.elapsed() >= interval || grown >= db.opts.checkpoint_log_bytes {
+            drop(stop);
+            if let Err(e) = checkpoint(db) {
+                tracing::warn!(error = %e, "background checkpoint failed");
+            }
+            last = Instant::now();
+            stop = lock(&db.shutdown);
+        }
+    }
+}

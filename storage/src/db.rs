@@ -1,0 +1,301 @@
+//! [`Db`]: the durable database. Open/close, the tree registry, single-key
+//! convenience methods, stats. The protocols live next door: `commit`,
+//! `checkpoint`, `recovery`; the catalog in `catalog`; transactions in `tx`.
+
+use crate::error::{DbError, OpenError, TxError};
+use crate::hooks::LogHooks;
+use crate::options::Options;
+use crate::superblock::SuperblockFile;
+use crate::sync::lock;
+use crate::tx::{Tx, TxBufs};
+use crate::wal::{Lsn, TreeId, Wal};
+use crate::DataDir;
+use rime_btree::BTree;
+use rime_bufmgr::BufferManager;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::thread::JoinHandle;
+
+/// Transaction attempts before [`TxError::Conflict`]: 16 re-runs is far
+/// beyond what any non-pathological contention needs (each retry waits a
+/// little longer, see `commit::backoff`), and bounds the work a hot key can
+/// cost one caller.
+pub const MAX_TX_ATTEMPTS: u32 = 16;
+
+/// Transaction buffers kept for reuse. Enough for one per concurrently
+/// committing thread on a large machine; more are dropped after use.
+const MAX_POOLED_TX_BUFS: usize = 256;
+
+/// Counters of [`Db::stats`].
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct DbStats {
+    pub pool: rime_bufmgr::Stats,
+    pub resident_pages: u64,
+    pub allocated_pages: u64,
+    /// Read-write transactions committed.
+    pub commits: u64,
+    /// Read-only transactions finished.
+    pub read_only: u64,
+    /// Validation failures (each caused a re-run or a `Conflict` error).
+    pub conflicts: u64,
+    /// Bytes appended to the log since it was created (the end LSN).
+    pub log_bytes: u64,
+    pub durable_lsn: u64,
+    pub checkpoints: u64,
+    /// Records replayed by the recovery at open.
+    pub recovered_records: u64,
+}
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub commits: AtomicU64,
+    pub read_only: AtomicU64,
+    pub conflicts: AtomicU64,
+    pub checkpoints: AtomicU64,
+    pub recovered_records: AtomicU64,
+}
+
+/// Scratch owned by the commit mutex.
+#[derive(Default)]
+pub(crate) struct CommitState {
+    /// `version ‖ value` of the write being applied.
+    pub stored: Vec<u8>,
+}
+
+pub(crate) struct DbInner {
+    pub dir: DataDir,
+    pub opts: Options,
+    pub wal: Arc<Wal>,
+    pub bm: Arc<BufferManager>,
+    pub hooks: Arc<LogHooks>,
+    pub catalog: Arc<BTree>,
+    pub trees: RwLock<HashMap<TreeId, Arc<BTree>>>,
+    /// Held across validate → append → apply: commit order = log order =
+    /// apply order. Every tree change (and so every SMO) happens under it.
+    pub commit: Mutex<CommitState>,
+    pub superblock: Mutex<SuperblockFile>,
+    pub checkpoint_lock: Mutex<()>,
+    pub last_checkpoint: AtomicU64,
+    pub poison: Mutex<Option<String>>,
+    pub poisoned: AtomicBool,
+    pub counters: Counters,
+    pub tx_pool: Mutex<Vec<TxBufs>>,
+    pub shutdown: Mutex<bool>,
+    pub shutdown_cv: Condvar,
+}
+
+impl DbInner {
+    /// Marks the Db unusable for writes (see [`DbError::Poisoned`]).
+    pub fn poison(&self, why: impl std::fmt::Display) {
+        let mut p = lock(&self.poison);
+        if p.is_none() {
+            tracing::error!(cause = %why, "the database is poisoned");
+            *p = Some(why.to_string());
+        }
+        self.poisoned.store(true, Ordering::Release);
+    }
+
+    pub fn check_poison(&self) -> Result<(), DbError> {
+        if self.hooks.failed.load(Ordering::Acquire) {
+            self.poison("a structure modification could not be logged");
+        }
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(DbError::Poisoned(
+                lock(&self.poison).clone().unwrap_or_default(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn catalog_id(&self) -> TreeId {
+        TreeId(self.catalog.root() as u32)
+    }
+
+    /// The open tree `id` (the catalog included).
+    pub fn tree(&self, id: TreeId) -> Result<Arc<BTree>, DbError> {
+        if id == self.catalog_id() {
+            return Ok(self.catalog.clone());
+        }
+        self.trees
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .cloned()
+            .ok_or(DbError::NoSuchTree(id))
+    }
+}
+
+/// The database. `Send + Sync`: share it by reference or `Arc`.
+pub struct Db {
+    pub(crate) inner: Arc<DbInner>,
+    pub(crate) checkpointer: Option<JoinHandle<()>>,
+}
+
+impl Db {
+    /// Opens (creating if needed) the database in `dir`, recovering from
+    /// the log if the last run did not close cleanly.
+    pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<Db, OpenError> {
+        crate::recovery::open(dir.as_ref(), opts)
+    }
+
+    pub(crate) fn start(inner: Arc<DbInner>) -> Db {
+        let checkpointer = inner.opts.checkpoint_interval.map(|_| {
+            let inner = inner.clone();
+            std::thread::Builder::new()
+                .name("rime-checkpoint".into())
+                .spawn(move || crate::checkpoint::background(&inner))
+                .expect("spawning the checkpoint thread")
+        });
+        Db {
+            inner,
+            checkpointer,
+        }
+    }
+
+    /// Creates the tree `name`; [`DbError::TreeExists`] if it exists.
+    pub fn create_tree(&self, name: &str) -> Result<TreeId, DbError> {
+        crate::catalog::create(&self.inner, name, false)
+    }
+
+    /// The tree `name`, if it exists.
+    pub fn open_tree(&self, name: &str) -> Result<Option<TreeId>, DbError> {
+        crate::catalog::lookup(&self.inner, name)
+    }
+
+    pub fn open_or_create_tree(&self, name: &str) -> Result<TreeId, DbError> {
+        crate::catalog::create(&self.inner, name, true)
+    }
+
+    /// Drops the tree `name` and frees its pages; returns whether it
+    /// existed. Transactions still using it fail (conflict or error).
+    pub fn drop_tree(&self, name: &str) -> Result<bool, DbError> {
+        crate::catalog::drop_tree(&self.inner, name)
+    }
+
+    /// Every tree, by name.
+    pub fn list_trees(&self) -> Result<Vec<(String, TreeId)>, DbError> {
+        crate::catalog::list(&self.inner)
+    }
+
+    /// Runs `f` as a serializable transaction, re-running it on conflict
+    /// (at most [`MAX_TX_ATTEMPTS`] times). `f` returning `Err` commits
+    /// nothing and returns that error. See `docs/transactions.md`.
+    pub fn transaction<R>(
+        &self,
+        mut f: impl FnMut(&mut Tx<'_>) -> Result<R, TxError>,
+    ) -> Result<R, TxError> {
+        let mut bufs = lock(&self.inner.tx_pool).pop().unwrap_or_default();
+        let result = self.run(&mut bufs, &mut f);
+        let mut pool = lock(&self.inner.tx_pool);
+        if pool.len() < MAX_POOLED_TX_BUFS {
+            pool.push(bufs);
+        }
+        result
+    }
+
+    fn run<R>(
+        &self,
+        bufs: &mut TxBufs,
+        f: &mut impl FnMut(&mut Tx<'_>) -> Result<R, TxError>,
+    ) -> Result<R, TxError> {
+        for attempt in 0..MAX_TX_ATTEMPTS {
+            if attempt > 0 {
+                crate::commit::backoff(attempt);
+            }
+            bufs.clear();
+            let mut tx = Tx::new(&self.inner, bufs);
+            let r = f(&mut tx)?;
+            match crate::commit::commit(&self.inner, bufs)? {
+                crate::commit::Outcome::Committed => return Ok(r),
+                crate::commit::Outcome::Conflict => {
+                    self.inner
+                        .counters
+                        .conflicts
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        Err(TxError::Conflict {
+            attempts: MAX_TX_ATTEMPTS,
+        })
+    }
+
+    /// One-operation transaction: the value of `key`.
+    pub fn get(&self, tree: TreeId, key: &[u8]) -> Result<Option<Vec<u8>>, TxError> {
+        self.transaction(|tx| tx.get(tree, key, <[u8]>::to_vec))
+    }
+
+    /// One-operation transaction: sets `key`.
+    pub fn put(&self, tree: TreeId, key: &[u8], value: &[u8]) -> Result<(), TxError> {
+        self.transaction(|tx| tx.put(tree, key, value))
+    }
+
+    /// One-operation transaction: removes `key`; returns whether it existed.
+    pub fn delete(&self, tree: TreeId, key: &[u8]) -> Result<bool, TxError> {
+        self.transaction(|tx| tx.delete(tree, key))
+    }
+
+    /// A checkpoint now (see `checkpoint.rs`).
+    pub fn checkpoint(&self) -> Result<(), DbError> {
+        crate::checkpoint::checkpoint(&self.inner)
+    }
+
+    /// Flushes, checkpoints and closes, reporting any failure.
+    pub fn close(mut self) -> Result<(), DbError> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<(), DbError> {
+        *lock(&self.inner.shutdown) = true;
+        self.inner.shutdown_cv.notify_all();
+        if let Some(h) = self.checkpointer.take() {
+            let _ = h.join();
+        }
+        crate::checkpoint::checkpoint(&self.inner)?;
+        self.inner.wal.flush()?;
+        Ok(())
+    }
+
+    pub fn stats(&self) -> DbStats {
+        let i = &self.inner;
+        let c = &i.counters;
+        DbStats {
+            pool: i.bm.stats(),
+            resident_pages: i.bm.resident_pages(),
+            allocated_pages: i.bm.allocated_pages(),
+            commits: c.commits.load(Ordering::Relaxed),
+            read_only: c.read_only.load(Ordering::Relaxed),
+            conflicts: c.conflicts.load(Ordering::Relaxed),
+            log_bytes: i.wal.end_lsn().0,
+            durable_lsn: i.wal.durable_lsn().0,
+            checkpoints: c.checkpoints.load(Ordering::Relaxed),
+            recovered_records: c.recovered_records.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Checks every tree (the catalog included) with `BTree::verify`.
+    /// Latches top-down; concurrent writers are delayed, not excluded.
+    pub fn verify(&self) -> Result<(), DbError> {
+        crate::catalog::verify_all(&self.inner)
+    }
+
+    /// The LSN the log will give its next record (for tests and tools).
+    pub fn end_lsn(&self) -> Lsn {
+        self.inner.wal.end_lsn()
+    }
+}
+
+impl Drop for Db {
+    /// Best-effort clean close: checkpoint and flush, logging failures.
+    fn drop(&mut self) {
+        if *lock(&self.inner.shutdown) {
+            return;
+        }
+        if let Err(e) = self.shutdown() {
+            tracing::warn!(error = %e, "closing the database on drop failed; the next open recovers from the log");
+        }
+    }
+}

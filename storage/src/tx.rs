@@ -1,0 +1,447 @@
+//! [`Tx`]: a transaction's operations, its read set and its write set.
+//!
+//! Every stored value is `version ‖ user bytes`, the version being the LSN
+//! of the commit that wrote it (8 bytes, little-endian). Reads record
+//! `(tree, key, version or 0 for absent)`; scans record their range and
+//! the `(key, version)` sequence they observed; writes are buffered (last
+//! write of a key wins) and read back by later operations of the same
+//! transaction. Validation and commit: `occ.rs`, `commit.rs`.
+//!
+//! Allocation: keys and values are copied into one arena `Vec<u8>`, and
+//! every set is a `Vec` (the write index a `HashMap`) that is cleared, not
+//! dropped, between attempts and between transactions (the Db keeps a pool
+//! of these buffers). Once warm, `get` and `scan` allocate nothing.
+
+use crate::db::DbInner;
+use crate::error::{DbError, TxError};
+use crate::wal::{TreeId, Write};
+use rime_btree::{BTree, Direction, INLINE_VALUE_MAX};
+use std::collections::HashMap;
+use std::ops::{Bound, ControlFlow};
+use std::sync::Arc;
+
+/// Bytes of the version in front of every stored value.
+pub const VERSION_SIZE: usize = 8;
+/// Longest key (the B+tree's limit).
+pub const MAX_KEY_LEN: usize = rime_btree::MAX_KEY_LEN;
+/// Longest value: what fits inline in a leaf after the version. Values in
+/// B+tree extents are not supported by the Db yet: an extent is allocated
+/// by a data write, not by a logged SMO, so recovery could not account
+/// for it (see `docs/transactions.md`, "Limits").
+pub const MAX_VALUE_LEN: usize = INLINE_VALUE_MAX - VERSION_SIZE;
+
+const NONE: u32 = u32::MAX;
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Span {
+    off: u32,
+    len: u32,
+}
+
+#[derive(Clone, Copy)]
+pub(crate) enum SpanBound {
+    Included(Span),
+    Excluded(Span),
+    Unbounded,
+}
+
+pub(crate) struct ReadRec {
+    pub tree: TreeId,
+    pub key: Span,
+    pub version: u64,
+}
+
+pub(crate) struct WriteRec {
+    pub tree: TreeId,
+    pub key: Span,
+    pub value: Option<Span>,
+    /// Previous write whose (tree, key) hashed the same.
+    prev: u32,
+}
+
+pub(crate) struct ScanRec {
+    pub tree: TreeId,
+    pub lo: SpanBound,
+    pub hi: SpanBound,
+    pub observed: std::ops::Range<usize>,
+}
+
+pub(crate) struct ObsRec {
+    pub key: Span,
+    pub version: u64,
+}
+
+/// The reusable buffers of one transaction.
+#[derive(Default)]
+pub struct TxBufs {
+    pub(crate) arena: Vec<u8>,
+    pub(crate) reads: Vec<ReadRec>,
+    pub(crate) writes: Vec<WriteRec>,
+    index: HashMap<u64, u32>,
+    pub(crate) scans: Vec<ScanRec>,
+    pub(crate) observed: Vec<ObsRec>,
+    merge: Vec<u32>,
+    /// Newest version read (for the read-only durability wait).
+    pub(crate) max_version: u64,
+}
+
+fn hash(tree: TreeId, key: &[u8]) -> u64 {
+    // FNV-1a: short keys, no allocation, no per-process seed needed (the
+    // index only speeds up lookups; collisions are resolved by comparing).
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ u64::from(tree.0);
+    for &b in key {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+impl TxBufs {
+    pub(crate) fn clear(&mut self) {
+        self.arena.clear();
+        self.reads.clear();
+        self.writes.clear();
+        self.index.clear();
+        self.scans.clear();
+        self.observed.clear();
+        self.merge.clear();
+        self.max_version = 0;
+    }
+
+    pub(crate) fn bytes(&self, s: Span) -> &[u8] {
+        &self.arena[s.off as usize..(s.off + s.len) as usize]
+    }
+
+    fn push(&mut self, bytes: &[u8]) -> Span {
+        let off = self.arena.len() as u32;
+        self.arena.extend_from_slice(bytes);
+        Span {
+            off,
+            len: bytes.len() as u32,
+        }
+    }
+
+    pub(crate) fn bound(&self, b: SpanBound) -> Bound<&[u8]> {
+        match b {
+            SpanBound::Included(s) => Bound::Included(self.bytes(s)),
+            SpanBound::Excluded(s) => Bound::Excluded(self.bytes(s)),
+            SpanBound::Unbounded => Bound::Unbounded,
+        }
+    }
+
+    fn push_bound(&mut self, b: Bound<&[u8]>) -> SpanBound {
+        match b {
+            Bound::Included(k) => SpanBound::Included(self.push(k)),
+            Bound::Excluded(k) => SpanBound::Excluded(self.push(k)),
+            Bound::Unbounded => SpanBound::Unbounded,
+        }
+    }
+
+    /// The latest write of (tree, key) in this transaction.
+    fn find_write(&self, tree: TreeId, key: &[u8]) -> Option<usize> {
+        let mut i = *self.index.get(&hash(tree, key))?;
+        while i != NONE {
+            let w = &self.writes[i as usize];
+            if w.tree == tree && self.bytes(w.key) == key {
+                return Some(i as usize);
+            }
+            i = w.prev;
+        }
+        None
+    }
+
+    fn record_write(&mut self, tree: TreeId, key: &[u8], value: Option<&[u8]>) {
+        let h = hash(tree, key);
+        let key = self.push(key);
+        let value = value.map(|v| self.push(v));
+        let prev = self.index.get(&h).copied().unwrap_or(NONE);
+        self.index.insert(h, self.writes.len() as u32);
+        self.writes.push(WriteRec {
+            tree,
+            key,
+            value,
+            prev,
+        });
+    }
+
+    fn record_read(&mut self, tree: TreeId, key: &[u8], version: u64) {
+        let key = self.push(key);
+        self.reads.push(ReadRec { tree, key, version });
+        self.max_version = self.max_version.max(version);
+    }
+
+    /// The final write of every key, in first-write order, with its tree.
+    pub(crate) fn final_writes(
+        &self,
+        db: &DbInner,
+    ) -> Result<(Vec<Write<'_>>, Vec<Arc<BTree>>), TxError> {
+        let mut writes = Vec::with_capacity(self.writes.len());
+        let mut trees: Vec<Arc<BTree>> = Vec::with_capacity(self.writes.len());
+        for (i, w) in self.writes.iter().enumerate() {
+            let key = self.bytes(w.key);
+            if self.find_write(w.tree, key) != Some(i) {
+                continue; // overwritten later in this transaction
+            }
+            let tree = match trees.last() {
+                Some(t) if t.root() == u64::from(w.tree.0) => t.clone(),
+                _ => db.tree(w.tree)?,
+            };
+            trees.push(tree);
+            writes.push(Write {
+                tree: w.tree,
+                key,
+                value: w.value.map(|s| self.bytes(s)),
+            });
+        }
+        Ok((writes, trees))
+    }
+}
+
+/// Splits a stored value into (version, user bytes).
+pub(crate) fn split_stored(v: &[u8]) -> Option<(u64, &[u8])> {
+    let (ver, user) = v.split_at_checked(VERSION_SIZE)?;
+    Some((u64::from_le_bytes(ver.try_into().ok()?), user))
+}
+
+fn corrupt_value(tree: TreeId, key: &[u8]) -> TxError {
+    TxError::Db(DbError::Corrupt(format!(
+        "value of key {key:?} in tree {} has no version",
+        tree.0
+    )))
+}
+
+fn check_key(key: &[u8]) -> Result<(), TxError> {
+    if key.len() > MAX_KEY_LEN {
+        return Err(TxError::KeyTooLarge {
+            len: key.len(),
+            max: MAX_KEY_LEN,
+        });
+    }
+    Ok(())
+}
+
+/// One run of a transaction closure. See the module docs.
+pub struct Tx<'a> {
+    db: &'a DbInner,
+    b: &'a mut TxBufs,
+}
+
+impl<'a> Tx<'a> {
+    pub(crate) fn new(db: &'a DbInner, b: &'a mut TxBufs) -> Self {
+        Tx { db, b }
+    }
+
+    fn tree(&self, tree: TreeId) -> Result<Arc<BTree>, TxError> {
+        Ok(self.db.tree(tree)?)
+    }
+
+    /// Hands the value of `key` to `f` (straight from the page, or from
+    /// this transaction's own writes); `None` if absent.
+    pub fn get<R>(
+        &mut self,
+        tree: TreeId,
+        key: &[u8],
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<Option<R>, TxError> {
+        check_key(key)?;
+        if let Some(i) = self.b.find_write(tree, key) {
+            return Ok(self.b.writes[i].value.map(|s| f(self.b.bytes(s))));
+        }
+        let t = self.tree(tree)?;
+        let got = t.get(key, |v| split_stored(v).map(|(ver, user)| (ver, f(user))))?;
+        match got {
+            None => {
+                self.b.record_read(tree, key, 0);
+                Ok(None)
+            }
+            Some(None) => Err(corrupt_value(tree, key)),
+            Some(Some((ver, r))) => {
+                self.b.record_read(tree, key, ver);
+                Ok(Some(r))
+            }
+        }
+    }
+
+    /// Sets `key` to `value` (visible to this transaction at once, to
+    /// others at commit).
+    pub fn put(&mut self, tree: TreeId, key: &[u8], value: &[u8]) -> Result<(), TxError> {
+        check_key(key)?;
+        if value.len() > MAX_VALUE_LEN {
+            return Err(TxError::ValueTooLarge {
+                len: value.len(),
+                max: MAX_VALUE_LEN,
+            });
+        }
+        self.tree(tree)?;
+        self.b.record_write(tree, key, Some(value));
+        Ok(())
+    }
+
+    /// Removes `key`; returns whether it was present (a read of `key`).
+    pub fn delete(&mut self, tree: TreeId, key: &[u8]) -> Result<bool, TxError> {
+        let existed = self.get(tree, key, |_| ())?.is_some();
+        if existed {
+            self.b.record_write(tree, key, None);
+        }
+        Ok(existed)
+    }
+
+    /// Adds `delta` to the i64 (8 bytes, little-endian) at `key`; a missing
+    /// key counts as 0. Returns the new value.
+    pub fn add(&mut self, tree: TreeId, key: &[u8], delta: i64) -> Result<i64, TxError> {
+        let cur = self.get(tree, key, |v| {
+            <[u8; 8]>::try_from(v)
+                .map(i64::from_le_bytes)
+                .map_err(|_| v.len())
+        })?;
+        let cur = match cur {
+            None => 0,
+            Some(Ok(n)) => n,
+            Some(Err(len)) => return Err(TxError::NotI64 { len }),
+        };
+        let new = cur.checked_add(delta).ok_or(TxError::Overflow)?;
+        self.put(tree, key, &new.to_le_bytes())?;
+        Ok(new)
+    }
+
+    /// Compare-and-swap: if the value of `key` is `expected` (`None`:
+    /// absent), sets it to `new` (`None`: delete) and returns true.
+    pub fn cas(
+        &mut self,
+        tree: TreeId,
+        key: &[u8],
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+    ) -> Result<bool, TxError> {
+        let matches = match self.get(tree, key, |v| Some(v) == expected)? {
+            None => expected.is_none(),
+            Some(eq) => eq,
+        };
+        if matches {
+            match new {
+                Some(v) => self.put(tree, key, v)?,
+                None => {
+                    self.tree(tree)?;
+                    self.b.record_write(tree, key, None);
+                }
+            }
+        }
+        Ok(matches)
+    }
+
+    /// Calls `f(key, value)` for every entry in `[lo, hi]` (per the bounds),
+    /// ascending, this transaction's writes merged in, until `f` breaks.
+    /// The range up to where `f` stopped is validated at commit (phantoms
+    /// included).
+    pub fn scan(
+        &mut self,
+        tree: TreeId,
+        lo: Bound<&[u8]>,
+        hi: Bound<&[u8]>,
+        mut f: impl FnMut(&[u8], &[u8]) -> ControlFlow<()>,
+    ) -> Result<(), TxError> {
+        let t = self.tree(tree)?;
+        let b = &mut *self.b;
+        // 1. This transaction's writes in the range, sorted, last write per key.
+        let mut merge = std::mem::take(&mut b.merge);
+        merge.clear();
+        for (i, w) in b.writes.iter().enumerate() {
+            let k = b.bytes(w.key);
+            if w.tree == tree && in_range(k, lo, hi) && b.find_write(tree, k) == Some(i) {
+                merge.push(i as u32);
+            }
+        }
+        merge.sort_unstable_by(|&x, &y| {
+            b.bytes(b.writes[x as usize].key)
+                .cmp(b.bytes(b.writes[y as usize].key))
+        });
+        // 2. Merge with the tree scan, recording what the tree showed.
+        let lo_s = b.push_bound(lo);
+        let obs_start = b.observed.len();
+        let mut next = 0usize;
+        let mut stopped_at: Option<Span> = None;
+        t.scan((lo, hi), Direction::Forward, |k, v| {
+            // Own writes before k.
+            while next < merge.len() {
+                let w = &b.writes[merge[next] as usize];
+                let wk = w.key;
+                if b.bytes(wk) >= k {
+                    break;
+                }
+                next += 1;
+                if let Some(val) = w.value {
+                    if f(b.bytes(wk), b.bytes(val)).is_break() {
+                        stopped_at = Some(wk);
+                        return ControlFlow::Break(());
+                    }
+                }
+            }
+            let Some((ver, user)) = split_stored(v) else {
+                return ControlFlow::Break(()); // reported below via the version check
+            };
+            let key = b.push(k);
+            b.observed.push(ObsRec { key, version: ver });
+            b.max_version = b.max_version.max(ver);
+            let flow = if next < merge.len() && b.bytes(b.writes[merge[next] as usize].key) == k {
+                let w = &b.writes[merge[next] as usize];
+                next += 1;
+                match w.value {
+                    Some(val) => f(k, b.bytes(val)),
+                    None => ControlFlow::Continue(()),
+                }
+            } else {
+                f(k, user)
+            };
+            if flow.is_break() {
+                stopped_at = Some(key);
+            }
+            flow
+        })?;
+        // 3. Own writes after the last tree entry.
+        if stopped_at.is_none() {
+            while next < merge.len() {
+                let w = &b.writes[merge[next] as usize];
+                next += 1;
+                if let Some(val) = w.value {
+                    if f(b.bytes(w.key), b.bytes(val)).is_break() {
+                        stopped_at = Some(w.key);
+                        break;
+                    }
+                }
+            }
+        }
+        // 4. The range actually observed: up to where f stopped.
+        let hi_s = match stopped_at {
+            Some(k) => SpanBound::Included(k),
+            None => b.push_bound(hi),
+        };
+        let observed = obs_start..b.observed.len();
+        b.scans.push(ScanRec {
+            tree,
+            lo: lo_s,
+            hi: hi_s,
+            observed,
+        });
+        b.merge = merge;
+        Ok(())
+    }
+
+    /// An error to return from the closure to abort: nothing is committed.
+    pub fn abort(&mut self, reason: impl Into<String>) -> TxError {
+        TxError::Aborted(reason.into())
+    }
+}
+
+fn in_range(k: &[u8], lo: Bound<&[u8]>, hi: Bound<&[u8]>) -> bool {
+    let above = match lo {
+        Bound::Included(l) => k >= l,
+        Bound::Excluded(l) => k > l,
+        Bound::Unbounded => true,
+    };
+    let below = match hi {
+        Bound::Included(h) => k <= h,
+        Bound::Excluded(h) => k < h,
+        Bound::Unbounded => true,
+    };
+    above && below
+}
