@@ -25,7 +25,10 @@
 
 use crate::node::{LargeRef, Node};
 use crate::{BTree, TreeError, INLINE_VALUE_MAX, MAX_DEPTH};
-use rime_bufmgr::{BufferManager, PAGE_SIZE, ExclusiveGuard, Interrupt, OptimisticGuard, PageError, PageId, Section, SharedGuard};
+use rime_bufmgr::{
+    BufferManager, ExclusiveGuard, Interrupt, OptimisticGuard, PageError, PageId, Section,
+    SharedGuard, PAGE_SIZE,
+};
 
 /// The result of an optimistic point lookup.
 pub(crate) enum Probe {
@@ -41,7 +44,10 @@ fn restart<T>() -> Result<T, Interrupt> {
 }
 
 fn too_deep(pid: PageId) -> Interrupt {
-    Interrupt::Error(PageError::Corrupt { pid, reason: "tree deeper than MAX_DEPTH" })
+    Interrupt::Error(PageError::Corrupt {
+        pid,
+        reason: "tree deeper than MAX_DEPTH",
+    })
 }
 
 /// Hints the CPU to fetch the first two lines of page `pid` (header and
@@ -85,38 +91,27 @@ pub(crate) fn prefetch_bytes(bytes: &[u8]) {
     }
 }
 
-/// Step 3: the child `pid` read from `parent`'s bytes. The child may be
-/// freed (by a merge) between the parent's validation and the load; the
-/// load of a freed page can then fail (it may never have reached the file),
-/// which is a restart, not an error, if the parent has changed meanwhile.
-#[inline]
-fn child<'a>(s: &Section<'a>, pid: PageId, parent: &OptimisticGuard<'a>) -> Result<OptimisticGuard<'a>, Interrupt> {
-    match s.read_child(pid, parent) {
-        Ok(child) => {
-            parent.validate()?;
-            Ok(child)
-        }
-        Err(Interrupt::Error(e)) => {
-            parent.validate()?;
-            Err(Interrupt::Error(e))
-        }
-        Err(Interrupt::Restart) => restart(),
-    }
-}
-
 /// Steps 1-4 of the descent: the leaf for `key` (`strict`: for the
 /// smallest key greater than `key`). Holds only `Copy` values.
 #[inline]
-fn descend<'a>(s: &Section<'a>, bm: &BufferManager, root: PageId, key: &[u8], strict: bool) -> Result<OptimisticGuard<'a>, Interrupt> {
+fn descend<'a>(
+    s: &Section<'a>,
+    bm: &BufferManager,
+    root: PageId,
+    key: &[u8],
+    strict: bool,
+) -> Result<OptimisticGuard<'a>, Interrupt> {
     let mut node = s.read(root)?;
     for _ in 0..MAX_DEPTH {
         let view = Node(node.payload());
         if view.is_leaf() {
             return Ok(node);
         }
-        let Some(child_pid) = view.child_for(key, strict) else { return restart() };
+        let Some(child_pid) = view.child_for(key, strict) else {
+            return restart();
+        };
         prefetch_node(bm, child_pid);
-        let next = child(s, child_pid, &node)?;
+        let next = s.read_child(child_pid, &node)?;
         node = next;
     }
     node.validate()?;
@@ -143,8 +138,10 @@ fn descend_to<'a>(
             node.validate()?;
             return Ok(None);
         }
-        let Some(child_pid) = view.child_for(key, false) else { return restart() };
-        let next = child(s, child_pid, &node)?;
+        let Some(child_pid) = view.child_for(key, false) else {
+            return restart();
+        };
+        let next = s.read_child(child_pid, &node)?;
         parent = Some(node);
         node = next;
     }
@@ -155,7 +152,11 @@ fn descend_to<'a>(
 impl BTree {
     /// Point lookup that copies an inline value into `buf` without
     /// latching anything.
-    pub(crate) fn probe(&self, key: &[u8], buf: &mut [u8; INLINE_VALUE_MAX]) -> Result<Probe, TreeError> {
+    pub(crate) fn probe(
+        &self,
+        key: &[u8],
+        buf: &mut [u8; INLINE_VALUE_MAX],
+    ) -> Result<Probe, TreeError> {
         let (root, bm) = (self.root, &*self.bm);
         // SAFETY: the closure holds only Copy values (guards, slices of page
         // bytes, integers) and the `&mut` to the caller's fixed-size array,
@@ -164,17 +165,23 @@ impl BTree {
             self.bm.optimistic(|s| {
                 let leaf = descend(s, bm, root, key, false)?;
                 let view = Node(leaf.payload());
-                let Some((pos, found)) = view.search(key) else { return restart() };
+                let Some((pos, found)) = view.search(key) else {
+                    return restart();
+                };
                 if !found {
                     leaf.validate()?;
                     return Ok(Probe::Absent);
                 }
-                let (Some(large), Some(value)) = (view.is_large(pos), view.value(pos)) else { return restart() };
+                let (Some(large), Some(value)) = (view.is_large(pos), view.value(pos)) else {
+                    return restart();
+                };
                 if large {
                     leaf.validate()?;
                     return Ok(Probe::Large);
                 }
-                let Some(dst) = buf.get_mut(..value.len()) else { return restart() };
+                let Some(dst) = buf.get_mut(..value.len()) else {
+                    return restart();
+                };
                 dst.copy_from_slice(value);
                 leaf.validate()?;
                 Ok(Probe::Inline(value.len()))
@@ -185,11 +192,21 @@ impl BTree {
 
     /// The leaf for `key`, latched shared (`strict`: the leaf of the
     /// smallest key greater than `key`).
-    pub(crate) fn leaf_shared(&self, key: &[u8], strict: bool) -> Result<SharedGuard<'_>, TreeError> {
+    pub(crate) fn leaf_shared(
+        &self,
+        key: &[u8],
+        strict: bool,
+    ) -> Result<SharedGuard<'_>, TreeError> {
         let (root, bm) = (self.root, &*self.bm);
         // SAFETY: only Copy values live across page reads; the shared guard
         // is made by the last call and returned at once.
-        let guard = unsafe { bm.optimistic(|s| Ok(descend(s, bm, root, key, strict)?.upgrade_shared()?.rebind(bm))) }?;
+        let guard = unsafe {
+            bm.optimistic(|s| {
+                Ok(descend(s, bm, root, key, strict)?
+                    .upgrade_shared()?
+                    .rebind(bm))
+            })
+        }?;
         Ok(guard)
     }
 
@@ -197,7 +214,9 @@ impl BTree {
     pub(crate) fn leaf_exclusive(&self, key: &[u8]) -> Result<ExclusiveGuard<'_>, TreeError> {
         let (root, bm) = (self.root, &*self.bm);
         // SAFETY: as in `leaf_shared`.
-        let guard = unsafe { bm.optimistic(|s| Ok(descend(s, bm, root, key, false)?.upgrade()?.rebind(bm))) }?;
+        let guard = unsafe {
+            bm.optimistic(|s| Ok(descend(s, bm, root, key, false)?.upgrade()?.rebind(bm)))
+        }?;
         Ok(guard)
     }
 
@@ -215,7 +234,9 @@ impl BTree {
         // dropped by an ordinary return (no page bytes are read after it).
         let latched = unsafe {
             self.bm.optimistic(|s| {
-                let Some((parent, node)) = descend_to(s, root, key, target)? else { return Ok(None) };
+                let Some((parent, node)) = descend_to(s, root, key, target)? else {
+                    return Ok(None);
+                };
                 let parent = match parent {
                     Some(p) => Some(p.upgrade()?.rebind(bm)),
                     None => None,
@@ -230,15 +251,23 @@ impl BTree {
     /// parent, the left and the right node, latched exclusively in that
     /// order, and the parent slot of the left node. `None` when `target` is
     /// the root, gone, or an only child.
-    pub(crate) fn latch_for_merge(&self, key: &[u8], target: PageId) -> Result<Option<MergeLatches<'_>>, TreeError> {
+    pub(crate) fn latch_for_merge(
+        &self,
+        key: &[u8],
+        target: PageId,
+    ) -> Result<Option<MergeLatches<'_>>, TreeError> {
         let (root, bm) = (self.root, &*self.bm);
         // SAFETY: as in `latch_for_split`: Copy values only until the three
         // upgrades, which read no page bytes.
         let latched = unsafe {
             self.bm.optimistic(|s| {
-                let Some((Some(parent), node)) = descend_to(s, root, key, target)? else { return Ok(None) };
+                let Some((Some(parent), node)) = descend_to(s, root, key, target)? else {
+                    return Ok(None);
+                };
                 let view = Node(parent.payload());
-                let (Some((pos, _)), Some(count)) = (view.search(key), view.count()) else { return restart() };
+                let (Some((pos, _)), Some(count)) = (view.search(key), view.count()) else {
+                    return restart();
+                };
                 if view.child(pos) != Some(node.pid()) {
                     return restart();
                 }
@@ -251,13 +280,24 @@ impl BTree {
                     return Ok(None);
                 };
                 let sibling_pos = if left_pos == pos { pos + 1 } else { left_pos };
-                let Some(sibling) = view.child(sibling_pos) else { return restart() };
-                let sibling = child(s, sibling, &parent)?;
-                let (left, right) = if left_pos == pos { (node, sibling) } else { (sibling, node) };
+                let Some(sibling) = view.child(sibling_pos) else {
+                    return restart();
+                };
+                let sibling = s.read_child(sibling, &parent)?;
+                let (left, right) = if left_pos == pos {
+                    (node, sibling)
+                } else {
+                    (sibling, node)
+                };
                 let parent = parent.upgrade()?.rebind(bm);
                 let left = left.upgrade()?.rebind(bm);
                 let right = right.upgrade()?.rebind(bm);
-                Ok(Some(MergeLatches { parent, left, right, left_pos }))
+                Ok(Some(MergeLatches {
+                    parent,
+                    left,
+                    right,
+                    left_pos,
+                }))
             })
         }?;
         Ok(latched)
@@ -274,14 +314,18 @@ impl BTree {
                 let mut estimate: u64 = 1;
                 for _ in 0..MAX_DEPTH {
                     let view = Node(node.payload());
-                    let Some(count) = view.count() else { return restart() };
+                    let Some(count) = view.count() else {
+                        return restart();
+                    };
                     if view.is_leaf() {
                         node.validate()?;
                         return Ok(estimate.saturating_mul(count as u64));
                     }
                     estimate = estimate.saturating_mul(count as u64 + 1);
-                    let Some(child_pid) = view.child(0) else { return restart() };
-                    let next = child(s, child_pid, &node)?;
+                    let Some(child_pid) = view.child(0) else {
+                        return restart();
+                    };
+                    let next = s.read_child(child_pid, &node)?;
                     node = next;
                 }
                 node.validate()?;

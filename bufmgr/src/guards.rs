@@ -286,9 +286,16 @@ impl<'a> Section<'a> {
         self.read_extent(pid, 1)
     }
 
-    /// An optimistic guard on a page whose id was read from `parent`:
-    /// validates the parent first, so a torn id is a restart, not a load of
-    /// a page nobody points to.
+    /// An optimistic guard on a page whose id was read from `parent`'s
+    /// bytes: the lock-coupling step.
+    ///
+    /// 1. Validate the parent: the id was not torn, so it names a real page.
+    /// 2. Take the child's version (loading it if evicted).
+    /// 3. Validate the parent again: the child's version was taken while the
+    ///    parent still pointed to it (a merge that frees the child changes
+    ///    the parent first), so a freed-and-reused id cannot be misread.
+    ///    If loading failed, a parent that changed meanwhile makes the
+    ///    failure a restart: the id was stale, not the disk broken.
     #[inline]
     pub fn read_child(
         &self,
@@ -296,7 +303,9 @@ impl<'a> Section<'a> {
         parent: &OptimisticGuard<'a>,
     ) -> Result<OptimisticGuard<'a>, Interrupt> {
         parent.validate()?;
-        self.read(pid)
+        let child = self.read(pid);
+        parent.validate()?;
+        child
     }
 
     /// An optimistic guard on the `pages`-page frame at `pid`.
