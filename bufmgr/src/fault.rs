@@ -121,10 +121,11 @@ extern "C" fn on_sigsegv(
     // SAFETY: the kernel passes a valid siginfo for an SA_SIGINFO handler.
     let addr = unsafe { (*info).si_addr() } as usize;
     // Step 2: ours? Then jump back; rime_guard_escape does not return.
-    // SAFETY: rime_guard_active/escape only touch this thread's TLS slot and
-    // siglongjmp to a jump buffer whose frame (rime_guard_run) is live while
-    // the slot is set. Only POF frames lie between (see `Section`).
+    // SAFETY: rime_guard_active only reads this thread's TLS slot.
     if in_pool(addr) && unsafe { rime_guard_active() } != 0 {
+        // SAFETY: the slot is set, so it points at the jump buffer of a live
+        // rime_guard_run frame on this thread; only frames that honour the
+        // `run_guarded` contract (no destructors that matter) lie between.
         unsafe { rime_guard_escape() };
     }
     // Step 3: not ours.

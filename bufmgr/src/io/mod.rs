@@ -186,6 +186,19 @@ pub fn open_direct(path: &Path) -> Result<File, IoError> {
         })
 }
 
+/// The length of a file, for the `BlockFile` implementations over `File`.
+pub(crate) fn file_len(file: &File) -> Result<u64, IoError> {
+    file.metadata()
+        .map(|m| m.len())
+        .map_err(|e| IoError::os(IoOp::Resize, 0, e))
+}
+
+/// Sets the length of a file, for the `BlockFile` implementations over `File`.
+pub(crate) fn file_set_len(file: &File, len: u64) -> Result<(), IoError> {
+    file.set_len(len)
+        .map_err(|e| IoError::os(IoOp::Resize, len, e))
+}
+
 /// Checks the `O_DIRECT` alignment rules for one transfer.
 pub(crate) fn check_aligned(
     op: IoOp,

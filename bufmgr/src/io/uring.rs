@@ -204,15 +204,10 @@ impl BlockFile for UringFile {
     }
 
     fn len_bytes(&self) -> Result<u64, IoError> {
-        self.file
-            .metadata()
-            .map(|m| m.len())
-            .map_err(|e| IoError::os(IoOp::Resize, 0, e))
+        super::file_len(&self.file)
     }
 
     fn set_len(&self, len: u64) -> Result<(), IoError> {
-        self.file
-            .set_len(len)
-            .map_err(|e| IoError::os(IoOp::Resize, len, e))
+        super::file_set_len(&self.file, len)
     }
 }
