@@ -82,7 +82,8 @@ pub(crate) fn create(db: &DbInner, name: &str, or_open: bool) -> Result<TreeId, 
             key: name.as_bytes(),
             value: Some(&value),
         }];
-        let lsn = commit::log_and_apply(db, &mut state, &writes, std::slice::from_ref(&db.catalog))?;
+        let lsn =
+            commit::log_and_apply(db, &mut state, &writes, std::slice::from_ref(&db.catalog))?;
         // 4. Visible to transactions.
         db.trees
             .write()
@@ -110,7 +111,8 @@ pub(crate) fn drop_tree(db: &DbInner, name: &str) -> Result<bool, DbError> {
             key: name.as_bytes(),
             value: None,
         }];
-        let lsn = commit::log_and_apply(db, &mut state, &writes, std::slice::from_ref(&db.catalog))?;
+        let lsn =
+            commit::log_and_apply(db, &mut state, &writes, std::slice::from_ref(&db.catalog))?;
         // 2. Unregister, then free every page (logs a Destroy SMO).
         db.trees
             .write()

@@ -360,6 +360,7 @@ impl<'a> Tx<'a> {
         let obs_start = b.observed.len();
         let mut next = 0usize;
         let mut stopped_at: Option<Span> = None;
+        let mut unversioned = false;
         t.scan((lo, hi), Direction::Forward, |k, v| {
             // Own writes before k.
             while next < merge.len() {
@@ -377,7 +378,8 @@ impl<'a> Tx<'a> {
                 }
             }
             let Some((ver, user)) = split_stored(v) else {
-                return ControlFlow::Break(()); // reported below via the version check
+                unversioned = true;
+                return ControlFlow::Break(());
             };
             let key = b.push(k);
             b.observed.push(ObsRec { key, version: ver });
@@ -397,6 +399,13 @@ impl<'a> Tx<'a> {
             }
             flow
         })?;
+        if unversioned {
+            b.merge = merge;
+            return Err(TxError::Db(DbError::Corrupt(format!(
+                "a value in tree {} has no version",
+                tree.0
+            ))));
+        }
         // 3. Own writes after the last tree entry.
         if stopped_at.is_none() {
             while next < merge.len() {

@@ -102,7 +102,9 @@ impl WalOptions {
     }
 
     pub(crate) fn validate(&self) -> Result<(), crate::WalError> {
-        if self.segment_size < MIN_SEGMENT_SIZE || !self.segment_size.is_multiple_of(BLOCK_SIZE as u64) {
+        if self.segment_size < MIN_SEGMENT_SIZE
+            || !self.segment_size.is_multiple_of(BLOCK_SIZE as u64)
+        {
             return Err(crate::WalError::Config(
                 "segment_size must be a multiple of 4 KiB and at least 16 KiB",
             ));
