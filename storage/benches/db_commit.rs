@@ -49,7 +49,10 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo test --benches` probes with --list
     }
-    let secs: f64 = std::env::var("RIME_BENCH_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(1.0);
+    let secs: f64 = std::env::var("RIME_BENCH_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1.0);
     let tmp = tempfile::TempDir::new().unwrap();
     let raw = raw_sync(tmp.path());
     println!(
@@ -57,16 +60,27 @@ fn main() {
         us(percentile(&raw, 0.5)),
         us(percentile(&raw, 0.99))
     );
-    println!("{:<8} {:>7} {:>12} {:>10} {:>10} {:>10}", "mode", "threads", "commits/s", "p50 µs", "p99 µs", "p50/raw");
+    println!(
+        "{:<8} {:>7} {:>12} {:>10} {:>10} {:>10}",
+        "mode", "threads", "commits/s", "p50 µs", "p99 µs", "p50/raw"
+    );
     let modes = [
         ("sync", Durability::Sync),
-        ("group", Durability::Group { max_delay: GROUP_DELAY }),
+        (
+            "group",
+            Durability::Group {
+                max_delay: GROUP_DELAY,
+            },
+        ),
         ("nosync", Durability::NoSync),
     ];
     for (name, durability) in modes {
         for threads in THREADS {
             let dir = tmp.path().join(format!("{name}-{threads}"));
-            let opts = Options::default().durability(durability).pool_bytes(64 << 20).checkpoint_interval(None);
+            let opts = Options::default()
+                .durability(durability)
+                .pool_bytes(64 << 20)
+                .checkpoint_interval(None);
             let db = Db::open(&dir, opts).unwrap();
             let t = db.create_tree("bench").unwrap();
             let deadline = Instant::now() + Duration::from_secs_f64(secs);

@@ -288,6 +288,12 @@ impl Db {
     }
 }
 
+/// The faaslet runtime shares one `Db` between threads.
+const _: fn() = || {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Db>();
+};
+
 impl Drop for Db {
     /// Best-effort clean close: checkpoint and flush, logging failures.
     fn drop(&mut self) {

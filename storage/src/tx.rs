@@ -231,7 +231,12 @@ impl<'a> Tx<'a> {
         Tx { db, b }
     }
 
+    /// A user tree (never the catalog: it changes only through
+    /// `create_tree`/`drop_tree`).
     fn tree(&self, tree: TreeId) -> Result<Arc<BTree>, TxError> {
+        if tree == self.db.catalog_id() {
+            return Err(TxError::Db(DbError::NoSuchTree(tree)));
+        }
         Ok(self.db.tree(tree)?)
     }
 

@@ -125,7 +125,7 @@ fn transactions_read_their_writes_add_cas_scan_abort() {
 }
 
 #[test]
-fn many_keys_split_and_recover_without_a_clean_close() {
+fn a_leaked_handle_keeps_the_directory_locked() {
     let dir = TempDir::new().unwrap();
     let db = Db::open(dir.path(), opts()).unwrap();
     let t = db.create_tree("t").unwrap();
@@ -154,5 +154,108 @@ fn second_open_is_refused() {
         Db::open(dir.path(), opts()),
         Err(rime_storage::OpenError::Dir(_))
     ));
+    db.close().unwrap();
+}
+
+#[test]
+fn a_changed_read_and_a_phantom_in_a_scanned_range_force_a_rerun() {
+    let dir = TempDir::new().unwrap();
+    let db = Db::open(dir.path(), opts().durability(Durability::NoSync)).unwrap();
+    let t = db.create_tree("t").unwrap();
+    db.put(t, b"a", b"1").unwrap();
+    db.put(t, b"other", b"0").unwrap();
+    // A changed point read.
+    let mut runs = 0;
+    let seen = db
+        .transaction(|tx| {
+            runs += 1;
+            let v = tx.get(t, b"a", <[u8]>::to_vec)?.unwrap();
+            if runs == 1 {
+                db.put(t, b"a", b"2").unwrap(); // a concurrent commit
+            }
+            tx.put(t, b"other", &v)?;
+            Ok(v)
+        })
+        .unwrap();
+    assert_eq!((runs, seen), (2, b"2".to_vec()));
+    // A phantom: a key inserted into a scanned range.
+    let mut runs = 0;
+    let n = db
+        .transaction(|tx| {
+            runs += 1;
+            let mut n = 0;
+            tx.scan(t, Bound::Included(b"m"), Bound::Excluded(b"n"), |_, _| {
+                n += 1;
+                ControlFlow::Continue(())
+            })?;
+            if runs == 1 {
+                db.put(t, b"mid", b"x").unwrap();
+            }
+            tx.put(t, b"count", &[n])?;
+            Ok(n)
+        })
+        .unwrap();
+    assert_eq!((runs, n), (2, 1));
+    // A read-only transaction validates too.
+    let mut runs = 0;
+    db.transaction(|tx| {
+        runs += 1;
+        tx.get(t, b"a", |_| ())?;
+        if runs == 1 {
+            db.put(t, b"a", b"3").unwrap();
+        }
+        tx.get(t, b"other", |_| ())?;
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(runs, 2);
+    // Always conflicting: a typed error after the bounded retries.
+    let mut i = 0u8;
+    let r = db.transaction(|tx| {
+        tx.get(t, b"a", |_| ())?;
+        i = i.wrapping_add(1);
+        db.put(t, b"a", &[i]).unwrap();
+        tx.put(t, b"b", b"x")
+    });
+    assert!(matches!(
+        r,
+        Err(TxError::Conflict {
+            attempts: rime_storage::MAX_TX_ATTEMPTS
+        })
+    ));
+    assert!(db.stats().conflicts >= 3);
+    // The catalog is not a user tree.
+    let catalog = rime_storage::TreeId(1);
+    assert!(db.put(catalog, b"x", b"y").is_err());
+    db.close().unwrap();
+}
+
+#[test]
+fn checkpoints_truncate_the_log_and_drop_closes_cleanly() {
+    let dir = TempDir::new().unwrap();
+    let o = || opts().segment_size(64 << 10).durability(Durability::NoSync);
+    let db = Db::open(dir.path(), o()).unwrap();
+    let t = db.create_tree("t").unwrap();
+    for round in 0..5u32 {
+        for i in 0..400u32 {
+            db.put(t, format!("k{i:05}").as_bytes(), &[round as u8; 200])
+                .unwrap();
+        }
+        db.checkpoint().unwrap();
+    }
+    let segments = std::fs::read_dir(dir.path().join("wal")).unwrap().count();
+    assert!(
+        segments <= 2,
+        "{segments} log segments left behind the last checkpoint"
+    );
+    assert!(db.stats().checkpoints >= 6);
+    drop(db); // best-effort clean close: checkpoint
+    let db = Db::open(dir.path(), o()).unwrap();
+    assert_eq!(
+        db.stats().recovered_records,
+        0,
+        "a dropped Db must not need replay"
+    );
+    assert_eq!(db.get(t, b"k00399").unwrap(), Some(vec![4; 200]));
     db.close().unwrap();
 }

@@ -199,3 +199,29 @@ fn a_flipped_bit_in_a_page_is_an_error_naming_the_page() {
         "error does not name page {pid}: {err}"
     );
 }
+
+#[test]
+fn recovery_skips_writes_to_a_dropped_tree_whose_pages_were_reused() {
+    let dir = TempDir::new().unwrap();
+    let (opts, files) = faulty(base());
+    let db = Db::open(dir.path(), opts).unwrap();
+    db.checkpoint().unwrap();
+    let a = db.create_tree("a").unwrap();
+    fill(&db, a, 0..200);
+    assert!(db.drop_tree("a").unwrap());
+    let b = db.create_tree("b").unwrap();
+    for i in 0..50u32 {
+        db.put(b, &key(i), b"b").unwrap();
+    }
+    power_cut(&files);
+    drop(db);
+    let db = Db::open(dir.path(), base()).unwrap();
+    assert_eq!(db.open_tree("a").unwrap(), None);
+    assert_eq!(db.open_tree("b").unwrap(), Some(b));
+    for i in 0..200u32 {
+        let want = (i < 50).then(|| b"b".to_vec());
+        assert_eq!(db.get(b, &key(i)).unwrap(), want, "key {i}");
+    }
+    db.verify().unwrap();
+    db.close().unwrap();
+}
