@@ -31,7 +31,9 @@ pub mod wal;
 
 pub use db::{Db, DbStats, MAX_TX_ATTEMPTS};
 pub use dir::DataDir;
-pub use error::{DbError, DirError, OpenError, RecordError, SuperblockError, TxError, WalError};
+pub use error::{
+    DbError, DirError, OpenError, RecordError, SlotError, SuperblockError, TxError, WalError,
+};
 pub use options::{
     Options, VerifyOnOpen, DEFAULT_CHECKPOINT_INTERVAL, DEFAULT_CHECKPOINT_LOG_BYTES,
     DEFAULT_POOL_BYTES,

@@ -45,10 +45,30 @@ pub(crate) fn open(root: &Path, opts: Options) -> Result<Db, OpenError> {
     let wal_opts = WalOptions::new(opts.durability)
         .with_segment_size(opts.segment_size)
         .with_opener(opts.opener.clone());
-    if dir.superblock_path().exists() {
+    if superblock_written(&dir, &opts)? {
         recover(dir, opts, wal_opts)
     } else {
         create(dir, opts, wal_opts)
+    }
+}
+
+/// Whether the directory holds a database: a superblock file with at least
+/// one slot ever written. A file that is missing, empty, or all zeros is a
+/// creation that crashed before its first superblock write completed.
+fn superblock_written(dir: &DataDir, opts: &Options) -> Result<bool, OpenError> {
+    use crate::error::{SlotError, SuperblockError};
+    let path = dir.superblock_path();
+    if !path.exists() {
+        return Ok(false);
+    }
+    match SuperblockFile::open((opts.opener)(&path).map_err(io_err(&path))?) {
+        Ok(_) => Ok(true),
+        Err(SuperblockError::BadFileLength { len: 0, .. })
+        | Err(SuperblockError::NoValidSlot {
+            slot0: SlotError::Empty,
+            slot1: SlotError::Empty,
+        }) => Ok(false),
+        Err(e) => Err(e.into()),
     }
 }
 

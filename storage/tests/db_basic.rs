@@ -259,3 +259,17 @@ fn checkpoints_truncate_the_log_and_drop_closes_cleanly() {
     assert_eq!(db.get(t, b"k00399").unwrap(), Some(vec![4; 200]));
     db.close().unwrap();
 }
+
+#[test]
+fn a_creation_that_crashed_before_its_superblock_starts_over() {
+    let dir = TempDir::new().unwrap();
+    std::fs::write(dir.path().join("superblock"), []).unwrap();
+    std::fs::create_dir_all(dir.path().join("wal")).unwrap();
+    let db = Db::open(dir.path(), opts()).unwrap();
+    let t = db.create_tree("t").unwrap();
+    db.put(t, b"k", b"v").unwrap();
+    db.close().unwrap();
+    let db = Db::open(dir.path(), opts()).unwrap();
+    assert_eq!(db.get(t, b"k").unwrap(), Some(b"v".to_vec()));
+    db.close().unwrap();
+}
