@@ -23,7 +23,10 @@ use tempfile::TempDir;
 const VALUE_LEN: usize = 120;
 
 fn tuples() -> u64 {
-    std::env::var("RIME_RNDREAD_TUPLES").ok().and_then(|s| s.parse().ok()).unwrap_or(10_000_000)
+    std::env::var("RIME_RNDREAD_TUPLES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10_000_000)
 }
 
 /// A pool that holds `tuples` tuples without evicting.
@@ -31,7 +34,10 @@ fn pool(tuples: u64) -> (Arc<BufferManager>, TempDir) {
     let dir = TempDir::new().unwrap();
     let file = open_block_file(&dir.path().join("pages"), IoBackend::Auto).unwrap();
     let pool_bytes = (tuples as usize * 320).max(64 << 20) + (256 << 20);
-    let config = Config { pool_bytes, ..Config::default() };
+    let config = Config {
+        pool_bytes,
+        ..Config::default()
+    };
     (Arc::new(BufferManager::open(file, config).unwrap()), dir)
 }
 
@@ -53,10 +59,16 @@ fn rndread(c: &mut Criterion) {
         tree.insert(&i.to_be_bytes(), &value).unwrap();
     }
     let load = started.elapsed();
-    eprintln!("loaded {n} tuples in {load:.2?} ({:.0} inserts/s, sequential)", n as f64 / load.as_secs_f64());
+    eprintln!(
+        "loaded {n} tuples in {load:.2?} ({:.0} inserts/s, sequential)",
+        n as f64 / load.as_secs_f64()
+    );
 
     let mut group = c.benchmark_group("rndread");
-    group.sample_size(10).measurement_time(Duration::from_secs(5)).warm_up_time(Duration::from_secs(1));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(5))
+        .warm_up_time(Duration::from_secs(1));
     for threads in [1u64, 2] {
         group.throughput(Throughput::Elements(threads));
         group.bench_function(format!("{threads}thread"), |b| {
@@ -96,7 +108,10 @@ fn rndread(c: &mut Criterion) {
     group.finish();
 
     let mut group = c.benchmark_group("scan");
-    group.sample_size(10).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_secs(1));
     group.throughput(Throughput::Elements(1000));
     group.bench_function("forward_1000", |b| {
         let mut seed = 11;
@@ -104,11 +119,19 @@ fn rndread(c: &mut Criterion) {
             seed = mix(seed);
             let start = (seed % n).to_be_bytes();
             let mut left = 1000;
-            tree.scan((Bound::Included(&start[..]), Bound::Unbounded), Direction::Forward, |_, v| {
-                std::hint::black_box(v);
-                left -= 1;
-                if left == 0 { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
-            })
+            tree.scan(
+                (Bound::Included(&start[..]), Bound::Unbounded),
+                Direction::Forward,
+                |_, v| {
+                    std::hint::black_box(v);
+                    left -= 1;
+                    if left == 0 {
+                        ControlFlow::Break(())
+                    } else {
+                        ControlFlow::Continue(())
+                    }
+                },
+            )
             .unwrap();
         })
     });
@@ -118,11 +141,19 @@ fn rndread(c: &mut Criterion) {
             seed = mix(seed);
             let start = (seed % n).to_be_bytes();
             let mut left = 1000;
-            tree.scan((Bound::Unbounded, Bound::Included(&start[..])), Direction::Backward, |_, v| {
-                std::hint::black_box(v);
-                left -= 1;
-                if left == 0 { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
-            })
+            tree.scan(
+                (Bound::Unbounded, Bound::Included(&start[..])),
+                Direction::Backward,
+                |_, v| {
+                    std::hint::black_box(v);
+                    left -= 1;
+                    if left == 0 {
+                        ControlFlow::Break(())
+                    } else {
+                        ControlFlow::Continue(())
+                    }
+                },
+            )
             .unwrap();
         })
     });
@@ -135,7 +166,10 @@ fn rndread(c: &mut Criterion) {
     })
     .unwrap();
     let full = started.elapsed();
-    eprintln!("full scan of {count} tuples in {full:.2?} ({:.0} entries/s)", count as f64 / full.as_secs_f64());
+    eprintln!(
+        "full scan of {count} tuples in {full:.2?} ({:.0} entries/s)",
+        count as f64 / full.as_secs_f64()
+    );
     eprintln!("{:?}", bm.stats());
 }
 
@@ -143,7 +177,10 @@ fn inserts(c: &mut Criterion) {
     let n = tuples();
     let (bm, _dir) = pool(n);
     let mut group = c.benchmark_group("insert");
-    group.sample_size(10).measurement_time(Duration::from_secs(5)).warm_up_time(Duration::from_secs(1));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(5))
+        .warm_up_time(Duration::from_secs(1));
     group.throughput(Throughput::Elements(1));
     let value = [0x5Au8; VALUE_LEN];
     for random in [false, true] {
@@ -156,7 +193,10 @@ fn inserts(c: &mut Criterion) {
                 tree.upsert(&key.to_be_bytes(), &value).unwrap()
             })
         });
-        eprintln!("insert tree after the bench: {:?}", tree.verify().map(|s| (s.entries, s.depth, s.leaves)));
+        eprintln!(
+            "insert tree after the bench: {:?}",
+            tree.verify().map(|s| (s.entries, s.depth, s.leaves))
+        );
     }
     group.finish();
 }

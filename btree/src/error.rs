@@ -25,7 +25,10 @@ pub enum TreeError {
 
 /// Shorthand for a corrupt-page error.
 pub(crate) fn corrupt(pid: PageId, reason: impl Into<String>) -> TreeError {
-    TreeError::Corrupt { pid, reason: reason.into() }
+    TreeError::Corrupt {
+        pid,
+        reason: reason.into(),
+    }
 }
 
 /// Turns a `None` from a node accessor on a latched page into an error.

@@ -35,7 +35,10 @@ impl BTree {
         if lsn != 0 {
             extent.set_lsn(lsn);
         }
-        Ok(LargeRef { pid: extent.pid(), len })
+        Ok(LargeRef {
+            pid: extent.pid(),
+            len,
+        })
     }
 
     /// Frees the extent behind `r` (its leaf slot is latched exclusively).
@@ -46,20 +49,35 @@ impl BTree {
     }
 
     /// Runs `f` on the value behind `r` under a shared extent latch.
-    pub(crate) fn read_large<R>(&self, r: LargeRef, f: impl FnOnce(&[u8]) -> R) -> Result<R, TreeError> {
+    pub(crate) fn read_large<R>(
+        &self,
+        r: LargeRef,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R, TreeError> {
         let extent = self.bm.shared_extent(r.pid, extent_pages(r.len))?;
-        let bytes = extent.payload().get(..r.len as usize).ok_or_else(|| crate::error::corrupt(r.pid, "extent shorter than its value"))?;
+        let bytes = extent
+            .payload()
+            .get(..r.len as usize)
+            .ok_or_else(|| crate::error::corrupt(r.pid, "extent shorter than its value"))?;
         Ok(f(bytes))
     }
 
     /// Runs `f` on the value behind `r` in place, stamping `lsn`.
-    pub(crate) fn update_large<R>(&self, r: LargeRef, lsn: u64, f: impl FnOnce(&mut [u8]) -> R) -> Result<R, TreeError> {
+    pub(crate) fn update_large<R>(
+        &self,
+        r: LargeRef,
+        lsn: u64,
+        f: impl FnOnce(&mut [u8]) -> R,
+    ) -> Result<R, TreeError> {
         let mut extent = self.bm.exclusive_extent(r.pid, extent_pages(r.len))?;
         if lsn != 0 {
             let lsn = lsn.max(extent.lsn());
             extent.set_lsn(lsn);
         }
-        let bytes = extent.payload_mut().get_mut(..r.len as usize).ok_or_else(|| crate::error::corrupt(r.pid, "extent shorter than its value"))?;
+        let bytes = extent
+            .payload_mut()
+            .get_mut(..r.len as usize)
+            .ok_or_else(|| crate::error::corrupt(r.pid, "extent shorter than its value"))?;
         Ok(f(bytes))
     }
 }

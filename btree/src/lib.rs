@@ -80,7 +80,10 @@ const MAX_INNER_ENTRY: usize = node::entry_size(MAX_KEY_LEN, 8);
 const _: () = assert!(node::HEADER_SIZE + 2 * MAX_KEY_LEN + 2 * MAX_LEAF_ENTRY <= NODE_SIZE);
 const _: () = assert!(node::HEADER_SIZE + 2 * MAX_KEY_LEN + 3 * MAX_INNER_ENTRY <= NODE_SIZE);
 const _: () = assert!(INLINE_VALUE_MAX >= node::LargeRef::SIZE);
-const _: () = assert!(MAX_VALUE_LEN + rime_bufmgr::FRAME_HEADER_SIZE <= rime_bufmgr::MAX_EXTENT_PAGES * rime_bufmgr::PAGE_SIZE);
+const _: () = assert!(
+    MAX_VALUE_LEN + rime_bufmgr::FRAME_HEADER_SIZE
+        <= rime_bufmgr::MAX_EXTENT_PAGES * rime_bufmgr::PAGE_SIZE
+);
 
 /// One B+tree in a buffer pool. Cheap to share across threads (`&BTree`
 /// is all any operation needs).
@@ -97,17 +100,28 @@ impl BTree {
         let mut page = bm.alloc()?;
         NodeMut(page.payload_mut()).init(true, None, None);
         let root = page.pid();
-        let tree = BTree { bm: bm.clone(), root, hooks };
+        let tree = BTree {
+            bm: bm.clone(),
+            root,
+            hooks,
+        };
         tree.log_smo(SmoKind::Create, &mut [&mut page], &[root], &[]);
         drop(page);
         Ok(tree)
     }
 
     /// Opens the tree whose root is `root` (from the catalog).
-    pub fn open(bm: Arc<BufferManager>, root: PageId, hooks: Arc<dyn TreeHooks>) -> Result<BTree, TreeError> {
+    pub fn open(
+        bm: Arc<BufferManager>,
+        root: PageId,
+        hooks: Arc<dyn TreeHooks>,
+    ) -> Result<BTree, TreeError> {
         let page = bm.shared(root)?;
         let view = Node(page.payload());
-        let ok = view.count().is_some() && view.lower_inf() && view.upper_inf() && view.free_after_compaction().is_some();
+        let ok = view.count().is_some()
+            && view.lower_inf()
+            && view.upper_inf()
+            && view.free_after_compaction().is_some();
         if !ok {
             return Err(error::corrupt(root, "not a tree root"));
         }
@@ -188,11 +202,19 @@ impl BTree {
         self.at_lsn(0).upsert(key, value)
     }
     /// Changes the value in place (same length); `None` if absent.
-    pub fn update<R>(&self, key: &[u8], f: impl FnOnce(&mut [u8]) -> R) -> Result<Option<R>, TreeError> {
+    pub fn update<R>(
+        &self,
+        key: &[u8],
+        f: impl FnOnce(&mut [u8]) -> R,
+    ) -> Result<Option<R>, TreeError> {
         self.at_lsn(0).update(key, f)
     }
     /// Read-modify-write: see [`Writer::rmw`].
-    pub fn rmw(&self, key: &[u8], f: impl FnMut(Option<&[u8]>) -> Option<Vec<u8>>) -> Result<(), TreeError> {
+    pub fn rmw(
+        &self,
+        key: &[u8],
+        f: impl FnMut(Option<&[u8]>) -> Option<Vec<u8>>,
+    ) -> Result<(), TreeError> {
         self.at_lsn(0).rmw(key, f)
     }
     /// Removes `key`; returns whether it was present.
@@ -210,7 +232,13 @@ impl BTree {
         freed: &[(PageId, u32)],
     ) {
         let images: Vec<(PageId, &[u8])> = pages.iter().map(|g| (g.pid(), g.payload())).collect();
-        let lsn = self.hooks.on_smo(&Smo { kind, root: self.root, pages: &images, allocated, freed });
+        let lsn = self.hooks.on_smo(&Smo {
+            kind,
+            root: self.root,
+            pages: &images,
+            allocated,
+            freed,
+        });
         drop(images);
         if lsn != 0 {
             for page in pages.iter_mut() {
@@ -222,7 +250,10 @@ impl BTree {
 
 pub(crate) fn check_key(key: &[u8]) -> Result<(), TreeError> {
     if key.len() > MAX_KEY_LEN {
-        return Err(TreeError::KeyTooLarge { len: key.len(), max: MAX_KEY_LEN });
+        return Err(TreeError::KeyTooLarge {
+            len: key.len(),
+            max: MAX_KEY_LEN,
+        });
     }
     Ok(())
 }

@@ -39,10 +39,16 @@ impl BTree {
     ///    the parent if it became underfull.
     pub(crate) fn try_merge(&self, key: &[u8], target: PageId) -> Result<(), TreeError> {
         // Step 1.
-        let Some(m) = self.latch_for_merge(key, target)? else { return Ok(()) };
+        let Some(m) = self.latch_for_merge(key, target)? else {
+            return Ok(());
+        };
         let (mut parent, left, mut right) = (m.parent, m.left, m.right);
         // Step 2.
-        let target_view = Node(if left.pid() == target { left.payload() } else { right.payload() });
+        let target_view = Node(if left.pid() == target {
+            left.payload()
+        } else {
+            right.payload()
+        });
         if target_view.used().or_corrupt(target, "header")? >= MERGE_THRESHOLD {
             return Ok(());
         }
@@ -51,15 +57,26 @@ impl BTree {
         let pview = Node(parent.payload());
         let separator = {
             let mut k = Vec::new();
-            pview.full_key_into(m.left_pos, &mut k).or_corrupt(parent.pid(), "separator")?;
+            pview
+                .full_key_into(m.left_pos, &mut k)
+                .or_corrupt(parent.pid(), "separator")?;
             k
         };
-        if !merge_into(Node(left.payload()), Node(right.payload()), &separator, &mut merged).or_corrupt(target, "merge")? {
+        if !merge_into(
+            Node(left.payload()),
+            Node(right.payload()),
+            &separator,
+            &mut merged,
+        )
+        .or_corrupt(target, "merge")?
+        {
             return Ok(());
         }
         // Step 4.
         let parent_pid = parent.pid();
-        NodeMut(parent.payload_mut()).remove_at(m.left_pos).or_corrupt(parent_pid, "remove separator")?;
+        NodeMut(parent.payload_mut())
+            .remove_at(m.left_pos)
+            .or_corrupt(parent_pid, "remove separator")?;
         right.payload_mut().copy_from_slice(&merged);
         let freed = [(left.pid(), 1)];
         self.log_smo(SmoKind::Merge, &mut [&mut parent, &mut right], &[], &freed);
@@ -81,7 +98,11 @@ impl BTree {
     }
 
     /// The root has no separator left: pull its only child up into it.
-    fn collapse_root<'a>(&'a self, root: &mut ExclusiveGuard<'a>, child: ExclusiveGuard<'a>) -> Result<(), TreeError> {
+    fn collapse_root<'a>(
+        &'a self,
+        root: &mut ExclusiveGuard<'a>,
+        child: ExclusiveGuard<'a>,
+    ) -> Result<(), TreeError> {
         root.payload_mut().copy_from_slice(child.payload());
         let freed = [(child.pid(), 1)];
         self.log_smo(SmoKind::RootCollapse, &mut [root], &[], &freed);
@@ -92,7 +113,12 @@ impl BTree {
 
 /// Builds `left ++ right` into `out` with fences (left.lower, right.upper).
 /// Returns `Some(false)` if it does not fit, `None` on inconsistent bytes.
-fn merge_into(left: Node<'_>, right: Node<'_>, separator: &[u8], out: &mut [u8; NODE_SIZE]) -> Option<bool> {
+fn merge_into(
+    left: Node<'_>,
+    right: Node<'_>,
+    separator: &[u8],
+    out: &mut [u8; NODE_SIZE],
+) -> Option<bool> {
     let leaf = left.is_leaf();
     let mut node = NodeMut(out);
     node.init(leaf, left.lower()?, right.upper()?);

@@ -209,7 +209,8 @@ impl<'a> Node<'a> {
             flags: u16::from_le_bytes([s[6], s[7]]),
             head: u32::from_le_bytes([s[8], s[9], s[10], s[11]]),
         };
-        (slot.off >= HEADER_SIZE && slot.off + slot.key_len + slot.val_len <= NODE_SIZE).then_some(slot)
+        (slot.off >= HEADER_SIZE && slot.off + slot.key_len + slot.val_len <= NODE_SIZE)
+            .then_some(slot)
     }
     #[inline]
     pub fn suffix(&self, i: usize) -> Option<&'a [u8]> {
@@ -254,7 +255,11 @@ impl<'a> Node<'a> {
             pos2 += 1;
         }
         let lo = pos * dist;
-        let hi = if pos2 < HINT_COUNT { (pos2 + 1) * dist } else { count };
+        let hi = if pos2 < HINT_COUNT {
+            (pos2 + 1) * dist
+        } else {
+            count
+        };
         Some((lo, hi.min(count)))
     }
     /// Lower bound of `key`: the first slot whose key is `>= key`, and
@@ -266,7 +271,10 @@ impl<'a> Node<'a> {
         let suffix = key.get(self.prefix_len()?..)?;
         let key_head = head(suffix);
         let (mut lo, mut hi) = self.hint_range(key_head, count)?;
-        if let Some(slots) = self.0.get(HEADER_SIZE + lo * SLOT_SIZE..HEADER_SIZE + hi * SLOT_SIZE) {
+        if let Some(slots) = self
+            .0
+            .get(HEADER_SIZE + lo * SLOT_SIZE..HEADER_SIZE + hi * SLOT_SIZE)
+        {
             crate::olc::prefetch_bytes(slots);
         }
         while lo < hi {
@@ -275,7 +283,9 @@ impl<'a> Node<'a> {
             let ord = match key_head.cmp(&slot.head) {
                 // Both keys fit in their heads: equal heads mean one is the
                 // other plus zero bytes, so the lengths decide (no heap read).
-                Ordering::Equal if suffix.len() <= 4 && slot.key_len <= 4 => suffix.len().cmp(&slot.key_len),
+                Ordering::Equal if suffix.len() <= 4 && slot.key_len <= 4 => {
+                    suffix.len().cmp(&slot.key_len)
+                }
                 Ordering::Equal => suffix.cmp(self.0.get(slot.off..slot.off + slot.key_len)?),
                 o => o,
             };
@@ -302,7 +312,8 @@ impl<'a> Node<'a> {
     }
     /// Contiguous free bytes between the slots and the heap.
     pub fn free_space(&self) -> Option<usize> {
-        self.heap_start()?.checked_sub(HEADER_SIZE + self.count()? * SLOT_SIZE)
+        self.heap_start()?
+            .checked_sub(HEADER_SIZE + self.count()? * SLOT_SIZE)
     }
     /// Free bytes once the heap is compacted.
     pub fn free_after_compaction(&self) -> Option<usize> {
@@ -314,11 +325,19 @@ impl<'a> Node<'a> {
     }
     /// Optional lower fence: `None` when infinite.
     pub fn lower(&self) -> Option<Option<&'a [u8]>> {
-        Some(if self.lower_inf() { None } else { Some(self.lower_fence()?) })
+        Some(if self.lower_inf() {
+            None
+        } else {
+            Some(self.lower_fence()?)
+        })
     }
     /// Optional upper fence: `None` when infinite.
     pub fn upper(&self) -> Option<Option<&'a [u8]>> {
-        Some(if self.upper_inf() { None } else { Some(self.upper_fence()?) })
+        Some(if self.upper_inf() {
+            None
+        } else {
+            Some(self.upper_fence()?)
+        })
     }
 }
 
@@ -405,7 +424,13 @@ impl NodeMut<'_> {
         let from = HEADER_SIZE + pos * SLOT_SIZE;
         let to = HEADER_SIZE + count * SLOT_SIZE;
         self.0.copy_within(from..to, from + SLOT_SIZE);
-        let slot = Slot { off: start, key_len: suffix.len(), val_len: value.len(), flags, head: head(suffix) };
+        let slot = Slot {
+            off: start,
+            key_len: suffix.len(),
+            val_len: value.len(),
+            flags,
+            head: head(suffix),
+        };
         self.write_slot(pos, slot);
         self.set_count(count + 1);
         self.make_hints();
@@ -423,7 +448,13 @@ impl NodeMut<'_> {
         let start = self.heap_alloc(suffix.len() + value.len());
         self.0[start..start + suffix.len()].copy_from_slice(suffix);
         self.0[start + suffix.len()..start + suffix.len() + value.len()].copy_from_slice(value);
-        let slot = Slot { off: start, key_len: suffix.len(), val_len: value.len(), flags, head: head(suffix) };
+        let slot = Slot {
+            off: start,
+            key_len: suffix.len(),
+            val_len: value.len(),
+            flags,
+            head: head(suffix),
+        };
         self.write_slot(count, slot);
         self.set_count(count + 1);
         Some(())
@@ -445,7 +476,8 @@ impl NodeMut<'_> {
     /// Overwrites slot `pos`'s value with one of the same length.
     pub fn value_mut(&mut self, pos: usize) -> Option<&mut [u8]> {
         let s = self.view().slot(pos)?;
-        self.0.get_mut(s.off + s.key_len..s.off + s.key_len + s.val_len)
+        self.0
+            .get_mut(s.off + s.key_len..s.off + s.key_len + s.val_len)
     }
     /// Rewrites the node with its heap packed at the end.
     pub fn compact(&mut self) -> Option<()> {
@@ -461,7 +493,11 @@ impl NodeMut<'_> {
         let count = self.view().count().unwrap_or(0);
         let dist = count / (HINT_COUNT + 1);
         for i in 0..HINT_COUNT {
-            let h = self.view().slot(dist * (i + 1)).map(|s| s.head).unwrap_or(0);
+            let h = self
+                .view()
+                .slot(dist * (i + 1))
+                .map(|s| s.head)
+                .unwrap_or(0);
             let o = OFF_HINTS + 4 * i;
             self.0[o..o + 4].copy_from_slice(&h.to_le_bytes());
         }
@@ -473,7 +509,11 @@ pub type Fences<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
 
 /// Builds `src`'s contents into `dst` with the same fences (or with new
 /// fences `fences = (lower, upper)`), entries re-prefixed as needed.
-pub fn rebuild_into(src: Node<'_>, dst: &mut NodeMut<'_>, fences: Option<Fences<'_>>) -> Option<()> {
+pub fn rebuild_into(
+    src: Node<'_>,
+    dst: &mut NodeMut<'_>,
+    fences: Option<Fences<'_>>,
+) -> Option<()> {
     let (lower, upper) = match fences {
         Some(f) => f,
         None => (src.lower()?, src.upper()?),
@@ -486,7 +526,11 @@ pub fn rebuild_into(src: Node<'_>, dst: &mut NodeMut<'_>, fences: Option<Fences<
 }
 
 /// Appends entries `range` of `src` to `dst` (keys re-prefixed).
-pub fn copy_entries(src: Node<'_>, dst: &mut NodeMut<'_>, range: std::ops::Range<usize>) -> Option<()> {
+pub fn copy_entries(
+    src: Node<'_>,
+    dst: &mut NodeMut<'_>,
+    range: std::ops::Range<usize>,
+) -> Option<()> {
     let mut key = [0u8; crate::MAX_KEY_LEN];
     let prefix = src.prefix()?;
     for i in range {
@@ -525,7 +569,9 @@ mod tests {
     fn insert_search_remove_in_order() {
         let mut buf = [0u8; NODE_SIZE];
         leaf(&mut buf, None, None);
-        let mut keys: Vec<Vec<u8>> = (0..100u32).map(|i| (i * 7919 % 1000).to_be_bytes().to_vec()).collect();
+        let mut keys: Vec<Vec<u8>> = (0..100u32)
+            .map(|i| (i * 7919 % 1000).to_be_bytes().to_vec())
+            .collect();
         for k in &keys {
             let (pos, found) = Node(&buf).search(k).unwrap();
             assert!(!found);
@@ -553,14 +599,22 @@ mod tests {
         let mut buf = [0u8; NODE_SIZE];
         leaf(&mut buf, None, None);
         let mut i = 0u32;
-        while NodeMut(&mut buf).insert_at(i as usize, &i.to_be_bytes(), &[1; 100], 0).is_some() {
+        while NodeMut(&mut buf)
+            .insert_at(i as usize, &i.to_be_bytes(), &[1; 100], 0)
+            .is_some()
+        {
             i += 1;
         }
-        assert_eq!(i as usize, (NODE_SIZE - HEADER_SIZE - 8) / (SLOT_SIZE + 104));
+        assert_eq!(
+            i as usize,
+            (NODE_SIZE - HEADER_SIZE - 8) / (SLOT_SIZE + 104)
+        );
         NodeMut(&mut buf).remove_at(0).unwrap();
         // Only after compaction is there room again.
         assert!(Node(&buf).free_space().unwrap() < SLOT_SIZE + 104);
-        NodeMut(&mut buf).insert_at(0, &[0, 0, 0, 0], &[2; 100], 0).unwrap();
+        NodeMut(&mut buf)
+            .insert_at(0, &[0, 0, 0, 0], &[2; 100], 0)
+            .unwrap();
     }
 
     #[test]
@@ -592,13 +646,17 @@ mod tests {
         // still lead to the same slot as a linear scan, present or absent.
         let key = |i: u32| vec![b'a', b'b', b'c', (i / 50) as u8, (i % 50 * 2) as u8];
         for i in 0..200u32 {
-            NodeMut(&mut buf).insert_at(i as usize, &key(i), &[1], 0).unwrap();
+            NodeMut(&mut buf)
+                .insert_at(i as usize, &key(i), &[1], 0)
+                .unwrap();
         }
         let n = Node(&buf);
         let count = n.count().unwrap();
         for probe in 0..400u32 {
             let k = vec![b'a', b'b', b'c', (probe / 100) as u8, (probe % 100) as u8];
-            let expect = (0..count).find(|&i| n.suffix(i).unwrap() >= &k[..]).unwrap_or(count);
+            let expect = (0..count)
+                .find(|&i| n.suffix(i).unwrap() >= &k[..])
+                .unwrap_or(count);
             let found = expect < count && n.suffix(expect).unwrap() == &k[..];
             assert_eq!(n.search(&k).unwrap(), (expect, found), "probe {probe}");
         }

@@ -77,7 +77,12 @@ impl BTree {
     }
 
     /// Scans the keys starting with `prefix`.
-    pub fn scan_prefix(&self, prefix: &[u8], dir: Direction, f: impl FnMut(&[u8], &[u8]) -> ControlFlow<()>) -> Result<(), TreeError> {
+    pub fn scan_prefix(
+        &self,
+        prefix: &[u8],
+        dir: Direction,
+        f: impl FnMut(&[u8], &[u8]) -> ControlFlow<()>,
+    ) -> Result<(), TreeError> {
         let end = prefix_end(prefix);
         let upper = match &end {
             Some(e) => Bound::Excluded(&e[..]),
@@ -94,7 +99,13 @@ impl BTree {
             Direction::Forward => (owned(range.start_bound()), owned(range.end_bound())),
             Direction::Backward => (owned(range.end_bound()), owned(range.start_bound())),
         };
-        Iter { tree: self, dir, pos: Some(start), end, buf: VecDeque::new() }
+        Iter {
+            tree: self,
+            dir,
+            pos: Some(start),
+            end,
+            buf: VecDeque::new(),
+        }
     }
 
     /// A cheap estimate of the number of entries (no latches; exact for a
@@ -123,7 +134,11 @@ impl BTree {
         let pid = leaf.pid();
         let view = Node(leaf.payload());
         let count = view.count().or_corrupt(pid, "count")?;
-        let (at, found) = if matches!(pos, Bound::Unbounded) { (count, false) } else { view.search(probe).or_corrupt(pid, "slots")? };
+        let (at, found) = if matches!(pos, Bound::Unbounded) {
+            (count, false)
+        } else {
+            view.search(probe).or_corrupt(pid, "slots")?
+        };
         // Forward: visit [first, count); backward: visit [0, first) downwards.
         let first = match (pos, dir) {
             (Bound::Unbounded, Direction::Forward) => 0,
@@ -220,10 +235,12 @@ impl Iterator for Iter<'_> {
             }
             let pos = self.pos.take()?;
             let buf = &mut self.buf;
-            match self.tree.visit_leaf(&pos, &self.end, self.dir, &mut |k: &[u8], v: &[u8]| {
-                buf.push_back((k.to_vec(), v.to_vec()));
-                ControlFlow::Continue(())
-            }) {
+            match self
+                .tree
+                .visit_leaf(&pos, &self.end, self.dir, &mut |k: &[u8], v: &[u8]| {
+                    buf.push_back((k.to_vec(), v.to_vec()));
+                    ControlFlow::Continue(())
+                }) {
                 Ok(After::Stop) => {}
                 Ok(After::Next(next)) => self.pos = Some(next),
                 Err(e) => return Some(Err(e)),

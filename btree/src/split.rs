@@ -42,20 +42,31 @@ impl BTree {
     pub(crate) fn split(&self, key: &[u8], target: PageId, needed: usize) -> Result<(), TreeError> {
         loop {
             // Step 1.
-            let Some((parent, mut node)) = self.latch_for_split(key, target)? else { return Ok(()) };
+            let Some((parent, mut node)) = self.latch_for_split(key, target)? else {
+                return Ok(());
+            };
             // Step 2.
             let view = Node(node.payload());
             if view.free_after_compaction().or_corrupt(target, "header")? >= needed {
                 return Ok(());
             }
             // Step 3.
-            let Some(mut parent) = parent else { return self.split_root(&mut node, key) };
+            let Some(mut parent) = parent else {
+                return self.split_root(&mut node, key);
+            };
             // Step 4.
             let cut = choose_cut(view, target, key)?;
             let pview = Node(parent.payload());
-            let sep_suffix = cut.separator.len().saturating_sub(pview.prefix_len().or_corrupt(parent.pid(), "prefix")?);
+            let sep_suffix = cut
+                .separator
+                .len()
+                .saturating_sub(pview.prefix_len().or_corrupt(parent.pid(), "prefix")?);
             let parent_needed = entry_size(sep_suffix, 8);
-            if pview.free_after_compaction().or_corrupt(parent.pid(), "header")? < parent_needed {
+            if pview
+                .free_after_compaction()
+                .or_corrupt(parent.pid(), "header")?
+                < parent_needed
+            {
                 let parent_pid = parent.pid();
                 drop((node, parent));
                 self.split(key, parent_pid, parent_needed)?;
@@ -64,21 +75,34 @@ impl BTree {
             // Step 5.
             let mut left = self.bm.alloc()?;
             build_halves(&mut left, &mut node, &cut)?;
-            let (pos, _) = Node(parent.payload()).search(&cut.separator).or_corrupt(parent.pid(), "slots")?;
+            let (pos, _) = Node(parent.payload())
+                .search(&cut.separator)
+                .or_corrupt(parent.pid(), "slots")?;
             let parent_pid = parent.pid();
             let mut pnode = NodeMut(parent.payload_mut());
             let suffix = &cut.separator[cut.separator.len() - sep_suffix..];
-            pnode.insert_at(pos, suffix, &left.pid().to_le_bytes(), 0).or_corrupt(parent_pid, "separator insert")?;
+            pnode
+                .insert_at(pos, suffix, &left.pid().to_le_bytes(), 0)
+                .or_corrupt(parent_pid, "separator insert")?;
             // Step 6.
             let left_pid = left.pid();
-            self.log_smo(SmoKind::Split, &mut [&mut parent, &mut left, &mut node], &[left_pid], &[]);
+            self.log_smo(
+                SmoKind::Split,
+                &mut [&mut parent, &mut left, &mut node],
+                &[left_pid],
+                &[],
+            );
             return Ok(());
         }
     }
 
     /// Root split: both halves go to new pages, the root (same id) becomes
     /// an inner node `[sep -> left] upper -> right`.
-    fn split_root<'a>(&'a self, root: &mut ExclusiveGuard<'a>, key: &[u8]) -> Result<(), TreeError> {
+    fn split_root<'a>(
+        &'a self,
+        root: &mut ExclusiveGuard<'a>,
+        key: &[u8],
+    ) -> Result<(), TreeError> {
         let pid = root.pid();
         let cut = choose_cut(Node(root.payload()), pid, key)?;
         let mut left = self.bm.alloc()?;
@@ -88,9 +112,15 @@ impl BTree {
         let mut node = NodeMut(root.payload_mut());
         node.init(false, None, None);
         node.set_upper_child(right.pid());
-        node.insert_at(0, &cut.separator, &left.pid().to_le_bytes(), 0).or_corrupt(pid, "root separator")?;
+        node.insert_at(0, &cut.separator, &left.pid().to_le_bytes(), 0)
+            .or_corrupt(pid, "root separator")?;
         let allocated = [left.pid(), right.pid()];
-        self.log_smo(SmoKind::RootSplit, &mut [root, &mut left, &mut right], &allocated, &[]);
+        self.log_smo(
+            SmoKind::RootSplit,
+            &mut [root, &mut left, &mut right],
+            &allocated,
+            &[],
+        );
         Ok(())
     }
 }
@@ -106,7 +136,10 @@ fn choose_cut(view: Node<'_>, pid: PageId, key: &[u8]) -> Result<Cut, TreeError>
     let count = view.count().or_corrupt(pid, "count")?;
     let leaf = view.is_leaf();
     if count < 2 {
-        return Err(corrupt(pid, "a node with fewer than two entries cannot need a split"));
+        return Err(corrupt(
+            pid,
+            "a node with fewer than two entries cannot need a split",
+        ));
     }
     let mut sizes = Vec::with_capacity(count);
     for i in 0..count {
@@ -147,12 +180,19 @@ fn choose_cut(view: Node<'_>, pid: PageId, key: &[u8]) -> Result<Cut, TreeError>
 
 /// Writes the left half into `left` (a fresh page) and rebuilds `node` as
 /// the right half.
-fn build_halves(left: &mut ExclusiveGuard<'_>, node: &mut ExclusiveGuard<'_>, cut: &Cut) -> Result<(), TreeError> {
+fn build_halves(
+    left: &mut ExclusiveGuard<'_>,
+    node: &mut ExclusiveGuard<'_>,
+    cut: &Cut,
+) -> Result<(), TreeError> {
     let pid = node.pid();
     let view = Node(node.payload());
     let count = view.count().or_corrupt(pid, "count")?;
     let leaf = view.is_leaf();
-    let (lower, upper) = (view.lower().or_corrupt(pid, "fence")?, view.upper().or_corrupt(pid, "fence")?);
+    let (lower, upper) = (
+        view.lower().or_corrupt(pid, "fence")?,
+        view.upper().or_corrupt(pid, "fence")?,
+    );
     let sep = Some(&cut.separator[..]);
 
     let mut l = NodeMut(left.payload_mut());

@@ -41,13 +41,24 @@ struct Walk {
 impl BTree {
     /// Checks every invariant (see the module docs) and counts the tree.
     pub fn verify(&self) -> Result<TreeStats, TreeError> {
-        let mut walk = Walk { seen: HashSet::new(), stats: TreeStats::default(), leaf_depth: None };
+        let mut walk = Walk {
+            seen: HashSet::new(),
+            stats: TreeStats::default(),
+            leaf_depth: None,
+        };
         self.check_node(self.root, 1, None, None, &mut walk)?;
         walk.stats.depth = walk.leaf_depth.unwrap_or(1);
         Ok(walk.stats)
     }
 
-    fn check_node(&self, pid: PageId, depth: usize, lower: Option<&[u8]>, upper: Option<&[u8]>, walk: &mut Walk) -> Result<(), TreeError> {
+    fn check_node(
+        &self,
+        pid: PageId,
+        depth: usize,
+        lower: Option<&[u8]>,
+        upper: Option<&[u8]>,
+        walk: &mut Walk,
+    ) -> Result<(), TreeError> {
         if depth > MAX_DEPTH {
             return Err(TreeError::TooDeep { max: MAX_DEPTH });
         }
@@ -58,7 +69,9 @@ impl BTree {
         let view = Node(page.payload());
         let count = check_header(view, pid)?;
         // Fences and prefix.
-        if view.lower().or_corrupt(pid, "lower fence")? != lower || view.upper().or_corrupt(pid, "upper fence")? != upper {
+        if view.lower().or_corrupt(pid, "lower fence")? != lower
+            || view.upper().or_corrupt(pid, "upper fence")? != upper
+        {
             return Err(corrupt(pid, "fences differ from the parent's bounds"));
         }
         if view.prefix_len() != Some(fence_prefix(lower, upper)) {
@@ -69,13 +82,20 @@ impl BTree {
         for i in 0..count {
             let mut key = Vec::new();
             view.full_key_into(i, &mut key).or_corrupt(pid, "key")?;
-            if view.slot(i).or_corrupt(pid, "slot")?.head != head(view.suffix(i).or_corrupt(pid, "key")?) {
-                return Err(corrupt(pid, format!("slot {i}: head does not match the key")));
+            if view.slot(i).or_corrupt(pid, "slot")?.head
+                != head(view.suffix(i).or_corrupt(pid, "key")?)
+            {
+                return Err(corrupt(
+                    pid,
+                    format!("slot {i}: head does not match the key"),
+                ));
             }
             if keys.last().is_some_and(|prev| prev >= &key) {
                 return Err(corrupt(pid, format!("slot {i}: keys out of order")));
             }
-            if lower.is_some_and(|l| key.as_slice() <= l) || upper.is_some_and(|u| key.as_slice() > u) {
+            if lower.is_some_and(|l| key.as_slice() <= l)
+                || upper.is_some_and(|u| key.as_slice() > u)
+            {
                 return Err(corrupt(pid, format!("slot {i}: key outside the fences")));
             }
             keys.push(key);
@@ -84,7 +104,12 @@ impl BTree {
         if view.is_leaf() {
             match walk.leaf_depth {
                 None => walk.leaf_depth = Some(depth),
-                Some(d) if d != depth => return Err(corrupt(pid, format!("leaf at depth {depth}, others at {d}"))),
+                Some(d) if d != depth => {
+                    return Err(corrupt(
+                        pid,
+                        format!("leaf at depth {depth}, others at {d}"),
+                    ))
+                }
                 Some(_) => {}
             }
             walk.stats.leaves += 1;
@@ -101,32 +126,58 @@ impl BTree {
         }
         for i in 0..=count {
             if i < count && view.value(i).map(<[u8]>::len) != Some(8) {
-                return Err(corrupt(pid, format!("slot {i}: child pointer is not 8 bytes")));
+                return Err(corrupt(
+                    pid,
+                    format!("slot {i}: child pointer is not 8 bytes"),
+                ));
             }
             let child = view.child(i).or_corrupt(pid, "child")?;
-            let lo = if i == 0 { lower } else { Some(&keys[i - 1][..]) };
-            let hi = if i == count { upper } else { Some(&keys[i][..]) };
+            let lo = if i == 0 {
+                lower
+            } else {
+                Some(&keys[i - 1][..])
+            };
+            let hi = if i == count {
+                upper
+            } else {
+                Some(&keys[i][..])
+            };
             self.check_node(child, depth + 1, lo, hi, walk)?;
         }
         Ok(())
     }
 
-    fn check_value(&self, view: Node<'_>, pid: PageId, i: usize, walk: &mut Walk) -> Result<(), TreeError> {
+    fn check_value(
+        &self,
+        view: Node<'_>,
+        pid: PageId,
+        i: usize,
+        walk: &mut Walk,
+    ) -> Result<(), TreeError> {
         let value = view.value(i).or_corrupt(pid, "value")?;
         if !view.is_large(i).or_corrupt(pid, "slot")? {
             if value.len() > INLINE_VALUE_MAX {
-                return Err(corrupt(pid, format!("slot {i}: inline value above the threshold")));
+                return Err(corrupt(
+                    pid,
+                    format!("slot {i}: inline value above the threshold"),
+                ));
             }
             return Ok(());
         }
         let r = crate::olc::large_ref(view, i).or_corrupt(pid, "large ref")?;
         if r.len as usize <= INLINE_VALUE_MAX || r.len as usize > MAX_VALUE_LEN {
-            return Err(corrupt(pid, format!("slot {i}: large value of {} bytes", r.len)));
+            return Err(corrupt(
+                pid,
+                format!("slot {i}: large value of {} bytes", r.len),
+            ));
         }
         let pages = extent_pages(r.len);
         for p in r.pid..r.pid + pages as u64 {
             if !walk.seen.insert(p) {
-                return Err(corrupt(pid, format!("slot {i}: extent page {p} owned twice")));
+                return Err(corrupt(
+                    pid,
+                    format!("slot {i}: extent page {p} owned twice"),
+                ));
             }
         }
         drop(self.bm.shared_extent(r.pid, pages)?);
@@ -175,7 +226,8 @@ fn check_header(view: Node<'_>, pid: PageId) -> Result<usize, TreeError> {
     if heap_start < HEADER_SIZE + count * SLOT_SIZE || heap_start > NODE_SIZE {
         return Err(corrupt(pid, "slots overlap the heap"));
     }
-    let mut live = view.lower_fence().or_corrupt(pid, "fence")?.len() + view.upper_fence().or_corrupt(pid, "fence")?.len();
+    let mut live = view.lower_fence().or_corrupt(pid, "fence")?.len()
+        + view.upper_fence().or_corrupt(pid, "fence")?.len();
     for i in 0..count {
         let s = view.slot(i).or_corrupt(pid, "slot")?;
         if s.off < heap_start {

@@ -60,7 +60,10 @@ impl<'t> Writer<'t> {
             // Step 2.
             let view = Node(leaf.payload());
             if !view.covers(key).or_corrupt(pid, "fences")? {
-                return Err(corrupt(pid, "descent reached a leaf whose fences exclude the key"));
+                return Err(corrupt(
+                    pid,
+                    "descent reached a leaf whose fences exclude the key",
+                ));
             }
             let (pos, found) = view.search(key).or_corrupt(pid, "slots")?;
             match step(&mut leaf, pos, found)? {
@@ -77,7 +80,8 @@ impl<'t> Writer<'t> {
                             let lsn = self.lsn.max(leaf.lsn());
                             leaf.set_lsn(lsn);
                         }
-                        underfull = pid != tree.root && Node(leaf.payload()).used().unwrap_or(0) < MERGE_THRESHOLD;
+                        underfull = pid != tree.root
+                            && Node(leaf.payload()).used().unwrap_or(0) < MERGE_THRESHOLD;
                     }
                     drop(leaf);
                     if underfull {
@@ -107,14 +111,21 @@ impl<'t> Writer<'t> {
     fn put(&self, key: &[u8], value: &[u8], replace: bool) -> Result<bool, TreeError> {
         check_key(key)?;
         check_value(value)?;
-        let large = if value.len() > INLINE_VALUE_MAX { Some(self.tree.write_large(value, self.lsn)?) } else { None };
+        let large = if value.len() > INLINE_VALUE_MAX {
+            Some(self.tree.write_large(value, self.lsn)?)
+        } else {
+            None
+        };
         let stored = match large {
             Some(r) => Stored::Large(r),
             None => Stored::Inline(value),
         };
         let existed = self.on_leaf(key, |leaf, pos, found| {
             if found && !replace {
-                return Ok(Step::Done { result: true, changed: false });
+                return Ok(Step::Done {
+                    result: true,
+                    changed: false,
+                });
             }
             self.install(leaf, key, pos, found, &stored)
         });
@@ -166,26 +177,44 @@ impl<'t> Writer<'t> {
         if let Some(r) = old_large {
             self.tree.free_large(r)?;
         }
-        Ok(Step::Done { result: R::from(found), changed: true })
+        Ok(Step::Done {
+            result: R::from(found),
+            changed: true,
+        })
     }
 
     /// Runs `f` on the value of `key` in place (the length cannot change);
     /// returns `None` if `key` is absent.
-    pub fn update<R>(&self, key: &[u8], f: impl FnOnce(&mut [u8]) -> R) -> Result<Option<R>, TreeError> {
+    pub fn update<R>(
+        &self,
+        key: &[u8],
+        f: impl FnOnce(&mut [u8]) -> R,
+    ) -> Result<Option<R>, TreeError> {
         check_key(key)?;
         let mut f = Some(f);
         self.on_leaf(key, |leaf, pos, found| {
-            let Some(f) = f.take().filter(|_| found) else { return Ok(Step::Done { result: None, changed: false }) };
+            let Some(f) = f.take().filter(|_| found) else {
+                return Ok(Step::Done {
+                    result: None,
+                    changed: false,
+                });
+            };
             let pid = leaf.pid();
             let view = Node(leaf.payload());
             if view.is_large(pos).or_corrupt(pid, "slot")? {
                 let r = crate::olc::large_ref(view, pos).or_corrupt(pid, "large ref")?;
                 let result = self.tree.update_large(r, self.lsn, f)?;
-                return Ok(Step::Done { result: Some(result), changed: false });
+                return Ok(Step::Done {
+                    result: Some(result),
+                    changed: false,
+                });
             }
             let mut node = NodeMut(leaf.payload_mut());
             let value = node.value_mut(pos).or_corrupt(pid, "slot")?;
-            Ok(Step::Done { result: Some(f(value)), changed: true })
+            Ok(Step::Done {
+                result: Some(f(value)),
+                changed: true,
+            })
         })
     }
 
@@ -193,7 +222,11 @@ impl<'t> Writer<'t> {
     /// (`None` if absent) and returns the new one (`None`: remove). `f` may
     /// run more than once (again after a split), always on the then-current
     /// value, like a transaction body.
-    pub fn rmw(&self, key: &[u8], mut f: impl FnMut(Option<&[u8]>) -> Option<Vec<u8>>) -> Result<(), TreeError> {
+    pub fn rmw(
+        &self,
+        key: &[u8],
+        mut f: impl FnMut(Option<&[u8]>) -> Option<Vec<u8>>,
+    ) -> Result<(), TreeError> {
         check_key(key)?;
         self.on_leaf(key, |leaf, pos, found| {
             let pid = leaf.pid();
@@ -208,18 +241,35 @@ impl<'t> Writer<'t> {
             };
             match new {
                 None if found => self.delete_at(leaf, pos),
-                None => Ok(Step::Done { result: (), changed: false }),
+                None => Ok(Step::Done {
+                    result: (),
+                    changed: false,
+                }),
                 Some(v) => {
                     check_value(&v)?;
                     if v.len() <= INLINE_VALUE_MAX {
-                        return Ok(match self.install::<bool>(leaf, key, pos, found, &Stored::Inline(&v))? {
-                            Step::Done { changed, .. } => Step::Done { result: (), changed },
-                            Step::Split { needed } => Step::Split { needed },
-                        });
+                        return Ok(
+                            match self.install::<bool>(
+                                leaf,
+                                key,
+                                pos,
+                                found,
+                                &Stored::Inline(&v),
+                            )? {
+                                Step::Done { changed, .. } => Step::Done {
+                                    result: (),
+                                    changed,
+                                },
+                                Step::Split { needed } => Step::Split { needed },
+                            },
+                        );
                     }
                     let r = self.tree.write_large(&v, self.lsn)?;
                     match self.install::<bool>(leaf, key, pos, found, &Stored::Large(r))? {
-                        Step::Done { changed, .. } => Ok(Step::Done { result: (), changed }),
+                        Step::Done { changed, .. } => Ok(Step::Done {
+                            result: (),
+                            changed,
+                        }),
                         Step::Split { needed } => {
                             self.tree.free_large(r)?;
                             Ok(Step::Split { needed })
@@ -235,10 +285,16 @@ impl<'t> Writer<'t> {
         check_key(key)?;
         self.on_leaf(key, |leaf, pos, found| {
             if !found {
-                return Ok(Step::Done { result: false, changed: false });
+                return Ok(Step::Done {
+                    result: false,
+                    changed: false,
+                });
             }
             Ok(match self.delete_at(leaf, pos)? {
-                Step::Done { changed, .. } => Step::Done { result: true, changed },
+                Step::Done { changed, .. } => Step::Done {
+                    result: true,
+                    changed,
+                },
                 Step::Split { needed } => Step::Split { needed },
             })
         })
@@ -253,17 +309,25 @@ impl<'t> Writer<'t> {
         } else {
             None
         };
-        NodeMut(leaf.payload_mut()).remove_at(pos).or_corrupt(pid, "remove")?;
+        NodeMut(leaf.payload_mut())
+            .remove_at(pos)
+            .or_corrupt(pid, "remove")?;
         if let Some(r) = old {
             self.tree.free_large(r)?;
         }
-        Ok(Step::Done { result: (), changed: true })
+        Ok(Step::Done {
+            result: (),
+            changed: true,
+        })
     }
 }
 
 fn check_value(value: &[u8]) -> Result<(), TreeError> {
     if value.len() > MAX_VALUE_LEN {
-        return Err(TreeError::ValueTooLarge { len: value.len(), max: MAX_VALUE_LEN });
+        return Err(TreeError::ValueTooLarge {
+            len: value.len(),
+            max: MAX_VALUE_LEN,
+        });
     }
     Ok(())
 }

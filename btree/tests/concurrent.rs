@@ -28,7 +28,10 @@ fn check_value(key: &[u8], value: &[u8]) {
     assert!(value.len() > key.len(), "short value for {key:?}");
     assert_eq!(&value[..key.len()], key, "value belongs to another key");
     let tag = value[key.len()];
-    assert!(value[key.len()..].iter().all(|&b| b == tag), "torn value for {key:?}");
+    assert!(
+        value[key.len()..].iter().all(|&b| b == tag),
+        "torn value for {key:?}"
+    );
 }
 
 #[test]
@@ -45,7 +48,11 @@ fn mixed_ops_on_shared_ranges_then_verify() {
                 barrier.wait();
                 for _ in 0..ops {
                     let key = k(r.below(20_000));
-                    let len = if r.chance(2) { 700 + r.below(6000) as usize } else { 10 + r.below(150) as usize };
+                    let len = if r.chance(2) {
+                        700 + r.below(6000) as usize
+                    } else {
+                        10 + r.below(150) as usize
+                    };
                     match r.below(10) {
                         0..=2 => {
                             tree.upsert(&key, &v(&key, r.next() as u8, len)).unwrap();
@@ -68,18 +75,34 @@ fn mixed_ops_on_shared_ranges_then_verify() {
                             tree.get(&key, |val| check_value(&key, val)).unwrap();
                         }
                         _ => {
-                            let dir = if r.chance(50) { Direction::Forward } else { Direction::Backward };
+                            let dir = if r.chance(50) {
+                                Direction::Forward
+                            } else {
+                                Direction::Backward
+                            };
                             let mut last: Option<Vec<u8>> = None;
                             let mut n = 0;
-                            tree.scan((Bound::Included(&key[..]), Bound::Unbounded), dir, |key, val| {
-                                check_value(key, val);
-                                if let Some(prev) = &last {
-                                    assert!(if dir == Direction::Forward { prev.as_slice() < key } else { prev.as_slice() > key });
-                                }
-                                last = Some(key.to_vec());
-                                n += 1;
-                                if n < 50 { ControlFlow::Continue(()) } else { ControlFlow::Break(()) }
-                            })
+                            tree.scan(
+                                (Bound::Included(&key[..]), Bound::Unbounded),
+                                dir,
+                                |key, val| {
+                                    check_value(key, val);
+                                    if let Some(prev) = &last {
+                                        assert!(if dir == Direction::Forward {
+                                            prev.as_slice() < key
+                                        } else {
+                                            prev.as_slice() > key
+                                        });
+                                    }
+                                    last = Some(key.to_vec());
+                                    n += 1;
+                                    if n < 50 {
+                                        ControlFlow::Continue(())
+                                    } else {
+                                        ControlFlow::Break(())
+                                    }
+                                },
+                            )
                             .unwrap();
                         }
                     }
@@ -97,7 +120,10 @@ fn mixed_ops_on_shared_ranges_then_verify() {
     .unwrap();
     assert_eq!(n, stats.entries);
     eprintln!("{stats:?} {:?}", p.bm.stats());
-    assert!(p.bm.stats().evictions > 0, "the pool must be small enough to evict");
+    assert!(
+        p.bm.stats().evictions > 0,
+        "the pool must be small enough to evict"
+    );
 }
 
 #[test]
@@ -118,10 +144,16 @@ fn disjoint_ranges_see_exactly_their_own_keys() {
                         match r.below(6) {
                             0..=2 => {
                                 let val = v(&kk, r.next() as u8, 5 + r.below(200) as usize);
-                                assert_eq!(tree.upsert(&kk, &val).unwrap(), model.insert(kk, val).is_some());
+                                assert_eq!(
+                                    tree.upsert(&kk, &val).unwrap(),
+                                    model.insert(kk, val).is_some()
+                                );
                             }
                             3 => assert_eq!(tree.remove(&kk).unwrap(), model.remove(&kk).is_some()),
-                            4 => assert_eq!(tree.get(&kk, |v| v.to_vec()).unwrap().as_ref(), model.get(&kk)),
+                            4 => assert_eq!(
+                                tree.get(&kk, |v| v.to_vec()).unwrap().as_ref(),
+                                model.get(&kk)
+                            ),
                             _ => {
                                 let lo = format!("t{t}/").into_bytes();
                                 let mut got = Vec::new();
@@ -142,7 +174,10 @@ fn disjoint_ranges_see_exactly_their_own_keys() {
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     let all: BTreeMap<_, _> = models.into_iter().flatten().collect();
-    let got: BTreeMap<_, _> = tree.iter(.., Direction::Forward).map(Result::unwrap).collect();
+    let got: BTreeMap<_, _> = tree
+        .iter(.., Direction::Forward)
+        .map(Result::unwrap)
+        .collect();
     assert!(got == all, "final contents differ");
     assert_eq!(tree.verify().unwrap().entries, all.len() as u64);
 }
@@ -168,7 +203,11 @@ fn readers_never_miss_keys_present_throughout() {
                     // Fill, then empty, this writer's odd keys.
                     let mine = (0..n).filter(|i| i % 2 == 1 && (i / 2) % 2 == t);
                     for i in mine.clone() {
-                        let len = if r.chance(3) { 2000 } else { 100 + r.below(150) as usize };
+                        let len = if r.chance(3) {
+                            2000
+                        } else {
+                            100 + r.below(150) as usize
+                        };
                         tree.upsert(&k(i), &v(&k(i), round as u8, len)).unwrap();
                     }
                     for i in mine {
@@ -184,21 +223,37 @@ fn readers_never_miss_keys_present_throughout() {
                 let mut r = Rng::new(100 + t);
                 while !stop.load(Ordering::Relaxed) {
                     let i = r.below(n / 2) * 2;
-                    assert!(tree.get(&k(i), |val| check_value(&k(i), val)).unwrap().is_some(), "lost {i}");
+                    assert!(
+                        tree.get(&k(i), |val| check_value(&k(i), val))
+                            .unwrap()
+                            .is_some(),
+                        "lost {i}"
+                    );
                     let mut out = Vec::new();
-                    assert!(tree.get_into(&k(i), &mut out).unwrap(), "lost {i} (optimistic)");
+                    assert!(
+                        tree.get_into(&k(i), &mut out).unwrap(),
+                        "lost {i} (optimistic)"
+                    );
                     // A scan of 100 keys must contain every stable key in it.
                     let (lo, hi) = (k(i), k(i + 100));
-                    let dir = if r.chance(50) { Direction::Forward } else { Direction::Backward };
+                    let dir = if r.chance(50) {
+                        Direction::Forward
+                    } else {
+                        Direction::Backward
+                    };
                     let mut stable = Vec::new();
-                    tree.scan((Bound::Included(&lo[..]), Bound::Excluded(&hi[..])), dir, |key, val| {
-                        check_value(key, val);
-                        let num: u64 = std::str::from_utf8(&key[4..]).unwrap().parse().unwrap();
-                        if num & 1 == 0 {
-                            stable.push(num);
-                        }
-                        ControlFlow::Continue(())
-                    })
+                    tree.scan(
+                        (Bound::Included(&lo[..]), Bound::Excluded(&hi[..])),
+                        dir,
+                        |key, val| {
+                            check_value(key, val);
+                            let num: u64 = std::str::from_utf8(&key[4..]).unwrap().parse().unwrap();
+                            if num & 1 == 0 {
+                                stable.push(num);
+                            }
+                            ControlFlow::Continue(())
+                        },
+                    )
                     .unwrap();
                     if dir == Direction::Backward {
                         stable.reverse();
@@ -229,7 +284,9 @@ fn rmw_increments_are_atomic() {
                     // entries between sizes (and splits leaves).
                     let pad = r.below(300) as usize;
                     tree.rmw(&key, |old| {
-                        let n = old.map(|o| u64::from_le_bytes(o[..8].try_into().unwrap())).unwrap_or(0);
+                        let n = old
+                            .map(|o| u64::from_le_bytes(o[..8].try_into().unwrap()))
+                            .unwrap_or(0);
                         let mut out = (n + 1).to_le_bytes().to_vec();
                         out.resize(8 + pad, 0);
                         Some(out)

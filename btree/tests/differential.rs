@@ -21,7 +21,15 @@ fn key(r: &mut Rng) -> Vec<u8> {
         _ => MAX_KEY_LEN - r.below(3) as usize,
     };
     let prefix = r.below(4) as usize * 6;
-    (0..len).map(|i| if i < prefix { b'p' } else { b'a' + r.below(4) as u8 }).collect()
+    (0..len)
+        .map(|i| {
+            if i < prefix {
+                b'p'
+            } else {
+                b'a' + r.below(4) as u8
+            }
+        })
+        .collect()
 }
 
 fn val(r: &mut Rng, large_percent: u64) -> Vec<u8> {
@@ -70,7 +78,10 @@ fn step(tree: &BTree, model: &mut Model, r: &mut Rng, large_percent: u64) {
             let v = val(r, large_percent);
             let res = tree.insert(&k, &v);
             match model.entry(k) {
-                Entry::Occupied(_) => assert!(matches!(res, Err(TreeError::Exists)), "insert of present key: {res:?}"),
+                Entry::Occupied(_) => assert!(
+                    matches!(res, Err(TreeError::Exists)),
+                    "insert of present key: {res:?}"
+                ),
                 Entry::Vacant(slot) => {
                     res.unwrap();
                     slot.insert(v);
@@ -114,7 +125,10 @@ fn step(tree: &BTree, model: &mut Model, r: &mut Rng, large_percent: u64) {
         }
         10..=12 => assert_eq!(tree.remove(&k).unwrap(), model.remove(&k).is_some()),
         13..=15 => {
-            assert_eq!(tree.get(&k, |v| v.to_vec()).unwrap().as_ref(), model.get(&k));
+            assert_eq!(
+                tree.get(&k, |v| v.to_vec()).unwrap().as_ref(),
+                model.get(&k)
+            );
             let mut out = vec![1, 2, 3];
             let found = tree.get_into(&k, &mut out).unwrap();
             assert_eq!(found.then_some(&out), model.get(&k));
@@ -124,21 +138,40 @@ fn step(tree: &BTree, model: &mut Model, r: &mut Rng, large_percent: u64) {
             if !valid_range(&lo, &hi) {
                 return;
             }
-            let dir = if r.chance(50) { Direction::Forward } else { Direction::Backward };
+            let dir = if r.chance(50) {
+                Direction::Forward
+            } else {
+                Direction::Backward
+            };
             let limit = 1 + r.below(60) as usize;
             let mut got = Vec::new();
             tree.scan((as_ref(&lo), as_ref(&hi)), dir, |k, v| {
                 got.push((k.to_vec(), v.to_vec()));
-                if got.len() == limit { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+                if got.len() == limit {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
             })
             .unwrap();
             let range = model.range::<Vec<u8>, _>((lo.clone(), hi.clone()));
             let want: Vec<_> = match dir {
-                Direction::Forward => range.take(limit).map(|(k, v)| (k.clone(), v.clone())).collect(),
-                Direction::Backward => range.rev().take(limit).map(|(k, v)| (k.clone(), v.clone())).collect(),
+                Direction::Forward => range
+                    .take(limit)
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+                Direction::Backward => range
+                    .rev()
+                    .take(limit)
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
             };
             assert_eq!(got, want, "scan {lo:?}..{hi:?} {dir:?}");
-            let iter: Vec<_> = tree.iter((as_ref(&lo), as_ref(&hi)), dir).take(limit).map(Result::unwrap).collect();
+            let iter: Vec<_> = tree
+                .iter((as_ref(&lo), as_ref(&hi)), dir)
+                .take(limit)
+                .map(Result::unwrap)
+                .collect();
             assert_eq!(iter, want, "iter {lo:?}..{hi:?} {dir:?}");
         }
         _ => {
@@ -149,7 +182,11 @@ fn step(tree: &BTree, model: &mut Model, r: &mut Rng, large_percent: u64) {
                 ControlFlow::Continue(())
             })
             .unwrap();
-            let want: Vec<_> = model.keys().filter(|k| k.starts_with(prefix)).cloned().collect();
+            let want: Vec<_> = model
+                .keys()
+                .filter(|k| k.starts_with(prefix))
+                .cloned()
+                .collect();
             assert_eq!(got, want, "prefix {prefix:?}");
         }
     }
@@ -158,9 +195,17 @@ fn step(tree: &BTree, model: &mut Model, r: &mut Rng, large_percent: u64) {
 fn check_all(tree: &BTree, model: &Model) {
     let stats = tree.verify().unwrap();
     assert_eq!(stats.entries, model.len() as u64);
-    let all: Vec<_> = tree.iter(.., Direction::Forward).map(Result::unwrap).collect();
+    let all: Vec<_> = tree
+        .iter(.., Direction::Forward)
+        .map(Result::unwrap)
+        .collect();
     let want: Vec<_> = model.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    assert!(all == want, "full iteration differs ({} vs {} entries)", all.len(), want.len());
+    assert!(
+        all == want,
+        "full iteration differs ({} vs {} entries)",
+        all.len(),
+        want.len()
+    );
 }
 
 #[test]
@@ -214,5 +259,8 @@ fn long_sequences_with_eviction_inside_operations() {
         assert_eq!(stats.depth, 1, "{stats:?}");
         tree.destroy().unwrap();
     }
-    assert!(p.bm.stats().evictions > 0, "the pool must be small enough to evict");
+    assert!(
+        p.bm.stats().evictions > 0,
+        "the pool must be small enough to evict"
+    );
 }

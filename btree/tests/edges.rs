@@ -3,7 +3,10 @@
 mod common;
 use common::*;
 use rime_btree::node::NODE_SIZE;
-use rime_btree::{BTree, Direction, NoHooks, Smo, SmoKind, TreeError, TreeHooks, INLINE_VALUE_MAX, MAX_KEY_LEN, MAX_VALUE_LEN};
+use rime_btree::{
+    BTree, Direction, NoHooks, Smo, SmoKind, TreeError, TreeHooks, INLINE_VALUE_MAX, MAX_KEY_LEN,
+    MAX_VALUE_LEN,
+};
 use rime_bufmgr::io::{open_block_file, IoBackend};
 use rime_bufmgr::{BufferManager, Config, PageId, MIN_POOL_PAGES, PAGE_SIZE};
 use std::collections::BTreeMap;
@@ -11,7 +14,9 @@ use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex};
 
 fn keys(tree: &BTree) -> Vec<Vec<u8>> {
-    tree.iter(.., Direction::Forward).map(|e| e.unwrap().0).collect()
+    tree.iter(.., Direction::Forward)
+        .map(|e| e.unwrap().0)
+        .collect()
 }
 
 #[test]
@@ -21,8 +26,14 @@ fn empty_key_and_maximum_key() {
     let max = vec![0xFF; MAX_KEY_LEN];
     t.insert(b"", b"empty").unwrap();
     t.insert(&max, b"max").unwrap();
-    assert!(matches!(t.insert(&[0; MAX_KEY_LEN + 1], b"x"), Err(TreeError::KeyTooLarge { len: 513, max: 512 })));
-    assert!(matches!(t.get(&[0; MAX_KEY_LEN + 1], |_| ()), Err(TreeError::KeyTooLarge { .. })));
+    assert!(matches!(
+        t.insert(&[0; MAX_KEY_LEN + 1], b"x"),
+        Err(TreeError::KeyTooLarge { len: 513, max: 512 })
+    ));
+    assert!(matches!(
+        t.get(&[0; MAX_KEY_LEN + 1], |_| ()),
+        Err(TreeError::KeyTooLarge { .. })
+    ));
     // Surround them with enough keys for several levels of splits.
     for i in 0..3000u32 {
         t.insert(format!("{i:05}").as_bytes(), &[7; 100]).unwrap();
@@ -48,7 +59,18 @@ fn empty_key_and_maximum_key() {
 fn values_at_and_around_the_inline_threshold_and_the_maximum() {
     let p = pool(3 * MAX_VALUE_LEN / PAGE_SIZE);
     let t = tree(&p);
-    for (i, len) in [0, 1, INLINE_VALUE_MAX - 1, INLINE_VALUE_MAX, INLINE_VALUE_MAX + 1, NODE_SIZE, 100_000].into_iter().enumerate() {
+    for (i, len) in [
+        0,
+        1,
+        INLINE_VALUE_MAX - 1,
+        INLINE_VALUE_MAX,
+        INLINE_VALUE_MAX + 1,
+        NODE_SIZE,
+        100_000,
+    ]
+    .into_iter()
+    .enumerate()
+    {
         let v = value(i as u64, len);
         t.insert(&[i as u8], &v).unwrap();
         assert_eq!(t.get(&[i as u8], |x| x.to_vec()).unwrap(), Some(v));
@@ -58,17 +80,28 @@ fn values_at_and_around_the_inline_threshold_and_the_maximum() {
     // The largest value: one contiguous 16 MiB slice.
     let big = value(99, MAX_VALUE_LEN);
     t.upsert(b"big", &big).unwrap();
-    assert_eq!(t.get(b"big", |v| v.len() == big.len() && v == &big[..]).unwrap(), Some(true));
+    assert_eq!(
+        t.get(b"big", |v| v.len() == big.len() && v == &big[..])
+            .unwrap(),
+        Some(true)
+    );
     let mut out = Vec::new();
     assert!(t.get_into(b"big", &mut out).unwrap() && out == big);
-    assert!(matches!(t.upsert(b"too big", &vec![0; MAX_VALUE_LEN + 1]), Err(TreeError::ValueTooLarge { .. })));
+    assert!(matches!(
+        t.upsert(b"too big", &vec![0; MAX_VALUE_LEN + 1]),
+        Err(TreeError::ValueTooLarge { .. })
+    ));
     // Update in place, then shrink it inline through rmw: the extent is freed.
     t.update(b"big", |v| v[MAX_VALUE_LEN - 1] = 0xAB).unwrap();
     assert_eq!(t.get(b"big", |v| v[MAX_VALUE_LEN - 1]).unwrap(), Some(0xAB));
     let before = p.bm.alloc_state().free.len();
-    t.rmw(b"big", |old| Some(old.unwrap()[..10].to_vec())).unwrap();
+    t.rmw(b"big", |old| Some(old.unwrap()[..10].to_vec()))
+        .unwrap();
     assert_eq!(t.get(b"big", |v| v.len()).unwrap(), Some(10));
-    assert!(p.bm.alloc_state().free.len() > before, "the extent went back to the allocator");
+    assert!(
+        p.bm.alloc_state().free.len() > before,
+        "the extent went back to the allocator"
+    );
     assert_eq!(t.verify().unwrap().large_values, 3);
 }
 
@@ -85,7 +118,11 @@ fn delete_everything_then_reinsert() {
             assert!(t.remove(&i.to_be_bytes()).unwrap());
         }
         let stats = t.verify().unwrap();
-        assert_eq!((stats.entries, stats.depth, stats.leaves), (0, 1, 1), "round {round}");
+        assert_eq!(
+            (stats.entries, stats.depth, stats.leaves),
+            (0, 1, 1),
+            "round {round}"
+        );
         assert!(keys(&t).is_empty());
     }
 }
@@ -96,17 +133,28 @@ fn ascending_and_descending_bulk_inserts() {
     for descending in [false, true] {
         let t = tree(&p);
         let n = 20_000u64;
-        let order: Vec<u64> = if descending { (0..n).rev().collect() } else { (0..n).collect() };
+        let order: Vec<u64> = if descending {
+            (0..n).rev().collect()
+        } else {
+            (0..n).collect()
+        };
         for &i in &order {
             t.insert(&i.to_be_bytes(), &i.to_le_bytes()).unwrap();
         }
         let stats = t.verify().unwrap();
         assert_eq!(stats.entries, n);
-        let fill = stats.used_bytes as f64 / ((stats.leaves + stats.inner_nodes) as f64 * NODE_SIZE as f64);
-        assert!(fill > 0.7, "sequential loads fill nodes: {fill:.2} {stats:?}");
+        let fill = stats.used_bytes as f64
+            / ((stats.leaves + stats.inner_nodes) as f64 * NODE_SIZE as f64);
+        assert!(
+            fill > 0.7,
+            "sequential loads fill nodes: {fill:.2} {stats:?}"
+        );
         let est = t.len_estimate().unwrap();
         assert!(est > n / 4 && est < n * 4, "estimate {est} for {n}");
-        let got: Vec<u64> = keys(&t).iter().map(|k| u64::from_be_bytes(k[..].try_into().unwrap())).collect();
+        let got: Vec<u64> = keys(&t)
+            .iter()
+            .map(|k| u64::from_be_bytes(k[..].try_into().unwrap()))
+            .collect();
         assert_eq!(got, (0..n).collect::<Vec<_>>());
         t.destroy().unwrap();
     }
@@ -137,10 +185,14 @@ fn long_common_prefixes_are_truncated() {
     let got: BTreeMap<_, _> = t.iter(.., Direction::Forward).map(Result::unwrap).collect();
     assert_eq!(got, model);
     let mut n = 0;
-    t.scan_prefix(&[&prefix[..], b"00001"].concat(), Direction::Backward, |_, _| {
-        n += 1;
-        ControlFlow::Continue(())
-    })
+    t.scan_prefix(
+        &[&prefix[..], b"00001"].concat(),
+        Direction::Backward,
+        |_, _| {
+            n += 1;
+            ControlFlow::Continue(())
+        },
+    )
     .unwrap();
     assert_eq!(n, 100);
 }
@@ -148,8 +200,20 @@ fn long_common_prefixes_are_truncated() {
 #[test]
 fn many_trees_share_one_pool_and_survive_reopen() {
     let dir = tempfile::TempDir::new().unwrap();
-    let config = Config { pool_bytes: MIN_POOL_PAGES * PAGE_SIZE, max_bytes: 1 << 32, ..Config::default() };
-    let open = || Arc::new(BufferManager::open(open_block_file(&dir.path().join("pages"), IoBackend::Auto).unwrap(), config.clone()).unwrap());
+    let config = Config {
+        pool_bytes: MIN_POOL_PAGES * PAGE_SIZE,
+        max_bytes: 1 << 32,
+        ..Config::default()
+    };
+    let open = || {
+        Arc::new(
+            BufferManager::open(
+                open_block_file(&dir.path().join("pages"), IoBackend::Auto).unwrap(),
+                config.clone(),
+            )
+            .unwrap(),
+        )
+    };
     let bm = open();
     let roots: Vec<PageId> = (0..3u8)
         .map(|t| {
@@ -165,15 +229,27 @@ fn many_trees_share_one_pool_and_survive_reopen() {
     bm.flush_dirty().unwrap();
     drop(bm);
     let bm = Arc::new(
-        BufferManager::open(open_block_file(&dir.path().join("pages"), IoBackend::Auto).unwrap(), Config { alloc: Some(alloc), ..config.clone() })
-            .unwrap(),
+        BufferManager::open(
+            open_block_file(&dir.path().join("pages"), IoBackend::Auto).unwrap(),
+            Config {
+                alloc: Some(alloc),
+                ..config.clone()
+            },
+        )
+        .unwrap(),
     );
     for (t, &root) in roots.iter().enumerate() {
         let tree = BTree::open(bm.clone(), root, Arc::new(NoHooks)).unwrap();
         assert_eq!(tree.root(), root);
         assert_eq!(tree.verify().unwrap().entries, 3001);
-        assert_eq!(tree.get(&17u32.to_be_bytes(), |v| v[0]).unwrap(), Some(t as u8));
-        assert_eq!(tree.get(b"large", |v| v.to_vec()).unwrap(), Some(value(t as u64, 10_000)));
+        assert_eq!(
+            tree.get(&17u32.to_be_bytes(), |v| v[0]).unwrap(),
+            Some(t as u8)
+        );
+        assert_eq!(
+            tree.get(b"large", |v| v.to_vec()).unwrap(),
+            Some(value(t as u64, 10_000))
+        );
     }
     // A leaf page is not a root.
     assert!(BTree::open(bm.clone(), roots[0] + 1, Arc::new(NoHooks)).is_err());
@@ -186,14 +262,30 @@ struct Recorder {
 }
 
 /// (kind, LSN, page images, allocated, freed)
-type Record = (SmoKind, u64, Vec<(PageId, Vec<u8>)>, Vec<PageId>, Vec<(PageId, u32)>);
+type Record = (
+    SmoKind,
+    u64,
+    Vec<(PageId, Vec<u8>)>,
+    Vec<PageId>,
+    Vec<(PageId, u32)>,
+);
 
 impl TreeHooks for Recorder {
     fn on_smo(&self, smo: &Smo<'_>) -> u64 {
         let mut log = self.log.lock().unwrap();
         let lsn = 1000 + log.len() as u64;
-        let pages = smo.pages.iter().map(|(pid, b)| (*pid, b.to_vec())).collect();
-        log.push((smo.kind, lsn, pages, smo.allocated.to_vec(), smo.freed.to_vec()));
+        let pages = smo
+            .pages
+            .iter()
+            .map(|(pid, b)| (*pid, b.to_vec()))
+            .collect();
+        log.push((
+            smo.kind,
+            lsn,
+            pages,
+            smo.allocated.to_vec(),
+            smo.freed.to_vec(),
+        ));
         lsn
     }
 }
@@ -206,7 +298,10 @@ fn every_smo_is_reported_with_after_images_and_stamped() {
     for i in 0..4000u32 {
         t.at_lsn(1).insert(&i.to_be_bytes(), &[1; 80]).unwrap();
     }
-    let pages_after_inserts = { let s = t.verify().unwrap(); s.leaves + s.inner_nodes };
+    let pages_after_inserts = {
+        let s = t.verify().unwrap();
+        s.leaves + s.inner_nodes
+    };
     let smos_after_inserts = rec.log.lock().unwrap().len();
     for i in 0..4000u32 {
         t.at_lsn(2).remove(&i.to_be_bytes()).unwrap();
@@ -224,7 +319,13 @@ fn every_smo_is_reported_with_after_images_and_stamped() {
     };
     assert_eq!(live_at(smos_after_inserts), pages_after_inserts);
     let kinds: Vec<SmoKind> = log.iter().map(|e| e.0).collect();
-    for kind in [SmoKind::Create, SmoKind::Split, SmoKind::RootSplit, SmoKind::Merge, SmoKind::RootCollapse] {
+    for kind in [
+        SmoKind::Create,
+        SmoKind::Split,
+        SmoKind::RootSplit,
+        SmoKind::Merge,
+        SmoKind::RootCollapse,
+    ] {
         assert!(kinds.contains(&kind), "{kind:?} never reported: {kinds:?}");
     }
     // Replaying the after-images in log order rebuilds exactly the live
@@ -233,7 +334,10 @@ fn every_smo_is_reported_with_after_images_and_stamped() {
     let mut image: BTreeMap<PageId, (u64, Vec<u8>)> = BTreeMap::new();
     for (kind, lsn, pages, allocated, freed) in log.iter() {
         for pid in allocated {
-            assert!(pages.iter().any(|(p, _)| p == pid), "{kind:?}: allocated page without image");
+            assert!(
+                pages.iter().any(|(p, _)| p == pid),
+                "{kind:?}: allocated page without image"
+            );
         }
         for (pid, bytes) in pages {
             assert_eq!(bytes.len(), NODE_SIZE);
@@ -248,7 +352,10 @@ fn every_smo_is_reported_with_after_images_and_stamped() {
     let stats = t.verify().unwrap();
     assert_eq!(image.len() as u64, stats.leaves + stats.inner_nodes);
     for (pid, (lsn, _)) in &image {
-        assert!(p.bm.shared(*pid).unwrap().lsn() >= *lsn, "page {pid} not stamped");
+        assert!(
+            p.bm.shared(*pid).unwrap().lsn() >= *lsn,
+            "page {pid} not stamped"
+        );
     }
     assert_eq!(t.verify().unwrap().entries, 0);
 }

@@ -16,8 +16,15 @@ pub struct Pool {
 pub fn pool(pool_pages: usize) -> Pool {
     let dir = TempDir::new().unwrap();
     let file = open_block_file(&dir.path().join("pages"), IoBackend::Auto).unwrap();
-    let config = Config { pool_bytes: pool_pages * PAGE_SIZE, max_bytes: 1 << 34, ..Config::default() };
-    Pool { bm: Arc::new(BufferManager::open(file, config).unwrap()), dir }
+    let config = Config {
+        pool_bytes: pool_pages * PAGE_SIZE,
+        max_bytes: 1 << 34,
+        ..Config::default()
+    };
+    Pool {
+        bm: Arc::new(BufferManager::open(file, config).unwrap()),
+        dir,
+    }
 }
 
 pub fn tree(p: &Pool) -> BTree {
@@ -26,7 +33,10 @@ pub fn tree(p: &Pool) -> BTree {
 
 /// `RIME_STRESS_SCALE` (default 1) multiplies the work of the big tests.
 pub fn scale() -> usize {
-    std::env::var("RIME_STRESS_SCALE").ok().and_then(|s| s.parse().ok()).unwrap_or(1)
+    std::env::var("RIME_STRESS_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1)
 }
 
 /// A small, fast, seedable generator (xorshift64*), so failures replay.
