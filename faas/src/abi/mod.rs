@@ -1,0 +1,226 @@
+//! Host ABI v1 (`docs/abi.md`): the per-instance host state, the `rime`
+//! imports, and the deploy-time check of a module's shape.
+//!
+//! * `memory.rs`: bounds checks of guest ranges (traps).
+//! * `state.rs`: `input`, `output`, `ns_open`, `get`, `put`, `delete`,
+//!   `add`, `cas`, `log`.
+//! * `scan.rs`: `scan` and its record encoding.
+//!
+//! The one `unsafe` of the ABI layer is here: the store's data reaches the
+//! invocation's transaction and input through pointers (see [`Scope`]).
+#![allow(unsafe_code)]
+
+mod memory;
+mod scan;
+mod state;
+
+pub(crate) use memory::BadPointer;
+
+use crate::limits::{Limiter, MAX_OPEN_NAMESPACES};
+use crate::registry::Function;
+use rime_storage::{TreeId, Tx, TxError};
+use std::ptr::NonNull;
+use std::sync::Arc;
+use wasmtime::{Caller, Engine, ExternType, Linker, Memory, Module, ValType};
+
+pub(crate) const ERR_NOT_FOUND: i32 = -1;
+pub(crate) const ERR_BAD_HANDLE: i32 = -2;
+pub(crate) const ERR_DENIED: i32 = -3;
+pub(crate) const ERR_KEY_TOO_LARGE: i32 = -4;
+pub(crate) const ERR_VALUE_TOO_LARGE: i32 = -5;
+pub(crate) const ERR_OUTPUT_TOO_LARGE: i32 = -6;
+pub(crate) const ERR_NOT_I64: i32 = -7;
+pub(crate) const ERR_OVERFLOW: i32 = -8;
+pub(crate) const ERR_INVALID: i32 = -9;
+pub(crate) const ERR_LIMIT: i32 = -10;
+pub(crate) const ERR_WRITE_SET_FULL: i32 = -11;
+
+/// The transaction and input of the running attempt, as pointers: wasmtime
+/// requires a store's data to be `'static`, and both live on the stack of
+/// the `Db::transaction` closure that runs the attempt.
+///
+/// Invariant (upheld by `invoke::run_attempt`, the only code that sets or
+/// clears it): a `Scope` is present in the store's data only while
+/// `rime_invoke` runs, inside the closure that owns the `&mut Tx` and the
+/// borrowed input; it is cleared before the closure returns, before the
+/// store is dropped and whether the call returned or trapped. Host
+/// functions run only during that call, on that thread.
+pub(crate) struct Scope {
+    tx: NonNull<Tx<'static>>,
+    input: NonNull<[u8]>,
+}
+
+impl Scope {
+    pub(crate) fn new(tx: &mut Tx<'_>, input: &[u8]) -> Scope {
+        Scope {
+            // A lifetime-only cast; see the type's invariant.
+            tx: NonNull::from(tx).cast::<Tx<'static>>(),
+            input: NonNull::from(input),
+        }
+    }
+}
+
+/// A namespace the invocation may use.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Handle {
+    pub tree: TreeId,
+    pub writable: bool,
+    /// Index into the function's grants; `u8::MAX` for the own namespace.
+    pub grant: u8,
+}
+
+/// The data of one instance's store: everything host calls need.
+pub(crate) struct HostState {
+    pub function: Arc<Function>,
+    pub limiter: Limiter,
+    pub memory: Option<Memory>,
+    pub scope: Option<Scope>,
+    pub handles: [Option<Handle>; MAX_OPEN_NAMESPACES],
+    pub output: Vec<u8>,
+    /// An `output` call was refused for its size.
+    pub output_refused: bool,
+    pub write_set_bytes: usize,
+    /// A storage error that abandoned the attempt inside a host call.
+    pub tx_error: Option<TxError>,
+}
+
+impl HostState {
+    pub(crate) fn new(function: Arc<Function>) -> HostState {
+        let mut handles = [None; MAX_OPEN_NAMESPACES];
+        handles[0] = Some(Handle {
+            tree: function.own_tree,
+            writable: true,
+            grant: u8::MAX,
+        });
+        HostState {
+            limiter: Limiter {
+                memory_bytes: function.config.memory_bytes,
+                denied: false,
+            },
+            function,
+            memory: None,
+            scope: None,
+            handles,
+            output: Vec::new(),
+            output_refused: false,
+            write_set_bytes: 0,
+            tx_error: None,
+        }
+    }
+
+    /// The running attempt's transaction.
+    fn tx(&mut self) -> Result<&mut Tx<'static>, wasmtime::Error> {
+        let scope = self.scope.as_mut().ok_or_else(no_scope)?;
+        // SAFETY: per `Scope`'s invariant the pointee is the live `&mut Tx`
+        // of the closure that is (further up this thread's stack) running
+        // the wasm call that called us; nothing else uses it meanwhile, and
+        // the returned borrow ends before this host call returns.
+        Ok(unsafe { scope.tx.as_mut() })
+    }
+
+    fn input(&self) -> Result<&[u8], wasmtime::Error> {
+        let scope = self.scope.as_ref().ok_or_else(no_scope)?;
+        // SAFETY: as in `tx`: the input outlives the call.
+        Ok(unsafe { scope.input.as_ref() })
+    }
+
+    fn handle(&self, ns: i32) -> Option<Handle> {
+        usize::try_from(ns)
+            .ok()
+            .and_then(|i| self.handles.get(i).copied().flatten())
+    }
+
+    /// Abandons the attempt: remembers `e` and returns the trap that
+    /// unwinds the guest. `invoke` hands `e` to `Db::transaction`.
+    fn abandon(&mut self, e: TxError) -> wasmtime::Error {
+        self.tx_error = Some(e);
+        wasmtime::Error::msg("attempt abandoned by the host")
+    }
+}
+
+fn no_scope() -> wasmtime::Error {
+    wasmtime::Error::msg("host call outside an invocation")
+}
+
+/// The memory export, set by `invoke` after instantiation.
+fn memory(caller: &Caller<'_, HostState>) -> Result<Memory, wasmtime::Error> {
+    caller
+        .data()
+        .memory
+        .ok_or_else(|| wasmtime::Error::msg("no memory"))
+}
+
+/// The linker with every `rime` import.
+pub(crate) fn linker(engine: &Engine) -> Result<Linker<HostState>, wasmtime::Error> {
+    let mut l = Linker::new(engine);
+    state::define(&mut l)?;
+    scan::define(&mut l)?;
+    Ok(l)
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum T {
+    I32,
+    I64,
+}
+
+/// The import table of `docs/abi.md`: name, parameters, results.
+const IMPORTS: &[(&str, &[T], &[T])] = {
+    use T::*;
+    &[
+        ("input", &[I32, I32], &[I32]),
+        ("output", &[I32, I32], &[I32]),
+        ("ns_open", &[I32, I32], &[I32]),
+        ("get", &[I32, I32, I32, I32, I32], &[I32]),
+        ("put", &[I32, I32, I32, I32, I32], &[I32]),
+        ("delete", &[I32, I32, I32], &[I32]),
+        ("add", &[I32, I32, I32, I64, I32], &[I32]),
+        ("cas", &[I32, I32, I32, I32, I32, I32, I32], &[I32]),
+        ("scan", &[I32, I32, I32, I32, I32, I32, I32, I32], &[I32]),
+        ("log", &[I32, I32, I32], &[]),
+    ]
+};
+
+fn same(types: impl ExactSizeIterator<Item = ValType>, want: &[T]) -> bool {
+    types.len() == want.len()
+        && types.zip(want).all(|(v, w)| match w {
+            T::I32 => matches!(v, ValType::I32),
+            T::I64 => matches!(v, ValType::I64),
+        })
+}
+
+/// Checks that `module` has the shape of `docs/abi.md` ("Module shape").
+pub(crate) fn check_module(module: &Module) -> Result<(), String> {
+    for imp in module.imports() {
+        if imp.module() != "rime" {
+            return Err(format!(
+                "import {}.{} is not from module `rime`",
+                imp.module(),
+                imp.name()
+            ));
+        }
+        let Some((_, params, results)) = IMPORTS.iter().find(|(n, ..)| *n == imp.name()) else {
+            return Err(format!("unknown import rime.{}", imp.name()));
+        };
+        match imp.ty() {
+            ExternType::Func(f) if same(f.params(), params) && same(f.results(), results) => {}
+            other => {
+                return Err(format!(
+                    "import rime.{} has type {other:?}, not the ABI's",
+                    imp.name()
+                ))
+            }
+        }
+    }
+    match module.get_export("rime_invoke") {
+        Some(ExternType::Func(f)) if same(f.params(), &[]) && same(f.results(), &[T::I32]) => {}
+        Some(_) => return Err("export `rime_invoke` must be a function () -> i32".into()),
+        None => return Err("no export `rime_invoke`".into()),
+    }
+    match module.get_export("memory") {
+        Some(ExternType::Memory(m)) if !m.is_64() && !m.is_shared() => {}
+        Some(_) => return Err("export `memory` must be a 32-bit unshared memory".into()),
+        None => return Err("no export `memory`".into()),
+    }
+    Ok(())
+}

@@ -1,0 +1,118 @@
+//! `scan`: records straight from the pages into the guest's buffer.
+//!
+//! The host keeps no cursor: the guest resumes from its last key. Bounds
+//! go to the stack (they may overlap the destination); the B+tree hands
+//! each entry to a closure that writes its record into guest memory, the
+//! one copy, and stops at the first record that does not fit.
+
+use super::memory::{range, NONE};
+use super::*;
+use crate::limits::MAX_KEY_LEN;
+use std::ops::{Bound, ControlFlow};
+use wasmtime::Linker;
+
+pub(crate) const SCAN_LO_EXCLUSIVE: i32 = 1;
+pub(crate) const SCAN_HI_INCLUSIVE: i32 = 2;
+const SCAN_END: u32 = u32::MAX;
+const HEADER: usize = 8;
+
+pub(super) fn define(l: &mut Linker<HostState>) -> Result<(), wasmtime::Error> {
+    l.func_wrap("rime", "scan", scan)?;
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)] // the ABI's signature
+fn scan(
+    mut caller: Caller<'_, HostState>,
+    ns: i32,
+    lo: i32,
+    lo_len: i32,
+    hi: i32,
+    hi_len: i32,
+    flags: i32,
+    buf: i32,
+    cap: i32,
+) -> Result<i32, wasmtime::Error> {
+    let mem = memory(&caller)?;
+    let (data, st) = mem.data_and_store_mut(&mut caller);
+    let lo_r = range("scan", data.len(), lo, lo_len)?;
+    let hi_r = if hi_len == NONE {
+        None
+    } else {
+        Some(range("scan", data.len(), hi, hi_len)?)
+    };
+    let dst = range("scan", data.len(), buf, cap)?;
+    let Some(h) = st.handle(ns) else {
+        return Ok(ERR_BAD_HANDLE);
+    };
+    if flags & !(SCAN_LO_EXCLUSIVE | SCAN_HI_INCLUSIVE) != 0 {
+        return Ok(ERR_INVALID);
+    }
+    if lo_r.len() > MAX_KEY_LEN || hi_r.as_ref().is_some_and(|r| r.len() > MAX_KEY_LEN) {
+        return Ok(ERR_KEY_TOO_LARGE);
+    }
+    let mut lo_buf = [0u8; MAX_KEY_LEN];
+    let lo_key = &mut lo_buf[..lo_r.len()];
+    lo_key.copy_from_slice(&data[lo_r]);
+    let mut hi_buf = [0u8; MAX_KEY_LEN];
+    let hi_key = match hi_r {
+        Some(r) => {
+            let k = &mut hi_buf[..r.len()];
+            k.copy_from_slice(&data[r]);
+            Some(&*k)
+        }
+        None => None,
+    };
+    let lo_b = if flags & SCAN_LO_EXCLUSIVE != 0 {
+        Bound::Excluded(&*lo_key)
+    } else if lo_key.is_empty() {
+        Bound::Unbounded
+    } else {
+        Bound::Included(&*lo_key)
+    };
+    let hi_b = match hi_key {
+        None => Bound::Unbounded,
+        Some(k) if flags & SCAN_HI_INCLUSIVE != 0 => Bound::Included(k),
+        Some(k) => Bound::Excluded(k),
+    };
+    // One call writes at most 2^31 - 1 bytes.
+    let cap = dst.len().min(i32::MAX as usize);
+    let out = &mut data[dst.start..dst.start + cap];
+    let mut pos = 0usize;
+    let mut needed = 0usize;
+    let mut stopped = false;
+    let r = st.tx()?.scan(h.tree, lo_b, hi_b, |k, v| {
+        let rec = HEADER + k.len() + v.len();
+        let Some(o) = out.get_mut(pos..pos + rec) else {
+            if pos == 0 {
+                needed = rec;
+            }
+            stopped = true;
+            return ControlFlow::Break(());
+        };
+        o[..4].copy_from_slice(&(k.len() as u32).to_le_bytes());
+        o[4..8].copy_from_slice(&(v.len() as u32).to_le_bytes());
+        o[8..8 + k.len()].copy_from_slice(k);
+        o[8 + k.len()..].copy_from_slice(v);
+        pos += rec;
+        ControlFlow::Continue(())
+    });
+    if let Err(e) = r {
+        return Err(st.abandon(e));
+    }
+    if stopped {
+        // Some record did not fit: whole records so far, or what the
+        // first one needs.
+        return Ok(if pos == 0 { needed } else { pos } as i32);
+    }
+    // Exhausted: the END record, if it fits; otherwise the guest resumes
+    // after the last entry and the next call returns just END.
+    match out.get_mut(pos..pos + 4) {
+        Some(o) => {
+            o.copy_from_slice(&SCAN_END.to_le_bytes());
+            Ok((pos + 4) as i32)
+        }
+        None if pos == 0 => Ok(4),
+        None => Ok(pos as i32),
+    }
+}

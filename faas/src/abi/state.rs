@@ -1,0 +1,288 @@
+//! `input`, `output`, `ns_open`, `get`, `put`, `delete`, `add`, `cas`,
+//! `log`. Every call checks all its guest ranges first (a bad one traps),
+//! then its arguments (error codes), then acts. None allocates on the
+//! host heap except `output` (the result buffer) and `log`.
+
+use super::memory::{optional_range, range, NONE};
+use super::*;
+use crate::limits::{MAX_KEY_LEN, MAX_LOG_LEN, MAX_OUTPUT_LEN, MAX_VALUE_LEN, MAX_WRITE_SET_BYTES};
+use wasmtime::Linker;
+
+type R = Result<i32, wasmtime::Error>;
+
+pub(super) fn define(l: &mut Linker<HostState>) -> Result<(), wasmtime::Error> {
+    l.func_wrap("rime", "input", input)?;
+    l.func_wrap("rime", "output", output)?;
+    l.func_wrap("rime", "ns_open", ns_open)?;
+    l.func_wrap("rime", "get", get)?;
+    l.func_wrap("rime", "put", put)?;
+    l.func_wrap("rime", "delete", delete)?;
+    l.func_wrap("rime", "add", add)?;
+    l.func_wrap("rime", "cas", cas)?;
+    l.func_wrap("rime", "log", log)?;
+    Ok(())
+}
+
+fn input(mut caller: Caller<'_, HostState>, buf: i32, cap: i32) -> R {
+    let mem = memory(&caller)?;
+    let (data, st) = mem.data_and_store_mut(&mut caller);
+    let dst = range("input", data.len(), buf, cap)?;
+    let input = st.input()?;
+    if input.len() <= dst.len() {
+        data[dst.start..dst.start + input.len()].copy_from_slice(input);
+    }
+    Ok(input.len() as i32) // <= MAX_INPUT_LEN
+}
+
+fn output(mut caller: Caller<'_, HostState>, ptr: i32, len: i32) -> R {
+    let mem = memory(&caller)?;
+    let (data, st) = mem.data_and_store_mut(&mut caller);
+    let src = range("output", data.len(), ptr, len)?;
+    if src.len() > MAX_OUTPUT_LEN {
+        st.output_refused = true;
+        return Ok(ERR_OUTPUT_TOO_LARGE);
+    }
+    st.output.clear();
+    st.output.extend_from_slice(&data[src]);
+    Ok(0)
+}
+
+fn ns_open(mut caller: Caller<'_, HostState>, name: i32, name_len: i32) -> R {
+    let mem = memory(&caller)?;
+    let (data, st) = mem.data_and_store_mut(&mut caller);
+    let name = &data[range("ns_open", data.len(), name, name_len)?];
+    if !crate::limits::valid_name(name) {
+        return Ok(ERR_INVALID);
+    }
+    if name == st.function.name.as_bytes() {
+        return Ok(0);
+    }
+    let Some(g) = st
+        .function
+        .grants
+        .iter()
+        .position(|g| g.name.as_bytes() == name)
+    else {
+        return Ok(ERR_DENIED);
+    };
+    let mut free = None;
+    for (i, h) in st.handles.iter().enumerate() {
+        match h {
+            Some(h) if usize::from(h.grant) == g => return Ok(i as i32),
+            None if free.is_none() => free = Some(i),
+            _ => {}
+        }
+    }
+    let Some(i) = free else {
+        return Ok(ERR_LIMIT);
+    };
+    let grant = &st.function.grants[g];
+    st.handles[i] = Some(Handle {
+        tree: grant.tree,
+        writable: grant.writable,
+        grant: g as u8, // grants < MAX_OPEN_NAMESPACES, checked at deploy
+    });
+    Ok(i as i32)
+}
+
+fn get(
+    mut caller: Caller<'_, HostState>,
+    ns: i32,
+    key: i32,
+    key_len: i32,
+    buf: i32,
+    cap: i32,
+) -> R {
+    let mem = memory(&caller)?;
+    let (data, st) = mem.data_and_store_mut(&mut caller);
+    let k = range("get", data.len(), key, key_len)?;
+    let dst = range("get", data.len(), buf, cap)?;
+    let Some(h) = st.handle(ns) else {
+        return Ok(ERR_BAD_HANDLE);
+    };
+    if k.len() > MAX_KEY_LEN {
+        return Ok(ERR_KEY_TOO_LARGE);
+    }
+    // The key goes to the stack: the destination may overlap it.
+    let mut kbuf = [0u8; MAX_KEY_LEN];
+    let key = &mut kbuf[..k.len()];
+    key.copy_from_slice(&data[k]);
+    let dst = &mut data[dst];
+    // The one copy: from the page (or the write set) into guest memory.
+    let r = st.tx()?.get(h.tree, key, |v| {
+        if let Some(d) = dst.get_mut(..v.len()) {
+            d.copy_from_slice(v);
+        }
+        v.len()
+    });
+    match r {
+        Ok(Some(n)) => Ok(n as i32), // values are far below 2 GiB
+        Ok(None) => Ok(ERR_NOT_FOUND),
+        Err(e) => Err(st.abandon(e)),
+    }
+}
+
+/// Checks a write's handle, grant, key and write-set room.
+fn writable(st: &mut HostState, ns: i32, key_len: usize, val_len: usize) -> Result<TreeId, i32> {
+    let h = st.handle(ns).ok_or(ERR_BAD_HANDLE)?;
+    if !h.writable {
+        return Err(ERR_DENIED);
+    }
+    if key_len > MAX_KEY_LEN {
+        return Err(ERR_KEY_TOO_LARGE);
+    }
+    if val_len > MAX_VALUE_LEN {
+        return Err(ERR_VALUE_TOO_LARGE);
+    }
+    let total = st.write_set_bytes + key_len + val_len;
+    if total > MAX_WRITE_SET_BYTES {
+        return Err(ERR_WRITE_SET_FULL);
+    }
+    Ok(h.tree)
+}
+
+/// Maps a storage error of a write to an ABI code, or abandons the attempt.
+fn write_error(st: &mut HostState, e: TxError) -> R {
+    match e {
+        TxError::ValueTooLarge { .. } => Ok(ERR_VALUE_TOO_LARGE),
+        TxError::KeyTooLarge { .. } => Ok(ERR_KEY_TOO_LARGE),
+        TxError::NotI64 { .. } => Ok(ERR_NOT_I64),
+        TxError::Overflow => Ok(ERR_OVERFLOW),
+        e => Err(st.abandon(e)),
+    }
+}
+
+fn put(
+    mut caller: Caller<'_, HostState>,
+    ns: i32,
+    key: i32,
+    key_len: i32,
+    val: i32,
+    val_len: i32,
+) -> R {
+    let mem = memory(&caller)?;
+    let (data, st) = mem.data_and_store_mut(&mut caller);
+    let k = range("put", data.len(), key, key_len)?;
+    let v = range("put", data.len(), val, val_len)?;
+    let tree = match writable(st, ns, k.len(), v.len()) {
+        Ok(t) => t,
+        Err(code) => return Ok(code),
+    };
+    let n = k.len() + v.len();
+    match st.tx()?.put(tree, &data[k], &data[v]) {
+        Ok(()) => {
+            st.write_set_bytes += n;
+            Ok(0)
+        }
+        Err(e) => write_error(st, e),
+    }
+}
+
+fn delete(mut caller: Caller<'_, HostState>, ns: i32, key: i32, key_len: i32) -> R {
+    let mem = memory(&caller)?;
+    let (data, st) = mem.data_and_store_mut(&mut caller);
+    let k = range("delete", data.len(), key, key_len)?;
+    let tree = match writable(st, ns, k.len(), 0) {
+        Ok(t) => t,
+        Err(code) => return Ok(code),
+    };
+    let n = k.len();
+    match st.tx()?.delete(tree, &data[k]) {
+        Ok(_) => {
+            st.write_set_bytes += n;
+            Ok(0)
+        }
+        Err(e) => write_error(st, e),
+    }
+}
+
+fn add(
+    mut caller: Caller<'_, HostState>,
+    ns: i32,
+    key: i32,
+    key_len: i32,
+    delta: i64,
+    out: i32,
+) -> R {
+    let mem = memory(&caller)?;
+    let (data, st) = mem.data_and_store_mut(&mut caller);
+    let k = range("add", data.len(), key, key_len)?;
+    let o = range("add", data.len(), out, 8)?;
+    let tree = match writable(st, ns, k.len(), 8) {
+        Ok(t) => t,
+        Err(code) => return Ok(code),
+    };
+    let n = k.len() + 8;
+    match st.tx()?.add(tree, &data[k], delta) {
+        Ok(new) => {
+            st.write_set_bytes += n;
+            data[o].copy_from_slice(&new.to_le_bytes());
+            Ok(0)
+        }
+        Err(e) => write_error(st, e),
+    }
+}
+
+#[allow(clippy::too_many_arguments)] // the ABI's signature
+fn cas(
+    mut caller: Caller<'_, HostState>,
+    ns: i32,
+    key: i32,
+    key_len: i32,
+    exp: i32,
+    exp_len: i32,
+    new: i32,
+    new_len: i32,
+) -> R {
+    let mem = memory(&caller)?;
+    let (data, st) = mem.data_and_store_mut(&mut caller);
+    let k = range("cas", data.len(), key, key_len)?;
+    let e = optional_range("cas", data.len(), exp, exp_len)?;
+    let v = optional_range("cas", data.len(), new, new_len)?;
+    let new_len = v.as_ref().map_or(0, |v| v.len());
+    let tree = match writable(st, ns, k.len(), new_len) {
+        Ok(t) => t,
+        Err(code) => return Ok(code),
+    };
+    if e.as_ref().is_some_and(|e| e.len() > MAX_VALUE_LEN) {
+        return Ok(ERR_VALUE_TOO_LARGE);
+    }
+    let n = k.len() + new_len;
+    let data: &[u8] = data;
+    let r = st
+        .tx()?
+        .cas(tree, &data[k], e.map(|e| &data[e]), v.map(|v| &data[v]));
+    match r {
+        Ok(true) => {
+            st.write_set_bytes += n;
+            Ok(0)
+        }
+        Ok(false) => Ok(1),
+        Err(e) => write_error(st, e),
+    }
+}
+
+fn log(
+    mut caller: Caller<'_, HostState>,
+    level: i32,
+    msg: i32,
+    msg_len: i32,
+) -> Result<(), wasmtime::Error> {
+    let mem = memory(&caller)?;
+    let (data, st) = mem.data_and_store_mut(&mut caller);
+    let m = range("log", data.len(), msg, msg_len)?;
+    let bytes = &data[m];
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_LOG_LEN)]);
+    let f = &*st.function.name;
+    match level {
+        i32::MIN..=0 => tracing::error!(target: "rime::faaslet", function = f, "{text}"),
+        1 => tracing::warn!(target: "rime::faaslet", function = f, "{text}"),
+        2 => tracing::info!(target: "rime::faaslet", function = f, "{text}"),
+        3 => tracing::debug!(target: "rime::faaslet", function = f, "{text}"),
+        _ => tracing::trace!(target: "rime::faaslet", function = f, "{text}"),
+    }
+    Ok(())
+}
+
+#[allow(dead_code)]
+const _: () = assert!(NONE == -1);

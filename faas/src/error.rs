@@ -1,0 +1,117 @@
+//! Errors, one type per operation. Every enum is `#[non_exhaustive]`.
+
+use rime_storage::{DbError, TxError};
+
+/// Why [`crate::Runtime::open`] failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    #[error("engine configuration: {0}")]
+    Engine(String),
+    #[error("module cache directory {path}: {source}")]
+    Cache {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("storage: {0}")]
+    Storage(#[from] TxError),
+    /// A function stored in the registry no longer loads.
+    #[error("deployed function {name:?} does not load: {reason}")]
+    Function { name: String, reason: String },
+}
+
+impl From<DbError> for OpenError {
+    fn from(e: DbError) -> Self {
+        OpenError::Storage(TxError::Db(e))
+    }
+}
+
+/// Why [`crate::Runtime::deploy`] refused a function.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DeployError {
+    #[error("invalid function name {0:?}: names are 1..=64 bytes of [a-z0-9_.-]")]
+    BadName(String),
+    #[error("invalid namespace grant {0:?}: names are 1..=64 bytes of [a-z0-9_.-]")]
+    BadGrant(String),
+    #[error("too many namespace grants: {0} (at most {max})", max = crate::limits::MAX_OPEN_NAMESPACES - 1)]
+    TooManyGrants(usize),
+    #[error("memory limit {requested} B exceeds the runtime's maximum {max} B")]
+    MemoryLimit { requested: u64, max: u64 },
+    #[error("deadline must be positive and at most {max:?}")]
+    BadDeadline { max: std::time::Duration },
+    /// Not a wasm module, or one wasmtime rejects (validation, compilation).
+    #[error("malformed module: {0}")]
+    Malformed(String),
+    /// A valid module that does not follow host ABI v1 (`docs/abi.md`).
+    #[error("module does not follow host ABI v1: {0}")]
+    Abi(String),
+    #[error("storage: {0}")]
+    Storage(#[from] TxError),
+}
+
+impl From<DbError> for DeployError {
+    fn from(e: DbError) -> Self {
+        DeployError::Storage(TxError::Db(e))
+    }
+}
+
+/// Why [`crate::Runtime::undeploy`] failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum UndeployError {
+    #[error("no function named {0:?}")]
+    NotFound(String),
+    #[error("storage: {0}")]
+    Storage(#[from] TxError),
+}
+
+/// Why an invocation produced no committed result. In every case nothing
+/// the invocation wrote was committed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvokeError {
+    #[error("no function named {0:?}")]
+    NotFound(String),
+    #[error("input of {len} bytes exceeds the limit of {max}")]
+    InputTooLarge { len: usize, max: usize },
+    /// The guest returned an application error; `message` is its output
+    /// (UTF-8, lossily decoded) and `code` its non-zero result.
+    #[error("function error ({code}): {message}")]
+    Function { code: i32, message: String },
+    /// The guest trapped (a panic, an out-of-bounds access, a bad pointer
+    /// passed to the host, stack overflow, ...).
+    #[error("trap: {0}")]
+    Trap(String),
+    /// The deadline passed (epoch interruption).
+    #[error("deadline of {0:?} exceeded")]
+    Timeout(std::time::Duration),
+    /// The instance wanted more memory than its limit and trapped for it
+    /// (a refused `memory.grow` alone is not an error: it returns -1).
+    #[error("memory limit of {limit} B exceeded")]
+    MemoryLimit { limit: u64 },
+    /// The guest tried to return more than `MAX_OUTPUT_LEN` bytes.
+    #[error("output larger than {max} bytes")]
+    OutputTooLarge { max: usize },
+    /// Serialization conflicts on every attempt.
+    #[error("conflict: gave up after {attempts} attempts")]
+    Conflict { attempts: u32 },
+    #[error("storage: {0}")]
+    Storage(TxError),
+    /// Too many instances alive at once (the pooling allocator is full).
+    #[error("instance limit reached: {0}")]
+    Overloaded(String),
+    /// A bug in the host (a caught panic, an unexpected wasmtime error).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<TxError> for InvokeError {
+    fn from(e: TxError) -> Self {
+        match e {
+            TxError::Conflict { attempts } => InvokeError::Conflict { attempts },
+            e => InvokeError::Storage(e),
+        }
+    }
+}

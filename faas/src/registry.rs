@@ -1,0 +1,366 @@
+//! The function registry: deployed functions, stored in the Db so they
+//! survive restarts.
+//!
+//! Tree `rime/functions` holds, per function `<name>`:
+//!
+//! | key | value |
+//! | --- | --- |
+//! | `m/<name>` | meta: format, generation, memory limit, deadline, module length, SHA-256 |
+//! | `g/<name>/<grant>` | `1` writable, `0` read-only |
+//! | `w/<name>/<generation u64 BE>/<chunk u32 BE>` | module bytes, in chunks of at most `rime_storage::MAX_VALUE_LEN` |
+//!
+//! A (re)deploy writes all of it in one transaction and deletes the
+//! previous generation's chunks and grants in the same transaction, so a
+//! crash leaves either the old function or the new one. A function's state
+//! lives in tree `ns/<name>`, which undeploy keeps.
+
+use crate::error::{DeployError, OpenError};
+use crate::limits::{
+    valid_name, DEFAULT_DEADLINE, DEFAULT_MEMORY_BYTES, MAX_DEADLINE, MAX_OPEN_NAMESPACES,
+};
+use rime_storage::{Db, TreeId, Tx, TxError};
+use std::ops::{Bound, ControlFlow};
+use std::time::Duration;
+use wasmtime::InstancePre;
+
+pub(crate) const REGISTRY_TREE: &str = "rime/functions";
+const META_FORMAT: u8 = 1;
+const META_LEN: usize = 1 + 8 + 8 + 8 + 4 + 32;
+
+/// The tree that holds namespace `name`.
+pub fn namespace_tree(name: &str) -> String {
+    format!("ns/{name}")
+}
+
+/// Access to another function's (or a shared) namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub namespace: String,
+    /// Write implies read.
+    pub writable: bool,
+}
+
+impl Grant {
+    pub fn read(namespace: impl Into<String>) -> Grant {
+        Grant {
+            namespace: namespace.into(),
+            writable: false,
+        }
+    }
+    pub fn write(namespace: impl Into<String>) -> Grant {
+        Grant {
+            namespace: namespace.into(),
+            writable: true,
+        }
+    }
+}
+
+/// A function's configuration, fixed at deploy time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FunctionConfig {
+    pub grants: Vec<Grant>,
+    /// Linear-memory limit.
+    pub memory_bytes: u64,
+    /// Wall-clock limit of one attempt.
+    pub deadline: Duration,
+}
+
+impl Default for FunctionConfig {
+    fn default() -> Self {
+        FunctionConfig {
+            grants: Vec::new(),
+            memory_bytes: DEFAULT_MEMORY_BYTES,
+            deadline: DEFAULT_DEADLINE,
+        }
+    }
+}
+
+impl FunctionConfig {
+    pub fn grant(mut self, g: Grant) -> Self {
+        self.grants.push(g);
+        self
+    }
+    pub fn memory_bytes(mut self, bytes: u64) -> Self {
+        self.memory_bytes = bytes;
+        self
+    }
+    pub fn deadline(mut self, d: Duration) -> Self {
+        self.deadline = d;
+        self
+    }
+}
+
+/// What [`crate::Runtime::functions`] reports.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct FunctionInfo {
+    pub name: String,
+    pub config: FunctionConfig,
+    /// SHA-256 of the module, hex.
+    pub module_hash: String,
+    pub module_len: usize,
+    /// Deploy count of this name (1 for the first deploy).
+    pub generation: u64,
+}
+
+pub(crate) struct ResolvedGrant {
+    pub name: String,
+    pub tree: TreeId,
+    pub writable: bool,
+}
+
+/// A deployed, compiled function.
+pub(crate) struct Function {
+    pub name: String,
+    pub config: FunctionConfig,
+    pub own_tree: TreeId,
+    pub grants: Vec<ResolvedGrant>,
+    pub pre: InstancePre<crate::abi::HostState>,
+    pub info: FunctionInfo,
+}
+
+pub(crate) fn check_config(
+    name: &str,
+    cfg: &FunctionConfig,
+    max_memory: u64,
+) -> Result<(), DeployError> {
+    if !valid_name(name.as_bytes()) {
+        return Err(DeployError::BadName(name.into()));
+    }
+    if cfg.grants.len() >= MAX_OPEN_NAMESPACES {
+        return Err(DeployError::TooManyGrants(cfg.grants.len()));
+    }
+    for (i, g) in cfg.grants.iter().enumerate() {
+        let dup = cfg.grants[..i].iter().any(|o| o.namespace == g.namespace);
+        if !valid_name(g.namespace.as_bytes()) || g.namespace == name || dup {
+            return Err(DeployError::BadGrant(g.namespace.clone()));
+        }
+    }
+    if cfg.memory_bytes > max_memory {
+        return Err(DeployError::MemoryLimit {
+            requested: cfg.memory_bytes,
+            max: max_memory,
+        });
+    }
+    if cfg.deadline.is_zero() || cfg.deadline > MAX_DEADLINE {
+        return Err(DeployError::BadDeadline { max: MAX_DEADLINE });
+    }
+    Ok(())
+}
+
+/// Resolves (creating if needed) the trees of `name`'s namespaces.
+pub(crate) fn resolve_trees(
+    db: &Db,
+    name: &str,
+    cfg: &FunctionConfig,
+) -> Result<(TreeId, Vec<ResolvedGrant>), rime_storage::DbError> {
+    let own = db.open_or_create_tree(&namespace_tree(name))?;
+    let grants = cfg
+        .grants
+        .iter()
+        .map(|g| {
+            Ok(ResolvedGrant {
+                name: g.namespace.clone(),
+                tree: db.open_or_create_tree(&namespace_tree(&g.namespace))?,
+                writable: g.writable,
+            })
+        })
+        .collect::<Result<_, rime_storage::DbError>>()?;
+    Ok((own, grants))
+}
+
+fn meta_key(name: &str) -> Vec<u8> {
+    format!("m/{name}").into_bytes()
+}
+fn grant_prefix(name: &str) -> Vec<u8> {
+    format!("g/{name}/").into_bytes()
+}
+fn chunk_prefix(name: &str, generation: u64) -> Vec<u8> {
+    let mut k = format!("w/{name}/").into_bytes();
+    k.extend_from_slice(&generation.to_be_bytes());
+    k.push(b'/');
+    k
+}
+
+struct Meta {
+    generation: u64,
+    memory_bytes: u64,
+    deadline: Duration,
+    module_len: u32,
+    hash: [u8; 32],
+}
+
+impl Meta {
+    fn encode(&self) -> [u8; META_LEN] {
+        let mut m = [0u8; META_LEN];
+        m[0] = META_FORMAT;
+        m[1..9].copy_from_slice(&self.generation.to_le_bytes());
+        m[9..17].copy_from_slice(&self.memory_bytes.to_le_bytes());
+        m[17..25].copy_from_slice(&(self.deadline.as_micros() as u64).to_le_bytes());
+        m[25..29].copy_from_slice(&self.module_len.to_le_bytes());
+        m[29..61].copy_from_slice(&self.hash);
+        m
+    }
+
+    fn decode(v: &[u8]) -> Option<Meta> {
+        if v.len() != META_LEN || v[0] != META_FORMAT {
+            return None;
+        }
+        let u64_at = |i: usize| u64::from_le_bytes(v[i..i + 8].try_into().unwrap());
+        Some(Meta {
+            generation: u64_at(1),
+            memory_bytes: u64_at(9),
+            deadline: Duration::from_micros(u64_at(17)),
+            module_len: u32::from_le_bytes(v[25..29].try_into().unwrap()),
+            hash: v[29..61].try_into().unwrap(),
+        })
+    }
+}
+
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    // Prefixes here end in b'/', so bumping the last byte gives the bound.
+    let mut e = prefix.to_vec();
+    *e.last_mut().expect("non-empty prefix") += 1;
+    e
+}
+
+/// A (key, value) pair copied out of the registry.
+type Entry = (Vec<u8>, Vec<u8>);
+
+fn keys_with_prefix(tx: &mut Tx<'_>, tree: TreeId, prefix: &[u8]) -> Result<Vec<Entry>, TxError> {
+    let end = prefix_end(prefix);
+    let mut out = Vec::new();
+    tx.scan(
+        tree,
+        Bound::Included(prefix),
+        Bound::Excluded(&end),
+        |k, v| {
+            out.push((k.to_vec(), v.to_vec()));
+            ControlFlow::Continue(())
+        },
+    )?;
+    Ok(out)
+}
+
+/// Deletes every trace of `name` in one transaction; returns the meta it had.
+fn remove(tx: &mut Tx<'_>, reg: TreeId, name: &str) -> Result<Option<Meta>, TxError> {
+    let Some(old) = tx.get(reg, &meta_key(name), Meta::decode)? else {
+        return Ok(None);
+    };
+    let Some(old) = old else {
+        return Err(TxError::Aborted(format!(
+            "registry entry of {name:?} is corrupt"
+        )));
+    };
+    for (k, _) in keys_with_prefix(tx, reg, &grant_prefix(name))? {
+        tx.delete(reg, &k)?;
+    }
+    for (k, _) in keys_with_prefix(tx, reg, &chunk_prefix(name, old.generation))? {
+        tx.delete(reg, &k)?;
+    }
+    tx.delete(reg, &meta_key(name))?;
+    Ok(Some(old))
+}
+
+/// Stores `name` (replacing any earlier deploy) in one transaction;
+/// returns the new generation.
+pub(crate) fn store(
+    db: &Db,
+    reg: TreeId,
+    name: &str,
+    wasm: &[u8],
+    hash: [u8; 32],
+    cfg: &FunctionConfig,
+) -> Result<u64, TxError> {
+    let module_len = u32::try_from(wasm.len()).map_err(|_| TxError::ValueTooLarge {
+        len: wasm.len(),
+        max: u32::MAX as usize,
+    })?;
+    db.transaction(|tx| {
+        let generation = remove(tx, reg, name)?.map_or(1, |m| m.generation + 1);
+        for g in &cfg.grants {
+            let mut k = grant_prefix(name);
+            k.extend_from_slice(g.namespace.as_bytes());
+            tx.put(reg, &k, &[u8::from(g.writable)])?;
+        }
+        let prefix = chunk_prefix(name, generation);
+        for (i, chunk) in wasm.chunks(rime_storage::MAX_VALUE_LEN).enumerate() {
+            let mut k = prefix.clone();
+            k.extend_from_slice(&(i as u32).to_be_bytes());
+            tx.put(reg, &k, chunk)?;
+        }
+        let meta = Meta {
+            generation,
+            memory_bytes: cfg.memory_bytes,
+            deadline: cfg.deadline,
+            module_len,
+            hash,
+        };
+        tx.put(reg, &meta_key(name), &meta.encode())?;
+        Ok(generation)
+    })
+}
+
+/// Removes `name`; whether it was deployed.
+pub(crate) fn delete(db: &Db, reg: TreeId, name: &str) -> Result<bool, TxError> {
+    db.transaction(|tx| Ok(remove(tx, reg, name)?.is_some()))
+}
+
+/// A stored function: name, config, module bytes, generation.
+pub(crate) struct Stored {
+    pub name: String,
+    pub config: FunctionConfig,
+    pub wasm: Vec<u8>,
+    pub generation: u64,
+}
+
+/// Every stored function, read in one transaction.
+pub(crate) fn load_all(db: &Db, reg: TreeId) -> Result<Vec<Stored>, OpenError> {
+    let all = db.transaction(|tx| {
+        let mut out = Vec::new();
+        for (k, v) in keys_with_prefix(tx, reg, b"m/")? {
+            let name = String::from_utf8_lossy(&k[2..]).into_owned();
+            let meta = Meta::decode(&v).ok_or_else(|| {
+                TxError::Aborted(format!("registry entry of {name:?} is corrupt"))
+            })?;
+            let mut grants = Vec::new();
+            let gp = grant_prefix(&name);
+            for (gk, gv) in keys_with_prefix(tx, reg, &gp)? {
+                grants.push(Grant {
+                    namespace: String::from_utf8_lossy(&gk[gp.len()..]).into_owned(),
+                    writable: gv.first() == Some(&1),
+                });
+            }
+            let mut wasm = Vec::with_capacity(meta.module_len as usize);
+            for (_, chunk) in keys_with_prefix(tx, reg, &chunk_prefix(&name, meta.generation))? {
+                wasm.extend_from_slice(&chunk);
+            }
+            out.push((name, meta, grants, wasm));
+        }
+        Ok(out)
+    })?;
+    all.into_iter()
+        .map(|(name, meta, grants, wasm)| {
+            use sha2::Digest;
+            if wasm.len() != meta.module_len as usize
+                || sha2::Sha256::digest(&wasm)[..] != meta.hash
+            {
+                return Err(OpenError::Function {
+                    name,
+                    reason: "stored module does not match its recorded length and hash".into(),
+                });
+            }
+            Ok(Stored {
+                name,
+                config: FunctionConfig {
+                    grants,
+                    memory_bytes: meta.memory_bytes,
+                    deadline: meta.deadline,
+                },
+                wasm,
+                generation: meta.generation,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,80 @@
+//! Shared set-up of the runtime's integration tests.
+#![allow(dead_code)]
+
+use rime_faas::{FunctionConfig, Runtime, RuntimeConfig};
+use rime_storage::{Db, Durability, Options};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tempfile::TempDir;
+
+/// The directory of the built guests: `RIME_GUESTS_DIR`, or the default
+/// output of `scripts/build-guests`.
+pub fn guests_dir() -> PathBuf {
+    match std::env::var_os("RIME_GUESTS_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../guests/target/wasm32-unknown-unknown/release"),
+    }
+}
+
+/// The freshly built module `name` (`counter`, `bank`, ...).
+pub fn guest(name: &str) -> Vec<u8> {
+    let path = guests_dir().join(format!("{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "cannot read guest module {}: {e}\nbuild the guests first: run `scripts/build-guests` \
+             (or set RIME_GUESTS_DIR to a directory holding {name}.wasm)",
+            path.display()
+        )
+    })
+}
+
+pub fn db_options() -> Options {
+    Options::default()
+        .pool_bytes(64 << 20)
+        .max_bytes(1 << 32)
+        .checkpoint_interval(None)
+        .durability(Durability::Sync)
+}
+
+pub fn open_db(dir: &Path) -> Arc<Db> {
+    Arc::new(Db::open(dir.join("db"), db_options()).expect("open db"))
+}
+
+pub fn runtime_config(dir: &Path) -> RuntimeConfig {
+    RuntimeConfig::default()
+        .cache_dir(dir.join("cache"))
+        .max_instances(64)
+}
+
+pub struct Env {
+    pub rt: Runtime,
+    pub dir: TempDir,
+}
+
+pub fn env() -> Env {
+    let dir = TempDir::new().unwrap();
+    let rt = Runtime::open(open_db(dir.path()), runtime_config(dir.path())).unwrap();
+    Env { rt, dir }
+}
+
+impl Env {
+    pub fn deploy(&self, name: &str, guest_name: &str, cfg: FunctionConfig) {
+        self.rt.deploy(name, &guest(guest_name), cfg).unwrap();
+    }
+
+    /// Invokes and returns the output as text, panicking on an error.
+    pub fn call(&self, name: &str, input: impl AsRef<[u8]>) -> String {
+        let inv = self.rt.invoke(name, input.as_ref()).unwrap_or_else(|e| {
+            panic!("{name}({:?}): {e}", String::from_utf8_lossy(input.as_ref()))
+        });
+        String::from_utf8(inv.output).unwrap()
+    }
+
+    /// The committed value of `key` in namespace `ns`.
+    pub fn load(&self, ns: &str, key: &[u8]) -> Option<Vec<u8>> {
+        let db = self.rt.db();
+        let tree = db.open_tree(&rime_faas::namespace_tree(ns)).unwrap()?;
+        db.get(tree, key).unwrap()
+    }
+}

@@ -1,0 +1,398 @@
+//! Deploying and invoking every example; hostile guests; the registry
+//! across restarts; the module cache.
+
+mod common;
+use common::*;
+use rime_faas::{DeployError, FunctionConfig, Grant, InvokeError, Runtime};
+use std::time::{Duration, Instant};
+
+const MARKER: &[u8] = b"hostile-was-here";
+
+#[test]
+fn counter_counts_and_respects_grants() {
+    let e = env();
+    e.deploy(
+        "counter",
+        "counter",
+        FunctionConfig::default().grant(Grant::write("stats")),
+    );
+    e.deploy(
+        "reader",
+        "counter",
+        FunctionConfig::default().grant(Grant::read("stats")),
+    );
+    assert_eq!(e.call("counter", ""), "1");
+    assert_eq!(e.call("counter", ""), "2");
+    assert_eq!(e.call("counter", "other"), "1");
+    assert_eq!(e.call("counter", "stats:hits"), "1");
+    assert_eq!(e.load("stats", b"hits"), Some(1i64.to_le_bytes().to_vec()));
+    assert_eq!(
+        e.load("counter", b"counter"),
+        Some(2i64.to_le_bytes().to_vec())
+    );
+    // A read-only grant refuses the add; an ungranted name is denied.
+    let err = e.rt.invoke("reader", b"stats:hits").unwrap_err();
+    assert!(matches!(err, InvokeError::Function { .. }), "{err}");
+    let err = e.rt.invoke("counter", b"secret:hits").unwrap_err();
+    assert!(err.to_string().contains("denied"), "{err}");
+    // Not an i64.
+    let db = e.rt.db();
+    let t = db.open_tree("ns/counter").unwrap().unwrap();
+    db.put(t, b"bad", b"not eight bytes").unwrap();
+    let err = e.rt.invoke("counter", b"bad").unwrap_err();
+    assert!(err.to_string().contains("i64"), "{err}");
+}
+
+#[test]
+fn bank_transfers_and_refusals() {
+    let e = env();
+    e.deploy("bank", "bank", FunctionConfig::default());
+    assert_eq!(e.call("bank", "open alice 100"), "ok");
+    assert_eq!(e.call("bank", "open bob 5"), "ok");
+    assert!(e.rt.invoke("bank", b"open bob 7").is_err());
+    assert_eq!(e.call("bank", "transfer alice bob 30"), "70 35");
+    let err = e.rt.invoke("bank", b"transfer bob alice 36").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "function error (1): overdraft: bob has 35, cannot send 36"
+    );
+    assert_eq!(e.call("bank", "balance bob"), "35");
+    assert_eq!(e.call("bank", "total"), "105");
+}
+
+fn kv_key(out: &mut Vec<u8>, k: &[u8]) {
+    out.extend_from_slice(&(k.len() as u16).to_le_bytes());
+    out.extend_from_slice(k);
+}
+fn kv_val(out: &mut Vec<u8>, v: &[u8]) {
+    out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+    out.extend_from_slice(v);
+}
+
+#[test]
+fn kv_round_trip_with_read_your_writes() {
+    let e = env();
+    e.deploy("kv", "kv", FunctionConfig::default());
+    let mut input = Vec::new();
+    for (k, v) in [(&b"a"[..], &b"1"[..]), (b"b", b"22"), (b"c", b"333")] {
+        input.push(b'p');
+        kv_key(&mut input, k);
+        kv_val(&mut input, v);
+    }
+    input.push(b'd');
+    kv_key(&mut input, b"b");
+    input.push(b'g');
+    kv_key(&mut input, b"a");
+    input.push(b'g');
+    kv_key(&mut input, b"b");
+    input.push(b'a');
+    kv_key(&mut input, b"n");
+    input.extend_from_slice(&(-4i64).to_le_bytes());
+    input.push(b's');
+    kv_key(&mut input, b"a");
+    input.extend_from_slice(&2u32.to_le_bytes());
+    let out = e.rt.invoke("kv", &input).unwrap().output;
+    let mut want = vec![1, 1, 0, 0, 0, b'1', 0];
+    want.extend_from_slice(&(-4i64).to_le_bytes());
+    want.extend_from_slice(&2u32.to_le_bytes());
+    kv_key(&mut want, b"a");
+    kv_val(&mut want, b"1");
+    kv_key(&mut want, b"c");
+    kv_val(&mut want, b"333");
+    assert_eq!(out, want);
+    // Committed: a second invocation sees the state.
+    let mut get = vec![b'g'];
+    kv_key(&mut get, b"c");
+    assert_eq!(
+        e.rt.invoke("kv", &get).unwrap().output,
+        [&[1, 3, 0, 0, 0][..], b"333"].concat()
+    );
+    assert_eq!(e.load("kv", b"b"), None);
+}
+
+#[test]
+fn kv_scan_pages_through_many_entries() {
+    let e = env();
+    e.deploy("kv", "kv", FunctionConfig::default());
+    let db = e.rt.db();
+    let t = db.open_tree("ns/kv").unwrap().unwrap();
+    db.transaction(|tx| {
+        for i in 0..3000u32 {
+            tx.put(t, format!("k{i:05}").as_bytes(), &[7u8; 100])?;
+        }
+        Ok(())
+    })
+    .unwrap();
+    let mut input = vec![b's'];
+    kv_key(&mut input, b"k00100");
+    input.extend_from_slice(&100_000u32.to_le_bytes());
+    let out = e.rt.invoke("kv", &input).unwrap().output;
+    assert_eq!(u32::from_le_bytes(out[..4].try_into().unwrap()), 2900);
+}
+
+fn range_input(lo: &[u8], hi: &[u8]) -> Vec<u8> {
+    let mut v = Vec::new();
+    for part in [lo, hi] {
+        v.extend_from_slice(&(part.len() as u16).to_le_bytes());
+        v.extend_from_slice(part);
+    }
+    v
+}
+
+#[test]
+fn pushdown_aggregates_a_range() {
+    let e = env();
+    e.deploy("pushdown", "pushdown", FunctionConfig::default());
+    let db = e.rt.db();
+    let t = db.open_tree("ns/pushdown").unwrap().unwrap();
+    db.transaction(|tx| {
+        for i in 0..2000i64 {
+            tx.put(t, format!("m/{i:06}").as_bytes(), &i.to_le_bytes())?;
+        }
+        tx.put(t, b"m/zzz", b"not a number")?;
+        Ok(())
+    })
+    .unwrap();
+    let out = e.call("pushdown", range_input(b"m/", b""));
+    assert_eq!(
+        out,
+        r#"{"count":2000,"sum":1999000,"min":0,"max":1999,"skipped":1}"#
+    );
+    let out = e.call("pushdown", range_input(b"m/000010", b"m/000020"));
+    assert_eq!(
+        out,
+        r#"{"count":10,"sum":145,"min":10,"max":19,"skipped":0}"#
+    );
+}
+
+fn hostile_env(deadline: Duration) -> Env {
+    let e = env();
+    e.deploy(
+        "hostile",
+        "hostile",
+        FunctionConfig::default()
+            .deadline(deadline)
+            .memory_bytes(16 << 20),
+    );
+    e
+}
+
+#[test]
+fn hostile_guests_are_contained_and_commit_nothing() {
+    let e = hostile_env(Duration::from_millis(200));
+    type Check = fn(&InvokeError) -> bool;
+    let cases: &[(&str, Check)] = &[
+        ("loop", |e| matches!(e, InvokeError::Timeout(_))),
+        (
+            "wild-pointer",
+            |e| matches!(e, InvokeError::Trap(m) if m.contains("outside")),
+        ),
+        (
+            "oob-length",
+            |e| matches!(e, InvokeError::Trap(m) if m.contains("outside")),
+        ),
+        (
+            "memory-bomb",
+            |e| matches!(e, InvokeError::Function { message, .. } if message.starts_with("memory.grow refused after")),
+        ),
+        ("panic", |e| matches!(e, InvokeError::Trap(_))),
+        ("stack-overflow", |e| matches!(e, InvokeError::Trap(_))),
+        // The SDK checks the length itself and answers with an error result.
+        (
+            "huge-output",
+            |e| matches!(e, InvokeError::Function { message, .. } if message.contains("output longer than 1048576")),
+        ),
+        ("nonsense", |e| {
+            matches!(e, InvokeError::Function { code: 1, .. })
+        }),
+    ];
+    for (case, ok) in cases {
+        let t = Instant::now();
+        let err = e.rt.invoke("hostile", case.as_bytes()).unwrap_err();
+        assert!(ok(&err), "{case}: unexpected {err:?}");
+        assert_eq!(
+            e.load("hostile", MARKER),
+            None,
+            "{case} committed its write"
+        );
+        eprintln!("{case}: {err} ({:?})", t.elapsed());
+    }
+    // The host is unharmed: the same runtime still works.
+    e.deploy("counter", "counter", FunctionConfig::default());
+    assert_eq!(e.call("counter", ""), "1");
+    let s = e.rt.stats();
+    assert!(s.traps >= 4 && s.timeouts == 1, "{s:?}");
+}
+
+#[test]
+fn memory_limit_stops_an_allocating_guest() {
+    // The SDK's allocator panics when memory.grow is refused: with 2 MiB,
+    // the 2 MiB output buffer of huge-output cannot be allocated.
+    let e = env();
+    e.deploy(
+        "hostile",
+        "hostile",
+        FunctionConfig::default().memory_bytes(2 << 20),
+    );
+    let err = e.rt.invoke("hostile", b"huge-output").unwrap_err();
+    assert!(
+        matches!(err, InvokeError::MemoryLimit { limit } if limit == 2 << 20),
+        "{err:?}"
+    );
+    assert_eq!(e.load("hostile", MARKER), None);
+}
+
+#[test]
+fn a_looping_guest_does_not_stop_others() {
+    let e = hostile_env(Duration::from_millis(500));
+    e.deploy("counter", "counter", FunctionConfig::default());
+    std::thread::scope(|s| {
+        let looping = s.spawn(|| {
+            let t = Instant::now();
+            let err = e.rt.invoke("hostile", b"loop").unwrap_err();
+            (err, t.elapsed())
+        });
+        let t = Instant::now();
+        let mut n = 0;
+        while t.elapsed() < Duration::from_millis(300) {
+            e.call("counter", "");
+            n += 1;
+        }
+        let (err, took) = looping.join().unwrap();
+        assert!(matches!(err, InvokeError::Timeout(_)), "{err:?}");
+        assert!(
+            took >= Duration::from_millis(500) && took < Duration::from_secs(3),
+            "{took:?}"
+        );
+        assert!(n >= 10, "only {n} counter invocations ran beside the loop");
+        eprintln!("{n} invocations beside a looping guest; the loop stopped after {took:?}");
+    });
+}
+
+#[test]
+fn malformed_and_non_abi_modules_are_deploy_errors() {
+    let e = env();
+    let cfg = FunctionConfig::default;
+    assert!(matches!(
+        e.rt.deploy("x", b"not wasm", cfg()),
+        Err(DeployError::Malformed(_))
+    ));
+    let mut truncated = guest("counter");
+    truncated.truncate(truncated.len() / 2);
+    assert!(matches!(
+        e.rt.deploy("x", &truncated, cfg()),
+        Err(DeployError::Malformed(_))
+    ));
+    let wrong_import = wat("(module (import \"env\" \"f\" (func)) (memory (export \"memory\") 1) (func (export \"rime_invoke\") (result i32) i32.const 0))");
+    assert!(matches!(
+        e.rt.deploy("x", &wrong_import, cfg()),
+        Err(DeployError::Abi(_))
+    ));
+    let wrong_sig = wat("(module (import \"rime\" \"get\" (func (param i32))) (memory (export \"memory\") 1) (func (export \"rime_invoke\") (result i32) i32.const 0))");
+    assert!(matches!(
+        e.rt.deploy("x", &wrong_sig, cfg()),
+        Err(DeployError::Abi(_))
+    ));
+    let no_memory = wat("(module (func (export \"rime_invoke\") (result i32) i32.const 0))");
+    assert!(matches!(
+        e.rt.deploy("x", &no_memory, cfg()),
+        Err(DeployError::Abi(_))
+    ));
+    assert!(matches!(
+        e.rt.deploy("Bad/Name", &guest("counter"), cfg()),
+        Err(DeployError::BadName(_))
+    ));
+    assert!(e.rt.functions().is_empty(), "nothing was stored");
+}
+
+/// A module in the text format: `Module::new` (and so `deploy`) accepts
+/// it as well as the binary format.
+fn wat(text: &str) -> Vec<u8> {
+    text.as_bytes().to_vec()
+}
+
+#[test]
+fn the_host_refuses_output_over_the_limit() {
+    let e = env();
+    // Asks for 2 MiB of output (its memory is 4 MiB); on refusal (-6)
+    // returns 1 without another output call.
+    let m = wat(r#"(module
+        (import "rime" "output" (func $out (param i32 i32) (result i32)))
+        (memory (export "memory") 64)
+        (func (export "rime_invoke") (result i32)
+            (if (result i32) (i32.eq (call $out (i32.const 0) (i32.const 0x200000)) (i32.const -6))
+                (then (i32.const 1)) (else (i32.const 0)))))"#);
+    e.rt.deploy("big", &m, FunctionConfig::default()).unwrap();
+    let err = e.rt.invoke("big", b"").unwrap_err();
+    assert!(
+        matches!(err, InvokeError::OutputTooLarge { max: 1048576 }),
+        "{err:?}"
+    );
+    let err = e.rt.invoke("big", &vec![0u8; (1 << 20) + 1]).unwrap_err();
+    assert!(matches!(err, InvokeError::InputTooLarge { .. }), "{err:?}");
+}
+
+#[test]
+fn functions_survive_restart_without_recompiling() {
+    let dir = tempfile::TempDir::new().unwrap();
+    {
+        let rt = Runtime::open(open_db(dir.path()), runtime_config(dir.path())).unwrap();
+        rt.deploy(
+            "counter",
+            &guest("counter"),
+            FunctionConfig::default().grant(Grant::write("stats")),
+        )
+        .unwrap();
+        rt.deploy(
+            "bank",
+            &guest("bank"),
+            FunctionConfig::default().deadline(Duration::from_millis(750)),
+        )
+        .unwrap();
+        rt.deploy("gone", &guest("kv"), FunctionConfig::default())
+            .unwrap();
+        rt.undeploy("gone").unwrap();
+        assert!(matches!(
+            rt.undeploy("gone"),
+            Err(rime_faas::UndeployError::NotFound(_))
+        ));
+        assert_eq!(rt.invoke("counter", b"").unwrap().output, b"1");
+        // Redeploy replaces: the same name now runs bank.
+        rt.deploy("counter", &guest("bank"), FunctionConfig::default())
+            .unwrap();
+        assert!(
+            rt.invoke("counter", b"").is_err(),
+            "bank refuses empty input"
+        );
+        rt.deploy(
+            "counter",
+            &guest("counter"),
+            FunctionConfig::default().grant(Grant::write("stats")),
+        )
+        .unwrap();
+        assert_eq!(
+            rt.stats().compiles,
+            3,
+            "counter, bank, kv compiled once each"
+        );
+    }
+    let rt = Runtime::open(open_db(dir.path()), runtime_config(dir.path())).unwrap();
+    let fs = rt.functions();
+    let names: Vec<_> = fs.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, ["bank", "counter"]);
+    assert_eq!(fs[0].config.deadline, Duration::from_millis(750));
+    assert_eq!(fs[1].config.grants, [Grant::write("stats")]);
+    assert_eq!(fs[1].generation, 3);
+    let s = rt.stats();
+    assert_eq!(
+        (s.compiles, s.cache_hits),
+        (0, 2),
+        "a restart loads compiled code from the cache"
+    );
+    assert_eq!(
+        rt.invoke("counter", b"").unwrap().output,
+        b"2",
+        "state survived too"
+    );
+    assert_eq!(rt.invoke("counter", b"stats:x").unwrap().output, b"1");
+}
