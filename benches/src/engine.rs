@@ -1,0 +1,151 @@
+//! The `Engine` trait every system under test implements, and the
+//! registry that builds them by name.
+
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// When a write is acknowledged; every engine of a row gets the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// No fsync on commit (a crash may lose acknowledged writes).
+    NoSync,
+    /// Durable at acknowledgement; concurrent commits may share one fsync
+    /// (Rime `Group`, others: their group-commit setting or per-commit sync).
+    Group,
+    /// fsync (or fdatasync) before every acknowledgement.
+    Sync,
+}
+
+impl FromStr for Durability {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "nosync" => Ok(Durability::NoSync),
+            "group" => Ok(Durability::Group),
+            "sync" => Ok(Durability::Sync),
+            _ => Err(format!("unknown durability {s:?} (nosync|group|sync)")),
+        }
+    }
+}
+
+impl fmt::Display for Durability {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Durability::NoSync => "nosync",
+            Durability::Group => "group",
+            Durability::Sync => "sync",
+        })
+    }
+}
+
+/// What an engine is opened with.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Cache / pool budget in bytes (Rime's buffer pool, RocksDB's block
+    /// cache, redb/fjall/sled cache sizes; LMDB and Redis have none).
+    pub pool_bytes: usize,
+    pub durability: Durability,
+    /// Expected records and value size (for sizing map sizes).
+    pub expected_bytes: u64,
+    pub threads: usize,
+}
+
+/// A key-value store under test. Shared by all worker threads (`&self`).
+///
+/// YCSB's semantics: `update` overwrites an existing record, `insert` adds
+/// a new one, `rmw` reads then writes the record (YCSB issues a read and
+/// an update; engines with transactions may do both in one, and say so in
+/// [`Engine::describe`]), `scan` reads up to `n` records from `start` on in
+/// key order.
+pub trait Engine: Send + Sync {
+    fn name(&self) -> &str;
+    /// Settings that matter for reading the numbers (durability mapping,
+    /// caches, transaction use).
+    fn describe(&self) -> String;
+    fn insert(&self, key: &[u8], value: &[u8]) -> Result<()>;
+    /// Bulk load: one batch/transaction where the engine has one.
+    fn insert_batch(&self, batch: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
+        for (k, v) in batch {
+            self.insert(k, v)?;
+        }
+        Ok(())
+    }
+    /// Copies the value into `out`; false if absent.
+    fn read(&self, key: &[u8], out: &mut Vec<u8>) -> Result<bool>;
+    fn update(&self, key: &[u8], value: &[u8]) -> Result<()>;
+    /// Reads `key`, lets `modify` turn the value into the new one, writes
+    /// it. False (nothing written) if absent.
+    fn rmw(&self, key: &[u8], modify: &mut dyn FnMut(&[u8], &mut Vec<u8>)) -> Result<bool> {
+        let mut cur = Vec::new();
+        if !self.read(key, &mut cur)? {
+            return Ok(false);
+        }
+        let mut new = Vec::with_capacity(cur.len());
+        modify(&cur, &mut new);
+        self.update(key, &new)?;
+        Ok(true)
+    }
+    /// Reads up to `n` records with keys `>= start`; returns how many.
+    fn scan(&self, start: &[u8], n: usize) -> Result<usize>;
+    /// Makes everything durable and releases resources (after the run).
+    fn close(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Engines this build knows, in report order (the first is the baseline
+/// ratios are taken against when present).
+pub fn available() -> Vec<&'static str> {
+    let mut v = vec!["rime", "rime-btree"];
+    if cfg!(feature = "peers-lmdb") {
+        v.push("lmdb");
+    }
+    if cfg!(feature = "peers-rocksdb") {
+        v.push("rocksdb");
+    }
+    if cfg!(feature = "peers-redb") {
+        v.push("redb");
+    }
+    if cfg!(feature = "peers-fjall") {
+        v.push("fjall");
+    }
+    if cfg!(feature = "peers-sled") {
+        v.push("sled");
+    }
+    if cfg!(feature = "peers-redis") {
+        v.push("redis");
+    }
+    v
+}
+
+/// Opens engine `name` in the (empty) directory `dir`.
+pub fn open(name: &str, dir: &Path, cfg: &EngineConfig) -> Result<Box<dyn Engine>> {
+    match name {
+        "rime" => Ok(Box::new(crate::engines::rime::RimeEngine::open(dir, cfg)?)),
+        "rime-btree" => Ok(Box::new(crate::engines::btree::BTreeEngine::open(
+            dir, cfg,
+        )?)),
+        #[cfg(feature = "peers-lmdb")]
+        "lmdb" => Ok(Box::new(crate::engines::lmdb::Lmdb::open(dir, cfg)?)),
+        #[cfg(feature = "peers-rocksdb")]
+        "rocksdb" => Ok(Box::new(crate::engines::rocksdb::Rocks::open(dir, cfg)?)),
+        #[cfg(feature = "peers-redb")]
+        "redb" => Ok(Box::new(crate::engines::redb::Redb::open(dir, cfg)?)),
+        #[cfg(feature = "peers-fjall")]
+        "fjall" => Ok(Box::new(crate::engines::fjall::Fjall::open(dir, cfg)?)),
+        #[cfg(feature = "peers-sled")]
+        "sled" => Ok(Box::new(crate::engines::sled::Sled::open(dir, cfg)?)),
+        #[cfg(feature = "peers-redis")]
+        "redis" => Ok(Box::new(crate::engines::redis::Redis::open(dir, cfg)?)),
+        "lmdb" | "rocksdb" | "redb" | "fjall" | "sled" | "redis" => Err(format!(
+            "engine {name} is not in this build: add `--features peers-{}` (or `peers`)",
+            name
+        )
+        .into()),
+        _ => Err(format!("unknown engine {name:?}; this build has {:?}", available()).into()),
+    }
+}

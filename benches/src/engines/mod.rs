@@ -1,0 +1,25 @@
+//! One adapter per system under test. Peers are behind cargo features
+//! (`peers-lmdb`, `peers-rocksdb`, …; `peers` = all).
+
+pub mod btree;
+pub mod rime;
+
+#[cfg(feature = "peers-fjall")]
+pub mod fjall;
+#[cfg(feature = "peers-lmdb")]
+pub mod lmdb;
+#[cfg(feature = "peers-redb")]
+pub mod redb;
+#[cfg(feature = "peers-redis")]
+pub mod redis;
+#[cfg(feature = "peers-rocksdb")]
+pub mod rocksdb;
+#[cfg(feature = "peers-sled")]
+pub mod sled;
+
+/// What every scan does with an entry, the same for all engines: touch the
+/// key and value lengths so the read cannot be optimised away.
+#[inline]
+pub fn consume(k: &[u8], v: &[u8]) -> usize {
+    std::hint::black_box(k.len() + v.len())
+}

@@ -1,0 +1,117 @@
+//! Rime's storage API (`rime_storage::Db`): one tree, every operation one
+//! serializable transaction committed through the WAL.
+
+use crate::engine::{Durability, Engine, EngineConfig, Result};
+use rime_storage::{Db, Options, TreeId};
+use std::ops::{Bound, ControlFlow};
+use std::path::Path;
+use std::time::Duration;
+
+pub struct RimeEngine {
+    db: Db,
+    tree: TreeId,
+    durability: Durability,
+    pool_bytes: usize,
+}
+
+/// Group mode's gather window: a few fsyncs' worth (~60 µs each here).
+pub const GROUP_DELAY: Duration = Duration::from_micros(200);
+
+pub fn storage_durability(d: Durability) -> rime_storage::Durability {
+    match d {
+        Durability::NoSync => rime_storage::Durability::NoSync,
+        Durability::Group => rime_storage::Durability::Group {
+            max_delay: GROUP_DELAY,
+        },
+        Durability::Sync => rime_storage::Durability::Sync,
+    }
+}
+
+impl RimeEngine {
+    pub fn open(dir: &Path, cfg: &EngineConfig) -> Result<Self> {
+        let opts = Options::default()
+            .pool_bytes(cfg.pool_bytes)
+            .durability(storage_durability(cfg.durability));
+        let db = Db::open(dir, opts)?;
+        let tree = db.open_or_create_tree("usertable")?;
+        Ok(RimeEngine {
+            db,
+            tree,
+            durability: cfg.durability,
+            pool_bytes: cfg.pool_bytes,
+        })
+    }
+}
+
+impl Engine for RimeEngine {
+    fn name(&self) -> &str {
+        "rime"
+    }
+    fn describe(&self) -> String {
+        format!(
+            "rime_storage::Db, one tree; every op one serializable transaction; \
+             durability {:?}; pool {} MiB; rmw = get+put in one transaction",
+            storage_durability(self.durability),
+            self.pool_bytes >> 20
+        )
+    }
+    fn insert(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        Ok(self.db.put(self.tree, key, value)?)
+    }
+    fn insert_batch(&self, batch: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
+        let t = self.tree;
+        self.db.transaction(|tx| {
+            for (k, v) in batch {
+                tx.put(t, k, v)?;
+            }
+            Ok(())
+        })?;
+        Ok(())
+    }
+    fn read(&self, key: &[u8], out: &mut Vec<u8>) -> Result<bool> {
+        let t = self.tree;
+        let found = self.db.transaction(|tx| {
+            tx.get(t, key, |v| {
+                out.clear();
+                out.extend_from_slice(v);
+            })
+        })?;
+        Ok(found.is_some())
+    }
+    fn update(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        Ok(self.db.put(self.tree, key, value)?)
+    }
+    fn rmw(&self, key: &[u8], modify: &mut dyn FnMut(&[u8], &mut Vec<u8>)) -> Result<bool> {
+        let t = self.tree;
+        let mut new = Vec::new();
+        let done = self.db.transaction(|tx| {
+            if tx.get(t, key, |v| modify(v, &mut new))?.is_none() {
+                return Ok(false);
+            }
+            tx.put(t, key, &new)?;
+            Ok(true)
+        })?;
+        Ok(done)
+    }
+    fn scan(&self, start: &[u8], n: usize) -> Result<usize> {
+        let t = self.tree;
+        let count = self.db.transaction(|tx| {
+            let mut count = 0;
+            tx.scan(t, Bound::Included(start), Bound::Unbounded, |k, v| {
+                super::consume(k, v);
+                count += 1;
+                if count >= n {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            })?;
+            Ok(count)
+        })?;
+        Ok(count)
+    }
+    fn close(&self) -> Result<()> {
+        self.db.checkpoint()?;
+        Ok(())
+    }
+}

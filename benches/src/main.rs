@@ -1,0 +1,377 @@
+//! `rime-bench`: the YCSB-style comparison. See `benches/README.md`.
+//!
+//! ```text
+//! cargo run -p rime-bench --release --features peers -- ycsb --workload A,B \
+//!     --engines rime,lmdb,rocksdb --preset ycsb --threads 1,2 --duration 10
+//! cargo run -p rime-bench --release --features peers -- full
+//! ```
+
+use clap::{Args, Parser, Subcommand};
+use rime_bench::engine::{self, Durability};
+use rime_bench::report::{self, Row};
+use rime_bench::runner::Stop;
+use rime_bench::workload::{Distribution, Preset};
+use rime_bench::Matrix;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "rime-bench",
+    about = "YCSB-style benchmarks: Rime and its peers side by side"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// One matrix of runs: engines × workloads × threads × durability.
+    Ycsb(YcsbArgs),
+    /// The whole comparison (A–F, every engine in this build, in-memory
+    /// and larger-than-memory, nosync and a durable row); writes
+    /// docs/benchmarks.md.
+    Full(FullArgs),
+    /// Lists the engines this build has.
+    Engines,
+}
+
+#[derive(Args)]
+struct YcsbArgs {
+    /// Workloads: A,B,…,F, `all`, or `rndread`.
+    #[arg(long, short, default_value = "A")]
+    workload: String,
+    /// Engines, comma-separated (see `engines`).
+    #[arg(long, short, default_value = "rime")]
+    engines: String,
+    /// ycsb (~23 B keys, 1 KiB values) | small (8 B / 120 B) | rndread
+    /// (1e7 × 8 B / 120 B, uniform reads) | ltm (ycsb sizes, data = 3 × pool).
+    #[arg(long, default_value = "ycsb")]
+    preset: Preset,
+    /// Records loaded (default: the preset's).
+    #[arg(long)]
+    records: Option<u64>,
+    /// Measured operations (all threads together); overrides --duration.
+    #[arg(long)]
+    ops: Option<u64>,
+    /// Measured seconds per run.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Unmeasured seconds before each run.
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// Thread counts, comma-separated.
+    #[arg(long, short, default_value = "1", value_delimiter = ',')]
+    threads: Vec<usize>,
+    /// nosync | group | sync, comma-separated for several rows.
+    #[arg(long, default_value = "nosync", value_delimiter = ',')]
+    durability: Vec<Durability>,
+    /// zipfian | uniform | latest: overrides the workloads' own.
+    #[arg(long)]
+    distribution: Option<Distribution>,
+    /// Key bytes (8 = binary u64; otherwise YCSB's "user<hash>" form).
+    #[arg(long)]
+    key_size: Option<usize>,
+    /// Value bytes (default: the preset's).
+    #[arg(long)]
+    value_size: Option<usize>,
+    /// Pool / cache budget in MiB (default: from the preset).
+    #[arg(long)]
+    pool_mib: Option<usize>,
+    /// Where engine files go (not tmpfs). Default $RIME_BENCH_DIR or
+    /// target/bench-data.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Output directory for results.md, results.csv and the SVGs.
+    #[arg(long, default_value = "target/bench-results")]
+    out: PathBuf,
+    #[arg(long)]
+    no_progress: bool,
+}
+
+#[derive(Args)]
+struct FullArgs {
+    /// Engines (default: every engine in this build).
+    #[arg(long, short)]
+    engines: Option<String>,
+    /// Records of the in-memory part (ycsb preset).
+    #[arg(long, default_value_t = 100_000)]
+    records: u64,
+    /// Records of the larger-than-memory part (pool = data / 3).
+    #[arg(long, default_value_t = 300_000)]
+    ltm_records: u64,
+    #[arg(long, default_value_t = 3.0)]
+    duration: f64,
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    #[arg(long, default_value = "1,2", value_delimiter = ',')]
+    threads: Vec<usize>,
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    #[arg(long, default_value = "docs/bench")]
+    out: PathBuf,
+    /// The Markdown file written with the machine and the table.
+    #[arg(long, default_value = "docs/benchmarks.md")]
+    doc: PathBuf,
+    #[arg(long)]
+    no_progress: bool,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let r = match cli.cmd {
+        Cmd::Ycsb(a) => ycsb(a),
+        Cmd::Full(a) => full(a),
+        Cmd::Engines => {
+            println!("{}", engine::available().join("\n"));
+            Ok(())
+        }
+    };
+    if let Err(e) = r {
+        eprintln!("rime-bench: {e}");
+        std::process::exit(1);
+    }
+}
+
+type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s.max(0.0))
+}
+
+fn engines_list(s: &str) -> Vec<&str> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+fn print_row(r: &Row) {
+    eprintln!(
+        "{:>10} {:>8} {:>7} {:>6} t={} {:>12.0} ops/s  p50 {:>8.1} µs  p99 {:>8.1} µs  p99.9 {:>8.1} µs{}",
+        r.engine,
+        r.workload,
+        r.preset,
+        r.durability,
+        r.threads,
+        r.ops_per_sec,
+        r.p50_us,
+        r.p99_us,
+        r.p999_us,
+        if r.errors > 0 {
+            format!("  {} errors", r.errors)
+        } else {
+            String::new()
+        }
+    );
+}
+
+fn ycsb(a: YcsbArgs) -> Res<()> {
+    let mut m = Matrix::new(a.preset, &engines_list(&a.engines), &a.workload)?;
+    if let Some(n) = a.records {
+        m.records = n;
+    }
+    m.stop = match a.ops {
+        Some(n) => Stop::Ops(n),
+        None => Stop::Duration(secs(a.duration)),
+    };
+    m.warmup = secs(a.warmup);
+    m.threads = a.threads;
+    m.durabilities = a.durability;
+    m.distribution = a.distribution;
+    if let Some(k) = a.key_size {
+        m.key_format = if k == 8 {
+            if m.key_format == rime_bench::workload::KeyFormat::OrderedU64 {
+                m.key_format
+            } else {
+                rime_bench::workload::KeyFormat::HashedU64
+            }
+        } else {
+            rime_bench::workload::KeyFormat::YcsbString
+        };
+    }
+    if let Some(v) = a.value_size {
+        m.value_len = v;
+    }
+    m.pool_bytes = a.pool_mib.map(|p| p << 20);
+    if let Some(d) = a.data_dir {
+        m.data_dir = d;
+    }
+    m.progress = !a.no_progress;
+    eprintln!(
+        "{} records, {} MiB data, pool {} MiB, engines {:?}",
+        m.records,
+        m.data_bytes() >> 20,
+        m.pool() >> 20,
+        m.engines
+    );
+    let rows = m.run(print_row)?;
+    let svgs = report::write_all(&a.out, &rows).map_err(|e| e.to_string())?;
+    println!("{}", report::markdown(&rows));
+    eprintln!(
+        "wrote {}/results.md, results.csv{}",
+        a.out.display(),
+        if svgs.is_empty() {
+            String::new()
+        } else {
+            format!(" and {} SVGs", svgs.len())
+        }
+    );
+    Ok(())
+}
+
+fn full(a: FullArgs) -> Res<()> {
+    let all = engine::available();
+    let engines: Vec<&str> = match &a.engines {
+        Some(e) => engines_list(e),
+        None => all.clone(),
+    };
+    let mut parts: Vec<(String, Matrix)> = Vec::new();
+    let setup = |preset: Preset, records: u64, wl: &str, durs: Vec<Durability>| -> Res<Matrix> {
+        let mut m = Matrix::new(preset, &engines, wl)?;
+        m.records = records;
+        m.stop = Stop::Duration(secs(a.duration));
+        m.warmup = secs(a.warmup);
+        m.threads = a.threads.clone();
+        m.durabilities = durs;
+        if let Some(d) = &a.data_dir {
+            m.data_dir = d.clone();
+        }
+        m.progress = !a.no_progress;
+        Ok(m)
+    };
+    parts.push((
+        "In memory (pool holds all data), no fsync".into(),
+        setup(Preset::Ycsb, a.records, "all", vec![Durability::NoSync])?,
+    ));
+    parts.push((
+        "Larger than memory (data ≈ 3 × pool), no fsync".into(),
+        setup(Preset::Ltm, a.ltm_records, "all", vec![Durability::NoSync])?,
+    ));
+    parts.push((
+        "Durable: fsync before every acknowledgement (workload A)".into(),
+        setup(Preset::Ycsb, a.records, "A", vec![Durability::Sync])?,
+    ));
+    let mut all_rows = Vec::new();
+    let mut sections = Vec::new();
+    for (title, m) in &parts {
+        eprintln!(
+            "== {title}: {} records, {} MiB data, pool {} MiB",
+            m.records,
+            m.data_bytes() >> 20,
+            m.pool() >> 20
+        );
+        let rows = m.run(print_row)?;
+        sections.push((title.clone(), m.clone(), rows.clone()));
+        all_rows.extend(rows);
+    }
+    let svgs = report::write_all(&a.out, &all_rows).map_err(|e| e.to_string())?;
+    let doc = benchmarks_md(&a, &engines, &sections, &svgs);
+    if let Some(parent) = a.doc.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(&a.doc, doc)?;
+    println!("{}", report::markdown(&all_rows));
+    eprintln!("wrote {} and {}/", a.doc.display(), a.out.display());
+    Ok(())
+}
+
+fn sh(cmd: &str, args: &[&str]) -> String {
+    std::process::Command::new(cmd)
+        .args(args)
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .map(str::trim)
+        .unwrap_or("?")
+        .to_string();
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("MemTotal"))
+        .and_then(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .and_then(|k| k.parse::<u64>().ok())
+        })
+        .map_or("?".into(), |kb| {
+            format!("{:.1} GiB", kb as f64 / (1 << 20) as f64)
+        });
+    format!(
+        "- CPU: {model}, {cpus} logical CPUs\n- Memory: {mem}\n- Kernel: {}\n- Disk: {}\n- rustc: {}\n- Date: {}\n",
+        sh("uname", &["-sr"]),
+        sh("sh", &["-c", "df -h --output=source,fstype,size . | tail -1"]),
+        sh("rustc", &["--version"]),
+        sh("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
+    )
+}
+
+fn benchmarks_md(
+    a: &FullArgs,
+    engines: &[&str],
+    sections: &[(String, Matrix, Vec<Row>)],
+    svgs: &[String],
+) -> String {
+    let args: Vec<String> = std::env::args().collect();
+    let mut s = String::new();
+    s.push_str("# Benchmarks: Rime and its peers, YCSB A–F\n\n");
+    s.push_str(
+        "Generated by `rime-bench full` (benches/). Do not edit by hand: rerun the command \
+         below and commit the result. Ratios (×rime) are each engine's ops/s over Rime's in \
+         the same cell (preset, workload, durability, threads, pool), measured in this run.\n\n",
+    );
+    s.push_str("## Command\n\n```sh\n");
+    s.push_str(&format!(
+        "cargo run -p rime-bench --release --features peers -- {}\n```\n\n",
+        args.iter().skip(1).cloned().collect::<Vec<_>>().join(" ")
+    ));
+    s.push_str("## Machine\n\n");
+    s.push_str(&machine());
+    s.push_str(&format!(
+        "\nEngines: {}. Each run: {:.1} s warm-up, {:.1} s measured; threads {:?}.\n\n",
+        engines.join(", "),
+        a.warmup,
+        a.duration,
+        a.threads
+    ));
+    s.push_str(
+        "Read `benches/README.md` for how each peer is configured, how durability maps \
+                onto each, and what the numbers do and do not show (in particular: the pool \
+                budget caps each engine's own cache, not the OS page cache).\n\n",
+    );
+    for (title, m, rows) in sections {
+        s.push_str(&format!(
+            "## {title}\n\n{} records ({:?} keys, {} B values) ≈ {} MiB; pool/cache {} MiB.\n\n",
+            m.records,
+            m.key_format,
+            m.value_len,
+            m.data_bytes() >> 20,
+            m.pool() >> 20
+        ));
+        s.push_str(&report::markdown(rows));
+        s.push('\n');
+    }
+    if !svgs.is_empty() {
+        s.push_str("## Plots\n\n");
+        let rel = Path::new("bench");
+        for f in svgs {
+            s.push_str(&format!("![{f}]({})\n", rel.join(f).display()));
+        }
+        s.push_str(&format!(
+            "\nCSV of every row: [{0}/results.csv]({0}/results.csv).\n",
+            rel.display()
+        ));
+    }
+    s
+}

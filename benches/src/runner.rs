@@ -1,0 +1,402 @@
+//! Load and run phases: worker threads, warm-up, latency histograms
+//! (HdrHistogram, ns, 3 significant digits), progress bars.
+
+use crate::engine::{Engine, Result};
+use crate::generator::{zeta, Latest, Rng64, ScrambledZipfian, Uniform, ZIPFIAN_CONSTANT};
+use crate::workload::{value_into, Distribution, KeyFormat, Op, Workload};
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// When the run phase stops.
+#[derive(Debug, Clone, Copy)]
+pub enum Stop {
+    /// After this many measured operations (all threads together).
+    Ops(u64),
+    /// After this long (measured part, warm-up not included).
+    Duration(Duration),
+}
+
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub workload: Workload,
+    pub records: u64,
+    pub stop: Stop,
+    pub threads: usize,
+    /// Time the workload runs unmeasured before measuring starts.
+    pub warmup: Duration,
+    pub key_format: KeyFormat,
+    pub value_len: usize,
+    pub progress: bool,
+    pub seed: u64,
+}
+
+/// What one run phase measured.
+#[derive(Debug, Clone)]
+pub struct RunResult {
+    pub ops: u64,
+    pub elapsed: Duration,
+    pub hist: Histogram<u64>,
+    pub per_op: Vec<(Op, u64)>,
+    pub not_found: u64,
+    pub errors: u64,
+    pub first_error: Option<String>,
+}
+
+impl RunResult {
+    pub fn ops_per_sec(&self) -> f64 {
+        self.ops as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+    /// Latency at `q` (0..1) in microseconds.
+    pub fn latency_us(&self, q: f64) -> f64 {
+        self.hist.value_at_quantile(q) as f64 / 1000.0
+    }
+}
+
+fn bar(progress: bool, len: u64, msg: String) -> ProgressBar {
+    let pb = ProgressBar::with_draw_target(
+        Some(len),
+        if progress {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        },
+    );
+    pb.set_style(
+        ProgressStyle::with_template("{msg:>28} [{bar:40}] {pos}/{len} {per_sec} eta {eta}")
+            .expect("template")
+            .progress_chars("=> "),
+    );
+    pb.set_message(msg);
+    pb
+}
+
+/// Bytes per batch of the load phase (one transaction/batch each).
+const LOAD_BATCH_BYTES: usize = 256 << 10;
+
+/// Loads records `0..records` with `threads` threads in batches.
+pub fn load(engine: &dyn Engine, cfg: &RunConfig) -> Result<Duration> {
+    let per = (LOAD_BATCH_BYTES / (cfg.value_len + cfg.key_format.avg_len())).clamp(1, 1000) as u64;
+    let next = AtomicU64::new(0);
+    let done = AtomicU64::new(0);
+    let failed: Mutex<Option<String>> = Mutex::new(None);
+    let pb = bar(cfg.progress, cfg.records, format!("load {}", engine.name()));
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..cfg.threads.max(1) {
+            let (next, done, failed) = (&next, &done, &failed);
+            s.spawn(move || {
+                let mut batch: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+                let mut rng = Rng64::new(cfg.seed ^ (t as u64) << 32);
+                loop {
+                    let lo = next.fetch_add(per, Ordering::Relaxed);
+                    if lo >= cfg.records || failed.lock().unwrap().is_some() {
+                        break;
+                    }
+                    let hi = (lo + per).min(cfg.records);
+                    batch.resize_with((hi - lo) as usize, Default::default);
+                    for (i, (k, v)) in batch.iter_mut().enumerate() {
+                        cfg.key_format.key_into(lo + i as u64, k);
+                        value_into(rng.next_u64(), cfg.value_len, v);
+                    }
+                    if let Err(e) = engine.insert_batch(&batch) {
+                        *failed.lock().unwrap() = Some(e.to_string());
+                        break;
+                    }
+                    done.fetch_add(hi - lo, Ordering::Relaxed);
+                }
+            });
+        }
+        while done.load(Ordering::Relaxed) < cfg.records && failed.lock().unwrap().is_none() {
+            pb.set_position(done.load(Ordering::Relaxed));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    pb.finish_and_clear();
+    if let Some(e) = failed.into_inner().unwrap() {
+        return Err(format!("load into {} failed: {e}", engine.name()).into());
+    }
+    Ok(started.elapsed())
+}
+
+/// Shared state of one run phase.
+struct Shared {
+    /// Next record number an insert takes (YCSB's insert key sequence).
+    insert_next: AtomicU64,
+    /// Highest record number known to be inserted (YCSB's acknowledged
+    /// counter; `fetch_max`, so a key briefly in flight may be chosen and
+    /// read as not found).
+    last: AtomicU64,
+    measuring: AtomicBool,
+    stop: AtomicBool,
+    /// Measured operations claimed so far (for `Stop::Ops`).
+    claimed: AtomicU64,
+    /// Measured operations completed (progress).
+    completed: AtomicU64,
+}
+
+enum Chooser {
+    Zipfian(ScrambledZipfian),
+    Uniform(Uniform),
+    Latest(Latest),
+}
+
+/// Runs the transaction phase on a loaded engine.
+pub fn run(engine: &dyn Engine, cfg: &RunConfig) -> Result<RunResult> {
+    assert!(cfg.records > 0, "run needs loaded records");
+    let insert_share: f64 = cfg
+        .workload
+        .mix
+        .iter()
+        .filter(|m| m.0 == Op::Insert)
+        .map(|m| m.1)
+        .sum();
+    // YCSB: the zipfian chooser covers records + 2 × expected inserts.
+    let expected_ops = match cfg.stop {
+        Stop::Ops(n) => n,
+        Stop::Duration(_) => cfg.records,
+    };
+    let expected_new = (expected_ops as f64 * insert_share * 2.0) as u64;
+    let latest_zeta = match cfg.workload.distribution {
+        Distribution::Latest => zeta(cfg.records, ZIPFIAN_CONSTANT),
+        _ => 0.0,
+    };
+    let shared = Shared {
+        insert_next: AtomicU64::new(cfg.records),
+        last: AtomicU64::new(cfg.records - 1),
+        measuring: AtomicBool::new(cfg.warmup.is_zero()),
+        stop: AtomicBool::new(false),
+        claimed: AtomicU64::new(0),
+        completed: AtomicU64::new(0),
+    };
+    let chooser = cfg.workload.chooser();
+    let (pb_len, msg) = match cfg.stop {
+        Stop::Ops(n) => (n, format!("{} {}", cfg.workload.name, engine.name())),
+        Stop::Duration(d) => (
+            d.as_millis() as u64,
+            format!("{} {} (ms)", cfg.workload.name, engine.name()),
+        ),
+    };
+    let pb = bar(cfg.progress, pb_len, msg);
+
+    let mut measure_start = Instant::now();
+    let results: Vec<WorkerOut> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..cfg.threads.max(1))
+            .map(|t| {
+                let (shared, chooser) = (&shared, &chooser);
+                let key_chooser = match cfg.workload.distribution {
+                    Distribution::Zipfian => {
+                        Chooser::Zipfian(ScrambledZipfian::new(0, cfg.records + expected_new - 1))
+                    }
+                    Distribution::Uniform => Chooser::Uniform(Uniform::new(0, cfg.records - 1)),
+                    Distribution::Latest => {
+                        Chooser::Latest(Latest::with_zetan(cfg.records, latest_zeta))
+                    }
+                };
+                s.spawn(move || worker(engine, cfg, shared, chooser, key_chooser, t as u64))
+            })
+            .collect();
+        // Warm-up, then measure.
+        if !cfg.warmup.is_zero() {
+            std::thread::sleep(cfg.warmup);
+            measure_start = Instant::now();
+            shared.measuring.store(true, Ordering::Release);
+        }
+        let deadline = match cfg.stop {
+            Stop::Duration(d) => Some(measure_start + d),
+            Stop::Ops(_) => None,
+        };
+        while !handles.iter().all(|h| h.is_finished()) {
+            match deadline {
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        shared.stop.store(true, Ordering::Release);
+                    }
+                    pb.set_position((now - measure_start).as_millis().min(pb_len as u128) as u64);
+                }
+                None => pb.set_position(shared.completed.load(Ordering::Relaxed)),
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("worker panicked"))
+            .collect()
+    });
+    pb.finish_and_clear();
+    // Elapsed: from measuring to the last worker's last operation.
+    let end = results.iter().map(|r| r.end).max().unwrap_or(measure_start);
+    let elapsed = end.saturating_duration_since(measure_start);
+    let mut hist = new_hist();
+    let mut per_op: Vec<(Op, u64)> = Op::ALL.iter().map(|&o| (o, 0)).collect();
+    let (mut ops, mut not_found, mut errors, mut first_error) = (0, 0, 0, None);
+    for r in results {
+        hist.add(&r.hist).expect("same bounds");
+        for (i, n) in r.per_op.iter().enumerate() {
+            per_op[i].1 += n;
+        }
+        ops += r.ops;
+        not_found += r.not_found;
+        errors += r.errors;
+        if first_error.is_none() {
+            first_error = r.first_error;
+        }
+    }
+    per_op.retain(|p| p.1 > 0);
+    Ok(RunResult {
+        ops,
+        elapsed,
+        hist,
+        per_op,
+        not_found,
+        errors,
+        first_error,
+    })
+}
+
+fn new_hist() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 120_000_000_000, 3).expect("histogram bounds")
+}
+
+struct WorkerOut {
+    hist: Histogram<u64>,
+    per_op: [u64; 5],
+    ops: u64,
+    not_found: u64,
+    errors: u64,
+    first_error: Option<String>,
+    end: Instant,
+}
+
+fn worker(
+    engine: &dyn Engine,
+    cfg: &RunConfig,
+    shared: &Shared,
+    ops: &crate::workload::OpChooser,
+    mut keys: Chooser,
+    t: u64,
+) -> WorkerOut {
+    let mut rng = Rng64::new(cfg.seed.wrapping_add(0x1234_5678 * (t + 1)));
+    let mut out = WorkerOut {
+        hist: new_hist(),
+        per_op: [0; 5],
+        ops: 0,
+        not_found: 0,
+        errors: 0,
+        first_error: None,
+        end: Instant::now(),
+    };
+    let mut key = Vec::with_capacity(32);
+    let mut value = Vec::with_capacity(cfg.value_len);
+    let mut read_buf = Vec::with_capacity(cfg.value_len);
+    let mut measuring = shared.measuring.load(Ordering::Acquire);
+    // Measured ops this thread may still do before claiming more (claims
+    // go in chunks so the shared counters are not touched on every op).
+    let mut budget = 0u64;
+    let mut pending = 0u64;
+    loop {
+        if shared.stop.load(Ordering::Relaxed) {
+            break;
+        }
+        if !measuring && shared.measuring.load(Ordering::Acquire) {
+            measuring = true;
+        }
+        if measuring && budget == 0 {
+            shared.completed.fetch_add(pending, Ordering::Relaxed);
+            pending = 0;
+            budget = match cfg.stop {
+                Stop::Ops(n) => {
+                    let prev = shared.claimed.fetch_add(CLAIM, Ordering::Relaxed);
+                    if prev >= n {
+                        break;
+                    }
+                    CLAIM.min(n - prev)
+                }
+                Stop::Duration(_) => CLAIM,
+            };
+        }
+        let op = ops.pick(rng.next_f64());
+        let started;
+        let r: Result<bool> = match op {
+            Op::Insert => {
+                let n = shared.insert_next.fetch_add(1, Ordering::Relaxed);
+                cfg.key_format.key_into(n, &mut key);
+                value_into(rng.next_u64(), cfg.value_len, &mut value);
+                started = Instant::now();
+                let r = engine.insert(&key, &value).map(|()| true);
+                shared.last.fetch_max(n, Ordering::Release);
+                r
+            }
+            _ => {
+                let last = shared.last.load(Ordering::Acquire);
+                let n = loop {
+                    let n = match &mut keys {
+                        Chooser::Zipfian(z) => z.next(&mut rng),
+                        Chooser::Uniform(u) => u.next(&mut rng),
+                        Chooser::Latest(l) => l.next(&mut rng, last),
+                    };
+                    if n <= last {
+                        break n;
+                    }
+                };
+                cfg.key_format.key_into(n, &mut key);
+                match op {
+                    Op::Read => {
+                        started = Instant::now();
+                        engine.read(&key, &mut read_buf)
+                    }
+                    Op::Update => {
+                        value_into(rng.next_u64(), cfg.value_len, &mut value);
+                        started = Instant::now();
+                        engine.update(&key, &value).map(|()| true)
+                    }
+                    Op::ReadModifyWrite => {
+                        let stamp = rng.next_u64().to_le_bytes();
+                        started = Instant::now();
+                        engine.rmw(&key, &mut |old, new| {
+                            // YCSB's F rewrites one field: new bytes at the front.
+                            new.clear();
+                            new.extend_from_slice(old);
+                            let m = new.len().min(8);
+                            new[..m].copy_from_slice(&stamp[..m]);
+                        })
+                    }
+                    Op::Scan => {
+                        let len = 1 + rng.below(cfg.workload.max_scan_len as u64) as usize;
+                        started = Instant::now();
+                        engine.scan(&key, len).map(|n| n > 0)
+                    }
+                    Op::Insert => unreachable!(),
+                }
+            }
+        };
+        let now = Instant::now();
+        if measuring {
+            let ns = (now - started).as_nanos().max(1) as u64;
+            out.hist.saturating_record(ns);
+            out.per_op[Op::ALL.iter().position(|&o| o == op).unwrap_or(0)] += 1;
+            out.ops += 1;
+            out.end = now;
+            budget -= 1;
+            pending += 1;
+            match r {
+                Ok(true) => {}
+                Ok(false) => out.not_found += 1,
+                Err(e) => {
+                    out.errors += 1;
+                    if out.first_error.is_none() {
+                        out.first_error = Some(e.to_string());
+                    }
+                }
+            }
+        }
+    }
+    shared.completed.fetch_add(pending, Ordering::Relaxed);
+    out
+}
+
+/// Operations a worker claims at a time in `Stop::Ops` mode.
+const CLAIM: u64 = 64;
