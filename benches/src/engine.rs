@@ -122,6 +122,9 @@ pub fn available() -> Vec<&'static str> {
     v
 }
 
+/// Every peer adapter, built or not.
+pub const PEERS: [&str; 6] = ["lmdb", "rocksdb", "redb", "fjall", "sled", "redis"];
+
 /// Opens engine `name` in the (empty) directory `dir`.
 pub fn open(name: &str, dir: &Path, cfg: &EngineConfig) -> Result<Box<dyn Engine>> {
     match name {
@@ -141,7 +144,7 @@ pub fn open(name: &str, dir: &Path, cfg: &EngineConfig) -> Result<Box<dyn Engine
         "sled" => Ok(Box::new(crate::engines::sled::Sled::open(dir, cfg)?)),
         #[cfg(feature = "peers-redis")]
         "redis" => Ok(Box::new(crate::engines::redis::Redis::open(dir, cfg)?)),
-        "lmdb" | "rocksdb" | "redb" | "fjall" | "sled" | "redis" => Err(format!(
+        peer if PEERS.contains(&peer) => Err(format!(
             "engine {name} is not in this build: add `--features peers-{}` (or `peers`)",
             name
         )
