@@ -1,1 +1,180 @@
-fn main() {}
+//! Faaslet benchmarks (criterion):
+//!
+//! * `invoke/empty`: one invocation of an empty faaslet — instantiate from
+//!   the pooling allocator, call, drop, plus the (empty, read-only)
+//!   transaction around it.
+//! * `get`, `put`: 1000 calls inside one invocation from a guest, next to
+//!   1000 native `Tx` calls in one `Db::transaction`, in the same run. The
+//!   per-call cost is the difference to the `x0` variant, divided by 1000.
+//! * `scan`: aggregating 10 000 i64 values from a guest (`pushdown`, which
+//!   copies records page → guest buffer) next to the same aggregation
+//!   natively (`Tx::scan`).
+//!
+//! Durability is `NoSync` (so the commit's fsync does not drown the CPU
+//! costs being compared); run with `cargo bench -p rime-faas`.
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use rime_faas::{FunctionConfig, Runtime, RuntimeConfig};
+use rime_storage::{Db, Durability, Options};
+use std::ops::{Bound, ControlFlow};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+const EMPTY: &str = r#"(module (memory (export "memory") 1)
+  (func (export "rime_invoke") (result i32) (i32.const 0)))"#;
+
+/// Input `n: u32, mode: u32`: mode 0 = `get` of key "key" into a 4 KiB
+/// buffer, 1 = `put` of a 100-byte value to "key"; `n` times.
+const PROBE: &str = r#"(module
+  (import "rime" "input" (func $input (param i32 i32) (result i32)))
+  (import "rime" "get" (func $get (param i32 i32 i32 i32 i32) (result i32)))
+  (import "rime" "put" (func $put (param i32 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 2)
+  (data (i32.const 0) "key")
+  (func (export "rime_invoke") (result i32)
+    (local $n i32) (local $i i32)
+    (drop (call $input (i32.const 16) (i32.const 8)))
+    (local.set $n (i32.load (i32.const 16)))
+    (block $done (loop $next
+      (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
+      (if (i32.eqz (i32.load (i32.const 20)))
+        (then (if (i32.ne (call $get (i32.const 0) (i32.const 0) (i32.const 3) (i32.const 1024) (i32.const 4096))
+                          (i32.const 100))
+                (then unreachable)))
+        (else (if (i32.ne (call $put (i32.const 0) (i32.const 0) (i32.const 3) (i32.const 1024) (i32.const 100))
+                          (i32.const 0))
+                (then unreachable))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $next)))
+    (i32.const 0)))"#;
+
+fn guests_dir() -> PathBuf {
+    std::env::var_os("RIME_GUESTS_DIR").map_or_else(
+        || {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../guests/target/wasm32-unknown-unknown/release")
+        },
+        PathBuf::from,
+    )
+}
+
+fn input(n: u32, mode: u32) -> Vec<u8> {
+    [n.to_le_bytes(), mode.to_le_bytes()].concat()
+}
+
+fn benches(c: &mut Criterion) {
+    let dir = tempfile::TempDir::new().unwrap();
+    let opts = Options::default()
+        .durability(Durability::NoSync)
+        .checkpoint_interval(None)
+        .max_bytes(1 << 34);
+    let db = Arc::new(Db::open(dir.path().join("db"), opts).unwrap());
+    let rt = Runtime::open(
+        db.clone(),
+        RuntimeConfig::default().cache_dir(dir.path().join("cache")),
+    )
+    .unwrap();
+    rt.deploy("empty", EMPTY.as_bytes(), FunctionConfig::default())
+        .unwrap();
+    rt.deploy("probe", PROBE.as_bytes(), FunctionConfig::default())
+        .unwrap();
+    let pushdown = std::fs::read(guests_dir().join("pushdown.wasm"))
+        .expect("build the guests first: scripts/build-guests");
+    rt.deploy("pushdown", &pushdown, FunctionConfig::default())
+        .unwrap();
+    let probe_tree = db.open_tree("ns/probe").unwrap().unwrap();
+    db.put(probe_tree, b"key", &[5u8; 100]).unwrap();
+    let scan_tree = db.open_tree("ns/pushdown").unwrap().unwrap();
+    db.transaction(|tx| {
+        for i in 0..10_000i64 {
+            tx.put(scan_tree, format!("v/{i:08}").as_bytes(), &i.to_le_bytes())?;
+        }
+        Ok(())
+    })
+    .unwrap();
+
+    let mut g = c.benchmark_group("invoke");
+    g.bench_function("empty", |b| b.iter(|| rt.invoke("empty", b"").unwrap()));
+    g.finish();
+
+    let mut g = c.benchmark_group("get");
+    g.throughput(Throughput::Elements(1000));
+    for (name, n) in [("guest_x0", 0), ("guest_x1000", 1000)] {
+        let inp = input(n, 0);
+        g.bench_function(name, |b| b.iter(|| rt.invoke("probe", &inp).unwrap()));
+    }
+    g.bench_function("native_x1000", |b| {
+        let mut buf = [0u8; 4096];
+        b.iter(|| {
+            db.transaction(|tx| {
+                for _ in 0..1000 {
+                    let n = tx
+                        .get(probe_tree, b"key", |v| {
+                            buf[..v.len()].copy_from_slice(v);
+                            v.len()
+                        })?
+                        .unwrap();
+                    assert_eq!(n, 100);
+                }
+                Ok(())
+            })
+            .unwrap()
+        })
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("put");
+    g.throughput(Throughput::Elements(1000));
+    for (name, n) in [("guest_x0", 0), ("guest_x1000", 1000)] {
+        let inp = input(n, 1);
+        g.bench_function(name, |b| b.iter(|| rt.invoke("probe", &inp).unwrap()));
+    }
+    g.bench_function("native_x1000", |b| {
+        let value = [5u8; 100];
+        b.iter(|| {
+            db.transaction(|tx| {
+                for _ in 0..1000 {
+                    tx.put(probe_tree, b"key", &value)?;
+                }
+                Ok(())
+            })
+            .unwrap()
+        })
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("scan");
+    g.throughput(Throughput::Elements(10_000));
+    let range = [&0u16.to_le_bytes()[..], &0u16.to_le_bytes()[..]].concat();
+    g.bench_function("guest_pushdown_10k", |b| {
+        b.iter(|| {
+            let out = rt.invoke("pushdown", &range).unwrap().output;
+            assert!(out.starts_with(b"{\"count\":10000,"));
+        })
+    });
+    g.bench_function("native_10k", |b| {
+        b.iter_batched(
+            || (),
+            |()| {
+                db.transaction(|tx| {
+                    let (mut count, mut sum) = (0u64, 0i128);
+                    tx.scan(scan_tree, Bound::Unbounded, Bound::Unbounded, |_, v| {
+                        if let Ok(b) = <[u8; 8]>::try_from(v) {
+                            count += 1;
+                            sum += i128::from(i64::from_le_bytes(b));
+                        }
+                        ControlFlow::Continue(())
+                    })?;
+                    assert_eq!(count, 10_000);
+                    Ok(sum)
+                })
+                .unwrap()
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(faaslet, benches);
+criterion_main!(faaslet);

@@ -152,9 +152,8 @@ fn classify(store: &mut Store<HostState>, e: wasmtime::Error, f: &Function) -> I
             limit: f.config.memory_bytes,
         };
     }
-    let text = format!("{e:#}");
-    if text.contains("maximum concurrent") || text.contains("pooling") {
-        return InvokeError::Overloaded(text);
+    if let Some(p) = e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>() {
+        return InvokeError::Overloaded(p.to_string());
     }
     // The trap itself and the innermost guest frame, not the whole backtrace.
     let mut msg = e.root_cause().to_string();

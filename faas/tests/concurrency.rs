@@ -168,3 +168,66 @@ fn transfers_survive_kill_9() {
         );
     }
 }
+
+#[test]
+fn guests_read_correctly_while_pages_are_evicted_under_them() {
+    // A pool of 1 MiB under a namespace of ~5 MiB: guests' gets go through
+    // the B+tree's optimistic (fault-guarded) descents while other threads'
+    // reads evict pages, with wasmtime's trap handler installed.
+    let dir = tempfile::TempDir::new().unwrap();
+    let db = std::sync::Arc::new(
+        rime_storage::Db::open(dir.path().join("db"), db_options().pool_bytes(1 << 20)).unwrap(),
+    );
+    let rt = Runtime::open(db.clone(), runtime_config(dir.path())).unwrap();
+    rt.deploy("kv", &guest("kv"), FunctionConfig::default())
+        .unwrap();
+    let t = db.open_tree("ns/kv").unwrap().unwrap();
+    const KEYS: u32 = 20_000;
+    let value = |i: u32| format!("{i:0>200}").into_bytes();
+    for chunk in (0..KEYS).collect::<Vec<_>>().chunks(2000) {
+        db.transaction(|tx| {
+            for &i in chunk {
+                tx.put(t, format!("key{i:06}").as_bytes(), &value(i))?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    }
+    let before = db.stats().pool;
+    std::thread::scope(|s| {
+        for seed in 0..2 {
+            let rt = &rt;
+            s.spawn(move || {
+                let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+                for _ in 0..300 {
+                    let keys: Vec<u32> = (0..20).map(|_| rng.gen_range(0..KEYS)).collect();
+                    let mut input = Vec::new();
+                    for &k in &keys {
+                        let key = format!("key{k:06}");
+                        input.push(b'g');
+                        input.extend_from_slice(&(key.len() as u16).to_le_bytes());
+                        input.extend_from_slice(key.as_bytes());
+                    }
+                    let out = rt.invoke("kv", &input).unwrap().output;
+                    let mut at = 0;
+                    for &k in &keys {
+                        assert_eq!(out[at], 1, "key{k:06} missing");
+                        let len =
+                            u32::from_le_bytes(out[at + 1..at + 5].try_into().unwrap()) as usize;
+                        assert_eq!(&out[at + 5..at + 5 + len], &value(k)[..]);
+                        at += 5 + len;
+                    }
+                }
+            });
+        }
+    });
+    let after = db.stats().pool;
+    eprintln!(
+        "evictions {}, restarts {}, faults {}",
+        after.evictions - before.evictions,
+        after.restarts - before.restarts,
+        after.faults - before.faults
+    );
+    assert!(after.evictions > before.evictions, "the pool never evicted");
+    db.verify().unwrap();
+}

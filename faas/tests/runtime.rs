@@ -396,3 +396,24 @@ fn functions_survive_restart_without_recompiling() {
     );
     assert_eq!(rt.invoke("counter", b"stats:x").unwrap().output, b"1");
 }
+
+#[test]
+fn instances_beyond_the_pool_are_refused_not_queued() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let cfg = runtime_config(dir.path()).max_instances(2);
+    let rt = Runtime::open(open_db(dir.path()), cfg).unwrap();
+    rt.deploy(
+        "hostile",
+        &guest("hostile"),
+        FunctionConfig::default().deadline(Duration::from_millis(400)),
+    )
+    .unwrap();
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| rt.invoke("hostile", b"loop").unwrap_err());
+        }
+        std::thread::sleep(Duration::from_millis(150));
+        let err = rt.invoke("hostile", b"loop").unwrap_err();
+        assert!(matches!(err, InvokeError::Overloaded(_)), "{err:?}");
+    });
+}
