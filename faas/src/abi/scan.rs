@@ -45,11 +45,11 @@ fn scan(
     let Some(h) = st.handle(ns) else {
         return Ok(ERR_BAD_HANDLE);
     };
-    if flags & !(SCAN_LO_EXCLUSIVE | SCAN_HI_INCLUSIVE) != 0 {
-        return Ok(ERR_INVALID);
-    }
     if lo_r.len() > MAX_KEY_LEN || hi_r.as_ref().is_some_and(|r| r.len() > MAX_KEY_LEN) {
         return Ok(ERR_KEY_TOO_LARGE);
+    }
+    if flags & !(SCAN_LO_EXCLUSIVE | SCAN_HI_INCLUSIVE) != 0 {
+        return Ok(ERR_INVALID);
     }
     let mut lo_buf = [0u8; MAX_KEY_LEN];
     let lo_key = &mut lo_buf[..lo_r.len()];
@@ -81,22 +81,34 @@ fn scan(
     let mut pos = 0usize;
     let mut needed = 0usize;
     let mut stopped = false;
-    let r = st.tx()?.scan(h.tree, lo_b, hi_b, |k, v| {
-        let rec = HEADER + k.len() + v.len();
-        let Some(o) = out.get_mut(pos..pos + rec) else {
-            if pos == 0 {
-                needed = rec;
-            }
-            stopped = true;
-            return ControlFlow::Break(());
-        };
-        o[..4].copy_from_slice(&(k.len() as u32).to_le_bytes());
-        o[4..8].copy_from_slice(&(v.len() as u32).to_le_bytes());
-        o[8..8 + k.len()].copy_from_slice(k);
-        o[8 + k.len()..].copy_from_slice(v);
-        pos += rec;
-        ControlFlow::Continue(())
-    });
+    // An empty range (lo above hi) holds no keys, now or ever: no read.
+    let empty = match (lo_b, hi_b) {
+        (Bound::Unbounded, _) | (_, Bound::Unbounded) => false,
+        (Bound::Included(l), Bound::Included(h)) => l > h,
+        (Bound::Included(l) | Bound::Excluded(l), Bound::Included(h) | Bound::Excluded(h)) => {
+            l >= h
+        }
+    };
+    let r = if empty {
+        Ok(())
+    } else {
+        st.tx()?.scan(h.tree, lo_b, hi_b, |k, v| {
+            let rec = HEADER + k.len() + v.len();
+            let Some(o) = out.get_mut(pos..pos + rec) else {
+                if pos == 0 {
+                    needed = rec;
+                }
+                stopped = true;
+                return ControlFlow::Break(());
+            };
+            o[..4].copy_from_slice(&(k.len() as u32).to_le_bytes());
+            o[4..8].copy_from_slice(&(v.len() as u32).to_le_bytes());
+            o[8..8 + k.len()].copy_from_slice(k);
+            o[8 + k.len()..].copy_from_slice(v);
+            pos += rec;
+            ControlFlow::Continue(())
+        })
+    };
     if let Err(e) = r {
         return Err(st.abandon(e));
     }
