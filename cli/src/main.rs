@@ -1,7 +1,6 @@
 //! The `rime` binary.
 //!
-//! Until the faaslet runtime lands (issue 5), `rime demo` exercises the
-//! storage layers beneath it: the buffer manager and a persistent B+tree,
+//! `rime demo` exercises the storage layers beneath the faaslet runtime: the buffer manager and a persistent B+tree,
 //! shared by concurrent threads the way faaslets will share state.
 #![deny(unsafe_code)]
 
