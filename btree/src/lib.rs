@@ -28,6 +28,7 @@
 #![deny(unsafe_code)]
 
 pub mod hooks;
+mod keybuf;
 pub mod node;
 
 mod error;

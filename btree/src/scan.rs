@@ -26,18 +26,10 @@ pub enum Direction {
 /// used to descend to the last leaf.
 static PAST_END: [u8; MAX_KEY_LEN + 1] = [0xFF; MAX_KEY_LEN + 1];
 
-type OwnedBound = Bound<Vec<u8>>;
-
-fn owned(b: Bound<&[u8]>) -> OwnedBound {
-    match b {
-        Bound::Included(k) => Bound::Included(k.to_vec()),
-        Bound::Excluded(k) => Bound::Excluded(k.to_vec()),
-        Bound::Unbounded => Bound::Unbounded,
-    }
-}
+use crate::keybuf::{key_bound, KeyBound, KeyBuf};
 
 /// Whether `key` is still inside the far end `end` of a scan.
-fn before_end(key: &[u8], end: &OwnedBound, dir: Direction) -> bool {
+fn before_end(key: &[u8], end: &KeyBound, dir: Direction) -> bool {
     match (end, dir) {
         (Bound::Unbounded, _) => true,
         (Bound::Included(e), Direction::Forward) => key <= &e[..],
@@ -45,12 +37,6 @@ fn before_end(key: &[u8], end: &OwnedBound, dir: Direction) -> bool {
         (Bound::Included(e), Direction::Backward) => key >= &e[..],
         (Bound::Excluded(e), Direction::Backward) => key > &e[..],
     }
-}
-
-/// What a scan does after one leaf.
-enum After {
-    Stop,
-    Next(OwnedBound),
 }
 
 impl BTree {
@@ -64,14 +50,13 @@ impl BTree {
         mut f: impl FnMut(&[u8], &[u8]) -> ControlFlow<()>,
     ) -> Result<(), TreeError> {
         let (start, end) = match dir {
-            Direction::Forward => (owned(range.start_bound()), owned(range.end_bound())),
-            Direction::Backward => (owned(range.end_bound()), owned(range.start_bound())),
+            Direction::Forward => (range.start_bound(), range.end_bound()),
+            Direction::Backward => (range.end_bound(), range.start_bound()),
         };
-        let mut pos = start;
+        let (mut pos, end) = (key_bound(start)?, key_bound(end)?);
         loop {
-            match self.visit_leaf(&pos, &end, dir, &mut f)? {
-                After::Stop => return Ok(()),
-                After::Next(next) => pos = next,
+            if !self.visit_leaf(&mut pos, &end, dir, &mut f)? {
+                return Ok(());
             }
         }
     }
@@ -96,14 +81,19 @@ impl BTree {
     /// between calls.
     pub fn iter(&self, range: impl RangeBounds<[u8]>, dir: Direction) -> Iter<'_> {
         let (start, end) = match dir {
-            Direction::Forward => (owned(range.start_bound()), owned(range.end_bound())),
-            Direction::Backward => (owned(range.end_bound()), owned(range.start_bound())),
+            Direction::Forward => (range.start_bound(), range.end_bound()),
+            Direction::Backward => (range.end_bound(), range.start_bound()),
+        };
+        let (pos, end, error) = match (key_bound(start), key_bound(end)) {
+            (Ok(start), Ok(end)) => (Some(start), end, None),
+            (Err(e), _) | (_, Err(e)) => (None, Bound::Unbounded, Some(e)),
         };
         Iter {
             tree: self,
             dir,
-            pos: Some(start),
+            pos,
             end,
+            error,
             buf: VecDeque::new(),
         }
     }
@@ -114,16 +104,19 @@ impl BTree {
         self.estimate()
     }
 
-    /// Runs the scan over the leaf holding the first key at `pos`.
+    /// Runs the scan over the leaf holding the first key at `pos`, then
+    /// moves `pos` to where the next leaf starts. Returns whether there is
+    /// a next leaf to visit. (An out-parameter rather than a returned
+    /// position: the position is a 513-byte stack key.)
     fn visit_leaf(
         &self,
-        pos: &OwnedBound,
-        end: &OwnedBound,
+        pos: &mut KeyBound,
+        end: &KeyBound,
         dir: Direction,
         f: &mut impl FnMut(&[u8], &[u8]) -> ControlFlow<()>,
-    ) -> Result<After, TreeError> {
+    ) -> Result<bool, TreeError> {
         // 1. Latch the leaf shared and find the first slot to visit.
-        let (probe, strict): (&[u8], bool) = match (pos, dir) {
+        let (probe, strict): (&[u8], bool) = match (&*pos, dir) {
             (Bound::Unbounded, Direction::Forward) => (&[], false),
             (Bound::Unbounded, Direction::Backward) => (&PAST_END, false),
             (Bound::Included(k), _) => (k, false),
@@ -140,7 +133,7 @@ impl BTree {
             view.search(probe).or_corrupt(pid, "slots")?
         };
         // Forward: visit [first, count); backward: visit [0, first) downwards.
-        let first = match (pos, dir) {
+        let first = match (&*pos, dir) {
             (Bound::Unbounded, Direction::Forward) => 0,
             (Bound::Excluded(_), Direction::Forward) => at + found as usize,
             (_, Direction::Forward) => at,
@@ -148,10 +141,11 @@ impl BTree {
             (_, Direction::Backward) => at,
         };
         // 2. Visit the entries, stopping at the far end or when `f` breaks.
-        let mut key = Vec::with_capacity(64);
+        let mut key = KeyBuf::new();
         let mut visit = |i: usize| -> Result<bool, TreeError> {
-            key.clear();
-            view.full_key_into(i, &mut key).or_corrupt(pid, "key")?;
+            let prefix = view.prefix().or_corrupt(pid, "prefix")?;
+            key.set_concat(prefix, view.suffix(i).or_corrupt(pid, "key")?)
+                .or_corrupt(pid, "key length")?;
             if !before_end(&key, end, dir) {
                 return Ok(false);
             }
@@ -167,22 +161,22 @@ impl BTree {
             Direction::Forward => {
                 for i in first..count {
                     if !visit(i)? {
-                        return Ok(After::Stop);
+                        return Ok(false);
                     }
                 }
             }
             Direction::Backward => {
                 for i in (0..first.min(count)).rev() {
                     if !visit(i)? {
-                        return Ok(After::Stop);
+                        return Ok(false);
                     }
                 }
             }
         }
         // 3. Move on through the fence, unless it is infinite or past the end.
         let next = match dir {
-            Direction::Forward if view.upper_inf() => return Ok(After::Stop),
-            Direction::Backward if view.lower_inf() => return Ok(After::Stop),
+            Direction::Forward if view.upper_inf() => return Ok(false),
+            Direction::Backward if view.lower_inf() => return Ok(false),
             Direction::Forward => view.upper_fence().or_corrupt(pid, "fence")?,
             Direction::Backward => view.lower_fence().or_corrupt(pid, "fence")?,
         };
@@ -193,12 +187,21 @@ impl BTree {
             (Bound::Excluded(e), Direction::Backward) => next <= &e[..],
         };
         if past {
-            return Ok(After::Stop);
+            return Ok(false);
         }
-        Ok(After::Next(match dir {
-            Direction::Forward => Bound::Excluded(next.to_vec()),
-            Direction::Backward => Bound::Included(next.to_vec()),
-        }))
+        *pos = match dir {
+            Direction::Forward => Bound::Excluded(
+                KeyBuf::try_from_slice(next)
+                    .ok()
+                    .or_corrupt(pid, "fence length")?,
+            ),
+            Direction::Backward => Bound::Included(
+                KeyBuf::try_from_slice(next)
+                    .ok()
+                    .or_corrupt(pid, "fence length")?,
+            ),
+        };
+        Ok(true)
     }
 }
 
@@ -220,8 +223,10 @@ pub struct Iter<'t> {
     tree: &'t BTree,
     dir: Direction,
     /// Where the next leaf starts; `None` when finished.
-    pos: Option<OwnedBound>,
-    end: OwnedBound,
+    pos: Option<KeyBound>,
+    end: KeyBound,
+    /// A bad bound, reported by the first `next`.
+    error: Option<TreeError>,
     buf: VecDeque<(Vec<u8>, Vec<u8>)>,
 }
 
@@ -229,20 +234,24 @@ impl Iterator for Iter<'_> {
     type Item = Result<(Vec<u8>, Vec<u8>), TreeError>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        if let Some(e) = self.error.take() {
+            return Some(Err(e));
+        }
         loop {
             if let Some(entry) = self.buf.pop_front() {
                 return Some(Ok(entry));
             }
-            let pos = self.pos.take()?;
+            let mut pos = self.pos.take()?;
             let buf = &mut self.buf;
-            match self
-                .tree
-                .visit_leaf(&pos, &self.end, self.dir, &mut |k: &[u8], v: &[u8]| {
-                    buf.push_back((k.to_vec(), v.to_vec()));
-                    ControlFlow::Continue(())
-                }) {
-                Ok(After::Stop) => {}
-                Ok(After::Next(next)) => self.pos = Some(next),
+            let more =
+                self.tree
+                    .visit_leaf(&mut pos, &self.end, self.dir, &mut |k: &[u8], v: &[u8]| {
+                        buf.push_back((k.to_vec(), v.to_vec()));
+                        ControlFlow::Continue(())
+                    });
+            match more {
+                Ok(true) => self.pos = Some(pos),
+                Ok(false) => {}
                 Err(e) => return Some(Err(e)),
             }
         }
