@@ -79,7 +79,7 @@ in
   fmt = craneLib.cargoFmt {
     inherit (commonArgs) src version;
     pname = "rime";
-    # The top manifest's default-members is only faas; format every member.
+    # The top manifest's default-members is only cli; format every member.
     cargoExtraArgs = "--all";
   };
 

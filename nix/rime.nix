@@ -1,4 +1,4 @@
-# The `rime` binary (crate rime-faas), wrapped so that it finds the example
+# The `rime` binary (crate rime-cli), wrapped so that it finds the example
 # guests of the same flake without a checkout.
 {
   lib,
@@ -13,7 +13,7 @@ craneLib.buildPackage (
   // {
     pname = "rime";
     inherit cargoArtifacts;
-    cargoExtraArgs = "--locked --package rime-faas --bin rime";
+    cargoExtraArgs = "--locked --package rime-cli --bin rime";
 
     # Tests run once, in checks.nextest (inside the sandbox, with the probe
     # described in nix/README.md), not again in every package build.

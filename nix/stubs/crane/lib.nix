@@ -64,6 +64,40 @@ let
     else
       true;
 
+  # `--package P --bin B` must name a workspace member P that has binary B
+  # (cargo: "package ID specification `P` did not match any packages").
+  argAfter =
+    flag: s:
+    let
+      ws = words s;
+      idx = builtins.filter (i: builtins.elemAt ws i == flag && i + 1 < builtins.length ws) (
+        builtins.genList (i: i) (builtins.length ws)
+      );
+    in
+    if idx == [ ] then null else builtins.elemAt ws (builtins.head idx + 1);
+
+  checkPackage =
+    args:
+    let
+      extra = args.cargoExtraArgs or "";
+      pkg = argAfter "--package" extra;
+      bin = argAfter "--bin" extra;
+      dir = srcDir args.src;
+      manifest = builtins.fromTOML (builtins.readFile "${dir}/Cargo.toml");
+      members = builtins.filter (m: !(lib.hasSuffix "*" m)) ((manifest.workspace or { }).members or [ ]);
+      crates = map (m: builtins.fromTOML (builtins.readFile "${dir}/${m}/Cargo.toml")) members;
+      named = builtins.filter (c: (c.package.name or null) == pkg) crates;
+      bins = builtins.concatMap (c: map (b: b.name) (c.bin or [ ])) named;
+    in
+    if pkg == null then
+      true
+    else if named == [ ] then
+      throw "crane stub: --package ${pkg} is not a workspace member; cargo would fail"
+    else if bin != null && !(builtins.elem bin bins) then
+      throw "crane stub: package ${pkg} has no [[bin]] named ${bin} (it has: ${builtins.concatStringsSep ", " bins}); cargo would fail"
+    else
+      true;
+
   vendorCargoDeps =
     args:
     let
@@ -97,6 +131,7 @@ let
     assert cargoArtifacts == null || lib.isDerivation cargoArtifacts;
     assert checkWorkspace args.src;
     assert checkTargets args;
+    assert checkPackage args;
     let
       cleaned = removeAttrs args [
         "buildPhaseCargoCommand"
