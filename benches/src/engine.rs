@@ -100,7 +100,11 @@ pub trait Engine: Send + Sync {
 /// Engines this build knows, in report order (the first is the baseline
 /// ratios are taken against when present).
 pub fn available() -> Vec<&'static str> {
-    let mut v = vec!["rime", "rime-btree"];
+    let mut v = vec!["rime"];
+    if cfg!(feature = "rime-faas") {
+        v.push("rime-faas");
+    }
+    v.push("rime-btree");
     if cfg!(feature = "peers-lmdb") {
         v.push("lmdb");
     }
@@ -132,6 +136,14 @@ pub fn open(name: &str, dir: &Path, cfg: &EngineConfig) -> Result<Box<dyn Engine
         "rime-btree" => Ok(Box::new(crate::engines::btree::BTreeEngine::open(
             dir, cfg,
         )?)),
+        #[cfg(feature = "rime-faas")]
+        "rime-faas" => Ok(Box::new(crate::engines::rime_faas::RimeFaas::open(
+            dir, cfg,
+        )?)),
+        #[cfg(not(feature = "rime-faas"))]
+        "rime-faas" => Err(
+            "engine rime-faas is not in this build: add `--features rime-faas` (or `peers`)".into(),
+        ),
         #[cfg(feature = "peers-lmdb")]
         "lmdb" => Ok(Box::new(crate::engines::lmdb::Lmdb::open(dir, cfg)?)),
         #[cfg(feature = "peers-rocksdb")]

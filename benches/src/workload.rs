@@ -224,7 +224,8 @@ pub enum Preset {
     Small,
     /// vmcache "rndread": 1e7 × (8 B, 120 B), ordered keys, uniform reads.
     Rndread,
-    /// Larger than memory: YCSB sizes, pool = data / 3.
+    /// Larger than memory: `small` sizes (so Rime's 504-byte value limit
+    /// holds), pool = data / 3.
     Ltm,
 }
 
@@ -255,15 +256,15 @@ impl fmt::Display for Preset {
 impl Preset {
     pub fn key_format(self) -> KeyFormat {
         match self {
-            Preset::Ycsb | Preset::Ltm => KeyFormat::YcsbString,
-            Preset::Small => KeyFormat::HashedU64,
+            Preset::Ycsb => KeyFormat::YcsbString,
+            Preset::Small | Preset::Ltm => KeyFormat::HashedU64,
             Preset::Rndread => KeyFormat::OrderedU64,
         }
     }
     pub fn value_len(self) -> usize {
         match self {
-            Preset::Ycsb | Preset::Ltm => 1024,
-            Preset::Small | Preset::Rndread => 120,
+            Preset::Ycsb => 1024,
+            Preset::Small | Preset::Rndread | Preset::Ltm => 120,
         }
     }
     pub fn default_records(self) -> u64 {
@@ -271,7 +272,7 @@ impl Preset {
             Preset::Ycsb => 100_000,
             Preset::Small => 1_000_000,
             Preset::Rndread => 10_000_000,
-            Preset::Ltm => 1_000_000,
+            Preset::Ltm => 3_000_000,
         }
     }
     /// Data/pool ratio the preset asks for (`None`: pool holds everything).

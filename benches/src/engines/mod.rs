@@ -3,6 +3,8 @@
 
 pub mod btree;
 pub mod rime;
+#[cfg(feature = "rime-faas")]
+pub mod rime_faas;
 
 #[cfg(feature = "peers-fjall")]
 pub mod fjall;
