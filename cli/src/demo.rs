@@ -1,221 +1,284 @@
-//! `rime demo`: threads sharing a persistent B+tree, larger than memory.
+//! `rime demo`: the example faaslets sharing persistent state.
 //!
-//! 1. Open (or create) the data directory: the page file, the tree's root.
-//! 2. Count this run in the tree (a read-modify-write), so a second run
+//! 1. Open (or create) the data directory: the Db (recovering from its log)
+//!    and the runtime with the functions deployed by earlier runs.
+//! 2. Deploy the example guests `counter` and `bank` (a redeploy on later
+//!    runs; their namespaces' data stays).
+//! 3. Count this run with the counter (key `demo/runs`), so a second run
 //!    shows the state carried over.
-//! 3. Threads increment one shared counter concurrently; the total must be
-//!    exact (the increments are atomic under the leaf's exclusive latch).
-//! 4. Threads insert records until the data is several times the memory
-//!    budget, so pages are evicted and reloaded while they work.
-//! 5. `verify()` walks the whole tree and checks every invariant.
-//! 6. Flush every dirty page and `fdatasync`; print the pool's counters.
-//!
-//! Without the write-ahead log (issue 4) a crash in the middle of a run can
-//! lose that run's changes; the demo says so and verifies on every start.
+//! 4. Concurrent increments of one counter on the runtime's worker pool;
+//!    they conflict and are re-run, and every one counts exactly once.
+//! 5. Concurrent random transfers between bank accounts (opened with 1000
+//!    each on the first run); overdrafts are refused by the guest.
+//! 6. The invariants, each an `ok`/`FAIL` line: counter = before + N; the
+//!    bank's total unchanged; `Db::verify` passes. Any FAIL exits non-zero.
+//! 7. Counters, then a checkpoint and a clean close.
 
-use crate::default_data_dir;
-use rime_btree::{BTree, NoHooks};
-use rime_bufmgr::io::{open_block_file, IoBackend};
-use rime_bufmgr::{BufferManager, Config, PAGE_SIZE};
-use std::error::Error;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use crate::env::{self, default_data_dir, Result};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rime_faas::{namespace_tree, FunctionConfig, InvokeError, Pending, Runtime, RuntimeConfig};
+use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::time::Instant;
 
-/// The pool budget: small on purpose, so the demo's data outgrows it.
-const DEMO_POOL_BYTES: usize = 4 << 20;
-/// Record value size: vmcache's "small" tuples.
-const RECORD_VALUE_BYTES: usize = 120;
-const COUNTER_KEY: &[u8] = b"demo/counter";
-const RUNS_KEY: &[u8] = b"demo/runs";
+const COUNTER_KEY: &str = "demo/counter";
+const RUNS_KEY: &str = "demo/runs";
+const ACCOUNTS: usize = 16;
+const INITIAL_BALANCE: i64 = 1000;
 
 #[derive(clap::Args)]
 pub struct Args {
     /// Data directory (created if missing).
     #[arg(long, default_value_os_t = default_data_dir())]
     data: PathBuf,
-    /// Threads sharing the tree.
-    #[arg(long, default_value_t = 8)]
-    threads: usize,
-    /// Counter increments per thread.
-    #[arg(long, default_value_t = 5_000)]
+    /// Counter increments (concurrent invocations of `counter`).
+    #[arg(long, default_value_t = 2_000)]
     increments: u64,
-    /// Records inserted per run.
-    #[arg(long, default_value_t = 100_000)]
-    records: u64,
+    /// Bank transfers (concurrent invocations of `bank`).
+    #[arg(long, default_value_t = 2_000)]
+    transfers: u64,
+    /// Worker threads running invocations (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    workers: usize,
 }
 
-type Result<T> = std::result::Result<T, Box<dyn Error + Send + Sync>>;
+struct Checks {
+    failed: usize,
+}
+
+impl Checks {
+    fn check(&mut self, ok: bool, what: &str) {
+        println!("   {} {what}", if ok { "ok  " } else { "FAIL" });
+        if !ok {
+            self.failed += 1;
+        }
+    }
+}
 
 pub fn run(args: &Args) -> Result<()> {
-    if args.threads == 0 {
-        return Err("--threads must be at least 1".into());
-    }
     let started = Instant::now();
     // Step 1.
-    let (bm, tree) = open(&args.data)?;
-    println!("rime demo: the storage layers (the faaslet runtime is not built yet)");
+    let db = env::open_db(&args.data, env::db_options(None))?;
+    let recovered = db.stats().recovered_records;
+    let rt = env::open_runtime(
+        &args.data,
+        db,
+        RuntimeConfig::default().workers(args.workers),
+    )?;
     println!(
-        "data directory {}: {} pages on disk, pool budget {} MiB",
+        "1. opened {}: {} functions deployed, {} log records replayed",
         args.data.display(),
-        bm.allocated_pages(),
-        DEMO_POOL_BYTES >> 20
+        rt.functions().len(),
+        recovered
     );
 
     // Step 2.
-    let run_number = increment(&tree, RUNS_KEY, 1)?;
-    println!("run {run_number} on this directory");
+    let mut deployed = Vec::new();
+    for name in ["counter", "bank"] {
+        let wasm = env::guest(name)?;
+        let info = rt
+            .deploy(name, &wasm, FunctionConfig::default())
+            .map_err(|e| format!("deploying {name}: {e}"))?;
+        deployed.push(format!(
+            "{name} ({} KiB, generation {})",
+            info.module_len.div_ceil(1024),
+            info.generation
+        ));
+    }
+    println!("2. deployed {}", deployed.join(", "));
 
     // Step 3.
-    let before = read_i64(&tree, COUNTER_KEY)?;
-    let t = Instant::now();
-    std::thread::scope(|s| -> Result<()> {
-        let workers: Vec<_> = (0..args.threads)
-            .map(|_| {
-                s.spawn(|| {
-                    (0..args.increments)
-                        .try_for_each(|_| increment(&tree, COUNTER_KEY, 1).map(drop))
-                })
-            })
-            .collect();
-        for w in workers {
-            w.join()
-                .map_err(|_| "a counter thread panicked")?
-                .map_err(|e| e.to_string())?;
-        }
-        Ok(())
-    })?;
-    let after = read_i64(&tree, COUNTER_KEY)?;
-    let expected = before + (args.threads as u64 * args.increments) as i64;
-    check(
-        after == expected,
-        &format!(
-            "counter {before} -> {after} after {} x {} concurrent increments ({:.0?})",
-            args.threads,
-            args.increments,
-            t.elapsed()
-        ),
-    )?;
+    let run_number = text(&rt.invoke("counter", RUNS_KEY.as_bytes())?.output);
+    println!("3. run {run_number} on this directory");
 
     // Step 4.
+    let before = read_counter(&rt)?;
     let t = Instant::now();
-    let per_thread = args.records / args.threads as u64;
-    std::thread::scope(|s| -> Result<()> {
-        let workers: Vec<_> = (0..args.threads as u64)
-            .map(|thread| {
-                let tree = &tree;
-                s.spawn(move || {
-                    let value = [thread as u8; RECORD_VALUE_BYTES];
-                    (0..per_thread).try_for_each(|i| {
-                        let key = format!("demo/record/{run_number:04}/{thread:02}/{i:08}");
-                        tree.upsert(key.as_bytes(), &value).map(drop)
-                    })
-                })
-            })
-            .collect();
-        for w in workers {
-            w.join()
-                .map_err(|_| "an insert thread panicked")?
-                .map_err(|e| e.to_string())?;
+    let bar = progress(args.increments, "increments");
+    let pending: Vec<Pending> = (0..args.increments)
+        .map(|_| rt.invoke_async("counter", COUNTER_KEY.as_bytes().to_vec()))
+        .collect();
+    let mut errors = Vec::new();
+    let mut retries = 0u64;
+    for p in pending {
+        match p.wait() {
+            Ok(inv) => retries += u64::from(inv.retries),
+            Err(e) => errors.push(e.to_string()),
         }
-        Ok(())
-    })?;
-    let inserted = per_thread * args.threads as u64;
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let after = read_counter(&rt)?;
     println!(
-        "inserted {inserted} records of {RECORD_VALUE_BYTES} bytes from {} threads in {:.0?}",
-        args.threads,
-        t.elapsed()
+        "4. {} concurrent increments of {COUNTER_KEY} on {} workers in {:.2?} ({} re-runs after conflicts)",
+        args.increments,
+        rt.workers(),
+        t.elapsed(),
+        retries
     );
 
     // Step 5.
-    let stats = tree.verify()?;
-    let data_bytes = (stats.leaves + stats.inner_nodes) * PAGE_SIZE as u64;
-    check(
-        stats.entries >= run_number as u64 * inserted,
-        &format!(
-            "verify: {} entries in {} leaves, depth {}, {:.1} MiB of tree = {:.1}x the pool budget",
-            stats.entries,
-            stats.leaves,
-            stats.depth,
-            data_bytes as f64 / (1 << 20) as f64,
-            data_bytes as f64 / DEMO_POOL_BYTES as f64
-        ),
-    )?;
+    let accounts: Vec<String> = (0..ACCOUNTS).map(|i| format!("acct-{i:02}")).collect();
+    let mut opened = 0;
+    for a in &accounts {
+        match rt.invoke("bank", format!("balance {a}").as_bytes()) {
+            Ok(_) => {}
+            Err(InvokeError::Function { .. }) => {
+                rt.invoke("bank", format!("open {a} {INITIAL_BALANCE}").as_bytes())
+                    .map_err(|e| format!("opening account {a}: {e}"))?;
+                opened += 1;
+            }
+            Err(e) => return Err(format!("reading account {a}: {e}").into()),
+        }
+    }
+    let total_before: i64 = text(&rt.invoke("bank", b"total")?.output)
+        .parse()
+        .map_err(|_| "bank total is not a number")?;
+    let mut rng = XorShift::seeded();
+    let t = Instant::now();
+    let bar = progress(args.transfers, "transfers");
+    let pending: Vec<Pending> = (0..args.transfers)
+        .map(|_| {
+            let from = rng.below(ACCOUNTS);
+            let to = (from + 1 + rng.below(ACCOUNTS - 1)) % ACCOUNTS;
+            let amount = 1 + rng.below(300);
+            let input = format!("transfer {} {} {amount}", accounts[from], accounts[to]);
+            rt.invoke_async("bank", input.into_bytes())
+        })
+        .collect();
+    let (mut moved, mut refused, mut retries) = (0u64, 0u64, 0u64);
+    for p in pending {
+        match p.wait() {
+            Ok(inv) => {
+                moved += 1;
+                retries += u64::from(inv.retries);
+            }
+            Err(InvokeError::Function { message, .. }) if message.starts_with("overdraft") => {
+                refused += 1
+            }
+            Err(e) => errors.push(e.to_string()),
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let total_after: i64 = text(&rt.invoke("bank", b"total")?.output)
+        .parse()
+        .map_err(|_| "bank total is not a number")?;
+    println!(
+        "5. {} concurrent transfers between {ACCOUNTS} accounts{} in {:.2?}: {moved} moved money, {refused} refused as overdrafts, {retries} re-runs",
+        args.transfers,
+        if opened > 0 { format!(" ({opened} opened with {INITIAL_BALANCE})") } else { String::new() },
+        t.elapsed()
+    );
 
     // Step 6.
-    let written = bm.flush_dirty()?;
-    bm.sync()?;
-    let s = bm.stats();
-    println!("flushed {written} dirty pages and synced");
-    println!(
-        "pool: {} hits, {} misses, {} evictions, {} write-backs, {} optimistic restarts ({} by the fault guard)",
-        s.hits, s.misses, s.evictions, s.write_backs, s.restarts, s.faults
+    println!("6. invariants");
+    let mut checks = Checks { failed: 0 };
+    let expected = before + args.increments as i64;
+    checks.check(
+        after == expected,
+        &format!(
+            "counter {COUNTER_KEY}: {before} -> {after} (expected {before} + {} = {expected})",
+            args.increments
+        ),
     );
+    let expected_total = ACCOUNTS as i64 * INITIAL_BALANCE;
+    checks.check(
+        total_before == expected_total && total_after == expected_total,
+        &format!(
+            "bank total {total_before} -> {total_after} (expected {ACCOUNTS} x {INITIAL_BALANCE} = {expected_total})"
+        ),
+    );
+    checks.check(
+        errors.is_empty(),
+        &format!(
+            "every invocation committed or was refused by the guest ({} errors{})",
+            errors.len(),
+            errors
+                .first()
+                .map(|e| format!(", first: {e}"))
+                .unwrap_or_default()
+        ),
+    );
+    let verified = rt.db().verify();
+    checks.check(
+        verified.is_ok(),
+        &match &verified {
+            Ok(()) => "Db::verify: every tree's invariants hold".to_string(),
+            Err(e) => format!("Db::verify: {e}"),
+        },
+    );
+
+    // Step 7.
+    let s = rt.db().stats();
+    let r = rt.stats();
+    println!(
+        "7. invocations: {} committed, {} failed, {} re-runs; db: {} commits, {} conflicts, {} KiB of log, pool {} hits / {} misses",
+        r.committed,
+        r.failed,
+        r.retries,
+        s.commits,
+        s.conflicts,
+        s.log_bytes / 1024,
+        s.pool.hits,
+        s.pool.misses
+    );
+    env::close(rt)?;
     println!(
         "done in {:.1?}; run it again to see the state carried over",
         started.elapsed()
     );
+    if checks.failed > 0 {
+        return Err(format!("{} invariant(s) failed", checks.failed).into());
+    }
     Ok(())
 }
 
-fn open(dir: &Path) -> Result<(Arc<BufferManager>, BTree)> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-    let file = open_block_file(&dir.join("pages.db"), IoBackend::Auto)?;
-    let config = Config {
-        pool_bytes: DEMO_POOL_BYTES,
-        max_bytes: 1 << 36,
-        ..Config::default()
-    };
-    let bm = Arc::new(BufferManager::open(file, config)?);
-    let root_file = dir.join("demo-root");
-    let tree = match std::fs::read_to_string(&root_file) {
-        Ok(text) => {
-            let root = text
-                .trim()
-                .parse()
-                .map_err(|_| format!("{}: not a page id: {text:?}", root_file.display()))?;
-            let tree = BTree::open(bm.clone(), root, Arc::new(NoHooks))?;
-            tree.verify().map_err(|e| format!("the tree in {} is damaged ({e}); a crash without the WAL can do that: delete the directory to start over", dir.display()))?;
-            tree
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let tree = BTree::create(bm.clone(), Arc::new(NoHooks))?;
-            // The root must reach the disk before the file naming it.
-            bm.flush_dirty()?;
-            bm.sync()?;
-            std::fs::write(&root_file, tree.root().to_string())?;
-            tree
-        }
-        Err(e) => return Err(format!("{}: {e}", root_file.display()).into()),
-    };
-    Ok((bm, tree))
-}
-
-/// Adds `delta` to the little-endian i64 at `key` (absent counts as 0);
-/// returns the new value. Atomic: the tree runs it under the leaf's latch.
-fn increment(tree: &BTree, key: &[u8], delta: i64) -> Result<i64> {
-    let mut new = 0;
-    tree.rmw(key, |old| {
-        let old = old
-            .and_then(|v| v.try_into().ok())
-            .map_or(0, i64::from_le_bytes);
-        new = old + delta;
-        Some(new.to_le_bytes().to_vec())
-    })?;
-    Ok(new)
-}
-
-fn read_i64(tree: &BTree, key: &[u8]) -> Result<i64> {
-    Ok(tree
-        .get(key, |v| v.try_into().map(i64::from_le_bytes).unwrap_or(0))?
-        .unwrap_or(0))
-}
-
-fn check(ok: bool, what: &str) -> Result<()> {
-    println!("{} {what}", if ok { "ok  " } else { "FAIL" });
-    if ok {
-        Ok(())
+fn progress(len: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    if std::io::stdout().is_terminal() {
+        bar.set_style(
+            ProgressStyle::with_template(&format!(
+                "   {{bar:40}} {{pos}}/{{len}} {what} ({{per_sec}})"
+            ))
+            .expect("valid template"),
+        );
     } else {
-        Err(format!("check failed: {what}").into())
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    bar
+}
+
+fn text(v: &[u8]) -> String {
+    String::from_utf8_lossy(v).into_owned()
+}
+
+/// The counter's value, read directly from its namespace.
+fn read_counter(rt: &Runtime) -> Result<i64> {
+    let db = rt.db();
+    let Some(tree) = db.open_tree(&namespace_tree("counter"))? else {
+        return Ok(0);
+    };
+    Ok(db
+        .get(tree, COUNTER_KEY.as_bytes())?
+        .and_then(|v| v.try_into().ok())
+        .map_or(0, i64::from_le_bytes))
+}
+
+/// Picks accounts and amounts; the demo needs no better randomness.
+struct XorShift(u64);
+
+impl XorShift {
+    fn seeded() -> XorShift {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64);
+        XorShift(t | 1)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n as u64) as usize
     }
 }

@@ -1,13 +1,19 @@
-//! The `rime` binary.
+//! The `rime` binary: the demo, the administrative subcommands and the HTTP
+//! server (`docs/http.md`), all over one data directory:
 //!
-//! `rime demo` exercises the storage layers beneath the faaslet runtime: the buffer manager and a persistent B+tree,
-//! shared by concurrent threads the way faaslets will share state.
+//! ```text
+//! DATA/            the Db's files (LOCK, superblock, pages.db, wal/)
+//! DATA/cache/      compiled modules (rime-faas's module cache)
+//! DATA/token       the server's bearer token (created by the first `serve`)
+//! ```
 #![deny(unsafe_code)]
 
+mod cmd;
 mod demo;
+mod env;
+mod serve;
 
 use clap::{Parser, Subcommand};
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -17,21 +23,55 @@ use std::process::ExitCode;
     about = "Faaslets against shared, persistent state"
 )]
 struct Cli {
+    /// Log filter (`error`, `warn`, `info`, `debug`, `trace`, or a
+    /// `tracing` directive such as `rime=debug`). Overrides `RUST_LOG`.
+    #[arg(long, global = true)]
+    log: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Concurrent threads share a persistent tree on a data directory; run
-    /// it twice and the state carries over.
+    /// Deploys the example faaslets and runs concurrent counter increments
+    /// and bank transfers on a data directory; run it twice and the state
+    /// carries over.
     Demo(demo::Args),
+    /// Deploys (or redeploys) a function from a .wasm file.
+    Deploy(cmd::DeployArgs),
+    /// Removes a function (its namespace's data stays).
+    Undeploy(cmd::NameArgs),
+    /// Lists the deployed functions.
+    Functions(cmd::DataArgs),
+    /// Runs a function once; prints its output.
+    Invoke(cmd::InvokeArgs),
+    /// Reads and writes a namespace's keys directly.
+    State(cmd::StateArgs),
+    /// Serves the HTTP API (docs/http.md).
+    Serve(serve::Args),
+    /// Counters of the data directory: pool, I/O, commits, functions.
+    Stats(cmd::DataArgs),
+    /// Offline check of a data directory: recovery, checksums, tree invariants.
+    Check(cmd::DataArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let default_level = match cli.command {
+        Command::Serve(_) => "info",
+        _ => "warn",
+    };
+    env::init_logging(cli.log.as_deref(), default_level);
     let result = match cli.command {
         Command::Demo(args) => demo::run(&args),
+        Command::Deploy(args) => cmd::deploy(&args),
+        Command::Undeploy(args) => cmd::undeploy(&args),
+        Command::Functions(args) => cmd::functions(&args),
+        Command::Invoke(args) => cmd::invoke(&args),
+        Command::State(args) => cmd::state(&args),
+        Command::Serve(args) => serve::run(&args),
+        Command::Stats(args) => cmd::stats(&args),
+        Command::Check(args) => cmd::check(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -40,9 +80,4 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// The data directory argument every subcommand shares.
-fn default_data_dir() -> PathBuf {
-    PathBuf::from("rime-data")
 }

@@ -1,15 +1,37 @@
-//! The `rime` binary, run as a user would.
+//! The `rime` binary, run as a user would. Needs the example guests
+//! (`scripts/build-guests`, or `RIME_GUESTS_DIR`).
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// The binary, with 1 MiB log segments: a debug build takes seconds to
+/// scan the default 64 MiB at every open.
+fn rime_cmd() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_rime"));
+    c.env("RIME_WAL_SEGMENT_MIB", "1");
+    c
+}
+
 fn rime(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_rime"))
-        .args(args)
-        .output()
-        .expect("run rime");
+    let out = rime_cmd().args(args).output().expect("run rime");
     let text =
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     (out.status.success(), text)
+}
+
+fn guest(name: &str) -> PathBuf {
+    let dir = match std::env::var_os("RIME_GUESTS_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../guests/target/wasm32-unknown-unknown/release"),
+    };
+    let p = dir.join(format!("{name}.wasm"));
+    assert!(
+        p.is_file(),
+        "{} missing: run scripts/build-guests",
+        p.display()
+    );
+    p
 }
 
 #[test]
@@ -17,48 +39,155 @@ fn demo_twice_carries_the_state_over() {
     let dir = tempfile::TempDir::new().unwrap();
     let data = dir.path().join("data");
     let data = data.to_str().unwrap();
-    let small = [
-        "--threads",
-        "4",
-        "--increments",
-        "500",
-        "--records",
-        "20000",
-    ];
+    let small = ["--increments", "200", "--transfers", "200"];
     let (ok, first) = rime(&[&["demo", "--data", data][..], &small].concat());
     assert!(ok, "{first}");
     assert!(first.contains("run 1 on this directory"), "{first}");
-    assert!(first.contains("counter 0 -> 2000"), "{first}");
+    assert!(first.contains("counter demo/counter: 0 -> 200"), "{first}");
+    assert!(first.contains("ok   bank total 16000 -> 16000"), "{first}");
+    assert!(first.contains("ok   Db::verify"), "{first}");
+    assert!(!first.contains("FAIL"), "{first}");
     let (ok, second) = rime(&[&["demo", "--data", data][..], &small].concat());
     assert!(ok, "{second}");
+    assert!(second.contains("2 functions deployed"), "{second}");
     assert!(second.contains("run 2 on this directory"), "{second}");
-    assert!(second.contains("counter 2000 -> 4000"), "{second}");
+    assert!(
+        second.contains("counter demo/counter: 200 -> 400"),
+        "{second}"
+    );
     assert!(!second.contains("FAIL"), "{second}");
+    // The demo leaves a directory that checks clean.
+    let (ok, out) = rime(&["check", "--data", data]);
+    assert!(ok, "{out}");
 }
 
 #[test]
-fn a_damaged_root_file_is_a_clear_error() {
+fn deploy_invoke_state_round_trip() {
     let dir = tempfile::TempDir::new().unwrap();
     let data = dir.path().to_str().unwrap();
+    let counter = guest("counter");
     let (ok, out) = rime(&[
-        "demo",
+        "deploy",
         "--data",
         data,
-        "--records",
-        "100",
-        "--increments",
-        "1",
+        "counter",
+        counter.to_str().unwrap(),
+        "--grant",
+        "stats:rw",
+        "--memory",
+        "32MiB",
+        "--deadline",
+        "2s",
     ]);
     assert!(ok, "{out}");
-    std::fs::write(dir.path().join("demo-root"), "not a number").unwrap();
-    let (ok, out) = rime(&["demo", "--data", data]);
-    assert!(!ok);
-    assert!(out.contains("not a page id"), "{out}");
+    assert!(out.contains("deployed counter (generation 1"), "{out}");
+    for expected in ["1", "2"] {
+        let (ok, out) = rime(&["invoke", "--data", data, "counter", "--input", "hits"]);
+        assert!(ok, "{out}");
+        assert_eq!(out.trim(), expected);
+    }
+    let input = dir.path().join("input");
+    std::fs::write(&input, "stats:hits").unwrap();
+    let (ok, out) = rime(&[
+        "invoke",
+        "--data",
+        data,
+        "counter",
+        "--input-file",
+        input.to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}");
+    assert_eq!(out.trim(), "1");
+    let (ok, out) = rime(&["functions", "--data", data]);
+    assert!(
+        ok && out.contains("counter\tgeneration 1") && out.contains("stats:rw"),
+        "{out}"
+    );
+
+    // The guest's state, seen and changed directly.
+    let (ok, out) = rime(&["state", "--data", data, "get", "counter", "hits"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("(i64 2)"), "{out}");
+    let (ok, out) = rime(&["state", "--data", data, "put", "counter", "note", "hello"]);
+    assert!(ok, "{out}");
+    let (ok, out) = rime(&["state", "--data", data, "scan", "counter"]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("hits\t0x02") && out.contains("note\thello"),
+        "{out}"
+    );
+    let (ok, out) = rime(&[
+        "state", "--data", data, "scan", "counter", "--start", "i", "--limit", "5",
+    ]);
+    assert!(ok && !out.contains("hits") && out.contains("note"), "{out}");
+    let (ok, out) = rime(&["state", "--data", data, "del", "counter", "note"]);
+    assert!(ok, "{out}");
+    let (ok, out) = rime(&["state", "--data", data, "get", "counter", "note"]);
+    assert!(!ok && out.contains("not found"), "{out}");
+
+    // A guest error is a clear failure; so is a module that is not wasm.
+    let (ok, out) = rime(&["invoke", "--data", data, "counter", "--input", "secret:x"]);
+    assert!(!ok && out.contains("namespace access denied"), "{out}");
+    let bogus = dir.path().join("bogus.wasm");
+    std::fs::write(&bogus, b"not wasm at all").unwrap();
+    let (ok, out) = rime(&["deploy", "--data", data, "bad", bogus.to_str().unwrap()]);
+    assert!(!ok && out.contains("malformed module"), "{out}");
+
+    let (ok, out) = rime(&["undeploy", "--data", data, "counter"]);
+    assert!(ok, "{out}");
+    let (ok, out) = rime(&["invoke", "--data", data, "counter"]);
+    assert!(!ok && out.contains("no function named"), "{out}");
+    let (ok, out) = rime(&["stats", "--data", data]);
+    assert!(ok && out.contains("0 deployed"), "{out}");
 }
 
 #[test]
-fn bad_arguments_are_refused() {
-    let (ok, out) = rime(&["demo", "--threads", "0"]);
-    assert!(!ok);
-    assert!(out.contains("--threads must be at least 1"), "{out}");
+fn check_finds_a_flipped_page() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let (ok, out) = rime(&["state", "--data", data, "put", "kv", "k", "v"]);
+    assert!(ok, "{out}");
+    let (ok, out) = rime(&["check", "--data", data]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("verify: ok") && out.contains("tree ns/kv: 1 keys"),
+        "{out}"
+    );
+
+    // Flip bytes in the middle of every page but the first.
+    let pages = dir.path().join("pages.db");
+    let mut bytes = std::fs::read(&pages).unwrap();
+    assert!(bytes.len() >= 2 * 4096, "{}", bytes.len());
+    for page in bytes.chunks_mut(4096).skip(1) {
+        for b in &mut page[2000..2016] {
+            *b ^= 0xff;
+        }
+    }
+    std::fs::write(&pages, bytes).unwrap();
+    let (ok, out) = rime(&["check", "--data", data]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("check of") && out.contains("page"), "{out}");
+    assert!(out.contains("corrupt") || out.contains("checksum"), "{out}");
+}
+
+#[test]
+fn clear_errors() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let (ok, out) = rime(&["check", "--data", data]);
+    assert!(!ok && out.contains("not a Rime data directory"), "{out}");
+    let (ok, out) = rime(&["deploy", "--data", data, "x", "f.wasm", "--memory", "1TiB"]);
+    assert!(!ok && out.contains("unknown size unit"), "{out}");
+    let (ok, out) = rime(&["state", "--data", data, "put", "Bad NS", "k", "v"]);
+    assert!(!ok && out.contains("invalid namespace"), "{out}");
+    let out = rime_cmd()
+        .args(["demo", "--data", data, "--increments", "1"])
+        .env("RIME_GUESTS_DIR", dir.path().join("nowhere"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("RIME_GUESTS_DIR"),
+        "{err}"
+    );
 }

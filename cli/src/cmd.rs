@@ -1,0 +1,364 @@
+//! The administrative subcommands: deploy, undeploy, functions, invoke,
+//! state, stats, check. Each opens the data directory itself, so none runs
+//! beside a server on the same directory (the directory lock refuses it:
+//! use the HTTP API then).
+
+use crate::env::{self, default_data_dir, Result};
+use rime_faas::{namespace_tree, FunctionConfig, Grant};
+use rime_storage::{Db, TreeId, VerifyOnOpen};
+use std::io::Write;
+use std::ops::{Bound, ControlFlow};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(clap::Args)]
+pub struct DataArgs {
+    /// Data directory.
+    #[arg(long, default_value_os_t = default_data_dir())]
+    pub data: PathBuf,
+}
+
+#[derive(clap::Args)]
+pub struct NameArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// Function name.
+    name: String,
+}
+
+#[derive(clap::Args)]
+pub struct DeployArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// Function name: 1..=64 bytes of [a-z0-9_.-].
+    name: String,
+    /// The module (host ABI v1, docs/abi.md).
+    file: PathBuf,
+    /// Access to another namespace: `NS` (read-only) or `NS:rw` (writable).
+    #[arg(long = "grant", value_name = "NS[:rw]", value_parser = env::parse_grant)]
+    grants: Vec<Grant>,
+    /// Linear-memory limit, e.g. `64MiB`.
+    #[arg(long, value_parser = env::parse_size)]
+    memory: Option<u64>,
+    /// Wall-clock limit of one attempt, e.g. `500ms`, `2s`.
+    #[arg(long, value_parser = env::parse_duration)]
+    deadline: Option<Duration>,
+}
+
+#[derive(clap::Args)]
+pub struct InvokeArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// Function name.
+    name: String,
+    /// The input, as text.
+    #[arg(long, conflicts_with = "input_file")]
+    input: Option<String>,
+    /// The input, read from a file (`-`: standard input).
+    #[arg(long)]
+    input_file: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub struct StateArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    #[command(subcommand)]
+    op: StateOp,
+}
+
+#[derive(clap::Subcommand)]
+enum StateOp {
+    /// Prints the value of KEY (text as is, other bytes as 0x hex).
+    Get { ns: String, key: String },
+    /// Sets KEY to VALUE (text).
+    Put {
+        ns: String,
+        key: String,
+        value: String,
+    },
+    /// Deletes KEY.
+    Del { ns: String, key: String },
+    /// Prints `key<TAB>value` lines of [start, end), at most LIMIT.
+    Scan {
+        ns: String,
+        #[arg(long)]
+        start: Option<String>,
+        #[arg(long)]
+        end: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+}
+
+pub fn deploy(a: &DeployArgs) -> Result<()> {
+    let wasm = std::fs::read(&a.file).map_err(|e| format!("reading {}: {e}", a.file.display()))?;
+    let mut cfg = FunctionConfig::default();
+    for g in &a.grants {
+        cfg = cfg.grant(g.clone());
+    }
+    if let Some(m) = a.memory {
+        cfg = cfg.memory_bytes(m);
+    }
+    if let Some(d) = a.deadline {
+        cfg = cfg.deadline(d);
+    }
+    let rt = env::open_all(&a.data.data)?;
+    let info = rt
+        .deploy(&a.name, &wasm, cfg)
+        .map_err(|e| format!("deploying {}: {e}", a.name))?;
+    println!(
+        "deployed {} (generation {}, {} bytes, sha256 {})",
+        info.name, info.generation, info.module_len, info.module_hash
+    );
+    env::close(rt)
+}
+
+pub fn undeploy(a: &NameArgs) -> Result<()> {
+    let rt = env::open_all(&a.data.data)?;
+    rt.undeploy(&a.name)?;
+    println!("undeployed {} (its namespace's data stays)", a.name);
+    env::close(rt)
+}
+
+pub fn functions(a: &DataArgs) -> Result<()> {
+    let rt = env::open_all(&a.data)?;
+    for f in rt.functions() {
+        let grants: Vec<String> = f
+            .config
+            .grants
+            .iter()
+            .map(|g| format!("{}{}", g.namespace, if g.writable { ":rw" } else { "" }))
+            .collect();
+        println!(
+            "{}\tgeneration {}\t{} bytes\tmemory {} MiB\tdeadline {:?}\tgrants [{}]\tsha256 {}",
+            f.name,
+            f.generation,
+            f.module_len,
+            f.config.memory_bytes >> 20,
+            f.config.deadline,
+            grants.join(" "),
+            f.module_hash
+        );
+    }
+    env::close(rt)
+}
+
+pub fn invoke(a: &InvokeArgs) -> Result<()> {
+    let input = match (&a.input, &a.input_file) {
+        (Some(s), _) => s.clone().into_bytes(),
+        (None, Some(p)) if p.as_os_str() == "-" => {
+            let mut v = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut v)?;
+            v
+        }
+        (None, Some(p)) => std::fs::read(p).map_err(|e| format!("reading {}: {e}", p.display()))?,
+        (None, None) => Vec::new(),
+    };
+    let rt = env::open_all(&a.data.data)?;
+    let r = rt.invoke(&a.name, &input);
+    let out = match r {
+        Ok(inv) => {
+            tracing::info!(retries = inv.retries, duration = ?inv.duration, "invoked");
+            inv.output
+        }
+        Err(e) => {
+            env::close(rt)?;
+            return Err(format!("invoking {}: {e}", a.name).into());
+        }
+    };
+    env::close(rt)?;
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(&out)?;
+    if !out.ends_with(b"\n") {
+        stdout.write_all(b"\n")?;
+    }
+    Ok(())
+}
+
+fn check_ns(ns: &str) -> Result<()> {
+    if rime_faas::limits::valid_name(ns.as_bytes()) {
+        Ok(())
+    } else {
+        Err(format!("invalid namespace {ns:?}: names are 1..=64 bytes of [a-z0-9_.-]").into())
+    }
+}
+
+/// The tree of namespace `ns`, if it exists.
+pub fn ns_tree(db: &Db, ns: &str) -> Result<Option<TreeId>> {
+    check_ns(ns)?;
+    Ok(db.open_tree(&namespace_tree(ns))?)
+}
+
+/// Up to `limit` pairs of `ns` in [start, end).
+pub fn scan(
+    db: &Db,
+    tree: TreeId,
+    start: Option<&[u8]>,
+    end: Option<&[u8]>,
+    limit: usize,
+) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let lo = start.map_or(Bound::Unbounded, Bound::Included);
+    let hi = end.map_or(Bound::Unbounded, Bound::Excluded);
+    let out = db.transaction(|tx| {
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        tx.scan(tree, lo, hi, |k, v| {
+            out.push((k.to_vec(), v.to_vec()));
+            if out.len() >= limit {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })?;
+        Ok(out)
+    })?;
+    Ok(out)
+}
+
+pub fn state(a: &StateArgs) -> Result<()> {
+    let dir = &a.data.data;
+    let db = env::open_db(dir, env::db_options(None))?;
+    let result = state_op(&db, &a.op);
+    match Arc::try_unwrap(db) {
+        Ok(db) => db.close()?,
+        Err(_) => unreachable!("the state subcommand holds the only handle"),
+    }
+    result
+}
+
+use std::sync::Arc;
+
+fn state_op(db: &Db, op: &StateOp) -> Result<()> {
+    match op {
+        StateOp::Get { ns, key } => {
+            let v = match ns_tree(db, ns)? {
+                Some(t) => db.get(t, key.as_bytes())?,
+                None => None,
+            };
+            match v {
+                Some(v) => println!("{}", env::show_bytes(&v)),
+                None => return Err(format!("{ns}/{key}: not found").into()),
+            }
+        }
+        StateOp::Put { ns, key, value } => {
+            check_ns(ns)?;
+            let t = db.open_or_create_tree(&namespace_tree(ns))?;
+            db.put(t, key.as_bytes(), value.as_bytes())?;
+        }
+        StateOp::Del { ns, key } => {
+            let deleted = match ns_tree(db, ns)? {
+                Some(t) => db.delete(t, key.as_bytes())?,
+                None => false,
+            };
+            if !deleted {
+                return Err(format!("{ns}/{key}: not found").into());
+            }
+        }
+        StateOp::Scan {
+            ns,
+            start,
+            end,
+            limit,
+        } => {
+            if let Some(t) = ns_tree(db, ns)? {
+                let pairs = scan(
+                    db,
+                    t,
+                    start.as_deref().map(str::as_bytes),
+                    end.as_deref().map(str::as_bytes),
+                    *limit,
+                )?;
+                for (k, v) in pairs {
+                    println!("{}\t{}", env::show_bytes(&k), env::show_bytes(&v));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn stats(a: &DataArgs) -> Result<()> {
+    let rt = env::open_all(&a.data)?;
+    let s = rt.db().stats();
+    let p = &s.pool;
+    println!("data directory   {}", a.data.display());
+    println!(
+        "pages            {} allocated ({} MiB), {} resident",
+        s.allocated_pages,
+        (s.allocated_pages * 4096) >> 20,
+        s.resident_pages
+    );
+    println!(
+        "pool             {} hits, {} misses, {} evictions, {} write-backs",
+        p.hits, p.misses, p.evictions, p.write_backs
+    );
+    println!(
+        "log              {} bytes written in total, durable to LSN {}, {} records replayed at this open",
+        s.log_bytes, s.durable_lsn, s.recovered_records
+    );
+    println!(
+        "commits          {} read-write, {} read-only, {} conflicts, {} checkpoints (this process)",
+        s.commits, s.read_only, s.conflicts, s.checkpoints
+    );
+    let r = rt.stats();
+    println!(
+        "functions        {} deployed ({} loaded from the module cache, {} compiled)",
+        r.functions, r.cache_hits, r.compiles
+    );
+    println!("invocations      counted per process: see `rime serve`'s GET /metrics");
+    env::close(rt)
+}
+
+pub fn check(a: &DataArgs) -> Result<()> {
+    let dir = &a.data;
+    if !dir.join(rime_storage::dir::SUPERBLOCK_FILE).is_file() {
+        return Err(format!(
+            "{} is not a Rime data directory (no superblock)",
+            dir.display()
+        )
+        .into());
+    }
+    let opts = env::db_options(None)
+        .verify_on_open(VerifyOnOpen::Always)
+        .checkpoint_interval(None);
+    let db = Db::open(dir, opts).map_err(|e| format!("check of {} failed: {e}", dir.display()))?;
+    let s = db.stats();
+    println!(
+        "recovery: ok ({} log records replayed, log at LSN {})",
+        s.recovered_records, s.log_bytes
+    );
+    db.verify()
+        .map_err(|e| format!("check of {} failed: {e}", dir.display()))?;
+    let trees = db.list_trees()?;
+    let (mut keys, mut bytes) = (0u64, 0u64);
+    for (name, id) in &trees {
+        let (n, b) = db
+            .transaction(|tx| {
+                let (mut n, mut b) = (0u64, 0u64);
+                tx.scan(*id, Bound::Unbounded, Bound::Unbounded, |k, v| {
+                    n += 1;
+                    b += (k.len() + v.len()) as u64;
+                    ControlFlow::Continue(())
+                })?;
+                Ok((n, b))
+            })
+            .map_err(|e| format!("check of {} failed: tree {name}: {e}", dir.display()))?;
+        println!("tree {name}: {n} keys, {b} bytes of keys and values");
+        keys += n;
+        bytes += b;
+    }
+    let s = db.stats();
+    println!(
+        "verify: ok ({} trees, {keys} keys, {bytes} bytes; {} pages allocated, {} read and checksummed)",
+        trees.len(),
+        s.allocated_pages,
+        s.pool.misses
+    );
+    db.close()
+        .map_err(|e| format!("closing {}: {e}", dir.display()))?;
+    println!("check of {}: ok", dir.display());
+    Ok(())
+}

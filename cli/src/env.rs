@@ -1,0 +1,223 @@
+//! What every subcommand shares: logging, opening a data directory, finding
+//! the example guests, parsing sizes and durations.
+
+use rime_faas::{Runtime, RuntimeConfig};
+use rime_storage::{Db, Options};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// The data directory argument every subcommand shares.
+pub fn default_data_dir() -> PathBuf {
+    PathBuf::from("rime-data")
+}
+
+/// `tracing` to stderr: `--log` if given, else `RUST_LOG`, else `default`.
+pub fn init_logging(flag: Option<&str>, default: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = match flag {
+        Some(f) => EnvFilter::try_new(f),
+        None => EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new(default)),
+    }
+    .unwrap_or_else(|e| {
+        eprintln!("rime: bad log filter ({e}); using {default:?}");
+        EnvFilter::new(default)
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Storage options of the binary: the defaults, with `pool_mib` if given,
+/// and log segments of `$RIME_WAL_SEGMENT_MIB` MiB if set (the default is
+/// 64 MiB; smaller segments open faster, which the tests of debug builds
+/// want).
+pub fn db_options(pool_mib: Option<usize>) -> Options {
+    let mut opts = Options::default();
+    if let Some(mib) = std::env::var("RIME_WAL_SEGMENT_MIB")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|&m| m > 0)
+    {
+        opts = opts.segment_size(mib << 20);
+    }
+    match pool_mib {
+        Some(m) => opts.pool_bytes(m << 20),
+        None => opts,
+    }
+}
+
+/// Opens (creating if missing) the Db of `dir`.
+pub fn open_db(dir: &Path, opts: Options) -> Result<Arc<Db>> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let db = Db::open(dir, opts).map_err(|e| format!("opening {}: {e}", dir.display()))?;
+    Ok(Arc::new(db))
+}
+
+/// The runtime over `db`, its module cache in `dir/cache`.
+pub fn open_runtime(dir: &Path, db: Arc<Db>, cfg: RuntimeConfig) -> Result<Runtime> {
+    let cfg = cfg.cache_dir(dir.join("cache"));
+    Runtime::open(db, cfg)
+        .map_err(|e| format!("opening the runtime on {}: {e}", dir.display()).into())
+}
+
+/// Opens the Db and the runtime with default settings.
+pub fn open_all(dir: &Path) -> Result<Runtime> {
+    let db = open_db(dir, db_options(None))?;
+    open_runtime(dir, db, RuntimeConfig::default())
+}
+
+/// Checkpoints and closes the Db behind `rt` (dropping `rt`). If something
+/// else still holds the Db, checkpoints and leaves the close to the drop.
+pub fn close(rt: Runtime) -> Result<()> {
+    let db = rt.db().clone();
+    drop(rt);
+    match Arc::try_unwrap(db) {
+        Ok(db) => db
+            .close()
+            .map_err(|e| format!("closing the database: {e}").into()),
+        Err(db) => db
+            .checkpoint()
+            .map_err(|e| format!("checkpoint: {e}").into()),
+    }
+}
+
+const GUESTS_SUBDIR: &str = "guests/target/wasm32-unknown-unknown/release";
+
+/// The directory of the example guests: `$RIME_GUESTS_DIR`, else
+/// `guests/target/wasm32-unknown-unknown/release` under the current
+/// directory or its ancestors, else under the ancestors of the executable
+/// (a `target/release/rime` inside a checkout).
+pub fn guests_dir() -> Result<PathBuf> {
+    if let Some(d) = std::env::var_os("RIME_GUESTS_DIR") {
+        let d = PathBuf::from(d);
+        if d.is_dir() {
+            return Ok(d);
+        }
+        return Err(format!("RIME_GUESTS_DIR={} is not a directory", d.display()).into());
+    }
+    let mut starts = Vec::new();
+    if let Ok(cwd) = std::env::current_dir() {
+        starts.push(cwd);
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        starts.push(exe);
+    }
+    for start in &starts {
+        for dir in start.ancestors() {
+            let candidate = dir.join(GUESTS_SUBDIR);
+            if candidate.join("counter.wasm").is_file() {
+                return Ok(candidate);
+            }
+        }
+    }
+    Err(format!(
+        "the example guests are not built (no {GUESTS_SUBDIR}/counter.wasm here or above, and \
+         RIME_GUESTS_DIR is not set): run scripts/build-guests (the README's first command does it)"
+    )
+    .into())
+}
+
+/// The bytes of example guest `name` (`counter`, `bank`, ...).
+pub fn guest(name: &str) -> Result<Vec<u8>> {
+    let path = guests_dir()?.join(format!("{name}.wasm"));
+    std::fs::read(&path).map_err(|e| {
+        format!(
+            "reading {}: {e}: run scripts/build-guests (the README's first command does it)",
+            path.display()
+        )
+        .into()
+    })
+}
+
+/// `123`, `64KiB`, `16MiB`, `1GiB` (also `K`, `M`, `G`, `KB`, ... as powers of 1024).
+pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("not a size: {s:?}"))?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        _ => return Err(format!("unknown size unit in {s:?} (use KiB, MiB or GiB)")),
+    };
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("size {s:?} overflows"))
+}
+
+/// `250ms`, `2s`, `1m`; a bare number is milliseconds.
+pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("not a duration: {s:?}"))?;
+    match unit.trim() {
+        "" | "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "m" | "min" => Ok(Duration::from_secs(n * 60)),
+        "us" => Ok(Duration::from_micros(n)),
+        _ => Err(format!("unknown duration unit in {s:?} (use ms, s or m)")),
+    }
+}
+
+/// `NS` (read-only) or `NS:rw` (writable), or `NS:r`.
+pub fn parse_grant(s: &str) -> std::result::Result<rime_faas::Grant, String> {
+    match s.rsplit_once(':') {
+        None => Ok(rime_faas::Grant::read(s)),
+        Some((ns, "r" | "ro")) => Ok(rime_faas::Grant::read(ns)),
+        Some((ns, "rw" | "w")) => Ok(rime_faas::Grant::write(ns)),
+        Some((_, m)) => Err(format!("grant mode {m:?} in {s:?}: use NS, NS:r or NS:rw")),
+    }
+}
+
+/// A value for people: UTF-8 text as is, anything else as `0x` hex.
+pub fn show_bytes(v: &[u8]) -> String {
+    match std::str::from_utf8(v) {
+        Ok(s) if !s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') => s.to_string(),
+        _ => match <[u8; 8]>::try_from(v) {
+            Ok(n) => format!("0x{} (i64 {})", hex(v), i64::from_le_bytes(n)),
+            Err(_) => format!("0x{}", hex(v)),
+        },
+    }
+}
+
+pub fn hex(v: &[u8]) -> String {
+    use std::fmt::Write;
+    v.iter()
+        .fold(String::with_capacity(v.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_durations_grants() {
+        assert_eq!(parse_size("16MiB"), Ok(16 << 20));
+        assert_eq!(parse_size("123"), Ok(123));
+        assert!(parse_size("1TiB").is_err());
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(
+            parse_grant("stats:rw"),
+            Ok(rime_faas::Grant::write("stats"))
+        );
+        assert_eq!(parse_grant("stats"), Ok(rime_faas::Grant::read("stats")));
+        assert!(parse_grant("stats:x").is_err());
+        assert_eq!(show_bytes(b"hi"), "hi");
+        assert_eq!(show_bytes(&[1, 0]), "0x0100");
+        assert_eq!(
+            show_bytes(&2i64.to_le_bytes()),
+            "0x0200000000000000 (i64 2)"
+        );
+    }
+}
