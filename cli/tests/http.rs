@@ -1,0 +1,323 @@
+//! `rime serve` through a real server on 127.0.0.1 and a real HTTP client.
+//! Needs the example guests (`scripts/build-guests`, or `RIME_GUESTS_DIR`).
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn guest(name: &str) -> Vec<u8> {
+    let dir = match std::env::var_os("RIME_GUESTS_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../guests/target/wasm32-unknown-unknown/release"),
+    };
+    let p = dir.join(format!("{name}.wasm"));
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}: run scripts/build-guests", p.display()))
+}
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    fn start(data: &Path, extra: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rime"))
+            .args([
+                "--log",
+                "warn",
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--data",
+            ])
+            .arg(data)
+            .args(extra)
+            .env("RIME_WAL_SEGMENT_MIB", "1")
+            .env_remove("RIME_TOKEN")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start rime serve");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+        Server {
+            child,
+            base: addr.to_string(),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// SIGTERM, then the exit status (within 30 s).
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id() as libc::pid_t;
+        // SAFETY: kill(2) on the pid of our own child, which has not been
+        // waited for yet (so the pid cannot have been reused).
+        #[allow(unsafe_code)]
+        let rc = unsafe { libc::kill(pid, libc::SIGTERM) };
+        assert_eq!(rc, 0);
+        let t = Instant::now();
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "no exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// (status, body) of any response, errors included.
+fn send(req: ureq::Request, body: Option<&[u8]>) -> (u16, Vec<u8>) {
+    let r = match body {
+        Some(b) => req.send_bytes(b),
+        None => req.call(),
+    };
+    let resp = match r {
+        Ok(resp) => resp,
+        Err(ureq::Error::Status(_, resp)) => resp,
+        Err(e) => panic!("transport error: {e}"),
+    };
+    let status = resp.status();
+    let mut out = Vec::new();
+    resp.into_reader().read_to_end(&mut out).unwrap();
+    (status, out)
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// The error code of a JSON error body.
+fn code(b: &[u8]) -> String {
+    let v: serde_json::Value =
+        serde_json::from_slice(b).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(b)));
+    v["error"]["code"].as_str().unwrap().to_string()
+}
+
+const TOKEN: &str = "test-token-1234";
+
+fn auth(req: ureq::Request) -> ureq::Request {
+    req.set("Authorization", &format!("Bearer {TOKEN}"))
+}
+
+#[test]
+fn api_round_trip_auth_limits_and_errors() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let s = Server::start(dir.path(), &["--token", TOKEN]);
+    let counter = guest("counter");
+
+    // Health and metrics need no token.
+    let (st, body) = send(ureq::get(&s.url("/health")), None);
+    assert_eq!((st, text(&body).contains("ok")), (200, true));
+
+    // Deploy: token required, and right.
+    let deploy_url = s.url("/functions/counter?grant=stats:rw&memory=32MiB&deadline=2s");
+    let (st, body) = send(ureq::post(&deploy_url), Some(&counter));
+    assert_eq!((st, code(&body)), (401, "unauthorized".into()));
+    let (st, body) = send(
+        ureq::post(&deploy_url).set("Authorization", "Bearer wrong"),
+        Some(&counter),
+    );
+    assert_eq!((st, code(&body)), (401, "unauthorized".into()));
+    let (st, body) = send(auth(ureq::post(&deploy_url)), Some(&counter));
+    assert_eq!(st, 201, "{}", text(&body));
+    let info: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(info["generation"], 1);
+    assert_eq!(info["grants"][0]["namespace"], "stats");
+    assert_eq!(info["memory_bytes"], 32 << 20);
+
+    // Malformed wasm: refused with a clear error, nothing deployed.
+    let (st, body) = send(
+        auth(ureq::post(&s.url("/functions/bad"))),
+        Some(b"\0asm junk"),
+    );
+    assert_eq!(
+        (st, code(&body)),
+        (400, "malformed_module".into()),
+        "{}",
+        text(&body)
+    );
+    let (st, body) = send(auth(ureq::get(&s.url("/functions"))), None);
+    assert_eq!(st, 200);
+    let list: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(list["functions"].as_array().unwrap().len(), 1);
+    assert_eq!(list["functions"][0]["name"], "counter");
+
+    // Invoke: output is the body; the state is the guest's.
+    for expected in ["1", "2"] {
+        let (st, body) = send(auth(ureq::post(&s.url("/invoke/counter"))), Some(b"hits"));
+        assert_eq!((st, text(&body)), (200, expected.to_string()));
+    }
+    let (st, body) = send(
+        auth(ureq::post(&s.url("/invoke/counter"))),
+        Some(b"secret:x"),
+    );
+    assert_eq!((st, code(&body)), (422, "function_error".into()));
+    assert!(
+        text(&body).contains("namespace access denied"),
+        "{}",
+        text(&body)
+    );
+    let (st, body) = send(auth(ureq::post(&s.url("/invoke/nope"))), Some(b""));
+    assert_eq!((st, code(&body)), (404, "not_found".into()));
+    let (st, body) = send(ureq::post(&s.url("/invoke/counter")), Some(b"hits"));
+    assert_eq!((st, code(&body)), (401, "unauthorized".into()));
+
+    // Oversized bodies are refused.
+    let big = vec![b'x'; (1 << 20) + 1];
+    let (st, body) = send(auth(ureq::post(&s.url("/invoke/counter"))), Some(&big));
+    assert_eq!((st, code(&body)), (413, "too_large".into()));
+
+    // State: get, put, delete, scan.
+    let (st, body) = send(auth(ureq::get(&s.url("/state/counter/hits"))), None);
+    assert_eq!((st, body), (200, 2i64.to_le_bytes().to_vec()));
+    for (k, v) in [
+        ("a/1", "one"),
+        ("a/2", "two"),
+        ("a/3", "three"),
+        ("b", "bee"),
+    ] {
+        let (st, body) = send(
+            auth(ureq::put(&s.url(&format!("/state/kv/{k}")))),
+            Some(v.as_bytes()),
+        );
+        assert_eq!(st, 204, "{}", text(&body));
+    }
+    let (st, body) = send(ureq::put(&s.url("/state/kv/x")), Some(b"v"));
+    assert_eq!((st, code(&body)), (401, "unauthorized".into()));
+    let (st, body) = send(auth(ureq::get(&s.url("/state/kv/a/2"))), None);
+    assert_eq!((st, text(&body)), (200, "two".into()));
+    let (st, body) = send(
+        auth(ureq::get(&s.url("/state/kv?start=a/&end=a0&limit=2"))),
+        None,
+    );
+    assert_eq!(st, 200, "{}", text(&body));
+    let scan: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let keys: Vec<_> = scan["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["key"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(keys, ["a/1", "a/2"]);
+    assert_eq!(scan["items"][1]["value"], "two");
+    assert_eq!(scan["next"], "a/3");
+    let (st, body) = send(auth(ureq::get(&s.url("/state/kv?start=a/3"))), None);
+    let scan: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        (
+            st,
+            scan["items"].as_array().unwrap().len(),
+            scan["next"].clone()
+        ),
+        (200, 2, serde_json::Value::Null)
+    );
+    let (st, _) = send(auth(ureq::delete(&s.url("/state/kv/b"))), None);
+    assert_eq!(st, 204);
+    let (st, body) = send(auth(ureq::get(&s.url("/state/kv/b"))), None);
+    assert_eq!((st, code(&body)), (404, "not_found".into()));
+    let (st, body) = send(auth(ureq::get(&s.url("/state/Bad%20NS/k"))), None);
+    assert_eq!((st, code(&body)), (400, "bad_request".into()));
+
+    // Metrics, in Prometheus text format.
+    let (st, body) = send(ureq::get(&s.url("/metrics")), None);
+    let m = text(&body);
+    assert_eq!(st, 200);
+    assert!(m.contains("# TYPE rime_invocations_total counter"), "{m}");
+    assert!(m.contains("rime_invocations_total 4"), "{m}");
+    assert!(
+        m.contains("rime_invocation_errors_total{code=\"function_error\"} 1"),
+        "{m}"
+    );
+    assert!(m.contains("rime_commits_total "), "{m}");
+
+    // Undeploy; unknown endpoints are JSON errors too.
+    let (st, _) = send(ureq::delete(&s.url("/functions/counter")), None);
+    assert_eq!(st, 401);
+    let (st, _) = send(auth(ureq::delete(&s.url("/functions/counter"))), None);
+    assert_eq!(st, 204);
+    let (st, body) = send(auth(ureq::delete(&s.url("/functions/counter"))), None);
+    assert_eq!((st, code(&body)), (404, "not_found".into()));
+    let (st, body) = send(ureq::get(&s.url("/nowhere")), None);
+    assert_eq!((st, code(&body)), (404, "not_found".into()));
+    assert!(s.terminate().success());
+}
+
+#[test]
+fn concurrent_invocations_then_sigterm_and_restart() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    // No --token: the server made one in the data directory.
+    let token = std::fs::read_to_string(dir.path().join("token")).unwrap();
+    let token = token.trim().to_string();
+    assert_eq!(token.len(), 64);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.path().join("token"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let bearer = format!("Bearer {token}");
+    let (st, body) = send(
+        ureq::post(&s.url("/functions/counter")).set("Authorization", &bearer),
+        Some(&guest("counter")),
+    );
+    assert_eq!(st, 201, "{}", text(&body));
+
+    // 64 concurrent invocations on one key: each counts exactly once.
+    let url = s.url("/invoke/counter");
+    let mut outputs: Vec<i64> = std::thread::scope(|sc| {
+        let handles: Vec<_> = (0..64)
+            .map(|_| {
+                sc.spawn(|| {
+                    let (st, body) =
+                        send(ureq::post(&url).set("Authorization", &bearer), Some(b"c"));
+                    assert_eq!(st, 200, "{}", text(&body));
+                    text(&body).parse::<i64>().unwrap()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    outputs.sort();
+    assert_eq!(outputs, (1..=64).collect::<Vec<_>>());
+
+    // SIGTERM: exit 0 after a checkpoint.
+    let status = s.terminate();
+    assert!(status.success(), "{status:?}");
+
+    // Restart on the same directory, invocations open this time: the
+    // function and its state are there, the token still guards writes.
+    let s = Server::start(dir.path(), &["--open-invoke"]);
+    let (st, body) = send(ureq::post(&s.url("/invoke/counter")), Some(b"c"));
+    assert_eq!((st, text(&body)), (200, "65".into()));
+    let (st, _) = send(ureq::put(&s.url("/state/counter/c")), Some(b"x"));
+    assert_eq!(st, 401);
+    let (st, body) = send(
+        ureq::get(&s.url("/state/counter/c")).set("Authorization", &bearer),
+        None,
+    );
+    assert_eq!((st, body), (200, 65i64.to_le_bytes().to_vec()));
+    assert!(s.terminate().success());
+}
