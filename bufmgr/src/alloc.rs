@@ -241,6 +241,46 @@ impl BufferManager {
         Ok(ExclusiveGuard::new(self, pid, 1, true))
     }
 
+    /// Frees the `pages`-page frame at `pid` without reading it: a frame
+    /// being discarded needs no I/O, and after a crash it may never have
+    /// reached the file at all. Waits for any latch on it to be released.
+    ///
+    /// 1. Latch it: from EVICTED (nothing to release) or from resident
+    ///    (its memory is released and it leaves the resident set).
+    /// 2. Unlock it as EVICTED with the next version: stale optimistic
+    ///    readers restart.
+    /// 3. Return its pages to the free map.
+    pub fn free_frame(&self, pid: PageId, pages: u32) -> Result<(), PageError> {
+        let inner = &*self.inner;
+        inner.check_pid(pid, pages)?;
+        let meta = inner.meta(pid);
+        let mut backoff = Backoff::default();
+        // Steps 1 and 2.
+        loop {
+            let seen = meta.state.load();
+            match seen.state() {
+                EVICTED if meta.state.try_lock_evicted(seen) => {
+                    meta.state.unlock_exclusive_evicted();
+                    break;
+                }
+                LOCKED if meta.is_loading() => inner.waits.wait(pid, meta),
+                UNLOCKED | MARKED if meta.state.try_lock_exclusive(seen) => {
+                    meta.set_dirty(false);
+                    inner.drop_frame(pid);
+                    break;
+                }
+                _ => backoff.snooze(),
+            }
+        }
+        // Step 3.
+        inner
+            .allocator
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .give_back(pid, pages);
+        Ok(())
+    }
+
     /// The allocation state to persist (see [`AllocState`]).
     pub fn alloc_state(&self) -> AllocState {
         self.inner

@@ -177,3 +177,37 @@ fn a_page_corrupted_on_disk_is_an_error_naming_it() {
         other => panic!("expected a corruption error, got {other:?}"),
     }
 }
+
+#[test]
+fn free_frame_discards_an_evicted_extent_without_reading_it() {
+    let (bm, file, _dir) = faulty_pool(MIN_POOL_PAGES, rime_bufmgr::io::FaultPlan::default());
+    let pid = bm.alloc_extent(8).unwrap().pid();
+    for _ in 0..2 * MIN_POOL_PAGES {
+        drop(bm.alloc().unwrap());
+    }
+    assert!(!bm.is_resident(pid));
+    // Any read of the extent would fail now: freeing must not read it.
+    let offsets = (0..8).map(|i| (pid + i) * PAGE_SIZE as u64).collect();
+    file.set_plan(rime_bufmgr::io::FaultPlan {
+        fail_reads_at: offsets,
+        ..Default::default()
+    });
+    bm.free_frame(pid, 8).unwrap();
+    assert!(bm.alloc_state().free.contains(&(pid, 8)));
+    let reused = bm.alloc_extent(8).unwrap();
+    assert_eq!(reused.pid(), pid, "the freed run is reused");
+    assert!(reused.payload().iter().all(|&b| b == 0));
+}
+
+#[test]
+fn free_frame_releases_a_resident_frame() {
+    let p = pool(MIN_POOL_PAGES);
+    let mut page = p.bm.alloc().unwrap();
+    page.payload_mut()[0] = 1;
+    let pid = page.pid();
+    drop(page);
+    let before = p.bm.resident_pages();
+    p.bm.free_frame(pid, 1).unwrap();
+    assert_eq!(p.bm.resident_pages(), before - 1);
+    assert!(!p.bm.is_resident(pid));
+}
