@@ -41,6 +41,11 @@ pub enum SmoKind {
     RootCollapse,
     /// The whole tree was freed.
     Destroy,
+    /// A large value's extent was allocated (`allocated` lists all of its
+    /// pages; `pages` is empty: the value itself is logged by the data
+    /// change that writes it). Logged so that recovery knows the pages are
+    /// in use before any leaf that points to them can reach the disk.
+    ExtentAlloc,
 }
 
 /// One structure modification, described by after-images: redo is "write

@@ -11,6 +11,7 @@
 //!    below [`MERGE_THRESHOLD`] try to merge it (`merge`).
 
 use crate::error::{corrupt, OrCorrupt};
+use crate::large::NewExtent;
 use crate::node::{entry_size, LargeRef, Node, NodeMut, SLOT_LARGE};
 use crate::{check_key, BTree, TreeError, INLINE_VALUE_MAX, MAX_VALUE_LEN, MERGE_THRESHOLD};
 use rime_bufmgr::ExclusiveGuard;
@@ -33,7 +34,7 @@ pub(crate) enum Step<R> {
 /// A value as stored in a leaf: inline bytes or a reference to an extent.
 pub(crate) enum Stored<'v> {
     Inline(&'v [u8]),
-    Large(LargeRef),
+    Large(NewExtent),
 }
 
 impl Stored<'_> {
@@ -117,7 +118,7 @@ impl<'t> Writer<'t> {
             None
         };
         let stored = match large {
-            Some(r) => Stored::Large(r),
+            Some(e) => Stored::Large(e),
             None => Stored::Inline(value),
         };
         let existed = self.on_leaf(key, |leaf, pos, found| {
@@ -132,8 +133,8 @@ impl<'t> Writer<'t> {
         // An insert that found the key did not install the extent: free it.
         // (After an error the extent may or may not be in the leaf: it is
         // leaked rather than risk a dangling reference.)
-        if let (Some(r), false, Ok(true)) = (large, replace, &existed) {
-            self.tree.free_large(r)?;
+        if let (Some(e), false, Ok(true)) = (large, replace, &existed) {
+            self.tree.free_large(e.r)?;
         }
         existed
     }
@@ -171,9 +172,17 @@ impl<'t> Writer<'t> {
         let suffix = &key[key.len() - suffix_len..];
         match stored {
             Stored::Inline(v) => node.insert_at(pos, suffix, v, 0),
-            Stored::Large(r) => node.insert_at(pos, suffix, &r.encode(), SLOT_LARGE),
+            Stored::Large(e) => node.insert_at(pos, suffix, &e.r.encode(), SLOT_LARGE),
         }
         .or_corrupt(pid, "insert")?;
+        // The leaf now points to the extent: it may reach the disk only
+        // after the extent's allocation is durable (see `large`).
+        if let Stored::Large(NewExtent { alloc_lsn, .. }) = stored {
+            if *alloc_lsn != 0 {
+                let lsn = leaf.lsn().max(*alloc_lsn);
+                leaf.set_lsn(lsn);
+            }
+        }
         if let Some(r) = old_large {
             self.tree.free_large(r)?;
         }
@@ -264,14 +273,14 @@ impl<'t> Writer<'t> {
                             },
                         );
                     }
-                    let r = self.tree.write_large(&v, self.lsn)?;
-                    match self.install::<bool>(leaf, key, pos, found, &Stored::Large(r))? {
+                    let e = self.tree.write_large(&v, self.lsn)?;
+                    match self.install::<bool>(leaf, key, pos, found, &Stored::Large(e))? {
                         Step::Done { changed, .. } => Ok(Step::Done {
                             result: (),
                             changed,
                         }),
                         Step::Split { needed } => {
-                            self.tree.free_large(r)?;
+                            self.tree.free_large(e.r)?;
                             Ok(Step::Split { needed })
                         }
                     }

@@ -72,6 +72,7 @@ fn smo_kind_code(k: SmoKind) -> u8 {
         SmoKind::Merge => 4,
         SmoKind::RootCollapse => 5,
         SmoKind::Destroy => 6,
+        SmoKind::ExtentAlloc => 7,
         _ => 255,
     }
 }

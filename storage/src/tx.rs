@@ -15,7 +15,7 @@
 use crate::db::DbInner;
 use crate::error::{DbError, TxError};
 use crate::wal::{TreeId, Write};
-use rime_btree::{BTree, Direction, INLINE_VALUE_MAX};
+use rime_btree::{BTree, Direction};
 use std::collections::HashMap;
 use std::ops::{Bound, ControlFlow};
 use std::sync::Arc;
@@ -24,11 +24,10 @@ use std::sync::Arc;
 pub const VERSION_SIZE: usize = 8;
 /// Longest key (the B+tree's limit).
 pub const MAX_KEY_LEN: usize = rime_btree::MAX_KEY_LEN;
-/// Longest value: what fits inline in a leaf after the version. Values in
-/// B+tree extents are not supported by the Db yet: an extent is allocated
-/// by a data write, not by a logged SMO, so recovery could not account
-/// for it (see `docs/transactions.md`, "Limits").
-pub const MAX_VALUE_LEN: usize = INLINE_VALUE_MAX - VERSION_SIZE;
+/// Longest value: the B+tree's limit (16 MiB) less the version. Values
+/// above `INLINE_VALUE_MAX` live in page extents, whose allocation the tree
+/// logs as an `ExtentAlloc` SMO, so recovery accounts for their pages.
+pub const MAX_VALUE_LEN: usize = rime_btree::MAX_VALUE_LEN - VERSION_SIZE;
 
 const NONE: u32 = u32::MAX;
 
