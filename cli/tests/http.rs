@@ -321,3 +321,25 @@ fn concurrent_invocations_then_sigterm_and_restart() {
     assert_eq!((st, body), (200, 65i64.to_le_bytes().to_vec()));
     assert!(s.terminate().success());
 }
+
+#[test]
+fn sigterm_lets_an_invocation_in_flight_finish() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let s = Server::start(dir.path(), &["--token", TOKEN, "--open-invoke"]);
+    let (st, body) = send(
+        auth(ureq::post(&s.url("/functions/hostile?deadline=1500ms"))),
+        Some(&guest("hostile")),
+    );
+    assert_eq!(st, 201, "{}", text(&body));
+    // `loop` spins until its deadline: in flight for 1.5 s.
+    let url = s.url("/invoke/hostile");
+    let t = Instant::now();
+    let slow = std::thread::spawn(move || send(ureq::post(&url), Some(b"loop")));
+    std::thread::sleep(Duration::from_millis(400));
+    let status = s.terminate();
+    let (st, body) = slow.join().unwrap();
+    // The client got its answer (the deadline), not a dropped connection.
+    assert_eq!((st, code(&body)), (504, "timeout".into()));
+    assert!(t.elapsed() >= Duration::from_millis(1400));
+    assert!(status.success(), "{status:?}");
+}
