@@ -3,15 +3,13 @@
 //! that holds unsynced writes, so a "power cut" can drop them or tear them.
 //! Each case ends in a correct recovery or a clear error.
 
-use rime_bufmgr::io::{open_block_file, BlockFile, FaultPlan, FaultyFile, IoBackend};
+mod common;
+use common::{faulty, power_cut};
+use rime_bufmgr::io::FaultPlan;
 use rime_storage::wal::segment;
 use rime_storage::{Db, DbError, Lsn, OpenError, Options, TreeId, TxError, VerifyOnOpen, WalError};
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use tempfile::TempDir;
-
-type Files = Arc<Mutex<HashMap<PathBuf, Arc<FaultyFile>>>>;
 
 fn base() -> Options {
     Options::default()
@@ -19,31 +17,6 @@ fn base() -> Options {
         .checkpoint_interval(None)
         .segment_size(256 << 10)
         .verify_on_open(VerifyOnOpen::Always)
-}
-
-/// Options whose files are all FaultyFiles holding unsynced writes.
-fn faulty(opts: Options) -> (Options, Files) {
-    let files: Files = Arc::default();
-    let f2 = files.clone();
-    let opts = opts.with_file_opener(Arc::new(move |p: &Path| {
-        let inner = open_block_file(p, IoBackend::Auto)?;
-        let ff = Arc::new(FaultyFile::new(
-            inner,
-            FaultPlan {
-                hold_unsynced: true,
-                ..FaultPlan::default()
-            },
-        ));
-        f2.lock().unwrap().insert(p.to_path_buf(), ff.clone());
-        Ok(ff as Arc<dyn BlockFile>)
-    }));
-    (opts, files)
-}
-
-fn power_cut(files: &Files) {
-    for f in files.lock().unwrap().values() {
-        f.crash();
-    }
 }
 
 fn key(i: u32) -> Vec<u8> {

@@ -1,14 +1,11 @@
 //! Values larger than a leaf holds: they live in page extents whose
 //! allocation the tree logs, so they survive crashes like any value.
 
-use rime_bufmgr::io::{open_block_file, BlockFile, FaultPlan, FaultyFile, IoBackend};
+mod common;
+use common::{faulty, power_cut};
 use rime_storage::{Db, Options, TxError, VerifyOnOpen, MAX_VALUE_LEN};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use tempfile::TempDir;
-
-type Files = Arc<Mutex<Vec<(PathBuf, Arc<FaultyFile>)>>>;
 
 fn base() -> Options {
     Options::default()
@@ -16,30 +13,6 @@ fn base() -> Options {
         .checkpoint_interval(None)
         .segment_size(4 << 20)
         .verify_on_open(VerifyOnOpen::Always)
-}
-
-/// Every file through a FaultyFile holding unsynced writes (fault-injection
-/// seam), so `power_cut` can drop them.
-fn faulty(opts: Options) -> (Options, Files) {
-    let files: Files = Arc::default();
-    let seen = files.clone();
-    let opts = opts.with_file_opener(Arc::new(move |p: &Path| {
-        let inner = open_block_file(p, IoBackend::Auto)?;
-        let plan = FaultPlan {
-            hold_unsynced: true,
-            ..FaultPlan::default()
-        };
-        let f = Arc::new(FaultyFile::new(inner, plan));
-        seen.lock().unwrap().push((p.to_path_buf(), f.clone()));
-        Ok(f as Arc<dyn BlockFile>)
-    }));
-    (opts, files)
-}
-
-fn power_cut(files: &Files) {
-    for (_, f) in files.lock().unwrap().iter() {
-        f.crash();
-    }
 }
 
 /// A value whose every byte depends on key, generation and position.

@@ -2,48 +2,21 @@
 //! ten times larger than its pool through random transactions, a crash and
 //! recovery. Scale with `RIME_STRESS_SCALE` (default 1).
 
+mod common;
+use common::{faulty, power_cut};
 use rand::{Rng, SeedableRng};
-use rime_bufmgr::io::{open_block_file, BlockFile, FaultPlan, FaultyFile, IoBackend};
 use rime_storage::{Db, Durability, Options, TxError, VerifyOnOpen};
 use std::collections::HashMap;
 use std::ops::{Bound, ControlFlow};
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tempfile::TempDir;
-
-type Files = Arc<Mutex<HashMap<PathBuf, Arc<FaultyFile>>>>;
 
 fn scale() -> u64 {
     std::env::var("RIME_STRESS_SCALE")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1)
-}
-
-fn faulty(opts: Options) -> (Options, Files) {
-    let files: Files = Arc::default();
-    let f2 = files.clone();
-    let opts = opts.with_file_opener(Arc::new(move |p: &Path| {
-        let inner = open_block_file(p, IoBackend::Auto)?;
-        let ff = Arc::new(FaultyFile::new(
-            inner,
-            FaultPlan {
-                hold_unsynced: true,
-                ..FaultPlan::default()
-            },
-        ));
-        f2.lock().unwrap().insert(p.to_path_buf(), ff.clone());
-        Ok(ff as Arc<dyn BlockFile>)
-    }));
-    (opts, files)
-}
-
-fn power_cut(files: &Files) {
-    for f in files.lock().unwrap().values() {
-        f.crash();
-    }
 }
 
 const ACCOUNTS: u32 = 64;
