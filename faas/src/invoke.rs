@@ -46,41 +46,37 @@ pub(crate) fn invoke(
     }
     let start = Instant::now();
     let mut attempts = 0u32;
-    for round in 1..=CONFLICT_ROUNDS {
-        let mut fail: Option<InvokeError> = None;
-        let r = db.transaction(|tx| {
-            attempts += 1;
-            let r = catch_unwind(AssertUnwindSafe(|| run_attempt(engine, f, input, tx)))
-                .unwrap_or_else(|p| Err(Failed::Final(InvokeError::Internal(panic_text(&p)))));
-            match r {
-                Ok(out) => Ok(out),
-                Err(Failed::Tx(e)) => Err(e),
-                Err(Failed::Final(e)) => {
-                    fail = Some(e);
-                    // The marker that makes `transaction` commit nothing.
-                    Err(TxError::Aborted(String::new()))
-                }
+    let mut fail: Option<InvokeError> = None;
+    let r = db.transaction_with_attempts(MAX_INVOKE_ATTEMPTS, |tx| {
+        attempts += 1;
+        let r = catch_unwind(AssertUnwindSafe(|| run_attempt(engine, f, input, tx)))
+            .unwrap_or_else(|p| Err(Failed::Final(InvokeError::Internal(panic_text(&p)))));
+        match r {
+            Ok(out) => Ok(out),
+            Err(Failed::Tx(e)) => Err(e),
+            Err(Failed::Final(e)) => {
+                fail = Some(e);
+                // The marker that makes `transaction` commit nothing.
+                Err(TxError::Aborted(String::new()))
             }
-        });
-        return match r {
-            Ok(output) => Ok(Invocation {
-                output,
-                retries: attempts.saturating_sub(1),
-                duration: start.elapsed(),
-            }),
-            Err(TxError::Conflict { .. }) if round < CONFLICT_ROUNDS => continue,
-            Err(TxError::Conflict { .. }) => Err(InvokeError::Conflict { attempts }),
-            Err(e) => Err(fail.take().unwrap_or_else(|| e.into())),
-        };
+        }
+    });
+    match r {
+        Ok(output) => Ok(Invocation {
+            output,
+            retries: attempts.saturating_sub(1),
+            duration: start.elapsed(),
+        }),
+        Err(TxError::Conflict { .. }) => Err(InvokeError::Conflict { attempts }),
+        Err(e) => Err(fail.take().unwrap_or_else(|| e.into())),
     }
-    unreachable!("the last round returns")
 }
 
-/// Rounds of `Db::transaction` (each up to `rime_storage::MAX_TX_ATTEMPTS`
-/// attempts) before an invocation gives up with a conflict: 4 × 16 attempts
-/// keeps a hot counter exact under heavy contention on many cores while
-/// still bounding what one invocation can cost.
-const CONFLICT_ROUNDS: u32 = 4;
+/// Attempts before an invocation gives up with a conflict: 64 (four times
+/// the Db's default) lets every increment of a hot counter land under heavy
+/// contention on many cores, while still bounding what one invocation can
+/// cost (backoff is capped at 1 ms an attempt).
+const MAX_INVOKE_ATTEMPTS: u32 = 64;
 
 fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
     p.downcast_ref::<&str>()

@@ -185,10 +185,21 @@ impl Db {
     /// nothing and returns that error. See `docs/transactions.md`.
     pub fn transaction<R>(
         &self,
+        f: impl FnMut(&mut Tx<'_>) -> Result<R, TxError>,
+    ) -> Result<R, TxError> {
+        self.transaction_with_attempts(MAX_TX_ATTEMPTS, f)
+    }
+
+    /// [`Db::transaction`] with the caller's bound on attempts (at least
+    /// one): for callers that re-run contended transactions more patiently
+    /// than the default, such as the faaslet runtime.
+    pub fn transaction_with_attempts<R>(
+        &self,
+        max_attempts: u32,
         mut f: impl FnMut(&mut Tx<'_>) -> Result<R, TxError>,
     ) -> Result<R, TxError> {
         let mut bufs = lock(&self.inner.tx_pool).pop().unwrap_or_default();
-        let result = self.run(&mut bufs, &mut f);
+        let result = self.run(max_attempts.max(1), &mut bufs, &mut f);
         let mut pool = lock(&self.inner.tx_pool);
         if pool.len() < MAX_POOLED_TX_BUFS {
             pool.push(bufs);
@@ -198,10 +209,11 @@ impl Db {
 
     fn run<R>(
         &self,
+        max_attempts: u32,
         bufs: &mut TxBufs,
         f: &mut impl FnMut(&mut Tx<'_>) -> Result<R, TxError>,
     ) -> Result<R, TxError> {
-        for attempt in 0..MAX_TX_ATTEMPTS {
+        for attempt in 0..max_attempts {
             if attempt > 0 {
                 crate::commit::backoff(attempt);
             }
@@ -219,7 +231,7 @@ impl Db {
             }
         }
         Err(TxError::Conflict {
-            attempts: MAX_TX_ATTEMPTS,
+            attempts: max_attempts,
         })
     }
 
