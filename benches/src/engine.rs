@@ -76,7 +76,11 @@ pub trait Engine: Send + Sync {
     }
     /// Copies the value into `out`; false if absent.
     fn read(&self, key: &[u8], out: &mut Vec<u8>) -> Result<bool>;
-    fn update(&self, key: &[u8], value: &[u8]) -> Result<()>;
+    /// Replaces the value of an existing record: for most engines the same
+    /// write as `insert`.
+    fn update(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.insert(key, value)
+    }
     /// Reads `key`, lets `modify` turn the value into the new one, writes
     /// it. False (nothing written) if absent.
     fn rmw(&self, key: &[u8], modify: &mut dyn FnMut(&[u8], &mut Vec<u8>)) -> Result<bool> {

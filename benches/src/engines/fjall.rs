@@ -60,17 +60,7 @@ impl Engine for Fjall {
         self.persist()
     }
     fn read(&self, key: &[u8], out: &mut Vec<u8>) -> Result<bool> {
-        Ok(match self.part.get(key)? {
-            Some(v) => {
-                out.clear();
-                out.extend_from_slice(&v);
-                true
-            }
-            None => false,
-        })
-    }
-    fn update(&self, key: &[u8], value: &[u8]) -> Result<()> {
-        self.insert(key, value)
+        Ok(super::copy_value(self.part.get(key)?, out))
     }
     fn scan(&self, start: &[u8], n: usize) -> Result<usize> {
         let mut count = 0;

@@ -74,17 +74,7 @@ impl Engine for Lmdb {
     }
     fn read(&self, key: &[u8], out: &mut Vec<u8>) -> Result<bool> {
         let r = self.env.read_txn()?;
-        Ok(match self.db.get(&r, key)? {
-            Some(v) => {
-                out.clear();
-                out.extend_from_slice(v);
-                true
-            }
-            None => false,
-        })
-    }
-    fn update(&self, key: &[u8], value: &[u8]) -> Result<()> {
-        self.insert(key, value)
+        Ok(super::copy_value(self.db.get(&r, key)?, out))
     }
     fn rmw(&self, key: &[u8], modify: &mut dyn FnMut(&[u8], &mut Vec<u8>)) -> Result<bool> {
         let mut w = self.env.write_txn()?;

@@ -19,6 +19,20 @@ pub mod rocksdb;
 #[cfg(feature = "peers-sled")]
 pub mod sled;
 
+/// What every `read` does with an engine's answer: copy the value into
+/// `out` (reusing its allocation) and say whether there was one.
+#[inline]
+pub fn copy_value(value: Option<impl AsRef<[u8]>>, out: &mut Vec<u8>) -> bool {
+    match value {
+        Some(v) => {
+            out.clear();
+            out.extend_from_slice(v.as_ref());
+            true
+        }
+        None => false,
+    }
+}
+
 /// What every scan does with an entry, the same for all engines: touch the
 /// key and value lengths so the read cannot be optimised away.
 #[inline]

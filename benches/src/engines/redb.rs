@@ -74,6 +74,8 @@ impl Engine for Redb {
     fn read(&self, key: &[u8], out: &mut Vec<u8>) -> Result<bool> {
         let r = self.db.begin_read()?;
         let t = r.open_table(TABLE)?;
+        // Not `copy_value`: the value borrows from redb's guard, which an
+        // `Option::map` could not hand out without an extra copy.
         Ok(match t.get(key)? {
             Some(v) => {
                 out.clear();
@@ -82,9 +84,6 @@ impl Engine for Redb {
             }
             None => false,
         })
-    }
-    fn update(&self, key: &[u8], value: &[u8]) -> Result<()> {
-        self.insert(key, value)
     }
     fn rmw(&self, key: &[u8], modify: &mut dyn FnMut(&[u8], &mut Vec<u8>)) -> Result<bool> {
         self.write(|t| {

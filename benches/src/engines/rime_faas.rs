@@ -113,9 +113,6 @@ impl Engine for RimeFaas {
             _ => Err("kv: bad get response".into()),
         }
     }
-    fn update(&self, k: &[u8], v: &[u8]) -> Result<()> {
-        self.insert(k, v)
-    }
     fn scan(&self, start: &[u8], n: usize) -> Result<usize> {
         let mut input = Vec::with_capacity(start.len() + 7);
         input.push(b's');

@@ -68,17 +68,7 @@ impl Engine for Rocks {
         Ok(())
     }
     fn read(&self, key: &[u8], out: &mut Vec<u8>) -> Result<bool> {
-        Ok(match self.db.get_pinned(key)? {
-            Some(v) => {
-                out.clear();
-                out.extend_from_slice(&v);
-                true
-            }
-            None => false,
-        })
-    }
-    fn update(&self, key: &[u8], value: &[u8]) -> Result<()> {
-        self.insert(key, value)
+        Ok(super::copy_value(self.db.get_pinned(key)?, out))
     }
     fn scan(&self, start: &[u8], n: usize) -> Result<usize> {
         let mut it = self.db.raw_iterator();
