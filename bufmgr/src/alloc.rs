@@ -187,15 +187,9 @@ impl BufferManager {
     /// its pages are reused by later allocations. Its contents are gone.
     pub fn free(&self, guard: ExclusiveGuard<'_>) {
         let (pid, pages) = (guard.pid(), guard.frame_pages());
+        // The latch passes to `discard_latched`, which releases it.
         std::mem::forget(guard);
-        let inner = &*self.inner;
-        inner.meta(pid).set_dirty(false);
-        inner.drop_frame(pid);
-        inner
-            .allocator
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .give_back(pid, pages);
+        self.inner.discard_latched(pid, pages);
     }
 
     /// **For recovery only.** Latches page `pid` (already allocated: below
@@ -265,19 +259,14 @@ impl BufferManager {
                 }
                 LOCKED if meta.is_loading() => inner.waits.wait(pid, meta),
                 UNLOCKED | MARKED if meta.state.try_lock_exclusive(seen) => {
-                    meta.set_dirty(false);
-                    inner.drop_frame(pid);
-                    break;
+                    inner.discard_latched(pid, pages);
+                    return Ok(());
                 }
                 _ => backoff.snooze(),
             }
         }
         // Step 3.
-        inner
-            .allocator
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .give_back(pid, pages);
+        inner.give_back(pid, pages);
         Ok(())
     }
 
@@ -288,6 +277,24 @@ impl BufferManager {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .state()
+    }
+}
+
+impl Inner {
+    /// Discards a resident frame this thread holds exclusively: its changes
+    /// are dropped, its memory released, its latch released as EVICTED,
+    /// and its pages returned to the free map.
+    fn discard_latched(&self, pid: PageId, pages: u32) {
+        self.meta(pid).set_dirty(false);
+        self.drop_frame(pid);
+        self.give_back(pid, pages);
+    }
+
+    fn give_back(&self, pid: PageId, pages: u32) {
+        self.allocator
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .give_back(pid, pages);
     }
 }
 
