@@ -1,7 +1,8 @@
 //! Rime's YCSB-style benchmark harness: Rime and its peers side by side, on
 //! the same machine in the same run. See `benches/README.md`.
 //!
-//! * [`generator`]: YCSB's key choosers (scrambled zipfian, latest, uniform).
+//! * [`generator`]: YCSB's key choosers (scrambled zipfian, latest, uniform);
+//!   [`acknowledged`]: which inserted records readers may choose.
 //! * [`workload`]: workloads A–F, rndread, key/value formats, presets.
 //! * [`engine`]: the [`engine::Engine`] trait and the registry;
 //!   [`engines`]: the adapters (peers behind `peers-*` features).
@@ -9,6 +10,7 @@
 //! * [`report`]: Markdown, CSV, SVG.
 //! * [`Matrix`]: a set of runs (what the CLI's `ycsb` and `full` execute).
 
+pub mod acknowledged;
 pub mod engine;
 pub mod engines;
 pub mod generator;
