@@ -130,6 +130,12 @@ pub fn available() -> Vec<&'static str> {
     v
 }
 
+/// Engines that hold every record in RAM (Redis): a larger-than-memory
+/// row does not apply to them.
+pub fn keeps_all_data_in_memory(name: &str) -> bool {
+    name == "redis"
+}
+
 /// Every peer adapter, built or not.
 pub const PEERS: [&str; 6] = ["lmdb", "rocksdb", "redb", "fjall", "sled", "redis"];
 

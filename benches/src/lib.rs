@@ -7,18 +7,23 @@
 //! * [`engine`]: the [`engine::Engine`] trait and the registry;
 //!   [`engines`]: the adapters (peers behind `peers-*` features).
 //! * [`runner`]: load and run phases, threads, warm-up, latency histograms.
+//! * [`isolate`]: an engine per child process, in a memory [`cgroup`] for
+//!   the larger-than-memory rows.
 //! * [`report`]: Markdown, CSV, SVG.
 //! * [`Matrix`]: a set of runs (what the CLI's `ycsb` and `full` execute).
 
 pub mod acknowledged;
+pub mod cgroup;
 pub mod engine;
 pub mod engines;
 pub mod generator;
+pub mod isolate;
 pub mod report;
 pub mod runner;
 pub mod workload;
 
 use engine::{Durability, EngineConfig};
+use isolate::Isolation;
 use report::Row;
 use runner::{RunConfig, Stop};
 use std::path::PathBuf;
@@ -48,6 +53,8 @@ pub struct Matrix {
     pub data_dir: PathBuf,
     pub progress: bool,
     pub seed: u64,
+    /// In this process, or each engine in a child process (and cgroup).
+    pub isolation: Isolation,
 }
 
 impl Matrix {
@@ -69,6 +76,7 @@ impl Matrix {
             data_dir: default_data_dir(),
             progress: true,
             seed: 42,
+            isolation: Isolation::InProcess,
         })
     }
 
@@ -98,6 +106,17 @@ impl Matrix {
         let pool = self.pool();
         for &durability in &self.durabilities {
             for name in &self.engines {
+                if engine::keeps_all_data_in_memory(name) && self.data_bytes() > pool as u64 {
+                    let why = "n/a: keeps all data in RAM, cannot run larger than memory";
+                    rows.extend(self.rows_with_note(name, durability, why));
+                    continue;
+                }
+                if self.isolation != Isolation::InProcess {
+                    let measured = isolate::run_engine(self, name, durability)?;
+                    measured.iter().for_each(&mut on_row);
+                    rows.extend(measured);
+                    continue;
+                }
                 let dir = tempfile::Builder::new()
                     .prefix(&format!("{name}-"))
                     .tempdir_in(&self.data_dir)?;
@@ -110,22 +129,7 @@ impl Matrix {
                 };
                 let failed = |why: String| -> Vec<Row> {
                     eprintln!("{name}: {why}");
-                    let mut out = Vec::new();
-                    for wl in &self.workloads {
-                        for &threads in &self.threads {
-                            out.push(self.row(
-                                name,
-                                wl,
-                                durability,
-                                threads,
-                                pool,
-                                0.0,
-                                None,
-                                Some(why.clone()),
-                            ));
-                        }
-                    }
-                    out
+                    self.rows_with_note(name, durability, &why)
                 };
                 let engine = match engine::open(name, dir.path(), &ecfg) {
                     Ok(e) => e,
@@ -187,6 +191,27 @@ impl Matrix {
 }
 
 impl Matrix {
+    /// A row for every cell of `engine`, each with no numbers and `why`.
+    fn rows_with_note(&self, engine: &str, durability: Durability, why: &str) -> Vec<Row> {
+        let mut out = Vec::new();
+        for wl in &self.workloads {
+            for &threads in &self.threads {
+                let note = Some(why.to_string());
+                out.push(self.row(
+                    engine,
+                    wl,
+                    durability,
+                    threads,
+                    self.pool(),
+                    0.0,
+                    None,
+                    note,
+                ));
+            }
+        }
+        out
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn row(
         &self,
@@ -219,6 +244,8 @@ impl Matrix {
             p999_us: r.map_or(0.0, |r| r.latency_us(0.999)),
             not_found: r.map_or(0, |r| r.not_found),
             errors: r.map_or(0, |r| r.errors),
+            mem_limit_bytes: 0,
+            mem_peak_bytes: 0,
             note,
         }
     }

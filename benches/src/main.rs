@@ -7,7 +7,9 @@
 //! ```
 
 use clap::{Args, Parser, Subcommand};
+use rime_bench::cgroup;
 use rime_bench::engine::{self, Durability};
+use rime_bench::isolate::{self, Isolation};
 use rime_bench::report::{self, Row};
 use rime_bench::runner::Stop;
 use rime_bench::workload::{Distribution, Preset};
@@ -35,6 +37,20 @@ enum Cmd {
     Full(FullArgs),
     /// Lists the engines this build has.
     Engines,
+    /// One engine's share of a matrix, in a child process (used by
+    /// `--isolate process|cgroup`; not for direct use).
+    #[command(hide = true)]
+    Cell(CellArgs),
+}
+
+#[derive(Args)]
+struct CellArgs {
+    /// The sub-matrix, written by the parent (`isolate::to_spec`).
+    #[arg(long)]
+    spec: PathBuf,
+    /// Rows are appended here as they are measured.
+    #[arg(long)]
+    rows_out: PathBuf,
 }
 
 #[derive(Args)]
@@ -86,6 +102,11 @@ struct YcsbArgs {
     /// Output directory for results.md, results.csv and the SVGs.
     #[arg(long, default_value = "target/bench-results")]
     out: PathBuf,
+    /// none: engines run in this process, one after another; process: each
+    /// in a child process; cgroup: each in a child process in a memory
+    /// cgroup of pool + 128 MiB, so the OS page cache counts too.
+    #[arg(long, default_value = "none")]
+    isolate: Isolation,
     #[arg(long)]
     no_progress: bool,
 }
@@ -95,13 +116,18 @@ struct FullArgs {
     /// Engines (default: every engine in this build).
     #[arg(long, short)]
     engines: Option<String>,
-    /// Records of the in-memory part (small preset: 8 B keys, 120 B
-    /// values; Rime's Db takes values up to 504 bytes, so not YCSB's 1 KiB).
+    /// Records of the in-memory and durable parts (ycsb preset: ~23 B
+    /// keys, 1 KiB values).
     #[arg(long, default_value_t = 200_000)]
     records: u64,
-    /// Records of the larger-than-memory part (pool = data / 3).
+    /// Records of the larger-than-memory part (ycsb sizes, pool = data / 3).
     #[arg(long, default_value_t = 600_000)]
     ltm_records: u64,
+    /// auto: the larger-than-memory part in a memory cgroup per engine
+    /// (process isolation, with a warning, where none can be made), the
+    /// rest in this process; or none|process|cgroup for every part.
+    #[arg(long, default_value = "auto")]
+    isolate: String,
     #[arg(long, default_value_t = 1.0)]
     duration: f64,
     #[arg(long, default_value_t = 0.3)]
@@ -128,6 +154,7 @@ fn main() {
             println!("{}", engine::available().join("\n"));
             Ok(())
         }
+        Cmd::Cell(a) => cell(a),
     };
     if let Err(e) = r {
         eprintln!("rime-bench: {e}");
@@ -200,6 +227,10 @@ fn ycsb(a: YcsbArgs) -> Res<()> {
         m.data_dir = d;
     }
     m.progress = !a.no_progress;
+    m.isolation = a.isolate;
+    if m.isolation == Isolation::Cgroup {
+        cgroup::probe()?;
+    }
     eprintln!(
         "{} records, {} MiB data, pool {} MiB, engines {:?}",
         m.records,
@@ -222,11 +253,67 @@ fn ycsb(a: YcsbArgs) -> Res<()> {
     Ok(())
 }
 
+/// The child side of `--isolate`: waits for the parent's go (so it is in
+/// its cgroup before it allocates), runs, appends each row to `rows_out`.
+fn cell(a: CellArgs) -> Res<()> {
+    isolate::wait_for_go()?;
+    let m = isolate::from_spec(&std::fs::read_to_string(&a.spec)?)?;
+    let mut write_err = None;
+    m.run(|r| {
+        if let Err(e) = isolate::append_row(&a.rows_out, r) {
+            write_err.get_or_insert(e);
+        }
+    })?;
+    match write_err {
+        Some(e) => Err(format!("{}: {e}", a.rows_out.display()).into()),
+        None => Ok(()),
+    }
+}
+
+/// What `full --isolate auto` does for the larger-than-memory part.
+fn ltm_isolation() -> (Isolation, String) {
+    match cgroup::probe() {
+        Ok(()) => (
+            Isolation::Cgroup,
+            format!(
+                "Each engine ran in its own process inside a memory cgroup limited to \
+                 pool + {} MiB, so the OS page cache counts against the same budget as \
+                 Rime's O_DIRECT pool; *peak MiB* is the cgroup's high-water mark \
+                 (anonymous memory + page cache) over load and all runs.",
+                isolate::PROCESS_OVERHEAD_BYTES >> 20
+            ),
+        ),
+        Err(e) => {
+            eprintln!("rime-bench: WARNING: {e}; the peers' page cache is not capped");
+            (
+                Isolation::Process,
+                format!(
+                    "**Not capped**: {e}, so each engine ran in its own process without a \
+                     memory limit and the peers cached in the OS page cache beyond the pool."
+                ),
+            )
+        }
+    }
+}
+
 fn full(a: FullArgs) -> Res<()> {
     let all = engine::available();
     let engines: Vec<&str> = match &a.engines {
         Some(e) => engines_list(e),
         None => all.clone(),
+    };
+    let (ltm_iso, ltm_text, rest_iso) = match a.isolate.as_str() {
+        "auto" => {
+            let (iso, text) = ltm_isolation();
+            (iso, text, Isolation::InProcess)
+        }
+        other => {
+            let iso: Isolation = other.parse()?;
+            if iso == Isolation::Cgroup {
+                cgroup::probe()?;
+            }
+            (iso, format!("Isolation: `{iso}` for every part."), iso)
+        }
     };
     let mut parts: Vec<(String, Matrix)> = Vec::new();
     let setup = |preset: Preset, records: u64, wl: &str, durs: Vec<Durability>| -> Res<Matrix> {
@@ -240,25 +327,29 @@ fn full(a: FullArgs) -> Res<()> {
             m.data_dir = d.clone();
         }
         m.progress = !a.no_progress;
+        m.isolation = rest_iso;
         Ok(m)
     };
     parts.push((
         "In memory (pool holds all data), no fsync".into(),
-        setup(Preset::Small, a.records, "all", vec![Durability::NoSync])?,
+        setup(Preset::Ycsb, a.records, "all", vec![Durability::NoSync])?,
     ));
+    let mut ltm = setup(Preset::Ltm, a.ltm_records, "all", vec![Durability::NoSync])?;
+    ltm.isolation = ltm_iso;
     parts.push((
-        "Larger than memory (data ≈ 3 × pool), no fsync".into(),
-        setup(Preset::Ltm, a.ltm_records, "all", vec![Durability::NoSync])?,
+        format!("Larger than memory (data ≈ 3 × pool), no fsync\n\n{ltm_text}"),
+        ltm,
     ));
     parts.push((
         "Durable: fsync before every acknowledgement (workload A)".into(),
-        setup(Preset::Small, a.records, "A", vec![Durability::Sync])?,
+        setup(Preset::Ycsb, a.records, "A", vec![Durability::Sync])?,
     ));
     let mut all_rows = Vec::new();
     let mut sections = Vec::new();
     for (title, m) in &parts {
+        let head = title.lines().next().unwrap_or_default();
         eprintln!(
-            "== {title}: {} records, {} MiB data, pool {} MiB",
+            "== {head}: {} records, {} MiB data, pool {} MiB",
             m.records,
             m.data_bytes() >> 20,
             m.pool() >> 20
@@ -348,12 +439,11 @@ fn benchmarks_md(
     ));
     s.push_str(
         "Read `benches/README.md` for how each peer is configured, how durability maps \
-                onto each, and what the numbers do and do not show (in particular: the pool \
-                budget caps each engine's own cache, not the OS page cache).\n\n",
+         onto each, and what the numbers do and do not show.\n\n",
     );
     for (title, m, rows) in sections {
         s.push_str(&format!(
-            "## {title}\n\n{} records ({:?} keys, {} B values) ≈ {} MiB; pool/cache {} MiB.\n\n",
+            "## {title}\n\n{} records ({} keys, {} B values) ≈ {} MiB; pool/cache {} MiB.\n\n",
             m.records,
             m.key_format,
             m.value_len,

@@ -26,8 +26,93 @@ pub struct Row {
     pub p999_us: f64,
     pub not_found: u64,
     pub errors: u64,
+    /// The memory cgroup's limit the engine ran under (0: none).
+    pub mem_limit_bytes: u64,
+    /// The most memory (anonymous + page cache) the engine's process had
+    /// charged at once, over load and every run (0: not measured).
+    pub mem_peak_bytes: u64,
     /// Why the engine has no numbers in this cell (it failed to open or load).
     pub note: Option<String>,
+}
+
+/// Fields of [`Row::to_line`], in order.
+const LINE_FIELDS: usize = 21;
+
+impl Row {
+    /// One tab-separated line, floats exact (`{:?}`), the note last with
+    /// tabs and newlines as spaces: how a child process hands rows back
+    /// ([`crate::isolate`]).
+    pub fn to_line(&self) -> String {
+        let note = self
+            .note
+            .as_deref()
+            .map(|n| n.replace(['\t', '\n', '\r'], " "));
+        [
+            self.engine.clone(),
+            self.workload.clone(),
+            self.distribution.clone(),
+            self.preset.clone(),
+            self.durability.clone(),
+            self.threads.to_string(),
+            self.records.to_string(),
+            self.data_bytes.to_string(),
+            self.pool_bytes.to_string(),
+            format!("{:?}", self.load_secs),
+            self.ops.to_string(),
+            format!("{:?}", self.secs),
+            format!("{:?}", self.ops_per_sec),
+            format!("{:?}", self.p50_us),
+            format!("{:?}", self.p99_us),
+            format!("{:?}", self.p999_us),
+            self.not_found.to_string(),
+            self.errors.to_string(),
+            self.mem_limit_bytes.to_string(),
+            self.mem_peak_bytes.to_string(),
+            note.map_or("-".into(), |n| format!("+{n}")),
+        ]
+        .join("\t")
+    }
+
+    /// The inverse of [`to_line`](Self::to_line).
+    pub fn from_line(line: &str) -> Result<Row, String> {
+        let f: Vec<&str> = line.split('\t').collect();
+        if f.len() != LINE_FIELDS {
+            return Err(format!(
+                "row has {} fields, not {LINE_FIELDS}: {line:?}",
+                f.len()
+            ));
+        }
+        fn p<T: std::str::FromStr>(f: &[&str], i: usize) -> Result<T, String>
+        where
+            T::Err: std::fmt::Display,
+        {
+            f[i].parse()
+                .map_err(|e| format!("row field {i} {:?}: {e}", f[i]))
+        }
+        Ok(Row {
+            engine: f[0].into(),
+            workload: f[1].into(),
+            distribution: f[2].into(),
+            preset: f[3].into(),
+            durability: f[4].into(),
+            threads: p(&f, 5)?,
+            records: p(&f, 6)?,
+            data_bytes: p(&f, 7)?,
+            pool_bytes: p(&f, 8)?,
+            load_secs: p(&f, 9)?,
+            ops: p(&f, 10)?,
+            secs: p(&f, 11)?,
+            ops_per_sec: p(&f, 12)?,
+            p50_us: p(&f, 13)?,
+            p99_us: p(&f, 14)?,
+            p999_us: p(&f, 15)?,
+            not_found: p(&f, 16)?,
+            errors: p(&f, 17)?,
+            mem_limit_bytes: p(&f, 18)?,
+            mem_peak_bytes: p(&f, 19)?,
+            note: f[20].strip_prefix('+').map(str::to_string),
+        })
+    }
 }
 
 impl Row {
@@ -95,9 +180,9 @@ pub fn markdown(rows: &[Row]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "| preset | workload | dist | durability | threads | data/pool | engine | ops/s | p50 µs | p99 µs | p99.9 µs | ×{base} | notes |"
+        "| preset | workload | dist | durability | threads | data/pool | engine | ops/s | p50 µs | p99 µs | p99.9 µs | ×{base} | peak MiB | notes |"
     );
-    s.push_str("|---|---|---|---|---:|---:|---|---:|---:|---:|---:|---:|---|\n");
+    s.push_str("|---|---|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---|\n");
     for (r, q) in rows.iter().zip(ratio) {
         let mut notes = Vec::new();
         if let Some(n) = &r.note {
@@ -111,7 +196,7 @@ pub fn markdown(rows: &[Row]) -> String {
         }
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {:.2} | {} | {} | {:.1} | {:.1} | {:.1} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {:.2} | {} | {} | {:.1} | {:.1} | {:.1} | {} | {} | {} |",
             r.preset,
             r.workload,
             r.distribution,
@@ -128,6 +213,11 @@ pub fn markdown(rows: &[Row]) -> String {
             r.p99_us,
             r.p999_us,
             q.map(|q| format!("{q:.2}")).unwrap_or_else(|| "-".into()),
+            match (r.mem_peak_bytes, r.mem_limit_bytes) {
+                (0, _) => "-".to_string(),
+                (p, 0) => mib(p),
+                (p, l) => format!("{} / {}", mib(p), mib(l)),
+            },
             notes.join(", ")
         );
     }
@@ -137,12 +227,12 @@ pub fn markdown(rows: &[Row]) -> String {
 pub fn csv(rows: &[Row]) -> String {
     let ratio = ratios(rows);
     let mut s = String::from(
-        "preset,workload,distribution,durability,threads,records,data_mib,pool_mib,data_over_pool,engine,load_secs,ops,secs,ops_per_sec,p50_us,p99_us,p999_us,ratio_to_baseline,not_found,note,errors\n",
+        "preset,workload,distribution,durability,threads,records,data_mib,pool_mib,data_over_pool,engine,load_secs,ops,secs,ops_per_sec,p50_us,p99_us,p999_us,ratio_to_baseline,mem_limit_mib,mem_peak_mib,not_found,note,errors\n",
     );
     for (r, q) in rows.iter().zip(ratio) {
         let _ = writeln!(
             s,
-            "{},{},{},{},{},{},{},{},{:.3},{},{:.3},{},{:.3},{:.1},{:.2},{:.2},{:.2},{},{},\"{}\",{}",
+            "{},{},{},{},{},{},{},{},{:.3},{},{:.3},{},{:.3},{:.1},{:.2},{:.2},{:.2},{},{},{},{},\"{}\",{}",
             r.preset,
             r.workload,
             r.distribution,
@@ -161,6 +251,8 @@ pub fn csv(rows: &[Row]) -> String {
             r.p99_us,
             r.p999_us,
             q.map(|q| format!("{q:.4}")).unwrap_or_default(),
+            mib(r.mem_limit_bytes),
+            mib(r.mem_peak_bytes),
             r.not_found,
             r.note.as_deref().unwrap_or("").replace('"', "'"),
             r.errors
@@ -305,4 +397,67 @@ pub fn write_all(dir: &Path, rows: &[Row]) -> Result<Vec<String>, Box<dyn std::e
         svgs.push(name);
     }
     Ok(svgs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(note: Option<&str>) -> Row {
+        Row {
+            engine: "lmdb".into(),
+            workload: "E".into(),
+            distribution: "zipfian".into(),
+            preset: "ltm".into(),
+            durability: "nosync".into(),
+            threads: 2,
+            records: 1_000_000,
+            data_bytes: 1_047_000_000,
+            pool_bytes: 349_000_000,
+            load_secs: 12.345_678_9,
+            ops: 98_765,
+            secs: 1.000_000_1,
+            ops_per_sec: 98_765.432_1,
+            p50_us: 0.1 + 0.2,
+            p99_us: 123.456,
+            p999_us: 4_079.6,
+            not_found: 3,
+            errors: 1,
+            mem_limit_bytes: 483 << 20,
+            mem_peak_bytes: 480 << 20,
+            note: note.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn a_row_survives_the_trip_through_a_child_process_line() {
+        for note in [None, Some(""), Some("killed:\tout of\nmemory")] {
+            let r = row(note);
+            let back = Row::from_line(&r.to_line()).unwrap();
+            assert_eq!(
+                format!("{back:?}"),
+                format!(
+                    "{:?}",
+                    Row {
+                        note: note.map(|n| n.replace(['\t', '\n'], " ")),
+                        ..r
+                    }
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn a_truncated_row_line_is_an_error() {
+        let line = row(None).to_line();
+        let cut = &line[..line.rfind('\t').unwrap()];
+        assert!(Row::from_line(cut).unwrap_err().contains("fields"));
+        assert!(Row::from_line(&line.replace("98765\t", "x\t")).is_err());
+    }
+
+    #[test]
+    fn markdown_shows_peak_and_limit_of_a_capped_engine() {
+        let md = markdown(&[row(None)]);
+        assert!(md.contains("| 480 / 483 |"), "{md}");
+    }
 }

@@ -200,6 +200,30 @@ impl KeyFormat {
     }
 }
 
+impl FromStr for KeyFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "ycsb-string" => Ok(KeyFormat::YcsbString),
+            "hashed-u64" => Ok(KeyFormat::HashedU64),
+            "ordered-u64" => Ok(KeyFormat::OrderedU64),
+            _ => Err(format!(
+                "unknown key format {s:?} (ycsb-string|hashed-u64|ordered-u64)"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for KeyFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            KeyFormat::YcsbString => "ycsb-string",
+            KeyFormat::HashedU64 => "hashed-u64",
+            KeyFormat::OrderedU64 => "ordered-u64",
+        })
+    }
+}
+
 /// Fills `out` with `len` bytes derived from `seed` (cheap, not constant,
 /// so compressing engines cannot shrink values to nothing).
 pub fn value_into(seed: u64, len: usize, out: &mut Vec<u8>) {
@@ -224,8 +248,8 @@ pub enum Preset {
     Small,
     /// vmcache "rndread": 1e7 × (8 B, 120 B), ordered keys, uniform reads.
     Rndread,
-    /// Larger than memory: `small` sizes (so Rime's 504-byte value limit
-    /// holds), pool = data / 3.
+    /// Larger than memory: `ycsb` sizes, pool = data / 3, 1e6 records
+    /// unless told.
     Ltm,
 }
 
@@ -256,15 +280,15 @@ impl fmt::Display for Preset {
 impl Preset {
     pub fn key_format(self) -> KeyFormat {
         match self {
-            Preset::Ycsb => KeyFormat::YcsbString,
-            Preset::Small | Preset::Ltm => KeyFormat::HashedU64,
+            Preset::Ycsb | Preset::Ltm => KeyFormat::YcsbString,
+            Preset::Small => KeyFormat::HashedU64,
             Preset::Rndread => KeyFormat::OrderedU64,
         }
     }
     pub fn value_len(self) -> usize {
         match self {
-            Preset::Ycsb => 1024,
-            Preset::Small | Preset::Rndread | Preset::Ltm => 120,
+            Preset::Ycsb | Preset::Ltm => 1024,
+            Preset::Small | Preset::Rndread => 120,
         }
     }
     pub fn default_records(self) -> u64 {
@@ -272,7 +296,7 @@ impl Preset {
             Preset::Ycsb => 100_000,
             Preset::Small => 1_000_000,
             Preset::Rndread => 10_000_000,
-            Preset::Ltm => 3_000_000,
+            Preset::Ltm => 1_000_000,
         }
     }
     /// Data/pool ratio the preset asks for (`None`: pool holds everything).

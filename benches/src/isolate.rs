@@ -1,0 +1,326 @@
+//! Running one engine's share of a [`Matrix`] in a child process, optionally
+//! inside a memory cgroup ([`crate::cgroup`]).
+//!
+//! The parent writes the engine's sub-matrix as a spec file ([`to_spec`]),
+//! starts `rime-bench cell --spec F --rows-out R` (the same binary), moves
+//! it into the cgroup before it has loaded anything, and reads back the rows
+//! the child appends to `R` as each is measured ([`Row::to_line`]). A
+//! child that is killed (the OOM killer at the cgroup's limit, say) leaves
+//! the rows it finished; the cells it did not reach get a note saying why.
+//!
+//! Life cycle of one engine's run:
+//! 1. spec written; cgroup created (limit = pool + [`PROCESS_OVERHEAD_BYTES`]);
+//! 2. child spawned *stopped at its first instruction of work*: it waits for
+//!    a line on stdin, so it is in the cgroup before it allocates;
+//! 3. parent adds the pid to the cgroup and writes the go line;
+//! 4. child: open, load, every workload × thread count, close;
+//! 5. parent: wait, read rows and the cgroup's peak and OOM count, fill in
+//!    the missing cells, drop the cgroup.
+
+use crate::cgroup::MemoryCgroup;
+use crate::engine::{self, Durability};
+use crate::report::Row;
+use crate::runner::Stop;
+use crate::workload::{Distribution, KeyFormat, Preset};
+use crate::Matrix;
+use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Memory a benchmark process needs besides the engine's cache: the binary
+/// and its heap, thread stacks, latency histograms, wasmtime's code and the
+/// guest's instance for `rime-faas`, write buffers (RocksDB's memtables,
+/// Rime's WAL buffer). Every engine gets the same allowance on top of the
+/// pool, so the cgroup limit is `pool + PROCESS_OVERHEAD_BYTES` for all.
+/// 128 MiB: with 2,000 records and a 16 MiB pool the nine engines peaked
+/// at 4 (rime-btree) to 63 MiB (redb), pool included (`rime-bench ycsb
+/// --isolate cgroup --records 2000 --pool-mib 16 -e …`), and RocksDB's
+/// memtable budget (`optimize_level_style_compaction(64 MiB)`) fits.
+pub const PROCESS_OVERHEAD_BYTES: u64 = 128 << 20;
+
+/// How each engine of a matrix runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    /// In this process, one engine after another.
+    InProcess,
+    /// Each engine in its own child process (a fresh heap and page cache
+    /// state, nothing left over from the previous engine).
+    Process,
+    /// Each engine in its own child process inside a memory cgroup limited
+    /// to pool + [`PROCESS_OVERHEAD_BYTES`]: the page cache counts.
+    Cgroup,
+}
+
+impl FromStr for Isolation {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "none" => Ok(Isolation::InProcess),
+            "process" => Ok(Isolation::Process),
+            "cgroup" => Ok(Isolation::Cgroup),
+            _ => Err(format!("unknown isolation {s:?} (none|process|cgroup)")),
+        }
+    }
+}
+
+impl std::fmt::Display for Isolation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Isolation::InProcess => "none",
+            Isolation::Process => "process",
+            Isolation::Cgroup => "cgroup",
+        })
+    }
+}
+
+/// The line the child waits for before it starts (step 2).
+const GO: &str = "go";
+
+/// Runs `engine` × `durability` of `m` in a child process; returns a row
+/// for every cell, measured or with a note saying why not.
+pub fn run_engine(m: &Matrix, engine: &str, durability: Durability) -> engine::Result<Vec<Row>> {
+    // 1. The spec, and the cgroup if asked for.
+    let work = tempfile::Builder::new()
+        .prefix(&format!("cell-{engine}-"))
+        .tempdir_in(&m.data_dir)?;
+    let mut sub = m.clone();
+    sub.engines = vec![engine.to_string()];
+    sub.durabilities = vec![durability];
+    sub.pool_bytes = Some(m.pool());
+    sub.isolation = Isolation::InProcess;
+    let spec = work.path().join("spec");
+    let rows_out = work.path().join("rows");
+    std::fs::write(&spec, to_spec(&sub))?;
+    let limit = m.pool() as u64 + PROCESS_OVERHEAD_BYTES;
+    let cgroup = match m.isolation {
+        Isolation::Cgroup => Some(MemoryCgroup::create(
+            &format!("rime-bench-{}-{engine}", std::process::id()),
+            limit,
+        )?),
+        _ => None,
+    };
+    // 2–3. Spawn, move into the cgroup, let it go.
+    let mut child = Command::new(std::env::current_exe()?)
+        .arg("cell")
+        .arg("--spec")
+        .arg(&spec)
+        .arg("--rows-out")
+        .arg(&rows_out)
+        .stdin(Stdio::piped())
+        .spawn()?;
+    if let Some(cg) = &cgroup {
+        if let Err(e) = cg.add(child.id()) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("moving the child into {}: {e}", cg.path().display()).into());
+        }
+    }
+    if let Some(mut stdin) = child.stdin.take() {
+        writeln!(stdin, "{GO}")?;
+    }
+    // 4–5. Wait, collect.
+    let status = child.wait()?;
+    let text = std::fs::read_to_string(&rows_out).unwrap_or_default();
+    let mut rows = Vec::new();
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        rows.push(Row::from_line(line).map_err(|e| format!("{}: {e}", rows_out.display()))?);
+    }
+    let peak = cgroup
+        .as_ref()
+        .and_then(MemoryCgroup::peak_bytes)
+        .unwrap_or(0);
+    for r in &mut rows {
+        r.mem_limit_bytes = cgroup.as_ref().map_or(0, |_| limit);
+        r.mem_peak_bytes = peak;
+    }
+    if !status.success() {
+        let oom = cgroup
+            .as_ref()
+            .and_then(MemoryCgroup::oom_kills)
+            .unwrap_or(0)
+            > 0;
+        let why = if oom {
+            format!(
+                "killed: out of memory at the {} MiB cgroup limit",
+                limit >> 20
+            )
+        } else {
+            format!("child process failed ({status})")
+        };
+        eprintln!("{engine}: {why}");
+        fill_missing(m, engine, durability, &mut rows, &why);
+    }
+    Ok(rows)
+}
+
+/// Adds a row with note `why` for every cell of `engine` not in `rows`.
+fn fill_missing(m: &Matrix, engine: &str, durability: Durability, rows: &mut Vec<Row>, why: &str) {
+    let missing: Vec<Row> = m
+        .rows_with_note(engine, durability, why)
+        .into_iter()
+        .filter(|c| {
+            !rows
+                .iter()
+                .any(|r| r.workload == c.workload && r.threads == c.threads)
+        })
+        .collect();
+    rows.extend(missing);
+}
+
+/// The child's side of step 2: returns once the parent says go.
+pub fn wait_for_go() -> std::io::Result<()> {
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    if line.trim() == GO {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!(
+            "expected {GO:?} on stdin, got {line:?}"
+        )))
+    }
+}
+
+/// Appends one row to the child's rows file (so a killed child keeps
+/// what it measured).
+pub fn append_row(path: &Path, row: &Row) -> std::io::Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    writeln!(f, "{}", row.to_line())
+}
+
+/// `key=value` lines: everything a child needs to rebuild the sub-matrix.
+pub fn to_spec(m: &Matrix) -> String {
+    let names: Vec<&str> = m.workloads.iter().map(|w| w.name.as_str()).collect();
+    let join = |v: Vec<String>| v.join(",");
+    let mut s = String::new();
+    let mut kv = |k: &str, v: String| {
+        s.push_str(k);
+        s.push('=');
+        s.push_str(&v);
+        s.push('\n');
+    };
+    kv("engines", m.engines.join(","));
+    kv("workloads", names.join(","));
+    kv(
+        "distribution",
+        m.distribution.map_or(String::new(), |d| d.to_string()),
+    );
+    kv("preset", m.preset.to_string());
+    kv("records", m.records.to_string());
+    kv("key_format", m.key_format.to_string());
+    kv("value_len", m.value_len.to_string());
+    kv(
+        "stop",
+        match m.stop {
+            Stop::Ops(n) => format!("ops:{n}"),
+            Stop::Duration(d) => format!("secs:{:?}", d.as_secs_f64()),
+        },
+    );
+    kv(
+        "threads",
+        join(m.threads.iter().map(|t| t.to_string()).collect()),
+    );
+    kv(
+        "durabilities",
+        join(m.durabilities.iter().map(|d| d.to_string()).collect()),
+    );
+    kv(
+        "pool_bytes",
+        m.pool_bytes.map_or(String::new(), |p| p.to_string()),
+    );
+    kv("warmup_secs", format!("{:?}", m.warmup.as_secs_f64()));
+    kv("data_dir", m.data_dir.display().to_string());
+    kv("progress", m.progress.to_string());
+    kv("seed", m.seed.to_string());
+    s
+}
+
+/// The inverse of [`to_spec`].
+pub fn from_spec(text: &str) -> Result<Matrix, String> {
+    let map: BTreeMap<&str, &str> = text.lines().filter_map(|l| l.split_once('=')).collect();
+    let get = |k: &str| map.get(k).copied().ok_or(format!("spec has no {k}"));
+    let num =
+        |k: &str| -> Result<u64, String> { get(k)?.parse().map_err(|e| format!("spec {k}: {e}")) };
+    let secs = |v: &str| -> Result<Duration, String> {
+        v.parse::<f64>()
+            .map(Duration::from_secs_f64)
+            .map_err(|e| format!("spec seconds {v:?}: {e}"))
+    };
+    let preset: Preset = get("preset")?.parse()?;
+    let engines: Vec<&str> = get("engines")?.split(',').collect();
+    let mut m = Matrix::new(preset, &engines, get("workloads")?)?;
+    m.distribution = match get("distribution")? {
+        "" => None,
+        d => Some(d.parse::<Distribution>()?),
+    };
+    m.records = num("records")?;
+    m.key_format = get("key_format")?.parse::<KeyFormat>()?;
+    m.value_len = num("value_len")? as usize;
+    m.stop = match get("stop")?.split_once(':') {
+        Some(("ops", n)) => Stop::Ops(n.parse().map_err(|e| format!("spec stop: {e}"))?),
+        Some(("secs", s)) => Stop::Duration(secs(s)?),
+        _ => return Err("spec stop: expected ops:N or secs:S".into()),
+    };
+    m.threads = get("threads")?
+        .split(',')
+        .map(|t| t.parse().map_err(|e| format!("spec threads: {e}")))
+        .collect::<Result<_, _>>()?;
+    m.durabilities = get("durabilities")?
+        .split(',')
+        .map(str::parse)
+        .collect::<Result<_, _>>()?;
+    m.pool_bytes = match get("pool_bytes")? {
+        "" => None,
+        p => Some(p.parse().map_err(|e| format!("spec pool_bytes: {e}"))?),
+    };
+    m.warmup = secs(get("warmup_secs")?)?;
+    m.data_dir = PathBuf::from(get("data_dir")?);
+    m.progress = get("progress")? == "true";
+    m.seed = num("seed")?;
+    Ok(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_round_trips_every_field() {
+        let mut m = Matrix::new(Preset::Ltm, &["rime", "lmdb"], "A,D,rndread").unwrap();
+        m.distribution = Some(Distribution::Uniform);
+        m.records = 12_345;
+        m.key_format = KeyFormat::OrderedU64;
+        m.value_len = 777;
+        m.stop = Stop::Duration(Duration::from_secs_f64(1.3));
+        m.threads = vec![1, 2, 4];
+        m.durabilities = vec![Durability::NoSync, Durability::Sync];
+        m.pool_bytes = Some(98_765_432);
+        m.warmup = Duration::from_millis(250);
+        m.data_dir = PathBuf::from("/tmp/x y");
+        m.progress = false;
+        m.seed = 99;
+        let back = from_spec(&to_spec(&m)).unwrap();
+        assert_eq!(to_spec(&back), to_spec(&m));
+        assert_eq!(back.workloads.len(), 3);
+        assert_eq!(back.workloads[2].name, "rndread");
+        assert!(matches!(back.stop, Stop::Duration(d) if d == Duration::from_secs_f64(1.3)));
+        m.stop = Stop::Ops(5000);
+        m.distribution = None;
+        m.pool_bytes = None;
+        assert_eq!(to_spec(&from_spec(&to_spec(&m)).unwrap()), to_spec(&m));
+    }
+
+    #[test]
+    fn a_bad_spec_says_which_field() {
+        let m = Matrix::new(Preset::Small, &["rime"], "A").unwrap();
+        let spec = to_spec(&m).replace("records=", "records=x");
+        assert!(from_spec(&spec).unwrap_err().contains("records"));
+        let spec = to_spec(&m).replace("seed=42\n", "");
+        assert!(from_spec(&spec).unwrap_err().contains("seed"));
+    }
+}
