@@ -136,6 +136,12 @@ pub fn keeps_all_data_in_memory(name: &str) -> bool {
     name == "redis"
 }
 
+/// Engines that read and write around the OS page cache (Rime's, with
+/// O_DIRECT): all the memory they cache in is their own pool.
+pub fn bypasses_page_cache(name: &str) -> bool {
+    matches!(name, "rime" | "rime-faas" | "rime-btree")
+}
+
 /// Every peer adapter, built or not.
 pub const PEERS: [&str; 6] = ["lmdb", "rocksdb", "redb", "fjall", "sled", "redis"];
 

@@ -48,6 +48,11 @@ pub struct Matrix {
     /// Pool / cache budget; `None`: from the preset (all data fits, or
     /// data / pool as the preset says).
     pub pool_bytes: Option<usize>,
+    /// What the engine's own cache is opened with, where it differs from
+    /// the pool: Rime in a memory cgroup gets the cgroup's memory less its
+    /// process overhead, as it caches nothing in the OS page cache
+    /// ([`isolate::run_engine`]).
+    pub engine_pool_bytes: Option<usize>,
     pub warmup: Duration,
     /// Where the engines' files go (must support O_DIRECT: not tmpfs).
     pub data_dir: PathBuf,
@@ -72,6 +77,7 @@ impl Matrix {
             threads: vec![1],
             durabilities: vec![Durability::NoSync],
             pool_bytes: None,
+            engine_pool_bytes: None,
             warmup: Duration::from_secs(1),
             data_dir: default_data_dir(),
             progress: true,
@@ -122,7 +128,7 @@ impl Matrix {
                     .tempdir_in(&self.data_dir)?;
                 let max_threads = self.threads.iter().copied().max().unwrap_or(1);
                 let ecfg = EngineConfig {
-                    pool_bytes: pool,
+                    pool_bytes: self.engine_pool_bytes.unwrap_or(pool),
                     durability,
                     expected_bytes: self.data_bytes(),
                     threads: max_threads,

@@ -277,10 +277,13 @@ fn ltm_isolation() -> (Isolation, String) {
             Isolation::Cgroup,
             format!(
                 "Each engine ran in its own process inside a memory cgroup limited to \
-                 pool + {} MiB, so the OS page cache counts against the same budget as \
-                 Rime's O_DIRECT pool; *peak MiB* is the cgroup's high-water mark \
-                 (anonymous memory + page cache) over load and all runs.",
-                isolate::PROCESS_OVERHEAD_BYTES >> 20
+                 pool + {} MiB, so the OS page cache counts: every engine had the same \
+                 memory. The peers' own caches were the pool, their page cache the rest \
+                 of the limit; Rime (O_DIRECT, no page cache) had a pool of the limit \
+                 less {} MiB for its process. *peak MiB* is the cgroup's high-water \
+                 mark (anonymous memory + page cache) over load and all runs.",
+                isolate::PROCESS_OVERHEAD_BYTES >> 20,
+                isolate::DIRECT_IO_PROCESS_BYTES >> 20
             ),
         ),
         Err(e) => {
