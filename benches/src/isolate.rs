@@ -9,8 +9,8 @@
 //! the rows it finished; the cells it did not reach get a note saying why.
 //!
 //! Life cycle of one engine's run:
-//! 1. cgroup created (limit = pool + [`PROCESS_OVERHEAD_BYTES`]); spec
-//!    written (Rime's pool = limit - [`DIRECT_IO_PROCESS_BYTES`]);
+//! 1. cgroup created (limit = the pool budget); spec written with the
+//!    engine's own cache inside it ([`cache_in_budget`]);
 //! 2. child spawned *stopped at its first instruction of work*: it waits for
 //!    a line on stdin, so it is in the cgroup before it allocates;
 //! 3. parent adds the pid to the cgroup and writes the go line;
@@ -31,25 +31,38 @@ use std::process::{Command, Stdio};
 use std::str::FromStr;
 use std::time::Duration;
 
-/// Memory a benchmark process needs besides the engine's cache: the binary
-/// and its heap, thread stacks, latency histograms, wasmtime's code and the
-/// guest's instance for `rime-faas`, write buffers (RocksDB's memtables,
-/// Rime's WAL buffer). Every engine gets the same allowance on top of the
-/// pool, so the cgroup limit is `pool + PROCESS_OVERHEAD_BYTES` for all.
-/// 128 MiB: with 2,000 records and a 16 MiB pool the nine engines peaked
-/// at 4 (rime-btree) to 63 MiB (redb), pool included (`rime-bench ycsb
-/// --isolate cgroup --records 2000 --pool-mib 16 -e …`), and RocksDB's
-/// memtable budget (`optimize_level_style_compaction(64 MiB)`) fits.
-pub const PROCESS_OVERHEAD_BYTES: u64 = 128 << 20;
+// In a cgroup the pool is the memory budget: the cgroup's limit, the same
+// for every engine, covering its process, its own cache and the page cache.
+// Each engine's own cache is opened at the budget less what it needs
+// outside that cache.
 
-/// What Rime's processes use besides the buffer pool. In a cgroup, an
-/// engine that bypasses the page cache ([`engine::bypasses_page_cache`])
-/// gets a pool of `limit - DIRECT_IO_PROCESS_BYTES`, so it may cache in as
-/// much of the limit as a peer caches in its own cache plus the page cache:
-/// every engine gets the same memory. 48 MiB: at 100,000 records and a
-/// 33 MiB pool the peaks were pool + 3 MiB (rime-btree), + 28 (rime) and
-/// + 35 (rime-faas: wasmtime and the guest).
+/// A peer's own cache is the budget less this: its process (heap, thread
+/// stacks, histograms, RocksDB's 64 MiB memtable budget from
+/// `optimize_level_style_compaction`) and the page cache its reads and
+/// writes go through. At 2,000 records and a 16 MiB pool the peers peaked
+/// at 8 (LMDB) to 63 MiB (redb), cache included.
+pub const PEER_OUTSIDE_CACHE_BYTES: u64 = 128 << 20;
+
+/// Rime's pool is the budget less this: Rime reads and writes with
+/// O_DIRECT, so nothing else of the budget is cache. At 100,000 records and
+/// a 33 MiB pool its processes peaked at pool + 3 MiB (rime-btree), + 28
+/// (rime) and + 35 (rime-faas: wasmtime and the guest).
 pub const DIRECT_IO_PROCESS_BYTES: u64 = 48 << 20;
+
+/// The smallest budget a cgroup run takes: a peer's own cache of at least
+/// 64 MiB.
+pub const MIN_CGROUP_BUDGET_BYTES: u64 = PEER_OUTSIDE_CACHE_BYTES + (64 << 20);
+
+/// What engine `name`'s own cache is opened with under a cgroup limit of
+/// `budget_bytes`.
+pub fn cache_in_budget(name: &str, budget_bytes: u64) -> u64 {
+    let outside = if engine::bypasses_page_cache(name) {
+        DIRECT_IO_PROCESS_BYTES
+    } else {
+        PEER_OUTSIDE_CACHE_BYTES
+    };
+    budget_bytes.saturating_sub(outside)
+}
 
 /// How each engine of a matrix runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,7 +73,7 @@ pub enum Isolation {
     /// state, nothing left over from the previous engine).
     Process,
     /// Each engine in its own child process inside a memory cgroup limited
-    /// to pool + [`PROCESS_OVERHEAD_BYTES`]: the page cache counts.
+    /// to the pool: the page cache counts ([`cache_in_budget`]).
     Cgroup,
 }
 
@@ -103,9 +116,19 @@ pub fn run_engine(m: &Matrix, engine: &str, durability: Durability) -> engine::R
     sub.isolation = Isolation::InProcess;
     let spec = work.path().join("spec");
     let rows_out = work.path().join("rows");
-    let limit = m.pool() as u64 + PROCESS_OVERHEAD_BYTES;
-    if m.isolation == Isolation::Cgroup && engine::bypasses_page_cache(engine) {
-        sub.engine_pool_bytes = Some((limit - DIRECT_IO_PROCESS_BYTES) as usize);
+    let limit = m.pool() as u64;
+    if m.isolation == Isolation::Cgroup {
+        if limit < MIN_CGROUP_BUDGET_BYTES {
+            return Err(format!(
+                "a pool of {} MiB is too small to run in a memory cgroup (at least {} MiB: \
+                 {} for a peer's process and page cache, 64 for its cache)",
+                limit >> 20,
+                MIN_CGROUP_BUDGET_BYTES >> 20,
+                PEER_OUTSIDE_CACHE_BYTES >> 20
+            )
+            .into());
+        }
+        sub.engine_pool_bytes = Some(cache_in_budget(engine, limit) as usize);
     }
     std::fs::write(&spec, to_spec(&sub))?;
     let cgroup = match m.isolation {

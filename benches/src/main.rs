@@ -104,7 +104,7 @@ struct YcsbArgs {
     out: PathBuf,
     /// none: engines run in this process, one after another; process: each
     /// in a child process; cgroup: each in a child process in a memory
-    /// cgroup of pool + 128 MiB, so the OS page cache counts too.
+    /// cgroup limited to the pool, so the OS page cache counts too.
     #[arg(long, default_value = "none")]
     isolate: Isolation,
     #[arg(long)]
@@ -277,12 +277,13 @@ fn ltm_isolation() -> (Isolation, String) {
             Isolation::Cgroup,
             format!(
                 "Each engine ran in its own process inside a memory cgroup limited to \
-                 pool + {} MiB, so the OS page cache counts: every engine had the same \
-                 memory. The peers' own caches were the pool, their page cache the rest \
-                 of the limit; Rime (O_DIRECT, no page cache) had a pool of the limit \
-                 less {} MiB for its process. *peak MiB* is the cgroup's high-water \
-                 mark (anonymous memory + page cache) over load and all runs.",
-                isolate::PROCESS_OVERHEAD_BYTES >> 20,
+                 the pool, so the OS page cache counts: every engine had the same memory \
+                 for everything. Inside it, a peer's own cache was the pool less {} MiB \
+                 (its process and the page cache took the rest); Rime (O_DIRECT, no \
+                 page cache) had a buffer pool of the pool less {} MiB. *peak MiB* is \
+                 the cgroup's high-water mark (anonymous memory + page cache) over load \
+                 and all runs.",
+                isolate::PEER_OUTSIDE_CACHE_BYTES >> 20,
                 isolate::DIRECT_IO_PROCESS_BYTES >> 20
             ),
         ),

@@ -67,6 +67,7 @@ fn isolated_engines_report_from_child_processes() {
     let status = Command::new(env!("CARGO_BIN_EXE_rime-bench"))
         .args(["ycsb", "--workload", "A,D", "--engines", "rime,rime-btree"])
         .args(["--preset", "ltm", "--records", "2000", "--ops", "2000"])
+        .args(["--pool-mib", "200"])
         .args(["--warmup", "0", "--threads", "1,2", "--no-progress"])
         .args(["--isolate", if cgroup { "cgroup" } else { "process" }])
         .arg("--out")
@@ -85,7 +86,7 @@ fn isolated_engines_report_from_child_processes() {
         let (limit_mib, peak_mib): (u64, u64) = (f[18].parse().unwrap(), f[19].parse().unwrap());
         if cgroup {
             assert!(
-                limit_mib >= 128 && peak_mib > 0 && peak_mib <= limit_mib,
+                limit_mib == 200 && peak_mib > 0 && peak_mib <= limit_mib,
                 "{line}"
             );
         } else {
