@@ -1,4 +1,5 @@
-//! Values above [`INLINE_VALUE_MAX`](crate::INLINE_VALUE_MAX): one
+//! Values too large for their leaf entry ([`is_inline`](crate::is_inline):
+//! the entry would exceed [`MAX_LEAF_ENTRY`](crate::MAX_LEAF_ENTRY)): one
 //! contiguous page extent each, so a reader gets the whole value as one
 //! `&[u8]` over contiguous memory (vmcache maps an extent's pages at
 //! consecutive addresses).
@@ -108,5 +109,58 @@ impl BTree {
             .get_mut(..r.len as usize)
             .ok_or_else(|| crate::error::corrupt(r.pid, "extent shorter than its value"))?;
         Ok(f(bytes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::write::{Stored, Writer};
+    use crate::{BTree, NoHooks};
+    use rime_bufmgr::io::{open_block_file, IoBackend};
+    use rime_bufmgr::{BufferManager, Config, MIN_POOL_PAGES, PAGE_SIZE};
+    use std::sync::Arc;
+
+    /// Trees written when every value above 512 bytes went to an extent
+    /// hold references the current rule would not make (a 600-byte value
+    /// under a short key is inline now). They stay readable, valid and
+    /// updatable; rewriting the value stores it inline and frees the extent.
+    #[test]
+    fn references_made_under_the_old_512_byte_rule_stay_valid() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let file = open_block_file(&dir.path().join("pages"), IoBackend::Auto).unwrap();
+        let config = Config {
+            pool_bytes: MIN_POOL_PAGES * PAGE_SIZE,
+            max_bytes: 1 << 30,
+            ..Config::default()
+        };
+        let bm = Arc::new(BufferManager::open(file, config).unwrap());
+        let tree = BTree::create(bm.clone(), Arc::new(NoHooks)).unwrap();
+        let (key, value) = (&b"old"[..], vec![0x5A; 600]);
+        assert!(crate::is_inline(key.len(), value.len()));
+        // Install it the old way: an extent and a reference.
+        let e = tree.write_large(&value, 0).unwrap();
+        let w = Writer {
+            tree: &tree,
+            lsn: 0,
+        };
+        let existed: bool = w
+            .on_leaf(key, |leaf, pos, found| {
+                w.install(leaf, key, pos, found, &Stored::Large(e))
+            })
+            .unwrap();
+        assert!(!existed);
+        assert_eq!(tree.verify().unwrap().large_values, 1);
+        let mut out = Vec::new();
+        assert!(tree.get_into(key, &mut out).unwrap() && out == value);
+        tree.update(key, |v| v[599] = 1).unwrap();
+        assert_eq!(tree.get(key, |v| v[599]).unwrap(), Some(1));
+        assert_eq!(tree.verify().unwrap().large_values, 1, "update is in place");
+        let free = |bm: &BufferManager| bm.alloc_state().free.len();
+        let before = free(&bm);
+        tree.upsert(key, &value).unwrap();
+        assert!(free(&bm) > before, "the old extent was freed");
+        let stats = tree.verify().unwrap();
+        assert_eq!((stats.large_values, stats.extent_pages), (0, 0));
+        assert!(tree.get_into(key, &mut out).unwrap() && out == value);
     }
 }

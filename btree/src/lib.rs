@@ -11,7 +11,8 @@
 //! * `write`: insert, upsert, update, rmw, remove on a latched leaf.
 //! * `split` / `merge`: structure modifications, reported through
 //!   [`TreeHooks`] (see [`hooks`] for the logging contract).
-//! * `large`: values above [`INLINE_VALUE_MAX`] in page extents.
+//! * `large`: values too large for the leaf ([`is_inline`]) in page
+//!   extents.
 //! * `scan`: range and prefix scans (closure and iterator), size estimate.
 //! * `verify`: the invariant checker and `destroy`.
 //!
@@ -55,10 +56,40 @@ use std::sync::Arc;
 /// key) and still take two of the largest entries, so that splitting always
 /// makes room (asserted below).
 pub const MAX_KEY_LEN: usize = 512;
-/// Longest value stored inside a leaf: 512 bytes; longer values go to an
-/// extent. With [`MAX_KEY_LEN`] this bounds an entry to a quarter page, so
-/// leaves keep a useful fan-out.
-pub const INLINE_VALUE_MAX: usize = 512;
+/// Largest bytes one leaf entry (slot + key + inline value) may take: 1480.
+/// The reason is the split invariant: a node holds its header, two fences
+/// of up to [`MAX_KEY_LEN`] and still two entries this large (asserted
+/// below). It bounds the whole entry, not a worst-case key plus a
+/// worst-case value each: a 23-byte key leaves room for a 1445-byte value,
+/// a [`MAX_KEY_LEN`] key for a 956-byte one.
+///
+/// The rule ([`is_inline`]) is decided on the **full** key length, never on
+/// the suffix a leaf stores after prefix truncation, so it depends on
+/// `(key, value)` alone, not on which leaf holds the entry or what its
+/// fences share; a split or merge that changes a leaf's prefix never makes
+/// an inline entry "too large". Proof that every write makes progress:
+///
+/// 1. Every leaf entry is at most `MAX_LEAF_ENTRY`. Inline: it stores
+///    `entry_size(suffix, value) <= entry_size(key, value) <= MAX_LEAF_ENTRY`
+///    in any leaf, whatever its prefix. Large: `entry_size(suffix, 16)`,
+///    at most `entry_size(MAX_KEY_LEN, 16)` (asserted below).
+/// 2. Fences are keys or prefixes of keys: at most [`MAX_KEY_LEN`] each.
+/// 3. So a leaf holding at most one entry besides the one being written
+///    has `NODE_SIZE - HEADER_SIZE - 2 * MAX_KEY_LEN - MAX_LEAF_ENTRY >=
+///    MAX_LEAF_ENTRY` bytes free and always takes it. A leaf that lacks
+///    room therefore has at least two entries, and a leaf split leaves at
+///    least one on each side: each retry after a split finds fewer
+///    entries, so the write fits once at most one other is left. Merges build the merged node in a
+///    private buffer and give up if it does not fit (`merge`), so they
+///    never break (1) or (2).
+pub const MAX_LEAF_ENTRY: usize = (NODE_SIZE - node::HEADER_SIZE - 2 * MAX_KEY_LEN) / 2;
+/// Longest value ever stored inline: 1468 bytes, under the empty key (see
+/// [`is_inline`]); a longer value always goes to an extent. Sizes the stack
+/// buffer of the optimistic lookup (`get_into`).
+pub const INLINE_VALUE_MAX: usize = inline_value_max(0);
+/// Longest value stored inline under any key, even one of [`MAX_KEY_LEN`]:
+/// 956 bytes.
+pub const INLINE_VALUE_ANY_KEY: usize = inline_value_max(MAX_KEY_LEN);
 /// Longest value: 16 MiB, one extent (well under the buffer manager's
 /// `MAX_EXTENT_PAGES`, asserted below).
 pub const MAX_VALUE_LEN: usize = 16 << 20;
@@ -74,13 +105,38 @@ pub const MERGE_THRESHOLD: usize = NODE_SIZE / 3;
 /// A deeper descent means a corrupt (cyclic) tree.
 pub const MAX_DEPTH: usize = 32;
 
-/// Largest bytes an entry can take in a leaf.
-const MAX_LEAF_ENTRY: usize = node::entry_size(MAX_KEY_LEN, INLINE_VALUE_MAX);
+/// Longest value stored inline under a key of `key_len` bytes: what
+/// [`MAX_LEAF_ENTRY`] leaves after the slot and the whole key.
+pub const fn inline_value_max(key_len: usize) -> usize {
+    MAX_LEAF_ENTRY
+        .saturating_sub(node::SLOT_SIZE)
+        .saturating_sub(key_len)
+}
+
+/// Whether `key_len`/`val_len` (the full key's length, not a leaf's
+/// suffix: see [`MAX_LEAF_ENTRY`]) is stored inline in the leaf; if not,
+/// the value goes to an extent and the leaf holds a 16-byte reference.
+pub const fn is_inline(key_len: usize, val_len: usize) -> bool {
+    val_len <= inline_value_max(key_len)
+}
+
 /// Largest bytes an entry can take in an inner node.
 const MAX_INNER_ENTRY: usize = node::entry_size(MAX_KEY_LEN, 8);
+// The split invariant for leaves (see MAX_LEAF_ENTRY) and inner nodes.
 const _: () = assert!(node::HEADER_SIZE + 2 * MAX_KEY_LEN + 2 * MAX_LEAF_ENTRY <= NODE_SIZE);
 const _: () = assert!(node::HEADER_SIZE + 2 * MAX_KEY_LEN + 3 * MAX_INNER_ENTRY <= NODE_SIZE);
-const _: () = assert!(INLINE_VALUE_MAX >= node::LargeRef::SIZE);
+// The values the doc comments give.
+const _: () = assert!(MAX_LEAF_ENTRY == 1480);
+const _: () = assert!(INLINE_VALUE_MAX == 1468 && INLINE_VALUE_ANY_KEY == 956);
+// Every entry inline under the rule fits the invariant, with any key.
+const _: () = assert!(node::entry_size(0, INLINE_VALUE_MAX) <= MAX_LEAF_ENTRY);
+const _: () = assert!(node::entry_size(MAX_KEY_LEN, INLINE_VALUE_ANY_KEY) <= MAX_LEAF_ENTRY);
+// An entry whose value went to an extent (its 16-byte reference in the
+// leaf) is smaller than the inline entry it replaces, and fits too.
+const _: () = assert!(is_inline(MAX_KEY_LEN, node::LargeRef::SIZE));
+// The case the rule exists for: YCSB records (23-byte keys, 1 KiB values,
+// plus rime-storage's 8-byte version) are inline, up to ~1.4 KiB values.
+const _: () = assert!(is_inline(23, 1024 + 8) && is_inline(23, 1400 + 8));
 const _: () = assert!(
     MAX_VALUE_LEN + rime_bufmgr::FRAME_HEADER_SIZE
         <= rime_bufmgr::MAX_EXTENT_PAGES * rime_bufmgr::PAGE_SIZE

@@ -13,7 +13,7 @@
 use crate::error::{corrupt, OrCorrupt};
 use crate::large::NewExtent;
 use crate::node::{entry_size, LargeRef, Node, NodeMut, SLOT_LARGE};
-use crate::{check_key, BTree, TreeError, INLINE_VALUE_MAX, MAX_VALUE_LEN, MERGE_THRESHOLD};
+use crate::{check_key, is_inline, BTree, TreeError, MAX_VALUE_LEN, MERGE_THRESHOLD};
 use rime_bufmgr::ExclusiveGuard;
 
 /// Writes to a tree, stamping `lsn` on what they change (0: no stamp).
@@ -112,7 +112,7 @@ impl<'t> Writer<'t> {
     fn put(&self, key: &[u8], value: &[u8], replace: bool) -> Result<bool, TreeError> {
         check_key(key)?;
         check_value(value)?;
-        let large = if value.len() > INLINE_VALUE_MAX {
+        let large = if !is_inline(key.len(), value.len()) {
             Some(self.tree.write_large(value, self.lsn)?)
         } else {
             None
@@ -256,7 +256,7 @@ impl<'t> Writer<'t> {
                 }),
                 Some(v) => {
                     check_value(&v)?;
-                    if v.len() <= INLINE_VALUE_MAX {
+                    if is_inline(key.len(), v.len()) {
                         return Ok(
                             match self.install::<bool>(
                                 leaf,

@@ -3,7 +3,9 @@
 
 mod common;
 use common::*;
-use rime_btree::{BTree, Direction, TreeError, INLINE_VALUE_MAX, MAX_KEY_LEN};
+use rime_btree::{
+    inline_value_max, is_inline, BTree, Direction, TreeError, INLINE_VALUE_MAX, MAX_KEY_LEN,
+};
 use rime_bufmgr::MIN_POOL_PAGES;
 use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
@@ -32,10 +34,15 @@ fn key(r: &mut Rng) -> Vec<u8> {
         .collect()
 }
 
-fn val(r: &mut Rng, large_percent: u64) -> Vec<u8> {
+/// Values for `key`: mostly small; some in extents whatever the key; some
+/// exactly at the key's inline threshold or one byte either side; some
+/// anywhere in `0..=2 * INLINE_VALUE_MAX`, across every key's threshold.
+fn val(r: &mut Rng, key: &[u8], large_percent: u64) -> Vec<u8> {
+    let threshold = inline_value_max(key.len());
     let len = match r.below(100) {
         p if p < large_percent => INLINE_VALUE_MAX + 1 + r.below(30_000) as usize,
-        p if p < large_percent + 3 => INLINE_VALUE_MAX,
+        p if p < large_percent + 3 => threshold - 1 + r.below(3) as usize,
+        p if p < large_percent + 8 => r.below(2 * INLINE_VALUE_MAX as u64 + 1) as usize,
         _ => r.below(120) as usize,
     };
     value(r.next(), len)
@@ -75,7 +82,7 @@ fn step(tree: &BTree, model: &mut Model, r: &mut Rng, large_percent: u64) {
     };
     match r.below(20) {
         0..=3 => {
-            let v = val(r, large_percent);
+            let v = val(r, &k, large_percent);
             let res = tree.insert(&k, &v);
             match model.entry(k) {
                 Entry::Occupied(_) => assert!(
@@ -89,7 +96,7 @@ fn step(tree: &BTree, model: &mut Model, r: &mut Rng, large_percent: u64) {
             }
         }
         4..=7 => {
-            let v = val(r, large_percent);
+            let v = val(r, &k, large_percent);
             assert_eq!(tree.upsert(&k, &v).unwrap(), model.insert(k, v).is_some());
         }
         8 => {
@@ -105,7 +112,7 @@ fn step(tree: &BTree, model: &mut Model, r: &mut Rng, large_percent: u64) {
             assert_eq!(got.unwrap(), want);
         }
         9 => {
-            let extra = val(r, large_percent / 2);
+            let extra = val(r, &k, large_percent / 2);
             let delete = r.chance(20);
             let f = |old: Option<&[u8]>| {
                 if delete {
@@ -195,6 +202,12 @@ fn step(tree: &BTree, model: &mut Model, r: &mut Rng, large_percent: u64) {
 fn check_all(tree: &BTree, model: &Model) {
     let stats = tree.verify().unwrap();
     assert_eq!(stats.entries, model.len() as u64);
+    // Exactly the entries the rule rejects live in extents.
+    let large = model
+        .iter()
+        .filter(|(k, v)| !is_inline(k.len(), v.len()))
+        .count();
+    assert_eq!(stats.large_values, large as u64);
     let all: Vec<_> = tree
         .iter(.., Direction::Forward)
         .map(Result::unwrap)

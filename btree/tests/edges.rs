@@ -4,7 +4,7 @@ mod common;
 use common::*;
 use rime_btree::node::NODE_SIZE;
 use rime_btree::{
-    BTree, Direction, NoHooks, Smo, SmoKind, TreeError, TreeHooks, INLINE_VALUE_MAX, MAX_KEY_LEN,
+    inline_value_max, BTree, Direction, NoHooks, Smo, SmoKind, TreeError, TreeHooks, MAX_KEY_LEN,
     MAX_VALUE_LEN,
 };
 use rime_bufmgr::io::{open_block_file, IoBackend};
@@ -59,17 +59,11 @@ fn empty_key_and_maximum_key() {
 fn values_at_and_around_the_inline_threshold_and_the_maximum() {
     let p = pool(3 * MAX_VALUE_LEN / PAGE_SIZE);
     let t = tree(&p);
-    for (i, len) in [
-        0,
-        1,
-        INLINE_VALUE_MAX - 1,
-        INLINE_VALUE_MAX,
-        INLINE_VALUE_MAX + 1,
-        NODE_SIZE,
-        100_000,
-    ]
-    .into_iter()
-    .enumerate()
+    // One-byte keys: the threshold is the entry bound less slot and key.
+    let max = inline_value_max(1);
+    for (i, len) in [0, 1, max - 1, max, max + 1, NODE_SIZE, 100_000]
+        .into_iter()
+        .enumerate()
     {
         let v = value(i as u64, len);
         t.insert(&[i as u8], &v).unwrap();

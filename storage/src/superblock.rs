@@ -47,7 +47,14 @@ pub const FILE_SIZE: u64 = (SLOT_SIZE * SLOTS) as u64;
 
 pub const MAGIC: [u8; 8] = *b"RIMEsupr";
 /// The format version this build writes and the newest it reads.
-pub const FORMAT_VERSION: u32 = 1;
+///
+/// * 1: B+tree leaves keep values up to 512 bytes inline.
+/// * 2: leaves keep an entry inline when slot + key + value fit
+///   `rime_btree::MAX_LEAF_ENTRY` (values up to 1468 bytes). Version 1
+///   data reads as is (a slot's LARGE flag says where its value lives); a
+///   version-1 build must not open version 2 data, whose larger inline
+///   values it cannot read.
+pub const FORMAT_VERSION: u32 = 2;
 
 pub const OFF_MAGIC: usize = 0;
 pub const SIZE_MAGIC: usize = 8;
@@ -382,11 +389,30 @@ mod tests {
         std::fs::write(&path, bytes).unwrap();
         assert!(matches!(
             SuperblockFile::open(real(&dir)),
-            Err(SuperblockError::UnsupportedVersion {
-                found: 2,
-                supported: 1
-            })
+            Err(SuperblockError::UnsupportedVersion { found, supported })
+                if found == FORMAT_VERSION + 1 && supported == FORMAT_VERSION
         ));
+    }
+
+    #[test]
+    fn older_format_version_still_opens() {
+        // Version 1 data (values above 512 bytes always in extents) reads
+        // as is under version 2.
+        let dir = TempDir::new().unwrap();
+        let mut f = SuperblockFile::create(real(&dir), &sb(1)).unwrap();
+        f.write(&sb(2)).unwrap();
+        drop(f);
+        let path = dir.path().join("superblock");
+        let mut bytes = std::fs::read(&path).unwrap();
+        for slot in 0..SLOTS {
+            let b = &mut bytes[slot * SLOT_SIZE..(slot + 1) * SLOT_SIZE];
+            b[OFF_VERSION..OFF_VERSION + 4].copy_from_slice(&1u32.to_le_bytes());
+            let crc = crc32c::crc32c(&b[..OFF_CRC]);
+            b[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_le_bytes());
+        }
+        std::fs::write(&path, bytes).unwrap();
+        let f = SuperblockFile::open(real(&dir)).unwrap();
+        assert_eq!(f.current(), &sb(2));
     }
 
     #[test]

@@ -26,8 +26,9 @@ fn value(key: u32, generation: u32, len: usize) -> Vec<u8> {
         .collect()
 }
 
-/// Lengths from just over the inline limit to 1 MiB.
-const LENGTHS: [usize; 6] = [600, 4_000, 4_096, 40_000, 300_000, 1 << 20];
+/// Lengths from just over the inline limit (1456 user bytes under a 4-byte
+/// key: `rime_btree::inline_value_max(4)` less the 8-byte version) to 1 MiB.
+const LENGTHS: [usize; 6] = [1_600, 4_000, 4_096, 40_000, 300_000, 1 << 20];
 
 #[test]
 fn large_values_survive_replacement_eviction_and_a_power_cut() {
@@ -83,7 +84,7 @@ fn large_values_survive_replacement_eviction_and_a_power_cut() {
 fn evicted_leaves_pointing_at_new_extents_recover_without_sharing_an_extent() {
     const BLOBS: u32 = 200;
     /// Few distinct sizes, so freed extents are reused by later values.
-    const SIZES: [usize; 3] = [600, 5_000, 9_000];
+    const SIZES: [usize; 3] = [1_600, 5_000, 9_000];
     let dir = TempDir::new().unwrap();
     let (opts, files) = faulty(base());
     let db = Db::open(dir.path(), opts).unwrap();
