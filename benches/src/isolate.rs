@@ -45,9 +45,9 @@ pub const PEER_OUTSIDE_CACHE_BYTES: u64 = 128 << 20;
 
 /// Rime's pool is the budget less this: Rime reads and writes with
 /// O_DIRECT, so nothing else of the budget is cache. At 300,000 records and
-/// a 200 MiB budget its processes peaked at pool + 32 MiB (rime) and
-/// + 47 MiB (rime-faas: wasmtime, the guest, the module file); 64 MiB
-/// keeps an OOM kill well away.
+/// a 200 MiB budget its processes peaked at 32 MiB (rime) and 47 MiB
+/// (rime-faas: wasmtime, the guest, the module file) above the pool;
+/// 64 MiB keeps an OOM kill well away.
 pub const DIRECT_IO_PROCESS_BYTES: u64 = 64 << 20;
 
 /// The smallest budget a cgroup run takes: a peer's own cache of at least
