@@ -24,9 +24,10 @@ use std::sync::Arc;
 pub const VERSION_SIZE: usize = 8;
 /// Longest key (the B+tree's limit).
 pub const MAX_KEY_LEN: usize = rime_btree::MAX_KEY_LEN;
-/// Longest value: the B+tree's limit (16 MiB) less the version. Values
-/// above `INLINE_VALUE_MAX` live in page extents, whose allocation the tree
-/// logs as an `ExtentAlloc` SMO, so recovery accounts for their pages.
+/// Longest value: the B+tree's limit (16 MiB) less the version. Values the
+/// leaf cannot hold (`rime_btree::is_inline`: slot + key + version + value
+/// over 1480 bytes) live in page extents, whose allocation the tree logs
+/// as an `ExtentAlloc` SMO, so recovery accounts for their pages.
 pub const MAX_VALUE_LEN: usize = rime_btree::MAX_VALUE_LEN - VERSION_SIZE;
 
 const NONE: u32 = u32::MAX;
