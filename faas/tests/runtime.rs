@@ -417,3 +417,63 @@ fn instances_beyond_the_pool_are_refused_not_queued() {
         assert!(matches!(err, InvokeError::Overloaded(_)), "{err:?}");
     });
 }
+
+#[test]
+fn an_invocation_never_sees_memory_left_by_the_last_one() {
+    // Reads its memory size and words in the first page, just below
+    // 1 MiB, in its data segment (at 1 MiB, like a Rust guest's), and in
+    // pages it grows; then overwrites them all. Slots are reused (and
+    // reset in place, see `engine.rs`), so every run must still see the
+    // pristine memory: size 17 pages, zeros, the data segment's value.
+    let m = wat(r#"(module
+        (import "rime" "output" (func $out (param i32 i32) (result i32)))
+        (memory (export "memory") 17)
+        (data (i32.const 0x100000) "\44\33\22\11")
+        (func $probe (param $at i32) (param $slot i32)
+            (i32.store (local.get $slot) (i32.load (local.get $at)))
+            (i32.store (local.get $at) (i32.const 0xdeadbeef)))
+        (func (export "rime_invoke") (result i32)
+            (i32.store (i32.const 0x2000) (memory.size))
+            (drop (memory.grow (i32.const 3)))
+            (call $probe (i32.const 0x100) (i32.const 0x2004))
+            (call $probe (i32.const 0xfff00) (i32.const 0x2008))
+            (call $probe (i32.const 0x100000) (i32.const 0x200c))
+            (call $probe (i32.const 0x110008) (i32.const 0x2010))
+            (call $probe (i32.const 0x13fff0) (i32.const 0x2014))
+            (drop (call $out (i32.const 0x2000) (i32.const 24)))
+            (i32.store (i32.const 0x2000) (i32.const 0xdeadbeef))
+            (i32.const 0)))"#);
+    let e = env();
+    e.rt.deploy("snoop", &m, FunctionConfig::default()).unwrap();
+    let pristine: Vec<u8> = [17u32, 0, 0, 0x1122_3344, 0, 0]
+        .iter()
+        .flat_map(|w| w.to_le_bytes())
+        .collect();
+    for i in 0..50 {
+        let out = e.rt.invoke("snoop", b"").unwrap().output;
+        assert_eq!(out, pristine, "invocation {i}");
+    }
+    // And from several threads at once (slots handed between threads).
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                for _ in 0..50 {
+                    assert_eq!(e.rt.invoke("snoop", b"").unwrap().output, pristine);
+                }
+            });
+        }
+    });
+    // Pages an earlier instance grew stay mapped in the slot, but are
+    // beyond this instance's size: reading them traps.
+    let peek = wat(r#"(module
+        (memory (export "memory") 17)
+        (data (i32.const 0x100000) "\44\33\22\11")
+        (func (export "rime_invoke") (result i32)
+            (i32.load (i32.const 0x110008))))"#);
+    e.rt.deploy("snoop", &peek, FunctionConfig::default())
+        .unwrap();
+    for _ in 0..10 {
+        let err = e.rt.invoke("snoop", b"").unwrap_err();
+        assert!(matches!(err, InvokeError::Trap(_)), "{err:?}");
+    }
+}
