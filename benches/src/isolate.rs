@@ -106,7 +106,8 @@ const GO: &str = "go";
 /// Runs `engine` × `durability` of `m` in a child process; returns a row
 /// for every cell, measured or with a note saying why not.
 pub fn run_engine(m: &Matrix, engine: &str, durability: Durability) -> engine::Result<Vec<Row>> {
-    // 1. The spec, and the cgroup if asked for.
+    // 1. The cgroup if asked for, and the spec (with the engine's cache
+    //    sized inside the cgroup's budget).
     let work = tempfile::Builder::new()
         .prefix(&format!("cell-{engine}-"))
         .tempdir_in(&m.data_dir)?;
@@ -115,30 +116,16 @@ pub fn run_engine(m: &Matrix, engine: &str, durability: Durability) -> engine::R
     sub.durabilities = vec![durability];
     sub.pool_bytes = Some(m.pool());
     sub.isolation = Isolation::InProcess;
-    let spec = work.path().join("spec");
-    let rows_out = work.path().join("rows");
-    let limit = m.pool() as u64;
-    if m.isolation == Isolation::Cgroup {
-        if limit < MIN_CGROUP_BUDGET_BYTES {
-            return Err(format!(
-                "a pool of {} MiB is too small to run in a memory cgroup (at least {} MiB: \
-                 {} for a peer's process and page cache, 64 for its cache)",
-                limit >> 20,
-                MIN_CGROUP_BUDGET_BYTES >> 20,
-                PEER_OUTSIDE_CACHE_BYTES >> 20
-            )
-            .into());
-        }
-        sub.engine_pool_bytes = Some(cache_in_budget(engine, limit) as usize);
-    }
-    std::fs::write(&spec, to_spec(&sub))?;
     let cgroup = match m.isolation {
-        Isolation::Cgroup => Some(MemoryCgroup::create(
-            &format!("rime-bench-{}-{engine}", std::process::id()),
-            limit,
-        )?),
+        Isolation::Cgroup => Some(budget_cgroup(m.pool() as u64, engine)?),
         _ => None,
     };
+    if let Some(cg) = &cgroup {
+        sub.engine_pool_bytes = Some(cache_in_budget(engine, cg.limit_bytes()) as usize);
+    }
+    let spec = work.path().join("spec");
+    let rows_out = work.path().join("rows");
+    std::fs::write(&spec, to_spec(&sub))?;
     // 2–3. Spawn, move into the cgroup, let it go.
     let mut child = Command::new(std::env::current_exe()?)
         .arg("cell")
@@ -158,39 +145,54 @@ pub fn run_engine(m: &Matrix, engine: &str, durability: Durability) -> engine::R
     if let Some(mut stdin) = child.stdin.take() {
         writeln!(stdin, "{GO}")?;
     }
-    // 4–5. Wait, collect.
+    // 4–5. Wait, collect what it measured, say why the rest is missing.
     let status = child.wait()?;
-    let text = std::fs::read_to_string(&rows_out).unwrap_or_default();
-    let mut rows = Vec::new();
-    for line in text.lines().filter(|l| !l.is_empty()) {
-        rows.push(Row::from_line(line).map_err(|e| format!("{}: {e}", rows_out.display()))?);
-    }
-    let peak = cgroup
-        .as_ref()
-        .and_then(MemoryCgroup::peak_bytes)
-        .unwrap_or(0);
+    let mut rows = read_rows(&rows_out)?;
     for r in &mut rows {
-        r.mem_limit_bytes = cgroup.as_ref().map_or(0, |_| limit);
-        r.mem_peak_bytes = peak;
+        r.mem_limit_bytes = cgroup.as_ref().map_or(0, MemoryCgroup::limit_bytes);
+        r.mem_peak_bytes = cgroup
+            .as_ref()
+            .and_then(MemoryCgroup::peak_bytes)
+            .unwrap_or(0);
     }
     if !status.success() {
-        let oom = cgroup
-            .as_ref()
-            .and_then(MemoryCgroup::oom_kills)
-            .unwrap_or(0)
-            > 0;
-        let why = if oom {
-            format!(
+        let why = match &cgroup {
+            Some(cg) if cg.oom_kills().unwrap_or(0) > 0 => format!(
                 "killed: out of memory at the {} MiB cgroup limit",
-                limit >> 20
-            )
-        } else {
-            format!("child process failed ({status})")
+                cg.limit_bytes() >> 20
+            ),
+            _ => format!("child process failed ({status})"),
         };
         eprintln!("{engine}: {why}");
         fill_missing(m, engine, durability, &mut rows, &why);
     }
     Ok(rows)
+}
+
+/// A memory cgroup for `engine` limited to `budget_bytes`, if the budget
+/// leaves a peer a useful cache.
+fn budget_cgroup(budget_bytes: u64, engine: &str) -> engine::Result<MemoryCgroup> {
+    if budget_bytes < MIN_CGROUP_BUDGET_BYTES {
+        return Err(format!(
+            "a pool of {} MiB is too small to run in a memory cgroup (at least {} MiB: \
+             {} for a peer's process and page cache, 64 for its cache)",
+            budget_bytes >> 20,
+            MIN_CGROUP_BUDGET_BYTES >> 20,
+            PEER_OUTSIDE_CACHE_BYTES >> 20
+        )
+        .into());
+    }
+    let name = format!("rime-bench-{}-{engine}", std::process::id());
+    Ok(MemoryCgroup::create(&name, budget_bytes)?)
+}
+
+/// The rows a child appended to `path` (none if it died before the first).
+fn read_rows(path: &Path) -> engine::Result<Vec<Row>> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| Row::from_line(l).map_err(|e| format!("{}: {e}", path.display()).into()))
+        .collect()
 }
 
 /// Adds a row with note `why` for every cell of `engine` not in `rows`.
