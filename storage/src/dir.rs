@@ -150,31 +150,25 @@ mod tests {
     fn second_process_is_refused_while_the_first_holds_the_lock() {
         let _serial = SPAWN_GUARD.lock().unwrap_or_else(|p| p.into_inner());
         let tmp = TempDir::new().unwrap();
+        // The probe child's exit code says whether it found the dir locked.
+        let probe = || {
+            std::process::Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "--exact",
+                    "dir::tests::lock_probe_child",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env(PROBE_ENV, tmp.path())
+                .status()
+                .unwrap()
+                .code()
+        };
         let held = DataDir::open(tmp.path()).unwrap();
-        let status = std::process::Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "dir::tests::lock_probe_child",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(PROBE_ENV, tmp.path())
-            .status()
-            .unwrap();
-        assert_eq!(status.code(), Some(CHILD_SAW_LOCKED));
+        assert_eq!(probe(), Some(CHILD_SAW_LOCKED));
         drop(held);
         // And once released, another process gets in.
-        let status = std::process::Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "dir::tests::lock_probe_child",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(PROBE_ENV, tmp.path())
-            .status()
-            .unwrap();
-        assert_eq!(status.code(), Some(CHILD_GOT_IN));
+        assert_eq!(probe(), Some(CHILD_GOT_IN));
     }
 
     /// Does nothing in a normal run; in the child process spawned above it
