@@ -66,8 +66,10 @@ pub(crate) fn commit(db: &DbInner, b: &mut TxBufs) -> Result<Outcome, TxError> {
         if !crate::occ::validate(db, b)? {
             return Ok(Outcome::Conflict);
         }
-        // Steps 5 and 6.
+        // Steps 5 and 6 (a write set too large for one record is refused
+        // here, before anything is logged).
         let (writes, trees) = b.final_writes(db)?;
+        check_commit_size(&writes)?;
         let lsn = log_and_apply(db, &mut state, &writes, &trees)?;
         db.counters.commits.fetch_add(1, Ordering::Relaxed);
         lsn
@@ -95,6 +97,19 @@ fn commit_read_only(db: &DbInner, b: &mut TxBufs) -> Result<Outcome, TxError> {
     }
     db.counters.read_only.fetch_add(1, Ordering::Relaxed);
     Ok(Outcome::Committed)
+}
+
+/// Refuses a write set whose `Commit` record would exceed the log's limit.
+pub(crate) fn check_commit_size(writes: &[Write<'_>]) -> Result<(), TxError> {
+    use crate::wal::record::{commit_payload_len, MAX_COMMIT_BYTES, MAX_PAYLOAD_LEN};
+    let payload = commit_payload_len(writes);
+    if payload > MAX_PAYLOAD_LEN {
+        return Err(TxError::CommitTooLarge {
+            bytes: payload - (MAX_PAYLOAD_LEN - MAX_COMMIT_BYTES),
+            max: MAX_COMMIT_BYTES,
+        });
+    }
+    Ok(())
 }
 
 /// Steps 5-6: append one `Commit` record for `writes` (final values, one

@@ -47,6 +47,9 @@ pub struct DbStats {
     pub checkpoints: u64,
     /// Records replayed by the recovery at open.
     pub recovered_records: u64,
+    /// Why the Db refuses writes, if it is poisoned (see
+    /// [`Db::poisoned`]).
+    pub poisoned: Option<String>,
 }
 
 #[derive(Default)]
@@ -285,7 +288,20 @@ impl Db {
             durable_lsn: i.wal.durable_lsn().0,
             checkpoints: c.checkpoints.load(Ordering::Relaxed),
             recovered_records: c.recovered_records.load(Ordering::Relaxed),
+            poisoned: self.poisoned(),
         }
+    }
+
+    /// `Some(cause)` once the Db is poisoned: a write or sync of the log or
+    /// of the page file failed, so what is on disk can no longer be
+    /// trusted to match memory. Every later write fails; reopen the
+    /// directory to recover. Health checks should report it.
+    pub fn poisoned(&self) -> Option<String> {
+        let i = &self.inner;
+        if i.check_poison().is_ok() {
+            return None;
+        }
+        Some(lock(&i.poison).clone().unwrap_or_default())
     }
 
     /// Checks every tree (the catalog included) with `BTree::verify`.

@@ -205,6 +205,11 @@ pub enum TxError {
     KeyTooLarge { len: usize, max: usize },
     #[error("value of {len} bytes exceeds the limit of {max}")]
     ValueTooLarge { len: usize, max: usize },
+    /// The write set would make a log record larger than one commit may
+    /// be ([`crate::wal::record::MAX_COMMIT_BYTES`]). Refused before
+    /// anything was logged: the Db is unaffected.
+    #[error("the transaction writes {bytes} bytes; one commit may log at most {max}")]
+    CommitTooLarge { bytes: usize, max: usize },
     #[error(transparent)]
     Db(#[from] DbError),
 }

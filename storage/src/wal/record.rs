@@ -76,7 +76,27 @@ pub const TOMBSTONE: u32 = u32::MAX;
 
 const COMMIT_COUNT_SIZE: usize = 4;
 /// tree u32 + key_len u32 + value_len u32 before each write's bytes.
-const COMMIT_WRITE_HEADER_SIZE: usize = 12;
+pub const COMMIT_WRITE_HEADER_SIZE: usize = 12;
+
+/// The most one commit may log: the sum over its writes of
+/// `COMMIT_WRITE_HEADER_SIZE + key + value` (see [`commit_payload_len`]).
+/// A larger write set is refused before anything is logged
+/// (`TxError::CommitTooLarge`); layers above size their limits by it.
+pub const MAX_COMMIT_BYTES: usize = MAX_PAYLOAD_LEN - COMMIT_COUNT_SIZE;
+
+/// What one write adds to a `Commit` payload.
+pub const fn commit_write_len(key_len: usize, value_len: usize) -> usize {
+    COMMIT_WRITE_HEADER_SIZE + key_len + value_len
+}
+
+/// The payload length of a `Commit` record of `writes`.
+pub fn commit_payload_len(writes: &[Write<'_>]) -> usize {
+    COMMIT_COUNT_SIZE
+        + writes
+            .iter()
+            .map(|w| commit_write_len(w.key.len(), w.value.map_or(0, <[u8]>::len)))
+            .sum::<usize>()
+}
 const CHECKPOINT_PAYLOAD_SIZE: usize = 8;
 
 /// Record kinds as stored in the `knd` byte. Zero is reserved for "nothing".
