@@ -71,6 +71,28 @@ pub trait TreeHooks: Send + Sync {
     /// Logs `smo` as one atomic record; returns the LSN to stamp on every
     /// page in `smo.pages` (0: do not stamp).
     fn on_smo(&self, smo: &Smo<'_>) -> u64;
+
+    /// What to do with an extent a leaf slot stopped referencing (its value
+    /// was replaced or removed). Called with the leaf latched.
+    ///
+    /// Recovery's redo answers [`ExtentFree::Keep`]: it replays writes onto
+    /// leaves that may be older than the log, so the reference it replaces
+    /// can be stale, naming pages that were freed and reused (as tree nodes
+    /// or other extents) before the crash. Freeing them again would hand a
+    /// live page to the allocator. Redo keeps them, and the sweep that ends
+    /// recovery returns every page no tree reaches.
+    fn on_extent_unreferenced(&self, _first: PageId, _pages: u32) -> ExtentFree {
+        ExtentFree::Free
+    }
+}
+
+/// The answer of [`TreeHooks::on_extent_unreferenced`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExtentFree {
+    /// Return the pages to the allocator now.
+    Free,
+    /// Leave them allocated; someone else decides (recovery's sweep).
+    Keep,
 }
 
 /// Hooks that log nothing (tests, benchmarks, volatile trees).

@@ -23,9 +23,12 @@
 //! change's own log record). The leaf that installs the reference is stamped
 //! with that record's LSN, so the write-ahead rule keeps the leaf off the
 //! disk until the allocation is durable: recovery never finds a reference
-//! to pages it believes free. Frees are not logged: replaying the data
-//! change that dropped the value frees it again; an extent freed by a
-//! change the log does not reach is leaked, never reused while referenced.
+//! to pages it believes free. Frees are not logged, and redo does not
+//! repeat them (a replayed write may replace a *stale* reference whose pages
+//! were reused before the crash): the hooks keep such extents
+//! ([`TreeHooks::on_extent_unreferenced`](crate::TreeHooks)) and the
+//! storage layer's recovery ends with a sweep that frees every page no tree
+//! reaches ([`BTree::for_each_frame`]).
 
 /// A freshly written extent, and the LSN of the record that logged its
 /// allocation (0 when the hooks log nothing).
@@ -35,7 +38,7 @@ pub(crate) struct NewExtent {
     pub alloc_lsn: u64,
 }
 
-use crate::hooks::{Smo, SmoKind};
+use crate::hooks::{ExtentFree, Smo, SmoKind};
 use crate::node::LargeRef;
 use crate::{BTree, TreeError};
 use rime_bufmgr::{FRAME_HEADER_SIZE, PAGE_SIZE};
@@ -72,9 +75,14 @@ impl BTree {
     }
 
     /// Frees the extent behind `r` (its leaf slot is latched exclusively)
-    /// without reading it.
+    /// without reading it, unless the hooks say to keep it
+    /// ([`TreeHooks::on_extent_unreferenced`](crate::TreeHooks)).
     pub(crate) fn free_large(&self, r: LargeRef) -> Result<(), TreeError> {
-        self.bm.free_frame(r.pid, extent_pages(r.len))?;
+        let pages = extent_pages(r.len);
+        match self.hooks.on_extent_unreferenced(r.pid, pages) {
+            ExtentFree::Free => self.bm.free_frame(r.pid, pages)?,
+            ExtentFree::Keep => {}
+        }
         Ok(())
     }
 

@@ -42,7 +42,7 @@ mod verify;
 mod write;
 
 pub use error::TreeError;
-pub use hooks::{NoHooks, Smo, SmoKind, TreeHooks};
+pub use hooks::{ExtentFree, NoHooks, Smo, SmoKind, TreeHooks};
 pub use scan::{Direction, Iter};
 pub use verify::TreeStats;
 pub use write::Writer;

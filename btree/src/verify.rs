@@ -1,4 +1,5 @@
-//! `verify`: walks the whole tree and checks every invariant; `destroy`.
+//! `verify`: walks the whole tree and checks every invariant;
+//! `for_each_frame` (the pages a tree owns) and `destroy`.
 //!
 //! Checked per node: the header is consistent (slots below the heap, live
 //! heap bytes add up, hints match the slots, heads match the keys); the
@@ -198,12 +199,16 @@ impl BTree {
         Ok(())
     }
 
-    /// Frees every page of the tree (for `drop tree`), logging one
-    /// [`SmoKind::Destroy`]. Nobody else may use the tree meanwhile.
-    pub fn destroy(self) -> Result<(), TreeError> {
-        let mut frames = Vec::new();
-        let mut stack = vec![self.root];
-        while let Some(pid) = stack.pop() {
+    /// Calls `f(first page, pages)` for every frame the tree owns: each
+    /// node (one page) and each large value's extent. Reads the nodes, not
+    /// the extents. Nobody may change the tree meanwhile (recovery's sweep,
+    /// `destroy`).
+    pub fn for_each_frame(&self, mut f: impl FnMut(PageId, u32)) -> Result<(), TreeError> {
+        let mut stack = vec![(self.root, 1)];
+        while let Some((pid, depth)) = stack.pop() {
+            if depth > MAX_DEPTH {
+                return Err(TreeError::TooDeep { max: MAX_DEPTH });
+            }
             let page = self.bm.shared(pid)?;
             let view = Node(page.payload());
             let count = view.count().or_corrupt(pid, "count")?;
@@ -211,17 +216,25 @@ impl BTree {
                 if view.is_leaf() {
                     if view.is_large(i).or_corrupt(pid, "slot")? {
                         let r = crate::olc::large_ref(view, i).or_corrupt(pid, "large ref")?;
-                        frames.push((r.pid, extent_pages(r.len)));
+                        f(r.pid, extent_pages(r.len));
                     }
                 } else {
-                    stack.push(view.child(i).or_corrupt(pid, "child")?);
+                    stack.push((view.child(i).or_corrupt(pid, "child")?, depth + 1));
                 }
             }
             if !view.is_leaf() {
-                stack.push(view.upper_child().or_corrupt(pid, "child")?);
+                stack.push((view.upper_child().or_corrupt(pid, "child")?, depth + 1));
             }
-            frames.push((pid, 1));
+            f(pid, 1);
         }
+        Ok(())
+    }
+
+    /// Frees every page of the tree (for `drop tree`), logging one
+    /// [`SmoKind::Destroy`]. Nobody else may use the tree meanwhile.
+    pub fn destroy(self) -> Result<(), TreeError> {
+        let mut frames = Vec::new();
+        self.for_each_frame(|pid, pages| frames.push((pid, pages)))?;
         self.log_smo(SmoKind::Destroy, &mut [], &[], &frames);
         for (pid, pages) in frames {
             let frame = self.bm.exclusive_extent(pid, pages)?;

@@ -270,6 +270,91 @@ impl BufferManager {
         Ok(())
     }
 
+    /// **For recovery only** (no other thread may use the pool). Returns to
+    /// the free map every page below the high-water mark that `live`
+    /// rejects and that is not free already; returns how many pages that
+    /// was. Recovery's sweep passes "some tree reaches this page", which
+    /// makes the allocation state exact whatever the crash left behind.
+    ///
+    /// 1. Mark the pages the free map already holds.
+    /// 2. Walk the page ids in order. A resident frame is taken whole: if
+    ///    its first page is live, every page of it must be live (it is
+    ///    skipped); if not, none may be (it is discarded without I/O, its
+    ///    changes dropped). Pages of a frame that is half live and half dead
+    ///    mean the caller's liveness disagrees with the pool: an error,
+    ///    nothing more is freed.
+    /// 3. Dead pages that are not resident are gathered into runs of
+    ///    consecutive ids (at most [`MAX_EXTENT_PAGES`] each, so a later
+    ///    extent can reuse them) and given back.
+    pub fn reclaim_unreachable(&self, live: impl Fn(PageId) -> bool) -> Result<u64, PageError> {
+        let inner = &*self.inner;
+        // Step 1.
+        let state = self.alloc_state();
+        let end = state.next_pid;
+        let mut free = vec![false; end as usize];
+        for (first, pages) in state.free {
+            for pid in first..(first + u64::from(pages)).min(end) {
+                free[pid as usize] = true;
+            }
+        }
+        let half_live = |pid: PageId| PageError::Corrupt {
+            pid,
+            reason: "a resident frame covers both live and unreachable pages",
+        };
+        // Steps 2 and 3.
+        let mut reclaimed = 0u64;
+        let mut run: Option<(PageId, u32)> = None;
+        let close_run = |run: &mut Option<(PageId, u32)>, reclaimed: &mut u64| {
+            if let Some((first, pages)) = run.take() {
+                inner.give_back(first, pages);
+                *reclaimed += u64::from(pages);
+            }
+        };
+        let mut pid: PageId = 1;
+        while pid < end {
+            let resident = self.is_resident(pid);
+            let frame_pages = if resident {
+                u64::from(inner.meta(pid).frame_pages().max(1))
+            } else {
+                1
+            };
+            let frame = pid..(pid + frame_pages).min(end);
+            if free[pid as usize] || live(pid) {
+                close_run(&mut run, &mut reclaimed);
+                if resident && frame.clone().any(|p| !live(p)) {
+                    return Err(half_live(pid));
+                }
+                pid = frame.end;
+                continue;
+            }
+            if resident {
+                close_run(&mut run, &mut reclaimed);
+                if frame.clone().any(|p| live(p) || free[p as usize]) {
+                    return Err(half_live(pid));
+                }
+                self.free_frame(pid, frame_pages as u32)?;
+                reclaimed += frame_pages;
+                pid = frame.end;
+                continue;
+            }
+            match &mut run {
+                Some((first, pages))
+                    if *first + u64::from(*pages) == pid
+                        && (*pages as usize) < MAX_EXTENT_PAGES =>
+                {
+                    *pages += 1;
+                }
+                _ => {
+                    close_run(&mut run, &mut reclaimed);
+                    run = Some((pid, 1));
+                }
+            }
+            pid += 1;
+        }
+        close_run(&mut run, &mut reclaimed);
+        Ok(reclaimed)
+    }
+
     /// The allocation state to persist (see [`AllocState`]).
     pub fn alloc_state(&self) -> AllocState {
         self.inner

@@ -25,6 +25,7 @@ mod occ;
 mod options;
 mod recovery;
 pub mod superblock;
+mod sweep;
 mod sync;
 mod tx;
 pub mod wal;

@@ -21,8 +21,13 @@
 //!    `at_lsn(lsn).upsert(key, lsn ‖ value)` / `remove(key)`, skipping
 //!    writes to a tree below its last `Destroy`. New SMOs this causes are
 //!    logged after the old end.
-//! 6. Open the trees the catalog names; verify as `Options::verify_on_open`
-//!    says; checkpoint (so the next crash replays from here).
+//!    Redo frees no extent a replayed write stops referencing: the
+//!    reference may be stale (see `sweep`).
+//! 6. **Sweep** (after any replay): walk the catalog and every tree it
+//!    names, and free every allocated page none of them reaches; two
+//!    owners of one page is corruption. Open the trees; verify as
+//!    `Options::verify_on_open` says; checkpoint (so the next crash
+//!    replays from here, with the swept allocation state).
 
 use crate::allocfile;
 use crate::db::{Counters, Db, DbInner};
@@ -31,6 +36,7 @@ use crate::error::{DbError, OpenError, WalError};
 use crate::hooks::{decode_smo, LogHooks, WalBeforeData, SMO_CREATE, SMO_DESTROY};
 use crate::options::{Options, VerifyOnOpen};
 use crate::superblock::{Superblock, SuperblockFile};
+use crate::sweep::RedoHooks;
 use crate::wal::{EndKind, Lsn, OwnedRecord, Record, Wal, WalOptions, WalReader};
 use rime_btree::BTree;
 use rime_bufmgr::{AllocState, BufferManager, Config, PageError, PageId, PAGE_SIZE};
@@ -332,7 +338,8 @@ fn recover(dir: DataDir, opts: Options, wal_opts: WalOptions) -> Result<Db, Open
         Ok(())
     })?;
 
-    // Step 5: commits, through the trees.
+    // Step 5: commits, through the trees (freeing no extent: see `sweep`).
+    let redo_hooks = Arc::new(RedoHooks(hooks.clone()));
     let mut trees: HashMap<u32, BTree> = HashMap::new();
     let mut stored = Vec::new();
     records(&wal_dir, sb.redo_lsn, end_lsn, &wal_opts, |lsn, rec| {
@@ -346,7 +353,8 @@ fn recover(dir: DataDir, opts: Options, wal_opts: WalOptions) -> Result<Db, Open
             let tree = match trees.entry(w.tree.0) {
                 std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
                 std::collections::hash_map::Entry::Vacant(v) => v.insert(
-                    BTree::open(bm.clone(), u64::from(w.tree.0), hooks.clone()).map_err(rec_err)?,
+                    BTree::open(bm.clone(), u64::from(w.tree.0), redo_hooks.clone())
+                        .map_err(rec_err)?,
                 ),
             };
             crate::commit::apply_one(tree, lsn, &w.key, w.value.as_deref(), &mut stored)
@@ -371,6 +379,14 @@ fn recover(dir: DataDir, opts: Options, wal_opts: WalOptions) -> Result<Db, Open
 
     // Step 6.
     let catalog = BTree::open(bm.clone(), sb.catalog_root, hooks.clone()).map_err(rec_err)?;
+    if replayable > 0 {
+        let swept = crate::sweep::sweep(&bm, &catalog, &hooks).map_err(rec_err)?;
+        tracing::info!(
+            live_pages = swept.live_pages,
+            reclaimed_pages = swept.reclaimed_pages,
+            "swept the trees for pages in use"
+        );
+    }
     finish(dir, opts, wal, bm, hooks, catalog, sbf, replayable, true)
 }
 
