@@ -3,9 +3,11 @@
 //!
 //! A new file `alloc-<redo LSN>.state` per checkpoint, written and synced
 //! before the superblock that names it (the superblock's `free_list_root`
-//! field holds that redo LSN); older files are deleted after the superblock
-//! is durable. So the superblock in force always names a complete file, and
-//! a crash mid-checkpoint leaves at most an orphan file (deleted later).
+//! field holds that redo LSN); after the superblock is durable, files older
+//! than the previous checkpoint's are deleted. So both superblock slots
+//! name a complete file (the older one is the fallback when the newer slot
+//! is damaged), and a crash mid-checkpoint leaves at most an orphan file
+//! (deleted later).
 //!
 //! ```text
 //!  magic "RIMEallc" | next_pid u64 | count u64 | count × (pid u64, pages u32) | crc32c u32 | zeros to 4 KiB
@@ -96,8 +98,8 @@ pub fn read(root: &Path, redo: Lsn, opener: &FileOpener) -> Result<AllocState, S
 }
 
 /// Deletes every allocation-state file except the one for `keep`.
-pub fn remove_others(root: &Path, keep: Lsn) {
-    let keep_name = path(root, keep);
+pub fn remove_others(root: &Path, keep: &[Lsn]) {
+    let keep_names: Vec<PathBuf> = keep.iter().map(|&lsn| path(root, lsn)).collect();
     let Ok(entries) = std::fs::read_dir(root) else {
         return;
     };
@@ -105,7 +107,7 @@ pub fn remove_others(root: &Path, keep: Lsn) {
         let p = e.path();
         let name = e.file_name();
         let name = name.to_string_lossy();
-        if name.starts_with("alloc-") && name.ends_with(".state") && p != keep_name {
+        if name.starts_with("alloc-") && name.ends_with(".state") && !keep_names.contains(&p) {
             if let Err(err) = std::fs::remove_file(&p) {
                 tracing::warn!(path = %p.display(), error = %err, "removing an old allocation-state file failed");
             }

@@ -26,8 +26,10 @@ const LOG_GROWTH_POLL: Duration = Duration::from_secs(1);
 ///    below the redo LSN is now on disk. Commits continue meanwhile.
 /// 4. Write the allocation-state file, then the superblock naming it and
 ///    the redo LSN (double-written, synced): the checkpoint is complete.
-/// 5. Append `CheckpointEnd`; delete older allocation files and the log
-///    segments wholly below the redo LSN.
+/// 5. Append `CheckpointEnd`; delete the allocation files and the log
+///    segments older than the *previous* checkpoint. The superblock's other
+///    slot names that one, and opening falls back to it if the newer slot
+///    is damaged: its allocation file and its log must still be there.
 ///
 /// A failure in 2-4 poisons the Db (a failed `fdatasync` may have lost
 /// pages the kernel then marked clean).
@@ -69,13 +71,18 @@ pub(crate) fn checkpoint(db: &DbInner) -> Result<(), DbError> {
         catalog_root: db.catalog.root(),
         free_list_root: redo.0,
     };
-    lock(&db.superblock).write(&sb).inspect_err(|e| fail(e))?;
+    let previous = {
+        let mut sbf = lock(&db.superblock);
+        let previous = sbf.current().redo_lsn;
+        sbf.write(&sb).inspect_err(|e| fail(e))?;
+        previous
+    };
     // Step 5.
     db.wal
         .append(&Record::CheckpointEnd { redo_lsn: redo })
         .inspect_err(|e| db.poison(e))?;
-    allocfile::remove_others(db.dir.root(), redo);
-    db.wal.truncate_before(redo)?;
+    allocfile::remove_others(db.dir.root(), &[redo, previous]);
+    db.wal.truncate_before(previous)?;
     db.last_checkpoint.store(redo.0, Ordering::Release);
     db.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
     Ok(())

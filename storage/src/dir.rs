@@ -5,8 +5,15 @@
 //!   LOCK         empty; flock(LOCK_EX) by the process that has the directory open
 //!   superblock   two 4 KiB slots, see crate::superblock
 //!   pages.db     the page file (page id = offset / page size)
+//!   alloc-<redo LSN>.state   allocation state of a checkpoint (the newest
+//!                two are kept), see crate::allocfile
 //!   wal/         log segments wal-<start LSN>.log, see crate::wal::segment
+//!   CREATING     present only while a new database is being created
 //! ```
+//!
+//! A directory holds a database once its superblock has a valid slot. Data
+//! files without one are never taken for an empty directory: unless
+//! `CREATING` says a creation was cut short, opening refuses and names them.
 //!
 //! Two processes writing one directory would destroy it (two logs, two
 //! page caches), so opening takes `flock(LOCK_EX | LOCK_NB)` on `LOCK` and
@@ -27,6 +34,10 @@ pub const LOCK_FILE: &str = "LOCK";
 pub const SUPERBLOCK_FILE: &str = "superblock";
 pub const PAGE_FILE: &str = "pages.db";
 pub const WAL_DIR: &str = "wal";
+/// Written (and synced) before a new database's first file, removed after
+/// its superblock is durable: data files beside it are the leftovers of a
+/// creation that crashed, and nothing in them was ever acknowledged.
+pub const CREATING_FILE: &str = "CREATING";
 
 /// An open, exclusively locked data directory.
 #[derive(Debug)]
@@ -96,6 +107,51 @@ impl DataDir {
 
     pub fn wal_dir(&self) -> PathBuf {
         self.root.join(WAL_DIR)
+    }
+
+    pub fn creating_path(&self) -> PathBuf {
+        self.root.join(CREATING_FILE)
+    }
+
+    /// Durably marks (`true`) or unmarks a creation in progress.
+    pub(crate) fn set_creating(&self, on: bool) -> Result<(), DirError> {
+        let path = self.creating_path();
+        if on {
+            File::create(&path)
+                .and_then(|f| f.sync_all())
+                .map_err(fs_err("create", &path))?;
+        } else if let Err(e) = fs::remove_file(&path) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                return Err(fs_err("remove", &path)(e));
+            }
+        }
+        File::open(&self.root)
+            .and_then(|d| d.sync_all())
+            .map_err(fs_err("sync directory", &self.root))
+    }
+
+    /// The files that hold a database's data (page file, allocation
+    /// states, log segments) present in the directory, non-empty ones only.
+    pub(crate) fn data_files(&self) -> Vec<PathBuf> {
+        let non_empty = |p: &Path| fs::metadata(p).is_ok_and(|m| m.len() > 0);
+        let mut found = Vec::new();
+        for dir in [self.root.clone(), self.wal_dir()] {
+            let Ok(entries) = fs::read_dir(&dir) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                let data = name == PAGE_FILE
+                    || (name.starts_with("alloc-") && name.ends_with(".state"))
+                    || (dir != self.root && name.starts_with("wal-"));
+                if data && non_empty(&e.path()) {
+                    found.push(e.path());
+                }
+            }
+        }
+        found.sort();
+        found
     }
 }
 

@@ -144,6 +144,31 @@ pub enum OpenError {
     /// Replaying the log or the check after it failed.
     #[error("recovery failed: {0}")]
     Recovery(#[source] DbError),
+    /// The directory holds data files but no valid superblock (missing,
+    /// empty or zeroed), and no creation was in progress. Opening never
+    /// starts an empty database over them.
+    #[error(
+        "{superblock} is missing or empty, but the directory holds data ({}): \
+         refusing to start an empty database over it. Restore the superblock \
+         from a backup, or move the directory aside to start afresh",
+        found.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+    )]
+    NoSuperblock {
+        superblock: PathBuf,
+        found: Vec<PathBuf>,
+    },
+    /// The superblock names a checkpoint whose record is not in the log
+    /// where it says: the log was damaged or truncated. Opening never
+    /// treats that as "nothing was written".
+    #[error(
+        "the superblock names a checkpoint at log position {redo_lsn}, but the log in {wal_dir} \
+         has {found} there: the log is damaged or truncated"
+    )]
+    MissingCheckpoint {
+        redo_lsn: u64,
+        wal_dir: PathBuf,
+        found: String,
+    },
 }
 
 /// Errors of Db-level operations (trees, checkpoints, verification), and

@@ -52,15 +52,24 @@ pub(crate) fn open(root: &Path, opts: Options) -> Result<Db, OpenError> {
         .with_segment_size(opts.segment_size)
         .with_opener(opts.opener.clone());
     if superblock_written(&dir, &opts)? {
-        recover(dir, opts, wal_opts)
-    } else {
-        create(dir, opts, wal_opts)
+        return recover(dir, opts, wal_opts);
     }
+    // No database yet, a creation that crashed, or a lost superblock.
+    let found = dir.data_files();
+    if !found.is_empty() && !dir.creating_path().exists() {
+        return Err(OpenError::NoSuperblock {
+            superblock: dir.superblock_path(),
+            found,
+        });
+    }
+    create(dir, opts, wal_opts)
 }
 
 /// Whether the directory holds a database: a superblock file with at least
 /// one slot ever written. A file that is missing, empty, or all zeros is a
-/// creation that crashed before its first superblock write completed.
+/// new directory, a creation that crashed before its first superblock write
+/// completed (`CREATING` is present), or a lost superblock (`open` tells
+/// them apart by the data files).
 fn superblock_written(dir: &DataDir, opts: &Options) -> Result<bool, OpenError> {
     use crate::error::{SlotError, SuperblockError};
     let path = dir.superblock_path();
@@ -92,7 +101,9 @@ fn rec_err(e: impl Into<DbError>) -> OpenError {
 /// A new database. Until its superblock exists nothing in the directory
 /// counts: leftovers of an earlier creation that crashed are removed.
 fn create(dir: DataDir, opts: Options, wal_opts: WalOptions) -> Result<Db, OpenError> {
-    // 1. Clear leftovers (nothing was ever acknowledged without a superblock).
+    // 1. Mark the creation, then clear leftovers of an earlier one that
+    //    crashed (nothing is acknowledged before the superblock exists).
+    dir.set_creating(true)?;
     let wal_dir = dir.wal_dir();
     for e in std::fs::read_dir(&wal_dir)
         .map_err(|source| WalError::Fs {
@@ -104,7 +115,7 @@ fn create(dir: DataDir, opts: Options, wal_opts: WalOptions) -> Result<Db, OpenE
         let _ = std::fs::remove_file(e.path());
     }
     let _ = std::fs::remove_file(dir.page_file_path());
-    allocfile::remove_others(dir.root(), Lsn(u64::MAX));
+    allocfile::remove_others(dir.root(), &[]);
     // 2. The log, starting with a record at LSN 0 (so no page change ever
     //    has LSN 0, which means "never stamped").
     let wal = Arc::new(Wal::create(&wal_dir, wal_opts)?);
@@ -149,6 +160,7 @@ fn create(dir: DataDir, opts: Options, wal_opts: WalOptions) -> Result<Db, OpenE
             free_list_root: 0,
         },
     )?;
+    dir.set_creating(false)?;
     finish(dir, opts, wal, bm, hooks, catalog, sb, 0, false)
 }
 
@@ -268,8 +280,12 @@ fn recover(dir: DataDir, opts: Options, wal_opts: WalOptions) -> Result<Db, Open
     let mut last_destroy: HashMap<u32, Lsn> = HashMap::new();
     let mut replayable = 0u64;
     let mut reader = WalReader::open(&wal_dir, sb.redo_lsn, &wal_opts)?;
+    let mut first = true;
     for rec in reader.by_ref() {
         let rec = rec?;
+        if std::mem::take(&mut first) {
+            check_redo_record(&wal_dir, sb.redo_lsn, Some(&rec))?;
+        }
         match &rec.record {
             OwnedRecord::Smo(payload) => {
                 let smo = decode_smo(payload).ok_or_else(|| bad_smo(rec.lsn))?;
@@ -290,6 +306,9 @@ fn recover(dir: DataDir, opts: Options, wal_opts: WalOptions) -> Result<Db, Open
             OwnedRecord::Commit(_) => replayable += 1,
             _ => {}
         }
+    }
+    if first {
+        check_redo_record(&wal_dir, sb.redo_lsn, None)?;
     }
     let end = reader
         .end()
@@ -388,6 +407,34 @@ fn recover(dir: DataDir, opts: Options, wal_opts: WalOptions) -> Result<Db, Open
         );
     }
     finish(dir, opts, wal, bm, hooks, catalog, sbf, replayable, true)
+}
+
+/// The superblock's redo LSN is where its checkpoint appended
+/// `CheckpointBegin`, and the log was durable through it before the
+/// superblock was written: anything else there (no record at all, a log
+/// zeroed or cut from that point) is damage, never an empty log.
+fn check_redo_record(
+    wal_dir: &Path,
+    redo: Lsn,
+    first: Option<&crate::wal::LoggedRecord>,
+) -> Result<(), OpenError> {
+    let found = match first {
+        Some(r) if r.lsn == redo && matches!(r.record, OwnedRecord::CheckpointBegin { .. }) => {
+            return Ok(())
+        }
+        Some(r) if r.lsn == redo => match r.record {
+            OwnedRecord::Commit(_) => "a Commit record".to_string(),
+            OwnedRecord::Smo(_) => "an Smo record".to_string(),
+            _ => "another kind of record".to_string(),
+        },
+        Some(r) => format!("the first record at {}", r.lsn.0),
+        None => "no record".to_string(),
+    };
+    Err(OpenError::MissingCheckpoint {
+        redo_lsn: redo.0,
+        wal_dir: wal_dir.to_path_buf(),
+        found,
+    })
 }
 
 fn bad_smo(lsn: Lsn) -> OpenError {

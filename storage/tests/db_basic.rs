@@ -242,10 +242,12 @@ fn checkpoints_truncate_the_log_and_drop_closes_cleanly() {
         }
         db.checkpoint().unwrap();
     }
+    // Each round logs ~1.5 segments; what stays is the log since the
+    // previous checkpoint (the older superblock slot's fallback), not all 5.
     let segments = std::fs::read_dir(dir.path().join("wal")).unwrap().count();
     assert!(
-        segments <= 2,
-        "{segments} log segments left behind the last checkpoint"
+        segments <= 4,
+        "{segments} log segments left behind the previous checkpoint"
     );
     assert!(db.stats().checkpoints >= 6);
     drop(db); // best-effort clean close: checkpoint
