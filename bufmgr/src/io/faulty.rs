@@ -13,10 +13,17 @@
 //!   a prefix of them reach the file and tears the next one, as a disk that
 //!   persisted some writes and half a sector of another would.
 //!
+//! For crash-point search, a [`CrashSwitch`] shared by every file of a data
+//! directory stops all of them at the Nth write or sync (a process killed
+//! mid-operation); [`FaultyFile::crash_with`] then decides the fate of each
+//! write still unsynced — kept, dropped or torn, in any combination, as a
+//! disk that reorders its cache would (ALICE, CrashMonkey).
+//!
 //! After a crash every call fails with [`IoError::Injected`]: a dead process
 //! does no more I/O. Tests reopen the inner file to "restart".
 
 use super::{AlignedBuf, BlockFile, IoError, IoOp, ReadOp, WriteOp, BLOCK_SIZE};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// What to break. Change it at any time with [`FaultyFile::set_plan`].
@@ -34,6 +41,62 @@ pub struct FaultPlan {
     pub short_read_at: Option<u64>,
     /// Keep writes in memory until `sync_data` (needed for `crash`).
     pub hold_unsynced: bool,
+    /// Stops every file sharing it at the Nth write or sync.
+    pub switch: Option<Arc<CrashSwitch>>,
+}
+
+/// A kill switch shared by several [`FaultyFile`]s: the write transfer or
+/// sync that counts it down to zero, and every I/O after it on any file
+/// sharing it, fails with [`IoError::Injected`] and changes nothing, as if
+/// the process had died just before it.
+#[derive(Debug, Default)]
+pub struct CrashSwitch {
+    countdown: AtomicU64,
+    fired: AtomicBool,
+}
+
+impl CrashSwitch {
+    /// Fires at the `n`th write or sync from now (1 = the next); 0 never.
+    pub fn arm(&self, n: u64) {
+        self.fired.store(false, Ordering::SeqCst);
+        self.countdown.store(n, Ordering::SeqCst);
+    }
+
+    /// Fires now: the process is dead from here on.
+    pub fn fire(&self) {
+        self.fired.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether it has fired.
+    pub fn fired(&self) -> bool {
+        self.fired.load(Ordering::SeqCst)
+    }
+
+    /// Counts one write or sync; true if the process is (now) dead.
+    fn tick(&self) -> bool {
+        if self.fired() {
+            return true;
+        }
+        let hit = self
+            .countdown
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            == Ok(1);
+        if hit {
+            self.fired.store(true, Ordering::SeqCst);
+        }
+        hit
+    }
+}
+
+/// What a crash does to one write that was not yet synced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    /// It reached the disk whole.
+    Keep,
+    /// It never reached the disk.
+    Drop,
+    /// Its first `n` bytes reached the disk.
+    Tear(usize),
 }
 
 struct State {
@@ -83,15 +146,29 @@ impl FaultyFile {
     /// Power cut after the first `keep` unsynced writes reached the disk and
     /// the first `torn_bytes` bytes of the next one did.
     pub fn crash_keeping(&self, keep: usize, torn_bytes: usize) {
+        self.crash_with(|i, _, _| match i {
+            i if i < keep => Fate::Keep,
+            i if i == keep && torn_bytes > 0 => Fate::Tear(torn_bytes),
+            _ => Fate::Drop,
+        });
+    }
+
+    /// Crash, deciding each unsynced write's fate with `fate(index in issue
+    /// order, offset, length)`. Kept and torn writes land in issue order.
+    pub fn crash_with(&self, mut fate: impl FnMut(usize, u64, usize) -> Fate) {
         let mut s = self.lock();
         let unsynced = std::mem::take(&mut s.unsynced);
         s.crashed = true;
         drop(s);
         for (i, (offset, data)) in unsynced.iter().enumerate() {
-            if i < keep {
-                let _ = self.inner.write_at(*offset, data);
-            } else if i == keep && torn_bytes > 0 {
-                let _ = self.tear(*offset, data, torn_bytes);
+            match fate(i, *offset, data.len()) {
+                Fate::Keep => {
+                    let _ = self.inner.write_at(*offset, data);
+                }
+                Fate::Tear(n) if n > 0 => {
+                    let _ = self.tear(*offset, data, n);
+                }
+                Fate::Tear(_) | Fate::Drop => {}
             }
         }
         let _ = self.inner.sync_data();
@@ -106,12 +183,20 @@ impl FaultyFile {
         self.inner.write_at(offset, &merged)
     }
 
+    /// Counts an operation on the crash switch; fails it if that killed us.
+    fn tick(s: &State, op: IoOp, offset: u64) -> Result<(), IoError> {
+        match &s.plan.switch {
+            Some(k) if k.tick() => Err(IoError::Injected { op, offset }),
+            _ => Ok(()),
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn alive(s: &State, op: IoOp, offset: u64) -> Result<(), IoError> {
-        if s.crashed {
+        if s.crashed || s.plan.switch.as_ref().is_some_and(|k| k.fired()) {
             Err(IoError::Injected { op, offset })
         } else {
             Ok(())
@@ -152,6 +237,7 @@ impl BlockFile for FaultyFile {
         let mut s = self.lock();
         for w in writes {
             Self::alive(&s, IoOp::Write, w.offset)?;
+            Self::tick(&s, IoOp::Write, w.offset)?;
             s.writes_seen += 1;
             if s.plan.fail_all_writes || s.plan.fail_nth_write == Some(s.writes_seen) {
                 return Err(IoError::Injected {
@@ -173,6 +259,7 @@ impl BlockFile for FaultyFile {
     fn sync_data(&self) -> Result<(), IoError> {
         let mut s = self.lock();
         Self::alive(&s, IoOp::Sync, 0)?;
+        Self::tick(&s, IoOp::Sync, 0)?;
         if s.plan.fail_sync {
             return Err(IoError::Injected {
                 op: IoOp::Sync,

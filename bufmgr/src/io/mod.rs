@@ -23,7 +23,7 @@ mod plain;
 pub mod probe;
 mod uring;
 
-pub use faulty::{FaultPlan, FaultyFile};
+pub use faulty::{CrashSwitch, Fate, FaultPlan, FaultyFile};
 pub use plain::PlainFile;
 pub use uring::UringFile;
 
