@@ -14,13 +14,48 @@
 //! ```
 
 use crate::wal::{FileOpener, Lsn};
-use rime_bufmgr::io::{AlignedBuf, BLOCK_SIZE};
+use rime_bufmgr::io::{AlignedBuf, IoError, BLOCK_SIZE};
 use rime_bufmgr::AllocState;
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 8] = b"RIMEallc";
 const HEADER: usize = 8 + 8 + 8;
 const ENTRY: usize = 12;
+
+/// Why an allocation-state file could not be written or read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AllocFileError {
+    #[error("{path}: {op} failed: {source}")]
+    Io {
+        path: PathBuf,
+        op: &'static str,
+        #[source]
+        source: IoError,
+    },
+    #[error("{path}: syncing its directory failed: {source}")]
+    SyncDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is missing")]
+    Missing { path: PathBuf },
+    #[error("{path} is damaged: {reason}")]
+    Damaged { path: PathBuf, reason: &'static str },
+}
+
+impl AllocFileError {
+    /// The file it is about.
+    pub fn path(&self) -> &Path {
+        match self {
+            AllocFileError::Io { path, .. }
+            | AllocFileError::SyncDir { path, .. }
+            | AllocFileError::Missing { path }
+            | AllocFileError::Damaged { path, .. } => path,
+        }
+    }
+}
 
 pub fn path(root: &Path, redo: Lsn) -> PathBuf {
     root.join(format!("alloc-{:020}.state", redo.0))
@@ -32,7 +67,7 @@ pub fn write(
     redo: Lsn,
     state: &AllocState,
     opener: &FileOpener,
-) -> Result<(), String> {
+) -> Result<(), AllocFileError> {
     let mut bytes = Vec::with_capacity(HEADER + state.free.len() * ENTRY + 4);
     bytes.extend_from_slice(MAGIC);
     bytes.extend_from_slice(&state.next_pid.to_le_bytes());
@@ -47,31 +82,42 @@ pub fn write(
     let mut buf = AlignedBuf::zeroed(len);
     buf[..bytes.len()].copy_from_slice(&bytes);
     let p = path(root, redo);
-    let file = opener(&p).map_err(|e| format!("open {}: {e}", p.display()))?;
-    file.set_len(len as u64).map_err(|e| e.to_string())?;
-    file.write_at(0, &buf).map_err(|e| e.to_string())?;
-    file.sync_data().map_err(|e| e.to_string())?;
+    let io = |op| {
+        let path = p.clone();
+        move |source| AllocFileError::Io { path, op, source }
+    };
+    let file = opener(&p).map_err(io("open"))?;
+    file.set_len(len as u64).map_err(io("resize"))?;
+    file.write_at(0, &buf).map_err(io("write"))?;
+    file.sync_data().map_err(io("sync"))?;
     std::fs::File::open(root)
         .and_then(|d| d.sync_all())
-        .map_err(|e| e.to_string())?;
-    Ok(())
+        .map_err(|source| AllocFileError::SyncDir { path: p, source })
 }
 
 /// Reads the file of the checkpoint with redo LSN `redo`.
-pub fn read(root: &Path, redo: Lsn, opener: &FileOpener) -> Result<AllocState, String> {
+pub fn read(root: &Path, redo: Lsn, opener: &FileOpener) -> Result<AllocState, AllocFileError> {
     let p = path(root, redo);
     if !p.exists() {
-        return Err("missing".into());
+        return Err(AllocFileError::Missing { path: p });
     }
-    let file = opener(&p).map_err(|e| e.to_string())?;
-    let len = file.len_bytes().map_err(|e| e.to_string())? as usize;
+    let io = |op| {
+        let path = p.clone();
+        move |source| AllocFileError::Io { path, op, source }
+    };
+    let damaged = |reason| AllocFileError::Damaged {
+        path: p.clone(),
+        reason,
+    };
+    let file = opener(&p).map_err(io("open"))?;
+    let len = file.len_bytes().map_err(io("stat"))? as usize;
     if len < BLOCK_SIZE || !len.is_multiple_of(BLOCK_SIZE) {
-        return Err(format!("length {len} is not whole blocks"));
+        return Err(damaged("its length is not whole blocks"));
     }
     let mut buf = AlignedBuf::zeroed(len);
-    file.read_at(0, &mut buf).map_err(|e| e.to_string())?;
+    file.read_at(0, &mut buf).map_err(io("read"))?;
     if &buf[..8] != MAGIC {
-        return Err("bad magic".into());
+        return Err(damaged("bad magic"));
     }
     let u64_at = |o: usize| u64::from_le_bytes(buf[o..o + 8].try_into().expect("8 bytes"));
     let next_pid = u64_at(8);
@@ -80,10 +126,10 @@ pub fn read(root: &Path, redo: Lsn, opener: &FileOpener) -> Result<AllocState, S
         .checked_mul(ENTRY)
         .and_then(|n| n.checked_add(HEADER))
         .filter(|&e| e + 4 <= len)
-        .ok_or("count too large")?;
+        .ok_or_else(|| damaged("its entry count exceeds the file"))?;
     let stored = u32::from_le_bytes(buf[end..end + 4].try_into().expect("4 bytes"));
     if crc32c::crc32c(&buf[..end]) != stored {
-        return Err("checksum mismatch".into());
+        return Err(damaged("checksum mismatch"));
     }
     let free = (0..count)
         .map(|i| {

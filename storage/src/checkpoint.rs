@@ -31,8 +31,11 @@ const LOG_GROWTH_POLL: Duration = Duration::from_secs(1);
 ///    slot names that one, and opening falls back to it if the newer slot
 ///    is damaged: its allocation file and its log must still be there.
 ///
-/// A failure in 2-4 poisons the Db (a failed `fdatasync` may have lost
-/// pages the kernel then marked clean).
+/// A failure in 2, 3 or the superblock write of 4 poisons the Db (a failed
+/// `fdatasync` may have lost pages the kernel then marked clean). Failing
+/// to write the allocation-state file (out of descriptors, disk full) does
+/// not: nothing names that file yet, so the checkpoint is simply not done,
+/// and the background checkpointer tries again after a backoff.
 pub(crate) fn checkpoint(db: &DbInner) -> Result<(), DbError> {
     let _one = lock(&db.checkpoint_lock);
     db.check_poison()?;
@@ -59,10 +62,9 @@ pub(crate) fn checkpoint(db: &DbInner) -> Result<(), DbError> {
         }
     })?;
     // Step 4.
-    allocfile::write(db.dir.root(), redo, &alloc, &db.opts.opener).map_err(|e| {
-        fail(&e);
-        DbError::Poisoned(format!("writing the allocation state failed: {e}"))
-    })?;
+    // (A failure here loses nothing: the file is new, nothing names it,
+    // and the previous checkpoint stays in force. Not a poison.)
+    allocfile::write(db.dir.root(), redo, &alloc, &db.opts.opener)?;
     let sb = Superblock {
         page_size: PAGE_SIZE as u32,
         checkpoint_lsn: redo,
@@ -88,15 +90,25 @@ pub(crate) fn checkpoint(db: &DbInner) -> Result<(), DbError> {
     Ok(())
 }
 
+/// The first wait after a failed background checkpoint; doubled per
+/// failure in a row, up to the checkpoint interval. Transient causes (out
+/// of descriptors, a full disk being cleaned) get retried soon without a
+/// failing checkpoint every poll.
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+
 /// The background checkpointer: runs until `DbInner::shutdown` is set.
+/// Failures are logged and counted (`DbStats::checkpoint_failures`) and
+/// retried with exponential backoff.
 pub(crate) fn background(db: &DbInner) {
     let Some(interval) = db.opts.checkpoint_interval else {
         return;
     };
     let mut last = Instant::now();
+    let mut retry: Option<Duration> = None;
     let mut stop = lock(&db.shutdown);
     loop {
-        let wait = interval.saturating_sub(last.elapsed()).min(LOG_GROWTH_POLL);
+        let due = retry.unwrap_or(interval);
+        let wait = due.saturating_sub(last.elapsed()).min(LOG_GROWTH_POLL);
         stop = db
             .shutdown_cv
             .wait_timeout(stop, wait)
@@ -110,11 +122,20 @@ pub(crate) fn background(db: &DbInner) {
             .end_lsn()
             .0
             .saturating_sub(db.last_checkpoint.load(Ordering::Acquire));
-        if last.elapsed() >= interval || grown >= db.opts.checkpoint_log_bytes {
+        let log_due = retry.is_none() && grown >= db.opts.checkpoint_log_bytes;
+        if last.elapsed() >= due || log_due {
             drop(stop);
-            if let Err(e) = checkpoint(db) {
-                tracing::warn!(error = %e, "background checkpoint failed");
-            }
+            retry = match checkpoint(db) {
+                Ok(()) => None,
+                Err(e) => {
+                    db.counters
+                        .checkpoint_failures
+                        .fetch_add(1, Ordering::Relaxed);
+                    let next = retry.map_or(RETRY_FIRST, |d| (d * 2).min(interval));
+                    tracing::warn!(error = %e, retry_in_ms = next.as_millis() as u64, "background checkpoint failed");
+                    Some(next)
+                }
+            };
             last = Instant::now();
             stop = lock(&db.shutdown);
         }

@@ -45,6 +45,8 @@ pub struct DbStats {
     pub log_bytes: u64,
     pub durable_lsn: u64,
     pub checkpoints: u64,
+    /// Checkpoints that failed without poisoning (retried with backoff).
+    pub checkpoint_failures: u64,
     /// Records replayed by the recovery at open.
     pub recovered_records: u64,
     /// Why the Db refuses writes, if it is poisoned (see
@@ -58,6 +60,7 @@ pub(crate) struct Counters {
     pub read_only: AtomicU64,
     pub conflicts: AtomicU64,
     pub checkpoints: AtomicU64,
+    pub checkpoint_failures: AtomicU64,
     pub recovered_records: AtomicU64,
 }
 
@@ -287,6 +290,7 @@ impl Db {
             log_bytes: i.wal.end_lsn().0,
             durable_lsn: i.wal.durable_lsn().0,
             checkpoints: c.checkpoints.load(Ordering::Relaxed),
+            checkpoint_failures: c.checkpoint_failures.load(Ordering::Relaxed),
             recovered_records: c.recovered_records.load(Ordering::Relaxed),
             poisoned: self.poisoned(),
         }

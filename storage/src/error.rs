@@ -136,9 +136,10 @@ pub enum OpenError {
         #[source]
         source: IoError,
     },
-    /// The allocation-state file named by the superblock is missing or damaged.
-    #[error("allocation state {path}: {reason}")]
-    AllocState { path: PathBuf, reason: String },
+    /// The allocation-state file named by the superblock is missing or
+    /// damaged (the error names it).
+    #[error("allocation state: {0}")]
+    AllocState(#[from] crate::allocfile::AllocFileError),
     #[error("invalid options: {0}")]
     Config(&'static str),
     /// Replaying the log or the check after it failed.
@@ -197,6 +198,11 @@ pub enum DbError {
     /// refuses all further writes; reopen the directory to recover.
     #[error("the database is poisoned by an earlier failure and accepts no more writes: {0}")]
     Poisoned(String),
+    /// A checkpoint could not write its allocation-state file. Nothing is
+    /// lost and the Db is not poisoned: the previous checkpoint stays in
+    /// force, and the next checkpoint tries again.
+    #[error("checkpoint: {0}")]
+    AllocFile(#[from] crate::allocfile::AllocFileError),
     #[error("a tree named {0:?} already exists")]
     TreeExists(String),
     #[error("tree name of {len} bytes exceeds the limit of {max}")]

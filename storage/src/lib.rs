@@ -30,6 +30,7 @@ mod sync;
 mod tx;
 pub mod wal;
 
+pub use allocfile::AllocFileError;
 pub use db::{Db, DbStats, MAX_TX_ATTEMPTS};
 pub use dir::DataDir;
 pub use error::{

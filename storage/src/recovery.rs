@@ -139,11 +139,7 @@ fn create(dir: DataDir, opts: Options, wal_opts: WalOptions) -> Result<Db, OpenE
             free: Vec::new(),
         },
         &opts.opener,
-    )
-    .map_err(|reason| OpenError::AllocState {
-        path: allocfile::path(dir.root(), Lsn(0)),
-        reason,
-    })?;
+    )?;
     wal.flush()?;
     bm.flush_dirty().map_err(rec_err)?;
     bm.sync().map_err(io_err(&page_path))?;
@@ -265,14 +261,7 @@ fn recover(dir: DataDir, opts: Options, wal_opts: WalOptions) -> Result<Db, Open
             "the page file's page size differs from this build's",
         ));
     }
-    let alloc_path = allocfile::path(dir.root(), Lsn(sb.free_list_root));
-    let saved =
-        allocfile::read(dir.root(), Lsn(sb.free_list_root), &opts.opener).map_err(|reason| {
-            OpenError::AllocState {
-                path: alloc_path,
-                reason,
-            }
-        })?;
+    let saved = allocfile::read(dir.root(), Lsn(sb.free_list_root), &opts.opener)?;
 
     // Step 2: analysis, to the end of the log.
     let wal_dir = dir.wal_dir();

@@ -198,3 +198,45 @@ fn recovery_skips_writes_to_a_dropped_tree_whose_pages_were_reused() {
     db.verify().unwrap();
     db.close().unwrap();
 }
+
+/// Issue 12, bug 5: out of descriptors, a background checkpoint failed to
+/// open its allocation-state file and poisoned the Db, and every write
+/// failed after. Nothing was lost there: the file was new and nothing named
+/// it yet. Now the checkpoint fails alone, the Db keeps working, and the
+/// next checkpoint succeeds.
+#[test]
+fn a_checkpoint_that_cannot_open_its_allocation_file_fails_alone_without_poisoning() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let dir = TempDir::new().unwrap();
+    let emfile = Arc::new(AtomicBool::new(false));
+    let flag = emfile.clone();
+    let opts = base().with_file_opener(Arc::new(move |p: &Path| {
+        let alloc = p
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("alloc-"));
+        if alloc && flag.load(Ordering::SeqCst) {
+            return Err(rime_bufmgr::io::IoError::Os {
+                op: rime_bufmgr::io::IoOp::Open,
+                offset: 0,
+                source: std::io::Error::from_raw_os_error(24), // EMFILE
+            });
+        }
+        rime_bufmgr::io::open_block_file(p, rime_bufmgr::io::IoBackend::Auto)
+    }));
+    let db = Db::open(dir.path(), opts).unwrap();
+    let t = db.create_tree("t").unwrap();
+    fill(&db, t, 0..200);
+    emfile.store(true, Ordering::SeqCst);
+    let err = db.checkpoint().unwrap_err();
+    assert!(matches!(err, DbError::AllocFile(_)), "{err}");
+    assert!(err.to_string().contains("alloc-"), "names the file: {err}");
+    assert_eq!(db.poisoned(), None);
+    fill(&db, t, 200..400);
+    emfile.store(false, Ordering::SeqCst);
+    db.checkpoint().unwrap();
+    fill(&db, t, 400..500);
+    db.close().unwrap();
+    let db = Db::open(dir.path(), base()).unwrap();
+    check_all(&db, t, 500);
+}
