@@ -78,3 +78,75 @@ impl Env {
         db.get(tree, key).unwrap()
     }
 }
+
+/// One event seen by [`Capture`].
+#[derive(Debug, Clone)]
+pub struct Captured {
+    pub level: tracing::Level,
+    pub target: String,
+    pub message: String,
+    /// The other fields, `name=value` separated by spaces.
+    pub fields: String,
+}
+
+/// A `tracing` subscriber that records every event, for tests of what the
+/// runtime logs. Install it on the test's thread with [`Capture::during`].
+#[derive(Clone, Default)]
+pub struct Capture(Arc<std::sync::Mutex<Vec<Captured>>>);
+
+impl Capture {
+    /// Runs `f` with this subscriber as the thread's default.
+    pub fn during<R>(&self, f: impl FnOnce() -> R) -> R {
+        tracing::subscriber::with_default(self.clone(), f)
+    }
+
+    pub fn events(&self) -> Vec<Captured> {
+        self.0.lock().unwrap().clone()
+    }
+
+    pub fn clear(&self) {
+        self.0.lock().unwrap().clear();
+    }
+}
+
+struct Fields<'a>(&'a mut Captured);
+
+impl tracing::field::Visit for Fields<'_> {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            self.0.message = format!("{value:?}");
+        } else {
+            self.0.fields += &format!("{}={value:?} ", field.name());
+        }
+    }
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if field.name() == "message" {
+            self.0.message = value.to_string();
+        } else {
+            self.0.fields += &format!("{}={value} ", field.name());
+        }
+    }
+}
+
+impl tracing::Subscriber for Capture {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        let mut c = Captured {
+            level: *event.metadata().level(),
+            target: event.metadata().target().to_string(),
+            message: String::new(),
+            fields: String::new(),
+        };
+        event.record(&mut Fields(&mut c));
+        self.0.lock().unwrap().push(c);
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
