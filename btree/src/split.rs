@@ -13,7 +13,7 @@
 //! two new nodes and turns the root into an inner node above them.
 
 use crate::error::{corrupt, OrCorrupt};
-use crate::node::{common_prefix, copy_entries, entry_size, Node, NodeMut, NODE_SIZE};
+use crate::node::{common_prefix, copy_entries, entry_size, Node, NodeMut, HEADER_SIZE, NODE_SIZE};
 use crate::{BTree, SmoKind, TreeError};
 use rime_bufmgr::{ExclusiveGuard, PageId};
 
@@ -131,7 +131,11 @@ impl BTree {
 ///
 /// Sequential inserts (the key that needs room sorts after every key in the
 /// node, or before all of them) cut next to that end instead, so ascending
-/// and descending loads leave full nodes behind rather than half-full ones.
+/// and descending loads leave full nodes behind rather than half-full ones
+/// — unless that cut's halves would not fit their pages: the separator
+/// becomes a fence of both halves, and a long one (a 200-byte key before a
+/// 7-byte one cannot be shortened) can outgrow the one entry that moves.
+/// Then the balanced cut is taken.
 fn choose_cut(view: Node<'_>, pid: PageId, key: &[u8]) -> Result<Cut, TreeError> {
     let count = view.count().or_corrupt(pid, "count")?;
     let leaf = view.is_leaf();
@@ -148,23 +152,46 @@ fn choose_cut(view: Node<'_>, pid: PageId, key: &[u8]) -> Result<Cut, TreeError>
     }
     let total: usize = sizes.iter().sum();
     let mut acc = 0;
-    let mut at = 0;
-    while at < count && acc + sizes[at] < total / 2 {
-        acc += sizes[at];
-        at += 1;
+    let mut balanced = 0;
+    while balanced < count && acc + sizes[balanced] < total / 2 {
+        acc += sizes[balanced];
+        balanced += 1;
     }
-    let at = match view.search(key).map(|(pos, _)| pos) {
-        Some(pos) if pos == count => count - 2 + !leaf as usize,
-        Some(0) => 0,
-        _ if leaf => at.min(count - 2),
-        _ => at.clamp(1, count - 1),
+    let balanced = if leaf {
+        balanced.min(count - 2)
+    } else {
+        balanced.clamp(1, count - 1)
     };
+    let sequential = match view.search(key).map(|(pos, _)| pos) {
+        Some(pos) if pos == count => Some(count - 2 + !leaf as usize),
+        Some(0) => Some(0),
+        _ => None,
+    };
+    let fences = (
+        view.lower()
+            .or_corrupt(pid, "fence")?
+            .map_or(0, <[u8]>::len),
+        view.upper()
+            .or_corrupt(pid, "fence")?
+            .map_or(0, <[u8]>::len),
+    );
+    if let Some(at) = sequential {
+        let cut = cut_at(view, pid, at)?;
+        if halves_fit(&sizes, leaf, fences, &cut) {
+            return Ok(cut);
+        }
+    }
+    cut_at(view, pid, balanced)
+}
+
+/// The cut at slot `at`, with its separator.
+fn cut_at(view: Node<'_>, pid: PageId, at: usize) -> Result<Cut, TreeError> {
     let key = |i: usize| -> Result<Vec<u8>, TreeError> {
         let mut k = Vec::new();
         view.full_key_into(i, &mut k).or_corrupt(pid, "key")?;
         Ok(k)
     };
-    let separator = if leaf {
+    let separator = if view.is_leaf() {
         let (last_left, first_right) = (key(at)?, key(at + 1)?);
         let shared = common_prefix(&last_left, &first_right);
         if shared + 1 < first_right.len() {
@@ -176,6 +203,18 @@ fn choose_cut(view: Node<'_>, pid: PageId, key: &[u8]) -> Result<Cut, TreeError>
         key(at)?
     };
     Ok(Cut { at, separator })
+}
+
+/// Whether both halves of `cut` fit a node. An upper bound: a half's
+/// prefix (the common prefix of its fences) is at least the node's, so its
+/// key suffixes are no longer than they are now.
+fn halves_fit(sizes: &[usize], leaf: bool, (lower, upper): (usize, usize), cut: &Cut) -> bool {
+    let left_end = if leaf { cut.at + 1 } else { cut.at };
+    let sep = cut.separator.len();
+    let bytes =
+        |entries: &[usize], fences: usize| HEADER_SIZE + entries.iter().sum::<usize>() + fences;
+    bytes(&sizes[..left_end], lower + sep) <= NODE_SIZE
+        && bytes(&sizes[cut.at + 1..], sep + upper) <= NODE_SIZE
 }
 
 /// Writes the left half into `left` (a fresh page) and rebuilds `node` as

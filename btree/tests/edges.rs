@@ -353,3 +353,40 @@ fn every_smo_is_reported_with_after_images_and_stamped() {
     }
     assert_eq!(t.verify().unwrap().entries, 0);
 }
+
+/// Found by the crash-point search (seed 1037): an ascending insert into a
+/// full leaf cuts next to the end, so the last entry alone goes right. When
+/// that entry's key is short and the one before it long ("key-038" padded
+/// to 200 bytes, then "key-039"), the separator cannot be shortened: it is
+/// the 200-byte key, and as the left half's new upper fence it outgrew the
+/// 26 bytes that moved. The split failed with "page N is not a consistent
+/// tree node: left half", which poisons a Db. Such a cut now falls back to
+/// the balanced one.
+#[test]
+fn an_ascending_split_whose_long_separator_overflows_the_left_half_cuts_in_the_middle() {
+    let long = |n: u32| {
+        let mut k = format!("key-{n:03}").into_bytes();
+        k.resize(200, b'.');
+        k
+    };
+    let mut failures = Vec::new();
+    // Every inline size of the third value: one of them fills the leaf to
+    // within the separator's length of its end.
+    for filler in (0..1_400).step_by(4) {
+        let p = pool(MIN_POOL_PAGES);
+        let t = tree(&p);
+        t.insert(b"key-001", &[1; 1_400]).unwrap();
+        t.insert(b"key-002", &[2; 1_400]).unwrap();
+        t.insert(b"key-003", &vec![3; filler]).unwrap();
+        t.insert(&long(38), &[4; 16]).unwrap();
+        t.insert(b"key-039", &[5; 19]).unwrap();
+        // Sorts after every key: the sequential cut is tried first.
+        if let Err(e) = t.insert(b"key-040", &[6; 1_000]) {
+            failures.push(format!("filler {filler}: {e}"));
+            continue;
+        }
+        t.verify().unwrap();
+        assert_eq!(t.get(b"key-040", |v| v.len()).unwrap(), Some(1_000));
+    }
+    assert!(failures.is_empty(), "{failures:?}");
+}
