@@ -94,6 +94,13 @@ pub enum InvokeError {
     /// The guest tried to return more than `MAX_OUTPUT_LEN` bytes.
     #[error("output larger than {max} bytes")]
     OutputTooLarge { max: usize },
+    /// The write set outgrew `MAX_WRITE_SET_BYTES` (or `MAX_WRITTEN_BYTES`):
+    /// a write was refused with `ERR_WRITE_SET_FULL` and the guest then
+    /// failed, or (should the ABI's accounting ever fall short) the storage
+    /// engine refused the commit as too large for one log record
+    /// (`TxError::CommitTooLarge`, refused before logging: the Db is fine).
+    #[error("write set larger than {max} bytes")]
+    WriteSetFull { max: usize },
     /// Serialization conflicts on every attempt.
     #[error("conflict: gave up after {attempts} attempts")]
     Conflict { attempts: u32 },
@@ -111,7 +118,27 @@ impl From<TxError> for InvokeError {
     fn from(e: TxError) -> Self {
         match e {
             TxError::Conflict { attempts } => InvokeError::Conflict { attempts },
+            TxError::CommitTooLarge { .. } => InvokeError::WriteSetFull {
+                max: crate::limits::MAX_WRITE_SET_BYTES,
+            },
             e => InvokeError::Storage(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_commit_too_large_is_the_write_set_error_not_a_storage_error() {
+        let e = InvokeError::from(TxError::CommitTooLarge {
+            bytes: 40 << 20,
+            max: rime_storage::wal::record::MAX_COMMIT_BYTES,
+        });
+        assert!(
+            matches!(e, InvokeError::WriteSetFull { max } if max == crate::limits::MAX_WRITE_SET_BYTES),
+            "{e:?}"
+        );
     }
 }

@@ -5,7 +5,7 @@
 use crate::abi::{BadPointer, HostState, Scope};
 use crate::engine::deadline_ticks;
 use crate::error::InvokeError;
-use crate::limits::{MAX_INPUT_LEN, MAX_OUTPUT_LEN};
+use crate::limits::{MAX_INPUT_LEN, MAX_OUTPUT_LEN, MAX_WRITE_SET_BYTES};
 use crate::registry::Function;
 use rime_storage::{Db, Tx, TxError};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -68,6 +68,7 @@ pub(crate) fn invoke(
             duration: start.elapsed(),
         }),
         Err(TxError::Conflict { .. }) => Err(InvokeError::Conflict { attempts }),
+        // `From<TxError>` makes a `CommitTooLarge` the write-set error.
         Err(e) => Err(fail.take().unwrap_or_else(|| e.into())),
     }
 }
@@ -120,6 +121,11 @@ fn run_attempt(
             if st.output_refused {
                 return Err(Failed::Final(InvokeError::OutputTooLarge {
                     max: MAX_OUTPUT_LEN,
+                }));
+            }
+            if st.writes.refused {
+                return Err(Failed::Final(InvokeError::WriteSetFull {
+                    max: MAX_WRITE_SET_BYTES,
                 }));
             }
             Err(Failed::Final(InvokeError::Function {

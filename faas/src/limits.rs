@@ -1,18 +1,53 @@
 //! The host ABI's limits (`docs/abi.md`, "Limits") and the per-instance
 //! [`ResourceLimiter`].
 
+use rime_storage::wal::record::{commit_write_len, MAX_COMMIT_BYTES};
 use std::time::Duration;
 
+/// Longest key (and scan bound): the storage engine's limit, so every key
+/// the ABI admits can be stored.
 pub const MAX_KEY_LEN: usize = 512;
-/// The ABI's value limit. The storage layer currently stores values only
-/// up to [`rime_storage::MAX_VALUE_LEN`] bytes; a longer `put` that passes
-/// this check gets `ERR_VALUE_TOO_LARGE` from the storage layer instead.
-pub const MAX_VALUE_LEN: usize = 16 << 20;
+const _: () = assert!(MAX_KEY_LEN == rime_storage::MAX_KEY_LEN);
+
+/// Longest value: the storage engine's limit (16 MiB less the 8-byte
+/// version it stores with each value), so every value the ABI admits can
+/// be stored and `ERR_VALUE_TOO_LARGE` means exactly "longer than this".
+pub const MAX_VALUE_LEN: usize = (16 << 20) - 8;
+const _: () = assert!(MAX_VALUE_LEN == rime_storage::MAX_VALUE_LEN);
+
 pub const MAX_INPUT_LEN: usize = 1 << 20;
 pub const MAX_OUTPUT_LEN: usize = 1 << 20;
 pub const MAX_NAMESPACE_LEN: usize = 64;
 pub const MAX_OPEN_NAMESPACES: usize = 16;
-pub const MAX_WRITE_SET_BYTES: usize = 64 << 20;
+
+/// What each written key adds to the write set besides its key and value
+/// bytes: the framing of one write in the commit's log record.
+pub const WRITE_SET_ENTRY_OVERHEAD: usize = 12;
+const _: () = assert!(commit_write_len(0, 0) == WRITE_SET_ENTRY_OVERHEAD);
+
+/// The write set's size, in the log's own terms: the sum over the keys an
+/// invocation wrote of `WRITE_SET_ENTRY_OVERHEAD + key + value` (a delete
+/// counts no value) for the *last* write of each key — exactly what its
+/// commit logs (`rime_storage::wal::record::commit_write_len`). At most
+/// what one commit may log, so a write set the ABI admits always commits:
+/// the 64 MiB this used to be let a 32–64 MiB write set reach a log that
+/// refuses records over 32 MiB.
+pub const MAX_WRITE_SET_BYTES: usize = (32 << 20) - 4;
+const _: () = assert!(MAX_WRITE_SET_BYTES <= MAX_COMMIT_BYTES);
+// A write of the largest key and value fits.
+const _: () = assert!(commit_write_len(MAX_KEY_LEN, MAX_VALUE_LEN) <= MAX_WRITE_SET_BYTES);
+
+/// Bytes one invocation's writes may copy into its transaction, writes a
+/// later write of the same key replaced included. The write set counts only
+/// the last write of a key, but the transaction keeps every version until
+/// commit; without this bound one key rewritten in a loop (16 MiB a `put`)
+/// would pin gigabytes of host memory, and past 4 GiB overflow the
+/// transaction buffer's 32-bit offsets. 8 × the write set still lets a
+/// small key be rewritten millions of times (a million 100-byte `put`s are
+/// 100 MB). Exceeding it is `ERR_WRITE_SET_FULL` too.
+pub const MAX_WRITTEN_BYTES: usize = 256 << 20;
+const _: () = assert!(MAX_WRITTEN_BYTES >= MAX_WRITE_SET_BYTES);
+
 pub const MAX_LOG_LEN: usize = 4 << 10;
 
 /// Default linear-memory limit of one instance.

@@ -5,6 +5,7 @@
 //! * `state.rs`: `input`, `output`, `ns_open`, `get`, `put`, `delete`,
 //!   `add`, `cas`, `log`.
 //! * `scan.rs`: `scan` and its record encoding.
+//! * `write_set.rs`: the write set's size, as its commit will log it.
 //!
 //! The one `unsafe` of the ABI layer is here: the store's data reaches the
 //! invocation's transaction and input through pointers (see [`Scope`]).
@@ -13,6 +14,7 @@
 mod memory;
 mod scan;
 mod state;
+mod write_set;
 
 pub(crate) use memory::BadPointer;
 
@@ -79,7 +81,8 @@ pub(crate) struct HostState {
     pub output: Vec<u8>,
     /// An `output` call was refused for its size.
     pub output_refused: bool,
-    pub write_set_bytes: usize,
+    /// The write set's size and the bytes written, for the limits.
+    pub writes: write_set::WriteSet,
     /// A storage error that abandoned the attempt inside a host call.
     pub tx_error: Option<TxError>,
 }
@@ -103,7 +106,7 @@ impl HostState {
             handles,
             output: Vec::new(),
             output_refused: false,
-            write_set_bytes: 0,
+            writes: write_set::WriteSet::default(),
             tx_error: None,
         }
     }

@@ -4,8 +4,9 @@
 //! host heap except `output` (the result buffer) and `log`.
 
 use super::memory::{optional_range, range, NONE};
+use super::write_set::Admitted;
 use super::*;
-use crate::limits::{MAX_KEY_LEN, MAX_LOG_LEN, MAX_OUTPUT_LEN, MAX_VALUE_LEN, MAX_WRITE_SET_BYTES};
+use crate::limits::{MAX_KEY_LEN, MAX_LOG_LEN, MAX_OUTPUT_LEN, MAX_VALUE_LEN};
 use wasmtime::Linker;
 
 type R = Result<i32, wasmtime::Error>;
@@ -122,23 +123,28 @@ fn get(
     }
 }
 
-/// Checks a write's handle, grant, key and write-set room.
-fn writable(st: &mut HostState, ns: i32, key_len: usize, val_len: usize) -> Result<TreeId, i32> {
+/// Checks a write's handle, grant, key, value and write-set room.
+fn writable(
+    st: &mut HostState,
+    ns: i32,
+    key: &[u8],
+    val_len: usize,
+) -> Result<(TreeId, Admitted), i32> {
     let h = st.handle(ns).ok_or(ERR_BAD_HANDLE)?;
     if !h.writable {
         return Err(ERR_DENIED);
     }
-    if key_len > MAX_KEY_LEN {
+    if key.len() > MAX_KEY_LEN {
         return Err(ERR_KEY_TOO_LARGE);
     }
     if val_len > MAX_VALUE_LEN {
         return Err(ERR_VALUE_TOO_LARGE);
     }
-    let total = st.write_set_bytes + key_len + val_len;
-    if total > MAX_WRITE_SET_BYTES {
-        return Err(ERR_WRITE_SET_FULL);
-    }
-    Ok(h.tree)
+    let a = st
+        .writes
+        .admit(h.tree, key, val_len)
+        .ok_or(ERR_WRITE_SET_FULL)?;
+    Ok((h.tree, a))
 }
 
 /// Maps a storage error of a write to an ABI code, or abandons the attempt.
@@ -164,14 +170,13 @@ fn put(
     let (data, st) = mem.data_and_store_mut(&mut caller);
     let k = range("put", data.len(), key, key_len)?;
     let v = range("put", data.len(), val, val_len)?;
-    let tree = match writable(st, ns, k.len(), v.len()) {
+    let (tree, a) = match writable(st, ns, &data[k.clone()], v.len()) {
         Ok(t) => t,
         Err(code) => return Ok(code),
     };
-    let n = k.len() + v.len();
-    match st.tx()?.put(tree, &data[k], &data[v]) {
+    match st.tx()?.put(tree, &data[k.clone()], &data[v]) {
         Ok(()) => {
-            st.write_set_bytes += n;
+            st.writes.record(tree, &data[k], a);
             Ok(0)
         }
         Err(e) => write_error(st, e),
@@ -182,14 +187,17 @@ fn delete(mut caller: Caller<'_, HostState>, ns: i32, key: i32, key_len: i32) ->
     let mem = memory(&caller)?;
     let (data, st) = mem.data_and_store_mut(&mut caller);
     let k = range("delete", data.len(), key, key_len)?;
-    let tree = match writable(st, ns, k.len(), 0) {
+    let (tree, a) = match writable(st, ns, &data[k.clone()], 0) {
         Ok(t) => t,
         Err(code) => return Ok(code),
     };
-    let n = k.len();
-    match st.tx()?.delete(tree, &data[k]) {
-        Ok(_) => {
-            st.write_set_bytes += n;
+    match st.tx()?.delete(tree, &data[k.clone()]) {
+        Ok(existed) => {
+            // `Tx::delete` records a tombstone only for a key that exists
+            // (in the tree or the write set); otherwise it writes nothing.
+            if existed {
+                st.writes.record(tree, &data[k], a);
+            }
             Ok(0)
         }
         Err(e) => write_error(st, e),
@@ -208,14 +216,13 @@ fn add(
     let (data, st) = mem.data_and_store_mut(&mut caller);
     let k = range("add", data.len(), key, key_len)?;
     let o = range("add", data.len(), out, 8)?;
-    let tree = match writable(st, ns, k.len(), 8) {
+    let (tree, a) = match writable(st, ns, &data[k.clone()], 8) {
         Ok(t) => t,
         Err(code) => return Ok(code),
     };
-    let n = k.len() + 8;
-    match st.tx()?.add(tree, &data[k], delta) {
+    match st.tx()?.add(tree, &data[k.clone()], delta) {
         Ok(new) => {
-            st.write_set_bytes += n;
+            st.writes.record(tree, &data[k], a);
             data[o].copy_from_slice(&new.to_le_bytes());
             Ok(0)
         }
@@ -240,21 +247,21 @@ fn cas(
     let e = optional_range("cas", data.len(), exp, exp_len)?;
     let v = optional_range("cas", data.len(), new, new_len)?;
     let new_len = v.as_ref().map_or(0, |v| v.len());
-    let tree = match writable(st, ns, k.len(), new_len) {
+    let (tree, a) = match writable(st, ns, &data[k.clone()], new_len) {
         Ok(t) => t,
         Err(code) => return Ok(code),
     };
     if e.as_ref().is_some_and(|e| e.len() > MAX_VALUE_LEN) {
         return Ok(ERR_VALUE_TOO_LARGE);
     }
-    let n = k.len() + new_len;
     let data: &[u8] = data;
+    let key = &data[k];
     let r = st
         .tx()?
-        .cas(tree, &data[k], e.map(|e| &data[e]), v.map(|v| &data[v]));
+        .cas(tree, key, e.map(|e| &data[e]), v.map(|v| &data[v]));
     match r {
         Ok(true) => {
-            st.write_set_bytes += n;
+            st.writes.record(tree, key, a);
             Ok(0)
         }
         Ok(false) => Ok(1),

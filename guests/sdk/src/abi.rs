@@ -24,7 +24,8 @@ pub const OWN_NAMESPACE: i32 = 0;
 /// Longest key (and scan bound): several keys fit in one B-tree page.
 pub const MAX_KEY_LEN: usize = 512;
 /// Longest value: large values live in page extents; bounds one copy.
-pub const MAX_VALUE_LEN: usize = 16 << 20;
+/// 16 MiB less the 8-byte version the storage engine keeps with a value.
+pub const MAX_VALUE_LEN: usize = (16 << 20) - 8;
 /// Longest input, enforced before instantiation.
 pub const MAX_INPUT_LEN: usize = 1 << 20;
 /// Longest output: the host holds it until the commit is durable.
@@ -33,8 +34,15 @@ pub const MAX_OUTPUT_LEN: usize = 1 << 20;
 pub const MAX_NAMESPACE_LEN: usize = 64;
 /// Namespace handles per invocation, including handle 0.
 pub const MAX_OPEN_NAMESPACES: usize = 16;
-/// Bytes of keys and values one invocation may buffer.
-pub const MAX_WRITE_SET_BYTES: usize = 64 << 20;
+/// Size of one invocation's write set: the sum over the keys it wrote of
+/// [`WRITE_SET_ENTRY_OVERHEAD`] + key + value (a delete has no value), for
+/// the last write of each key only. The most one commit can log.
+pub const MAX_WRITE_SET_BYTES: usize = (32 << 20) - 4;
+/// What each written key adds to the write set besides its bytes.
+pub const WRITE_SET_ENTRY_OVERHEAD: usize = 12;
+/// Key and value bytes of all writes of one invocation, rewrites of a key
+/// included (the host keeps every version until commit).
+pub const MAX_WRITTEN_BYTES: usize = 256 << 20;
 /// Longest log message; the host truncates longer ones.
 pub const MAX_LOG_LEN: usize = 4096;
 
@@ -76,7 +84,7 @@ pub const ERR_OVERFLOW: i32 = -8;
 pub const ERR_INVALID: i32 = -9;
 /// [`MAX_OPEN_NAMESPACES`] reached.
 pub const ERR_LIMIT: i32 = -10;
-/// [`MAX_WRITE_SET_BYTES`] reached.
+/// [`MAX_WRITE_SET_BYTES`] or [`MAX_WRITTEN_BYTES`] reached.
 pub const ERR_WRITE_SET_FULL: i32 = -11;
 
 /// Log levels of the `log` import.

@@ -3,7 +3,7 @@
 //! It follows `docs/abi.md` for every call's results and buffer protocol, so
 //! it doubles as an executable reference for the real host. It does not
 //! model bounds-check traps (there is no linear memory), conflicts and
-//! re-runs, or `MAX_WRITE_SET_BYTES`. A transaction is modelled by
+//! re-runs, or `MAX_WRITE_SET_BYTES` / `MAX_WRITTEN_BYTES`. A transaction is modelled by
 //! snapshotting the store in [`invoke`] and restoring it on failure.
 //!
 //! State is per thread, so parallel tests do not see each other.
