@@ -2,7 +2,7 @@
 //! function, runs `rime_invoke` and drops the instance (the numbered states
 //! are in `docs/faas.md`).
 
-use crate::abi::{BadPointer, HostState, Scope};
+use crate::abi::{BadPointer, HostState, LogBudget, Scope};
 use crate::engine::deadline_ticks;
 use crate::error::InvokeError;
 use crate::limits::{MAX_INPUT_LEN, MAX_OUTPUT_LEN, MAX_WRITE_SET_BYTES};
@@ -47,10 +47,14 @@ pub(crate) fn invoke(
     let start = Instant::now();
     let mut attempts = 0u32;
     let mut fail: Option<InvokeError> = None;
+    // One log budget for the invocation, whatever the number of attempts.
+    let mut log = LogBudget::default();
     let r = db.transaction_with_attempts(MAX_INVOKE_ATTEMPTS, |tx| {
         attempts += 1;
-        let r = catch_unwind(AssertUnwindSafe(|| run_attempt(engine, f, input, tx)))
-            .unwrap_or_else(|p| Err(Failed::Final(InvokeError::Internal(panic_text(&p)))));
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            run_attempt(engine, f, input, tx, &mut log)
+        }))
+        .unwrap_or_else(|p| Err(Failed::Final(InvokeError::Internal(panic_text(&p)))));
         match r {
             Ok(out) => Ok(out),
             Err(Failed::Tx(e)) => Err(e),
@@ -92,8 +96,9 @@ fn run_attempt(
     f: &Arc<Function>,
     input: &[u8],
     tx: &mut Tx<'_>,
+    log: &mut LogBudget,
 ) -> Result<Vec<u8>, Failed> {
-    let mut store = Store::new(engine, HostState::new(f.clone()));
+    let mut store = Store::new(engine, HostState::new(f.clone(), *log));
     store.limiter(|s| &mut s.limiter);
     store.set_epoch_deadline(deadline_ticks(f.config.deadline));
     store.epoch_deadline_trap();
@@ -114,6 +119,7 @@ fn run_attempt(
     let r = entry.call(&mut store, ());
     // `Scope`'s invariant: cleared as soon as the call is over.
     store.data_mut().scope = None;
+    *log = store.data().log;
     match r {
         Ok(0) => Ok(std::mem::take(&mut store.data_mut().output)),
         Ok(code) => {

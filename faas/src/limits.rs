@@ -50,6 +50,22 @@ const _: () = assert!(MAX_WRITTEN_BYTES >= MAX_WRITE_SET_BYTES);
 
 pub const MAX_LOG_LEN: usize = 4 << 10;
 
+/// Guest log output one invocation may produce, all its attempts together:
+/// at most this many bytes of messages...
+///
+/// A faaslet's `log` goes to the host's own log (stderr by default), shared
+/// by every function and the host itself; one invocation logging in a loop
+/// wrote 243 MB there in a second, burying everything else and filling the
+/// disk of whoever keeps it. 64 KiB (16 messages of `MAX_LOG_LEN`) and 256
+/// messages are ample to diagnose one invocation. Past either, the message
+/// that crosses the byte budget is cut to fit, the rest are dropped, and
+/// the host logs one warning that the output was truncated; the invocation
+/// itself goes on.
+pub const MAX_LOG_BYTES_PER_INVOCATION: usize = 64 << 10;
+/// ... and at most this many messages (see above).
+pub const MAX_LOG_LINES_PER_INVOCATION: usize = 256;
+const _: () = assert!(MAX_LOG_BYTES_PER_INVOCATION >= MAX_LOG_LEN);
+
 /// Default linear-memory limit of one instance.
 pub const DEFAULT_MEMORY_BYTES: u64 = 64 << 20;
 /// Default wall-clock deadline of one attempt.

@@ -22,4 +22,12 @@ fn the_sdk_states_the_limits_the_host_enforces() {
     );
     assert_eq!(sdk::MAX_WRITTEN_BYTES, host::MAX_WRITTEN_BYTES);
     assert_eq!(sdk::MAX_LOG_LEN, host::MAX_LOG_LEN);
+    assert_eq!(
+        sdk::MAX_LOG_BYTES_PER_INVOCATION,
+        host::MAX_LOG_BYTES_PER_INVOCATION
+    );
+    assert_eq!(
+        sdk::MAX_LOG_LINES_PER_INVOCATION,
+        host::MAX_LOG_LINES_PER_INVOCATION
+    );
 }

@@ -71,6 +71,18 @@ pub(crate) struct Handle {
     pub grant: u8,
 }
 
+/// Guest log output of one invocation so far, carried from attempt to
+/// attempt (`MAX_LOG_BYTES_PER_INVOCATION`, `MAX_LOG_LINES_PER_INVOCATION`).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct LogBudget {
+    /// Message bytes emitted.
+    pub bytes: usize,
+    /// Messages emitted.
+    pub lines: usize,
+    /// Output was cut or dropped, and the one warning saying so logged.
+    pub truncated: bool,
+}
+
 /// The data of one instance's store: everything host calls need.
 pub(crate) struct HostState {
     pub function: Arc<Function>,
@@ -85,10 +97,12 @@ pub(crate) struct HostState {
     pub writes: write_set::WriteSet,
     /// A storage error that abandoned the attempt inside a host call.
     pub tx_error: Option<TxError>,
+    /// The invocation's log output so far (earlier attempts included).
+    pub log: LogBudget,
 }
 
 impl HostState {
-    pub(crate) fn new(function: Arc<Function>) -> HostState {
+    pub(crate) fn new(function: Arc<Function>, log: LogBudget) -> HostState {
         let mut handles = [None; MAX_OPEN_NAMESPACES];
         handles[0] = Some(Handle {
             tree: function.own_tree,
@@ -108,6 +122,7 @@ impl HostState {
             output_refused: false,
             writes: write_set::WriteSet::default(),
             tx_error: None,
+            log,
         }
     }
 

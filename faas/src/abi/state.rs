@@ -1,12 +1,16 @@
 //! `input`, `output`, `ns_open`, `get`, `put`, `delete`, `add`, `cas`,
 //! `log`. Every call checks all its guest ranges first (a bad one traps),
 //! then its arguments (error codes), then acts. None allocates on the
-//! host heap except `output` (the result buffer) and `log`.
+//! host heap except `output` (the result buffer), `log`, and a write of a
+//! key not yet in the write set (its entry in `WriteSet`).
 
 use super::memory::{optional_range, range, NONE};
 use super::write_set::Admitted;
 use super::*;
-use crate::limits::{MAX_KEY_LEN, MAX_LOG_LEN, MAX_OUTPUT_LEN, MAX_VALUE_LEN};
+use crate::limits::{
+    MAX_KEY_LEN, MAX_LOG_BYTES_PER_INVOCATION, MAX_LOG_LEN, MAX_LOG_LINES_PER_INVOCATION,
+    MAX_OUTPUT_LEN, MAX_VALUE_LEN,
+};
 use wasmtime::Linker;
 
 type R = Result<i32, wasmtime::Error>;
@@ -278,9 +282,29 @@ fn log(
     let mem = memory(&caller)?;
     let (data, st) = mem.data_and_store_mut(&mut caller);
     let m = range("log", data.len(), msg, msg_len)?;
-    let bytes = &data[m];
-    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_LOG_LEN)]);
     let f = &*st.function.name;
+    let budget = &mut st.log;
+    if budget.truncated {
+        return Ok(());
+    }
+    let room = MAX_LOG_BYTES_PER_INVOCATION - budget.bytes;
+    if budget.lines >= MAX_LOG_LINES_PER_INVOCATION || room == 0 {
+        truncated(budget, f);
+        return Ok(());
+    }
+    let bytes = &data[m];
+    let mut text = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_LOG_LEN).min(room)]);
+    // Replacement characters can make the text longer than its bytes.
+    let cut = text.len() > room || bytes.len().min(MAX_LOG_LEN) > room;
+    if text.len() > room {
+        let mut end = room;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.to_mut().truncate(end);
+    }
+    budget.bytes += text.len();
+    budget.lines += 1;
     match level {
         i32::MIN..=0 => tracing::error!(target: "rime::faaslet", function = f, "{text}"),
         1 => tracing::warn!(target: "rime::faaslet", function = f, "{text}"),
@@ -288,7 +312,23 @@ fn log(
         3 => tracing::debug!(target: "rime::faaslet", function = f, "{text}"),
         _ => tracing::trace!(target: "rime::faaslet", function = f, "{text}"),
     }
+    if cut {
+        truncated(budget, f);
+    }
     Ok(())
+}
+
+/// Marks the invocation's log output truncated, with the one warning.
+fn truncated(budget: &mut LogBudget, function: &str) {
+    budget.truncated = true;
+    tracing::warn!(
+        target: "rime::faaslet",
+        function,
+        "log output truncated: this invocation reached {} messages or {} bytes; \
+         the rest of its log is dropped",
+        MAX_LOG_LINES_PER_INVOCATION,
+        MAX_LOG_BYTES_PER_INVOCATION,
+    );
 }
 
 #[allow(dead_code)]

@@ -45,6 +45,10 @@ pub const WRITE_SET_ENTRY_OVERHEAD: usize = 12;
 pub const MAX_WRITTEN_BYTES: usize = 256 << 20;
 /// Longest log message; the host truncates longer ones.
 pub const MAX_LOG_LEN: usize = 4096;
+/// Log bytes one invocation may emit; the host drops the rest.
+pub const MAX_LOG_BYTES_PER_INVOCATION: usize = 64 << 10;
+/// Log messages one invocation may emit; the host drops the rest.
+pub const MAX_LOG_LINES_PER_INVOCATION: usize = 256;
 
 /// `cas` result: the value was replaced.
 pub const CAS_OK: i32 = 0;
