@@ -197,8 +197,10 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// Every tree's whole contents.
-fn contents(db: &Db) -> Vec<(String, Vec<(Vec<u8>, Vec<u8>)>)> {
+/// Every tree's name and whole contents.
+type Contents = Vec<(String, Vec<(Vec<u8>, Vec<u8>)>)>;
+
+fn contents(db: &Db) -> Contents {
     let mut out = Vec::new();
     for (name, id) in db.list_trees().unwrap() {
         let kv = db
