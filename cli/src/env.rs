@@ -152,18 +152,41 @@ pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
         .ok_or_else(|| format!("size {s:?} overflows"))
 }
 
-/// `250ms`, `2s`, `1m`; a bare number is milliseconds.
+/// Longest duration [`parse_duration`] accepts: a day. Nothing here waits
+/// longer (function deadlines stop at `rime_faas::limits::MAX_DEADLINE`),
+/// and `Instant + Duration` must not overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+
+/// `250ms`, `2s`, `1m`, `1h`, `500us`; a bare number is milliseconds. At
+/// most [`MAX_DURATION`]; overflow is an error, never a wrap.
 pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("not a duration: {s:?}"))?;
-    match unit.trim() {
-        "" | "ms" => Ok(Duration::from_millis(n)),
-        "s" => Ok(Duration::from_secs(n)),
-        "m" | "min" => Ok(Duration::from_secs(n * 60)),
-        "us" => Ok(Duration::from_micros(n)),
-        _ => Err(format!("unknown duration unit in {s:?} (use ms, s or m)")),
+    let n: u64 = match num.parse() {
+        Ok(n) => n,
+        Err(_) if !num.is_empty() => return Err(format!("duration {s:?} is too long")),
+        Err(_) => return Err(format!("not a duration: {s:?}")),
+    };
+    let secs = |per: u64| n.checked_mul(per).map(Duration::from_secs);
+    let d = match unit.trim() {
+        "" | "ms" => Some(Duration::from_millis(n)),
+        "us" => Some(Duration::from_micros(n)),
+        "s" => secs(1),
+        "m" | "min" => secs(60),
+        "h" => secs(3600),
+        _ => {
+            return Err(format!(
+                "unknown duration unit in {s:?} (use ms, s, m or h)"
+            ))
+        }
+    };
+    match d {
+        Some(d) if d <= MAX_DURATION => Ok(d),
+        _ => Err(format!(
+            "duration {s:?} is too long (at most {}h)",
+            MAX_DURATION.as_secs() / 3600
+        )),
     }
 }
 
@@ -208,6 +231,7 @@ mod tests {
         assert!(parse_size("1TiB").is_err());
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
         assert_eq!(
             parse_grant("stats:rw"),
             Ok(rime_faas::Grant::write("stats"))
@@ -220,5 +244,17 @@ mod tests {
             show_bytes(&2i64.to_le_bytes()),
             "0x0200000000000000 (i64 2)"
         );
+    }
+
+    #[test]
+    fn duration_overflow_is_an_error_not_a_wrap() {
+        // 307445734561825861 * 60 wraps u64 to 44: once a 44 s deadline.
+        let e = parse_duration("307445734561825861m").unwrap_err();
+        assert!(e.contains("too long"), "{e}");
+        assert!(parse_duration("18446744073709551616ms").is_err());
+        assert!(parse_duration("25h").is_err());
+        assert!(parse_duration("86401s").is_err());
+        assert_eq!(parse_duration("1440m"), Ok(MAX_DURATION));
+        assert_eq!(parse_duration("m").unwrap_err(), "not a duration: \"m\"");
     }
 }

@@ -141,6 +141,28 @@ fn deploy_invoke_state_round_trip() {
     assert!(ok && out.contains("0 deployed"), "{out}");
 }
 
+/// `--deadline 307445734561825861m` overflowed u64 milliseconds and wrapped
+/// to a 44 s deadline; the flag parser is the one the HTTP API uses.
+#[test]
+fn a_deadline_flag_that_overflows_is_refused_not_wrapped() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let counter = guest("counter");
+    let counter = counter.to_str().unwrap();
+    for deadline in ["307445734561825861m", "25h"] {
+        let (ok, out) = rime(&[
+            "deploy",
+            "--data",
+            data,
+            "counter",
+            counter,
+            "--deadline",
+            deadline,
+        ]);
+        assert!(!ok && out.contains("too long"), "{deadline}: {out}");
+    }
+}
+
 #[test]
 fn check_finds_a_flipped_page() {
     let dir = tempfile::TempDir::new().unwrap();
