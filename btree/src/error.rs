@@ -21,6 +21,10 @@ pub enum TreeError {
     TooDeep { max: usize },
     #[error(transparent)]
     Page(#[from] PageError),
+    /// The storage layer could not log a structure modification; the
+    /// change exists only in memory (see [`crate::hooks::SmoNotLogged`]).
+    #[error(transparent)]
+    SmoNotLogged(#[from] crate::hooks::SmoNotLogged),
 }
 
 /// Shorthand for a corrupt-page error.

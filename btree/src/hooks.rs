@@ -64,13 +64,28 @@ pub struct Smo<'a> {
     pub freed: &'a [(PageId, u32)],
 }
 
+/// Stamped on the pages of an SMO the hooks could not log. The storage
+/// layer's write-back hook refuses a page carrying it, forever: its memory
+/// holds a change the log does not, so it must never reach the disk.
+pub const UNLOGGED_LSN: u64 = u64::MAX;
+
+/// An SMO could not be logged (the log failed). The tree stamps the SMO's
+/// pages with [`UNLOGGED_LSN`] and returns this as
+/// [`TreeError::SmoNotLogged`](crate::TreeError): the operation fails, and
+/// the storage layer, which sees the error, stops trusting its state.
+#[derive(Debug, thiserror::Error)]
+#[error("logging a structure modification failed: {reason}")]
+pub struct SmoNotLogged {
+    pub reason: String,
+}
+
 /// Implemented by the storage layer. Called with latches held: must not
 /// call back into the tree, and should only append to the log (no waiting
 /// for durability).
 pub trait TreeHooks: Send + Sync {
     /// Logs `smo` as one atomic record; returns the LSN to stamp on every
     /// page in `smo.pages` (0: do not stamp).
-    fn on_smo(&self, smo: &Smo<'_>) -> u64;
+    fn on_smo(&self, smo: &Smo<'_>) -> Result<u64, SmoNotLogged>;
 
     /// What to do with an extent a leaf slot stopped referencing (its value
     /// was replaced or removed). Called with the leaf latched.
@@ -100,7 +115,7 @@ pub enum ExtentFree {
 pub struct NoHooks;
 
 impl TreeHooks for NoHooks {
-    fn on_smo(&self, _smo: &Smo<'_>) -> u64 {
-        0
+    fn on_smo(&self, _smo: &Smo<'_>) -> Result<u64, SmoNotLogged> {
+        Ok(0)
     }
 }

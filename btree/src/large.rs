@@ -56,13 +56,20 @@ impl BTree {
         let mut extent = self.bm.alloc_extent(pages as usize)?;
         let pid = extent.pid();
         let allocated: Vec<_> = (pid..pid + u64::from(pages)).collect();
-        let alloc_lsn = self.hooks.on_smo(&Smo {
+        let logged = self.hooks.on_smo(&Smo {
             kind: SmoKind::ExtentAlloc,
             root: self.root,
             pages: &[],
             allocated: &allocated,
             freed: &[],
         });
+        let alloc_lsn = match logged {
+            Ok(lsn) => lsn,
+            Err(e) => {
+                extent.set_lsn(crate::UNLOGGED_LSN);
+                return Err(e.into());
+            }
+        };
         extent.payload_mut()[..value.len()].copy_from_slice(value);
         let stamp = lsn.max(alloc_lsn);
         if stamp != 0 {

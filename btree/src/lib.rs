@@ -42,7 +42,7 @@ mod verify;
 mod write;
 
 pub use error::TreeError;
-pub use hooks::{ExtentFree, NoHooks, Smo, SmoKind, TreeHooks};
+pub use hooks::{ExtentFree, NoHooks, Smo, SmoKind, SmoNotLogged, TreeHooks, UNLOGGED_LSN};
 pub use scan::{Direction, Iter};
 pub use verify::TreeStats;
 pub use write::Writer;
@@ -162,7 +162,7 @@ impl BTree {
             root,
             hooks,
         };
-        tree.log_smo(SmoKind::Create, &mut [&mut page], &[root], &[]);
+        tree.log_smo(SmoKind::Create, &mut [&mut page], &[root], &[])?;
         drop(page);
         Ok(tree)
     }
@@ -280,16 +280,18 @@ impl BTree {
     }
 
     /// Reports `smo` to the hooks with `pages` still latched, then stamps
-    /// the returned LSN on all of them (hooks contract, steps 2-3).
+    /// the returned LSN on all of them (hooks contract, steps 2-3). If it
+    /// could not be logged, the pages get [`UNLOGGED_LSN`] (they never
+    /// reach the disk) and the error is returned.
     pub(crate) fn log_smo(
         &self,
         kind: SmoKind,
         pages: &mut [&mut rime_bufmgr::ExclusiveGuard<'_>],
         allocated: &[PageId],
         freed: &[(PageId, u32)],
-    ) {
+    ) -> Result<(), TreeError> {
         let images: Vec<(PageId, &[u8])> = pages.iter().map(|g| (g.pid(), g.payload())).collect();
-        let lsn = self.hooks.on_smo(&Smo {
+        let logged = self.hooks.on_smo(&Smo {
             kind,
             root: self.root,
             pages: &images,
@@ -297,11 +299,13 @@ impl BTree {
             freed,
         });
         drop(images);
+        let lsn = *logged.as_ref().unwrap_or(&UNLOGGED_LSN);
         if lsn != 0 {
             for page in pages.iter_mut() {
                 page.set_lsn(lsn.max(page.lsn()));
             }
         }
+        logged.map(drop).map_err(TreeError::from)
     }
 }
 

@@ -79,7 +79,7 @@ impl BTree {
             .or_corrupt(parent_pid, "remove separator")?;
         right.payload_mut().copy_from_slice(&merged);
         let freed = [(left.pid(), 1)];
-        self.log_smo(SmoKind::Merge, &mut [&mut parent, &mut right], &[], &freed);
+        self.log_smo(SmoKind::Merge, &mut [&mut parent, &mut right], &[], &freed)?;
         self.bm.free(left);
         // Step 5.
         let pview = Node(parent.payload());
@@ -105,7 +105,7 @@ impl BTree {
     ) -> Result<(), TreeError> {
         root.payload_mut().copy_from_slice(child.payload());
         let freed = [(child.pid(), 1)];
-        self.log_smo(SmoKind::RootCollapse, &mut [root], &[], &freed);
+        self.log_smo(SmoKind::RootCollapse, &mut [root], &[], &freed)?;
         self.bm.free(child);
         Ok(())
     }

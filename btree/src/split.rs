@@ -91,7 +91,7 @@ impl BTree {
                 &mut [&mut parent, &mut left, &mut node],
                 &[left_pid],
                 &[],
-            );
+            )?;
             return Ok(());
         }
     }
@@ -120,7 +120,7 @@ impl BTree {
             &mut [root, &mut left, &mut right],
             &allocated,
             &[],
-        );
+        )?;
         Ok(())
     }
 }

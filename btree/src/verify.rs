@@ -235,7 +235,7 @@ impl BTree {
     pub fn destroy(self) -> Result<(), TreeError> {
         let mut frames = Vec::new();
         self.for_each_frame(|pid, pages| frames.push((pid, pages)))?;
-        self.log_smo(SmoKind::Destroy, &mut [], &[], &frames);
+        self.log_smo(SmoKind::Destroy, &mut [], &[], &frames)?;
         for (pid, pages) in frames {
             let frame = self.bm.exclusive_extent(pid, pages)?;
             self.bm.free(frame);

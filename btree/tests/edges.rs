@@ -265,7 +265,7 @@ type Record = (
 );
 
 impl TreeHooks for Recorder {
-    fn on_smo(&self, smo: &Smo<'_>) -> u64 {
+    fn on_smo(&self, smo: &Smo<'_>) -> Result<u64, rime_btree::SmoNotLogged> {
         let mut log = self.log.lock().unwrap();
         let lsn = 1000 + log.len() as u64;
         let pages = smo
@@ -280,7 +280,7 @@ impl TreeHooks for Recorder {
             smo.allocated.to_vec(),
             smo.freed.to_vec(),
         ));
-        lsn
+        Ok(lsn)
     }
 }
 

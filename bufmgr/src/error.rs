@@ -43,7 +43,11 @@ pub enum PageError {
         source: IoError,
     },
     #[error("the write-back hook refused page {pid}: {reason}")]
-    WriteBackRefused { pid: PageId, reason: String },
+    WriteBackRefused {
+        pid: PageId,
+        #[source]
+        reason: crate::manager::WriteBackRefused,
+    },
     #[error("no page can be evicted: all {resident_pages} resident pages are latched")]
     PoolExhausted { resident_pages: u64 },
     #[error("the region is full: {max_pages} pages")]

@@ -35,7 +35,20 @@ const MAX_FUTILE_EVICTIONS: u32 = 1000;
 /// Called before any dirty frame is written to disk: the storage layer
 /// enforces the write-ahead rule here (forcing the log up to `page_lsn`).
 pub trait WriteBackHook: Send + Sync {
-    fn before_write(&self, pid: PageId, page_lsn: u64) -> Result<(), String>;
+    fn before_write(&self, pid: PageId, page_lsn: u64) -> Result<(), WriteBackRefused>;
+}
+
+/// Why a [`WriteBackHook`] kept a page from the disk.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WriteBackRefused {
+    /// The log could not be made durable up to the page's LSN.
+    #[error("the log could not be made durable for page {pid}: {reason}")]
+    LogNotDurable { pid: PageId, reason: String },
+    /// The page holds a change that was never logged; it must never reach
+    /// the disk.
+    #[error("page {pid} holds a change that could not be logged")]
+    Unlogged { pid: PageId },
 }
 
 /// How to open a buffer manager.

@@ -6,7 +6,8 @@ mod common;
 use common::*;
 use rime_bufmgr::io::{FaultPlan, IoError};
 use rime_bufmgr::{
-    BufferManager, Config, PageError, PageId, WriteBackHook, MIN_POOL_PAGES, PAGE_SIZE,
+    BufferManager, Config, PageError, PageId, WriteBackHook, WriteBackRefused, MIN_POOL_PAGES,
+    PAGE_SIZE,
 };
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -135,9 +136,12 @@ fn a_read_error_inside_an_optimistic_read_is_returned_not_retried_forever() {
 struct Refuse(AtomicBool);
 
 impl WriteBackHook for Refuse {
-    fn before_write(&self, pid: PageId, page_lsn: u64) -> Result<(), String> {
+    fn before_write(&self, pid: PageId, page_lsn: u64) -> Result<(), WriteBackRefused> {
         if self.0.load(Ordering::Relaxed) {
-            Err(format!("log not durable up to {page_lsn} for page {pid}"))
+            Err(WriteBackRefused::LogNotDurable {
+                pid,
+                reason: format!("not durable up to {page_lsn}"),
+            })
         } else {
             Ok(())
         }

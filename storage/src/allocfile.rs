@@ -13,6 +13,7 @@
 //!  magic "RIMEallc" | next_pid u64 | count u64 | count × (pid u64, pages u32) | crc32c u32 | zeros to 4 KiB
 //! ```
 
+use crate::bytes::{u32_at, u64_at};
 use crate::wal::{FileOpener, Lsn};
 use rime_bufmgr::io::{AlignedBuf, IoError, BLOCK_SIZE};
 use rime_bufmgr::AllocState;
@@ -119,25 +120,21 @@ pub fn read(root: &Path, redo: Lsn, opener: &FileOpener) -> Result<AllocState, A
     if &buf[..8] != MAGIC {
         return Err(damaged("bad magic"));
     }
-    let u64_at = |o: usize| u64::from_le_bytes(buf[o..o + 8].try_into().expect("8 bytes"));
-    let next_pid = u64_at(8);
-    let count = u64_at(16) as usize;
+    let next_pid = u64_at(&buf, 8);
+    let count = u64_at(&buf, 16) as usize;
     let end = count
         .checked_mul(ENTRY)
         .and_then(|n| n.checked_add(HEADER))
         .filter(|&e| e + 4 <= len)
         .ok_or_else(|| damaged("its entry count exceeds the file"))?;
-    let stored = u32::from_le_bytes(buf[end..end + 4].try_into().expect("4 bytes"));
+    let stored = u32_at(&buf, end);
     if crc32c::crc32c(&buf[..end]) != stored {
         return Err(damaged("checksum mismatch"));
     }
     let free = (0..count)
         .map(|i| {
             let o = HEADER + i * ENTRY;
-            (
-                u64_at(o),
-                u32::from_le_bytes(buf[o + 8..o + 12].try_into().expect("4 bytes")),
-            )
+            (u64_at(&buf, o), u32_at(&buf, o + 8))
         })
         .collect();
     Ok(AllocState { next_pid, free })

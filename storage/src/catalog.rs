@@ -56,7 +56,7 @@ pub(crate) fn lookup(db: &DbInner, name: &str) -> Result<Option<TreeId>, DbError
 pub(crate) fn create(db: &DbInner, name: &str, or_open: bool) -> Result<TreeId, DbError> {
     check_name(name)?;
     let ticket = db.wal.enter_commit();
-    let lsn = {
+    let (lsn, id) = {
         let mut state = lock(&db.commit);
         // 1. Under the commit mutex, nobody else creates or drops.
         db.check_poison()?;
@@ -85,15 +85,18 @@ pub(crate) fn create(db: &DbInner, name: &str, or_open: bool) -> Result<TreeId, 
         let lsn =
             commit::log_and_apply(db, &mut state, &writes, std::slice::from_ref(&db.catalog))?;
         // 4. Visible to transactions.
+        let id = TreeId(root as u32);
         db.trees
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(TreeId(root as u32), Arc::new(tree));
-        lsn
+            .insert(id, Arc::new(tree));
+        (lsn, id)
     };
-    // 5. Durable before acknowledged (outside the mutex).
+    // 5. Durable before acknowledged (outside the mutex). The id is the
+    //    one created here even if a concurrent `drop_tree` has removed the
+    //    name since: no second lookup, nothing to panic on.
     ticket.wait(lsn).inspect_err(|e| db.poison(e))?;
-    Ok(lookup(db, name)?.expect("just created"))
+    Ok(id)
 }
 
 pub(crate) fn drop_tree(db: &DbInner, name: &str) -> Result<bool, DbError> {

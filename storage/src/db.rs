@@ -105,9 +105,6 @@ impl DbInner {
     }
 
     pub fn check_poison(&self) -> Result<(), DbError> {
-        if self.hooks.failed.load(Ordering::Acquire) {
-            self.poison("a structure modification could not be logged");
-        }
         if self.poisoned.load(Ordering::Acquire) {
             return Err(DbError::Poisoned(
                 lock(&self.poison).clone().unwrap_or_default(),

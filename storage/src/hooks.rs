@@ -14,33 +14,30 @@
 //!          | n_pages u32 | n_pages × (pid u64, image: PAGE_PAYLOAD bytes)
 //! ```
 
+use crate::bytes::Cursor;
 use crate::wal::{Lsn, Record, Wal};
-use rime_btree::{Smo, SmoKind, TreeHooks};
-use rime_bufmgr::{PageId, WriteBackHook, PAGE_PAYLOAD};
-use std::sync::atomic::{AtomicBool, Ordering};
+use rime_btree::{Smo, SmoKind, SmoNotLogged, TreeHooks, UNLOGGED_LSN};
+use rime_bufmgr::{PageId, WriteBackHook, WriteBackRefused, PAGE_PAYLOAD};
 use std::sync::Arc;
 
-/// Stamped on pages whose SMO could not be logged (the log is poisoned):
-/// the write-back hook refuses such pages forever, so they never reach disk.
-pub const UNLOGGED_LSN: u64 = u64::MAX;
-
-/// Logs SMOs to the WAL.
+/// Logs SMOs to the WAL. A failure is returned to the tree
+/// (`TreeError::SmoNotLogged`), which fails the operation; the commit or
+/// recovery that ran it poisons the Db.
 pub struct LogHooks {
     pub wal: Arc<Wal>,
-    /// Set when an SMO could not be logged: the Db is poisoned.
-    pub failed: Arc<AtomicBool>,
 }
 
 impl TreeHooks for LogHooks {
-    fn on_smo(&self, smo: &Smo<'_>) -> u64 {
-        let payload = encode_smo(smo);
+    fn on_smo(&self, smo: &Smo<'_>) -> Result<u64, SmoNotLogged> {
+        let not_logged = |reason: String| {
+            tracing::error!(%reason, "logging a structure modification failed");
+            SmoNotLogged { reason }
+        };
+        let payload = encode_smo(smo)
+            .ok_or_else(|| not_logged(format!("{:?} has no code in the log format", smo.kind)))?;
         match self.wal.append(&Record::Smo(&payload)) {
-            Ok(lsn) => lsn.0,
-            Err(e) => {
-                tracing::error!(error = %e, "logging a structure modification failed; the database is poisoned");
-                self.failed.store(true, Ordering::Release);
-                UNLOGGED_LSN
-            }
+            Ok(lsn) => Ok(lsn.0),
+            Err(e) => Err(not_logged(e.to_string())),
         }
     }
 }
@@ -51,41 +48,73 @@ pub struct WalBeforeData {
 }
 
 impl WriteBackHook for WalBeforeData {
-    fn before_write(&self, pid: PageId, page_lsn: u64) -> Result<(), String> {
+    fn before_write(&self, pid: PageId, page_lsn: u64) -> Result<(), WriteBackRefused> {
         match page_lsn {
             // Never stamped: nothing logged describes it (LSN 0 is the
             // log's first record, a CheckpointBegin, never a page change).
             0 => Ok(()),
-            UNLOGGED_LSN => Err(format!(
-                "page {pid} holds a change that could not be logged"
-            )),
-            lsn => self.wal.flush_to(Lsn(lsn)).map_err(|e| e.to_string()),
+            UNLOGGED_LSN => Err(WriteBackRefused::Unlogged { pid }),
+            lsn => self
+                .wal
+                .flush_to(Lsn(lsn))
+                .map_err(|e| WriteBackRefused::LogNotDurable {
+                    pid,
+                    reason: e.to_string(),
+                }),
         }
     }
 }
 
-fn smo_kind_code(k: SmoKind) -> u8 {
-    match k {
-        SmoKind::Create => 1,
-        SmoKind::Split => 2,
-        SmoKind::RootSplit => 3,
-        SmoKind::Merge => 4,
-        SmoKind::RootCollapse => 5,
-        SmoKind::Destroy => 6,
-        SmoKind::ExtentAlloc => 7,
-        _ => 255,
+/// The kind byte of an `Smo` payload. Codes are on disk: never reuse one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum SmoCode {
+    Create = 1,
+    Split = 2,
+    RootSplit = 3,
+    Merge = 4,
+    RootCollapse = 5,
+    Destroy = 6,
+    ExtentAlloc = 7,
+}
+
+impl SmoCode {
+    const ALL: [SmoCode; 7] = [
+        SmoCode::Create,
+        SmoCode::Split,
+        SmoCode::RootSplit,
+        SmoCode::Merge,
+        SmoCode::RootCollapse,
+        SmoCode::Destroy,
+        SmoCode::ExtentAlloc,
+    ];
+
+    /// The code of a tree's SMO kind; `None` for a kind this log format
+    /// does not know (a newer tree: refused, never logged as garbage).
+    pub fn of(kind: SmoKind) -> Option<SmoCode> {
+        Some(match kind {
+            SmoKind::Create => SmoCode::Create,
+            SmoKind::Split => SmoCode::Split,
+            SmoKind::RootSplit => SmoCode::RootSplit,
+            SmoKind::Merge => SmoCode::Merge,
+            SmoKind::RootCollapse => SmoCode::RootCollapse,
+            SmoKind::Destroy => SmoCode::Destroy,
+            SmoKind::ExtentAlloc => SmoCode::ExtentAlloc,
+            _ => return None,
+        })
+    }
+
+    pub fn from_byte(b: u8) -> Option<SmoCode> {
+        Self::ALL.into_iter().find(|c| *c as u8 == b)
     }
 }
 
-/// `kind` code of a `Destroy`.
-pub const SMO_DESTROY: u8 = 6;
-/// `kind` code of a `Create`.
-pub const SMO_CREATE: u8 = 1;
-
-pub fn encode_smo(smo: &Smo<'_>) -> Vec<u8> {
+/// Encodes `smo`; `None` if its kind has no code ([`SmoCode::of`]).
+pub fn encode_smo(smo: &Smo<'_>) -> Option<Vec<u8>> {
+    let code = SmoCode::of(smo.kind)?;
     let mut out =
         Vec::with_capacity(32 + smo.pages.len() * (8 + PAGE_PAYLOAD) + smo.freed.len() * 12);
-    out.push(smo_kind_code(smo.kind));
+    out.push(code as u8);
     out.extend_from_slice(&smo.root.to_le_bytes());
     out.extend_from_slice(&(smo.allocated.len() as u32).to_le_bytes());
     for p in smo.allocated {
@@ -102,13 +131,13 @@ pub fn encode_smo(smo: &Smo<'_>) -> Vec<u8> {
         out.extend_from_slice(&p.to_le_bytes());
         out.extend_from_slice(img);
     }
-    out
+    Some(out)
 }
 
 /// A decoded `Smo` payload, borrowing the images.
 #[derive(Debug)]
 pub struct SmoRecord<'a> {
-    pub kind: u8,
+    pub kind: SmoCode,
     pub root: PageId,
     pub allocated: Vec<PageId>,
     pub freed: Vec<(PageId, u32)>,
@@ -119,28 +148,24 @@ pub struct SmoRecord<'a> {
 /// passed, so this means a bug or a foreign log, reported as corruption).
 pub fn decode_smo(b: &[u8]) -> Option<SmoRecord<'_>> {
     let mut cur = Cursor(b);
-    let mut take = |n: usize| cur.take(n);
-    let kind = take(1)?[0];
-    let root = u64::from_le_bytes(take(8)?.try_into().ok()?);
-    let n = u32::from_le_bytes(take(4)?.try_into().ok()?) as usize;
+    let kind = SmoCode::from_byte(cur.u8()?)?;
+    let root = cur.u64()?;
+    let n = cur.u32()? as usize;
     let mut allocated = Vec::with_capacity(n.min(b.len() / 8));
     for _ in 0..n {
-        allocated.push(u64::from_le_bytes(take(8)?.try_into().ok()?));
+        allocated.push(cur.u64()?);
     }
-    let n = u32::from_le_bytes(take(4)?.try_into().ok()?) as usize;
+    let n = cur.u32()? as usize;
     let mut freed = Vec::with_capacity(n.min(b.len() / 12));
     for _ in 0..n {
-        let p = u64::from_le_bytes(take(8)?.try_into().ok()?);
-        let len = u32::from_le_bytes(take(4)?.try_into().ok()?);
-        freed.push((p, len));
+        freed.push((cur.u64()?, cur.u32()?));
     }
-    let n = u32::from_le_bytes(take(4)?.try_into().ok()?) as usize;
+    let n = cur.u32()? as usize;
     let mut pages = Vec::with_capacity(n.min(b.len() / PAGE_PAYLOAD));
     for _ in 0..n {
-        let p = u64::from_le_bytes(take(8)?.try_into().ok()?);
-        pages.push((p, take(PAGE_PAYLOAD)?));
+        pages.push((cur.u64()?, cur.take(PAGE_PAYLOAD)?));
     }
-    if !cur.0.is_empty() {
+    if !cur.rest().is_empty() {
         return None;
     }
     Some(SmoRecord {
@@ -150,17 +175,4 @@ pub fn decode_smo(b: &[u8]) -> Option<SmoRecord<'_>> {
         freed,
         pages,
     })
-}
-
-struct Cursor<'a>(&'a [u8]);
-
-impl<'a> Cursor<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        if self.0.len() < n {
-            return None;
-        }
-        let (h, t) = self.0.split_at(n);
-        self.0 = t;
-        Some(h)
-    }
 }

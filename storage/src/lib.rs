@@ -11,9 +11,10 @@
 //!
 //! User guarantees: `docs/transactions.md`. All file I/O goes through
 //! [`rime_bufmgr::io::BlockFile`].
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 mod allocfile;
+mod bytes;
 mod catalog;
 mod checkpoint;
 mod commit;

@@ -33,6 +33,7 @@
 //!
 //! Integers are little-endian.
 
+use crate::bytes::{u32_at, u64_at};
 use crate::error::{SlotError, SuperblockError};
 use crate::wal::Lsn;
 use rime_bufmgr::io::{AlignedBuf, BlockFile, BLOCK_SIZE};
@@ -248,18 +249,6 @@ impl SuperblockFile {
         self.current = sb.clone();
         Ok(())
     }
-}
-
-fn u64_at(b: &[u8], off: usize) -> u64 {
-    let mut a = [0; 8];
-    a.copy_from_slice(&b[off..off + 8]);
-    u64::from_le_bytes(a)
-}
-
-fn u32_at(b: &[u8], off: usize) -> u32 {
-    let mut a = [0; 4];
-    a.copy_from_slice(&b[off..off + 4]);
-    u32::from_le_bytes(a)
 }
 
 #[cfg(test)]

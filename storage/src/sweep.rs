@@ -14,7 +14,7 @@
 use crate::catalog::decode_root;
 use crate::error::DbError;
 use crate::hooks::LogHooks;
-use rime_btree::{BTree, ExtentFree, Smo, TreeHooks};
+use rime_btree::{BTree, ExtentFree, Smo, SmoNotLogged, TreeHooks};
 use rime_bufmgr::{BufferManager, PageId};
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -24,7 +24,7 @@ use std::sync::Arc;
 pub(crate) struct RedoHooks(pub Arc<LogHooks>);
 
 impl TreeHooks for RedoHooks {
-    fn on_smo(&self, smo: &Smo<'_>) -> u64 {
+    fn on_smo(&self, smo: &Smo<'_>) -> Result<u64, SmoNotLogged> {
         self.0.on_smo(smo)
     }
 

@@ -41,6 +41,7 @@
 //! All integers are little-endian.
 
 use super::Lsn;
+use crate::bytes::{u32_at, u64_at, Cursor};
 use crate::error::RecordError;
 
 pub const OFF_LSN: usize = 0;
@@ -445,7 +446,7 @@ fn decode_commit(payload: &[u8]) -> Result<Vec<OwnedWrite>, RecordError> {
     let count = cur.u32().ok_or(bad_commit("missing write count"))? as usize;
     // Each write takes at least its 12-byte header: a count larger than the
     // payload can hold is rejected before allocating for it.
-    if count > cur.0.len() / COMMIT_WRITE_HEADER_SIZE {
+    if count > cur.rest().len() / COMMIT_WRITE_HEADER_SIZE {
         return Err(bad_commit("write count exceeds what the payload can hold"));
     }
     let mut writes = Vec::with_capacity(count);
@@ -467,7 +468,7 @@ fn decode_commit(payload: &[u8]) -> Result<Vec<OwnedWrite>, RecordError> {
         };
         writes.push(OwnedWrite { tree, key, value });
     }
-    if !cur.0.is_empty() {
+    if !cur.rest().is_empty() {
         return Err(bad_commit("trailing bytes after the last write"));
     }
     Ok(writes)
@@ -478,36 +479,6 @@ fn decode_commit(payload: &[u8]) -> Result<Vec<OwnedWrite>, RecordError> {
 fn checksum(record: &[u8]) -> u32 {
     let crc = crc32c::crc32c(&record[..OFF_CRC]);
     crc32c::crc32c_append(crc, &record[HEADER_SIZE..])
-}
-
-fn u64_at(b: &[u8], off: usize) -> u64 {
-    let mut a = [0; 8];
-    a.copy_from_slice(&b[off..off + 8]);
-    u64::from_le_bytes(a)
-}
-
-fn u32_at(b: &[u8], off: usize) -> u32 {
-    let mut a = [0; 4];
-    a.copy_from_slice(&b[off..off + 4]);
-    u32::from_le_bytes(a)
-}
-
-/// A bounds-checked reader over a payload: every read is an `Option`.
-struct Cursor<'a>(&'a [u8]);
-
-impl<'a> Cursor<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        if n > self.0.len() {
-            return None;
-        }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Some(head)
-    }
-
-    fn u32(&mut self) -> Option<u32> {
-        self.take(4).map(|b| u32_at(b, 0))
-    }
 }
 
 #[cfg(test)]
