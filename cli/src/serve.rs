@@ -760,10 +760,20 @@ fn resolve_token(given: Option<&str>, dir: &std::path::Path) -> Result<String> {
     Ok(token)
 }
 
-async fn shutdown_signal() {
+/// SIGTERM and SIGINT, caught from now on (from before the server says it
+/// is listening: a SIGTERM right after that line must not kill it).
+fn catch_signals(rt: &tokio::runtime::Runtime) -> Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    let _in_rt = rt.enter();
+    let term = signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM handler: {e}"))?;
+    let int = signal(SignalKind::interrupt()).map_err(|e| format!("SIGINT handler: {e}"))?;
+    Ok(shutdown_signal(term, int))
+}
+
+async fn shutdown_signal(
+    mut term: tokio::signal::unix::Signal,
+    mut int: tokio::signal::unix::Signal,
+) {
     let which = tokio::select! {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
@@ -793,6 +803,7 @@ pub fn run(a: &Args) -> Result<()> {
         .thread_name("rime-http")
         .enable_all()
         .build()?;
+    let shutdown = catch_signals(&tokio_rt)?;
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "listening on http://{addr}")?;
@@ -802,7 +813,7 @@ pub fn run(a: &Args) -> Result<()> {
     let served = tokio_rt.block_on(async {
         let listener = tokio::net::TcpListener::from_std(listener)?;
         axum::serve(listener, router(app.clone()))
-            .with_graceful_shutdown(shutdown_signal())
+            .with_graceful_shutdown(shutdown)
             .await
     });
     // Invocations whose clients went away may still run: let them finish.

@@ -343,3 +343,15 @@ fn sigterm_lets_an_invocation_in_flight_finish() {
     assert!(t.elapsed() >= Duration::from_millis(1400));
     assert!(status.success(), "{status:?}");
 }
+
+/// The server said it was listening before it caught SIGTERM: a SIGTERM
+/// right after that line killed it (no checkpoint, a non-zero status).
+#[test]
+fn sigterm_right_after_the_listening_line_is_a_clean_exit() {
+    let dir = tempfile::TempDir::new().unwrap();
+    for _ in 0..5 {
+        let s = Server::start(dir.path(), &["--token", TOKEN]);
+        let status = s.terminate();
+        assert!(status.success(), "{status:?}");
+    }
+}
