@@ -2,7 +2,7 @@
 //! free frames), saved at each checkpoint in its own file.
 //!
 //! A new file `alloc-<redo LSN>.state` per checkpoint, written and synced
-//! before the superblock that names it (the superblock's `free_list_root`
+//! before the superblock that names it (the superblock's `alloc_state_lsn`
 //! field holds that redo LSN); after the superblock is durable, files older
 //! than the previous checkpoint's are deleted. So both superblock slots
 //! name a complete file (the older one is the fallback when the newer slot

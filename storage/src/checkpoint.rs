@@ -71,7 +71,7 @@ pub(crate) fn checkpoint(db: &DbInner) -> Result<(), DbError> {
         redo_lsn: redo,
         page_count: alloc.next_pid,
         catalog_root: db.catalog.root(),
-        free_list_root: redo.0,
+        alloc_state_lsn: redo.0,
     };
     let previous = {
         let mut sbf = lock(&db.superblock);

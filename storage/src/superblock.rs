@@ -12,7 +12,7 @@
 //! ```text
 //!  byte 0        8     12    16      24      32      40      48      56      64         4092  4096
 //!       +--------+-----+-----+-------+-------+-------+-------+-------+-------+-- ... --+------+
-//!       | magic  | ver | pgsz| seq   | ckpt  | redo  | pages | catlg | free  | zeros   | crc  |
+//!       | magic  | ver | pgsz| seq   | ckpt  | redo  | pages | catlg | alloc | zeros   | crc  |
 //!       | 8 B    | u32 | u32 | u64   | u64   | u64   | u64   | u64   | u64   |         | u32  |
 //!       +--------+-----+-----+-------+-------+-------+-------+-------+-------+-- ... --+------+
 //!       \______________________ crc32c covers bytes 0..4092 ______________________/
@@ -26,8 +26,10 @@
 //! * `ckpt`, `redo`: the last complete checkpoint's LSN and the LSN recovery
 //!   replays from.
 //! * `pages`: pages allocated in the page file.
-//! * `catlg`, `free`: root page ids of the catalog tree and of the free
-//!   list, opaque here (the Db defines them).
+//! * `catlg`: the root page id of the catalog tree.
+//! * `alloc`: the redo LSN of the checkpoint whose allocation-state file
+//!   (`alloc-<LSN>.state`, see `allocfile.rs`) goes with this superblock.
+//!   Both are opaque here (the Db defines them).
 //! * zeros: reserved; covered by the checksum.
 //! * `crc`: crc32c of everything before it.
 //!
@@ -73,17 +75,17 @@ pub const OFF_PAGE_COUNT: usize = OFF_REDO_LSN + SIZE_REDO_LSN;
 pub const SIZE_PAGE_COUNT: usize = 8;
 pub const OFF_CATALOG_ROOT: usize = OFF_PAGE_COUNT + SIZE_PAGE_COUNT;
 pub const SIZE_CATALOG_ROOT: usize = 8;
-pub const OFF_FREE_LIST_ROOT: usize = OFF_CATALOG_ROOT + SIZE_CATALOG_ROOT;
-pub const SIZE_FREE_LIST_ROOT: usize = 8;
+pub const OFF_ALLOC_STATE_LSN: usize = OFF_CATALOG_ROOT + SIZE_CATALOG_ROOT;
+pub const SIZE_ALLOC_STATE_LSN: usize = 8;
 /// End of the defined fields; zeros from here to the checksum.
-pub const FIELDS_END: usize = OFF_FREE_LIST_ROOT + SIZE_FREE_LIST_ROOT;
+pub const FIELDS_END: usize = OFF_ALLOC_STATE_LSN + SIZE_ALLOC_STATE_LSN;
 pub const SIZE_CRC: usize = 4;
 pub const OFF_CRC: usize = SLOT_SIZE - SIZE_CRC;
 
 const _: () = assert!(FIELDS_END == 64);
 const _: () = assert!(FIELDS_END <= OFF_CRC, "fields must fit before the checksum");
 const _: () = assert!(
-    OFF_SEQUENCE.is_multiple_of(8) && OFF_FREE_LIST_ROOT.is_multiple_of(8),
+    OFF_SEQUENCE.is_multiple_of(8) && OFF_ALLOC_STATE_LSN.is_multiple_of(8),
     "u64 fields stay 8-aligned"
 );
 
@@ -95,7 +97,7 @@ pub struct Superblock {
     pub redo_lsn: Lsn,
     pub page_count: u64,
     pub catalog_root: u64,
-    pub free_list_root: u64,
+    pub alloc_state_lsn: u64,
 }
 
 impl Superblock {
@@ -111,7 +113,7 @@ impl Superblock {
             (OFF_REDO_LSN, self.redo_lsn.0),
             (OFF_PAGE_COUNT, self.page_count),
             (OFF_CATALOG_ROOT, self.catalog_root),
-            (OFF_FREE_LIST_ROOT, self.free_list_root),
+            (OFF_ALLOC_STATE_LSN, self.alloc_state_lsn),
         ] {
             out[off..off + 8].copy_from_slice(&v.to_le_bytes());
         }
@@ -148,7 +150,7 @@ fn decode_slot(slot: &[u8]) -> Result<ValidSlot, SlotError> {
             redo_lsn: Lsn(u64_at(slot, OFF_REDO_LSN)),
             page_count: u64_at(slot, OFF_PAGE_COUNT),
             catalog_root: u64_at(slot, OFF_CATALOG_ROOT),
-            free_list_root: u64_at(slot, OFF_FREE_LIST_ROOT),
+            alloc_state_lsn: u64_at(slot, OFF_ALLOC_STATE_LSN),
         },
     })
 }
@@ -264,7 +266,7 @@ mod tests {
             redo_lsn: Lsn(n * 90),
             page_count: n,
             catalog_root: n + 1,
-            free_list_root: n + 2,
+            alloc_state_lsn: n + 2,
         }
     }
 

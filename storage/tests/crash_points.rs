@@ -25,7 +25,7 @@
 //!    (`docs/transactions.md`); the log, superblock and allocation files
 //!    tear anywhere.
 //!
-//! `RIME_CRASH_POINTS` sets the number of crash points (default 600, which
+//! `RIME_CRASH_POINTS` sets the number of crash points (default 1,200, which
 //! CI runs); `RIME_CRASH_SEED` the first seed. Each seed is a fresh
 //! directory running [`CYCLES_PER_SEED`] cycles; a failure prints the seed
 //! and the cycle, and `RIME_CRASH_POINTS=1 RIME_CRASH_SEED=<seed>` replays
@@ -405,7 +405,7 @@ fn crash_points_lose_no_acknowledged_commit_and_leave_no_partial_one() {
     let points: u64 = std::env::var("RIME_CRASH_POINTS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(600);
+        .unwrap_or(1_200);
     let first: u64 = std::env::var("RIME_CRASH_SEED")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -29,18 +29,20 @@
 //!    `Options::verify_on_open` says; checkpoint (so the next crash
 //!    replays from here, with the swept allocation state).
 
+mod analysis;
+mod redo;
+
 use crate::allocfile;
 use crate::db::{Counters, Db, DbInner};
 use crate::dir::DataDir;
 use crate::error::{DbError, OpenError, WalError};
-use crate::hooks::{decode_smo, LogHooks, SmoCode, WalBeforeData};
+use crate::hooks::{LogHooks, WalBeforeData};
 use crate::options::{Options, VerifyOnOpen};
 use crate::superblock::{Superblock, SuperblockFile};
-use crate::sweep::RedoHooks;
-use crate::wal::{EndKind, Lsn, OwnedRecord, Record, Wal, WalOptions, WalReader};
+use crate::wal::{Lsn, Record, Wal, WalOptions};
 use rime_btree::BTree;
-use rime_bufmgr::{AllocState, BufferManager, Config, PageError, PageId, PAGE_SIZE};
-use std::collections::{BTreeMap, HashMap};
+use rime_bufmgr::{AllocState, BufferManager, Config, PAGE_SIZE};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
@@ -150,7 +152,7 @@ fn create(dir: DataDir, opts: Options, wal_opts: WalOptions) -> Result<Db, OpenE
             redo_lsn: Lsn(0),
             page_count: bm.allocated_pages(),
             catalog_root: catalog.root(),
-            free_list_root: 0,
+            alloc_state_lsn: 0,
         },
     )?;
     dir.set_creating(false)?;
@@ -173,81 +175,6 @@ fn open_pool(
     Ok(Arc::new(BufferManager::open(file, config)?))
 }
 
-/// The allocation state replayed forward through SMO records.
-struct AllocModel {
-    next: PageId,
-    /// Free runs: first page → length.
-    free: BTreeMap<PageId, u32>,
-}
-
-impl AllocModel {
-    fn new(s: &AllocState) -> Self {
-        AllocModel {
-            next: s.next_pid.max(1),
-            free: s.free.iter().copied().collect(),
-        }
-    }
-
-    fn run_containing(&self, pid: PageId) -> Option<(PageId, u32)> {
-        let (&start, &len) = self.free.range(..=pid).next_back()?;
-        (pid < start + u64::from(len)).then_some((start, len))
-    }
-
-    fn is_free(&self, pid: PageId) -> bool {
-        pid >= self.next || self.run_containing(pid).is_some()
-    }
-
-    fn allocate(&mut self, pid: PageId) {
-        if pid >= self.next {
-            for p in self.next..pid {
-                self.free.insert(p, 1);
-            }
-            self.next = pid + 1;
-        } else if let Some((start, len)) = self.run_containing(pid) {
-            self.free.remove(&start);
-            if pid > start {
-                self.free.insert(start, (pid - start) as u32);
-            }
-            let end = start + u64::from(len);
-            if pid + 1 < end {
-                self.free.insert(pid + 1, (end - pid - 1) as u32);
-            }
-        }
-    }
-
-    fn release(&mut self, pid: PageId, pages: u32) {
-        for p in pid..pid + u64::from(pages) {
-            self.allocate(p); // normalise: no overlap with an existing run
-        }
-        self.free.insert(pid, pages);
-    }
-
-    fn state(&self) -> AllocState {
-        AllocState {
-            next_pid: self.next,
-            free: self.free.iter().map(|(&p, &n)| (p, n)).collect(),
-        }
-    }
-}
-
-/// Iterates the records of the log from `from`, stopping before `end`.
-fn records(
-    wal_dir: &Path,
-    from: Lsn,
-    end: Lsn,
-    opts: &WalOptions,
-    mut f: impl FnMut(Lsn, &OwnedRecord) -> Result<(), OpenError>,
-) -> Result<(), OpenError> {
-    for rec in WalReader::open(wal_dir, from, opts)? {
-        let rec = rec?;
-        if rec.lsn >= end {
-            break;
-        }
-        f(rec.lsn, &rec.record)?;
-    }
-    Ok(())
-}
-
 fn recover(dir: DataDir, opts: Options, wal_opts: WalOptions) -> Result<Db, OpenError> {
     // Step 1.
     let sb_path = dir.superblock_path();
@@ -258,125 +185,37 @@ fn recover(dir: DataDir, opts: Options, wal_opts: WalOptions) -> Result<Db, Open
             "the page file's page size differs from this build's",
         ));
     }
-    let saved = allocfile::read(dir.root(), Lsn(sb.free_list_root), &opts.opener)?;
-
-    // Step 2: analysis, to the end of the log.
+    let saved = allocfile::read(dir.root(), Lsn(sb.alloc_state_lsn), &opts.opener)?;
+    // Step 2.
     let wal_dir = dir.wal_dir();
-    let mut model = AllocModel::new(&saved);
-    let mut last_destroy: HashMap<u32, Lsn> = HashMap::new();
-    let mut replayable = 0u64;
-    let mut reader = WalReader::open(&wal_dir, sb.redo_lsn, &wal_opts)?;
-    let mut first = true;
-    for rec in reader.by_ref() {
-        let rec = rec?;
-        if std::mem::take(&mut first) {
-            check_redo_record(&wal_dir, sb.redo_lsn, Some(&rec))?;
-        }
-        match &rec.record {
-            OwnedRecord::Smo(payload) => {
-                let smo = decode_smo(payload).ok_or_else(|| bad_smo(rec.lsn))?;
-                for &p in &smo.allocated {
-                    model.allocate(p);
-                }
-                if smo.kind == SmoCode::Create {
-                    model.allocate(smo.root);
-                }
-                for &(p, n) in &smo.freed {
-                    model.release(p, n);
-                }
-                if smo.kind == SmoCode::Destroy {
-                    last_destroy.insert(smo.root as u32, rec.lsn);
-                }
-                replayable += 1;
-            }
-            OwnedRecord::Commit(_) => replayable += 1,
-            _ => {}
-        }
-    }
-    if first {
-        check_redo_record(&wal_dir, sb.redo_lsn, None)?;
-    }
-    let end = reader
-        .end()
-        .cloned()
-        .ok_or_else(|| rec_err(DbError::Corrupt("log reader stopped early".into())))?;
-    if let EndKind::TornTail { reason } = end.kind() {
-        tracing::warn!(lsn = end.lsn().0, reason = %reason, "the log ends in a torn tail (a write the crash cut short); it ends there");
-    }
-    let end_lsn = end.lsn();
-
+    let found = analysis::analyze(&wal_dir, sb.redo_lsn, &saved, &wal_opts)?;
+    let span = redo::Span {
+        wal_dir: &wal_dir,
+        from: sb.redo_lsn,
+        end: found.end.lsn(),
+        opts: &wal_opts,
+    };
     // Step 3.
-    let wal = Arc::new(Wal::open(&wal_dir, wal_opts.clone(), end)?);
+    let wal = Arc::new(Wal::open(&wal_dir, wal_opts.clone(), found.end.clone())?);
     let page_path = dir.page_file_path();
     let file = (opts.opener)(&page_path).map_err(io_err(&page_path))?;
     let file_pages = file.len_bytes().map_err(io_err(&page_path))? / PAGE_SIZE as u64;
-    let bm = open_pool(file, &opts, &wal, Some(model.state()))?;
+    let bm = open_pool(file, &opts, &wal, Some(found.model.state()))?;
     let hooks = Arc::new(LogHooks { wal: wal.clone() });
-
-    // Step 4: SMO after-images.
-    records(&wal_dir, sb.redo_lsn, end_lsn, &wal_opts, |lsn, rec| {
-        let OwnedRecord::Smo(payload) = rec else {
-            return Ok(());
-        };
-        let smo = decode_smo(payload).ok_or_else(|| bad_smo(lsn))?;
-        for &(pid, image) in &smo.pages {
-            if model.is_free(pid) {
-                continue; // freed later in the log: its image is moot
-            }
-            let mut page = match bm.exclusive(pid) {
-                Ok(g) if g.lsn() >= lsn.0 => continue,
-                Ok(g) => g,
-                Err(PageError::NeverWritten { .. } | PageError::Corrupt { .. }) => {
-                    bm.recover_page(pid).map_err(rec_err)?
-                }
-                Err(PageError::Io { .. }) if pid >= file_pages => {
-                    bm.recover_page(pid).map_err(rec_err)?
-                }
-                Err(e) => return Err(rec_err(e)),
-            };
-            page.payload_mut().copy_from_slice(image);
-            page.set_lsn(lsn.0);
-        }
-        Ok(())
-    })?;
-
-    // Step 5: commits, through the trees (freeing no extent: see `sweep`).
-    let redo_hooks = Arc::new(RedoHooks(hooks.clone()));
-    let mut trees: HashMap<u32, BTree> = HashMap::new();
-    let mut stored = Vec::new();
-    records(&wal_dir, sb.redo_lsn, end_lsn, &wal_opts, |lsn, rec| {
-        let OwnedRecord::Commit(writes) = rec else {
-            return Ok(());
-        };
-        for w in writes {
-            if last_destroy.get(&w.tree.0).is_some_and(|&d| d > lsn) {
-                continue; // the tree was dropped later
-            }
-            let tree = match trees.entry(w.tree.0) {
-                std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-                std::collections::hash_map::Entry::Vacant(v) => v.insert(
-                    BTree::open(bm.clone(), u64::from(w.tree.0), redo_hooks.clone())
-                        .map_err(rec_err)?,
-                ),
-            };
-            crate::commit::apply_one(tree, lsn, &w.key, w.value.as_deref(), &mut stored)
-                .map_err(rec_err)?;
-        }
-        Ok(())
-    })?;
-    drop(trees);
-    if replayable > 0 {
+    // Steps 4 and 5.
+    redo::smo_images(&span, &bm, &found.model, file_pages)?;
+    redo::commits(&span, &bm, &hooks, &found.last_destroy)?;
+    if found.replayable > 0 {
         tracing::info!(
-            records = replayable,
-            from = sb.redo_lsn.0,
-            to = end_lsn.0,
+            records = found.replayable,
+            from = span.from.0,
+            to = span.end.0,
             "recovered from the log"
         );
     }
-
     // Step 6.
     let catalog = BTree::open(bm.clone(), sb.catalog_root, hooks.clone()).map_err(rec_err)?;
-    if replayable > 0 {
+    if found.replayable > 0 {
         let swept = crate::sweep::sweep(&bm, &catalog, &hooks).map_err(rec_err)?;
         tracing::info!(
             live_pages = swept.live_pages,
@@ -384,42 +223,17 @@ fn recover(dir: DataDir, opts: Options, wal_opts: WalOptions) -> Result<Db, Open
             "swept the trees for pages in use"
         );
     }
-    finish(dir, opts, wal, bm, hooks, catalog, sbf, replayable, true)
-}
-
-/// The superblock's redo LSN is where its checkpoint appended
-/// `CheckpointBegin`, and the log was durable through it before the
-/// superblock was written: anything else there (no record at all, a log
-/// zeroed or cut from that point) is damage, never an empty log.
-fn check_redo_record(
-    wal_dir: &Path,
-    redo: Lsn,
-    first: Option<&crate::wal::LoggedRecord>,
-) -> Result<(), OpenError> {
-    let found = match first {
-        Some(r) if r.lsn == redo && matches!(r.record, OwnedRecord::CheckpointBegin { .. }) => {
-            return Ok(())
-        }
-        Some(r) if r.lsn == redo => match r.record {
-            OwnedRecord::Commit(_) => "a Commit record".to_string(),
-            OwnedRecord::Smo(_) => "an Smo record".to_string(),
-            _ => "another kind of record".to_string(),
-        },
-        Some(r) => format!("the first record at {}", r.lsn.0),
-        None => "no record".to_string(),
-    };
-    Err(OpenError::MissingCheckpoint {
-        redo_lsn: redo.0,
-        wal_dir: wal_dir.to_path_buf(),
-        found,
-    })
-}
-
-fn bad_smo(lsn: Lsn) -> OpenError {
-    OpenError::Wal(WalError::Corrupt {
-        lsn,
-        reason: "malformed Smo payload".into(),
-    })
+    finish(
+        dir,
+        opts,
+        wal,
+        bm,
+        hooks,
+        catalog,
+        sbf,
+        found.replayable,
+        true,
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
