@@ -190,6 +190,14 @@ pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
     }
 }
 
+/// A [`parse_duration`] that is not zero (timeouts of the server).
+pub fn parse_timeout(s: &str) -> std::result::Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err(format!("timeout {s:?} must be positive")),
+        d => Ok(d),
+    }
+}
+
 /// `NS` (read-only) or `NS:rw` (writable), or `NS:r`.
 pub fn parse_grant(s: &str) -> std::result::Result<rime_faas::Grant, String> {
     match s.rsplit_once(':') {
@@ -232,6 +240,7 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert!(parse_timeout("0s").is_err());
         assert_eq!(
             parse_grant("stats:rw"),
             Ok(rime_faas::Grant::write("stats"))

@@ -9,6 +9,7 @@
 #![deny(unsafe_code)]
 
 mod cmd;
+mod conn;
 mod demo;
 mod env;
 mod serve;

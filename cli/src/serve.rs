@@ -2,6 +2,7 @@
 //! runtime; invocations and storage calls run on tokio's blocking pool, off
 //! the async worker threads).
 
+use crate::conn::{self, ConnStats};
 use crate::env::{self, default_data_dir, Result};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -60,6 +61,18 @@ pub struct Args {
     /// Buffer-pool size in MiB (default: the storage default).
     #[arg(long)]
     pool_mib: Option<usize>,
+    /// Open connections at most; more are sent a 503 and closed at once.
+    /// Lowered to fit the open-files limit (less 64 for the Db's files).
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
+    /// Time a client has to send a request's headers, from the accept or
+    /// from the request's first byte; then the connection is closed.
+    #[arg(long, default_value = "10s", value_parser = env::parse_timeout)]
+    header_timeout: Duration,
+    /// A keep-alive connection with no request in progress and no traffic
+    /// for this long is closed.
+    #[arg(long, default_value = "60s", value_parser = env::parse_timeout)]
+    idle_timeout: Duration,
 }
 
 #[derive(Default)]
@@ -78,6 +91,7 @@ struct App {
     slots: Semaphore,
     inflight: Arc<AtomicUsize>,
     metrics: Metrics,
+    connections: Arc<ConnStats>,
 }
 
 type Shared = Arc<App>;
@@ -664,6 +678,31 @@ async fn metrics(State(app): State<Shared>) -> Response {
         "Pages allocated in the page file.",
         s.allocated_pages,
     );
+    let c = &app.connections;
+    metric(
+        "rime_http_connections",
+        "gauge",
+        "HTTP connections open.",
+        c.open.load(Ordering::Relaxed),
+    );
+    metric(
+        "rime_http_connections_refused_total",
+        "counter",
+        "Connections closed at once: the connection cap was reached.",
+        c.refused.load(Ordering::Relaxed),
+    );
+    metric(
+        "rime_http_header_timeouts_total",
+        "counter",
+        "Connections closed: request headers not complete in time.",
+        c.header_timeouts.load(Ordering::Relaxed),
+    );
+    metric(
+        "rime_http_idle_closed_total",
+        "counter",
+        "Keep-alive connections closed after the idle timeout.",
+        c.idle_closed.load(Ordering::Relaxed),
+    );
     let _ = writeln!(
         out,
         "# HELP rime_invocation_errors_total Failed invocations by error code.\n# TYPE rime_invocation_errors_total counter"
@@ -782,6 +821,22 @@ async fn shutdown_signal(
 }
 
 pub fn run(a: &Args) -> Result<()> {
+    // Before anything opens files: connections need descriptors.
+    let nofile = conn::raise_nofile_limit();
+    let max_connections = conn::fit_cap(a.max_connections, nofile);
+    if max_connections < a.max_connections {
+        tracing::warn!(
+            wanted = a.max_connections,
+            max_connections,
+            nofile,
+            "--max-connections lowered to fit the open-files limit"
+        );
+    }
+    let limits = conn::Limits {
+        max_connections,
+        header_timeout: a.header_timeout,
+        idle_timeout: a.idle_timeout,
+    };
     let db = env::open_db(&a.data, env::db_options(a.pool_mib))?;
     let rt = env::open_runtime(&a.data, db, RuntimeConfig::default())?;
     let token = resolve_token(a.token.as_deref(), &a.data)?;
@@ -797,6 +852,7 @@ pub fn run(a: &Args) -> Result<()> {
         slots: Semaphore::new(a.max_concurrent.max(1)),
         inflight: Arc::new(AtomicUsize::new(0)),
         metrics: Metrics::default(),
+        connections: Arc::default(),
     });
     let tokio_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(a.http_threads.max(1))
@@ -809,12 +865,13 @@ pub fn run(a: &Args) -> Result<()> {
         writeln!(out, "listening on http://{addr}")?;
         out.flush()?;
     }
-    tracing::info!(%addr, functions = app.rt.functions().len(), open_invoke = a.open_invoke, "serving");
+    tracing::info!(%addr, functions = app.rt.functions().len(), open_invoke = a.open_invoke,
+        max_connections, header_timeout = ?a.header_timeout, idle_timeout = ?a.idle_timeout, "serving");
     let served = tokio_rt.block_on(async {
         let listener = tokio::net::TcpListener::from_std(listener)?;
-        axum::serve(listener, router(app.clone()))
-            .with_graceful_shutdown(shutdown)
-            .await
+        let stats = app.connections.clone();
+        conn::serve(listener, router(app.clone()), limits, stats, shutdown).await;
+        std::io::Result::Ok(())
     });
     // Invocations whose clients went away may still run: let them finish.
     while app.inflight.load(Ordering::SeqCst) > 0 {

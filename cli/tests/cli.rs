@@ -161,6 +161,8 @@ fn a_deadline_flag_that_overflows_is_refused_not_wrapped() {
         ]);
         assert!(!ok && out.contains("too long"), "{deadline}: {out}");
     }
+    let (ok, out) = rime(&["serve", "--data", data, "--idle-timeout", "0s"]);
+    assert!(!ok && out.contains("must be positive"), "{out}");
 }
 
 #[test]

@@ -1,0 +1,200 @@
+//! `rime serve` against hostile clients, through a real server process:
+//! each test is named after a failure hostile testing found. Needs the
+//! example guests (`scripts/build-guests`, or `RIME_GUESTS_DIR`).
+
+mod common;
+
+use common::{auth, exchange, read_to_eof, text, Server, TOKEN};
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+/// `GET /functions` with the token, retried (a refused connection, a
+/// 503) until `within` passes; the time it took to succeed.
+fn authenticated_request_succeeds(s: &Server, within: Duration) -> Duration {
+    let t = Instant::now();
+    loop {
+        let r = auth(ureq::get(&s.url("/functions"))).call();
+        match r {
+            Ok(resp) if resp.status() == 200 => return t.elapsed(),
+            Ok(resp) => panic!("unexpected {}", resp.status()),
+            Err(ureq::Error::Status(503, _)) | Err(ureq::Error::Transport(_)) => {}
+            Err(e) => panic!("unexpected {e}"),
+        }
+        assert!(t.elapsed() < within, "no answer within {within:?}");
+        std::thread::yield_now();
+    }
+}
+
+/// How each of `conns` ends without the client doing anything: what the
+/// server sent before it closed the connection, and when (since `t0`).
+fn how_they_end(conns: Vec<TcpStream>, t0: Instant) -> Vec<(Vec<u8>, Duration)> {
+    std::thread::scope(|sc| {
+        let handles: Vec<_> = conns
+            .into_iter()
+            .map(|mut c| {
+                sc.spawn(move || {
+                    let got = read_to_eof(&mut c, Duration::from_secs(30))
+                        .unwrap_or_else(|got| panic!("still open after 30 s: {}", text(&got)));
+                    (got, t0.elapsed())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+/// 1,100 idle connections that never sent a byte once exhausted the
+/// server's 1,024 descriptors: the server accepted them all and kept them
+/// forever. Now the connections over `--max-connections` are answered 503
+/// and closed at once, the ones under it are closed by the header timeout,
+/// and an authenticated request gets through once they are.
+#[test]
+fn idle_connections_no_longer_exhaust_the_servers_descriptors() {
+    const CAP: usize = 8;
+    const IDLE: usize = 20;
+    let dir = tempfile::TempDir::new().unwrap();
+    let s = Server::start(
+        dir.path(),
+        &[
+            "--token",
+            TOKEN,
+            "--max-connections",
+            "8",
+            "--header-timeout",
+            "2s",
+            "--idle-timeout",
+            "60s",
+        ],
+    );
+    let t0 = Instant::now();
+    let conns: Vec<TcpStream> = (0..IDLE).map(|_| s.connect()).collect();
+    let ends = how_they_end(conns, t0);
+    let (refused, held): (Vec<_>, Vec<_>) = ends.iter().partition(|(got, _)| !got.is_empty());
+    assert_eq!(refused.len(), IDLE - CAP, "{ends:?}");
+    for (got, _) in &refused {
+        let got = text(got);
+        assert!(got.starts_with("HTTP/1.1 503"), "{got}");
+        assert!(got.contains("\"overloaded\""), "{got}");
+    }
+    // The ones over the cap were closed at once, the others only by the
+    // header timeout.
+    let last_refused = refused.iter().map(|(_, t)| *t).max().unwrap();
+    let first_held = held.iter().map(|(_, t)| *t).min().unwrap();
+    assert!(last_refused < first_held, "{ends:?}");
+    assert!(first_held >= Duration::from_millis(1900), "{ends:?}");
+    // Their slots are free again: a new request is answered at once.
+    let took = authenticated_request_succeeds(&s, Duration::from_secs(10));
+    assert!(took < Duration::from_secs(5), "{took:?}");
+
+    // Fill the cap again and keep the connections: a new request is refused
+    // until the header timeout frees their slots, then answered. First wait
+    // for every earlier connection to be gone: only the one asking is open.
+    let t = Instant::now();
+    while s.metric("rime_http_connections") > 1 {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "connections stay open"
+        );
+        std::thread::yield_now();
+    }
+    let hold: Vec<TcpStream> = (0..CAP).map(|_| s.connect()).collect();
+    let took = authenticated_request_succeeds(&s, Duration::from_secs(20));
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    // All of them were held (no 503), until the header timeout.
+    for (got, _) in how_they_end(hold, Instant::now()) {
+        assert!(got.is_empty(), "{}", text(&got));
+    }
+
+    assert!(s.metric("rime_http_connections_refused_total") >= (IDLE - CAP) as u64);
+    assert_eq!(s.metric("rime_http_header_timeouts_total"), 2 * CAP as u64);
+    assert!(s.terminate().success());
+}
+
+/// The failure itself, scaled down: 1,100 idle connections against 1,024
+/// descriptors becomes 300 against 200. With the default cap (512) the
+/// server fits the cap to its limit (200 less 64 reserved: 136), refuses
+/// the rest at once, and keeps answering; it used to accept until
+/// `accept` failed with EMFILE and then serve no one.
+#[test]
+fn idle_connections_over_the_descriptor_limit_leave_the_server_answering() {
+    const IDLE: usize = 300;
+    const FITTED_CAP: usize = 200 - 64;
+    let dir = tempfile::TempDir::new().unwrap();
+    let s = Server::start_with_ulimit(
+        "-n 200",
+        dir.path(),
+        &["--token", TOKEN, "--header-timeout", "2s"],
+    );
+    assert_eq!(s.nofile_limits(), (200, 200));
+    let t0 = Instant::now();
+    let conns: Vec<TcpStream> = (0..IDLE).map(|_| s.connect()).collect();
+    let ends = how_they_end(conns, t0);
+    let refused = ends.iter().filter(|(got, _)| !got.is_empty()).count();
+    assert_eq!(refused, IDLE - FITTED_CAP);
+    let took = authenticated_request_succeeds(&s, Duration::from_secs(10));
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    assert!(s.terminate().success());
+}
+
+/// The server ran with whatever soft limit on open files it was given
+/// (often 1,024) though the hard limit allowed more.
+#[test]
+fn the_soft_open_files_limit_is_raised_to_the_hard_limit() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let s = Server::start_with_ulimit("-Sn 256", dir.path(), &[]);
+    let (soft, hard) = s.nofile_limits();
+    assert!(
+        hard > 256,
+        "the hard limit here is {hard}: nothing to raise"
+    );
+    assert_eq!(soft, hard);
+    assert!(s.terminate().success());
+}
+
+/// Keep-alive connections were never closed: an idle one held its
+/// descriptor for as long as the client liked.
+#[test]
+fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let s = Server::start(
+        dir.path(),
+        &["--idle-timeout", "1s", "--header-timeout", "60s"],
+    );
+    let mut c = s.connect();
+    let request = b"GET /health HTTP/1.1\r\nhost: rime\r\n\r\n";
+    // Two requests on one connection: it is kept alive.
+    for _ in 0..2 {
+        let (head, body) = exchange(&mut c, request);
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        assert_eq!(text(&body), r#"{"status":"ok"}"#);
+    }
+    let t = Instant::now();
+    let got = read_to_eof(&mut c, Duration::from_secs(30))
+        .unwrap_or_else(|got| panic!("idle connection still open after 30 s: {}", text(&got)));
+    assert!(got.is_empty(), "{}", text(&got));
+    assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
+    assert_eq!(s.metric("rime_http_idle_closed_total"), 1);
+    assert!(s.terminate().success());
+}
+
+/// A client could send half a request head and stop: the connection stayed
+/// open for good (slowloris).
+#[test]
+fn a_request_head_never_finished_is_closed_after_the_header_timeout() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let s = Server::start(
+        dir.path(),
+        &["--header-timeout", "1s", "--idle-timeout", "60s"],
+    );
+    let mut c = s.connect();
+    c.write_all(b"GET /health HTTP/1.1\r\nhost: rime\r\n")
+        .unwrap();
+    let t = Instant::now();
+    let got = read_to_eof(&mut c, Duration::from_secs(30))
+        .unwrap_or_else(|got| panic!("half a head, still open after 30 s: {}", text(&got)));
+    assert!(got.is_empty(), "{}", text(&got));
+    assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
+    assert_eq!(s.metric("rime_http_header_timeouts_total"), 1);
+    assert!(s.terminate().success());
+}
