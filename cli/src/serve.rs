@@ -6,10 +6,11 @@ use crate::conn::{self, ConnStats};
 use crate::env::{self, default_data_dir, Result};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{from_fn_with_state, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use rime_faas::{
     namespace_tree, DeployError, FunctionConfig, FunctionInfo, InvokeError, Runtime, RuntimeConfig,
@@ -251,6 +252,43 @@ impl App {
     }
 }
 
+/// Checks the token before the handler runs, so before any byte of the
+/// body is read: an unauthenticated upload costs its headers, not its
+/// body. A refused request that announced a body also gets
+/// `Connection: close`, so the server does not read the body to keep the
+/// connection.
+async fn gate(app: &App, access: Access, req: Request, next: Next) -> Response {
+    match app.authorize(req.headers(), access) {
+        Ok(()) => next.run(req).await,
+        Err(e) => {
+            let mut response = e.into_response();
+            let h = req.headers();
+            let has_body = h.contains_key(header::TRANSFER_ENCODING)
+                || h.get(header::CONTENT_LENGTH)
+                    .is_some_and(|v| v.as_bytes() != b"0");
+            if has_body {
+                response.headers_mut().insert(
+                    header::CONNECTION,
+                    header::HeaderValue::from_static("close"),
+                );
+            }
+            response
+        }
+    }
+}
+
+async fn admin_only(State(app): State<Shared>, req: Request, next: Next) -> Response {
+    gate(&app, Access::Admin, req, next).await
+}
+
+async fn invoke_access(State(app): State<Shared>, req: Request, next: Next) -> Response {
+    gate(&app, Access::Invoke, req, next).await
+}
+
+async fn read_access(State(app): State<Shared>, req: Request, next: Next) -> Response {
+    gate(&app, Access::Read, req, next).await
+}
+
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
@@ -275,10 +313,8 @@ async fn deploy(
     State(app): State<Shared>,
     Path(name): Path<String>,
     Query(params): Query<Vec<(String, String)>>,
-    headers: HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    app.authorize(&headers, Access::Admin)?;
     let wasm = body.map_err(body_error)?;
     let mut cfg = FunctionConfig::default();
     for (k, v) in params {
@@ -301,12 +337,7 @@ async fn deploy(
     Ok((StatusCode::CREATED, Json(info_json(&info))).into_response())
 }
 
-async fn undeploy(
-    State(app): State<Shared>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-) -> ApiResult<Response> {
-    app.authorize(&headers, Access::Admin)?;
+async fn undeploy(State(app): State<Shared>, Path(name): Path<String>) -> ApiResult<Response> {
     let n = name.clone();
     app.blocking(move |rt| rt.undeploy(&n))
         .await?
@@ -318,8 +349,7 @@ async fn undeploy(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn list_functions(State(app): State<Shared>, headers: HeaderMap) -> ApiResult<Response> {
-    app.authorize(&headers, Access::Read)?;
+async fn list_functions(State(app): State<Shared>) -> ApiResult<Response> {
     let list: Vec<_> = app.rt.functions().iter().map(info_json).collect();
     Ok(Json(serde_json::json!({ "functions": list })).into_response())
 }
@@ -327,10 +357,8 @@ async fn list_functions(State(app): State<Shared>, headers: HeaderMap) -> ApiRes
 async fn invoke(
     State(app): State<Shared>,
     Path(name): Path<String>,
-    headers: HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    app.authorize(&headers, Access::Invoke)?;
     let input = body.map_err(body_error)?;
     let _slot = app.slots.acquire().await.map_err(|_| {
         ApiError::new(
@@ -387,9 +415,7 @@ fn check_ns(ns: &str) -> ApiResult<()> {
 async fn state_get(
     State(app): State<Shared>,
     Path((ns, key)): Path<(String, String)>,
-    headers: HeaderMap,
 ) -> ApiResult<Response> {
-    app.authorize(&headers, Access::Read)?;
     check_ns(&ns)?;
     let (n, k) = (ns.clone(), key.clone());
     let v = app
@@ -415,10 +441,8 @@ async fn state_get(
 async fn state_put(
     State(app): State<Shared>,
     Path((ns, key)): Path<(String, String)>,
-    headers: HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    app.authorize(&headers, Access::Admin)?;
     check_ns(&ns)?;
     let value = body.map_err(body_error)?;
     app.blocking(move |rt| -> ApiResult<()> {
@@ -435,9 +459,7 @@ async fn state_put(
 async fn state_delete(
     State(app): State<Shared>,
     Path((ns, key)): Path<(String, String)>,
-    headers: HeaderMap,
 ) -> ApiResult<Response> {
-    app.authorize(&headers, Access::Admin)?;
     check_ns(&ns)?;
     let (n, k) = (ns.clone(), key.clone());
     let deleted = app
@@ -479,9 +501,7 @@ async fn state_scan(
     State(app): State<Shared>,
     Path(ns): Path<String>,
     Query(p): Query<ScanParams>,
-    headers: HeaderMap,
 ) -> ApiResult<Response> {
-    app.authorize(&headers, Access::Read)?;
     check_ns(&ns)?;
     let limit = p.limit.unwrap_or(DEFAULT_SCAN_LIMIT);
     if limit == 0 || limit > MAX_SCAN_LIMIT {
@@ -733,23 +753,35 @@ async fn method_not_allowed() -> ApiError {
 fn router(app: Shared) -> Router {
     let count = app.clone();
     let small = DefaultBodyLimit::max(MAX_BODY_BYTES);
+    // Route layers run after routing and before the handler's extractors:
+    // the token is checked before any body byte is read.
+    let admin = from_fn_with_state(app.clone(), admin_only);
+    let read = from_fn_with_state(app.clone(), read_access);
     Router::new()
         .route(
             "/functions/{name}",
             post(deploy)
                 .layer(DefaultBodyLimit::max(MAX_WASM_BYTES))
-                .delete(undeploy),
+                .delete(undeploy)
+                .route_layer(admin.clone()),
         )
-        .route("/functions", get(list_functions))
-        .route("/invoke/{name}", post(invoke).layer(small))
+        .route("/functions", get(list_functions).route_layer(read.clone()))
+        .route(
+            "/invoke/{name}",
+            post(invoke)
+                .layer(small)
+                .route_layer(from_fn_with_state(app.clone(), invoke_access)),
+        )
         .route(
             "/state/{ns}/{*key}",
-            get(state_get)
-                .put(state_put)
-                .layer(small)
-                .delete(state_delete),
+            get(state_get).route_layer(read.clone()).merge(
+                put(state_put)
+                    .layer(small)
+                    .delete(state_delete)
+                    .route_layer(admin),
+            ),
         )
-        .route("/state/{ns}", get(state_scan))
+        .route("/state/{ns}", get(state_scan).route_layer(read))
         .route("/metrics", get(metrics))
         .route("/health", get(health))
         .fallback(fallback)
