@@ -12,6 +12,7 @@ mod cmd;
 mod conn;
 mod demo;
 mod env;
+mod query;
 mod serve;
 
 use clap::{Parser, Subcommand};

@@ -4,10 +4,11 @@
 
 use crate::conn::{self, ConnStats};
 use crate::env::{self, default_data_dir, Result};
+use crate::query;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{DefaultBodyLimit, Path, RawQuery, Request, State};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::middleware::{from_fn_with_state, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -17,7 +18,6 @@ use rime_faas::{
     UndeployError,
 };
 use rime_storage::TxError;
-use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -31,8 +31,6 @@ use tokio::sync::Semaphore;
 pub const MAX_WASM_BYTES: usize = 16 << 20;
 /// Largest body of every other request: the ABI's input limit.
 pub const MAX_BODY_BYTES: usize = rime_faas::limits::MAX_INPUT_LEN;
-const MAX_SCAN_LIMIT: usize = 1000;
-const DEFAULT_SCAN_LIMIT: usize = 100;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -312,12 +310,13 @@ type ApiResult<T> = std::result::Result<T, ApiError>;
 async fn deploy(
     State(app): State<Shared>,
     Path(name): Path<String>,
-    Query(params): Query<Vec<(String, String)>>,
+    RawQuery(q): RawQuery,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     let wasm = body.map_err(body_error)?;
     let mut cfg = FunctionConfig::default();
-    for (k, v) in params {
+    for (k, v) in query::pairs(q.as_deref()).map_err(ApiError::bad_request)? {
+        let v = query::text(&k, v).map_err(ApiError::bad_request)?;
         cfg = match k.as_str() {
             "grant" => cfg.grant(env::parse_grant(&v).map_err(ApiError::bad_request)?),
             "memory" => cfg.memory_bytes(env::parse_size(&v).map_err(ApiError::bad_request)?),
@@ -412,11 +411,25 @@ fn check_ns(ns: &str) -> ApiResult<()> {
     }
 }
 
-async fn state_get(
-    State(app): State<Shared>,
-    Path((ns, key)): Path<(String, String)>,
-) -> ApiResult<Response> {
-    check_ns(&ns)?;
+/// The namespace and key of `/state/{ns}/{*key}`, the key's
+/// percent-escapes decoded to bytes.
+fn state_key(uri: &Uri) -> ApiResult<(String, Vec<u8>)> {
+    match query::state_path(uri.path()).map_err(ApiError::bad_request)? {
+        Some((ns, key)) => {
+            check_ns(&ns)?;
+            Ok((ns, key))
+        }
+        None => Err(ApiError::not_found("no such endpoint (see docs/http.md)")),
+    }
+}
+
+/// A key in messages: its bytes, non-printable ones escaped.
+fn show_key(key: &[u8]) -> String {
+    key.escape_ascii().to_string()
+}
+
+async fn state_get(State(app): State<Shared>, uri: Uri) -> ApiResult<Response> {
+    let (ns, key) = state_key(&uri)?;
     let (n, k) = (ns.clone(), key.clone());
     let v = app
         .blocking(move |rt| -> ApiResult<Option<Vec<u8>>> {
@@ -425,7 +438,7 @@ async fn state_get(
                 .open_tree(&namespace_tree(&n))
                 .map_err(|e| tx_error(e.into()))?
             {
-                Some(t) => db.get(t, k.as_bytes()).map_err(tx_error),
+                Some(t) => db.get(t, &k).map_err(tx_error),
                 None => Ok(None),
             }
         })
@@ -433,34 +446,32 @@ async fn state_get(
     match v {
         Some(v) => Ok(([(header::CONTENT_TYPE, "application/octet-stream")], v).into_response()),
         None => Err(ApiError::not_found(format!(
-            "no key {key:?} in namespace {ns:?}"
+            "no key \"{}\" in namespace {ns:?}",
+            show_key(&key)
         ))),
     }
 }
 
 async fn state_put(
     State(app): State<Shared>,
-    Path((ns, key)): Path<(String, String)>,
+    uri: Uri,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    check_ns(&ns)?;
+    let (ns, key) = state_key(&uri)?;
     let value = body.map_err(body_error)?;
     app.blocking(move |rt| -> ApiResult<()> {
         let db = rt.db();
         let t = db
             .open_or_create_tree(&namespace_tree(&ns))
             .map_err(|e| tx_error(e.into()))?;
-        db.put(t, key.as_bytes(), &value).map_err(tx_error)
+        db.put(t, &key, &value).map_err(tx_error)
     })
     .await??;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn state_delete(
-    State(app): State<Shared>,
-    Path((ns, key)): Path<(String, String)>,
-) -> ApiResult<Response> {
-    check_ns(&ns)?;
+async fn state_delete(State(app): State<Shared>, uri: Uri) -> ApiResult<Response> {
+    let (ns, key) = state_key(&uri)?;
     let (n, k) = (ns.clone(), key.clone());
     let deleted = app
         .blocking(move |rt| -> ApiResult<bool> {
@@ -469,7 +480,7 @@ async fn state_delete(
                 .open_tree(&namespace_tree(&n))
                 .map_err(|e| tx_error(e.into()))?
             {
-                Some(t) => db.delete(t, k.as_bytes()).map_err(tx_error),
+                Some(t) => db.delete(t, &k).map_err(tx_error),
                 None => Ok(false),
             }
         })
@@ -478,16 +489,10 @@ async fn state_delete(
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
         Err(ApiError::not_found(format!(
-            "no key {key:?} in namespace {ns:?}"
+            "no key \"{}\" in namespace {ns:?}",
+            show_key(&key)
         )))
     }
-}
-
-#[derive(Deserialize)]
-struct ScanParams {
-    start: Option<String>,
-    end: Option<String>,
-    limit: Option<usize>,
 }
 
 fn bytes_json(b: &[u8]) -> serde_json::Value {
@@ -500,15 +505,11 @@ fn bytes_json(b: &[u8]) -> serde_json::Value {
 async fn state_scan(
     State(app): State<Shared>,
     Path(ns): Path<String>,
-    Query(p): Query<ScanParams>,
+    RawQuery(q): RawQuery,
 ) -> ApiResult<Response> {
     check_ns(&ns)?;
-    let limit = p.limit.unwrap_or(DEFAULT_SCAN_LIMIT);
-    if limit == 0 || limit > MAX_SCAN_LIMIT {
-        return Err(ApiError::bad_request(format!(
-            "limit must be 1..={MAX_SCAN_LIMIT}"
-        )));
-    }
+    let p = query::scan_params(q.as_deref()).map_err(ApiError::bad_request)?;
+    let limit = p.limit;
     let pairs = app
         .blocking(move |rt| -> ApiResult<Vec<(Vec<u8>, Vec<u8>)>> {
             let db = rt.db();
@@ -516,21 +517,20 @@ async fn state_scan(
                 .open_tree(&namespace_tree(&ns))
                 .map_err(|e| tx_error(e.into()))?
             {
-                Some(t) => crate::cmd::scan(
-                    db,
-                    t,
-                    p.start.as_deref().map(str::as_bytes),
-                    p.end.as_deref().map(str::as_bytes),
-                    limit + 1,
-                )
-                .map_err(|e| {
-                    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string())
-                }),
+                Some(t) => crate::cmd::scan(db, t, p.start.as_deref(), p.end.as_deref(), limit + 1)
+                    .map_err(|e| match e.downcast::<TxError>() {
+                        Ok(e) => tx_error(*e),
+                        Err(e) => ApiError::new(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "storage",
+                            e.to_string(),
+                        ),
+                    }),
                 None => Ok(Vec::new()),
             }
         })
         .await??;
-    let next = pairs.get(limit).map(|(k, _)| bytes_json(k));
+    let next = pairs.get(limit).map(|(k, _)| k.as_slice());
     let items: Vec<_> = pairs
         .iter()
         .take(limit)
@@ -541,7 +541,12 @@ async fn state_scan(
             })
         })
         .collect();
-    Ok(Json(serde_json::json!({"items": items, "next": next})).into_response())
+    Ok(Json(serde_json::json!({
+        "items": items,
+        "next": next.map(bytes_json),
+        "next_hex": next.map(env::hex),
+    }))
+    .into_response())
 }
 
 async fn health() -> Response {

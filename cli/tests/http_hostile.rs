@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{auth, code, exchange, read_to_eof, send, text, Server, TOKEN};
+use common::{auth, code, exchange, guest, read_to_eof, send, text, Server, TOKEN};
 use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -245,5 +245,114 @@ fn unauthenticated_uploads_get_401_before_their_body_is_read() {
         Some(&vec![b'x'; 1 << 20]),
     );
     assert_eq!(st, 204, "{}", text(&body));
+    assert!(s.terminate().success());
+}
+
+/// A scan bound over the key limit reached the storage layer and came
+/// back as `500 storage`; it is a bad request.
+#[test]
+fn scan_bounds_over_the_key_limit_are_400_not_500() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let s = Server::start(dir.path(), &["--token", TOKEN]);
+    let (st, _) = send(auth(ureq::put(&s.url("/state/kv/a"))), Some(b"1"));
+    assert_eq!(st, 204);
+    let long = "a".repeat(rime_storage::MAX_KEY_LEN + 1);
+    for param in ["start", "end"] {
+        let (st, body) = send(
+            auth(ureq::get(&s.url(&format!("/state/kv?{param}={long}")))),
+            None,
+        );
+        assert_eq!((st, code(&body)), (400, "bad_request".into()));
+        assert!(text(&body).contains("at most 512 bytes"), "{}", text(&body));
+    }
+    let max = "a".repeat(rime_storage::MAX_KEY_LEN);
+    let (st, body) = send(
+        auth(ureq::get(&s.url(&format!("/state/kv?end={max}")))),
+        None,
+    );
+    assert_eq!(st, 200, "{}", text(&body));
+    let scan: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(scan["items"][0]["key"], "a");
+    assert!(s.terminate().success());
+}
+
+/// `start=%FF` was decoded as text and became U+FFFD (EF BF BD), so the
+/// scan started at the wrong key; keys are bytes, and percent-escapes in
+/// keys and bounds are now decoded to bytes, in the query and the path.
+#[test]
+fn percent_escaped_keys_are_raw_bytes_not_replacement_characters() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let s = Server::start(dir.path(), &["--token", TOKEN]);
+    for key in ["y", "z", "%F0", "%FF%00a", "%FF%01"] {
+        let (st, body) = send(
+            auth(ureq::put(&s.url(&format!("/state/kv/{key}")))),
+            Some(key.as_bytes()),
+        );
+        assert_eq!(st, 204, "{key}: {}", text(&body));
+    }
+    let (st, body) = send(auth(ureq::get(&s.url("/state/kv/%FF%00a"))), None);
+    assert_eq!((st, text(&body)), (200, "%FF%00a".into()));
+
+    let scan = |q: &str| -> serde_json::Value {
+        let (st, body) = send(auth(ureq::get(&s.url(&format!("/state/kv?{q}")))), None);
+        assert_eq!(st, 200, "{q}: {}", text(&body));
+        serde_json::from_slice(&body).unwrap()
+    };
+    let hexes = |v: &serde_json::Value| -> Vec<String> {
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["key_hex"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // From 0xFF: not from EF BF BD, which would take in F0 as well.
+    let v = scan("start=%FF");
+    assert_eq!(hexes(&v), ["ff0061", "ff01"]);
+    assert_eq!(v["items"][0]["key"], serde_json::Value::Null);
+    let v = scan("start=%F0&end=%FF%01");
+    assert_eq!(hexes(&v), ["f0", "ff0061"]);
+    // Paging: `next` is the key as text if it is UTF-8, `next_hex` always.
+    let v = scan("limit=1");
+    assert_eq!(hexes(&v), ["79"]);
+    assert_eq!(
+        (v["next"].clone(), v["next_hex"].clone()),
+        ("z".into(), "7a".into())
+    );
+    let v = scan("start=%F0&limit=1");
+    assert_eq!(hexes(&v), ["f0"]);
+    assert_eq!(v["next"], serde_json::Value::Null);
+    assert_eq!(v["next_hex"], "ff0061");
+    let v = scan("start=%FF%00a&limit=2");
+    assert_eq!(hexes(&v), ["ff0061", "ff01"]);
+    assert_eq!(v["next_hex"], serde_json::Value::Null);
+    // A malformed escape is a bad request, not a literal.
+    let (st, body) = send(auth(ureq::get(&s.url("/state/kv?start=%G0"))), None);
+    assert_eq!((st, code(&body)), (400, "bad_request".into()));
+    assert!(s.terminate().success());
+}
+
+/// `deadline=307445734561825861m` overflowed u64 milliseconds and wrapped
+/// to a 44 s deadline; overflow is now a 400.
+#[test]
+fn a_deadline_that_overflows_is_400_not_wrapped_to_44s() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let s = Server::start(dir.path(), &["--token", TOKEN]);
+    let counter = guest("counter");
+    for deadline in ["307445734561825861m", "18446744073709551616ms", "25h"] {
+        let url = s.url(&format!("/functions/counter?deadline={deadline}"));
+        let (st, body) = send(auth(ureq::post(&url)), Some(&counter));
+        assert_eq!((st, code(&body)), (400, "bad_request".into()), "{deadline}");
+        assert!(text(&body).contains("too long"), "{}", text(&body));
+    }
+    // Over the runtime's own limit (300 s), under the parser's.
+    let url = s.url("/functions/counter?deadline=301s");
+    let (st, body) = send(auth(ureq::post(&url)), Some(&counter));
+    assert_eq!((st, code(&body)), (400, "bad_config".into()));
+    let url = s.url("/functions/counter?deadline=5m");
+    let (st, body) = send(auth(ureq::post(&url)), Some(&counter));
+    assert_eq!(st, 201, "{}", text(&body));
+    let info: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(info["deadline_ms"], 300_000);
     assert!(s.terminate().success());
 }
