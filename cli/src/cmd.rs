@@ -285,6 +285,10 @@ pub fn stats(a: &DataArgs) -> Result<()> {
     let s = rt.db().stats();
     let p = &s.pool;
     println!("data directory   {}", a.data.display());
+    match &s.poisoned {
+        None => println!("health           ok"),
+        Some(cause) => println!("health           POISONED: {cause} (writes refused)"),
+    }
     println!(
         "pages            {} allocated ({} MiB), {} resident",
         s.allocated_pages,

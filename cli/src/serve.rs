@@ -17,7 +17,7 @@ use rime_faas::{
     namespace_tree, DeployError, FunctionConfig, FunctionInfo, InvokeError, Runtime, RuntimeConfig,
     UndeployError,
 };
-use rime_storage::TxError;
+use rime_storage::{DbError, TxError};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -147,8 +147,21 @@ fn body_error(r: BytesRejection) -> ApiError {
     }
 }
 
+/// The Db refuses writes: a write or sync of its files failed.
+fn poisoned(cause: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "poisoned",
+        format!(
+            "the database is poisoned ({cause}): it refuses writes until the server is \
+             restarted on the directory (recovery then replays the log)"
+        ),
+    )
+}
+
 fn tx_error(e: TxError) -> ApiError {
     match e {
+        TxError::Db(DbError::Poisoned(cause)) => poisoned(&cause),
         TxError::KeyTooLarge { .. } | TxError::ValueTooLarge { .. } => {
             ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string())
         }
@@ -162,6 +175,7 @@ fn deploy_error(e: DeployError) -> ApiError {
         DeployError::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed_module"),
         DeployError::Abi(_) => (StatusCode::BAD_REQUEST, "abi_violation"),
         DeployError::BadName(_) => (StatusCode::BAD_REQUEST, "bad_name"),
+        DeployError::Storage(TxError::Db(DbError::Poisoned(cause))) => return poisoned(cause),
         DeployError::Storage(_) => (StatusCode::INTERNAL_SERVER_ERROR, "storage"),
         _ => (StatusCode::BAD_REQUEST, "bad_config"),
     };
@@ -181,6 +195,7 @@ fn invoke_error(e: &InvokeError) -> ApiError {
         }
         InvokeError::Conflict { .. } => (StatusCode::CONFLICT, "conflict"),
         InvokeError::Overloaded(_) => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
+        InvokeError::Storage(TxError::Db(DbError::Poisoned(cause))) => return poisoned(cause),
         InvokeError::Storage(_) => (StatusCode::INTERNAL_SERVER_ERROR, "storage"),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
     };
@@ -549,8 +564,24 @@ async fn state_scan(
     .into_response())
 }
 
-async fn health() -> Response {
-    Json(serde_json::json!({"status": "ok"})).into_response()
+/// `/health`: 200 while the Db takes writes, 503 naming the cause once it
+/// is poisoned (a failed write or sync of its files).
+fn health_response(poisoned_cause: Option<String>) -> Response {
+    match poisoned_cause {
+        None => Json(serde_json::json!({"status": "ok"})).into_response(),
+        Some(cause) => {
+            let e = poisoned(&cause);
+            let body = serde_json::json!({
+                "status": "poisoned",
+                "error": {"code": e.code, "message": e.message},
+            });
+            (e.status, Json(body)).into_response()
+        }
+    }
+}
+
+async fn health(State(app): State<Shared>) -> Response {
+    health_response(app.rt.db().poisoned())
 }
 
 async fn metrics(State(app): State<Shared>) -> Response {
@@ -702,6 +733,12 @@ async fn metrics(State(app): State<Shared>) -> Response {
         "gauge",
         "Pages allocated in the page file.",
         s.allocated_pages,
+    );
+    metric(
+        "rime_db_poisoned",
+        "gauge",
+        "1 once the Db refuses writes after a failed write or sync (GET /health names the cause).",
+        u64::from(s.poisoned.is_some()),
     );
     let c = &app.connections;
     metric(
@@ -921,3 +958,7 @@ pub fn run(a: &Args) -> Result<()> {
     tracing::info!("checkpointed and closed; bye");
     served.map_err(|e| format!("serving: {e}").into())
 }
+
+#[cfg(test)]
+#[path = "serve_tests.rs"]
+mod tests;

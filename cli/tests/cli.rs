@@ -139,6 +139,7 @@ fn deploy_invoke_state_round_trip() {
     assert!(!ok && out.contains("no function named"), "{out}");
     let (ok, out) = rime(&["stats", "--data", data]);
     assert!(ok && out.contains("0 deployed"), "{out}");
+    assert!(out.contains("health           ok"), "{out}");
 }
 
 /// `--deadline 307445734561825861m` overflowed u64 milliseconds and wrapped
