@@ -170,6 +170,53 @@ impl TxBufs {
         self.max_version = self.max_version.max(version);
     }
 
+    /// Indices of this transaction's last write of each key of `tree` in
+    /// `(lo, hi)`, sorted by key, into `merge` (cleared first).
+    fn own_writes_in(
+        &self,
+        tree: TreeId,
+        lo: Bound<&[u8]>,
+        hi: Bound<&[u8]>,
+        merge: &mut Vec<u32>,
+    ) {
+        merge.clear();
+        for (i, w) in self.writes.iter().enumerate() {
+            let k = self.bytes(w.key);
+            if w.tree == tree && in_range(k, lo, hi) && self.find_write(tree, k) == Some(i) {
+                merge.push(i as u32);
+            }
+        }
+        merge.sort_unstable_by(|&x, &y| {
+            self.bytes(self.writes[x as usize].key)
+                .cmp(self.bytes(self.writes[y as usize].key))
+        });
+    }
+
+    /// Passes `f` the own writes `merge[*next..]` whose keys sort before
+    /// `until` (all of them if `None`), skipping deletions; returns the key
+    /// at which `f` stopped, if it did.
+    fn emit_own_writes(
+        &self,
+        merge: &[u32],
+        next: &mut usize,
+        until: Option<&[u8]>,
+        f: &mut impl FnMut(&[u8], &[u8]) -> ControlFlow<()>,
+    ) -> Option<Span> {
+        while let Some(&i) = merge.get(*next) {
+            let w = &self.writes[i as usize];
+            if until.is_some_and(|k| self.bytes(w.key) >= k) {
+                break;
+            }
+            *next += 1;
+            if let Some(val) = w.value {
+                if f(self.bytes(w.key), self.bytes(val)).is_break() {
+                    return Some(w.key);
+                }
+            }
+        }
+        None
+    }
+
     /// The final write of every key, in first-write order, with its tree.
     pub(crate) fn final_writes(
         &self,
@@ -349,17 +396,7 @@ impl<'a> Tx<'a> {
         let b = &mut *self.b;
         // 1. This transaction's writes in the range, sorted, last write per key.
         let mut merge = std::mem::take(&mut b.merge);
-        merge.clear();
-        for (i, w) in b.writes.iter().enumerate() {
-            let k = b.bytes(w.key);
-            if w.tree == tree && in_range(k, lo, hi) && b.find_write(tree, k) == Some(i) {
-                merge.push(i as u32);
-            }
-        }
-        merge.sort_unstable_by(|&x, &y| {
-            b.bytes(b.writes[x as usize].key)
-                .cmp(b.bytes(b.writes[y as usize].key))
-        });
+        b.own_writes_in(tree, lo, hi, &mut merge);
         // 2. Merge with the tree scan, recording what the tree showed.
         let lo_s = b.push_bound(lo);
         let obs_start = b.observed.len();
@@ -367,20 +404,9 @@ impl<'a> Tx<'a> {
         let mut stopped_at: Option<Span> = None;
         let mut unversioned = false;
         t.scan((lo, hi), Direction::Forward, |k, v| {
-            // Own writes before k.
-            while next < merge.len() {
-                let w = &b.writes[merge[next] as usize];
-                let wk = w.key;
-                if b.bytes(wk) >= k {
-                    break;
-                }
-                next += 1;
-                if let Some(val) = w.value {
-                    if f(b.bytes(wk), b.bytes(val)).is_break() {
-                        stopped_at = Some(wk);
-                        return ControlFlow::Break(());
-                    }
-                }
+            stopped_at = b.emit_own_writes(&merge, &mut next, Some(k), &mut f);
+            if stopped_at.is_some() {
+                return ControlFlow::Break(());
             }
             let Some((ver, user)) = split_stored(v) else {
                 unversioned = true;
@@ -389,15 +415,15 @@ impl<'a> Tx<'a> {
             let key = b.push(k);
             b.observed.push(ObsRec { key, version: ver });
             b.max_version = b.max_version.max(ver);
-            let flow = if next < merge.len() && b.bytes(b.writes[merge[next] as usize].key) == k {
-                let w = &b.writes[merge[next] as usize];
-                next += 1;
-                match w.value {
-                    Some(val) => f(k, b.bytes(val)),
-                    None => ControlFlow::Continue(()),
+            // An own write of this very key hides the stored value.
+            let own = merge.get(next).map(|&i| &b.writes[i as usize]);
+            let flow = match own.filter(|w| b.bytes(w.key) == k) {
+                Some(w) => {
+                    next += 1;
+                    w.value
+                        .map_or(ControlFlow::Continue(()), |val| f(k, b.bytes(val)))
                 }
-            } else {
-                f(k, user)
+                None => f(k, user),
             };
             if flow.is_break() {
                 stopped_at = Some(key);
@@ -413,16 +439,7 @@ impl<'a> Tx<'a> {
         }
         // 3. Own writes after the last tree entry.
         if stopped_at.is_none() {
-            while next < merge.len() {
-                let w = &b.writes[merge[next] as usize];
-                next += 1;
-                if let Some(val) = w.value {
-                    if f(b.bytes(w.key), b.bytes(val)).is_break() {
-                        stopped_at = Some(w.key);
-                        break;
-                    }
-                }
-            }
+            stopped_at = b.emit_own_writes(&merge, &mut next, None, &mut f);
         }
         // 4. The range actually observed: up to where f stopped.
         let hi_s = match stopped_at {
