@@ -193,6 +193,7 @@ fn invoke_error(e: &InvokeError) -> ApiError {
         InvokeError::OutputTooLarge { .. } => {
             (StatusCode::UNPROCESSABLE_ENTITY, "output_too_large")
         }
+        InvokeError::WriteSetFull { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "write_set_full"),
         InvokeError::Conflict { .. } => (StatusCode::CONFLICT, "conflict"),
         InvokeError::Overloaded(_) => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
         InvokeError::Storage(TxError::Db(DbError::Poisoned(cause))) => return poisoned(cause),

@@ -110,3 +110,15 @@ fn health_response_maps_poisoning_to_503() {
     let bad = health_response(Some("log sync failed: EIO".into()));
     assert_eq!(bad.status(), StatusCode::SERVICE_UNAVAILABLE);
 }
+
+/// A write set over what one commit can log is the function's fault, and
+/// the Db is fine (it was refused before anything was logged): 422, not a
+/// 500 that reads like a server failure.
+#[test]
+fn a_write_set_over_the_commit_limit_is_422_write_set_full() {
+    let e = invoke_error(&InvokeError::WriteSetFull { max: 1 << 25 });
+    assert_eq!(
+        (e.status, e.code),
+        (StatusCode::UNPROCESSABLE_ENTITY, "write_set_full")
+    );
+}
