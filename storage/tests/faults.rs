@@ -240,3 +240,55 @@ fn a_checkpoint_that_cannot_open_its_allocation_file_fails_alone_without_poisoni
     let db = Db::open(dir.path(), base()).unwrap();
     check_all(&db, t, 500);
 }
+
+/// Issue 12, bug 5, at the log: a commit that needed a new log segment
+/// while the process was out of descriptors poisoned the Db. The next
+/// segment is now prepared once the current one is half used, so a
+/// rollover during a short outage finds it ready.
+#[test]
+fn a_log_rollover_while_files_cannot_be_opened_uses_the_segment_prepared_ahead() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    const SEGMENT: u64 = 64 << 10;
+    let dir = TempDir::new().unwrap();
+    let emfile = Arc::new(AtomicBool::new(false));
+    let flag = emfile.clone();
+    let opts = base()
+        .segment_size(SEGMENT)
+        .with_file_opener(Arc::new(move |p: &Path| {
+            let wal = p
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("wal-"));
+            if wal && flag.load(Ordering::SeqCst) {
+                return Err(rime_bufmgr::io::IoError::Os {
+                    op: rime_bufmgr::io::IoOp::Open,
+                    offset: 0,
+                    source: std::io::Error::from_raw_os_error(24), // EMFILE
+                });
+            }
+            rime_bufmgr::io::open_block_file(p, rime_bufmgr::io::IoBackend::Auto)
+        }));
+    let db = Db::open(dir.path(), opts).unwrap();
+    let t = db.create_tree("t").unwrap();
+    let start = db.end_lsn().0;
+    let mut i = 0u32;
+    let mut fill_to = |lsn: u64, db: &Db| {
+        while db.end_lsn().0 < lsn {
+            fill(db, t, i..i + 1);
+            i += 1;
+        }
+        i
+    };
+    // Past half of the current segment: the next one gets prepared.
+    let segment_start = start / SEGMENT * SEGMENT;
+    fill_to(segment_start + SEGMENT * 6 / 10, &db);
+    // Out of descriptors across the rollover.
+    emfile.store(true, Ordering::SeqCst);
+    fill_to(segment_start + SEGMENT * 13 / 10, &db);
+    assert_eq!(db.poisoned(), None);
+    emfile.store(false, Ordering::SeqCst);
+    let n = fill_to(segment_start + SEGMENT * 3, &db);
+    db.close().unwrap();
+    let db = Db::open(dir.path(), base().segment_size(SEGMENT)).unwrap();
+    check_all(&db, t, n);
+}

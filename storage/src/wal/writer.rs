@@ -472,8 +472,8 @@ impl Wal {
     }
 
     /// Writes `data` at LSN `from` across the segments it covers, creating
-    /// missing ones, then syncs every segment written. Returns the created
-    /// segments.
+    /// missing ones, then syncs every segment written, then prepares the
+    /// next segment if this one is half used. Returns the created segments.
     fn write_out(
         &self,
         from: u64,
@@ -520,6 +520,23 @@ impl Wal {
                 path: seg.path.clone(),
                 source,
             })?;
+        }
+        // 4. Keep the next segment ready once this one is half used, so a
+        //    rollover rarely has to open a file. Failing here loses nothing
+        //    (out of descriptors, say): it is retried at the next flush, and
+        //    only a rollover with no segment ready poisons the log.
+        if segments_end.saturating_sub(to) < self.opts.segment_size / 2 {
+            match segment::create(
+                &self.dir,
+                Lsn(segments_end),
+                self.opts.segment_size,
+                &self.opts.opener,
+            ) {
+                Ok(seg) => created.push(Arc::new(seg)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "preparing the next log segment failed; retried at the next flush")
+                }
+            }
         }
         Ok(created)
     }
