@@ -20,9 +20,17 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 /// Exit code of the stand-in foreign handler, so the parent can tell it ran.
 const FOREIGN_HANDLER_EXIT: i32 = 42;
 
+/// Whether this kernel has guard markers. Without them a test cannot
+/// fault and skips, saying so; where `RIME_REQUIRE_GUARD=1` (CI, through
+/// `scripts/test`) the missing feature fails the test instead.
 fn guard_markers_or_skip(bm: &BufferManager) -> bool {
     if bm.release_mode() != ReleaseMode::Guard {
-        eprintln!("SKIPPED: this kernel has no MADV_GUARD_INSTALL (Linux < 6.13); evicted pages read as zeros instead of faulting");
+        let why = "this kernel has no MADV_GUARD_INSTALL (Linux < 6.13); evicted pages read as zeros instead of faulting";
+        assert!(
+            std::env::var_os("RIME_REQUIRE_GUARD").is_none_or(|v| v != "1"),
+            "RIME_REQUIRE_GUARD=1, but {why}"
+        );
+        eprintln!("SKIPPED: {why}");
         return false;
     }
     true

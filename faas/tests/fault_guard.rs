@@ -187,6 +187,12 @@ fn fault_guard_and_wasm_traps_coexist() {
             .status()
             .unwrap();
         if status.code() == Some(SKIPPED) {
+            // Where the feature is required (CI, through `scripts/test`),
+            // its absence fails the test rather than passing it vacuously.
+            assert!(
+                std::env::var_os("RIME_REQUIRE_GUARD").is_none_or(|v| v != "1"),
+                "{order}: RIME_REQUIRE_GUARD=1, but this kernel has no MADV_GUARD_INSTALL"
+            );
             eprintln!("{order}: skipped (kernel without MADV_GUARD_INSTALL)");
             continue;
         }
