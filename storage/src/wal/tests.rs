@@ -374,22 +374,30 @@ fn crash_during_group_commit_loses_no_acknowledged_record() {
         };
         let wal = Wal::create(dir.path(), faults.opts(64 * 1024, durability, plan)).unwrap();
         let acked: Mutex<HashMap<u32, Vec<(u32, Lsn)>>> = Mutex::default();
+        let acks = std::sync::atomic::AtomicU32::new(0);
         std::thread::scope(|s| {
             for t in 0..THREADS {
-                let (wal, acked) = (&wal, &acked);
+                let (wal, acked, acks) = (&wal, &acked, &acks);
                 s.spawn(move || {
                     for i in 0..PER_THREAD {
                         let len = 20 + ((i * 37 + t * 11) % 700) as usize;
                         match wal.commit(&Record::Smo(&smo_payload(t, i, len))) {
-                            Ok(lsn) => acked.lock().unwrap().entry(t).or_default().push((i, lsn)),
+                            Ok(lsn) => {
+                                acked.lock().unwrap().entry(t).or_default().push((i, lsn));
+                                acks.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            }
                             Err(WalError::Poisoned { .. }) => return,
                             Err(e) => panic!("unexpected {e}"),
                         }
                     }
                 });
             }
-            // Power cut while committers are running.
-            std::thread::sleep(Duration::from_millis(30 + 20 * round as u64));
+            // Power cut while committers are running: after a quarter (then
+            // a half) of the commits were acknowledged, never by the clock.
+            let at = THREADS * PER_THREAD * (1 + round as u32) / 4;
+            while acks.load(std::sync::atomic::Ordering::SeqCst) < at {
+                std::thread::yield_now();
+            }
             faults.crash_all();
         });
         drop(wal);
