@@ -30,7 +30,10 @@ pub enum VerifyOnOpen {
     AfterReplay,
     /// Full `verify()` at every open.
     Always,
-    /// Only open each tree's root (cheap; reads one page per tree).
+    /// Only open each tree's root (cheap; reads one page per tree). After
+    /// a replay, recovery's sweep still walks every tree's nodes (not its
+    /// extents) to rebuild the allocation state; it checks less than
+    /// `verify()`.
     RootsOnly,
 }
 
