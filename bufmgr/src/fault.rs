@@ -84,6 +84,27 @@ fn in_pool(addr: usize) -> bool {
 
 /// Installs the handler once per process (called when the first pool
 /// registers). Public so tests can control the order relative to others.
+///
+/// `PREVIOUS` is published before our handler is installed, because the
+/// handler may run (on any thread) from the moment `sigaction` installs it,
+/// and `chain` dereferences `PREVIOUS`:
+///
+/// 1. read the current action into a leaked `sigaction` (`sigaction(2)` with
+///    no new action installs nothing);
+/// 2. publish it in `PREVIOUS` (Release);
+/// 3. install ours; the kernel writes the action it replaced into a second
+///    leaked `sigaction`;
+/// 4. publish that one. It differs from step 1's only if another thread
+///    installed a handler between steps 1 and 3; then it is the one to
+///    chain to.
+///
+/// So in every window `PREVIOUS` is either null (only before step 2, while
+/// our handler is not installed) or points to a leaked `sigaction` that was
+/// fully written before it was published and is never written again. A
+/// fault between steps 3 and 4 chains to step 1's action, which was current
+/// a moment earlier. The kernel writes into step 3's struct during the
+/// syscall, before it is published, so the handler never reads a struct the
+/// kernel is still writing.
 pub fn install_handler() {
     INSTALL.call_once(|| {
         // SAFETY: sigaction structs are plain C data; zeroed is a valid
@@ -91,25 +112,47 @@ pub fn install_handler() {
         let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
         action.sa_sigaction = on_sigsegv as *const () as usize;
         action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_NODEFER;
-        let previous = Box::into_raw(Box::new(
-            // SAFETY: as above, plain C data.
-            unsafe { std::mem::zeroed::<libc::sigaction>() },
-        ));
-        // SAFETY: `action` is fully initialised; `previous` is a valid,
-        // leaked (so forever live) sigaction for the kernel to fill in.
-        // sigemptyset on our own mask field cannot fail.
-        let rc = unsafe {
-            libc::sigemptyset(&mut action.sa_mask);
-            libc::sigaction(libc::SIGSEGV, &action, previous)
-        };
+        // SAFETY: sigemptyset initialises the mask field of our own struct;
+        // it cannot fail on a valid pointer.
+        unsafe { libc::sigemptyset(&mut action.sa_mask) };
+
+        // Step 1.
+        let current = leaked_sigaction();
+        // SAFETY: a null new action only queries; `current` is a valid,
+        // leaked (so forever live) sigaction for the kernel to fill in, not
+        // yet shared with anyone.
+        let rc = unsafe { libc::sigaction(libc::SIGSEGV, std::ptr::null(), current) };
+        assert_eq!(
+            rc,
+            0,
+            "sigaction(SIGSEGV) query failed: {}",
+            std::io::Error::last_os_error()
+        );
+        // Step 2.
+        PREVIOUS.store(current, Ordering::Release);
+
+        // Step 3.
+        let replaced = leaked_sigaction();
+        // SAFETY: `action` is fully initialised; `replaced` is a valid,
+        // leaked sigaction for the kernel to fill in, not yet shared (the
+        // handler reads `current` until step 4).
+        let rc = unsafe { libc::sigaction(libc::SIGSEGV, &action, replaced) };
         assert_eq!(
             rc,
             0,
             "sigaction(SIGSEGV) failed: {}",
             std::io::Error::last_os_error()
         );
-        PREVIOUS.store(previous, Ordering::Release);
+        // Step 4.
+        PREVIOUS.store(replaced, Ordering::Release);
     });
+}
+
+/// A zeroed `sigaction` on the heap, leaked: the handler may read it at any
+/// time for the rest of the process.
+fn leaked_sigaction() -> *mut libc::sigaction {
+    // SAFETY: sigaction is plain C data; all-zero is a valid value of it.
+    Box::into_raw(Box::new(unsafe { std::mem::zeroed::<libc::sigaction>() }))
 }
 
 extern "C" fn on_sigsegv(
@@ -129,7 +172,7 @@ extern "C" fn on_sigsegv(
         unsafe { rime_guard_escape() };
     }
     // Step 3: not ours.
-    // SAFETY: PREVIOUS was filled in by sigaction before our handler could run.
+    // SAFETY: we are the SIGSEGV handler and pass the kernel's arguments on.
     unsafe { chain(signum, info, context) };
 }
 
@@ -139,22 +182,36 @@ extern "C" fn on_sigsegv(
 /// Must be called from the SIGSEGV handler with the kernel's arguments.
 unsafe fn chain(signum: libc::c_int, info: *mut libc::siginfo_t, context: *mut libc::c_void) {
     let prev = PREVIOUS.load(Ordering::Acquire);
-    // SAFETY: PREVIOUS points to a leaked sigaction, written once before the
-    // handler was installed.
+    if prev.is_null() {
+        // Not reachable: `install_handler` publishes PREVIOUS before it
+        // installs this handler. Should it happen, the default action is
+        // the safe answer (as for SIG_DFL below).
+        // SAFETY: resetting a disposition is async-signal-safe.
+        unsafe { libc::signal(signum, libc::SIG_DFL) };
+        return;
+    }
+    // SAFETY: a non-null PREVIOUS points to a leaked (never freed)
+    // sigaction that was fully written before it was published with Release
+    // (paired with the Acquire load above) and is never written again; see
+    // `install_handler`.
     let prev = unsafe { &*prev };
-    if prev.sa_flags & libc::SA_SIGINFO != 0 {
-        // SAFETY: with SA_SIGINFO, sa_sigaction is a three-argument handler.
-        let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
-            unsafe { std::mem::transmute(prev.sa_sigaction) };
-        f(signum, info, context);
-    } else if prev.sa_sigaction == libc::SIG_DFL || prev.sa_sigaction == libc::SIG_IGN {
+    if prev.sa_sigaction == libc::SIG_DFL || prev.sa_sigaction == libc::SIG_IGN {
         // Restore the default and return: the faulting instruction runs
         // again and the kernel applies the default action (a core dump).
         // Ignoring SIGSEGV would only loop, so SIG_IGN is treated the same.
+        // Checked before the flags: SIG_DFL with SA_SIGINFO set is still the
+        // default action, and not a function to call.
         // SAFETY: resetting a disposition is async-signal-safe.
         unsafe { libc::signal(signum, libc::SIG_DFL) };
+    } else if prev.sa_flags & libc::SA_SIGINFO != 0 {
+        // SAFETY: neither SIG_DFL nor SIG_IGN, so a handler's address; with
+        // SA_SIGINFO, sa_sigaction is a three-argument handler.
+        let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
+            unsafe { std::mem::transmute(prev.sa_sigaction) };
+        f(signum, info, context);
     } else {
-        // SAFETY: without SA_SIGINFO, sa_handler is a one-argument handler.
+        // SAFETY: neither SIG_DFL nor SIG_IGN, so a handler's address;
+        // without SA_SIGINFO, sa_handler is a one-argument handler.
         let f: extern "C" fn(libc::c_int) = unsafe { std::mem::transmute(prev.sa_sigaction) };
         f(signum);
     }
