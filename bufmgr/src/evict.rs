@@ -98,10 +98,18 @@ impl Inner {
     pub(crate) fn drop_frame(&self, pid: PageId) {
         let meta = self.meta(pid);
         let pages = meta.frame_pages().max(1) as usize;
-        if let Err(e) = self
-            .pool
-            .release(pid as usize * PAGE_SIZE, pages * PAGE_SIZE, self.release)
-        {
+        // SAFETY: the caller holds the frame's exclusive latch (this
+        // function's contract) and uses no slice of the frame any more
+        // (eviction and `free_frame` latch it without making one; `free`
+        // consumed its guard), so no other
+        // guard's reference is live. Optimistic readers may overlap, as
+        // `release` allows: the EVICTED unlock below gives them a new
+        // version to fail on, or they fault and restart.
+        let released = unsafe {
+            self.pool
+                .release(pid as usize * PAGE_SIZE, pages * PAGE_SIZE, self.release)
+        };
+        if let Err(e) = released {
             // The frame is clean, so its data is safe on disk either way; a
             // failed release only costs memory until the frame is reloaded.
             tracing::warn!(pid, error = %e, "releasing an evicted frame's memory failed");

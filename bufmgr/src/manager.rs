@@ -393,15 +393,24 @@ impl Inner {
     }
 
     /// Undoes a load: memory back (if `reserved` pages were counted), state
-    /// back to EVICTED, waiters woken.
+    /// back to EVICTED, waiters woken. The caller holds `pid`'s exclusive
+    /// latch, taken from EVICTED for the load (`load_locked`'s frames).
     fn abandon_load(&self, pid: PageId, reserved: u64) {
         let meta = self.meta(pid);
         if reserved > 0 {
-            let _ = self.pool.release(
-                pid as usize * PAGE_SIZE,
-                reserved as usize * PAGE_SIZE,
-                self.release,
-            );
+            // SAFETY: this thread holds the frame's exclusive latch (taken
+            // from EVICTED for the load), so no other guard exists; its own
+            // slices are done with (`load_locked` drops the read buffers and
+            // `publish_loaded` is past its header check before calling
+            // this). Optimistic readers may overlap, as `release` allows:
+            // the EVICTED unlock below gives them a new version to fail on.
+            let _ = unsafe {
+                self.pool.release(
+                    pid as usize * PAGE_SIZE,
+                    reserved as usize * PAGE_SIZE,
+                    self.release,
+                )
+            };
             self.resident_pages.fetch_sub(reserved, Ordering::Relaxed);
         }
         self.waits.finish(pid, meta);

@@ -77,28 +77,66 @@ impl Region {
     }
 
     /// Frees the physical memory behind `[offset, offset + len)`.
-    pub fn release(&self, offset: usize, len: usize, mode: ReleaseMode) -> std::io::Result<()> {
+    ///
+    /// Afterwards the range reads as zeros (`DontNeed`) or faults on every
+    /// access until [`reclaim`](Self::reclaim) (`Guard`).
+    ///
+    /// # Safety
+    /// The caller holds the range exclusively (in the buffer manager: the
+    /// exclusive latch of every page in it). No latched guard's reference
+    /// (`&`/`&mut`) into the range is live during the call, and none is made
+    /// afterwards before the range is reclaimed and written anew. The only
+    /// readers that may overlap are optimistic ones in a guarded section
+    /// ([`crate::fault::run_guarded`]), which treat what they read as a
+    /// guess: after `DontNeed` they read zeros and fail validation, after
+    /// `Guard` they fault and restart.
+    ///
+    /// Panics if the range is not inside the region.
+    pub unsafe fn release(
+        &self,
+        offset: usize,
+        len: usize,
+        mode: ReleaseMode,
+    ) -> std::io::Result<()> {
         let advice = match mode {
             ReleaseMode::Guard => MADV_GUARD_INSTALL,
             ReleaseMode::DontNeed => libc::MADV_DONTNEED,
         };
-        self.advise(offset, len, advice)
+        // SAFETY: both advices discard memory; our caller holds the range
+        // exclusively, which is `advise`'s contract for them.
+        unsafe { self.advise(offset, len, advice) }
     }
 
-    /// Makes `[offset, offset + len)` accessible again (zeros until written).
+    /// Makes `[offset, offset + len)` accessible again (zeros until written
+    /// where it was released; pages that were not released keep their
+    /// contents). Panics if the range is not inside the region.
     pub fn reclaim(&self, offset: usize, len: usize, mode: ReleaseMode) -> std::io::Result<()> {
         match mode {
-            ReleaseMode::Guard => self.advise(offset, len, MADV_GUARD_REMOVE),
+            // SAFETY: MADV_GUARD_REMOVE only removes guard markers; it
+            // discards no memory and leaves populated pages as they are.
+            ReleaseMode::Guard => unsafe { self.advise(offset, len, MADV_GUARD_REMOVE) },
             ReleaseMode::DontNeed => Ok(()),
         }
     }
 
-    fn advise(&self, offset: usize, len: usize, advice: libc::c_int) -> std::io::Result<()> {
-        assert!(offset + len <= self.len, "madvise outside the region");
+    /// `madvise` on `[offset, offset + len)`, retried while the kernel asks
+    /// to. Panics if the range is not inside the region.
+    ///
+    /// # Safety
+    /// An advice that discards memory (`MADV_DONTNEED`, `MADV_GUARD_INSTALL`)
+    /// needs [`release`](Self::release)'s contract from the caller.
+    /// `MADV_GUARD_REMOVE` needs nothing.
+    unsafe fn advise(&self, offset: usize, len: usize, advice: libc::c_int) -> std::io::Result<()> {
+        // Checked: a wrapped `offset + len` must not pass for a range inside.
+        assert!(
+            offset.checked_add(len).is_some_and(|end| end <= self.len),
+            "madvise outside the region"
+        );
         loop {
-            // SAFETY: the range lies inside this mapping (asserted above). The
-            // advice only drops or restores backing memory of pages the
-            // caller holds exclusively; no Rust reference into them survives.
+            // SAFETY: the range lies inside this mapping (asserted above), so
+            // `add` stays in bounds and madvise touches no other mapping.
+            // What the advice does to the range's memory is our caller's
+            // contract (see `# Safety`).
             let rc = unsafe { libc::madvise(self.base.add(offset).cast(), len, advice) };
             if rc == 0 {
                 return Ok(());
@@ -126,7 +164,8 @@ pub fn detect_release_mode() -> ReleaseMode {
     let Ok(probe) = Region::reserve(PAGE_SIZE) else {
         return ReleaseMode::DontNeed;
     };
-    match probe.advise(0, PAGE_SIZE, MADV_GUARD_INSTALL) {
+    // SAFETY: the probe region is ours alone and nothing references it.
+    match unsafe { probe.advise(0, PAGE_SIZE, MADV_GUARD_INSTALL) } {
         Ok(()) => ReleaseMode::Guard,
         Err(_) => ReleaseMode::DontNeed,
     }
