@@ -9,7 +9,9 @@
 //!
 //! The one `unsafe` of the ABI layer is here: the store's data reaches the
 //! invocation's transaction and input through pointers (see [`Scope`]).
-#![allow(unsafe_code)]
+//! Only the two accessors that dereference them, `HostState::tx` and
+//! `HostState::input`, allow `unsafe_code`; the rest of the module tree is
+//! under the crate's `deny`.
 
 mod memory;
 mod scan;
@@ -127,6 +129,7 @@ impl HostState {
     }
 
     /// The running attempt's transaction.
+    #[allow(unsafe_code)] // dereferences `Scope::tx`, see the SAFETY comment
     fn tx(&mut self) -> Result<&mut Tx<'static>, wasmtime::Error> {
         let scope = self.scope.as_mut().ok_or_else(no_scope)?;
         // SAFETY: per `Scope`'s invariant the pointee is the live `&mut Tx`
@@ -136,6 +139,7 @@ impl HostState {
         Ok(unsafe { scope.tx.as_mut() })
     }
 
+    #[allow(unsafe_code)] // dereferences `Scope::input`, see the SAFETY comment
     fn input(&self) -> Result<&[u8], wasmtime::Error> {
         let scope = self.scope.as_ref().ok_or_else(no_scope)?;
         // SAFETY: as in `tx`: the input outlives the call.
