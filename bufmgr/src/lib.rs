@@ -41,6 +41,8 @@ pub mod frame;
 pub mod io;
 pub mod region;
 pub mod state;
+#[doc(hidden)]
+pub mod testing;
 
 mod alloc;
 mod evict;

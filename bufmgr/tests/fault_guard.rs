@@ -12,6 +12,7 @@
 
 mod common;
 use common::*;
+use rime_bufmgr::testing::evict;
 use rime_bufmgr::{region::touch, BufferManager, Interrupt, PageId, ReleaseMode, MIN_POOL_PAGES};
 use std::os::unix::process::ExitStatusExt;
 use std::process::Command;
@@ -34,17 +35,6 @@ fn guard_markers_or_skip(bm: &BufferManager) -> bool {
         return false;
     }
     true
-}
-
-/// Evicts `pid` by touching other pages until it is gone.
-fn evict(bm: &BufferManager, pid: PageId, others: &[PageId]) {
-    for &o in others.iter().cycle().take(50 * others.len()) {
-        if !bm.is_resident(pid) {
-            return;
-        }
-        drop(bm.shared(o).unwrap());
-    }
-    panic!("page {pid} was never evicted");
 }
 
 fn filled_pool(pages: usize) -> (Pool, Vec<PageId>) {

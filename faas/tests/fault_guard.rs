@@ -7,6 +7,7 @@
 //! process-wide): this binary re-executes itself with `RIME_FAAS_FG_ORDER`.
 
 use rime_bufmgr::io::{open_block_file, IoBackend};
+use rime_bufmgr::testing::evict;
 use rime_bufmgr::{
     BufferManager, Config, Interrupt, PageId, ReleaseMode, MIN_POOL_PAGES, PAGE_SIZE,
 };
@@ -54,16 +55,6 @@ fn pool() -> Pool {
         pids,
         _dir: dir,
     }
-}
-
-fn evict(bm: &BufferManager, pid: PageId, others: &[PageId]) {
-    for &o in others.iter().cycle().take(50 * others.len()) {
-        if !bm.is_resident(pid) {
-            return;
-        }
-        drop(bm.shared(o).unwrap());
-    }
-    panic!("page {pid} was never evicted");
 }
 
 /// Reads page `pids[0]`'s stamp optimistically; on the first attempt
