@@ -11,6 +11,10 @@
 //!   the larger-than-memory rows.
 //! * [`report`]: Markdown, CSV, SVG.
 //! * [`Matrix`]: a set of runs (what the CLI's `ycsb` and `full` execute).
+//!
+//! The only `unsafe` is LMDB's (`engines::lmdb`, behind `peers-lmdb`),
+//! allowed on the one function that opens the environment.
+#![deny(unsafe_code)]
 
 pub mod acknowledged;
 pub mod cgroup;

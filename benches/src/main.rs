@@ -5,6 +5,7 @@
 //!     --engines rime,lmdb,rocksdb --preset ycsb --threads 1,2 --duration 10
 //! cargo run -p rime-bench --release --features peers -- full
 //! ```
+#![forbid(unsafe_code)]
 
 use clap::{Args, Parser, Subcommand};
 use rime_bench::cgroup;

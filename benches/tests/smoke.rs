@@ -1,5 +1,6 @@
 //! CI's smoke run: the real CLI, Rime's engines only, tiny sizes; checks
 //! that every workload ran without errors and the report was written.
+#![forbid(unsafe_code)]
 
 use std::process::Command;
 

@@ -4,6 +4,7 @@
 //!
 //! `cargo bench -p rime-bufmgr --bench misses`
 //! (`RIME_MISS_BUDGET_MB`, default 32, sets the budget; the data is 10x.)
+#![forbid(unsafe_code)]
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use rime_bufmgr::io::probe::random_read_iops;

@@ -1,4 +1,5 @@
 //! Allocation, latching, eviction and reload through the public API.
+#![forbid(unsafe_code)]
 
 mod common;
 use common::*;

@@ -6,7 +6,7 @@
 //! DATA/cache/      compiled modules (rime-faas's module cache)
 //! DATA/token       the server's bearer token (created by the first `serve`)
 //! ```
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 mod cmd;
 mod conn;

@@ -1,5 +1,6 @@
 //! Cross-crate integration tests live in `tests/tests/`. Helpers shared by
 //! them are here.
+#![forbid(unsafe_code)]
 
 use std::time::Duration;
 

@@ -12,6 +12,7 @@
 //!
 //! The child is this test binary, re-executed with `RIME_CRASH_CHILD_DIR`
 //! set, running only `crash_child`.
+#![forbid(unsafe_code)]
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

@@ -20,6 +20,7 @@ pub struct Lmdb {
 }
 
 impl Lmdb {
+    #[allow(unsafe_code)] // heed's flags and open, see the SAFETY comments
     pub fn open(dir: &Path, cfg: &EngineConfig) -> Result<Self> {
         // Room for the data with B+tree overhead, page-aligned.
         let map = ((cfg.expected_bytes * 4).max(1 << 30) as usize).next_multiple_of(4096);
