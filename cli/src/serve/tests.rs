@@ -4,15 +4,19 @@
 //! drive the binary, which has no way to poison its Db, so this one lives
 //! here.
 
+use super::errors::invoke_error;
+use super::handlers::health_response;
 use super::*;
 use axum::body::Body;
+use axum::http::{header, StatusCode};
 use rime_bufmgr::io::{open_block_file, BlockFile, FaultPlan, FaultyFile, IoBackend};
+use rime_faas::InvokeError;
 use tower::ServiceExt;
 
 const TOKEN: &str = "t0ken";
 
 /// The files of the log, as they are opened.
-type Wal = Arc<Mutex<Vec<Arc<FaultyFile>>>>;
+type Wal = Arc<std::sync::Mutex<Vec<Arc<FaultyFile>>>>;
 
 fn open(dir: &std::path::Path) -> (Shared, Wal) {
     let wal: Wal = Arc::default();

@@ -1,0 +1,161 @@
+//! The handlers of `/functions`, `/invoke`, `/health` and of what no route
+//! matches. The state endpoints are in `state.rs`, `/metrics` in
+//! `metrics.rs`.
+
+use super::errors::{body_error, deploy_error, invoke_error, poisoned, ApiError, ApiResult};
+use super::{Shared, LOG_TARGET};
+use crate::{env, query};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use rime_faas::{FunctionConfig, FunctionInfo, UndeployError};
+use std::sync::atomic::Ordering;
+
+fn info_json(f: &FunctionInfo) -> serde_json::Value {
+    serde_json::json!({
+        "name": f.name,
+        "generation": f.generation,
+        "module_len": f.module_len,
+        "sha256": f.module_hash,
+        "memory_bytes": f.config.memory_bytes,
+        "deadline_ms": f.config.deadline.as_millis() as u64,
+        "grants": f.config.grants.iter().map(|g| serde_json::json!({
+            "namespace": g.namespace, "writable": g.writable
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// `POST /functions/{name}?grant=&memory=&deadline=`: the body is the module.
+pub(super) async fn deploy(
+    State(app): State<Shared>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let wasm = body.map_err(body_error)?;
+    let mut cfg = FunctionConfig::default();
+    for (k, v) in query::pairs(q.as_deref()).map_err(ApiError::bad_request)? {
+        let v = query::text(&k, v).map_err(ApiError::bad_request)?;
+        cfg = match k.as_str() {
+            "grant" => cfg.grant(env::parse_grant(&v).map_err(ApiError::bad_request)?),
+            "memory" => cfg.memory_bytes(env::parse_size(&v).map_err(ApiError::bad_request)?),
+            "deadline" => cfg.deadline(env::parse_duration(&v).map_err(ApiError::bad_request)?),
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown parameter {k:?} (grant, memory, deadline)"
+                )))
+            }
+        };
+    }
+    let info = app
+        .blocking(move |rt| rt.deploy(&name, &wasm, cfg))
+        .await?
+        .map_err(deploy_error)?;
+    tracing::info!(target: LOG_TARGET, name = %info.name, generation = info.generation, "deployed");
+    Ok((StatusCode::CREATED, Json(info_json(&info))).into_response())
+}
+
+/// `DELETE /functions/{name}` (the namespace's data stays).
+pub(super) async fn undeploy(
+    State(app): State<Shared>,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    let n = name.clone();
+    app.blocking(move |rt| rt.undeploy(&n))
+        .await?
+        .map_err(|e| match e {
+            UndeployError::NotFound(_) => ApiError::not_found(e.to_string()),
+            e => ApiError::storage(e.to_string()),
+        })?;
+    tracing::info!(target: LOG_TARGET, %name, "undeployed");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `GET /functions`.
+pub(super) async fn list_functions(State(app): State<Shared>) -> ApiResult<Response> {
+    let list: Vec<_> = app.rt.functions().iter().map(info_json).collect();
+    Ok(Json(serde_json::json!({ "functions": list })).into_response())
+}
+
+/// `POST /invoke/{name}`: the body is the input, the response the output.
+pub(super) async fn invoke(
+    State(app): State<Shared>,
+    Path(name): Path<String>,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let input = body.map_err(body_error)?;
+    let _slot = app.slots.acquire().await.map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the server is stopping",
+        )
+    })?;
+    let r = app.blocking(move |rt| rt.invoke(&name, &input)).await?;
+    let m = &app.metrics;
+    m.invocations.fetch_add(1, Ordering::Relaxed);
+    match r {
+        Ok(inv) => {
+            m.invocation_micros
+                .fetch_add(inv.duration.as_micros() as u64, Ordering::Relaxed);
+            Ok((
+                [
+                    (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+                    (
+                        header::HeaderName::from_static("x-rime-retries"),
+                        inv.retries.to_string(),
+                    ),
+                    (
+                        header::HeaderName::from_static("x-rime-duration-us"),
+                        inv.duration.as_micros().to_string(),
+                    ),
+                ],
+                inv.output,
+            )
+                .into_response())
+        }
+        Err(e) => {
+            let err = invoke_error(&e);
+            m.count_error(err.code);
+            Err(err)
+        }
+    }
+}
+
+/// `/health`: 200 while the Db takes writes, 503 naming the cause once it
+/// is poisoned (a failed write or sync of its files).
+pub(super) fn health_response(poisoned_cause: Option<String>) -> Response {
+    match poisoned_cause {
+        None => Json(serde_json::json!({"status": "ok"})).into_response(),
+        Some(cause) => {
+            let e = poisoned(&cause);
+            let body = serde_json::json!({
+                "status": "poisoned",
+                "error": {"code": e.code, "message": e.message},
+            });
+            (e.status, Json(body)).into_response()
+        }
+    }
+}
+
+/// `GET /health`.
+pub(super) async fn health(State(app): State<Shared>) -> Response {
+    health_response(app.rt.db().poisoned())
+}
+
+/// What no route matches.
+pub(super) async fn fallback() -> ApiError {
+    ApiError::not_found("no such endpoint (see docs/http.md)")
+}
+
+/// A route that matches but not with this method.
+pub(super) async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed on this endpoint",
+    )
+}

@@ -1,0 +1,252 @@
+//! `rime serve`: the HTTP API of `docs/http.md` (axum on a small tokio
+//! runtime; invocations and storage calls run on tokio's blocking pool, off
+//! the async worker threads).
+//!
+//! * `mod.rs`: the options, the server's state, the routes, startup.
+//! * `auth.rs`: the bearer token, checked before a request's body is read.
+//! * `errors.rs`: error responses, and which error is which code and status.
+//! * `handlers.rs`: `/functions`, `/invoke`, `/health`; `state.rs`: `/state`.
+//! * `metrics.rs`: `/metrics`.
+//! * `shutdown.rs`: the signals, and the order things stop in.
+//!
+//! The connection loop (caps, timeouts) is `crate::conn`, the parsing of
+//! query strings and state paths `crate::query`.
+
+mod auth;
+mod errors;
+mod handlers;
+mod metrics;
+mod shutdown;
+mod state;
+
+use crate::conn::{self, ConnStats};
+use crate::env::{self, default_data_dir, Result};
+use auth::{admin_only, invoke_access, read_access, resolve_token};
+use axum::extract::DefaultBodyLimit;
+use axum::middleware::from_fn_with_state;
+use axum::routing::{get, post, put};
+use axum::Router;
+use errors::ApiError;
+use handlers::{deploy, fallback, health, invoke, list_functions, method_not_allowed, undeploy};
+use metrics::Metrics;
+use rime_faas::{Runtime, RuntimeConfig};
+use state::{state_delete, state_get, state_put, state_scan};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+/// The target of the server's log lines, in every file of the module: the
+/// one they had before it was split (log filters and searches name it).
+const LOG_TARGET: &str = "rime::serve";
+
+/// Largest module `POST /functions/{name}` accepts.
+pub const MAX_WASM_BYTES: usize = 16 << 20;
+/// Largest body of every other request: the ABI's input limit.
+pub const MAX_BODY_BYTES: usize = rime_faas::limits::MAX_INPUT_LEN;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Data directory (created if missing).
+    #[arg(long, default_value_os_t = default_data_dir())]
+    data: PathBuf,
+    /// Address to listen on; port 0 picks a free port. The first line on
+    /// standard output is `listening on http://ADDR`.
+    #[arg(long, default_value = "127.0.0.1:7878")]
+    listen: SocketAddr,
+    /// The bearer token. Default: read from DATA/token, which the first
+    /// start creates (32 random bytes, hex, mode 0600).
+    #[arg(long, env = "RIME_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Let `POST /invoke/{name}` through without the token.
+    #[arg(long)]
+    open_invoke: bool,
+    /// Let reads (`GET /state/...`, `GET /functions`) through without the token.
+    #[arg(long)]
+    open_reads: bool,
+    /// Async worker threads (HTTP parsing only; faaslets run elsewhere).
+    #[arg(long, default_value_t = 2)]
+    http_threads: usize,
+    /// Invocations running at once; more wait for a slot.
+    #[arg(long, default_value_t = 64)]
+    max_concurrent: usize,
+    /// Buffer-pool size in MiB (default: the storage default).
+    #[arg(long)]
+    pool_mib: Option<usize>,
+    /// Open connections at most; more are sent a 503 and closed at once.
+    /// Lowered to fit the open-files limit (less 64 for the Db's files).
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
+    /// Time a client has to send a request's headers, from the accept or
+    /// from the request's first byte; then the connection is closed.
+    #[arg(long, default_value = "10s", value_parser = env::parse_timeout)]
+    header_timeout: Duration,
+    /// A keep-alive connection with no request in progress and no traffic
+    /// for this long is closed.
+    #[arg(long, default_value = "60s", value_parser = env::parse_timeout)]
+    idle_timeout: Duration,
+}
+
+/// What the handlers share.
+struct App {
+    rt: Runtime,
+    token: String,
+    open_invoke: bool,
+    open_reads: bool,
+    slots: Semaphore,
+    inflight: Arc<AtomicUsize>,
+    metrics: Metrics,
+    connections: Arc<ConnStats>,
+}
+
+type Shared = Arc<App>;
+
+impl App {
+    /// Runs `f` on tokio's blocking pool, counted as in flight until it
+    /// returns (even if the client has gone).
+    async fn blocking<R: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&Runtime) -> R + Send + 'static,
+    ) -> errors::ApiResult<R> {
+        struct InFlight(Arc<AtomicUsize>);
+        impl Drop for InFlight {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        self.inflight.fetch_add(1, Ordering::SeqCst);
+        let guard = InFlight(self.inflight.clone());
+        let app = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let _guard = guard;
+            f(&app.rt)
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("worker failed: {e}")))
+    }
+}
+
+/// The endpoints of `docs/http.md`, each behind its token check and body
+/// limit, and every request counted.
+fn router(app: Shared) -> Router {
+    let count = app.clone();
+    let small = DefaultBodyLimit::max(MAX_BODY_BYTES);
+    // Route layers run after routing and before the handler's extractors:
+    // the token is checked before any body byte is read.
+    let admin = from_fn_with_state(app.clone(), admin_only);
+    let read = from_fn_with_state(app.clone(), read_access);
+    Router::new()
+        .route(
+            "/functions/{name}",
+            post(deploy)
+                .layer(DefaultBodyLimit::max(MAX_WASM_BYTES))
+                .delete(undeploy)
+                .route_layer(admin.clone()),
+        )
+        .route("/functions", get(list_functions).route_layer(read.clone()))
+        .route(
+            "/invoke/{name}",
+            post(invoke)
+                .layer(small)
+                .route_layer(from_fn_with_state(app.clone(), invoke_access)),
+        )
+        .route(
+            "/state/{ns}/{*key}",
+            get(state_get).route_layer(read.clone()).merge(
+                put(state_put)
+                    .layer(small)
+                    .delete(state_delete)
+                    .route_layer(admin),
+            ),
+        )
+        .route("/state/{ns}", get(state_scan).route_layer(read))
+        .route("/metrics", get(metrics::metrics))
+        .route("/health", get(health))
+        .fallback(fallback)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            MAX_WASM_BYTES + (64 << 10),
+        ))
+        .layer(axum::middleware::from_fn(
+            move |req, next: axum::middleware::Next| {
+                count.metrics.requests.fetch_add(1, Ordering::Relaxed);
+                async move { next.run(req).await }
+            },
+        ))
+        .with_state(app)
+}
+
+/// `--max-connections`, lowered to fit the open-files limit once that is
+/// raised as far as it goes (before anything opens files: connections
+/// need descriptors), and the timeouts.
+fn connection_limits(a: &Args) -> conn::Limits {
+    let nofile = conn::raise_nofile_limit();
+    let max_connections = conn::fit_cap(a.max_connections, nofile);
+    if max_connections < a.max_connections {
+        tracing::warn!(
+            wanted = a.max_connections,
+            max_connections,
+            nofile,
+            "--max-connections lowered to fit the open-files limit"
+        );
+    }
+    conn::Limits {
+        max_connections,
+        header_timeout: a.header_timeout,
+        idle_timeout: a.idle_timeout,
+    }
+}
+
+/// The first line on standard output, which scripts read the port from.
+fn announce(addr: SocketAddr) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "listening on http://{addr}")?;
+    out.flush()?;
+    Ok(())
+}
+
+pub fn run(a: &Args) -> Result<()> {
+    let limits = connection_limits(a);
+    let db = env::open_db(&a.data, env::db_options(a.pool_mib))?;
+    let rt = env::open_runtime(&a.data, db, RuntimeConfig::default())?;
+    let token = resolve_token(a.token.as_deref(), &a.data)?;
+    let listener = std::net::TcpListener::bind(a.listen)
+        .map_err(|e| format!("listening on {}: {e}", a.listen))?;
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    let app = Arc::new(App {
+        rt,
+        token,
+        open_invoke: a.open_invoke,
+        open_reads: a.open_reads,
+        slots: Semaphore::new(a.max_concurrent.max(1)),
+        inflight: Arc::new(AtomicUsize::new(0)),
+        metrics: Metrics::default(),
+        connections: Arc::default(),
+    });
+    let tokio_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(a.http_threads.max(1))
+        .thread_name("rime-http")
+        .enable_all()
+        .build()?;
+    let shutdown = shutdown::catch_signals(&tokio_rt)?;
+    announce(addr)?;
+    tracing::info!(%addr, functions = app.rt.functions().len(), open_invoke = a.open_invoke,
+        max_connections = limits.max_connections, header_timeout = ?a.header_timeout,
+        idle_timeout = ?a.idle_timeout, "serving");
+    let served = tokio_rt.block_on(async {
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        let stats = app.connections.clone();
+        conn::serve(listener, router(app.clone()), limits, stats, shutdown).await;
+        std::io::Result::Ok(())
+    });
+    // Invocations whose clients went away may still run: let them finish.
+    shutdown::finish_and_close(app, tokio_rt)?;
+    served.map_err(|e| format!("serving: {e}").into())
+}
+
+#[cfg(test)]
+mod tests;
