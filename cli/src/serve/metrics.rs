@@ -1,11 +1,17 @@
 //! `GET /metrics`: the server's counters, the runtime's and the Db's, in
-//! Prometheus text format.
+//! Prometheus text format. What is reported is one table, [`METRICS`]
+//! (name, type, help, where the value comes from), rendered by one loop;
+//! the one labelled family, failed invocations by error code, follows it.
 
 use super::Shared;
+use crate::conn::ConnStats;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use rime_faas::RuntimeStats;
+use rime_storage::DbStats;
 use std::collections::BTreeMap;
+use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
@@ -21,207 +27,230 @@ pub(super) struct Metrics {
 impl Metrics {
     /// One more failed invocation with the error code `code`.
     pub(super) fn count_error(&self, code: &'static str) {
-        *self
-            .invocation_errors
+        *self.errors().entry(code).or_default() += 1;
+    }
+
+    fn errors(&self) -> std::sync::MutexGuard<'_, BTreeMap<&'static str, u64>> {
+        self.invocation_errors
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .entry(code)
-            .or_default() += 1;
     }
 }
 
-pub(super) async fn metrics(State(app): State<Shared>) -> Response {
-    use std::fmt::Write;
-    let s = app.rt.db().stats();
-    let r = app.rt.stats();
-    let m = &app.metrics;
+/// Where the values come from: the server's counters, its connections',
+/// and one snapshot each of the runtime's and the Db's.
+struct Sources<'a> {
+    http: &'a Metrics,
+    conns: &'a ConnStats,
+    rt: &'a RuntimeStats,
+    db: &'a DbStats,
+}
+
+/// A metric with one unlabelled sample.
+struct Metric {
+    name: &'static str,
+    /// `counter` or `gauge`.
+    kind: &'static str,
+    help: &'static str,
+    value: fn(&Sources) -> u64,
+}
+
+const fn counter(name: &'static str, help: &'static str, value: fn(&Sources) -> u64) -> Metric {
+    Metric {
+        name,
+        kind: "counter",
+        help,
+        value,
+    }
+}
+
+const fn gauge(name: &'static str, help: &'static str, value: fn(&Sources) -> u64) -> Metric {
+    Metric {
+        name,
+        kind: "gauge",
+        help,
+        value,
+    }
+}
+
+fn load(a: &AtomicU64) -> u64 {
+    a.load(Ordering::Relaxed)
+}
+
+/// Every unlabelled metric, in the order `GET /metrics` reports them.
+/// `docs/http.md` lists them (a test below keeps the two in step).
+#[rustfmt::skip]
+static METRICS: &[Metric] = &[
+    counter("rime_http_requests_total", "HTTP requests received.",
+        |s| load(&s.http.requests)),
+    counter("rime_invocations_total", "Invocations through POST /invoke.",
+        |s| load(&s.http.invocations)),
+    counter("rime_invocation_duration_microseconds_total", "Wall time of committed invocations.",
+        |s| load(&s.http.invocation_micros)),
+    counter("rime_invocations_committed_total", "Invocations that committed (runtime).",
+        |s| s.rt.committed),
+    counter("rime_invocations_failed_total", "Invocations that failed (runtime).",
+        |s| s.rt.failed),
+    counter("rime_invocation_retries_total", "Re-runs after serialization conflicts.",
+        |s| s.rt.retries),
+    counter("rime_traps_total", "Invocations that trapped.",
+        |s| s.rt.traps),
+    counter("rime_timeouts_total", "Invocations past their deadline.",
+        |s| s.rt.timeouts),
+    gauge("rime_functions", "Deployed functions.",
+        |s| s.rt.functions as u64),
+    counter("rime_module_cache_hits_total", "Modules loaded from the on-disk cache.",
+        |s| s.rt.cache_hits),
+    counter("rime_module_compiles_total", "Modules compiled.",
+        |s| s.rt.compiles),
+    counter("rime_commits_total", "Read-write transactions committed.",
+        |s| s.db.commits),
+    counter("rime_read_only_total", "Read-only transactions finished.",
+        |s| s.db.read_only),
+    counter("rime_conflicts_total", "Transaction validation failures.",
+        |s| s.db.conflicts),
+    counter("rime_checkpoints_total", "Checkpoints taken.",
+        |s| s.db.checkpoints),
+    counter("rime_log_bytes_total", "Bytes appended to the log since it was created.",
+        |s| s.db.log_bytes),
+    gauge("rime_durable_lsn", "Log position known durable.",
+        |s| s.db.durable_lsn),
+    counter("rime_pool_hits_total", "Page latches that found the page resident.",
+        |s| s.db.pool.hits),
+    counter("rime_pool_misses_total", "Page latches that read the page from disk.",
+        |s| s.db.pool.misses),
+    counter("rime_pool_evictions_total", "Frames evicted.",
+        |s| s.db.pool.evictions),
+    counter("rime_pool_write_backs_total", "Frames written back.",
+        |s| s.db.pool.write_backs),
+    gauge("rime_pool_resident_pages", "Pages in memory.",
+        |s| s.db.resident_pages),
+    gauge("rime_pool_allocated_pages", "Pages allocated in the page file.",
+        |s| s.db.allocated_pages),
+    gauge("rime_db_poisoned",
+        "1 once the Db refuses writes after a failed write or sync (GET /health names the cause).",
+        |s| u64::from(s.db.poisoned.is_some())),
+    gauge("rime_http_connections", "HTTP connections open.",
+        |s| load(&s.conns.open)),
+    counter("rime_http_connections_refused_total",
+        "Connections closed at once: the connection cap was reached.",
+        |s| load(&s.conns.refused)),
+    counter("rime_http_header_timeouts_total",
+        "Connections closed: request headers not complete in time.",
+        |s| load(&s.conns.header_timeouts)),
+    counter("rime_http_idle_closed_total", "Keep-alive connections closed after the idle timeout.",
+        |s| load(&s.conns.idle_closed)),
+];
+
+/// The labelled family after the table: one sample per error code seen.
+const ERRORS_NAME: &str = "rime_invocation_errors_total";
+const ERRORS_HELP: &str = "Failed invocations by error code.";
+
+/// The page: each metric of [`METRICS`] as `# HELP`, `# TYPE` and its
+/// sample, then the failed invocations by code.
+fn render(src: &Sources, errors: &BTreeMap<&'static str, u64>) -> String {
     let mut out = String::new();
-    let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
+    for m in METRICS {
+        let (name, kind, help, value) = (m.name, m.kind, m.help, (m.value)(src));
         let _ = writeln!(
             out,
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
         );
-    };
-    metric(
-        "rime_http_requests_total",
-        "counter",
-        "HTTP requests received.",
-        m.requests.load(Ordering::Relaxed),
-    );
-    metric(
-        "rime_invocations_total",
-        "counter",
-        "Invocations through POST /invoke.",
-        m.invocations.load(Ordering::Relaxed),
-    );
-    metric(
-        "rime_invocation_duration_microseconds_total",
-        "counter",
-        "Wall time of committed invocations.",
-        m.invocation_micros.load(Ordering::Relaxed),
-    );
-    metric(
-        "rime_invocations_committed_total",
-        "counter",
-        "Invocations that committed (runtime).",
-        r.committed,
-    );
-    metric(
-        "rime_invocations_failed_total",
-        "counter",
-        "Invocations that failed (runtime).",
-        r.failed,
-    );
-    metric(
-        "rime_invocation_retries_total",
-        "counter",
-        "Re-runs after serialization conflicts.",
-        r.retries,
-    );
-    metric(
-        "rime_traps_total",
-        "counter",
-        "Invocations that trapped.",
-        r.traps,
-    );
-    metric(
-        "rime_timeouts_total",
-        "counter",
-        "Invocations past their deadline.",
-        r.timeouts,
-    );
-    metric(
-        "rime_functions",
-        "gauge",
-        "Deployed functions.",
-        r.functions as u64,
-    );
-    metric(
-        "rime_module_cache_hits_total",
-        "counter",
-        "Modules loaded from the on-disk cache.",
-        r.cache_hits,
-    );
-    metric(
-        "rime_module_compiles_total",
-        "counter",
-        "Modules compiled.",
-        r.compiles,
-    );
-    metric(
-        "rime_commits_total",
-        "counter",
-        "Read-write transactions committed.",
-        s.commits,
-    );
-    metric(
-        "rime_read_only_total",
-        "counter",
-        "Read-only transactions finished.",
-        s.read_only,
-    );
-    metric(
-        "rime_conflicts_total",
-        "counter",
-        "Transaction validation failures.",
-        s.conflicts,
-    );
-    metric(
-        "rime_checkpoints_total",
-        "counter",
-        "Checkpoints taken.",
-        s.checkpoints,
-    );
-    metric(
-        "rime_log_bytes_total",
-        "counter",
-        "Bytes appended to the log since it was created.",
-        s.log_bytes,
-    );
-    metric(
-        "rime_durable_lsn",
-        "gauge",
-        "Log position known durable.",
-        s.durable_lsn,
-    );
-    metric(
-        "rime_pool_hits_total",
-        "counter",
-        "Page latches that found the page resident.",
-        s.pool.hits,
-    );
-    metric(
-        "rime_pool_misses_total",
-        "counter",
-        "Page latches that read the page from disk.",
-        s.pool.misses,
-    );
-    metric(
-        "rime_pool_evictions_total",
-        "counter",
-        "Frames evicted.",
-        s.pool.evictions,
-    );
-    metric(
-        "rime_pool_write_backs_total",
-        "counter",
-        "Frames written back.",
-        s.pool.write_backs,
-    );
-    metric(
-        "rime_pool_resident_pages",
-        "gauge",
-        "Pages in memory.",
-        s.resident_pages,
-    );
-    metric(
-        "rime_pool_allocated_pages",
-        "gauge",
-        "Pages allocated in the page file.",
-        s.allocated_pages,
-    );
-    metric(
-        "rime_db_poisoned",
-        "gauge",
-        "1 once the Db refuses writes after a failed write or sync (GET /health names the cause).",
-        u64::from(s.poisoned.is_some()),
-    );
-    let c = &app.connections;
-    metric(
-        "rime_http_connections",
-        "gauge",
-        "HTTP connections open.",
-        c.open.load(Ordering::Relaxed),
-    );
-    metric(
-        "rime_http_connections_refused_total",
-        "counter",
-        "Connections closed at once: the connection cap was reached.",
-        c.refused.load(Ordering::Relaxed),
-    );
-    metric(
-        "rime_http_header_timeouts_total",
-        "counter",
-        "Connections closed: request headers not complete in time.",
-        c.header_timeouts.load(Ordering::Relaxed),
-    );
-    metric(
-        "rime_http_idle_closed_total",
-        "counter",
-        "Keep-alive connections closed after the idle timeout.",
-        c.idle_closed.load(Ordering::Relaxed),
-    );
-    let _ = writeln!(
-        out,
-        "# HELP rime_invocation_errors_total Failed invocations by error code.\n# TYPE rime_invocation_errors_total counter"
-    );
-    for (code, n) in m
-        .invocation_errors
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .iter()
-    {
-        let _ = writeln!(out, "rime_invocation_errors_total{{code=\"{code}\"}} {n}");
     }
+    let name = ERRORS_NAME;
+    let _ = writeln!(out, "# HELP {name} {ERRORS_HELP}\n# TYPE {name} counter");
+    for (code, n) in errors {
+        let _ = writeln!(out, "{name}{{code=\"{code}\"}} {n}");
+    }
+    out
+}
+
+/// `GET /metrics`.
+pub(super) async fn metrics(State(app): State<Shared>) -> Response {
+    let (db, rt) = (app.rt.db().stats(), app.rt.stats());
+    let src = Sources {
+        http: &app.metrics,
+        conns: &app.connections,
+        rt: &rt,
+        db: &db,
+    };
+    let out = render(&src, &app.metrics.errors());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    /// The metrics `docs/http.md` names are the ones served, each once.
+    #[test]
+    fn the_table_matches_the_docs() {
+        let mut served = BTreeSet::new();
+        for name in METRICS.iter().map(|m| m.name).chain([ERRORS_NAME]) {
+            assert!(served.insert(name), "{name} twice");
+        }
+        let docs = include_str!("../../../docs/http.md");
+        let section = docs
+            .split("\n## Metrics\n")
+            .nth(1)
+            .expect("a Metrics section");
+        let section = section.split("\n## ").next().unwrap();
+        let documented: BTreeSet<&str> = section
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .filter(|s| s.starts_with("rime_"))
+            .map(|s| s.split('{').next().unwrap())
+            .collect();
+        assert_eq!(served, documented);
+    }
+
+    /// Each metric is `# HELP`, `# TYPE` and one sample, in table order,
+    /// then the error family's head and one line per code.
+    #[test]
+    fn the_page_is_prometheus_text() {
+        let http = Metrics::default();
+        http.requests.store(7, Ordering::Relaxed);
+        http.count_error("trap");
+        http.count_error("timeout");
+        http.count_error("trap");
+        let (conns, rt, db) = (
+            ConnStats::default(),
+            RuntimeStats::default(),
+            DbStats::default(),
+        );
+        let src = Sources {
+            http: &http,
+            conns: &conns,
+            rt: &rt,
+            db: &db,
+        };
+        let page = render(&src, &http.errors());
+        let lines: Vec<&str> = page.lines().collect();
+        assert_eq!(lines.len(), 3 * METRICS.len() + 2 + 2);
+        assert_eq!(
+            lines[..3],
+            [
+                "# HELP rime_http_requests_total HTTP requests received.",
+                "# TYPE rime_http_requests_total counter",
+                "rime_http_requests_total 7",
+            ]
+        );
+        for (m, l) in METRICS.iter().zip(lines.chunks(3)) {
+            assert!(l[0].starts_with(&format!("# HELP {} ", m.name)), "{l:?}");
+            assert_eq!(l[1], format!("# TYPE {} {}", m.name, m.kind));
+            assert!(l[2].starts_with(&format!("{} ", m.name)), "{l:?}");
+        }
+        assert_eq!(
+            lines[3 * METRICS.len()..],
+            [
+                "# HELP rime_invocation_errors_total Failed invocations by error code.",
+                "# TYPE rime_invocation_errors_total counter",
+                "rime_invocation_errors_total{code=\"timeout\"} 1",
+                "rime_invocation_errors_total{code=\"trap\"} 2",
+            ]
+        );
+        assert!(page.ends_with('\n'));
+    }
 }

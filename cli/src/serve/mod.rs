@@ -6,7 +6,7 @@
 //! * `auth.rs`: the bearer token, checked before a request's body is read.
 //! * `errors.rs`: error responses, and which error is which code and status.
 //! * `handlers.rs`: `/functions`, `/invoke`, `/health`; `state.rs`: `/state`.
-//! * `metrics.rs`: `/metrics`.
+//! * `metrics.rs`: `/metrics`, one table of what is reported.
 //! * `shutdown.rs`: the signals, and the order things stop in.
 //!
 //! The connection loop (caps, timeouts) is `crate::conn`, the parsing of
