@@ -101,10 +101,14 @@ in
     }
   );
 
-  guests-fmt = craneLib.cargoFmt {
-    src = sources.guests;
-    inherit version;
-    pname = "rime-guests";
-    cargoExtraArgs = "--all";
-  };
+  guests-fmt = craneLib.cargoFmt (
+    guests.workspace
+    // {
+      src = sources.guests;
+      inherit version;
+      pname = "rime-guests";
+      # --all: the members and their path dependencies (abi/).
+      cargoExtraArgs = "--all";
+    }
+  );
 }

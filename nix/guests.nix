@@ -17,7 +17,18 @@ let
   ];
   target = "wasm32-unknown-unknown";
 
-  args = {
+  # src holds guests/ and abi/ (a path dependency, ../abi from guests/);
+  # the cargo workspace is guests/, so every build starts there.
+  workspace = {
+    cargoToml = "${src}/guests/Cargo.toml";
+    cargoLock = "${src}/guests/Cargo.lock";
+    postUnpack = ''
+      cd "$sourceRoot/guests"
+      sourceRoot=.
+    '';
+  };
+
+  args = workspace // {
     pname = "rime-guests";
     inherit src version;
     strictDeps = true;
@@ -60,6 +71,7 @@ let
           cargoArtifacts
           hostArgs
           hostCargoArtifacts
+          workspace
           ;
         # Shell snippet: copy the built guests to where `cargo build` in a
         # checkout's guests/ leaves them, for host builds and tests.

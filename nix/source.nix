@@ -27,6 +27,13 @@ let
       "rime-data"
     ];
 
+  # What the guests build sees: its workspace and its path dependencies
+  # outside it (guests/Cargo.toml, `[workspace.dependencies]`).
+  guestsDirs = [
+    "guests"
+    "abi"
+  ];
+
   isNixFile = rel: rel == "nix" || lib.hasPrefix "nix/" rel || lib.hasSuffix ".nix" rel || rel == "flake.lock";
 
   keep =
@@ -47,10 +54,18 @@ in
     name = "rime-source";
   };
 
-  # The wasm32 guests workspace: its own Cargo.lock, built on its own.
+  # The wasm32 guests workspace (guests/, its own Cargo.lock, built on its
+  # own) and the one crate outside it that it depends on by path: abi/
+  # (rime-abi, the ABI's definition, shared with the host). cargo runs in
+  # guests/ of this source (nix/guests.nix).
   guests = lib.cleanSourceWith {
-    src = root + "/guests";
-    filter = keep (root + "/guests");
+    src = root;
+    filter =
+      path: type:
+      let
+        rel = relTo root path;
+      in
+      lib.any (dir: rel == dir || lib.hasPrefix "${dir}/" rel) guestsDirs && keep root path type;
     name = "rime-guests-source";
   };
 }

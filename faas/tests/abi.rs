@@ -220,3 +220,36 @@ fn scan_pages_whole_records_and_says_what_it_needs() {
     assert_eq!(p.run("s", &[0, -1, 4, 100], b"").0, -9, "ERR_INVALID flags");
     assert_eq!(p.run("s", &[513, -1, 0, 100], &[b'k'; 513]).0, -4);
 }
+
+#[test]
+fn every_import_of_rime_abi_is_linked_with_its_signature() {
+    // One module importing the whole table of `rime_abi::IMPORTS` (the
+    // ABI's one definition, shared with the SDK) deploys and runs: the
+    // deploy-time check admits it and the linker defines every import
+    // with exactly that type.
+    let ty = |t: &rime_abi::ValType| match t {
+        rime_abi::ValType::I32 => "i32",
+        rime_abi::ValType::I64 => "i64",
+    };
+    let mut imports = String::new();
+    for i in &rime_abi::IMPORTS {
+        let params: Vec<_> = i.params.iter().map(ty).collect();
+        let results: Vec<_> = i.results.iter().map(ty).collect();
+        imports += &format!(
+            "(import \"{}\" \"{}\" (func (param {}) (result {})))\n",
+            rime_abi::IMPORT_MODULE,
+            i.name,
+            params.join(" "),
+            results.join(" ")
+        );
+    }
+    let wat = format!(
+        "(module {imports} (memory (export \"{}\") 1) (func (export \"{}\") (result i32) (i32.const 0)))",
+        rime_abi::EXPORT_MEMORY,
+        rime_abi::EXPORT_INVOKE
+    );
+    let e = env();
+    e.rt.deploy("all", wat.as_bytes(), FunctionConfig::default())
+        .unwrap();
+    assert_eq!(e.rt.invoke("all", b"").unwrap().output, b"");
+}

@@ -4,7 +4,7 @@
 use std::ops::Range;
 
 /// `NONE` (-1) as a length: an absent optional argument.
-pub(crate) const NONE: i32 = -1;
+pub(crate) const NONE: i32 = rime_abi::NONE as i32;
 
 /// A guest passed a range outside its memory (or another malformed
 /// argument that the ABI makes a trap). Carried as the trap's error.

@@ -22,22 +22,18 @@ pub(crate) use memory::BadPointer;
 
 use crate::limits::{Limiter, MAX_OPEN_NAMESPACES};
 use crate::registry::Function;
+use rime_abi::{EXPORT_INVOKE, EXPORT_MEMORY, IMPORT_MODULE};
 use rime_storage::{TreeId, Tx, TxError};
 use std::ptr::NonNull;
 use std::sync::Arc;
 use wasmtime::{Caller, Engine, ExternType, Linker, Memory, Module, ValType};
 
-pub(crate) const ERR_NOT_FOUND: i32 = -1;
-pub(crate) const ERR_BAD_HANDLE: i32 = -2;
-pub(crate) const ERR_DENIED: i32 = -3;
-pub(crate) const ERR_KEY_TOO_LARGE: i32 = -4;
-pub(crate) const ERR_VALUE_TOO_LARGE: i32 = -5;
-pub(crate) const ERR_OUTPUT_TOO_LARGE: i32 = -6;
-pub(crate) const ERR_NOT_I64: i32 = -7;
-pub(crate) const ERR_OVERFLOW: i32 = -8;
-pub(crate) const ERR_INVALID: i32 = -9;
-pub(crate) const ERR_LIMIT: i32 = -10;
-pub(crate) const ERR_WRITE_SET_FULL: i32 = -11;
+// The codes host calls return, from the one definition of the ABI.
+pub(crate) use rime_abi::{
+    CAS_MISMATCH, CAS_OK, ERR_BAD_HANDLE, ERR_DENIED, ERR_INVALID, ERR_KEY_TOO_LARGE, ERR_LIMIT,
+    ERR_NOT_FOUND, ERR_NOT_I64, ERR_OUTPUT_TOO_LARGE, ERR_OVERFLOW, ERR_VALUE_TOO_LARGE,
+    ERR_WRITE_SET_FULL,
+};
 
 /// The transaction and input of the running attempt, as pointers: wasmtime
 /// requires a store's data to be `'static`, and both live on the stack of
@@ -180,69 +176,59 @@ pub(crate) fn linker(engine: &Engine) -> Result<Linker<HostState>, wasmtime::Err
     Ok(l)
 }
 
-#[derive(Clone, Copy, PartialEq)]
-enum T {
-    I32,
-    I64,
-}
-
-/// The import table of `docs/abi.md`: name, parameters, results.
-const IMPORTS: &[(&str, &[T], &[T])] = {
-    use T::*;
-    &[
-        ("input", &[I32, I32], &[I32]),
-        ("output", &[I32, I32], &[I32]),
-        ("ns_open", &[I32, I32], &[I32]),
-        ("get", &[I32, I32, I32, I32, I32], &[I32]),
-        ("put", &[I32, I32, I32, I32, I32], &[I32]),
-        ("delete", &[I32, I32, I32], &[I32]),
-        ("add", &[I32, I32, I32, I64, I32], &[I32]),
-        ("cas", &[I32, I32, I32, I32, I32, I32, I32], &[I32]),
-        ("scan", &[I32, I32, I32, I32, I32, I32, I32, I32], &[I32]),
-        ("log", &[I32, I32, I32], &[]),
-    ]
-};
-
-fn same(types: impl ExactSizeIterator<Item = ValType>, want: &[T]) -> bool {
+/// Whether wasm value types `types` are exactly the ABI's `want`.
+fn same(types: impl ExactSizeIterator<Item = ValType>, want: &[rime_abi::ValType]) -> bool {
     types.len() == want.len()
         && types.zip(want).all(|(v, w)| match w {
-            T::I32 => matches!(v, ValType::I32),
-            T::I64 => matches!(v, ValType::I64),
+            rime_abi::ValType::I32 => matches!(v, ValType::I32),
+            rime_abi::ValType::I64 => matches!(v, ValType::I64),
         })
 }
 
 /// Checks that `module` has the shape of `docs/abi.md` ("Module shape").
 pub(crate) fn check_module(module: &Module) -> Result<(), String> {
     for imp in module.imports() {
-        if imp.module() != "rime" {
+        if imp.module() != IMPORT_MODULE {
             return Err(format!(
-                "import {}.{} is not from module `rime`",
+                "import {}.{} is not from module `{IMPORT_MODULE}`",
                 imp.module(),
                 imp.name()
             ));
         }
-        let Some((_, params, results)) = IMPORTS.iter().find(|(n, ..)| *n == imp.name()) else {
-            return Err(format!("unknown import rime.{}", imp.name()));
+        let Some(want) = rime_abi::Import::find(imp.name()) else {
+            return Err(format!("unknown import {IMPORT_MODULE}.{}", imp.name()));
         };
         match imp.ty() {
-            ExternType::Func(f) if same(f.params(), params) && same(f.results(), results) => {}
+            ExternType::Func(f)
+                if same(f.params(), want.params) && same(f.results(), want.results) => {}
             other => {
                 return Err(format!(
-                    "import rime.{} has type {other:?}, not the ABI's",
+                    "import {IMPORT_MODULE}.{} has type {other:?}, not the ABI's",
                     imp.name()
                 ))
             }
         }
     }
-    match module.get_export("rime_invoke") {
-        Some(ExternType::Func(f)) if same(f.params(), &[]) && same(f.results(), &[T::I32]) => {}
-        Some(_) => return Err("export `rime_invoke` must be a function () -> i32".into()),
-        None => return Err("no export `rime_invoke`".into()),
+    let invoke_ok = |f: &wasmtime::FuncType| {
+        same(f.params(), &[]) && same(f.results(), &[rime_abi::ValType::I32])
+    };
+    match module.get_export(EXPORT_INVOKE) {
+        Some(ExternType::Func(f)) if invoke_ok(&f) => {}
+        Some(_) => {
+            return Err(format!(
+                "export `{EXPORT_INVOKE}` must be a function () -> i32"
+            ))
+        }
+        None => return Err(format!("no export `{EXPORT_INVOKE}`")),
     }
-    match module.get_export("memory") {
+    match module.get_export(EXPORT_MEMORY) {
         Some(ExternType::Memory(m)) if !m.is_64() && !m.is_shared() => {}
-        Some(_) => return Err("export `memory` must be a 32-bit unshared memory".into()),
-        None => return Err("no export `memory`".into()),
+        Some(_) => {
+            return Err(format!(
+                "export `{EXPORT_MEMORY}` must be a 32-bit unshared memory"
+            ))
+        }
+        None => return Err(format!("no export `{EXPORT_MEMORY}`")),
     }
     Ok(())
 }

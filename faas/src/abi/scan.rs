@@ -11,13 +11,11 @@ use crate::limits::MAX_KEY_LEN;
 use std::ops::{Bound, ControlFlow};
 use wasmtime::Linker;
 
-pub(crate) const SCAN_LO_EXCLUSIVE: i32 = 1;
-pub(crate) const SCAN_HI_INCLUSIVE: i32 = 2;
-const SCAN_END: u32 = u32::MAX;
-const HEADER: usize = 8;
+use rime_abi::{SCAN_END, SCAN_END_LEN, SCAN_ENTRY_HEADER as HEADER, SCAN_FLAGS_ALL};
+use rime_abi::{SCAN_HI_INCLUSIVE, SCAN_LO_EXCLUSIVE};
 
 pub(super) fn define(l: &mut Linker<HostState>) -> Result<(), wasmtime::Error> {
-    l.func_wrap("rime", "scan", scan)?;
+    l.func_wrap(IMPORT_MODULE, "scan", scan)?;
     Ok(())
 }
 
@@ -48,7 +46,8 @@ fn scan(
     if lo_r.len() > MAX_KEY_LEN || hi_r.as_ref().is_some_and(|r| r.len() > MAX_KEY_LEN) {
         return Ok(ERR_KEY_TOO_LARGE);
     }
-    if flags & !(SCAN_LO_EXCLUSIVE | SCAN_HI_INCLUSIVE) != 0 {
+    let flags = flags as u32;
+    if flags & !SCAN_FLAGS_ALL != 0 {
         return Ok(ERR_INVALID);
     }
     let mut lo_buf = [0u8; MAX_KEY_LEN];
@@ -101,10 +100,11 @@ fn scan(
                 stopped = true;
                 return ControlFlow::Break(());
             };
-            o[..4].copy_from_slice(&(k.len() as u32).to_le_bytes());
-            o[4..8].copy_from_slice(&(v.len() as u32).to_le_bytes());
-            o[8..8 + k.len()].copy_from_slice(k);
-            o[8 + k.len()..].copy_from_slice(v);
+            let (header, body) = o.split_at_mut(HEADER);
+            header[..4].copy_from_slice(&(k.len() as u32).to_le_bytes());
+            header[4..].copy_from_slice(&(v.len() as u32).to_le_bytes());
+            body[..k.len()].copy_from_slice(k);
+            body[k.len()..].copy_from_slice(v);
             pos += rec;
             ControlFlow::Continue(())
         })
@@ -119,12 +119,12 @@ fn scan(
     }
     // Exhausted: the END record, if it fits; otherwise the guest resumes
     // after the last entry and the next call returns just END.
-    match out.get_mut(pos..pos + 4) {
+    match out.get_mut(pos..pos + SCAN_END_LEN) {
         Some(o) => {
             o.copy_from_slice(&SCAN_END.to_le_bytes());
-            Ok((pos + 4) as i32)
+            Ok((pos + SCAN_END_LEN) as i32)
         }
-        None if pos == 0 => Ok(4),
+        None if pos == 0 => Ok(SCAN_END_LEN as i32),
         None => Ok(pos as i32),
     }
 }

@@ -11,20 +11,21 @@ use crate::limits::{
     MAX_KEY_LEN, MAX_LOG_BYTES_PER_INVOCATION, MAX_LOG_LEN, MAX_LOG_LINES_PER_INVOCATION,
     MAX_OUTPUT_LEN, MAX_VALUE_LEN,
 };
+use rime_abi::Level;
 use wasmtime::Linker;
 
 type R = Result<i32, wasmtime::Error>;
 
 pub(super) fn define(l: &mut Linker<HostState>) -> Result<(), wasmtime::Error> {
-    l.func_wrap("rime", "input", input)?;
-    l.func_wrap("rime", "output", output)?;
-    l.func_wrap("rime", "ns_open", ns_open)?;
-    l.func_wrap("rime", "get", get)?;
-    l.func_wrap("rime", "put", put)?;
-    l.func_wrap("rime", "delete", delete)?;
-    l.func_wrap("rime", "add", add)?;
-    l.func_wrap("rime", "cas", cas)?;
-    l.func_wrap("rime", "log", log)?;
+    l.func_wrap(IMPORT_MODULE, "input", input)?;
+    l.func_wrap(IMPORT_MODULE, "output", output)?;
+    l.func_wrap(IMPORT_MODULE, "ns_open", ns_open)?;
+    l.func_wrap(IMPORT_MODULE, "get", get)?;
+    l.func_wrap(IMPORT_MODULE, "put", put)?;
+    l.func_wrap(IMPORT_MODULE, "delete", delete)?;
+    l.func_wrap(IMPORT_MODULE, "add", add)?;
+    l.func_wrap(IMPORT_MODULE, "cas", cas)?;
+    l.func_wrap(IMPORT_MODULE, "log", log)?;
     Ok(())
 }
 
@@ -266,9 +267,9 @@ fn cas(
     match r {
         Ok(true) => {
             st.writes.record(tree, key, a);
-            Ok(0)
+            Ok(CAS_OK)
         }
-        Ok(false) => Ok(1),
+        Ok(false) => Ok(CAS_MISMATCH),
         Err(e) => write_error(st, e),
     }
 }
@@ -305,12 +306,12 @@ fn log(
     }
     budget.bytes += text.len();
     budget.lines += 1;
-    match level {
-        i32::MIN..=0 => tracing::error!(target: "rime::faaslet", function = f, "{text}"),
-        1 => tracing::warn!(target: "rime::faaslet", function = f, "{text}"),
-        2 => tracing::info!(target: "rime::faaslet", function = f, "{text}"),
-        3 => tracing::debug!(target: "rime::faaslet", function = f, "{text}"),
-        _ => tracing::trace!(target: "rime::faaslet", function = f, "{text}"),
+    match Level::from_raw(level) {
+        Level::Error => tracing::error!(target: "rime::faaslet", function = f, "{text}"),
+        Level::Warn => tracing::warn!(target: "rime::faaslet", function = f, "{text}"),
+        Level::Info => tracing::info!(target: "rime::faaslet", function = f, "{text}"),
+        Level::Debug => tracing::debug!(target: "rime::faaslet", function = f, "{text}"),
+        Level::Trace => tracing::trace!(target: "rime::faaslet", function = f, "{text}"),
     }
     if cut {
         truncated(budget, f);

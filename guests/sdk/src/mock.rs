@@ -113,13 +113,6 @@ pub fn take_logs() -> Vec<(Level, String)> {
     with(|h| core::mem::take(&mut h.logs))
 }
 
-fn valid_namespace_name(name: &[u8]) -> bool {
-    (1..=MAX_NAMESPACE_LEN).contains(&name.len())
-        && name
-            .iter()
-            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'.' | b'-'))
-}
-
 /// Copies `src` to `dst` if it fits (else nothing); returns `src.len()`.
 fn copy_if_fits(src: &[u8], dst: &mut [u8]) -> i32 {
     if let Some(d) = dst.get_mut(..src.len()) {
@@ -179,7 +172,7 @@ pub(crate) mod calls {
     }
 
     pub(crate) fn ns_open(name: &[u8]) -> i32 {
-        if !valid_namespace_name(name) {
+        if !valid_name(name) {
             return ERR_INVALID;
         }
         let name = String::from_utf8_lossy(name).into_owned();
@@ -300,13 +293,7 @@ pub(crate) mod calls {
     }
 
     pub(crate) fn log(level: i32, msg: &[u8]) {
-        let level = match level {
-            i32::MIN..=0 => Level::Error,
-            1 => Level::Warn,
-            2 => Level::Info,
-            3 => Level::Debug,
-            _ => Level::Trace,
-        };
+        let level = Level::from_raw(level);
         let msg = &msg[..msg.len().min(MAX_LOG_LEN)];
         with(|h| {
             h.logs

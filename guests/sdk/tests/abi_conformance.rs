@@ -1,9 +1,12 @@
-//! The built example modules against `docs/abi.md`: every import is in the
-//! documented table with exactly its signature, the documented exports exist
-//! with their types, and together the examples use every import.
+//! `docs/abi.md` against `rime-abi` (the ABI's one definition in code, which
+//! the host and this SDK share): the import table, the limits and the error
+//! codes say the same in both.
 //!
-//! Needs the modules: `cargo build --release` in `guests/` first (or
-//! `RIME_GUESTS_DIR` pointing at them). Without them the test says so and
+//! Then the built example modules against both: every import is in the
+//! table with exactly its signature, the documented exports exist with
+//! their types, and together the examples use every import. That part
+//! needs the modules: `cargo build --release` in `guests/` first (or
+//! `RIME_GUESTS_DIR` pointing at them). Without them it says so and
 //! passes, unless `RIME_REQUIRE_GUESTS=1`.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -47,15 +50,36 @@ fn parse_sig(text: &str) -> Sig {
     )
 }
 
+fn abi_md() -> String {
+    std::fs::read_to_string(manifest_dir().join("../../docs/abi.md")).expect("docs/abi.md")
+}
+
+/// The text of docs/abi.md's section `heading`, up to the next `## `.
+fn section(doc: &str, heading: &str) -> String {
+    let s = doc
+        .split(&format!("\n## {heading}\n"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("docs/abi.md has no section {heading:?}"));
+    s.split("\n## ").next().unwrap().to_string()
+}
+
+/// The cells of the table rows of `text` (header and rule rows included).
+fn rows(text: &str) -> Vec<Vec<String>> {
+    text.lines()
+        .filter(|l| l.starts_with('|'))
+        .map(|l| {
+            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+            cells[1..cells.len() - 1]
+                .iter()
+                .map(|c| c.to_string())
+                .collect()
+        })
+        .collect()
+}
+
 /// The import table of docs/abi.md: name -> signature.
 fn documented_imports() -> BTreeMap<String, Sig> {
-    let doc =
-        std::fs::read_to_string(manifest_dir().join("../../docs/abi.md")).expect("docs/abi.md");
-    let section = doc
-        .split("## Imports (module `rime`)")
-        .nth(1)
-        .expect("imports section");
-    let section = section.split("\n## ").next().unwrap();
+    let section = section(&abi_md(), "Imports (module `rime`)");
     let mut table = BTreeMap::new();
     for line in section.lines() {
         let cells: Vec<&str> = line.split('|').map(str::trim).collect();
@@ -136,9 +160,96 @@ fn read_module(bytes: &[u8]) -> Module {
     module
 }
 
+/// `rime_abi::IMPORTS` as signatures.
+fn crate_imports() -> BTreeMap<String, Sig> {
+    let ty = |t: &rime_abi::ValType| match t {
+        rime_abi::ValType::I32 => ValType::I32,
+        rime_abi::ValType::I64 => ValType::I64,
+    };
+    rime_abi::IMPORTS
+        .iter()
+        .map(|i| {
+            let sig = (
+                i.params.iter().map(ty).collect(),
+                i.results.iter().map(ty).collect(),
+            );
+            (i.name.to_string(), sig)
+        })
+        .collect()
+}
+
+#[test]
+fn the_import_table_of_abi_md_is_rime_abi_s() {
+    assert_eq!(documented_imports(), crate_imports());
+    assert!(abi_md().contains(&format!(
+        "## Imports (module `{}`)",
+        rime_abi::IMPORT_MODULE
+    )));
+}
+
+#[test]
+fn the_error_codes_of_abi_md_are_rime_abi_s() {
+    let documented: Vec<(i32, String)> = rows(&section(&abi_md(), "Error codes (negative `i32`)"))
+        .into_iter()
+        .filter_map(|r| Some((r[0].parse().ok()?, r[1].trim_matches('`').to_string())))
+        .collect();
+    let defined: Vec<(i32, String)> = rime_abi::ERRORS
+        .iter()
+        .map(|(c, n)| (*c, n.to_string()))
+        .collect();
+    assert_eq!(documented, defined);
+}
+
+/// A size as docs/abi.md writes it: `512 B`, `16 MiB − 8 B`, `16`.
+fn size(text: &str) -> usize {
+    let term = |t: &str| -> usize {
+        let (n, unit) = t.trim().split_once(' ').unwrap_or((t.trim(), ""));
+        let n: usize = n.parse().unwrap_or_else(|_| panic!("size {text:?}"));
+        n * match unit {
+            "" | "B" => 1,
+            "KiB" => 1 << 10,
+            "MiB" => 1 << 20,
+            other => panic!("unit {other:?} in {text:?}"),
+        }
+    };
+    match text.split_once(" − ") {
+        Some((a, b)) => term(a) - term(b),
+        None => term(text),
+    }
+}
+
+#[test]
+fn the_limits_of_abi_md_are_rime_abi_s() {
+    use rime_abi::*;
+    let documented: BTreeMap<String, usize> = rows(&section(&abi_md(), "Limits"))
+        .into_iter()
+        .skip(2)
+        .map(|r| (r[0].trim_matches('`').to_string(), size(&r[1])))
+        .collect();
+    let defined: BTreeMap<String, usize> = [
+        ("MAX_KEY_LEN", MAX_KEY_LEN),
+        ("MAX_VALUE_LEN", MAX_VALUE_LEN),
+        ("MAX_INPUT_LEN", MAX_INPUT_LEN),
+        ("MAX_OUTPUT_LEN", MAX_OUTPUT_LEN),
+        ("MAX_NAMESPACE_LEN", MAX_NAMESPACE_LEN),
+        ("MAX_OPEN_NAMESPACES", MAX_OPEN_NAMESPACES),
+        ("MAX_WRITE_SET_BYTES", MAX_WRITE_SET_BYTES),
+        ("WRITE_SET_ENTRY_OVERHEAD", WRITE_SET_ENTRY_OVERHEAD),
+        ("MAX_WRITTEN_BYTES", MAX_WRITTEN_BYTES),
+        ("MAX_LOG_LEN", MAX_LOG_LEN),
+        ("MAX_LOG_BYTES_PER_INVOCATION", MAX_LOG_BYTES_PER_INVOCATION),
+        ("MAX_LOG_LINES_PER_INVOCATION", MAX_LOG_LINES_PER_INVOCATION),
+    ]
+    .into_iter()
+    .map(|(n, v)| (n.to_string(), v))
+    .collect();
+    assert_eq!(documented, defined);
+}
+
 #[test]
 fn examples_match_docs_abi_md() {
-    let documented = documented_imports();
+    let documented = crate_imports();
+    assert_eq!(documented, documented_imports());
     let dir = std::env::var_os("RIME_GUESTS_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| manifest_dir().join("../target/wasm32-unknown-unknown/release"));
@@ -171,7 +282,8 @@ fn examples_match_docs_abi_md() {
 
         for (import_module, import, sig) in &module.imports {
             assert_eq!(
-                import_module, "rime",
+                import_module,
+                rime_abi::IMPORT_MODULE,
                 "{name}: import {import} from {import_module}"
             );
             let want = documented
@@ -182,13 +294,13 @@ fn examples_match_docs_abi_md() {
         }
         assert_eq!(module.memories, [false], "{name}: one 32-bit memory");
         assert_eq!(
-            module.exports.get("memory"),
+            module.exports.get(rime_abi::EXPORT_MEMORY),
             Some(&(ExternalKind::Memory, None)),
             "{name}: memory export"
         );
         let invoke = (ExternalKind::Func, Some((vec![], vec![ValType::I32])));
         assert_eq!(
-            module.exports.get("rime_invoke"),
+            module.exports.get(rime_abi::EXPORT_INVOKE),
             Some(&invoke),
             "{name}: rime_invoke() -> i32"
         );

@@ -47,20 +47,28 @@ let
     else
       throw "crane stub: cargoExtraArgs asks for --target ${builtins.concatStringsSep "," missing}, which the toolchain (targets: ${builtins.concatStringsSep "," toolchainTargets}) lacks; rustc would fail";
 
-  # cargo reads every workspace member's manifest: all must be in src.
+  # cargo reads every workspace member's manifest and every path
+  # dependency's (`[workspace.dependencies]`): all must be in src. The
+  # workspace is at the root of src, or where `cargoToml` says (a workspace
+  # in a subdirectory, entered in postUnpack).
   checkWorkspace =
-    src:
+    args:
     let
-      dir = srcDir src;
+      dir = if args ? cargoToml then dirOf (toString args.cargoToml) else srcDir args.src;
       manifest = builtins.fromTOML (builtins.readFile "${dir}/Cargo.toml");
       members = (manifest.workspace or { }).members or [ ];
       plain = builtins.filter (m: !(lib.hasSuffix "*" m)) members;
       missing = builtins.filter (m: !(builtins.pathExists "${dir}/${m}/Cargo.toml")) plain;
+      deps = builtins.attrValues ((manifest.workspace or { }).dependencies or { });
+      paths = builtins.concatMap (d: if builtins.isAttrs d && d ? path then [ d.path ] else [ ]) deps;
+      missingPaths = builtins.filter (p: !(builtins.pathExists "${dir}/${p}/Cargo.toml")) paths;
     in
     if !(builtins.pathExists "${dir}/Cargo.toml") then
-      throw "crane stub: no Cargo.toml at the root of src ${dir}"
+      throw "crane stub: no Cargo.toml at ${dir} (the root of src, or cargoToml's directory)"
     else if missing != [ ] then
       throw "crane stub: workspace members without a Cargo.toml in src ${dir}: ${builtins.concatStringsSep ", " missing}; cargo would fail"
+    else if missingPaths != [ ] then
+      throw "crane stub: path dependencies without a Cargo.toml in src ${dir}: ${builtins.concatStringsSep ", " missingPaths}; cargo would fail"
     else
       true;
 
@@ -129,7 +137,7 @@ let
       ...
     }@args:
     assert cargoArtifacts == null || lib.isDerivation cargoArtifacts;
-    assert checkWorkspace args.src;
+    assert checkWorkspace args;
     assert checkTargets args;
     assert checkPackage args;
     let
@@ -138,6 +146,7 @@ let
         "cargoLock"
         "cargoLockContents"
         "cargoLockParsed"
+        "cargoToml"
         "checkPhaseCargoCommand"
         "installPhaseCommand"
         "pnameSuffix"
