@@ -131,21 +131,24 @@ pub(crate) fn drop_tree(db: &DbInner, name: &str) -> Result<bool, DbError> {
 }
 
 pub(crate) fn list(db: &DbInner) -> Result<Vec<(String, TreeId)>, DbError> {
+    entries(&db.catalog)
+}
+
+/// Every (name, tree) the catalog tree `catalog` holds, in name order.
+/// Also used before a Db exists (recovery's sweep).
+pub(crate) fn entries(catalog: &BTree) -> Result<Vec<(String, TreeId)>, DbError> {
     let mut out = Vec::new();
     let mut bad = None;
-    db.catalog
-        .scan(.., rime_btree::Direction::Forward, |k, v| {
-            match decode_root(v) {
-                Ok(root) => {
-                    out.push((String::from_utf8_lossy(k).into_owned(), TreeId(root as u32)))
-                }
-                Err(e) => {
-                    bad = Some(e);
-                    return ControlFlow::Break(());
-                }
+    catalog.scan(.., rime_btree::Direction::Forward, |k, v| {
+        match decode_root(v) {
+            Ok(root) => out.push((String::from_utf8_lossy(k).into_owned(), TreeId(root as u32))),
+            Err(e) => {
+                bad = Some(e);
+                return ControlFlow::Break(());
             }
-            ControlFlow::Continue(())
-        })?;
+        }
+        ControlFlow::Continue(())
+    })?;
     match bad {
         Some(e) => Err(e),
         None => Ok(out),

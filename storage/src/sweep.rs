@@ -11,12 +11,10 @@
 //! what a crash leaks by design (a tree created but never named, extents of
 //! values whose replacing commit was the last thing logged).
 
-use crate::catalog::decode_root;
 use crate::error::DbError;
 use crate::hooks::LogHooks;
 use rime_btree::{BTree, ExtentFree, Smo, SmoNotLogged, TreeHooks};
 use rime_bufmgr::{BufferManager, PageId};
-use std::ops::ControlFlow;
 use std::sync::Arc;
 
 /// The hooks redo runs the trees with: SMOs are logged as always; extents
@@ -67,8 +65,8 @@ pub(crate) fn sweep(
         }
     };
     catalog.for_each_frame(&mut mark)?;
-    for root in tree_roots(catalog)? {
-        BTree::open(bm.clone(), root, hooks.clone())?.for_each_frame(&mut mark)?;
+    for (_, id) in crate::catalog::entries(catalog)? {
+        BTree::open(bm.clone(), u64::from(id.0), hooks.clone())?.for_each_frame(&mut mark)?;
     }
     if let Some(pid) = twice {
         return Err(DbError::Corrupt(format!(
@@ -80,23 +78,4 @@ pub(crate) fn sweep(
         live_pages,
         reclaimed_pages,
     })
-}
-
-fn tree_roots(catalog: &BTree) -> Result<Vec<u64>, DbError> {
-    let mut roots = Vec::new();
-    let mut bad = None;
-    catalog.scan(.., rime_btree::Direction::Forward, |_, v| {
-        match decode_root(v) {
-            Ok(root) => roots.push(root),
-            Err(e) => {
-                bad = Some(e);
-                return ControlFlow::Break(());
-            }
-        }
-        ControlFlow::Continue(())
-    })?;
-    match bad {
-        Some(e) => Err(e),
-        None => Ok(roots),
-    }
 }

@@ -199,6 +199,28 @@ fn recovery_skips_writes_to_a_dropped_tree_whose_pages_were_reused() {
     db.close().unwrap();
 }
 
+/// Options whose file opener fails with EMFILE, while `flag` is set, for
+/// files whose name starts with `prefix` (a process out of descriptors).
+fn emfile_while(
+    opts: Options,
+    prefix: &'static str,
+    flag: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Options {
+    opts.with_file_opener(std::sync::Arc::new(move |p: &Path| {
+        let hit = p
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with(prefix));
+        if hit && flag.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(rime_bufmgr::io::IoError::Os {
+                op: rime_bufmgr::io::IoOp::Open,
+                offset: 0,
+                source: std::io::Error::from_raw_os_error(24), // EMFILE
+            });
+        }
+        rime_bufmgr::io::open_block_file(p, rime_bufmgr::io::IoBackend::Auto)
+    }))
+}
+
 /// Issue 12, bug 5: out of descriptors, a background checkpoint failed to
 /// open its allocation-state file and poisoned the Db, and every write
 /// failed after. Nothing was lost there: the file was new and nothing named
@@ -210,20 +232,7 @@ fn a_checkpoint_that_cannot_open_its_allocation_file_fails_alone_without_poisoni
     use std::sync::Arc;
     let dir = TempDir::new().unwrap();
     let emfile = Arc::new(AtomicBool::new(false));
-    let flag = emfile.clone();
-    let opts = base().with_file_opener(Arc::new(move |p: &Path| {
-        let alloc = p
-            .file_name()
-            .is_some_and(|n| n.to_string_lossy().starts_with("alloc-"));
-        if alloc && flag.load(Ordering::SeqCst) {
-            return Err(rime_bufmgr::io::IoError::Os {
-                op: rime_bufmgr::io::IoOp::Open,
-                offset: 0,
-                source: std::io::Error::from_raw_os_error(24), // EMFILE
-            });
-        }
-        rime_bufmgr::io::open_block_file(p, rime_bufmgr::io::IoBackend::Auto)
-    }));
+    let opts = emfile_while(base(), "alloc-", emfile.clone());
     let db = Db::open(dir.path(), opts).unwrap();
     let t = db.create_tree("t").unwrap();
     fill(&db, t, 0..200);
@@ -252,22 +261,7 @@ fn a_log_rollover_while_files_cannot_be_opened_uses_the_segment_prepared_ahead()
     const SEGMENT: u64 = 64 << 10;
     let dir = TempDir::new().unwrap();
     let emfile = Arc::new(AtomicBool::new(false));
-    let flag = emfile.clone();
-    let opts = base()
-        .segment_size(SEGMENT)
-        .with_file_opener(Arc::new(move |p: &Path| {
-            let wal = p
-                .file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("wal-"));
-            if wal && flag.load(Ordering::SeqCst) {
-                return Err(rime_bufmgr::io::IoError::Os {
-                    op: rime_bufmgr::io::IoOp::Open,
-                    offset: 0,
-                    source: std::io::Error::from_raw_os_error(24), // EMFILE
-                });
-            }
-            rime_bufmgr::io::open_block_file(p, rime_bufmgr::io::IoBackend::Auto)
-        }));
+    let opts = emfile_while(base().segment_size(SEGMENT), "wal-", emfile.clone());
     let db = Db::open(dir.path(), opts).unwrap();
     let t = db.create_tree("t").unwrap();
     let start = db.end_lsn().0;
