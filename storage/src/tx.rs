@@ -30,6 +30,13 @@ pub const MAX_KEY_LEN: usize = rime_btree::MAX_KEY_LEN;
 /// as an `ExtentAlloc` SMO, so recovery accounts for their pages.
 pub const MAX_VALUE_LEN: usize = rime_btree::MAX_VALUE_LEN - VERSION_SIZE;
 
+// A single write of the largest key and value always fits one commit
+// record: no put the limits above admit is refused by the log.
+const _: () = assert!(
+    crate::wal::record::commit_write_len(MAX_KEY_LEN, MAX_VALUE_LEN)
+        <= crate::wal::record::MAX_COMMIT_BYTES
+);
+
 const NONE: u32 = u32::MAX;
 
 #[derive(Clone, Copy, Debug)]
