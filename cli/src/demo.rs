@@ -16,7 +16,9 @@
 
 use crate::env::{self, default_data_dir, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use rime_faas::{namespace_tree, FunctionConfig, InvokeError, Pending, Runtime, RuntimeConfig};
+use rime_faas::{
+    namespace_tree, FunctionConfig, Invocation, InvokeError, Pending, Runtime, RuntimeConfig,
+};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -57,7 +59,42 @@ impl Checks {
 
 pub fn run(args: &Args) -> Result<()> {
     let started = Instant::now();
-    // Step 1.
+    let rt = open(args)?;
+    deploy_examples(&rt)?;
+    count_this_run(&rt)?;
+    let counter = increments(&rt, args.increments)?;
+    let bank = transfers(&rt, args.transfers)?;
+    let failed = invariants(&rt, args.increments, &counter, &bank);
+    report_and_close(rt)?;
+    println!(
+        "done in {:.1?}; run it again to see the state carried over",
+        started.elapsed()
+    );
+    if failed > 0 {
+        return Err(format!("{failed} invariant(s) failed").into());
+    }
+    Ok(())
+}
+
+/// What step 4 saw: the counter before and after, and the invocations
+/// that failed.
+struct CounterRun {
+    before: i64,
+    after: i64,
+    errors: Vec<String>,
+}
+
+/// What step 5 saw: the bank's total before and after, and the
+/// invocations that failed (other than refused overdrafts).
+struct BankRun {
+    total_before: i64,
+    total_after: i64,
+    errors: Vec<String>,
+}
+
+/// Step 1: the Db (recovering from its log) and the runtime, with the
+/// functions earlier runs deployed.
+fn open(args: &Args) -> Result<Runtime> {
     let db = env::open_db(&args.data, env::db_options(None))?;
     let recovered = db.stats().recovered_records;
     let rt = env::open_runtime(
@@ -71,8 +108,11 @@ pub fn run(args: &Args) -> Result<()> {
         rt.functions().len(),
         recovered
     );
+    Ok(rt)
+}
 
-    // Step 2.
+/// Step 2: deploys (or redeploys) `counter` and `bank`.
+fn deploy_examples(rt: &Runtime) -> Result<()> {
     let mut deployed = Vec::new();
     for name in ["counter", "bank"] {
         let wasm = env::guest(name)?;
@@ -86,41 +126,85 @@ pub fn run(args: &Args) -> Result<()> {
         ));
     }
     println!("2. deployed {}", deployed.join(", "));
+    Ok(())
+}
 
-    // Step 3.
+/// Step 3: counts this run with the counter.
+fn count_this_run(rt: &Runtime) -> Result<()> {
     let run_number = text(&rt.invoke("counter", RUNS_KEY.as_bytes())?.output);
     println!("3. run {run_number} on this directory");
+    Ok(())
+}
 
-    // Step 4.
-    let before = read_counter(&rt)?;
+/// Step 4: `n` concurrent increments of one counter.
+fn increments(rt: &Runtime, n: u64) -> Result<CounterRun> {
+    let before = read_counter(rt)?;
     let t = Instant::now();
-    let bar = progress(args.increments, "increments");
-    let pending: Vec<Pending> = (0..args.increments)
-        .map(|_| rt.invoke_async("counter", COUNTER_KEY.as_bytes().to_vec()))
-        .collect();
-    let mut errors = Vec::new();
-    let mut retries = 0u64;
-    for p in pending {
-        match p.wait() {
+    let (mut errors, mut retries) = (Vec::new(), 0u64);
+    run_concurrently(
+        n,
+        "increments",
+        || rt.invoke_async("counter", COUNTER_KEY.as_bytes().to_vec()),
+        |r| match r {
             Ok(inv) => retries += u64::from(inv.retries),
             Err(e) => errors.push(e.to_string()),
-        }
-        bar.inc(1);
-    }
-    bar.finish_and_clear();
-    let after = read_counter(&rt)?;
+        },
+    );
+    let after = read_counter(rt)?;
     println!(
-        "4. {} concurrent increments of {COUNTER_KEY} on {} workers in {:.2?} ({} re-runs after conflicts)",
-        args.increments,
+        "4. {n} concurrent increments of {COUNTER_KEY} on {} workers in {:.2?} ({retries} re-runs after conflicts)",
         rt.workers(),
         t.elapsed(),
-        retries
     );
+    Ok(CounterRun {
+        before,
+        after,
+        errors,
+    })
+}
 
-    // Step 5.
+/// Step 5: `n` concurrent random transfers between the bank's accounts
+/// (opened first if this is the first run).
+fn transfers(rt: &Runtime, n: u64) -> Result<BankRun> {
     let accounts: Vec<String> = (0..ACCOUNTS).map(|i| format!("acct-{i:02}")).collect();
+    let opened = open_accounts(rt, &accounts)?;
+    let total_before = bank_total(rt)?;
+    let mut rng = XorShift::seeded();
+    let t = Instant::now();
+    let (mut moved, mut refused, mut retries, mut errors) = (0u64, 0u64, 0u64, Vec::new());
+    run_concurrently(
+        n,
+        "transfers",
+        || rt.invoke_async("bank", random_transfer(&mut rng, &accounts)),
+        |r| match r {
+            Ok(inv) => {
+                moved += 1;
+                retries += u64::from(inv.retries);
+            }
+            Err(InvokeError::Function { message, .. }) if message.starts_with("overdraft") => {
+                refused += 1
+            }
+            Err(e) => errors.push(e.to_string()),
+        },
+    );
+    let total_after = bank_total(rt)?;
+    println!(
+        "5. {n} concurrent transfers between {ACCOUNTS} accounts{} in {:.2?}: {moved} moved money, {refused} refused as overdrafts, {retries} re-runs",
+        if opened > 0 { format!(" ({opened} opened with {INITIAL_BALANCE})") } else { String::new() },
+        t.elapsed()
+    );
+    Ok(BankRun {
+        total_before,
+        total_after,
+        errors,
+    })
+}
+
+/// Opens each of `accounts` that does not exist yet with
+/// [`INITIAL_BALANCE`]; returns how many it opened.
+fn open_accounts(rt: &Runtime, accounts: &[String]) -> Result<usize> {
     let mut opened = 0;
-    for a in &accounts {
+    for a in accounts {
         match rt.invoke("bank", format!("balance {a}").as_bytes()) {
             Ok(_) => {}
             Err(InvokeError::Function { .. }) => {
@@ -131,57 +215,55 @@ pub fn run(args: &Args) -> Result<()> {
             Err(e) => return Err(format!("reading account {a}: {e}").into()),
         }
     }
-    let total_before: i64 = text(&rt.invoke("bank", b"total")?.output)
+    Ok(opened)
+}
+
+/// The input of one transfer: between two different accounts, 1 to 300.
+fn random_transfer(rng: &mut XorShift, accounts: &[String]) -> Vec<u8> {
+    let from = rng.below(ACCOUNTS);
+    let to = (from + 1 + rng.below(ACCOUNTS - 1)) % ACCOUNTS;
+    let amount = 1 + rng.below(300);
+    format!("transfer {} {} {amount}", accounts[from], accounts[to]).into_bytes()
+}
+
+/// The sum of every account's balance, as the bank reports it.
+fn bank_total(rt: &Runtime) -> Result<i64> {
+    Ok(text(&rt.invoke("bank", b"total")?.output)
         .parse()
-        .map_err(|_| "bank total is not a number")?;
-    let mut rng = XorShift::seeded();
-    let t = Instant::now();
-    let bar = progress(args.transfers, "transfers");
-    let pending: Vec<Pending> = (0..args.transfers)
-        .map(|_| {
-            let from = rng.below(ACCOUNTS);
-            let to = (from + 1 + rng.below(ACCOUNTS - 1)) % ACCOUNTS;
-            let amount = 1 + rng.below(300);
-            let input = format!("transfer {} {} {amount}", accounts[from], accounts[to]);
-            rt.invoke_async("bank", input.into_bytes())
-        })
-        .collect();
-    let (mut moved, mut refused, mut retries) = (0u64, 0u64, 0u64);
+        .map_err(|_| "bank total is not a number")?)
+}
+
+/// Submits `n` invocations (each made by `submit`) to the worker pool at
+/// once, then waits for them in order behind a progress bar; `each` sees
+/// every result.
+fn run_concurrently(
+    n: u64,
+    what: &str,
+    mut submit: impl FnMut() -> Pending,
+    mut each: impl FnMut(std::result::Result<Invocation, InvokeError>),
+) {
+    let bar = progress(n, what);
+    let pending: Vec<Pending> = (0..n).map(|_| submit()).collect();
     for p in pending {
-        match p.wait() {
-            Ok(inv) => {
-                moved += 1;
-                retries += u64::from(inv.retries);
-            }
-            Err(InvokeError::Function { message, .. }) if message.starts_with("overdraft") => {
-                refused += 1
-            }
-            Err(e) => errors.push(e.to_string()),
-        }
+        each(p.wait());
         bar.inc(1);
     }
     bar.finish_and_clear();
-    let total_after: i64 = text(&rt.invoke("bank", b"total")?.output)
-        .parse()
-        .map_err(|_| "bank total is not a number")?;
-    println!(
-        "5. {} concurrent transfers between {ACCOUNTS} accounts{} in {:.2?}: {moved} moved money, {refused} refused as overdrafts, {retries} re-runs",
-        args.transfers,
-        if opened > 0 { format!(" ({opened} opened with {INITIAL_BALANCE})") } else { String::new() },
-        t.elapsed()
-    );
+}
 
-    // Step 6.
+/// Step 6: the invariants, each an `ok`/`FAIL` line; how many failed.
+fn invariants(rt: &Runtime, increments: u64, counter: &CounterRun, bank: &BankRun) -> usize {
     println!("6. invariants");
     let mut checks = Checks { failed: 0 };
-    let expected = before + args.increments as i64;
+    let CounterRun { before, after, .. } = *counter;
+    let expected = before + increments as i64;
     checks.check(
         after == expected,
         &format!(
-            "counter {COUNTER_KEY}: {before} -> {after} (expected {before} + {} = {expected})",
-            args.increments
+            "counter {COUNTER_KEY}: {before} -> {after} (expected {before} + {increments} = {expected})"
         ),
     );
+    let (total_before, total_after) = (bank.total_before, bank.total_after);
     let expected_total = ACCOUNTS as i64 * INITIAL_BALANCE;
     checks.check(
         total_before == expected_total && total_after == expected_total,
@@ -189,6 +271,7 @@ pub fn run(args: &Args) -> Result<()> {
             "bank total {total_before} -> {total_after} (expected {ACCOUNTS} x {INITIAL_BALANCE} = {expected_total})"
         ),
     );
+    let errors: Vec<&String> = counter.errors.iter().chain(&bank.errors).collect();
     checks.check(
         errors.is_empty(),
         &format!(
@@ -208,8 +291,11 @@ pub fn run(args: &Args) -> Result<()> {
             Err(e) => format!("Db::verify: {e}"),
         },
     );
+    checks.failed
+}
 
-    // Step 7.
+/// Step 7: the counters, then a checkpoint and a clean close.
+fn report_and_close(rt: Runtime) -> Result<()> {
     let s = rt.db().stats();
     let r = rt.stats();
     println!(
@@ -223,15 +309,7 @@ pub fn run(args: &Args) -> Result<()> {
         s.pool.hits,
         s.pool.misses
     );
-    env::close(rt)?;
-    println!(
-        "done in {:.1?}; run it again to see the state carried over",
-        started.elapsed()
-    );
-    if checks.failed > 0 {
-        return Err(format!("{} invariant(s) failed", checks.failed).into());
-    }
-    Ok(())
+    env::close(rt)
 }
 
 fn progress(len: u64, what: &str) -> ProgressBar {
