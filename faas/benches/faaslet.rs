@@ -23,30 +23,11 @@ use std::sync::Arc;
 const EMPTY: &str = r#"(module (memory (export "memory") 1)
   (func (export "rime_invoke") (result i32) (i32.const 0)))"#;
 
-/// Input `n: u32, mode: u32`: mode 0 = `get` of key "key" into a 4 KiB
-/// buffer, 1 = `put` of a 100-byte value to "key"; `n` times.
-const PROBE: &str = r#"(module
-  (import "rime" "input" (func $input (param i32 i32) (result i32)))
-  (import "rime" "get" (func $get (param i32 i32 i32 i32 i32) (result i32)))
-  (import "rime" "put" (func $put (param i32 i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 2)
-  (data (i32.const 0) "key")
-  (func (export "rime_invoke") (result i32)
-    (local $n i32) (local $i i32)
-    (drop (call $input (i32.const 16) (i32.const 8)))
-    (local.set $n (i32.load (i32.const 16)))
-    (block $done (loop $next
-      (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
-      (if (i32.eqz (i32.load (i32.const 20)))
-        (then (if (i32.ne (call $get (i32.const 0) (i32.const 0) (i32.const 3) (i32.const 1024) (i32.const 4096))
-                          (i32.const 100))
-                (then unreachable)))
-        (else (if (i32.ne (call $put (i32.const 0) (i32.const 0) (i32.const 3) (i32.const 1024) (i32.const 100))
-                          (i32.const 0))
-                (then unreachable))))
-      (local.set $i (i32.add (local.get $i) (i32.const 1)))
-      (br $next)))
-    (i32.const 0)))"#;
+/// The probe guest (`n` calls of `get` or `put` in one invocation), shared
+/// with `tests/no_alloc.rs`.
+#[path = "../tests/common/probe.rs"]
+#[allow(dead_code)] // SCAN: the scan bench uses `pushdown`
+mod probe;
 
 fn guests_dir() -> PathBuf {
     std::env::var_os("RIME_GUESTS_DIR").map_or_else(
@@ -56,10 +37,6 @@ fn guests_dir() -> PathBuf {
         },
         PathBuf::from,
     )
-}
-
-fn input(n: u32, mode: u32) -> Vec<u8> {
-    [n.to_le_bytes(), mode.to_le_bytes()].concat()
 }
 
 fn benches(c: &mut Criterion) {
@@ -76,7 +53,7 @@ fn benches(c: &mut Criterion) {
     .unwrap();
     rt.deploy("empty", EMPTY.as_bytes(), FunctionConfig::default())
         .unwrap();
-    rt.deploy("probe", PROBE.as_bytes(), FunctionConfig::default())
+    rt.deploy("probe", probe::PROBE.as_bytes(), FunctionConfig::default())
         .unwrap();
     let pushdown = std::fs::read(guests_dir().join("pushdown.wasm"))
         .expect("build the guests first: scripts/build-guests");
@@ -100,7 +77,7 @@ fn benches(c: &mut Criterion) {
     let mut g = c.benchmark_group("get");
     g.throughput(Throughput::Elements(1000));
     for (name, n) in [("guest_x0", 0), ("guest_x1000", 1000)] {
-        let inp = input(n, 0);
+        let inp = probe::input(n, probe::GET);
         g.bench_function(name, |b| b.iter(|| rt.invoke("probe", &inp).unwrap()));
     }
     g.bench_function("native_x1000", |b| {
@@ -126,7 +103,7 @@ fn benches(c: &mut Criterion) {
     let mut g = c.benchmark_group("put");
     g.throughput(Throughput::Elements(1000));
     for (name, n) in [("guest_x0", 0), ("guest_x1000", 1000)] {
-        let inp = input(n, 1);
+        let inp = probe::input(n, probe::PUT);
         g.bench_function(name, |b| b.iter(|| rt.invoke("probe", &inp).unwrap()));
     }
     g.bench_function("native_x1000", |b| {

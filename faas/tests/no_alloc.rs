@@ -10,6 +10,7 @@ use common::*;
 use rime_faas::FunctionConfig;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
+use std::time::Duration;
 
 struct Counting;
 
@@ -53,41 +54,13 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOC: Counting = Counting;
 
-/// Input: `n: u32, mode: u32` (0 = `get` of a 100-byte value into a 4 KiB
-/// buffer, 1 = `scan` of the whole namespace into a 32 KiB buffer), then
-/// makes `n` such calls, trapping on an unexpected result.
-const PROBE: &str = r#"(module
-  (import "rime" "input" (func $input (param i32 i32) (result i32)))
-  (import "rime" "get" (func $get (param i32 i32 i32 i32 i32) (result i32)))
-  (import "rime" "scan" (func $scan (param i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 2)
-  (data (i32.const 0) "key")
-  (func (export "rime_invoke") (result i32)
-    (local $n i32) (local $i i32)
-    (drop (call $input (i32.const 16) (i32.const 8)))
-    (local.set $n (i32.load (i32.const 16)))
-    (block $done (loop $next
-      (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
-      (if (i32.eqz (i32.load (i32.const 20)))
-        (then (if (i32.ne (call $get (i32.const 0) (i32.const 0) (i32.const 3) (i32.const 1024) (i32.const 4096))
-                          (i32.const 100))
-                (then unreachable)))
-        (else (if (i32.le_s (call $scan (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const -1)
-                                        (i32.const 0) (i32.const 8192) (i32.const 32768))
-                            (i32.const 100))
-                (then unreachable))))
-      (local.set $i (i32.add (local.get $i) (i32.const 1)))
-      (br $next)))
-    (i32.const 0)))"#;
-
-fn input(n: u32, mode: u32) -> Vec<u8> {
-    [n.to_le_bytes(), mode.to_le_bytes()].concat()
-}
-
 fn setup() -> Env {
     let e = env();
-    e.rt.deploy("probe", PROBE.as_bytes(), FunctionConfig::default())
-        .unwrap();
+    // A deadline far beyond what 2000 calls take: this test counts
+    // allocations, and the default 1 s was missed by 2000 scans on a
+    // loaded machine.
+    let cfg = FunctionConfig::default().deadline(Duration::from_secs(60));
+    e.rt.deploy("probe", probe::PROBE.as_bytes(), cfg).unwrap();
     let db = e.rt.db();
     let t = db.open_tree("ns/probe").unwrap().unwrap();
     db.transaction(|tx| {
@@ -106,7 +79,7 @@ fn measure(e: &Env, mode: u32) -> (u64, u64) {
     let count = |n: u32| {
         COUNT.with(|c| c.set(0));
         COUNTING.with(|c| c.set(true));
-        let r = e.rt.invoke("probe", &input(n, mode));
+        let r = e.rt.invoke("probe", &probe::input(n, mode));
         COUNTING.with(|c| c.set(false));
         r.unwrap();
         COUNT.with(|c| c.get())
@@ -119,14 +92,14 @@ fn measure(e: &Env, mode: u32) -> (u64, u64) {
     let many = count(2000);
     eprintln!(
         "{}: {few} allocations with 10 calls, {many} with 2000",
-        ["get", "scan"][mode as usize]
+        ["get", "put", "scan"][mode as usize]
     );
     (few, many)
 }
 
 #[test]
 fn get_does_not_allocate_per_call() {
-    let (few, many) = measure(&setup(), 0);
+    let (few, many) = measure(&setup(), probe::GET);
     assert_eq!(many, few, "get allocates per call");
 }
 
@@ -135,6 +108,6 @@ fn get_does_not_allocate_per_call() {
 /// nothing however many entries and leaves it crosses.
 #[test]
 fn scan_does_not_allocate_per_call() {
-    let (few, many) = measure(&setup(), 1);
+    let (few, many) = measure(&setup(), probe::SCAN);
     assert_eq!(many, few, "scan allocates per call");
 }

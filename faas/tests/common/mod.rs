@@ -1,6 +1,8 @@
 //! Shared set-up of the runtime's integration tests.
 #![allow(dead_code)]
 
+pub mod probe;
+
 use rime_faas::{FunctionConfig, Runtime, RuntimeConfig};
 use rime_storage::{Db, Durability, Options};
 use std::path::{Path, PathBuf};
