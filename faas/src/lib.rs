@@ -47,6 +47,9 @@ pub struct RuntimeStats {
     pub retries: u64,
     pub traps: u64,
     pub timeouts: u64,
+    /// Instances alive now: slots of the pooling allocator in use, at most
+    /// [`RuntimeConfig::max_instances`]. One per running attempt.
+    pub instances: u64,
     /// Modules loaded from the on-disk cache / compiled.
     pub cache_hits: u64,
     pub compiles: u64,
@@ -59,6 +62,8 @@ struct Counters {
     retries: AtomicU64,
     traps: AtomicU64,
     timeouts: AtomicU64,
+    /// A gauge, not a counter: instances instantiated and not yet dropped.
+    instances: AtomicU64,
 }
 
 struct Inner {
@@ -238,6 +243,7 @@ impl Runtime {
             retries: c.retries.load(Ordering::Relaxed),
             traps: c.traps.load(Ordering::Relaxed),
             timeouts: c.timeouts.load(Ordering::Relaxed),
+            instances: c.instances.load(Ordering::Relaxed),
             cache_hits: i.cache.hits.load(Ordering::Relaxed),
             compiles: i.cache.compiles.load(Ordering::Relaxed),
         }
@@ -276,6 +282,10 @@ impl Inner {
     }
 
     fn invoke(&self, name: &str, input: &[u8]) -> Result<Invocation, InvokeError> {
+        // 1. Lookup (`docs/faas.md`, "Lifecycle of an invocation"; steps 2–9
+        // are in `invoke.rs`): the function's `Arc` is cloned out of the
+        // map, so a redeploy that swaps the entry leaves this invocation
+        // with the version it found.
         let f = self
             .functions
             .read()
@@ -283,8 +293,8 @@ impl Inner {
             .get(name)
             .cloned()
             .ok_or_else(|| InvokeError::NotFound(name.to_string()))?;
-        let r = invoke::invoke(&self.engine, &self.db, &f, input);
         let c = &self.counters;
+        let r = invoke::invoke(&self.engine, &self.db, &f, input, &c.instances);
         match &r {
             Ok(inv) => {
                 c.committed.fetch_add(1, Ordering::Relaxed);
