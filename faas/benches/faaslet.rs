@@ -23,11 +23,11 @@ use std::sync::Arc;
 const EMPTY: &str = r#"(module (memory (export "memory") 1)
   (func (export "rime_invoke") (result i32) (i32.const 0)))"#;
 
-/// The probe guest (`n` calls of `get` or `put` in one invocation), shared
-/// with `tests/no_alloc.rs`.
-#[path = "../tests/common/probe.rs"]
+/// The call-loop guest (`n` calls of `get` or `put` in one invocation),
+/// shared with `tests/no_alloc.rs`.
+#[path = "../tests/common/call_loop.rs"]
 #[allow(dead_code)] // SCAN: the scan bench uses `pushdown`
-mod probe;
+mod call_loop;
 
 fn guests_dir() -> PathBuf {
     std::env::var_os("RIME_GUESTS_DIR").map_or_else(
@@ -53,8 +53,12 @@ fn benches(c: &mut Criterion) {
     .unwrap();
     rt.deploy("empty", EMPTY.as_bytes(), FunctionConfig::default())
         .unwrap();
-    rt.deploy("probe", probe::PROBE.as_bytes(), FunctionConfig::default())
-        .unwrap();
+    rt.deploy(
+        "probe",
+        call_loop::CALL_LOOP.as_bytes(),
+        FunctionConfig::default(),
+    )
+    .unwrap();
     let pushdown = std::fs::read(guests_dir().join("pushdown.wasm"))
         .expect("build the guests first: scripts/build-guests");
     rt.deploy("pushdown", &pushdown, FunctionConfig::default())
@@ -77,7 +81,7 @@ fn benches(c: &mut Criterion) {
     let mut g = c.benchmark_group("get");
     g.throughput(Throughput::Elements(1000));
     for (name, n) in [("guest_x0", 0), ("guest_x1000", 1000)] {
-        let inp = probe::input(n, probe::GET);
+        let inp = call_loop::input(n, call_loop::GET);
         g.bench_function(name, |b| b.iter(|| rt.invoke("probe", &inp).unwrap()));
     }
     g.bench_function("native_x1000", |b| {
@@ -103,7 +107,7 @@ fn benches(c: &mut Criterion) {
     let mut g = c.benchmark_group("put");
     g.throughput(Throughput::Elements(1000));
     for (name, n) in [("guest_x0", 0), ("guest_x1000", 1000)] {
-        let inp = probe::input(n, probe::PUT);
+        let inp = call_loop::input(n, call_loop::PUT);
         g.bench_function(name, |b| b.iter(|| rt.invoke("probe", &inp).unwrap()));
     }
     g.bench_function("native_x1000", |b| {

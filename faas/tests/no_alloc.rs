@@ -60,7 +60,8 @@ fn setup() -> Env {
     // allocations, and the default 1 s was missed by 2000 scans on a
     // loaded machine.
     let cfg = FunctionConfig::default().deadline(Duration::from_secs(60));
-    e.rt.deploy("probe", probe::PROBE.as_bytes(), cfg).unwrap();
+    e.rt.deploy("probe", call_loop::CALL_LOOP.as_bytes(), cfg)
+        .unwrap();
     let db = e.rt.db();
     let t = db.open_tree("ns/probe").unwrap().unwrap();
     db.transaction(|tx| {
@@ -79,7 +80,7 @@ fn measure(e: &Env, mode: u32) -> (u64, u64) {
     let count = |n: u32| {
         COUNT.with(|c| c.set(0));
         COUNTING.with(|c| c.set(true));
-        let r = e.rt.invoke("probe", &probe::input(n, mode));
+        let r = e.rt.invoke("probe", &call_loop::input(n, mode));
         COUNTING.with(|c| c.set(false));
         r.unwrap();
         COUNT.with(|c| c.get())
@@ -99,7 +100,7 @@ fn measure(e: &Env, mode: u32) -> (u64, u64) {
 
 #[test]
 fn get_does_not_allocate_per_call() {
-    let (few, many) = measure(&setup(), probe::GET);
+    let (few, many) = measure(&setup(), call_loop::GET);
     assert_eq!(many, few, "get allocates per call");
 }
 
@@ -108,6 +109,6 @@ fn get_does_not_allocate_per_call() {
 /// nothing however many entries and leaves it crosses.
 #[test]
 fn scan_does_not_allocate_per_call() {
-    let (few, many) = measure(&setup(), probe::SCAN);
+    let (few, many) = measure(&setup(), call_loop::SCAN);
     assert_eq!(many, few, "scan allocates per call");
 }

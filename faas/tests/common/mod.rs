@@ -1,7 +1,7 @@
 //! Shared set-up of the runtime's integration tests.
 #![allow(dead_code)]
 
-pub mod probe;
+pub mod call_loop;
 
 use rime_faas::{FunctionConfig, Runtime, RuntimeConfig};
 use rime_storage::{Db, Durability, Options};

@@ -1,5 +1,5 @@
-//! The probe guest: one host call made `n` times in a loop inside a single
-//! invocation, so a caller can tell the cost of the call from the cost of
+//! The call-loop guest: one host call made `n` times in a loop inside a
+//! single invocation, so a caller can tell the cost of the call from the cost of
 //! the invocation around it. Shared by `tests/no_alloc.rs` (allocations per
 //! call) and `benches/faaslet.rs` (time per call, `#[path]`-included).
 //!
@@ -15,7 +15,7 @@ pub const PUT: u32 = 1;
 pub const SCAN: u32 = 2;
 
 /// The module, in the text format (the runtime accepts it as is).
-pub const PROBE: &str = r#"(module
+pub const CALL_LOOP: &str = r#"(module
   (import "rime" "input" (func $input (param i32 i32) (result i32)))
   (import "rime" "get" (func $get (param i32 i32 i32 i32 i32) (result i32)))
   (import "rime" "put" (func $put (param i32 i32 i32 i32 i32) (result i32)))
