@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{auth, code, guest, send, text, Server, TOKEN};
+use common::{auth, code, guest, send, text, wait_until, Server, TOKEN};
 use std::time::{Duration, Instant};
 
 #[test]
@@ -209,23 +209,47 @@ fn concurrent_invocations_then_sigterm_and_restart() {
 
 #[test]
 fn sigterm_lets_an_invocation_in_flight_finish() {
+    const DEADLINE: Duration = Duration::from_millis(1500);
     let dir = tempfile::TempDir::new().unwrap();
     let s = Server::start(dir.path(), &["--token", TOKEN, "--open-invoke"]);
     let (st, body) = send(
-        auth(ureq::post(&s.url("/functions/hostile?deadline=1500ms"))),
+        auth(ureq::post(&s.url(&format!(
+            "/functions/hostile?deadline={}ms",
+            DEADLINE.as_millis()
+        )))),
         Some(&guest("hostile")),
     );
     assert_eq!(st, 201, "{}", text(&body));
     // `loop` spins until its deadline: in flight for 1.5 s.
     let url = s.url("/invoke/hostile");
+    let requests = "rime_http_requests_total";
+    let before = s.metric(requests);
     let t = Instant::now();
     let slow = std::thread::spawn(move || send(ureq::post(&url), Some(b"loop")));
-    std::thread::sleep(Duration::from_millis(400));
+    // SIGTERM once the server has the request: it is counted as it enters
+    // the router, and from then on a stop lets it finish. Every poll of
+    // /metrics counts itself, so the invocation is there once the count
+    // is past `before` plus the polls; and it has not finished yet
+    // (rime_invocations_total counts invocations that returned).
+    let mut polls = 0;
+    wait_until(
+        Duration::from_secs(30),
+        "the invocation never reached the server",
+        || {
+            polls += 1;
+            let m = s.metrics().expect("GET /metrics");
+            let arrived = m[requests] > before + polls;
+            if arrived {
+                assert_eq!(m["rime_invocations_total"], 0, "finished before SIGTERM");
+            }
+            arrived
+        },
+    );
     let status = s.terminate();
     let (st, body) = slow.join().unwrap();
     // The client got its answer (the deadline), not a dropped connection.
     assert_eq!((st, code(&body)), (504, "timeout".into()));
-    assert!(t.elapsed() >= Duration::from_millis(1400));
+    assert!(t.elapsed() >= DEADLINE, "{:?}", t.elapsed());
     assert!(status.success(), "{status:?}");
 }
 

@@ -3,6 +3,7 @@
 //! library will not do (idle connections, headers without their body).
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -96,14 +97,16 @@ impl Server {
 
     /// The value of the unlabelled metric `name` in `GET /metrics`.
     pub fn metric(&self, name: &str) -> u64 {
-        let (st, body) = send(ureq::get(&self.url("/metrics")), None);
-        assert_eq!(st, 200);
-        let m = text(&body);
-        m.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-            .unwrap_or_else(|| panic!("no {name} in {m}"))
-            .parse()
-            .unwrap()
+        let m = self.metrics().expect("GET /metrics failed");
+        *m.get(name).unwrap_or_else(|| panic!("no {name} in {m:?}"))
+    }
+
+    /// The unlabelled samples of `GET /metrics` by name; `None` if the
+    /// request failed (a connection over the server's cap is refused).
+    pub fn metrics(&self) -> Option<HashMap<String, u64>> {
+        let resp = ureq::get(&self.url("/metrics")).call().ok()?;
+        let page = resp.into_string().ok()?;
+        Some(samples(&page))
     }
 
     /// SIGTERM, then the exit status (within 30 s).
@@ -150,6 +153,28 @@ pub fn send(req: ureq::Request, body: Option<&[u8]>) -> (u16, Vec<u8>) {
     let mut out = Vec::new();
     resp.into_reader().read_to_end(&mut out).unwrap();
     (status, out)
+}
+
+/// The unlabelled samples of a Prometheus text page, by name.
+pub fn samples(page: &str) -> HashMap<String, u64> {
+    page.lines()
+        .filter(|l| !l.starts_with('#') && !l.contains('{'))
+        .filter_map(|l| {
+            let (name, value) = l.split_once(' ')?;
+            Some((name.to_string(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Calls `done` until it returns true: how a test waits for the server to
+/// get somewhere, instead of sleeping for long enough. Panics with `what`
+/// if that takes more than `within`.
+pub fn wait_until(within: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !done() {
+        assert!(t.elapsed() < within, "{what} (waited {within:?})");
+        std::thread::yield_now();
+    }
 }
 
 pub fn text(b: &[u8]) -> String {
