@@ -14,6 +14,7 @@ let
     "pushdown"
     "kv"
     "hostile"
+    "probe"
   ];
   target = "wasm32-unknown-unknown";
 

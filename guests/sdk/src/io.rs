@@ -2,7 +2,7 @@
 
 use crate::abi::{self, Level, MAX_LOG_LEN, MAX_OUTPUT_LEN};
 use crate::error::Error;
-use crate::sys;
+use crate::raw;
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
@@ -14,7 +14,7 @@ pub fn input() -> Result<Vec<u8>, Error> {
     // The first call asks for the length; the input never changes, so the
     // second one fits.
     for _ in 0..2 {
-        let code = sys::input(&mut buf);
+        let code = raw::input(&mut buf);
         Error::check(code)?;
         let n = code as usize; // non-negative i32: lossless
         if n <= buf.len() {
@@ -31,12 +31,12 @@ pub fn output(bytes: &[u8]) -> Result<(), Error> {
     if bytes.len() > MAX_OUTPUT_LEN {
         return Err(Error::OutputTooLarge);
     }
-    Error::check(sys::output(bytes))
+    Error::check(raw::output(bytes))
 }
 
 /// Logs `msg` at `level`, truncated to [`MAX_LOG_LEN`] bytes.
 pub fn log(level: Level, msg: &str) {
-    sys::log(level as i32, truncate(msg, MAX_LOG_LEN).as_bytes());
+    raw::log(level as i32, truncate(msg, MAX_LOG_LEN).as_bytes());
 }
 
 /// Formats and logs without allocating (used by [`log!`](crate::log!) and
@@ -44,7 +44,7 @@ pub fn log(level: Level, msg: &str) {
 pub fn log_fmt(level: Level, args: fmt::Arguments<'_>) {
     let mut msg = StackText::<MAX_LOG_LEN>::new();
     let _ = msg.write_fmt(args); // only fails by truncating, which is fine
-    sys::log(level as i32, msg.as_bytes());
+    raw::log(level as i32, msg.as_bytes());
 }
 
 /// `s` cut to at most `max` bytes at a char boundary.

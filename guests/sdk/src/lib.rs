@@ -15,9 +15,10 @@
 //! re-run a function on a conflict, so it must be deterministic in its input
 //! and the state it reads.
 //!
-//! All `unsafe` code is in the private `sys` module. On targets other than
-//! wasm32 the host calls are served by [`mock`], an in-process host, so
-//! faaslets and the SDK can be unit-tested natively.
+//! All `unsafe` code is in [`raw`], the imports as safe functions that
+//! return raw codes. On targets other than wasm32 the host calls are served
+//! by [`mock`], an in-process host, so faaslets and the SDK can be
+//! unit-tested natively.
 #![no_std]
 #![deny(unsafe_code)]
 
@@ -32,8 +33,8 @@ mod io;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod mock;
 mod namespace;
+pub mod raw;
 mod scan;
-mod sys;
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests;
 

@@ -1,10 +1,13 @@
 //! An in-process host for native tests (targets other than wasm32).
 //!
-//! It follows `docs/abi.md` for every call's results and buffer protocol, so
-//! it doubles as an executable reference for the real host. It does not
-//! model bounds-check traps (there is no linear memory), conflicts and
-//! re-runs, or `MAX_WRITE_SET_BYTES` / `MAX_WRITTEN_BYTES`. A transaction is modelled by
-//! snapshotting the store in [`invoke`] and restoring it on failure.
+//! It follows `docs/abi.md` for every call's results and buffer protocol
+//! and for what the log keeps (levels, truncation, the per-invocation
+//! budget), so it doubles as an executable reference for the real host:
+//! `faas/tests/mock_vs_host.rs` runs the same scripts of raw calls on both
+//! and requires identical results. It does not model bounds-check traps
+//! (there is no linear memory), conflicts and re-runs, or
+//! `MAX_WRITE_SET_BYTES` / `MAX_WRITTEN_BYTES`. A transaction is modelled
+//! by snapshotting the store in [`invoke`] and restoring it on failure.
 //!
 //! State is per thread, so parallel tests do not see each other.
 
@@ -19,6 +22,10 @@ use std::vec::Vec;
 /// The name of the function's own namespace (handle 0) in the mock.
 pub const OWN_NAME: &str = "own";
 
+/// How the warning starts that ends an invocation's log when it reached its
+/// budget (the host's words).
+pub const LOG_TRUNCATED: &str = "log output truncated";
+
 type Store = BTreeMap<Vec<u8>, Vec<u8>>;
 
 #[derive(Default)]
@@ -31,6 +38,11 @@ struct Host {
     input: Vec<u8>,
     output: Vec<u8>,
     logs: Vec<(Level, String)>,
+    /// The current invocation's log output so far: messages, bytes, and
+    /// whether it was cut short (`MAX_LOG_*_PER_INVOCATION`).
+    log_lines: usize,
+    log_bytes: usize,
+    log_truncated: bool,
 }
 
 std::thread_local! {
@@ -78,6 +90,7 @@ pub fn invoke_with(input: &[u8], entry: impl FnOnce() -> i32) -> Outcome {
     let snapshot = with(|h| {
         h.input = input.to_vec();
         h.output.clear();
+        (h.log_lines, h.log_bytes, h.log_truncated) = (0, 0, false);
         h.handles = std::vec![(OWN_NAME.to_string(), true)];
         h.stores.clone()
     });
@@ -108,7 +121,10 @@ pub fn load(ns: &str, key: &[u8]) -> Option<Vec<u8>> {
     with(|h| h.stores.get(ns).and_then(|s| s.get(key)).cloned())
 }
 
-/// Takes the messages logged so far.
+/// Takes the messages logged so far. As on the host, an invocation's log
+/// stops at `MAX_LOG_LINES_PER_INVOCATION` messages or
+/// `MAX_LOG_BYTES_PER_INVOCATION` bytes, with one last [`LOG_TRUNCATED`]
+/// warning.
 pub fn take_logs() -> Vec<(Level, String)> {
     with(|h| core::mem::take(&mut h.logs))
 }
@@ -122,6 +138,18 @@ fn copy_if_fits(src: &[u8], dst: &mut [u8]) -> i32 {
 }
 
 impl Host {
+    /// Ends the invocation's log output, with the host's one warning.
+    fn truncate_log(&mut self) {
+        self.log_truncated = true;
+        self.logs.push((
+            Level::Warn,
+            std::format!(
+                "{LOG_TRUNCATED}: this invocation reached {MAX_LOG_LINES_PER_INVOCATION} messages \
+                 or {MAX_LOG_BYTES_PER_INVOCATION} bytes; the rest of its log is dropped"
+            ),
+        ));
+    }
+
     /// The store behind `ns`, if open (and writable when `write`).
     fn store(&mut self, ns: i32, write: bool) -> Result<&mut Store, i32> {
         let (name, writable) = usize::try_from(ns)
@@ -155,7 +183,8 @@ fn code(r: Result<i32, i32>) -> i32 {
     r.unwrap_or_else(|e| e)
 }
 
-/// The mock's versions of the imports, with the signatures of `sys`.
+/// The mock's versions of the imports, with the signatures of
+/// [`crate::raw`] (which calls them on native targets).
 pub(crate) mod calls {
     use super::*;
 
@@ -241,6 +270,9 @@ pub(crate) mod calls {
             let store = h.store(ns, true)?;
             key_ok(key)?;
             new.map_or(Ok(()), value_ok)?;
+            // An expected value over the limit is an error, as any value
+            // argument is, not a mismatch (the host's answer).
+            expected.map_or(Ok(()), value_ok)?;
             if store.get(key).map(Vec::as_slice) != expected {
                 return Ok(CAS_MISMATCH);
             }
@@ -294,10 +326,35 @@ pub(crate) mod calls {
 
     pub(crate) fn log(level: i32, msg: &[u8]) {
         let level = Level::from_raw(level);
-        let msg = &msg[..msg.len().min(MAX_LOG_LEN)];
         with(|h| {
-            h.logs
-                .push((level, String::from_utf8_lossy(msg).into_owned()))
+            if h.log_truncated {
+                return;
+            }
+            let room = MAX_LOG_BYTES_PER_INVOCATION - h.log_bytes;
+            if h.log_lines >= MAX_LOG_LINES_PER_INVOCATION || room == 0 {
+                h.truncate_log();
+                return;
+            }
+            // At most MAX_LOG_LEN bytes, and no more than the budget's room,
+            // then invalid UTF-8 replaced; replacement characters can make
+            // the text longer than its bytes, so cut again at a char
+            // boundary within the room.
+            let kept = msg.len().min(MAX_LOG_LEN);
+            let mut text = String::from_utf8_lossy(&msg[..kept.min(room)]).into_owned();
+            let cut = text.len() > room || kept > room;
+            if text.len() > room {
+                let mut end = room;
+                while !text.is_char_boundary(end) {
+                    end -= 1;
+                }
+                text.truncate(end);
+            }
+            h.log_bytes += text.len();
+            h.log_lines += 1;
+            h.logs.push((level, text));
+            if cut {
+                h.truncate_log();
+            }
         });
     }
 }

@@ -2,8 +2,8 @@
 
 use crate::abi::{self, MAX_KEY_LEN, MAX_NAMESPACE_LEN, MAX_VALUE_LEN, OWN_NAMESPACE};
 use crate::error::Error;
+use crate::raw;
 use crate::scan::Scan;
-use crate::sys;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::ops::Bound;
@@ -59,7 +59,7 @@ impl Namespace {
         if name.is_empty() || name.len() > MAX_NAMESPACE_LEN {
             return Err(Error::Invalid);
         }
-        let code = sys::ns_open(name.as_bytes());
+        let code = raw::ns_open(name.as_bytes());
         Error::check(code).map(|()| Namespace(code))
     }
 
@@ -72,7 +72,7 @@ impl Namespace {
     /// the storage page straight into `buf`; no guest allocation).
     pub fn get_into(self, key: &[u8], buf: &mut [u8]) -> Result<Fetched, Error> {
         check_key(key)?;
-        let code = sys::get(self.0, key, buf);
+        let code = raw::get(self.0, key, buf);
         if code == abi::ERR_NOT_FOUND {
             return Ok(Fetched::Absent);
         }
@@ -107,14 +107,14 @@ impl Namespace {
     pub fn put(self, key: &[u8], value: &[u8]) -> Result<(), Error> {
         check_key(key)?;
         check_value(value)?;
-        Error::check(sys::put(self.0, key, value))
+        Error::check(raw::put(self.0, key, value))
     }
 
     /// Removes `key` if present. A blind write: it adds nothing to the read
     /// set, so it never causes a conflict by itself.
     pub fn delete(self, key: &[u8]) -> Result<(), Error> {
         check_key(key)?;
-        Error::check(sys::delete(self.0, key))
+        Error::check(raw::delete(self.0, key))
     }
 
     /// Adds `delta` to the i64 counter at `key` (absent counts as 0) and
@@ -123,7 +123,7 @@ impl Namespace {
     pub fn add(self, key: &[u8], delta: i64) -> Result<i64, Error> {
         check_key(key)?;
         let mut out = [0u8; 8];
-        Error::check(sys::add(self.0, key, delta, &mut out))?;
+        Error::check(raw::add(self.0, key, delta, &mut out))?;
         Ok(i64::from_le_bytes(out))
     }
 
@@ -136,10 +136,10 @@ impl Namespace {
         new: Option<&[u8]>,
     ) -> Result<bool, Error> {
         check_key(key)?;
-        if let Some(v) = new {
+        for v in [new, expected].into_iter().flatten() {
             check_value(v)?;
         }
-        match sys::cas(self.0, key, expected, new) {
+        match raw::cas(self.0, key, expected, new) {
             abi::CAS_OK => Ok(true),
             abi::CAS_MISMATCH => Ok(false),
             code if code < 0 => Err(Error::from_code(code)),

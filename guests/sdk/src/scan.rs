@@ -5,7 +5,7 @@ use crate::abi::{SCAN_HI_INCLUSIVE, SCAN_LO_EXCLUSIVE};
 use crate::codec::{self, Record};
 use crate::error::Error;
 use crate::namespace::{check_key, Namespace};
-use crate::sys;
+use crate::raw;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::ops::{Bound, Range};
@@ -133,7 +133,7 @@ impl Scan {
         // A too-small buffer is answered with the size needed; reads are
         // repeatable, so the second call fits.
         for _ in 0..2 {
-            let code = sys::scan(
+            let code = raw::scan(
                 self.ns.handle(),
                 &self.lo,
                 self.hi.as_deref(),

@@ -233,3 +233,53 @@ fn log_macro_formats_without_allocating() {
     assert_eq!(logs[0], (Level::Warn, "moved 5 units".to_string()));
     assert_eq!(logs[1], (Level::Info, "plain".to_string()));
 }
+
+#[test]
+fn the_log_of_one_invocation_is_bounded_as_on_the_host() {
+    mock::reset();
+    let logs_of = |n: usize, msg: &str| {
+        mock::take_logs();
+        txn(|| {
+            for _ in 0..n {
+                crate::log(Level::Info, msg);
+            }
+            Ok(())
+        });
+        mock::take_logs()
+    };
+    let logs = logs_of(abi::MAX_LOG_LINES_PER_INVOCATION + 10, "line");
+    assert_eq!(logs.len(), abi::MAX_LOG_LINES_PER_INVOCATION + 1);
+    let (level, last) = logs.last().unwrap();
+    assert!(
+        *level == Level::Warn && last.starts_with(mock::LOG_TRUNCATED),
+        "{last}"
+    );
+    // The budget is per invocation: the next one logs again.
+    assert_eq!(logs_of(1, "again"), [(Level::Info, "again".to_string())]);
+    // Bytes: 16 messages of 4000 leave 1536 bytes for the 17th.
+    let logs = logs_of(18, &"y".repeat(4000));
+    assert_eq!(logs.len(), 18);
+    assert_eq!(
+        logs[16].1.len(),
+        abi::MAX_LOG_BYTES_PER_INVOCATION - 16 * 4000
+    );
+    assert!(logs[17].1.starts_with(mock::LOG_TRUNCATED));
+}
+
+#[test]
+fn cas_refuses_an_expected_value_over_the_limit() {
+    mock::reset();
+    let huge = vec![0u8; abi::MAX_VALUE_LEN + 1];
+    txn(|| {
+        assert_eq!(
+            OWN.cas(b"k", Some(&huge), Some(b"v")),
+            Err(Error::ValueTooLarge)
+        );
+        // The host's answer too, when the SDK's own check is bypassed.
+        assert_eq!(
+            crate::raw::cas(0, b"k", Some(&huge), None),
+            abi::ERR_VALUE_TOO_LARGE
+        );
+        Ok(())
+    });
+}

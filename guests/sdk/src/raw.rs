@@ -1,14 +1,97 @@
-//! The raw `rime` imports and the only `unsafe` code of the SDK.
+//! The `rime` imports one to one, as safe functions over slices that
+//! return the ABI's raw result codes (`docs/abi.md`): the buffer protocol
+//! (a short buffer gets the length needed and nothing copied) and the error
+//! codes are the caller's to handle. [`Namespace`](crate::Namespace) and
+//! friends are built on these; use them directly to make exactly the calls
+//! the ABI describes, as `examples/probe` does to compare the mock with the
+//! host.
 //!
-//! Each function here takes Rust slices and returns the ABI's raw result
-//! code, so everything above this module is safe code that deals in codes,
-//! not pointers. On targets other than wasm32 the same functions are served
-//! by the in-process [`crate::mock`] host, so SDK logic is testable natively.
+//! This module holds the only `unsafe` code of the SDK: each function takes
+//! Rust slices, so everything above it deals in codes, not pointers. On
+//! targets other than wasm32 the same functions are served by the
+//! in-process [`crate::mock`] host, so SDK logic is testable natively.
+//!
+//! Lengths are the slices' lengths; an absent optional argument is `None`
+//! (the ABI's `NONE`).
 
 #[cfg(not(target_arch = "wasm32"))]
-pub(crate) use crate::mock::calls::*;
+use crate::mock::calls as imp;
 #[cfg(target_arch = "wasm32")]
-pub(crate) use wasm::*;
+use wasm as imp;
+
+/// `input`: returns the input's length `n`, and copies the input into
+/// `buf` only if `n <= buf.len()` (`input(&mut [])` asks for the length).
+#[inline]
+pub fn input(buf: &mut [u8]) -> i32 {
+    imp::input(buf)
+}
+
+/// `output`: replaces the invocation's output with `bytes`; `0`, or
+/// `ERR_OUTPUT_TOO_LARGE` (output unchanged).
+#[inline]
+pub fn output(bytes: &[u8]) -> i32 {
+    imp::output(bytes)
+}
+
+/// `ns_open`: a handle `>= 0` for the namespace `name`, or `ERR_INVALID`,
+/// `ERR_DENIED`, `ERR_LIMIT`.
+#[inline]
+pub fn ns_open(name: &[u8]) -> i32 {
+    imp::ns_open(name)
+}
+
+/// `get`: the value's length `n`, copied into `buf` only if
+/// `n <= buf.len()`; or `ERR_NOT_FOUND`, `ERR_BAD_HANDLE`, `ERR_KEY_TOO_LARGE`.
+#[inline]
+pub fn get(ns: i32, key: &[u8], buf: &mut [u8]) -> i32 {
+    imp::get(ns, key, buf)
+}
+
+/// `put`: `0`, or `ERR_BAD_HANDLE`, `ERR_DENIED`, `ERR_KEY_TOO_LARGE`,
+/// `ERR_VALUE_TOO_LARGE`, `ERR_WRITE_SET_FULL`.
+#[inline]
+pub fn put(ns: i32, key: &[u8], val: &[u8]) -> i32 {
+    imp::put(ns, key, val)
+}
+
+/// `delete`: `0` whether or not the key was there, or the `put` errors.
+#[inline]
+pub fn delete(ns: i32, key: &[u8]) -> i32 {
+    imp::delete(ns, key)
+}
+
+/// `add`: adds `delta` to the i64 at `key` (absent counts as 0) and writes
+/// the new value to `out`; `0`, or `ERR_NOT_I64`, `ERR_OVERFLOW`, the `put`
+/// errors (then `out` is untouched).
+#[inline]
+pub fn add(ns: i32, key: &[u8], delta: i64, out: &mut [u8; 8]) -> i32 {
+    imp::add(ns, key, delta, out)
+}
+
+/// `cas`: replaces the value if it equals `expected` (`None`: expected
+/// absent) with `new` (`None`: delete); `CAS_OK`, `CAS_MISMATCH`, or the
+/// `put` errors.
+#[inline]
+pub fn cas(ns: i32, key: &[u8], expected: Option<&[u8]>, new: Option<&[u8]>) -> i32 {
+    imp::cas(ns, key, expected, new)
+}
+
+/// `scan`: whole records of the range's entries from `lo` up to `hi`
+/// (`None`: no upper bound) into `buf`, as many as fit, then the end record
+/// if it fits; returns the bytes written, or (nothing written) the bytes
+/// the next record needs, or `ERR_BAD_HANDLE`, `ERR_KEY_TOO_LARGE`,
+/// `ERR_INVALID`. `flags`: `SCAN_LO_EXCLUSIVE`, `SCAN_HI_INCLUSIVE`.
+#[inline]
+pub fn scan(ns: i32, lo: &[u8], hi: Option<&[u8]>, flags: u32, buf: &mut [u8]) -> i32 {
+    imp::scan(ns, lo, hi, flags, buf)
+}
+
+/// `log`: emits `msg` at `level` (clamped to `0..=4`), subject to the
+/// per-invocation budget.
+#[inline]
+pub fn log(level: i32, msg: &[u8]) {
+    imp::log(level, msg)
+}
 
 #[cfg(target_arch = "wasm32")]
 #[allow(unsafe_code)]
@@ -72,24 +155,24 @@ mod wasm {
         }
     }
 
-    pub(crate) fn input(buf: &mut [u8]) -> i32 {
+    pub(super) fn input(buf: &mut [u8]) -> i32 {
         // SAFETY: `buf` is a live, exclusively borrowed range of our memory; the
         // host writes at most `buf.len()` bytes into it and keeps no reference.
         unsafe { rime_input(buf.as_mut_ptr(), len(buf.len())) }
     }
 
-    pub(crate) fn output(bytes: &[u8]) -> i32 {
+    pub(super) fn output(bytes: &[u8]) -> i32 {
         // SAFETY: `bytes` is a live range of our memory; the host only reads it
         // during the call.
         unsafe { rime_output(bytes.as_ptr(), len(bytes.len())) }
     }
 
-    pub(crate) fn ns_open(name: &[u8]) -> i32 {
+    pub(super) fn ns_open(name: &[u8]) -> i32 {
         // SAFETY: `name` is a live range the host only reads during the call.
         unsafe { rime_ns_open(name.as_ptr(), len(name.len())) }
     }
 
-    pub(crate) fn get(ns: i32, key: &[u8], buf: &mut [u8]) -> i32 {
+    pub(super) fn get(ns: i32, key: &[u8], buf: &mut [u8]) -> i32 {
         // SAFETY: `key` is read-only and `buf` exclusively borrowed for the
         // call; the host writes at most `buf.len()` bytes, only into `buf`.
         unsafe {
@@ -103,7 +186,7 @@ mod wasm {
         }
     }
 
-    pub(crate) fn put(ns: i32, key: &[u8], val: &[u8]) -> i32 {
+    pub(super) fn put(ns: i32, key: &[u8], val: &[u8]) -> i32 {
         // SAFETY: both slices are live ranges the host only reads during the call.
         unsafe {
             rime_put(
@@ -116,18 +199,18 @@ mod wasm {
         }
     }
 
-    pub(crate) fn delete(ns: i32, key: &[u8]) -> i32 {
+    pub(super) fn delete(ns: i32, key: &[u8]) -> i32 {
         // SAFETY: `key` is a live range the host only reads during the call.
         unsafe { rime_delete(ns, key.as_ptr(), len(key.len())) }
     }
 
-    pub(crate) fn add(ns: i32, key: &[u8], delta: i64, out: &mut [u8; 8]) -> i32 {
+    pub(super) fn add(ns: i32, key: &[u8], delta: i64, out: &mut [u8; 8]) -> i32 {
         // SAFETY: `key` is read-only; `out` is an exclusively borrowed 8-byte
         // array, exactly what the host writes on success.
         unsafe { rime_add(ns, key.as_ptr(), len(key.len()), delta, out.as_mut_ptr()) }
     }
 
-    pub(crate) fn cas(ns: i32, key: &[u8], expected: Option<&[u8]>, new: Option<&[u8]>) -> i32 {
+    pub(super) fn cas(ns: i32, key: &[u8], expected: Option<&[u8]>, new: Option<&[u8]>) -> i32 {
         let (exp_ptr, exp_len) = opt(expected);
         let (new_ptr, new_len) = opt(new);
         // SAFETY: all present slices are live ranges the host only reads; for
@@ -145,7 +228,7 @@ mod wasm {
         }
     }
 
-    pub(crate) fn scan(ns: i32, lo: &[u8], hi: Option<&[u8]>, flags: u32, buf: &mut [u8]) -> i32 {
+    pub(super) fn scan(ns: i32, lo: &[u8], hi: Option<&[u8]>, flags: u32, buf: &mut [u8]) -> i32 {
         let (hi_ptr, hi_len) = opt(hi);
         let (buf_ptr, cap) = (buf.as_mut_ptr(), len(buf.len()));
         // SAFETY: the bounds are read-only live ranges (or NONE); `buf` is
@@ -164,7 +247,7 @@ mod wasm {
         }
     }
 
-    pub(crate) fn log(level: i32, msg: &[u8]) {
+    pub(super) fn log(level: i32, msg: &[u8]) {
         // SAFETY: `msg` is a live range the host only reads during the call.
         unsafe { rime_log(level, msg.as_ptr(), len(msg.len())) }
     }
