@@ -171,21 +171,62 @@ impl Inner {
                 candidates.push(pid);
             }
         });
+        // Never wait for a latch while holding others: a writer holding
+        // page A exclusively may be waiting to upgrade page B that this
+        // batch holds shared (a merge does), and waiting for A here would
+        // deadlock the two. So a batch takes only the latches it gets at
+        // once; the busy frames are then waited for one at a time, with
+        // nothing else held.
         let mut written = 0;
         for chunk in candidates.chunks(EVICT_BATCH) {
+            let mut busy = Vec::new();
             let latched: Vec<PageId> = chunk
                 .iter()
                 .copied()
-                .filter(|&pid| self.latch_shared_if_dirty(pid))
+                .filter(|&pid| match self.try_latch_shared_if_dirty(pid) {
+                    Some(got) => got,
+                    None => {
+                        busy.push(pid);
+                        false
+                    }
+                })
                 .collect();
-            let result = self.write_back_latched(&latched);
-            latched
-                .iter()
-                .for_each(|&pid| self.meta(pid).state.unlock_shared());
-            result?;
-            written += latched.len();
+            written += self.write_back_and_unlock(&latched)?;
+            for pid in busy {
+                if self.latch_shared_if_dirty(pid) {
+                    written += self.write_back_and_unlock(&[pid])?;
+                }
+            }
         }
         Ok(written)
+    }
+
+    /// Writes back frames this thread holds shared, then unlatches them.
+    fn write_back_and_unlock(&self, latched: &[PageId]) -> Result<usize, PageError> {
+        let result = self.write_back_latched(latched);
+        latched
+            .iter()
+            .for_each(|&pid| self.meta(pid).state.unlock_shared());
+        result.map(|()| latched.len())
+    }
+
+    /// One attempt at a shared latch on a dirty resident frame: `Some(true)`
+    /// latched, `Some(false)` evicted or clean (nothing to write), `None`
+    /// busy (latched by someone else; try again holding nothing).
+    fn try_latch_shared_if_dirty(&self, pid: PageId) -> Option<bool> {
+        let meta = self.meta(pid);
+        let seen = meta.state.load();
+        if !seen.is_readable() && seen.state() != crate::state::LOCKED {
+            return Some(false); // evicted
+        }
+        if !meta.state.try_lock_shared(seen) {
+            return None;
+        }
+        if meta.is_dirty() {
+            return Some(true);
+        }
+        meta.state.unlock_shared();
+        Some(false)
     }
 
     /// Waits for a shared latch on a resident frame; false if the frame was
