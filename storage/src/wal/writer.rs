@@ -128,13 +128,17 @@ impl Wal {
         }
 
         // 1. Segments wholly after the end hold nothing valid (recovery just
-        //    proved it); remove them so the log continues contiguously.
+        //    proved it); remove them so the log continues contiguously, the
+        //    newest first: a crash part way leaves the survivors contiguous
+        //    (removing the oldest first left a gap the next open refused as
+        //    "log segment missing").
         let found = segment::list(dir)?;
         let (keep, drop): (Vec<_>, Vec<_>) = found.into_iter().partition(|s| s.start.0 <= end_lsn);
-        segment::remove(
-            dir,
-            &drop.iter().map(|s| s.path.clone()).collect::<Vec<_>>(),
-        )?;
+        let mut doomed: Vec<_> = drop.iter().map(|s| (s.start.0, s.path.clone())).collect();
+        doomed.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        for (_, path) in doomed {
+            segment::remove(dir, std::slice::from_ref(&path))?;
+        }
 
         // 2. Open the rest.
         let mut segments = BTreeMap::new();
