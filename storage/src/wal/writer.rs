@@ -135,7 +135,7 @@ impl Wal {
         let found = segment::list(dir)?;
         let (keep, drop): (Vec<_>, Vec<_>) = found.into_iter().partition(|s| s.start.0 <= end_lsn);
         let mut doomed: Vec<_> = drop.iter().map(|s| (s.start.0, s.path.clone())).collect();
-        doomed.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        doomed.sort_unstable_by_key(|d| std::cmp::Reverse(d.0));
         for (_, path) in doomed {
             segment::remove(dir, std::slice::from_ref(&path))?;
         }
