@@ -193,14 +193,25 @@ impl Db {
         self.transaction_with_attempts(MAX_TX_ATTEMPTS, f)
     }
 
-    /// [`Db::transaction`] with the caller's bound on attempts (at least
-    /// one): for callers that re-run contended transactions more patiently
-    /// than the default, such as the faaslet runtime.
-    pub fn transaction_with_attempts<R>(
+    /// [`Db::transaction`] whose closure fails with the caller's own error
+    /// type, anything a [`TxError`] converts into: an application aborts
+    /// with an error it can match on afterwards, rather than a string. A
+    /// conflict on the last attempt arrives as `E::from(TxError::Conflict)`.
+    pub fn try_transaction<R, E: From<TxError>>(
+        &self,
+        f: impl FnMut(&mut Tx<'_>) -> Result<R, E>,
+    ) -> Result<R, E> {
+        self.transaction_with_attempts(MAX_TX_ATTEMPTS, f)
+    }
+
+    /// [`Db::try_transaction`] with the caller's bound on attempts (at
+    /// least one): for callers that re-run contended transactions more
+    /// patiently than the default, such as the faaslet runtime.
+    pub fn transaction_with_attempts<R, E: From<TxError>>(
         &self,
         max_attempts: u32,
-        mut f: impl FnMut(&mut Tx<'_>) -> Result<R, TxError>,
-    ) -> Result<R, TxError> {
+        mut f: impl FnMut(&mut Tx<'_>) -> Result<R, E>,
+    ) -> Result<R, E> {
         let mut bufs = lock(&self.inner.tx_pool).pop().unwrap_or_default();
         let result = self.run(max_attempts.max(1), &mut bufs, &mut f);
         let mut pool = lock(&self.inner.tx_pool);
@@ -210,12 +221,12 @@ impl Db {
         result
     }
 
-    fn run<R>(
+    fn run<R, E: From<TxError>>(
         &self,
         max_attempts: u32,
         bufs: &mut TxBufs,
-        f: &mut impl FnMut(&mut Tx<'_>) -> Result<R, TxError>,
-    ) -> Result<R, TxError> {
+        f: &mut impl FnMut(&mut Tx<'_>) -> Result<R, E>,
+    ) -> Result<R, E> {
         for attempt in 0..max_attempts {
             if attempt > 0 {
                 crate::commit::backoff(attempt);
@@ -235,7 +246,8 @@ impl Db {
         }
         Err(TxError::Conflict {
             attempts: max_attempts,
-        })
+        }
+        .into())
     }
 
     /// One-operation transaction: the value of `key`.

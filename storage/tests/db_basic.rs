@@ -274,3 +274,47 @@ fn a_creation_that_crashed_before_its_superblock_starts_over() {
     assert_eq!(db.get(t, b"k").unwrap(), Some(b"v".to_vec()));
     db.close().unwrap();
 }
+
+/// The closure's own error type: an application aborts with an error it
+/// can match on, commits nothing, and a conflict still converts into it.
+#[test]
+fn try_transaction_returns_the_closures_own_error_and_commits_nothing() {
+    #[derive(Debug)]
+    enum AppError {
+        Insufficient { balance: i64 },
+        Tx(TxError),
+    }
+    impl From<TxError> for AppError {
+        fn from(e: TxError) -> Self {
+            AppError::Tx(e)
+        }
+    }
+    let dir = TempDir::new().unwrap();
+    let db = Db::open(dir.path(), opts()).unwrap();
+    let t = db.create_tree("t").unwrap();
+    db.put(t, b"balance", &5i64.to_le_bytes()).unwrap();
+    let r: Result<(), AppError> = db.try_transaction(|tx| {
+        let balance = tx.add(t, b"balance", -10)?;
+        tx.put(t, b"audit", b"withdrew 10")?;
+        if balance < 0 {
+            return Err(AppError::Insufficient { balance });
+        }
+        Ok(())
+    });
+    assert!(
+        matches!(r, Err(AppError::Insufficient { balance: -5 })),
+        "{r:?}"
+    );
+    assert_eq!(
+        db.get(t, b"balance").unwrap(),
+        Some(5i64.to_le_bytes().to_vec())
+    );
+    assert_eq!(db.get(t, b"audit").unwrap(), None);
+    // A storage error arrives through `From<TxError>`.
+    let r: Result<(), AppError> = db.try_transaction(|tx| Ok(tx.put(t, &[0u8; 4096], b"x")?));
+    assert!(
+        matches!(r, Err(AppError::Tx(TxError::KeyTooLarge { .. }))),
+        "{r:?}"
+    );
+    db.close().unwrap();
+}
