@@ -141,6 +141,9 @@ pub fn functions(a: &DataArgs) -> Result<()> {
             f.module_hash
         );
     }
+    for (name, reason) in rt.unloadable() {
+        println!("{name}	UNLOADABLE: {reason} (undeploy or redeploy it)");
+    }
     env::close(rt)
 }
 

@@ -16,9 +16,6 @@ pub enum OpenError {
     },
     #[error("storage: {0}")]
     Storage(#[from] TxError),
-    /// A function stored in the registry no longer loads.
-    #[error("deployed function {name:?} does not load: {reason}")]
-    Function { name: String, reason: String },
 }
 
 impl From<DbError> for OpenError {
@@ -74,6 +71,10 @@ pub enum UndeployError {
 pub enum InvokeError {
     #[error("no function named {0:?}")]
     NotFound(String),
+    /// The registry holds `name`, but it did not load when the runtime
+    /// opened (see [`crate::Runtime::unloadable`]); undeploy or redeploy it.
+    #[error("function {name:?} is deployed but does not load: {reason}")]
+    Unloadable { name: String, reason: String },
     #[error("input of {len} bytes exceeds the limit of {max}")]
     InputTooLarge { len: usize, max: usize },
     /// The guest returned an application error; `message` is its output

@@ -28,12 +28,19 @@ pub struct Invocation {
     pub duration: Duration,
 }
 
-/// How one attempt ended, when it did not produce output to commit.
+/// How one attempt ended, when it did not produce output to commit: the
+/// error type of the invocation's `Db::transaction` closure.
 enum Failed {
-    /// A storage error: hand it to `Db::transaction` (which returns it).
+    /// A storage error (a conflict once the attempts are used up).
     Tx(TxError),
     /// The invocation's final answer (nothing commits).
     Final(InvokeError),
+}
+
+impl From<TxError> for Failed {
+    fn from(e: TxError) -> Self {
+        Failed::Tx(e)
+    }
 }
 
 /// Runs `f` (found in step 1 by the caller) on `input` as one transaction:
@@ -64,27 +71,18 @@ pub(crate) fn invoke(
     }
     let start = Instant::now();
     let mut attempts = 0u32;
-    let mut fail: Option<InvokeError> = None;
     // One log budget for the invocation, whatever the number of attempts.
     let mut log = LogBudget::default();
     // 3. Transaction: the Db calls the closure once per attempt, with a
     // fresh `Tx`; it commits (8) what an `Ok` attempt wrote, or re-runs the
-    // closure after a conflict (9).
+    // closure after a conflict (9). An `Err` ends the transaction with
+    // nothing committed.
     let r = db.transaction_with_attempts(MAX_INVOKE_ATTEMPTS, |tx| {
         attempts += 1;
-        let r = catch_unwind(AssertUnwindSafe(|| {
+        catch_unwind(AssertUnwindSafe(|| {
             run_attempt(engine, f, input, tx, &mut log, instances)
         }))
-        .unwrap_or_else(|p| Err(Failed::Final(InvokeError::Internal(panic_text(&p)))));
-        match r {
-            Ok(out) => Ok(out),
-            Err(Failed::Tx(e)) => Err(e),
-            Err(Failed::Final(e)) => {
-                fail = Some(e);
-                // The marker that makes `transaction` commit nothing.
-                Err(TxError::Aborted(String::new()))
-            }
-        }
+        .unwrap_or_else(|p| Err(Failed::Final(InvokeError::Internal(panic_text(&p)))))
     });
     // 8. Commit (done by the Db: `Ok` here means durable per its mode), or
     // 9. Conflict once the attempts are used up.
@@ -94,9 +92,10 @@ pub(crate) fn invoke(
             retries: attempts.saturating_sub(1),
             duration: start.elapsed(),
         }),
-        Err(TxError::Conflict { .. }) => Err(InvokeError::Conflict { attempts }),
+        Err(Failed::Tx(TxError::Conflict { .. })) => Err(InvokeError::Conflict { attempts }),
         // `From<TxError>` makes a `CommitTooLarge` the write-set error.
-        Err(e) => Err(fail.take().unwrap_or_else(|| e.into())),
+        Err(Failed::Tx(e)) => Err(e.into()),
+        Err(Failed::Final(e)) => Err(e),
     }
 }
 

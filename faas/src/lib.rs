@@ -74,8 +74,12 @@ struct Inner {
     cache: cache::ModuleCache,
     registry: TreeId,
     functions: RwLock<HashMap<String, Arc<Function>>>,
-    /// Serializes deploys and undeploys so the in-memory map changes in
-    /// the same order as the registry.
+    /// Functions the registry holds that did not load at open, with why:
+    /// invoking one says so; a deploy or undeploy of the name clears it.
+    unloadable: RwLock<HashMap<String, String>>,
+    /// Serializes deploys and undeploys so the in-memory maps change in
+    /// the same order as the registry. Lock order: `deploy_lock`, then
+    /// `functions`, then `unloadable` (never two of the maps at once).
     deploy_lock: Mutex<()>,
     pool: OnceLock<pool::Pool>,
     counters: Counters,
@@ -109,21 +113,36 @@ impl Runtime {
             cache,
             registry,
             functions: RwLock::new(HashMap::new()),
+            unloadable: RwLock::new(HashMap::new()),
             deploy_lock: Mutex::new(()),
             pool: OnceLock::new(),
             counters: Counters::default(),
         };
-        let mut map = HashMap::new();
-        for s in registry::load_all(&inner.db, registry)? {
-            let f = inner
-                .build(&s.name, &s.wasm, s.config, s.generation)
-                .map_err(|e| OpenError::Function {
-                    name: s.name.clone(),
-                    reason: e.to_string(),
-                })?;
-            map.insert(s.name, Arc::new(f));
+        let (mut map, mut unloadable) = (HashMap::new(), HashMap::new());
+        for stored in registry::load_all(&inner.db, registry)? {
+            let built =
+                stored.and_then(
+                    |s| match inner.build(&s.name, &s.wasm, s.config, s.generation) {
+                        Ok(f) => Ok((s.name, f)),
+                        Err(e) => Err(registry::Unloadable {
+                            name: s.name,
+                            reason: e.to_string(),
+                        }),
+                    },
+                );
+            match built {
+                Ok((name, f)) => {
+                    map.insert(name, Arc::new(f));
+                }
+                Err(u) => {
+                    tracing::warn!(function = %u.name, reason = %u.reason,
+                        "a deployed function does not load; undeploy or redeploy it");
+                    unloadable.insert(u.name, u.reason);
+                }
+            }
         }
         *inner.functions.write().unwrap_or_else(|p| p.into_inner()) = map;
+        *inner.unloadable.write().unwrap_or_else(|p| p.into_inner()) = unloadable;
         Ok(Runtime {
             inner: Arc::new(inner),
         })
@@ -154,6 +173,7 @@ impl Runtime {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(name.to_string(), Arc::new(f));
+        i.forget_unloadable(name);
         Ok(info)
     }
 
@@ -168,7 +188,24 @@ impl Runtime {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(name);
+        i.forget_unloadable(name);
         Ok(())
+    }
+
+    /// Functions the registry holds that did not load when the runtime
+    /// opened (a damaged entry or module), by name, with the reason. Each
+    /// stays stored, untouched, until it is undeployed or redeployed.
+    pub fn unloadable(&self) -> Vec<(String, String)> {
+        let mut v: Vec<_> = self
+            .inner
+            .unloadable
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(n, r)| (n.clone(), r.clone()))
+            .collect();
+        v.sort();
+        v
     }
 
     /// Every deployed function, by name.
@@ -281,6 +318,27 @@ impl Inner {
         })
     }
 
+    /// The error for a name with no loaded function.
+    fn not_found(&self, name: &str) -> InvokeError {
+        let unloadable = self.unloadable.read().unwrap_or_else(|p| p.into_inner());
+        match unloadable.get(name) {
+            Some(reason) => InvokeError::Unloadable {
+                name: name.to_string(),
+                reason: reason.clone(),
+            },
+            None => InvokeError::NotFound(name.to_string()),
+        }
+    }
+
+    /// Called under `deploy_lock` once the registry no longer holds the
+    /// damaged entry of `name`.
+    fn forget_unloadable(&self, name: &str) {
+        self.unloadable
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
+    }
+
     fn invoke(&self, name: &str, input: &[u8]) -> Result<Invocation, InvokeError> {
         // 1. Lookup (`docs/faas.md`, "Lifecycle of an invocation"; steps 2–9
         // are in `invoke.rs`): the function's `Arc` is cloned out of the
@@ -292,7 +350,7 @@ impl Inner {
             .unwrap_or_else(|p| p.into_inner())
             .get(name)
             .cloned()
-            .ok_or_else(|| InvokeError::NotFound(name.to_string()))?;
+            .ok_or_else(|| self.not_found(name))?;
         let c = &self.counters;
         let r = invoke::invoke(&self.engine, &self.db, &f, input, &c.instances);
         match &r {

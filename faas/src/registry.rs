@@ -14,7 +14,7 @@
 //! crash leaves either the old function or the new one. A function's state
 //! lives in tree `ns/<name>`, which undeploy keeps.
 
-use crate::error::{DeployError, OpenError};
+use crate::error::DeployError;
 use crate::limits::{
     valid_name, DEFAULT_DEADLINE, DEFAULT_MEMORY_BYTES, MAX_DEADLINE, MAX_OPEN_NAMESPACES,
 };
@@ -176,8 +176,12 @@ fn meta_key(name: &str) -> Vec<u8> {
 fn grant_prefix(name: &str) -> Vec<u8> {
     format!("g/{name}/").into_bytes()
 }
+/// Every generation's chunks of `name`.
+fn chunks_prefix(name: &str) -> Vec<u8> {
+    format!("w/{name}/").into_bytes()
+}
 fn chunk_prefix(name: &str, generation: u64) -> Vec<u8> {
-    let mut k = format!("w/{name}/").into_bytes();
+    let mut k = chunks_prefix(name);
     k.extend_from_slice(&generation.to_be_bytes());
     k.push(b'/');
     k
@@ -204,16 +208,21 @@ impl Meta {
     }
 
     fn decode(v: &[u8]) -> Option<Meta> {
-        if v.len() != META_LEN || v[0] != META_FORMAT {
+        let ([format], rest) = v.split_first_chunk::<1>()?;
+        let (generation, rest) = rest.split_first_chunk::<8>()?;
+        let (memory_bytes, rest) = rest.split_first_chunk::<8>()?;
+        let (deadline_us, rest) = rest.split_first_chunk::<8>()?;
+        let (module_len, rest) = rest.split_first_chunk::<4>()?;
+        let hash: [u8; 32] = rest.try_into().ok()?;
+        if *format != META_FORMAT {
             return None;
         }
-        let u64_at = |i: usize| u64::from_le_bytes(v[i..i + 8].try_into().unwrap());
         Some(Meta {
-            generation: u64_at(1),
-            memory_bytes: u64_at(9),
-            deadline: Duration::from_micros(u64_at(17)),
-            module_len: u32::from_le_bytes(v[25..29].try_into().unwrap()),
-            hash: v[29..61].try_into().unwrap(),
+            generation: u64::from_le_bytes(*generation),
+            memory_bytes: u64::from_le_bytes(*memory_bytes),
+            deadline: Duration::from_micros(u64::from_le_bytes(*deadline_us)),
+            module_len: u32::from_le_bytes(*module_len),
+            hash,
         })
     }
 }
@@ -243,24 +252,32 @@ fn keys_with_prefix(tx: &mut Tx<'_>, tree: TreeId, prefix: &[u8]) -> Result<Vec<
     Ok(out)
 }
 
-/// Deletes every trace of `name` in one transaction; returns the meta it had.
-fn remove(tx: &mut Tx<'_>, reg: TreeId, name: &str) -> Result<Option<Meta>, TxError> {
-    let Some(old) = tx.get(reg, &meta_key(name), Meta::decode)? else {
-        return Ok(None);
-    };
-    let Some(old) = old else {
-        return Err(TxError::Aborted(format!(
-            "registry entry of {name:?} is corrupt"
-        )));
-    };
+/// Deletes every trace of `name` in one transaction; returns the highest
+/// generation it had (`None`: nothing was deployed under `name`).
+///
+/// It deletes every generation's chunks, not only the one the meta names,
+/// and does not need the meta to decode: a damaged entry is removed (by
+/// undeploy, or replaced by a deploy) rather than stuck.
+fn remove(tx: &mut Tx<'_>, reg: TreeId, name: &str) -> Result<Option<u64>, TxError> {
+    let meta = tx.get(reg, &meta_key(name), Meta::decode)?;
+    let mut generation = meta.flatten().map(|m| m.generation);
     for (k, _) in keys_with_prefix(tx, reg, &grant_prefix(name))? {
         tx.delete(reg, &k)?;
     }
-    for (k, _) in keys_with_prefix(tx, reg, &chunk_prefix(name, old.generation))? {
+    let chunks = chunks_prefix(name);
+    for (k, _) in keys_with_prefix(tx, reg, &chunks)? {
+        let g = k[chunks.len()..]
+            .first_chunk::<8>()
+            .map(|g| u64::from_be_bytes(*g));
+        generation = generation.max(g);
         tx.delete(reg, &k)?;
     }
-    tx.delete(reg, &meta_key(name))?;
-    Ok(Some(old))
+    let had_meta = tx.delete(reg, &meta_key(name))?;
+    Ok(if had_meta {
+        Some(generation.unwrap_or(0))
+    } else {
+        generation
+    })
 }
 
 /// Stores `name` (replacing any earlier deploy) in one transaction;
@@ -278,7 +295,7 @@ pub(crate) fn store(
         max: u32::MAX as usize,
     })?;
     db.transaction(|tx| {
-        let generation = remove(tx, reg, name)?.map_or(1, |m| m.generation + 1);
+        let generation = remove(tx, reg, name)?.map_or(1, |g| g + 1);
         for g in &cfg.grants {
             let mut k = grant_prefix(name);
             k.extend_from_slice(g.namespace.as_bytes());
@@ -315,15 +332,24 @@ pub(crate) struct Stored {
     pub generation: u64,
 }
 
-/// Every stored function, read in one transaction.
-pub(crate) fn load_all(db: &Db, reg: TreeId) -> Result<Vec<Stored>, OpenError> {
+/// A function the registry holds but the runtime cannot load, and why.
+pub(crate) struct Unloadable {
+    pub name: String,
+    pub reason: String,
+}
+
+/// Every stored function, read in one transaction: each one either loads
+/// or is [`Unloadable`] (a damaged entry or module). One bad function
+/// leaves the others running and can be undeployed or redeployed.
+pub(crate) fn load_all(db: &Db, reg: TreeId) -> Result<Vec<Result<Stored, Unloadable>>, TxError> {
     let all = db.transaction(|tx| {
         let mut out = Vec::new();
         for (k, v) in keys_with_prefix(tx, reg, b"m/")? {
             let name = String::from_utf8_lossy(&k[2..]).into_owned();
-            let meta = Meta::decode(&v).ok_or_else(|| {
-                TxError::Aborted(format!("registry entry of {name:?} is corrupt"))
-            })?;
+            let Some(meta) = Meta::decode(&v) else {
+                out.push(Err(name));
+                continue;
+            };
             let mut grants = Vec::new();
             let gp = grant_prefix(&name);
             for (gk, gv) in keys_with_prefix(tx, reg, &gp)? {
@@ -336,31 +362,36 @@ pub(crate) fn load_all(db: &Db, reg: TreeId) -> Result<Vec<Stored>, OpenError> {
             for (_, chunk) in keys_with_prefix(tx, reg, &chunk_prefix(&name, meta.generation))? {
                 wasm.extend_from_slice(&chunk);
             }
-            out.push((name, meta, grants, wasm));
+            out.push(Ok((name, meta, grants, wasm)));
         }
         Ok(out)
     })?;
-    all.into_iter()
-        .map(|(name, meta, grants, wasm)| {
-            use sha2::Digest;
-            if wasm.len() != meta.module_len as usize
-                || sha2::Sha256::digest(&wasm)[..] != meta.hash
-            {
-                return Err(OpenError::Function {
-                    name,
-                    reason: "stored module does not match its recorded length and hash".into(),
-                });
-            }
-            Ok(Stored {
-                name,
-                config: FunctionConfig {
-                    grants,
-                    memory_bytes: meta.memory_bytes,
-                    deadline: meta.deadline,
-                },
-                wasm,
-                generation: meta.generation,
-            })
-        })
-        .collect()
+    Ok(all.into_iter().map(check_stored).collect())
+}
+
+type Loaded = (String, Meta, Vec<Grant>, Vec<u8>);
+
+/// A loaded entry whose module matches its recorded length and hash.
+fn check_stored(entry: Result<Loaded, String>) -> Result<Stored, Unloadable> {
+    use sha2::Digest;
+    let (name, meta, grants, wasm) = entry.map_err(|name| Unloadable {
+        name,
+        reason: "its registry entry is corrupt".into(),
+    })?;
+    if wasm.len() != meta.module_len as usize || sha2::Sha256::digest(&wasm)[..] != meta.hash {
+        return Err(Unloadable {
+            name,
+            reason: "the stored module does not match its recorded length and hash".into(),
+        });
+    }
+    Ok(Stored {
+        name,
+        config: FunctionConfig {
+            grants,
+            memory_bytes: meta.memory_bytes,
+            deadline: meta.deadline,
+        },
+        wasm,
+        generation: meta.generation,
+    })
 }

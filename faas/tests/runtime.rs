@@ -581,3 +581,67 @@ fn an_invocation_never_sees_memory_left_by_the_last_one() {
         assert!(matches!(err, InvokeError::Trap(_)), "{err:?}");
     }
 }
+
+/// Regression: a damaged registry entry used to be reported as an aborted
+/// transaction and made `Runtime::open` fail, so no function ran and the
+/// damaged one could not be undeployed. Now it alone is unloadable.
+#[test]
+fn a_damaged_registry_entry_leaves_the_others_running_and_can_be_undeployed() {
+    let dir = tempfile::TempDir::new().unwrap();
+    {
+        let rt = Runtime::open(open_db(dir.path()), runtime_config(dir.path())).unwrap();
+        rt.deploy("kv", &guest("kv"), FunctionConfig::default())
+            .unwrap();
+        rt.deploy("counter", &guest("counter"), FunctionConfig::default())
+            .unwrap();
+        rt.deploy("counter", &guest("counter"), FunctionConfig::default())
+            .unwrap();
+        let db = rt.db();
+        let reg = db.open_tree("rime/functions").unwrap().unwrap();
+        db.put(reg, b"m/counter", b"not a registry entry").unwrap();
+    }
+    let rt = Runtime::open(open_db(dir.path()), runtime_config(dir.path())).unwrap();
+    let mut get = vec![b'g'];
+    kv_key(&mut get, b"k");
+    rt.invoke("kv", &get).expect("kv still runs");
+    let names: Vec<_> = rt.functions().into_iter().map(|f| f.name).collect();
+    assert_eq!(names, ["kv"]);
+    let unloadable = rt.unloadable();
+    assert_eq!(unloadable.len(), 1);
+    assert_eq!(unloadable[0].0, "counter");
+    assert!(unloadable[0].1.contains("corrupt"), "{unloadable:?}");
+    assert!(matches!(
+        rt.invoke("counter", b""),
+        Err(rime_faas::InvokeError::Unloadable { .. })
+    ));
+    // Undeploy removes every generation's chunks although the entry that
+    // named the generation is unreadable.
+    rt.undeploy("counter").unwrap();
+    assert!(rt.unloadable().is_empty());
+    assert!(matches!(
+        rt.invoke("counter", b""),
+        Err(rime_faas::InvokeError::NotFound(_))
+    ));
+    let db = rt.db();
+    let reg = db.open_tree("rime/functions").unwrap().unwrap();
+    let left = db
+        .transaction(|tx| {
+            let mut left = 0;
+            tx.scan(
+                reg,
+                std::ops::Bound::Unbounded,
+                std::ops::Bound::Unbounded,
+                |k, _| {
+                    left += usize::from(k.windows(7).any(|w| w == b"counter"));
+                    std::ops::ControlFlow::Continue(())
+                },
+            )?;
+            Ok(left)
+        })
+        .unwrap();
+    assert_eq!(left, 0, "nothing of counter is left in the registry");
+    // A redeploy works as for any new name.
+    rt.deploy("counter", &guest("counter"), FunctionConfig::default())
+        .unwrap();
+    assert_eq!(rt.invoke("counter", b"").unwrap().output, b"1");
+}

@@ -112,6 +112,7 @@ pub(super) fn deploy_error(e: DeployError) -> ApiError {
 pub(super) fn invoke_error(e: &InvokeError) -> ApiError {
     let (status, code) = match e {
         InvokeError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+        InvokeError::Unloadable { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "unloadable"),
         InvokeError::InputTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
         InvokeError::Function { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "function_error"),
         InvokeError::Trap(_) => (StatusCode::UNPROCESSABLE_ENTITY, "trap"),

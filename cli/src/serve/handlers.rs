@@ -77,7 +77,10 @@ pub(super) async fn undeploy(
 /// `GET /functions`.
 pub(super) async fn list_functions(State(app): State<Shared>) -> ApiResult<Response> {
     let list: Vec<_> = app.rt.functions().iter().map(info_json).collect();
-    Ok(Json(serde_json::json!({ "functions": list })).into_response())
+    let unloadable: Vec<_> = (app.rt.unloadable().into_iter())
+        .map(|(name, reason)| serde_json::json!({ "name": name, "reason": reason }))
+        .collect();
+    Ok(Json(serde_json::json!({ "functions": list, "unloadable": unloadable })).into_response())
 }
 
 /// `POST /invoke/{name}`: the body is the input, the response the output.
