@@ -17,8 +17,8 @@
 //!
 //! [`limit`]: AcknowledgedCounter::limit
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Slots in the window: how far inserts may finish ahead of the oldest one
 /// still in flight. YCSB uses 2^20; inserts here are at most a few per

@@ -169,7 +169,7 @@ impl Zipfian {
 pub struct ScrambledZipfian {
     min: u64,
     itemcount: u64,
-    gen: Zipfian,
+    r#gen: Zipfian,
 }
 
 impl ScrambledZipfian {
@@ -177,13 +177,13 @@ impl ScrambledZipfian {
         ScrambledZipfian {
             min,
             itemcount: max - min + 1,
-            gen: Zipfian::with_zetan(0, SCRAMBLED_ITEM_COUNT, ZIPFIAN_CONSTANT, SCRAMBLED_ZETAN),
+            r#gen: Zipfian::with_zetan(0, SCRAMBLED_ITEM_COUNT, ZIPFIAN_CONSTANT, SCRAMBLED_ZETAN),
         }
     }
 
     #[inline]
     pub fn next(&mut self, rng: &mut Rng64) -> u64 {
-        let r = self.gen.next(rng);
+        let r = self.r#gen.next(rng);
         self.min + fnvhash64(r) % self.itemcount
     }
 }
@@ -193,28 +193,28 @@ impl ScrambledZipfian {
 /// move it).
 #[derive(Debug, Clone)]
 pub struct Latest {
-    gen: Zipfian,
+    r#gen: Zipfian,
 }
 
 impl Latest {
     /// `last`: the highest key number present at the start.
     pub fn new(last: u64) -> Self {
         Latest {
-            gen: Zipfian::new(0, last.max(1) - 1),
+            r#gen: Zipfian::new(0, last.max(1) - 1),
         }
     }
 
     /// Built from an already computed ζ(last, θ) (shared by the threads).
     pub fn with_zetan(last: u64, zetan: f64) -> Self {
         Latest {
-            gen: Zipfian::with_zetan(0, last.max(1) - 1, ZIPFIAN_CONSTANT, zetan),
+            r#gen: Zipfian::with_zetan(0, last.max(1) - 1, ZIPFIAN_CONSTANT, zetan),
         }
     }
 
     #[inline]
     pub fn next(&mut self, rng: &mut Rng64, last: u64) -> u64 {
         let max = last.max(1);
-        max - self.gen.next_with(rng, max)
+        max - self.r#gen.next_with(rng, max)
     }
 }
 

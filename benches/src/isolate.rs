@@ -18,12 +18,12 @@
 //! 5. parent: wait, read rows and the cgroup's peak and OOM count, fill in
 //!    the missing cells, drop the cgroup.
 
+use crate::Matrix;
 use crate::cgroup::MemoryCgroup;
 use crate::engine::{self, Durability};
 use crate::report::Row;
 use crate::runner::Stop;
 use crate::workload::{Distribution, KeyFormat, Preset};
-use crate::Matrix;
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -135,12 +135,12 @@ pub fn run_engine(m: &Matrix, engine: &str, durability: Durability) -> engine::R
         .arg(&rows_out)
         .stdin(Stdio::piped())
         .spawn()?;
-    if let Some(cg) = &cgroup {
-        if let Err(e) = cg.add(child.id()) {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!("moving the child into {}: {e}", cg.path().display()).into());
-        }
+    if let Some(cg) = &cgroup
+        && let Err(e) = cg.add(child.id())
+    {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(format!("moving the child into {}: {e}", cg.path().display()).into());
     }
     if let Some(mut stdin) = child.stdin.take() {
         writeln!(stdin, "{GO}")?;

@@ -8,13 +8,13 @@
 #![forbid(unsafe_code)]
 
 use clap::{Args, Parser, Subcommand};
+use rime_bench::Matrix;
 use rime_bench::cgroup;
 use rime_bench::engine::{self, Durability};
 use rime_bench::isolate::{self, Isolation};
 use rime_bench::report::{self, Row};
 use rime_bench::runner::Stop;
 use rime_bench::workload::{Distribution, Preset};
-use rime_bench::Matrix;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -408,7 +408,10 @@ fn machine() -> String {
     format!(
         "- CPU: {model}, {cpus} logical CPUs\n- Memory: {mem}\n- Kernel: {}\n- Disk: {}\n- rustc: {}\n- Date: {}\n",
         sh("uname", &["-sr"]),
-        sh("sh", &["-c", "df -h --output=source,fstype,size . | tail -1"]),
+        sh(
+            "sh",
+            &["-c", "df -h --output=source,fstype,size . | tail -1"]
+        ),
         sh("rustc", &["--version"]),
         sh("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
     )

@@ -3,12 +3,12 @@
 
 use crate::acknowledged::AcknowledgedCounter;
 use crate::engine::{Engine, Result};
-use crate::generator::{zeta, Latest, Rng64, ScrambledZipfian, Uniform, ZIPFIAN_CONSTANT};
-use crate::workload::{value_into, Distribution, KeyFormat, Op, Workload};
+use crate::generator::{Latest, Rng64, ScrambledZipfian, Uniform, ZIPFIAN_CONSTANT, zeta};
+use crate::workload::{Distribution, KeyFormat, Op, Workload, value_into};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// When the run phase stops.

@@ -11,9 +11,9 @@
 //! Run: `cargo bench -p rime-btree --bench rndread`
 //! (quick: `RIME_RNDREAD_TUPLES=1000000 cargo bench -p rime-btree --bench rndread`).
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use rime_btree::{BTree, Direction, NoHooks};
-use rime_bufmgr::io::{open_block_file, IoBackend};
+use rime_bufmgr::io::{IoBackend, open_block_file};
 use rime_bufmgr::{BufferManager, Config};
 use std::ops::{Bound, ControlFlow};
 use std::sync::Arc;

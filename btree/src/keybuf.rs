@@ -6,7 +6,7 @@
 //! by copying fences and rebuilding prefix-truncated keys, need no heap:
 //! a faaslet's `scan` host call allocates nothing.
 
-use crate::{TreeError, MAX_KEY_LEN};
+use crate::{MAX_KEY_LEN, TreeError};
 use std::ops::{Bound, Deref};
 
 /// Capacity: the longest key, plus one byte for a bound past every key.

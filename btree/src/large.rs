@@ -131,7 +131,7 @@ impl BTree {
 mod tests {
     use crate::write::{Stored, Writer};
     use crate::{BTree, NoHooks};
-    use rime_bufmgr::io::{open_block_file, IoBackend};
+    use rime_bufmgr::io::{IoBackend, open_block_file};
     use rime_bufmgr::{BufferManager, Config, MIN_POOL_PAGES, PAGE_SIZE};
     use std::sync::Arc;
 

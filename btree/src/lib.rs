@@ -48,7 +48,7 @@ pub use verify::TreeStats;
 pub use write::Writer;
 
 use error::OrCorrupt;
-use node::{Node, NodeMut, NODE_SIZE};
+use node::{NODE_SIZE, Node, NodeMut};
 use rime_bufmgr::{BufferManager, PageId};
 use std::sync::Arc;
 

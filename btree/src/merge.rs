@@ -21,8 +21,8 @@
 //! collapse), keeping its page id.
 
 use crate::error::OrCorrupt;
-use crate::node::{copy_entries, Node, NodeMut, NODE_SIZE};
-use crate::{BTree, SmoKind, TreeError, MERGE_THRESHOLD};
+use crate::node::{NODE_SIZE, Node, NodeMut, copy_entries};
+use crate::{BTree, MERGE_THRESHOLD, SmoKind, TreeError};
 use rime_bufmgr::{ExclusiveGuard, PageId};
 
 impl BTree {

@@ -41,7 +41,7 @@
 //! latched reader into [`TreeError::Corrupt`](crate::TreeError). Nothing
 //! here panics on any byte pattern.
 
-use rime_bufmgr::{PageId, PAGE_PAYLOAD};
+use rime_bufmgr::{PAGE_PAYLOAD, PageId};
 use std::cmp::Ordering;
 
 /// Bytes in one node: the payload of one buffer-manager page.

@@ -24,10 +24,10 @@
 #![allow(unsafe_code)]
 
 use crate::node::{LargeRef, Node};
-use crate::{BTree, TreeError, INLINE_VALUE_MAX, MAX_DEPTH};
+use crate::{BTree, INLINE_VALUE_MAX, MAX_DEPTH, TreeError};
 use rime_bufmgr::{
-    BufferManager, ExclusiveGuard, Interrupt, OptimisticGuard, PageError, PageId, Section,
-    SharedGuard, PAGE_SIZE,
+    BufferManager, ExclusiveGuard, Interrupt, OptimisticGuard, PAGE_SIZE, PageError, PageId,
+    Section, SharedGuard,
 };
 
 /// The result of an optimistic point lookup.
@@ -59,7 +59,7 @@ fn too_deep(pid: PageId) -> Interrupt {
 fn prefetch_node(bm: &BufferManager, pid: PageId) {
     #[cfg(target_arch = "x86_64")]
     {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
         let (base, len) = bm.region();
         let off = (pid as usize).wrapping_mul(PAGE_SIZE);
         if off < len {
@@ -80,7 +80,7 @@ fn prefetch_node(bm: &BufferManager, pid: PageId) {
 pub(crate) fn prefetch_bytes(bytes: &[u8]) {
     #[cfg(target_arch = "x86_64")]
     {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
         let p = bytes.as_ptr() as *const i8;
         let mut off = 0;
         while off < bytes.len().min(4 * 64) {

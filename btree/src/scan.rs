@@ -11,7 +11,7 @@
 
 use crate::error::OrCorrupt;
 use crate::node::Node;
-use crate::{BTree, TreeError, MAX_KEY_LEN};
+use crate::{BTree, MAX_KEY_LEN, TreeError};
 use std::collections::VecDeque;
 use std::ops::{Bound, ControlFlow, RangeBounds};
 
@@ -26,7 +26,7 @@ pub enum Direction {
 /// used to descend to the last leaf.
 static PAST_END: [u8; MAX_KEY_LEN + 1] = [0xFF; MAX_KEY_LEN + 1];
 
-use crate::keybuf::{key_bound, KeyBound, KeyBuf};
+use crate::keybuf::{KeyBound, KeyBuf, key_bound};
 
 /// Whether `key` is still inside the far end `end` of a scan.
 fn before_end(key: &[u8], end: &KeyBound, dir: Direction) -> bool {

@@ -12,8 +12,8 @@
 //! in LeanStore. The root never moves: a root split copies both halves into
 //! two new nodes and turns the root into an inner node above them.
 
-use crate::error::{corrupt, OrCorrupt};
-use crate::node::{common_prefix, copy_entries, entry_size, Node, NodeMut, HEADER_SIZE, NODE_SIZE};
+use crate::error::{OrCorrupt, corrupt};
+use crate::node::{HEADER_SIZE, NODE_SIZE, Node, NodeMut, common_prefix, copy_entries, entry_size};
 use crate::{BTree, SmoKind, TreeError};
 use rime_bufmgr::{ExclusiveGuard, PageId};
 

@@ -13,10 +13,10 @@
 //! Verification latches top-down (parent held shared while its children are
 //! checked), so it may run beside other operations, which it then delays.
 
-use crate::error::{corrupt, OrCorrupt};
+use crate::error::{OrCorrupt, corrupt};
 use crate::large::extent_pages;
-use crate::node::{fence_prefix, head, Node, NodeMut, HEADER_SIZE, NODE_SIZE, SLOT_SIZE};
-use crate::{is_inline, BTree, SmoKind, TreeError, INLINE_VALUE_ANY_KEY, MAX_DEPTH, MAX_VALUE_LEN};
+use crate::node::{HEADER_SIZE, NODE_SIZE, Node, NodeMut, SLOT_SIZE, fence_prefix, head};
+use crate::{BTree, INLINE_VALUE_ANY_KEY, MAX_DEPTH, MAX_VALUE_LEN, SmoKind, TreeError, is_inline};
 use rime_bufmgr::PageId;
 use std::collections::HashSet;
 
@@ -119,7 +119,7 @@ impl BTree {
                     return Err(corrupt(
                         pid,
                         format!("leaf at depth {depth}, others at {d}"),
-                    ))
+                    ));
                 }
                 Some(_) => {}
             }

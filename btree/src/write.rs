@@ -10,10 +10,10 @@
 //! 4. Otherwise stamp the writer's LSN, unlatch, and if the leaf fell
 //!    below [`MERGE_THRESHOLD`] try to merge it (`merge`).
 
-use crate::error::{corrupt, OrCorrupt};
+use crate::error::{OrCorrupt, corrupt};
 use crate::large::NewExtent;
-use crate::node::{entry_size, LargeRef, Node, NodeMut, SLOT_LARGE};
-use crate::{check_key, is_inline, BTree, TreeError, MAX_VALUE_LEN, MERGE_THRESHOLD};
+use crate::node::{LargeRef, Node, NodeMut, SLOT_LARGE, entry_size};
+use crate::{BTree, MAX_VALUE_LEN, MERGE_THRESHOLD, TreeError, check_key, is_inline};
 use rime_bufmgr::ExclusiveGuard;
 
 /// Writes to a tree, stamping `lsn` on what they change (0: no stamp).
@@ -177,11 +177,11 @@ impl<'t> Writer<'t> {
         .or_corrupt(pid, "insert")?;
         // The leaf now points to the extent: it may reach the disk only
         // after the extent's allocation is durable (see `large`).
-        if let Stored::Large(NewExtent { alloc_lsn, .. }) = stored {
-            if *alloc_lsn != 0 {
-                let lsn = leaf.lsn().max(*alloc_lsn);
-                leaf.set_lsn(lsn);
-            }
+        if let Stored::Large(NewExtent { alloc_lsn, .. }) = stored
+            && *alloc_lsn != 0
+        {
+            let lsn = leaf.lsn().max(*alloc_lsn);
+            leaf.set_lsn(lsn);
         }
         if let Some(r) = old_large {
             self.tree.free_large(r)?;

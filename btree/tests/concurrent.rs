@@ -6,8 +6,8 @@ use common::*;
 use rime_btree::{BTree, Direction};
 use std::collections::BTreeMap;
 use std::ops::{Bound, ControlFlow};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Barrier;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 const THREADS: usize = 4;
 

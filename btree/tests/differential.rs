@@ -4,11 +4,11 @@
 mod common;
 use common::*;
 use rime_btree::{
-    inline_value_max, is_inline, BTree, Direction, TreeError, INLINE_VALUE_MAX, MAX_KEY_LEN,
+    BTree, Direction, INLINE_VALUE_MAX, MAX_KEY_LEN, TreeError, inline_value_max, is_inline,
 };
 use rime_bufmgr::MIN_POOL_PAGES;
-use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 use std::ops::{Bound, ControlFlow};
 
 type Model = BTreeMap<Vec<u8>, Vec<u8>>;

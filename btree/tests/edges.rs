@@ -4,11 +4,11 @@ mod common;
 use common::*;
 use rime_btree::node::NODE_SIZE;
 use rime_btree::{
-    inline_value_max, BTree, Direction, NoHooks, Smo, SmoKind, TreeError, TreeHooks, MAX_KEY_LEN,
-    MAX_VALUE_LEN,
+    BTree, Direction, MAX_KEY_LEN, MAX_VALUE_LEN, NoHooks, Smo, SmoKind, TreeError, TreeHooks,
+    inline_value_max,
 };
-use rime_bufmgr::io::{open_block_file, IoBackend};
-use rime_bufmgr::{BufferManager, Config, PageId, MIN_POOL_PAGES, PAGE_SIZE};
+use rime_bufmgr::io::{IoBackend, open_block_file};
+use rime_bufmgr::{BufferManager, Config, MIN_POOL_PAGES, PAGE_SIZE, PageId};
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex};

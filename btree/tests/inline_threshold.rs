@@ -4,8 +4,8 @@
 mod common;
 use common::*;
 use rime_btree::{
-    inline_value_max, is_inline, BTree, Direction, INLINE_VALUE_ANY_KEY, INLINE_VALUE_MAX,
-    MAX_KEY_LEN, MAX_LEAF_ENTRY,
+    BTree, Direction, INLINE_VALUE_ANY_KEY, INLINE_VALUE_MAX, MAX_KEY_LEN, MAX_LEAF_ENTRY,
+    inline_value_max, is_inline,
 };
 use rime_bufmgr::MIN_POOL_PAGES;
 use std::collections::BTreeMap;

@@ -2,9 +2,9 @@
 //!
 //! `cargo bench -p rime-bufmgr --bench latches`
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use rime_bufmgr::io::{open_block_file, IoBackend};
-use rime_bufmgr::{BufferManager, Config, Interrupt, PageId, PAGE_SIZE};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use rime_bufmgr::io::{IoBackend, open_block_file};
+use rime_bufmgr::{BufferManager, Config, Interrupt, PAGE_SIZE, PageId};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 

@@ -6,10 +6,10 @@
 //! (`RIME_MISS_BUDGET_MB`, default 32, sets the budget; the data is 10x.)
 #![forbid(unsafe_code)]
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use rime_bufmgr::io::probe::random_read_iops;
-use rime_bufmgr::io::{open_block_file, IoBackend};
-use rime_bufmgr::{BufferManager, Config, PageId, PAGE_SIZE};
+use rime_bufmgr::io::{IoBackend, open_block_file};
+use rime_bufmgr::{BufferManager, Config, PAGE_SIZE, PageId};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 

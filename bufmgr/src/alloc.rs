@@ -11,9 +11,9 @@
 use crate::error::PageError;
 use crate::guards::ExclusiveGuard;
 use crate::manager::{BufferManager, Inner};
-use crate::state::{StateWord, EVICTED, LOCKED, MARKED, UNLOCKED};
+use crate::state::{EVICTED, LOCKED, MARKED, StateWord, UNLOCKED};
 use crate::sync::Backoff;
-use crate::{PageId, PAGE_SIZE};
+use crate::{PAGE_SIZE, PageId};
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 

@@ -1,8 +1,8 @@
 //! Errors, typed per operation and `#[non_exhaustive]` so variants can be
 //! added without breaking callers.
 
-use crate::io::IoError;
 use crate::PageId;
+use crate::io::IoError;
 
 /// Opening a buffer manager.
 #[derive(Debug, thiserror::Error)]

@@ -11,11 +11,11 @@
 
 use crate::error::PageError;
 use crate::io::WriteOp;
-use crate::manager::{Inner, EVICT_BATCH};
+use crate::manager::{EVICT_BATCH, Inner};
 use crate::state::{MARKED, UNLOCKED};
 use crate::stats::Counter;
 use crate::sync::Backoff;
-use crate::{frame, PageId, PAGE_SIZE};
+use crate::{PAGE_SIZE, PageId, frame};
 use std::sync::atomic::Ordering;
 
 impl Inner {

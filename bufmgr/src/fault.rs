@@ -22,10 +22,10 @@
 //! installed after ours, it must chain to ours for faults that are not its
 //! own, as wasmtime's and Rust's do; if before, we chain to it.
 
-use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 use std::sync::Once;
+use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
-extern "C" {
+unsafe extern "C" {
     fn rime_guard_run(
         body: extern "C" fn(*mut libc::c_void),
         ctx: *mut libc::c_void,

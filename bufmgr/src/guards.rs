@@ -8,13 +8,13 @@
 //! turned into a restart by the fault guard.
 
 use crate::error::{Interrupt, PageError};
-use crate::fault::{run_guarded, Outcome};
+use crate::fault::{Outcome, run_guarded};
 use crate::frame::{self, FRAME_HEADER_SIZE};
 use crate::manager::BufferManager;
-use crate::state::{StateWord, EVICTED, LOCKED, MARKED};
+use crate::state::{EVICTED, LOCKED, MARKED, StateWord};
 use crate::stats::Counter;
 use crate::sync::Backoff;
-use crate::{PageId, PAGE_SIZE};
+use crate::{PAGE_SIZE, PageId};
 use std::marker::PhantomData;
 
 /// An exclusive latch on a frame. Unlocks on drop; the version moves on only

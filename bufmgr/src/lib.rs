@@ -63,8 +63,8 @@ pub use error::{Interrupt, OpenError, PageError};
 pub use frame::FRAME_HEADER_SIZE;
 pub use guards::{ExclusiveGuard, OptimisticGuard, Section, SharedGuard};
 pub use manager::{
-    BufferManager, Config, WriteBackHook, WriteBackRefused, DEFAULT_MAX_BYTES, DEFAULT_POOL_BYTES,
-    EVICT_BATCH, MIN_POOL_PAGES,
+    BufferManager, Config, DEFAULT_MAX_BYTES, DEFAULT_POOL_BYTES, EVICT_BATCH, MIN_POOL_PAGES,
+    WriteBackHook, WriteBackRefused,
 };
 pub use region::ReleaseMode;
 pub use stats::Stats;

@@ -8,10 +8,10 @@
 //! read could return under the C++ memory model.
 
 use crate::meta::PageMeta;
-use crate::state::{StateWord, EVICTED, LOCKED, MARKED, UNLOCKED};
+use crate::state::{EVICTED, LOCKED, MARKED, StateWord, UNLOCKED};
 use crate::wait::LoadWaits;
-use loom::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use loom::sync::Arc;
+use loom::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use loom::thread;
 
 /// Preemptions loom explores per execution. Bugs in latch protocols of

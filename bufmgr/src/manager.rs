@@ -4,13 +4,13 @@ use crate::error::{OpenError, PageError};
 use crate::fault::{self, RegionGuard};
 use crate::io::{BlockFile, ReadOp};
 use crate::meta::PageMeta;
-use crate::region::{detect_release_mode, Region, ReleaseMode};
+use crate::region::{Region, ReleaseMode, detect_release_mode};
 use crate::resident::ResidentSet;
-use crate::state::{StateWord, EVICTED, LOCKED};
+use crate::state::{EVICTED, LOCKED, StateWord};
 use crate::stats::{Counter, Stats, StatsRegistry};
 use crate::sync::Backoff;
 use crate::wait::LoadWaits;
-use crate::{alloc::Allocator, frame, prefetch::Prefetcher, AllocState, PageId, PAGE_SIZE};
+use crate::{AllocState, PAGE_SIZE, PageId, alloc::Allocator, frame, prefetch::Prefetcher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 

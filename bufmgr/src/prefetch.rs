@@ -8,11 +8,11 @@
 //! (it has moved on); the page stays evicted and the next real access reads
 //! it again and gets the error itself.
 
+use crate::PageId;
 use crate::manager::{BufferManager, Inner};
 use crate::state::EVICTED;
 use crate::stats::Counter;
-use crate::PageId;
-use std::sync::mpsc::{channel, Sender};
+use std::sync::mpsc::{Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 

@@ -7,8 +7,8 @@
 //! each batch advances it with one `fetch_add`, so concurrent evictors walk
 //! disjoint stretches.
 
-use crate::sync::{AtomicU64, Ordering};
 use crate::PageId;
+use crate::sync::{AtomicU64, Ordering};
 
 const EMPTY: u64 = u64::MAX;
 const TOMBSTONE: u64 = u64::MAX - 1;

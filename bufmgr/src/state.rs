@@ -38,7 +38,7 @@
 //! synchronise and the second load sees LOCKED or a newer version
 //! (Boehm, "Can seqlocks get along with programming language memory models?").
 
-use crate::sync::{fence, AtomicU64, Ordering};
+use crate::sync::{AtomicU64, Ordering, fence};
 
 pub const UNLOCKED: u8 = 0;
 pub const MAX_SHARED: u8 = 252;

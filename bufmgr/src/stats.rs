@@ -111,7 +111,15 @@ impl StatsRegistry {
                 *s += c.load(Ordering::Relaxed);
             }
         }
-        let [hits, misses, evictions, write_backs, restarts, faults, prefetched] = sum;
+        let [
+            hits,
+            misses,
+            evictions,
+            write_backs,
+            restarts,
+            faults,
+            prefetched,
+        ] = sum;
         Stats {
             hits,
             misses,

@@ -13,9 +13,9 @@
 //! about to re-check after a spurious wake-up); if the loader cleared it
 //! first, the waiter sees it clear and never sleeps.
 
+use crate::PageId;
 use crate::meta::PageMeta;
 use crate::sync::{Condvar, Mutex};
-use crate::PageId;
 
 /// Wait slots: enough that two unrelated loads rarely share one with
 /// 2 cores and dozens of threads, small enough to be a few cache lines.

@@ -13,7 +13,7 @@
 mod common;
 use common::*;
 use rime_bufmgr::testing::evict;
-use rime_bufmgr::{region::touch, BufferManager, Interrupt, PageId, ReleaseMode, MIN_POOL_PAGES};
+use rime_bufmgr::{BufferManager, Interrupt, MIN_POOL_PAGES, PageId, ReleaseMode, region::touch};
 use std::os::unix::process::ExitStatusExt;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};

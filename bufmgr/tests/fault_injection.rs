@@ -6,11 +6,11 @@ mod common;
 use common::*;
 use rime_bufmgr::io::{FaultPlan, IoError};
 use rime_bufmgr::{
-    BufferManager, Config, PageError, PageId, WriteBackHook, WriteBackRefused, MIN_POOL_PAGES,
-    PAGE_SIZE,
+    BufferManager, Config, MIN_POOL_PAGES, PAGE_SIZE, PageError, PageId, WriteBackHook,
+    WriteBackRefused,
 };
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 fn fill(bm: &BufferManager, n: usize) -> Vec<PageId> {
     (0..n)

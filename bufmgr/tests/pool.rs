@@ -3,8 +3,8 @@
 
 mod common;
 use common::*;
-use rime_bufmgr::io::{open_block_file, IoBackend};
-use rime_bufmgr::{BufferManager, Config, OpenError, PageError, MIN_POOL_PAGES, PAGE_SIZE};
+use rime_bufmgr::io::{IoBackend, open_block_file};
+use rime_bufmgr::{BufferManager, Config, MIN_POOL_PAGES, OpenError, PAGE_SIZE, PageError};
 
 #[test]
 fn pages_survive_eviction_and_come_back_intact() {
@@ -60,11 +60,12 @@ fn extents_are_contiguous_and_round_trip_through_disk() {
         drop(p.bm.alloc().unwrap());
     }
     let e = p.bm.shared_extent(pid, 40).unwrap();
-    assert!(e
-        .payload()
-        .iter()
-        .enumerate()
-        .all(|(i, &b)| b == (i % 251) as u8));
+    assert!(
+        e.payload()
+            .iter()
+            .enumerate()
+            .all(|(i, &b)| b == (i % 251) as u8)
+    );
 }
 
 #[test]

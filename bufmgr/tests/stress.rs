@@ -6,7 +6,7 @@
 mod common;
 use common::*;
 use rand::{Rng, SeedableRng};
-use rime_bufmgr::{BufferManager, Config, Interrupt, PageId, PAGE_PAYLOAD, PAGE_SIZE};
+use rime_bufmgr::{BufferManager, Config, Interrupt, PAGE_PAYLOAD, PAGE_SIZE, PageId};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Threads: at least 4, even on 2 cores, so latches are taken and dropped

@@ -3,8 +3,8 @@
 //! beside a server on the same directory (the directory lock refuses it:
 //! use the HTTP API then).
 
-use crate::env::{self, default_data_dir, Result};
-use rime_faas::{namespace_tree, FunctionConfig, Grant};
+use crate::env::{self, Result, default_data_dir};
+use rime_faas::{FunctionConfig, Grant, namespace_tree};
 use rime_storage::{Db, TreeId, VerifyOnOpen};
 use std::io::Write;
 use std::ops::{Bound, ControlFlow};

@@ -14,20 +14,20 @@
 //!   byte read or written for `idle_timeout` is closed. A request in
 //!   progress (its head read, its handler running) is never cut.
 
-use axum::body::Body;
 use axum::Router;
+use axum::body::Body;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use std::future::Future;
 use std::io;
-use std::pin::{pin, Pin};
+use std::pin::{Pin, pin};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 use tower::ServiceExt;
 
@@ -63,7 +63,7 @@ content-length: 76\r\n\
 /// Raises the soft limit on open files to the hard limit, if it is lower.
 /// Returns the soft limit in force afterwards (`None`: unlimited).
 pub fn raise_nofile_limit() -> Option<u64> {
-    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
     let lim = getrlimit(Resource::Nofile);
     match (lim.current, lim.maximum) {
         (Some(soft), Some(hard)) if soft < hard => {

@@ -14,10 +14,10 @@
 //!    bank's total unchanged; `Db::verify` passes. Any FAIL exits non-zero.
 //! 7. Counters, then a checkpoint and a clean close.
 
-use crate::env::{self, default_data_dir, Result};
+use crate::env::{self, Result, default_data_dir};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rime_faas::{
-    namespace_tree, FunctionConfig, Invocation, InvokeError, Pending, Runtime, RuntimeConfig,
+    FunctionConfig, Invocation, InvokeError, Pending, Runtime, RuntimeConfig, namespace_tree,
 };
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -190,7 +190,11 @@ fn transfers(rt: &Runtime, n: u64) -> Result<BankRun> {
     let total_after = bank_total(rt)?;
     println!(
         "5. {n} concurrent transfers between {ACCOUNTS} accounts{} in {:.2?}: {moved} moved money, {refused} refused as overdrafts, {retries} re-runs",
-        if opened > 0 { format!(" ({opened} opened with {INITIAL_BALANCE})") } else { String::new() },
+        if opened > 0 {
+            format!(" ({opened} opened with {INITIAL_BALANCE})")
+        } else {
+            String::new()
+        },
         t.elapsed()
     );
     Ok(BankRun {

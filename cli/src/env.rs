@@ -178,7 +178,7 @@ pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
         _ => {
             return Err(format!(
                 "unknown duration unit in {s:?} (use ms, s, m or h)"
-            ))
+            ));
         }
     };
     match d {

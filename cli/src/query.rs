@@ -147,9 +147,11 @@ mod tests {
         );
         assert_eq!(scan_params(None).unwrap().limit, DEFAULT_SCAN_LIMIT);
         let long = format!("start={}", "a".repeat(MAX_KEY_LEN + 1));
-        assert!(scan_params(Some(&long))
-            .unwrap_err()
-            .contains("at most 512"));
+        assert!(
+            scan_params(Some(&long))
+                .unwrap_err()
+                .contains("at most 512")
+        );
         let max = format!("end={}", "a".repeat(MAX_KEY_LEN));
         assert!(scan_params(Some(&max)).is_ok());
         assert!(scan_params(Some("limit=0")).is_err());

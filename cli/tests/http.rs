@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{auth, code, guest, send, text, wait_until, Server, TOKEN};
+use common::{Server, TOKEN, auth, code, guest, send, text, wait_until};
 use std::time::{Duration, Instant};
 
 #[test]

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{
-    auth, code, exchange, guest, read_to_eof, samples, send, text, wait_until, Server, TOKEN,
+    Server, TOKEN, auth, code, exchange, guest, read_to_eof, samples, send, text, wait_until,
 };
 use std::io::Write;
 use std::net::TcpStream;

@@ -13,7 +13,7 @@
 //! Durability is `NoSync` (so the commit's fsync does not drown the CPU
 //! costs being compared); run with `cargo bench -p rime-faas`.
 
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use rime_faas::{FunctionConfig, Runtime, RuntimeConfig};
 use rime_storage::{Db, Durability, Options};
 use std::ops::{Bound, ControlFlow};

@@ -195,10 +195,10 @@ impl ModuleCache {
         let module = Module::new(&self.engine, wasm)
             .map_err(|e| DeployError::Malformed(format!("{e:#}")))?;
         self.compiles.fetch_add(1, Ordering::Relaxed);
-        if let Some(p) = path {
-            if let Err(e) = self.store(&module, &wasm_hash, &p) {
-                tracing::warn!(path = %p.display(), error = %e, "could not write a module cache entry");
-            }
+        if let Some(p) = path
+            && let Err(e) = self.store(&module, &wasm_hash, &p)
+        {
+            tracing::warn!(path = %p.display(), error = %e, "could not write a module cache entry");
         }
         Ok(module)
     }

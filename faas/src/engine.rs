@@ -129,20 +129,22 @@ fn register_with_ticker(engine: &Engine) {
     if started {
         std::thread::Builder::new()
             .name("rime-epoch".into())
-            .spawn(|| loop {
-                std::thread::sleep(EPOCH_TICK);
-                let mut list = TICKED
-                    .get()
-                    .expect("set before the thread starts")
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner());
-                list.retain(|w| match w.upgrade() {
-                    Some(e) => {
-                        e.increment_epoch();
-                        true
-                    }
-                    None => false,
-                });
+            .spawn(|| {
+                loop {
+                    std::thread::sleep(EPOCH_TICK);
+                    let mut list = TICKED
+                        .get()
+                        .expect("set before the thread starts")
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner());
+                    list.retain(|w| match w.upgrade() {
+                        Some(e) => {
+                            e.increment_epoch();
+                            true
+                        }
+                        None => false,
+                    });
+                }
             })
             .expect("spawning the epoch ticker");
     }

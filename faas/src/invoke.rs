@@ -11,9 +11,9 @@ use crate::limits::{MAX_INPUT_LEN, MAX_OUTPUT_LEN, MAX_WRITE_SET_BYTES};
 use crate::registry::Function;
 use rime_abi::{EXPORT_INVOKE, EXPORT_MEMORY, RESULT_OK};
 use rime_storage::{Db, Tx, TxError};
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use wasmtime::{Engine, Store, Trap};
 
@@ -232,10 +232,9 @@ fn classify(store: &mut Store<HostState>, e: wasmtime::Error, f: &Function) -> I
     if let Some(frame) = e
         .downcast_ref::<wasmtime::WasmBacktrace>()
         .and_then(|bt| bt.frames().first())
+        && let Some(name) = frame.func_name()
     {
-        if let Some(name) = frame.func_name() {
-            msg.push_str(&format!(" in {name}"));
-        }
+        msg.push_str(&format!(" in {name}"));
     }
     InvokeError::Trap(msg)
 }

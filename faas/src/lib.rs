@@ -21,11 +21,11 @@ pub mod limits;
 mod pool;
 mod registry;
 
-pub use engine::{ticker_running, RuntimeConfig, EPOCH_TICK};
+pub use engine::{EPOCH_TICK, RuntimeConfig, ticker_running};
 pub use error::{DeployError, InvokeError, OpenError, UndeployError};
 pub use invoke::Invocation;
 pub use pool::Pending;
-pub use registry::{namespace_tree, FunctionConfig, FunctionInfo, Grant};
+pub use registry::{FunctionConfig, FunctionInfo, Grant, namespace_tree};
 
 use registry::Function;
 use rime_storage::{Db, TreeId};

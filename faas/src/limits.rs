@@ -9,13 +9,13 @@
 //!
 //! [`ResourceLimiter`]: wasmtime::ResourceLimiter
 
-use rime_storage::wal::record::{commit_write_len, MAX_COMMIT_BYTES};
+use rime_storage::wal::record::{MAX_COMMIT_BYTES, commit_write_len};
 use std::time::Duration;
 
 pub use rime_abi::{
-    valid_name, MAX_INPUT_LEN, MAX_KEY_LEN, MAX_LOG_BYTES_PER_INVOCATION, MAX_LOG_LEN,
+    MAX_INPUT_LEN, MAX_KEY_LEN, MAX_LOG_BYTES_PER_INVOCATION, MAX_LOG_LEN,
     MAX_LOG_LINES_PER_INVOCATION, MAX_NAMESPACE_LEN, MAX_OPEN_NAMESPACES, MAX_OUTPUT_LEN,
-    MAX_VALUE_LEN, MAX_WRITE_SET_BYTES, MAX_WRITTEN_BYTES, WRITE_SET_ENTRY_OVERHEAD,
+    MAX_VALUE_LEN, MAX_WRITE_SET_BYTES, MAX_WRITTEN_BYTES, WRITE_SET_ENTRY_OVERHEAD, valid_name,
 };
 
 // Every key and value the ABI admits can be stored, and

@@ -3,7 +3,7 @@
 
 use crate::error::InvokeError;
 use crate::invoke::Invocation;
-use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -32,11 +32,13 @@ impl Pool {
                 std::thread::Builder::new()
                     .name(format!("rime-faas-{i}"))
                     .stack_size(WORKER_STACK)
-                    .spawn(move || loop {
-                        let job = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
-                        match job {
-                            Ok(job) => job(),
-                            Err(_) => return, // the pool is gone
+                    .spawn(move || {
+                        loop {
+                            let job = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                            match job {
+                                Ok(job) => job(),
+                                Err(_) => return, // the pool is gone
+                            }
                         }
                     })
                     .expect("spawning a faaslet worker")

@@ -16,7 +16,7 @@
 
 use crate::error::DeployError;
 use crate::limits::{
-    valid_name, DEFAULT_DEADLINE, DEFAULT_MEMORY_BYTES, MAX_DEADLINE, MAX_OPEN_NAMESPACES,
+    DEFAULT_DEADLINE, DEFAULT_MEMORY_BYTES, MAX_DEADLINE, MAX_OPEN_NAMESPACES, valid_name,
 };
 use rime_storage::{Db, TreeId, Tx, TxError};
 use std::ops::{Bound, ControlFlow};

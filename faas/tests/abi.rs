@@ -128,9 +128,15 @@ fn ns_open_names_handles_and_grants() {
 fn add_and_cas_codes() {
     let p = Probe::new(&[
         // add(0, key=64, a0, delta=i64 at 40, out=1024)
-        ("a", "(call $add (i32.const 0) (i32.const 64) a0 (i64.load (i32.const 40)) (i32.const 1024))"),
+        (
+            "a",
+            "(call $add (i32.const 0) (i32.const 64) a0 (i64.load (i32.const 40)) (i32.const 1024))",
+        ),
         // cas(0, key=64, a0, exp=64+a0, a1, new=64+a0+a2, a3)
-        ("c", "(call $cas (i32.const 0) (i32.const 64) a0 (i32.add (i32.const 64) a0) a1 (i32.add (i32.add (i32.const 64) a0) a2) a3)"),
+        (
+            "c",
+            "(call $cas (i32.const 0) (i32.const 64) a0 (i32.add (i32.const 64) a0) a1 (i32.add (i32.add (i32.const 64) a0) a2) a3)",
+        ),
     ]);
     let add = |key: &[u8], delta: i64| {
         let mut a = args(&[key.len() as i32], key);

@@ -145,10 +145,10 @@ fn transfers_survive_kill_9() {
         let deadline = Instant::now() + Duration::from_secs(60);
         for line in stdout.lines() {
             let line = line.unwrap();
-            if let Some(n) = line.strip_prefix("progress ") {
-                if n.parse::<u64>().unwrap() >= 500 {
-                    break;
-                }
+            if let Some(n) = line.strip_prefix("progress ")
+                && n.parse::<u64>().unwrap() >= 500
+            {
+                break;
             }
             assert!(Instant::now() < deadline, "the child made no progress");
         }

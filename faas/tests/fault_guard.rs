@@ -6,14 +6,14 @@
 //! Each installation order runs in a fresh child process (handlers are
 //! process-wide): this binary re-executes itself with `RIME_FAAS_FG_ORDER`.
 
-use rime_bufmgr::io::{open_block_file, IoBackend};
+use rime_bufmgr::io::{IoBackend, open_block_file};
 use rime_bufmgr::testing::evict;
 use rime_bufmgr::{
-    BufferManager, Config, Interrupt, PageId, ReleaseMode, MIN_POOL_PAGES, PAGE_SIZE,
+    BufferManager, Config, Interrupt, MIN_POOL_PAGES, PAGE_SIZE, PageId, ReleaseMode,
 };
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use wasmtime::{Engine, Instance, Linker, Module, Store, Trap};
 
 const ORDER_ENV: &str = "RIME_FAAS_FG_ORDER";
@@ -115,7 +115,9 @@ fn scenario(order: &str) {
         o => panic!("unknown order {o}"),
     };
     if p.bm.release_mode() != ReleaseMode::Guard {
-        eprintln!("SKIPPED: no MADV_GUARD_INSTALL on this kernel: evicted pages read as zeros, nothing faults");
+        eprintln!(
+            "SKIPPED: no MADV_GUARD_INSTALL on this kernel: evicted pages read as zeros, nothing faults"
+        );
         std::process::exit(SKIPPED);
     }
     let p = Arc::new(p);

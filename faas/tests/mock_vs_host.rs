@@ -16,7 +16,7 @@
 
 mod common;
 use common::*;
-use probe::script::{encode, Bytes, Op};
+use probe::script::{Bytes, Op, encode};
 use rime_abi::{
     Level, MAX_LOG_LEN, MAX_NAMESPACE_LEN, MAX_OUTPUT_LEN, MAX_VALUE_LEN, SCAN_HI_INCLUSIVE,
     SCAN_LO_EXCLUSIVE,

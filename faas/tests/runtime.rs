@@ -295,7 +295,9 @@ fn a_looping_guest_does_not_stop_others() {
                 took >= deadline,
                 "stopped after {took:?}, deadline {deadline:?}"
             );
-            eprintln!("deadline {deadline:?}: loop stopped after {took:?}, in flight after {CALLS} calls: {in_flight}");
+            eprintln!(
+                "deadline {deadline:?}: loop stopped after {took:?}, in flight after {CALLS} calls: {in_flight}"
+            );
             in_flight
         });
         if beside_the_loop {
@@ -325,12 +327,16 @@ fn malformed_and_non_abi_modules_are_deploy_errors() {
         e.rt.deploy("x", &truncated, cfg()),
         Err(DeployError::Malformed(_))
     ));
-    let wrong_import = wat("(module (import \"env\" \"f\" (func)) (memory (export \"memory\") 1) (func (export \"rime_invoke\") (result i32) i32.const 0))");
+    let wrong_import = wat(
+        "(module (import \"env\" \"f\" (func)) (memory (export \"memory\") 1) (func (export \"rime_invoke\") (result i32) i32.const 0))",
+    );
     assert!(matches!(
         e.rt.deploy("x", &wrong_import, cfg()),
         Err(DeployError::Abi(_))
     ));
-    let wrong_sig = wat("(module (import \"rime\" \"get\" (func (param i32))) (memory (export \"memory\") 1) (func (export \"rime_invoke\") (result i32) i32.const 0))");
+    let wrong_sig = wat(
+        "(module (import \"rime\" \"get\" (func (param i32))) (memory (export \"memory\") 1) (func (export \"rime_invoke\") (result i32) i32.const 0))",
+    );
     assert!(matches!(
         e.rt.deploy("x", &wrong_sig, cfg()),
         Err(DeployError::Abi(_))
@@ -462,11 +468,11 @@ impl Gate {
     }
     /// Events being held now.
     fn held(&self) -> usize {
-        self.0 .0.lock().unwrap().0
+        self.0.0.lock().unwrap().0
     }
     fn open(&self) {
-        self.0 .0.lock().unwrap().1 = true;
-        self.0 .1.notify_all();
+        self.0.0.lock().unwrap().1 = true;
+        self.0.1.notify_all();
     }
 }
 

@@ -8,7 +8,7 @@
 //! raw sync.
 
 use criterion::{BenchmarkId, Criterion, Throughput};
-use rime_bufmgr::io::{open_block_file, AlignedBuf, IoBackend, BLOCK_SIZE};
+use rime_bufmgr::io::{AlignedBuf, BLOCK_SIZE, IoBackend, open_block_file};
 use rime_storage::wal::{Record, TreeId, Write};
 use rime_storage::{Durability, Wal, WalOptions};
 use std::collections::BTreeMap;

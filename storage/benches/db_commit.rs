@@ -7,7 +7,7 @@
 //! `cargo bench -p rime-storage --bench db_commit`. `RIME_BENCH_SECS` sets
 //! the seconds per cell (default 1.0).
 
-use rime_bufmgr::io::{open_block_file, AlignedBuf, IoBackend, BLOCK_SIZE};
+use rime_bufmgr::io::{AlignedBuf, BLOCK_SIZE, IoBackend, open_block_file};
 use rime_storage::{Db, Durability, Options};
 use std::time::{Duration, Instant};
 

@@ -15,8 +15,8 @@
 
 use crate::bytes::{u32_at, u64_at};
 use crate::wal::{FileOpener, Lsn};
-use rime_bufmgr::io::{AlignedBuf, IoError, BLOCK_SIZE};
 use rime_bufmgr::AllocState;
+use rime_bufmgr::io::{AlignedBuf, BLOCK_SIZE, IoError};
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 8] = b"RIMEallc";
@@ -150,10 +150,12 @@ pub fn remove_others(root: &Path, keep: &[Lsn]) {
         let p = e.path();
         let name = e.file_name();
         let name = name.to_string_lossy();
-        if name.starts_with("alloc-") && name.ends_with(".state") && !keep_names.contains(&p) {
-            if let Err(err) = std::fs::remove_file(&p) {
-                tracing::warn!(path = %p.display(), error = %err, "removing an old allocation-state file failed");
-            }
+        if name.starts_with("alloc-")
+            && name.ends_with(".state")
+            && !keep_names.contains(&p)
+            && let Err(err) = std::fs::remove_file(&p)
+        {
+            tracing::warn!(path = %p.display(), error = %err, "removing an old allocation-state file failed");
         }
     }
 }

@@ -28,8 +28,8 @@ use crate::sync::lock;
 use crate::tx::TxBufs;
 use crate::wal::{Durability, Lsn, Record, Write};
 use rime_btree::BTree;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 pub(crate) enum Outcome {
@@ -101,7 +101,7 @@ fn commit_read_only(db: &DbInner, b: &mut TxBufs) -> Result<Outcome, TxError> {
 
 /// Refuses a write set whose `Commit` record would exceed the log's limit.
 pub(crate) fn check_commit_size(writes: &[Write<'_>]) -> Result<(), TxError> {
-    use crate::wal::record::{commit_payload_len, MAX_COMMIT_BYTES, MAX_PAYLOAD_LEN};
+    use crate::wal::record::{MAX_COMMIT_BYTES, MAX_PAYLOAD_LEN, commit_payload_len};
     let payload = commit_payload_len(writes);
     if payload > MAX_PAYLOAD_LEN {
         return Err(TxError::CommitTooLarge {

@@ -2,6 +2,7 @@
 //! convenience methods, stats. The protocols live next door: `commit`,
 //! `checkpoint`, `recovery`; the catalog in `catalog`; transactions in `tx`.
 
+use crate::DataDir;
 use crate::error::{DbError, OpenError, TxError};
 use crate::hooks::LogHooks;
 use crate::options::Options;
@@ -9,7 +10,6 @@ use crate::superblock::SuperblockFile;
 use crate::sync::lock;
 use crate::tx::{Tx, TxBufs};
 use crate::wal::{Lsn, TreeId, Wal};
-use crate::DataDir;
 use rime_btree::BTree;
 use rime_bufmgr::BufferManager;
 use std::collections::HashMap;

@@ -76,7 +76,7 @@ impl DataDir {
                     op: "flock",
                     path: lock_path,
                     source: e.into(),
-                })
+                });
             }
         }
 
@@ -120,10 +120,10 @@ impl DataDir {
             File::create(&path)
                 .and_then(|f| f.sync_all())
                 .map_err(fs_err("create", &path))?;
-        } else if let Err(e) = fs::remove_file(&path) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                return Err(fs_err("remove", &path)(e));
-            }
+        } else if let Err(e) = fs::remove_file(&path)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            return Err(fs_err("remove", &path)(e));
         }
         File::open(&self.root)
             .and_then(|d| d.sync_all())
@@ -156,7 +156,7 @@ impl DataDir {
 }
 
 /// Maps an I/O error of operation `op` on `path` to a [`DirError`].
-fn fs_err(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> DirError {
+fn fs_err(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> DirError + use<> {
     let path = path.to_path_buf();
     move |source| DirError::Fs { op, path, source }
 }

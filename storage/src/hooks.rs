@@ -17,7 +17,7 @@
 use crate::bytes::Cursor;
 use crate::wal::{Lsn, Record, Wal};
 use rime_btree::{Smo, SmoKind, SmoNotLogged, TreeHooks, UNLOGGED_LSN};
-use rime_bufmgr::{PageId, WriteBackHook, WriteBackRefused, PAGE_PAYLOAD};
+use rime_bufmgr::{PAGE_PAYLOAD, PageId, WriteBackHook, WriteBackRefused};
 use std::sync::Arc;
 
 /// Logs SMOs to the WAL. A failure is returned to the tree

@@ -38,9 +38,9 @@ pub use error::{
     DbError, DirError, OpenError, RecordError, SlotError, SuperblockError, TxError, WalError,
 };
 pub use options::{
-    Options, VerifyOnOpen, DEFAULT_CHECKPOINT_INTERVAL, DEFAULT_CHECKPOINT_LOG_BYTES,
-    DEFAULT_POOL_BYTES,
+    DEFAULT_CHECKPOINT_INTERVAL, DEFAULT_CHECKPOINT_LOG_BYTES, DEFAULT_POOL_BYTES, Options,
+    VerifyOnOpen,
 };
 pub use superblock::{Superblock, SuperblockFile};
-pub use tx::{Tx, MAX_KEY_LEN, MAX_VALUE_LEN, VERSION_SIZE};
+pub use tx::{MAX_KEY_LEN, MAX_VALUE_LEN, Tx, VERSION_SIZE};
 pub use wal::{Durability, FileOpener, Lsn, TreeId, Wal, WalOptions, WalReader};

@@ -12,7 +12,7 @@
 
 use crate::db::DbInner;
 use crate::error::{DbError, TxError};
-use crate::tx::{split_stored, TxBufs};
+use crate::tx::{TxBufs, split_stored};
 use rime_btree::Direction;
 use std::ops::ControlFlow;
 
@@ -30,7 +30,7 @@ pub(crate) fn validate(db: &DbInner, b: &TxBufs) -> Result<bool, TxError> {
             Some(None) => {
                 return Err(TxError::Db(DbError::Corrupt(
                     "stored value without a version".into(),
-                )))
+                )));
             }
         };
         if now != r.version {

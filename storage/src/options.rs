@@ -1,7 +1,7 @@
 //! [`Options`]: how to open a [`crate::Db`].
 
-use crate::wal::{Durability, FileOpener, DEFAULT_SEGMENT_SIZE, MIN_SEGMENT_SIZE};
-use rime_bufmgr::io::{open_block_file, IoBackend, BLOCK_SIZE};
+use crate::wal::{DEFAULT_SEGMENT_SIZE, Durability, FileOpener, MIN_SEGMENT_SIZE};
+use rime_bufmgr::io::{BLOCK_SIZE, IoBackend, open_block_file};
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;

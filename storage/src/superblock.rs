@@ -38,7 +38,7 @@
 use crate::bytes::{u32_at, u64_at};
 use crate::error::{SlotError, SuperblockError};
 use crate::wal::Lsn;
-use rime_bufmgr::io::{AlignedBuf, BlockFile, BLOCK_SIZE};
+use rime_bufmgr::io::{AlignedBuf, BLOCK_SIZE, BlockFile};
 use std::sync::Arc;
 
 /// One slot: one block, the unit the disk writes atomically at best, and
@@ -256,7 +256,7 @@ impl SuperblockFile {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rime_bufmgr::io::{open_block_file, FaultPlan, FaultyFile, IoBackend};
+    use rime_bufmgr::io::{FaultPlan, FaultyFile, IoBackend, open_block_file};
     use tempfile::TempDir;
 
     fn sb(n: u64) -> Superblock {

@@ -215,10 +215,10 @@ impl TxBufs {
                 break;
             }
             *next += 1;
-            if let Some(val) = w.value {
-                if f(self.bytes(w.key), self.bytes(val)).is_break() {
-                    return Some(w.key);
-                }
+            if let Some(val) = w.value
+                && f(self.bytes(w.key), self.bytes(val)).is_break()
+            {
+                return Some(w.key);
             }
         }
         None

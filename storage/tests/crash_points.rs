@@ -33,9 +33,9 @@
 
 mod crash_model;
 
-use crash_model::{search, Tally, CYCLES_PER_SEED};
-use rand::rngs::StdRng;
+use crash_model::{CYCLES_PER_SEED, Tally, search};
 use rand::SeedableRng;
+use rand::rngs::StdRng;
 
 #[test]
 fn crash_points_lose_no_acknowledged_commit_and_leave_no_partial_one() {
@@ -59,7 +59,9 @@ fn crash_points_lose_no_acknowledged_commit_and_leave_no_partial_one() {
             )
         }));
         if let Err(p) = r {
-            eprintln!("crash-point search failed at seed {seed}: replay with RIME_CRASH_POINTS=1 RIME_CRASH_SEED={seed}");
+            eprintln!(
+                "crash-point search failed at seed {seed}: replay with RIME_CRASH_POINTS=1 RIME_CRASH_SEED={seed}"
+            );
             std::panic::resume_unwind(p);
         }
     }

@@ -113,14 +113,13 @@ fn failed_log_sync_poisons_and_a_torn_tail_ends_the_log() {
 fn segment_holding(dir: &Path, lsn: Lsn) -> (PathBuf, u64) {
     let mut best = None;
     for e in std::fs::read_dir(dir.join("wal")).unwrap().flatten() {
-        if let Some(start) = segment::parse_file_name(&e.file_name().to_string_lossy()) {
-            if start <= lsn
-                && best
-                    .as_ref()
-                    .is_none_or(|(_, s): &(PathBuf, Lsn)| *s < start)
-            {
-                best = Some((e.path(), start));
-            }
+        if let Some(start) = segment::parse_file_name(&e.file_name().to_string_lossy())
+            && start <= lsn
+            && best
+                .as_ref()
+                .is_none_or(|(_, s): &(PathBuf, Lsn)| *s < start)
+        {
+            best = Some((e.path(), start));
         }
     }
     let (p, s) = best.unwrap();
@@ -228,8 +227,8 @@ fn emfile_while(
 /// next checkpoint succeeds.
 #[test]
 fn a_checkpoint_that_cannot_open_its_allocation_file_fails_alone_without_poisoning() {
-    use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
     let dir = TempDir::new().unwrap();
     let emfile = Arc::new(AtomicBool::new(false));
     let opts = emfile_while(base(), "alloc-", emfile.clone());
@@ -256,8 +255,8 @@ fn a_checkpoint_that_cannot_open_its_allocation_file_fails_alone_without_poisoni
 /// rollover during a short outage finds it ready.
 #[test]
 fn a_log_rollover_while_files_cannot_be_opened_uses_the_segment_prepared_ahead() {
-    use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
     const SEGMENT: u64 = 64 << 10;
     let dir = TempDir::new().unwrap();
     let emfile = Arc::new(AtomicBool::new(false));

@@ -3,7 +3,7 @@
 
 mod common;
 use common::{faulty, power_cut};
-use rime_storage::{Db, Options, TxError, VerifyOnOpen, MAX_VALUE_LEN};
+use rime_storage::{Db, MAX_VALUE_LEN, Options, TxError, VerifyOnOpen};
 use std::collections::BTreeMap;
 use tempfile::TempDir;
 

@@ -155,12 +155,12 @@ fn ten_times_the_pool_random_transactions_crash_recover_verify() {
                     key_space += 1;
                     (
                         key_space - 1,
-                        Some(vec![rng.gen(); rng.gen_range(100..400)]),
+                        Some(vec![rng.r#gen(); rng.gen_range(100..400)]),
                     )
                 } else if roll < 9 {
                     (
                         rng.gen_range(0..key_space),
-                        Some(vec![rng.gen(); rng.gen_range(10..400)]),
+                        Some(vec![rng.r#gen(); rng.gen_range(10..400)]),
                     )
                 } else {
                     (rng.gen_range(0..key_space), None)

@@ -4,7 +4,7 @@
 
 use crate::engine::{Engine, EngineConfig, Result};
 use rime_btree::{BTree, Direction, NoHooks};
-use rime_bufmgr::io::{open_block_file, IoBackend};
+use rime_bufmgr::io::{IoBackend, open_block_file};
 use rime_bufmgr::{BufferManager, Config};
 use std::ops::{Bound, ControlFlow};
 use std::path::Path;

@@ -12,8 +12,8 @@ use crate::engine::{Durability, Engine, EngineConfig, Result};
 use std::cell::Cell;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 const INDEX: &str = "_ycsb_index";
@@ -117,7 +117,11 @@ impl Engine for Redis {
         format!(
             "redis-server on 127.0.0.1:{}, {}; SET + ZADD index, scans ZRANGEBYLEX + MGET; rmw = GET then SET",
             self.port,
-            if self.durable { "appendonly yes, appendfsync always" } else { "no persistence" }
+            if self.durable {
+                "appendonly yes, appendfsync always"
+            } else {
+                "no persistence"
+            }
         )
     }
     fn insert(&self, key: &[u8], value: &[u8]) -> Result<()> {

@@ -8,7 +8,7 @@
 //! writers behind one WAL sync itself).
 
 use crate::engine::{Durability, Engine, EngineConfig, Result};
-use rocksdb::{BlockBasedOptions, Cache, Options, WriteBatch, WriteOptions, DB};
+use rocksdb::{BlockBasedOptions, Cache, DB, Options, WriteBatch, WriteOptions};
 use std::path::Path;
 
 pub struct Rocks {

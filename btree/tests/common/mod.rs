@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use rime_btree::{BTree, NoHooks};
-use rime_bufmgr::io::{open_block_file, IoBackend};
+use rime_bufmgr::io::{IoBackend, open_block_file};
 use rime_bufmgr::{BufferManager, Config, PAGE_SIZE};
 use std::sync::Arc;
 use tempfile::TempDir;

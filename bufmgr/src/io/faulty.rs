@@ -22,7 +22,7 @@
 //! After a crash every call fails with [`IoError::Injected`]: a dead process
 //! does no more I/O. Tests reopen the inner file to "restart".
 
-use super::{AlignedBuf, BlockFile, IoError, IoOp, ReadOp, WriteOp, BLOCK_SIZE};
+use super::{AlignedBuf, BLOCK_SIZE, BlockFile, IoError, IoOp, ReadOp, WriteOp};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 

@@ -64,7 +64,9 @@ pub enum IoError {
         wanted: usize,
         got: usize,
     },
-    #[error("{op:?} at byte {offset} of {len} bytes is not {BLOCK_SIZE}-aligned (offset, length and buffer must be)")]
+    #[error(
+        "{op:?} at byte {offset} of {len} bytes is not {BLOCK_SIZE}-aligned (offset, length and buffer must be)"
+    )]
     Misaligned { op: IoOp, offset: u64, len: usize },
     #[error(
         "{path}: the file system refuses O_DIRECT; Rime needs direct I/O to control write-back"

@@ -2,7 +2,7 @@
 //! kernel refuses io_uring. Same file, same `O_DIRECT`, same durability;
 //! a batch becomes a sequence of system calls.
 
-use super::{check_aligned, BlockFile, IoError, IoOp, ReadOp, WriteOp};
+use super::{BlockFile, IoError, IoOp, ReadOp, WriteOp, check_aligned};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
@@ -32,7 +32,7 @@ impl BlockFile for PlainFile {
                             offset: r.offset,
                             wanted: r.buf.len(),
                             got: done,
-                        })
+                        });
                     }
                     Ok(n) => done += n,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}

@@ -3,8 +3,8 @@
 //! the way. Benchmarks report the pool's miss throughput as a ratio to
 //! this, measured on the same file in the same run.
 
-use super::{open_direct, AlignedBuf, IoError, IoOp, BLOCK_SIZE};
-use io_uring::{opcode, types, IoUring};
+use super::{AlignedBuf, BLOCK_SIZE, IoError, IoOp, open_direct};
+use io_uring::{IoUring, opcode, types};
 use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -7,8 +7,8 @@
 //! and the rings die with the file instead of living on in every thread that
 //! ever touched it.
 
-use super::{check_aligned, BlockFile, IoError, IoOp, ReadOp, WriteOp};
-use io_uring::{opcode, squeue, types, IoUring};
+use super::{BlockFile, IoError, IoOp, ReadOp, WriteOp, check_aligned};
+use io_uring::{IoUring, opcode, squeue, types};
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::sync::Mutex;
@@ -181,24 +181,26 @@ impl BlockFile for UringFile {
 
     fn sync_data(&self) -> Result<(), IoError> {
         let fd = types::Fd(self.file.as_raw_fd());
-        self.with_ring(|ring| loop {
-            let entry = opcode::Fsync::new(fd)
-                .flags(types::FsyncFlags::DATASYNC)
-                .build();
-            // SAFETY: an fsync entry references no memory.
-            unsafe { ring.submission().push(&entry) }.expect("empty ring has room");
-            submit_all(ring, 1, IoOp::Sync, 0)?;
-            let res = ring.completion().next().map_or(-libc::EIO, |c| c.result());
-            match res {
-                r if r == -libc::EINTR => continue,
-                r if r < 0 => {
-                    return Err(IoError::os(
-                        IoOp::Sync,
-                        0,
-                        std::io::Error::from_raw_os_error(-r),
-                    ))
+        self.with_ring(|ring| {
+            loop {
+                let entry = opcode::Fsync::new(fd)
+                    .flags(types::FsyncFlags::DATASYNC)
+                    .build();
+                // SAFETY: an fsync entry references no memory.
+                unsafe { ring.submission().push(&entry) }.expect("empty ring has room");
+                submit_all(ring, 1, IoOp::Sync, 0)?;
+                let res = ring.completion().next().map_or(-libc::EIO, |c| c.result());
+                match res {
+                    r if r == -libc::EINTR => continue,
+                    r if r < 0 => {
+                        return Err(IoError::os(
+                            IoOp::Sync,
+                            0,
+                            std::io::Error::from_raw_os_error(-r),
+                        ));
+                    }
+                    _ => return Ok(()),
                 }
-                _ => return Ok(()),
             }
         })
     }

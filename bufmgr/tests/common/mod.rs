@@ -1,8 +1,8 @@
 //! Shared set-up for the buffer manager's integration tests.
 #![allow(dead_code)]
 
-use rime_bufmgr::io::{open_block_file, BlockFile, FaultPlan, FaultyFile, IoBackend};
-use rime_bufmgr::{BufferManager, Config, PageId, PAGE_SIZE};
+use rime_bufmgr::io::{BlockFile, FaultPlan, FaultyFile, IoBackend, open_block_file};
+use rime_bufmgr::{BufferManager, Config, PAGE_SIZE, PageId};
 use std::sync::Arc;
 use tempfile::TempDir;
 

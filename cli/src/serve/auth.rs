@@ -3,10 +3,10 @@
 //! comes from (`--token`, `RIME_TOKEN`, or the file DATA/token).
 
 use super::errors::ApiError;
-use super::{App, Shared, LOG_TARGET};
+use super::{App, LOG_TARGET, Shared};
 use crate::env::{self, Result};
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::io::Write;
@@ -106,7 +106,7 @@ pub(super) fn resolve_token(given: Option<&str>, dir: &std::path::Path) -> Resul
     match std::fs::read_to_string(&path) {
         Ok(t) if !t.trim().is_empty() => return Ok(t.trim().to_string()),
         Ok(_) => {
-            return Err(format!("{} is empty: delete it or pass --token", path.display()).into())
+            return Err(format!("{} is empty: delete it or pass --token", path.display()).into());
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(format!("reading {}: {e}", path.display()).into()),

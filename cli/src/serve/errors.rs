@@ -3,10 +3,10 @@
 //! and statuses (the table of `docs/http.md`).
 
 use super::LOG_TARGET;
+use axum::Json;
 use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use rime_faas::{DeployError, InvokeError};
 use rime_storage::{DbError, TxError};
 

@@ -2,15 +2,15 @@
 //! matches. The state endpoints are in `state.rs`, `/metrics` in
 //! `metrics.rs`.
 
-use super::errors::{body_error, deploy_error, invoke_error, poisoned, ApiError, ApiResult};
-use super::{Shared, LOG_TARGET};
+use super::errors::{ApiError, ApiResult, body_error, deploy_error, invoke_error, poisoned};
+use super::{LOG_TARGET, Shared};
 use crate::{env, query};
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{header, StatusCode};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use rime_faas::{FunctionConfig, FunctionInfo, UndeployError};
 use std::sync::atomic::Ordering;
 
@@ -46,7 +46,7 @@ pub(super) async fn deploy(
             _ => {
                 return Err(ApiError::bad_request(format!(
                     "unknown parameter {k:?} (grant, memory, deadline)"
-                )))
+                )));
             }
         };
     }

@@ -12,8 +12,8 @@ use rime_faas::RuntimeStats;
 use rime_storage::DbStats;
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The server's own counters (the runtime and the Db keep theirs).
 #[derive(Default)]

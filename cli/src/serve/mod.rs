@@ -20,12 +20,12 @@ mod shutdown;
 mod state;
 
 use crate::conn::{self, ConnStats};
-use crate::env::{self, default_data_dir, Result};
+use crate::env::{self, Result, default_data_dir};
 use auth::{admin_only, invoke_access, read_access, resolve_token};
+use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post, put};
-use axum::Router;
 use errors::ApiError;
 use handlers::{deploy, fallback, health, invoke, list_functions, method_not_allowed, undeploy};
 use metrics::Metrics;
@@ -34,8 +34,8 @@ use state::{state_delete, state_get, state_put, state_scan};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::Semaphore;
 

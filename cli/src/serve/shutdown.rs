@@ -4,16 +4,16 @@
 
 use super::{App, LOG_TARGET};
 use crate::env::{self, Result};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 /// SIGTERM and SIGINT, caught from now on (from before the server says it
 /// is listening: a SIGTERM right after that line must not kill it).
 pub(super) fn catch_signals(
     rt: &tokio::runtime::Runtime,
-) -> Result<impl std::future::Future<Output = ()>> {
-    use tokio::signal::unix::{signal, SignalKind};
+) -> Result<impl std::future::Future<Output = ()> + use<>> {
+    use tokio::signal::unix::{SignalKind, signal};
     let _in_rt = rt.enter();
     let term = signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM handler: {e}"))?;
     let int = signal(SignalKind::interrupt()).map_err(|e| format!("SIGINT handler: {e}"))?;

@@ -2,15 +2,15 @@
 //! `/state/{ns}` (scan): a namespace's keys, read and written directly,
 //! each request a transaction of its own.
 
-use super::errors::{body_error, tx_error, ApiError, ApiResult};
 use super::Shared;
+use super::errors::{ApiError, ApiResult, body_error, tx_error};
 use crate::{env, query};
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{header, StatusCode, Uri};
+use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use rime_faas::namespace_tree;
 use rime_storage::TxError;
 

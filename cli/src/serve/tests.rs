@@ -8,8 +8,8 @@ use super::errors::invoke_error;
 use super::handlers::health_response;
 use super::*;
 use axum::body::Body;
-use axum::http::{header, StatusCode};
-use rime_bufmgr::io::{open_block_file, BlockFile, FaultPlan, FaultyFile, IoBackend};
+use axum::http::{StatusCode, header};
+use rime_bufmgr::io::{BlockFile, FaultPlan, FaultyFile, IoBackend, open_block_file};
 use rime_faas::InvokeError;
 use tower::ServiceExt;
 

@@ -205,7 +205,7 @@ pub(crate) fn check_module(module: &Module) -> Result<(), String> {
                 return Err(format!(
                     "import {IMPORT_MODULE}.{} has type {other:?}, not the ABI's",
                     imp.name()
-                ))
+                ));
             }
         }
     }
@@ -217,7 +217,7 @@ pub(crate) fn check_module(module: &Module) -> Result<(), String> {
         Some(_) => {
             return Err(format!(
                 "export `{EXPORT_INVOKE}` must be a function () -> i32"
-            ))
+            ));
         }
         None => return Err(format!("no export `{EXPORT_INVOKE}`")),
     }
@@ -226,7 +226,7 @@ pub(crate) fn check_module(module: &Module) -> Result<(), String> {
         Some(_) => {
             return Err(format!(
                 "export `{EXPORT_MEMORY}` must be a 32-bit unshared memory"
-            ))
+            ));
         }
         None => return Err(format!("no export `{EXPORT_MEMORY}`")),
     }

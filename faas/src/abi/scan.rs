@@ -5,7 +5,7 @@
 //! each entry to a closure that writes its record into guest memory, the
 //! one copy, and stops at the first record that does not fit.
 
-use super::memory::{range, NONE};
+use super::memory::{NONE, range};
 use super::*;
 use crate::limits::MAX_KEY_LEN;
 use std::ops::{Bound, ControlFlow};

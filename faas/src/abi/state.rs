@@ -4,7 +4,7 @@
 //! host heap except `output` (the result buffer), `log`, and a write of a
 //! key not yet in the write set (its entry in `WriteSet`).
 
-use super::memory::{optional_range, range, NONE};
+use super::memory::{NONE, optional_range, range};
 use super::write_set::Admitted;
 use super::*;
 use crate::limits::{

@@ -19,8 +19,8 @@
 
 use crate::limits::{MAX_WRITE_SET_BYTES, MAX_WRITTEN_BYTES};
 use hashbrown::HashTable;
-use rime_storage::wal::record::commit_write_len;
 use rime_storage::TreeId;
+use rime_storage::wal::record::commit_write_len;
 use std::hash::{BuildHasher, Hasher};
 
 /// One (tree, key) written: where its key is in the arena, and what its

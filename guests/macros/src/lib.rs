@@ -119,13 +119,13 @@ fn check_signature(func: &ItemFn) -> syn::Result<()> {
             return Err(syn::Error::new(
                 p.ty.span(),
                 "the parameter must be `&[u8]`",
-            ))
+            ));
         }
         FnArg::Receiver(r) => {
             return Err(syn::Error::new(
                 r.span(),
                 "a faaslet is a free function, not a method",
-            ))
+            ));
         }
     }
 

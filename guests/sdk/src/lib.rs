@@ -43,7 +43,7 @@ pub use error::Error;
 pub use io::{input, log, log_fmt, output};
 pub use namespace::{Fetched, Namespace};
 pub use rime_sdk_macros::faaslet;
-pub use scan::{EntryRef, Scan, SCAN_FIRST_BUFFER};
+pub use scan::{EntryRef, SCAN_FIRST_BUFFER, Scan};
 
 // Re-exported so faaslets can say `rime_sdk::Vec` in a `no_std` crate.
 pub use alloc::{format, string::String, string::ToString, vec, vec::Vec};
@@ -52,7 +52,7 @@ pub use alloc::{format, string::String, string::ToString, vec, vec::Vec};
 /// Formats on the stack; never allocates.
 #[macro_export]
 macro_rules! log {
-    ($level:expr, $($arg:tt)+) => {
+    ($level:expr_2021, $($arg:tt)+) => {
         $crate::log_fmt($level, ::core::format_args!($($arg)+))
     };
 }

@@ -100,7 +100,7 @@ mod wasm {
 
     // Host ABI v1, `docs/abi.md`. Pointers and `u32`/`i32` lower to wasm `i32`.
     #[link(wasm_import_module = "rime")]
-    extern "C" {
+    unsafe extern "C" {
         #[link_name = "input"]
         fn rime_input(buf: *mut u8, cap: u32) -> i32;
         #[link_name = "output"]

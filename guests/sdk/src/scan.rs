@@ -4,7 +4,7 @@
 use crate::abi::{SCAN_HI_INCLUSIVE, SCAN_LO_EXCLUSIVE};
 use crate::codec::{self, Record};
 use crate::error::Error;
-use crate::namespace::{check_key, Namespace};
+use crate::namespace::{Namespace, check_key};
 use crate::raw;
 use alloc::vec;
 use alloc::vec::Vec;

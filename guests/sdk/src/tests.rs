@@ -1,7 +1,7 @@
 //! SDK behaviour against the mock host (native only).
 
 use crate::abi::{self, Level};
-use crate::{mock, Error, Fetched, Namespace};
+use crate::{Error, Fetched, Namespace, mock};
 use alloc::string::ToString;
 use alloc::vec;
 use alloc::vec::Vec;

@@ -3,7 +3,7 @@
 
 use super::rec_err;
 use crate::error::{DbError, OpenError, WalError};
-use crate::hooks::{decode_smo, SmoCode};
+use crate::hooks::{SmoCode, decode_smo};
 use crate::wal::{EndKind, LogEnd, LoggedRecord, Lsn, OwnedRecord, WalOptions, WalReader};
 use rime_bufmgr::{AllocState, PageId};
 use std::collections::{BTreeMap, HashMap};
@@ -92,7 +92,7 @@ fn check_redo_record(
 ) -> Result<(), OpenError> {
     let found = match first {
         Some(r) if r.lsn == redo && matches!(r.record, OwnedRecord::CheckpointBegin { .. }) => {
-            return Ok(())
+            return Ok(());
         }
         Some(r) if r.lsn == redo => match r.record {
             OwnedRecord::Commit(_) => "a Commit record".to_string(),

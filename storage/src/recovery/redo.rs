@@ -1,10 +1,10 @@
 //! Recovery's redo passes: SMO after-images (step 4, physical), then
 //! commits through the trees (step 5, logical).
 
-use super::analysis::{bad_smo, AllocModel};
+use super::analysis::{AllocModel, bad_smo};
 use super::rec_err;
 use crate::error::OpenError;
-use crate::hooks::{decode_smo, LogHooks};
+use crate::hooks::{LogHooks, decode_smo};
 use crate::sweep::RedoHooks;
 use crate::wal::{Lsn, OwnedRecord, WalOptions, WalReader};
 use rime_btree::BTree;

@@ -21,7 +21,7 @@ pub use reader::{EndKind, LogEnd, WalReader};
 pub use record::{LoggedRecord, OwnedRecord, OwnedWrite, Record, TreeId, Write};
 pub use writer::{CommitTicket, Wal};
 
-use rime_bufmgr::io::{open_block_file, BlockFile, IoBackend, IoError, BLOCK_SIZE};
+use rime_bufmgr::io::{BLOCK_SIZE, BlockFile, IoBackend, IoError, open_block_file};
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;

@@ -28,9 +28,9 @@
 //! segment LSN ranges), a segment that is not whole blocks, a start LSN
 //! beyond the log.
 
-use super::record::{self, LoggedRecord, HEADER_SIZE, SIZE_LSN};
+use super::record::{self, HEADER_SIZE, LoggedRecord, SIZE_LSN};
 use super::segment::{self, SegmentInfo};
-use super::{Lsn, WalOptions, FIRST_LSN};
+use super::{FIRST_LSN, Lsn, WalOptions};
 use crate::error::WalError;
 use rime_bufmgr::io::{AlignedBuf, BLOCK_SIZE};
 use std::path::{Path, PathBuf};
@@ -141,7 +141,7 @@ impl WalReader {
                 return Err(WalError::Corrupt {
                     lsn: from,
                     reason: "the log has no segments".into(),
-                })
+                });
             }
         };
         if from < first {
@@ -300,10 +300,10 @@ impl WalReader {
                 }
             }
             for p in candidates.into_iter().chain(straddling) {
-                if let Probe::Valid(rec, _) = self.probe(p)? {
-                    if rec.durable_floor.0 > pos {
-                        return Ok(Some(p));
-                    }
+                if let Probe::Valid(rec, _) = self.probe(p)?
+                    && rec.durable_floor.0 > pos
+                {
+                    return Ok(Some(p));
                 }
             }
         }

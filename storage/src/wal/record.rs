@@ -41,7 +41,7 @@
 //! All integers are little-endian.
 
 use super::Lsn;
-use crate::bytes::{u32_at, u64_at, Cursor};
+use crate::bytes::{Cursor, u32_at, u64_at};
 use crate::error::RecordError;
 
 pub const OFF_LSN: usize = 0;

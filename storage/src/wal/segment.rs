@@ -150,7 +150,7 @@ pub fn create(dir: &Path, start: Lsn, size: u64, opener: &FileOpener) -> Result<
             return Err(WalError::Fs {
                 path: tmp.clone(),
                 source,
-            })
+            });
         }
     }
     let file = opener(&tmp).map_err(io_err)?;

@@ -6,8 +6,8 @@ use super::*;
 use crate::error::WalError;
 use rime_bufmgr::io::{FaultPlan, FaultyFile, IoError, IoOp, ReadOp, WriteOp};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tempfile::TempDir;
 
 const SMALL_SEGMENT: u64 = 16 * 1024;

@@ -36,10 +36,10 @@
 use super::reader::LogEnd;
 use super::record::Record;
 use super::segment::{self, Segment};
-use super::{block_ceil, block_floor, Durability, Lsn, WalOptions};
+use super::{Durability, Lsn, WalOptions, block_ceil, block_floor};
 use crate::error::WalError;
-use crate::sync::{lock, AtomicBool, AtomicU64, Condvar, Mutex, MutexGuard, Ordering};
-use rime_bufmgr::io::{AlignedBuf, WriteOp, BLOCK_SIZE};
+use crate::sync::{AtomicBool, AtomicU64, Condvar, Mutex, MutexGuard, Ordering, lock};
+use rime_bufmgr::io::{AlignedBuf, BLOCK_SIZE, WriteOp};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -552,10 +552,8 @@ impl Drop for Wal {
             let st = lock(&self.state);
             st.poisoned.is_none() && st.append > st.durable
         };
-        if unflushed {
-            if let Err(e) = self.flush() {
-                tracing::warn!(error = %e, "log flush at close failed; unflushed records are lost");
-            }
+        if unflushed && let Err(e) = self.flush() {
+            tracing::warn!(error = %e, "log flush at close failed; unflushed records are lost");
         }
     }
 }

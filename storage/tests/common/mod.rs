@@ -4,7 +4,7 @@
 //! power and drop them, or tear them.
 #![allow(dead_code)]
 
-use rime_bufmgr::io::{open_block_file, BlockFile, FaultPlan, FaultyFile, IoBackend};
+use rime_bufmgr::io::{BlockFile, FaultPlan, FaultyFile, IoBackend, open_block_file};
 use rime_storage::Options;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

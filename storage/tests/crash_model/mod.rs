@@ -7,11 +7,11 @@
 #![allow(dead_code)]
 
 use rand::Rng;
-use rime_bufmgr::io::{
-    open_block_file, BlockFile, CrashSwitch, Fate, FaultPlan, FaultyFile, IoBackend,
-};
 use rime_bufmgr::PAGE_SIZE;
-use rime_storage::{Db, Durability, Options, TreeId, TxError, VerifyOnOpen, MAX_VALUE_LEN};
+use rime_bufmgr::io::{
+    BlockFile, CrashSwitch, Fate, FaultPlan, FaultyFile, IoBackend, open_block_file,
+};
+use rime_storage::{Db, Durability, MAX_VALUE_LEN, Options, TreeId, TxError, VerifyOnOpen};
 use std::collections::{BTreeMap, HashMap};
 use std::ops::{Bound, ControlFlow};
 use std::path::{Path, PathBuf};

@@ -16,7 +16,7 @@
 #![cfg_attr(not(test), no_std)]
 
 use core::fmt;
-use rime_sdk::{faaslet, Namespace, String, ToString, Vec};
+use rime_sdk::{Namespace, String, ToString, Vec, faaslet};
 
 /// Key prefix of all accounts; `total` scans it.
 const ACCOUNT_PREFIX: &[u8] = b"acct/";

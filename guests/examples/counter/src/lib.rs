@@ -11,7 +11,7 @@
 //! every increment counts exactly once.
 #![cfg_attr(not(test), no_std)]
 
-use rime_sdk::{faaslet, Error, Namespace, ToString, Vec};
+use rime_sdk::{Error, Namespace, ToString, Vec, faaslet};
 
 /// Key used when the input is empty.
 const DEFAULT_KEY: &[u8] = b"counter";

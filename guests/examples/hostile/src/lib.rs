@@ -16,7 +16,7 @@
 //! `hostile-was-here`, so a test can check that it is absent afterwards.
 #![cfg_attr(not(test), no_std)]
 
-use rime_sdk::{faaslet, vec, Namespace, String, ToString, Vec};
+use rime_sdk::{Namespace, String, ToString, Vec, faaslet, vec};
 
 /// Start of the wild buffer: 2 KiB below 4 GiB.
 #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))] // used by wasm32-only cases
@@ -39,7 +39,7 @@ const MARKER: &[u8] = b"hostile-was-here";
 #[cfg(target_arch = "wasm32")]
 mod raw {
     #[link(wasm_import_module = "rime")]
-    extern "C" {
+    unsafe extern "C" {
         pub fn get(ns: i32, key: *const u8, key_len: u32, buf: *mut u8, cap: u32) -> i32;
         pub fn put(ns: i32, key: *const u8, key_len: u32, val: *const u8, val_len: u32) -> i32;
     }

@@ -18,7 +18,7 @@
 
 use core::fmt;
 use core::ops::Bound;
-use rime_sdk::{faaslet, Namespace, Vec};
+use rime_sdk::{Namespace, Vec, faaslet};
 
 const OP_GET: u8 = b'g';
 const OP_PUT: u8 = b'p';

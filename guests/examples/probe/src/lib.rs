@@ -42,7 +42,7 @@ rime_sdk::panic_handler!();
 
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
-    use super::script::{encode, run, Bytes, Op};
+    use super::script::{Bytes, Op, encode, run};
     use rime_sdk::mock;
 
     #[test]

@@ -13,7 +13,7 @@
 
 use core::fmt::{self, Write};
 use core::ops::Bound;
-use rime_sdk::{faaslet, Namespace, String, Vec};
+use rime_sdk::{Namespace, String, Vec, faaslet};
 
 /// Scan buffer: range aggregation reads many entries, so a larger buffer than
 /// the SDK's default means fewer host calls.
