@@ -69,6 +69,14 @@ pub enum PageError {
 pub enum Interrupt {
     Restart,
     Error(PageError),
+    /// A section run with [`crate::BufferManager::optimistic_nowait`] needs
+    /// the frame at `pid` (of `pages` pages), which is not in memory: the
+    /// caller starts its load (a [`crate::Loader`]) and runs the section
+    /// again once it is in. Never seen by a blocking section.
+    Missing {
+        pid: PageId,
+        pages: u32,
+    },
 }
 
 impl From<PageError> for Interrupt {

@@ -248,20 +248,60 @@ impl BufferManager {
     /// returned from `body` are safe: they are produced after its last read.
     pub unsafe fn optimistic<R>(
         &self,
-        mut body: impl FnMut(&Section<'_>) -> Result<R, Interrupt>,
+        body: impl FnMut(&Section<'_>) -> Result<R, Interrupt>,
     ) -> Result<R, PageError> {
+        // SAFETY: forwarded; the caller upholds the contract for `body`.
+        match unsafe { self.run_section(false, body) }? {
+            Fetch::Ready(r) => Ok(r),
+            // A blocking section loads what it misses; it never stops early.
+            Fetch::Missing { pid, .. } => Err(PageError::Corrupt {
+                pid,
+                reason: "a blocking section reported a missing page",
+            }),
+        }
+    }
+
+    /// [`BufferManager::optimistic`] that never waits for a page to be read:
+    /// when `body` reaches a frame that is not in memory (evicted, or being
+    /// loaded), the section stops and returns [`Fetch::Missing`] with the
+    /// frame, which the caller loads with a [`crate::Loader`] (many at a
+    /// time) before running the section again.
+    ///
+    /// # Safety
+    /// The contract of [`BufferManager::optimistic`].
+    pub unsafe fn optimistic_nowait<R>(
+        &self,
+        body: impl FnMut(&Section<'_>) -> Result<R, Interrupt>,
+    ) -> Result<Fetch<R>, PageError> {
+        // SAFETY: forwarded; the caller upholds the contract for `body`.
+        unsafe { self.run_section(true, body) }
+    }
+
+    /// # Safety
+    /// The contract of [`BufferManager::optimistic`].
+    unsafe fn run_section<R>(
+        &self,
+        nowait: bool,
+        mut body: impl FnMut(&Section<'_>) -> Result<R, Interrupt>,
+    ) -> Result<Fetch<R>, PageError> {
         let mut backoff = Backoff::default();
         loop {
             let section = Section {
                 bm: self,
+                nowait,
                 _not_send: PhantomData,
             };
             // SAFETY: the caller upholds the contract above for `body`; the
             // closure here adds only a reference to `section`.
             match unsafe { run_guarded(|| body(&section)) } {
-                Outcome::Done(Ok(r)) => return Ok(r),
+                Outcome::Done(Ok(r)) => return Ok(Fetch::Ready(r)),
                 Outcome::Done(Err(Interrupt::Error(e))) => return Err(e),
-                Outcome::Done(Err(Interrupt::Restart)) => self.inner.count(Counter::Restart, 1),
+                Outcome::Done(Err(Interrupt::Missing { pid, pages })) if nowait => {
+                    return Ok(Fetch::Missing { pid, pages });
+                }
+                Outcome::Done(Err(Interrupt::Restart | Interrupt::Missing { .. })) => {
+                    self.inner.count(Counter::Restart, 1)
+                }
                 Outcome::Faulted => {
                     self.inner.count(Counter::Restart, 1);
                     self.inner.count(Counter::Fault, 1);
@@ -272,10 +312,22 @@ impl BufferManager {
     }
 }
 
+/// How a section run by [`BufferManager::optimistic_nowait`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Fetch<R> {
+    /// It finished with this result.
+    Ready(R),
+    /// It needs the frame at `pid` (of `pages` pages) in memory first.
+    Missing { pid: PageId, pages: u32 },
+}
+
 /// A guarded section in progress: the only place optimistic guards exist.
 /// Not `Send`: the fault guard's jump buffer belongs to this thread.
 pub struct Section<'a> {
     bm: &'a BufferManager,
+    /// Stop at a frame that is not in memory instead of loading it.
+    nowait: bool,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -318,6 +370,10 @@ impl<'a> Section<'a> {
         loop {
             let seen = meta.state.load();
             match seen.state() {
+                EVICTED if self.nowait => return Err(Interrupt::Missing { pid, pages }),
+                LOCKED if self.nowait && meta.is_loading() => {
+                    return Err(Interrupt::Missing { pid, pages });
+                }
                 EVICTED => inner.ensure_loaded(pid, pages)?,
                 LOCKED if meta.is_loading() => inner.ensure_loaded(pid, pages)?,
                 LOCKED => backoff.snooze(),

@@ -47,6 +47,7 @@ pub mod testing;
 mod alloc;
 mod evict;
 mod guards;
+mod loader;
 mod manager;
 mod meta;
 mod prefetch;
@@ -61,7 +62,8 @@ mod loom_models;
 pub use alloc::{AllocState, MAX_EXTENT_PAGES};
 pub use error::{Interrupt, OpenError, PageError};
 pub use frame::FRAME_HEADER_SIZE;
-pub use guards::{ExclusiveGuard, OptimisticGuard, Section, SharedGuard};
+pub use guards::{ExclusiveGuard, Fetch, OptimisticGuard, Section, SharedGuard};
+pub use loader::{Loader, MAX_LOADER_READS};
 pub use manager::{
     BufferManager, Config, DEFAULT_MAX_BYTES, DEFAULT_POOL_BYTES, EVICT_BATCH, MIN_POOL_PAGES,
     WriteBackHook, WriteBackRefused,

@@ -320,21 +320,8 @@ impl Inner {
     ///    memory back and returns to EVICTED.
     /// 5. Wake the threads that waited for these loads.
     pub(crate) fn load_locked(&self, frames: &[(PageId, u32)]) -> Result<(), PageError> {
-        let total: u64 = frames.iter().map(|&(_, n)| n as u64).sum();
-        // Step 1.
-        if let Err(e) = self.reserve(total) {
-            frames
-                .iter()
-                .for_each(|&(pid, _)| self.abandon_load(pid, 0));
-            return Err(e);
-        }
-        // Step 2.
-        for &(pid, pages) in frames {
-            let (offset, len) = (pid as usize * PAGE_SIZE, pages as usize * PAGE_SIZE);
-            if let Err(e) = self.pool.reclaim(offset, len, self.release) {
-                tracing::warn!(pid, error = %e, "removing guard markers failed; the read will fault");
-            }
-        }
+        // Steps 1 and 2.
+        self.prepare_loads(frames)?;
         // Step 3.
         let mut reads: Vec<ReadOp<'_>> = frames
             .iter()
@@ -370,7 +357,29 @@ impl Inner {
         first_error.map_or(Ok(()), Err)
     }
 
-    fn publish_loaded(&self, pid: PageId, pages: u32) -> Result<(), PageError> {
+    /// Steps 1 and 2 of [`Inner::load_locked`], for frames this thread
+    /// latched from EVICTED: reserve their memory and make it accessible.
+    /// On error every frame is rolled back (EVICTED, waiters woken).
+    pub(crate) fn prepare_loads(&self, frames: &[(PageId, u32)]) -> Result<(), PageError> {
+        let total: u64 = frames.iter().map(|&(_, n)| n as u64).sum();
+        if let Err(e) = self.reserve(total) {
+            frames
+                .iter()
+                .for_each(|&(pid, _)| self.abandon_load(pid, 0));
+            return Err(e);
+        }
+        for &(pid, pages) in frames {
+            let (offset, len) = (pid as usize * PAGE_SIZE, pages as usize * PAGE_SIZE);
+            if let Err(e) = self.pool.reclaim(offset, len, self.release) {
+                tracing::warn!(pid, error = %e, "removing guard markers failed; the read will fault");
+            }
+        }
+        Ok(())
+    }
+
+    /// Step 4 and 5 for one frame whose bytes arrived: check its header,
+    /// then publish it (or give it back to EVICTED) and wake its waiters.
+    pub(crate) fn publish_loaded(&self, pid: PageId, pages: u32) -> Result<(), PageError> {
         // SAFETY: latched exclusively by this thread, inside the region.
         let bytes =
             unsafe { std::slice::from_raw_parts(self.frame_ptr(pid), pages as usize * PAGE_SIZE) };
@@ -395,7 +404,7 @@ impl Inner {
     /// Undoes a load: memory back (if `reserved` pages were counted), state
     /// back to EVICTED, waiters woken. The caller holds `pid`'s exclusive
     /// latch, taken from EVICTED for the load (`load_locked`'s frames).
-    fn abandon_load(&self, pid: PageId, reserved: u64) {
+    pub(crate) fn abandon_load(&self, pid: PageId, reserved: u64) {
         let meta = self.meta(pid);
         if reserved > 0 {
             // SAFETY: this thread holds the frame's exclusive latch (taken

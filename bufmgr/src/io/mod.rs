@@ -124,6 +124,16 @@ pub trait BlockFile: Send + Sync {
     fn write_at(&self, offset: u64, data: &[u8]) -> Result<(), IoError> {
         self.write_batch(&[WriteOp { offset, data }])
     }
+
+    /// The `O_DIRECT` descriptor, for a [`crate::Loader`] to read through
+    /// its own io_uring, bypassing this object: only a file whose reads
+    /// need nothing but the descriptor says `Some` (the io_uring file). A
+    /// file that must see every read (fault injection) or that was chosen
+    /// because io_uring is unavailable says `None`, and loaders then read
+    /// through [`BlockFile::read_batch`].
+    fn direct_fd(&self) -> Option<std::os::fd::RawFd> {
+        None
+    }
 }
 
 /// How [`open_block_file`] chooses its implementation.

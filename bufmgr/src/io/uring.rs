@@ -209,6 +209,10 @@ impl BlockFile for UringFile {
         super::file_len(&self.file)
     }
 
+    fn direct_fd(&self) -> Option<std::os::fd::RawFd> {
+        Some(self.file.as_raw_fd())
+    }
+
     fn set_len(&self, len: u64) -> Result<(), IoError> {
         super::file_set_len(&self.file, len)
     }
