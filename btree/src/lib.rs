@@ -43,6 +43,8 @@ mod write;
 
 pub use error::TreeError;
 pub use hooks::{ExtentFree, NoHooks, Smo, SmoKind, SmoNotLogged, TreeHooks, UNLOGGED_LSN};
+pub use olc::Probe;
+pub use rime_bufmgr::Fetch;
 pub use scan::{Direction, Iter};
 pub use verify::TreeStats;
 pub use write::Writer;

@@ -26,12 +26,13 @@
 use crate::node::{LargeRef, Node};
 use crate::{BTree, INLINE_VALUE_MAX, MAX_DEPTH, TreeError};
 use rime_bufmgr::{
-    BufferManager, ExclusiveGuard, Interrupt, OptimisticGuard, PAGE_SIZE, PageError, PageId,
+    BufferManager, ExclusiveGuard, Fetch, Interrupt, OptimisticGuard, PAGE_SIZE, PageError, PageId,
     Section, SharedGuard,
 };
 
-/// The result of an optimistic point lookup.
-pub(crate) enum Probe {
+/// The result of an optimistic point lookup ([`BTree::probe_nowait`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probe {
     Absent,
     /// The value was copied into the caller's buffer: its length.
     Inline(usize),
@@ -119,6 +120,44 @@ fn descend<'a>(
     Err(too_deep(root))
 }
 
+/// The optimistic point lookup: descend, search the leaf, copy an inline
+/// value into `buf`. Holds only `Copy` values and the `&mut` to `buf`.
+#[inline]
+fn probe_leaf(
+    s: &Section<'_>,
+    bm: &BufferManager,
+    root: PageId,
+    key: &[u8],
+    buf: &mut [u8; INLINE_VALUE_MAX],
+) -> Result<Probe, Interrupt> {
+    let leaf = descend(s, bm, root, key, false)?;
+    let view = Node(leaf.payload());
+    let Some((pos, found)) = view.search(key) else {
+        return restart();
+    };
+    if !found {
+        leaf.validate()?;
+        return Ok(Probe::Absent);
+    }
+    let (Some(large), Some(value)) = (view.is_large(pos), view.value(pos)) else {
+        return restart();
+    };
+    if large {
+        leaf.validate()?;
+        return Ok(Probe::Large);
+    }
+    let Some(dst) = buf.get_mut(..value.len()) else {
+        // Longer than any inline value: torn bytes (the validation
+        // restarts), else a corrupt leaf, which the latched path reads
+        // rather than restarting forever.
+        leaf.validate()?;
+        return Ok(Probe::Large);
+    };
+    dst.copy_from_slice(value);
+    leaf.validate()?;
+    Ok(Probe::Inline(value.len()))
+}
+
 /// Like [`descend`] but stops at page `target` and also returns its
 /// parent; `None` when the path for `key` does not pass through `target`.
 #[allow(clippy::type_complexity)]
@@ -160,38 +199,26 @@ impl BTree {
         buf: &mut [u8; INLINE_VALUE_MAX],
     ) -> Result<Probe, TreeError> {
         let (root, bm) = (self.root, &*self.bm);
-        // SAFETY: the closure holds only Copy values (guards, slices of page
-        // bytes, integers) and the `&mut` to the caller's fixed-size array,
-        // which it writes with a plain copy; nothing has a destructor.
+        // SAFETY: `probe_leaf` holds only Copy values (guards, slices of
+        // page bytes, integers) and the `&mut` to the caller's fixed-size
+        // array, which it writes with a plain copy; nothing has a destructor.
+        let probe = unsafe { self.bm.optimistic(|s| probe_leaf(s, bm, root, key, buf)) }?;
+        Ok(probe)
+    }
+
+    /// [`BTree::probe`] that does not wait for a page to be read: it
+    /// reports the first frame on the key's path that is not in memory.
+    pub fn probe_nowait(
+        &self,
+        key: &[u8],
+        buf: &mut [u8; INLINE_VALUE_MAX],
+    ) -> Result<Fetch<Probe>, TreeError> {
+        crate::check_key(key)?;
+        let (root, bm) = (self.root, &*self.bm);
+        // SAFETY: as in `probe`.
         let probe = unsafe {
-            self.bm.optimistic(|s| {
-                let leaf = descend(s, bm, root, key, false)?;
-                let view = Node(leaf.payload());
-                let Some((pos, found)) = view.search(key) else {
-                    return restart();
-                };
-                if !found {
-                    leaf.validate()?;
-                    return Ok(Probe::Absent);
-                }
-                let (Some(large), Some(value)) = (view.is_large(pos), view.value(pos)) else {
-                    return restart();
-                };
-                if large {
-                    leaf.validate()?;
-                    return Ok(Probe::Large);
-                }
-                let Some(dst) = buf.get_mut(..value.len()) else {
-                    // Longer than any inline value: torn bytes (the
-                    // validation restarts), else a corrupt leaf, which the
-                    // latched path reads rather than restarting forever.
-                    leaf.validate()?;
-                    return Ok(Probe::Large);
-                };
-                dst.copy_from_slice(value);
-                leaf.validate()?;
-                Ok(Probe::Inline(value.len()))
-            })
+            self.bm
+                .optimistic_nowait(|s| probe_leaf(s, bm, root, key, buf))
         }?;
         Ok(probe)
     }
