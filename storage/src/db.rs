@@ -255,6 +255,18 @@ impl Db {
         self.transaction(|tx| tx.get(tree, key, <[u8]>::to_vec))
     }
 
+    /// A read-only transaction of many lookups in `tree`, their misses in
+    /// flight together: [`Tx::get_many`]. Should the transaction conflict
+    /// and run again, `f` sees every key again.
+    pub fn get_many<K: AsRef<[u8]>>(
+        &self,
+        tree: TreeId,
+        keys: &[K],
+        mut f: impl FnMut(usize, Option<&[u8]>),
+    ) -> Result<(), TxError> {
+        self.transaction(|tx| tx.get_many(tree, keys, &mut f))
+    }
+
     /// One-operation transaction: sets `key`.
     pub fn put(&self, tree: TreeId, key: &[u8], value: &[u8]) -> Result<(), TxError> {
         self.transaction(|tx| tx.put(tree, key, value))

@@ -12,6 +12,8 @@
 //! dropped, between attempts and between transactions (the Db keeps a pool
 //! of these buffers). Once warm, `get` and `scan` allocate nothing.
 
+mod batch;
+
 use crate::db::DbInner;
 use crate::error::{DbError, TxError};
 use crate::wal::{TreeId, Write};

@@ -1,0 +1,92 @@
+//! Batched point reads: many lookups of one transaction run interleaved
+//! on the calling thread, their misses overlapped by a [`Loader`].
+//!
+//! 1. Every key starts ready. A ready key is answered from the
+//!    transaction's own writes, or looked up with `probe_nowait`.
+//! 2. A lookup that reaches a frame not in memory hands the frame to the
+//!    loader (whose read starts at once, or joins a read already running)
+//!    and waits; the next ready key runs meanwhile.
+//! 3. When nothing is ready, the loader's poll submits the new reads in one
+//!    call and reports the frames that arrived; their keys are ready again
+//!    and look up from the root (a page may have split meanwhile).
+//! 4. A found key's version joins the read set, as `get` records it, so
+//!    the transaction stays serializable.
+
+use super::{Tx, check_key, corrupt_value, split_stored};
+use crate::error::TxError;
+use crate::wal::TreeId;
+use rime_btree::{Fetch, INLINE_VALUE_MAX, Probe, TreeError};
+use rime_bufmgr::{Loader, PageError, PageId};
+
+impl Tx<'_> {
+    /// Hands `f(i, value)` the value of `keys[i]` (`None`: absent) for every
+    /// `i`, in the order the keys' pages arrive rather than the keys'
+    /// order, with the lookups' misses in flight together (up to
+    /// [`rime_bufmgr::MAX_LOADER_READS`] reads; see the module docs). The
+    /// value's bytes are lent, straight from the page or the transaction's
+    /// own writes: nothing is allocated per key. Like any read of a
+    /// transaction, a conflict runs the closure again, and `f` then sees
+    /// every key again.
+    pub fn get_many<K: AsRef<[u8]>>(
+        &mut self,
+        tree: TreeId,
+        keys: &[K],
+        mut f: impl FnMut(usize, Option<&[u8]>),
+    ) -> Result<(), TxError> {
+        keys.iter().try_for_each(|k| check_key(k.as_ref()))?;
+        let t = self.tree(tree)?;
+        let mut loader: Option<Loader<'_>> = None;
+        let mut waiting: Vec<(PageId, usize)> = Vec::new();
+        let mut arrived: Vec<(PageId, Result<(), PageError>)> = Vec::new();
+        let mut ready: Vec<usize> = (0..keys.len()).rev().collect();
+        let mut buf = [0u8; INLINE_VALUE_MAX];
+        loop {
+            // Steps 1, 2 and 4.
+            while let Some(i) = ready.pop() {
+                let key = keys[i].as_ref();
+                if let Some(w) = self.b.find_write(tree, key) {
+                    f(i, self.b.writes[w].value.map(|s| self.b.bytes(s)));
+                    continue;
+                }
+                match t.probe_nowait(key, &mut buf)? {
+                    Fetch::Missing { pid, pages } => {
+                        let l = loader.get_or_insert_with(|| Loader::new(t.buffer_manager()));
+                        l.request(pid, pages);
+                        waiting.push((pid, i));
+                    }
+                    Fetch::Ready(Probe::Absent) => {
+                        self.b.record_read(tree, key, 0);
+                        f(i, None);
+                    }
+                    Fetch::Ready(Probe::Inline(len)) => {
+                        let (version, user) =
+                            split_stored(&buf[..len]).ok_or_else(|| corrupt_value(tree, key))?;
+                        self.b.record_read(tree, key, version);
+                        f(i, Some(user));
+                    }
+                    // An extent: read under the leaf's latch (blocking).
+                    Fetch::Ready(Probe::Large) => {
+                        if self.get(tree, key, |v| f(i, Some(v)))?.is_none() {
+                            f(i, None);
+                        }
+                    }
+                }
+            }
+            if waiting.is_empty() {
+                return Ok(());
+            }
+            // Step 3.
+            let l = loader.as_mut().expect("a waiting key requested a frame");
+            l.poll(true, |pid, r| arrived.push((pid, r)));
+            for (pid, r) in arrived.drain(..) {
+                r.map_err(TreeError::from)?;
+                waiting.retain(|&(p, i)| {
+                    if p == pid {
+                        ready.push(i);
+                    }
+                    p != pid
+                });
+            }
+        }
+    }
+}
