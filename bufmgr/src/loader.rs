@@ -42,6 +42,7 @@ use crate::stats::Counter;
 use crate::{PAGE_SIZE, PageId};
 use io_uring::{IoUring, opcode, types};
 use std::os::fd::RawFd;
+use std::sync::atomic::Ordering;
 
 /// Reads one loader keeps in flight at most: what one thread needs to
 /// reach a fast NVMe device's limit (Haas & Leis, VLDB 2023, keep ~47 I/Os
@@ -50,6 +51,11 @@ use std::os::fd::RawFd;
 /// lower it (a quarter of the budget at most, so one loader cannot pin
 /// the whole pool in reads).
 pub const MAX_LOADER_READS: usize = 256;
+
+/// The share of the budget all loaders together may hold latched for
+/// reads in flight: the rest stays evictable, so a loader that needs memory
+/// for its next read always finds some, however many loaders there are.
+const LOADER_SHARE_OF_BUDGET: u64 = 2;
 
 /// One of this loader's reads.
 struct Read {
@@ -189,6 +195,13 @@ impl<'a> Loader<'a> {
     }
 
     /// Step 2's second half: memory for the frame, then its read.
+    ///
+    /// 1. Wait for room: this loader's reads under `max_reads`, and all
+    ///    loaders' latched pages under their share of the budget. A loader
+    ///    with reads of its own reaps them; one without yields to the
+    ///    others (each of which reaps its own while it waits here).
+    /// 2. Reserve the frame's memory (evicting if over budget).
+    /// 3. Queue the read.
     fn start_read(&mut self, pid: PageId, pages: u32) {
         let inner = &*self.bm.inner;
         if self.ring.is_none() {
@@ -196,13 +209,28 @@ impl<'a> Loader<'a> {
             self.done.push((pid, r));
             return;
         }
+        // 1.
+        let share = (inner.budget_pages / LOADER_SHARE_OF_BUDGET).max(1);
+        loop {
+            let all = inner.loader_pages.load(Ordering::Acquire);
+            let mine = self.queued + self.in_flight;
+            if mine < self.max_reads && (all + pages as u64 <= share || all == 0) {
+                break;
+            }
+            if mine > 0 {
+                self.submit_and_reap(true);
+            } else {
+                std::thread::yield_now();
+            }
+        }
+        inner.loader_pages.fetch_add(pages as u64, Ordering::AcqRel);
+        // 2.
         if let Err(e) = inner.prepare_loads(&[(pid, pages)]) {
+            inner.loader_pages.fetch_sub(pages as u64, Ordering::AcqRel);
             self.done.push((pid, Err(e)));
             return;
         }
-        while self.queued + self.in_flight >= self.max_reads {
-            self.submit_and_reap(true);
-        }
+        // 3.
         let slot = self.free_slots.pop().unwrap_or_else(|| {
             self.slots.push(None);
             self.slots.len() - 1
@@ -322,6 +350,7 @@ impl<'a> Loader<'a> {
         }
         self.slots[slot] = None;
         self.free_slots.push(slot);
+        inner.loader_pages.fetch_sub(pages as u64, Ordering::AcqRel);
         let outcome = match failure {
             Some(source) => {
                 inner.abandon_load(pid, pages as u64);

@@ -231,3 +231,187 @@ fn fix(page: &Page, waits: &LoadWaits, loads: &AtomicUsize) {
         }
     }
 }
+
+// --- The loader's pending-miss protocol (`loader.rs`) ---------------------
+//
+// A `Loader` does not read inside `request`: it latches the frame from
+// EVICTED with LOADING set, and the read completes later, at a poll, on
+// the same thread. Other requests for the frame watch LOADING. The models
+// below split the loader's work the same way: `request`, then (maybe
+// after other threads ran) `complete_ok` or `complete_err`.
+
+/// How `Loader::request` took a frame.
+#[derive(Debug, PartialEq)]
+enum Req {
+    /// This request latched it from EVICTED: its read is in flight.
+    Own,
+    /// Another request is reading it: watch LOADING.
+    Watch,
+    /// In memory (or latched by a writer): nothing to read.
+    Ready,
+}
+
+/// Steps 1–3 of `Loader::request`.
+fn request(page: &Page) -> Req {
+    loop {
+        let seen = page.meta.state.load();
+        match seen.state() {
+            EVICTED if page.meta.state.try_lock_evicted(seen) => {
+                page.meta.set_loading(true);
+                return Req::Own;
+            }
+            EVICTED => thread::yield_now(),
+            LOCKED if page.meta.is_loading() => return Req::Watch,
+            _ => return Req::Ready,
+        }
+    }
+}
+
+/// Step 5, a read that arrived: the bytes, then `publish_loaded`.
+fn complete_ok(page: &Page, waits: &LoadWaits) {
+    page.write(42);
+    waits.finish(0, &page.meta);
+    page.meta.state.unlock_exclusive();
+}
+
+/// Step 5, a failed read: `abandon_load`.
+fn complete_err(page: &Page, waits: &LoadWaits) {
+    waits.finish(0, &page.meta);
+    page.meta.state.unlock_exclusive_evicted();
+}
+
+/// Step 6: a watched load is over once LOADING is clear.
+fn watch_done(page: &Page) -> bool {
+    !page.meta.is_loading()
+}
+
+/// What a caller of the loader does until its section reads the frame:
+/// read optimistically; if that fails, request the frame and wait for its
+/// own read or its watch (a frame latched by a completion that has not
+/// unlocked yet reads as `Ready`, and the section snoozes and runs again).
+/// Returns how many reads this caller did itself.
+fn read_through_loader(page: &Page, waits: &LoadWaits) -> usize {
+    let mut own_reads = 0;
+    loop {
+        if let Some(bytes) = page.read_optimistic() {
+            assert_eq!(bytes, (42, 42), "accepted a frame that is not loaded");
+            return own_reads;
+        }
+        match request(page) {
+            Req::Own => {
+                own_reads += 1;
+                complete_ok(page, waits);
+            }
+            Req::Watch => waits.wait(0, &page.meta),
+            Req::Ready => thread::yield_now(),
+        }
+    }
+}
+
+/// Two requests pending on one frame share one read, and the one that
+/// watched sees the loaded bytes once its watch reports done.
+#[test]
+fn loom_two_pending_requests_share_one_read() {
+    model(|| {
+        let page = Page::new(EVICTED, 0);
+        let waits = Arc::new(LoadWaits::with_slots(1));
+        let reads = Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                let (page, waits, reads) = (page.clone(), waits.clone(), reads.clone());
+                thread::spawn(move || {
+                    reads.fetch_add(read_through_loader(&page, &waits), Relaxed);
+                })
+            })
+            .collect();
+        threads.into_iter().for_each(|t| t.join().unwrap());
+        assert_eq!(reads.load(Relaxed), 1, "the frame was read once");
+    });
+}
+
+/// Eviction racing a completion: the evictor cannot take a frame whose
+/// read is in flight (it is latched), and a reader told "done" either
+/// reads the loaded bytes or sees the frame gone and restarts; it never
+/// accepts the zeros of a released frame.
+#[test]
+fn loom_eviction_racing_a_completion() {
+    model(|| {
+        let page = Page::new(EVICTED, 0);
+        let waits = Arc::new(LoadWaits::with_slots(1));
+        assert_eq!(request(&page), Req::Own);
+        let evictor = {
+            let page = page.clone();
+            thread::spawn(move || evict(&page))
+        };
+        let reader = {
+            let page = page.clone();
+            thread::spawn(move || {
+                if let Some(bytes) = page.read_optimistic() {
+                    assert_eq!(
+                        bytes,
+                        (42, 42),
+                        "accepted a frame not (or no longer) loaded"
+                    );
+                }
+            })
+        };
+        complete_ok(&page, &waits);
+        evictor.join().unwrap();
+        reader.join().unwrap();
+        let end = page.meta.state.load().state();
+        assert!(end == UNLOCKED || end == MARKED || end == EVICTED, "{end}");
+    });
+}
+
+/// A failed read: every watcher's watch ends, none of them accepts the
+/// frame's bytes, and each then reads the frame itself (the error reaches
+/// a watcher through its own read, if the disk still fails).
+#[test]
+fn loom_a_failed_read_reaches_every_watcher() {
+    model(|| {
+        let page = Page::new(EVICTED, 0);
+        let waits = Arc::new(LoadWaits::with_slots(1));
+        assert_eq!(request(&page), Req::Own);
+        // The watcher's section: its watch ends with the failure, the
+        // frame is EVICTED again (not readable), so it reads it itself.
+        let watcher = {
+            let (page, waits) = (page.clone(), waits.clone());
+            thread::spawn(move || {
+                assert_eq!(read_through_loader(&page, &waits), 1);
+            })
+        };
+        complete_err(&page, &waits);
+        watcher.join().unwrap();
+        assert_eq!(page.meta.state.load().state(), UNLOCKED);
+        assert!(!page.meta.is_loading(), "LOADING left set");
+    });
+}
+
+/// A waiter that gave up (its loader dropped its watch) before the read
+/// completed leaves nothing behind: the completion still publishes, and a
+/// later request finds the frame in memory.
+#[test]
+fn loom_a_waiter_that_gave_up_leaves_nothing_behind() {
+    model(|| {
+        let page = Page::new(EVICTED, 0);
+        let waits = Arc::new(LoadWaits::with_slots(1));
+        let loader = {
+            let (page, waits) = (page.clone(), waits.clone());
+            thread::spawn(move || {
+                if request(&page) == Req::Own {
+                    complete_ok(&page, &waits);
+                }
+            })
+        };
+        // Requests, then gives up at once: a watch is only local state,
+        // and a read of its own is completed first (a loader's drop waits
+        // for its reads).
+        if request(&page) == Req::Own {
+            complete_ok(&page, &waits);
+        }
+        loader.join().unwrap();
+        // The frame is in: a later request has nothing to read.
+        assert_eq!(request(&page), Req::Ready);
+        assert_eq!(page.read_optimistic(), Some((42, 42)));
+    });
+}

@@ -100,6 +100,9 @@ pub(crate) struct Inner {
     pub(crate) stats: StatsRegistry,
     pub(crate) hook: Option<Arc<dyn WriteBackHook>>,
     pub(crate) flush_lock: Mutex<()>,
+    /// Pages latched by loaders for reads in flight, all loaders together
+    /// (bounded by [`crate::loader`]'s share of the budget).
+    pub(crate) loader_pages: AtomicU64,
     _fault_registration: RegionGuard,
 }
 
@@ -169,6 +172,7 @@ impl BufferManager {
             stats: StatsRegistry::default(),
             hook: config.write_back,
             flush_lock: Mutex::new(()),
+            loader_pages: AtomicU64::new(0),
             _fault_registration: fault_registration,
         };
         // Every existing page starts out on disk. Page 0 is reserved (so 0
