@@ -139,3 +139,123 @@ fn a_key_read_by_get_many_and_changed_before_commit_reruns_the_transaction() {
     assert_eq!(seen, b"new");
     assert_eq!(db.get(t, b"copy").unwrap().unwrap(), b"new");
 }
+
+/// A value that checks itself: the key's number, a generation, a pattern
+/// derived from both, and an FNV-1a checksum of all of it.
+fn checked_value(n: u32, generation: u32, len: usize) -> Vec<u8> {
+    let mut v = Vec::with_capacity(len);
+    v.extend_from_slice(&n.to_le_bytes());
+    v.extend_from_slice(&generation.to_le_bytes());
+    let mut x = u64::from(n) << 32 | u64::from(generation);
+    while v.len() < len - 4 {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        v.push((x >> 56) as u8);
+    }
+    let sum = fnv(&v);
+    v.extend_from_slice(&sum.to_le_bytes());
+    v
+}
+
+fn fnv(b: &[u8]) -> u32 {
+    b.iter().fold(0x811c_9dc5u32, |h, &x| {
+        (h ^ x as u32).wrapping_mul(0x0100_0193)
+    })
+}
+
+fn check_value(n: u32, v: &[u8]) {
+    let (body, sum) = v.split_at(v.len() - 4);
+    assert_eq!(
+        fnv(body).to_le_bytes(),
+        sum,
+        "value of key {n} is torn or misplaced"
+    );
+    assert_eq!(
+        &body[..4],
+        &n.to_le_bytes(),
+        "key {n} holds another key's value"
+    );
+}
+
+/// Stress: the pool holds 1% of the data; four threads each keep 256
+/// lookups in flight through `get_many` while a writer overwrites keys
+/// with new generations; every value is checked on every read, and the
+/// trees verify at the end.
+#[test]
+fn get_many_stress_on_a_pool_at_one_percent_of_the_data() {
+    const RECORDS: u32 = 100_000;
+    const VALUE_LEN: usize = 1000;
+    let dir = TempDir::new().unwrap();
+    let db = Db::open(
+        dir.path(),
+        Options::default()
+            .pool_bytes(1 << 20)
+            .checkpoint_interval(None),
+    )
+    .unwrap();
+    let t = db.create_tree("t").unwrap();
+    for first in (0..RECORDS).step_by(2000) {
+        db.transaction(|tx| {
+            for n in first..first + 2000 {
+                tx.put(t, &n.to_be_bytes(), &checked_value(n, 0, VALUE_LEN))?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    }
+    db.checkpoint().unwrap();
+    let data_pages = db.stats().allocated_pages;
+    assert!(
+        data_pages >= 100 * 256,
+        "the pool (256 pages) should be at most 1% of the data ({data_pages} pages)"
+    );
+    let misses = db.stats().pool.misses;
+    let batches_per_thread = 30 * rime_storage_scale();
+    std::thread::scope(|s| {
+        for thread in 0..4u64 {
+            let db = &db;
+            s.spawn(move || {
+                let mut r = Rng(0x57_2e55 + thread);
+                for _ in 0..batches_per_thread {
+                    let keys: Vec<[u8; 4]> = (0..256)
+                        .map(|_| (r.below(RECORDS as u64) as u32).to_be_bytes())
+                        .collect();
+                    let mut answered = 0;
+                    db.get_many(t, &keys, |i, v| {
+                        check_value(u32::from_be_bytes(keys[i]), v.expect("every key exists"));
+                        answered += 1;
+                    })
+                    .unwrap();
+                    assert!(answered >= 256, "each key answered (again on a rerun)");
+                }
+            });
+        }
+        s.spawn(|| {
+            let mut r = Rng(0xd1_7e);
+            for generation in 1..=200 {
+                let n = r.below(RECORDS as u64) as u32;
+                db.put(
+                    t,
+                    &n.to_be_bytes(),
+                    &checked_value(n, generation, VALUE_LEN),
+                )
+                .unwrap();
+            }
+        });
+    });
+    let reloads = db.stats().pool.misses - misses;
+    assert!(
+        reloads > 2 * data_pages,
+        "{reloads} misses over {data_pages} pages: pages were not evicted and reloaded many times"
+    );
+    db.verify().unwrap();
+}
+
+/// `RIME_STRESS_SCALE` (default 1) multiplies the stress test's work.
+fn rime_storage_scale() -> usize {
+    std::env::var("RIME_STRESS_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1)
+}
