@@ -251,6 +251,10 @@ pub enum Preset {
     /// Larger than memory: `ycsb` sizes, pool = data / 3, 1e6 records
     /// unless told.
     Ltm,
+    /// vmcache's rndread larger than memory: `rndread` sizes, 2e7 records,
+    /// pool = data / 3; batched engines at 16, 64 and 256 lookups in flight
+    /// per thread, and the device probe beside them.
+    RndreadLtm,
 }
 
 impl FromStr for Preset {
@@ -261,7 +265,10 @@ impl FromStr for Preset {
             "small" => Ok(Preset::Small),
             "rndread" => Ok(Preset::Rndread),
             "ltm" => Ok(Preset::Ltm),
-            _ => Err(format!("unknown preset {s:?} (ycsb|small|rndread|ltm)")),
+            "rndread-ltm" => Ok(Preset::RndreadLtm),
+            _ => Err(format!(
+                "unknown preset {s:?} (ycsb|small|rndread|ltm|rndread-ltm)"
+            )),
         }
     }
 }
@@ -273,6 +280,7 @@ impl fmt::Display for Preset {
             Preset::Small => "small",
             Preset::Rndread => "rndread",
             Preset::Ltm => "ltm",
+            Preset::RndreadLtm => "rndread-ltm",
         })
     }
 }
@@ -282,13 +290,13 @@ impl Preset {
         match self {
             Preset::Ycsb | Preset::Ltm => KeyFormat::YcsbString,
             Preset::Small => KeyFormat::HashedU64,
-            Preset::Rndread => KeyFormat::OrderedU64,
+            Preset::Rndread | Preset::RndreadLtm => KeyFormat::OrderedU64,
         }
     }
     pub fn value_len(self) -> usize {
         match self {
             Preset::Ycsb | Preset::Ltm => 1024,
-            Preset::Small | Preset::Rndread => 120,
+            Preset::Small | Preset::Rndread | Preset::RndreadLtm => 120,
         }
     }
     pub fn default_records(self) -> u64 {
@@ -297,14 +305,28 @@ impl Preset {
             Preset::Small => 1_000_000,
             Preset::Rndread => 10_000_000,
             Preset::Ltm => 1_000_000,
+            Preset::RndreadLtm => 20_000_000,
         }
     }
     /// Data/pool ratio the preset asks for (`None`: pool holds everything).
     pub fn data_over_pool(self) -> Option<f64> {
         match self {
-            Preset::Ltm => Some(3.0),
+            Preset::Ltm | Preset::RndreadLtm => Some(3.0),
             _ => None,
         }
+    }
+    /// Lookups a batched engine keeps in flight per thread, one row each
+    /// (`--inflight` overrides).
+    pub fn default_inflight(self) -> Vec<usize> {
+        match self {
+            Preset::RndreadLtm => vec![16, 64, 256],
+            _ => vec![64],
+        }
+    }
+    /// Whether the matrix measures the device beside the engines
+    /// (`--device-probe` overrides).
+    pub fn device_probe(self) -> bool {
+        self == Preset::RndreadLtm
     }
 }
 
@@ -339,6 +361,35 @@ mod tests {
             .count();
         let p = updates as f64 / n as f64;
         assert!((p - 0.05).abs() < 0.003, "{p}");
+    }
+
+    #[test]
+    fn presets_parse_and_print_back() {
+        for p in [
+            Preset::Ycsb,
+            Preset::Small,
+            Preset::Rndread,
+            Preset::Ltm,
+            Preset::RndreadLtm,
+        ] {
+            assert_eq!(p.to_string().parse::<Preset>(), Ok(p));
+        }
+        let p: Preset = "RNDREAD-LTM".parse().unwrap();
+        assert_eq!(p, Preset::RndreadLtm);
+        assert_eq!(p.key_format(), KeyFormat::OrderedU64);
+        assert_eq!(p.value_len(), 120);
+        assert_eq!(p.default_records(), 20_000_000);
+        assert_eq!(p.data_over_pool(), Some(3.0));
+        assert_eq!(p.default_inflight(), vec![16, 64, 256]);
+        assert!(p.device_probe());
+        assert_eq!(Preset::Ltm.default_inflight(), vec![64]);
+        assert!(!Preset::Rndread.device_probe());
+        assert!(
+            "rndread_ltm"
+                .parse::<Preset>()
+                .unwrap_err()
+                .contains("rndread-ltm")
+        );
     }
 
     #[test]
