@@ -76,6 +76,22 @@ pub trait Engine: Send + Sync {
     }
     /// Copies the value into `out`; false if absent.
     fn read(&self, key: &[u8], out: &mut Vec<u8>) -> Result<bool>;
+    /// Looks up every key of `keys`; returns how many were found. A batched
+    /// engine ([`Engine::batched`]) has the lookups in flight together;
+    /// the default reads one after another.
+    fn read_many(&self, keys: &[Vec<u8>]) -> Result<u64> {
+        let mut out = Vec::new();
+        let mut found = 0;
+        for k in keys {
+            found += u64::from(self.read(k, &mut out)?);
+        }
+        Ok(found)
+    }
+    /// Whether the runner should hand this engine its reads in batches
+    /// ([`Engine::read_many`]), one row per in-flight count.
+    fn batched(&self) -> bool {
+        false
+    }
     /// Replaces the value of an existing record: for most engines the same
     /// write as `insert`.
     fn update(&self, key: &[u8], value: &[u8]) -> Result<()> {
@@ -104,7 +120,7 @@ pub trait Engine: Send + Sync {
 /// Engines this build knows, in report order (the first is the baseline
 /// ratios are taken against when present).
 pub fn available() -> Vec<&'static str> {
-    let mut v = vec!["rime"];
+    let mut v = vec!["rime", "rime-batched"];
     if cfg!(feature = "rime-faas") {
         v.push("rime-faas");
     }
@@ -139,7 +155,14 @@ pub fn keeps_all_data_in_memory(name: &str) -> bool {
 /// Engines that read and write around the OS page cache (Rime's, with
 /// O_DIRECT): all the memory they cache in is their own pool.
 pub fn bypasses_page_cache(name: &str) -> bool {
-    matches!(name, "rime" | "rime-faas" | "rime-btree")
+    matches!(name, "rime" | "rime-batched" | "rime-faas" | "rime-btree")
+}
+
+/// Engines whose [`Engine::batched`] is true, known by name before one is
+/// opened (for the rows of an engine that failed to open or ran in a child
+/// process that died).
+pub fn batched(name: &str) -> bool {
+    name == "rime-batched"
 }
 
 /// Every peer adapter, built or not.
@@ -149,6 +172,9 @@ pub const PEERS: [&str; 6] = ["lmdb", "rocksdb", "redb", "fjall", "sled", "redis
 pub fn open(name: &str, dir: &Path, cfg: &EngineConfig) -> Result<Box<dyn Engine>> {
     match name {
         "rime" => Ok(Box::new(crate::engines::rime::RimeEngine::open(dir, cfg)?)),
+        "rime-batched" => Ok(Box::new(
+            crate::engines::rime::RimeEngine::open(dir, cfg)?.batched(),
+        )),
         "rime-btree" => Ok(Box::new(crate::engines::btree::BTreeEngine::open(
             dir, cfg,
         )?)),

@@ -1,5 +1,7 @@
 //! Rime's storage API (`rime_storage::Db`): one tree, every operation one
-//! serializable transaction committed through the WAL.
+//! serializable transaction committed through the WAL. `rime-batched` is
+//! the same engine with its reads handed over in batches, each one
+//! `Db::get_many` with the batch's page misses in flight together.
 
 use crate::engine::{Durability, Engine, EngineConfig, Result};
 use rime_storage::{Db, Options, TreeId};
@@ -12,6 +14,8 @@ pub struct RimeEngine {
     tree: TreeId,
     durability: Durability,
     pool_bytes: usize,
+    /// `rime-batched`: reads go through [`Engine::read_many`].
+    batched: bool,
 }
 
 /// Group mode's gather window: a few fsyncs' worth (~60 µs each here).
@@ -39,18 +43,32 @@ impl RimeEngine {
             tree,
             durability: cfg.durability,
             pool_bytes: cfg.pool_bytes,
+            batched: false,
         })
+    }
+
+    /// The same engine as `rime-batched`.
+    pub fn batched(mut self) -> Self {
+        self.batched = true;
+        self
     }
 }
 
 impl Engine for RimeEngine {
     fn name(&self) -> &str {
-        "rime"
+        if self.batched { "rime-batched" } else { "rime" }
     }
     fn describe(&self) -> String {
+        let batched = if self.batched {
+            "; reads in batches of the row's in-flight count, each batch one \
+             Db::get_many (one read-only transaction) with its misses in flight \
+             together; latency columns are per batch, not per lookup"
+        } else {
+            ""
+        };
         format!(
             "rime_storage::Db, one tree; every op one serializable transaction; \
-             durability {:?}; pool {} MiB; rmw = get+put in one transaction",
+             durability {:?}; pool {} MiB; rmw = get+put in one transaction{batched}",
             storage_durability(self.durability),
             self.pool_bytes >> 20
         )
@@ -77,6 +95,21 @@ impl Engine for RimeEngine {
             })
         })?;
         Ok(found.is_some())
+    }
+    fn read_many(&self, keys: &[Vec<u8>]) -> Result<u64> {
+        // By index, not a running count: a transaction that conflicts runs
+        // again and hands over every key again.
+        let mut found = vec![false; keys.len()];
+        self.db.get_many(self.tree, keys, |i, v| {
+            if let Some(v) = v {
+                super::consume(&keys[i], v);
+            }
+            found[i] = v.is_some();
+        })?;
+        Ok(found.iter().filter(|f| **f).count() as u64)
+    }
+    fn batched(&self) -> bool {
+        self.batched
     }
     fn update(&self, key: &[u8], value: &[u8]) -> Result<()> {
         Ok(self.db.put(self.tree, key, value)?)
