@@ -116,6 +116,8 @@ pub fn run_engine(m: &Matrix, engine: &str, durability: Durability) -> engine::R
     sub.durabilities = vec![durability];
     sub.pool_bytes = Some(m.pool());
     sub.isolation = Isolation::InProcess;
+    // The probe reads the engine's file beside it: not in a child.
+    sub.device_probe = false;
     let cgroup = match m.isolation {
         Isolation::Cgroup => Some(budget_cgroup(m.pool() as u64, engine)?),
         _ => None,
@@ -201,9 +203,9 @@ fn fill_missing(m: &Matrix, engine: &str, durability: Durability, rows: &mut Vec
         .rows_with_note(engine, durability, why)
         .into_iter()
         .filter(|c| {
-            !rows
-                .iter()
-                .any(|r| r.workload == c.workload && r.threads == c.threads)
+            !rows.iter().any(|r| {
+                r.workload == c.workload && r.threads == c.threads && r.inflight == c.inflight
+            })
         })
         .collect();
     rows.extend(missing);
@@ -275,6 +277,11 @@ pub fn to_spec(m: &Matrix) -> String {
     kv("data_dir", m.data_dir.display().to_string());
     kv("progress", m.progress.to_string());
     kv("seed", m.seed.to_string());
+    kv(
+        "inflight",
+        join(m.inflight.iter().map(|n| n.to_string()).collect()),
+    );
+    kv("device_probe", m.device_probe.to_string());
     s
 }
 
@@ -324,6 +331,11 @@ pub fn from_spec(text: &str) -> Result<Matrix, String> {
     m.data_dir = PathBuf::from(get("data_dir")?);
     m.progress = get("progress")? == "true";
     m.seed = num("seed")?;
+    m.inflight = get("inflight")?
+        .split(',')
+        .map(|t| t.parse().map_err(|e| format!("spec inflight: {e}")))
+        .collect::<Result<_, _>>()?;
+    m.device_probe = get("device_probe")? == "true";
     Ok(m)
 }
 
@@ -347,10 +359,14 @@ mod tests {
         m.data_dir = PathBuf::from("/tmp/x y");
         m.progress = false;
         m.seed = 99;
+        m.inflight = vec![16, 256];
+        m.device_probe = true;
         let back = from_spec(&to_spec(&m)).unwrap();
         assert_eq!(to_spec(&back), to_spec(&m));
         assert_eq!(back.workloads.len(), 3);
         assert_eq!(back.workloads[2].name, "rndread");
+        assert_eq!(back.inflight, vec![16, 256]);
+        assert!(back.device_probe);
         assert!(matches!(back.stop, Stop::Duration(d) if d == Duration::from_secs_f64(1.3)));
         m.stop = Stop::Ops(5000);
         m.distribution = None;

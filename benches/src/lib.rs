@@ -30,7 +30,7 @@ use engine::{Durability, EngineConfig};
 use isolate::Isolation;
 use report::Row;
 use runner::{RunConfig, Stop};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use workload::{Distribution, KeyFormat, Preset, Workload};
 
@@ -64,6 +64,14 @@ pub struct Matrix {
     pub seed: u64,
     /// In this process, or each engine in a child process (and cgroup).
     pub isolation: Isolation,
+    /// Lookups per thread a batched engine ([`engine::Engine::batched`])
+    /// keeps in flight: a row for each. Other engines run one op per call.
+    pub inflight: Vec<usize>,
+    /// Rows `device-qd1` and `device-qd32`: the random 4 KiB read rate of
+    /// the device under Rime's page file, measured in each cell just before
+    /// the first Rime engine runs it ([`rime_bufmgr::io::probe`]). In this
+    /// process only (`isolation` none).
+    pub device_probe: bool,
 }
 
 impl Matrix {
@@ -87,6 +95,8 @@ impl Matrix {
             progress: true,
             seed: 42,
             isolation: Isolation::InProcess,
+            inflight: preset.default_inflight(),
+            device_probe: preset.device_probe(),
         })
     }
 
@@ -109,12 +119,31 @@ impl Matrix {
         }
     }
 
+    /// The in-flight counts engine `name` runs at: each of
+    /// [`Matrix::inflight`] if it is batched, else 1 (one op per call).
+    pub fn inflights(&self, batched: bool) -> Vec<usize> {
+        if batched && !self.inflight.is_empty() {
+            self.inflight.clone()
+        } else {
+            vec![1]
+        }
+    }
+
     /// Runs everything; `on_row` sees each row as it is measured.
     pub fn run(&self, mut on_row: impl FnMut(&Row)) -> engine::Result<Vec<Row>> {
         std::fs::create_dir_all(&self.data_dir)?;
         let mut rows = Vec::new();
         let pool = self.pool();
+        let device_probe = self.device_probe && self.isolation == Isolation::InProcess;
+        if self.device_probe && !device_probe {
+            eprintln!(
+                "rime-bench: no device-qd1/device-qd32 rows: the device probe runs only \
+                 with --isolate none (it reads the engine's file while the engine is open)"
+            );
+        }
         for &durability in &self.durabilities {
+            // The device rows come once per cell, with the first Rime engine.
+            let mut probe_pending = device_probe;
             for name in &self.engines {
                 if engine::keeps_all_data_in_memory(name) && self.data_bytes() > pool as u64 {
                     let why = "n/a: keeps all data in RAM, cannot run larger than memory";
@@ -158,6 +187,7 @@ impl Matrix {
                     value_len: self.value_len,
                     progress: self.progress,
                     seed: self.seed,
+                    inflight: 1,
                 };
                 let load = match runner::load(engine.as_ref(), &base) {
                     Ok(l) => l,
@@ -166,30 +196,64 @@ impl Matrix {
                         continue;
                     }
                 };
+                // Rime's page file, once the engine has loaded.
+                let probe_file = if probe_pending && name.starts_with("rime") {
+                    probe_pending = false;
+                    match page_file(dir.path()) {
+                        Ok(Some(f)) => {
+                            let mib = std::fs::metadata(&f).map_or(0, |m| m.len() >> 20);
+                            eprintln!("device probe: {} ({mib} MiB)", f.display());
+                            Some(f)
+                        }
+                        Ok(None) => {
+                            eprintln!("device probe: no file under {}", dir.path().display());
+                            None
+                        }
+                        Err(e) => {
+                            eprintln!("device probe: {}: {e}", dir.path().display());
+                            None
+                        }
+                    }
+                } else {
+                    None
+                };
                 for wl in &self.workloads {
                     for &threads in &self.threads {
                         let mut wl = wl.clone();
                         if let Some(d) = self.distribution {
                             wl.distribution = d;
                         }
+                        if let Some(file) = &probe_file {
+                            for row in self.device_rows(file, &wl, durability, threads) {
+                                on_row(&row);
+                                rows.push(row);
+                            }
+                        }
                         base.workload = wl.clone();
                         base.threads = threads;
-                        let r = runner::run(engine.as_ref(), &base)?;
-                        let row = self.row(
-                            name,
-                            &wl,
-                            durability,
-                            threads,
-                            pool,
-                            load.as_secs_f64(),
-                            Some(&r),
-                            None,
-                        );
-                        if let Some(e) = &r.first_error {
-                            eprintln!("{name} {}: {} errors, first: {e}", wl.name, r.errors);
+                        for inflight in self.inflights(engine.batched()) {
+                            base.inflight = inflight;
+                            let r = runner::run(engine.as_ref(), &base)?;
+                            let row = self.row(
+                                name,
+                                &wl,
+                                durability,
+                                threads,
+                                inflight,
+                                pool,
+                                load.as_secs_f64(),
+                                Some(&r),
+                                None,
+                            );
+                            if let Some(e) = &r.first_error {
+                                eprintln!(
+                                    "{name} {} ×{inflight}: {} errors, first: {e}",
+                                    wl.name, r.errors
+                                );
+                            }
+                            on_row(&row);
+                            rows.push(row);
                         }
-                        on_row(&row);
-                        rows.push(row);
                     }
                 }
                 engine.close()?;
@@ -202,22 +266,81 @@ impl Matrix {
 
 impl Matrix {
     /// A row for every cell of `engine`, each with no numbers and `why`.
-    fn rows_with_note(&self, engine: &str, durability: Durability, why: &str) -> Vec<Row> {
+    pub(crate) fn rows_with_note(
+        &self,
+        engine: &str,
+        durability: Durability,
+        why: &str,
+    ) -> Vec<Row> {
         let mut out = Vec::new();
         for wl in &self.workloads {
             for &threads in &self.threads {
-                let note = Some(why.to_string());
-                out.push(self.row(
-                    engine,
-                    wl,
-                    durability,
-                    threads,
-                    self.pool(),
-                    0.0,
-                    None,
-                    note,
-                ));
+                for inflight in self.inflights(engine::batched(engine)) {
+                    let note = Some(why.to_string());
+                    out.push(self.row(
+                        engine,
+                        wl,
+                        durability,
+                        threads,
+                        inflight,
+                        self.pool(),
+                        0.0,
+                        None,
+                        note,
+                    ));
+                }
             }
+        }
+        out
+    }
+
+    /// The device's random 4 KiB read rate on `file` at queue depths 1 and
+    /// 32, each for as long as a run of the matrix: rows `device-qd1` and
+    /// `device-qd32` of the cell (`inflight` = the queue depth).
+    fn device_rows(
+        &self,
+        file: &Path,
+        wl: &Workload,
+        durability: Durability,
+        threads: usize,
+    ) -> Vec<Row> {
+        let duration = match self.stop {
+            Stop::Duration(d) => d,
+            Stop::Ops(_) => Duration::from_secs(10),
+        };
+        let blocks = std::fs::metadata(file).map_or(0, |m| m.len()) / 4096;
+        let mut out = Vec::new();
+        for qd in DEVICE_QUEUE_DEPTHS {
+            let name = format!("device-qd{qd}");
+            let r = if blocks == 0 {
+                Err(format!("{} holds no whole 4 KiB block", file.display()))
+            } else {
+                rime_bufmgr::io::probe::random_read_iops(file, blocks, qd, duration)
+                    .map_err(|e| e.to_string())
+            };
+            let mut row = self.row(
+                &name,
+                wl,
+                durability,
+                threads,
+                qd,
+                self.pool(),
+                0.0,
+                None,
+                None,
+            );
+            match r {
+                Ok(p) => {
+                    row.ops = p.reads;
+                    row.secs = p.elapsed.as_secs_f64();
+                    row.ops_per_sec = p.iops();
+                }
+                Err(e) => {
+                    eprintln!("{name}: probe of {} failed: {e}", file.display());
+                    row.note = Some(format!("probe failed: {e}"));
+                }
+            }
+            out.push(row);
         }
         out
     }
@@ -229,6 +352,7 @@ impl Matrix {
         wl: &Workload,
         durability: Durability,
         threads: usize,
+        inflight: usize,
         pool: usize,
         load_secs: f64,
         r: Option<&runner::RunResult>,
@@ -242,6 +366,7 @@ impl Matrix {
             preset: self.preset.to_string(),
             durability: durability.to_string(),
             threads,
+            inflight,
             records: self.records,
             data_bytes: self.data_bytes(),
             pool_bytes: pool as u64,
@@ -259,6 +384,50 @@ impl Matrix {
             note,
         }
     }
+}
+
+/// Queue depths of the device rows (`device-qd1`, `device-qd32`).
+pub const DEVICE_QUEUE_DEPTHS: [usize; 2] = [1, 32];
+
+/// The page file of the Rime engine in `dir`: `rime_storage`'s
+/// [`PAGE_FILE`](rime_storage::dir::PAGE_FILE) where there is one (the
+/// largest, should there be several), else the largest regular file
+/// (`rime-btree`'s lone file). Not simply the largest file: a small
+/// database's page file is smaller than one 64 MiB WAL segment.
+pub fn page_file(dir: &Path) -> std::io::Result<Option<PathBuf>> {
+    let named = largest_file_where(dir, &|p: &Path| {
+        p.file_name()
+            .is_some_and(|n| n == rime_storage::dir::PAGE_FILE)
+    })?;
+    match named {
+        Some(f) => Ok(Some(f)),
+        None => largest_file_where(dir, &|_: &Path| true),
+    }
+}
+
+/// The largest regular file under `dir` (its subdirectories too) that
+/// `keep` accepts.
+fn largest_file_where(
+    dir: &Path,
+    keep: &dyn Fn(&Path) -> bool,
+) -> std::io::Result<Option<PathBuf>> {
+    let mut best: Option<(u64, PathBuf)> = None;
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d)? {
+            let e = e?;
+            let t = e.file_type()?;
+            if t.is_dir() {
+                todo.push(e.path());
+            } else if t.is_file() && keep(&e.path()) {
+                let len = e.metadata()?.len();
+                if best.as_ref().is_none_or(|b| len > b.0) {
+                    best = Some((len, e.path()));
+                }
+            }
+        }
+    }
+    Ok(best.map(|b| b.1))
 }
 
 /// `"A,B,C"`, `"A-F"` or `"all"` (= A–F).
@@ -279,4 +448,51 @@ pub fn default_data_dir() -> PathBuf {
     std::env::var_os("RIME_BENCH_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("target/bench-data"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_batched_engines_run_at_each_inflight_count() {
+        let mut m = Matrix::new(Preset::RndreadLtm, &["rime", "rime-batched"], "rndread").unwrap();
+        assert_eq!(m.inflight, vec![16, 64, 256]);
+        assert!(m.device_probe);
+        assert_eq!(m.inflights(true), vec![16, 64, 256]);
+        assert_eq!(m.inflights(false), vec![1]);
+        let notes = m.rows_with_note("rime-batched", Durability::NoSync, "x");
+        let n: Vec<usize> = notes.iter().map(|r| r.inflight).collect();
+        assert_eq!(n, vec![16, 64, 256]);
+        assert_eq!(
+            m.rows_with_note("rime", Durability::NoSync, "x")[0].inflight,
+            1
+        );
+        m.inflight.clear();
+        assert_eq!(m.inflights(true), vec![1]);
+        let ltm = Matrix::new(Preset::Ltm, &["rime"], "A").unwrap();
+        assert_eq!((ltm.inflight.clone(), ltm.device_probe), (vec![64], false));
+    }
+
+    #[test]
+    fn the_page_file_is_found_by_name_before_size() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("small"), [0u8; 10]).unwrap();
+        std::fs::create_dir_all(d.path().join("a/wal")).unwrap();
+        std::fs::write(d.path().join("a/wal/wal-0.log"), [0u8; 100]).unwrap();
+        std::fs::write(d.path().join("a/mid"), [0u8; 50]).unwrap();
+        // No page file by name: the largest file, in a subdirectory too.
+        assert_eq!(
+            page_file(d.path()).unwrap(),
+            Some(d.path().join("a/wal/wal-0.log"))
+        );
+        // A Db's page file, smaller than a WAL segment.
+        std::fs::write(d.path().join("a/pages.db"), [0u8; 20]).unwrap();
+        assert_eq!(
+            page_file(d.path()).unwrap(),
+            Some(d.path().join("a/pages.db"))
+        );
+        let empty = tempfile::tempdir().unwrap();
+        assert_eq!(page_file(empty.path()).unwrap(), None);
+    }
 }

@@ -63,9 +63,22 @@ struct YcsbArgs {
     #[arg(long, short, default_value = "rime")]
     engines: String,
     /// ycsb (~23 B keys, 1 KiB values) | small (8 B / 120 B) | rndread
-    /// (1e7 × 8 B / 120 B, uniform reads) | ltm (ycsb sizes, data = 3 × pool).
+    /// (1e7 × 8 B / 120 B, uniform reads) | ltm (ycsb sizes, data = 3 × pool)
+    /// | rndread-ltm (rndread sizes, 2e7 records, data = 3 × pool; batched
+    /// at 16,64,256 in flight; device probe rows).
     #[arg(long, default_value = "ycsb")]
     preset: Preset,
+    /// Lookups in flight per thread for batched engines (rime-batched), a
+    /// row each, comma-separated (default: the preset's; 16,64,256 for
+    /// rndread-ltm, else 64). Other engines run one op per call.
+    #[arg(long, value_delimiter = ',')]
+    inflight: Option<Vec<usize>>,
+    /// Rows device-qd1 and device-qd32: random 4 KiB reads of Rime's page
+    /// file straight through io_uring at queue depths 1 and 32, in each
+    /// cell, as long as a run (default: on for rndread-ltm; --device-probe
+    /// or --device-probe=false to choose; with --isolate none only).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    device_probe: Option<bool>,
     /// Records loaded (default: the preset's).
     #[arg(long)]
     records: Option<u64>,
@@ -178,12 +191,13 @@ fn engines_list(s: &str) -> Vec<&str> {
 
 fn print_row(r: &Row) {
     eprintln!(
-        "{:>10} {:>8} {:>7} {:>6} t={} {:>12.0} ops/s  p50 {:>8.1} µs  p99 {:>8.1} µs  p99.9 {:>8.1} µs{}",
+        "{:>12} {:>8} {:>7} {:>6} t={} ×{:<3} {:>12.0} ops/s  p50 {:>8.1} µs  p99 {:>8.1} µs  p99.9 {:>8.1} µs{}",
         r.engine,
         r.workload,
         r.preset,
         r.durability,
         r.threads,
+        r.inflight,
         r.ops_per_sec,
         r.p50_us,
         r.p99_us,
@@ -209,6 +223,15 @@ fn ycsb(a: YcsbArgs) -> Res<()> {
     m.threads = a.threads;
     m.durabilities = a.durability;
     m.distribution = a.distribution;
+    if let Some(n) = a.inflight {
+        if n.is_empty() || n.contains(&0) {
+            return Err("--inflight: counts of at least 1, comma-separated".into());
+        }
+        m.inflight = n;
+    }
+    if let Some(p) = a.device_probe {
+        m.device_probe = p;
+    }
     if let Some(k) = a.key_size {
         m.key_format = if k == 8 {
             if m.key_format == rime_bench::workload::KeyFormat::OrderedU64 {

@@ -14,6 +14,10 @@ pub struct Row {
     pub preset: String,
     pub durability: String,
     pub threads: usize,
+    /// Lookups each thread had in flight: a batched engine's batch size,
+    /// a device row's queue depth; 1 for one op per call. A batched row's
+    /// latency columns are per batch.
+    pub inflight: usize,
     pub records: u64,
     pub data_bytes: u64,
     pub pool_bytes: u64,
@@ -36,7 +40,7 @@ pub struct Row {
 }
 
 /// Fields of [`Row::to_line`], in order.
-const LINE_FIELDS: usize = 21;
+const LINE_FIELDS: usize = 22;
 
 impl Row {
     /// One tab-separated line, floats exact (`{:?}`), the note last with
@@ -54,6 +58,7 @@ impl Row {
             self.preset.clone(),
             self.durability.clone(),
             self.threads.to_string(),
+            self.inflight.to_string(),
             self.records.to_string(),
             self.data_bytes.to_string(),
             self.pool_bytes.to_string(),
@@ -96,21 +101,22 @@ impl Row {
             preset: f[3].into(),
             durability: f[4].into(),
             threads: p(&f, 5)?,
-            records: p(&f, 6)?,
-            data_bytes: p(&f, 7)?,
-            pool_bytes: p(&f, 8)?,
-            load_secs: p(&f, 9)?,
-            ops: p(&f, 10)?,
-            secs: p(&f, 11)?,
-            ops_per_sec: p(&f, 12)?,
-            p50_us: p(&f, 13)?,
-            p99_us: p(&f, 14)?,
-            p999_us: p(&f, 15)?,
-            not_found: p(&f, 16)?,
-            errors: p(&f, 17)?,
-            mem_limit_bytes: p(&f, 18)?,
-            mem_peak_bytes: p(&f, 19)?,
-            note: f[20].strip_prefix('+').map(str::to_string),
+            inflight: p(&f, 6)?,
+            records: p(&f, 7)?,
+            data_bytes: p(&f, 8)?,
+            pool_bytes: p(&f, 9)?,
+            load_secs: p(&f, 10)?,
+            ops: p(&f, 11)?,
+            secs: p(&f, 12)?,
+            ops_per_sec: p(&f, 13)?,
+            p50_us: p(&f, 14)?,
+            p99_us: p(&f, 15)?,
+            p999_us: p(&f, 16)?,
+            not_found: p(&f, 17)?,
+            errors: p(&f, 18)?,
+            mem_limit_bytes: p(&f, 19)?,
+            mem_peak_bytes: p(&f, 20)?,
+            note: f[21].strip_prefix('+').map(str::to_string),
         })
     }
 }
@@ -119,7 +125,9 @@ impl Row {
     pub fn data_over_pool(&self) -> f64 {
         self.data_bytes as f64 / self.pool_bytes.max(1) as f64
     }
-    /// The cell this row is compared within (everything but the engine).
+    /// The cell this row is compared within: everything but the engine and
+    /// the in-flight count, so batched and device rows get a ratio to the
+    /// baseline's one-op-per-call row.
     fn group(&self) -> (String, String, String, String, usize, u64) {
         (
             self.preset.clone(),
@@ -129,6 +137,15 @@ impl Row {
             self.threads,
             self.pool_bytes,
         )
+    }
+    /// The line this row belongs to in a plot: the engine, and its
+    /// in-flight count where that is not 1 (a device row's name has it).
+    pub fn series(&self) -> String {
+        if self.inflight == 1 || self.engine.starts_with("device-") {
+            self.engine.clone()
+        } else {
+            format!("{} ×{}", self.engine, self.inflight)
+        }
     }
 }
 
@@ -180,9 +197,9 @@ pub fn markdown(rows: &[Row]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "| preset | workload | dist | durability | threads | data/pool | engine | ops/s | p50 µs | p99 µs | p99.9 µs | ×{base} | peak MiB | notes |"
+        "| preset | workload | dist | durability | threads | in flight | data/pool | engine | ops/s | p50 µs | p99 µs | p99.9 µs | ×{base} | peak MiB | notes |"
     );
-    s.push_str("|---|---|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---|\n");
+    s.push_str("|---|---|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---|\n");
     for (r, q) in rows.iter().zip(ratio) {
         let mut notes = Vec::new();
         if let Some(n) = &r.note {
@@ -196,12 +213,13 @@ pub fn markdown(rows: &[Row]) -> String {
         }
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {:.2} | {} | {} | {:.1} | {:.1} | {:.1} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {:.2} | {} | {} | {:.1} | {:.1} | {:.1} | {} | {} | {} |",
             r.preset,
             r.workload,
             r.distribution,
             r.durability,
             r.threads,
+            r.inflight,
             r.data_over_pool(),
             r.engine,
             if r.note.is_some() {
@@ -227,17 +245,18 @@ pub fn markdown(rows: &[Row]) -> String {
 pub fn csv(rows: &[Row]) -> String {
     let ratio = ratios(rows);
     let mut s = String::from(
-        "preset,workload,distribution,durability,threads,records,data_mib,pool_mib,data_over_pool,engine,load_secs,ops,secs,ops_per_sec,p50_us,p99_us,p999_us,ratio_to_baseline,mem_limit_mib,mem_peak_mib,not_found,note,errors\n",
+        "preset,workload,distribution,durability,threads,inflight,records,data_mib,pool_mib,data_over_pool,engine,load_secs,ops,secs,ops_per_sec,p50_us,p99_us,p999_us,ratio_to_baseline,mem_limit_mib,mem_peak_mib,not_found,note,errors\n",
     );
     for (r, q) in rows.iter().zip(ratio) {
         let _ = writeln!(
             s,
-            "{},{},{},{},{},{},{},{},{:.3},{},{:.3},{},{:.3},{:.1},{:.2},{:.2},{:.2},{},{},{},{},\"{}\",{}",
+            "{},{},{},{},{},{},{},{},{},{:.3},{},{:.3},{},{:.3},{:.1},{:.2},{:.2},{:.2},{},{},{},{},\"{}\",{}",
             r.preset,
             r.workload,
             r.distribution,
             r.durability,
             r.threads,
+            r.inflight,
             r.records,
             mib(r.data_bytes),
             mib(r.pool_bytes),
@@ -338,7 +357,7 @@ pub fn write_all(dir: &Path, rows: &[Row]) -> Result<Vec<String>, Box<dyn std::e
     std::fs::write(dir.join("results.csv"), csv(rows))?;
     let mut svgs = Vec::new();
     // Throughput against threads: one plot per (preset, workload,
-    // durability, pool), a line per engine.
+    // durability, pool), a line per engine and in-flight count.
     let mut by_cell: BTreeMap<(String, String, String, u64), Series> = BTreeMap::new();
     for r in rows.iter().filter(|r| r.note.is_none()) {
         by_cell
@@ -349,7 +368,7 @@ pub fn write_all(dir: &Path, rows: &[Row]) -> Result<Vec<String>, Box<dyn std::e
                 r.pool_bytes,
             ))
             .or_default()
-            .entry(r.engine.clone())
+            .entry(r.series())
             .or_default()
             .push((r.threads as f64, r.ops_per_sec));
     }
@@ -367,13 +386,14 @@ pub fn write_all(dir: &Path, rows: &[Row]) -> Result<Vec<String>, Box<dyn std::e
         svgs.push(name);
     }
     // Throughput against data/pool: one plot per (workload, durability,
-    // threads), a line per engine, over presets/pools that differ in ratio.
+    // threads), a line per engine and in-flight count, over presets/pools
+    // that differ in ratio.
     let mut by_ratio: BTreeMap<(String, String, usize), Series> = BTreeMap::new();
     for r in rows.iter().filter(|r| r.note.is_none()) {
         by_ratio
             .entry((r.workload.clone(), r.durability.clone(), r.threads))
             .or_default()
-            .entry(r.engine.clone())
+            .entry(r.series())
             .or_default()
             .push((r.data_over_pool(), r.ops_per_sec));
     }
@@ -411,6 +431,7 @@ mod tests {
             preset: "ltm".into(),
             durability: "nosync".into(),
             threads: 2,
+            inflight: 64,
             records: 1_000_000,
             data_bytes: 1_047_000_000,
             pool_bytes: 349_000_000,
@@ -459,5 +480,41 @@ mod tests {
     fn markdown_shows_peak_and_limit_of_a_capped_engine() {
         let md = markdown(&[row(None)]);
         assert!(md.contains("| 480 / 483 |"), "{md}");
+    }
+
+    #[test]
+    fn batched_and_device_rows_are_compared_with_the_blocking_baseline() {
+        let base = Row {
+            engine: "rime".into(),
+            inflight: 1,
+            ops_per_sec: 1000.0,
+            ..row(None)
+        };
+        let batched = Row {
+            engine: "rime-batched".into(),
+            inflight: 256,
+            ops_per_sec: 3000.0,
+            ..row(None)
+        };
+        let device = Row {
+            engine: "device-qd32".into(),
+            inflight: 32,
+            ops_per_sec: 5000.0,
+            ..row(None)
+        };
+        assert_eq!(base.group(), batched.group());
+        assert_eq!(base.group(), device.group());
+        let q = ratios(&[base.clone(), batched.clone(), device.clone()]);
+        assert_eq!(q, vec![Some(1.0), Some(3.0), Some(5.0)]);
+        assert_eq!(base.series(), "rime");
+        assert_eq!(batched.series(), "rime-batched ×256");
+        assert_eq!(device.series(), "device-qd32");
+        let csv = csv(&[base, batched]);
+        let mut lines = csv.lines();
+        let head: Vec<&str> = lines.next().unwrap().split(',').collect();
+        assert_eq!(head[4..6], ["threads", "inflight"]);
+        let f: Vec<&str> = lines.nth(1).unwrap().split(',').collect();
+        assert_eq!(f.len(), head.len());
+        assert_eq!((f[5], f[10]), ("256", "rime-batched"));
     }
 }

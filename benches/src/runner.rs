@@ -32,6 +32,12 @@ pub struct RunConfig {
     pub value_len: usize,
     pub progress: bool,
     pub seed: u64,
+    /// Reads per [`Engine::read_many`] call: above 1, each thread gathers
+    /// its reads into a batch of this many keys and hands the batch over in
+    /// one call (other ops run one at a time); 1: one op per call. A
+    /// batch's latency is recorded once for each of its keys, so the
+    /// histogram then holds per-batch times.
+    pub inflight: usize,
 }
 
 /// What one run phase measured.
@@ -290,9 +296,12 @@ fn worker(
     let mut key = Vec::with_capacity(32);
     let mut value = Vec::with_capacity(cfg.value_len);
     let mut read_buf = Vec::with_capacity(cfg.value_len);
+    let mut batch = Batch::new(cfg.inflight);
     let mut measuring = shared.measuring.load(Ordering::Acquire);
     // Measured ops this thread may still do before claiming more (claims
-    // go in chunks so the shared counters are not touched on every op).
+    // go in chunks so the shared counters are not touched on every op; a
+    // chunk holds at least one batch).
+    let claim = CLAIM.max(cfg.inflight as u64);
     let mut budget = 0u64;
     let mut pending = 0u64;
     loop {
@@ -301,19 +310,22 @@ fn worker(
         }
         if !measuring && shared.measuring.load(Ordering::Acquire) {
             measuring = true;
+            // Warm-up keys are not run: every key of a measured batch was
+            // chosen (and claimed) while measuring.
+            batch.clear();
         }
         if measuring && budget == 0 {
             shared.completed.fetch_add(pending, Ordering::Relaxed);
             pending = 0;
             budget = match cfg.stop {
                 Stop::Ops(n) => {
-                    let prev = shared.claimed.fetch_add(CLAIM, Ordering::Relaxed);
+                    let prev = shared.claimed.fetch_add(claim, Ordering::Relaxed);
                     if prev >= n {
                         break;
                     }
-                    CLAIM.min(n - prev)
+                    claim.min(n - prev)
                 }
-                Stop::Duration(_) => CLAIM,
+                Stop::Duration(_) => claim,
             };
         }
         let op = ops.pick(rng.next_f64());
@@ -344,6 +356,18 @@ fn worker(
                         break n;
                     }
                 };
+                if op == Op::Read && batch.enabled() {
+                    // Claimed now, counted when its batch has run.
+                    cfg.key_format.key_into(n, batch.push());
+                    if measuring {
+                        budget -= 1;
+                    }
+                    if batch.is_full() {
+                        let done = batch.run(engine, measuring, &mut out);
+                        pending += done;
+                    }
+                    continue;
+                }
                 cfg.key_format.key_into(n, &mut key);
                 match op {
                     Op::Read => {
@@ -379,7 +403,7 @@ fn worker(
         if measuring {
             let ns = (now - started).as_nanos().max(1) as u64;
             out.hist.saturating_record(ns);
-            out.per_op[Op::ALL.iter().position(|&o| o == op).unwrap_or(0)] += 1;
+            out.per_op[op_index(op)] += 1;
             out.ops += 1;
             out.end = now;
             budget -= 1;
@@ -387,17 +411,92 @@ fn worker(
             match r {
                 Ok(true) => {}
                 Ok(false) => out.not_found += 1,
-                Err(e) => {
-                    out.errors += 1;
-                    if out.first_error.is_none() {
-                        out.first_error = Some(e.to_string());
-                    }
-                }
+                Err(e) => out.error(e),
             }
         }
     }
+    // The last, partial batch: its keys were claimed, so they run and count.
+    pending += batch.run(engine, measuring, &mut out);
     shared.completed.fetch_add(pending, Ordering::Relaxed);
     out
+}
+
+fn op_index(op: Op) -> usize {
+    Op::ALL.iter().position(|&o| o == op).unwrap_or(0)
+}
+
+impl WorkerOut {
+    fn error(&mut self, e: crate::engine::Error) {
+        self.errors += 1;
+        if self.first_error.is_none() {
+            self.first_error = Some(e.to_string());
+        }
+    }
+}
+
+/// A worker's reads gathered for one [`Engine::read_many`] call (batch
+/// mode, [`RunConfig::inflight`] > 1). The key buffers are kept between
+/// batches; `len` of them are this batch's.
+struct Batch {
+    keys: Vec<Vec<u8>>,
+    len: usize,
+    size: usize,
+}
+
+impl Batch {
+    fn new(inflight: usize) -> Batch {
+        let size = if inflight > 1 { inflight } else { 0 };
+        Batch {
+            keys: (0..size).map(|_| Vec::with_capacity(32)).collect(),
+            len: 0,
+            size,
+        }
+    }
+    fn enabled(&self) -> bool {
+        self.size > 0
+    }
+    fn is_full(&self) -> bool {
+        self.len == self.size
+    }
+    fn clear(&mut self) {
+        self.len = 0;
+    }
+    /// The next key's buffer.
+    fn push(&mut self) -> &mut Vec<u8> {
+        self.len += 1;
+        &mut self.keys[self.len - 1]
+    }
+    /// Runs the batch (if it holds any key) and empties it; when
+    /// `measuring`, counts each key as one read, records the batch's time
+    /// once per key and returns how many keys were counted.
+    fn run(&mut self, engine: &dyn Engine, measuring: bool, out: &mut WorkerOut) -> u64 {
+        if self.len == 0 {
+            return 0;
+        }
+        let keys = &self.keys[..self.len];
+        let n = keys.len() as u64;
+        self.len = 0;
+        let started = Instant::now();
+        let r = engine.read_many(keys);
+        let now = Instant::now();
+        if !measuring {
+            return 0;
+        }
+        let ns = (now - started).as_nanos().max(1) as u64;
+        out.hist.saturating_record_n(ns, n);
+        out.per_op[op_index(Op::Read)] += n;
+        out.ops += n;
+        out.end = now;
+        match r {
+            Ok(found) => out.not_found += n.saturating_sub(found),
+            Err(e) => {
+                // Every key of a failed batch is a failed read.
+                out.errors += n - 1;
+                out.error(e);
+            }
+        }
+        n
+    }
 }
 
 /// Operations a worker claims at a time in `Stop::Ops` mode.
@@ -410,8 +509,25 @@ mod tests {
 
     /// A `BTreeMap` behind a lock whose inserts of even-numbered keys stall
     /// (fault injection: a slow insert keeps its number in flight while
-    /// later ones finish).
-    struct SlowEvenInserts(Mutex<BTreeMap<Vec<u8>, Vec<u8>>>);
+    /// later ones finish). It counts its own lookups and the batches it is
+    /// handed, to check the runner's counts against.
+    struct SlowEvenInserts {
+        map: Mutex<BTreeMap<Vec<u8>, Vec<u8>>>,
+        reads: AtomicU64,
+        misses: AtomicU64,
+        batches: Mutex<Vec<usize>>,
+    }
+
+    impl SlowEvenInserts {
+        fn new() -> Self {
+            SlowEvenInserts {
+                map: Mutex::new(BTreeMap::new()),
+                reads: AtomicU64::new(0),
+                misses: AtomicU64::new(0),
+                batches: Mutex::new(Vec::new()),
+            }
+        }
+    }
 
     impl Engine for SlowEvenInserts {
         fn name(&self) -> &str {
@@ -424,17 +540,32 @@ mod tests {
             if key.last().is_some_and(|b| b % 2 == 0) {
                 std::thread::sleep(Duration::from_micros(300));
             }
-            self.0.lock().unwrap().insert(key.to_vec(), value.to_vec());
+            self.map
+                .lock()
+                .unwrap()
+                .insert(key.to_vec(), value.to_vec());
             Ok(())
         }
         fn read(&self, key: &[u8], out: &mut Vec<u8>) -> Result<bool> {
-            let m = self.0.lock().unwrap();
+            let m = self.map.lock().unwrap();
             out.clear();
-            Ok(m.get(key).map(|v| out.extend_from_slice(v)).is_some())
+            let found = m.get(key).map(|v| out.extend_from_slice(v)).is_some();
+            self.reads.fetch_add(1, Ordering::Relaxed);
+            self.misses.fetch_add(u64::from(!found), Ordering::Relaxed);
+            Ok(found)
+        }
+        fn read_many(&self, keys: &[Vec<u8>]) -> Result<u64> {
+            self.batches.lock().unwrap().push(keys.len());
+            let mut out = Vec::new();
+            let mut found = 0;
+            for k in keys {
+                found += u64::from(self.read(k, &mut out)?);
+            }
+            Ok(found)
         }
         fn scan(&self, start: &[u8], n: usize) -> Result<usize> {
             Ok(self
-                .0
+                .map
                 .lock()
                 .unwrap()
                 .range(start.to_vec()..)
@@ -454,6 +585,7 @@ mod tests {
             value_len: 16,
             progress: false,
             seed: 7,
+            inflight: 1,
         }
     }
 
@@ -462,12 +594,96 @@ mod tests {
     /// the full run of 2026-11-22).
     #[test]
     fn workload_d_never_reads_an_insert_still_in_flight() {
-        let engine = SlowEvenInserts(Mutex::new(BTreeMap::new()));
+        let engine = SlowEvenInserts::new();
         let c = cfg('D', 4);
         load(&engine, &c).unwrap();
         let r = run(&engine, &c).unwrap();
         assert_eq!(r.errors, 0, "{:?}", r.first_error);
         assert!(r.per_op.iter().any(|(op, n)| *op == Op::Insert && *n > 500));
         assert_eq!(r.not_found, 0, "a read chose an unacknowledged insert");
+    }
+
+    fn reads_of(r: &RunResult) -> u64 {
+        r.per_op
+            .iter()
+            .find(|(op, _)| *op == Op::Read)
+            .map_or(0, |p| p.1)
+    }
+
+    /// Batch mode on one thread: every op counts once per key, batches are
+    /// full but the last, which holds the claimed remainder.
+    #[test]
+    fn batches_count_per_key_and_the_last_partial_batch_counts_too() {
+        let engine = SlowEvenInserts::new();
+        let mut c = cfg('C', 1);
+        load(&engine, &c).unwrap();
+        c.stop = Stop::Ops(1000);
+        c.inflight = 64;
+        let r = run(&engine, &c).unwrap();
+        assert_eq!(r.errors, 0, "{:?}", r.first_error);
+        assert_eq!(r.ops, 1000);
+        assert_eq!(reads_of(&r), 1000);
+        assert_eq!(r.hist.len(), 1000, "one latency per key");
+        assert_eq!(engine.reads.load(Ordering::Relaxed), 1000);
+        assert_eq!(r.not_found, 0);
+        let batches = engine.batches.lock().unwrap().clone();
+        assert_eq!(batches.len(), 16, "{batches:?}");
+        assert!(batches[..15].iter().all(|&n| n == 64), "{batches:?}");
+        assert_eq!(batches[15], 1000 - 15 * 64);
+    }
+
+    /// Missing keys are "not found" per key (n − found of each batch),
+    /// the total is exact over threads, and other ops run one at a time.
+    #[test]
+    fn batched_reads_count_not_found_and_stop_at_exactly_the_ops_asked() {
+        let engine = SlowEvenInserts::new();
+        let mut c = cfg('B', 2);
+        load(&engine, &c).unwrap();
+        // Every third record gone: reads of them are not found.
+        engine
+            .map
+            .lock()
+            .unwrap()
+            .retain(|k, _| u64::from_be_bytes(k[..8].try_into().unwrap()) % 3 != 0);
+        c.stop = Stop::Ops(5_003);
+        c.inflight = 16;
+        let r = run(&engine, &c).unwrap();
+        assert_eq!(r.errors, 0, "{:?}", r.first_error);
+        assert_eq!(r.ops, 5_003);
+        let updates = r
+            .per_op
+            .iter()
+            .find(|(op, _)| *op == Op::Update)
+            .map_or(0, |p| p.1);
+        assert!(updates > 0);
+        assert_eq!(reads_of(&r) + updates, 5_003);
+        // Updates of a missing record write it again (as YCSB's would), so
+        // the engine's own count of misses is the truth to compare with.
+        assert_eq!(engine.reads.load(Ordering::Relaxed), reads_of(&r));
+        assert_eq!(r.not_found, engine.misses.load(Ordering::Relaxed));
+        assert!(r.not_found > 0);
+        let batches = engine.batches.lock().unwrap().clone();
+        assert_eq!(batches.iter().sum::<usize>() as u64, reads_of(&r));
+        assert!(batches.iter().all(|&n| (1..=16).contains(&n)));
+        assert!(
+            batches.iter().filter(|&&n| n < 16).count() <= 2,
+            "only each thread's last batch may be partial: {batches:?}"
+        );
+    }
+
+    /// With a time limit, the batch that is still gathering when time is
+    /// up runs and counts: no lookup done goes unreported.
+    #[test]
+    fn a_timed_batched_run_reports_every_lookup_it_did() {
+        let engine = SlowEvenInserts::new();
+        let mut c = cfg('C', 2);
+        load(&engine, &c).unwrap();
+        c.stop = Stop::Duration(Duration::from_millis(30));
+        c.inflight = 256;
+        let r = run(&engine, &c).unwrap();
+        assert_eq!(r.errors, 0, "{:?}", r.first_error);
+        assert!(r.ops > 0);
+        assert_eq!(engine.reads.load(Ordering::Relaxed), r.ops);
+        assert_eq!(r.hist.len(), r.ops);
     }
 }

@@ -36,9 +36,10 @@ fn cli_runs_all_workloads_on_rime_and_writes_the_report() {
     for line in csv.lines().skip(1) {
         let f: Vec<&str> = line.split(',').collect();
         assert_eq!(f.last(), Some(&"0"), "errors in {line}");
-        let ops: u64 = f[11].parse().unwrap();
+        assert_eq!(f[5], "1", "inflight of a one-op-per-call row: {line}");
+        let ops: u64 = f[12].parse().unwrap();
         assert_eq!(ops, 3000, "{line}");
-        let ops_s: f64 = f[13].parse().unwrap();
+        let ops_s: f64 = f[14].parse().unwrap();
         assert!(ops_s > 0.0, "{line}");
     }
     let svgs = std::fs::read_dir(&out)
@@ -83,8 +84,8 @@ fn isolated_engines_report_from_child_processes() {
     for line in csv.lines().skip(1) {
         let f: Vec<&str> = line.split(',').collect();
         assert_eq!(f.last(), Some(&"0"), "errors in {line}");
-        assert_eq!(f[11], "2000", "{line}");
-        let (limit_mib, peak_mib): (u64, u64) = (f[18].parse().unwrap(), f[19].parse().unwrap());
+        assert_eq!(f[12], "2000", "{line}");
+        let (limit_mib, peak_mib): (u64, u64) = (f[19].parse().unwrap(), f[20].parse().unwrap());
         if cgroup {
             assert!(
                 limit_mib == 200 && peak_mib > 0 && peak_mib <= limit_mib,
@@ -95,7 +96,66 @@ fn isolated_engines_report_from_child_processes() {
             assert_eq!((limit_mib, peak_mib), (0, 0), "{line}");
         }
         if line.starts_with("ltm,D,") {
-            assert_eq!(f[20], "0", "D read an insert still in flight: {line}");
+            assert_eq!(f[21], "0", "D read an insert still in flight: {line}");
         }
+    }
+}
+
+/// `--preset rndread-ltm`: blocking Rime once per thread count, batched
+/// Rime once per in-flight count, and the device probe's two rows beside
+/// them, all in one results.csv.
+#[test]
+fn rndread_ltm_has_batched_and_device_rows() {
+    let tmp = tempfile::Builder::new()
+        .prefix("rime-bench-rndread-ltm")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap();
+    let out = tmp.path().join("out");
+    let status = Command::new(env!("CARGO_BIN_EXE_rime-bench"))
+        .args(["ycsb", "--workload", "rndread", "--preset", "rndread-ltm"])
+        .args(["--engines", "rime,rime-batched", "--records", "3000"])
+        .args(["--inflight", "4,16", "--duration", "0.2", "--warmup", "0"])
+        .args(["--threads", "1,2", "--no-progress"])
+        .arg("--out")
+        .arg(&out)
+        .arg("--data-dir")
+        .arg(tmp.path().join("data"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    let rows: Vec<Vec<&str>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    let mut cells: Vec<(&str, &str, &str)> = rows.iter().map(|f| (f[4], f[10], f[5])).collect();
+    cells.sort();
+    let mut want = Vec::new();
+    for t in ["1", "2"] {
+        want.extend([
+            (t, "device-qd1", "1"),
+            (t, "device-qd32", "32"),
+            (t, "rime", "1"),
+            (t, "rime-batched", "16"),
+            (t, "rime-batched", "4"),
+        ]);
+    }
+    want.sort();
+    assert_eq!(cells, want, "{csv}");
+    for f in &rows {
+        assert_eq!(f[0], "rndread-ltm");
+        assert_eq!(f[23], "0", "errors: {f:?}");
+        let note = f[22];
+        if f[10].starts_with("device-") {
+            // A machine without io_uring or O_DIRECT says so in the note.
+            assert!(note != "\"\"" || f[12] != "0", "{f:?}");
+            continue;
+        }
+        assert_eq!(note, "\"\"", "{f:?}");
+        assert_ne!(f[12], "0", "{f:?}");
+        assert_eq!(f[21], "0", "rndread reads only loaded records: {f:?}");
+        // Compared with blocking rime in the same cell.
+        assert!(!f[18].is_empty(), "{f:?}");
     }
 }
