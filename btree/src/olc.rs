@@ -122,7 +122,7 @@ fn descend<'a>(
 
 /// The optimistic point lookup: descend, search the leaf, copy an inline
 /// value into `buf`. Holds only `Copy` values and the `&mut` to `buf`.
-#[inline]
+#[inline(always)]
 fn probe_leaf(
     s: &Section<'_>,
     bm: &BufferManager,

@@ -279,6 +279,7 @@ impl BufferManager {
 
     /// # Safety
     /// The contract of [`BufferManager::optimistic`].
+    #[inline(always)]
     unsafe fn run_section<R>(
         &self,
         nowait: bool,
@@ -370,12 +371,13 @@ impl<'a> Section<'a> {
         loop {
             let seen = meta.state.load();
             match seen.state() {
-                EVICTED if self.nowait => return Err(Interrupt::Missing { pid, pages }),
-                LOCKED if self.nowait && meta.is_loading() => {
-                    return Err(Interrupt::Missing { pid, pages });
+                // Not in memory: load it here, or (nowait) say so.
+                EVICTED | LOCKED if seen.state() == EVICTED || meta.is_loading() => {
+                    if self.nowait {
+                        return Err(Interrupt::Missing { pid, pages });
+                    }
+                    inner.ensure_loaded(pid, pages)?;
                 }
-                EVICTED => inner.ensure_loaded(pid, pages)?,
-                LOCKED if meta.is_loading() => inner.ensure_loaded(pid, pages)?,
                 LOCKED => backoff.snooze(),
                 MARKED => {
                     // An access: give the frame its second chance back.

@@ -52,6 +52,21 @@ use std::sync::atomic::Ordering;
 /// the whole pool in reads).
 pub const MAX_LOADER_READS: usize = 256;
 
+/// Submission-queue entries of a loader's ring: room for every read it
+/// may have in flight, so a push never finds the queue full.
+const RING_ENTRIES: u32 = MAX_LOADER_READS.next_power_of_two() as u32;
+
+/// Rings a thread keeps for its next loaders: setting one up (a system
+/// call and three mappings) costs about as much as a few cached lookups,
+/// which a batch of 16 would feel. At most this many per thread.
+const SPARE_RINGS_PER_THREAD: usize = 2;
+
+thread_local! {
+    /// Idle rings of loaders this thread dropped, empty (nothing queued,
+    /// nothing to reap): a ring is not tied to a file, only its entries are.
+    static SPARE_RINGS: std::cell::RefCell<Vec<IoUring>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// The share of the budget all loaders together may hold latched for
 /// reads in flight: the rest stays evictable, so a loader that needs memory
 /// for its next read always finds some, however many loaders there are.
@@ -95,7 +110,8 @@ impl<'a> Loader<'a> {
     pub fn new(bm: &'a BufferManager) -> Self {
         let max_reads = MAX_LOADER_READS.min((bm.budget_pages() / 4).max(1) as usize);
         let ring = bm.inner.file.direct_fd().and_then(|fd| {
-            match IoUring::new(max_reads.next_power_of_two() as u32) {
+            let spare = SPARE_RINGS.with(|r| r.borrow_mut().pop());
+            match spare.map_or_else(|| IoUring::new(RING_ENTRIES), Ok) {
                 Ok(ring) => Some((ring, fd)),
                 Err(e) => {
                     tracing::debug!(error = %e, "no io_uring for a loader; it reads synchronously");
@@ -384,6 +400,15 @@ impl Drop for Loader<'_> {
     fn drop(&mut self) {
         while self.queued + self.in_flight > 0 {
             self.submit_and_reap(true);
+        }
+        // Every entry submitted and reaped: the ring is idle, keep it.
+        if let Some((ring, _)) = self.ring.take() {
+            SPARE_RINGS.with(|r| {
+                let mut spare = r.borrow_mut();
+                if spare.len() < SPARE_RINGS_PER_THREAD {
+                    spare.push(ring);
+                }
+            });
         }
     }
 }
