@@ -50,7 +50,6 @@ mod guards;
 mod loader;
 mod manager;
 mod meta;
-mod prefetch;
 mod resident;
 mod stats;
 mod sync;

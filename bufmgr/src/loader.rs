@@ -33,6 +33,15 @@
 //!
 //! Dropping a loader waits for its reads: a frame is never left latched,
 //! and the kernel never writes into memory that was given back.
+//!
+//! The one rule for its owner: **do not take a blocking latch on a frame
+//! this thread's loader is reading** (requested, not yet reported). The
+//! latch would sleep until the frame is in, and only this thread's poll
+//! brings it in. Poll until the frame is reported first; optimistic
+//! sections run with `optimistic_nowait` are safe (they report the frame
+//! missing instead of waiting). This replaces the old prefetch thread:
+//! requesting frames ahead of their use, and polling before using them,
+//! is prefetching with no thread of its own.
 
 use crate::error::PageError;
 use crate::io::{IoError, IoOp};
@@ -374,6 +383,9 @@ impl<'a> Loader<'a> {
             }
             None => inner.publish_loaded(pid, pages),
         };
+        if outcome.is_ok() {
+            inner.count(Counter::Prefetched, 1);
+        }
         self.done.push((pid, outcome));
     }
 

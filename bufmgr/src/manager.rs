@@ -10,7 +10,7 @@ use crate::state::{EVICTED, LOCKED, StateWord};
 use crate::stats::{Counter, Stats, StatsRegistry};
 use crate::sync::Backoff;
 use crate::wait::LoadWaits;
-use crate::{AllocState, PAGE_SIZE, PageId, alloc::Allocator, frame, prefetch::Prefetcher};
+use crate::{AllocState, PAGE_SIZE, PageId, alloc::Allocator, frame};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -82,7 +82,7 @@ impl Default for Config {
 
 static NEXT_POOL_ID: AtomicU64 = AtomicU64::new(1);
 
-/// The shared state of one pool; guards and the prefetch thread refer to it.
+/// The shared state of one pool; guards and loaders refer to it.
 pub(crate) struct Inner {
     pub(crate) id: u64,
     pub(crate) pool: Region,
@@ -109,7 +109,6 @@ pub(crate) struct Inner {
 /// The buffer manager. See the crate docs for the protocols.
 pub struct BufferManager {
     pub(crate) inner: Arc<Inner>,
-    pub(crate) prefetcher: Prefetcher,
 }
 
 impl BufferManager {
@@ -185,7 +184,6 @@ impl BufferManager {
         }
         Ok(BufferManager {
             inner: Arc::new(inner),
-            prefetcher: Prefetcher::default(),
         })
     }
 
@@ -250,7 +248,6 @@ impl BufferManager {
 
 impl Drop for BufferManager {
     fn drop(&mut self) {
-        self.prefetcher.stop();
         StatsRegistry::forget_thread_entry(self.inner.id);
     }
 }

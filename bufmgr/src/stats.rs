@@ -24,7 +24,8 @@ pub struct Stats {
     pub restarts: u64,
     /// Of the restarts: reads cut short by the SIGSEGV guard.
     pub faults: u64,
-    /// Pages submitted by prefetch calls and loaded.
+    /// Frames loaded by a [`crate::Loader`]'s own reads: misses that did
+    /// not block a thread.
     pub prefetched: u64,
 }
 
