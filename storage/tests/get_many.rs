@@ -33,30 +33,25 @@ fn get_many_agrees_with_a_model_under_eviction() {
     let t = db.create_tree("t").unwrap();
     let mut model = BTreeMap::new();
     let keys: Vec<Vec<u8>> = (0..30_000u32).map(|i| i.to_be_bytes().to_vec()).collect();
+    // Every 97th value lives in an extent.
+    let value = |k: &[u8]| {
+        let n = u32::from_be_bytes(k.try_into().unwrap());
+        let len = if n % 97 == 0 {
+            3000
+        } else {
+            40 + n as usize % 80
+        };
+        vec![n as u8; len]
+    };
     for chunk in keys.chunks(1000) {
         db.transaction(|tx| {
             for k in chunk {
-                let n = u32::from_be_bytes(k[..].try_into().unwrap());
-                // Every 97th value lives in an extent.
-                let len = if n % 97 == 0 {
-                    3000
-                } else {
-                    40 + n as usize % 80
-                };
-                tx.put(t, k, &vec![n as u8; len])?;
+                tx.put(t, k, &value(k))?;
             }
             Ok(())
         })
         .unwrap();
-        for k in chunk {
-            let n = u32::from_be_bytes(k[..].try_into().unwrap());
-            let len = if n % 97 == 0 {
-                3000
-            } else {
-                40 + n as usize % 80
-            };
-            model.insert(k.clone(), vec![n as u8; len]);
-        }
+        model.extend(chunk.iter().map(|k| (k.clone(), value(k))));
     }
     db.checkpoint().unwrap();
     let misses_before = db.stats().pool.misses;
