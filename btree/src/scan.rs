@@ -11,7 +11,9 @@
 
 use crate::error::OrCorrupt;
 use crate::node::Node;
+use crate::olc::READ_AHEAD_LEAVES;
 use crate::{BTree, MAX_KEY_LEN, TreeError};
+use rime_bufmgr::Loader;
 use std::collections::VecDeque;
 use std::ops::{Bound, ControlFlow, RangeBounds};
 
@@ -27,6 +29,18 @@ pub enum Direction {
 static PAST_END: [u8; MAX_KEY_LEN + 1] = [0xFF; MAX_KEY_LEN + 1];
 
 use crate::keybuf::{KeyBound, KeyBuf, key_bound};
+
+/// The key whose leaf a scan at `pos` visits, and whether it wants the
+/// leaf of the smallest key above it (`strict`).
+fn probe_of(pos: &KeyBound, dir: Direction) -> (&[u8], bool) {
+    match (pos, dir) {
+        (Bound::Unbounded, Direction::Forward) => (&[], false),
+        (Bound::Unbounded, Direction::Backward) => (&PAST_END, false),
+        (Bound::Included(k), _) => (k, false),
+        (Bound::Excluded(k), Direction::Forward) => (k, true),
+        (Bound::Excluded(k), Direction::Backward) => (k, false),
+    }
+}
 
 /// Whether `key` is still inside the far end `end` of a scan.
 fn before_end(key: &[u8], end: &KeyBound, dir: Direction) -> bool {
@@ -54,11 +68,44 @@ impl BTree {
             Direction::Backward => (range.end_bound(), range.start_bound()),
         };
         let (mut pos, end) = (key_bound(start)?, key_bound(end)?);
+        let mut ahead = None;
         loop {
+            self.read_ahead(&pos, dir, &mut ahead)?;
             if !self.visit_leaf(&mut pos, &end, dir, &mut f)? {
                 return Ok(());
             }
         }
+    }
+
+    /// Read-ahead: when a node on the path to the leaf the scan visits
+    /// next is not in memory, reads it and the nodes after it under the
+    /// same parent (up to [`READ_AHEAD_LEAVES`]) at once, through `ahead`'s
+    /// loader, and waits for them all: one device latency for the window
+    /// instead of one per leaf. It waits before the scan latches anything (the loader's rule:
+    /// no blocking latch on a frame this thread's loader is reading), so
+    /// the callback never runs with reads in flight. A failed read is left
+    /// for the visit, which reads the leaf itself and reports the error.
+    fn read_ahead<'t>(
+        &'t self,
+        pos: &KeyBound,
+        dir: Direction,
+        ahead: &mut Option<Loader<'t>>,
+    ) -> Result<(), TreeError> {
+        let (probe, strict) = probe_of(pos, dir);
+        let mut leaves = [0; READ_AHEAD_LEAVES];
+        let n = self.read_ahead_window(probe, strict, dir == Direction::Forward, &mut leaves)?;
+        let bm = &*self.bm;
+        if n == 0 {
+            return Ok(());
+        }
+        let loader = ahead.get_or_insert_with(|| Loader::new(bm));
+        for &pid in leaves[..n].iter().filter(|&&p| !bm.is_resident(p)) {
+            loader.request(pid, 1);
+        }
+        while loader.pending() > 0 {
+            loader.poll(true, |_, _| {});
+        }
+        Ok(())
     }
 
     /// Scans the keys starting with `prefix`.
@@ -116,13 +163,7 @@ impl BTree {
         f: &mut impl FnMut(&[u8], &[u8]) -> ControlFlow<()>,
     ) -> Result<bool, TreeError> {
         // 1. Latch the leaf shared and find the first slot to visit.
-        let (probe, strict): (&[u8], bool) = match (&*pos, dir) {
-            (Bound::Unbounded, Direction::Forward) => (&[], false),
-            (Bound::Unbounded, Direction::Backward) => (&PAST_END, false),
-            (Bound::Included(k), _) => (k, false),
-            (Bound::Excluded(k), Direction::Forward) => (k, true),
-            (Bound::Excluded(k), Direction::Backward) => (k, false),
-        };
+        let (probe, strict) = probe_of(pos, dir);
         let leaf = self.leaf_shared(probe, strict)?;
         let pid = leaf.pid();
         let view = Node(leaf.payload());
