@@ -86,11 +86,37 @@ impl Inner {
             }
         }
         // Steps 4 and 5.
-        for &pid in &clean {
-            self.drop_frame(pid);
-        }
+        self.drop_frames(&clean);
         self.count(Counter::Eviction, clean.len() as u64);
         Ok(clean.len())
+    }
+
+    /// [`Inner::drop_frame`] for many frames, their memory released in one
+    /// system call where the kernel allows (`Region::release_many`).
+    fn drop_frames(&self, pids: &[PageId]) {
+        let ranges: Vec<(usize, usize)> = pids
+            .iter()
+            .map(|&pid| {
+                let pages = self.meta(pid).frame_pages().max(1) as usize;
+                (pid as usize * PAGE_SIZE, pages * PAGE_SIZE)
+            })
+            .collect();
+        // SAFETY: this thread holds every frame's exclusive latch (steps 2
+        // and 3) and uses no slice of them; optimistic readers may overlap,
+        // as `release` allows: the EVICTED unlocks below give them a new
+        // version to fail on, or they fault and restart.
+        if let Err(e) = unsafe { self.pool.release_many(&ranges, self.release) } {
+            // The frames are clean, so their data is safe on disk either
+            // way; a failed release only costs memory until they reload.
+            tracing::warn!(error = %e, "releasing evicted frames' memory failed");
+        }
+        for (&pid, &(_, len)) in pids.iter().zip(&ranges) {
+            let removed = self.resident.remove(pid);
+            debug_assert!(removed, "evicted frame {pid} was not in the resident set");
+            self.resident_pages
+                .fetch_sub((len / PAGE_SIZE) as u64, Ordering::Relaxed);
+            self.meta(pid).state.unlock_exclusive_evicted();
+        }
     }
 
     /// Gives up an exclusively latched, clean frame's memory and unlocks it
