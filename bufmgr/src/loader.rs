@@ -110,6 +110,10 @@ pub struct Loader<'a> {
     done: Vec<(PageId, Result<(), PageError>)>,
     /// Completions of one reap (kept to reuse its allocation).
     reaped: Vec<(usize, i32)>,
+    /// Frames whose reads are queued but whose memory still has guard
+    /// markers: made accessible together right before the submit, in one
+    /// system call (a read into a guarded frame would fail).
+    reclaims: Vec<(usize, usize)>,
 }
 
 impl<'a> Loader<'a> {
@@ -139,6 +143,7 @@ impl<'a> Loader<'a> {
             watched: Vec::new(),
             done: Vec::new(),
             reaped: Vec::new(),
+            reclaims: Vec::new(),
         }
     }
 
@@ -249,12 +254,15 @@ impl<'a> Loader<'a> {
             }
         }
         inner.loader_pages.fetch_add(pages as u64, Ordering::AcqRel);
-        // 2.
-        if let Err(e) = inner.prepare_loads(&[(pid, pages)]) {
+        // 2. (Its guard markers go at the next submit, with the others'.)
+        if let Err(e) = inner.reserve(pages as u64) {
+            inner.abandon_load(pid, 0);
             inner.loader_pages.fetch_sub(pages as u64, Ordering::AcqRel);
             self.done.push((pid, Err(e)));
             return;
         }
+        self.reclaims
+            .push((pid as usize * PAGE_SIZE, pages as usize * PAGE_SIZE));
         // 3.
         let slot = self.free_slots.pop().unwrap_or_else(|| {
             self.slots.push(None);
@@ -298,6 +306,7 @@ impl<'a> Loader<'a> {
             }
             // Not reached while `max_reads` fits the ring; should it be, the
             // queue goes to the kernel first.
+            reclaim(self.bm, &mut self.reclaims);
             if ring.submit().is_ok() {
                 self.in_flight += self.queued;
                 self.queued = 0;
@@ -314,6 +323,7 @@ impl<'a> Loader<'a> {
         if self.queued + self.in_flight == 0 {
             return;
         }
+        reclaim(self.bm, &mut self.reclaims);
         let want = usize::from(wait);
         match ring.submit_and_wait(want) {
             Ok(_) => {
@@ -404,6 +414,18 @@ impl<'a> Loader<'a> {
             loading
         });
     }
+}
+
+/// Makes the frames of queued reads accessible, all in one system call.
+fn reclaim(bm: &BufferManager, ranges: &mut Vec<(usize, usize)>) {
+    if ranges.is_empty() {
+        return;
+    }
+    let inner = &*bm.inner;
+    if let Err(e) = inner.pool.reclaim_many(ranges, inner.release) {
+        tracing::warn!(error = %e, "removing guard markers failed; those reads will fail and retry");
+    }
+    ranges.clear();
 }
 
 impl Drop for Loader<'_> {

@@ -155,6 +155,29 @@ impl Region {
         Ok(())
     }
 
+    /// [`reclaim`](Self::reclaim) of many ranges, in one `process_madvise`
+    /// per [`MAX_IOVECS`] where the kernel allows.
+    pub fn reclaim_many(
+        &self,
+        ranges: &[(usize, usize)],
+        mode: ReleaseMode,
+    ) -> std::io::Result<()> {
+        if mode == ReleaseMode::DontNeed {
+            return Ok(());
+        }
+        for chunk in ranges.chunks(MAX_IOVECS) {
+            // SAFETY: MADV_GUARD_REMOVE only removes guard markers; it
+            // discards no memory, so it needs nothing of the caller.
+            if unsafe { self.process_madvise(chunk, MADV_GUARD_REMOVE) }.is_ok() {
+                continue;
+            }
+            for &(offset, len) in chunk {
+                self.reclaim(offset, len, mode)?;
+            }
+        }
+        Ok(())
+    }
+
     /// One `process_madvise(2)` on this process for `ranges`, continued
     /// after a partial advice. `Err` when the kernel refuses it (no such
     /// call, or not for this advice): the caller falls back to `madvise`.
