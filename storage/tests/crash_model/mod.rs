@@ -212,14 +212,23 @@ fn apply(model: &Model, op: &Op) -> Model {
 }
 
 /// Runs `op` on the Db. `Err` only for I/O failures (the crash).
-fn run(db: &Db, model: &Model, op: &Op) -> Result<(), String> {
+/// How an operation the model asked for ended without a crash.
+enum Ran {
+    /// It took effect: the model becomes `apply(model, op)`.
+    Done,
+    /// The Db refused it before logging anything, as it must (a write set
+    /// larger than one commit may log): the model stays as it was.
+    Refused,
+}
+
+fn run(db: &Db, model: &Model, op: &Op) -> Result<Ran, String> {
     let id = |t: &str| -> Result<TreeId, String> {
         db.open_tree(t)
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("tree {t} is missing"))
     };
     let err = |e: TxError| e.to_string();
-    match op {
+    let done = match op {
         Op::Put(t, k, v) => db.put(id(t)?, &key(*k), v).map_err(err),
         Op::Delete(t, k) => db.delete(id(t)?, &key(*k)).map(drop).map_err(err),
         Op::Tx(ws) => {
@@ -227,7 +236,7 @@ fn run(db: &Db, model: &Model, op: &Op) -> Result<(), String> {
                 .iter()
                 .map(|(t, ..)| id(t))
                 .collect::<Result<Vec<_>, _>>()?;
-            db.transaction(|tx| {
+            let r = db.transaction(|tx| {
                 for ((_, k, v), &t) in ws.iter().zip(&ids) {
                     match v {
                         Some(v) => tx.put(t, &key(*k), v)?,
@@ -235,8 +244,11 @@ fn run(db: &Db, model: &Model, op: &Op) -> Result<(), String> {
                     }
                 }
                 Ok(())
-            })
-            .map_err(err)
+            });
+            match r {
+                Err(TxError::CommitTooLarge { .. }) => return Ok(Ran::Refused),
+                r => r.map_err(err),
+            }
         }
         Op::Create(t) => db.create_tree(t).map(drop).map_err(|e| e.to_string()),
         Op::Drop(t) => db.drop_tree(t).map(drop).map_err(|e| e.to_string()),
@@ -258,7 +270,8 @@ fn run(db: &Db, model: &Model, op: &Op) -> Result<(), String> {
             assert!(got == model[t], "scan of {t} differs from the model");
             Ok(())
         }
-    }
+    };
+    done.map(|()| Ran::Done)
 }
 
 fn read_tree(db: &Db, t: TreeId) -> Result<BTreeMap<Vec<u8>, Value>, TxError> {
@@ -294,6 +307,9 @@ pub struct Tally {
     pub mid_operation: u64,
     pub in_flight_present: u64,
     pub in_flight_absent: u64,
+    /// Transactions the Db refused as too large for one commit record,
+    /// before logging anything (the model keeps its state).
+    pub refused: u64,
 }
 
 /// A fresh directory through `cycles` crash cycles, every choice drawn
@@ -354,7 +370,8 @@ pub fn search(rng: &mut impl Rng, seed: u64, cycles: u64, tally: &mut Tally) {
             let op = pick_op(rng, &model, stamp, max_value);
             let after = apply(&model, &op);
             match run(&db, &model, &op) {
-                Ok(()) => model = after,
+                Ok(Ran::Done) => model = after,
+                Ok(Ran::Refused) => tally.refused += 1,
                 Err(e) if disk.switch.fired() => {
                     let _ = e;
                     in_flight = Some(after);
