@@ -371,7 +371,7 @@ impl Inner {
     /// and its pages returned to the free map.
     fn discard_latched(&self, pid: PageId, pages: u32) {
         self.meta(pid).set_dirty(false);
-        self.drop_frame(pid);
+        self.drop_frames(&[pid]);
         self.give_back(pid, pages);
     }
 

@@ -91,9 +91,10 @@ impl Inner {
         Ok(clean.len())
     }
 
-    /// [`Inner::drop_frame`] for many frames, their memory released in one
-    /// system call where the kernel allows (`Region::release_many`).
-    fn drop_frames(&self, pids: &[PageId]) {
+    /// Gives up the memory of exclusively latched, clean frames (in one
+    /// system call where the kernel allows: `Region::release_many`) and
+    /// unlocks them as EVICTED.
+    pub(crate) fn drop_frames(&self, pids: &[PageId]) {
         let ranges: Vec<(usize, usize)> = pids
             .iter()
             .map(|&pid| {
@@ -101,10 +102,12 @@ impl Inner {
                 (pid as usize * PAGE_SIZE, pages * PAGE_SIZE)
             })
             .collect();
-        // SAFETY: this thread holds every frame's exclusive latch (steps 2
-        // and 3) and uses no slice of them; optimistic readers may overlap,
-        // as `release` allows: the EVICTED unlocks below give them a new
-        // version to fail on, or they fault and restart.
+        // SAFETY: the caller holds every frame's exclusive latch (this
+        // function's contract) and uses no slice of them any more (eviction
+        // and `free_frame` latch without making one; `free` consumed its
+        // guard), so no other guard's reference is live. Optimistic readers
+        // may overlap, as `release` allows: the EVICTED unlocks below give
+        // them a new version to fail on, or they fault and restart.
         if let Err(e) = unsafe { self.pool.release_many(&ranges, self.release) } {
             // The frames are clean, so their data is safe on disk either
             // way; a failed release only costs memory until they reload.
@@ -117,34 +120,6 @@ impl Inner {
                 .fetch_sub((len / PAGE_SIZE) as u64, Ordering::Relaxed);
             self.meta(pid).state.unlock_exclusive_evicted();
         }
-    }
-
-    /// Gives up an exclusively latched, clean frame's memory and unlocks it
-    /// as EVICTED.
-    pub(crate) fn drop_frame(&self, pid: PageId) {
-        let meta = self.meta(pid);
-        let pages = meta.frame_pages().max(1) as usize;
-        // SAFETY: the caller holds the frame's exclusive latch (this
-        // function's contract) and uses no slice of the frame any more
-        // (eviction and `free_frame` latch it without making one; `free`
-        // consumed its guard), so no other
-        // guard's reference is live. Optimistic readers may overlap, as
-        // `release` allows: the EVICTED unlock below gives them a new
-        // version to fail on, or they fault and restart.
-        let released = unsafe {
-            self.pool
-                .release(pid as usize * PAGE_SIZE, pages * PAGE_SIZE, self.release)
-        };
-        if let Err(e) = released {
-            // The frame is clean, so its data is safe on disk either way; a
-            // failed release only costs memory until the frame is reloaded.
-            tracing::warn!(pid, error = %e, "releasing an evicted frame's memory failed");
-        }
-        let removed = self.resident.remove(pid);
-        debug_assert!(removed, "evicted frame {pid} was not in the resident set");
-        self.resident_pages
-            .fetch_sub(pages as u64, Ordering::Relaxed);
-        meta.state.unlock_exclusive_evicted();
     }
 
     /// Writes frames this thread holds latched (shared or exclusive) to the
