@@ -17,6 +17,7 @@ use crate::error::TxError;
 use crate::wal::TreeId;
 use rime_btree::{Fetch, INLINE_VALUE_MAX, Probe, TreeError};
 use rime_bufmgr::{Loader, PageError, PageId};
+use std::collections::HashMap;
 
 impl Tx<'_> {
     /// Hands `f(i, value)` the value of `keys[i]` (`None`: absent) for every
@@ -36,8 +37,9 @@ impl Tx<'_> {
         keys.iter().try_for_each(|k| check_key(k.as_ref()))?;
         let t = self.tree(tree)?;
         let mut loader: Option<Loader<'_>> = None;
-        let mut waiting: Vec<(PageId, usize)> = Vec::new();
-        let mut arrived: Vec<(PageId, Result<(), PageError>)> = Vec::new();
+        // Keys waiting, by the frame each waits for.
+        let mut waiting: HashMap<PageId, Vec<usize>> = HashMap::new();
+        let mut failed: Option<PageError> = None;
         let mut ready: Vec<usize> = (0..keys.len()).rev().collect();
         let mut buf = [0u8; INLINE_VALUE_MAX];
         loop {
@@ -52,7 +54,7 @@ impl Tx<'_> {
                     Fetch::Missing { pid, pages } => {
                         let l = loader.get_or_insert_with(|| Loader::new(t.buffer_manager()));
                         l.request(pid, pages);
-                        waiting.push((pid, i));
+                        waiting.entry(pid).or_default().push(i);
                     }
                     Fetch::Ready(Probe::Absent) => {
                         self.b.record_read(tree, key, 0);
@@ -77,15 +79,12 @@ impl Tx<'_> {
             }
             // Step 3.
             let l = loader.as_mut().expect("a waiting key requested a frame");
-            l.poll(true, |pid, r| arrived.push((pid, r)));
-            for (pid, r) in arrived.drain(..) {
-                r.map_err(TreeError::from)?;
-                waiting.retain(|&(p, i)| {
-                    if p == pid {
-                        ready.push(i);
-                    }
-                    p != pid
-                });
+            l.poll(true, |pid, r| match r {
+                Ok(()) => ready.extend(waiting.remove(&pid).unwrap_or_default()),
+                Err(e) => failed = failed.take().or(Some(e)),
+            });
+            if let Some(e) = failed.take() {
+                return Err(TreeError::from(e).into());
             }
         }
     }
