@@ -44,6 +44,9 @@ pub struct DbStats {
     /// Bytes appended to the log since it was created (the end LSN).
     pub log_bytes: u64,
     pub durable_lsn: u64,
+    /// Group-commit rounds of the log (write + `fdatasync`): `commits /
+    /// log_syncs` is how many commits shared one sync.
+    pub log_syncs: u64,
     pub checkpoints: u64,
     /// Checkpoints that failed without poisoning (retried with backoff).
     pub checkpoint_failures: u64,
@@ -310,6 +313,7 @@ impl Db {
             conflicts: c.conflicts.load(Ordering::Relaxed),
             log_bytes: i.wal.end_lsn().0,
             durable_lsn: i.wal.durable_lsn().0,
+            log_syncs: i.wal.syncs(),
             checkpoints: c.checkpoints.load(Ordering::Relaxed),
             checkpoint_failures: c.checkpoint_failures.load(Ordering::Relaxed),
             recovered_records: c.recovered_records.load(Ordering::Relaxed),

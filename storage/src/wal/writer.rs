@@ -77,6 +77,9 @@ pub struct Wal {
     /// Of those, the ones whose record is appended (waiting to be durable).
     /// Once every committer has joined, gathering longer gains nothing.
     joined: AtomicU64,
+    /// Group-commit rounds that wrote and synced the log (each one
+    /// `write_batch` + one `fdatasync` per segment it touched).
+    syncs: AtomicU64,
     /// The leader's aligned staging buffer; only the leader locks it.
     scratch: Mutex<AlignedBuf>,
 }
@@ -217,6 +220,7 @@ impl Wal {
             poisoned: AtomicBool::new(false),
             committers: AtomicU64::new(0),
             joined: AtomicU64::new(0),
+            syncs: AtomicU64::new(0),
             scratch: Mutex::new(AlignedBuf::zeroed(BLOCK_SIZE)),
         })
     }
@@ -229,6 +233,12 @@ impl Wal {
     /// Every record starting below this LSN is durable.
     pub fn durable_lsn(&self) -> Lsn {
         Lsn(self.durable.load(Ordering::Acquire))
+    }
+
+    /// Flushes that made the log durable so far (group-commit rounds):
+    /// commits divided by this is how many commits shared each sync.
+    pub fn syncs(&self) -> u64 {
+        self.syncs.load(Ordering::Relaxed)
     }
 
     /// The LSN the next record will get.
@@ -459,6 +469,7 @@ impl Wal {
                 }
                 st.durable = end;
                 self.durable.store(end, Ordering::Release);
+                self.syncs.fetch_add(1, Ordering::Relaxed);
                 let new_base = block_floor(end);
                 let consumed = (new_base - st.buf_base) as usize;
                 st.buf.drain(..consumed);
