@@ -4,18 +4,23 @@
 //! like every other value (version ‖ root u64 LE) and change only through
 //! logged commits, so the catalog is as durable as any data.
 //!
-//! Create and drop run under the commit mutex, like commits:
+//! Create and drop hold the catalog lock (one at a time: a name's lookup
+//! stays true until they log), then commit like a transaction: the apply
+//! gate, the catalog's gate in `A` and the name's key stripe (`inner.rs`
+//! has the order).
 //! * create: `BTree::create` (logs a `Create` SMO), then one commit record
 //!   adding the name. A crash between the two leaks the new tree's one
 //!   page (allocated, unreferenced); nothing else is affected.
-//! * drop: one commit record removing the name, then `BTree::destroy`
-//!   (logs a `Destroy` SMO freeing every page). Recovery skips logged
-//!   writes to a tree at LSNs below its last `Destroy`.
+//! * drop: also holds the dropped tree's gate in `X`, so no commit is
+//!   applying to it, and commits that come later find it gone (a
+//!   conflict, then `NoSuchTree`). One commit record removing the name,
+//!   then `BTree::destroy` (logs a `Destroy` SMO freeing every page).
+//!   Recovery skips logged writes to a tree at LSNs below its last
+//!   `Destroy`.
 
-use crate::commit;
-use crate::db::DbInner;
+use crate::commit::{self, Held, LockPlan};
 use crate::error::DbError;
-use crate::sync::lock;
+use crate::inner::DbInner;
 use crate::tx::VERSION_SIZE;
 use crate::wal::{TreeId, Write};
 use rime_btree::{BTree, MAX_KEY_LEN};
@@ -47,7 +52,7 @@ pub(crate) fn decode_root(v: &[u8]) -> Result<u64, DbError> {
 
 pub(crate) fn lookup(db: &DbInner, name: &str) -> Result<Option<TreeId>, DbError> {
     check_name(name)?;
-    match db.catalog.get(name.as_bytes(), decode_root)? {
+    match db.catalog().get(name.as_bytes(), decode_root)? {
         None => Ok(None),
         Some(root) => Ok(Some(TreeId(root? as u32))),
     }
@@ -55,10 +60,10 @@ pub(crate) fn lookup(db: &DbInner, name: &str) -> Result<Option<TreeId>, DbError
 
 pub(crate) fn create(db: &DbInner, name: &str, or_open: bool) -> Result<TreeId, DbError> {
     check_name(name)?;
-    let ticket = db.wal.enter_commit();
+    let ticket = db.wal().enter_commit();
     let (lsn, id) = {
-        let mut state = lock(&db.commit);
-        // 1. Under the commit mutex, nobody else creates or drops.
+        // 1. Under the catalog lock, nobody else creates or drops.
+        let _catalog = db.catalog_lock();
         db.check_poison()?;
         if let Some(id) = lookup(db, name)? {
             return if or_open {
@@ -67,8 +72,17 @@ pub(crate) fn create(db: &DbInner, name: &str, or_open: bool) -> Result<TreeId, 
                 Err(DbError::TreeExists(name.into()))
             };
         }
+        let entry = [Write {
+            tree: db.catalog_id(),
+            key: name.as_bytes(),
+            value: Some(&[0; 8]),
+        }];
+        let mut plan = LockPlan::default();
+        plan.build_for(&entry, None);
+        let _held = Held::acquire(db, &plan, true);
         // 2. The tree (logs its Create SMO).
-        let tree = BTree::create(db.bm.clone(), db.hooks.clone()).inspect_err(|e| db.poison(e))?;
+        let tree =
+            BTree::create(db.bm().clone(), db.hooks().clone()).inspect_err(|e| db.poison(e))?;
         let root = tree.root();
         if root > u64::from(u32::MAX) {
             return Err(DbError::Corrupt(format!(
@@ -78,21 +92,21 @@ pub(crate) fn create(db: &DbInner, name: &str, or_open: bool) -> Result<TreeId, 
         // 3. The catalog entry, as a commit.
         let value = root.to_le_bytes();
         let writes = [Write {
-            tree: db.catalog_id(),
-            key: name.as_bytes(),
             value: Some(&value),
+            ..entry[0]
         }];
-        let lsn =
-            commit::log_and_apply(db, &mut state, &writes, std::slice::from_ref(&db.catalog))?;
+        let lsn = commit::log_and_apply(
+            db,
+            &writes,
+            std::slice::from_ref(db.catalog()),
+            &mut Vec::new(),
+        )?;
         // 4. Visible to transactions.
         let id = TreeId(root as u32);
-        db.trees
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id, Arc::new(tree));
+        db.register_tree(id, Arc::new(tree));
         (lsn, id)
     };
-    // 5. Durable before acknowledged (outside the mutex). The id is the
+    // 5. Durable before acknowledged (outside the locks). The id is the
     //    one created here even if a concurrent `drop_tree` has removed the
     //    name since: no second lookup, nothing to panic on.
     ticket.wait(lsn).inspect_err(|e| db.poison(e))?;
@@ -101,27 +115,31 @@ pub(crate) fn create(db: &DbInner, name: &str, or_open: bool) -> Result<TreeId, 
 
 pub(crate) fn drop_tree(db: &DbInner, name: &str) -> Result<bool, DbError> {
     check_name(name)?;
-    let ticket = db.wal.enter_commit();
+    let ticket = db.wal().enter_commit();
     let lsn = {
-        let mut state = lock(&db.commit);
+        let _catalog = db.catalog_lock();
         db.check_poison()?;
         let Some(id) = lookup(db, name)? else {
             return Ok(false);
         };
-        // 1. Remove the name (a commit).
         let writes = [Write {
             tree: db.catalog_id(),
             key: name.as_bytes(),
             value: None,
         }];
-        let lsn =
-            commit::log_and_apply(db, &mut state, &writes, std::slice::from_ref(&db.catalog))?;
+        let mut plan = LockPlan::default();
+        plan.build_for(&writes, Some(id));
+        let _held = Held::acquire(db, &plan, true);
+        // 1. Remove the name (a commit).
+        let lsn = commit::log_and_apply(
+            db,
+            &writes,
+            std::slice::from_ref(db.catalog()),
+            &mut Vec::new(),
+        )?;
         // 2. Unregister, then free every page (logs a Destroy SMO).
-        db.trees
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&id);
-        let tree = BTree::open(db.bm.clone(), u64::from(id.0), db.hooks.clone())
+        db.unregister_tree(id);
+        let tree = BTree::open(db.bm().clone(), u64::from(id.0), db.hooks().clone())
             .inspect_err(|e| db.poison(e))?;
         tree.destroy().inspect_err(|e| db.poison(e))?;
         lsn
@@ -131,7 +149,7 @@ pub(crate) fn drop_tree(db: &DbInner, name: &str) -> Result<bool, DbError> {
 }
 
 pub(crate) fn list(db: &DbInner) -> Result<Vec<(String, TreeId)>, DbError> {
-    entries(&db.catalog)
+    entries(db.catalog())
 }
 
 /// Every (name, tree) the catalog tree `catalog` holds, in name order.
@@ -157,16 +175,15 @@ pub(crate) fn entries(catalog: &BTree) -> Result<Vec<(String, TreeId)>, DbError>
 
 /// Opens every tree the catalog names (at open, after recovery).
 pub(crate) fn register_all(db: &DbInner) -> Result<(), DbError> {
-    let mut trees = db.trees.write().unwrap_or_else(|p| p.into_inner());
     for (_, id) in list(db)? {
-        let tree = BTree::open(db.bm.clone(), u64::from(id.0), db.hooks.clone())?;
-        trees.insert(id, Arc::new(tree));
+        let tree = BTree::open(db.bm().clone(), u64::from(id.0), db.hooks().clone())?;
+        db.register_tree(id, Arc::new(tree));
     }
     Ok(())
 }
 
 pub(crate) fn verify_all(db: &DbInner) -> Result<(), DbError> {
-    db.catalog.verify()?;
+    db.catalog().verify()?;
     for (_, id) in list(db)? {
         db.tree(id)?.verify()?;
     }

@@ -2,20 +2,14 @@
 //! convenience methods, stats. The protocols live next door: `commit`,
 //! `checkpoint`, `recovery`; the catalog in `catalog`; transactions in `tx`.
 
-use crate::DataDir;
 use crate::error::{DbError, OpenError, TxError};
-use crate::hooks::LogHooks;
+use crate::inner::DbInner;
 use crate::options::Options;
-use crate::superblock::SuperblockFile;
-use crate::sync::lock;
+use crate::sync::Ordering;
 use crate::tx::{Tx, TxBufs};
-use crate::wal::{Lsn, TreeId, Wal};
-use rime_btree::BTree;
-use rime_bufmgr::BufferManager;
-use std::collections::HashMap;
+use crate::wal::{Lsn, TreeId};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 /// Transaction attempts before [`TxError::Conflict`]: 16 re-runs is far
@@ -23,10 +17,6 @@ use std::thread::JoinHandle;
 /// little longer, see `commit::backoff`), and bounds the work a hot key can
 /// cost one caller.
 pub const MAX_TX_ATTEMPTS: u32 = 16;
-
-/// Transaction buffers kept for reuse. Enough for one per concurrently
-/// committing thread on a large machine; more are dropped after use.
-const MAX_POOLED_TX_BUFS: usize = 256;
 
 /// Counters of [`Db::stats`].
 #[derive(Debug, Clone, Default)]
@@ -57,83 +47,6 @@ pub struct DbStats {
     pub poisoned: Option<String>,
 }
 
-#[derive(Default)]
-pub(crate) struct Counters {
-    pub commits: AtomicU64,
-    pub read_only: AtomicU64,
-    pub conflicts: AtomicU64,
-    pub checkpoints: AtomicU64,
-    pub checkpoint_failures: AtomicU64,
-    pub recovered_records: AtomicU64,
-}
-
-/// Scratch owned by the commit mutex.
-#[derive(Default)]
-pub(crate) struct CommitState {
-    /// `version ‖ value` of the write being applied.
-    pub stored: Vec<u8>,
-}
-
-pub(crate) struct DbInner {
-    pub dir: DataDir,
-    pub opts: Options,
-    pub wal: Arc<Wal>,
-    pub bm: Arc<BufferManager>,
-    pub hooks: Arc<LogHooks>,
-    pub catalog: Arc<BTree>,
-    pub trees: RwLock<HashMap<TreeId, Arc<BTree>>>,
-    /// Held across validate → append → apply: commit order = log order =
-    /// apply order. Every tree change (and so every SMO) happens under it.
-    pub commit: Mutex<CommitState>,
-    pub superblock: Mutex<SuperblockFile>,
-    pub checkpoint_lock: Mutex<()>,
-    pub last_checkpoint: AtomicU64,
-    pub poison: Mutex<Option<String>>,
-    pub poisoned: AtomicBool,
-    pub counters: Counters,
-    pub tx_pool: Mutex<Vec<TxBufs>>,
-    pub shutdown: Mutex<bool>,
-    pub shutdown_cv: Condvar,
-}
-
-impl DbInner {
-    /// Marks the Db unusable for writes (see [`DbError::Poisoned`]).
-    pub fn poison(&self, why: impl std::fmt::Display) {
-        let mut p = lock(&self.poison);
-        if p.is_none() {
-            tracing::error!(cause = %why, "the database is poisoned");
-            *p = Some(why.to_string());
-        }
-        self.poisoned.store(true, Ordering::Release);
-    }
-
-    pub fn check_poison(&self) -> Result<(), DbError> {
-        if self.poisoned.load(Ordering::Acquire) {
-            return Err(DbError::Poisoned(
-                lock(&self.poison).clone().unwrap_or_default(),
-            ));
-        }
-        Ok(())
-    }
-
-    pub fn catalog_id(&self) -> TreeId {
-        TreeId(self.catalog.root() as u32)
-    }
-
-    /// The open tree `id` (the catalog included).
-    pub fn tree(&self, id: TreeId) -> Result<Arc<BTree>, DbError> {
-        if id == self.catalog_id() {
-            return Ok(self.catalog.clone());
-        }
-        self.trees
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&id)
-            .cloned()
-            .ok_or(DbError::NoSuchTree(id))
-    }
-}
-
 /// The database. `Send + Sync`: share it by reference or `Arc`.
 pub struct Db {
     pub(crate) inner: Arc<DbInner>,
@@ -148,7 +61,7 @@ impl Db {
     }
 
     pub(crate) fn start(inner: Arc<DbInner>) -> Db {
-        let checkpointer = inner.opts.checkpoint_interval.map(|_| {
+        let checkpointer = inner.opts().checkpoint_interval.map(|_| {
             let inner = inner.clone();
             std::thread::Builder::new()
                 .name("rime-checkpoint".into())
@@ -215,12 +128,9 @@ impl Db {
         max_attempts: u32,
         mut f: impl FnMut(&mut Tx<'_>) -> Result<R, E>,
     ) -> Result<R, E> {
-        let mut bufs = lock(&self.inner.tx_pool).pop().unwrap_or_default();
+        let mut bufs = self.inner.take_tx_bufs();
         let result = self.run(max_attempts.max(1), &mut bufs, &mut f);
-        let mut pool = lock(&self.inner.tx_pool);
-        if pool.len() < MAX_POOLED_TX_BUFS {
-            pool.push(bufs);
-        }
+        self.inner.return_tx_bufs(bufs);
         result
     }
 
@@ -241,7 +151,7 @@ impl Db {
                 crate::commit::Outcome::Committed => return Ok(r),
                 crate::commit::Outcome::Conflict => {
                     self.inner
-                        .counters
+                        .counters()
                         .conflicts
                         .fetch_add(1, Ordering::Relaxed);
                 }
@@ -291,29 +201,28 @@ impl Db {
     }
 
     fn shutdown(&mut self) -> Result<(), DbError> {
-        *lock(&self.inner.shutdown) = true;
-        self.inner.shutdown_cv.notify_all();
+        self.inner.request_shutdown();
         if let Some(h) = self.checkpointer.take() {
             let _ = h.join();
         }
         crate::checkpoint::checkpoint(&self.inner)?;
-        self.inner.wal.flush()?;
+        self.inner.wal().flush()?;
         Ok(())
     }
 
     pub fn stats(&self) -> DbStats {
         let i = &self.inner;
-        let c = &i.counters;
+        let c = i.counters();
         DbStats {
-            pool: i.bm.stats(),
-            resident_pages: i.bm.resident_pages(),
-            allocated_pages: i.bm.allocated_pages(),
+            pool: i.bm().stats(),
+            resident_pages: i.bm().resident_pages(),
+            allocated_pages: i.bm().allocated_pages(),
             commits: c.commits.load(Ordering::Relaxed),
             read_only: c.read_only.load(Ordering::Relaxed),
             conflicts: c.conflicts.load(Ordering::Relaxed),
-            log_bytes: i.wal.end_lsn().0,
-            durable_lsn: i.wal.durable_lsn().0,
-            log_syncs: i.wal.syncs(),
+            log_bytes: i.wal().end_lsn().0,
+            durable_lsn: i.wal().durable_lsn().0,
+            log_syncs: i.wal().syncs(),
             checkpoints: c.checkpoints.load(Ordering::Relaxed),
             checkpoint_failures: c.checkpoint_failures.load(Ordering::Relaxed),
             recovered_records: c.recovered_records.load(Ordering::Relaxed),
@@ -326,11 +235,7 @@ impl Db {
     /// trusted to match memory. Every later write fails; reopen the
     /// directory to recover. Health checks should report it.
     pub fn poisoned(&self) -> Option<String> {
-        let i = &self.inner;
-        if i.check_poison().is_ok() {
-            return None;
-        }
-        Some(lock(&i.poison).clone().unwrap_or_default())
+        self.inner.poisoned_cause()
     }
 
     /// Checks every tree (the catalog included) with `BTree::verify`.
@@ -341,7 +246,7 @@ impl Db {
 
     /// The LSN the log will give its next record (for tests and tools).
     pub fn end_lsn(&self) -> Lsn {
-        self.inner.wal.end_lsn()
+        self.inner.wal().end_lsn()
     }
 }
 
@@ -354,7 +259,7 @@ const _: fn() = || {
 impl Drop for Db {
     /// Best-effort clean close: checkpoint and flush, logging failures.
     fn drop(&mut self) {
-        if *lock(&self.inner.shutdown) {
+        if self.inner.shutting_down() {
             return;
         }
         if let Err(e) = self.shutdown() {

@@ -2,8 +2,10 @@
 //! write-ahead log with group commit, fuzzy checkpoints, recovery.
 //!
 //! * [`Db`] (`db.rs`): open/close, trees, convenience methods, stats.
-//! * [`Tx`] (`tx.rs`): a transaction's operations, read set, write set;
-//!   `occ.rs` validates, `commit.rs` commits (the numbered protocol there).
+//! * `inner.rs`: the state a Db's threads share, and the crate's lock
+//!   order; `locks.rs`: the key stripes and gates commits hold.
+//! * [`Tx`] (`tx/`): a transaction's operations, read set, write set;
+//!   `occ.rs` validates, `commit/` commits (the numbered protocol there).
 //! * `catalog.rs`: names → trees, itself a logged B+tree.
 //! * `checkpoint.rs`, `recovery.rs`: the other two protocols.
 //! * `hooks.rs`: SMO logging and the write-ahead rule on write-back.
@@ -22,6 +24,8 @@ mod db;
 pub mod dir;
 pub mod error;
 mod hooks;
+mod inner;
+mod locks;
 mod occ;
 mod options;
 mod recovery;

@@ -1,29 +1,60 @@
-//! Validation: optimistic concurrency control with serializable results.
+//! Validation: optimistic concurrency control with serializable results,
+//! without a lock common to all commits.
 //!
-//! Called with the commit mutex held, so no commit changes any tree while
-//! it runs. It re-reads every recorded point read (its version must be the
-//! one seen, 0 standing for "absent") and re-scans every recorded range up
-//! to where the scan stopped (the `(key, version)` sequence must be the one
-//! seen: a new key in the range is a phantom, a changed version a
-//! conflict). If all match, every value the transaction read is the value
-//! in the database at this instant, so the transaction is equivalent to
-//! running entirely at this instant — which is where its writes are then
-//! applied (same critical section). That is the serialization point.
+//! The transaction read its values at various times; validation proves
+//! that at one instant, all of them were the database's current values
+//! (then the transaction is equivalent to running entirely at that
+//! instant, its serialization point). It takes three steps:
+//!
+//! 1. First look, per point read: the key's stripe must be free (or held
+//!    by this committer), and is remembered as seen; then the key's version
+//!    must be the one the transaction saw (0 standing for "absent").
+//! 2. Scanned ranges re-scan to the same `(key, version)` sequence, up to
+//!    where the scan stopped (a new key is a phantom). The caller holds the
+//!    scanned trees' gates in `B` or `X`, so no writer of those trees is
+//!    between its lock and its release during the whole validation.
+//! 3. Second look: every stripe seen in 1 is unchanged (nobody locked it
+//!    since; a release bumps its version).
+//!
+//! Why one instant exists: every stripe's "nobody held it" interval runs
+//! from its first look to its second look, and all first looks come before
+//! all second looks; so the moment between steps 1 and 3 lies in all of
+//! them. Writers change a key only while holding its stripe, so each point
+//! read's value was current then; the gates make the scanned ranges so for
+//! the whole validation. A stripe held by another committer fails the
+//! check at once (a conflict): validation never waits, so it takes no
+//! place in the lock order.
 
-use crate::db::DbInner;
 use crate::error::{DbError, TxError};
+use crate::inner::DbInner;
+use crate::locks::{KeyLocks, StripeSeen};
 use crate::tx::{TxBufs, split_stored};
 use rime_btree::Direction;
 use std::ops::ControlFlow;
 
-/// True if every read and scan still sees what it saw.
-pub(crate) fn validate(db: &DbInner, b: &TxBufs) -> Result<bool, TxError> {
-    // 1. Point reads.
+/// True if every read and scan of `b` saw the database as of one instant.
+/// `own` (ascending) are the stripes the caller holds; `seen` is scratch.
+pub(crate) fn validate(
+    db: &DbInner,
+    b: &TxBufs,
+    own: &[u32],
+    seen: &mut Vec<(u32, StripeSeen)>,
+) -> Result<bool, TxError> {
+    seen.clear();
+    // 1. Point reads, with the first look at their stripes.
     for r in &b.reads {
+        let key = b.bytes(r.key);
+        let stripe = KeyLocks::stripe(r.tree.0, key);
+        if own.binary_search(&stripe).is_err() {
+            match db.key_locks().observe(stripe) {
+                Some(w) => seen.push((stripe, w)),
+                None => return Ok(false),
+            }
+        }
         let Ok(tree) = db.tree(r.tree) else {
             return Ok(false);
         };
-        let now = tree.get(b.bytes(r.key), |v| split_stored(v).map(|(ver, _)| ver))?;
+        let now = tree.get(key, |v| split_stored(v).map(|(ver, _)| ver))?;
         let now = match now {
             None => 0,
             Some(Some(v)) => v,
@@ -42,7 +73,7 @@ pub(crate) fn validate(db: &DbInner, b: &TxBufs) -> Result<bool, TxError> {
         let Ok(tree) = db.tree(s.tree) else {
             return Ok(false);
         };
-        let seen = &b.observed[s.observed.clone()];
+        let observed = &b.observed[s.observed.clone()];
         let mut i = 0usize;
         let mut same = true;
         tree.scan(
@@ -50,7 +81,7 @@ pub(crate) fn validate(db: &DbInner, b: &TxBufs) -> Result<bool, TxError> {
             Direction::Forward,
             |k, v| {
                 let ver = split_stored(v).map(|(ver, _)| ver);
-                match seen.get(i) {
+                match observed.get(i) {
                     Some(o) if b.bytes(o.key) == k && Some(o.version) == ver => {
                         i += 1;
                         ControlFlow::Continue(())
@@ -62,9 +93,12 @@ pub(crate) fn validate(db: &DbInner, b: &TxBufs) -> Result<bool, TxError> {
                 }
             },
         )?;
-        if !same || i != seen.len() {
+        if !same || i != observed.len() {
             return Ok(false);
         }
     }
-    Ok(true)
+    // 3. The second look.
+    Ok(seen
+        .iter()
+        .all(|&(stripe, w)| db.key_locks().unchanged(stripe, w)))
 }

@@ -1,20 +1,29 @@
 //! Every lock, condition variable and atomic of this crate, in one place, so
 //! that `--cfg loom` can swap in loom's model-checked versions (see
 //! DESIGN.md: "All atomics and locks of a crate go through one sync module").
+//! No file of this crate names `std::sync`'s locks or atomics directly
+//! (`Arc` aside, which loom checks through these).
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, Ordering, fence};
 #[cfg(loom)]
-pub(crate) use loom::sync::{Condvar, Mutex, MutexGuard};
+pub(crate) use loom::sync::{Condvar, Mutex, MutexGuard, RwLock};
 
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, Ordering, fence};
 #[cfg(not(loom))]
-pub(crate) use std::sync::{Condvar, Mutex, MutexGuard};
+pub(crate) use std::sync::{Condvar, Mutex, MutexGuard, RwLock};
 
-/// Locks `m`, ignoring std's lock poisoning: no code in this crate panics
-/// while holding a lock, and the WAL has its own, explicit poisoning for
-/// I/O failures ([`crate::WalError::Poisoned`]).
+/// Locks `m`, ignoring std's lock poisoning. The locks this is used for
+/// guard data that stays consistent however a holder stops (scratch
+/// buffers, counters, the WAL's state, which has its own explicit poisoning
+/// for I/O failures: [`crate::WalError::Poisoned`]). A panic in the commit
+/// path itself is caught there and poisons the Db (`commit.rs`).
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Waits on `cv`, ignoring std's lock poisoning as [`lock`] does.
+pub(crate) fn wait<'a, T>(cv: &Condvar, g: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
+    cv.wait(g).unwrap_or_else(|p| p.into_inner())
 }

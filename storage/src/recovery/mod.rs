@@ -33,19 +33,19 @@ mod analysis;
 mod redo;
 
 use crate::allocfile;
-use crate::db::{Counters, Db, DbInner};
+use crate::db::Db;
 use crate::dir::DataDir;
 use crate::error::{DbError, OpenError, WalError};
 use crate::hooks::{LogHooks, WalBeforeData};
+use crate::inner::{DbInner, Parts};
 use crate::options::{Options, VerifyOnOpen};
 use crate::superblock::{Superblock, SuperblockFile};
+use crate::sync::Ordering;
 use crate::wal::{Lsn, Record, Wal, WalOptions};
 use rime_btree::BTree;
 use rime_bufmgr::{AllocState, BufferManager, Config, PAGE_SIZE};
-use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::sync::Arc;
 
 pub(crate) fn open(root: &Path, opts: Options) -> Result<Db, OpenError> {
     opts.validate()?;
@@ -249,27 +249,17 @@ fn finish(
     existing: bool,
 ) -> Result<Db, OpenError> {
     let verify = opts.verify_on_open;
-    let inner = Arc::new(DbInner {
+    let inner = Arc::new(DbInner::new(Parts {
         dir,
         opts,
         wal,
         bm,
         hooks,
-        catalog: Arc::new(catalog),
-        trees: RwLock::new(HashMap::new()),
-        commit: Mutex::default(),
-        superblock: Mutex::new(sb),
-        checkpoint_lock: Mutex::new(()),
-        last_checkpoint: AtomicU64::new(0),
-        poison: Mutex::new(None),
-        poisoned: AtomicBool::new(false),
-        counters: Counters::default(),
-        tx_pool: Mutex::new(Vec::new()),
-        shutdown: Mutex::new(false),
-        shutdown_cv: Condvar::new(),
-    });
+        catalog,
+        superblock: sb,
+    }));
     inner
-        .counters
+        .counters()
         .recovered_records
         .store(replayed, Ordering::Relaxed);
     crate::catalog::register_all(&inner).map_err(rec_err)?;

@@ -14,8 +14,8 @@
 
 mod batch;
 
-use crate::db::DbInner;
 use crate::error::{DbError, TxError};
+use crate::inner::DbInner;
 use crate::wal::{TreeId, Write};
 use rime_btree::{BTree, Direction};
 use std::collections::HashMap;
@@ -75,6 +75,19 @@ pub(crate) struct ScanRec {
     pub observed: std::ops::Range<usize>,
 }
 
+#[cfg(test)]
+impl ScanRec {
+    /// A scan of all of `tree` that observed nothing (plan tests).
+    pub(crate) fn unbounded(tree: TreeId) -> Self {
+        ScanRec {
+            tree,
+            lo: SpanBound::Unbounded,
+            hi: SpanBound::Unbounded,
+            observed: 0..0,
+        }
+    }
+}
+
 pub(crate) struct ObsRec {
     pub key: Span,
     pub version: u64,
@@ -92,6 +105,8 @@ pub struct TxBufs {
     merge: Vec<u32>,
     /// Newest version read (for the read-only durability wait).
     pub(crate) max_version: u64,
+    /// Scratch of the commit protocol (locks, validation, apply).
+    pub(crate) commit: crate::commit::CommitBufs,
 }
 
 fn hash(tree: TreeId, key: &[u8]) -> u64 {

@@ -1,0 +1,224 @@
+//! The commit protocol. No lock is global to all commits: committers that
+//! touch different keys run validation, append and apply side by side.
+//! The argument (why this is serializable, and why the log is a history
+//! recovery can replay) is in `docs/transactions.md`, "Commits without a
+//! global lock"; the locks and their order are in `inner.rs`.
+//!
+//! Read-write transaction:
+//! 1. Register with group commit (`Wal::enter_commit`), so a `Group`
+//!    leader knows a committer is coming.
+//! 2. Collect the final writes; refuse a write set too large for one log
+//!    record (before anything is locked or logged). Plan the locks: the
+//!    write set's key stripes, and a gate per tree written (`A`), scanned
+//!    (`B`) or both (`X`) (`held.rs`).
+//! 3. Take the apply gate (`A`), the tree gates, the key stripes, each in
+//!    ascending order. From here until step 8 nobody else changes a key
+//!    this transaction writes, nor (for a scanned tree) any key of it.
+//! 4. Refuse if the Db is poisoned; conflict if a tree written was dropped
+//!    meanwhile.
+//! 5. Validate (`occ::validate`): every point read still has the version
+//!    seen and its stripe was free and unchanged across the check; every
+//!    scanned range re-scans to the same `(key, version)` sequence. On a
+//!    mismatch, release and report a conflict.
+//! 6. Append ONE `Commit` record with the final value of every key
+//!    written. Its LSN is the transaction's commit version.
+//! 7. Apply each write through its tree with `at_lsn(lsn)`, storing
+//!    `lsn ‖ value`. A failure here (the record is logged, the tree is not
+//!    changed) poisons the Db: only recovery can reconcile the two. So
+//!    does a panic anywhere in steps 2–7.
+//! 8. Release every lock, then wait for durability as the mode says, so
+//!    that concurrent committers batch into one `fdatasync`.
+//!
+//! Read-only transaction: a single point read is atomic by itself and is
+//! not validated; otherwise validate as in step 5, holding only the gates
+//! of scanned trees (`B`). Then, unless `NoSync`, wait until the log is
+//! durable up to the newest version read, so nothing is returned that a
+//! crash could still take back.
+
+mod held;
+
+pub(crate) use held::{ApplyGate, Held, LockPlan};
+
+use crate::error::{DbError, TxError};
+use crate::inner::DbInner;
+use crate::locks::StripeSeen;
+use crate::sync::Ordering;
+use crate::tx::TxBufs;
+use crate::wal::{Durability, Lsn, Record, Write};
+use rime_btree::BTree;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Scratch of the commit steps, kept in the transaction's buffers.
+#[derive(Default)]
+pub(crate) struct CommitBufs {
+    pub plan: LockPlan,
+    /// Stripes validation looked at, with what it saw (`occ.rs`).
+    pub seen: Vec<(u32, StripeSeen)>,
+    /// `version ‖ value` of the write being applied.
+    pub stored: Vec<u8>,
+}
+
+pub(crate) enum Outcome {
+    Committed,
+    Conflict,
+}
+
+/// Backoff before re-running a conflicted transaction: 2^attempt µs,
+/// capped at 1 ms, so hot-key contention spreads out instead of
+/// re-colliding in lockstep.
+const BACKOFF_CAP: Duration = Duration::from_millis(1);
+
+pub(crate) fn backoff(attempt: u32) {
+    let d = Duration::from_micros(1u64 << attempt.min(10)).min(BACKOFF_CAP);
+    if attempt <= 2 {
+        std::thread::yield_now();
+    } else {
+        std::thread::sleep(d);
+    }
+}
+
+pub(crate) fn commit(db: &DbInner, b: &mut TxBufs) -> Result<Outcome, TxError> {
+    if b.writes.is_empty() {
+        return read_only(db, b);
+    }
+    // Step 1.
+    let ticket = db.wal().enter_commit();
+    let mut cb = std::mem::take(&mut b.commit);
+    let result = poison_on_panic(db, || commit_locked(db, b, &mut cb));
+    b.commit = cb;
+    let Some(lsn) = result? else {
+        return Ok(Outcome::Conflict);
+    };
+    // Step 8 (the locks were released as `commit_locked` returned).
+    ticket.wait(lsn).map_err(|e| {
+        db.poison(&e);
+        TxError::from(e)
+    })?;
+    Ok(Outcome::Committed)
+}
+
+/// Steps 2–7; `None` is a conflict. Every lock is released on return.
+fn commit_locked(db: &DbInner, b: &TxBufs, cb: &mut CommitBufs) -> Result<Option<Lsn>, TxError> {
+    // Step 2.
+    let (writes, trees) = b.final_writes(db)?;
+    check_commit_size(&writes)?;
+    cb.plan.build(b, &writes);
+    // Step 3.
+    let _held = Held::acquire(db, &cb.plan, true);
+    // Step 4.
+    db.check_poison()?;
+    if writes.iter().any(|w| !db.has_tree(w.tree)) {
+        return Ok(None);
+    }
+    // Step 5.
+    if !crate::occ::validate(db, b, &cb.plan.stripes, &mut cb.seen)? {
+        return Ok(None);
+    }
+    // Steps 6 and 7.
+    let lsn = log_and_apply(db, &writes, &trees, &mut cb.stored)?;
+    db.counters().commits.fetch_add(1, Ordering::Relaxed);
+    Ok(Some(lsn))
+}
+
+fn read_only(db: &DbInner, b: &mut TxBufs) -> Result<Outcome, TxError> {
+    if b.reads.len() + b.scans.len() > 1 || !b.scans.is_empty() {
+        let mut cb = std::mem::take(&mut b.commit);
+        let valid = poison_on_panic(db, || {
+            cb.plan.build(b, &[]);
+            let _held = Held::acquire(db, &cb.plan, false);
+            crate::occ::validate(db, b, &[], &mut cb.seen)
+        });
+        b.commit = cb;
+        if !valid? {
+            return Ok(Outcome::Conflict);
+        }
+    }
+    let wal = db.wal();
+    if wal.durability() != Durability::NoSync
+        && b.max_version >= wal.durable_lsn().0
+        && b.max_version > 0
+    {
+        wal.wait_durable(Lsn(b.max_version))?;
+    }
+    db.counters().read_only.fetch_add(1, Ordering::Relaxed);
+    Ok(Outcome::Committed)
+}
+
+/// Runs `f`; a panic in it (a bug below the transaction layer, say)
+/// poisons the Db and becomes an error: what the log and the trees hold
+/// may disagree, and only recovery reconciles them. The locks `f` held are
+/// released by their guards as the panic unwinds.
+fn poison_on_panic<T>(db: &DbInner, f: impl FnOnce() -> Result<T, TxError>) -> Result<T, TxError> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".into());
+            let why = format!("panic in the commit path: {what}");
+            db.poison(&why);
+            Err(TxError::Db(DbError::Poisoned(why)))
+        }
+    }
+}
+
+/// Refuses a write set whose `Commit` record would exceed the log's limit.
+pub(crate) fn check_commit_size(writes: &[Write<'_>]) -> Result<(), TxError> {
+    use crate::wal::record::{MAX_COMMIT_BYTES, MAX_PAYLOAD_LEN, commit_payload_len};
+    let payload = commit_payload_len(writes);
+    if payload > MAX_PAYLOAD_LEN {
+        return Err(TxError::CommitTooLarge {
+            bytes: payload - (MAX_PAYLOAD_LEN - MAX_COMMIT_BYTES),
+            max: MAX_COMMIT_BYTES,
+        });
+    }
+    Ok(())
+}
+
+/// Steps 6–7: append one `Commit` record for `writes` (final values, one
+/// per key; `trees[i]` is the tree of `writes[i]`) and apply it. The caller
+/// holds the stripes of every key written and the gates of their trees.
+pub(crate) fn log_and_apply(
+    db: &DbInner,
+    writes: &[Write<'_>],
+    trees: &[Arc<BTree>],
+    stored: &mut Vec<u8>,
+) -> Result<Lsn, DbError> {
+    let lsn = db
+        .wal()
+        .append(&Record::Commit(writes))
+        .inspect_err(|e| db.poison(e))?;
+    for (i, w) in writes.iter().enumerate() {
+        let tree = trees.get(i).unwrap_or(&trees[0]);
+        apply_one(tree, lsn, w.key, w.value, stored).inspect_err(|e| db.poison(e))?;
+    }
+    Ok(lsn)
+}
+
+/// Applies one logged write: `lsn ‖ value`, or removal. Used by commit and
+/// by recovery's redo.
+pub(crate) fn apply_one(
+    tree: &BTree,
+    lsn: Lsn,
+    key: &[u8],
+    value: Option<&[u8]>,
+    stored: &mut Vec<u8>,
+) -> Result<(), DbError> {
+    let w = tree.at_lsn(lsn.0);
+    match value {
+        Some(v) => {
+            stored.clear();
+            stored.extend_from_slice(&lsn.0.to_le_bytes());
+            stored.extend_from_slice(v);
+            w.upsert(key, stored)?;
+        }
+        None => {
+            w.remove(key)?;
+        }
+    }
+    Ok(())
+}

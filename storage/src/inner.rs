@@ -1,0 +1,278 @@
+//! [`DbInner`]: the state every handle, transaction and background thread
+//! of one [`crate::Db`] shares, with the one statement of this crate's
+//! lock order.
+//!
+//! ## What protects what
+//!
+//! | state | protected by | taken by |
+//! |---|---|---|
+//! | a key's value in its tree | its key stripe (`KeyLocks`), exclusive | commit steps 3–7 |
+//! | a tree's key set, for scan validation | its tree gate (`Gates`): writers `A`, validators `B`, both `X` | commit, validation, `drop_tree` |
+//! | "every logged change is applied" | the apply gate: committers `A`, checkpoint `B` | commit, catalog, checkpoint step 1 |
+//! | catalog create/drop decisions | `catalog_lock` | `catalog.rs` |
+//! | one checkpoint at a time | `checkpoint_lock` | `checkpoint.rs` |
+//! | the superblock file | `superblock` | checkpoint step 4 |
+//! | open trees by id | `trees` (`RwLock`) | lookups; create/drop register |
+//! | log buffer, durable LSN | `Wal`'s own state mutex | `Wal` |
+//! | pages | the buffer manager's latches | the trees |
+//!
+//! ## Lock order
+//!
+//! A thread that holds a lock only ever waits for one later in this list:
+//!
+//! 1. `checkpoint_lock`
+//! 2. `catalog_lock`
+//! 3. the apply gate
+//! 4. tree gates, in ascending gate index
+//! 5. key stripes, in ascending stripe index
+//! 6. `superblock`
+//! 7. page latches (inside the trees), then the `Wal`'s state (appends,
+//!    SMO logging, the write-ahead rule of a write-back), then the leaf
+//!    locks: `trees`, `poison`, `tx_pool`, `shutdown`, which are held for a
+//!    few instructions and never while waiting for anything else.
+//!
+//! Validation never waits for 3–5 (it gives up instead: a conflict), so a
+//! read-only transaction holds nothing but, with scans, tree gates.
+
+use crate::DataDir;
+use crate::error::DbError;
+use crate::hooks::LogHooks;
+use crate::locks::{Gates, KeyLocks};
+use crate::options::Options;
+use crate::superblock::SuperblockFile;
+use crate::sync::{AtomicBool, AtomicU64, Condvar, Mutex, MutexGuard, Ordering, RwLock, lock};
+use crate::tx::TxBufs;
+use crate::wal::{TreeId, Wal};
+use rime_btree::BTree;
+use rime_bufmgr::BufferManager;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Transaction buffers kept for reuse. Enough for one per concurrently
+/// committing thread on a large machine; more are dropped after use.
+const MAX_POOLED_TX_BUFS: usize = 1024;
+
+/// Monotonic counters behind [`crate::DbStats`].
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub commits: AtomicU64,
+    pub read_only: AtomicU64,
+    pub conflicts: AtomicU64,
+    pub checkpoints: AtomicU64,
+    pub checkpoint_failures: AtomicU64,
+    pub recovered_records: AtomicU64,
+}
+
+/// What a Db is made of when recovery hands it over.
+pub(crate) struct Parts {
+    pub dir: DataDir,
+    pub opts: Options,
+    pub wal: Arc<Wal>,
+    pub bm: Arc<BufferManager>,
+    pub hooks: Arc<LogHooks>,
+    pub catalog: BTree,
+    pub superblock: SuperblockFile,
+}
+
+pub(crate) struct DbInner {
+    dir: DataDir,
+    opts: Options,
+    wal: Arc<Wal>,
+    bm: Arc<BufferManager>,
+    hooks: Arc<LogHooks>,
+    catalog: Arc<BTree>,
+    trees: RwLock<HashMap<TreeId, Arc<BTree>>>,
+    key_locks: KeyLocks,
+    gates: Gates,
+    catalog_lock: Mutex<()>,
+    checkpoint_lock: Mutex<()>,
+    superblock: Mutex<SuperblockFile>,
+    last_checkpoint: AtomicU64,
+    poison: Mutex<Option<String>>,
+    poisoned: AtomicBool,
+    counters: Counters,
+    tx_pool: Mutex<Vec<TxBufs>>,
+    shutdown: Mutex<bool>,
+    shutdown_cv: Condvar,
+}
+
+impl DbInner {
+    pub fn new(p: Parts) -> Self {
+        DbInner {
+            dir: p.dir,
+            opts: p.opts,
+            wal: p.wal,
+            bm: p.bm,
+            hooks: p.hooks,
+            catalog: Arc::new(p.catalog),
+            trees: RwLock::new(HashMap::new()),
+            key_locks: KeyLocks::new(),
+            gates: Gates::new(),
+            catalog_lock: Mutex::new(()),
+            checkpoint_lock: Mutex::new(()),
+            superblock: Mutex::new(p.superblock),
+            last_checkpoint: AtomicU64::new(0),
+            poison: Mutex::new(None),
+            poisoned: AtomicBool::new(false),
+            counters: Counters::default(),
+            tx_pool: Mutex::new(Vec::new()),
+            shutdown: Mutex::new(false),
+            shutdown_cv: Condvar::new(),
+        }
+    }
+
+    pub fn dir(&self) -> &DataDir {
+        &self.dir
+    }
+    pub fn opts(&self) -> &Options {
+        &self.opts
+    }
+    pub fn wal(&self) -> &Arc<Wal> {
+        &self.wal
+    }
+    pub fn bm(&self) -> &Arc<BufferManager> {
+        &self.bm
+    }
+    pub fn hooks(&self) -> &Arc<LogHooks> {
+        &self.hooks
+    }
+    pub fn catalog(&self) -> &Arc<BTree> {
+        &self.catalog
+    }
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+    pub fn key_locks(&self) -> &KeyLocks {
+        &self.key_locks
+    }
+    pub fn gates(&self) -> &Gates {
+        &self.gates
+    }
+
+    /// Lock order 2: one create or drop at a time.
+    pub fn catalog_lock(&self) -> MutexGuard<'_, ()> {
+        lock(&self.catalog_lock)
+    }
+
+    /// Lock order 1: one checkpoint at a time.
+    pub fn checkpoint_lock(&self) -> MutexGuard<'_, ()> {
+        lock(&self.checkpoint_lock)
+    }
+
+    /// Lock order 6.
+    pub fn superblock(&self) -> MutexGuard<'_, SuperblockFile> {
+        lock(&self.superblock)
+    }
+
+    pub fn last_checkpoint(&self) -> u64 {
+        self.last_checkpoint.load(Ordering::Acquire)
+    }
+
+    pub fn set_last_checkpoint(&self, lsn: u64) {
+        self.last_checkpoint.store(lsn, Ordering::Release);
+    }
+
+    /// Marks the Db unusable for writes (see [`DbError::Poisoned`]).
+    pub fn poison(&self, why: impl std::fmt::Display) {
+        let mut p = lock(&self.poison);
+        if p.is_none() {
+            tracing::error!(cause = %why, "the database is poisoned");
+            *p = Some(why.to_string());
+        }
+        self.poisoned.store(true, Ordering::Release);
+    }
+
+    pub fn check_poison(&self) -> Result<(), DbError> {
+        match self.poisoned_cause() {
+            None => Ok(()),
+            Some(why) => Err(DbError::Poisoned(why)),
+        }
+    }
+
+    /// Why the Db is poisoned, if it is.
+    pub fn poisoned_cause(&self) -> Option<String> {
+        if !self.poisoned.load(Ordering::Acquire) {
+            return None;
+        }
+        Some(lock(&self.poison).clone().unwrap_or_default())
+    }
+
+    pub fn catalog_id(&self) -> TreeId {
+        TreeId(self.catalog.root() as u32)
+    }
+
+    /// The open tree `id` (the catalog included).
+    pub fn tree(&self, id: TreeId) -> Result<Arc<BTree>, DbError> {
+        if id == self.catalog_id() {
+            return Ok(self.catalog.clone());
+        }
+        self.trees
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .cloned()
+            .ok_or(DbError::NoSuchTree(id))
+    }
+
+    /// Whether `id` is open (the catalog included).
+    pub fn has_tree(&self, id: TreeId) -> bool {
+        id == self.catalog_id()
+            || self
+                .trees
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains_key(&id)
+    }
+
+    pub fn register_tree(&self, id: TreeId, tree: Arc<BTree>) {
+        self.trees
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, tree);
+    }
+
+    pub fn unregister_tree(&self, id: TreeId) {
+        self.trees
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+    }
+
+    /// Pooled transaction buffers (cleared by the transaction that uses
+    /// them).
+    pub fn take_tx_bufs(&self) -> TxBufs {
+        lock(&self.tx_pool).pop().unwrap_or_default()
+    }
+
+    pub fn return_tx_bufs(&self, bufs: TxBufs) {
+        let mut pool = lock(&self.tx_pool);
+        if pool.len() < MAX_POOLED_TX_BUFS {
+            pool.push(bufs);
+        }
+    }
+
+    /// Asks background threads to stop; true if it was already asked.
+    pub fn request_shutdown(&self) -> bool {
+        let was = std::mem::replace(&mut *lock(&self.shutdown), true);
+        self.shutdown_cv.notify_all();
+        was
+    }
+
+    pub fn shutting_down(&self) -> bool {
+        *lock(&self.shutdown)
+    }
+
+    /// Sleeps up to `d`, or until shutdown is requested; true if it was.
+    pub fn sleep_unless_shutdown(&self, d: Duration) -> bool {
+        let stop = lock(&self.shutdown);
+        if *stop {
+            return true;
+        }
+        let (stop, _) = self
+            .shutdown_cv
+            .wait_timeout(stop, d)
+            .unwrap_or_else(|p| p.into_inner());
+        *stop
+    }
+}

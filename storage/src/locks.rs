@@ -1,0 +1,507 @@
+//! The commit locks: what replaces the one commit mutex.
+//!
+//! * [`KeyLocks`]: a fixed table of key stripes. A committer holds the
+//!   stripes of its write set exclusively, from before validation to after
+//!   apply. Each stripe's word carries a version that every release bumps,
+//!   so a validator can prove "nobody locked or changed this stripe between
+//!   two looks" without taking it (a seqlock).
+//! * [`PhaseLock`]: a lock with two modes, each shared among its holders and
+//!   excluding the other. Per tree (hashed into [`TREE_GATES`] gates):
+//!   writers hold [`Phase::A`], scan validators and `drop_tree` hold
+//!   [`Phase::B`]. Once for the whole Db (the apply gate): committers hold
+//!   `A` from before they append to after they apply, a checkpoint holds
+//!   `B` to append its `CheckpointBegin` with nothing half applied.
+//!
+//! Waiting spins briefly, then sleeps on one of [`PARKING_SLOTS`] condition
+//! variables (the slot of the word waited for): a preempted holder on this
+//! 2-core machine can keep a lock for a whole time slice, and hundreds of
+//! spinning committers would take the cores it needs to finish.
+
+use crate::sync::{AtomicU64, Condvar, Mutex, Ordering, lock, wait};
+
+/// Key stripes. 4096 × 8 bytes = 32 KiB: two committers of small write sets
+/// share a stripe (and so wait for each other) rarely, and the table stays
+/// in L2. A power of two, so a stripe is a mask of the key's hash.
+#[cfg(not(loom))]
+pub(crate) const KEY_STRIPES: usize = 4096;
+#[cfg(loom)]
+pub(crate) const KEY_STRIPES: usize = 4;
+
+/// Tree gates: trees hash into these. 64 distinct gates make two busy
+/// trees share one rarely; sharing only costs a scan validator of one
+/// waiting for writers of the other.
+#[cfg(not(loom))]
+pub(crate) const TREE_GATES: usize = 64;
+#[cfg(loom)]
+pub(crate) const TREE_GATES: usize = 2;
+
+/// Condition variables sleepers are spread over.
+#[cfg(not(loom))]
+const PARKING_SLOTS: usize = 64;
+#[cfg(loom)]
+const PARKING_SLOTS: usize = 1;
+
+/// Spins before sleeping: about a microsecond, the length of a short
+/// critical section.
+const SPINS: u32 = 64;
+
+const _: () = assert!(KEY_STRIPES.is_power_of_two() && TREE_GATES.is_power_of_two());
+
+/// Sleeping places for waiters; a releaser that saw a waiter bit wakes its
+/// slot.
+struct Parking {
+    slots: Box<[(Mutex<()>, Condvar)]>,
+}
+
+impl Parking {
+    fn new() -> Self {
+        Parking {
+            slots: (0..PARKING_SLOTS)
+                .map(|_| (Mutex::new(()), Condvar::new()))
+                .collect(),
+        }
+    }
+
+    /// Sleeps on `slot` if `still_blocked()` holds under the slot's mutex.
+    /// The caller published its waiter bit before calling, so a release
+    /// after this check must take the same mutex to wake us: no lost
+    /// wake-up. (Spurious wake-ups are fine: callers loop.)
+    fn park(&self, slot: usize, still_blocked: impl Fn() -> bool) {
+        let (m, cv) = &self.slots[slot % PARKING_SLOTS];
+        let guard = lock(m);
+        if still_blocked() {
+            drop(wait(cv, guard));
+        }
+    }
+
+    fn unpark(&self, slot: usize) {
+        let (m, cv) = &self.slots[slot % PARKING_SLOTS];
+        drop(lock(m));
+        cv.notify_all();
+    }
+}
+
+/// A backoff step of a waiter: spin, then yield, then report "sleep now".
+fn spin(round: &mut u32) -> bool {
+    *round += 1;
+    if *round < SPINS {
+        std::hint::spin_loop();
+        false
+    } else if *round < SPINS + 4 {
+        std::thread::yield_now();
+        false
+    } else {
+        true
+    }
+}
+
+/// The key stripes. Word of a stripe:
+///
+/// ```text
+///  63                                  2   1   0
+/// +-------------------------------------+---+---+
+/// |  version (bumped by every release)  | W | L |
+/// +-------------------------------------+---+---+
+///   L: locked (exclusively, by one committer)
+///   W: someone sleeps waiting for it (only while L)
+/// ```
+///
+/// Transitions: `lock` 0→L (CAS); `unlock` L→0 with version + 1, waking
+/// sleepers if W was set. A validator reads a word with L clear, reads
+/// the keys it covers, and later finds the word unchanged: nobody held the
+/// stripe in between.
+pub(crate) struct KeyLocks {
+    words: Box<[AtomicU64]>,
+    parking: Parking,
+}
+
+const L: u64 = 1;
+const W: u64 = 2;
+const VERSION_ONE: u64 = 4;
+
+/// A stripe's word as a validator saw it (see [`KeyLocks::observe`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct StripeSeen(u64);
+
+impl KeyLocks {
+    pub fn new() -> Self {
+        KeyLocks {
+            words: (0..KEY_STRIPES).map(|_| AtomicU64::new(0)).collect(),
+            parking: Parking::new(),
+        }
+    }
+
+    /// The stripe of `(tree, key)`.
+    pub fn stripe(tree: u32, key: &[u8]) -> u32 {
+        // FNV-1a, then a multiply to spread the low bits the mask keeps.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ u64::from(tree);
+        for &b in key {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        (h.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as u32 & (KEY_STRIPES as u32 - 1)
+    }
+
+    /// Locks stripe `s`, waiting for its holder. Callers lock their stripes
+    /// in ascending order (deadlock freedom).
+    pub fn lock(&self, s: u32) {
+        let word = &self.words[s as usize];
+        let mut round = 0;
+        loop {
+            let cur = word.load(Ordering::Relaxed);
+            if cur & L == 0 {
+                if word
+                    .compare_exchange_weak(cur, cur | L, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    return;
+                }
+                continue;
+            }
+            if !spin(&mut round) {
+                continue;
+            }
+            // Publish the waiter bit, then sleep unless it was released.
+            if cur & W == 0
+                && word
+                    .compare_exchange_weak(cur, cur | W, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_err()
+            {
+                continue;
+            }
+            self.parking.park(s as usize, || {
+                word.load(Ordering::Relaxed) & (L | W) == L | W
+            });
+        }
+    }
+
+    /// Unlocks stripe `s` (held by the caller) and bumps its version.
+    pub fn unlock(&self, s: u32) {
+        let word = &self.words[s as usize];
+        let old = word.load(Ordering::Relaxed);
+        debug_assert!(old & L != 0, "unlocking stripe {s}, which is not locked");
+        let new = (old & !(L | W)).wrapping_add(VERSION_ONE);
+        let prev = word.swap(new, Ordering::Release);
+        if prev & W != 0 {
+            self.parking.unpark(s as usize);
+        }
+    }
+
+    /// The stripe's word for a later [`KeyLocks::unchanged`], or `None` if
+    /// someone holds it now.
+    pub fn observe(&self, s: u32) -> Option<StripeSeen> {
+        let w = self.words[s as usize].load(Ordering::Acquire);
+        (w & L == 0).then_some(StripeSeen(w))
+    }
+
+    /// True if nobody has locked stripe `s` since `seen` was observed.
+    /// The fence orders the key reads made since `observe` before this
+    /// second look (the seqlock's read side).
+    pub fn unchanged(&self, s: u32, seen: StripeSeen) -> bool {
+        crate::sync::fence(Ordering::Acquire);
+        self.words[s as usize].load(Ordering::Relaxed) == seen.0
+    }
+}
+
+/// The modes of a [`PhaseLock`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Phase {
+    /// Shared with other `A` holders (writers of a tree; committers at the
+    /// apply gate).
+    A,
+    /// Shared with other `B` holders (scan validators of a tree; the
+    /// checkpoint at the apply gate).
+    B,
+    /// Alone (a committer that both writes and scans a tree; `drop_tree`).
+    X,
+}
+
+/// A lock whose holders are all in one phase: any number of `A` holders, or
+/// any number of `B` holders, or one `X` holder. Word:
+///
+/// ```text
+///  63      36 35       8  7   6   5    4    3    2    1    0
+/// +----------+-----------+------+----+----+----+----+----+----+
+/// | B count  |  A count  |  0   | WX |  X | S  | WB | WA |  0 |
+/// +----------+-----------+------+----+----+----+----+----+----+
+///   X: held by its one X holder
+///   WA / WB / WX: a holder-to-be of A / B / X waits (fairness, below)
+///   S: someone sleeps on this lock's parking slot
+/// ```
+///
+/// Fairness: while another mode waits, a shared phase that holds the lock
+/// admits no newcomers, so it drains and the waiting mode goes next. When
+/// nobody holds it, whoever comes first enters, whatever waits.
+pub(crate) struct PhaseLock {
+    word: AtomicU64,
+}
+
+const WA: u64 = 1 << 1;
+const WB: u64 = 1 << 2;
+const SLEEP: u64 = 1 << 3;
+const X: u64 = 1 << 4;
+const WX: u64 = 1 << 5;
+const A_ONE: u64 = 1 << 8;
+const B_ONE: u64 = 1 << 36;
+const COUNT_MASK: u64 = (1 << 28) - 1;
+
+fn a_count(w: u64) -> u64 {
+    (w >> 8) & COUNT_MASK
+}
+
+fn b_count(w: u64) -> u64 {
+    (w >> 36) & COUNT_MASK
+}
+
+fn held(w: u64) -> bool {
+    a_count(w) > 0 || b_count(w) > 0 || w & X != 0
+}
+
+impl Phase {
+    fn waiting_bit(self) -> u64 {
+        match self {
+            Phase::A => WA,
+            Phase::B => WB,
+            Phase::X => WX,
+        }
+    }
+}
+
+impl PhaseLock {
+    pub fn new() -> Self {
+        PhaseLock {
+            word: AtomicU64::new(0),
+        }
+    }
+
+    /// May a newcomer of `p` enter, given word `w`?
+    fn admits(p: Phase, w: u64) -> bool {
+        match p {
+            Phase::A => b_count(w) == 0 && w & X == 0 && !(a_count(w) > 0 && w & (WB | WX) != 0),
+            Phase::B => a_count(w) == 0 && w & X == 0 && !(b_count(w) > 0 && w & (WA | WX) != 0),
+            Phase::X => !held(w),
+        }
+    }
+
+    /// `w` with `p` entered (its waiting bit cleared: any others of `p`
+    /// still waiting are admitted with it, or set the bit again).
+    fn entered(p: Phase, w: u64) -> u64 {
+        let w = w & !p.waiting_bit();
+        match p {
+            Phase::A => w + A_ONE,
+            Phase::B => w + B_ONE,
+            Phase::X => w | X,
+        }
+    }
+
+    /// Enters phase `p`, waiting (parked on `parking`, slot `slot`) while
+    /// another mode holds the lock or waits for it.
+    fn lock(&self, p: Phase, parking: &Parking, slot: usize) {
+        let mut round = 0;
+        loop {
+            let cur = self.word.load(Ordering::Relaxed);
+            if Self::admits(p, cur) {
+                if self
+                    .word
+                    .compare_exchange_weak(
+                        cur,
+                        Self::entered(p, cur),
+                        Ordering::Acquire,
+                        Ordering::Relaxed,
+                    )
+                    .is_ok()
+                {
+                    return;
+                }
+                continue;
+            }
+            let want = cur | p.waiting_bit() | if spin(&mut round) { SLEEP } else { 0 };
+            if want != cur
+                && self
+                    .word
+                    .compare_exchange_weak(cur, want, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_err()
+            {
+                continue;
+            }
+            if want & SLEEP != 0 {
+                // Admission is refused only while someone holds the lock,
+                // and the last holder out clears S and wakes the slot.
+                parking.park(slot, || {
+                    let w = self.word.load(Ordering::Relaxed);
+                    w & SLEEP != 0 && !Self::admits(p, w)
+                });
+            }
+        }
+    }
+
+    fn unlock(&self, p: Phase, parking: &Parking, slot: usize) {
+        let mut cur = self.word.load(Ordering::Relaxed);
+        loop {
+            let mut new = match p {
+                Phase::A => {
+                    debug_assert!(a_count(cur) > 0, "leaving A, which is not held");
+                    cur - A_ONE
+                }
+                Phase::B => {
+                    debug_assert!(b_count(cur) > 0, "leaving B, which is not held");
+                    cur - B_ONE
+                }
+                Phase::X => {
+                    debug_assert!(cur & X != 0, "leaving X, which is not held");
+                    cur & !X
+                }
+            };
+            // The last holder out wakes every sleeper: they re-decide.
+            let last = !held(new);
+            if last {
+                new &= !SLEEP;
+            }
+            match self
+                .word
+                .compare_exchange_weak(cur, new, Ordering::Release, Ordering::Relaxed)
+            {
+                Ok(_) => {
+                    if last && cur & SLEEP != 0 {
+                        parking.unpark(slot);
+                    }
+                    return;
+                }
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+}
+
+/// The tree gates and the apply gate, with their parking.
+pub(crate) struct Gates {
+    trees: Box<[PhaseLock]>,
+    apply: PhaseLock,
+    parking: Parking,
+}
+
+/// The apply gate sleeps on its own slot, past the tree gates'.
+const APPLY_SLOT: usize = TREE_GATES;
+
+impl Gates {
+    pub fn new() -> Self {
+        Gates {
+            trees: (0..TREE_GATES).map(|_| PhaseLock::new()).collect(),
+            apply: PhaseLock::new(),
+            parking: Parking::new(),
+        }
+    }
+
+    /// The gate of tree `tree`.
+    pub fn of_tree(tree: u32) -> u32 {
+        (u64::from(tree).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58) as u32 & (TREE_GATES as u32 - 1)
+    }
+
+    pub fn lock_tree(&self, gate: u32, p: Phase) {
+        self.trees[gate as usize].lock(p, &self.parking, gate as usize);
+    }
+
+    pub fn unlock_tree(&self, gate: u32, p: Phase) {
+        self.trees[gate as usize].unlock(p, &self.parking, gate as usize);
+    }
+
+    pub fn lock_apply(&self, p: Phase) {
+        self.apply.lock(p, &self.parking, APPLY_SLOT);
+    }
+
+    pub fn unlock_apply(&self, p: Phase) {
+        self.apply.unlock(p, &self.parking, APPLY_SLOT);
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicUsize;
+
+    #[test]
+    fn a_stripe_excludes_and_its_version_moves_on_every_release() {
+        let k = KeyLocks::new();
+        let seen = k.observe(7).expect("free");
+        k.lock(7);
+        assert_eq!(k.observe(7), None, "a held stripe cannot be observed");
+        assert!(!k.unchanged(7, seen));
+        k.unlock(7);
+        assert!(!k.unchanged(7, seen), "lock + unlock must change the word");
+        let again = k.observe(7).expect("free again");
+        assert!(k.unchanged(7, again));
+    }
+
+    #[test]
+    fn stripe_waiters_sleep_and_are_woken() {
+        let k = Arc::new(KeyLocks::new());
+        let inside = Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (k, inside) = (k.clone(), inside.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..2000 {
+                        k.lock(3);
+                        assert_eq!(inside.fetch_add(1, Ordering::Relaxed), 0);
+                        if inside.load(Ordering::Relaxed) % 7 == 0 {
+                            std::thread::yield_now();
+                        }
+                        inside.fetch_sub(1, Ordering::Relaxed);
+                        k.unlock(3);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert!(k.observe(3).is_some());
+    }
+
+    #[test]
+    fn phases_never_overlap_and_both_make_progress() {
+        let g = Arc::new(Gates::new());
+        let held = Arc::new([
+            AtomicUsize::new(0),
+            AtomicUsize::new(0),
+            AtomicUsize::new(0),
+        ]);
+        let threads: Vec<_> = (0..8)
+            .map(|i| {
+                let (g, held) = (g.clone(), held.clone());
+                let p = [Phase::A, Phase::A, Phase::B, Phase::X][i % 4];
+                std::thread::spawn(move || {
+                    let me = p as usize;
+                    for _ in 0..2000 {
+                        g.lock_tree(5, p);
+                        let before = held[me].fetch_add(1, Ordering::SeqCst);
+                        assert!(p != Phase::X || before == 0, "two X holders");
+                        for (other, n) in held.iter().enumerate() {
+                            if other != me {
+                                assert_eq!(n.load(Ordering::SeqCst), 0, "{p:?} overlaps {other}");
+                            }
+                        }
+                        held[me].fetch_sub(1, Ordering::SeqCst);
+                        g.unlock_tree(5, p);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+    }
+
+    #[test]
+    fn stripes_and_gates_spread() {
+        let mut hit = vec![0u32; KEY_STRIPES];
+        for i in 0..100_000u32 {
+            hit[KeyLocks::stripe(1, &i.to_be_bytes()) as usize] += 1;
+        }
+        let max = *hit.iter().max().unwrap();
+        assert!(max < 60, "a stripe got {max} of 100k keys (mean 24)");
+        let gates: std::collections::HashSet<u32> = (1..200u32).map(Gates::of_tree).collect();
+        assert!(gates.len() > TREE_GATES / 2);
+    }
+}
