@@ -26,6 +26,8 @@ pub mod error;
 mod hooks;
 mod inner;
 mod locks;
+#[cfg(all(test, loom))]
+mod loom_models;
 mod occ;
 mod options;
 mod recovery;

@@ -28,6 +28,7 @@
 use crate::error::{DbError, TxError};
 use crate::inner::DbInner;
 use crate::locks::{KeyLocks, StripeSeen};
+use crate::sync::{Ordering, fence};
 use crate::tx::{TxBufs, split_stored};
 use rime_btree::Direction;
 use std::ops::ControlFlow;
@@ -41,15 +42,12 @@ pub(crate) fn validate(
     seen: &mut Vec<(u32, StripeSeen)>,
 ) -> Result<bool, TxError> {
     seen.clear();
+    begin();
     // 1. Point reads, with the first look at their stripes.
     for r in &b.reads {
         let key = b.bytes(r.key);
-        let stripe = KeyLocks::stripe(r.tree.0, key);
-        if own.binary_search(&stripe).is_err() {
-            match db.key_locks().observe(stripe) {
-                Some(w) => seen.push((stripe, w)),
-                None => return Ok(false),
-            }
+        if !first_look(db.key_locks(), KeyLocks::stripe(r.tree.0, key), own, seen) {
+            return Ok(false);
         }
         let Ok(tree) = db.tree(r.tree) else {
             return Ok(false);
@@ -97,8 +95,41 @@ pub(crate) fn validate(
             return Ok(false);
         }
     }
-    // 3. The second look.
-    Ok(seen
-        .iter()
-        .all(|&(stripe, w)| db.key_locks().unchanged(stripe, w)))
+    // 3.
+    Ok(second_look(db.key_locks(), seen))
+}
+
+/// Orders the caller's stripe locks (stores) before validation's looks
+/// (loads). Without it two committers can each lock one key and then see
+/// the other's key still free — the store-buffering pattern that loom
+/// found as a write skew (`loom_write_skew_is_refused`): each read the
+/// key the other writes, both validated, both committed. With a SeqCst
+/// fence on both sides, at least one of them sees the other's lock.
+pub(crate) fn begin() {
+    fence(Ordering::SeqCst);
+}
+
+/// Step 1's look at `stripe`, before its key is read: false if another
+/// committer holds it. Stripes in `own` (ascending) are the caller's.
+pub(crate) fn first_look(
+    locks: &KeyLocks,
+    stripe: u32,
+    own: &[u32],
+    seen: &mut Vec<(u32, StripeSeen)>,
+) -> bool {
+    if own.binary_search(&stripe).is_ok() {
+        return true;
+    }
+    match locks.observe(stripe) {
+        Some(w) => {
+            seen.push((stripe, w));
+            true
+        }
+        None => false,
+    }
+}
+
+/// Step 3: every stripe looked at in step 1 is as it was then.
+pub(crate) fn second_look(locks: &KeyLocks, seen: &[(u32, StripeSeen)]) -> bool {
+    seen.iter().all(|&(stripe, w)| locks.unchanged(stripe, w))
 }

@@ -75,7 +75,7 @@ pub(crate) struct ScanRec {
     pub observed: std::ops::Range<usize>,
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 impl ScanRec {
     /// A scan of all of `tree` that observed nothing (plan tests).
     pub(crate) fn unbounded(tree: TreeId) -> Self {
