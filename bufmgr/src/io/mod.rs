@@ -109,6 +109,14 @@ pub trait BlockFile: Send + Sync {
     /// when it returns `Ok`.
     fn sync_data(&self) -> Result<(), IoError>;
 
+    /// Writes every op completely, then `fdatasync`s: durable when it
+    /// returns `Ok`. The io_uring file submits the writes and the sync
+    /// together, linked, in one system call; others write, then sync.
+    fn write_and_sync(&self, writes: &[WriteOp<'_>]) -> Result<(), IoError> {
+        self.write_batch(writes)?;
+        self.sync_data()
+    }
+
     /// The file's length in bytes.
     fn len_bytes(&self) -> Result<u64, IoError>;
 

@@ -53,6 +53,34 @@ fn batch_write_then_read_round_trips() {
     }
 }
 
+/// The linked write-and-sync (io_uring) and its fallback for a batch
+/// larger than one ring (300 ops > 256 entries) both write every byte.
+#[test]
+fn write_and_sync_writes_every_op_linked_or_not() {
+    let dir = TempDir::new().unwrap();
+    for (name, f) in files(&dir) {
+        for (round, n) in [(1u8, 3usize), (2, 300)] {
+            let bufs: Vec<AlignedBuf> = (0..n)
+                .map(|i| pattern(round ^ i as u8, BLOCK_SIZE))
+                .collect();
+            let ops: Vec<WriteOp<'_>> = bufs
+                .iter()
+                .enumerate()
+                .map(|(i, b)| WriteOp {
+                    offset: (i * BLOCK_SIZE) as u64,
+                    data: b,
+                })
+                .collect();
+            f.write_and_sync(&ops).unwrap();
+            for (i, b) in bufs.iter().enumerate() {
+                let mut r = AlignedBuf::zeroed(BLOCK_SIZE);
+                f.read_at((i * BLOCK_SIZE) as u64, &mut r).unwrap();
+                assert_eq!(&r[..], &b[..], "{name}: {n} ops, op {i}");
+            }
+        }
+    }
+}
+
 #[test]
 fn reading_past_the_end_is_a_short_read() {
     let dir = TempDir::new().unwrap();

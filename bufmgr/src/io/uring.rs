@@ -86,6 +86,68 @@ impl UringFile {
     }
 }
 
+/// `user_data` of the fsync that ends a linked write-and-sync chain.
+const SYNC_TAG: u64 = u64::MAX;
+
+impl UringFile {
+    /// One submission of `ops` (writes) and an `fdatasync`, each linked to
+    /// the next, so the kernel starts the sync only once every write has
+    /// completed in full. `Ok(true)`: all written and synced. `Ok(false)`:
+    /// a write came back short, which cuts the chain (the ops after it and
+    /// the sync complete with `ECANCELED`); `ops` then hold what is left.
+    fn linked_write_sync(&self, ops: &mut [Transfer]) -> Result<bool, IoError> {
+        let fd = types::Fd(self.file.as_raw_fd());
+        self.with_ring(|ring| {
+            for (i, t) in ops.iter().enumerate() {
+                let entry = t
+                    .entry(IoOp::Write, fd)
+                    .user_data(i as u64)
+                    .flags(squeue::Flags::IO_LINK);
+                // SAFETY: as in `run`: the buffers are borrowed by the
+                // caller's WriteOps for the whole call, and every entry
+                // completes before this returns.
+                unsafe { ring.submission().push(&entry) }
+                    .expect("the caller checked the ring fits");
+            }
+            let sync = opcode::Fsync::new(fd)
+                .flags(types::FsyncFlags::DATASYNC)
+                .build()
+                .user_data(SYNC_TAG);
+            // SAFETY: an fsync entry references no memory.
+            unsafe { ring.submission().push(&sync) }.expect("the caller checked the ring fits");
+            submit_all(
+                ring,
+                ops.len() + 1,
+                IoOp::Write,
+                ops.first().map_or(0, |t| t.offset),
+            )?;
+            let mut synced = false;
+            let mut rest = false;
+            for cqe in ring.completion() {
+                let res = cqe.result();
+                if cqe.user_data() == SYNC_TAG {
+                    match res {
+                        r if r >= 0 => synced = true,
+                        r if r == -libc::ECANCELED || r == -libc::EINTR => {}
+                        r => {
+                            return Err(IoError::os(
+                                IoOp::Sync,
+                                0,
+                                std::io::Error::from_raw_os_error(-r),
+                            ));
+                        }
+                    }
+                } else if res == -libc::ECANCELED {
+                    rest = true;
+                } else {
+                    rest |= ops[cqe.user_data() as usize].complete(IoOp::Write, res)?;
+                }
+            }
+            Ok(synced && !rest)
+        })
+    }
+}
+
 /// Submits and waits until `n` completions are available, retrying `EINTR`.
 fn submit_all(ring: &mut IoUring, n: usize, op: IoOp, offset: u64) -> Result<(), IoError> {
     loop {
@@ -149,6 +211,22 @@ impl Transfer {
     }
 }
 
+/// The transfers of `writes`, each checked for `O_DIRECT` alignment.
+fn transfers(writes: &[WriteOp<'_>]) -> Result<Vec<Transfer>, IoError> {
+    let mut ops = Vec::with_capacity(writes.len());
+    for w in writes {
+        check_aligned(IoOp::Write, w.offset, w.data.as_ptr(), w.data.len())?;
+        // The kernel only reads through this pointer (IORING_OP_WRITE).
+        ops.push(Transfer {
+            offset: w.offset,
+            ptr: w.data.as_ptr() as *mut u8,
+            len: w.data.len(),
+            done: 0,
+        });
+    }
+    Ok(ops)
+}
+
 impl BlockFile for UringFile {
     fn read_batch(&self, reads: &mut [ReadOp<'_>]) -> Result<(), IoError> {
         let mut ops = Vec::with_capacity(reads.len());
@@ -165,17 +243,7 @@ impl BlockFile for UringFile {
     }
 
     fn write_batch(&self, writes: &[WriteOp<'_>]) -> Result<(), IoError> {
-        let mut ops = Vec::with_capacity(writes.len());
-        for w in writes {
-            check_aligned(IoOp::Write, w.offset, w.data.as_ptr(), w.data.len())?;
-            // The kernel only reads through this pointer (IORING_OP_WRITE).
-            ops.push(Transfer {
-                offset: w.offset,
-                ptr: w.data.as_ptr() as *mut u8,
-                len: w.data.len(),
-                done: 0,
-            });
-        }
+        let mut ops = transfers(writes)?;
         self.run(IoOp::Write, &mut ops)
     }
 
@@ -203,6 +271,18 @@ impl BlockFile for UringFile {
                 }
             }
         })
+    }
+
+    fn write_and_sync(&self, writes: &[WriteOp<'_>]) -> Result<(), IoError> {
+        let mut ops = transfers(writes)?;
+        if ops.len() < RING_ENTRIES as usize && self.linked_write_sync(&mut ops)? {
+            return Ok(());
+        }
+        // A batch too big for one ring, or a chain cut by a short write:
+        // finish the writes, then sync on its own.
+        let mut rest: Vec<Transfer> = ops.into_iter().filter(|t| t.len > 0).collect();
+        self.run(IoOp::Write, &mut rest)?;
+        self.sync_data()
     }
 
     fn len_bytes(&self) -> Result<u64, IoError> {
