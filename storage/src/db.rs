@@ -2,9 +2,11 @@
 //! convenience methods, stats. The protocols live next door: `commit`,
 //! `checkpoint`, `recovery`; the catalog in `catalog`; transactions in `tx`.
 
+use crate::commit::{Outcome, Wait};
 use crate::error::{DbError, OpenError, TxError};
 use crate::inner::DbInner;
 use crate::options::Options;
+use crate::pending::Pending;
 use crate::sync::Ordering;
 use crate::tx::{Tx, TxBufs};
 use crate::wal::{Lsn, TreeId};
@@ -51,6 +53,8 @@ pub struct DbStats {
 pub struct Db {
     pub(crate) inner: Arc<DbInner>,
     pub(crate) checkpointer: Option<JoinHandle<()>>,
+    /// Leads log syncs for durability callbacks ([`Pending`]).
+    flusher: Option<JoinHandle<()>>,
 }
 
 impl Db {
@@ -68,9 +72,15 @@ impl Db {
                 .spawn(move || crate::checkpoint::background(&inner))
                 .expect("spawning the checkpoint thread")
         });
+        let wal = inner.wal().clone();
+        let flusher = std::thread::Builder::new()
+            .name("rime-log-flusher".into())
+            .spawn(move || wal.run_flusher())
+            .expect("spawning the log flusher thread");
         Db {
             inner,
             checkpointer,
+            flusher: Some(flusher),
         }
     }
 
@@ -129,17 +139,43 @@ impl Db {
         mut f: impl FnMut(&mut Tx<'_>) -> Result<R, E>,
     ) -> Result<R, E> {
         let mut bufs = self.inner.take_tx_bufs();
-        let result = self.run(max_attempts.max(1), &mut bufs, &mut f);
+        let result = self
+            .run(max_attempts.max(1), &mut bufs, &mut f)
+            .and_then(|(r, wait)| match wait {
+                Some(w) => w.block(&self.inner).map(|()| r).map_err(E::from),
+                None => Ok(r),
+            });
         self.inner.return_tx_bufs(bufs);
         result
     }
 
+    /// [`Db::try_transaction`] that does not wait for durability: it
+    /// returns once the transaction has committed (logged, its writes
+    /// visible) with a [`Pending`] that hands out `f`'s result when the log
+    /// is durable through it — by blocking, by a callback, or as a
+    /// `Future`. One thread can so keep many commits waiting for the same
+    /// `fdatasync`. Nothing is acknowledged early: a crash before the sync
+    /// may lose the transaction, and then its result was never handed out.
+    pub fn transaction_pending<R, E: From<TxError>>(
+        &self,
+        mut f: impl FnMut(&mut Tx<'_>) -> Result<R, E>,
+    ) -> Result<Pending<R>, E> {
+        let mut bufs = self.inner.take_tx_bufs();
+        let result = self
+            .run(MAX_TX_ATTEMPTS, &mut bufs, &mut f)
+            .map(|(r, wait)| Pending::new(self.inner.clone(), wait.map(|w| w.lsn), r));
+        self.inner.return_tx_bufs(bufs);
+        result
+    }
+
+    /// Runs and commits `f`, re-running it on conflict; the committed
+    /// result and what it still waits for to be durable.
     fn run<R, E: From<TxError>>(
         &self,
         max_attempts: u32,
         bufs: &mut TxBufs,
         f: &mut impl FnMut(&mut Tx<'_>) -> Result<R, E>,
-    ) -> Result<R, E> {
+    ) -> Result<(R, Option<Wait<'_>>), E> {
         for attempt in 0..max_attempts {
             if attempt > 0 {
                 crate::commit::backoff(attempt);
@@ -148,8 +184,8 @@ impl Db {
             let mut tx = Tx::new(&self.inner, bufs);
             let r = f(&mut tx)?;
             match crate::commit::commit(&self.inner, bufs)? {
-                crate::commit::Outcome::Committed => return Ok(r),
-                crate::commit::Outcome::Conflict => {
+                Outcome::Committed(wait) => return Ok((r, wait)),
+                Outcome::Conflict => {
                     self.inner
                         .counters()
                         .conflicts
@@ -205,9 +241,13 @@ impl Db {
         if let Some(h) = self.checkpointer.take() {
             let _ = h.join();
         }
-        crate::checkpoint::checkpoint(&self.inner)?;
-        self.inner.wal().flush()?;
-        Ok(())
+        let closed = crate::checkpoint::checkpoint(&self.inner)
+            .and_then(|()| self.inner.wal().flush().map_err(DbError::from));
+        self.inner.wal().stop_flusher();
+        if let Some(h) = self.flusher.take() {
+            let _ = h.join();
+        }
+        closed
     }
 
     pub fn stats(&self) -> DbStats {

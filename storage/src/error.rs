@@ -67,6 +67,10 @@ pub enum WalError {
     Config(&'static str),
     #[error("{0} already holds log segments; open it through recovery instead")]
     NotEmpty(PathBuf),
+    /// The log was closed with this record not durable (a waiter
+    /// registered with `Wal::on_durable` after the last flush).
+    #[error("the log was closed before LSN {lsn} was durable")]
+    Closed { lsn: Lsn },
 }
 
 /// Errors reading or writing the superblock.

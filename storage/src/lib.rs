@@ -30,6 +30,7 @@ mod locks;
 mod loom_models;
 mod occ;
 mod options;
+mod pending;
 mod recovery;
 pub mod superblock;
 mod sweep;
@@ -47,6 +48,7 @@ pub use options::{
     DEFAULT_CHECKPOINT_INTERVAL, DEFAULT_CHECKPOINT_LOG_BYTES, DEFAULT_POOL_BYTES, Options,
     VerifyOnOpen,
 };
+pub use pending::Pending;
 pub use superblock::{Superblock, SuperblockFile};
 pub use tx::{MAX_KEY_LEN, MAX_VALUE_LEN, Tx, VERSION_SIZE};
-pub use wal::{Durability, FileOpener, Lsn, TreeId, Wal, WalOptions, WalReader};
+pub use wal::{Durability, DurableCallback, FileOpener, Lsn, TreeId, Wal, WalOptions, WalReader};

@@ -34,6 +34,10 @@
 //! of scanned trees (`B`). Then, unless `NoSync`, wait until the log is
 //! durable up to the newest version read, so nothing is returned that a
 //! crash could still take back.
+//!
+//! Step 8's wait is the caller's: `Db::transaction` blocks
+//! (`Wait::block`); `Db::transaction_pending` hands back a
+//! [`crate::Pending`] that a task can await without holding a thread.
 
 mod held;
 
@@ -44,7 +48,7 @@ use crate::inner::DbInner;
 use crate::locks::StripeSeen;
 use crate::sync::Ordering;
 use crate::tx::TxBufs;
-use crate::wal::{Durability, Lsn, Record, Write};
+use crate::wal::{CommitTicket, Durability, Lsn, Record, Write};
 use rime_btree::BTree;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -60,9 +64,32 @@ pub(crate) struct CommitBufs {
     pub stored: Vec<u8>,
 }
 
-pub(crate) enum Outcome {
-    Committed,
+pub(crate) enum Outcome<'a> {
+    /// Committed; durable once `Wait` (if any) is over.
+    Committed(Option<Wait<'a>>),
     Conflict,
+}
+
+/// What a committed transaction still waits for before it is durable: the
+/// log through `lsn` (its own record, or the newest version it read).
+pub(crate) struct Wait<'a> {
+    pub lsn: Lsn,
+    /// A writer's group-commit registration, kept until it waits.
+    ticket: Option<CommitTicket<'a>>,
+}
+
+impl Wait<'_> {
+    /// Blocks until durable; a failure poisons the Db.
+    pub fn block(self, db: &DbInner) -> Result<(), TxError> {
+        let waited = match self.ticket {
+            Some(t) => t.wait(self.lsn),
+            None => db.wal().wait_durable(self.lsn),
+        };
+        waited.map_err(|e| {
+            db.poison(&e);
+            TxError::from(e)
+        })
+    }
 }
 
 /// Backoff before re-running a conflicted transaction: 2^attempt µs,
@@ -79,7 +106,9 @@ pub(crate) fn backoff(attempt: u32) {
     }
 }
 
-pub(crate) fn commit(db: &DbInner, b: &mut TxBufs) -> Result<Outcome, TxError> {
+/// Steps 1–7; the caller does step 8's wait (`Wait::block`, or a
+/// callback for a caller that must not block).
+pub(crate) fn commit<'a>(db: &'a DbInner, b: &mut TxBufs) -> Result<Outcome<'a>, TxError> {
     if b.writes.is_empty() {
         return read_only(db, b);
     }
@@ -92,11 +121,11 @@ pub(crate) fn commit(db: &DbInner, b: &mut TxBufs) -> Result<Outcome, TxError> {
         return Ok(Outcome::Conflict);
     };
     // Step 8 (the locks were released as `commit_locked` returned).
-    ticket.wait(lsn).map_err(|e| {
-        db.poison(&e);
-        TxError::from(e)
-    })?;
-    Ok(Outcome::Committed)
+    let wait = (db.wal().durability() != Durability::NoSync).then_some(Wait {
+        lsn,
+        ticket: Some(ticket),
+    });
+    Ok(Outcome::Committed(wait))
 }
 
 /// Steps 2–7; `None` is a conflict. Every lock is released on return.
@@ -122,7 +151,7 @@ fn commit_locked(db: &DbInner, b: &TxBufs, cb: &mut CommitBufs) -> Result<Option
     Ok(Some(lsn))
 }
 
-fn read_only(db: &DbInner, b: &mut TxBufs) -> Result<Outcome, TxError> {
+fn read_only<'a>(db: &'a DbInner, b: &mut TxBufs) -> Result<Outcome<'a>, TxError> {
     if b.reads.len() + b.scans.len() > 1 || !b.scans.is_empty() {
         let mut cb = std::mem::take(&mut b.commit);
         let valid = poison_on_panic(db, || {
@@ -136,14 +165,15 @@ fn read_only(db: &DbInner, b: &mut TxBufs) -> Result<Outcome, TxError> {
         }
     }
     let wal = db.wal();
-    if wal.durability() != Durability::NoSync
+    let wait = (wal.durability() != Durability::NoSync
         && b.max_version >= wal.durable_lsn().0
-        && b.max_version > 0
-    {
-        wal.wait_durable(Lsn(b.max_version))?;
-    }
+        && b.max_version > 0)
+        .then_some(Wait {
+            lsn: Lsn(b.max_version),
+            ticket: None,
+        });
     db.counters().read_only.fetch_add(1, Ordering::Relaxed);
-    Ok(Outcome::Committed)
+    Ok(Outcome::Committed(wait))
 }
 
 /// Runs `f`; a panic in it (a bug below the transaction layer, say)

@@ -15,10 +15,12 @@
 pub mod reader;
 pub mod record;
 pub mod segment;
+mod waiters;
 pub mod writer;
 
 pub use reader::{EndKind, LogEnd, WalReader};
 pub use record::{LoggedRecord, OwnedRecord, OwnedWrite, Record, TreeId, Write};
+pub use waiters::DurableCallback;
 pub use writer::{CommitTicket, Wal};
 
 use rime_bufmgr::io::{BLOCK_SIZE, BlockFile, IoBackend, IoError, open_block_file};

@@ -3,17 +3,28 @@
 //! ## Group commit
 //!
 //! Appending only copies the encoded record into an in-memory buffer under
-//! a mutex and hands back its [`Lsn`]. Durability is a separate step: a
-//! thread that needs its LSN durable either finds it already durable, or
-//! finds no sync in progress and becomes the **leader**, or waits as a
-//! **follower**. The leader writes every pending block of the buffer (the
-//! partial tail block included, rewritten as it fills) with one
-//! `write_batch`, makes it durable with one `sync_data`, publishes the new
-//! durable LSN and wakes all followers. Followers whose LSN is still not
-//! durable (they appended after the leader took its snapshot) elect the next
-//! leader among themselves. So N committers arriving during one sync share
-//! the next sync: throughput scales with concurrency while each commit still
-//! waits for at most two syncs.
+//! a mutex and hands back its [`Lsn`]. Durability is a separate step, and a
+//! waiter need not be a thread:
+//!
+//! * A thread that needs its LSN durable either finds it already durable,
+//!   or finds no sync in progress and becomes the **leader**, or waits as a
+//!   **follower**.
+//! * A callback registered with [`Wal::on_durable`] (an async task's
+//!   waker) is called by whoever completes the sync that covers it. The
+//!   log's **flusher** ([`Wal::run_flusher`], a thread the Db runs) leads
+//!   a sync whenever such callbacks wait and no thread does.
+//!
+//! The leader writes every pending block of the buffer (the partial tail
+//! block included, rewritten as it fills) and makes it durable with one
+//! linked write + `fdatasync` (`BlockFile::write_and_sync`: one io_uring
+//! submission), publishes the new durable LSN, wakes all followers and
+//! calls the callbacks it covers. Appenders keep appending meanwhile: at
+//! most one sync is in flight, and the next batch forms behind it.
+//! Followers whose LSN is still not durable (they appended after the
+//! leader took its snapshot) elect the next leader among themselves. So N
+//! committers arriving during one sync share the next sync: throughput
+//! scales with concurrency while each commit still waits for at most two
+//! syncs.
 //!
 //! Invariants (under the state mutex):
 //! * `buf` holds log bytes `[buf_base, append)`; `buf_base` is the start of
@@ -36,9 +47,10 @@
 use super::reader::LogEnd;
 use super::record::Record;
 use super::segment::{self, Segment};
+use super::waiters::{DurableCallback, Waiters, call_ok};
 use super::{Durability, Lsn, WalOptions, block_ceil, block_floor};
 use crate::error::WalError;
-use crate::sync::{AtomicBool, AtomicU64, Condvar, Mutex, MutexGuard, Ordering, lock};
+use crate::sync::{AtomicBool, AtomicU64, Condvar, Mutex, MutexGuard, Ordering, lock, wait};
 use rime_bufmgr::io::{AlignedBuf, BLOCK_SIZE, WriteOp};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -66,6 +78,8 @@ pub struct Wal {
     durable_cv: Condvar,
     /// A gathering `Group` leader waits here for more committers.
     gather_cv: Condvar,
+    /// The flusher waits here for callbacks to serve.
+    kick: Condvar,
     /// Mirror of `State::durable`, for lock-free reads.
     durable: AtomicU64,
     /// Mirror of `State::poisoned.is_some()`, for the lock-free fast path.
@@ -94,6 +108,10 @@ struct State {
     /// Open segments by start LSN; contiguous, ending at `segments_end`.
     segments: BTreeMap<u64, Arc<Segment>>,
     segments_end: u64,
+    /// Callbacks waiting for durability (`on_durable`).
+    waiters: Waiters,
+    /// Set by `stop_flusher`: `run_flusher` returns.
+    flusher_stop: bool,
 }
 
 type Guard<'a> = MutexGuard<'a, State>;
@@ -209,6 +227,8 @@ impl Wal {
             poisoned: None,
             segments,
             segments_end,
+            waiters: Waiters::default(),
+            flusher_stop: false,
         };
         Ok(Wal {
             dir: dir.to_path_buf(),
@@ -216,6 +236,7 @@ impl Wal {
             state: Mutex::new(state),
             durable_cv: Condvar::new(),
             gather_cv: Condvar::new(),
+            kick: Condvar::new(),
             durable: AtomicU64::new(end.0),
             poisoned: AtomicBool::new(false),
             committers: AtomicU64::new(0),
@@ -305,6 +326,59 @@ impl Wal {
             Durability::Sync | Durability::NoSync => None,
         };
         self.wait_until(lsn, gather)
+    }
+
+    /// Calls `f` once the record at `lsn` is durable (`Ok`), or with the
+    /// error that means it never will be. Never blocks: if it is durable
+    /// already (or can never be), `f` runs now, on this thread; otherwise
+    /// the sync that covers it calls `f` (see [`DurableCallback`]), led by
+    /// the flusher if no thread leads one.
+    pub fn on_durable(&self, lsn: Lsn, f: DurableCallback) {
+        let mut st = lock(&self.state);
+        let now = if let Err(e) = check_poison(&st) {
+            Err(e)
+        } else if st.durable > lsn.0 {
+            Ok(())
+        } else if lsn.0 >= st.append {
+            Err(WalError::BeyondEnd {
+                requested: lsn,
+                end: Lsn(st.append),
+            })
+        } else {
+            st.waiters.push(lsn.0, f);
+            drop(st);
+            self.kick.notify_one();
+            return;
+        };
+        drop(st);
+        f(now);
+    }
+
+    /// The flusher: leads a sync whenever callbacks wait for one, until
+    /// [`Wal::stop_flusher`]. Run it on a thread of its own.
+    pub fn run_flusher(&self) {
+        let mut st = lock(&self.state);
+        loop {
+            if st.flusher_stop {
+                return;
+            }
+            if st.waiters.is_empty() || st.poisoned.is_some() {
+                st = wait(&self.kick, st);
+                continue;
+            }
+            let target = Lsn(st.waiters.target());
+            drop(st);
+            // A failure poisons the log and reaches every callback from
+            // `lead`; the flusher itself just goes on waiting.
+            let _ = self.wait_durable(target);
+            st = lock(&self.state);
+        }
+    }
+
+    /// Makes [`Wal::run_flusher`] return.
+    pub fn stop_flusher(&self) {
+        lock(&self.state).flusher_stop = true;
+        self.kick.notify_all();
     }
 
     /// Makes the log durable up to and including the record at `lsn`, at
@@ -474,20 +548,33 @@ impl Wal {
                 let consumed = (new_base - st.buf_base) as usize;
                 st.buf.drain(..consumed);
                 st.buf_base = new_base;
-                Ok(st)
+                let ready = st.waiters.take_ready(end);
+                if ready.is_empty() {
+                    return Ok(st);
+                }
+                drop(st);
+                call_ok(ready);
+                Ok(lock(&self.state))
             }
             Err(e) => {
                 tracing::error!(error = %e, durable = st.durable, "log write or sync failed; the log is poisoned");
                 let cause = Arc::new(e);
                 st.poisoned = Some(Arc::clone(&cause));
                 self.poisoned.store(true, Ordering::Release);
+                let waiting = st.waiters.take_all();
+                drop(st);
+                for (_, f) in waiting {
+                    f(Err(WalError::Poisoned {
+                        cause: Arc::clone(&cause),
+                    }));
+                }
                 Err(WalError::Poisoned { cause })
             }
         }
     }
 
     /// Writes `data` at LSN `from` across the segments it covers, creating
-    /// missing ones, then syncs every segment written, then prepares the
+    /// missing ones, syncing each segment written, then prepares the
     /// next segment if this one is half used. Returns the created segments.
     fn write_out(
         &self,
@@ -510,18 +597,15 @@ impl Wal {
             created.push(Arc::clone(&seg));
             segs.push(seg);
         }
-        // 2. One batch per segment file (blocks never span segments: sizes
-        //    are whole blocks), then 3. one fdatasync per file written.
-        let touched: Vec<&Arc<Segment>> = segs
-            .iter()
-            .filter(|s| s.start.0 < to && s.end().0 > from)
-            .collect();
-        for seg in &touched {
+        // 2. One linked write + fdatasync per segment file (blocks never
+        //    span segments: sizes are whole blocks), so the sync is queued
+        //    with the write, one system call per file (io_uring).
+        for seg in segs.iter().filter(|s| s.start.0 < to && s.end().0 > from) {
             let lo = from.max(seg.start.0);
             let hi = to.min(seg.end().0);
             let piece = &data[(lo - from) as usize..(hi - from) as usize];
             seg.file
-                .write_batch(&[WriteOp {
+                .write_and_sync(&[WriteOp {
                     offset: lo - seg.start.0,
                     data: piece,
                 }])
@@ -529,12 +613,6 @@ impl Wal {
                     path: seg.path.clone(),
                     source,
                 })?;
-        }
-        for seg in &touched {
-            seg.file.sync_data().map_err(|source| WalError::Io {
-                path: seg.path.clone(),
-                source,
-            })?;
         }
         // 4. Keep the next segment ready once this one is half used, so a
         //    rollover rarely has to open a file. Failing here loses nothing
@@ -565,6 +643,12 @@ impl Drop for Wal {
         };
         if unflushed && let Err(e) = self.flush() {
             tracing::warn!(error = %e, "log flush at close failed; unflushed records are lost");
+        }
+        // Callbacks the last flush did not cover (registered after it, or
+        // the log is poisoned) learn that they never will be.
+        let left = lock(&self.state).waiters.take_all();
+        for (lsn, f) in left {
+            f(Err(WalError::Closed { lsn: Lsn(lsn) }));
         }
     }
 }
