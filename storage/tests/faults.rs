@@ -285,3 +285,96 @@ fn a_log_rollover_while_files_cannot_be_opened_uses_the_segment_prepared_ahead()
     let db = Db::open(dir.path(), base().segment_size(SEGMENT)).unwrap();
     check_all(&db, t, n);
 }
+
+/// A page file whose reads panic once armed: a stand-in for a bug below
+/// the B-tree (a test double that exists only to inject that fault).
+struct PanickingReads {
+    inner: std::sync::Arc<dyn rime_bufmgr::io::BlockFile>,
+    armed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl rime_bufmgr::io::BlockFile for PanickingReads {
+    fn read_batch(
+        &self,
+        reads: &mut [rime_bufmgr::io::ReadOp<'_>],
+    ) -> Result<(), rime_bufmgr::io::IoError> {
+        assert!(
+            !self.armed.load(std::sync::atomic::Ordering::SeqCst),
+            "injected panic below the tree"
+        );
+        self.inner.read_batch(reads)
+    }
+    fn write_batch(
+        &self,
+        writes: &[rime_bufmgr::io::WriteOp<'_>],
+    ) -> Result<(), rime_bufmgr::io::IoError> {
+        self.inner.write_batch(writes)
+    }
+    fn sync_data(&self) -> Result<(), rime_bufmgr::io::IoError> {
+        self.inner.sync_data()
+    }
+    fn len_bytes(&self) -> Result<u64, rime_bufmgr::io::IoError> {
+        self.inner.len_bytes()
+    }
+    fn set_len(&self, len: u64) -> Result<(), rime_bufmgr::io::IoError> {
+        self.inner.set_len(len)
+    }
+}
+
+/// Issue 15: a panic inside the commit path (here: a page read during the
+/// apply of a blind write, after its record was logged) poisons the Db
+/// instead of leaving log and trees disagreeing, and releases the commit's
+/// locks, so other committers get `Poisoned` rather than hang.
+#[test]
+fn a_panic_in_the_commit_path_poisons_the_db_and_releases_its_locks() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = TempDir::new().unwrap();
+    let armed = Arc::new(AtomicBool::new(false));
+    let seen = armed.clone();
+    let opts = base()
+        .durability(rime_storage::Durability::NoSync)
+        .with_file_opener(Arc::new(move |p: &Path| {
+            let inner = rime_bufmgr::io::open_block_file(p, rime_bufmgr::io::IoBackend::Plain)?;
+            if p.parent().is_some_and(|d| d.ends_with("wal")) {
+                return Ok(inner);
+            }
+            Ok(Arc::new(PanickingReads {
+                inner,
+                armed: seen.clone(),
+            }) as Arc<dyn rime_bufmgr::io::BlockFile>)
+        }));
+    let db = Arc::new(Db::open(dir.path(), opts).unwrap());
+    let t = db.create_tree("t").unwrap();
+    // Many times the 2 MiB pool: most leaves are evicted.
+    fill(&db, t, 0..40_000);
+    armed.store(true, Ordering::SeqCst);
+    // A blind write reads nothing before commit; its apply must load the
+    // leaf, and that read panics.
+    let mut panicked = None;
+    for i in 0..40_000u32 {
+        if let Err(e) = db.put(t, &key(i), b"after") {
+            panicked = Some(e);
+            break;
+        }
+    }
+    let e = panicked.expect("no blind write needed an evicted leaf");
+    assert!(
+        matches!(&e, TxError::Db(DbError::Poisoned(why)) if why.contains("panic")),
+        "{e}"
+    );
+    assert!(
+        db.poisoned()
+            .is_some_and(|why| why.contains("injected panic"))
+    );
+    // Its locks were released: another thread's commit fails, not hangs.
+    let other = {
+        let db = db.clone();
+        std::thread::spawn(move || db.put(t, &key(7), b"x"))
+    };
+    assert!(matches!(
+        other.join().unwrap(),
+        Err(TxError::Db(DbError::Poisoned(_)))
+    ));
+    armed.store(false, Ordering::SeqCst);
+}
