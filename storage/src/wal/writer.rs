@@ -7,12 +7,13 @@
 //! waiter need not be a thread:
 //!
 //! * A thread that needs its LSN durable either finds it already durable,
-//!   or finds no sync in progress and becomes the **leader**, or waits as a
-//!   **follower**.
+//!   or finds no sync in progress and becomes the **leader** (unless the
+//!   flusher leads, below), or waits as a **follower**.
 //! * A callback registered with [`Wal::on_durable`] (an async task's
-//!   waker) is called by whoever completes the sync that covers it. The
-//!   log's **flusher** ([`Wal::run_flusher`], a thread the Db runs) leads
-//!   a sync whenever such callbacks wait and no thread does.
+//!   waker) is called by whoever completes the sync that covers it.
+//! * The log's **flusher** ([`Wal::run_flusher`], a thread the Db runs)
+//!   leads whenever callbacks wait, and for committers blocked while
+//!   others commit too; a lone committer leads its own sync.
 //!
 //! The leader writes every pending block of the buffer (the partial tail
 //! block included, rewritten as it fills) and makes it durable with one
@@ -112,6 +113,10 @@ struct State {
     waiters: Waiters,
     /// Set by `stop_flusher`: `run_flusher` returns.
     flusher_stop: bool,
+    /// A flusher is running (`run_flusher`): committers leave leading to it.
+    flusher_running: bool,
+    /// The largest LSN a committer blocked in `wait_durable` waits for.
+    blocked_target: Option<u64>,
 }
 
 type Guard<'a> = MutexGuard<'a, State>;
@@ -229,6 +234,8 @@ impl Wal {
             segments_end,
             waiters: Waiters::default(),
             flusher_stop: false,
+            flusher_running: false,
+            blocked_target: None,
         };
         Ok(Wal {
             dir: dir.to_path_buf(),
@@ -354,24 +361,55 @@ impl Wal {
         f(now);
     }
 
-    /// The flusher: leads a sync whenever callbacks wait for one, until
-    /// [`Wal::stop_flusher`]. Run it on a thread of its own.
+    /// The flusher: leads a sync whenever callbacks, or committers blocked
+    /// in [`CommitTicket::wait`] while others commit too, wait for one,
+    /// until [`Wal::stop_flusher`]. Run it on a thread of its own.
+    ///
+    /// Why a thread leads rather than a committer: when a sync completes,
+    /// the flusher is already running and starts the next one at once,
+    /// while an elected committer would first have to be woken and
+    /// scheduled, behind every committer the sync just released. A lone
+    /// committer still leads its own sync (no hand-off on its latency).
     pub fn run_flusher(&self) {
         let mut st = lock(&self.state);
+        st.flusher_running = true;
         loop {
             if st.flusher_stop {
+                st.flusher_running = false;
+                self.kick.notify_all();
+                self.durable_cv.notify_all();
                 return;
             }
-            if st.waiters.is_empty() || st.poisoned.is_some() {
+            let blocked = st.blocked_target.filter(|&l| l >= st.durable);
+            let wanted = (!st.waiters.is_empty()).then(|| st.waiters.target());
+            let target = match (blocked, wanted) {
+                (Some(a), Some(b)) => a.max(b),
+                (a, b) => match a.or(b) {
+                    Some(t) => t,
+                    None => {
+                        st = wait(&self.kick, st);
+                        continue;
+                    }
+                },
+            };
+            if st.poisoned.is_some() {
                 st = wait(&self.kick, st);
                 continue;
             }
-            let target = Lsn(st.waiters.target());
-            drop(st);
-            // A failure poisons the log and reaches every callback from
-            // `lead`; the flusher itself just goes on waiting.
-            let _ = self.wait_durable(target);
-            st = lock(&self.state);
+            if st.durable > target {
+                st.blocked_target = None;
+                continue;
+            }
+            // A failure poisons the log and reaches every waiter from
+            // `lead`; the flusher itself just goes on.
+            let gather = match self.opts.durability {
+                Durability::Group { max_delay } => Some(max_delay),
+                Durability::Sync | Durability::NoSync => None,
+            };
+            st = match self.make_progress(st, gather) {
+                Ok(st) => st,
+                Err(_) => lock(&self.state),
+            };
         }
     }
 
@@ -460,6 +498,18 @@ impl Wal {
             check_poison(&st)?;
             if st.durable > lsn.0 {
                 return Ok(());
+            }
+            if st.flusher_running
+                && !st.flusher_stop
+                && self.committers.load(Ordering::Relaxed) > 1
+            {
+                // The flusher leads; this committer only sleeps.
+                if st.blocked_target.is_none_or(|t| t < lsn.0) {
+                    st.blocked_target = Some(lsn.0);
+                    self.kick.notify_one();
+                }
+                st = wait(&self.durable_cv, st);
+                continue;
             }
             st = self.make_progress(st, gather)?;
         }
