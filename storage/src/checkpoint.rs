@@ -8,7 +8,6 @@ use crate::error::DbError;
 use crate::inner::DbInner;
 use crate::locks::Phase;
 use crate::superblock::Superblock;
-use crate::sync::Ordering;
 use crate::wal::Record;
 use rime_bufmgr::PAGE_SIZE;
 use std::time::{Duration, Instant};
@@ -89,7 +88,7 @@ pub(crate) fn checkpoint(db: &DbInner) -> Result<(), DbError> {
     allocfile::remove_others(db.dir().root(), &[redo, previous]);
     db.wal().truncate_before(previous)?;
     db.set_last_checkpoint(redo.0);
-    db.counters().checkpoints.fetch_add(1, Ordering::Relaxed);
+    db.counters().checkpoints.add(1);
     Ok(())
 }
 
@@ -122,9 +121,7 @@ pub(crate) fn background(db: &DbInner) {
         retry = match checkpoint(db) {
             Ok(()) => None,
             Err(e) => {
-                db.counters()
-                    .checkpoint_failures
-                    .fetch_add(1, Ordering::Relaxed);
+                db.counters().checkpoint_failures.add(1);
                 let next = retry.map_or(RETRY_FIRST, |d| (d * 2).min(interval));
                 tracing::warn!(error = %e, retry_in_ms = next.as_millis() as u64, "background checkpoint failed");
                 Some(next)

@@ -7,7 +7,6 @@ use crate::error::{DbError, OpenError, TxError};
 use crate::inner::DbInner;
 use crate::options::Options;
 use crate::pending::Pending;
-use crate::sync::Ordering;
 use crate::tx::{Tx, TxBufs};
 use crate::wal::{Lsn, TreeId};
 use std::path::Path;
@@ -186,10 +185,7 @@ impl Db {
             match crate::commit::commit(&self.inner, bufs)? {
                 Outcome::Committed(wait) => return Ok((r, wait)),
                 Outcome::Conflict => {
-                    self.inner
-                        .counters()
-                        .conflicts
-                        .fetch_add(1, Ordering::Relaxed);
+                    self.inner.counters().conflicts.add(1);
                 }
             }
         }
@@ -257,15 +253,15 @@ impl Db {
             pool: i.bm().stats(),
             resident_pages: i.bm().resident_pages(),
             allocated_pages: i.bm().allocated_pages(),
-            commits: c.commits.load(Ordering::Relaxed),
-            read_only: c.read_only.load(Ordering::Relaxed),
-            conflicts: c.conflicts.load(Ordering::Relaxed),
+            commits: c.commits.get(),
+            read_only: c.read_only.get(),
+            conflicts: c.conflicts.get(),
             log_bytes: i.wal().end_lsn().0,
             durable_lsn: i.wal().durable_lsn().0,
             log_syncs: i.wal().syncs(),
-            checkpoints: c.checkpoints.load(Ordering::Relaxed),
-            checkpoint_failures: c.checkpoint_failures.load(Ordering::Relaxed),
-            recovered_records: c.recovered_records.load(Ordering::Relaxed),
+            checkpoints: c.checkpoints.get(),
+            checkpoint_failures: c.checkpoint_failures.get(),
+            recovered_records: c.recovered_records.get(),
             poisoned: self.poisoned(),
         }
     }

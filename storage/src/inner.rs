@@ -12,7 +12,7 @@
 //! | catalog create/drop decisions | `catalog_lock` | `catalog.rs` |
 //! | one checkpoint at a time | `checkpoint_lock` | `checkpoint.rs` |
 //! | the superblock file | `superblock` | checkpoint step 4 |
-//! | open trees by id | `trees` (`RwLock`) | lookups; create/drop register |
+//! | open trees by id | `trees` (`RwLock`), `tree_generation` | lookups; create/drop register |
 //! | log buffer, durable LSN | `Wal`'s own state mutex | `Wal` |
 //! | pages | the buffer manager's latches | the trees |
 //!
@@ -28,7 +28,7 @@
 //! 6. `superblock`
 //! 7. page latches (inside the trees), then the `Wal`'s state (appends,
 //!    SMO logging, the write-ahead rule of a write-back), then the leaf
-//!    locks: `trees`, `poison`, `tx_pool`, `shutdown`, which are held for a
+//!    locks: `trees`, `poison`, the buffer pool's shards, `shutdown`, which are held for a
 //!    few instructions and never while waiting for anything else.
 //!
 //! Validation never waits for 3–5 (it gives up instead: a conflict), so a
@@ -37,6 +37,7 @@
 use crate::DataDir;
 use crate::error::DbError;
 use crate::hooks::LogHooks;
+use crate::local::{BufPool, Counter};
 use crate::locks::{Gates, KeyLocks};
 use crate::options::Options;
 use crate::superblock::SuperblockFile;
@@ -49,20 +50,19 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Transaction buffers kept for reuse. Enough for one per concurrently
-/// committing thread on a large machine; more are dropped after use.
-const MAX_POOLED_TX_BUFS: usize = 1024;
-
-/// Monotonic counters behind [`crate::DbStats`].
+/// Monotonic counters behind [`crate::DbStats`], sharded per thread.
 #[derive(Default)]
 pub(crate) struct Counters {
-    pub commits: AtomicU64,
-    pub read_only: AtomicU64,
-    pub conflicts: AtomicU64,
-    pub checkpoints: AtomicU64,
-    pub checkpoint_failures: AtomicU64,
-    pub recovered_records: AtomicU64,
+    pub commits: Counter,
+    pub read_only: Counter,
+    pub conflicts: Counter,
+    pub checkpoints: Counter,
+    pub checkpoint_failures: Counter,
+    pub recovered_records: Counter,
 }
+
+/// Ids of `DbInner`s, so a thread's tree cache knows whose trees it holds.
+static NEXT_DB_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// What a Db is made of when recovery hands it over.
 pub(crate) struct Parts {
@@ -76,6 +76,7 @@ pub(crate) struct Parts {
 }
 
 pub(crate) struct DbInner {
+    id: u64,
     dir: DataDir,
     opts: Options,
     wal: Arc<Wal>,
@@ -83,6 +84,8 @@ pub(crate) struct DbInner {
     hooks: Arc<LogHooks>,
     catalog: Arc<BTree>,
     trees: RwLock<HashMap<TreeId, Arc<BTree>>>,
+    /// Bumped whenever `trees` changes: threads' tree caches start over.
+    tree_generation: AtomicU64,
     key_locks: KeyLocks,
     gates: Gates,
     catalog_lock: Mutex<()>,
@@ -92,7 +95,7 @@ pub(crate) struct DbInner {
     poison: Mutex<Option<String>>,
     poisoned: AtomicBool,
     counters: Counters,
-    tx_pool: Mutex<Vec<TxBufs>>,
+    tx_bufs: BufPool,
     shutdown: Mutex<bool>,
     shutdown_cv: Condvar,
 }
@@ -100,6 +103,7 @@ pub(crate) struct DbInner {
 impl DbInner {
     pub fn new(p: Parts) -> Self {
         DbInner {
+            id: NEXT_DB_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             dir: p.dir,
             opts: p.opts,
             wal: p.wal,
@@ -107,6 +111,7 @@ impl DbInner {
             hooks: p.hooks,
             catalog: Arc::new(p.catalog),
             trees: RwLock::new(HashMap::new()),
+            tree_generation: AtomicU64::new(0),
             key_locks: KeyLocks::new(),
             gates: Gates::new(),
             catalog_lock: Mutex::new(()),
@@ -116,10 +121,18 @@ impl DbInner {
             poison: Mutex::new(None),
             poisoned: AtomicBool::new(false),
             counters: Counters::default(),
-            tx_pool: Mutex::new(Vec::new()),
+            tx_bufs: BufPool::default(),
             shutdown: Mutex::new(false),
             shutdown_cv: Condvar::new(),
         }
+    }
+
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub fn tree_generation(&self) -> u64 {
+        self.tree_generation.load(Ordering::Acquire)
     }
 
     pub fn dir(&self) -> &DataDir {
@@ -230,6 +243,7 @@ impl DbInner {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(id, tree);
+        self.tree_generation.fetch_add(1, Ordering::AcqRel);
     }
 
     pub fn unregister_tree(&self, id: TreeId) {
@@ -237,19 +251,17 @@ impl DbInner {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&id);
+        self.tree_generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Pooled transaction buffers (cleared by the transaction that uses
-    /// them).
+    /// them), from this thread's shard.
     pub fn take_tx_bufs(&self) -> TxBufs {
-        lock(&self.tx_pool).pop().unwrap_or_default()
+        self.tx_bufs.take()
     }
 
     pub fn return_tx_bufs(&self, bufs: TxBufs) {
-        let mut pool = lock(&self.tx_pool);
-        if pool.len() < MAX_POOLED_TX_BUFS {
-            pool.push(bufs);
-        }
+        self.tx_bufs.put(bufs);
     }
 
     /// Asks background threads to stop; true if it was already asked.

@@ -25,6 +25,7 @@ pub mod dir;
 pub mod error;
 mod hooks;
 mod inner;
+mod local;
 mod locks;
 #[cfg(all(test, loom))]
 mod loom_models;

@@ -318,3 +318,41 @@ fn try_transaction_returns_the_closures_own_error_and_commits_nothing() {
     );
     db.close().unwrap();
 }
+
+/// A thread's transactions cache the trees they use (issue 16: no lock or
+/// reference count per read). Dropping a tree and creating another, which
+/// may get the same id (its root page is reused), must not let a cached
+/// handle of the old tree answer for the new one.
+#[test]
+fn a_tree_recreated_under_a_reused_id_is_read_fresh_not_from_a_stale_cache() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let db = rime_storage::Db::open(
+        dir.path(),
+        rime_storage::Options::default()
+            .durability(rime_storage::Durability::NoSync)
+            .pool_bytes(4 << 20),
+    )
+    .unwrap();
+    let mut reused = false;
+    for round in 0..20u8 {
+        let t = db.create_tree("t").unwrap();
+        // Warm this thread's cache with the tree, then check it sees only
+        // this round's value.
+        db.put(t, b"k", &[round]).unwrap();
+        assert_eq!(db.get(t, b"k").unwrap(), Some(vec![round]), "round {round}");
+        assert!(db.drop_tree("t").unwrap());
+        assert!(db.get(t, b"k").is_err(), "a dropped tree answered a read");
+        let again = db.create_tree("t").unwrap();
+        reused |= again == t;
+        assert_eq!(
+            db.get(again, b"k").unwrap(),
+            None,
+            "round {round}: stale tree"
+        );
+        assert!(db.drop_tree("t").unwrap());
+    }
+    assert!(
+        reused,
+        "no tree id was reused: the test did not test the cache"
+    );
+}

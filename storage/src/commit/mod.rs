@@ -46,7 +46,6 @@ pub(crate) use held::{ApplyGate, Held, LockPlan};
 use crate::error::{DbError, TxError};
 use crate::inner::DbInner;
 use crate::locks::StripeSeen;
-use crate::sync::Ordering;
 use crate::tx::TxBufs;
 use crate::wal::{CommitTicket, Durability, Lsn, Record, Write};
 use rime_btree::BTree;
@@ -147,7 +146,7 @@ fn commit_locked(db: &DbInner, b: &TxBufs, cb: &mut CommitBufs) -> Result<Option
     }
     // Steps 6 and 7.
     let lsn = log_and_apply(db, &writes, &trees, &mut cb.stored)?;
-    db.counters().commits.fetch_add(1, Ordering::Relaxed);
+    db.counters().commits.add(1);
     Ok(Some(lsn))
 }
 
@@ -172,7 +171,7 @@ fn read_only<'a>(db: &'a DbInner, b: &mut TxBufs) -> Result<Outcome<'a>, TxError
             lsn: Lsn(b.max_version),
             ticket: None,
         });
-    db.counters().read_only.fetch_add(1, Ordering::Relaxed);
+    db.counters().read_only.add(1);
     Ok(Outcome::Committed(wait))
 }
 

@@ -40,7 +40,6 @@ use crate::hooks::{LogHooks, WalBeforeData};
 use crate::inner::{DbInner, Parts};
 use crate::options::{Options, VerifyOnOpen};
 use crate::superblock::{Superblock, SuperblockFile};
-use crate::sync::Ordering;
 use crate::wal::{Lsn, Record, Wal, WalOptions};
 use rime_btree::BTree;
 use rime_bufmgr::{AllocState, BufferManager, Config, PAGE_SIZE};
@@ -258,10 +257,7 @@ fn finish(
         catalog,
         superblock: sb,
     }));
-    inner
-        .counters()
-        .recovered_records
-        .store(replayed, Ordering::Relaxed);
+    inner.counters().recovered_records.set(replayed);
     crate::catalog::register_all(&inner).map_err(rec_err)?;
     let full = match verify {
         VerifyOnOpen::Always => existing,

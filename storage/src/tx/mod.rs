@@ -107,6 +107,8 @@ pub struct TxBufs {
     pub(crate) max_version: u64,
     /// Scratch of the commit protocol (locks, validation, apply).
     pub(crate) commit: crate::commit::CommitBufs,
+    /// The trees this thread's transactions use (`local.rs`).
+    trees: crate::local::TreeCache,
 }
 
 fn hash(tree: TreeId, key: &[u8]) -> u64 {
@@ -311,6 +313,14 @@ impl<'a> Tx<'a> {
         Ok(self.db.tree(tree)?)
     }
 
+    /// [`Tx::tree`] from this thread's cache: no lock, no reference count.
+    fn cached_tree(&mut self, tree: TreeId) -> Result<&BTree, TxError> {
+        if tree == self.db.catalog_id() {
+            return Err(TxError::Db(DbError::NoSuchTree(tree)));
+        }
+        Ok(self.b.trees.get(self.db, tree)?)
+    }
+
     /// Hands the value of `key` to `f` (straight from the page, or from
     /// this transaction's own writes); `None` if absent.
     pub fn get<R>(
@@ -323,8 +333,9 @@ impl<'a> Tx<'a> {
         if let Some(i) = self.b.find_write(tree, key) {
             return Ok(self.b.writes[i].value.map(|s| f(self.b.bytes(s))));
         }
-        let t = self.tree(tree)?;
-        let got = t.get(key, |v| split_stored(v).map(|(ver, user)| (ver, f(user))))?;
+        let got = self
+            .cached_tree(tree)?
+            .get(key, |v| split_stored(v).map(|(ver, user)| (ver, f(user))))?;
         match got {
             None => {
                 self.b.record_read(tree, key, 0);

@@ -499,9 +499,7 @@ impl Wal {
             if st.durable > lsn.0 {
                 return Ok(());
             }
-            if st.flusher_running
-                && !st.flusher_stop
-                && self.committers.load(Ordering::Relaxed) > 1
+            if st.flusher_running && !st.flusher_stop && self.committers.load(Ordering::Relaxed) > 1
             {
                 // The flusher leads; this committer only sleeps.
                 if st.blocked_target.is_none_or(|t| t < lsn.0) {
