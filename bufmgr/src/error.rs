@@ -62,6 +62,52 @@ pub enum PageError {
     },
 }
 
+impl PageError {
+    /// The same error, for another waiter of the same failed load: every
+    /// operation that waited for one read learns that read's error. An OS
+    /// error keeps its code (or its kind and message).
+    pub(crate) fn duplicate(&self) -> PageError {
+        match self {
+            PageError::OutOfRange { pid, allocated } => PageError::OutOfRange {
+                pid: *pid,
+                allocated: *allocated,
+            },
+            PageError::Corrupt { pid, reason } => PageError::Corrupt { pid: *pid, reason },
+            PageError::NeverWritten { pid } => PageError::NeverWritten { pid: *pid },
+            PageError::Io { pid, source } => PageError::Io {
+                pid: *pid,
+                source: source.duplicate(),
+            },
+            PageError::WriteBackRefused { pid, reason } => PageError::WriteBackRefused {
+                pid: *pid,
+                reason: reason.clone(),
+            },
+            PageError::PoolExhausted { resident_pages } => PageError::PoolExhausted {
+                resident_pages: *resident_pages,
+            },
+            PageError::RegionFull { max_pages } => PageError::RegionFull {
+                max_pages: *max_pages,
+            },
+            PageError::ExtentTooLarge { pages, max_pages } => PageError::ExtentTooLarge {
+                pages: *pages,
+                max_pages: *max_pages,
+            },
+            PageError::Madvise { pid, source } => PageError::Madvise {
+                pid: *pid,
+                source: duplicate_os(source),
+            },
+        }
+    }
+}
+
+/// An `std::io::Error` is not `Clone`: keep its code, or its kind and text.
+pub(crate) fn duplicate_os(e: &std::io::Error) -> std::io::Error {
+    match e.raw_os_error() {
+        Some(code) => std::io::Error::from_raw_os_error(code),
+        None => std::io::Error::new(e.kind(), e.to_string()),
+    }
+}
+
 /// Why an optimistic operation stopped early: a restart is ordinary
 /// control flow (another thread changed a page under the reader); an error
 /// is a real failure to hand to the caller.

@@ -17,7 +17,8 @@
 //!    memory (evicting others if over budget), and queues a read straight
 //!    into P's frame.
 //! 3. **Being loaded** by another thread, or by this loader for an earlier
-//!    request: the loader watches P's LOADING flag; two requests for one
+//!    request: the loader watches P's LOADING flag, noting the version P's
+//!    word shows (LOCKED at `v`: it names that read); two requests for one
 //!    frame share one read.
 //!
 //! [`Loader::poll`]:
@@ -27,9 +28,14 @@
 //! 5. Reaps completions: a short transfer is resubmitted for the rest; a
 //!    full frame is checked and published as a blocking miss publishes it
 //!    (resident set, new version, waiters woken); a failed read or a bad
-//!    frame rolls P back to EVICTED (memory returned, waiters woken) and is
-//!    reported for P alone; the next access reads it again.
-//! 6. Reports watched frames whose LOADING flag has cleared.
+//!    frame records its error under `(P, v)`
+//!    ([`crate::wait::LoadFailures`]), rolls P back to EVICTED (memory
+//!    returned, waiters woken) and is reported for P; the next access reads
+//!    it again.
+//! 6. Reports watched frames whose LOADING flag has cleared: with the
+//!    error recorded under `(P, v)` if their read failed, so every request
+//!    and every blocking latch that waited for a failed read gets its
+//!    error (and only those: other frames' requests are untouched).
 //!
 //! Dropping a loader waits for its reads: a frame is never left latched,
 //! and the kernel never writes into memory that was given back.
@@ -104,8 +110,9 @@ pub struct Loader<'a> {
     /// Reads submitted and not yet complete.
     in_flight: usize,
     max_reads: usize,
-    /// Frames another thread (or an earlier request) is loading.
-    watched: Vec<PageId>,
+    /// Frames another thread (or an earlier request) is loading, with the
+    /// version of that load.
+    watched: Vec<(PageId, u64)>,
     /// Outcomes not yet reported by `poll`.
     done: Vec<(PageId, Result<(), PageError>)>,
     /// Completions of one reap (kept to reuse its allocation).
@@ -186,10 +193,11 @@ impl<'a> Loader<'a> {
                     return self.start_read(pid, pages);
                 }
                 EVICTED => std::hint::spin_loop(),
-                // 3. Someone is reading it: watch.
+                // 3. Someone is reading it: watch (the read's version
+                //    names it when its outcome is looked up).
                 LOCKED if meta.is_loading() => {
                     inner.count(Counter::Miss, 1);
-                    self.watched.push(pid);
+                    self.watched.push((pid, seen.version()));
                     return;
                 }
                 // 1. In memory (possibly latched: the section will see).
@@ -256,7 +264,7 @@ impl<'a> Loader<'a> {
         inner.loader_pages.fetch_add(pages as u64, Ordering::AcqRel);
         // 2. (Its guard markers go at the next submit, with the others'.)
         if let Err(e) = inner.reserve(pages as u64) {
-            inner.abandon_load(pid, 0);
+            inner.abandon_load(pid, 0, &e);
             inner.loader_pages.fetch_sub(pages as u64, Ordering::AcqRel);
             self.done.push((pid, Err(e)));
             return;
@@ -383,13 +391,17 @@ impl<'a> Loader<'a> {
             self.push(slot);
             return;
         }
+        // A fault-injecting file fails transfers it did not see here.
+        let offset = pid * PAGE_SIZE as u64;
+        let failure = failure.or_else(|| inner.file.direct_fault(IoOp::Read, offset, frame_bytes));
         self.slots[slot] = None;
         self.free_slots.push(slot);
         inner.loader_pages.fetch_sub(pages as u64, Ordering::AcqRel);
         let outcome = match failure {
             Some(source) => {
-                inner.abandon_load(pid, pages as u64);
-                Err(PageError::Io { pid, source })
+                let e = PageError::Io { pid, source };
+                inner.abandon_load(pid, pages as u64, &e);
+                Err(e)
             }
             None => inner.publish_loaded(pid, pages),
         };
@@ -400,16 +412,19 @@ impl<'a> Loader<'a> {
     }
 
     /// Step 6. With `wait`, sleeps until the first watched load is over.
+    /// A load that failed reports its error to every request that watched
+    /// it ([`crate::wait::LoadFailures`]).
     fn check_watched(&mut self, wait: bool) {
         let inner = &*self.bm.inner;
-        if wait && let Some(&pid) = self.watched.first() {
+        if wait && let Some(&(pid, _)) = self.watched.first() {
             inner.waits.wait(pid, inner.meta(pid));
         }
         let done = &mut self.done;
-        self.watched.retain(|&pid| {
-            let loading = inner.meta(pid).is_loading();
+        self.watched.retain(|&(pid, version)| {
+            let meta = inner.meta(pid);
+            let loading = meta.is_loading();
             if !loading {
-                done.push((pid, Ok(())));
+                done.push((pid, inner.failures.outcome(pid, meta, version)));
             }
             loading
         });

@@ -7,9 +7,10 @@
 //! here they are relaxed atomics, which lets loom explore every value a racy
 //! read could return under the C++ memory model.
 
+use crate::error::PageError;
 use crate::meta::PageMeta;
 use crate::state::{EVICTED, LOCKED, MARKED, StateWord, UNLOCKED};
-use crate::wait::LoadWaits;
+use crate::wait::{LoadFailures, LoadWaits};
 use loom::sync::Arc;
 use loom::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use loom::thread;
@@ -28,6 +29,8 @@ fn model(f: impl Fn() + Sync + Send + 'static) {
 struct Page {
     meta: PageMeta,
     data: [AtomicU64; 2],
+    /// The pool's record of failed loads (this page's only).
+    failures: LoadFailures,
 }
 
 impl Page {
@@ -36,6 +39,7 @@ impl Page {
         Arc::new(Page {
             meta,
             data: [AtomicU64::new(value), AtomicU64::new(value)],
+            failures: LoadFailures::new(),
         })
     }
 
@@ -245,8 +249,8 @@ fn fix(page: &Page, waits: &LoadWaits, loads: &AtomicUsize) {
 enum Req {
     /// This request latched it from EVICTED: its read is in flight.
     Own,
-    /// Another request is reading it: watch LOADING.
-    Watch,
+    /// Another request is reading it: watch LOADING (the read's version).
+    Watch(u64),
     /// In memory (or latched by a writer): nothing to read.
     Ready,
 }
@@ -261,7 +265,7 @@ fn request(page: &Page) -> Req {
                 return Req::Own;
             }
             EVICTED => thread::yield_now(),
-            LOCKED if page.meta.is_loading() => return Req::Watch,
+            LOCKED if page.meta.is_loading() => return Req::Watch(seen.version()),
             _ => return Req::Ready,
         }
     }
@@ -270,19 +274,29 @@ fn request(page: &Page) -> Req {
 /// Step 5, a read that arrived: the bytes, then `publish_loaded`.
 fn complete_ok(page: &Page, waits: &LoadWaits) {
     page.write(42);
+    page.failures.forget(0, &page.meta);
     waits.finish(0, &page.meta);
     page.meta.state.unlock_exclusive();
 }
 
+/// The error every failed read of the models returns.
+fn read_error() -> PageError {
+    PageError::Corrupt {
+        pid: 0,
+        reason: "injected",
+    }
+}
+
 /// Step 5, a failed read: `abandon_load`.
 fn complete_err(page: &Page, waits: &LoadWaits) {
+    page.failures.record(0, &page.meta, &read_error());
     waits.finish(0, &page.meta);
     page.meta.state.unlock_exclusive_evicted();
 }
 
-/// Step 6: a watched load is over once LOADING is clear.
-fn watch_done(page: &Page) -> bool {
-    !page.meta.is_loading()
+/// Step 6's report for a watch of the read at `version`, once it is over.
+fn watch_outcome(page: &Page, version: u64) -> Result<(), PageError> {
+    page.failures.outcome(0, &page.meta, version)
 }
 
 /// What a caller of the loader does until its section reads the frame:
@@ -302,7 +316,7 @@ fn read_through_loader(page: &Page, waits: &LoadWaits) -> usize {
                 own_reads += 1;
                 complete_ok(page, waits);
             }
-            Req::Watch => waits.wait(0, &page.meta),
+            Req::Watch(_) => waits.wait(0, &page.meta),
             Req::Ready => thread::yield_now(),
         }
     }
@@ -363,27 +377,112 @@ fn loom_eviction_racing_a_completion() {
     });
 }
 
-/// A failed read: every watcher's watch ends, none of them accepts the
-/// frame's bytes, and each then reads the frame itself (the error reaches
-/// a watcher through its own read, if the disk still fails).
+/// One run of a section through a loader of its own, on a disk that
+/// fails every read: the frame is missing, so it requests it, and reads it
+/// itself or watches another's read. `None`: it found the frame latched by
+/// a read that has not set LOADING yet (the section would run again; the
+/// model stops there to stay finite).
+fn request_failing(page: &Page, waits: &LoadWaits) -> Option<Result<(), PageError>> {
+    match request(page) {
+        Req::Own => {
+            complete_err(page, waits);
+            Some(Err(read_error()))
+        }
+        Req::Watch(version) => {
+            waits.wait(0, &page.meta);
+            Some(watch_outcome(page, version))
+        }
+        Req::Ready => None,
+    }
+}
+
+/// One round of a blocking latch's miss (`ensure_loaded`) on a disk that
+/// fails every read; `None` as in [`request_failing`].
+fn latch_failing(page: &Page, waits: &LoadWaits) -> Option<Result<(), PageError>> {
+    let seen = page.meta.state.load();
+    match seen.state() {
+        EVICTED if page.meta.state.try_lock_evicted(seen) => {
+            page.meta.set_loading(true);
+            complete_err(page, waits);
+            Some(Err(read_error()))
+        }
+        LOCKED if page.meta.is_loading() => {
+            waits.wait(0, &page.meta);
+            Some(page.failures.outcome(0, &page.meta, seen.version()))
+        }
+        UNLOCKED | MARKED => panic!("no read succeeds, yet the frame is in"),
+        _ => None,
+    }
+}
+
+/// A failed read completes with its error to every waiter: a second
+/// request in the loader that reads, a request in another loader and a
+/// blocking latch each end with an error (that read's, or that of a read
+/// they made or watched after it, the disk failing every read); the frame
+/// stays EVICTED, and the next access reads it again.
 #[test]
-fn loom_a_failed_read_reaches_every_watcher() {
+fn loom_a_failed_read_completes_with_an_error_to_every_waiter() {
     model(|| {
         let page = Page::new(EVICTED, 0);
         let waits = Arc::new(LoadWaits::with_slots(1));
         assert_eq!(request(&page), Req::Own);
-        // The watcher's section: its watch ends with the failure, the
-        // frame is EVICTED again (not readable), so it reads it itself.
-        let watcher = {
+        let Req::Watch(version) = request(&page) else {
+            panic!("the second request of the same loader watches its read");
+        };
+        let other_loader = {
             let (page, waits) = (page.clone(), waits.clone());
-            thread::spawn(move || {
-                assert_eq!(read_through_loader(&page, &waits), 1);
-            })
+            thread::spawn(move || request_failing(&page, &waits))
+        };
+        let blocking = {
+            let (page, waits) = (page.clone(), waits.clone());
+            thread::spawn(move || latch_failing(&page, &waits))
+        };
+        // The loader's poll: the read fails, then its watch ends (at once,
+        // or after a retry another thread started meanwhile, still named
+        // by the failed read's version).
+        complete_err(&page, &waits);
+        waits.wait(0, &page.meta);
+        assert!(
+            watch_outcome(&page, version).is_err(),
+            "the same loader's second request"
+        );
+        if let Some(r) = other_loader.join().unwrap() {
+            assert!(r.is_err(), "another loader");
+        }
+        if let Some(r) = blocking.join().unwrap() {
+            assert!(r.is_err(), "a blocking latch");
+        }
+        assert_eq!(page.meta.state.load().state(), EVICTED);
+        assert!(!page.meta.is_loading(), "LOADING left set");
+        // The failure was the read's, not the frame's: the next access
+        // reads it, and a success clears the record.
+        assert_eq!(request(&page), Req::Own);
+        complete_ok(&page, &waits);
+        assert!(!page.meta.has_failed());
+        assert_eq!(page.read_optimistic(), Some((42, 42)));
+    });
+}
+
+/// A watcher that looks at its watch only after a later read of the frame
+/// succeeded reports success, never a stale error, and the frame is in.
+#[test]
+fn loom_a_late_watcher_after_a_retry_sees_the_frame_in() {
+    model(|| {
+        let page = Page::new(EVICTED, 0);
+        let waits = Arc::new(LoadWaits::with_slots(1));
+        assert_eq!(request(&page), Req::Own);
+        let Req::Watch(version) = request(&page) else {
+            panic!("the second request watches");
+        };
+        let retry = {
+            let (page, waits) = (page.clone(), waits.clone());
+            thread::spawn(move || read_through_loader(&page, &waits))
         };
         complete_err(&page, &waits);
-        watcher.join().unwrap();
-        assert_eq!(page.meta.state.load().state(), UNLOCKED);
-        assert!(!page.meta.is_loading(), "LOADING left set");
+        retry.join().unwrap();
+        // The retry's read succeeded before this watch was looked at.
+        assert!(watch_outcome(&page, version).is_ok());
+        assert_eq!(page.read_optimistic(), Some((42, 42)));
     });
 }
 

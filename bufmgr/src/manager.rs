@@ -9,7 +9,7 @@ use crate::resident::ResidentSet;
 use crate::state::{EVICTED, LOCKED, StateWord};
 use crate::stats::{Counter, Stats, StatsRegistry};
 use crate::sync::Backoff;
-use crate::wait::LoadWaits;
+use crate::wait::{LoadFailures, LoadWaits};
 use crate::{AllocState, PAGE_SIZE, PageId, alloc::Allocator, frame};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -97,6 +97,8 @@ pub(crate) struct Inner {
     pub(crate) allocated: AtomicU64,
     pub(crate) release: ReleaseMode,
     pub(crate) waits: LoadWaits,
+    /// Errors of failed loads, for the waiters of those loads.
+    pub(crate) failures: LoadFailures,
     pub(crate) stats: StatsRegistry,
     pub(crate) hook: Option<Arc<dyn WriteBackHook>>,
     pub(crate) flush_lock: Mutex<()>,
@@ -168,6 +170,7 @@ impl BufferManager {
             allocated: AtomicU64::new(alloc.next_pid),
             release,
             waits: LoadWaits::new(),
+            failures: LoadFailures::new(),
             stats: StatsRegistry::default(),
             hook: config.write_back,
             flush_lock: Mutex::new(()),
@@ -285,7 +288,8 @@ impl Inner {
 
     /// Makes frame `pid` (of `pages` pages) resident if it is evicted. On
     /// return the frame is resident or being used by another thread; callers
-    /// re-read the state word and try to latch it.
+    /// re-read the state word and try to latch it. An error is this
+    /// thread's read's, or that of the read it waited for.
     pub(crate) fn ensure_loaded(&self, pid: PageId, pages: u32) -> Result<(), PageError> {
         let meta = self.meta(pid);
         let mut backoff = Backoff::default();
@@ -301,7 +305,7 @@ impl Inner {
                 LOCKED if meta.is_loading() => {
                     self.count(Counter::Miss, 1);
                     self.waits.wait(pid, meta);
-                    return Ok(());
+                    return self.failures.outcome(pid, meta, seen.version());
                 }
                 _ => return Ok(()),
             }
@@ -340,9 +344,13 @@ impl Inner {
         let read = self.file.read_batch(&mut reads);
         drop(reads);
         if let Err(source) = read {
-            frames
-                .iter()
-                .for_each(|&(pid, n)| self.abandon_load(pid, n as u64));
+            frames.iter().for_each(|&(pid, n)| {
+                let e = PageError::Io {
+                    pid,
+                    source: source.duplicate(),
+                };
+                self.abandon_load(pid, n as u64, &e)
+            });
             return Err(PageError::Io {
                 pid: frames[0].0,
                 source,
@@ -366,7 +374,7 @@ impl Inner {
         if let Err(e) = self.reserve(total) {
             frames
                 .iter()
-                .for_each(|&(pid, _)| self.abandon_load(pid, 0));
+                .for_each(|&(pid, _)| self.abandon_load(pid, 0, &e));
             return Err(e);
         }
         for &(pid, pages) in frames {
@@ -390,22 +398,25 @@ impl Inner {
             frame::Check::Corrupt(reason) => Some(PageError::Corrupt { pid, reason }),
         };
         if let Some(e) = problem {
-            self.abandon_load(pid, pages as u64);
+            self.abandon_load(pid, pages as u64, &e);
             return Err(e);
         }
         let meta = self.meta(pid);
         meta.set_frame_pages(pages);
         meta.set_dirty(false);
         self.resident.insert(pid);
+        self.failures.forget(pid, meta);
         self.waits.finish(pid, meta);
         meta.state.unlock_exclusive();
         Ok(())
     }
 
-    /// Undoes a load: memory back (if `reserved` pages were counted), state
-    /// back to EVICTED, waiters woken. The caller holds `pid`'s exclusive
-    /// latch, taken from EVICTED for the load (`load_locked`'s frames).
-    pub(crate) fn abandon_load(&self, pid: PageId, reserved: u64) {
+    /// Undoes a load that failed with `error`: memory back (if `reserved`
+    /// pages were counted), the error recorded for the load's waiters
+    /// ([`LoadFailures`]), state back to EVICTED, waiters woken. The caller
+    /// holds `pid`'s exclusive latch, taken from EVICTED for the load
+    /// (`load_locked`'s frames).
+    pub(crate) fn abandon_load(&self, pid: PageId, reserved: u64, error: &PageError) {
         let meta = self.meta(pid);
         if reserved > 0 {
             // SAFETY: this thread holds the frame's exclusive latch (taken
@@ -423,6 +434,7 @@ impl Inner {
             };
             self.resident_pages.fetch_sub(reserved, Ordering::Relaxed);
         }
+        self.failures.record(pid, meta, error);
         self.waits.finish(pid, meta);
         meta.state.unlock_exclusive_evicted();
     }

@@ -5,14 +5,17 @@
 //! cost follows the pages in use, not the pool's virtual size.
 //!
 //! ```text
-//! flags  63                      32 31                        2   1   0
-//!       +--------------------------+--------------------------+---+---+
-//!       |  frame pages (u32)       |          (unused)        | L | D |
-//!       +--------------------------+--------------------------+---+---+
+//! flags  63                      32 31                    3   2   1   0
+//!       +--------------------------+----------------------+---+---+---+
+//!       |  frame pages (u32)       |       (unused)       | F | L | D |
+//!       +--------------------------+----------------------+---+---+---+
 //!  D  dirty: changed since last written (set under an exclusive latch,
 //!     cleared by a write-back under a shared latch: never both at once)
 //!  L  loading: the exclusive latch is held by a read from disk; waiters
 //!     sleep instead of spinning
+//!  F  failed: the frame's last load failed, and its error waits in the
+//!     pool's record of failed loads for the waiters of that load
+//!     (`crate::wait::LoadFailures`); cleared by the next load that succeeds
 //!  frame pages: 1 for a page, n for the head of an n-page extent, 0 for a
 //!     page id not (yet) known to head a frame
 //! ```
@@ -22,6 +25,7 @@ use crate::sync::{AtomicU64, Ordering};
 
 const DIRTY: u64 = 1 << 0;
 const LOADING: u64 = 1 << 1;
+const FAILED: u64 = 1 << 2;
 const FRAME_SHIFT: u32 = 32;
 
 #[repr(C, align(16))]
@@ -66,12 +70,30 @@ impl PageMeta {
             self.flags.fetch_and(!LOADING, Ordering::AcqRel);
         }
     }
+    #[inline]
+    pub fn has_failed(&self) -> bool {
+        self.flags.load(Ordering::Acquire) & FAILED != 0
+    }
+    /// Sets or clears the failed flag; returns whether it was set before.
+    pub fn set_failed(&self, failed: bool) -> bool {
+        let before = if failed {
+            self.flags.fetch_or(FAILED, Ordering::AcqRel)
+        } else {
+            self.flags.fetch_and(!FAILED, Ordering::AcqRel)
+        };
+        before & FAILED != 0
+    }
     pub fn frame_pages(&self) -> u32 {
         (self.flags.load(Ordering::Relaxed) >> FRAME_SHIFT) as u32
     }
+    /// One read-modify-write, so that it never undoes a flag another
+    /// thread changes at the same moment.
     pub fn set_frame_pages(&self, pages: u32) {
-        let low = self.flags.load(Ordering::Relaxed) & ((1 << FRAME_SHIFT) - 1);
-        self.flags
-            .store(((pages as u64) << FRAME_SHIFT) | low, Ordering::Relaxed);
+        let low = (1 << FRAME_SHIFT) - 1;
+        let _ = self
+            .flags
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |f| {
+                Some(((pages as u64) << FRAME_SHIFT) | (f & low))
+            });
     }
 }

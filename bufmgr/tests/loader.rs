@@ -208,3 +208,107 @@ fn a_nowait_section_reports_the_page_it_misses_instead_of_reading_it() {
     drain(&mut loader, &p.bm)[&victim].as_ref().unwrap();
     assert_eq!(read_first_byte(), Fetch::Ready(victim.to_le_bytes()[0]));
 }
+
+/// A pool on the fault-injecting file whose loaders read through their own
+/// rings (`FaultyFile::set_direct`), faults injected as transfers complete.
+/// `None` when io_uring is off (`RIME_SKIP_IO_URING=1`): these tests are
+/// about the ring's path.
+fn direct_faulty_pool(
+    pool_pages: usize,
+) -> Option<(
+    BufferManager,
+    std::sync::Arc<rime_bufmgr::io::FaultyFile>,
+    tempfile::TempDir,
+)> {
+    let (bm, file, dir) = faulty_pool(pool_pages, FaultPlan::default());
+    file.set_direct(true);
+    if !Loader::new(&bm).uses_ring() {
+        assert!(
+            std::env::var_os("RIME_SKIP_IO_URING").is_some(),
+            "io_uring is required for this test (RIME_SKIP_IO_URING unset)"
+        );
+        return None;
+    }
+    Some((bm, file, dir))
+}
+
+/// Polls until every request is reported; returns every outcome (a page
+/// requested twice is reported twice).
+fn drain_all(loader: &mut Loader<'_>) -> Vec<(PageId, Result<(), PageError>)> {
+    let mut out = Vec::new();
+    while loader.pending() > 0 {
+        loader.poll(true, |pid, r| out.push((pid, r)));
+    }
+    out
+}
+
+fn is_injected(r: &Result<(), PageError>, page: PageId) -> bool {
+    matches!(r, Err(PageError::Io { pid, source: rime_bufmgr::io::IoError::Injected { .. } }) if *pid == page)
+}
+
+#[test]
+fn a_failed_read_reaches_every_operation_waiting_for_it_and_the_next_access_retries() {
+    let Some((bm, file, _dir)) = direct_faulty_pool(MIN_POOL_PAGES) else {
+        return;
+    };
+    let pids = fill(&bm, MIN_POOL_PAGES * 2);
+    let (bad, good) = (pids[0], pids[1]);
+    evict(&bm, bad, &pids[MIN_POOL_PAGES..]);
+    evict(&bm, good, &pids[MIN_POOL_PAGES..]);
+    file.set_plan(FaultPlan {
+        fail_reads_at: vec![bad * rime_bufmgr::PAGE_SIZE as u64],
+        ..FaultPlan::default()
+    });
+    let mut a = Loader::new(&bm);
+    let mut b = Loader::new(&bm);
+    // Loader `a` reads `bad` (queued, not yet submitted) and `good`; a
+    // second request of `bad` in `a`, one in `b`, and a blocking latch on
+    // another thread all wait for that one read.
+    a.request(bad, 1);
+    a.request(good, 1);
+    a.request(bad, 1);
+    b.request(bad, 1);
+    assert_eq!(a.reads(), 2, "the second request of `bad` joined the first");
+    assert_eq!(b.reads(), 0, "`b` waits for `a`'s read");
+    std::thread::scope(|s| {
+        let misses = bm.stats().misses;
+        let blocked = s.spawn(|| bm.shared(bad).map(drop));
+        // The latch counts its miss when it finds the read running, then
+        // sleeps until it ends.
+        while bm.stats().misses == misses {
+            std::thread::yield_now();
+        }
+        let from_a = drain_all(&mut a);
+        let from_b = drain_all(&mut b);
+        let blocked = blocked.join().unwrap();
+        assert_eq!(from_a.len(), 3);
+        for (pid, r) in &from_a {
+            if *pid == good {
+                assert!(r.is_ok(), "{r:?}");
+            } else {
+                assert!(is_injected(r, bad), "{pid}: {r:?}");
+            }
+        }
+        assert_eq!(from_b.len(), 1);
+        assert!(is_injected(&from_b[0].1, bad), "{:?}", from_b[0]);
+        assert!(
+            matches!(&blocked, Err(PageError::Io { pid, .. }) if *pid == bad),
+            "{blocked:?}"
+        );
+    });
+    assert_eq!(file.failed_reads(), 1, "four operations, one read");
+    assert!(
+        !bm.is_resident(bad),
+        "a failed read leaves the page evicted"
+    );
+    assert!(bm.is_resident(good));
+    // The next access reads again: the failure was that read's, not the
+    // page's.
+    a.request(bad, 1);
+    assert!(is_injected(&drain_all(&mut a)[0].1, bad));
+    assert_eq!(file.failed_reads(), 2, "a new read, not a remembered error");
+    file.set_plan(FaultPlan::default());
+    a.request(bad, 1);
+    assert!(drain_all(&mut a)[0].1.is_ok());
+    check(bm.shared(bad).unwrap().payload(), bad).unwrap();
+}

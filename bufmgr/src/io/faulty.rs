@@ -21,6 +21,14 @@
 //!
 //! After a crash every call fails with [`IoError::Injected`]: a dead process
 //! does no more I/O. Tests reopen the inner file to "restart".
+//!
+//! By default it offers no direct descriptor, so loaders read through it
+//! synchronously. [`FaultyFile::set_direct`] offers the inner file's, so
+//! loaders use their own rings as on the real file; the plan's read and
+//! write failures then reach those transfers through
+//! [`BlockFile::direct_fault`] (checked as each completes), but
+//! `hold_unsynced` and the crash switch do not: direct writes go straight
+//! to the file. For tests of the loader's I/O that do not crash.
 
 use super::{AlignedBuf, BLOCK_SIZE, BlockFile, IoError, IoOp, ReadOp, WriteOp};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -111,6 +119,10 @@ struct State {
 pub struct FaultyFile {
     inner: Arc<dyn BlockFile>,
     state: Mutex<State>,
+    /// Offer the inner file's descriptor to loaders.
+    direct: AtomicBool,
+    /// Reads failed on purpose so far (any path).
+    failed_reads: AtomicU64,
 }
 
 impl FaultyFile {
@@ -124,7 +136,61 @@ impl FaultyFile {
         FaultyFile {
             inner,
             state: Mutex::new(state),
+            direct: AtomicBool::new(false),
+            failed_reads: AtomicU64::new(0),
         }
+    }
+
+    /// Whether loaders opened from now on get the inner file's descriptor
+    /// (see the module docs).
+    pub fn set_direct(&self, direct: bool) {
+        self.direct.store(direct, Ordering::SeqCst);
+    }
+
+    /// Reads the plan has failed so far (short reads included), through
+    /// [`BlockFile::read_batch`] or a loader's ring.
+    pub fn failed_reads(&self) -> u64 {
+        self.failed_reads.load(Ordering::SeqCst)
+    }
+
+    /// The plan's verdict on one read at `offset` of `len` bytes.
+    fn read_fault(&self, s: &State, offset: u64, len: usize) -> Result<(), IoError> {
+        Self::alive(s, IoOp::Read, offset)?;
+        let fault = if s.plan.fail_reads_at.contains(&offset) {
+            Some(IoError::Injected {
+                op: IoOp::Read,
+                offset,
+            })
+        } else if s.plan.short_read_at == Some(offset) {
+            Some(IoError::ShortRead {
+                offset,
+                wanted: len,
+                got: 0,
+            })
+        } else {
+            None
+        };
+        match fault {
+            Some(e) => {
+                self.failed_reads.fetch_add(1, Ordering::SeqCst);
+                Err(e)
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// The plan's verdict on one write transfer at `offset` (counted).
+    fn write_fault(s: &mut State, offset: u64) -> Result<(), IoError> {
+        Self::alive(s, IoOp::Write, offset)?;
+        Self::tick(s, IoOp::Write, offset)?;
+        s.writes_seen += 1;
+        if s.plan.fail_all_writes || s.plan.fail_nth_write == Some(s.writes_seen) {
+            return Err(IoError::Injected {
+                op: IoOp::Write,
+                offset,
+            });
+        }
+        Ok(())
     }
 
     pub fn set_plan(&self, plan: FaultPlan) {
@@ -208,20 +274,7 @@ impl BlockFile for FaultyFile {
     fn read_batch(&self, reads: &mut [ReadOp<'_>]) -> Result<(), IoError> {
         let s = self.lock();
         for r in reads.iter_mut() {
-            Self::alive(&s, IoOp::Read, r.offset)?;
-            if s.plan.fail_reads_at.contains(&r.offset) {
-                return Err(IoError::Injected {
-                    op: IoOp::Read,
-                    offset: r.offset,
-                });
-            }
-            if s.plan.short_read_at == Some(r.offset) {
-                return Err(IoError::ShortRead {
-                    offset: r.offset,
-                    wanted: r.buf.len(),
-                    got: 0,
-                });
-            }
+            self.read_fault(&s, r.offset, r.buf.len())?;
             match self.inner.read_at(r.offset, r.buf) {
                 Ok(()) => {}
                 // A region that exists only in unsynced writes is still readable.
@@ -236,15 +289,7 @@ impl BlockFile for FaultyFile {
     fn write_batch(&self, writes: &[WriteOp<'_>]) -> Result<(), IoError> {
         let mut s = self.lock();
         for w in writes {
-            Self::alive(&s, IoOp::Write, w.offset)?;
-            Self::tick(&s, IoOp::Write, w.offset)?;
-            s.writes_seen += 1;
-            if s.plan.fail_all_writes || s.plan.fail_nth_write == Some(s.writes_seen) {
-                return Err(IoError::Injected {
-                    op: IoOp::Write,
-                    offset: w.offset,
-                });
-            }
+            Self::write_fault(&mut s, w.offset)?;
             if s.plan.hold_unsynced {
                 let mut copy = AlignedBuf::zeroed(w.data.len());
                 copy[..w.data.len()].copy_from_slice(w.data);
@@ -289,6 +334,23 @@ impl BlockFile for FaultyFile {
         let s = self.lock();
         Self::alive(&s, IoOp::Resize, len)?;
         self.inner.set_len(len)
+    }
+
+    fn direct_fd(&self) -> Option<std::os::fd::RawFd> {
+        if self.direct.load(Ordering::SeqCst) {
+            self.inner.direct_fd()
+        } else {
+            None
+        }
+    }
+
+    fn direct_fault(&self, op: IoOp, offset: u64, len: usize) -> Option<IoError> {
+        let mut s = self.lock();
+        match op {
+            IoOp::Read => self.read_fault(&s, offset, len).err(),
+            IoOp::Write => Self::write_fault(&mut s, offset).err(),
+            _ => None,
+        }
     }
 }
 

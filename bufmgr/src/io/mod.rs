@@ -80,6 +80,38 @@ impl IoError {
     pub(crate) fn os(op: IoOp, offset: u64, source: std::io::Error) -> Self {
         IoError::Os { op, offset, source }
     }
+
+    /// The same error again (see `PageError::duplicate`).
+    pub(crate) fn duplicate(&self) -> IoError {
+        match self {
+            IoError::Os { op, offset, source } => IoError::Os {
+                op: *op,
+                offset: *offset,
+                source: crate::error::duplicate_os(source),
+            },
+            IoError::ShortRead {
+                offset,
+                wanted,
+                got,
+            } => IoError::ShortRead {
+                offset: *offset,
+                wanted: *wanted,
+                got: *got,
+            },
+            IoError::Misaligned { op, offset, len } => IoError::Misaligned {
+                op: *op,
+                offset: *offset,
+                len: *len,
+            },
+            IoError::DirectIoUnsupported { path } => {
+                IoError::DirectIoUnsupported { path: path.clone() }
+            }
+            IoError::Injected { op, offset } => IoError::Injected {
+                op: *op,
+                offset: *offset,
+            },
+        }
+    }
 }
 
 /// One read of a batch: fill `buf` from byte `offset` of the file.
@@ -140,6 +172,15 @@ pub trait BlockFile: Send + Sync {
     /// because io_uring is unavailable says `None`, and loaders then read
     /// through [`BlockFile::read_batch`].
     fn direct_fd(&self) -> Option<std::os::fd::RawFd> {
+        None
+    }
+
+    /// Fault injection for transfers made through [`BlockFile::direct_fd`],
+    /// which bypass this object: a loader asks here as each such transfer
+    /// (`op` of `len` bytes at `offset`) completes, and an error replaces
+    /// the kernel's result. Only the fault-injecting double answers.
+    fn direct_fault(&self, op: IoOp, offset: u64, len: usize) -> Option<IoError> {
+        let _ = (op, offset, len);
         None
     }
 }
