@@ -12,9 +12,10 @@
 //! left node's separator `k_i`. In inner nodes `k_i` comes down between the
 //! two halves, pointing to the left node's upper child.
 //!
-//! Policy: a node tries to merge when it drops below
-//! [`MERGE_THRESHOLD`](crate::MERGE_THRESHOLD) (a third of a page), with
-//! its right sibling (or its left one if it is the last child), and only if
+//! Policy: a node tries to merge when a removal (or a write that shrinks
+//! it) leaves it below [`MERGE_THRESHOLD`](crate::MERGE_THRESHOLD) (a third
+//! of a page), with its right sibling (or its left one if it is the last
+//! child), then with its left one if the first did not fit, and only if
 //! the merged node fits in one page. Otherwise it stays underfull: the tree
 //! remains valid, just less dense. A parent that becomes underfull merges
 //! in turn; a root left with no separator absorbs its only child (root
@@ -31,16 +32,36 @@ impl BTree {
     /// 1. Latch parent, left and right exclusively, in that order (`olc`);
     ///    give up if `target` is the root, gone, or an only child.
     /// 2. Re-check under the latches that `target` is still underfull.
-    /// 3. Build the merged node in a private buffer; give up if it does
-    ///    not fit.
+    /// 3. Build the merged node in a private buffer. If it does not fit
+    ///    and the sibling was the right one, unlatch and go back to 1 with
+    ///    the left sibling (if any); else give up. (The merged node's
+    ///    prefix is what its wider fences share: merging with one side can
+    ///    lengthen every key while the other side fits; an empty node left
+    ///    between two such neighbours would stay forever.)
     /// 4. Remove the left node's separator from the parent, install the
     ///    merged node in the right page, log, stamp, free the left page.
     /// 5. Collapse the root if it was left without separators, else merge
     ///    the parent if it became underfull.
     pub(crate) fn try_merge(&self, key: &[u8], target: PageId) -> Result<(), TreeError> {
+        if !self.merge_with(key, target, false)? {
+            self.merge_with(key, target, true)?;
+        }
+        Ok(())
+    }
+
+    /// Steps 1-5 of [`BTree::try_merge`] with one sibling: the left one if
+    /// `left_sibling`, else the right one (the left one for a last child).
+    /// Returns false only when the merged node with a right sibling did
+    /// not fit (step 3's second try).
+    fn merge_with(
+        &self,
+        key: &[u8],
+        target: PageId,
+        left_sibling: bool,
+    ) -> Result<bool, TreeError> {
         // Step 1.
-        let Some(m) = self.latch_for_merge(key, target)? else {
-            return Ok(());
+        let Some(m) = self.latch_for_merge(key, target, left_sibling)? else {
+            return Ok(true);
         };
         let (mut parent, left, mut right) = (m.parent, m.left, m.right);
         // Step 2.
@@ -50,7 +71,7 @@ impl BTree {
             right.payload()
         });
         if target_view.used().or_corrupt(target, "header")? >= MERGE_THRESHOLD {
-            return Ok(());
+            return Ok(true);
         }
         // Step 3.
         let mut merged = [0u8; NODE_SIZE];
@@ -70,7 +91,8 @@ impl BTree {
         )
         .or_corrupt(target, "merge")?
         {
-            return Ok(());
+            // A right sibling that did not fit: the caller tries the left.
+            return Ok(left_sibling || left.pid() != target);
         }
         // Step 4.
         let parent_pid = parent.pid();
@@ -87,14 +109,14 @@ impl BTree {
             if pview.count().or_corrupt(parent_pid, "count")? == 0 {
                 self.collapse_root(&mut parent, right)?;
             }
-            return Ok(());
+            return Ok(true);
         }
         let parent_underfull = pview.used().or_corrupt(parent_pid, "header")? < MERGE_THRESHOLD;
         drop((right, parent));
         if parent_underfull {
             self.try_merge(key, parent_pid)?;
         }
-        Ok(())
+        Ok(true)
     }
 
     /// The root has no separator left: pull its only child up into it.

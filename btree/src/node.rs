@@ -6,7 +6,8 @@
 //!  ------  ----  -----------------------------------------------------------
 //!     0      1   flags: bit 0 LEAF, bit 1 LOWER_INF (-inf lower fence),
 //!                       bit 2 UPPER_INF (+inf upper fence)
-//!     1      1   reserved (0)
+//!     1      1   last insert (leaves; a split hint, see `split`): 0 none,
+//!                1 past the last slot, 2 before the first slot
 //!     2      2   count: number of slots
 //!     4      2   heap_start: first used byte of the heap (grows down)
 //!     6      2   heap_used: live heap bytes (fences + keys + values)
@@ -62,6 +63,7 @@ pub const FLAG_UPPER_INF: u8 = 4;
 pub const SLOT_LARGE: u16 = 1;
 
 const OFF_FLAGS: usize = 0;
+const OFF_LAST_INSERT: usize = 1;
 const OFF_COUNT: usize = 2;
 const OFF_HEAP_START: usize = 4;
 const OFF_HEAP_USED: usize = 6;
@@ -98,6 +100,19 @@ impl LargeRef {
         let len = u64::from_le_bytes(b[8..].try_into().ok()?);
         Some(LargeRef { pid, len })
     }
+}
+
+/// Where the last new key went in a leaf (header byte 1): the split rule's
+/// evidence of an ascending or descending insert pattern (InnoDB keeps the
+/// same in `PAGE_DIRECTION`). Only a hint: any value is a valid node, and a
+/// rebuilt node (split half, merge, compaction) starts with `None`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LastInsert {
+    None,
+    /// Past the last slot: a new maximum.
+    Last,
+    /// Before the first slot: a new minimum.
+    First,
 }
 
 /// One decoded slot.
@@ -152,6 +167,14 @@ impl<'a> Node<'a> {
     }
     pub fn is_leaf(&self) -> bool {
         self.flags() & FLAG_LEAF != 0
+    }
+    /// The split hint: see [`LastInsert`].
+    pub fn last_insert(&self) -> LastInsert {
+        match self.0.get(OFF_LAST_INSERT) {
+            Some(1) => LastInsert::Last,
+            Some(2) => LastInsert::First,
+            _ => LastInsert::None,
+        }
     }
     pub fn lower_inf(&self) -> bool {
         self.flags() & FLAG_LOWER_INF != 0
@@ -361,6 +384,14 @@ impl NodeMut<'_> {
     }
     fn set_count(&mut self, n: usize) {
         self.put_u16(OFF_COUNT, n)
+    }
+    /// Records where the last new key went (see [`LastInsert`]).
+    pub fn set_last_insert(&mut self, at: LastInsert) {
+        self.0[OFF_LAST_INSERT] = match at {
+            LastInsert::None => 0,
+            LastInsert::Last => 1,
+            LastInsert::First => 2,
+        };
     }
     pub fn set_upper_child(&mut self, pid: PageId) {
         self.0[OFF_UPPER_CHILD..OFF_UPPER_CHILD + 8].copy_from_slice(&pid.to_le_bytes());

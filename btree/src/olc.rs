@@ -361,14 +361,16 @@ impl BTree {
         Ok(latched)
     }
 
-    /// For merging `target` (on the path of `key`) with a sibling: the
-    /// parent, the left and the right node, latched exclusively in that
-    /// order, and the parent slot of the left node. `None` when `target` is
-    /// the root, gone, or an only child.
+    /// For merging `target` (on the path of `key`) with a sibling (the
+    /// left one if `left_sibling`, else the right one, or the left one for
+    /// a last child): the parent, the left and the right node, latched
+    /// exclusively in that order, and the parent slot of the left node.
+    /// `None` when `target` is the root, gone, or has no such sibling.
     pub(crate) fn latch_for_merge(
         &self,
         key: &[u8],
         target: PageId,
+        left_sibling: bool,
     ) -> Result<Option<MergeLatches<'_>>, TreeError> {
         let (root, bm) = (self.root, &*self.bm);
         // SAFETY: as in `latch_for_split`: Copy values only until the three
@@ -385,7 +387,7 @@ impl BTree {
                 if view.child(pos) != Some(node.pid()) {
                     return restart();
                 }
-                let left_pos = if pos < count {
+                let left_pos = if pos < count && !left_sibling {
                     pos
                 } else if pos > 0 {
                     pos - 1

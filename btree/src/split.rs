@@ -11,19 +11,40 @@
 //! (slot or upper child) stays right and only one separator is added — as
 //! in LeanStore. The root never moves: a root split copies both halves into
 //! two new nodes and turns the root into an inner node above them.
+//!
+//! Where to cut ([`choose_cut`]): in the middle, except for ascending and
+//! descending inserts, where an *append split* keeps the old entries
+//! together in one full node and sends the new key alone to the other.
+//! With entries of ~1 KiB a leaf holds three; a middle split leaves two
+//! on each side, so an ascending load (every split at the right end) would
+//! leave every leaf two-thirds of its capacity used, forever.
 
 use crate::error::{OrCorrupt, corrupt};
-use crate::node::{HEADER_SIZE, NODE_SIZE, Node, NodeMut, common_prefix, copy_entries, entry_size};
+use crate::node::{
+    Fences, HEADER_SIZE, LastInsert, NODE_SIZE, Node, NodeMut, common_prefix, copy_entries,
+    entry_size, fence_prefix,
+};
 use crate::{BTree, SmoKind, TreeError};
 use rime_bufmgr::{ExclusiveGuard, PageId};
 
 /// Where to cut a node and what goes up.
 struct Cut {
-    /// Leaves: slots `..=at` go left. Inner nodes: slots `..at` go left,
-    /// slot `at`'s child becomes the left node's upper child and its key
-    /// moves up.
-    at: usize,
+    /// Slots `..left_end` go left. Leaves: slots `left_end..` go right;
+    /// either side may be empty (an append split: the key being inserted
+    /// goes alone to the empty side). Inner nodes: slot `left_end`'s child
+    /// becomes the left node's upper child, its key moves up, slots
+    /// `left_end + 1..` go right.
+    left_end: usize,
     separator: Vec<u8>,
+}
+
+/// Whether the node being split is its parent's first or last child (the
+/// root is both): the ends of a level, where ascending and descending
+/// loads insert.
+#[derive(Clone, Copy)]
+struct Edge {
+    first: bool,
+    last: bool,
 }
 
 impl BTree {
@@ -52,11 +73,15 @@ impl BTree {
             }
             // Step 3.
             let Some(mut parent) = parent else {
-                return self.split_root(&mut node, key);
+                return self.split_root(&mut node, key, needed);
             };
             // Step 4.
-            let cut = choose_cut(view, target, key)?;
             let pview = Node(parent.payload());
+            let edge = Edge {
+                first: pview.child(0) == Some(target),
+                last: pview.upper_child() == Some(target),
+            };
+            let cut = choose_cut(view, target, key, needed, edge)?;
             let sep_suffix = cut
                 .separator
                 .len()
@@ -102,9 +127,14 @@ impl BTree {
         &'a self,
         root: &mut ExclusiveGuard<'a>,
         key: &[u8],
+        needed: usize,
     ) -> Result<(), TreeError> {
         let pid = root.pid();
-        let cut = choose_cut(Node(root.payload()), pid, key)?;
+        let edge = Edge {
+            first: true,
+            last: true,
+        };
+        let cut = choose_cut(Node(root.payload()), pid, key, needed, edge)?;
         let mut left = self.bm.alloc()?;
         let mut right = self.bm.alloc()?;
         right.payload_mut().copy_from_slice(root.payload());
@@ -125,18 +155,41 @@ impl BTree {
     }
 }
 
-/// Picks the cut: the slot where the left half's bytes first reach half of
-/// the total, kept inside the node; leaves truncate the separator to the
-/// shortest key between the two halves (suffix truncation).
+/// Picks the cut for inserting `key` (an entry of `needed` bytes).
 ///
-/// Sequential inserts (the key that needs room sorts after every key in the
-/// node, or before all of them) cut next to that end instead, so ascending
-/// and descending loads leave full nodes behind rather than half-full ones
-/// — unless that cut's halves would not fit their pages: the separator
-/// becomes a fence of both halves, and a long one (a 200-byte key before a
-/// 7-byte one cannot be shortened) can outgrow the one entry that moves.
-/// Then the balanced cut is taken.
-fn choose_cut(view: Node<'_>, pid: PageId, key: &[u8]) -> Result<Cut, TreeError> {
+/// * **Append split** (leaves): `key` sorts after every key in the leaf,
+///   and either the leaf is its parent's last child or the leaf's previous
+///   new key also went past its last slot ([`LastInsert::Last`]): an
+///   ascending pattern. Every entry stays left and `key` goes alone to the
+///   (empty) right node, so ascending loads leave full leaves behind, not
+///   half-full ones. Symmetrically a new minimum in a first child, or
+///   after a [`LastInsert::First`], keeps every entry right and sends
+///   `key` left (descending loads).
+/// * **Middle split** (leaves, otherwise: random inserts): the entries
+///   *with the new one* are cut where the left half's bytes reach half of
+///   the total. Counting the new entry matters for large entries: a leaf
+///   of three 1 KiB entries receiving a fourth splits 2 + 2 wherever the
+///   fourth goes (cutting the three old ones alone gives 3 + 1 when the
+///   new key falls on the side of the larger half, and that full half
+///   splits again at its next insert).
+/// * **Inner nodes**: when the key's path goes through the last child (or
+///   the first), the cut is next to that end, so the level above leaves
+///   filled by append splits is full in turn; otherwise the byte middle.
+///
+/// A cut is taken only if its halves fit (see [`halves_fit`]): the
+/// separator becomes a fence of both halves, and a long one may not fit
+/// the full half of an append split. Failing that, the middle of the old
+/// entries, which leaves at least one on each side (the progress argument
+/// on [`MAX_LEAF_ENTRY`](crate::MAX_LEAF_ENTRY)). Every cut above also
+/// sends `key` to a half with fewer old entries than the node had, so a
+/// retry that still lacks room splits a smaller node.
+fn choose_cut(
+    view: Node<'_>,
+    pid: PageId,
+    key: &[u8],
+    needed: usize,
+    edge: Edge,
+) -> Result<Cut, TreeError> {
     let count = view.count().or_corrupt(pid, "count")?;
     let leaf = view.is_leaf();
     if count < 2 {
@@ -145,54 +198,125 @@ fn choose_cut(view: Node<'_>, pid: PageId, key: &[u8]) -> Result<Cut, TreeError>
             "a node with fewer than two entries cannot need a split",
         ));
     }
-    let mut sizes = Vec::with_capacity(count);
+    let mut sizes = Vec::with_capacity(count + 1);
     for i in 0..count {
         let s = view.slot(i).or_corrupt(pid, "slot")?;
         sizes.push(entry_size(s.key_len, s.val_len));
     }
-    let total: usize = sizes.iter().sum();
-    let mut acc = 0;
-    let mut balanced = 0;
-    while balanced < count && acc + sizes[balanced] < total / 2 {
-        acc += sizes[balanced];
-        balanced += 1;
-    }
-    let balanced = if leaf {
-        balanced.min(count - 2)
+    // Leaves: the slot that crosses the half goes left; inner nodes: its
+    // key moves up. Both sides keep at least one slot.
+    let old_middle = if leaf {
+        middle(&sizes) + 1
     } else {
-        balanced.clamp(1, count - 1)
-    };
-    let sequential = match view.search(key).map(|(pos, _)| pos) {
-        Some(pos) if pos == count => Some(count - 2 + !leaf as usize),
-        Some(0) => Some(0),
-        _ => None,
+        middle(&sizes)
+    }
+    .clamp(1, count - 1);
+    let (pos, found) = view.search(key).or_corrupt(pid, "slots")?;
+    let first = if leaf {
+        let trend = view.last_insert();
+        match pos {
+            _ if found => {
+                let mut with_new = sizes.clone();
+                with_new[pos] = needed;
+                Some(((middle(&with_new) + 1).clamp(1, count - 1), None))
+            }
+            p if p == count && (edge.last || trend == LastInsert::Last) => {
+                Some((count, Some(NewKey { pos, left: false })))
+            }
+            0 if edge.first || trend == LastInsert::First => {
+                Some((0, Some(NewKey { pos, left: true })))
+            }
+            _ => {
+                // The middle of the entries after the insert: `split` of
+                // them go left, the new one (at `pos`) among them.
+                let mut with_new = sizes.clone();
+                with_new.insert(pos, needed);
+                let split = (middle(&with_new) + 1).clamp(1, count);
+                Some(if pos < split {
+                    (split - 1, Some(NewKey { pos, left: true }))
+                } else {
+                    (split, Some(NewKey { pos, left: false }))
+                })
+            }
+        }
+    } else {
+        match pos {
+            p if p == count => Some((count - 1, None)),
+            0 => Some((0, None)),
+            _ => None,
+        }
     };
     let fences = (
-        view.lower()
-            .or_corrupt(pid, "fence")?
-            .map_or(0, <[u8]>::len),
-        view.upper()
-            .or_corrupt(pid, "fence")?
-            .map_or(0, <[u8]>::len),
+        view.lower().or_corrupt(pid, "fence")?,
+        view.upper().or_corrupt(pid, "fence")?,
     );
-    if let Some(at) = sequential {
-        let cut = cut_at(view, pid, at)?;
-        if halves_fit(&sizes, leaf, fences, &cut) {
+    let prefix = view.prefix_len().or_corrupt(pid, "prefix")?;
+    if let Some((left_end, new)) = first {
+        let cut = cut_at(view, pid, left_end, key, new)?;
+        if halves_fit(&sizes, leaf, fences, prefix, &cut) {
             return Ok(cut);
         }
     }
-    cut_at(view, pid, balanced)
+    cut_at(view, pid, old_middle, key, None)
 }
 
-/// The cut at slot `at`, with its separator.
-fn cut_at(view: Node<'_>, pid: PageId, at: usize) -> Result<Cut, TreeError> {
-    let key = |i: usize| -> Result<Vec<u8>, TreeError> {
+/// The index of the entry (of `sizes`, in order) where the running total
+/// first reaches half of the whole.
+fn middle(sizes: &[usize]) -> usize {
+    let total: usize = sizes.iter().sum();
+    let mut acc = 0;
+    let mut i = 0;
+    while i < sizes.len() && acc + sizes[i] < total / 2 {
+        acc += sizes[i];
+        i += 1;
+    }
+    i
+}
+
+/// Where the key being inserted goes in a leaf cut: its slot position
+/// among the old entries and its side. When it falls right at the cut
+/// (`pos == left_end`), the separator is taken between it and its
+/// neighbour on the other side, so it lands where it was counted.
+#[derive(Clone, Copy)]
+struct NewKey {
+    pos: usize,
+    left: bool,
+}
+
+/// The cut before slot `left_end`, with its separator. Leaves: the
+/// separator is the shortest key between the last key on the left and the
+/// first on the right, which is `key` itself when `new` puts it there
+/// (and must be, for a side that has no old entry).
+fn cut_at(
+    view: Node<'_>,
+    pid: PageId,
+    left_end: usize,
+    key: &[u8],
+    new: Option<NewKey>,
+) -> Result<Cut, TreeError> {
+    let full_key = |i: usize| -> Result<Vec<u8>, TreeError> {
         let mut k = Vec::new();
         view.full_key_into(i, &mut k).or_corrupt(pid, "key")?;
         Ok(k)
     };
+    let count = view.count().or_corrupt(pid, "count")?;
     let separator = if view.is_leaf() {
-        let (last_left, first_right) = (key(at)?, key(at + 1)?);
+        let at_cut = |left: bool| new.is_some_and(|n| n.pos == left_end && n.left == left);
+        let last_left = if at_cut(true) {
+            key.to_vec()
+        } else {
+            full_key(left_end.checked_sub(1).or_corrupt(pid, "empty left half")?)?
+        };
+        let first_right = if at_cut(false) {
+            key.to_vec()
+        } else if left_end < count {
+            full_key(left_end)?
+        } else {
+            return Err(corrupt(pid, "empty right half"));
+        };
+        if last_left >= first_right {
+            return Err(corrupt(pid, "split keys out of order"));
+        }
         let shared = common_prefix(&last_left, &first_right);
         if shared + 1 < first_right.len() {
             first_right[..shared + 1].to_vec()
@@ -200,21 +324,37 @@ fn cut_at(view: Node<'_>, pid: PageId, at: usize) -> Result<Cut, TreeError> {
             last_left
         }
     } else {
-        key(at)?
+        full_key(left_end)?
     };
-    Ok(Cut { at, separator })
+    Ok(Cut {
+        left_end,
+        separator,
+    })
 }
 
-/// Whether both halves of `cut` fit a node. An upper bound: a half's
-/// prefix (the common prefix of its fences) is at least the node's, so its
-/// key suffixes are no longer than they are now.
-fn halves_fit(sizes: &[usize], leaf: bool, (lower, upper): (usize, usize), cut: &Cut) -> bool {
-    let left_end = if leaf { cut.at + 1 } else { cut.at };
-    let sep = cut.separator.len();
-    let bytes =
-        |entries: &[usize], fences: usize| HEADER_SIZE + entries.iter().sum::<usize>() + fences;
-    bytes(&sizes[..left_end], lower + sep) <= NODE_SIZE
-        && bytes(&sizes[cut.at + 1..], sep + upper) <= NODE_SIZE
+/// Whether both halves of `cut` fit a node, exactly: each half's key
+/// suffixes lose what its prefix (the common prefix of its new fences)
+/// adds to the node's `prefix` bytes. (An estimate that kept today's
+/// suffixes would refuse the append split of a leaf between two key
+/// ranges: its separator, longer than the old fence, would seem to
+/// overflow the full half by a few bytes, while the half's longer prefix
+/// saves several per entry.)
+fn halves_fit(sizes: &[usize], leaf: bool, fences: Fences<'_>, prefix: usize, cut: &Cut) -> bool {
+    let right_start = cut.left_end + !leaf as usize;
+    let sep = Some(&cut.separator[..]);
+    let bytes = |entries: &[usize], (lower, upper): Fences<'_>| {
+        let shorter = fence_prefix(lower, upper).saturating_sub(prefix);
+        let len = |f: Option<&[u8]>| f.map_or(0, <[u8]>::len);
+        HEADER_SIZE
+            + entries
+                .iter()
+                .map(|s| s.saturating_sub(shorter))
+                .sum::<usize>()
+            + len(lower)
+            + len(upper)
+    };
+    bytes(&sizes[..cut.left_end], (fences.0, sep)) <= NODE_SIZE
+        && bytes(&sizes[right_start..], (sep, fences.1)) <= NODE_SIZE
 }
 
 /// Writes the left half into `left` (a fresh page) and rebuilds `node` as
@@ -236,17 +376,17 @@ fn build_halves(
 
     let mut l = NodeMut(left.payload_mut());
     l.init(leaf, lower, sep);
-    let left_end = if leaf { cut.at + 1 } else { cut.at };
-    copy_entries(view, &mut l, 0..left_end).or_corrupt(pid, "left half")?;
+    copy_entries(view, &mut l, 0..cut.left_end).or_corrupt(pid, "left half")?;
     if !leaf {
-        l.set_upper_child(view.child(cut.at).or_corrupt(pid, "child")?);
+        l.set_upper_child(view.child(cut.left_end).or_corrupt(pid, "child")?);
     }
     l.make_hints();
 
     let mut tmp = [0u8; NODE_SIZE];
     let mut r = NodeMut(&mut tmp);
     r.init(leaf, sep, upper);
-    copy_entries(view, &mut r, cut.at + 1..count).or_corrupt(pid, "right half")?;
+    let right_start = cut.left_end + !leaf as usize;
+    copy_entries(view, &mut r, right_start..count).or_corrupt(pid, "right half")?;
     r.set_upper_child(view.upper_child().or_corrupt(pid, "upper")?);
     r.make_hints();
     node.payload_mut().copy_from_slice(&tmp);

@@ -41,6 +41,9 @@ pub struct TreeStats {
     pub extent_pages: u64,
     /// Bytes used in all nodes (header, slots, live heap).
     pub used_bytes: u64,
+    /// Bytes used in the leaves alone: `leaf_used_bytes / (leaves *
+    /// NODE_SIZE)` is the leaf fill factor.
+    pub leaf_used_bytes: u64,
 }
 
 struct Walk {
@@ -111,8 +114,10 @@ impl BTree {
             }
             keys.push(key);
         }
-        walk.stats.used_bytes += view.used().or_corrupt(pid, "header")? as u64;
+        let used = view.used().or_corrupt(pid, "header")? as u64;
+        walk.stats.used_bytes += used;
         if view.is_leaf() {
+            walk.stats.leaf_used_bytes += used;
             match walk.leaf_depth {
                 None => walk.leaf_depth = Some(depth),
                 Some(d) if d != depth => {

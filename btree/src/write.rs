@@ -7,12 +7,12 @@
 //! 2. Search the leaf and run the operation's step on it.
 //! 3. If the entry does not fit, unlatch, split the leaf (`split`), and
 //!    start over at 1: the operation never holds more than the leaf.
-//! 4. Otherwise stamp the writer's LSN, unlatch, and if the leaf fell
-//!    below [`MERGE_THRESHOLD`] try to merge it (`merge`).
+//! 4. Otherwise stamp the writer's LSN, unlatch, and if the write shrank
+//!    the leaf below [`MERGE_THRESHOLD`] try to merge it (`merge`).
 
 use crate::error::{OrCorrupt, corrupt};
 use crate::large::NewExtent;
-use crate::node::{LargeRef, Node, NodeMut, SLOT_LARGE, entry_size};
+use crate::node::{LargeRef, LastInsert, Node, NodeMut, SLOT_LARGE, entry_size};
 use crate::{BTree, MAX_VALUE_LEN, MERGE_THRESHOLD, TreeError, check_key, is_inline};
 use rime_bufmgr::ExclusiveGuard;
 
@@ -67,6 +67,7 @@ impl<'t> Writer<'t> {
                 ));
             }
             let (pos, found) = view.search(key).or_corrupt(pid, "slots")?;
+            let used_before = view.used().unwrap_or(0);
             match step(&mut leaf, pos, found)? {
                 // Step 3.
                 Step::Split { needed } => {
@@ -81,8 +82,13 @@ impl<'t> Writer<'t> {
                             let lsn = self.lsn.max(leaf.lsn());
                             leaf.set_lsn(lsn);
                         }
-                        underfull = pid != tree.root
-                            && Node(leaf.payload()).used().unwrap_or(0) < MERGE_THRESHOLD;
+                        // Only a write that shrank the leaf tries a merge:
+                        // a growing leaf (the new right half of an append
+                        // split takes its first keys) is not worth the
+                        // three latches of an attempt that cannot fit.
+                        let used = Node(leaf.payload()).used().unwrap_or(0);
+                        underfull =
+                            pid != tree.root && used < MERGE_THRESHOLD && used < used_before;
                     }
                     drop(leaf);
                     if underfull {
@@ -165,6 +171,7 @@ impl<'t> Writer<'t> {
         if free < needed {
             return Ok(Step::Split { needed });
         }
+        let count = view.count().or_corrupt(pid, "count")?;
         let mut node = NodeMut(leaf.payload_mut());
         if found {
             node.remove_at(pos).or_corrupt(pid, "remove")?;
@@ -175,6 +182,16 @@ impl<'t> Writer<'t> {
             Stored::Large(e) => node.insert_at(pos, suffix, &e.r.encode(), SLOT_LARGE),
         }
         .or_corrupt(pid, "insert")?;
+        if !found {
+            // The split rule's evidence of a sequential pattern (`split`).
+            node.set_last_insert(if pos == count {
+                LastInsert::Last
+            } else if pos == 0 {
+                LastInsert::First
+            } else {
+                LastInsert::None
+            });
+        }
         // The leaf now points to the extent: it may reach the disk only
         // after the extent's allocation is durable (see `large`).
         if let Stored::Large(NewExtent { alloc_lsn, .. }) = stored
