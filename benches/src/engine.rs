@@ -54,6 +54,26 @@ pub struct EngineConfig {
     pub threads: usize,
 }
 
+/// An engine's own count of commits and of the log syncs they shared,
+/// since it opened ([`Engine::commit_counters`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CommitCounters {
+    /// Write transactions / batches committed.
+    pub commits: u64,
+    /// Syncs (`fdatasync`) of the log.
+    pub log_syncs: u64,
+}
+
+impl CommitCounters {
+    /// Commits per log sync between `before` and `self` (`None` if the log
+    /// did not sync in between).
+    pub fn commits_per_sync_since(&self, before: &CommitCounters) -> Option<f64> {
+        let syncs = self.log_syncs.saturating_sub(before.log_syncs);
+        let commits = self.commits.saturating_sub(before.commits);
+        (syncs > 0).then(|| commits as f64 / syncs as f64)
+    }
+}
+
 /// A key-value store under test. Shared by all worker threads (`&self`).
 ///
 /// YCSB's semantics: `update` overwrites an existing record, `insert` adds
@@ -111,6 +131,17 @@ pub trait Engine: Send + Sync {
     }
     /// Reads up to `n` records with keys `>= start`; returns how many.
     fn scan(&self, start: &[u8], n: usize) -> Result<usize>;
+    /// Commits and log syncs so far, where the engine counts them (Rime:
+    /// `DbStats`; RocksDB: its statistics in durable modes); the runner
+    /// reports commits per sync over the measured part of a run.
+    fn commit_counters(&self) -> Option<CommitCounters> {
+        None
+    }
+    /// What a reader of this engine's rows should know about the build
+    /// under test (which library links, say); shown beside its rows.
+    fn note(&self) -> Option<String> {
+        None
+    }
     /// Makes everything durable and releases resources (after the run).
     fn close(&self) -> Result<()> {
         Ok(())

@@ -103,9 +103,15 @@ impl std::fmt::Display for Isolation {
 /// The line the child waits for before it starts (step 2).
 const GO: &str = "go";
 
-/// Runs `engine` × `durability` of `m` in a child process; returns a row
+/// Runs `engine` × `durability` of `m` (one round) in a child process,
+/// with the `device-fsync` row of each cell if `fsync_probe`; returns a row
 /// for every cell, measured or with a note saying why not.
-pub fn run_engine(m: &Matrix, engine: &str, durability: Durability) -> engine::Result<Vec<Row>> {
+pub fn run_engine(
+    m: &Matrix,
+    engine: &str,
+    durability: Durability,
+    fsync_probe: bool,
+) -> engine::Result<Vec<Row>> {
     // 1. The cgroup if asked for, and the spec (with the engine's cache
     //    sized inside the cgroup's budget).
     let work = tempfile::Builder::new()
@@ -118,6 +124,9 @@ pub fn run_engine(m: &Matrix, engine: &str, durability: Durability) -> engine::R
     sub.isolation = Isolation::InProcess;
     // The probe reads the engine's file beside it: not in a child.
     sub.device_probe = false;
+    sub.fsync_probe = fsync_probe;
+    // The parent runs the rounds and takes their median.
+    sub.repeat = 1;
     let cgroup = match m.isolation {
         Isolation::Cgroup => Some(budget_cgroup(m.pool() as u64, engine)?),
         _ => None,
@@ -282,6 +291,8 @@ pub fn to_spec(m: &Matrix) -> String {
         join(m.inflight.iter().map(|n| n.to_string()).collect()),
     );
     kv("device_probe", m.device_probe.to_string());
+    kv("fsync_probe", m.fsync_probe.to_string());
+    kv("repeat", m.repeat.to_string());
     s
 }
 
@@ -336,6 +347,8 @@ pub fn from_spec(text: &str) -> Result<Matrix, String> {
         .map(|t| t.parse().map_err(|e| format!("spec inflight: {e}")))
         .collect::<Result<_, _>>()?;
     m.device_probe = get("device_probe")? == "true";
+    m.fsync_probe = get("fsync_probe")? == "true";
+    m.repeat = num("repeat")? as usize;
     Ok(m)
 }
 
@@ -361,12 +374,15 @@ mod tests {
         m.seed = 99;
         m.inflight = vec![16, 256];
         m.device_probe = true;
+        m.fsync_probe = true;
+        m.repeat = 3;
         let back = from_spec(&to_spec(&m)).unwrap();
         assert_eq!(to_spec(&back), to_spec(&m));
         assert_eq!(back.workloads.len(), 3);
         assert_eq!(back.workloads[2].name, "rndread");
         assert_eq!(back.inflight, vec![16, 256]);
-        assert!(back.device_probe);
+        assert!(back.device_probe && back.fsync_probe);
+        assert_eq!(back.repeat, 3);
         assert!(matches!(back.stop, Stop::Duration(d) if d == Duration::from_secs_f64(1.3)));
         m.stop = Stop::Ops(5000);
         m.distribution = None;

@@ -6,10 +6,13 @@
 //! * [`workload`]: workloads A–F, rndread, key/value formats, presets.
 //! * [`engine`]: the [`engine::Engine`] trait and the registry;
 //!   [`engines`]: the adapters (peers behind `peers-*` features).
-//! * [`runner`]: load and run phases, threads, warm-up, latency histograms.
+//! * [`runner`]: load and run phases, threads, warm-up; [`latency`]: the
+//!   latency histograms its workers share.
 //! * [`isolate`]: an engine per child process, in a memory [`cgroup`] for
 //!   the larger-than-memory rows.
-//! * [`report`]: Markdown, CSV, SVG.
+//! * [`fsync_probe`]: the device's 4 KiB write + `fdatasync` rate beside
+//!   the durable rows; [`report`]: Markdown, CSV, SVG; [`repeat`]: the
+//!   median and spread of several rounds.
 //! * [`Matrix`]: a set of runs (what the CLI's `ycsb` and `full` execute).
 //!
 //! The only `unsafe` is LMDB's (`engines::lmdb`, behind `peers-lmdb`),
@@ -20,8 +23,11 @@ pub mod acknowledged;
 pub mod cgroup;
 pub mod engine;
 pub mod engines;
+pub mod fsync_probe;
 pub mod generator;
 pub mod isolate;
+pub mod latency;
+pub mod repeat;
 pub mod report;
 pub mod runner;
 pub mod workload;
@@ -72,6 +78,13 @@ pub struct Matrix {
     /// the first Rime engine runs it ([`rime_bufmgr::io::probe`]). In this
     /// process only (`isolation` none).
     pub device_probe: bool,
+    /// Row `device-fsync`: 4 KiB write + `fdatasync` one at a time in the
+    /// data directory ([`fsync_probe`]), measured in each cell just before
+    /// the first engine runs it.
+    pub fsync_probe: bool,
+    /// Rounds of the whole matrix; each cell's row is the median round's,
+    /// with the spread beside it ([`repeat`]).
+    pub repeat: usize,
 }
 
 impl Matrix {
@@ -85,9 +98,9 @@ impl Matrix {
             records: preset.default_records(),
             key_format: preset.key_format(),
             value_len: preset.value_len(),
-            stop: Stop::Duration(Duration::from_secs(10)),
-            threads: vec![1],
-            durabilities: vec![Durability::NoSync],
+            stop: Stop::Duration(Duration::from_secs_f64(preset.default_duration_secs())),
+            threads: preset.default_threads(),
+            durabilities: preset.default_durabilities(),
             pool_bytes: None,
             engine_pool_bytes: None,
             warmup: Duration::from_secs(1),
@@ -97,6 +110,8 @@ impl Matrix {
             isolation: Isolation::InProcess,
             inflight: preset.default_inflight(),
             device_probe: preset.device_probe(),
+            fsync_probe: preset.fsync_probe(),
+            repeat: preset.default_repeat(),
         })
     }
 
@@ -129,139 +144,212 @@ impl Matrix {
         }
     }
 
-    /// Runs everything; `on_row` sees each row as it is measured.
+    /// Runs everything, [`Matrix::repeat`] times over; `on_row` sees each
+    /// row of each round as it is measured. With several rounds, each
+    /// cell's row is its median round's ([`repeat`]).
     pub fn run(&self, mut on_row: impl FnMut(&Row)) -> engine::Result<Vec<Row>> {
+        let rounds = self.repeat.max(1);
+        let mut all = Vec::with_capacity(rounds);
+        for round in 1..=rounds {
+            if rounds > 1 {
+                eprintln!("round {round} of {rounds}");
+            }
+            all.push(self.run_round(&mut on_row)?);
+        }
+        Ok(if rounds == 1 {
+            all.pop().unwrap_or_default()
+        } else {
+            repeat::median_of_rounds(all)
+        })
+    }
+
+    /// One round: every engine × durability, a fresh load each.
+    fn run_round(&self, on_row: &mut dyn FnMut(&Row)) -> engine::Result<Vec<Row>> {
         std::fs::create_dir_all(&self.data_dir)?;
         let mut rows = Vec::new();
         let pool = self.pool();
-        let device_probe = self.device_probe && self.isolation == Isolation::InProcess;
-        if self.device_probe && !device_probe {
+        let in_process = self.isolation == Isolation::InProcess;
+        if self.device_probe && !in_process {
             eprintln!(
                 "rime-bench: no device-qd1/device-qd32 rows: the device probe runs only \
                  with --isolate none (it reads the engine's file while the engine is open)"
             );
         }
         for &durability in &self.durabilities {
-            // The device rows come once per cell, with the first Rime engine.
-            let mut probe_pending = device_probe;
+            // The device rows come once per cell: the read probe's with the
+            // first Rime engine, the fsync probe's with the first engine.
+            let mut probes = Probes {
+                read_file_pending: self.device_probe && in_process,
+                fsync_pending: self.fsync_probe,
+            };
             for name in &self.engines {
                 if engine::keeps_all_data_in_memory(name) && self.data_bytes() > pool as u64 {
                     let why = "n/a: keeps all data in RAM, cannot run larger than memory";
                     rows.extend(self.rows_with_note(name, durability, why));
                     continue;
                 }
-                if self.isolation != Isolation::InProcess {
-                    let measured = isolate::run_engine(self, name, durability)?;
-                    measured.iter().for_each(&mut on_row);
+                if !in_process {
+                    let fsync = std::mem::take(&mut probes.fsync_pending);
+                    let measured = isolate::run_engine(self, name, durability, fsync)?;
+                    measured.iter().for_each(&mut *on_row);
                     rows.extend(measured);
                     continue;
                 }
-                let dir = tempfile::Builder::new()
-                    .prefix(&format!("{name}-"))
-                    .tempdir_in(&self.data_dir)?;
-                let max_threads = self.threads.iter().copied().max().unwrap_or(1);
-                let ecfg = EngineConfig {
-                    pool_bytes: self.engine_pool_bytes.unwrap_or(pool),
-                    durability,
-                    expected_bytes: self.data_bytes(),
-                    threads: max_threads,
-                };
-                let failed = |why: String| -> Vec<Row> {
-                    eprintln!("{name}: {why}");
-                    self.rows_with_note(name, durability, &why)
-                };
-                let engine = match engine::open(name, dir.path(), &ecfg) {
-                    Ok(e) => e,
-                    Err(e) => {
-                        rows.extend(failed(format!("open failed: {e}")));
-                        continue;
-                    }
-                };
-                let mut base = RunConfig {
-                    workload: self.workloads[0].clone(),
-                    records: self.records,
-                    stop: self.stop,
-                    threads: max_threads,
-                    warmup: self.warmup,
-                    key_format: self.key_format,
-                    value_len: self.value_len,
-                    progress: self.progress,
-                    seed: self.seed,
-                    inflight: 1,
-                };
-                let load = match runner::load(engine.as_ref(), &base) {
-                    Ok(l) => l,
-                    Err(e) => {
-                        rows.extend(failed(e.to_string()));
-                        continue;
-                    }
-                };
-                // Rime's page file, once the engine has loaded.
-                let probe_file = if probe_pending && name.starts_with("rime") {
-                    probe_pending = false;
-                    match page_file(dir.path()) {
-                        Ok(Some(f)) => {
-                            let mib = std::fs::metadata(&f).map_or(0, |m| m.len() >> 20);
-                            eprintln!("device probe: {} ({mib} MiB)", f.display());
-                            Some(f)
-                        }
-                        Ok(None) => {
-                            eprintln!("device probe: no file under {}", dir.path().display());
-                            None
-                        }
-                        Err(e) => {
-                            eprintln!("device probe: {}: {e}", dir.path().display());
-                            None
-                        }
-                    }
-                } else {
-                    None
-                };
-                for wl in &self.workloads {
-                    for &threads in &self.threads {
-                        let mut wl = wl.clone();
-                        if let Some(d) = self.distribution {
-                            wl.distribution = d;
-                        }
-                        if let Some(file) = &probe_file {
-                            for row in self.device_rows(file, &wl, durability, threads) {
-                                on_row(&row);
-                                rows.push(row);
-                            }
-                        }
-                        base.workload = wl.clone();
-                        base.threads = threads;
-                        for inflight in self.inflights(engine.batched()) {
-                            base.inflight = inflight;
-                            let r = runner::run(engine.as_ref(), &base)?;
-                            let row = self.row(
-                                name,
-                                &wl,
-                                durability,
-                                threads,
-                                inflight,
-                                pool,
-                                load.as_secs_f64(),
-                                Some(&r),
-                                None,
-                            );
-                            if let Some(e) = &r.first_error {
-                                eprintln!(
-                                    "{name} {} ×{inflight}: {} errors, first: {e}",
-                                    wl.name, r.errors
-                                );
-                            }
-                            on_row(&row);
-                            rows.push(row);
-                        }
-                    }
-                }
-                engine.close()?;
-                drop(engine);
+                let measured = self.run_engine_here(name, durability, &mut probes, on_row)?;
+                rows.extend(measured);
             }
         }
         Ok(rows)
     }
+
+    /// Opens, loads and runs engine `name` in this process: its rows, and
+    /// the device rows it was due to measure beside it.
+    fn run_engine_here(
+        &self,
+        name: &str,
+        durability: Durability,
+        probes: &mut Probes,
+        on_row: &mut dyn FnMut(&Row),
+    ) -> engine::Result<Vec<Row>> {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("{name}-"))
+            .tempdir_in(&self.data_dir)?;
+        let max_threads = self.threads.iter().copied().max().unwrap_or(1);
+        let ecfg = EngineConfig {
+            pool_bytes: self.engine_pool_bytes.unwrap_or(self.pool()),
+            durability,
+            expected_bytes: self.data_bytes(),
+            threads: max_threads,
+        };
+        let failed = |why: String| -> Vec<Row> {
+            eprintln!("{name}: {why}");
+            self.rows_with_note(name, durability, &why)
+        };
+        let engine = match engine::open(name, dir.path(), &ecfg) {
+            Ok(e) => e,
+            Err(e) => return Ok(failed(format!("open failed: {e}"))),
+        };
+        let mut base = RunConfig {
+            workload: self.workloads[0].clone(),
+            records: self.records,
+            stop: self.stop,
+            threads: max_threads,
+            warmup: self.warmup,
+            key_format: self.key_format,
+            value_len: self.value_len,
+            progress: self.progress,
+            seed: self.seed,
+            inflight: 1,
+        };
+        let load = match runner::load(engine.as_ref(), &base) {
+            Ok(l) => l,
+            Err(e) => return Ok(failed(e.to_string())),
+        };
+        let here = CellProbes {
+            read_file: probes.take_read_file(name, dir.path()),
+            fsync: std::mem::take(&mut probes.fsync_pending),
+        };
+        let mut rows = Vec::new();
+        for wl in &self.workloads {
+            for &threads in &self.threads {
+                let mut wl = wl.clone();
+                if let Some(d) = self.distribution {
+                    wl.distribution = d;
+                }
+                for row in self.probe_rows(&here, &wl, durability, threads) {
+                    on_row(&row);
+                    rows.push(row);
+                }
+                base.workload = wl.clone();
+                base.threads = threads;
+                for inflight in self.inflights(engine.batched()) {
+                    base.inflight = inflight;
+                    let r = runner::run(engine.as_ref(), &base)?;
+                    let mut row = self.row(
+                        name,
+                        &wl,
+                        durability,
+                        threads,
+                        inflight,
+                        self.pool(),
+                        load.as_secs_f64(),
+                        Some(&r),
+                        None,
+                    );
+                    row.engine_note = engine.note();
+                    if let Some(e) = &r.first_error {
+                        eprintln!(
+                            "{name} {} ×{inflight}: {} errors, first: {e}",
+                            wl.name, r.errors
+                        );
+                    }
+                    on_row(&row);
+                    rows.push(row);
+                }
+            }
+        }
+        engine.close()?;
+        drop(engine);
+        Ok(rows)
+    }
+
+    /// The device rows of one cell, measured just before an engine runs it.
+    fn probe_rows(
+        &self,
+        probes: &CellProbes,
+        wl: &Workload,
+        durability: Durability,
+        threads: usize,
+    ) -> Vec<Row> {
+        let mut rows = Vec::new();
+        if probes.fsync {
+            rows.push(self.fsync_row(wl, durability, threads));
+        }
+        if let Some(file) = &probes.read_file {
+            rows.extend(self.device_rows(file, wl, durability, threads));
+        }
+        rows
+    }
+}
+
+/// Device probes of a durability's cells not yet taken by an engine.
+struct Probes {
+    /// The read probe waits for the first Rime engine (it reads its file).
+    read_file_pending: bool,
+    /// The fsync probe goes with the first engine to run.
+    fsync_pending: bool,
+}
+
+impl Probes {
+    /// Rime's page file under `dir` for the read probe, if it is still
+    /// pending and `name` is a Rime engine (which then takes it).
+    fn take_read_file(&mut self, name: &str, dir: &Path) -> Option<PathBuf> {
+        if !self.read_file_pending || !name.starts_with("rime") {
+            return None;
+        }
+        self.read_file_pending = false;
+        match page_file(dir) {
+            Ok(Some(f)) => {
+                let mib = std::fs::metadata(&f).map_or(0, |m| m.len() >> 20);
+                eprintln!("device probe: {} ({mib} MiB)", f.display());
+                Some(f)
+            }
+            Ok(None) => {
+                eprintln!("device probe: no file under {}", dir.display());
+                None
+            }
+            Err(e) => {
+                eprintln!("device probe: {}: {e}", dir.display());
+                None
+            }
+        }
+    }
+}
+
+/// The probes one engine runs before each of its cells.
+struct CellProbes {
+    read_file: Option<PathBuf>,
+    fsync: bool,
 }
 
 impl Matrix {
@@ -334,6 +422,9 @@ impl Matrix {
                     row.ops = p.reads;
                     row.secs = p.elapsed.as_secs_f64();
                     row.ops_per_sec = p.iops();
+                    row.ops_per_sec_min = row.ops_per_sec;
+                    row.ops_per_sec_max = row.ops_per_sec;
+                    row.runs = 1;
                 }
                 Err(e) => {
                     eprintln!("{name}: probe of {} failed: {e}", file.display());
@@ -359,6 +450,7 @@ impl Matrix {
         note: Option<String>,
     ) -> Row {
         let distribution = self.distribution.unwrap_or(wl.distribution);
+        let ops_per_sec = r.map_or(0.0, |r| r.ops_per_sec());
         Row {
             engine: engine.to_string(),
             workload: wl.name.clone(),
@@ -373,7 +465,7 @@ impl Matrix {
             load_secs,
             ops: r.map_or(0, |r| r.ops),
             secs: r.map_or(0.0, |r| r.elapsed.as_secs_f64()),
-            ops_per_sec: r.map_or(0.0, |r| r.ops_per_sec()),
+            ops_per_sec,
             p50_us: r.map_or(0.0, |r| r.latency_us(0.5)),
             p99_us: r.map_or(0.0, |r| r.latency_us(0.99)),
             p999_us: r.map_or(0.0, |r| r.latency_us(0.999)),
@@ -381,10 +473,65 @@ impl Matrix {
             errors: r.map_or(0, |r| r.errors),
             mem_limit_bytes: 0,
             mem_peak_bytes: 0,
+            runs: usize::from(r.is_some()),
+            ops_per_sec_min: ops_per_sec,
+            ops_per_sec_max: ops_per_sec,
+            commit_p50_us: r.map_or(0.0, |r| r.commit_latency_us(0.5)),
+            commit_p99_us: r.map_or(0.0, |r| r.commit_latency_us(0.99)),
+            commits_per_sync: r.and_then(|r| r.commits_per_sync),
+            engine_note: None,
             note,
         }
     }
+
+    /// Row `device-fsync` of a cell: 4 KiB write + `fdatasync` in the data
+    /// directory, one at a time, for as long as a run (1 s with `--ops`).
+    /// Every write is one sync: its latency is also the commit latency.
+    fn fsync_row(&self, wl: &Workload, durability: Durability, threads: usize) -> Row {
+        let duration = match self.stop {
+            Stop::Duration(d) => d,
+            Stop::Ops(_) => Duration::from_secs(1),
+        };
+        let name = "device-fsync";
+        let mut row = self.row(
+            name,
+            wl,
+            durability,
+            threads,
+            1,
+            self.pool(),
+            0.0,
+            None,
+            None,
+        );
+        match fsync_probe::fdatasync_rate(&self.data_dir, duration) {
+            Ok(p) => {
+                row.ops = p.syncs;
+                row.secs = p.elapsed.as_secs_f64();
+                row.ops_per_sec = p.syncs_per_sec();
+                row.ops_per_sec_min = row.ops_per_sec;
+                row.ops_per_sec_max = row.ops_per_sec;
+                row.runs = 1;
+                row.p50_us = p.latency_us(0.5);
+                row.p99_us = p.latency_us(0.99);
+                row.p999_us = p.latency_us(0.999);
+                row.commit_p50_us = row.p50_us;
+                row.commit_p99_us = row.p99_us;
+                row.commits_per_sync = Some(1.0);
+                row.engine_note = Some(FSYNC_PROBE_NOTE.into());
+            }
+            Err(e) => {
+                eprintln!("{name}: probe failed: {e}");
+                row.note = Some(format!("probe failed: {e}"));
+            }
+        }
+        row
+    }
 }
+
+/// What a `device-fsync` row measured, beside its numbers.
+pub const FSYNC_PROBE_NOTE: &str =
+    "4 KiB O_DIRECT write + fdatasync one at a time on the same file system";
 
 /// Queue depths of the device rows (`device-qd1`, `device-qd32`).
 pub const DEVICE_QUEUE_DEPTHS: [usize; 2] = [1, 32];

@@ -4,6 +4,8 @@
 //! cargo run -p rime-bench --release --features peers -- ycsb --workload A,B \
 //!     --engines rime,lmdb,rocksdb --preset ycsb --threads 1,2 --duration 10
 //! cargo run -p rime-bench --release --features peers -- full
+//! cargo run -p rime-bench --release --features peers-rocksdb -- ycsb \
+//!     --preset commit --engines rime,rocksdb
 //! ```
 #![forbid(unsafe_code)]
 
@@ -65,7 +67,9 @@ struct YcsbArgs {
     /// ycsb (~23 B keys, 1 KiB values) | small (8 B / 120 B) | rndread
     /// (1e7 × 8 B / 120 B, uniform reads) | ltm (ycsb sizes, data = 3 × pool)
     /// | rndread-ltm (rndread sizes, 2e7 records, data = 3 × pool; batched
-    /// at 16,64,256 in flight; device probe rows).
+    /// at 16,64,256 in flight; device probe rows) | commit (ycsb sizes, 2e5
+    /// records; sync at 1,2,8,32,128,256,1024 threads, the device-fsync
+    /// row, 3 rounds of 5 s).
     #[arg(long, default_value = "ycsb")]
     preset: Preset,
     /// Lookups in flight per thread for batched engines (rime-batched), a
@@ -79,24 +83,36 @@ struct YcsbArgs {
     /// or --device-probe=false to choose; with --isolate none only).
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     device_probe: Option<bool>,
+    /// Row device-fsync: 4 KiB write + fdatasync one at a time in the data
+    /// directory, in each cell, as long as a run (default: on for commit).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    fsync_probe: Option<bool>,
+    /// Rounds of the whole matrix (each loads every engine afresh); a
+    /// cell's row is its median round's, with the ops/s range of all
+    /// (default: the preset's; 3 for commit, else 1).
+    #[arg(long)]
+    repeat: Option<usize>,
     /// Records loaded (default: the preset's).
     #[arg(long)]
     records: Option<u64>,
     /// Measured operations (all threads together); overrides --duration.
     #[arg(long)]
     ops: Option<u64>,
-    /// Measured seconds per run.
-    #[arg(long, default_value_t = 10.0)]
-    duration: f64,
+    /// Measured seconds per run (default: the preset's; 5 for commit, else
+    /// 10).
+    #[arg(long)]
+    duration: Option<f64>,
     /// Unmeasured seconds before each run.
     #[arg(long, default_value_t = 1.0)]
     warmup: f64,
-    /// Thread counts, comma-separated.
-    #[arg(long, short, default_value = "1", value_delimiter = ',')]
-    threads: Vec<usize>,
-    /// nosync | group | sync, comma-separated for several rows.
-    #[arg(long, default_value = "nosync", value_delimiter = ',')]
-    durability: Vec<Durability>,
+    /// Thread counts, comma-separated (default: the preset's;
+    /// 1,2,8,32,128,256,1024 for commit, else 1).
+    #[arg(long, short, value_delimiter = ',')]
+    threads: Option<Vec<usize>>,
+    /// nosync | group | sync, comma-separated for several rows (default:
+    /// the preset's; sync for commit, else nosync).
+    #[arg(long, value_delimiter = ',')]
+    durability: Option<Vec<Durability>>,
     /// zipfian | uniform | latest: overrides the workloads' own.
     #[arg(long)]
     distribution: Option<Distribution>,
@@ -148,6 +164,13 @@ struct FullArgs {
     warmup: f64,
     #[arg(long, default_value = "1,2", value_delimiter = ',')]
     threads: Vec<usize>,
+    /// Thread counts of the durable part (committers, issue 15).
+    #[arg(long, default_value = "1,2,8,32,128,256,1024", value_delimiter = ',')]
+    durable_threads: Vec<usize>,
+    /// Rounds of each part; a cell's row is its median round's, with the
+    /// ops/s range of all.
+    #[arg(long, default_value_t = 1)]
+    repeat: usize,
     #[arg(long)]
     data_dir: Option<PathBuf>,
     #[arg(long, default_value = "docs/bench")]
@@ -190,8 +213,19 @@ fn engines_list(s: &str) -> Vec<&str> {
 }
 
 fn print_row(r: &Row) {
+    let commits = if r.durability == "nosync" {
+        String::new()
+    } else {
+        format!(
+            "  commit p50 {:.1} µs p99 {:.1} µs{}",
+            r.commit_p50_us,
+            r.commit_p99_us,
+            r.commits_per_sync
+                .map_or(String::new(), |c| format!("  {c:.1} commits/sync"))
+        )
+    };
     eprintln!(
-        "{:>12} {:>8} {:>7} {:>6} t={} ×{:<3} {:>12.0} ops/s  p50 {:>8.1} µs  p99 {:>8.1} µs  p99.9 {:>8.1} µs{}",
+        "{:>12} {:>8} {:>7} {:>6} t={} ×{:<3} {:>12.0} ops/s  p50 {:>8.1} µs  p99 {:>8.1} µs  p99.9 {:>8.1} µs{commits}{}",
         r.engine,
         r.workload,
         r.preset,
@@ -215,13 +249,24 @@ fn ycsb(a: YcsbArgs) -> Res<()> {
     if let Some(n) = a.records {
         m.records = n;
     }
-    m.stop = match a.ops {
-        Some(n) => Stop::Ops(n),
-        None => Stop::Duration(secs(a.duration)),
+    m.stop = match (a.ops, a.duration) {
+        (Some(n), _) => Stop::Ops(n),
+        (None, Some(d)) => Stop::Duration(secs(d)),
+        (None, None) => m.stop,
     };
     m.warmup = secs(a.warmup);
-    m.threads = a.threads;
-    m.durabilities = a.durability;
+    if let Some(t) = a.threads {
+        m.threads = t;
+    }
+    if let Some(d) = a.durability {
+        m.durabilities = d;
+    }
+    if let Some(n) = a.repeat {
+        m.repeat = n.max(1);
+    }
+    if let Some(p) = a.fsync_probe {
+        m.fsync_probe = p;
+    }
     m.distribution = a.distribution;
     if let Some(n) = a.inflight {
         if n.is_empty() || n.contains(&0) {
@@ -256,11 +301,14 @@ fn ycsb(a: YcsbArgs) -> Res<()> {
         cgroup::probe()?;
     }
     eprintln!(
-        "{} records, {} MiB data, pool {} MiB, engines {:?}",
+        "{} records, {} MiB data, pool {} MiB, engines {:?}, threads {:?}, {:?}, {} round(s)",
         m.records,
         m.data_bytes() >> 20,
         m.pool() >> 20,
-        m.engines
+        m.engines,
+        m.threads,
+        m.durabilities,
+        m.repeat
     );
     let rows = m.run(print_row)?;
     let svgs = report::write_all(&a.out, &rows).map_err(|e| e.to_string())?;
@@ -351,6 +399,7 @@ fn full(a: FullArgs) -> Res<()> {
         m.warmup = secs(a.warmup);
         m.threads = a.threads.clone();
         m.durabilities = durs;
+        m.repeat = a.repeat.max(1);
         if let Some(d) = &a.data_dir {
             m.data_dir = d.clone();
         }
@@ -368,9 +417,12 @@ fn full(a: FullArgs) -> Res<()> {
         format!("Larger than memory (data ≈ 3 × pool), no fsync\n\n{ltm_text}"),
         ltm,
     ));
+    let mut durable = setup(Preset::Ycsb, a.records, "A", vec![Durability::Sync])?;
+    durable.threads = a.durable_threads.clone();
+    durable.fsync_probe = true;
     parts.push((
-        "Durable: fsync before every acknowledgement (workload A)".into(),
-        setup(Preset::Ycsb, a.records, "A", vec![Durability::Sync])?,
+        format!("Durable: fsync before every acknowledgement (workload A)\n\n{DURABLE_TEXT}"),
+        durable,
     ));
     let mut all_rows = Vec::new();
     let mut sections = Vec::new();
@@ -396,6 +448,19 @@ fn full(a: FullArgs) -> Res<()> {
     eprintln!("wrote {} and {}/", a.doc.display(), a.out.display());
     Ok(())
 }
+
+/// How to read the durable part's table.
+const DURABLE_TEXT: &str = "Every update is one commit that returns once its log \
+    record is synced; the thread counts are the concurrent committers (half of \
+    workload A's operations are reads, which commit nothing). *commit p50/p99* \
+    are the latencies of the updates alone; *commits/sync* is the engine's own \
+    count of commits over its log syncs in the measured part (Rime: \
+    `DbStats::commits / log_syncs`; RocksDB: its statistics, tickers \
+    `rocksdb.write.self + rocksdb.write.other` over `rocksdb.wal.synced`; \
+    empty where an engine does not count them). Row `device-fsync` is the \
+    device itself, measured in the same run just before the cell: 4 KiB \
+    O_DIRECT write + `fdatasync`, one at a time, on the data directory's file \
+    system, so a commit's latency can be read in raw syncs.";
 
 fn sh(cmd: &str, args: &[&str]) -> String {
     std::process::Command::new(cmd)
@@ -462,11 +527,19 @@ fn benchmarks_md(
     s.push_str("## Machine\n\n");
     s.push_str(&machine());
     s.push_str(&format!(
-        "\nEngines: {}. Each run: {:.1} s warm-up, {:.1} s measured; threads {:?}.\n\n",
+        "\nEngines: {}. Each run: {:.1} s warm-up, {:.1} s measured; threads {:?} \
+         (durable part: {:?}); {} round(s) of each part{}.\n\n",
         engines.join(", "),
         a.warmup,
         a.duration,
-        a.threads
+        a.threads,
+        a.durable_threads,
+        a.repeat.max(1),
+        if a.repeat > 1 {
+            ", each row the median round's with the ops/s range of all"
+        } else {
+            ""
+        }
     ));
     s.push_str(
         "Read `benches/README.md` for how each peer is configured, how durability maps \

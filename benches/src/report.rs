@@ -35,22 +35,41 @@ pub struct Row {
     /// The most memory (anonymous + page cache) the engine's process had
     /// charged at once, over load and every run (0: not measured).
     pub mem_peak_bytes: u64,
+    /// Rounds of the matrix this row is the median of (`--repeat`): its
+    /// numbers are the median round's ([`crate::repeat`]).
+    pub runs: usize,
+    /// The lowest and the highest ops/s of those rounds.
+    pub ops_per_sec_min: f64,
+    pub ops_per_sec_max: f64,
+    /// Latency of the operations that commit a write (update, insert,
+    /// read-modify-write); 0 where there were none.
+    pub commit_p50_us: f64,
+    pub commit_p99_us: f64,
+    /// Commits per log sync over the measured part, where the engine counts
+    /// both (Rime; RocksDB in durable modes).
+    pub commits_per_sync: Option<f64>,
+    /// The engine's remark on the build under test ([`crate::engine::Engine::note`]).
+    pub engine_note: Option<String>,
     /// Why the engine has no numbers in this cell (it failed to open or load).
     pub note: Option<String>,
 }
 
 /// Fields of [`Row::to_line`], in order.
-const LINE_FIELDS: usize = 22;
+const LINE_FIELDS: usize = 29;
+
+/// A free-text field on one line: tabs and newlines as spaces, `-` for
+/// none, else `+` and the text.
+fn text_field(t: Option<&str>) -> String {
+    t.map_or("-".into(), |n| {
+        format!("+{}", n.replace(['\t', '\n', '\r'], " "))
+    })
+}
 
 impl Row {
     /// One tab-separated line, floats exact (`{:?}`), the note last with
     /// tabs and newlines as spaces: how a child process hands rows back
     /// ([`crate::isolate`]).
     pub fn to_line(&self) -> String {
-        let note = self
-            .note
-            .as_deref()
-            .map(|n| n.replace(['\t', '\n', '\r'], " "));
         [
             self.engine.clone(),
             self.workload.clone(),
@@ -73,7 +92,15 @@ impl Row {
             self.errors.to_string(),
             self.mem_limit_bytes.to_string(),
             self.mem_peak_bytes.to_string(),
-            note.map_or("-".into(), |n| format!("+{n}")),
+            self.runs.to_string(),
+            format!("{:?}", self.ops_per_sec_min),
+            format!("{:?}", self.ops_per_sec_max),
+            format!("{:?}", self.commit_p50_us),
+            format!("{:?}", self.commit_p99_us),
+            self.commits_per_sync
+                .map_or("-".into(), |c| format!("{c:?}")),
+            text_field(self.engine_note.as_deref()),
+            text_field(self.note.as_deref()),
         ]
         .join("\t")
     }
@@ -116,7 +143,17 @@ impl Row {
             errors: p(&f, 18)?,
             mem_limit_bytes: p(&f, 19)?,
             mem_peak_bytes: p(&f, 20)?,
-            note: f[21].strip_prefix('+').map(str::to_string),
+            runs: p(&f, 21)?,
+            ops_per_sec_min: p(&f, 22)?,
+            ops_per_sec_max: p(&f, 23)?,
+            commit_p50_us: p(&f, 24)?,
+            commit_p99_us: p(&f, 25)?,
+            commits_per_sync: match f[26] {
+                "-" => None,
+                _ => Some(p(&f, 26)?),
+            },
+            engine_note: f[27].strip_prefix('+').map(str::to_string),
+            note: f[28].strip_prefix('+').map(str::to_string),
         })
     }
 }
@@ -190,67 +227,133 @@ fn mib(b: u64) -> String {
     format!("{}", b >> 20)
 }
 
+/// Which optional columns a table has: the spread over rounds where rows
+/// are medians of several, the commit columns where a row is durable.
+struct Columns {
+    range: bool,
+    commits: bool,
+}
+
+impl Columns {
+    fn of(rows: &[Row]) -> Columns {
+        Columns {
+            range: rows.iter().any(|r| r.runs > 1),
+            commits: rows.iter().any(|r| r.durability != "nosync"),
+        }
+    }
+    fn header(&self, base: &str) -> String {
+        let mut head = vec![
+            "preset",
+            "workload",
+            "dist",
+            "durability",
+            "threads",
+            "in flight",
+            "data/pool",
+            "engine",
+            "ops/s",
+        ];
+        let mut align = vec![
+            "---", "---", "---", "---", "---:", "---:", "---:", "---", "---:",
+        ];
+        if self.range {
+            head.push("ops/s range");
+            align.push("---:");
+        }
+        head.extend(["p50 µs", "p99 µs", "p99.9 µs"]);
+        align.extend(["---:"; 3]);
+        if self.commits {
+            head.extend(["commit p50 µs", "commit p99 µs", "commits/sync"]);
+            align.extend(["---:"; 3]);
+        }
+        let ratio = format!("×{base}");
+        head.extend([ratio.as_str(), "peak MiB", "notes"]);
+        align.extend(["---:", "---:", "---"]);
+        format!("| {} |\n|{}|\n", head.join(" | "), align.join("|"))
+    }
+}
+
+fn notes(r: &Row) -> String {
+    let mut notes = Vec::new();
+    if let Some(n) = &r.note {
+        notes.push(n.replace('|', "/"));
+    }
+    if let Some(n) = &r.engine_note {
+        notes.push(n.replace('|', "/"));
+    }
+    if r.errors > 0 {
+        notes.push(format!("{} errors", r.errors));
+    }
+    if r.not_found > 0 && r.workload != "E" {
+        notes.push(format!("{} not found", r.not_found));
+    }
+    notes.join(", ")
+}
+
+fn markdown_line(r: &Row, ratio: Option<f64>, cols: &Columns) -> String {
+    let measured = r.note.is_none();
+    let mut cells = vec![
+        r.preset.clone(),
+        r.workload.clone(),
+        r.distribution.clone(),
+        r.durability.clone(),
+        r.threads.to_string(),
+        r.inflight.to_string(),
+        format!("{:.2}", r.data_over_pool()),
+        r.engine.clone(),
+        if measured {
+            human(r.ops_per_sec)
+        } else {
+            "—".to_string()
+        },
+    ];
+    if cols.range {
+        cells.push(if measured && r.runs > 1 {
+            format!("{}–{}", human(r.ops_per_sec_min), human(r.ops_per_sec_max))
+        } else {
+            "-".to_string()
+        });
+    }
+    cells.extend([r.p50_us, r.p99_us, r.p999_us].map(|v| format!("{v:.1}")));
+    if cols.commits {
+        cells.extend([r.commit_p50_us, r.commit_p99_us].map(|v| format!("{v:.1}")));
+        cells.push(r.commits_per_sync.map_or("-".into(), |c| format!("{c:.1}")));
+    }
+    cells.push(ratio.map_or("-".into(), |q| format!("{q:.2}")));
+    cells.push(match (r.mem_peak_bytes, r.mem_limit_bytes) {
+        (0, _) => "-".to_string(),
+        (p, 0) => mib(p),
+        (p, l) => format!("{} / {}", mib(p), mib(l)),
+    });
+    cells.push(notes(r));
+    format!("| {} |\n", cells.join(" | "))
+}
+
 /// The Markdown table (one line per row, grouped as given).
 pub fn markdown(rows: &[Row]) -> String {
     let base = baseline(rows).unwrap_or("-");
-    let ratio = ratios(rows);
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "| preset | workload | dist | durability | threads | in flight | data/pool | engine | ops/s | p50 µs | p99 µs | p99.9 µs | ×{base} | peak MiB | notes |"
-    );
-    s.push_str("|---|---|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---|\n");
-    for (r, q) in rows.iter().zip(ratio) {
-        let mut notes = Vec::new();
-        if let Some(n) = &r.note {
-            notes.push(n.replace('|', "/"));
-        }
-        if r.errors > 0 {
-            notes.push(format!("{} errors", r.errors));
-        }
-        if r.not_found > 0 && r.workload != "E" {
-            notes.push(format!("{} not found", r.not_found));
-        }
-        let _ = writeln!(
-            s,
-            "| {} | {} | {} | {} | {} | {} | {:.2} | {} | {} | {:.1} | {:.1} | {:.1} | {} | {} | {} |",
-            r.preset,
-            r.workload,
-            r.distribution,
-            r.durability,
-            r.threads,
-            r.inflight,
-            r.data_over_pool(),
-            r.engine,
-            if r.note.is_some() {
-                "—".to_string()
-            } else {
-                human(r.ops_per_sec)
-            },
-            r.p50_us,
-            r.p99_us,
-            r.p999_us,
-            q.map(|q| format!("{q:.2}")).unwrap_or_else(|| "-".into()),
-            match (r.mem_peak_bytes, r.mem_limit_bytes) {
-                (0, _) => "-".to_string(),
-                (p, 0) => mib(p),
-                (p, l) => format!("{} / {}", mib(p), mib(l)),
-            },
-            notes.join(", ")
-        );
+    let cols = Columns::of(rows);
+    let mut s = cols.header(base);
+    for (r, q) in rows.iter().zip(ratios(rows)) {
+        s.push_str(&markdown_line(r, q, &cols));
     }
     s
+}
+
+/// A free-text CSV field: quoted, its quotes as `'`.
+fn csv_text(t: Option<&str>) -> String {
+    format!("\"{}\"", t.unwrap_or("").replace('"', "'"))
 }
 
 pub fn csv(rows: &[Row]) -> String {
     let ratio = ratios(rows);
     let mut s = String::from(
-        "preset,workload,distribution,durability,threads,inflight,records,data_mib,pool_mib,data_over_pool,engine,load_secs,ops,secs,ops_per_sec,p50_us,p99_us,p999_us,ratio_to_baseline,mem_limit_mib,mem_peak_mib,not_found,note,errors\n",
+        "preset,workload,distribution,durability,threads,inflight,records,data_mib,pool_mib,data_over_pool,engine,load_secs,ops,secs,ops_per_sec,p50_us,p99_us,p999_us,ratio_to_baseline,mem_limit_mib,mem_peak_mib,not_found,note,errors,runs,ops_per_sec_min,ops_per_sec_max,commit_p50_us,commit_p99_us,commits_per_sync,engine_note\n",
     );
     for (r, q) in rows.iter().zip(ratio) {
         let _ = writeln!(
             s,
-            "{},{},{},{},{},{},{},{},{},{:.3},{},{:.3},{},{:.3},{:.1},{:.2},{:.2},{:.2},{},{},{},{},\"{}\",{}",
+            "{},{},{},{},{},{},{},{},{},{:.3},{},{:.3},{},{:.3},{:.1},{:.2},{:.2},{:.2},{},{},{},{},{},{},{},{:.1},{:.1},{:.2},{:.2},{},{}",
             r.preset,
             r.workload,
             r.distribution,
@@ -273,8 +376,17 @@ pub fn csv(rows: &[Row]) -> String {
             mib(r.mem_limit_bytes),
             mib(r.mem_peak_bytes),
             r.not_found,
-            r.note.as_deref().unwrap_or("").replace('"', "'"),
-            r.errors
+            csv_text(r.note.as_deref()),
+            r.errors,
+            r.runs,
+            r.ops_per_sec_min,
+            r.ops_per_sec_max,
+            r.commit_p50_us,
+            r.commit_p99_us,
+            r.commits_per_sync
+                .map(|c| format!("{c:.2}"))
+                .unwrap_or_default(),
+            csv_text(r.engine_note.as_deref()),
         );
     }
     s
@@ -446,6 +558,13 @@ mod tests {
             errors: 1,
             mem_limit_bytes: 483 << 20,
             mem_peak_bytes: 480 << 20,
+            runs: 3,
+            ops_per_sec_min: 90_000.5,
+            ops_per_sec_max: 99_000.25,
+            commit_p50_us: 0.0,
+            commit_p99_us: 0.0,
+            commits_per_sync: None,
+            engine_note: None,
             note: note.map(str::to_string),
         }
     }
@@ -453,7 +572,12 @@ mod tests {
     #[test]
     fn a_row_survives_the_trip_through_a_child_process_line() {
         for note in [None, Some(""), Some("killed:\tout of\nmemory")] {
-            let r = row(note);
+            let r = Row {
+                commits_per_sync: note.map(|_| 12.25),
+                commit_p99_us: 1_234.5,
+                engine_note: note.map(|n| format!("lib\t{n}")),
+                ..row(note)
+            };
             let back = Row::from_line(&r.to_line()).unwrap();
             assert_eq!(
                 format!("{back:?}"),
@@ -461,7 +585,8 @@ mod tests {
                     "{:?}",
                     Row {
                         note: note.map(|n| n.replace(['\t', '\n'], " ")),
-                        ..r
+                        engine_note: r.engine_note.as_ref().map(|n| n.replace(['\t', '\n'], " ")),
+                        ..r.clone()
                     }
                 )
             );

@@ -1,9 +1,12 @@
 //! Load and run phases: worker threads, warm-up, latency histograms
-//! (HdrHistogram, ns, 3 significant digits), progress bars.
+//! (HdrHistogram, ns, 3 significant digits, shared by the workers in
+//! [`crate::latency`]; all operations, and those that commit a write),
+//! commits per log sync, progress bars.
 
 use crate::acknowledged::AcknowledgedCounter;
 use crate::engine::{Engine, Result};
 use crate::generator::{Latest, Rng64, ScrambledZipfian, Uniform, ZIPFIAN_CONSTANT, zeta};
+use crate::latency::{LatencyRecorder, LatencyShards};
 use crate::workload::{Distribution, KeyFormat, Op, Workload, value_into};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -46,6 +49,12 @@ pub struct RunResult {
     pub ops: u64,
     pub elapsed: Duration,
     pub hist: Histogram<u64>,
+    /// Latencies of the operations that write (update, insert,
+    /// read-modify-write): each is one commit.
+    pub commit_hist: Histogram<u64>,
+    /// Commits per log sync over the measured part, where the engine counts
+    /// both ([`Engine::commit_counters`]).
+    pub commits_per_sync: Option<f64>,
     pub per_op: Vec<(Op, u64)>,
     pub not_found: u64,
     pub errors: u64,
@@ -59,6 +68,11 @@ impl RunResult {
     /// Latency at `q` (0..1) in microseconds.
     pub fn latency_us(&self, q: f64) -> f64 {
         self.hist.value_at_quantile(q) as f64 / 1000.0
+    }
+    /// Latency of the writing operations at `q` in microseconds (0 if
+    /// there were none).
+    pub fn commit_latency_us(&self, q: f64) -> f64 {
+        self.commit_hist.value_at_quantile(q) as f64 / 1000.0
     }
 }
 
@@ -83,7 +97,12 @@ fn bar(progress: bool, len: u64, msg: String) -> ProgressBar {
 /// Bytes per batch of the load phase (one transaction/batch each).
 const LOAD_BATCH_BYTES: usize = 256 << 10;
 
-/// Loads records `0..records` with `threads` threads in batches.
+/// At most this many threads load, however many run: a thousand loaders
+/// would only queue on one another's batches.
+pub const LOAD_THREADS_MAX: usize = 8;
+
+/// Loads records `0..records` with `threads` threads (at most
+/// [`LOAD_THREADS_MAX`]) in batches.
 pub fn load(engine: &dyn Engine, cfg: &RunConfig) -> Result<Duration> {
     let per = (LOAD_BATCH_BYTES / (cfg.value_len + cfg.key_format.avg_len())).clamp(1, 1000) as u64;
     let next = AtomicU64::new(0);
@@ -92,7 +111,7 @@ pub fn load(engine: &dyn Engine, cfg: &RunConfig) -> Result<Duration> {
     let pb = bar(cfg.progress, cfg.records, format!("load {}", engine.name()));
     let started = Instant::now();
     std::thread::scope(|s| {
-        for t in 0..cfg.threads.max(1) {
+        for t in 0..cfg.threads.clamp(1, LOAD_THREADS_MAX) {
             let (next, done, failed) = (&next, &done, &failed);
             s.spawn(move || {
                 let mut batch: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
@@ -186,10 +205,12 @@ pub fn run(engine: &dyn Engine, cfg: &RunConfig) -> Result<RunResult> {
     let pb = bar(cfg.progress, pb_len, msg);
 
     let mut measure_start = Instant::now();
+    let mut counters_before = engine.commit_counters();
+    let shards = LatencyShards::new(cfg.threads.max(1));
     let results: Vec<WorkerOut> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..cfg.threads.max(1))
             .map(|t| {
-                let (shared, chooser) = (&shared, &chooser);
+                let (shared, chooser, lat) = (&shared, &chooser, shards.recorder(t));
                 let key_chooser = match cfg.workload.distribution {
                     Distribution::Zipfian => {
                         Chooser::Zipfian(ScrambledZipfian::new(0, cfg.records + expected_new - 1))
@@ -199,12 +220,13 @@ pub fn run(engine: &dyn Engine, cfg: &RunConfig) -> Result<RunResult> {
                         Chooser::Latest(Latest::with_zetan(cfg.records, latest_zeta))
                     }
                 };
-                s.spawn(move || worker(engine, cfg, shared, chooser, key_chooser, t as u64))
+                s.spawn(move || worker(engine, cfg, shared, chooser, key_chooser, lat, t as u64))
             })
             .collect();
         // Warm-up, then measure.
         if !cfg.warmup.is_zero() {
             std::thread::sleep(cfg.warmup);
+            counters_before = engine.commit_counters();
             measure_start = Instant::now();
             shared.measuring.store(true, Ordering::Release);
         }
@@ -231,14 +253,17 @@ pub fn run(engine: &dyn Engine, cfg: &RunConfig) -> Result<RunResult> {
             .collect()
     });
     pb.finish_and_clear();
+    let commits_per_sync = match (counters_before, engine.commit_counters()) {
+        (Some(before), Some(after)) => after.commits_per_sync_since(&before),
+        _ => None,
+    };
     // Elapsed: from measuring to the last worker's last operation.
     let end = results.iter().map(|r| r.end).max().unwrap_or(measure_start);
     let elapsed = end.saturating_duration_since(measure_start);
-    let mut hist = new_hist();
+    let latencies = shards.merged();
     let mut per_op: Vec<(Op, u64)> = Op::ALL.iter().map(|&o| (o, 0)).collect();
     let (mut ops, mut not_found, mut errors, mut first_error) = (0, 0, 0, None);
     for r in results {
-        hist.add(&r.hist).expect("same bounds");
         for (i, n) in r.per_op.iter().enumerate() {
             per_op[i].1 += n;
         }
@@ -253,7 +278,9 @@ pub fn run(engine: &dyn Engine, cfg: &RunConfig) -> Result<RunResult> {
     Ok(RunResult {
         ops,
         elapsed,
-        hist,
+        hist: latencies.all_ns,
+        commit_hist: latencies.commit_ns,
+        commits_per_sync,
         per_op,
         not_found,
         errors,
@@ -261,12 +288,7 @@ pub fn run(engine: &dyn Engine, cfg: &RunConfig) -> Result<RunResult> {
     })
 }
 
-fn new_hist() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 120_000_000_000, 3).expect("histogram bounds")
-}
-
 struct WorkerOut {
-    hist: Histogram<u64>,
     per_op: [u64; 5],
     ops: u64,
     not_found: u64,
@@ -281,11 +303,11 @@ fn worker(
     shared: &Shared,
     ops: &crate::workload::OpChooser,
     mut keys: Chooser,
+    mut lat: LatencyRecorder,
     t: u64,
 ) -> WorkerOut {
     let mut rng = Rng64::new(cfg.seed.wrapping_add(0x1234_5678 * (t + 1)));
     let mut out = WorkerOut {
-        hist: new_hist(),
         per_op: [0; 5],
         ops: 0,
         not_found: 0,
@@ -363,7 +385,7 @@ fn worker(
                         budget -= 1;
                     }
                     if batch.is_full() {
-                        let done = batch.run(engine, measuring, &mut out);
+                        let done = batch.run(engine, measuring, &mut out, &mut lat);
                         pending += done;
                     }
                     continue;
@@ -402,7 +424,7 @@ fn worker(
         let now = Instant::now();
         if measuring {
             let ns = (now - started).as_nanos().max(1) as u64;
-            out.hist.saturating_record(ns);
+            lat.record(ns, 1, op.writes());
             out.per_op[op_index(op)] += 1;
             out.ops += 1;
             out.end = now;
@@ -416,7 +438,7 @@ fn worker(
         }
     }
     // The last, partial batch: its keys were claimed, so they run and count.
-    pending += batch.run(engine, measuring, &mut out);
+    pending += batch.run(engine, measuring, &mut out, &mut lat);
     shared.completed.fetch_add(pending, Ordering::Relaxed);
     out
 }
@@ -469,7 +491,13 @@ impl Batch {
     /// Runs the batch (if it holds any key) and empties it; when
     /// `measuring`, counts each key as one read, records the batch's time
     /// once per key and returns how many keys were counted.
-    fn run(&mut self, engine: &dyn Engine, measuring: bool, out: &mut WorkerOut) -> u64 {
+    fn run(
+        &mut self,
+        engine: &dyn Engine,
+        measuring: bool,
+        out: &mut WorkerOut,
+        lat: &mut LatencyRecorder,
+    ) -> u64 {
         if self.len == 0 {
             return 0;
         }
@@ -483,7 +511,7 @@ impl Batch {
             return 0;
         }
         let ns = (now - started).as_nanos().max(1) as u64;
-        out.hist.saturating_record_n(ns, n);
+        lat.record(ns, n, false);
         out.per_op[op_index(Op::Read)] += n;
         out.ops += n;
         out.end = now;

@@ -1,6 +1,7 @@
 //! YCSB core workloads A–F (`workloads/workload[a-f]` in YCSB), key and
 //! value formats, and the presets.
 
+use crate::engine::Durability;
 use crate::generator::fnvhash64;
 use std::fmt;
 use std::str::FromStr;
@@ -23,6 +24,11 @@ impl Op {
         Op::Scan,
         Op::ReadModifyWrite,
     ];
+    /// Whether the operation writes, i.e. commits a write transaction
+    /// (or batch) in every engine.
+    pub fn writes(self) -> bool {
+        matches!(self, Op::Update | Op::Insert | Op::ReadModifyWrite)
+    }
     pub fn name(self) -> &'static str {
         match self {
             Op::Read => "read",
@@ -255,7 +261,15 @@ pub enum Preset {
     /// pool = data / 3; batched engines at 16, 64 and 256 lookups in flight
     /// per thread, and the device probe beside them.
     RndreadLtm,
+    /// Durable commits at scale (issue 15): `ycsb` sizes, 2e5 records,
+    /// `sync` at 1, 2, 8, 32, 128, 256 and 1024 threads, the
+    /// `device-fsync` row beside them, 3 rounds of 5 s.
+    Commit,
 }
+
+/// The thread counts of [`Preset::Commit`]: committers from one to a
+/// thousand.
+pub const COMMIT_THREADS: [usize; 7] = [1, 2, 8, 32, 128, 256, 1024];
 
 impl FromStr for Preset {
     type Err = String;
@@ -266,8 +280,9 @@ impl FromStr for Preset {
             "rndread" => Ok(Preset::Rndread),
             "ltm" => Ok(Preset::Ltm),
             "rndread-ltm" => Ok(Preset::RndreadLtm),
+            "commit" => Ok(Preset::Commit),
             _ => Err(format!(
-                "unknown preset {s:?} (ycsb|small|rndread|ltm|rndread-ltm)"
+                "unknown preset {s:?} (ycsb|small|rndread|ltm|rndread-ltm|commit)"
             )),
         }
     }
@@ -281,6 +296,7 @@ impl fmt::Display for Preset {
             Preset::Rndread => "rndread",
             Preset::Ltm => "ltm",
             Preset::RndreadLtm => "rndread-ltm",
+            Preset::Commit => "commit",
         })
     }
 }
@@ -288,14 +304,14 @@ impl fmt::Display for Preset {
 impl Preset {
     pub fn key_format(self) -> KeyFormat {
         match self {
-            Preset::Ycsb | Preset::Ltm => KeyFormat::YcsbString,
+            Preset::Ycsb | Preset::Ltm | Preset::Commit => KeyFormat::YcsbString,
             Preset::Small => KeyFormat::HashedU64,
             Preset::Rndread | Preset::RndreadLtm => KeyFormat::OrderedU64,
         }
     }
     pub fn value_len(self) -> usize {
         match self {
-            Preset::Ycsb | Preset::Ltm => 1024,
+            Preset::Ycsb | Preset::Ltm | Preset::Commit => 1024,
             Preset::Small | Preset::Rndread | Preset::RndreadLtm => 120,
         }
     }
@@ -306,6 +322,7 @@ impl Preset {
             Preset::Rndread => 10_000_000,
             Preset::Ltm => 1_000_000,
             Preset::RndreadLtm => 20_000_000,
+            Preset::Commit => 200_000,
         }
     }
     /// Data/pool ratio the preset asks for (`None`: pool holds everything).
@@ -327,6 +344,39 @@ impl Preset {
     /// (`--device-probe` overrides).
     pub fn device_probe(self) -> bool {
         self == Preset::RndreadLtm
+    }
+    /// Whether the matrix measures the device's 4 KiB write + `fdatasync`
+    /// rate beside the engines (`--fsync-probe` overrides).
+    pub fn fsync_probe(self) -> bool {
+        self == Preset::Commit
+    }
+    /// Thread counts (`--threads` overrides).
+    pub fn default_threads(self) -> Vec<usize> {
+        match self {
+            Preset::Commit => COMMIT_THREADS.to_vec(),
+            _ => vec![1],
+        }
+    }
+    /// Durability modes, a row each (`--durability` overrides).
+    pub fn default_durabilities(self) -> Vec<Durability> {
+        match self {
+            Preset::Commit => vec![Durability::Sync],
+            _ => vec![Durability::NoSync],
+        }
+    }
+    /// Measured seconds per run (`--duration` overrides).
+    pub fn default_duration_secs(self) -> f64 {
+        match self {
+            Preset::Commit => 5.0,
+            _ => 10.0,
+        }
+    }
+    /// Rounds of the matrix (`--repeat` overrides).
+    pub fn default_repeat(self) -> usize {
+        match self {
+            Preset::Commit => 3,
+            _ => 1,
+        }
     }
 }
 
@@ -371,9 +421,15 @@ mod tests {
             Preset::Rndread,
             Preset::Ltm,
             Preset::RndreadLtm,
+            Preset::Commit,
         ] {
             assert_eq!(p.to_string().parse::<Preset>(), Ok(p));
         }
+        let c = Preset::Commit;
+        assert_eq!(c.default_threads(), COMMIT_THREADS.to_vec());
+        assert_eq!(c.default_durabilities(), vec![Durability::Sync]);
+        assert!(c.fsync_probe() && !Preset::Ycsb.fsync_probe());
+        assert_eq!((c.default_repeat(), Preset::Ltm.default_repeat()), (3, 1));
         let p: Preset = "RNDREAD-LTM".parse().unwrap();
         assert_eq!(p, Preset::RndreadLtm);
         assert_eq!(p.key_format(), KeyFormat::OrderedU64);

@@ -4,6 +4,12 @@
 
 use std::process::Command;
 
+/// Columns of results.csv.
+const ERRORS: usize = 23;
+const RUNS: usize = 24;
+const COMMIT_P50_US: usize = 27;
+const COMMITS_PER_SYNC: usize = 29;
+
 #[test]
 fn cli_runs_all_workloads_on_rime_and_writes_the_report() {
     let tmp = tempfile::Builder::new()
@@ -35,7 +41,7 @@ fn cli_runs_all_workloads_on_rime_and_writes_the_report() {
     }
     for line in csv.lines().skip(1) {
         let f: Vec<&str> = line.split(',').collect();
-        assert_eq!(f.last(), Some(&"0"), "errors in {line}");
+        assert_eq!(f[ERRORS], "0", "errors in {line}");
         assert_eq!(f[5], "1", "inflight of a one-op-per-call row: {line}");
         let ops: u64 = f[12].parse().unwrap();
         assert_eq!(ops, 3000, "{line}");
@@ -83,7 +89,7 @@ fn isolated_engines_report_from_child_processes() {
     assert_eq!(csv.lines().count(), 1 + 8, "{csv}");
     for line in csv.lines().skip(1) {
         let f: Vec<&str> = line.split(',').collect();
-        assert_eq!(f.last(), Some(&"0"), "errors in {line}");
+        assert_eq!(f[ERRORS], "0", "errors in {line}");
         assert_eq!(f[12], "2000", "{line}");
         let (limit_mib, peak_mib): (u64, u64) = (f[19].parse().unwrap(), f[20].parse().unwrap());
         if cgroup {
@@ -158,4 +164,59 @@ fn rndread_ltm_has_batched_and_device_rows() {
         // Compared with blocking rime in the same cell.
         assert!(!f[18].is_empty(), "{f:?}");
     }
+}
+
+/// `--preset commit`: durable rows at each thread count, the device-fsync
+/// row beside Rime's in each cell, commit latency and commits per sync
+/// from Rime's own counters, each row the median of its rounds.
+#[test]
+fn commit_preset_has_fsync_rows_commits_per_sync_and_rounds() {
+    let tmp = tempfile::Builder::new()
+        .prefix("rime-bench-commit")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap();
+    let out = tmp.path().join("out");
+    let status = Command::new(env!("CARGO_BIN_EXE_rime-bench"))
+        .args(["ycsb", "--preset", "commit", "--engines", "rime"])
+        .args(["--records", "2000", "--threads", "1,4", "--duration", "0.2"])
+        .args(["--warmup", "0", "--repeat", "2", "--no-progress"])
+        .arg("--out")
+        .arg(&out)
+        .arg("--data-dir")
+        .arg(tmp.path().join("data"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    let rows: Vec<Vec<&str>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    let mut cells: Vec<(&str, &str)> = rows.iter().map(|f| (f[4], f[10])).collect();
+    cells.sort();
+    let want = [
+        ("1", "device-fsync"),
+        ("1", "rime"),
+        ("4", "device-fsync"),
+        ("4", "rime"),
+    ];
+    assert_eq!(cells, want, "{csv}");
+    for f in &rows {
+        assert_eq!((f[0], f[1], f[3]), ("commit", "A", "sync"), "{f:?}");
+        assert_eq!(f[ERRORS], "0", "errors: {f:?}");
+        assert_eq!(
+            f[RUNS], "2",
+            "one row per cell, the median of 2 rounds: {f:?}"
+        );
+        let commit_p50: f64 = f[COMMIT_P50_US].parse().unwrap();
+        assert!(commit_p50 > 0.0, "{f:?}");
+        let per_sync: f64 = f[COMMITS_PER_SYNC].parse().unwrap();
+        assert!(per_sync > 0.0, "{f:?}");
+    }
+    let md = std::fs::read_to_string(out.join("results.md")).unwrap();
+    assert!(
+        md.contains("| commits/sync |") && md.contains("| ops/s range |"),
+        "{md}"
+    );
 }

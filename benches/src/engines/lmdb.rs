@@ -13,6 +13,9 @@ use heed::{Database, Env, EnvFlags, EnvOpenOptions};
 use std::ops::Bound;
 use std::path::Path;
 
+/// Reader slots beyond one per worker thread (load threads, the harness).
+const READER_SLOTS_SPARE: usize = 64;
+
 pub struct Lmdb {
     env: Env,
     db: Database<Bytes, Bytes>,
@@ -25,7 +28,10 @@ impl Lmdb {
         // Room for the data with B+tree overhead, page-aligned.
         let map = ((cfg.expected_bytes * 4).max(1 << 30) as usize).next_multiple_of(4096);
         let mut opts = EnvOpenOptions::new();
-        opts.map_size(map).max_dbs(4).max_readers(256);
+        // A reader slot per thread that reads (held until the thread ends),
+        // so 1024 worker threads need more than LMDB's default 126.
+        let readers = (cfg.threads + READER_SLOTS_SPARE).max(256) as u32;
+        opts.map_size(map).max_dbs(4).max_readers(readers);
         let mut flags = EnvFlags::NO_READ_AHEAD;
         if cfg.durability == Durability::NoSync {
             flags |= EnvFlags::NO_SYNC;

@@ -3,7 +3,7 @@
 //! the same engine with its reads handed over in batches, each one
 //! `Db::get_many` with the batch's page misses in flight together.
 
-use crate::engine::{Durability, Engine, EngineConfig, Result};
+use crate::engine::{CommitCounters, Durability, Engine, EngineConfig, Result};
 use rime_storage::{Db, Options, TreeId};
 use std::ops::{Bound, ControlFlow};
 use std::path::Path;
@@ -20,6 +20,15 @@ pub struct RimeEngine {
 
 /// Group mode's gather window: a few fsyncs' worth (~60 µs each here).
 pub const GROUP_DELAY: Duration = Duration::from_micros(200);
+
+/// A Db's commits and log syncs (`DbStats::commits`, `DbStats::log_syncs`).
+pub fn commit_counters(db: &Db) -> CommitCounters {
+    let s = db.stats();
+    CommitCounters {
+        commits: s.commits,
+        log_syncs: s.log_syncs,
+    }
+}
 
 pub fn storage_durability(d: Durability) -> rime_storage::Durability {
     match d {
@@ -142,6 +151,9 @@ impl Engine for RimeEngine {
             Ok(count)
         })?;
         Ok(count)
+    }
+    fn commit_counters(&self) -> Option<CommitCounters> {
+        Some(commit_counters(&self.db))
     }
     fn close(&self) -> Result<()> {
         self.db.checkpoint()?;

@@ -6,7 +6,7 @@
 //! guest must be built first (`scripts/build-guests`); its path is
 //! `$RIME_GUESTS_DIR/kv.wasm` or `guests/target/wasm32-unknown-unknown/release/kv.wasm`.
 
-use crate::engine::{Durability, Engine, EngineConfig, Result};
+use crate::engine::{CommitCounters, Durability, Engine, EngineConfig, Result};
 use rime_faas::{FunctionConfig, Runtime, RuntimeConfig};
 use rime_storage::{Db, Options};
 use std::path::{Path, PathBuf};
@@ -125,6 +125,9 @@ impl Engine for RimeFaas {
             .ok_or("kv: short scan response")?;
         super::consume(&o, &[]);
         Ok(count as usize)
+    }
+    fn commit_counters(&self) -> Option<CommitCounters> {
+        Some(super::rime::commit_counters(self.rt.db()))
     }
     fn close(&self) -> Result<()> {
         self.rt.db().checkpoint()?;
