@@ -266,7 +266,7 @@ impl BufferManager {
             }
         }
         // Step 3.
-        inner.give_back(pid, pages);
+        inner.give_back_freed(pid, pages);
         Ok(())
     }
 
@@ -372,10 +372,22 @@ impl Inner {
     fn discard_latched(&self, pid: PageId, pages: u32) {
         self.meta(pid).set_dirty(false);
         self.drop_frames(&[pid]);
+        self.give_back_freed(pid, pages);
+    }
+
+    /// Returns a freed frame's pages to the free map, unless a loader's
+    /// write of it is in flight: then that write's completion returns them
+    /// (`Inner::finish_write_back`), so no later owner of the pages can
+    /// have its own write overtaken by the old one.
+    fn give_back_freed(&self, pid: PageId, pages: u32) {
+        if self.meta(pid).defer_free_if_writing() {
+            debug_assert_eq!(pages, 1, "loaders write back one-page frames only");
+            return;
+        }
         self.give_back(pid, pages);
     }
 
-    fn give_back(&self, pid: PageId, pages: u32) {
+    pub(crate) fn give_back(&self, pid: PageId, pages: u32) {
         self.allocator
             .lock()
             .unwrap_or_else(|p| p.into_inner())

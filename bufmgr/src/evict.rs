@@ -8,6 +8,14 @@
 //! reading, no writer can change the frame while its bytes go to disk, and
 //! the dirty bit, set only under exclusive latches, can be cleared safely.
 //! A failed write-back leaves every frame of the batch dirty and resident.
+//!
+//! A loader's eviction round writes its dirty victims differently: from a
+//! copy taken under the shared latch, on the loader's ring, the frame
+//! unlatched while the write is in flight, cleaned (and evicted) at the
+//! completion only if its version shows it unchanged since the copy. The
+//! frame's W flag keeps every other write of the page out meanwhile
+//! ([`Inner::copy_for_write_back`], [`Inner::finish_write_back`]; the
+//! steps are in `crate::loader`'s docs, W1–W4).
 
 use crate::error::PageError;
 use crate::io::WriteOp;
@@ -23,9 +31,9 @@ impl Inner {
     /// every candidate was latched or re-used meanwhile).
     ///
     /// 0. Walk the clock: a MARKED clean frame is a candidate; a MARKED dirty
-    ///    frame is latched shared for write-back; an UNLOCKED frame is
-    ///    marked (its second chance: any access before the clock comes back
-    ///    unmarks it).
+    ///    frame is latched shared for write-back (unless a loader's write of
+    ///    it is in flight: W set); an UNLOCKED frame is marked (its second
+    ///    chance: any access before the clock comes back unmarks it).
     /// 1. Write the dirty candidates back, one submission.
     /// 2. Latch the clean candidates exclusively if still MARKED and clean.
     /// 3. Upgrade the written ones to exclusive if we are their only
@@ -34,10 +42,25 @@ impl Inner {
     /// 5. Remove them from the resident set and unlock them as EVICTED,
     ///    which bumps their version: optimistic readers restart.
     pub(crate) fn evict_batch(&self) -> Result<usize, PageError> {
+        // Step 0.
+        let Victims { clean, dirty } = self.clock_victims();
+        // Step 1.
+        if let Err(e) = self.write_back_latched(&dirty) {
+            dirty
+                .iter()
+                .for_each(|&pid| self.meta(pid).state.unlock_shared());
+            return Err(e);
+        }
+        // Steps 2–5.
+        Ok(self.evict_victims(clean, &dirty))
+    }
+
+    /// Step 0 of [`Inner::evict_batch`].
+    pub(crate) fn clock_victims(&self) -> Victims {
         let mut clean: Vec<PageId> = Vec::with_capacity(EVICT_BATCH);
         let mut dirty: Vec<PageId> = Vec::with_capacity(EVICT_BATCH);
-        // Step 0. Two full turns of the clock are enough to mark and then
-        // collect every unlatched frame; past that, everything is latched.
+        // Two full turns of the clock are enough to mark and then collect
+        // every unlatched frame; past that, everything is latched.
         let max_slots = 2 * self.resident.slot_count() as u64;
         let mut scanned = 0;
         while clean.len() + dirty.len() < EVICT_BATCH && scanned < max_slots {
@@ -46,7 +69,14 @@ impl Inner {
                 let seen = meta.state.load();
                 match seen.state() {
                     MARKED if !meta.is_dirty() => clean.push(pid),
-                    MARKED if meta.state.try_lock_shared(seen) => dirty.push(pid),
+                    MARKED if meta.state.try_lock_shared(seen) => {
+                        // W is set under a shared latch: checked under ours.
+                        if meta.is_writing() {
+                            meta.state.unlock_shared();
+                        } else {
+                            dirty.push(pid);
+                        }
+                    }
                     UNLOCKED => {
                         meta.state.try_mark(seen);
                     }
@@ -55,13 +85,13 @@ impl Inner {
             });
             scanned += EVICT_BATCH as u64;
         }
-        // Step 1.
-        if let Err(e) = self.write_back_latched(&dirty) {
-            dirty
-                .iter()
-                .for_each(|&pid| self.meta(pid).state.unlock_shared());
-            return Err(e);
-        }
+        Victims { clean, dirty }
+    }
+
+    /// Steps 2–5 of [`Inner::evict_batch`]: `clean` as step 0 found them,
+    /// `written` latched shared by this thread and written back. Returns
+    /// the number of frames evicted.
+    pub(crate) fn evict_victims(&self, mut clean: Vec<PageId>, written: &[PageId]) -> usize {
         // Step 2.
         clean.retain(|&pid| {
             let meta = self.meta(pid);
@@ -77,7 +107,7 @@ impl Inner {
             true
         });
         // Step 3.
-        for &pid in &dirty {
+        for &pid in written {
             let meta = self.meta(pid);
             if meta.state.try_upgrade(meta.state.load()) {
                 clean.push(pid);
@@ -88,7 +118,113 @@ impl Inner {
         // Steps 4 and 5.
         self.drop_frames(&clean);
         self.count(Counter::Eviction, clean.len() as u64);
-        Ok(clean.len())
+        clean.len()
+    }
+
+    /// Step W2 of a loader's write-back (module docs of `crate::loader`)
+    /// for a dirty one-page victim this thread holds shared (from
+    /// [`Inner::clock_victims`]): W is set (`None` if another loader set it
+    /// first: its write is the one), the hook approves the page's LSN, the
+    /// page is copied into `copy` and the latch released; the copy is then
+    /// sealed. Returns the version the copy was taken at. The latch is
+    /// released in every case; on error (the hook refused) W is clear again.
+    pub(crate) fn copy_for_write_back(
+        &self,
+        pid: PageId,
+        copy: &mut [u8],
+    ) -> Result<Option<u64>, PageError> {
+        debug_assert_eq!(copy.len(), PAGE_SIZE);
+        let meta = self.meta(pid);
+        if !meta.try_begin_writing() {
+            meta.state.unlock_shared();
+            return Ok(None);
+        }
+        // SAFETY: this thread holds a shared latch, which keeps writers out
+        // and the frame resident; one page, inside the region (it is in
+        // the resident set). Other shared holders only read it, except a
+        // blocking write-back sealing the header in place (checksum and
+        // length, which this copy recomputes).
+        let frame = unsafe { std::slice::from_raw_parts(self.frame_ptr(pid), PAGE_SIZE) };
+        if let Some(hook) = &self.hook
+            && let Err(reason) = hook.before_write(pid, frame::lsn(frame))
+        {
+            // A free needs an exclusive latch: none came meanwhile.
+            let freed = meta.end_writing();
+            debug_assert!(!freed);
+            self.waits.notify(pid);
+            meta.state.unlock_shared();
+            return Err(PageError::WriteBackRefused { pid, reason });
+        }
+        let version = meta.state.load().version();
+        copy.copy_from_slice(frame);
+        meta.state.unlock_shared();
+        frame::seal(copy);
+        Ok(Some(version))
+    }
+
+    /// Step W4 of a loader's write-back (module docs of `crate::loader`):
+    /// the write of `pid`'s copy, taken at `version`, completed
+    /// (`written`) or failed.
+    ///
+    /// * Written, and the page unchanged since (its word still shows
+    ///   `version`): clean it under a latch taken without waiting. An
+    ///   exclusive one (from UNLOCKED or MARKED) is kept, and `true`
+    ///   returned: the caller evicts the frame ([`Inner::drop_frames`],
+    ///   batched with others). If readers hold it shared, a shared one,
+    ///   released at once (clean, resident). Changed, or latched
+    ///   exclusively by someone now: it stays dirty, for a later
+    ///   write-back.
+    /// * Failed: nothing changes; the page stays dirty and resident.
+    ///
+    /// Then W is cleared (and if a free came meanwhile, the id goes back to
+    /// the allocator now), and flushes waiting for W are woken.
+    pub(crate) fn finish_write_back(&self, pid: PageId, version: u64, written: bool) -> bool {
+        let meta = self.meta(pid);
+        let latched = written && self.clean_written(pid, version);
+        if meta.end_writing() {
+            debug_assert!(!latched, "a freed page's version moved on");
+            self.give_back(pid, 1);
+        }
+        self.waits.notify(pid);
+        latched
+    }
+
+    /// [`Inner::finish_write_back`]'s cleaning: true if it left the frame
+    /// latched exclusively (clean, for the caller to evict).
+    fn clean_written(&self, pid: PageId, version: u64) -> bool {
+        let meta = self.meta(pid);
+        loop {
+            let seen = meta.state.load();
+            if seen.version() != version {
+                return false;
+            }
+            match seen.state() {
+                UNLOCKED | MARKED if meta.state.try_lock_exclusive(seen) => {
+                    meta.set_dirty(false);
+                    return true;
+                }
+                _ if seen.is_shared() && meta.state.try_lock_shared(seen) => {
+                    meta.set_dirty(false);
+                    meta.state.unlock_shared();
+                    return false;
+                }
+                // The word moved between the load and the CAS: look again.
+                UNLOCKED | MARKED => {}
+                _ if seen.is_shared() => {}
+                // LOCKED: a writer may be changing it.
+                _ => return false,
+            }
+        }
+    }
+
+    /// Waits (holding no latch of this page, or an exclusive one) until no
+    /// loader's write of `pid` is in flight. A write in flight is finished
+    /// by its loader's owner at its next poll: see `Loader`'s one rule.
+    pub(crate) fn wait_for_write_back(&self, pid: PageId) {
+        let meta = self.meta(pid);
+        if meta.is_writing() {
+            self.waits.wait_while(pid, || meta.is_writing());
+        }
     }
 
     /// Gives up the memory of exclusively latched, clean frames (in one
@@ -223,6 +359,12 @@ impl Inner {
         if !meta.state.try_lock_shared(seen) {
             return None;
         }
+        if meta.is_writing() {
+            // A loader's write of an earlier copy is in flight: this write
+            // must not overtake it. Busy.
+            meta.state.unlock_shared();
+            return None;
+        }
         if meta.is_dirty() {
             return Some(true);
         }
@@ -230,8 +372,9 @@ impl Inner {
         Some(false)
     }
 
-    /// Waits for a shared latch on a resident frame; false if the frame was
-    /// evicted (hence written) or cleaned meanwhile.
+    /// Waits for a shared latch on a resident frame with no loader's write
+    /// in flight; false if the frame was evicted (hence written) or
+    /// cleaned meanwhile.
     fn latch_shared_if_dirty(&self, pid: PageId) -> bool {
         let meta = self.meta(pid);
         let mut backoff = Backoff::default();
@@ -241,6 +384,11 @@ impl Inner {
                 return false; // evicted
             }
             if meta.state.try_lock_shared(seen) {
+                if meta.is_writing() {
+                    meta.state.unlock_shared();
+                    self.wait_for_write_back(pid);
+                    continue;
+                }
                 if meta.is_dirty() {
                     return true;
                 }
@@ -250,4 +398,13 @@ impl Inner {
             backoff.snooze();
         }
     }
+}
+
+/// The candidates of one clock round (step 0 of [`Inner::evict_batch`]).
+pub(crate) struct Victims {
+    /// MARKED and clean when seen; not latched.
+    pub(crate) clean: Vec<PageId>,
+    /// MARKED and dirty, latched shared by this thread, with no loader's
+    /// write in flight (W clear).
+    pub(crate) dirty: Vec<PageId>,
 }

@@ -104,8 +104,11 @@ impl<'a> ExclusiveGuard<'a> {
             modified: this.modified,
         }
     }
-    /// Writes the frame to disk now (not synced), keeping the latch.
+    /// Writes the frame to disk now (not synced), keeping the latch. If a
+    /// loader's write of an earlier copy of it is in flight, waits for that
+    /// first (its owner's next poll finishes it).
     pub fn write_back(&mut self) -> Result<(), PageError> {
+        self.bm.inner.wait_for_write_back(self.pid);
         self.bm.inner.write_back_latched(&[self.pid])
     }
 }
@@ -265,7 +268,11 @@ impl BufferManager {
     /// when `body` reaches a frame that is not in memory (evicted, or being
     /// loaded), the section stops and returns [`Fetch::Missing`] with the
     /// frame, which the caller loads with a [`crate::Loader`] (many at a
-    /// time) before running the section again.
+    /// time) before running the section again. It stops the same way at a
+    /// frame latched exclusively while a loader's write-back of it is in
+    /// flight (the latch holder may wait for that write; the caller's
+    /// loader reports such a frame at once, and its poll may be what
+    /// finishes the write).
     ///
     /// # Safety
     /// The contract of [`BufferManager::optimistic`].
@@ -377,6 +384,14 @@ impl<'a> Section<'a> {
                         return Err(Interrupt::Missing { pid, pages });
                     }
                     inner.ensure_loaded(pid, pages)?;
+                }
+                // Latched exclusively while a loader's write of it is in
+                // flight: the holder may be waiting for that write
+                // (`ExclusiveGuard::write_back`), which only its loader's
+                // poll completes, and that loader may be this thread's.
+                // Stop instead of spinning: the caller polls, then retries.
+                LOCKED if self.nowait && meta.is_writing() => {
+                    return Err(Interrupt::Missing { pid, pages });
                 }
                 LOCKED => backoff.snooze(),
                 MARKED => {

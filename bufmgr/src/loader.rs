@@ -14,8 +14,8 @@
 //! 2. **Evicted**: the loader latches P from EVICTED with LOADING set
 //!    (exactly as a blocking miss does, so every other thread that wants P
 //!    now waits for this read instead of starting its own), reserves P's
-//!    memory (evicting others if over budget), and queues a read straight
-//!    into P's frame.
+//!    memory (evicting others if over budget: steps W1–W4 below), and
+//!    queues a read straight into P's frame.
 //! 3. **Being loaded** by another thread, or by this loader for an earlier
 //!    request: the loader watches P's LOADING flag, noting the version P's
 //!    word shows (LOCKED at `v`: it names that read); two requests for one
@@ -37,21 +37,66 @@
 //!    and every blocking latch that waited for a failed read gets its
 //!    error (and only those: other frames' requests are untouched).
 //!
-//! Dropping a loader waits for its reads: a frame is never left latched,
-//! and the kernel never writes into memory that was given back.
+//! Write-back of the victims its reservations evict, through the same
+//! ring, without waiting for the writes (the frame's flag W: see
+//! `crate::meta`):
 //!
-//! The one rule for its owner: **do not take a blocking latch on a frame
-//! this thread's loader is reading** (requested, not yet reported). The
-//! latch would sleep until the frame is in, and only this thread's poll
-//! brings it in. Poll until the frame is reported first; optimistic
-//! sections run with `optimistic_nowait` are safe (they report the frame
-//! missing instead of waiting). This replaces the old prefetch thread:
-//! requesting frames ahead of their use, and polling before using them,
-//! is prefetching with no thread of its own.
+//! - W1. **Round**: the clock round of a blocking eviction
+//!   ([`crate::evict`]): MARKED clean frames, and MARKED dirty frames
+//!   latched shared (skipped if W is set: a write of theirs is in flight).
+//!   Clean ones are evicted at once; dirty extents are written and evicted
+//!   at once as a blocking eviction does (rare: large values).
+//! - W2. **Copy**: for a dirty one-page victim, under its shared latch: set
+//!   W (test-and-set: one loader wins), ask the write-ahead hook
+//!   (`WriteBackHook::before_write` with the page's LSN; a refusal clears
+//!   W and fails the reservation), copy the page into one of the loader's
+//!   [`MAX_LOADER_WRITES`] page-aligned buffers, note its version, release
+//!   the latch; seal the copy (checksum, length) and queue its write. The
+//!   frame stays resident, dirty and unlatched: readers read it, writers
+//!   change it (bumping its version) while the copy's write is in flight.
+//! - W3. **Submit and reap** with the reads (steps 4 and 5): a short write
+//!   is resubmitted for the rest.
+//! - W4. **Complete**: if the write succeeded and P's word still shows the
+//!   copy's version (nothing changed it since), latch it without waiting
+//!   and clear its dirty bit: exclusively from UNLOCKED or MARKED, then
+//!   evict it (memory back in one call per reap), or shared if readers hold
+//!   it (it stays resident, clean). If it changed, or a writer holds it, it
+//!   stays dirty. A failed write leaves it dirty and resident, and fails
+//!   the reservation waiting for memory, if one is; otherwise it is logged
+//!   (the next write-back of the page meets the disk again). Then clear W
+//!   (give P's id to the allocator if P was freed meanwhile) and wake
+//!   flushes waiting for W.
+//!
+//! A reservation that a round could not satisfy with clean victims waits
+//! for its own transfers (a write's completion frees a frame) before the
+//! next round: the submitter stalls only when every victim is dirty. While
+//! W is set nothing else writes P: a blocking eviction and other loaders
+//! skip it, a flush (`flush_dirty`) and `ExclusiveGuard::write_back` wait
+//! for W to clear, and a free of P leaves the id to W4, so no newer image
+//! of P (or of a page reusing its id) can be overtaken by the older copy.
+//!
+//! Dropping a loader waits for its reads and writes: a frame is never left
+//! latched, the kernel never writes into memory that was given back, and
+//! no W outlives its loader.
+//!
+//! The one rule for its owner: **do not wait on this thread's loader's
+//! I/O** — no blocking latch on a frame it is reading (requested, not yet
+//! reported), and no `flush_dirty` or `ExclusiveGuard::write_back` while it
+//! has write-backs in flight ([`Loader::writes`]). Those wait for the
+//! loader's completions, and only this thread's poll reaps them. Poll
+//! until the frame is reported (until [`Loader::pending`] is 0) first;
+//! optimistic sections run with `optimistic_nowait` are safe (they report
+//! the frame missing instead of waiting, and also a frame latched
+//! exclusively while its write-back is in flight, whose holder may be
+//! waiting for this loader), and so are latches on any other frame (a
+//! write-back holds no latch). This replaces the old prefetch
+//! thread: requesting frames ahead of their use, and polling before using
+//! them, is prefetching with no thread of its own.
 
 use crate::error::PageError;
-use crate::io::{IoError, IoOp};
-use crate::manager::BufferManager;
+use crate::evict::Victims;
+use crate::io::{AlignedBuf, IoError, IoOp};
+use crate::manager::{BufferManager, EVICT_BATCH, MAX_FUTILE_EVICTIONS};
 use crate::state::{EVICTED, LOCKED};
 use crate::stats::Counter;
 use crate::{PAGE_SIZE, PageId};
@@ -62,14 +107,19 @@ use std::sync::atomic::Ordering;
 /// Reads one loader keeps in flight at most: what one thread needs to
 /// reach a fast NVMe device's limit (Haas & Leis, VLDB 2023, keep ~47 I/Os
 /// in flight per core; 256 leaves room for bursts) while its ring stays
-/// small (256 SQ + 512 CQ entries, about 16 KiB). The pool's budget may
-/// lower it (a quarter of the budget at most, so one loader cannot pin
-/// the whole pool in reads).
+/// small (with the write-backs', 512 SQ + 1024 CQ entries, about 48 KiB).
+/// The pool's budget may lower it (a quarter of the budget at most, so one
+/// loader cannot pin the whole pool in reads).
 pub const MAX_LOADER_READS: usize = 256;
 
-/// Submission-queue entries of a loader's ring: room for every read it
-/// may have in flight, so a push never finds the queue full.
-const RING_ENTRIES: u32 = MAX_LOADER_READS.next_power_of_two() as u32;
+/// Write-backs one loader keeps in flight at most: one eviction batch's
+/// worth (its copies take [`MAX_LOADER_WRITES`] pages of memory outside the
+/// pool, 256 KiB). The pool's budget may lower it (a sixteenth at most).
+pub const MAX_LOADER_WRITES: usize = EVICT_BATCH;
+
+/// Submission-queue entries of a loader's ring: room for every read and
+/// write it may have in flight, so a push never finds the queue full.
+const RING_ENTRIES: u32 = (MAX_LOADER_READS + MAX_LOADER_WRITES).next_power_of_two() as u32;
 
 /// Rings a thread keeps for its next loaders: setting one up (a system
 /// call and three mappings) costs about as much as a few cached lookups,
@@ -80,6 +130,9 @@ thread_local! {
     /// Idle rings of loaders this thread dropped, empty (nothing queued,
     /// nothing to reap): a ring is not tied to a file, only its entries are.
     static SPARE_RINGS: std::cell::RefCell<Vec<IoUring>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// The copy buffer of the last loader this thread dropped that wrote
+    /// back (no write in flight from it any more).
+    static SPARE_COPIES: std::cell::RefCell<Option<AlignedBuf>> = const { std::cell::RefCell::new(None) };
 }
 
 /// The share of the budget all loaders together may hold latched for
@@ -87,12 +140,25 @@ thread_local! {
 /// for its next read always finds some, however many loaders there are.
 const LOADER_SHARE_OF_BUDGET: u64 = 2;
 
-/// One of this loader's reads.
-struct Read {
-    pid: PageId,
-    pages: u32,
-    /// Bytes already in the frame (a short transfer continues from here).
-    done_bytes: usize,
+/// One of this loader's transfers.
+enum Op {
+    /// A read of a frame (latched from EVICTED, LOADING set) into place.
+    Read {
+        pid: PageId,
+        pages: u32,
+        /// Bytes already in the frame (a short transfer continues here).
+        done_bytes: usize,
+    },
+    /// A write-back of a one-page frame from its copy (W set).
+    Write {
+        pid: PageId,
+        /// The frame's version when it was copied.
+        version: u64,
+        /// Its page in the loader's copy buffer.
+        copy: usize,
+        /// Bytes already written.
+        done_bytes: usize,
+    },
 }
 
 /// A thread's reads in flight; see the module docs. Not `Sync`: one
@@ -102,14 +168,27 @@ pub struct Loader<'a> {
     /// `None`: the data file offers no descriptor for direct reads, or the
     /// kernel refused a ring; requests then read synchronously.
     ring: Option<(IoUring, RawFd)>,
-    /// Reads by slot; a slot's index is the completion's `user_data`.
-    slots: Vec<Option<Read>>,
+    /// Transfers by slot; a slot's index is the completion's `user_data`.
+    slots: Vec<Option<Op>>,
     free_slots: Vec<usize>,
-    /// Reads pushed to the submission queue but not yet submitted.
+    /// Transfers pushed to the submission queue but not yet submitted.
     queued: usize,
-    /// Reads submitted and not yet complete.
+    /// Transfers submitted and not yet complete.
     in_flight: usize,
+    /// Of the transfers queued or in flight, the write-backs.
+    writes: usize,
     max_reads: usize,
+    max_writes: usize,
+    /// Page-aligned copies of the frames being written back, one page
+    /// each (allocated at the first write-back).
+    copies: Option<AlignedBuf>,
+    free_copies: Vec<usize>,
+    /// The first write-back that failed while a reservation waited for
+    /// memory: that reservation fails with it.
+    write_error: Option<PageError>,
+    /// Frames written back and latched for eviction by this reap: their
+    /// memory goes back together at its end.
+    written: Vec<PageId>,
     /// Frames another thread (or an earlier request) is loading, with the
     /// version of that load.
     watched: Vec<(PageId, u64)>,
@@ -129,6 +208,7 @@ impl<'a> Loader<'a> {
     /// request synchronously.
     pub fn new(bm: &'a BufferManager) -> Self {
         let max_reads = MAX_LOADER_READS.min((bm.budget_pages() / 4).max(1) as usize);
+        let max_writes = MAX_LOADER_WRITES.min((bm.budget_pages() / 16).max(1) as usize);
         let ring = bm.inner.file.direct_fd().and_then(|fd| {
             let spare = SPARE_RINGS.with(|r| r.borrow_mut().pop());
             match spare.map_or_else(|| IoUring::new(RING_ENTRIES), Ok) {
@@ -146,7 +226,13 @@ impl<'a> Loader<'a> {
             free_slots: Vec::new(),
             queued: 0,
             in_flight: 0,
+            writes: 0,
             max_reads,
+            max_writes,
+            copies: None,
+            free_copies: Vec::new(),
+            write_error: None,
+            written: Vec::new(),
             watched: Vec::new(),
             done: Vec::new(),
             reaped: Vec::new(),
@@ -162,11 +248,18 @@ impl<'a> Loader<'a> {
 
     /// Reads this loader has queued or in flight.
     pub fn reads(&self) -> usize {
-        self.queued + self.in_flight
+        self.queued + self.in_flight - self.writes
     }
 
-    /// Requests outstanding: reads queued or in flight, frames watched, and
-    /// outcomes not yet reported.
+    /// Write-backs this loader has queued or in flight (steps W1–W4 of the
+    /// module docs).
+    pub fn writes(&self) -> usize {
+        self.writes
+    }
+
+    /// Work outstanding: reads and write-backs queued or in flight, frames
+    /// watched, and outcomes not yet reported. Polling until it is 0 also
+    /// finishes the loader's write-backs.
     pub fn pending(&self) -> usize {
         self.queued + self.in_flight + self.watched.len() + self.done.len()
     }
@@ -174,8 +267,10 @@ impl<'a> Loader<'a> {
     /// Starts making the frame at `pid` (of `pages` pages) resident: steps
     /// 1–3 of the module docs. Its outcome comes from a later
     /// [`Loader::poll`]. May itself wait for earlier reads when the loader
-    /// is full ([`MAX_LOADER_READS`]). Errors that concern only this frame
-    /// (out of range, no memory) are reported by `poll` like a failed read.
+    /// is full ([`MAX_LOADER_READS`]), or for its write-backs when every
+    /// eviction victim is dirty. Errors that concern only this frame (out
+    /// of range, no memory, a failed or refused write-back of the victims
+    /// its memory needed) are reported by `poll` like a failed read.
     pub fn request(&mut self, pid: PageId, pages: u32) {
         let inner = &*self.bm.inner;
         if let Err(e) = inner.check_pid(pid, pages) {
@@ -251,11 +346,11 @@ impl<'a> Loader<'a> {
         let share = (inner.budget_pages / LOADER_SHARE_OF_BUDGET).max(1);
         loop {
             let all = inner.loader_pages.load(Ordering::Acquire);
-            let mine = self.queued + self.in_flight;
+            let mine = self.reads();
             if mine < self.max_reads && (all + pages as u64 <= share || all == 0) {
                 break;
             }
-            if mine > 0 {
+            if self.queued + self.in_flight > 0 {
                 self.submit_and_reap(true);
             } else {
                 std::thread::yield_now();
@@ -263,7 +358,7 @@ impl<'a> Loader<'a> {
         }
         inner.loader_pages.fetch_add(pages as u64, Ordering::AcqRel);
         // 2. (Its guard markers go at the next submit, with the others'.)
-        if let Err(e) = inner.reserve(pages as u64) {
+        if let Err(e) = self.reserve(pages) {
             inner.abandon_load(pid, 0, &e);
             inner.loader_pages.fetch_sub(pages as u64, Ordering::AcqRel);
             self.done.push((pid, Err(e)));
@@ -276,7 +371,7 @@ impl<'a> Loader<'a> {
             self.slots.push(None);
             self.slots.len() - 1
         });
-        self.slots[slot] = Some(Read {
+        self.slots[slot] = Some(Op::Read {
             pid,
             pages,
             done_bytes: 0,
@@ -284,31 +379,175 @@ impl<'a> Loader<'a> {
         self.push(slot);
     }
 
-    /// Queues the (rest of the) read in `slot`.
+    /// Step 2's reservation: `pages` more resident pages, evicting while
+    /// over budget as a blocking miss does, except that dirty victims'
+    /// writes go on this loader's ring (steps W1–W4 of the module docs)
+    /// instead of stalling it. When a round frees nothing at once, it waits
+    /// for its own transfers (a write's completion evicts its frame); a
+    /// write-back that fails meanwhile fails the reservation, as a failed
+    /// write-back fails a blocking miss's. (One that fails at a plain poll
+    /// is only logged: its page stays dirty, and the next write-back of it
+    /// meets the disk again.)
+    fn reserve(&mut self, pages: u32) -> Result<(), PageError> {
+        let inner = &*self.bm.inner;
+        let mut futile = 0;
+        self.write_error = None;
+        loop {
+            if inner.try_reserve(pages as u64) {
+                return Ok(());
+            }
+            if let Some(e) = self.write_error.take() {
+                return Err(e);
+            }
+            if self.evict_round()? > 0 {
+                continue;
+            }
+            if self.writes > 0 {
+                self.submit_and_reap(true);
+                continue;
+            }
+            futile += 1;
+            if futile > MAX_FUTILE_EVICTIONS {
+                return Err(PageError::PoolExhausted {
+                    resident_pages: inner.resident_pages.load(Ordering::Relaxed),
+                });
+            }
+            std::thread::yield_now();
+        }
+    }
+
+    /// Step W1 of the module docs: one clock round. Clean victims are
+    /// evicted now; dirty one-page victims are copied and their writes
+    /// queued (while this loader has room for them; the rest wait for a
+    /// later round); dirty extents are written now, as a blocking eviction
+    /// writes them. Returns the number of frames evicted now.
+    fn evict_round(&mut self) -> Result<usize, PageError> {
+        let inner = &*self.bm.inner;
+        let Victims { clean, dirty } = inner.clock_victims();
+        let mut extents = Vec::new();
+        let mut refused = None;
+        for pid in dirty {
+            let one_page = inner.meta(pid).frame_pages() <= 1;
+            if refused.is_some() || (one_page && self.writes >= self.max_writes) {
+                inner.meta(pid).state.unlock_shared();
+            } else if !one_page {
+                extents.push(pid);
+            } else if let Err(e) = self.start_write(pid) {
+                refused = Some(e);
+            }
+        }
+        let written = match refused {
+            Some(e) => Err(e),
+            None => inner.write_back_latched(&extents),
+        };
+        if let Err(e) = written {
+            extents
+                .iter()
+                .for_each(|&pid| inner.meta(pid).state.unlock_shared());
+            return Err(e);
+        }
+        Ok(inner.evict_victims(clean, &extents))
+    }
+
+    /// Step W2: copies the frame at `pid` (latched shared by this thread,
+    /// one page, dirty) and queues the copy's write. The latch is released
+    /// either way.
+    fn start_write(&mut self, pid: PageId) -> Result<(), PageError> {
+        let copies = self.copies.get_or_insert_with(|| {
+            self.free_copies = (0..MAX_LOADER_WRITES).rev().collect();
+            SPARE_COPIES
+                .with(|c| c.borrow_mut().take())
+                .unwrap_or_else(|| AlignedBuf::zeroed(MAX_LOADER_WRITES * PAGE_SIZE))
+        });
+        let copy = self
+            .free_copies
+            .pop()
+            .expect("fewer writes than copies (max_writes <= MAX_LOADER_WRITES)");
+        // SAFETY: page `copy` of the buffer is free: no write in flight
+        // reads it (its last write completed and returned it), and this
+        // slice is the only reference to it until `push` hands its pointer
+        // to the kernel.
+        let dst = unsafe {
+            std::slice::from_raw_parts_mut(copies.as_mut_ptr().add(copy * PAGE_SIZE), PAGE_SIZE)
+        };
+        let version = match self.bm.inner.copy_for_write_back(pid, dst) {
+            Ok(Some(version)) => version,
+            Ok(None) => {
+                self.free_copies.push(copy);
+                return Ok(());
+            }
+            Err(e) => {
+                self.free_copies.push(copy);
+                return Err(e);
+            }
+        };
+        let slot = self.free_slots.pop().unwrap_or_else(|| {
+            self.slots.push(None);
+            self.slots.len() - 1
+        });
+        self.slots[slot] = Some(Op::Write {
+            pid,
+            version,
+            copy,
+            done_bytes: 0,
+        });
+        self.writes += 1;
+        self.push(slot);
+        Ok(())
+    }
+
+    /// Queues the (rest of the) transfer in `slot`.
     fn push(&mut self, slot: usize) {
         let Some((ring, fd)) = self.ring.as_mut() else {
-            unreachable!("reads are queued only with a ring");
+            unreachable!("transfers are queued only with a ring");
         };
-        let read = self.slots[slot]
+        let entry = match *self.slots[slot]
             .as_ref()
-            .expect("a queued slot holds a read");
-        let len = read.pages as usize * PAGE_SIZE - read.done_bytes;
-        let offset = read.pid * PAGE_SIZE as u64 + read.done_bytes as u64;
-        // SAFETY: `done_bytes < len(frame)`, so the pointer is inside the
-        // frame, which is inside the region (check_pid).
-        let dst = unsafe { self.bm.inner.frame_ptr(read.pid).add(read.done_bytes) };
-        let entry = opcode::Read::new(types::Fd(*fd), dst, len as u32)
-            .offset(offset)
-            .build()
-            .user_data(slot as u64);
+            .expect("a queued slot holds a transfer")
+        {
+            Op::Read {
+                pid,
+                pages,
+                done_bytes,
+            } => {
+                let len = pages as usize * PAGE_SIZE - done_bytes;
+                let offset = pid * PAGE_SIZE as u64 + done_bytes as u64;
+                // SAFETY: `done_bytes < len(frame)`, so the pointer is
+                // inside the frame, which is inside the region (check_pid).
+                let dst = unsafe { self.bm.inner.frame_ptr(pid).add(done_bytes) };
+                opcode::Read::new(types::Fd(*fd), dst, len as u32)
+                    .offset(offset)
+                    .build()
+            }
+            Op::Write {
+                pid,
+                copy,
+                done_bytes,
+                ..
+            } => {
+                let copies = self.copies.as_ref().expect("a write has a copy buffer");
+                let len = PAGE_SIZE - done_bytes;
+                let offset = pid * PAGE_SIZE as u64 + done_bytes as u64;
+                // SAFETY: page `copy` of the buffer, `done_bytes < PAGE_SIZE`
+                // into it: inside the allocation.
+                let src = unsafe { copies.as_mut_ptr().add(copy * PAGE_SIZE + done_bytes) };
+                opcode::Write::new(types::Fd(*fd), src, len as u32)
+                    .offset(offset)
+                    .build()
+            }
+        }
+        .user_data(slot as u64);
         loop {
-            // SAFETY: the kernel writes into the frame until the completion
-            // arrives. The frame stays latched by this loader (from EVICTED,
-            // LOADING set) until then: nobody else writes it, it is neither
-            // evicted nor released, and the region outlives the loader
-            // (which borrows the buffer manager); `Drop` waits for every
-            // read. Optimistic readers may see the bytes change, as with a
-            // blocking load, and fail validation.
+            // SAFETY: for a read, the kernel writes into the frame until the
+            // completion arrives. The frame stays latched by this loader
+            // (from EVICTED, LOADING set) until then: nobody else writes it,
+            // it is neither evicted nor released, and the region outlives
+            // the loader (which borrows the buffer manager). Optimistic
+            // readers may see the bytes change, as with a blocking load, and
+            // fail validation. For a write, the kernel reads the copy until
+            // the completion: its page of the buffer is not reused before
+            // (`complete_write` returns it), and the buffer lives as long as
+            // the loader. `Drop` waits for every transfer.
             if unsafe { ring.submission().push(&entry) }.is_ok() {
                 break;
             }
@@ -360,39 +599,79 @@ impl<'a> Loader<'a> {
         }
         reaped.clear();
         self.reaped = reaped;
+        if !self.written.is_empty() {
+            let inner = &*self.bm.inner;
+            inner.drop_frames(&self.written);
+            inner.count(Counter::Eviction, self.written.len() as u64);
+            self.written.clear();
+        }
     }
 
-    /// Step 5 for one completion.
+    /// Step 5 (or W3) for one completion.
     fn complete(&mut self, slot: usize, result: i32) {
-        let inner = &*self.bm.inner;
-        let read = self.slots[slot]
-            .as_mut()
-            .expect("a completion names a live slot");
-        let frame_bytes = read.pages as usize * PAGE_SIZE;
-        let failure = match result {
-            r if r == -libc::EINTR || r == -libc::EAGAIN => None,
-            r if r < 0 => Some(IoError::os(
-                IoOp::Read,
-                read.pid * PAGE_SIZE as u64,
+        match self.slots[slot] {
+            Some(Op::Read { .. }) => self.complete_read(slot, result),
+            Some(Op::Write { .. }) => self.complete_write(slot, result),
+            None => unreachable!("a completion names a live slot"),
+        }
+    }
+
+    /// The kernel's `result` for a transfer that had `done_bytes` of
+    /// `len` done: `Ok(bytes now done)` (a short transfer is continued by
+    /// the caller) or the failure.
+    fn transferred(
+        op: IoOp,
+        offset: u64,
+        len: usize,
+        done_bytes: usize,
+        result: i32,
+    ) -> Result<usize, IoError> {
+        match result {
+            r if r == -libc::EINTR || r == -libc::EAGAIN => Ok(done_bytes),
+            r if r < 0 => Err(IoError::os(
+                op,
+                offset,
                 std::io::Error::from_raw_os_error(-r),
             )),
-            0 => Some(IoError::ShortRead {
-                offset: read.pid * PAGE_SIZE as u64,
-                wanted: frame_bytes,
-                got: read.done_bytes,
+            0 if op == IoOp::Read => Err(IoError::ShortRead {
+                offset,
+                wanted: len,
+                got: done_bytes,
             }),
-            n => {
-                read.done_bytes += n as usize;
-                None
-            }
-        };
-        let (pid, pages, done_bytes) = (read.pid, read.pages, read.done_bytes);
-        if failure.is_none() && done_bytes < frame_bytes {
-            self.push(slot);
-            return;
+            0 => Err(IoError::os(
+                op,
+                offset,
+                std::io::Error::from(std::io::ErrorKind::WriteZero),
+            )),
+            n => Ok(done_bytes + n as usize),
         }
-        // A fault-injecting file fails transfers it did not see here.
+    }
+
+    /// Step 5 for one read's completion.
+    fn complete_read(&mut self, slot: usize, result: i32) {
+        let inner = &*self.bm.inner;
+        let Some(Op::Read {
+            pid,
+            pages,
+            done_bytes,
+        }) = self.slots[slot].as_mut()
+        else {
+            unreachable!("complete_read on a read");
+        };
+        let (pid, pages) = (*pid, *pages);
+        let frame_bytes = pages as usize * PAGE_SIZE;
         let offset = pid * PAGE_SIZE as u64;
+        let failure = match Self::transferred(IoOp::Read, offset, frame_bytes, *done_bytes, result)
+        {
+            Ok(n) if n < frame_bytes => {
+                *done_bytes = n;
+                self.push(slot);
+                return;
+            }
+            Ok(_) => None,
+            Err(e) => Some(e),
+        };
+        // A fault-injecting file fails transfers it did not see here.
         let failure = failure.or_else(|| inner.file.direct_fault(IoOp::Read, offset, frame_bytes));
         self.slots[slot] = None;
         self.free_slots.push(slot);
@@ -409,6 +688,51 @@ impl<'a> Loader<'a> {
             inner.count(Counter::Prefetched, 1);
         }
         self.done.push((pid, outcome));
+    }
+
+    /// Step W3 for one write-back's completion: the rest of a short write
+    /// is resubmitted; a whole page ends the write-back
+    /// (`Inner::finish_write_back`: clean and evict the frame if unchanged
+    /// since its copy); a failure leaves the frame dirty and resident and
+    /// is kept for the next reservation that needs memory.
+    fn complete_write(&mut self, slot: usize, result: i32) {
+        let inner = &*self.bm.inner;
+        let Some(Op::Write {
+            pid,
+            version,
+            copy,
+            done_bytes,
+        }) = self.slots[slot].as_mut()
+        else {
+            unreachable!("complete_write on a write");
+        };
+        let (pid, version, copy) = (*pid, *version, *copy);
+        let offset = pid * PAGE_SIZE as u64;
+        let failure = match Self::transferred(IoOp::Write, offset, PAGE_SIZE, *done_bytes, result) {
+            Ok(n) if n < PAGE_SIZE => {
+                *done_bytes = n;
+                self.push(slot);
+                return;
+            }
+            Ok(_) => None,
+            Err(e) => Some(e),
+        };
+        let failure = failure.or_else(|| inner.file.direct_fault(IoOp::Write, offset, PAGE_SIZE));
+        self.slots[slot] = None;
+        self.free_slots.push(slot);
+        self.free_copies.push(copy);
+        self.writes -= 1;
+        if inner.finish_write_back(pid, version, failure.is_none()) {
+            self.written.push(pid);
+        }
+        match failure {
+            None => inner.count(Counter::WriteBack, 1),
+            Some(source) => {
+                tracing::warn!(pid, error = %source, "a loader's write-back failed; the page stays dirty");
+                self.write_error
+                    .get_or_insert(PageError::Io { pid, source });
+            }
+        }
     }
 
     /// Step 6. With `wait`, sleeps until the first watched load is over.
@@ -450,7 +774,11 @@ impl Drop for Loader<'_> {
         while self.queued + self.in_flight > 0 {
             self.submit_and_reap(true);
         }
-        // Every entry submitted and reaped: the ring is idle, keep it.
+        // Every entry submitted and reaped: the ring is idle, keep it (and
+        // the copy buffer, which no write reads any more).
+        if let Some(copies) = self.copies.take() {
+            SPARE_COPIES.with(|c| *c.borrow_mut() = Some(copies));
+        }
         if let Some((ring, _)) = self.ring.take() {
             SPARE_RINGS.with(|r| {
                 let mut spare = r.borrow_mut();
@@ -461,3 +789,6 @@ impl Drop for Loader<'_> {
         }
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests;

@@ -514,3 +514,237 @@ fn loom_a_waiter_that_gave_up_leaves_nothing_behind() {
         assert_eq!(page.read_optimistic(), Some((42, 42)));
     });
 }
+
+// --- A loader's write-back (`Inner::copy_for_write_back`,
+// `Inner::finish_write_back`) --------------------------------------------
+//
+// The loader copies a dirty victim under a shared latch (W set), lets the
+// latch go, and its write of the copy lands on the "disk" some time later;
+// the completion then cleans and evicts the frame if its version is still
+// the copy's. Meanwhile writers change the frame and a blocking evictor
+// runs its own round. The disk is one word, the frame's bytes two.
+
+/// Step W2 for a MARKED dirty frame: the copy and its version, or `None`
+/// (not a dirty candidate now, or a write of it is in flight already).
+fn wb_copy(page: &Page) -> Option<(u64, u64)> {
+    let seen = page.meta.state.load();
+    if seen.state() != MARKED || !page.meta.is_dirty() || !page.meta.state.try_lock_shared(seen) {
+        return None;
+    }
+    if !page.meta.try_begin_writing() {
+        page.meta.state.unlock_shared();
+        return None;
+    }
+    let version = page.meta.state.load().version();
+    let copy = page.data[0].load(Relaxed);
+    assert_eq!(copy, page.data[1].load(Relaxed), "copied a torn frame");
+    page.meta.state.unlock_shared();
+    Some((copy, version))
+}
+
+/// Step W4 after the copy landed: clean (and evict) the frame if it is
+/// unchanged since the copy; then W is cleared. Returns whether the page
+/// had been freed meanwhile (the completion gives its id back).
+fn wb_finish(page: &Page, version: u64) -> bool {
+    loop {
+        let seen = page.meta.state.load();
+        if seen.version() != version {
+            break;
+        }
+        match seen.state() {
+            UNLOCKED | MARKED if page.meta.state.try_lock_exclusive(seen) => {
+                page.meta.set_dirty(false);
+                page.write(0); // the memory is released
+                page.meta.state.unlock_exclusive_evicted();
+                break;
+            }
+            _ if seen.is_shared() && page.meta.state.try_lock_shared(seen) => {
+                page.meta.set_dirty(false);
+                page.meta.state.unlock_shared();
+                break;
+            }
+            UNLOCKED | MARKED => {}
+            _ if seen.is_shared() => {}
+            _ => break,
+        }
+    }
+    page.meta.end_writing()
+}
+
+/// A writer: latch exclusively (loading the frame from `disk` first if it
+/// is evicted), check it holds the latest value, write the next one.
+fn wb_writer(page: &Page, disk: &AtomicU64, latest: &AtomicU64) {
+    loop {
+        let seen = page.meta.state.load();
+        match seen.state() {
+            EVICTED if page.meta.state.try_lock_evicted(seen) => {
+                page.write(disk.load(Relaxed));
+                page.meta.state.unlock_exclusive();
+            }
+            UNLOCKED | MARKED if page.meta.state.try_lock_exclusive(seen) => {
+                let now = page.data[0].load(Relaxed);
+                assert_eq!(now, latest.load(Relaxed), "a lost write");
+                page.write(now + 1);
+                page.meta.set_dirty(true);
+                latest.store(now + 1, Relaxed);
+                page.meta.state.unlock_exclusive();
+                return;
+            }
+            _ => thread::yield_now(),
+        }
+    }
+}
+
+/// One blocking eviction round (`evict_batch`) over the frame: a clean
+/// frame is evicted; a dirty one without W is written back under a shared
+/// latch (the write lands at once) and evicted if this is its only holder.
+fn wb_evictor(page: &Page, disk: &AtomicU64) {
+    let seen = page.meta.state.load();
+    match seen.state() {
+        MARKED if !page.meta.is_dirty() => {
+            if page.meta.state.try_lock_exclusive(seen) {
+                if page.meta.is_dirty() {
+                    page.meta.state.unlock_exclusive_unchanged();
+                } else {
+                    page.write(0);
+                    page.meta.state.unlock_exclusive_evicted();
+                }
+            }
+        }
+        MARKED if page.meta.state.try_lock_shared(seen) => {
+            if page.meta.is_writing() {
+                page.meta.state.unlock_shared();
+                return;
+            }
+            disk.store(page.data[0].load(Relaxed), Relaxed);
+            page.meta.set_dirty(false);
+            if page.meta.state.try_upgrade(page.meta.state.load()) {
+                page.write(0);
+                page.meta.state.unlock_exclusive_evicted();
+            } else {
+                page.meta.state.unlock_shared();
+            }
+        }
+        UNLOCKED => {
+            page.meta.state.try_mark(seen);
+        }
+        _ => {}
+    }
+}
+
+/// A loader's write-back racing a writer and a blocking evictor: the copy
+/// is never torn, no write is lost, and whatever the interleaving, a frame
+/// that is evicted or clean at the end has the latest value on disk (an
+/// older copy's write never lands over a newer one, and a frame changed
+/// while its copy was in flight stays dirty).
+#[test]
+fn loom_a_write_back_in_flight_vs_a_writer_and_an_evictor() {
+    model(|| {
+        let page = Page::new(MARKED, 1);
+        page.meta.set_dirty(true);
+        let disk = Arc::new(AtomicU64::new(0));
+        let latest = Arc::new(AtomicU64::new(1));
+        let (copy, version) = wb_copy(&page).expect("a dirty MARKED frame");
+        let writer = {
+            let (page, disk, latest) = (page.clone(), disk.clone(), latest.clone());
+            thread::spawn(move || wb_writer(&page, &disk, &latest))
+        };
+        // Two rounds: one to mark the frame the writer unmarked, one to
+        // take it.
+        let evictor = {
+            let (page, disk) = (page.clone(), disk.clone());
+            thread::spawn(move || {
+                wb_evictor(&page, &disk);
+                wb_evictor(&page, &disk);
+            })
+        };
+        // The write lands, then its completion is reaped.
+        disk.store(copy, Relaxed);
+        assert!(!wb_finish(&page, version));
+        writer.join().unwrap();
+        evictor.join().unwrap();
+        let latest = latest.load(Relaxed);
+        let state = page.meta.state.load().state();
+        if state == EVICTED || !page.meta.is_dirty() {
+            assert_eq!(
+                disk.load(Relaxed),
+                latest,
+                "evicted or clean, but not on disk"
+            );
+        }
+        if state != EVICTED {
+            assert_eq!(page.data[0].load(Relaxed), latest);
+        }
+        assert!(!page.meta.is_writing());
+    });
+}
+
+/// A page freed while its write is in flight: exactly one of the free and
+/// the write's completion gives its id back, and never before the write
+/// landed (a later owner of the id cannot have its write overtaken).
+#[test]
+fn loom_a_page_freed_while_its_write_is_in_flight() {
+    model(|| {
+        let page = Page::new(MARKED, 1);
+        page.meta.set_dirty(true);
+        let landed = Arc::new(AtomicUsize::new(0));
+        let given_back = Arc::new(AtomicUsize::new(0));
+        let (_, version) = wb_copy(&page).expect("a dirty MARKED frame");
+        let freer = {
+            let (page, landed, given_back) = (page.clone(), landed.clone(), given_back.clone());
+            thread::spawn(move || {
+                // `free_frame`: latch it (from resident or EVICTED), drop
+                // its memory and changes, then give the id back unless W.
+                loop {
+                    let seen = page.meta.state.load();
+                    let latched = match seen.state() {
+                        EVICTED => page.meta.state.try_lock_evicted(seen),
+                        UNLOCKED | MARKED => page.meta.state.try_lock_exclusive(seen),
+                        _ => false,
+                    };
+                    if latched {
+                        break;
+                    }
+                    thread::yield_now();
+                }
+                page.meta.set_dirty(false);
+                page.write(0);
+                page.meta.state.unlock_exclusive_evicted();
+                if !page.meta.defer_free_if_writing() {
+                    assert_eq!(landed.load(Relaxed), 1, "id back before the write landed");
+                    given_back.fetch_add(1, Relaxed);
+                }
+            })
+        };
+        landed.store(1, Relaxed);
+        if wb_finish(&page, version) {
+            given_back.fetch_add(1, Relaxed);
+        }
+        freer.join().unwrap();
+        assert_eq!(given_back.load(Relaxed), 1, "the id went back once");
+    });
+}
+
+/// Two loaders take the same dirty victim in their rounds (both latch it
+/// shared): exactly one of them writes it back.
+#[test]
+fn loom_two_loaders_race_for_one_victim() {
+    model(|| {
+        let page = Page::new(MARKED, 1);
+        page.meta.set_dirty(true);
+        let other = {
+            let page = page.clone();
+            thread::spawn(move || wb_copy(&page).map(|(_, v)| v))
+        };
+        let mine = wb_copy(&page).map(|(_, v)| v);
+        let theirs = other.join().unwrap();
+        assert!(
+            mine.is_none() || theirs.is_none(),
+            "two write-backs of one page in flight"
+        );
+        if let Some(version) = mine.or(theirs) {
+            assert!(!wb_finish(&page, version));
+        }
+        assert!(!page.meta.is_writing());
+    });
+}

@@ -30,7 +30,7 @@ pub const EVICT_BATCH: usize = 64;
 /// Eviction rounds that free nothing before an allocation gives up with
 /// [`PageError::PoolExhausted`] (each round yields the core first, so other
 /// threads get to release their latches).
-const MAX_FUTILE_EVICTIONS: u32 = 1000;
+pub(crate) const MAX_FUTILE_EVICTIONS: u32 = 1000;
 
 /// Called before any dirty frame is written to disk: the storage layer
 /// enforces the write-ahead rule here (forcing the log up to `page_lsn`).
@@ -444,26 +444,35 @@ impl Inner {
     pub(crate) fn reserve(&self, pages: u64) -> Result<(), PageError> {
         let mut futile = 0;
         loop {
-            let used = self.resident_pages.load(Ordering::Relaxed);
-            if used + pages <= self.budget_pages {
-                if self
-                    .resident_pages
-                    .compare_exchange(used, used + pages, Ordering::AcqRel, Ordering::Relaxed)
-                    .is_ok()
-                {
-                    return Ok(());
-                }
-                continue;
+            if self.try_reserve(pages) {
+                return Ok(());
             }
             if self.evict_batch()? == 0 {
                 futile += 1;
                 if futile > MAX_FUTILE_EVICTIONS {
                     return Err(PageError::PoolExhausted {
-                        resident_pages: used,
+                        resident_pages: self.resident_pages.load(Ordering::Relaxed),
                     });
                 }
                 std::thread::yield_now();
             }
         }
+    }
+
+    /// Counts `pages` more resident pages if that stays within the budget.
+    pub(crate) fn try_reserve(&self, pages: u64) -> bool {
+        let mut used = self.resident_pages.load(Ordering::Relaxed);
+        while used + pages <= self.budget_pages {
+            match self.resident_pages.compare_exchange(
+                used,
+                used + pages,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(now) => used = now,
+            }
+        }
+        false
     }
 }

@@ -49,9 +49,16 @@ impl LoadWaits {
 
     /// Sleeps until `meta`'s load is over (returns at once if none is running).
     pub fn wait(&self, pid: PageId, meta: &PageMeta) {
+        self.wait_while(pid, || meta.is_loading());
+    }
+
+    /// Sleeps while `busy()` holds; whoever makes it false calls
+    /// [`LoadWaits::notify`] for `pid` afterwards (the same protocol as a
+    /// load's LOADING flag, for a loader's write-back's WRITING flag).
+    pub fn wait_while(&self, pid: PageId, busy: impl Fn() -> bool) {
         let (lock, cv) = self.slot(pid);
         let mut held = lock.lock().unwrap_or_else(|p| p.into_inner());
-        while meta.is_loading() {
+        while busy() {
             held = cv.wait(held).unwrap_or_else(|p| p.into_inner());
         }
     }
@@ -60,6 +67,12 @@ impl LoadWaits {
     /// held, before unlocking, or after: waiters re-check the state word.
     pub fn finish(&self, pid: PageId, meta: &PageMeta) {
         meta.set_loading(false);
+        self.notify(pid);
+    }
+
+    /// Wakes the threads waiting on `pid`'s slot, after the flag they wait
+    /// on was cleared.
+    pub fn notify(&self, pid: PageId) {
         let (lock, cv) = self.slot(pid);
         drop(lock.lock().unwrap_or_else(|p| p.into_inner()));
         cv.notify_all();

@@ -301,6 +301,12 @@ impl AlignedBuf {
         AlignedBuf { ptr, len }
     }
 
+    /// The start of the buffer, for I/O into or out of parts of it while
+    /// other parts are in use (no reference to the whole is made).
+    pub(crate) fn as_mut_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
     fn layout(len: usize) -> std::alloc::Layout {
         std::alloc::Layout::from_size_align(len, BLOCK_SIZE)
             .expect("block-multiple length is a valid layout")
