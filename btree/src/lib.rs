@@ -13,7 +13,9 @@
 //!   [`TreeHooks`] (see [`hooks`] for the logging contract).
 //! * `large`: values too large for the leaf ([`is_inline`]) in page
 //!   extents.
-//! * `scan`: range and prefix scans (closure and iterator), size estimate.
+//! * `scan`: range and prefix scans (closure and iterator), size estimate;
+//!   scans step from leaf to leaf through the parent they kept, which
+//!   `epoch` (bumped by every SMO) tells them is still that parent.
 //! * `verify`: the invariant checker and `destroy`.
 //!
 //! ```no_run
@@ -32,6 +34,7 @@ pub mod hooks;
 mod keybuf;
 pub mod node;
 
+mod epoch;
 mod error;
 mod large;
 mod merge;
@@ -292,6 +295,15 @@ impl BTree {
         allocated: &[PageId],
         freed: &[(PageId, u32)],
     ) -> Result<(), TreeError> {
+        // Scans that kept a page from an earlier section learn that it
+        // changed or went (`epoch`); the pages are still latched.
+        for pid in pages
+            .iter()
+            .map(|g| g.pid())
+            .chain(freed.iter().map(|f| f.0))
+        {
+            epoch::bump(pid);
+        }
         let images: Vec<(PageId, &[u8])> = pages.iter().map(|g| (g.pid(), g.payload())).collect();
         let logged = self.hooks.on_smo(&Smo {
             kind,

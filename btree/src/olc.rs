@@ -21,10 +21,14 @@
 //!    (a merge that frees the child changes the parent first).
 //! 4. Repeat at the child. At the leaf, either copy and validate (readers),
 //!    or upgrade to a latch, which fails if the version moved (writers).
+//!
+//! A scan's step to its next leaf ([`BTree::scan_leaf`]) may start at the
+//! parent it kept from an earlier section instead of the root; the page's
+//! SMO epoch (`epoch`), not a version, says whether it still is that node.
 #![allow(unsafe_code)]
 
 use crate::node::{LargeRef, Node};
-use crate::{BTree, INLINE_VALUE_MAX, MAX_DEPTH, TreeError};
+use crate::{BTree, INLINE_VALUE_MAX, MAX_DEPTH, TreeError, epoch};
 use rime_bufmgr::{
     BufferManager, ExclusiveGuard, Fetch, Interrupt, OptimisticGuard, PAGE_SIZE, PageError, PageId,
     Section, SharedGuard,
@@ -185,6 +189,25 @@ fn siblings(
     Some(n)
 }
 
+/// Where a scan's last leaf hung: its parent, the SMO epoch of the
+/// parent's page read before the parent's version was taken (`epoch`),
+/// and the leaf's page and child index in the parent.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ScanHint {
+    parent: PageId,
+    epoch: u64,
+    leaf: PageId,
+    index: usize,
+}
+
+/// What [`BTree::scan_leaf`] found.
+pub(crate) enum ScanStep<'a> {
+    /// The leaf, latched shared, and the hint for the next step.
+    Leaf(SharedGuard<'a>, Option<ScanHint>),
+    /// Not in memory: read the first `n` pages of `out` first.
+    ReadFirst(usize),
+}
+
 /// Like [`descend`] but stops at page `target` and also returns its
 /// parent; `None` when the path for `key` does not pass through `target`.
 #[allow(clippy::type_complexity)]
@@ -250,58 +273,151 @@ impl BTree {
         Ok(probe)
     }
 
-    /// The pages a scan reads ahead: the first node on the path to the
-    /// leaf for `key` (`strict` as in [`descend`]) that is not in memory,
-    /// and the nodes after it (forward) or before it (backward) under the
-    /// same parent, up to `out.len()`, into `out`; how many. Zero when the
-    /// whole path is in memory (or the root is not). A guess: the tree may
-    /// change before the scan gets there.
-    pub(crate) fn read_ahead_window(
-        &self,
+    /// The leaf a scan visits next (the leaf of `key`; `strict`: of the
+    /// smallest key above `key`), latched shared, and the hint for the step
+    /// after it: steps 1-2 of the scan protocol in `scan`. The next child
+    /// of `hint`'s parent when that parent is still the node it was and has
+    /// one, else the descent from the root.
+    ///
+    /// `nowait`: stops at the first node on the way that is not in memory.
+    /// If it is a child of the node at hand, that child and the siblings
+    /// after it (forward) or before it (backward), up to `out.len()`, go
+    /// into `out` ([`ScanStep::ReadFirst`]); if it is where the step
+    /// starts, [`Fetch::Missing`]. A blocking call always returns a leaf.
+    pub(crate) fn scan_leaf<'t>(
+        &'t self,
         key: &[u8],
         strict: bool,
         forward: bool,
+        hint: Option<ScanHint>,
+        nowait: bool,
         out: &mut [PageId; READ_AHEAD_LEAVES],
-    ) -> Result<usize, TreeError> {
-        let root = self.root;
-        // SAFETY: the closure holds only Copy values (guards, slices of page
-        // bytes, integers) and the `&mut` to the caller's fixed array, which
-        // it writes with plain stores; nothing has a destructor.
-        let window = unsafe {
-            self.bm.optimistic_nowait(|s| {
-                let mut node = s.read(root)?;
-                for _ in 0..MAX_DEPTH {
-                    let view = Node(node.payload());
-                    if view.is_leaf() {
-                        node.validate()?;
-                        return Ok(0);
+    ) -> Result<Fetch<ScanStep<'t>>, TreeError> {
+        let (root, bm) = (self.root, &*self.bm);
+        let body = |s: &Section<'_>| -> Result<ScanStep<'t>, Interrupt> {
+            // Step 1 (scan protocol, `scan`): through the hint's parent, if
+            // its epoch has not moved.
+            if let Some(h) = hint.filter(|h| epoch::read(h.parent) == h.epoch) {
+                let parent = match s.read(h.parent) {
+                    Ok(parent) => parent,
+                    // Freed since the check and unreadable: start over
+                    // (the next run goes through the root).
+                    Err(Interrupt::Error(_)) if epoch::read(h.parent) != h.epoch => {
+                        return restart();
                     }
-                    let (Some((pos, found)), Some(count)) = (view.search(key), view.count()) else {
-                        return restart();
-                    };
-                    let at = if strict && found { pos + 1 } else { pos };
-                    let Some(child) = view.child(at) else {
-                        return restart();
-                    };
-                    match s.read_child(child, &node) {
-                        Ok(next) => node = next,
+                    Err(e) => return Err(e),
+                };
+                let view = Node(parent.payload());
+                let next = if forward {
+                    h.index.checked_add(1)
+                } else {
+                    h.index.checked_sub(1)
+                };
+                // The parent still holds the last leaf at `index` (it must,
+                // unchanged: a cheap guard of the epoch argument) and has a
+                // child after it (forward) or before it (backward).
+                let step = match (view.count(), next) {
+                    (Some(count), Some(next))
+                        if next <= count
+                            && !view.is_leaf()
+                            && view.child(h.index) == Some(h.leaf) =>
+                    {
+                        view.child(next).map(|child| (count, next, child))
+                    }
+                    _ => None,
+                };
+                if let Some((count, next, child)) = step {
+                    prefetch_node(bm, child);
+                    let leaf = match s.read_child(child, &parent) {
+                        Ok(leaf) => leaf,
                         Err(Interrupt::Missing { .. }) => {
-                            let n = siblings(view, at, count, forward, out)
+                            let n = siblings(view, next, count, forward, out)
                                 .ok_or(Interrupt::Restart)?;
-                            node.validate()?;
-                            return Ok(n);
+                            parent.validate()?;
+                            return Ok(ScanStep::ReadFirst(n));
                         }
                         Err(e) => return Err(e),
+                    };
+                    // `read_child` validated the parent after taking the
+                    // leaf's version: with the epoch unmoved, the parent was
+                    // the node it had been, so `child` is the leaf after
+                    // (before) the last one.
+                    if epoch::read(h.parent) != h.epoch {
+                        return restart();
                     }
+                    if Node(leaf.payload()).is_leaf() {
+                        let hint = ScanHint {
+                            leaf: child,
+                            index: next,
+                            ..h
+                        };
+                        return Ok(ScanStep::Leaf(
+                            leaf.upgrade_shared()?.rebind(bm),
+                            Some(hint),
+                        ));
+                    }
+                } else {
+                    // Only a consistent read decides that there is no next
+                    // child (torn bytes restart; never loop on them).
+                    parent.validate()?;
                 }
-                node.validate()?;
-                Err(too_deep(root))
-            })
-        }?;
-        Ok(match window {
-            Fetch::Ready(n) => n,
-            Fetch::Missing { .. } => 0,
-        })
+                // Else the parent is exhausted (or not what it was): from
+                // the root.
+            }
+            // Step 2: from the root, reading each node's epoch before its
+            // version is taken.
+            let mut node_epoch = epoch::read(root);
+            let mut node = s.read(root)?;
+            let mut parent = None;
+            for _ in 0..MAX_DEPTH {
+                let view = Node(node.payload());
+                if view.is_leaf() {
+                    let leaf = node.upgrade_shared()?.rebind(bm);
+                    return Ok(ScanStep::Leaf(leaf, parent));
+                }
+                let (Some((pos, found)), Some(count)) = (view.search(key), view.count()) else {
+                    return restart();
+                };
+                let at = if strict && found { pos + 1 } else { pos };
+                let Some(child) = view.child(at) else {
+                    return restart();
+                };
+                prefetch_node(bm, child);
+                let child_epoch = epoch::read(child);
+                match s.read_child(child, &node) {
+                    Ok(next) => {
+                        parent = Some(ScanHint {
+                            parent: node.pid(),
+                            epoch: node_epoch,
+                            leaf: child,
+                            index: at,
+                        });
+                        (node, node_epoch) = (next, child_epoch);
+                    }
+                    Err(Interrupt::Missing { .. }) => {
+                        let n =
+                            siblings(view, at, count, forward, out).ok_or(Interrupt::Restart)?;
+                        node.validate()?;
+                        return Ok(ScanStep::ReadFirst(n));
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            node.validate()?;
+            Err(too_deep(root))
+        };
+        // SAFETY: the body holds only Copy values (guards, ids, epochs,
+        // slices of page bytes) and the `&mut` to the caller's fixed array,
+        // written with plain stores; the shared guard is made by the last
+        // call and returned at once.
+        let step = unsafe {
+            if nowait {
+                self.bm.optimistic_nowait(body)?
+            } else {
+                Fetch::Ready(self.bm.optimistic(body)?)
+            }
+        };
+        Ok(step)
     }
 
     /// The leaf for `key`, latched shared (`strict`: the leaf of the

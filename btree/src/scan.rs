@@ -8,12 +8,51 @@
 //! at a time, while the callback runs over its entries; no latch is held
 //! between leaves, so a scan is not a snapshot: it sees each key at most
 //! once, in order, with the value it had when its leaf was visited.
+//!
+//! The next leaf is usually the next child of the last leaf's parent, so a
+//! scan keeps that parent (as a [`ScanHint`]: its page, its SMO epoch, the
+//! last leaf and its index) and steps through it rather than descending
+//! from the root for every leaf. The protocol, per leaf:
+//!
+//! 1. If there is a hint and its parent's SMO epoch (`epoch`) still reads
+//!    what it read before the parent's version was first taken, read the
+//!    parent optimistically. If it still holds the last leaf at the hinted
+//!    index and has a child after it (backward: before it), take that
+//!    child with `read_child` (which validates the parent after taking the
+//!    child's version), then re-read the epoch: unchanged, the parent was
+//!    the same live node throughout (no split, merge or free touched it, so
+//!    its separators are those that bounded the last leaf), and the child
+//!    is the leaf after (before) the last one. Latch it shared; the hint
+//!    moves to its index. A changed epoch after the read restarts the
+//!    section, which then takes step 2.
+//! 2. Otherwise (no hint, epoch moved, parent exhausted): descend from the
+//!    root to the leaf of the position (`strict` forward: the smallest key
+//!    above the last upper fence), reading each node's epoch before taking
+//!    its version; the leaf's parent becomes the hint.
+//! 3. Read-ahead: the first run of steps 1-2 does not wait for reads. If a
+//!    child on the way is not in memory, it and up to
+//!    [`READ_AHEAD_LEAVES`]` - 1` siblings after it (backward: before it)
+//!    under the same node are read at once through the scan's loader, and
+//!    waited for before anything is latched; then steps 1-2 run again,
+//!    blocking.
+//! 4. Find the first slot at the position in the latched leaf.
+//! 5. Hand the entries to the callback, stopping at the far end of the
+//!    range or when it breaks.
+//! 6. Unlatch; the position becomes the leaf's upper fence (exclusive;
+//!    backward: its lower fence, inclusive) unless that is infinite or
+//!    past the end of the range; go to 1.
+//!
+//! Why the epoch and not the parent's bytes: between two steps the parent
+//! may be merged away and its page reused by another tree, or by a large
+//! value whose bytes copy the old node, child ids and all; no check of
+//! content can tell. The epoch is bumped by every SMO that writes or frees
+//! the page, under its latch (the argument is in `epoch`).
 
-use crate::error::OrCorrupt;
+use crate::error::{OrCorrupt, corrupt};
 use crate::node::Node;
-use crate::olc::READ_AHEAD_LEAVES;
+use crate::olc::{READ_AHEAD_LEAVES, ScanHint, ScanStep};
 use crate::{BTree, MAX_KEY_LEN, TreeError};
-use rime_bufmgr::Loader;
+use rime_bufmgr::{Fetch, Loader, SharedGuard};
 use std::collections::VecDeque;
 use std::ops::{Bound, ControlFlow, RangeBounds};
 
@@ -68,44 +107,72 @@ impl BTree {
             Direction::Backward => (range.end_bound(), range.start_bound()),
         };
         let (mut pos, end) = (key_bound(start)?, key_bound(end)?);
-        let mut ahead = None;
+        let (mut hint, mut ahead, mut key) = (None, None, KeyBuf::new());
         loop {
-            self.read_ahead(&pos, dir, &mut ahead)?;
-            if !self.visit_leaf(&mut pos, &end, dir, &mut f)? {
+            let leaf = self.next_leaf(&pos, dir, &mut hint, Some(&mut ahead))?;
+            if !self.visit_leaf(leaf, &mut key, &mut pos, &end, dir, &mut f)? {
                 return Ok(());
             }
         }
     }
 
-    /// Read-ahead: when a node on the path to the leaf the scan visits
-    /// next is not in memory, reads it and the nodes after it under the
-    /// same parent (up to [`READ_AHEAD_LEAVES`]) at once, through `ahead`'s
+    /// Steps 1-3 of the scan protocol (module docs): the leaf a scan at
+    /// `pos` visits, latched shared; `hint` is the last leaf's parent and
+    /// becomes this one's.
+    ///
+    /// With `ahead` (read-ahead), the step first runs without waiting for
+    /// reads: when a node on its way is not in memory, it reads that node
+    /// and the nodes after it (forward) or before it (backward) under the
+    /// same parent, up to [`READ_AHEAD_LEAVES`], at once through `ahead`'s
     /// loader, and waits for them all: one device latency for the window
-    /// instead of one per leaf. It waits before the scan latches anything (the loader's rule:
-    /// no blocking latch on a frame this thread's loader is reading), so
-    /// the callback never runs with reads in flight. A failed read is left
-    /// for the visit, which reads the leaf itself and reports the error.
-    fn read_ahead<'t>(
+    /// instead of one per leaf. Then it runs again, waiting for whatever
+    /// is (again) missing, so it always ends. It waits before anything is
+    /// latched (the loader's rule: no blocking latch on a frame this
+    /// thread's loader is reading), so the callback never runs with reads
+    /// in flight. A failed read is left for the blocking run, which reads
+    /// the page itself and reports the error.
+    fn next_leaf<'t>(
         &'t self,
         pos: &KeyBound,
         dir: Direction,
-        ahead: &mut Option<Loader<'t>>,
-    ) -> Result<(), TreeError> {
+        hint: &mut Option<ScanHint>,
+        ahead: Option<&mut Option<Loader<'t>>>,
+    ) -> Result<SharedGuard<'t>, TreeError> {
         let (probe, strict) = probe_of(pos, dir);
-        let mut leaves = [0; READ_AHEAD_LEAVES];
-        let n = self.read_ahead_window(probe, strict, dir == Direction::Forward, &mut leaves)?;
-        let bm = &*self.bm;
-        if n == 0 {
-            return Ok(());
+        let forward = dir == Direction::Forward;
+        let mut pages = [0; READ_AHEAD_LEAVES];
+        if let Some(ahead) = ahead {
+            let bm = &*self.bm;
+            match self.scan_leaf(probe, strict, forward, *hint, true, &mut pages)? {
+                Fetch::Ready(ScanStep::Leaf(leaf, next)) => {
+                    *hint = next;
+                    return Ok(leaf);
+                }
+                Fetch::Ready(ScanStep::ReadFirst(n)) => {
+                    let loader = ahead.get_or_insert_with(|| Loader::new(bm));
+                    for &pid in pages[..n].iter().filter(|&&p| !bm.is_resident(p)) {
+                        loader.request(pid, 1);
+                    }
+                }
+                Fetch::Missing { pid, pages } => {
+                    ahead
+                        .get_or_insert_with(|| Loader::new(bm))
+                        .request(pid, pages);
+                }
+            }
+            if let Some(loader) = ahead {
+                while loader.pending() > 0 {
+                    loader.poll(true, |_, _| {});
+                }
+            }
         }
-        let loader = ahead.get_or_insert_with(|| Loader::new(bm));
-        for &pid in leaves[..n].iter().filter(|&&p| !bm.is_resident(p)) {
-            loader.request(pid, 1);
+        match self.scan_leaf(probe, strict, forward, *hint, false, &mut pages)? {
+            Fetch::Ready(ScanStep::Leaf(leaf, next)) => {
+                *hint = next;
+                Ok(leaf)
+            }
+            _ => Err(corrupt(self.root, "a blocking scan step stopped early")),
         }
-        while loader.pending() > 0 {
-            loader.poll(true, |_, _| {});
-        }
-        Ok(())
     }
 
     /// Scans the keys starting with `prefix`.
@@ -141,6 +208,7 @@ impl BTree {
             pos,
             end,
             error,
+            hint: None,
             buf: VecDeque::new(),
         }
     }
@@ -151,20 +219,22 @@ impl BTree {
         self.estimate()
     }
 
-    /// Runs the scan over the leaf holding the first key at `pos`, then
-    /// moves `pos` to where the next leaf starts. Returns whether there is
-    /// a next leaf to visit. (An out-parameter rather than a returned
-    /// position: the position is a 513-byte stack key.)
+    /// Steps 4-6 of the scan protocol: runs the scan over `leaf` (the leaf
+    /// holding the first key at `pos`; `key` is scratch space for the keys
+    /// handed to `f`), then moves `pos` to where the next leaf starts. Returns whether there is a next leaf to visit. (An
+    /// out-parameter rather than a returned position: the position is a
+    /// 513-byte stack key.)
     fn visit_leaf(
         &self,
+        leaf: SharedGuard<'_>,
+        key: &mut KeyBuf,
         pos: &mut KeyBound,
         end: &KeyBound,
         dir: Direction,
         f: &mut impl FnMut(&[u8], &[u8]) -> ControlFlow<()>,
     ) -> Result<bool, TreeError> {
-        // 1. Latch the leaf shared and find the first slot to visit.
-        let (probe, strict) = probe_of(pos, dir);
-        let leaf = self.leaf_shared(probe, strict)?;
+        // 4. Find the first slot to visit.
+        let (probe, _) = probe_of(pos, dir);
         let pid = leaf.pid();
         let view = Node(leaf.payload());
         let count = view.count().or_corrupt(pid, "count")?;
@@ -181,20 +251,19 @@ impl BTree {
             (Bound::Included(_), Direction::Backward) => at + found as usize,
             (_, Direction::Backward) => at,
         };
-        // 2. Visit the entries, stopping at the far end or when `f` breaks.
-        let mut key = KeyBuf::new();
+        // 5. Visit the entries, stopping at the far end or when `f` breaks.
         let mut visit = |i: usize| -> Result<bool, TreeError> {
             let prefix = view.prefix().or_corrupt(pid, "prefix")?;
             key.set_concat(prefix, view.suffix(i).or_corrupt(pid, "key")?)
                 .or_corrupt(pid, "key length")?;
-            if !before_end(&key, end, dir) {
+            if !before_end(key, end, dir) {
                 return Ok(false);
             }
             let flow = if view.is_large(i).or_corrupt(pid, "slot")? {
                 let r = crate::olc::large_ref(view, i).or_corrupt(pid, "large ref")?;
-                self.read_large(r, |v| f(&key, v))?
+                self.read_large(r, |v| f(key, v))?
             } else {
-                f(&key, view.value(i).or_corrupt(pid, "value")?)
+                f(key, view.value(i).or_corrupt(pid, "value")?)
             };
             Ok(flow.is_continue())
         };
@@ -214,7 +283,7 @@ impl BTree {
                 }
             }
         }
-        // 3. Move on through the fence, unless it is infinite or past the end.
+        // 6. Move on through the fence, unless it is infinite or past the end.
         let next = match dir {
             Direction::Forward if view.upper_inf() => return Ok(false),
             Direction::Backward if view.lower_inf() => return Ok(false),
@@ -230,18 +299,23 @@ impl BTree {
         if past {
             return Ok(false);
         }
-        *pos = match dir {
-            Direction::Forward => Bound::Excluded(
-                KeyBuf::try_from_slice(next)
+        // After the first leaf the bound already has the right kind: copy
+        // the fence into its buffer in place (a `KeyBuf` is 520 bytes).
+        match (&mut *pos, dir) {
+            (Bound::Excluded(buf), Direction::Forward)
+            | (Bound::Included(buf), Direction::Backward) => {
+                buf.set_concat(next, &[]).or_corrupt(pid, "fence length")?;
+            }
+            _ => {
+                let buf = KeyBuf::try_from_slice(next)
                     .ok()
-                    .or_corrupt(pid, "fence length")?,
-            ),
-            Direction::Backward => Bound::Included(
-                KeyBuf::try_from_slice(next)
-                    .ok()
-                    .or_corrupt(pid, "fence length")?,
-            ),
-        };
+                    .or_corrupt(pid, "fence length")?;
+                *pos = match dir {
+                    Direction::Forward => Bound::Excluded(buf),
+                    Direction::Backward => Bound::Included(buf),
+                };
+            }
+        }
         Ok(true)
     }
 }
@@ -268,6 +342,8 @@ pub struct Iter<'t> {
     end: KeyBound,
     /// A bad bound, reported by the first `next`.
     error: Option<TreeError>,
+    /// The last leaf's parent (the scan protocol's step 1).
+    hint: Option<ScanHint>,
     buf: VecDeque<(Vec<u8>, Vec<u8>)>,
 }
 
@@ -284,12 +360,21 @@ impl Iterator for Iter<'_> {
             }
             let mut pos = self.pos.take()?;
             let buf = &mut self.buf;
-            let more =
-                self.tree
-                    .visit_leaf(&mut pos, &self.end, self.dir, &mut |k: &[u8], v: &[u8]| {
-                        buf.push_back((k.to_vec(), v.to_vec()));
-                        ControlFlow::Continue(())
-                    });
+            let leaf = match self.tree.next_leaf(&pos, self.dir, &mut self.hint, None) {
+                Ok(leaf) => leaf,
+                Err(e) => return Some(Err(e)),
+            };
+            let more = self.tree.visit_leaf(
+                leaf,
+                &mut KeyBuf::new(),
+                &mut pos,
+                &self.end,
+                self.dir,
+                &mut |k: &[u8], v: &[u8]| {
+                    buf.push_back((k.to_vec(), v.to_vec()));
+                    ControlFlow::Continue(())
+                },
+            );
             match more {
                 Ok(true) => self.pos = Some(pos),
                 Ok(false) => {}
