@@ -4,8 +4,7 @@
 //! Each case ends in a correct recovery or a clear error.
 
 mod common;
-use common::{faulty, power_cut};
-use rime_bufmgr::io::FaultPlan;
+use common::{fail_log_syncs, faulty, power_cut};
 use rime_storage::wal::segment;
 use rime_storage::{Db, DbError, Lsn, OpenError, Options, TreeId, TxError, VerifyOnOpen, WalError};
 use std::path::{Path, PathBuf};
@@ -73,15 +72,7 @@ fn failed_log_sync_poisons_and_a_torn_tail_ends_the_log() {
     let t = db.create_tree("t").unwrap();
     fill(&db, t, 0..300);
     // The next log sync fails; the commit's block reaches the disk torn.
-    for (p, f) in files.lock().unwrap().iter() {
-        if p.parent().unwrap().ends_with("wal") {
-            f.set_plan(FaultPlan {
-                hold_unsynced: true,
-                fail_sync: true,
-                ..FaultPlan::default()
-            });
-        }
-    }
+    fail_log_syncs(&files);
     let r = db.put(t, b"unacked", b"x");
     assert!(
         r.is_err(),

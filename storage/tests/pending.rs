@@ -3,8 +3,7 @@
 //! what a failed sync does to every one of them.
 
 mod common;
-use common::{faulty, power_cut};
-use rime_bufmgr::io::FaultPlan;
+use common::{fail_log_syncs, faulty, power_cut};
 use rime_storage::{Db, DbError, Durability, Options, Pending, TxError, VerifyOnOpen};
 use std::future::Future;
 use std::pin::Pin;
@@ -115,15 +114,7 @@ fn a_failed_log_sync_reaches_every_pending_commit_and_none_succeeds() {
     let (o, files) = faulty(opts());
     let db = Db::open(dir.path(), o).unwrap();
     let t = db.create_tree("t").unwrap();
-    for (p, f) in files.lock().unwrap().iter() {
-        if p.parent().unwrap().ends_with("wal") {
-            f.set_plan(FaultPlan {
-                hold_unsynced: true,
-                fail_sync: true,
-                ..FaultPlan::default()
-            });
-        }
-    }
+    fail_log_syncs(&files);
     let (tx, rx) = mpsc::channel();
     let mut registered = 0;
     for i in 0..50u32 {

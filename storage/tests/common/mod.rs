@@ -36,3 +36,17 @@ pub fn power_cut(files: &Files) {
         f.crash();
     }
 }
+
+/// From now on every `fdatasync` of a log segment fails (the writes are
+/// still held, so a later cut can drop or tear them).
+pub fn fail_log_syncs(files: &Files) {
+    for (p, f) in files.lock().unwrap().iter() {
+        if p.parent().is_some_and(|d| d.ends_with("wal")) {
+            f.set_plan(FaultPlan {
+                hold_unsynced: true,
+                fail_sync: true,
+                ..FaultPlan::default()
+            });
+        }
+    }
+}
