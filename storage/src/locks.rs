@@ -143,12 +143,9 @@ impl KeyLocks {
 
     /// The stripe of `(tree, key)`.
     pub fn stripe(tree: u32, key: &[u8]) -> u32 {
-        // FNV-1a, then a multiply to spread the low bits the mask keeps.
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ u64::from(tree);
-        for &b in key {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
+        // The write index's FNV-1a, then a multiply to spread the low bits
+        // the mask keeps.
+        let h = crate::tx::hash(crate::wal::TreeId(tree), key);
         (h.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as u32 & (KEY_STRIPES as u32 - 1)
     }
 

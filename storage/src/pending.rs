@@ -125,7 +125,7 @@ impl<R: Unpin> Future for Pending<R> {
         let Some(lsn) = this.lsn else {
             return Poll::Ready(this.take());
         };
-        let Some(slot) = &this.slot else {
+        if this.slot.is_none() {
             // State 2 → 3: register once, then look at the slot.
             if this.is_durable() {
                 return Poll::Ready(this.take());
@@ -149,9 +149,7 @@ impl<R: Unpin> Future for Pending<R> {
                     }
                 }),
             );
-            return this.poll_slot(cx);
-        };
-        let _ = slot;
+        }
         this.poll_slot(cx)
     }
 }

@@ -129,7 +129,8 @@ pub(crate) fn commit<'a>(db: &'a DbInner, b: &mut TxBufs) -> Result<Outcome<'a>,
 
 /// Steps 2–7; `None` is a conflict. Every lock is released on return.
 fn commit_locked(db: &DbInner, b: &TxBufs, cb: &mut CommitBufs) -> Result<Option<Lsn>, TxError> {
-    // Step 2.
+    // Step 2 (the trees are resolved as of `generation`).
+    let generation = db.tree_generation();
     let (writes, trees) = b.final_writes(db)?;
     check_commit_size(&writes)?;
     cb.plan.build(b, &writes);
@@ -137,7 +138,9 @@ fn commit_locked(db: &DbInner, b: &TxBufs, cb: &mut CommitBufs) -> Result<Option
     let _held = Held::acquire(db, &cb.plan, true);
     // Step 4.
     db.check_poison()?;
-    if writes.iter().any(|w| !db.has_tree(w.tree)) {
+    // A drop bumps the generation under its tree's gate, which step 3
+    // waited for: unchanged, every tree written is still open.
+    if db.tree_generation() != generation && writes.iter().any(|w| !db.has_tree(w.tree)) {
         return Ok(None);
     }
     // Step 5.

@@ -111,7 +111,9 @@ pub struct TxBufs {
     trees: crate::local::TreeCache,
 }
 
-fn hash(tree: TreeId, key: &[u8]) -> u64 {
+/// FNV-1a of `(tree, key)`: the write index's hash, and the key stripe's
+/// (`locks.rs`).
+pub(crate) fn hash(tree: TreeId, key: &[u8]) -> u64 {
     // FNV-1a: short keys, no allocation, no per-process seed needed (the
     // index only speeds up lookups; collisions are resolved by comparing).
     let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ u64::from(tree.0);
@@ -359,7 +361,7 @@ impl<'a> Tx<'a> {
                 max: MAX_VALUE_LEN,
             });
         }
-        self.tree(tree)?;
+        self.cached_tree(tree)?;
         self.b.record_write(tree, key, Some(value));
         Ok(())
     }
@@ -408,7 +410,7 @@ impl<'a> Tx<'a> {
             match new {
                 Some(v) => self.put(tree, key, v)?,
                 None => {
-                    self.tree(tree)?;
+                    self.cached_tree(tree)?;
                     self.b.record_write(tree, key, None);
                 }
             }

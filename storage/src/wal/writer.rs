@@ -328,11 +328,15 @@ impl Wal {
     /// that leads the sync first gathers more committers for up to
     /// `max_delay`. Works in every mode (in `NoSync` it forces a sync).
     pub fn wait_durable(&self, lsn: Lsn) -> Result<(), WalError> {
-        let gather = match self.opts.durability {
+        self.wait_until(lsn, self.gather())
+    }
+
+    /// How long a leader waits for more committers: `Group`'s delay.
+    fn gather(&self) -> Option<Duration> {
+        match self.opts.durability {
             Durability::Group { max_delay } => Some(max_delay),
             Durability::Sync | Durability::NoSync => None,
-        };
-        self.wait_until(lsn, gather)
+        }
     }
 
     /// Calls `f` once the record at `lsn` is durable (`Ok`), or with the
@@ -402,11 +406,7 @@ impl Wal {
             }
             // A failure poisons the log and reaches every waiter from
             // `lead`; the flusher itself just goes on.
-            let gather = match self.opts.durability {
-                Durability::Group { max_delay } => Some(max_delay),
-                Durability::Sync | Durability::NoSync => None,
-            };
-            st = match self.make_progress(st, gather) {
+            st = match self.make_progress(st, self.gather()) {
                 Ok(st) => st,
                 Err(_) => lock(&self.state),
             };
