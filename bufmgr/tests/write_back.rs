@@ -90,21 +90,10 @@ fn setup() -> Option<Setup> {
         ..Config::default()
     };
     let bm = BufferManager::open(faulty.clone(), config).unwrap();
-    if !Loader::new(&bm).uses_ring() {
-        assert!(
-            std::env::var_os("RIME_SKIP_IO_URING").is_some(),
-            "io_uring is required for this test (RIME_SKIP_IO_URING unset)"
-        );
+    if !ring_or_skip(&bm) {
         return None;
     }
-    let pids: Vec<PageId> = (0..4 * MIN_POOL_PAGES)
-        .map(|_| {
-            let mut page = bm.alloc().unwrap();
-            let pid = page.pid();
-            stamp(page.payload_mut(), pid, 0);
-            pid
-        })
-        .collect();
+    let pids = stamped_pages(&bm, 4 * MIN_POOL_PAGES);
     bm.flush_dirty().unwrap();
     // Fill the budget exactly (the resident pages, then evicted ones loaded
     // while there is room), and dirty every other page.
@@ -341,17 +330,10 @@ fn read_nowait(bm: &BufferManager, pid: PageId) -> Fetch<u64> {
 fn loaders_and_writers_under_heavy_eviction_lose_no_write() {
     let p = pool(MIN_POOL_PAGES);
     let bm = &p.bm;
-    if !Loader::new(bm).uses_ring() {
+    if !ring_or_skip(bm) {
         return;
     }
-    let pids: Vec<PageId> = (0..16 * MIN_POOL_PAGES)
-        .map(|_| {
-            let mut page = bm.alloc().unwrap();
-            let pid = page.pid();
-            stamp(page.payload_mut(), pid, 0);
-            pid
-        })
-        .collect();
+    let pids = stamped_pages(bm, 16 * MIN_POOL_PAGES);
     let gens: Vec<AtomicU64> = pids.iter().map(|_| AtomicU64::new(0)).collect();
     let (pids, gens) = (&pids, &gens);
     let before = bm.stats();
@@ -419,4 +401,29 @@ fn loaders_and_writers_under_heavy_eviction_lose_no_write() {
             );
         }
     }
+}
+
+/// `n` new pages, each stamped with its id at generation 0.
+fn stamped_pages(bm: &BufferManager, n: usize) -> Vec<PageId> {
+    (0..n)
+        .map(|_| {
+            let mut page = bm.alloc().unwrap();
+            let pid = page.pid();
+            stamp(page.payload_mut(), pid, 0);
+            pid
+        })
+        .collect()
+}
+
+/// Whether loaders use their own ring here; without one, these tests
+/// fail unless `RIME_SKIP_IO_URING` says to skip them.
+fn ring_or_skip(bm: &BufferManager) -> bool {
+    if Loader::new(bm).uses_ring() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("RIME_SKIP_IO_URING").is_some(),
+        "io_uring is required for this test (RIME_SKIP_IO_URING unset)"
+    );
+    false
 }
