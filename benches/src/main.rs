@@ -9,6 +9,8 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod http;
+
 use clap::{Args, Parser, Subcommand};
 use rime_bench::Matrix;
 use rime_bench::cgroup;
@@ -38,6 +40,9 @@ enum Cmd {
     /// and larger-than-memory, nosync and a durable row); writes
     /// docs/benchmarks.md.
     Full(FullArgs),
+    /// HTTP load on `rime serve` (a child process): invocations/s and
+    /// latency per guest and connection count.
+    Http(http::HttpArgs),
     /// Lists the engines this build has.
     Engines,
     /// One engine's share of a matrix, in a child process (used by
@@ -187,6 +192,7 @@ fn main() {
     let r = match cli.cmd {
         Cmd::Ycsb(a) => ycsb(a),
         Cmd::Full(a) => full(a),
+        Cmd::Http(a) => http::run(a),
         Cmd::Engines => {
             println!("{}", engine::available().join("\n"));
             Ok(())
