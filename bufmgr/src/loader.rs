@@ -102,6 +102,7 @@ use crate::stats::Counter;
 use crate::{PAGE_SIZE, PageId};
 use io_uring::{IoUring, opcode, types};
 use std::os::fd::RawFd;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 /// Reads one loader keeps in flight at most: what one thread needs to
@@ -164,7 +165,7 @@ enum Op {
 /// A thread's reads in flight; see the module docs. Not `Sync`: one
 /// thread submits and reaps (io_uring's single-issuer pattern).
 pub struct Loader<'a> {
-    bm: &'a BufferManager,
+    bm: Manager<'a>,
     /// `None`: the data file offers no descriptor for direct reads, or the
     /// kernel refused a ring; requests then read synchronously.
     ring: Option<(IoUring, RawFd)>,
@@ -207,6 +208,10 @@ impl<'a> Loader<'a> {
     /// that offers no direct descriptor) it still works, reading each
     /// request synchronously.
     pub fn new(bm: &'a BufferManager) -> Self {
+        Self::over(Manager::Borrowed(bm))
+    }
+
+    fn over(bm: Manager<'a>) -> Self {
         let max_reads = MAX_LOADER_READS.min((bm.budget_pages() / 4).max(1) as usize);
         let max_writes = MAX_LOADER_WRITES.min((bm.budget_pages() / 16).max(1) as usize);
         let ring = bm.inner.file.direct_fd().and_then(|fd| {
@@ -272,7 +277,7 @@ impl<'a> Loader<'a> {
     /// of range, no memory, a failed or refused write-back of the victims
     /// its memory needed) are reported by `poll` like a failed read.
     pub fn request(&mut self, pid: PageId, pages: u32) {
-        let inner = &*self.bm.inner;
+        let inner = &*Arc::clone(&self.bm.inner);
         if let Err(e) = inner.check_pid(pid, pages) {
             self.done.push((pid, Err(e)));
             return;
@@ -336,7 +341,7 @@ impl<'a> Loader<'a> {
     /// 2. Reserve the frame's memory (evicting if over budget).
     /// 3. Queue the read.
     fn start_read(&mut self, pid: PageId, pages: u32) {
-        let inner = &*self.bm.inner;
+        let inner = &*Arc::clone(&self.bm.inner);
         if self.ring.is_none() {
             let r = inner.load_locked(&[(pid, pages)]);
             self.done.push((pid, r));
@@ -389,7 +394,7 @@ impl<'a> Loader<'a> {
     /// is only logged: its page stays dirty, and the next write-back of it
     /// meets the disk again.)
     fn reserve(&mut self, pages: u32) -> Result<(), PageError> {
-        let inner = &*self.bm.inner;
+        let inner = &*Arc::clone(&self.bm.inner);
         let mut futile = 0;
         self.write_error = None;
         loop {
@@ -422,7 +427,7 @@ impl<'a> Loader<'a> {
     /// later round); dirty extents are written now, as a blocking eviction
     /// writes them. Returns the number of frames evicted now.
     fn evict_round(&mut self) -> Result<usize, PageError> {
-        let inner = &*self.bm.inner;
+        let inner = &*Arc::clone(&self.bm.inner);
         let Victims { clean, dirty } = inner.clock_victims();
         let mut extents = Vec::new();
         let mut refused = None;
@@ -542,7 +547,7 @@ impl<'a> Loader<'a> {
             // completion arrives. The frame stays latched by this loader
             // (from EVICTED, LOADING set) until then: nobody else writes it,
             // it is neither evicted nor released, and the region outlives
-            // the loader (which borrows the buffer manager). Optimistic
+            // the loader (which borrows or shares the buffer manager). Optimistic
             // readers may see the bytes change, as with a blocking load, and
             // fail validation. For a write, the kernel reads the copy until
             // the completion: its page of the buffer is not reused before
@@ -553,7 +558,7 @@ impl<'a> Loader<'a> {
             }
             // Not reached while `max_reads` fits the ring; should it be, the
             // queue goes to the kernel first.
-            reclaim(self.bm, &mut self.reclaims);
+            reclaim(&self.bm, &mut self.reclaims);
             if ring.submit().is_ok() {
                 self.in_flight += self.queued;
                 self.queued = 0;
@@ -570,7 +575,7 @@ impl<'a> Loader<'a> {
         if self.queued + self.in_flight == 0 {
             return;
         }
-        reclaim(self.bm, &mut self.reclaims);
+        reclaim(&self.bm, &mut self.reclaims);
         let want = usize::from(wait);
         match ring.submit_and_wait(want) {
             Ok(_) => {
@@ -600,7 +605,7 @@ impl<'a> Loader<'a> {
         reaped.clear();
         self.reaped = reaped;
         if !self.written.is_empty() {
-            let inner = &*self.bm.inner;
+            let inner = &*Arc::clone(&self.bm.inner);
             inner.drop_frames(&self.written);
             inner.count(Counter::Eviction, self.written.len() as u64);
             self.written.clear();
@@ -649,7 +654,7 @@ impl<'a> Loader<'a> {
 
     /// Step 5 for one read's completion.
     fn complete_read(&mut self, slot: usize, result: i32) {
-        let inner = &*self.bm.inner;
+        let inner = &*Arc::clone(&self.bm.inner);
         let Some(Op::Read {
             pid,
             pages,
@@ -696,7 +701,7 @@ impl<'a> Loader<'a> {
     /// since its copy); a failure leaves the frame dirty and resident and
     /// is kept for the next reservation that needs memory.
     fn complete_write(&mut self, slot: usize, result: i32) {
-        let inner = &*self.bm.inner;
+        let inner = &*Arc::clone(&self.bm.inner);
         let Some(Op::Write {
             pid,
             version,
@@ -739,7 +744,7 @@ impl<'a> Loader<'a> {
     /// A load that failed reports its error to every request that watched
     /// it ([`crate::wait::LoadFailures`]).
     fn check_watched(&mut self, wait: bool) {
-        let inner = &*self.bm.inner;
+        let inner = &*Arc::clone(&self.bm.inner);
         if wait && let Some(&(pid, _)) = self.watched.first() {
             inner.waits.wait(pid, inner.meta(pid));
         }
@@ -752,6 +757,33 @@ impl<'a> Loader<'a> {
             }
             loading
         });
+    }
+}
+
+impl Loader<'static> {
+    /// A loader that holds its own reference to the buffer manager, for an
+    /// owner that keeps it across many operations of its thread (an
+    /// executor running many tasks) rather than one scope. Same behaviour
+    /// as [`Loader::new`].
+    pub fn owned(bm: &Arc<BufferManager>) -> Self {
+        Self::over(Manager::Shared(bm.clone()))
+    }
+}
+
+/// The buffer manager a loader works for: borrowed for a scope, or shared.
+enum Manager<'a> {
+    Borrowed(&'a BufferManager),
+    Shared(Arc<BufferManager>),
+}
+
+impl std::ops::Deref for Manager<'_> {
+    type Target = BufferManager;
+
+    fn deref(&self) -> &BufferManager {
+        match self {
+            Manager::Borrowed(bm) => bm,
+            Manager::Shared(bm) => bm,
+        }
     }
 }
 
