@@ -7,7 +7,8 @@ use crate::error::{DbError, OpenError, TxError};
 use crate::inner::DbInner;
 use crate::options::Options;
 use crate::pending::Pending;
-use crate::tx::{Tx, TxBufs};
+use crate::reads::Reads;
+use crate::tx::{OwnedTx, Tx, TxBufs};
 use crate::wal::{Lsn, TreeId};
 use std::path::Path;
 use std::sync::Arc;
@@ -165,6 +166,18 @@ impl Db {
             .map(|(r, wait)| Pending::new(self.inner.clone(), wait.map(|w| w.lsn), r));
         self.inner.return_tx_bufs(bufs);
         result
+    }
+
+    /// A transaction its caller drives attempt by attempt
+    /// ([`OwnedTx`]): for an async caller holding it across suspensions.
+    pub fn begin(&self) -> OwnedTx {
+        OwnedTx::new(&self.inner)
+    }
+
+    /// This thread's context for reads in flight of many [`OwnedTx`]
+    /// ([`Reads`], with its protocol).
+    pub fn reads(&self) -> Reads {
+        Reads::new(&self.inner)
     }
 
     /// Runs and commits `f`, re-running it on conflict; the committed

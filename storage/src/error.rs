@@ -245,6 +245,17 @@ pub enum TxError {
     /// anything was logged: the Db is unaffected.
     #[error("the transaction writes {bytes} bytes; one commit may log at most {max}")]
     CommitTooLarge { bytes: usize, max: usize },
+    /// Only from a transaction made by [`crate::OwnedTx::tx_nowait`]: the
+    /// operation needs this page in memory. It recorded nothing; load the
+    /// page ([`crate::Reads`]) and run the operation again.
+    #[error("the operation needs page {} in memory", .0.page())]
+    WouldWait(crate::reads::Miss),
+    /// Only from a transaction made by [`crate::OwnedTx::tx_nowait`]: the
+    /// operation (a scan) latches pages and may wait for them. Run it
+    /// through [`crate::OwnedTx::tx`] once this thread has no reads in
+    /// flight ([`crate::Reads::in_flight`]).
+    #[error("the operation may wait for pages; run it with no reads of this thread in flight")]
+    WouldBlock,
     #[error(transparent)]
     Db(#[from] DbError),
 }

@@ -32,6 +32,7 @@ mod loom_models;
 mod occ;
 mod options;
 mod pending;
+mod reads;
 mod recovery;
 pub mod superblock;
 mod sweep;
@@ -50,6 +51,7 @@ pub use options::{
     VerifyOnOpen,
 };
 pub use pending::Pending;
+pub use reads::{Miss, Reads};
 pub use superblock::{Superblock, SuperblockFile};
-pub use tx::{MAX_KEY_LEN, MAX_VALUE_LEN, Tx, VERSION_SIZE};
+pub use tx::{Committed, MAX_KEY_LEN, MAX_VALUE_LEN, OwnedTx, Tx, VERSION_SIZE};
 pub use wal::{Durability, DurableCallback, FileOpener, Lsn, TreeId, Wal, WalOptions, WalReader};

@@ -34,6 +34,10 @@ impl Tx<'_> {
         keys: &[K],
         mut f: impl FnMut(usize, Option<&[u8]>),
     ) -> Result<(), TxError> {
+        if self.nowait {
+            // Its own loader's waits would stall the caller's thread.
+            return Err(TxError::WouldBlock);
+        }
         keys.iter().try_for_each(|k| check_key(k.as_ref()))?;
         let t = self.tree(tree)?;
         let mut loader: Option<Loader<'_>> = None;

@@ -13,6 +13,10 @@
 //! of these buffers). Once warm, `get` and `scan` allocate nothing.
 
 mod batch;
+mod nowait;
+mod owned;
+
+pub use owned::{Committed, OwnedTx};
 
 use crate::error::{DbError, TxError};
 use crate::inner::DbInner;
@@ -299,11 +303,26 @@ fn check_key(key: &[u8]) -> Result<(), TxError> {
 pub struct Tx<'a> {
     db: &'a DbInner,
     b: &'a mut TxBufs,
+    /// Reads stop at a page not in memory with [`TxError::WouldWait`]
+    /// instead of reading it (`crate::reads`).
+    nowait: bool,
 }
 
 impl<'a> Tx<'a> {
     pub(crate) fn new(db: &'a DbInner, b: &'a mut TxBufs) -> Self {
-        Tx { db, b }
+        Tx {
+            db,
+            b,
+            nowait: false,
+        }
+    }
+
+    pub(crate) fn new_nowait(db: &'a DbInner, b: &'a mut TxBufs) -> Self {
+        Tx {
+            db,
+            b,
+            nowait: true,
+        }
     }
 
     /// A user tree (never the catalog: it changes only through
@@ -335,9 +354,12 @@ impl<'a> Tx<'a> {
         if let Some(i) = self.b.find_write(tree, key) {
             return Ok(self.b.writes[i].value.map(|s| f(self.b.bytes(s))));
         }
-        let got = self
-            .cached_tree(tree)?
-            .get(key, |v| split_stored(v).map(|(ver, user)| (ver, f(user))))?;
+        let got = if self.nowait {
+            self.get_nowait(tree, key, f)?
+        } else {
+            self.cached_tree(tree)?
+                .get(key, |v| split_stored(v).map(|(ver, user)| (ver, f(user))))?
+        };
         match got {
             None => {
                 self.b.record_read(tree, key, 0);
@@ -429,6 +451,9 @@ impl<'a> Tx<'a> {
         hi: Bound<&[u8]>,
         mut f: impl FnMut(&[u8], &[u8]) -> ControlFlow<()>,
     ) -> Result<(), TxError> {
+        if self.nowait {
+            return Err(TxError::WouldBlock);
+        }
         let t = self.tree(tree)?;
         let b = &mut *self.b;
         // 1. This transaction's writes in the range, sorted, last write per key.
