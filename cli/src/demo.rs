@@ -17,7 +17,7 @@
 use crate::env::{self, Result, default_data_dir};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rime_faas::{
-    FunctionConfig, Invocation, InvokeError, Pending, Runtime, RuntimeConfig, namespace_tree,
+    FunctionConfig, Invocation, InvokeError, Invoking, Runtime, RuntimeConfig, namespace_tree,
 };
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -243,11 +243,11 @@ fn bank_total(rt: &Runtime) -> Result<i64> {
 fn run_concurrently(
     n: u64,
     what: &str,
-    mut submit: impl FnMut() -> Pending,
+    mut submit: impl FnMut() -> Invoking,
     mut each: impl FnMut(std::result::Result<Invocation, InvokeError>),
 ) {
     let bar = progress(n, what);
-    let pending: Vec<Pending> = (0..n).map(|_| submit()).collect();
+    let pending: Vec<Invoking> = (0..n).map(|_| submit()).collect();
     for p in pending {
         each(p.wait());
         bar.inc(1);

@@ -14,14 +14,22 @@ use wasmtime::{
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct RuntimeConfig {
-    /// Instances alive at once (slots of the pooling allocator). An
-    /// invocation beyond it fails with [`crate::InvokeError::Overloaded`].
+    /// Instances alive at once (slots of the pooling allocator, each with
+    /// its fiber stack): the invocations running on the executors and on
+    /// blocking callers together. An invocation that finds none free
+    /// fails with [`crate::InvokeError::Overloaded`].
     pub max_instances: u32,
+    /// Invocations admitted to the executors and not yet finished
+    /// (running or queued); past it, [`crate::InvokeError::Overloaded`].
+    /// At most [`RuntimeConfig::max_instances`] of them run at once; the
+    /// rest wait in the executors' queues.
+    pub max_admitted: usize,
     /// Largest memory limit a function may be deployed with.
     pub max_memory_bytes: u64,
     /// Where compiled modules are cached; `None` compiles at every open.
     pub cache_dir: Option<PathBuf>,
-    /// Worker threads of [`crate::Runtime::invoke_async`]; 0 = one per core.
+    /// Executor threads of [`crate::Runtime::invoke_async`]; 0 = one per
+    /// core.
     pub workers: usize,
     /// Wasm stack limit of one instance.
     pub max_wasm_stack: usize,
@@ -30,7 +38,8 @@ pub struct RuntimeConfig {
 impl Default for RuntimeConfig {
     fn default() -> Self {
         RuntimeConfig {
-            max_instances: 256,
+            max_instances: DEFAULT_MAX_INSTANCES,
+            max_admitted: 2 * DEFAULT_MAX_INSTANCES as usize,
             max_memory_bytes: 1 << 30,
             cache_dir: None,
             workers: 0,
@@ -56,18 +65,28 @@ impl RuntimeConfig {
         self.workers = n;
         self
     }
+    pub fn max_admitted(mut self, n: usize) -> Self {
+        self.max_admitted = n;
+        self
+    }
 }
+
+/// Instances (and so invocations running) at once by default: thousands
+/// in flight per core, as the async executors are built for. What one
+/// costs while it waits: its fiber stack's touched pages and its guest
+/// memory's (a Rust guest touches a few pages of each); the slots'
+/// address space is reserved, not committed.
+pub const DEFAULT_MAX_INSTANCES: u32 = 4096;
+
+/// Native stack a fiber keeps for host calls beyond the wasm stack limit:
+/// the deepest host call (a read of a large value through the B+tree and
+/// the buffer manager, its eviction included) uses well under half.
+const HOST_STACK_BYTES: usize = 256 << 10;
 
 /// Period of the epoch ticker: the granularity of deadlines. 5 ms keeps
 /// the ticker's cost negligible (200 wake-ups a second for the process)
 /// while a 1 s deadline is met within 0.5 %.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
-
-/// Epoch ticks for a deadline: rounded up, plus one because the current
-/// tick is already partly gone.
-pub(crate) fn deadline_ticks(deadline: Duration) -> u64 {
-    (deadline.as_nanos().div_ceil(EPOCH_TICK.as_nanos()) as u64).saturating_add(1)
-}
 
 pub(crate) fn new_engine(cfg: &RuntimeConfig) -> Result<Engine, OpenError> {
     let mut pool = PoolingAllocationConfig::default();
@@ -92,7 +111,10 @@ pub(crate) fn new_engine(cfg: &RuntimeConfig) -> Result<Engine, OpenError> {
         // Likewise reset a freed table's first 64 KiB in place (a guest's
         // table is a page or two) instead of one madvise per invocation.
         .table_keep_resident(64 << 10)
-        .table_elements(64 << 10);
+        .table_elements(64 << 10)
+        // One fiber stack per instance, from the pool: nothing is mapped
+        // or unmapped per invocation.
+        .total_stacks(cfg.max_instances);
     let mut c = Config::new();
     c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
         .epoch_interruption(true)
@@ -107,6 +129,11 @@ pub(crate) fn new_engine(cfg: &RuntimeConfig) -> Result<Engine, OpenError> {
         .signals_based_traps(false)
         .memory_guard_size(0)
         .max_wasm_stack(cfg.max_wasm_stack)
+        // Every call runs on a fiber (`call_async`), so that a host call
+        // can suspend the invocation (a page to read, a log sync to wait
+        // for) and its thread run others; a blocking caller drives its own
+        // fiber. Fiber stacks: the wasm limit plus the host's share.
+        .async_stack_size(cfg.max_wasm_stack + HOST_STACK_BYTES)
         .parallel_compilation(true);
     let engine = Engine::new(&c).map_err(|e| OpenError::Engine(format!("{e:#}")))?;
     register_with_ticker(&engine);

@@ -107,9 +107,15 @@ pub enum InvokeError {
     Conflict { attempts: u32 },
     #[error("storage: {0}")]
     Storage(TxError),
-    /// Too many instances alive at once (the pooling allocator is full).
-    #[error("instance limit reached: {0}")]
+    /// Too many invocations at once: the executors admitted
+    /// `RuntimeConfig::max_admitted`, or no instance slot was free (the
+    /// pooling allocator is full). Try again shortly.
+    #[error("overloaded: {0}")]
     Overloaded(String),
+    /// The caller dropped the invocation (an HTTP client that went away)
+    /// before it began to commit: nothing was committed.
+    #[error("cancelled by the caller before commit")]
+    Cancelled,
     /// A bug in the host (a caught panic, an unexpected wasmtime error).
     #[error("internal error: {0}")]
     Internal(String),

@@ -4,18 +4,21 @@
 //! marked where it happens: 1 in `Inner::invoke` (`lib.rs`), 2, 3, 8 and 9
 //! in [`invoke`], 4 to 7 in `run_attempt`.
 
-use crate::abi::{BadPointer, HostState, LogBudget, Scope};
-use crate::engine::deadline_ticks;
+use crate::abi::{BadPointer, HostState, LogBudget};
 use crate::error::InvokeError;
+use crate::exec::{self, Outcome};
 use crate::limits::{MAX_INPUT_LEN, MAX_OUTPUT_LEN, MAX_WRITE_SET_BYTES};
 use crate::registry::Function;
 use rime_abi::{EXPORT_INVOKE, EXPORT_MEMORY, RESULT_OK};
-use rime_storage::{Db, Tx, TxError};
-use std::panic::{AssertUnwindSafe, catch_unwind};
+use rime_storage::{Committed, Db, OwnedTx, TxError};
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-use wasmtime::{Engine, Store, Trap};
+use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
 /// A committed invocation.
 #[derive(Debug, Clone)]
@@ -46,21 +49,26 @@ impl From<TxError> for Failed {
 /// Runs `f` (found in step 1 by the caller) on `input` as one transaction:
 ///
 /// 2. **Admission**: input over `MAX_INPUT_LEN` is refused before anything runs.
-/// 3. **Transaction**: `Db::transaction_with_attempts` starts an attempt with
-///    empty buffers and calls the closure, which runs steps 4–7
-///    (`run_attempt`: instantiate, run, outcome, drop).
-/// 8. **Commit**: an `Ok` closure result is validated (read set, scanned
-///    ranges) and committed by the Db → [`Invocation`].
+/// 3. **Transaction**: an attempt starts with an empty `OwnedTx` and runs
+///    steps 4–7 (`run_attempt`: instantiate, run, outcome, drop). Host
+///    calls may suspend it (a page to read); the guest yields at epoch
+///    ticks.
+/// 8. **Commit**: an `Ok` attempt is validated (read set, scanned ranges)
+///    and committed, once this thread has no reads in flight if the commit
+///    latches pages; then the invocation waits (suspended) for the log to
+///    be durable through it → [`Invocation`]. `gate` says whether the
+///    caller still wants it: a cancelled invocation never commits.
 /// 9. **Conflict**: an invalid attempt goes back to 3 with the same input,
 ///    up to [`MAX_INVOKE_ATTEMPTS`], then `Conflict`.
 ///
 /// `instances` counts the instances alive (`RuntimeStats::instances`).
-pub(crate) fn invoke(
+pub(crate) async fn invoke(
     engine: &Engine,
     db: &Db,
     f: &Arc<Function>,
-    input: &[u8],
+    input: Arc<[u8]>,
     instances: &AtomicU64,
+    gate: Option<&Outcome>,
 ) -> Result<Invocation, InvokeError> {
     // 2. Admission.
     if input.len() > MAX_INPUT_LEN {
@@ -70,39 +78,53 @@ pub(crate) fn invoke(
         });
     }
     let start = Instant::now();
-    let mut attempts = 0u32;
     // One log budget for the invocation, whatever the number of attempts.
     let mut log = LogBudget::default();
-    // 3. Transaction: the Db calls the closure once per attempt, with a
-    // fresh `Tx`; it commits (8) what an `Ok` attempt wrote, or re-runs the
-    // closure after a conflict (9). An `Err` ends the transaction with
-    // nothing committed.
-    let r = db.transaction_with_attempts(MAX_INVOKE_ATTEMPTS, |tx| {
-        attempts += 1;
-        catch_unwind(AssertUnwindSafe(|| {
-            run_attempt(engine, f, input, tx, &mut log, instances)
-        }))
-        .unwrap_or_else(|p| Err(Failed::Final(InvokeError::Internal(panic_text(&p)))))
-    });
-    // 8. Commit (done by the Db: `Ok` here means durable per its mode), or
-    // 9. Conflict once the attempts are used up.
-    match r {
-        Ok(output) => Ok(Invocation {
+    let mut txn = db.begin();
+    for attempts in 1..=MAX_INVOKE_ATTEMPTS {
+        if attempts > 1 && !exec::io::on_executor() {
+            // Threads contending for a key: let the winner finish.
+            std::thread::yield_now();
+        }
+        // 3. On an executor, at once: the conflict came from a commit this
+        // thread just ran (or another executor's), and in this same poll
+        // the re-run finds its pages in memory and commits without
+        // waiting, before any other task here reads the key again.
+        let (back, output) = run_attempt(engine, f, &input, txn, &mut log, instances).await;
+        txn = back;
+        let output = match output {
+            Ok(output) => output,
+            Err(Failed::Tx(e)) => return Err(e.into()),
+            Err(Failed::Final(e)) => return Err(e),
+        };
+        // 8. Commit.
+        if txn.commit_latches_pages() {
+            exec::io::quiescent().await;
+        }
+        if gate.is_some_and(|g| !g.begin_commit()) {
+            return Err(InvokeError::Cancelled);
+        }
+        let pending = match txn.commit().map_err(InvokeError::from)? {
+            Committed::Durable(p) => p,
+            // 9. Conflict.
+            Committed::Conflict => continue,
+        };
+        pending.await.map_err(InvokeError::from)?;
+        return Ok(Invocation {
             output,
-            retries: attempts.saturating_sub(1),
+            retries: attempts - 1,
             duration: start.elapsed(),
-        }),
-        Err(Failed::Tx(TxError::Conflict { .. })) => Err(InvokeError::Conflict { attempts }),
-        // `From<TxError>` makes a `CommitTooLarge` the write-set error.
-        Err(Failed::Tx(e)) => Err(e.into()),
-        Err(Failed::Final(e)) => Err(e),
+        });
     }
+    Err(InvokeError::Conflict {
+        attempts: MAX_INVOKE_ATTEMPTS,
+    })
 }
 
 /// Attempts before an invocation gives up with a conflict: 64 (four times
 /// the Db's default) lets every increment of a hot counter land under heavy
 /// contention on many cores, while still bounding what one invocation can
-/// cost (backoff is capped at 1 ms an attempt).
+/// cost.
 const MAX_INVOKE_ATTEMPTS: u32 = 64;
 
 fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
@@ -128,53 +150,88 @@ impl Drop for Alive<'_> {
     }
 }
 
-/// Steps 4–7 of the lifecycle: one attempt inside the transaction.
-fn run_attempt(
+/// Steps 4–7 of the lifecycle: one attempt of the transaction. The store
+/// owns `txn` while the guest runs; it comes back with the outcome.
+async fn run_attempt(
     engine: &Engine,
     f: &Arc<Function>,
-    input: &[u8],
-    tx: &mut Tx<'_>,
+    input: &Arc<[u8]>,
+    txn: OwnedTx,
     log: &mut LogBudget,
     instances: &AtomicU64,
-) -> Result<Vec<u8>, Failed> {
+) -> (OwnedTx, Result<Vec<u8>, Failed>) {
     // Declared before the store, so that on every path it is dropped after
     // it: the count never shows a slot free that is not yet back.
-    let _alive: Alive<'_>;
+    let mut alive: Option<Alive<'_>> = None;
     // 4. Instantiate: a store with the per-instance `HostState` (limiter,
-    // namespace handles, output buffer) and the epoch deadline; the
-    // instance takes a slot of the pooling allocator (none free: `Overloaded`).
-    let mut store = Store::new(engine, HostState::new(f.clone(), *log));
+    // namespace handles, transaction, output buffer) and the deadline; the
+    // instance takes a slot of the pooling allocator (none free:
+    // `Overloaded`).
+    let mut store = Store::new(engine, HostState::new(f.clone(), *log, txn, input.clone()));
     store.limiter(|s| &mut s.limiter);
-    store.set_epoch_deadline(deadline_ticks(f.config.deadline));
-    store.epoch_deadline_trap();
-    let instance = f
-        .pre
-        .instantiate(&mut store)
-        .map_err(|e| Failed::Final(classify(&mut store, e, f)))?;
-    _alive = Alive::new(instances);
-    let memory = instance.get_memory(&mut store, EXPORT_MEMORY);
-    let entry = instance.get_typed_func::<(), i32>(&mut store, EXPORT_INVOKE);
-    let (Some(memory), Ok(entry)) = (memory, entry) else {
-        // Checked at deploy; unreachable unless wasmtime changed its mind.
-        return Err(Failed::Final(InvokeError::Internal(
-            "module lost its exports".into(),
-        )));
-    };
-    // 5. Run: host calls read and write through the attempt's `Tx`, which
-    // buffers the writes and shows them to later reads.
-    store.data_mut().memory = Some(memory);
-    store.data_mut().scope = Some(Scope::new(tx, input));
-    let r = entry.call(&mut store, ());
-    // `Scope`'s invariant: cleared as soon as the call is over.
-    store.data_mut().scope = None;
-    *log = store.data().log;
-    // 6. Outcome: only `RESULT_OK` returns `Ok` from the closure; anything
-    // else is an `Err`, so nothing commits.
-    let outcome = outcome(&mut store, r, f);
+    let deadline = Instant::now() + f.config.deadline;
+    store.set_epoch_deadline(1);
+    // At every epoch tick: past the deadline the guest traps (`Timeout`);
+    // before it, the guest yields, so others on its executor run.
+    store.epoch_deadline_callback(move |_| {
+        Ok(if Instant::now() >= deadline {
+            UpdateDeadline::Interrupt
+        } else {
+            UpdateDeadline::Yield(1)
+        })
+    });
+    let r = async {
+        let pre = match store.data().nowait {
+            true => &f.pre_suspending,
+            false => &f.pre,
+        };
+        let instance = pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| Failed::Final(classify(&mut store, e, f)))?;
+        alive = Some(Alive::new(instances));
+        let memory = instance.get_memory(&mut store, EXPORT_MEMORY);
+        let entry = instance.get_typed_func::<(), i32>(&mut store, EXPORT_INVOKE);
+        let (Some(memory), Ok(entry)) = (memory, entry) else {
+            // Checked at deploy; unreachable unless wasmtime changed its mind.
+            return Err(Failed::Final(InvokeError::Internal(
+                "module lost its exports".into(),
+            )));
+        };
+        // 5. Run: host calls read and write through the attempt's
+        // transaction, which buffers the writes and shows them to later
+        // reads.
+        store.data_mut().memory = Some(memory);
+        let r = CatchUnwind(Box::pin(entry.call_async(&mut store, ())))
+            .await
+            .unwrap_or_else(|p| Err(wasmtime::Error::msg(panic_text(&p))));
+        // 6. Outcome: only `RESULT_OK` is `Ok`; anything else commits nothing.
+        outcome(&mut store, r, f)
+    }
+    .await;
     // 7. Drop: the store and its instance go, and the slot returns to the
-    // pool, before the closure returns (and before a commit waits on the log).
-    drop(store);
-    outcome
+    // pool, before the commit (and its wait for the log).
+    let state = store.into_data();
+    drop(alive);
+    *log = state.log;
+    (state.txn, r)
+}
+
+/// A host panic (a bug) as an error of the attempt, never unwinding into
+/// the executor: wasmtime carries a panic of a host call on the fiber out
+/// through the call's poll.
+struct CatchUnwind<F>(Pin<Box<F>>);
+
+impl<F: Future> Future for CatchUnwind<F> {
+    type Output = Result<F::Output, Box<dyn std::any::Any + Send>>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match std::panic::catch_unwind(AssertUnwindSafe(|| self.0.as_mut().poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(r)) => Poll::Ready(Ok(r)),
+            Err(p) => Poll::Ready(Err(p)),
+        }
+    }
 }
 
 /// Step 6: what `rime_invoke`'s result (or trap) means for the attempt.

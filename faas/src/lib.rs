@@ -8,7 +8,9 @@
 //! * `cache`: compiling modules, cached on disk by module and engine hash.
 //! * `registry`: deployed functions, stored in the Db.
 //! * `abi`: the `rime` imports, with bounds-checked guest memory access.
-//! * `invoke`: an invocation as a transaction; `pool`: the worker pool.
+//! * `invoke`: an invocation as a transaction (a future).
+//! * `exec`: the executors that run thousands of invocations per core,
+//!   none holding a thread while it waits for a page or a log sync.
 //! * `limits`: the ABI's limits and the per-instance `ResourceLimiter`.
 #![deny(unsafe_code)]
 
@@ -16,15 +18,15 @@ mod abi;
 mod cache;
 mod engine;
 mod error;
+mod exec;
 mod invoke;
 pub mod limits;
-mod pool;
 mod registry;
 
-pub use engine::{EPOCH_TICK, RuntimeConfig, ticker_running};
+pub use engine::{DEFAULT_MAX_INSTANCES, EPOCH_TICK, RuntimeConfig, ticker_running};
 pub use error::{DeployError, InvokeError, OpenError, UndeployError};
+pub use exec::Invoking;
 pub use invoke::Invocation;
-pub use pool::Pending;
 pub use registry::{FunctionConfig, FunctionInfo, Grant, namespace_tree};
 
 use registry::Function;
@@ -47,6 +49,9 @@ pub struct RuntimeStats {
     pub retries: u64,
     pub traps: u64,
     pub timeouts: u64,
+    /// Invocations whose caller went away before they began to commit
+    /// (they committed nothing; not counted in `failed`).
+    pub cancelled: u64,
     /// Instances alive now: slots of the pooling allocator in use, at most
     /// [`RuntimeConfig::max_instances`]. One per running attempt.
     pub instances: u64,
@@ -62,6 +67,7 @@ struct Counters {
     retries: AtomicU64,
     traps: AtomicU64,
     timeouts: AtomicU64,
+    cancelled: AtomicU64,
     /// A gauge, not a counter: instances instantiated and not yet dropped.
     instances: AtomicU64,
 }
@@ -70,7 +76,9 @@ struct Inner {
     db: Arc<Db>,
     cfg: RuntimeConfig,
     engine: Engine,
+    /// Host calls that wait / that suspend (`abi::HostCalls`).
     linker: Linker<abi::HostState>,
+    linker_suspending: Linker<abi::HostState>,
     cache: cache::ModuleCache,
     registry: TreeId,
     functions: RwLock<HashMap<String, Arc<Function>>>,
@@ -81,7 +89,8 @@ struct Inner {
     /// the same order as the registry. Lock order: `deploy_lock`, then
     /// `functions`, then `unloadable` (never two of the maps at once).
     deploy_lock: Mutex<()>,
-    pool: OnceLock<pool::Pool>,
+    /// Started at the first [`Runtime::invoke_async`].
+    executors: OnceLock<exec::Executors>,
     counters: Counters,
 }
 
@@ -96,7 +105,10 @@ impl Runtime {
     /// the module cache when it has them).
     pub fn open(db: Arc<Db>, cfg: RuntimeConfig) -> Result<Runtime, OpenError> {
         let engine = engine::new_engine(&cfg)?;
-        let linker = abi::linker(&engine).map_err(|e| OpenError::Engine(format!("{e:#}")))?;
+        let link =
+            |calls| abi::linker(&engine, calls).map_err(|e| OpenError::Engine(format!("{e:#}")));
+        let linker = link(abi::HostCalls::Waiting)?;
+        let linker_suspending = link(abi::HostCalls::Suspending)?;
         let cache =
             cache::ModuleCache::new(engine.clone(), cfg.cache_dir.clone()).map_err(|source| {
                 OpenError::Cache {
@@ -110,12 +122,13 @@ impl Runtime {
             cfg,
             engine,
             linker,
+            linker_suspending,
             cache,
             registry,
             functions: RwLock::new(HashMap::new()),
             unloadable: RwLock::new(HashMap::new()),
             deploy_lock: Mutex::new(()),
-            pool: OnceLock::new(),
+            executors: OnceLock::new(),
             counters: Counters::default(),
         };
         let (mut map, mut unloadable) = (HashMap::new(), HashMap::new());
@@ -222,48 +235,122 @@ impl Runtime {
         v
     }
 
-    /// Runs `name` on `input` in the calling thread, as one transaction.
+    /// Runs `name` on `input` in the calling thread, as one transaction;
+    /// the thread waits for the invocation's reads and its log sync.
     pub fn invoke(&self, name: &str, input: &[u8]) -> Result<Invocation, InvokeError> {
-        self.inner.invoke(name, input)
+        let f = self.inner.lookup(name)?;
+        let i = &*self.inner;
+        let r = exec::block_on(invoke::invoke(
+            &i.engine,
+            &i.db,
+            &f,
+            Arc::from(input),
+            &i.counters.instances,
+            None,
+        ));
+        i.count(&r);
+        r
     }
 
-    /// Runs `name` on `input` on the worker pool (one thread per core
-    /// unless [`RuntimeConfig::workers`] says otherwise).
-    pub fn invoke_async(&self, name: &str, input: Vec<u8>) -> Pending {
-        let (tx, rx) = std::sync::mpsc::channel();
+    /// Runs `name` on `input` on the executors (one thread per core unless
+    /// [`RuntimeConfig::workers`] says otherwise), thousands at once, none
+    /// holding a thread while it waits. The [`Invoking`] is a future of the
+    /// result (or [`Invoking::wait`] blocks); dropping it before the
+    /// invocation begins to commit cancels it. Past
+    /// [`RuntimeConfig::max_admitted`] invocations in flight, the result is
+    /// `Overloaded` at once.
+    pub fn invoke_async(&self, name: &str, input: impl Into<Arc<[u8]>>) -> Invoking {
+        let f = match self.inner.lookup(name) {
+            Ok(f) => f,
+            Err(e) => {
+                self.inner.count(&Err(e));
+                return Invoking::failed(self.inner.not_found(name));
+            }
+        };
+        let (invoking, outcome) = Invoking::new();
+        let outcome = Arc::new(outcome);
         let inner = self.inner.clone();
-        let name = name.to_string();
-        let pool = self.pool();
-        let job = Box::new(move || {
-            let _ = tx.send(inner.invoke(&name, &input));
+        let gate = outcome.clone();
+        let input = input.into();
+        let run = async move {
+            let i = &*inner;
+            let r = invoke::invoke(
+                &i.engine,
+                &i.db,
+                &f,
+                input,
+                &i.counters.instances,
+                Some(&gate),
+            )
+            .await;
+            i.count(&r);
+            gate.deliver(r);
+        };
+        let counters = self.inner.clone();
+        let task = Box::pin(exec::Cancellable {
+            outcome: outcome.clone(),
+            inner: Box::pin(run),
+            on_cancel: Some(Box::new(move || {
+                counters.counters.cancelled.fetch_add(1, Ordering::Relaxed);
+            })),
         });
-        if !pool.submit(job) {
-            // Unreachable while `self` is alive; `Pending::wait` reports it.
+        if self.executors().spawn(task).is_err() {
+            let e = Err(InvokeError::Overloaded(format!(
+                "{} invocations in flight (max_admitted)",
+                self.inner.cfg.max_admitted
+            )));
+            self.inner.count(&e);
+            outcome.deliver(e);
         }
-        Pending { rx }
+        invoking
     }
 
-    /// Runs every request on the worker pool; results in request order.
+    /// Runs every request on the executors; results in request order. At
+    /// most half of [`RuntimeConfig::max_admitted`] are in flight at once
+    /// (the oldest is waited for before the next is submitted), so a batch
+    /// of any size is never refused as `Overloaded` for its own size.
     pub fn invoke_many<'a>(
         &self,
         requests: impl IntoIterator<Item = (&'a str, Vec<u8>)>,
     ) -> Vec<Result<Invocation, InvokeError>> {
-        let pending: Vec<Pending> = requests
-            .into_iter()
-            .map(|(name, input)| self.invoke_async(name, input))
-            .collect();
-        pending.into_iter().map(Pending::wait).collect()
+        let window = (self.inner.cfg.max_admitted / 2).max(1);
+        let mut results = Vec::new();
+        let mut in_flight = std::collections::VecDeque::with_capacity(window);
+        for (name, input) in requests {
+            if in_flight.len() == window
+                && let Some(oldest) = in_flight.pop_front()
+            {
+                results.push(Invoking::wait(oldest));
+            }
+            in_flight.push_back(self.invoke_async(name, input));
+        }
+        results.extend(in_flight.into_iter().map(Invoking::wait));
+        results
     }
 
-    fn pool(&self) -> &pool::Pool {
-        self.inner
-            .pool
-            .get_or_init(|| pool::Pool::new(self.inner.cfg.workers))
+    fn executors(&self) -> &exec::Executors {
+        let i = &*self.inner;
+        i.executors.get_or_init(|| {
+            exec::Executors::start(
+                &i.db,
+                i.cfg.workers,
+                i.cfg.max_instances as usize,
+                i.cfg.max_admitted,
+            )
+        })
     }
 
-    /// Worker threads of the pool (started on first use).
+    /// Executor threads (started on first use).
     pub fn workers(&self) -> usize {
-        self.pool().workers()
+        self.executors().threads()
+    }
+
+    /// Invocations admitted to the executors and not finished.
+    pub fn in_flight(&self) -> usize {
+        self.inner
+            .executors
+            .get()
+            .map_or(0, exec::Executors::admitted)
     }
 
     pub fn db(&self) -> &Arc<Db> {
@@ -280,6 +367,7 @@ impl Runtime {
             retries: c.retries.load(Ordering::Relaxed),
             traps: c.traps.load(Ordering::Relaxed),
             timeouts: c.timeouts.load(Ordering::Relaxed),
+            cancelled: c.cancelled.load(Ordering::Relaxed),
             instances: c.instances.load(Ordering::Relaxed),
             cache_hits: i.cache.hits.load(Ordering::Relaxed),
             compiles: i.cache.compiles.load(Ordering::Relaxed),
@@ -297,16 +385,19 @@ impl Inner {
     ) -> Result<Function, DeployError> {
         let module = self.cache.load(wasm)?;
         abi::check_module(&module).map_err(DeployError::Abi)?;
-        let pre = self
-            .linker
-            .instantiate_pre(&module)
-            .map_err(|e| DeployError::Abi(format!("{e:#}")))?;
+        let link = |linker: &Linker<abi::HostState>| {
+            linker
+                .instantiate_pre(&module)
+                .map_err(|e| DeployError::Abi(format!("{e:#}")))
+        };
+        let (pre, pre_suspending) = (link(&self.linker)?, link(&self.linker_suspending)?);
         let (own_tree, grants) = registry::resolve_trees(&self.db, name, &config)?;
         Ok(Function {
             name: name.to_string(),
             own_tree,
             grants,
             pre,
+            pre_suspending,
             info: FunctionInfo {
                 name: name.to_string(),
                 config: config.clone(),
@@ -339,25 +430,30 @@ impl Inner {
             .remove(name);
     }
 
-    fn invoke(&self, name: &str, input: &[u8]) -> Result<Invocation, InvokeError> {
-        // 1. Lookup (`docs/faas.md`, "Lifecycle of an invocation"; steps 2–9
-        // are in `invoke.rs`): the function's `Arc` is cloned out of the
-        // map, so a redeploy that swaps the entry leaves this invocation
-        // with the version it found.
-        let f = self
-            .functions
+    /// Step 1 of an invocation (`docs/faas.md`, "Lifecycle of an
+    /// invocation"; steps 2–9 are in `invoke.rs`): the function's `Arc` is
+    /// cloned out of the map, so a redeploy that swaps the entry leaves
+    /// this invocation with the version it found.
+    fn lookup(&self, name: &str) -> Result<Arc<Function>, InvokeError> {
+        self.functions
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(name)
             .cloned()
-            .ok_or_else(|| self.not_found(name))?;
+            .ok_or_else(|| self.not_found(name))
+    }
+
+    /// Counts an invocation's end in [`RuntimeStats`].
+    fn count(&self, r: &Result<Invocation, InvokeError>) {
         let c = &self.counters;
-        let r = invoke::invoke(&self.engine, &self.db, &f, input, &c.instances);
-        match &r {
+        match r {
             Ok(inv) => {
                 c.committed.fetch_add(1, Ordering::Relaxed);
                 c.retries
                     .fetch_add(u64::from(inv.retries), Ordering::Relaxed);
+            }
+            Err(InvokeError::Cancelled) => {
+                c.cancelled.fetch_add(1, Ordering::Relaxed);
             }
             Err(e) => {
                 c.failed.fetch_add(1, Ordering::Relaxed);
@@ -372,6 +468,5 @@ impl Inner {
                 }
             }
         }
-        r
     }
 }

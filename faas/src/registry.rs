@@ -116,7 +116,10 @@ pub(crate) struct Function {
     pub config: FunctionConfig,
     pub own_tree: TreeId,
     pub grants: Vec<ResolvedGrant>,
+    /// Linked with host calls that wait (a blocking caller's thread).
     pub pre: InstancePre<crate::abi::HostState>,
+    /// Linked with host calls that suspend (on an executor).
+    pub pre_suspending: InstancePre<crate::abi::HostState>,
     pub info: FunctionInfo,
 }
 

@@ -156,7 +156,50 @@ fn scenario(order: &str) {
             "{err:?}"
         );
     }
-    eprintln!("{order}: fault-guard restarts and wasm traps both work");
+    on_a_fiber(&engine, &module, &p);
+    eprintln!("{order}: fault-guard restarts and wasm traps both work, on a fiber too");
+}
+
+/// The same from a host call running on a wasmtime fiber (every faaslet's
+/// host calls do, `call_async`): the guard's jump buffer and the signal
+/// handler's alternate stack belong to the OS thread, the faulting read
+/// runs on the fiber's stack, and the restart must land back on it.
+fn on_a_fiber(engine: &Engine, module: &Module, p: &Arc<Pool>) {
+    let mut linker = Linker::<Arc<Pool>>::new(engine);
+    linker
+        .func_wrap_async(
+            "t",
+            "read_evicted",
+            |c: wasmtime::Caller<'_, Arc<Pool>>, ()| {
+                let p = c.data().clone();
+                Box::new(async move {
+                    let faults = p.bm.stats().faults;
+                    let (stamp, attempts) = read_across_an_eviction(&p);
+                    assert_eq!(attempts, 2, "one faulted attempt, one clean one");
+                    assert_eq!(p.bm.stats().faults, faults + 1, "restarted by the guard");
+                    stamp as i64
+                })
+            },
+        )
+        .unwrap();
+    let mut store = Store::new(engine, p.clone());
+    let instance: Instance = now(linker.instantiate_async(&mut store, module)).unwrap();
+    let run = instance
+        .get_typed_func::<(), i64>(&mut store, "run")
+        .unwrap();
+    for round in 0..3 {
+        let got = now(run.call_async(&mut store, ()));
+        assert_eq!(got.unwrap(), 0x5a5a, "fiber round {round}");
+    }
+}
+
+/// Runs a future that never suspends (nothing here waits) in one poll.
+fn now<F: std::future::Future>(f: F) -> F::Output {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match std::pin::pin!(f).poll(&mut cx) {
+        std::task::Poll::Ready(r) => r,
+        std::task::Poll::Pending => panic!("a call suspended with nothing to wait for"),
+    }
 }
 
 #[test]

@@ -47,6 +47,9 @@ impl ApiError {
     }
 }
 
+/// `Retry-After` of a `503 overloaded`, in seconds.
+const OVERLOADED_RETRY_AFTER_S: &str = "1";
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if self.status.is_server_error() {
@@ -54,8 +57,19 @@ impl IntoResponse for ApiError {
         } else {
             tracing::debug!(target: LOG_TARGET, code = self.code, "{}", self.message);
         }
+        let overloaded =
+            self.status == StatusCode::SERVICE_UNAVAILABLE && self.code == "overloaded";
         let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if overloaded {
+            // Admission refused at once: a second is long enough for the
+            // invocations in flight to make room.
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static(OVERLOADED_RETRY_AFTER_S),
+            );
+        }
+        response
     }
 }
 

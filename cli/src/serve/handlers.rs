@@ -90,14 +90,10 @@ pub(super) async fn invoke(
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     let input = body.map_err(body_error)?;
-    let _slot = app.slots.acquire().await.map_err(|_| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "shutting_down",
-            "the server is stopping",
-        )
-    })?;
-    let r = app.blocking(move |rt| rt.invoke(&name, &input)).await?;
+    // Straight to the executors, no thread held while it runs. If the
+    // client goes away, hyper drops this future and with it the
+    // `Invoking`: the invocation is cancelled unless it began to commit.
+    let r = app.rt.invoke_async(&name, &input[..]).await;
     let m = &app.metrics;
     m.invocations.fetch_add(1, Ordering::Relaxed);
     match r {

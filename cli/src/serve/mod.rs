@@ -37,11 +37,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-use tokio::sync::Semaphore;
 
 /// The target of the server's log lines, in every file of the module: the
 /// one they had before it was split (log filters and searches name it).
 const LOG_TARGET: &str = "rime::serve";
+
+/// `--max-concurrent`'s default: the runtime's own (its instance slots
+/// running, as many again queued).
+const DEFAULT_MAX_ADMITTED: usize = 2 * rime_faas::DEFAULT_MAX_INSTANCES as usize;
 
 /// Largest module `POST /functions/{name}` accepts.
 pub const MAX_WASM_BYTES: usize = 16 << 20;
@@ -70,9 +73,13 @@ pub struct Args {
     /// Async worker threads (HTTP parsing only; faaslets run elsewhere).
     #[arg(long, default_value_t = 2)]
     http_threads: usize,
-    /// Invocations running at once; more wait for a slot.
-    #[arg(long, default_value_t = 64)]
+    /// Invocations admitted at once (running, or queued on the
+    /// executors); more are answered `503 overloaded` with `Retry-After`.
+    #[arg(long, default_value_t = DEFAULT_MAX_ADMITTED)]
     max_concurrent: usize,
+    /// Executor threads running the invocations (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    executors: usize,
     /// Buffer-pool size in MiB (default: the storage default).
     #[arg(long)]
     pool_mib: Option<usize>,
@@ -96,7 +103,8 @@ struct App {
     token: String,
     open_invoke: bool,
     open_reads: bool,
-    slots: Semaphore,
+    /// Requests on tokio's blocking pool (deploys, state calls), counted
+    /// until they return even if their client has gone.
     inflight: Arc<AtomicUsize>,
     metrics: Metrics,
     connections: Arc<ConnStats>,
@@ -211,7 +219,10 @@ fn announce(addr: SocketAddr) -> Result<()> {
 pub fn run(a: &Args) -> Result<()> {
     let limits = connection_limits(a);
     let db = env::open_db(&a.data, env::db_options(a.pool_mib))?;
-    let rt = env::open_runtime(&a.data, db, RuntimeConfig::default())?;
+    let cfg = RuntimeConfig::default()
+        .workers(a.executors)
+        .max_admitted(a.max_concurrent.max(1));
+    let rt = env::open_runtime(&a.data, db, cfg)?;
     let token = resolve_token(a.token.as_deref(), &a.data)?;
     let listener = std::net::TcpListener::bind(a.listen)
         .map_err(|e| format!("listening on {}: {e}", a.listen))?;
@@ -222,7 +233,6 @@ pub fn run(a: &Args) -> Result<()> {
         token,
         open_invoke: a.open_invoke,
         open_reads: a.open_reads,
-        slots: Semaphore::new(a.max_concurrent.max(1)),
         inflight: Arc::new(AtomicUsize::new(0)),
         metrics: Metrics::default(),
         connections: Arc::default(),

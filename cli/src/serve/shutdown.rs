@@ -1,6 +1,7 @@
 //! Stopping: SIGTERM and SIGINT end the accept loop (`conn::serve` then
-//! lets the requests in flight finish), then the invocations whose clients
-//! went away finish too, and the Db is checkpointed and closed.
+//! lets the requests in flight finish), then the invocations that began
+//! to commit before their clients went away finish too, and the Db is
+//! checkpointed and closed.
 
 use super::{App, LOG_TARGET};
 use crate::env::{self, Result};
@@ -35,7 +36,7 @@ async fn shutdown_signal(
 /// running (their clients may have gone), stops the async runtime, and
 /// checkpoints and closes the Db.
 pub(super) fn finish_and_close(app: Arc<App>, tokio_rt: tokio::runtime::Runtime) -> Result<()> {
-    while app.inflight.load(Ordering::SeqCst) > 0 {
+    while app.inflight.load(Ordering::SeqCst) > 0 || app.rt.in_flight() > 0 {
         std::thread::sleep(Duration::from_millis(10));
     }
     tokio_rt.shutdown_timeout(Duration::from_secs(10));

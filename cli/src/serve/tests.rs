@@ -38,7 +38,6 @@ fn open(dir: &std::path::Path) -> (Shared, Wal) {
         token: TOKEN.into(),
         open_invoke: false,
         open_reads: false,
-        slots: Semaphore::new(4),
         inflight: Arc::new(AtomicUsize::new(0)),
         metrics: Metrics::default(),
         connections: Arc::default(),

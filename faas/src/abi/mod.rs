@@ -7,11 +7,11 @@
 //! * `scan.rs`: `scan` and its record encoding.
 //! * `write_set.rs`: the write set's size, as its commit will log it.
 //!
-//! The one `unsafe` of the ABI layer is here: the store's data reaches the
-//! invocation's transaction and input through pointers (see [`Scope`]).
-//! Only the two accessors that dereference them, `HostState::tx` and
-//! `HostState::input`, allow `unsafe_code`; the rest of the module tree is
-//! under the crate's `deny`.
+//! Host calls that read may suspend their invocation (`crate::exec`): on
+//! an executor, reads do not wait for the disk; one that needs a page
+//! ends with [`WouldWait`], and the call's future waits for the page and
+//! runs the operation again from the start. Operations record nothing
+//! before their read succeeds, so a re-run is exact.
 
 mod memory;
 mod scan;
@@ -23,8 +23,8 @@ pub(crate) use memory::BadPointer;
 use crate::limits::{Limiter, MAX_OPEN_NAMESPACES};
 use crate::registry::Function;
 use rime_abi::{EXPORT_INVOKE, EXPORT_MEMORY, IMPORT_MODULE};
-use rime_storage::{TreeId, Tx, TxError};
-use std::ptr::NonNull;
+use rime_storage::{Miss, OwnedTx, TreeId, Tx, TxError};
+use std::future::Future;
 use std::sync::Arc;
 use wasmtime::{Caller, Engine, ExternType, Linker, Memory, Module, ValType};
 
@@ -34,31 +34,6 @@ pub(crate) use rime_abi::{
     ERR_NOT_FOUND, ERR_NOT_I64, ERR_OUTPUT_TOO_LARGE, ERR_OVERFLOW, ERR_VALUE_TOO_LARGE,
     ERR_WRITE_SET_FULL,
 };
-
-/// The transaction and input of the running attempt, as pointers: wasmtime
-/// requires a store's data to be `'static`, and both live on the stack of
-/// the `Db::transaction` closure that runs the attempt.
-///
-/// Invariant (upheld by `invoke::run_attempt`, the only code that sets or
-/// clears it): a `Scope` is present in the store's data only while
-/// `rime_invoke` runs, inside the closure that owns the `&mut Tx` and the
-/// borrowed input; it is cleared before the closure returns, before the
-/// store is dropped and whether the call returned or trapped. Host
-/// functions run only during that call, on that thread.
-pub(crate) struct Scope {
-    tx: NonNull<Tx<'static>>,
-    input: NonNull<[u8]>,
-}
-
-impl Scope {
-    pub(crate) fn new(tx: &mut Tx<'_>, input: &[u8]) -> Scope {
-        Scope {
-            // A lifetime-only cast; see the type's invariant.
-            tx: NonNull::from(tx).cast::<Tx<'static>>(),
-            input: NonNull::from(input),
-        }
-    }
-}
 
 /// A namespace the invocation may use.
 #[derive(Clone, Copy, Debug)]
@@ -86,7 +61,13 @@ pub(crate) struct HostState {
     pub function: Arc<Function>,
     pub limiter: Limiter,
     pub memory: Option<Memory>,
-    pub scope: Option<Scope>,
+    /// The attempt's transaction: owned by the store while the attempt
+    /// runs, taken back by `invoke` for its commit.
+    pub txn: OwnedTx,
+    pub input: Arc<[u8]>,
+    /// Reads do not wait for the disk (the invocation runs on an
+    /// executor): see the module docs.
+    pub nowait: bool,
     pub handles: [Option<Handle>; MAX_OPEN_NAMESPACES],
     pub output: Vec<u8>,
     /// An `output` call was refused for its size.
@@ -100,7 +81,12 @@ pub(crate) struct HostState {
 }
 
 impl HostState {
-    pub(crate) fn new(function: Arc<Function>, log: LogBudget) -> HostState {
+    pub(crate) fn new(
+        function: Arc<Function>,
+        log: LogBudget,
+        txn: OwnedTx,
+        input: Arc<[u8]>,
+    ) -> HostState {
         let mut handles = [None; MAX_OPEN_NAMESPACES];
         handles[0] = Some(Handle {
             tree: function.own_tree,
@@ -114,7 +100,9 @@ impl HostState {
             },
             function,
             memory: None,
-            scope: None,
+            txn,
+            input,
+            nowait: crate::exec::io::on_executor(),
             handles,
             output: Vec::new(),
             output_refused: false,
@@ -124,22 +112,20 @@ impl HostState {
         }
     }
 
-    /// The running attempt's transaction.
-    #[allow(unsafe_code)] // dereferences `Scope::tx`, see the SAFETY comment
-    fn tx(&mut self) -> Result<&mut Tx<'static>, wasmtime::Error> {
-        let scope = self.scope.as_mut().ok_or_else(no_scope)?;
-        // SAFETY: per `Scope`'s invariant the pointee is the live `&mut Tx`
-        // of the closure that is (further up this thread's stack) running
-        // the wasm call that called us; nothing else uses it meanwhile, and
-        // the returned borrow ends before this host call returns.
-        Ok(unsafe { scope.tx.as_mut() })
+    /// The running attempt's transaction; its reads wait for the disk
+    /// only off an executor.
+    fn tx(&mut self) -> Tx<'_> {
+        if self.nowait {
+            self.txn.tx_nowait()
+        } else {
+            self.txn.tx()
+        }
     }
 
-    #[allow(unsafe_code)] // dereferences `Scope::input`, see the SAFETY comment
-    fn input(&self) -> Result<&[u8], wasmtime::Error> {
-        let scope = self.scope.as_ref().ok_or_else(no_scope)?;
-        // SAFETY: as in `tx`: the input outlives the call.
-        Ok(unsafe { scope.input.as_ref() })
+    /// The running attempt's transaction with reads that wait: only once
+    /// this thread has no reads in flight (`exec::io::quiescent`).
+    fn tx_waiting(&mut self) -> Tx<'_> {
+        self.txn.tx()
     }
 
     fn handle(&self, ns: i32) -> Option<Handle> {
@@ -149,15 +135,64 @@ impl HostState {
     }
 
     /// Abandons the attempt: remembers `e` and returns the trap that
-    /// unwinds the guest. `invoke` hands `e` to `Db::transaction`.
+    /// unwinds the guest; `invoke` ends the invocation with `e`. A
+    /// [`TxError::WouldWait`] abandons nothing: it becomes [`WouldWait`],
+    /// which the host call's future turns into a wait and a re-run.
     fn abandon(&mut self, e: TxError) -> wasmtime::Error {
+        if let TxError::WouldWait(miss) = e {
+            return wasmtime::Error::new(WouldWait(miss));
+        }
         self.tx_error = Some(e);
         wasmtime::Error::msg("attempt abandoned by the host")
     }
 }
 
-fn no_scope() -> wasmtime::Error {
-    wasmtime::Error::msg("host call outside an invocation")
+/// A host operation stopped at a page not in memory, having done
+/// nothing: wait for the page, then run it again (see the module docs).
+#[derive(Debug)]
+pub(crate) struct WouldWait(pub Miss);
+
+impl std::fmt::Display for WouldWait {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "host call waits for page {}", self.0.page())
+    }
+}
+
+impl std::error::Error for WouldWait {}
+
+type R = Result<i32, wasmtime::Error>;
+
+/// Wraps a host operation as an async host function: it runs `op`; if the
+/// operation stopped at a page not in memory, the future waits for the
+/// page (the invocation suspends, its executor runs others) and runs `op`
+/// again. `quiesce`: first wait until this thread has no reads in flight,
+/// for an operation that latches pages (`rime_storage::Reads`, step 4).
+fn suspending<P: Send + Copy + 'static>(
+    op: fn(&mut Caller<'_, HostState>, P) -> R,
+    quiesce: bool,
+) -> impl for<'a> Fn(Caller<'a, HostState>, P) -> Box<dyn Future<Output = R> + Send + 'a>
++ Send
++ Sync
++ 'static {
+    move |mut caller: Caller<'_, HostState>, p: P| -> Box<dyn Future<Output = R> + Send + '_> {
+        Box::new(async move {
+            loop {
+                if quiesce {
+                    crate::exec::io::quiescent().await;
+                }
+                let e = match op(&mut caller, p) {
+                    Err(e) => e,
+                    done => return done,
+                };
+                let Some(&WouldWait(miss)) = e.downcast_ref::<WouldWait>() else {
+                    return Err(e);
+                };
+                if let Err(e) = crate::exec::io::load(miss).await {
+                    return Err(caller.data_mut().abandon(e));
+                }
+            }
+        })
+    }
 }
 
 /// The memory export, set by `invoke` after instantiation.
@@ -168,11 +203,25 @@ fn memory(caller: &Caller<'_, HostState>) -> Result<Memory, wasmtime::Error> {
         .ok_or_else(|| wasmtime::Error::msg("no memory"))
 }
 
+/// How the host calls that read wait for the disk.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HostCalls {
+    /// They block their thread (a blocking caller's own thread): plain
+    /// host functions, nothing allocated per call.
+    Waiting,
+    /// They suspend the invocation (on an executor): async host
+    /// functions, one boxed future per call (wasmtime's interface).
+    Suspending,
+}
+
 /// The linker with every `rime` import.
-pub(crate) fn linker(engine: &Engine) -> Result<Linker<HostState>, wasmtime::Error> {
+pub(crate) fn linker(
+    engine: &Engine,
+    calls: HostCalls,
+) -> Result<Linker<HostState>, wasmtime::Error> {
     let mut l = Linker::new(engine);
-    state::define(&mut l)?;
-    scan::define(&mut l)?;
+    state::define(&mut l, calls)?;
+    scan::define(&mut l, calls)?;
     Ok(l)
 }
 

@@ -14,14 +14,24 @@ use wasmtime::Linker;
 use rime_abi::{SCAN_END, SCAN_END_LEN, SCAN_ENTRY_HEADER as HEADER, SCAN_FLAGS_ALL};
 use rime_abi::{SCAN_HI_INCLUSIVE, SCAN_LO_EXCLUSIVE};
 
-pub(super) fn define(l: &mut Linker<HostState>) -> Result<(), wasmtime::Error> {
-    l.func_wrap(IMPORT_MODULE, "scan", scan)?;
+pub(super) fn define(l: &mut Linker<HostState>, calls: HostCalls) -> Result<(), wasmtime::Error> {
+    match calls {
+        // A scan latches its leaves and may wait for them: it runs once
+        // this thread has no reads of its own in flight
+        // (`rime_storage::Reads`).
+        HostCalls::Suspending => {
+            l.func_wrap_async(IMPORT_MODULE, "scan", suspending(scan, true))?;
+        }
+        HostCalls::Waiting => {
+            l.func_wrap(IMPORT_MODULE, "scan", scan_waiting)?;
+        }
+    }
     Ok(())
 }
 
 #[allow(clippy::too_many_arguments)] // the ABI's signature
-fn scan(
-    mut caller: Caller<'_, HostState>,
+fn scan_waiting(
+    mut c: Caller<'_, HostState>,
     ns: i32,
     lo: i32,
     lo_len: i32,
@@ -31,8 +41,17 @@ fn scan(
     buf: i32,
     cap: i32,
 ) -> Result<i32, wasmtime::Error> {
-    let mem = memory(&caller)?;
-    let (data, st) = mem.data_and_store_mut(&mut caller);
+    scan(&mut c, (ns, lo, lo_len, hi, hi_len, flags, buf, cap))
+}
+
+type ScanArgs = (i32, i32, i32, i32, i32, i32, i32, i32);
+
+fn scan(
+    caller: &mut Caller<'_, HostState>,
+    (ns, lo, lo_len, hi, hi_len, flags, buf, cap): ScanArgs,
+) -> Result<i32, wasmtime::Error> {
+    let mem = memory(caller)?;
+    let (data, st) = mem.data_and_store_mut(caller);
     let lo_r = range("scan", data.len(), lo, lo_len)?;
     let hi_r = if hi_len == NONE {
         None
@@ -91,7 +110,7 @@ fn scan(
     let r = if empty {
         Ok(())
     } else {
-        st.tx()?.scan(h.tree, lo_b, hi_b, |k, v| {
+        st.tx_waiting().scan(h.tree, lo_b, hi_b, |k, v| {
             let rec = HEADER + k.len() + v.len();
             let Some(o) = out.get_mut(pos..pos + rec) else {
                 if pos == 0 {

@@ -14,18 +14,42 @@ use crate::limits::{
 use rime_abi::Level;
 use wasmtime::Linker;
 
-type R = Result<i32, wasmtime::Error>;
-
-pub(super) fn define(l: &mut Linker<HostState>) -> Result<(), wasmtime::Error> {
+pub(super) fn define(l: &mut Linker<HostState>, calls: HostCalls) -> Result<(), wasmtime::Error> {
     l.func_wrap(IMPORT_MODULE, "input", input)?;
     l.func_wrap(IMPORT_MODULE, "output", output)?;
     l.func_wrap(IMPORT_MODULE, "ns_open", ns_open)?;
-    l.func_wrap(IMPORT_MODULE, "get", get)?;
     l.func_wrap(IMPORT_MODULE, "put", put)?;
-    l.func_wrap(IMPORT_MODULE, "delete", delete)?;
-    l.func_wrap(IMPORT_MODULE, "add", add)?;
-    l.func_wrap(IMPORT_MODULE, "cas", cas)?;
     l.func_wrap(IMPORT_MODULE, "log", log)?;
+    // Those that read may suspend the invocation (see the module docs of
+    // `abi`); `put` reads nothing but buffers, so it never waits.
+    if calls == HostCalls::Suspending {
+        l.func_wrap_async(IMPORT_MODULE, "get", suspending(get, false))?;
+        l.func_wrap_async(IMPORT_MODULE, "delete", suspending(delete, false))?;
+        l.func_wrap_async(IMPORT_MODULE, "add", suspending(add, false))?;
+        l.func_wrap_async(IMPORT_MODULE, "cas", suspending(cas, false))?;
+        return Ok(());
+    }
+    type C<'a> = Caller<'a, HostState>;
+    l.func_wrap(
+        IMPORT_MODULE,
+        "get",
+        |mut c: C<'_>, a: i32, b: i32, d: i32, e: i32, f: i32| get(&mut c, (a, b, d, e, f)),
+    )?;
+    l.func_wrap(
+        IMPORT_MODULE,
+        "delete",
+        |mut c: C<'_>, a: i32, b: i32, d: i32| delete(&mut c, (a, b, d)),
+    )?;
+    l.func_wrap(
+        IMPORT_MODULE,
+        "add",
+        |mut c: C<'_>, a: i32, b: i32, d: i32, e: i64, f: i32| add(&mut c, (a, b, d, e, f)),
+    )?;
+    #[allow(clippy::too_many_arguments)] // the ABI's signature
+    fn cas_waiting(mut c: C<'_>, a: i32, b: i32, d: i32, e: i32, f: i32, g: i32, h: i32) -> R {
+        cas(&mut c, (a, b, d, e, f, g, h))
+    }
+    l.func_wrap(IMPORT_MODULE, "cas", cas_waiting)?;
     Ok(())
 }
 
@@ -33,7 +57,7 @@ fn input(mut caller: Caller<'_, HostState>, buf: i32, cap: i32) -> R {
     let mem = memory(&caller)?;
     let (data, st) = mem.data_and_store_mut(&mut caller);
     let dst = range("input", data.len(), buf, cap)?;
-    let input = st.input()?;
+    let input = &*st.input;
     if input.len() <= dst.len() {
         data[dst.start..dst.start + input.len()].copy_from_slice(input);
     }
@@ -92,15 +116,11 @@ fn ns_open(mut caller: Caller<'_, HostState>, name: i32, name_len: i32) -> R {
 }
 
 fn get(
-    mut caller: Caller<'_, HostState>,
-    ns: i32,
-    key: i32,
-    key_len: i32,
-    buf: i32,
-    cap: i32,
+    caller: &mut Caller<'_, HostState>,
+    (ns, key, key_len, buf, cap): (i32, i32, i32, i32, i32),
 ) -> R {
-    let mem = memory(&caller)?;
-    let (data, st) = mem.data_and_store_mut(&mut caller);
+    let mem = memory(caller)?;
+    let (data, st) = mem.data_and_store_mut(caller);
     let k = range("get", data.len(), key, key_len)?;
     let dst = range("get", data.len(), buf, cap)?;
     let Some(h) = st.handle(ns) else {
@@ -115,7 +135,7 @@ fn get(
     key.copy_from_slice(&data[k]);
     let dst = &mut data[dst];
     // The one copy: from the page (or the write set) into guest memory.
-    let r = st.tx()?.get(h.tree, key, |v| {
+    let r = st.tx().get(h.tree, key, |v| {
         if let Some(d) = dst.get_mut(..v.len()) {
             d.copy_from_slice(v);
         }
@@ -179,7 +199,8 @@ fn put(
         Ok(t) => t,
         Err(code) => return Ok(code),
     };
-    match st.tx()?.put(tree, &data[k.clone()], &data[v]) {
+    let r = st.tx().put(tree, &data[k.clone()], &data[v]);
+    match r {
         Ok(()) => {
             st.writes.record(tree, &data[k], a);
             Ok(0)
@@ -188,15 +209,16 @@ fn put(
     }
 }
 
-fn delete(mut caller: Caller<'_, HostState>, ns: i32, key: i32, key_len: i32) -> R {
-    let mem = memory(&caller)?;
-    let (data, st) = mem.data_and_store_mut(&mut caller);
+fn delete(caller: &mut Caller<'_, HostState>, (ns, key, key_len): (i32, i32, i32)) -> R {
+    let mem = memory(caller)?;
+    let (data, st) = mem.data_and_store_mut(caller);
     let k = range("delete", data.len(), key, key_len)?;
     let (tree, a) = match writable(st, ns, &data[k.clone()], 0) {
         Ok(t) => t,
         Err(code) => return Ok(code),
     };
-    match st.tx()?.delete(tree, &data[k.clone()]) {
+    let r = st.tx().delete(tree, &data[k.clone()]);
+    match r {
         Ok(existed) => {
             // `Tx::delete` records a tombstone only for a key that exists
             // (in the tree or the write set); otherwise it writes nothing.
@@ -210,22 +232,19 @@ fn delete(mut caller: Caller<'_, HostState>, ns: i32, key: i32, key_len: i32) ->
 }
 
 fn add(
-    mut caller: Caller<'_, HostState>,
-    ns: i32,
-    key: i32,
-    key_len: i32,
-    delta: i64,
-    out: i32,
+    caller: &mut Caller<'_, HostState>,
+    (ns, key, key_len, delta, out): (i32, i32, i32, i64, i32),
 ) -> R {
-    let mem = memory(&caller)?;
-    let (data, st) = mem.data_and_store_mut(&mut caller);
+    let mem = memory(caller)?;
+    let (data, st) = mem.data_and_store_mut(caller);
     let k = range("add", data.len(), key, key_len)?;
     let o = range("add", data.len(), out, 8)?;
     let (tree, a) = match writable(st, ns, &data[k.clone()], 8) {
         Ok(t) => t,
         Err(code) => return Ok(code),
     };
-    match st.tx()?.add(tree, &data[k.clone()], delta) {
+    let r = st.tx().add(tree, &data[k.clone()], delta);
+    match r {
         Ok(new) => {
             st.writes.record(tree, &data[k], a);
             data[o].copy_from_slice(&new.to_le_bytes());
@@ -235,19 +254,14 @@ fn add(
     }
 }
 
-#[allow(clippy::too_many_arguments)] // the ABI's signature
+type CasArgs = (i32, i32, i32, i32, i32, i32, i32);
+
 fn cas(
-    mut caller: Caller<'_, HostState>,
-    ns: i32,
-    key: i32,
-    key_len: i32,
-    exp: i32,
-    exp_len: i32,
-    new: i32,
-    new_len: i32,
+    caller: &mut Caller<'_, HostState>,
+    (ns, key, key_len, exp, exp_len, new, new_len): CasArgs,
 ) -> R {
-    let mem = memory(&caller)?;
-    let (data, st) = mem.data_and_store_mut(&mut caller);
+    let mem = memory(caller)?;
+    let (data, st) = mem.data_and_store_mut(caller);
     let k = range("cas", data.len(), key, key_len)?;
     let e = optional_range("cas", data.len(), exp, exp_len)?;
     let v = optional_range("cas", data.len(), new, new_len)?;
@@ -262,7 +276,7 @@ fn cas(
     let data: &[u8] = data;
     let key = &data[k];
     let r = st
-        .tx()?
+        .tx()
         .cas(tree, key, e.map(|e| &data[e]), v.map(|v| &data[v]));
     match r {
         Ok(true) => {

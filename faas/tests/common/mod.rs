@@ -55,8 +55,13 @@ pub struct Env {
 }
 
 pub fn env() -> Env {
+    env_with(|c| c)
+}
+
+/// [`env`] with the runtime's configuration changed by `f`.
+pub fn env_with(f: impl FnOnce(RuntimeConfig) -> RuntimeConfig) -> Env {
     let dir = TempDir::new().unwrap();
-    let rt = Runtime::open(open_db(dir.path()), runtime_config(dir.path())).unwrap();
+    let rt = Runtime::open(open_db(dir.path()), f(runtime_config(dir.path()))).unwrap();
     Env { rt, dir }
 }
 

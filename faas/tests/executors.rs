@@ -1,0 +1,259 @@
+//! The async executors (`exec`): many invocations in flight on few
+//! threads, suspended on page reads and log syncs; fairness between a
+//! looping guest and the others; cancellation.
+
+mod common;
+use common::*;
+use rand::{Rng, SeedableRng};
+use rime_faas::{FunctionConfig, InvokeError, Invoking, Runtime};
+use rime_storage::Db;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const KV_KEYS: u32 = 100_000;
+const VALUE_LEN: usize = 200;
+const ACCOUNTS: usize = 40;
+const INITIAL: i64 = 1000;
+
+fn kv_value(i: u32) -> Vec<u8> {
+    format!("{i:0>width$}", width = VALUE_LEN).into_bytes()
+}
+
+fn kv_key(i: u32) -> String {
+    format!("key{i:06}")
+}
+
+/// The `kv` guest's input for a get of each key (its format: `lib.rs`).
+fn kv_gets(keys: &[u32]) -> Vec<u8> {
+    let mut input = Vec::new();
+    for &k in keys {
+        let key = kv_key(k);
+        input.push(b'g');
+        input.extend_from_slice(&(key.len() as u16).to_le_bytes());
+        input.extend_from_slice(key.as_bytes());
+    }
+    input
+}
+
+/// Checks a `kv` get output against the values `kv_value` wrote.
+fn check_kv(keys: &[u32], out: &[u8]) {
+    let mut at = 0;
+    for &k in keys {
+        assert_eq!(out[at], 1, "{} missing", kv_key(k));
+        let len = u32::from_le_bytes(out[at + 1..at + 5].try_into().unwrap()) as usize;
+        assert_eq!(
+            &out[at + 5..at + 5 + len],
+            &kv_value(k)[..],
+            "{}",
+            kv_key(k)
+        );
+        at += 5 + len;
+    }
+}
+
+fn fill_kv(db: &Db) {
+    let t = db.open_tree("ns/kv").unwrap().unwrap();
+    for chunk in (0..KV_KEYS).collect::<Vec<_>>().chunks(2000) {
+        db.transaction(|tx| {
+            for &i in chunk {
+                tx.put(t, kv_key(i).as_bytes(), &kv_value(i))?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    }
+}
+
+#[test]
+fn ten_thousand_invocations_on_two_executors_over_a_pool_at_5_percent() {
+    // ≥ 20 MiB of kv data (100k × 200 B values) under the smallest pool
+    // (1 MiB): nearly every get misses, and the executors' reads overlap.
+    let dir = tempfile::TempDir::new().unwrap();
+    let db = Arc::new(Db::open(dir.path().join("db"), db_options().pool_bytes(1 << 20)).unwrap());
+    let rt = Runtime::open(
+        db.clone(),
+        runtime_config(dir.path())
+            .workers(2)
+            .max_instances(1024)
+            .max_admitted(16_384),
+    )
+    .unwrap();
+    // Deadlines that leave room for a debug build's thousands of reads
+    // queued behind each other.
+    let config = FunctionConfig::default().deadline(Duration::from_secs(120));
+    for name in ["kv", "bank", "counter"] {
+        rt.deploy(name, &guest(name), config.clone()).unwrap();
+    }
+    let t = Instant::now();
+    fill_kv(&db);
+    for a in 0..ACCOUNTS {
+        let r = rt.invoke("bank", format!("open a{a} {INITIAL}").as_bytes());
+        assert_eq!(r.unwrap().output, b"ok");
+    }
+    let data_pages = db.stats().allocated_pages;
+    assert!(
+        data_pages * 4096 >= 20 * (1 << 20),
+        "the data ({data_pages} pages) should be ≥ 20× the pool"
+    );
+    let misses_before = db.stats().pool.misses;
+    // 10,000 in flight at once: a third gets of 8 random keys, a third
+    // transfers, a third increments of one counter.
+    let mut rng = rand::rngs::StdRng::seed_from_u64(17);
+    let mut gets = 0;
+    let mut inflight: Vec<(u8, Vec<u32>, Invoking)> = Vec::with_capacity(10_000);
+    for i in 0..10_000 {
+        let (kind, keys, call) = match i % 3 {
+            0 => {
+                let keys: Vec<u32> = (0..8).map(|_| rng.gen_range(0..KV_KEYS)).collect();
+                let call = rt.invoke_async("kv", kv_gets(&keys));
+                (0, keys, call)
+            }
+            1 => {
+                let from = rng.gen_range(0..ACCOUNTS);
+                let to = (from + rng.gen_range(1..ACCOUNTS)) % ACCOUNTS;
+                let input = format!("transfer a{from} a{to} {}", rng.gen_range(1..300));
+                (1, vec![], rt.invoke_async("bank", input.into_bytes()))
+            }
+            _ => (2, vec![], rt.invoke_async("counter", b"hits".to_vec())),
+        };
+        inflight.push((kind, keys, call));
+    }
+    let mut increments = 0;
+    for (kind, keys, call) in inflight {
+        match (kind, call.wait()) {
+            (0, Ok(inv)) => {
+                check_kv(&keys, &inv.output);
+                gets += 1;
+            }
+            (1, Ok(_)) => {}
+            (1, Err(InvokeError::Function { message, .. })) if message.starts_with("overdraft") => {
+            }
+            (2, Ok(_)) => increments += 1,
+            (k, Err(e)) => panic!("invocation of kind {k} failed: {e}"),
+            (k, Ok(_)) => unreachable!("kind {k}"),
+        }
+    }
+    assert_eq!(gets, 3334);
+    assert_eq!(increments, 3333);
+    let hits = rt.invoke("counter", b"hits").unwrap().output;
+    assert_eq!(hits, b"3334", "every increment counted once, and this one");
+    let total = rt.invoke("bank", b"total").unwrap().output;
+    assert_eq!(total, (ACCOUNTS as i64 * INITIAL).to_string().as_bytes());
+    let misses = db.stats().pool.misses - misses_before;
+    eprintln!(
+        "10,000 invocations in {:?}: {misses} misses, {:?}",
+        t.elapsed(),
+        rt.stats()
+    );
+    assert!(
+        misses > 3000,
+        "the gets should have missed the pool: {misses} misses"
+    );
+    assert_eq!(rt.in_flight(), 0);
+    assert_eq!(rt.stats().instances, 0, "every instance slot back");
+    db.verify().unwrap();
+}
+
+#[test]
+fn a_guest_that_loops_forever_times_out_while_a_thousand_others_complete() {
+    let e = env_with(|c| c.workers(1));
+    e.deploy(
+        "hostile",
+        "hostile",
+        FunctionConfig::default().deadline(Duration::from_secs(3)),
+    );
+    e.deploy("counter", "counter", FunctionConfig::default());
+    let t = Instant::now();
+    let looping = e.rt.invoke_async("hostile", b"loop".to_vec());
+    // The looping guest is running on the one executor; these share it.
+    let others: Vec<Invoking> = (0..1000)
+        .map(|_| e.rt.invoke_async("counter", b"n".to_vec()))
+        .collect();
+    for o in others {
+        o.wait().unwrap();
+    }
+    let others_done = t.elapsed();
+    assert!(
+        others_done < Duration::from_secs(3),
+        "the others waited for the loop: {others_done:?}"
+    );
+    let err = looping.wait().unwrap_err();
+    assert!(matches!(err, InvokeError::Timeout(_)), "{err:?}");
+    assert!(t.elapsed() >= Duration::from_secs(3));
+    assert_eq!(e.call("counter", "n"), "1001");
+    assert_eq!(
+        e.load("hostile", b"hostile-was-here"),
+        None,
+        "a timeout commits nothing"
+    );
+}
+
+#[test]
+fn a_cancelled_invocation_commits_nothing_and_frees_its_slot() {
+    let e = env_with(|c| c.workers(1));
+    e.deploy(
+        "hostile",
+        "hostile",
+        FunctionConfig::default().deadline(Duration::from_secs(30)),
+    );
+    let looping = e.rt.invoke_async("hostile", b"loop".to_vec());
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(e.rt.in_flight(), 1);
+    let t = Instant::now();
+    drop(looping);
+    while e.rt.in_flight() > 0 {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "the cancelled guest still runs"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // Stopped at its next epoch yield, long before its deadline.
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    assert_eq!(e.rt.stats().instances, 0);
+    assert_eq!(e.load("hostile", b"hostile-was-here"), None);
+}
+
+#[test]
+fn an_invocation_that_committed_stays_committed_when_its_caller_goes() {
+    let e = env_with(|c| c.workers(1));
+    e.deploy("counter", "counter", FunctionConfig::default());
+    for i in 0..100 {
+        let call = e.rt.invoke_async("counter", b"n".to_vec());
+        // Some go at once, some once they may have committed.
+        std::thread::sleep(Duration::from_micros(20 * (i % 10)));
+        drop(call);
+    }
+    let t = Instant::now();
+    while e.rt.in_flight() > 0 {
+        assert!(t.elapsed() < Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // Some were cancelled before they committed, the others committed:
+    // the counter holds exactly those that did.
+    let s = e.rt.stats();
+    assert_eq!(s.committed + s.cancelled, 100, "{s:?}");
+    let n: u64 = e.call("counter", "n").parse().unwrap();
+    assert_eq!(n, s.committed + 1, "{s:?}");
+}
+
+#[test]
+fn admission_past_its_bound_is_overloaded_at_once() {
+    let e = env_with(|c| c.workers(1).max_instances(4).max_admitted(8));
+    e.deploy(
+        "hostile",
+        "hostile",
+        FunctionConfig::default().deadline(Duration::from_millis(500)),
+    );
+    let held: Vec<Invoking> = (0..8)
+        .map(|_| e.rt.invoke_async("hostile", b"loop".to_vec()))
+        .collect();
+    let err =
+        e.rt.invoke_async("hostile", b"loop".to_vec())
+            .wait()
+            .unwrap_err();
+    assert!(matches!(err, InvokeError::Overloaded(_)), "{err:?}");
+    for h in held {
+        assert!(matches!(h.wait(), Err(InvokeError::Timeout(_))));
+    }
+}
