@@ -1,8 +1,10 @@
 //! Faaslet benchmarks (criterion):
 //!
 //! * `invoke/empty`: one invocation of an empty faaslet — instantiate from
-//!   the pooling allocator, call, drop, plus the (empty, read-only)
-//!   transaction around it.
+//!   the pooling allocator, call (on a fiber), drop, plus the (empty,
+//!   read-only) transaction around it — on the calling thread;
+//!   `empty_executor`: the same through `invoke_async` on the executors,
+//!   one at a time; `empty_executor_x64`: 64 in flight (per element).
 //! * `get`, `put`: 1000 calls inside one invocation from a guest, next to
 //!   1000 native `Tx` calls in one `Db::transaction`, in the same run. The
 //!   per-call cost is the difference to the `x0` variant, divided by 1000.
@@ -76,6 +78,23 @@ fn benches(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("invoke");
     g.bench_function("empty", |b| b.iter(|| rt.invoke("empty", b"").unwrap()));
+    // On the executors, one at a time: the hand-off to an executor thread
+    // and back (a wake-up each way) on top of `empty`.
+    g.bench_function("empty_executor", |b| {
+        b.iter(|| rt.invoke_async("empty", &b""[..]).wait().unwrap())
+    });
+    // 64 at a time on the executors: per-invocation cost when they overlap.
+    g.throughput(Throughput::Elements(64));
+    g.bench_function("empty_executor_x64", |b| {
+        b.iter(|| {
+            let calls: Vec<_> = (0..64)
+                .map(|_| rt.invoke_async("empty", &b""[..]))
+                .collect();
+            for c in calls {
+                c.wait().unwrap();
+            }
+        })
+    });
     g.finish();
 
     let mut g = c.benchmark_group("get");

@@ -16,7 +16,7 @@ fn opts() -> Options {
 
 fn value(n: u32) -> Vec<u8> {
     // Every 97th value lives in an extent (read under the leaf's latch).
-    let len = if n % 97 == 0 {
+    let len = if n.is_multiple_of(97) {
         3000
     } else {
         40 + n as usize % 80
