@@ -51,7 +51,11 @@ pub struct EngineConfig {
     pub durability: Durability,
     /// Expected records and value size (for sizing map sizes).
     pub expected_bytes: u64,
+    /// Most worker threads of the runs on this engine.
     pub threads: usize,
+    /// Most lookups one worker thread hands over at once: the largest
+    /// in-flight count the engine runs at (1 if it is not batched).
+    pub inflight: usize,
 }
 
 /// An engine's own count of commits and of the log syncs they shared,
@@ -154,6 +158,7 @@ pub fn available() -> Vec<&'static str> {
     let mut v = vec!["rime", "rime-batched"];
     if cfg!(feature = "rime-faas") {
         v.push("rime-faas");
+        v.push("rime-faas-async");
     }
     v.push("rime-btree");
     if cfg!(feature = "peers-lmdb") {
@@ -186,14 +191,17 @@ pub fn keeps_all_data_in_memory(name: &str) -> bool {
 /// Engines that read and write around the OS page cache (Rime's, with
 /// O_DIRECT): all the memory they cache in is their own pool.
 pub fn bypasses_page_cache(name: &str) -> bool {
-    matches!(name, "rime" | "rime-batched" | "rime-faas" | "rime-btree")
+    matches!(
+        name,
+        "rime" | "rime-batched" | "rime-faas" | "rime-faas-async" | "rime-btree"
+    )
 }
 
 /// Engines whose [`Engine::batched`] is true, known by name before one is
 /// opened (for the rows of an engine that failed to open or ran in a child
 /// process that died).
 pub fn batched(name: &str) -> bool {
-    name == "rime-batched"
+    matches!(name, "rime-batched" | "rime-faas-async")
 }
 
 /// Every peer adapter, built or not.
@@ -213,10 +221,15 @@ pub fn open(name: &str, dir: &Path, cfg: &EngineConfig) -> Result<Box<dyn Engine
         "rime-faas" => Ok(Box::new(crate::engines::rime_faas::RimeFaas::open(
             dir, cfg,
         )?)),
+        #[cfg(feature = "rime-faas")]
+        "rime-faas-async" => Ok(Box::new(crate::engines::rime_faas::RimeFaas::open_async(
+            dir, cfg,
+        )?)),
         #[cfg(not(feature = "rime-faas"))]
-        "rime-faas" => Err(
-            "engine rime-faas is not in this build: add `--features rime-faas` (or `peers`)".into(),
-        ),
+        "rime-faas" | "rime-faas-async" => Err(format!(
+            "engine {name} is not in this build: add `--features rime-faas` (or `peers`)"
+        )
+        .into()),
         #[cfg(feature = "peers-lmdb")]
         "lmdb" => Ok(Box::new(crate::engines::lmdb::Lmdb::open(dir, cfg)?)),
         #[cfg(feature = "peers-rocksdb")]

@@ -220,6 +220,11 @@ impl Matrix {
             durability,
             expected_bytes: self.data_bytes(),
             threads: max_threads,
+            inflight: self
+                .inflights(engine::batched(name))
+                .into_iter()
+                .max()
+                .unwrap_or(1),
         };
         let failed = |why: String| -> Vec<Row> {
             eprintln!("{name}: {why}");

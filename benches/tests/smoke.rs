@@ -220,3 +220,50 @@ fn commit_preset_has_fsync_rows_commits_per_sync_and_rounds() {
         "{md}"
     );
 }
+
+/// `rime-faas-async` (with `--features rime-faas`; the `kv` guest built by
+/// `scripts/build-guests`): rndread through faaslets on the runtime's
+/// executors, a row per in-flight count — one invocation waited for at a
+/// time, and batches of 16 in flight — every lookup finding its record.
+#[cfg(feature = "rime-faas")]
+#[test]
+fn faaslet_reads_in_flight_find_every_record() {
+    let tmp = tempfile::Builder::new()
+        .prefix("rime-bench-faas-async")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap();
+    let out = tmp.path().join("out");
+    let status = Command::new(env!("CARGO_BIN_EXE_rime-bench"))
+        .args(["ycsb", "--workload", "rndread", "--preset", "rndread"])
+        .args(["--engines", "rime-faas-async", "--records", "2000"])
+        .args(["--inflight", "1,16", "--ops", "3000", "--warmup", "0"])
+        .args(["--threads", "1,2", "--no-progress"])
+        .arg("--out")
+        .arg(&out)
+        .arg("--data-dir")
+        .arg(tmp.path().join("data"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    let rows: Vec<Vec<&str>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    let mut cells: Vec<(&str, &str, &str)> = rows.iter().map(|f| (f[4], f[10], f[5])).collect();
+    cells.sort();
+    let want = [
+        ("1", "rime-faas-async", "1"),
+        ("1", "rime-faas-async", "16"),
+        ("2", "rime-faas-async", "1"),
+        ("2", "rime-faas-async", "16"),
+    ];
+    assert_eq!(cells, want, "{csv}");
+    for f in &rows {
+        assert_eq!(f[22], "\"\"", "no note (the engine opened): {f:?}");
+        assert_eq!(f[ERRORS], "0", "errors: {f:?}");
+        assert_eq!(f[12], "3000", "ops: {f:?}");
+        assert_eq!(f[21], "0", "found == ops: {f:?}");
+    }
+}
