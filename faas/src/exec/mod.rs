@@ -37,11 +37,13 @@
 //! 6. With nothing ready and nothing in flight, park until woken.
 
 pub(crate) mod io;
+mod park;
 mod task;
 
 pub use task::Invoking;
 pub(crate) use task::{Cancellable, Outcome, block_on};
 
+use park::Parker;
 use rime_storage::{Db, Reads};
 use std::collections::VecDeque;
 use std::future::Future;
@@ -49,7 +51,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll, Wake, Waker};
-use std::thread::{JoinHandle, Thread};
+use std::thread::JoinHandle;
 
 /// A task: an invocation, with its result's delivery.
 pub(crate) type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -76,7 +78,8 @@ struct Shared {
     woken: Mutex<Vec<u64>>,
     /// Tasks queued or started here and not finished: placement.
     load: AtomicUsize,
-    thread: OnceLock<Thread>,
+    /// Wakes the executor thread (set once it is spawned).
+    parker: OnceLock<Parker>,
     stop: AtomicBool,
 }
 
@@ -86,8 +89,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Shared {
     fn unpark(&self) {
-        if let Some(t) = self.thread.get() {
-            t.unpark();
+        if let Some(p) = self.parker.get() {
+            p.notify();
         }
     }
 }
@@ -108,7 +111,7 @@ impl Executors {
                     queue: Mutex::new(VecDeque::new()),
                     woken: Mutex::new(Vec::new()),
                     load: AtomicUsize::new(0),
-                    thread: OnceLock::new(),
+                    parker: OnceLock::new(),
                     stop: AtomicBool::new(false),
                 })
             })
@@ -124,7 +127,7 @@ impl Executors {
                 Ok(h) => {
                     // Set here, not by the thread: `spawn` serves only
                     // executors whose thread is known, from the start.
-                    let _ = shared.thread.set(h.thread().clone());
+                    let _ = shared.parker.set(Parker::new(h.thread().clone()));
                     handles.push(h);
                 }
                 // Its queue is never served: `spawn` skips it.
@@ -145,7 +148,7 @@ impl Executors {
         let target = self
             .each
             .iter()
-            .filter(|s| s.thread.get().is_some())
+            .filter(|s| s.parker.get().is_some())
             .min_by_key(|s| s.load.load(Ordering::Relaxed));
         let (true, Some(s)) = (was < self.max_admitted, target) else {
             self.admitted.fetch_sub(1, Ordering::AcqRel);
@@ -242,6 +245,9 @@ impl Executor {
 
     fn run(mut self) {
         loop {
+            if let Some(p) = self.shared.parker.get() {
+                p.clear(); // this round looks at everything
+            }
             self.start_queued();
             self.ready.append(&mut lock(&self.shared.woken));
             let polled = self.poll_ready();
@@ -266,8 +272,10 @@ impl Executor {
             if self.shared.stop.load(Ordering::Acquire) && self.running == 0 {
                 return;
             }
-            if lock(&self.shared.queue).is_empty() || self.running >= self.share {
-                std::thread::park();
+            if (lock(&self.shared.queue).is_empty() || self.running >= self.share)
+                && let Some(p) = self.shared.parker.get()
+            {
+                p.wait();
             }
         }
     }

@@ -6,6 +6,7 @@
 //! has begun, it completes (and is durable as its mode says); only the
 //! result goes unread.
 
+use super::park::Parker;
 use crate::error::InvokeError;
 use crate::invoke::Invocation;
 use std::future::Future;
@@ -155,27 +156,29 @@ impl<F: Future<Output = ()>> Future for Cancellable<F> {
 }
 
 /// Wakes a thread blocked in [`block_on`].
-struct Unpark(std::thread::Thread);
+struct Unpark(Parker);
 
 impl Wake for Unpark {
     fn wake(self: Arc<Self>) {
-        self.0.unpark();
+        self.0.notify();
     }
     fn wake_by_ref(self: &Arc<Self>) {
-        self.0.unpark();
+        self.0.notify();
     }
 }
 
-/// Runs `f` to completion on the calling thread, parking it while `f`
-/// waits (a blocking caller's invocation, or an [`Invoking`]).
+/// Runs `f` to completion on the calling thread, waiting (spinning a
+/// little, then parked) while `f` waits: a blocking caller's invocation,
+/// or an [`Invoking`].
 pub(crate) fn block_on<F: Future>(f: F) -> F::Output {
     let mut f = std::pin::pin!(f);
-    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let unpark = Arc::new(Unpark(Parker::new(std::thread::current())));
+    let waker = Waker::from(unpark.clone());
     let mut cx = Context::from_waker(&waker);
     loop {
         if let Poll::Ready(r) = f.as_mut().poll(&mut cx) {
             return r;
         }
-        std::thread::park();
+        unpark.0.wait();
     }
 }
