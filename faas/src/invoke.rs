@@ -173,22 +173,26 @@ async fn run_attempt(
     store.set_epoch_deadline(1);
     // At every epoch tick: past the deadline the guest traps (`Timeout`);
     // before it, the guest yields, so others on its executor run.
+    // On an executor the guest runs on a fiber and yields at every tick;
+    // on a blocking caller's thread it runs on that thread's stack (no
+    // fiber to switch to: its host calls wait for the disk in place).
+    let on_fiber = store.data().nowait;
     store.epoch_deadline_callback(move |_| {
         Ok(if Instant::now() >= deadline {
             UpdateDeadline::Interrupt
-        } else {
+        } else if on_fiber {
             UpdateDeadline::Yield(1)
+        } else {
+            UpdateDeadline::Continue(1)
         })
     });
     let r = async {
-        let pre = match store.data().nowait {
-            true => &f.pre_suspending,
-            false => &f.pre,
+        let instance = if on_fiber {
+            f.pre_suspending.instantiate_async(&mut store).await
+        } else {
+            f.pre.instantiate(&mut store)
         };
-        let instance = pre
-            .instantiate_async(&mut store)
-            .await
-            .map_err(|e| Failed::Final(classify(&mut store, e, f)))?;
+        let instance = instance.map_err(|e| Failed::Final(classify(&mut store, e, f)))?;
         alive = Some(Alive::new(instances));
         let memory = instance.get_memory(&mut store, EXPORT_MEMORY);
         let entry = instance.get_typed_func::<(), i32>(&mut store, EXPORT_INVOKE);
@@ -202,8 +206,11 @@ async fn run_attempt(
         // transaction, which buffers the writes and shows them to later
         // reads.
         store.data_mut().memory = Some(memory);
-        let r = CatchUnwind(Box::pin(entry.call_async(&mut store, ())))
-            .await
+        let r = if on_fiber {
+            CatchUnwind(Box::pin(entry.call_async(&mut store, ()))).await
+        } else {
+            std::panic::catch_unwind(AssertUnwindSafe(|| entry.call(&mut store, ())))
+        }
             .unwrap_or_else(|p| Err(wasmtime::Error::msg(panic_text(&p))));
         // 6. Outcome: only `RESULT_OK` is `Ok`; anything else commits nothing.
         outcome(&mut store, r, f)
