@@ -85,3 +85,39 @@ fn sigkill_under_256_concurrent_clients_loses_nothing_acknowledged() {
     }
     eprintln!("{total} acknowledged increments from {CLIENTS} clients survived SIGKILL");
 }
+
+/// A client that disconnects while its invocation runs cancels it: the
+/// invocation stops at its next epoch yield, long before its deadline, and
+/// commits nothing (the `hostile` guest writes a marker, then spins).
+#[test]
+fn a_client_that_disconnects_cancels_its_invocation() {
+    use std::io::Write;
+    let dir = tempfile::TempDir::new().unwrap();
+    let s = Server::start(
+        dir.path(),
+        &["--open-invoke", "--open-reads", "--token", common::TOKEN],
+    );
+    let (st, body) = send(
+        common::auth(ureq::post(&s.url("/functions/hostile?deadline=60s"))),
+        Some(&guest("hostile")),
+    );
+    assert_eq!(st, 201, "{}", text(&body));
+    let mut conn = s.connect();
+    conn.write_all(b"POST /invoke/hostile HTTP/1.1\r\nhost: x\r\ncontent-length: 4\r\n\r\nloop")
+        .unwrap();
+    common::wait_until(Duration::from_secs(10), "the invocation runs", || {
+        s.metric("rime_invocations_in_flight") == 1
+    });
+    let t = std::time::Instant::now();
+    drop(conn);
+    common::wait_until(
+        Duration::from_secs(10),
+        "the invocation is cancelled",
+        || s.metric("rime_invocations_in_flight") == 0,
+    );
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    assert_eq!(s.metric("rime_invocations_cancelled_total"), 1);
+    assert_eq!(s.metric("rime_timeouts_total"), 0);
+    let (st, _) = send(ureq::get(&s.url("/state/hostile/hostile-was-here")), None);
+    assert_eq!(st, 404, "a cancelled invocation committed its write");
+}

@@ -52,6 +52,9 @@ pub struct RuntimeStats {
     /// Invocations whose caller went away before they began to commit
     /// (they committed nothing; not counted in `failed`).
     pub cancelled: u64,
+    /// Invocations admitted to the executors and not finished (running or
+    /// queued): [`Runtime::in_flight`].
+    pub in_flight: u64,
     /// Instances alive now: slots of the pooling allocator in use, at most
     /// [`RuntimeConfig::max_instances`]. One per running attempt.
     pub instances: u64,
@@ -368,6 +371,7 @@ impl Runtime {
             traps: c.traps.load(Ordering::Relaxed),
             timeouts: c.timeouts.load(Ordering::Relaxed),
             cancelled: c.cancelled.load(Ordering::Relaxed),
+            in_flight: i.executors.get().map_or(0, exec::Executors::admitted) as u64,
             instances: c.instances.load(Ordering::Relaxed),
             cache_hits: i.cache.hits.load(Ordering::Relaxed),
             compiles: i.cache.compiles.load(Ordering::Relaxed),
