@@ -211,7 +211,7 @@ async fn run_attempt(
         } else {
             std::panic::catch_unwind(AssertUnwindSafe(|| entry.call(&mut store, ())))
         }
-            .unwrap_or_else(|p| Err(wasmtime::Error::msg(panic_text(&p))));
+        .unwrap_or_else(|p| Err(wasmtime::Error::msg(panic_text(&p))));
         // 6. Outcome: only `RESULT_OK` is `Ok`; anything else commits nothing.
         outcome(&mut store, r, f)
     }
