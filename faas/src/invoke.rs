@@ -169,23 +169,26 @@ async fn run_attempt(
     // `Overloaded`).
     let mut store = Store::new(engine, HostState::new(f.clone(), *log, txn, input.clone()));
     store.limiter(|s| &mut s.limiter);
-    let deadline = Instant::now() + f.config.deadline;
-    store.set_epoch_deadline(1);
-    // At every epoch tick: past the deadline the guest traps (`Timeout`);
-    // before it, the guest yields, so others on its executor run.
-    // On an executor the guest runs on a fiber and yields at every tick;
-    // on a blocking caller's thread it runs on that thread's stack (no
-    // fiber to switch to: its host calls wait for the disk in place).
+    // On an executor the guest runs on a fiber and yields at every epoch
+    // tick, so others on its executor run; past its deadline it traps
+    // (`Timeout`). On a blocking caller's thread it runs on that thread's
+    // stack (no fiber to switch to: its host calls wait for the disk in
+    // place) and only traps at its deadline, counted in ticks.
     let on_fiber = store.data().nowait;
-    store.epoch_deadline_callback(move |_| {
-        Ok(if Instant::now() >= deadline {
-            UpdateDeadline::Interrupt
-        } else if on_fiber {
-            UpdateDeadline::Yield(1)
-        } else {
-            UpdateDeadline::Continue(1)
-        })
-    });
+    if on_fiber {
+        let deadline = Instant::now() + f.config.deadline;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            Ok(if Instant::now() >= deadline {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::Yield(1)
+            })
+        });
+    } else {
+        store.set_epoch_deadline(deadline_ticks(f.config.deadline));
+        store.epoch_deadline_trap();
+    }
     let r = async {
         let instance = if on_fiber {
             f.pre_suspending.instantiate_async(&mut store).await
@@ -222,6 +225,12 @@ async fn run_attempt(
     drop(alive);
     *log = state.log;
     (state.txn, r)
+}
+
+/// Epoch ticks for a deadline: rounded up, plus one because the current
+/// tick is already partly gone.
+fn deadline_ticks(deadline: Duration) -> u64 {
+    (deadline.as_nanos().div_ceil(crate::EPOCH_TICK.as_nanos()) as u64).saturating_add(1)
 }
 
 /// A host panic (a bug) as an error of the attempt, never unwinding into

@@ -167,18 +167,27 @@ impl Wake for Unpark {
     }
 }
 
+thread_local! {
+    /// This thread's waker for [`block_on`], made once: a stale wake-up
+    /// left by an earlier future costs one extra poll, nothing else.
+    static BLOCKING: (Arc<Unpark>, Waker) = {
+        let unpark = Arc::new(Unpark(Parker::new(std::thread::current())));
+        (unpark.clone(), Waker::from(unpark))
+    };
+}
+
 /// Runs `f` to completion on the calling thread, waiting (spinning a
 /// little, then parked) while `f` waits: a blocking caller's invocation,
 /// or an [`Invoking`].
 pub(crate) fn block_on<F: Future>(f: F) -> F::Output {
     let mut f = std::pin::pin!(f);
-    let unpark = Arc::new(Unpark(Parker::new(std::thread::current())));
-    let waker = Waker::from(unpark.clone());
-    let mut cx = Context::from_waker(&waker);
-    loop {
-        if let Poll::Ready(r) = f.as_mut().poll(&mut cx) {
-            return r;
+    BLOCKING.with(|(unpark, waker)| {
+        let mut cx = Context::from_waker(waker);
+        loop {
+            if let Poll::Ready(r) = f.as_mut().poll(&mut cx) {
+                return r;
+            }
+            unpark.0.wait();
         }
-        unpark.0.wait();
-    }
+    })
 }
