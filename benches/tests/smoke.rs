@@ -2,7 +2,57 @@
 //! that every workload ran without errors and the report was written.
 #![forbid(unsafe_code)]
 
+use std::path::PathBuf;
 use std::process::Command;
+
+/// One `rime-bench ycsb` run in a fresh temporary directory, finished.
+struct Run {
+    out: PathBuf,
+    csv: String,
+    _tmp: tempfile::TempDir,
+}
+
+impl Run {
+    /// Runs `rime-bench ycsb ARGS --no-progress` with its output and data
+    /// under a new directory named after `prefix`; asserts it succeeded.
+    fn ycsb(prefix: &str, args: &[&str]) -> Run {
+        let tmp = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .unwrap();
+        let out = tmp.path().join("out");
+        let status = Command::new(env!("CARGO_BIN_EXE_rime-bench"))
+            .arg("ycsb")
+            .args(args)
+            .arg("--no-progress")
+            .arg("--out")
+            .arg(&out)
+            .arg("--data-dir")
+            .arg(tmp.path().join("data"))
+            .status()
+            .unwrap();
+        assert!(status.success(), "rime-bench ycsb {args:?}: {status:?}");
+        let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+        Run {
+            out,
+            csv,
+            _tmp: tmp,
+        }
+    }
+
+    /// results.csv's rows (the header skipped), split into fields.
+    fn rows(&self) -> Vec<Vec<&str>> {
+        self.csv
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').collect())
+            .collect()
+    }
+
+    fn md(&self) -> String {
+        std::fs::read_to_string(self.out.join("results.md")).unwrap()
+    }
+}
 
 /// Columns of results.csv.
 const ERRORS: usize = 23;
@@ -12,25 +62,26 @@ const COMMITS_PER_SYNC: usize = 29;
 
 #[test]
 fn cli_runs_all_workloads_on_rime_and_writes_the_report() {
-    let tmp = tempfile::Builder::new()
-        .prefix("rime-bench-smoke")
-        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-        .unwrap();
-    let out = tmp.path().join("out");
-    let data = tmp.path().join("data");
-    let status = Command::new(env!("CARGO_BIN_EXE_rime-bench"))
-        .args(["ycsb", "--workload", "all", "--engines", "rime,rime-btree"])
-        .args(["--preset", "small", "--records", "2000", "--ops", "3000"])
-        .args(["--warmup", "0", "--threads", "1,2", "--no-progress"])
-        .arg("--out")
-        .arg(&out)
-        .arg("--data-dir")
-        .arg(&data)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let md = std::fs::read_to_string(out.join("results.md")).unwrap();
-    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    let run = Run::ycsb(
+        "rime-bench-smoke",
+        &[
+            "--workload",
+            "all",
+            "--engines",
+            "rime,rime-btree",
+            "--preset",
+            "small",
+            "--records",
+            "2000",
+            "--ops",
+            "3000",
+            "--warmup",
+            "0",
+            "--threads",
+            "1,2",
+        ],
+    );
+    let (csv, md, out) = (&run.csv, run.md(), &run.out);
     // 2 engines × 6 workloads × 2 thread counts.
     assert_eq!(csv.lines().count(), 1 + 24, "{csv}");
     for wl in ["A", "B", "C", "D", "E", "F"] {
@@ -48,7 +99,7 @@ fn cli_runs_all_workloads_on_rime_and_writes_the_report() {
         let ops_s: f64 = f[14].parse().unwrap();
         assert!(ops_s > 0.0, "{line}");
     }
-    let svgs = std::fs::read_dir(&out)
+    let svgs = std::fs::read_dir(out)
         .unwrap()
         .filter(|e| {
             e.as_ref()
@@ -67,25 +118,30 @@ fn cli_runs_all_workloads_on_rime_and_writes_the_report() {
 #[test]
 fn isolated_engines_report_from_child_processes() {
     let cgroup = rime_bench::cgroup::probe().is_ok();
-    let tmp = tempfile::Builder::new()
-        .prefix("rime-bench-isolate")
-        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-        .unwrap();
-    let out = tmp.path().join("out");
-    let status = Command::new(env!("CARGO_BIN_EXE_rime-bench"))
-        .args(["ycsb", "--workload", "A,D", "--engines", "rime,rime-btree"])
-        .args(["--preset", "ltm", "--records", "2000", "--ops", "2000"])
-        .args(["--pool-mib", "200"])
-        .args(["--warmup", "0", "--threads", "1,2", "--no-progress"])
-        .args(["--isolate", if cgroup { "cgroup" } else { "process" }])
-        .arg("--out")
-        .arg(&out)
-        .arg("--data-dir")
-        .arg(tmp.path().join("data"))
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    let run = Run::ycsb(
+        "rime-bench-isolate",
+        &[
+            "--workload",
+            "A,D",
+            "--engines",
+            "rime,rime-btree",
+            "--preset",
+            "ltm",
+            "--records",
+            "2000",
+            "--ops",
+            "2000",
+            "--pool-mib",
+            "200",
+            "--warmup",
+            "0",
+            "--threads",
+            "1,2",
+            "--isolate",
+            if cgroup { "cgroup" } else { "process" },
+        ],
+    );
+    let csv = &run.csv;
     assert_eq!(csv.lines().count(), 1 + 8, "{csv}");
     for line in csv.lines().skip(1) {
         let f: Vec<&str> = line.split(',').collect();
@@ -112,29 +168,28 @@ fn isolated_engines_report_from_child_processes() {
 /// them, all in one results.csv.
 #[test]
 fn rndread_ltm_has_batched_and_device_rows() {
-    let tmp = tempfile::Builder::new()
-        .prefix("rime-bench-rndread-ltm")
-        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-        .unwrap();
-    let out = tmp.path().join("out");
-    let status = Command::new(env!("CARGO_BIN_EXE_rime-bench"))
-        .args(["ycsb", "--workload", "rndread", "--preset", "rndread-ltm"])
-        .args(["--engines", "rime,rime-batched", "--records", "3000"])
-        .args(["--inflight", "4,16", "--duration", "0.2", "--warmup", "0"])
-        .args(["--threads", "1,2", "--no-progress"])
-        .arg("--out")
-        .arg(&out)
-        .arg("--data-dir")
-        .arg(tmp.path().join("data"))
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
-    let rows: Vec<Vec<&str>> = csv
-        .lines()
-        .skip(1)
-        .map(|l| l.split(',').collect())
-        .collect();
+    let run = Run::ycsb(
+        "rime-bench-rndread-ltm",
+        &[
+            "--workload",
+            "rndread",
+            "--preset",
+            "rndread-ltm",
+            "--engines",
+            "rime,rime-batched",
+            "--records",
+            "3000",
+            "--inflight",
+            "4,16",
+            "--duration",
+            "0.2",
+            "--warmup",
+            "0",
+            "--threads",
+            "1,2",
+        ],
+    );
+    let (csv, rows) = (&run.csv, run.rows());
     let mut cells: Vec<(&str, &str, &str)> = rows.iter().map(|f| (f[4], f[10], f[5])).collect();
     cells.sort();
     let mut want = Vec::new();
@@ -171,28 +226,26 @@ fn rndread_ltm_has_batched_and_device_rows() {
 /// from Rime's own counters, each row the median of its rounds.
 #[test]
 fn commit_preset_has_fsync_rows_commits_per_sync_and_rounds() {
-    let tmp = tempfile::Builder::new()
-        .prefix("rime-bench-commit")
-        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-        .unwrap();
-    let out = tmp.path().join("out");
-    let status = Command::new(env!("CARGO_BIN_EXE_rime-bench"))
-        .args(["ycsb", "--preset", "commit", "--engines", "rime"])
-        .args(["--records", "2000", "--threads", "1,4", "--duration", "0.2"])
-        .args(["--warmup", "0", "--repeat", "2", "--no-progress"])
-        .arg("--out")
-        .arg(&out)
-        .arg("--data-dir")
-        .arg(tmp.path().join("data"))
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
-    let rows: Vec<Vec<&str>> = csv
-        .lines()
-        .skip(1)
-        .map(|l| l.split(',').collect())
-        .collect();
+    let run = Run::ycsb(
+        "rime-bench-commit",
+        &[
+            "--preset",
+            "commit",
+            "--engines",
+            "rime",
+            "--records",
+            "2000",
+            "--threads",
+            "1,4",
+            "--duration",
+            "0.2",
+            "--warmup",
+            "0",
+            "--repeat",
+            "2",
+        ],
+    );
+    let (csv, rows) = (&run.csv, run.rows());
     let mut cells: Vec<(&str, &str)> = rows.iter().map(|f| (f[4], f[10])).collect();
     cells.sort();
     let want = [
@@ -214,7 +267,7 @@ fn commit_preset_has_fsync_rows_commits_per_sync_and_rounds() {
         let per_sync: f64 = f[COMMITS_PER_SYNC].parse().unwrap();
         assert!(per_sync > 0.0, "{f:?}");
     }
-    let md = std::fs::read_to_string(out.join("results.md")).unwrap();
+    let md = run.md();
     assert!(
         md.contains("| commits/sync |") && md.contains("| ops/s range |"),
         "{md}"
@@ -228,29 +281,28 @@ fn commit_preset_has_fsync_rows_commits_per_sync_and_rounds() {
 #[cfg(feature = "rime-faas")]
 #[test]
 fn faaslet_reads_in_flight_find_every_record() {
-    let tmp = tempfile::Builder::new()
-        .prefix("rime-bench-faas-async")
-        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-        .unwrap();
-    let out = tmp.path().join("out");
-    let status = Command::new(env!("CARGO_BIN_EXE_rime-bench"))
-        .args(["ycsb", "--workload", "rndread", "--preset", "rndread"])
-        .args(["--engines", "rime-faas-async", "--records", "2000"])
-        .args(["--inflight", "1,16", "--ops", "3000", "--warmup", "0"])
-        .args(["--threads", "1,2", "--no-progress"])
-        .arg("--out")
-        .arg(&out)
-        .arg("--data-dir")
-        .arg(tmp.path().join("data"))
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
-    let rows: Vec<Vec<&str>> = csv
-        .lines()
-        .skip(1)
-        .map(|l| l.split(',').collect())
-        .collect();
+    let run = Run::ycsb(
+        "rime-bench-faas-async",
+        &[
+            "--workload",
+            "rndread",
+            "--preset",
+            "rndread",
+            "--engines",
+            "rime-faas-async",
+            "--records",
+            "2000",
+            "--inflight",
+            "1,16",
+            "--ops",
+            "3000",
+            "--warmup",
+            "0",
+            "--threads",
+            "1,2",
+        ],
+    );
+    let (csv, rows) = (&run.csv, run.rows());
     let mut cells: Vec<(&str, &str, &str)> = rows.iter().map(|f| (f[4], f[10], f[5])).collect();
     cells.sort();
     let want = [
