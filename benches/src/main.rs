@@ -77,7 +77,7 @@ struct YcsbArgs {
     /// row, 3 rounds of 5 s).
     #[arg(long, default_value = "ycsb")]
     preset: Preset,
-    /// Lookups in flight per thread for batched engines (rime-batched), a
+    /// Lookups in flight per thread for batched engines (rime-batched, rime-faas-async), a
     /// row each, comma-separated (default: the preset's; 16,64,256 for
     /// rndread-ltm, else 64). Other engines run one op per call.
     #[arg(long, value_delimiter = ',')]
