@@ -256,11 +256,11 @@ impl DbInner {
 
     /// Pooled transaction buffers (cleared by the transaction that uses
     /// them), from this thread's shard.
-    pub fn take_tx_bufs(&self) -> TxBufs {
+    pub fn take_tx_bufs(&self) -> Box<TxBufs> {
         self.tx_bufs.take()
     }
 
-    pub fn return_tx_bufs(&self, bufs: TxBufs) {
+    pub fn return_tx_bufs(&self, bufs: Box<TxBufs>) {
         self.tx_bufs.put(bufs);
     }
 

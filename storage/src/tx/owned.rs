@@ -27,7 +27,8 @@ use std::sync::Arc;
 /// A transaction its caller drives attempt by attempt; see the module docs.
 pub struct OwnedTx {
     db: Arc<DbInner>,
-    bufs: Option<TxBufs>,
+    /// `None` only while dropped.
+    bufs: Option<Box<TxBufs>>,
 }
 
 /// What [`OwnedTx::commit`] did.
@@ -51,7 +52,7 @@ impl OwnedTx {
     }
 
     fn parts(&mut self) -> (&DbInner, &mut TxBufs) {
-        let bufs = self.bufs.get_or_insert_with(TxBufs::default);
+        let bufs = self.bufs.get_or_insert_with(Box::default);
         (&self.db, bufs)
     }
 
