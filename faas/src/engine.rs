@@ -3,7 +3,7 @@
 
 use crate::error::OpenError;
 use std::path::PathBuf;
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::Duration;
 use wasmtime::{
     Config, Enabled, Engine, EngineWeak, InstanceAllocationStrategy, PoolingAllocationConfig,
@@ -136,35 +136,39 @@ pub(crate) fn new_engine(cfg: &RuntimeConfig) -> Result<Engine, OpenError> {
         .async_stack_size(cfg.max_wasm_stack + HOST_STACK_BYTES)
         .parallel_compilation(true);
     let engine = Engine::new(&c).map_err(|e| OpenError::Engine(format!("{e:#}")))?;
-    register_with_ticker(&engine);
+    register_with_ticker(&engine)?;
     Ok(engine)
 }
 
-/// The engines the ticker serves. One thread for the whole process bumps
-/// every live engine's epoch each [`EPOCH_TICK`]; dead engines drop out.
-static TICKED: OnceLock<Mutex<Vec<EngineWeak>>> = OnceLock::new();
+/// The engines the ticker serves, and whether its thread runs. One thread
+/// for the whole process bumps every live engine's epoch each
+/// [`EPOCH_TICK`]; dead engines drop out.
+struct Ticked {
+    engines: Vec<EngineWeak>,
+    running: bool,
+}
 
-fn register_with_ticker(engine: &Engine) {
-    let mut started = false;
-    let list = TICKED.get_or_init(|| {
-        started = true;
-        Mutex::new(Vec::new())
-    });
-    list.lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .push(engine.weak());
-    if started {
+static TICKED: Mutex<Ticked> = Mutex::new(Ticked {
+    engines: Vec::new(),
+    running: false,
+});
+
+fn ticked() -> std::sync::MutexGuard<'static, Ticked> {
+    TICKED.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Adds `engine` to the ticker's, starting its thread if none runs. A
+/// thread that cannot start is an error (no deadline would ever fire), and
+/// the next engine tries again.
+fn register_with_ticker(engine: &Engine) -> Result<(), OpenError> {
+    let mut t = ticked();
+    if !t.running {
         std::thread::Builder::new()
             .name("rime-epoch".into())
             .spawn(|| {
                 loop {
                     std::thread::sleep(EPOCH_TICK);
-                    let mut list = TICKED
-                        .get()
-                        .expect("set before the thread starts")
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner());
-                    list.retain(|w| match w.upgrade() {
+                    ticked().engines.retain(|w| match w.upgrade() {
                         Some(e) => {
                             e.increment_epoch();
                             true
@@ -173,11 +177,14 @@ fn register_with_ticker(engine: &Engine) {
                     });
                 }
             })
-            .expect("spawning the epoch ticker");
+            .map_err(|e| OpenError::Engine(format!("cannot start the epoch ticker thread: {e}")))?;
+        t.running = true;
     }
+    t.engines.push(engine.weak());
+    Ok(())
 }
 
 /// Whether the epoch ticker thread is running (for tests).
 pub fn ticker_running() -> bool {
-    TICKED.get().is_some()
+    ticked().running
 }

@@ -297,11 +297,8 @@ impl Runtime {
                 counters.counters.cancelled.fetch_add(1, Ordering::Relaxed);
             })),
         });
-        if self.executors().spawn(task).is_err() {
-            let e = Err(InvokeError::Overloaded(format!(
-                "{} invocations in flight (max_admitted)",
-                self.inner.cfg.max_admitted
-            )));
+        if let Err(refused) = self.executors().spawn(task) {
+            let e = Err(InvokeError::Overloaded(refused.to_string()));
             self.inner.count(&e);
             outcome.deliver(e);
         }

@@ -142,17 +142,25 @@ impl Executors {
         }
     }
 
-    /// Admits `task` (step 1), or gives it back if the executors are full.
-    pub fn spawn(&self, task: Task) -> Result<(), Task> {
+    /// Admits `task` (step 1), or says why not (the task is dropped).
+    pub fn spawn(&self, task: Task) -> Result<(), Refused> {
         let was = self.admitted.fetch_add(1, Ordering::AcqRel);
         let target = self
             .each
             .iter()
             .filter(|s| s.parker.get().is_some())
             .min_by_key(|s| s.load.load(Ordering::Relaxed));
-        let (true, Some(s)) = (was < self.max_admitted, target) else {
-            self.admitted.fetch_sub(1, Ordering::AcqRel);
-            return Err(task);
+        let refused = match (was < self.max_admitted, target) {
+            (true, Some(s)) => Ok(s),
+            (false, _) => Err(Refused::Full(self.max_admitted)),
+            (true, None) => Err(Refused::NoExecutor),
+        };
+        let s = match refused {
+            Ok(s) => s,
+            Err(r) => {
+                self.admitted.fetch_sub(1, Ordering::AcqRel);
+                return Err(r);
+            }
         };
         s.load.fetch_add(1, Ordering::Relaxed);
         lock(&s.queue).push_back(task);
@@ -167,6 +175,24 @@ impl Executors {
 
     pub fn threads(&self) -> usize {
         self.each.len()
+    }
+}
+
+/// Why [`Executors::spawn`] refused a task.
+#[derive(Debug)]
+pub(crate) enum Refused {
+    /// This many invocations are in flight already (`max_admitted`).
+    Full(usize),
+    /// No executor thread could be started.
+    NoExecutor,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refused::Full(n) => write!(f, "{n} invocations in flight (max_admitted)"),
+            Refused::NoExecutor => f.write_str("no executor thread could be started"),
+        }
     }
 }
 
