@@ -13,9 +13,10 @@ struct Run {
 }
 
 impl Run {
-    /// Runs `rime-bench ycsb ARGS --no-progress` with its output and data
-    /// under a new directory named after `prefix`; asserts it succeeded.
-    fn ycsb(prefix: &str, args: &[&str]) -> Run {
+    /// Runs `rime-bench ycsb ARGS --no-progress` (`args` split at
+    /// whitespace) with its output and data under a new directory named
+    /// after `prefix`; asserts it succeeded.
+    fn ycsb(prefix: &str, args: &str) -> Run {
         let tmp = tempfile::Builder::new()
             .prefix(prefix)
             .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
@@ -23,7 +24,7 @@ impl Run {
         let out = tmp.path().join("out");
         let status = Command::new(env!("CARGO_BIN_EXE_rime-bench"))
             .arg("ycsb")
-            .args(args)
+            .args(args.split_whitespace())
             .arg("--no-progress")
             .arg("--out")
             .arg(&out)
@@ -64,22 +65,8 @@ const COMMITS_PER_SYNC: usize = 29;
 fn cli_runs_all_workloads_on_rime_and_writes_the_report() {
     let run = Run::ycsb(
         "rime-bench-smoke",
-        &[
-            "--workload",
-            "all",
-            "--engines",
-            "rime,rime-btree",
-            "--preset",
-            "small",
-            "--records",
-            "2000",
-            "--ops",
-            "3000",
-            "--warmup",
-            "0",
-            "--threads",
-            "1,2",
-        ],
+        "--workload all --engines rime,rime-btree --preset small --records 2000 --ops 3000 \
+         --warmup 0 --threads 1,2",
     );
     let (csv, md, out) = (&run.csv, run.md(), &run.out);
     // 2 engines × 6 workloads × 2 thread counts.
@@ -120,26 +107,11 @@ fn isolated_engines_report_from_child_processes() {
     let cgroup = rime_bench::cgroup::probe().is_ok();
     let run = Run::ycsb(
         "rime-bench-isolate",
-        &[
-            "--workload",
-            "A,D",
-            "--engines",
-            "rime,rime-btree",
-            "--preset",
-            "ltm",
-            "--records",
-            "2000",
-            "--ops",
-            "2000",
-            "--pool-mib",
-            "200",
-            "--warmup",
-            "0",
-            "--threads",
-            "1,2",
-            "--isolate",
-            if cgroup { "cgroup" } else { "process" },
-        ],
+        &format!(
+            "--workload A,D --engines rime,rime-btree --preset ltm --records 2000 --ops 2000 \
+             --pool-mib 200 --warmup 0 --threads 1,2 --isolate {}",
+            if cgroup { "cgroup" } else { "process" }
+        ),
     );
     let csv = &run.csv;
     assert_eq!(csv.lines().count(), 1 + 8, "{csv}");
@@ -170,24 +142,8 @@ fn isolated_engines_report_from_child_processes() {
 fn rndread_ltm_has_batched_and_device_rows() {
     let run = Run::ycsb(
         "rime-bench-rndread-ltm",
-        &[
-            "--workload",
-            "rndread",
-            "--preset",
-            "rndread-ltm",
-            "--engines",
-            "rime,rime-batched",
-            "--records",
-            "3000",
-            "--inflight",
-            "4,16",
-            "--duration",
-            "0.2",
-            "--warmup",
-            "0",
-            "--threads",
-            "1,2",
-        ],
+        "--workload rndread --preset rndread-ltm --engines rime,rime-batched --records 3000 \
+         --inflight 4,16 --duration 0.2 --warmup 0 --threads 1,2",
     );
     let (csv, rows) = (&run.csv, run.rows());
     let mut cells: Vec<(&str, &str, &str)> = rows.iter().map(|f| (f[4], f[10], f[5])).collect();
@@ -228,22 +184,8 @@ fn rndread_ltm_has_batched_and_device_rows() {
 fn commit_preset_has_fsync_rows_commits_per_sync_and_rounds() {
     let run = Run::ycsb(
         "rime-bench-commit",
-        &[
-            "--preset",
-            "commit",
-            "--engines",
-            "rime",
-            "--records",
-            "2000",
-            "--threads",
-            "1,4",
-            "--duration",
-            "0.2",
-            "--warmup",
-            "0",
-            "--repeat",
-            "2",
-        ],
+        "--preset commit --engines rime --records 2000 --threads 1,4 --duration 0.2 --warmup 0 \
+         --repeat 2",
     );
     let (csv, rows) = (&run.csv, run.rows());
     let mut cells: Vec<(&str, &str)> = rows.iter().map(|f| (f[4], f[10])).collect();
@@ -283,24 +225,8 @@ fn commit_preset_has_fsync_rows_commits_per_sync_and_rounds() {
 fn faaslet_reads_in_flight_find_every_record() {
     let run = Run::ycsb(
         "rime-bench-faas-async",
-        &[
-            "--workload",
-            "rndread",
-            "--preset",
-            "rndread",
-            "--engines",
-            "rime-faas-async",
-            "--records",
-            "2000",
-            "--inflight",
-            "1,16",
-            "--ops",
-            "3000",
-            "--warmup",
-            "0",
-            "--threads",
-            "1,2",
-        ],
+        "--workload rndread --preset rndread --engines rime-faas-async --records 2000 --inflight \
+         1,16 --ops 3000 --warmup 0 --threads 1,2",
     );
     let (csv, rows) = (&run.csv, run.rows());
     let mut cells: Vec<(&str, &str, &str)> = rows.iter().map(|f| (f[4], f[10], f[5])).collect();

@@ -39,7 +39,7 @@ impl Default for RuntimeConfig {
     fn default() -> Self {
         RuntimeConfig {
             max_instances: DEFAULT_MAX_INSTANCES,
-            max_admitted: 2 * DEFAULT_MAX_INSTANCES as usize,
+            max_admitted: DEFAULT_MAX_ADMITTED,
             max_memory_bytes: 1 << 30,
             cache_dir: None,
             workers: 0,
@@ -77,6 +77,10 @@ impl RuntimeConfig {
 /// memory's (a Rust guest touches a few pages of each); the slots'
 /// address space is reserved, not committed.
 pub const DEFAULT_MAX_INSTANCES: u32 = 4096;
+
+/// Invocations admitted at once by default: as many again as can run
+/// wait in the executors' queues.
+pub const DEFAULT_MAX_ADMITTED: usize = 2 * DEFAULT_MAX_INSTANCES as usize;
 
 /// Native stack a fiber keeps for host calls beyond the wasm stack limit:
 /// the deepest host call (a read of a large value through the B+tree and

@@ -23,7 +23,9 @@ mod invoke;
 pub mod limits;
 mod registry;
 
-pub use engine::{DEFAULT_MAX_INSTANCES, EPOCH_TICK, RuntimeConfig, ticker_running};
+pub use engine::{
+    DEFAULT_MAX_ADMITTED, DEFAULT_MAX_INSTANCES, EPOCH_TICK, RuntimeConfig, ticker_running,
+};
 pub use error::{DeployError, InvokeError, OpenError, UndeployError};
 pub use exec::Invoking;
 pub use invoke::Invocation;
@@ -265,42 +267,32 @@ impl Runtime {
     pub fn invoke_async(&self, name: &str, input: impl Into<Arc<[u8]>>) -> Invoking {
         let f = match self.inner.lookup(name) {
             Ok(f) => f,
-            Err(e) => {
-                self.inner.count(&Err(e));
-                return Invoking::failed(self.inner.not_found(name));
-            }
+            // Not counted, as a blocking `invoke` of a missing name is not.
+            Err(e) => return Invoking::done(Err(e)),
         };
         let (invoking, outcome) = Invoking::new();
-        let outcome = Arc::new(outcome);
         let inner = self.inner.clone();
-        let gate = outcome.clone();
         let input = input.into();
-        let run = async move {
+        let task = Box::pin(async move {
             let i = &*inner;
-            let r = invoke::invoke(
+            let run = invoke::invoke(
                 &i.engine,
                 &i.db,
                 &f,
                 input,
                 &i.counters.instances,
-                Some(&gate),
-            )
-            .await;
+                Some(&outcome),
+            );
+            // A caller that goes away before the commit begins ends it here
+            // (`Cancelled`, nothing committed).
+            let r = exec::until_cancelled(&outcome, run).await;
             i.count(&r);
-            gate.deliver(r);
-        };
-        let counters = self.inner.clone();
-        let task = Box::pin(exec::Cancellable {
-            outcome: outcome.clone(),
-            inner: Box::pin(run),
-            on_cancel: Some(Box::new(move || {
-                counters.counters.cancelled.fetch_add(1, Ordering::Relaxed);
-            })),
+            outcome.deliver(r);
         });
         if let Err(refused) = self.executors().spawn(task) {
-            let e = Err(InvokeError::Overloaded(refused.to_string()));
-            self.inner.count(&e);
-            outcome.deliver(e);
+            let r = Err(InvokeError::Overloaded(refused.to_string()));
+            self.inner.count(&r);
+            return Invoking::done(r);
         }
         invoking
     }

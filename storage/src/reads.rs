@@ -25,7 +25,6 @@
 use crate::error::{DbError, TxError};
 use crate::inner::DbInner;
 use rime_bufmgr::{Loader, PageId};
-use std::sync::Arc;
 
 /// A page an operation needs in memory before it can go on (see the
 /// module docs). Cheap to copy; two misses of one page are equal.
@@ -49,17 +48,14 @@ impl Miss {
 /// One thread's reads in flight (see the module docs). Not `Sync`: its
 /// thread submits and reaps. Dropping it waits for its reads.
 pub struct Reads {
+    /// Holds the buffer manager (and so its file) while reads are in flight.
     loader: Loader<'static>,
-    /// Keeps the Db (and so its buffer manager's file) open while reads
-    /// are in flight.
-    _db: Arc<DbInner>,
 }
 
 impl Reads {
-    pub(crate) fn new(db: &Arc<DbInner>) -> Reads {
+    pub(crate) fn new(db: &DbInner) -> Reads {
         Reads {
             loader: Loader::owned(db.bm()),
-            _db: db.clone(),
         }
     }
 

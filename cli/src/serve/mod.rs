@@ -42,10 +42,6 @@ use std::time::Duration;
 /// one they had before it was split (log filters and searches name it).
 const LOG_TARGET: &str = "rime::serve";
 
-/// `--max-concurrent`'s default: the runtime's own (its instance slots
-/// running, as many again queued).
-const DEFAULT_MAX_ADMITTED: usize = 2 * rime_faas::DEFAULT_MAX_INSTANCES as usize;
-
 /// Largest module `POST /functions/{name}` accepts.
 pub const MAX_WASM_BYTES: usize = 16 << 20;
 /// Largest body of every other request: the ABI's input limit.
@@ -75,7 +71,7 @@ pub struct Args {
     http_threads: usize,
     /// Invocations admitted at once (running, or queued on the
     /// executors); more are answered `503 overloaded` with `Retry-After`.
-    #[arg(long, default_value_t = DEFAULT_MAX_ADMITTED)]
+    #[arg(long, default_value_t = rime_faas::DEFAULT_MAX_ADMITTED)]
     max_concurrent: usize,
     /// Executor threads running the invocations (0: one per core).
     #[arg(long, default_value_t = 0)]

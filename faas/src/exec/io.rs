@@ -153,8 +153,8 @@ impl Future for Load {
 
 /// Ready when this thread has no reads of its own in flight, so that what
 /// the caller does next in the same poll may latch pages (`Reads`, step
-/// 4). `in_flight` is the executor's count, published before every task
-/// round ([`set_in_flight`]).
+/// 4). The count is the executor's, published before every round of polls
+/// ([`set_in_flight`]).
 pub(crate) fn quiescent() -> Quiescent {
     Quiescent
 }
@@ -165,8 +165,8 @@ thread_local! {
     static IN_FLIGHT: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
-/// For the executor: its reads in flight now (before it polls a task, and
-/// as tasks add requests).
+/// For the executor: its reads in flight, before a round of polls (they
+/// cannot change during it: tasks only mail their misses).
 pub(crate) fn set_in_flight(n: usize) {
     IN_FLIGHT.with(|c| c.set(n));
 }

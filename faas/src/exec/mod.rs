@@ -41,7 +41,7 @@ mod park;
 mod task;
 
 pub use task::Invoking;
-pub(crate) use task::{Cancellable, Outcome, block_on};
+pub(crate) use task::{Outcome, block_on, until_cancelled};
 
 use park::Parker;
 use rime_storage::{Db, Reads};
@@ -336,6 +336,8 @@ impl Executor {
     fn poll_ready(&mut self) -> usize {
         let mut polled = 0;
         let ready = std::mem::take(&mut self.ready);
+        // Tasks only mail their misses: the count holds for the round.
+        io::set_in_flight(self.reads.in_flight());
         for &k in &ready {
             let (index, generation) = ((k & u64::from(u32::MAX)) as usize, (k >> 32) as u32);
             let Some(slot) = self.slots.get_mut(index) else {
@@ -347,7 +349,6 @@ impl Executor {
             let Some((task, waker)) = slot.task.as_mut() else {
                 continue; // finished, or woken twice in this round
             };
-            io::set_in_flight(self.reads.in_flight());
             polled += 1;
             let mut cx = Context::from_waker(waker);
             if let Poll::Ready(()) = task.as_mut().poll(&mut cx) {

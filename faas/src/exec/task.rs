@@ -59,9 +59,9 @@ impl Invoking {
     }
 
     /// An invocation that ended before it ran (refused at admission).
-    pub(crate) fn failed(e: InvokeError) -> Invoking {
+    pub(crate) fn done(r: Result) -> Invoking {
         let (i, o) = Invoking::new();
-        o.deliver(Err(e));
+        o.deliver(r);
         i
     }
 
@@ -131,28 +131,18 @@ impl Outcome {
     }
 }
 
-/// A future run by the executor that stops (dropping `inner`, which
-/// commits nothing) as soon as its caller cancels, unless `inner` has
-/// begun to commit.
-pub(crate) struct Cancellable<F> {
-    pub outcome: Arc<Outcome>,
-    pub inner: Pin<Box<F>>,
-    /// Counts a cancellation (`RuntimeStats::cancelled`).
-    pub on_cancel: Option<Box<dyn FnOnce() + Send>>,
-}
-
-impl<F: Future<Output = ()>> Future for Cancellable<F> {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.outcome.cancelled(cx.waker()) {
-            if let Some(count) = self.on_cancel.take() {
-                count();
-            }
-            return Poll::Ready(());
+/// Runs `f` unless (and until) the caller cancels before the commit
+/// began: then it stops at its next poll, dropping `f` (which commits
+/// nothing) and answering `Cancelled`.
+pub(crate) async fn until_cancelled(outcome: &Outcome, f: impl Future<Output = Result>) -> Result {
+    let mut f = std::pin::pin!(f);
+    std::future::poll_fn(|cx| {
+        if outcome.cancelled(cx.waker()) {
+            return Poll::Ready(Err(InvokeError::Cancelled));
         }
-        self.inner.as_mut().poll(cx)
-    }
+        f.as_mut().poll(cx)
+    })
+    .await
 }
 
 /// Wakes a thread blocked in [`block_on`].
