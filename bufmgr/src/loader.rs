@@ -96,7 +96,7 @@
 use crate::error::PageError;
 use crate::evict::Victims;
 use crate::io::{AlignedBuf, IoError, IoOp};
-use crate::manager::{BufferManager, EVICT_BATCH, MAX_FUTILE_EVICTIONS};
+use crate::manager::{BufferManager, EVICT_BATCH, Inner, MAX_FUTILE_EVICTIONS};
 use crate::state::{EVICTED, LOCKED};
 use crate::stats::Counter;
 use crate::{PAGE_SIZE, PageId};
@@ -166,6 +166,14 @@ enum Op {
 /// thread submits and reaps (io_uring's single-issuer pattern).
 pub struct Loader<'a> {
     bm: Manager<'a>,
+    io: Transfers,
+}
+
+/// A loader's own state: its ring and the transfers on it. Kept apart from
+/// the buffer manager it works for, so that its steps borrow the manager's
+/// shared state (`&Inner`) beside `&mut self` without touching the
+/// manager's reference count.
+struct Transfers {
     /// `None`: the data file offers no descriptor for direct reads, or the
     /// kernel refused a ring; requests then read synchronously.
     ring: Option<(IoUring, RawFd)>,
@@ -224,8 +232,7 @@ impl<'a> Loader<'a> {
                 }
             }
         });
-        Loader {
-            bm,
+        let io = Transfers {
             ring,
             slots: Vec::new(),
             free_slots: Vec::new(),
@@ -242,31 +249,32 @@ impl<'a> Loader<'a> {
             done: Vec::new(),
             reaped: Vec::new(),
             reclaims: Vec::new(),
-        }
+        };
+        Loader { bm, io }
     }
 
     /// Whether reads go through the loader's own io_uring (else each
     /// request reads synchronously; see [`Loader::new`]).
     pub fn uses_ring(&self) -> bool {
-        self.ring.is_some()
+        self.io.ring.is_some()
     }
 
     /// Reads this loader has queued or in flight.
     pub fn reads(&self) -> usize {
-        self.queued + self.in_flight - self.writes
+        self.io.reads()
     }
 
     /// Write-backs this loader has queued or in flight (steps W1–W4 of the
     /// module docs).
     pub fn writes(&self) -> usize {
-        self.writes
+        self.io.writes
     }
 
     /// Work outstanding: reads and write-backs queued or in flight, frames
     /// watched, and outcomes not yet reported. Polling until it is 0 also
     /// finishes the loader's write-backs.
     pub fn pending(&self) -> usize {
-        self.queued + self.in_flight + self.watched.len() + self.done.len()
+        self.io.pending()
     }
 
     /// Starts making the frame at `pid` (of `pages` pages) resident: steps
@@ -277,7 +285,33 @@ impl<'a> Loader<'a> {
     /// of range, no memory, a failed or refused write-back of the victims
     /// its memory needed) are reported by `poll` like a failed read.
     pub fn request(&mut self, pid: PageId, pages: u32) {
-        let inner = &*Arc::clone(&self.bm.inner);
+        self.io.request(&self.bm.inner, pid, pages);
+    }
+
+    /// Steps 4–6: submits what is queued, reaps what completed, and hands
+    /// every outcome since the last poll to `on_done`. With `wait`, blocks
+    /// until at least one outcome is there (unless nothing is pending).
+    /// Returns the number of outcomes reported.
+    pub fn poll(
+        &mut self,
+        wait: bool,
+        on_done: impl FnMut(PageId, Result<(), PageError>),
+    ) -> usize {
+        self.io.poll(&self.bm.inner, wait, on_done)
+    }
+}
+
+impl Transfers {
+    fn reads(&self) -> usize {
+        self.queued + self.in_flight - self.writes
+    }
+
+    fn pending(&self) -> usize {
+        self.queued + self.in_flight + self.watched.len() + self.done.len()
+    }
+
+    /// [`Loader::request`].
+    fn request(&mut self, inner: &Inner, pid: PageId, pages: u32) {
         if let Err(e) = inner.check_pid(pid, pages) {
             self.done.push((pid, Err(e)));
             return;
@@ -290,7 +324,7 @@ impl<'a> Loader<'a> {
                 EVICTED if meta.state.try_lock_evicted(seen) => {
                     meta.set_loading(true);
                     inner.count(Counter::Miss, 1);
-                    return self.start_read(pid, pages);
+                    return self.start_read(inner, pid, pages);
                 }
                 EVICTED => std::hint::spin_loop(),
                 // 3. Someone is reading it: watch (the read's version
@@ -309,18 +343,16 @@ impl<'a> Loader<'a> {
         }
     }
 
-    /// Steps 4–6: submits what is queued, reaps what completed, and hands
-    /// every outcome since the last poll to `on_done`. With `wait`, blocks
-    /// until at least one outcome is there (unless nothing is pending).
-    /// Returns the number of outcomes reported.
-    pub fn poll(
+    /// [`Loader::poll`].
+    fn poll(
         &mut self,
+        inner: &Inner,
         wait: bool,
         mut on_done: impl FnMut(PageId, Result<(), PageError>),
     ) -> usize {
         loop {
-            self.submit_and_reap(wait && self.done.is_empty());
-            self.check_watched(wait && self.done.is_empty() && self.in_flight == 0);
+            self.submit_and_reap(inner, wait && self.done.is_empty());
+            self.check_watched(inner, wait && self.done.is_empty() && self.in_flight == 0);
             if !wait || !self.done.is_empty() || self.pending() == 0 {
                 break;
             }
@@ -340,8 +372,7 @@ impl<'a> Loader<'a> {
     ///    others (each of which reaps its own while it waits here).
     /// 2. Reserve the frame's memory (evicting if over budget).
     /// 3. Queue the read.
-    fn start_read(&mut self, pid: PageId, pages: u32) {
-        let inner = &*Arc::clone(&self.bm.inner);
+    fn start_read(&mut self, inner: &Inner, pid: PageId, pages: u32) {
         if self.ring.is_none() {
             let r = inner.load_locked(&[(pid, pages)]);
             self.done.push((pid, r));
@@ -356,14 +387,14 @@ impl<'a> Loader<'a> {
                 break;
             }
             if self.queued + self.in_flight > 0 {
-                self.submit_and_reap(true);
+                self.submit_and_reap(inner, true);
             } else {
                 std::thread::yield_now();
             }
         }
         inner.loader_pages.fetch_add(pages as u64, Ordering::AcqRel);
         // 2. (Its guard markers go at the next submit, with the others'.)
-        if let Err(e) = self.reserve(pages) {
+        if let Err(e) = self.reserve(inner, pages) {
             inner.abandon_load(pid, 0, &e);
             inner.loader_pages.fetch_sub(pages as u64, Ordering::AcqRel);
             self.done.push((pid, Err(e)));
@@ -381,7 +412,7 @@ impl<'a> Loader<'a> {
             pages,
             done_bytes: 0,
         });
-        self.push(slot);
+        self.push(inner, slot);
     }
 
     /// Step 2's reservation: `pages` more resident pages, evicting while
@@ -393,8 +424,7 @@ impl<'a> Loader<'a> {
     /// write-back fails a blocking miss's. (One that fails at a plain poll
     /// is only logged: its page stays dirty, and the next write-back of it
     /// meets the disk again.)
-    fn reserve(&mut self, pages: u32) -> Result<(), PageError> {
-        let inner = &*Arc::clone(&self.bm.inner);
+    fn reserve(&mut self, inner: &Inner, pages: u32) -> Result<(), PageError> {
         let mut futile = 0;
         self.write_error = None;
         loop {
@@ -404,11 +434,11 @@ impl<'a> Loader<'a> {
             if let Some(e) = self.write_error.take() {
                 return Err(e);
             }
-            if self.evict_round()? > 0 {
+            if self.evict_round(inner)? > 0 {
                 continue;
             }
             if self.writes > 0 {
-                self.submit_and_reap(true);
+                self.submit_and_reap(inner, true);
                 continue;
             }
             futile += 1;
@@ -426,8 +456,7 @@ impl<'a> Loader<'a> {
     /// queued (while this loader has room for them; the rest wait for a
     /// later round); dirty extents are written now, as a blocking eviction
     /// writes them. Returns the number of frames evicted now.
-    fn evict_round(&mut self) -> Result<usize, PageError> {
-        let inner = &*Arc::clone(&self.bm.inner);
+    fn evict_round(&mut self, inner: &Inner) -> Result<usize, PageError> {
         let Victims { clean, dirty } = inner.clock_victims();
         let mut extents = Vec::new();
         let mut refused = None;
@@ -437,7 +466,7 @@ impl<'a> Loader<'a> {
                 inner.meta(pid).state.unlock_shared();
             } else if !one_page {
                 extents.push(pid);
-            } else if let Err(e) = self.start_write(pid) {
+            } else if let Err(e) = self.start_write(inner, pid) {
                 refused = Some(e);
             }
         }
@@ -457,7 +486,7 @@ impl<'a> Loader<'a> {
     /// Step W2: copies the frame at `pid` (latched shared by this thread,
     /// one page, dirty) and queues the copy's write. The latch is released
     /// either way.
-    fn start_write(&mut self, pid: PageId) -> Result<(), PageError> {
+    fn start_write(&mut self, inner: &Inner, pid: PageId) -> Result<(), PageError> {
         let copies = self.copies.get_or_insert_with(|| {
             self.free_copies = (0..MAX_LOADER_WRITES).rev().collect();
             SPARE_COPIES
@@ -475,7 +504,7 @@ impl<'a> Loader<'a> {
         let dst = unsafe {
             std::slice::from_raw_parts_mut(copies.as_mut_ptr().add(copy * PAGE_SIZE), PAGE_SIZE)
         };
-        let version = match self.bm.inner.copy_for_write_back(pid, dst) {
+        let version = match inner.copy_for_write_back(pid, dst) {
             Ok(Some(version)) => version,
             Ok(None) => {
                 self.free_copies.push(copy);
@@ -497,12 +526,12 @@ impl<'a> Loader<'a> {
             done_bytes: 0,
         });
         self.writes += 1;
-        self.push(slot);
+        self.push(inner, slot);
         Ok(())
     }
 
     /// Queues the (rest of the) transfer in `slot`.
-    fn push(&mut self, slot: usize) {
+    fn push(&mut self, inner: &Inner, slot: usize) {
         let Some((ring, fd)) = self.ring.as_mut() else {
             unreachable!("transfers are queued only with a ring");
         };
@@ -519,7 +548,7 @@ impl<'a> Loader<'a> {
                 let offset = pid * PAGE_SIZE as u64 + done_bytes as u64;
                 // SAFETY: `done_bytes < len(frame)`, so the pointer is
                 // inside the frame, which is inside the region (check_pid).
-                let dst = unsafe { self.bm.inner.frame_ptr(pid).add(done_bytes) };
+                let dst = unsafe { inner.frame_ptr(pid).add(done_bytes) };
                 opcode::Read::new(types::Fd(*fd), dst, len as u32)
                     .offset(offset)
                     .build()
@@ -558,7 +587,7 @@ impl<'a> Loader<'a> {
             }
             // Not reached while `max_reads` fits the ring; should it be, the
             // queue goes to the kernel first.
-            reclaim(&self.bm, &mut self.reclaims);
+            reclaim(inner, &mut self.reclaims);
             if ring.submit().is_ok() {
                 self.in_flight += self.queued;
                 self.queued = 0;
@@ -568,14 +597,14 @@ impl<'a> Loader<'a> {
     }
 
     /// Steps 4 and 5.
-    fn submit_and_reap(&mut self, wait: bool) {
+    fn submit_and_reap(&mut self, inner: &Inner, wait: bool) {
         let Some((ring, _)) = self.ring.as_mut() else {
             return;
         };
         if self.queued + self.in_flight == 0 {
             return;
         }
-        reclaim(&self.bm, &mut self.reclaims);
+        reclaim(inner, &mut self.reclaims);
         let want = usize::from(wait);
         match ring.submit_and_wait(want) {
             Ok(_) => {
@@ -600,12 +629,11 @@ impl<'a> Loader<'a> {
         );
         for &(slot, result) in &reaped {
             self.in_flight -= 1;
-            self.complete(slot, result);
+            self.complete(inner, slot, result);
         }
         reaped.clear();
         self.reaped = reaped;
         if !self.written.is_empty() {
-            let inner = &*Arc::clone(&self.bm.inner);
             inner.drop_frames(&self.written);
             inner.count(Counter::Eviction, self.written.len() as u64);
             self.written.clear();
@@ -613,10 +641,10 @@ impl<'a> Loader<'a> {
     }
 
     /// Step 5 (or W3) for one completion.
-    fn complete(&mut self, slot: usize, result: i32) {
+    fn complete(&mut self, inner: &Inner, slot: usize, result: i32) {
         match self.slots[slot] {
-            Some(Op::Read { .. }) => self.complete_read(slot, result),
-            Some(Op::Write { .. }) => self.complete_write(slot, result),
+            Some(Op::Read { .. }) => self.complete_read(inner, slot, result),
+            Some(Op::Write { .. }) => self.complete_write(inner, slot, result),
             None => unreachable!("a completion names a live slot"),
         }
     }
@@ -653,8 +681,7 @@ impl<'a> Loader<'a> {
     }
 
     /// Step 5 for one read's completion.
-    fn complete_read(&mut self, slot: usize, result: i32) {
-        let inner = &*Arc::clone(&self.bm.inner);
+    fn complete_read(&mut self, inner: &Inner, slot: usize, result: i32) {
         let Some(Op::Read {
             pid,
             pages,
@@ -670,7 +697,7 @@ impl<'a> Loader<'a> {
         {
             Ok(n) if n < frame_bytes => {
                 *done_bytes = n;
-                self.push(slot);
+                self.push(inner, slot);
                 return;
             }
             Ok(_) => None,
@@ -700,8 +727,7 @@ impl<'a> Loader<'a> {
     /// (`Inner::finish_write_back`: clean and evict the frame if unchanged
     /// since its copy); a failure leaves the frame dirty and resident and
     /// is kept for the next reservation that needs memory.
-    fn complete_write(&mut self, slot: usize, result: i32) {
-        let inner = &*Arc::clone(&self.bm.inner);
+    fn complete_write(&mut self, inner: &Inner, slot: usize, result: i32) {
         let Some(Op::Write {
             pid,
             version,
@@ -716,7 +742,7 @@ impl<'a> Loader<'a> {
         let failure = match Self::transferred(IoOp::Write, offset, PAGE_SIZE, *done_bytes, result) {
             Ok(n) if n < PAGE_SIZE => {
                 *done_bytes = n;
-                self.push(slot);
+                self.push(inner, slot);
                 return;
             }
             Ok(_) => None,
@@ -743,8 +769,7 @@ impl<'a> Loader<'a> {
     /// Step 6. With `wait`, sleeps until the first watched load is over.
     /// A load that failed reports its error to every request that watched
     /// it ([`crate::wait::LoadFailures`]).
-    fn check_watched(&mut self, wait: bool) {
-        let inner = &*Arc::clone(&self.bm.inner);
+    fn check_watched(&mut self, inner: &Inner, wait: bool) {
         if wait && let Some(&(pid, _)) = self.watched.first() {
             inner.waits.wait(pid, inner.meta(pid));
         }
@@ -788,11 +813,10 @@ impl std::ops::Deref for Manager<'_> {
 }
 
 /// Makes the frames of queued reads accessible, all in one system call.
-fn reclaim(bm: &BufferManager, ranges: &mut Vec<(usize, usize)>) {
+fn reclaim(inner: &Inner, ranges: &mut Vec<(usize, usize)>) {
     if ranges.is_empty() {
         return;
     }
-    let inner = &*bm.inner;
     if let Err(e) = inner.pool.reclaim_many(ranges, inner.release) {
         tracing::warn!(error = %e, "removing guard markers failed; those reads will fail and retry");
     }
@@ -803,15 +827,16 @@ impl Drop for Loader<'_> {
     /// Waits for every read: the frames they fill are latched by this
     /// loader, and the kernel must be done with their memory.
     fn drop(&mut self) {
-        while self.queued + self.in_flight > 0 {
-            self.submit_and_reap(true);
+        let io = &mut self.io;
+        while io.queued + io.in_flight > 0 {
+            io.submit_and_reap(&self.bm.inner, true);
         }
         // Every entry submitted and reaped: the ring is idle, keep it (and
         // the copy buffer, which no write reads any more).
-        if let Some(copies) = self.copies.take() {
+        if let Some(copies) = io.copies.take() {
             SPARE_COPIES.with(|c| *c.borrow_mut() = Some(copies));
         }
-        if let Some((ring, _)) = self.ring.take() {
+        if let Some((ring, _)) = io.ring.take() {
             SPARE_RINGS.with(|r| {
                 let mut spare = r.borrow_mut();
                 if spare.len() < SPARE_RINGS_PER_THREAD {
