@@ -381,7 +381,6 @@ impl Inner {
     /// have its own write overtaken by the old one.
     fn give_back_freed(&self, pid: PageId, pages: u32) {
         if self.meta(pid).defer_free_if_writing() {
-            debug_assert_eq!(pages, 1, "loaders write back one-page frames only");
             return;
         }
         self.give_back(pid, pages);

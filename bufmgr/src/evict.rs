@@ -122,29 +122,29 @@ impl Inner {
     }
 
     /// Step W2 of a loader's write-back (module docs of `crate::loader`)
-    /// for a dirty one-page victim this thread holds shared (from
-    /// [`Inner::clock_victims`]): W is set (`None` if another loader set it
-    /// first: its write is the one), the hook approves the page's LSN, the
-    /// page is copied into `copy` and the latch released; the copy is then
-    /// sealed. Returns the version the copy was taken at. The latch is
+    /// for a dirty victim this thread holds shared (from
+    /// [`Inner::clock_victims`]), one page or an extent, `copy` as long as
+    /// its frame: W is set (`None` if another loader set it first: its
+    /// write is the one), the hook approves the frame's LSN, the frame is
+    /// copied into `copy` and the latch released; the copy is then sealed. Returns the version the copy was taken at. The latch is
     /// released in every case; on error (the hook refused) W is clear again.
     pub(crate) fn copy_for_write_back(
         &self,
         pid: PageId,
         copy: &mut [u8],
     ) -> Result<Option<u64>, PageError> {
-        debug_assert_eq!(copy.len(), PAGE_SIZE);
         let meta = self.meta(pid);
+        debug_assert_eq!(copy.len(), meta.frame_pages().max(1) as usize * PAGE_SIZE);
         if !meta.try_begin_writing() {
             meta.state.unlock_shared();
             return Ok(None);
         }
         // SAFETY: this thread holds a shared latch, which keeps writers out
-        // and the frame resident; one page, inside the region (it is in
-        // the resident set). Other shared holders only read it, except a
-        // blocking write-back sealing the header in place (checksum and
-        // length, which this copy recomputes).
-        let frame = unsafe { std::slice::from_raw_parts(self.frame_ptr(pid), PAGE_SIZE) };
+        // and the frame resident; `copy.len()` is the frame's length, inside
+        // the region (it is in the resident set). Other shared holders only
+        // read it, except a blocking write-back sealing the header in place
+        // (checksum and length, which this copy recomputes).
+        let frame = unsafe { std::slice::from_raw_parts(self.frame_ptr(pid), copy.len()) };
         if let Some(hook) = &self.hook
             && let Err(reason) = hook.before_write(pid, frame::lsn(frame))
         {
@@ -163,8 +163,8 @@ impl Inner {
     }
 
     /// Step W4 of a loader's write-back (module docs of `crate::loader`):
-    /// the write of `pid`'s copy, taken at `version`, completed
-    /// (`written`) or failed.
+    /// the write of the copy of `pid`'s frame (of `pages` pages), taken at
+    /// `version`, completed (`written`) or failed.
     ///
     /// * Written, and the page unchanged since (its word still shows
     ///   `version`): clean it under a latch taken without waiting. An
@@ -178,12 +178,20 @@ impl Inner {
     ///
     /// Then W is cleared (and if a free came meanwhile, the id goes back to
     /// the allocator now), and flushes waiting for W are woken.
-    pub(crate) fn finish_write_back(&self, pid: PageId, version: u64, written: bool) -> bool {
+    pub(crate) fn finish_write_back(
+        &self,
+        pid: PageId,
+        pages: u32,
+        version: u64,
+        written: bool,
+    ) -> bool {
         let meta = self.meta(pid);
         let latched = written && self.clean_written(pid, version);
         if meta.end_writing() {
             debug_assert!(!latched, "a freed page's version moved on");
-            self.give_back(pid, 1);
+            // W kept the frame's pages from reuse, so its size is the one
+            // the copy was taken at.
+            self.give_back(pid, pages);
         }
         self.waits.notify(pid);
         latched

@@ -44,14 +44,17 @@
 //! - W1. **Round**: the clock round of a blocking eviction
 //!   ([`crate::evict`]): MARKED clean frames, and MARKED dirty frames
 //!   latched shared (skipped if W is set: a write of theirs is in flight).
-//!   Clean ones are evicted at once; dirty extents are written and evicted
-//!   at once as a blocking eviction does (rare: large values).
-//! - W2. **Copy**: for a dirty one-page victim, under its shared latch: set
-//!   W (test-and-set: one loader wins), ask the write-ahead hook
-//!   (`WriteBackHook::before_write` with the page's LSN; a refusal clears
-//!   W and fails the reservation), copy the page into one of the loader's
-//!   [`MAX_LOADER_WRITES`] page-aligned buffers, note its version, release
-//!   the latch; seal the copy (checksum, length) and queue its write. The
+//!   Clean ones are evicted at once; dirty ones go on to W2 while the
+//!   loader has room for their writes (the rest are let go, for a later
+//!   round).
+//! - W2. **Copy**: for a dirty victim, under its shared latch: set W
+//!   (test-and-set: one loader wins), ask the write-ahead hook
+//!   (`WriteBackHook::before_write` with the frame's LSN; a refusal clears
+//!   W and fails the reservation), copy the frame (a page into one of the
+//!   loader's [`MAX_LOADER_WRITES`] page-aligned buffers; an extent, a
+//!   large value's frame, into a buffer of its own, within
+//!   [`MAX_LOADER_EXTENT_COPY_BYTES`]), note its version, release the
+//!   latch; seal the copy (checksum, length) and queue its write. The
 //!   frame stays resident, dirty and unlatched: readers read it, writers
 //!   change it (bumping its version) while the copy's write is in flight.
 //! - W3. **Submit and reap** with the reads (steps 4 and 5): a short write
@@ -93,6 +96,7 @@
 //! thread: requesting frames ahead of their use, and polling before using
 //! them, is prefetching with no thread of its own.
 
+use crate::alloc::MAX_EXTENT_PAGES;
 use crate::error::PageError;
 use crate::evict::Victims;
 use crate::io::{AlignedBuf, IoError, IoOp};
@@ -117,6 +121,14 @@ pub const MAX_LOADER_READS: usize = 256;
 /// worth (its copies take [`MAX_LOADER_WRITES`] pages of memory outside the
 /// pool, 256 KiB). The pool's budget may lower it (a sixteenth at most).
 pub const MAX_LOADER_WRITES: usize = EVICT_BATCH;
+
+/// Bytes of extent copies one loader keeps in flight at most (beside its
+/// page copies): write-backs of large values' frames go on the ring too,
+/// but a copy of each is taken, and 16 extents of the largest size would
+/// hold 512 MiB outside the pool. One extent is always allowed, however
+/// large ([`MAX_EXTENT_PAGES`]), so a round never leaves a lone large
+/// dirty victim unwritable.
+pub const MAX_LOADER_EXTENT_COPY_BYTES: usize = 8 << 20;
 
 /// Submission-queue entries of a loader's ring: room for every read and
 /// write it may have in flight, so a push never finds the queue full.
@@ -150,16 +162,39 @@ enum Op {
         /// Bytes already in the frame (a short transfer continues here).
         done_bytes: usize,
     },
-    /// A write-back of a one-page frame from its copy (W set).
+    /// A write-back of a frame from its copy (W set).
     Write {
         pid: PageId,
+        pages: u32,
         /// The frame's version when it was copied.
         version: u64,
-        /// Its page in the loader's copy buffer.
-        copy: usize,
+        copy: CopyBuf,
         /// Bytes already written.
         done_bytes: usize,
     },
+}
+
+/// Where a write-back's copy is.
+enum CopyBuf {
+    /// A one-page frame's: this page of the loader's copy buffer.
+    Page(usize),
+    /// An extent's: its own buffer, counted in the loader's extent bytes.
+    Extent(AlignedBuf),
+}
+
+impl CopyBuf {
+    /// The copy's first byte.
+    fn ptr(&mut self, copies: Option<&mut AlignedBuf>) -> *mut u8 {
+        match self {
+            CopyBuf::Page(page) => {
+                let copies = copies.expect("a page copy lives in the copy buffer");
+                // SAFETY: `page < MAX_LOADER_WRITES`, the buffer's length in
+                // pages: inside the allocation.
+                unsafe { copies.as_mut_ptr().add(*page * PAGE_SIZE) }
+            }
+            CopyBuf::Extent(buf) => buf.as_mut_ptr(),
+        }
+    }
 }
 
 /// A thread's reads in flight; see the module docs. Not `Sync`: one
@@ -188,10 +223,13 @@ struct Transfers {
     writes: usize,
     max_reads: usize,
     max_writes: usize,
-    /// Page-aligned copies of the frames being written back, one page
-    /// each (allocated at the first write-back).
+    /// Page-aligned copies of the one-page frames being written back, one
+    /// page each (allocated at the first write-back).
     copies: Option<AlignedBuf>,
     free_copies: Vec<usize>,
+    /// Bytes of the extents' copies in flight (each in its own buffer):
+    /// at most [`MAX_LOADER_EXTENT_COPY_BYTES`], or one extent.
+    extent_copy_bytes: usize,
     /// The first write-back that failed while a reservation waited for
     /// memory: that reservation fails with it.
     write_error: Option<PageError>,
@@ -243,6 +281,7 @@ impl<'a> Loader<'a> {
             max_writes,
             copies: None,
             free_copies: Vec::new(),
+            extent_copy_bytes: 0,
             write_error: None,
             written: Vec::new(),
             watched: Vec::new(),
@@ -452,75 +491,90 @@ impl Transfers {
     }
 
     /// Step W1 of the module docs: one clock round. Clean victims are
-    /// evicted now; dirty one-page victims are copied and their writes
-    /// queued (while this loader has room for them; the rest wait for a
-    /// later round); dirty extents are written now, as a blocking eviction
-    /// writes them. Returns the number of frames evicted now.
+    /// evicted now; dirty victims are copied and their writes queued while
+    /// this loader has room for them (writes, and bytes of extent copies);
+    /// the rest wait for a later round. Returns the number of frames
+    /// evicted now.
     fn evict_round(&mut self, inner: &Inner) -> Result<usize, PageError> {
         let Victims { clean, dirty } = inner.clock_victims();
-        let mut extents = Vec::new();
         let mut refused = None;
         for pid in dirty {
-            let one_page = inner.meta(pid).frame_pages() <= 1;
-            if refused.is_some() || (one_page && self.writes >= self.max_writes) {
+            let frame_bytes = inner.meta(pid).frame_pages().max(1) as usize * PAGE_SIZE;
+            if refused.is_some() || !self.has_room_to_write(frame_bytes) {
                 inner.meta(pid).state.unlock_shared();
-            } else if !one_page {
-                extents.push(pid);
             } else if let Err(e) = self.start_write(inner, pid) {
                 refused = Some(e);
             }
         }
-        let written = match refused {
+        match refused {
             Some(e) => Err(e),
-            None => inner.write_back_latched(&extents),
-        };
-        if let Err(e) = written {
-            extents
-                .iter()
-                .for_each(|&pid| inner.meta(pid).state.unlock_shared());
-            return Err(e);
+            None => Ok(inner.evict_victims(clean, &[])),
         }
-        Ok(inner.evict_victims(clean, &extents))
+    }
+
+    /// Whether a write-back of a frame of `frame_bytes` fits now: under
+    /// [`MAX_LOADER_WRITES`] (the budget may lower it) and, for an extent,
+    /// under [`MAX_LOADER_EXTENT_COPY_BYTES`] of copies unless none is in
+    /// flight.
+    fn has_room_to_write(&self, frame_bytes: usize) -> bool {
+        self.writes < self.max_writes
+            && (frame_bytes == PAGE_SIZE
+                || self.extent_copy_bytes == 0
+                || self.extent_copy_bytes + frame_bytes <= MAX_LOADER_EXTENT_COPY_BYTES)
     }
 
     /// Step W2: copies the frame at `pid` (latched shared by this thread,
-    /// one page, dirty) and queues the copy's write. The latch is released
-    /// either way.
+    /// dirty; one page into the copy buffer, an extent into a buffer of its
+    /// own) and queues the copy's write. The latch is released either way.
     fn start_write(&mut self, inner: &Inner, pid: PageId) -> Result<(), PageError> {
-        let copies = self.copies.get_or_insert_with(|| {
-            self.free_copies = (0..MAX_LOADER_WRITES).rev().collect();
-            SPARE_COPIES
-                .with(|c| c.borrow_mut().take())
-                .unwrap_or_else(|| AlignedBuf::zeroed(MAX_LOADER_WRITES * PAGE_SIZE))
-        });
-        let copy = self
-            .free_copies
-            .pop()
-            .expect("fewer writes than copies (max_writes <= MAX_LOADER_WRITES)");
-        // SAFETY: page `copy` of the buffer is free: no write in flight
-        // reads it (its last write completed and returned it), and this
-        // slice is the only reference to it until `push` hands its pointer
-        // to the kernel.
-        let dst = unsafe {
-            std::slice::from_raw_parts_mut(copies.as_mut_ptr().add(copy * PAGE_SIZE), PAGE_SIZE)
+        let pages = inner.meta(pid).frame_pages().max(1);
+        debug_assert!(pages as usize <= MAX_EXTENT_PAGES);
+        let mut copy = if pages == 1 {
+            if self.copies.is_none() {
+                self.free_copies = (0..MAX_LOADER_WRITES).rev().collect();
+                self.copies = Some(
+                    SPARE_COPIES
+                        .with(|c| c.borrow_mut().take())
+                        .unwrap_or_else(|| AlignedBuf::zeroed(MAX_LOADER_WRITES * PAGE_SIZE)),
+                );
+            }
+            let page = self
+                .free_copies
+                .pop()
+                .expect("fewer writes than copies (max_writes <= MAX_LOADER_WRITES)");
+            CopyBuf::Page(page)
+        } else {
+            CopyBuf::Extent(AlignedBuf::zeroed(pages as usize * PAGE_SIZE))
         };
+        let frame_bytes = pages as usize * PAGE_SIZE;
+        // SAFETY: the copy is `frame_bytes` long (one page of the buffer,
+        // or its own buffer) and free: no write in flight reads it (a page
+        // of the buffer comes back only at its write's completion), and
+        // this slice is the only reference to it until `push` hands its
+        // pointer to the kernel.
+        let dst =
+            unsafe { std::slice::from_raw_parts_mut(copy.ptr(self.copies.as_mut()), frame_bytes) };
         let version = match inner.copy_for_write_back(pid, dst) {
             Ok(Some(version)) => version,
             Ok(None) => {
-                self.free_copies.push(copy);
+                self.free_copy(copy);
                 return Ok(());
             }
             Err(e) => {
-                self.free_copies.push(copy);
+                self.free_copy(copy);
                 return Err(e);
             }
         };
+        if let CopyBuf::Extent(_) = copy {
+            self.extent_copy_bytes += frame_bytes;
+        }
         let slot = self.free_slots.pop().unwrap_or_else(|| {
             self.slots.push(None);
             self.slots.len() - 1
         });
         self.slots[slot] = Some(Op::Write {
             pid,
+            pages,
             version,
             copy,
             done_bytes: 0,
@@ -530,16 +584,23 @@ impl Transfers {
         Ok(())
     }
 
+    /// Returns a copy that is no longer written (or was never queued).
+    fn free_copy(&mut self, copy: CopyBuf) {
+        if let CopyBuf::Page(page) = copy {
+            self.free_copies.push(page);
+        }
+    }
+
     /// Queues the (rest of the) transfer in `slot`.
     fn push(&mut self, inner: &Inner, slot: usize) {
         let Some((ring, fd)) = self.ring.as_mut() else {
             unreachable!("transfers are queued only with a ring");
         };
-        let entry = match *self.slots[slot]
-            .as_ref()
+        let entry = match self.slots[slot]
+            .as_mut()
             .expect("a queued slot holds a transfer")
         {
-            Op::Read {
+            &mut Op::Read {
                 pid,
                 pages,
                 done_bytes,
@@ -555,16 +616,16 @@ impl Transfers {
             }
             Op::Write {
                 pid,
+                pages,
                 copy,
                 done_bytes,
                 ..
             } => {
-                let copies = self.copies.as_ref().expect("a write has a copy buffer");
-                let len = PAGE_SIZE - done_bytes;
-                let offset = pid * PAGE_SIZE as u64 + done_bytes as u64;
-                // SAFETY: page `copy` of the buffer, `done_bytes < PAGE_SIZE`
-                // into it: inside the allocation.
-                let src = unsafe { copies.as_mut_ptr().add(copy * PAGE_SIZE + done_bytes) };
+                let len = *pages as usize * PAGE_SIZE - *done_bytes;
+                let offset = *pid * PAGE_SIZE as u64 + *done_bytes as u64;
+                // SAFETY: the copy is as long as the frame and
+                // `done_bytes < len(frame)`: inside the copy.
+                let src = unsafe { copy.ptr(self.copies.as_mut()).add(*done_bytes) };
                 opcode::Write::new(types::Fd(*fd), src, len as u32)
                     .offset(offset)
                     .build()
@@ -730,17 +791,20 @@ impl Transfers {
     fn complete_write(&mut self, inner: &Inner, slot: usize, result: i32) {
         let Some(Op::Write {
             pid,
+            pages,
             version,
-            copy,
             done_bytes,
+            ..
         }) = self.slots[slot].as_mut()
         else {
             unreachable!("complete_write on a write");
         };
-        let (pid, version, copy) = (*pid, *version, *copy);
+        let (pid, pages, version) = (*pid, *pages, *version);
+        let frame_bytes = pages as usize * PAGE_SIZE;
         let offset = pid * PAGE_SIZE as u64;
-        let failure = match Self::transferred(IoOp::Write, offset, PAGE_SIZE, *done_bytes, result) {
-            Ok(n) if n < PAGE_SIZE => {
+        let failure = match Self::transferred(IoOp::Write, offset, frame_bytes, *done_bytes, result)
+        {
+            Ok(n) if n < frame_bytes => {
                 *done_bytes = n;
                 self.push(inner, slot);
                 return;
@@ -748,12 +812,17 @@ impl Transfers {
             Ok(_) => None,
             Err(e) => Some(e),
         };
-        let failure = failure.or_else(|| inner.file.direct_fault(IoOp::Write, offset, PAGE_SIZE));
-        self.slots[slot] = None;
+        let failure = failure.or_else(|| inner.file.direct_fault(IoOp::Write, offset, frame_bytes));
+        let Some(Op::Write { copy, .. }) = self.slots[slot].take() else {
+            unreachable!("complete_write on a write");
+        };
         self.free_slots.push(slot);
-        self.free_copies.push(copy);
+        if let CopyBuf::Extent(_) = copy {
+            self.extent_copy_bytes -= frame_bytes;
+        }
+        self.free_copy(copy);
         self.writes -= 1;
-        if inner.finish_write_back(pid, version, failure.is_none()) {
+        if inner.finish_write_back(pid, pages, version, failure.is_none()) {
             self.written.push(pid);
         }
         match failure {
