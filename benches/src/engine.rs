@@ -111,8 +111,9 @@ pub trait Engine: Send + Sync {
         }
         Ok(found)
     }
-    /// Whether the runner should hand this engine its reads in batches
-    /// ([`Engine::read_many`]), one row per in-flight count.
+    /// Whether the runner should hand this engine its reads and updates in
+    /// batches ([`Engine::read_many`], [`Engine::update_many`]), one row per
+    /// in-flight count.
     fn batched(&self) -> bool {
         false
     }
@@ -120,6 +121,17 @@ pub trait Engine: Send + Sync {
     /// write as `insert`.
     fn update(&self, key: &[u8], value: &[u8]) -> Result<()> {
         self.insert(key, value)
+    }
+    /// Updates `keys[i]` to `values[i]`, each its own transaction. A
+    /// batched engine ([`Engine::batched`]) has the commits in flight
+    /// together (their durability waited for together: the concurrency of
+    /// `inflight` committers without a thread each); the default updates
+    /// one after another.
+    fn update_many(&self, keys: &[Vec<u8>], values: &[Vec<u8>]) -> Result<()> {
+        for (k, v) in keys.iter().zip(values) {
+            self.update(k, v)?;
+        }
+        Ok(())
     }
     /// Reads `key`, lets `modify` turn the value into the new one, writes
     /// it. False (nothing written) if absent.

@@ -318,7 +318,8 @@ fn worker(
     let mut key = Vec::with_capacity(32);
     let mut value = Vec::with_capacity(cfg.value_len);
     let mut read_buf = Vec::with_capacity(cfg.value_len);
-    let mut batch = Batch::new(cfg.inflight);
+    let mut batch = Batch::new(cfg.inflight, Op::Read);
+    let mut updates = Batch::new(cfg.inflight, Op::Update);
     let mut measuring = shared.measuring.load(Ordering::Acquire);
     // Measured ops this thread may still do before claiming more (claims
     // go in chunks so the shared counters are not touched on every op; a
@@ -335,6 +336,7 @@ fn worker(
             // Warm-up keys are not run: every key of a measured batch was
             // chosen (and claimed) while measuring.
             batch.clear();
+            updates.clear();
         }
         if measuring && budget == 0 {
             shared.completed.fetch_add(pending, Ordering::Relaxed);
@@ -378,15 +380,23 @@ fn worker(
                         break n;
                     }
                 };
-                if op == Op::Read && batch.enabled() {
+                let batching = match op {
+                    Op::Read if batch.enabled() => Some(&mut batch),
+                    Op::Update if updates.enabled() => Some(&mut updates),
+                    _ => None,
+                };
+                if let Some(b) = batching {
                     // Claimed now, counted when its batch has run.
-                    cfg.key_format.key_into(n, batch.push());
+                    let (k, v) = b.push();
+                    cfg.key_format.key_into(n, k);
+                    if let Some(v) = v {
+                        value_into(rng.next_u64(), cfg.value_len, v);
+                    }
                     if measuring {
                         budget -= 1;
                     }
-                    if batch.is_full() {
-                        let done = batch.run(engine, measuring, &mut out, &mut lat);
-                        pending += done;
+                    if b.is_full() {
+                        pending += b.run(engine, measuring, &mut out, &mut lat);
                     }
                     continue;
                 }
@@ -437,8 +447,10 @@ fn worker(
             }
         }
     }
-    // The last, partial batch: its keys were claimed, so they run and count.
+    // The last, partial batches: their keys were claimed, so they run and
+    // count.
     pending += batch.run(engine, measuring, &mut out, &mut lat);
+    pending += updates.run(engine, measuring, &mut out, &mut lat);
     shared.completed.fetch_add(pending, Ordering::Relaxed);
     out
 }
@@ -456,20 +468,28 @@ impl WorkerOut {
     }
 }
 
-/// A worker's reads gathered for one [`Engine::read_many`] call (batch
-/// mode, [`RunConfig::inflight`] > 1). The key buffers are kept between
-/// batches; `len` of them are this batch's.
+/// A worker's reads (or updates) gathered for one [`Engine::read_many`]
+/// (or [`Engine::update_many`]) call, in batch mode (an in-flight count,
+/// [`RunConfig::inflight`], above 1). The key and value buffers are kept
+/// between batches; `len` of them are this batch's.
 struct Batch {
+    op: Op,
     keys: Vec<Vec<u8>>,
+    /// An update batch's new values (empty for reads).
+    values: Vec<Vec<u8>>,
     len: usize,
     size: usize,
 }
 
 impl Batch {
-    fn new(inflight: usize) -> Batch {
+    fn new(inflight: usize, op: Op) -> Batch {
+        debug_assert!(matches!(op, Op::Read | Op::Update));
         let size = if inflight > 1 { inflight } else { 0 };
+        let buffers = |n: usize| (0..n).map(|_| Vec::with_capacity(32)).collect();
         Batch {
-            keys: (0..size).map(|_| Vec::with_capacity(32)).collect(),
+            op,
+            keys: buffers(size),
+            values: buffers(if op == Op::Update { size } else { 0 }),
             len: 0,
             size,
         }
@@ -483,14 +503,15 @@ impl Batch {
     fn clear(&mut self) {
         self.len = 0;
     }
-    /// The next key's buffer.
-    fn push(&mut self) -> &mut Vec<u8> {
+    /// The next key's buffer, and its value's for an update.
+    fn push(&mut self) -> (&mut Vec<u8>, Option<&mut Vec<u8>>) {
         self.len += 1;
-        &mut self.keys[self.len - 1]
+        let i = self.len - 1;
+        (&mut self.keys[i], self.values.get_mut(i))
     }
     /// Runs the batch (if it holds any key) and empties it; when
-    /// `measuring`, counts each key as one read, records the batch's time
-    /// once per key and returns how many keys were counted.
+    /// `measuring`, counts each key as one operation, records the batch's
+    /// time once per key and returns how many keys were counted.
     fn run(
         &mut self,
         engine: &dyn Engine,
@@ -505,20 +526,25 @@ impl Batch {
         let n = keys.len() as u64;
         self.len = 0;
         let started = Instant::now();
-        let r = engine.read_many(keys);
+        let r = match self.op {
+            Op::Update => engine
+                .update_many(keys, &self.values[..keys.len()])
+                .map(|()| n),
+            _ => engine.read_many(keys),
+        };
         let now = Instant::now();
         if !measuring {
             return 0;
         }
         let ns = (now - started).as_nanos().max(1) as u64;
-        lat.record(ns, n, false);
-        out.per_op[op_index(Op::Read)] += n;
+        lat.record(ns, n, self.op.writes());
+        out.per_op[op_index(self.op)] += n;
         out.ops += n;
         out.end = now;
         match r {
             Ok(found) => out.not_found += n.saturating_sub(found),
             Err(e) => {
-                // Every key of a failed batch is a failed read.
+                // Every key of a failed batch is a failed operation.
                 out.errors += n - 1;
                 out.error(e);
             }
@@ -544,6 +570,10 @@ mod tests {
         reads: AtomicU64,
         misses: AtomicU64,
         batches: Mutex<Vec<usize>>,
+        /// Sizes of the update batches handed to `update_many`, and the
+        /// updates applied.
+        update_batches: Mutex<Vec<usize>>,
+        updates: AtomicU64,
     }
 
     impl SlowEvenInserts {
@@ -553,6 +583,8 @@ mod tests {
                 reads: AtomicU64::new(0),
                 misses: AtomicU64::new(0),
                 batches: Mutex::new(Vec::new()),
+                update_batches: Mutex::new(Vec::new()),
+                updates: AtomicU64::new(0),
             }
         }
     }
@@ -590,6 +622,19 @@ mod tests {
                 found += u64::from(self.read(k, &mut out)?);
             }
             Ok(found)
+        }
+        fn update(&self, key: &[u8], value: &[u8]) -> Result<()> {
+            self.updates.fetch_add(1, Ordering::Relaxed);
+            self.insert(key, value)
+        }
+        fn update_many(&self, keys: &[Vec<u8>], values: &[Vec<u8>]) -> Result<()> {
+            self.update_batches.lock().unwrap().push(keys.len());
+            assert_eq!(keys.len(), values.len());
+            for (k, v) in keys.iter().zip(values) {
+                assert_eq!(v.len(), 16, "an update batch's value is the row's length");
+                self.update(k, v)?;
+            }
+            Ok(())
         }
         fn scan(&self, start: &[u8], n: usize) -> Result<usize> {
             Ok(self
@@ -661,7 +706,7 @@ mod tests {
     }
 
     /// Missing keys are "not found" per key (n − found of each batch),
-    /// the total is exact over threads, and other ops run one at a time.
+    /// the total is exact over threads, and updates are batched apart.
     #[test]
     fn batched_reads_count_not_found_and_stop_at_exactly_the_ops_asked() {
         let engine = SlowEvenInserts::new();
@@ -696,6 +741,37 @@ mod tests {
         assert!(
             batches.iter().filter(|&&n| n < 16).count() <= 2,
             "only each thread's last batch may be partial: {batches:?}"
+        );
+    }
+
+    /// Batch mode batches updates too (each batch one `update_many`, full
+    /// but each thread's last), apart from the reads: every update
+    /// claimed is applied and counted once.
+    #[test]
+    fn updates_are_batched_apart_from_reads_and_each_counts_once() {
+        let engine = SlowEvenInserts::new();
+        let mut c = cfg('A', 2);
+        load(&engine, &c).unwrap();
+        let loaded = engine.updates.load(Ordering::Relaxed);
+        c.stop = Stop::Ops(4_000);
+        c.inflight = 32;
+        let r = run(&engine, &c).unwrap();
+        assert_eq!(r.errors, 0, "{:?}", r.first_error);
+        assert_eq!(r.ops, 4_000);
+        let updates = r
+            .per_op
+            .iter()
+            .find(|(op, _)| *op == Op::Update)
+            .map_or(0, |p| p.1);
+        assert!(updates > 1_000, "workload A is half updates: {updates}");
+        assert_eq!(reads_of(&r) + updates, 4_000);
+        assert_eq!(engine.updates.load(Ordering::Relaxed) - loaded, updates);
+        assert_eq!(r.hist.len(), 4_000, "one latency per operation");
+        let batches = engine.update_batches.lock().unwrap().clone();
+        assert_eq!(batches.iter().sum::<usize>() as u64, updates);
+        assert!(
+            batches.iter().filter(|&&n| n < 32).count() <= 2,
+            "only each thread's last update batch may be partial: {batches:?}"
         );
     }
 

@@ -216,6 +216,36 @@ fn commit_preset_has_fsync_rows_commits_per_sync_and_rounds() {
     );
 }
 
+/// `--preset commit` on `rime-batched`: a row per in-flight count, the
+/// updates of a batch committed together before their durability is
+/// waited for, so at 32 in flight on one thread the commits share syncs
+/// (one at a time, each is its own).
+#[test]
+fn batched_durable_updates_share_syncs() {
+    let run = Run::ycsb(
+        "rime-bench-commit-batched",
+        "--preset commit --engines rime-batched --records 2000 --threads 1 --inflight 1,32 \
+         --ops 4000 --warmup 0",
+    );
+    let (csv, rows) = (&run.csv, run.rows());
+    let batched: Vec<&Vec<&str>> = rows.iter().filter(|f| f[10] == "rime-batched").collect();
+    let per_sync = |inflight: &str| -> f64 {
+        let f = batched
+            .iter()
+            .find(|f| f[5] == inflight)
+            .unwrap_or_else(|| panic!("no row at inflight {inflight}: {csv}"));
+        assert_eq!(f[ERRORS], "0", "errors: {f:?}");
+        assert_eq!(f[12], "4000", "ops: {f:?}");
+        f[COMMITS_PER_SYNC].parse().unwrap()
+    };
+    let (one, many) = (per_sync("1"), per_sync("32"));
+    assert!(one <= 1.5, "one commit at a time shares no sync: {one}");
+    assert!(
+        many >= 4.0,
+        "32 commits in flight shared only {many} per sync: {csv}"
+    );
+}
+
 /// `rime-faas-async` (with `--features rime-faas`; the `kv` guest built by
 /// `scripts/build-guests`): rndread through faaslets on the runtime's
 /// executors, a row per in-flight count — one invocation waited for at a

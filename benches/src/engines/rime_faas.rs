@@ -8,11 +8,13 @@
 //!
 //! `rime-faas-async` is the same runtime with every invocation run on its
 //! executors (`Runtime::invoke_async`) instead of the calling thread, and
-//! its reads handed over in batches ([`Engine::batched`]): a batch is one
-//! get invocation per key, all submitted before any is waited for, so the
-//! executors keep the row's in-flight count of invocations going per
-//! worker thread and give their page misses to the disk together. At
-//! `inflight` 1 each read is one invocation on an executor, waited for.
+//! its reads and updates handed over in batches ([`Engine::batched`]): a
+//! batch is one get (or put) invocation per key, all submitted before any
+//! is waited for, so the executors keep the row's in-flight count of
+//! invocations going per worker thread, give their page misses to the disk
+//! together and share log syncs among their durable commits. At
+//! `inflight` 1 each operation is one invocation on an executor, waited
+//! for.
 
 use crate::engine::{CommitCounters, Durability, Engine, EngineConfig, Result};
 use rime_faas::{FunctionConfig, Runtime, RuntimeConfig};
@@ -147,8 +149,9 @@ impl Engine for RimeFaas {
         let executors = if self.on_executors {
             format!(
                 "; every invocation on the runtime's {} executors (invoke_async); reads \
-                 in batches of the row's in-flight count, one get invocation per key, \
-                 all in flight together; latency columns are per batch, not per lookup",
+                 and updates in batches of the row's in-flight count, one get or put \
+                 invocation per key, all in flight together; latency columns are per \
+                 batch, not per operation",
                 self.rt.workers()
             )
         } else {
@@ -213,6 +216,33 @@ impl Engine for RimeFaas {
         match first_error {
             Some(e) => Err(e),
             None => Ok(found),
+        }
+    }
+    /// One put invocation per update (each its own transaction), all
+    /// submitted to the executors before the first is waited for: their
+    /// durable commits are in flight together (`rime-faas-async`).
+    fn update_many(&self, keys: &[Vec<u8>], values: &[Vec<u8>]) -> Result<()> {
+        let invoking: Vec<_> = keys
+            .iter()
+            .zip(values)
+            .map(|(k, v)| {
+                let mut input = Vec::with_capacity(k.len() + v.len() + 8);
+                input.push(b'p');
+                key(&mut input, k);
+                value(&mut input, v);
+                self.rt.invoke_async(FUNCTION, input)
+            })
+            .collect();
+        // Every invocation is waited for, even after one failed.
+        let mut first_error = None;
+        for i in invoking {
+            if let Err(e) = i.wait() {
+                first_error.get_or_insert(e);
+            }
+        }
+        match first_error {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
         }
     }
     fn batched(&self) -> bool {
