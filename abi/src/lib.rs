@@ -72,6 +72,11 @@ pub const MAX_WRITE_SET_BYTES: usize = (32 << 20) - 4;
 pub const MAX_WRITTEN_BYTES: usize = 256 << 20;
 /// Longest log message; the host truncates longer ones.
 pub const MAX_LOG_LEN: usize = 4 << 10;
+/// How a faaslet's panic message starts when the SDK logs it (at
+/// [`Level::Error`]) just before it traps. The host keeps such a message,
+/// even past the log budget, and puts it in the trap's error, so the caller
+/// sees why the guest panicked rather than only `unreachable`.
+pub const PANIC_LOG_PREFIX: &str = "faaslet panicked: ";
 /// Log output one invocation may produce, all its attempts together: at
 /// most this many bytes of messages...
 ///

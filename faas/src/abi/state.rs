@@ -298,6 +298,7 @@ fn log(
     let (data, st) = mem.data_and_store_mut(&mut caller);
     let m = range("log", data.len(), msg, msg_len)?;
     let f = &*st.function.name;
+    keep_panic(&mut st.panic, level, &data[m.clone()]);
     let budget = &mut st.log;
     if budget.truncated {
         return Ok(());
@@ -331,6 +332,18 @@ fn log(
         truncated(budget, f);
     }
     Ok(())
+}
+
+/// Keeps the message of the SDK's panic line (whatever the log budget
+/// says), at most `MAX_LOG_LEN` bytes of it, for the trap's error.
+fn keep_panic(panic: &mut Option<String>, level: i32, bytes: &[u8]) {
+    let Some(message) = bytes.strip_prefix(rime_abi::PANIC_LOG_PREFIX.as_bytes()) else {
+        return;
+    };
+    if Level::from_raw(level) == Level::Error {
+        let message = &message[..message.len().min(MAX_LOG_LEN)];
+        *panic = Some(String::from_utf8_lossy(message).into_owned());
+    }
 }
 
 /// Marks the invocation's log output truncated, with the one warning.
