@@ -13,6 +13,7 @@ mod conn;
 mod demo;
 mod env;
 mod query;
+mod scaffold;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -35,6 +36,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Creates a new function's crate: `rime new hello`, then `rime build`.
+    New(scaffold::NewArgs),
+    /// Builds the function's crate in DIR for wasm32 (release) and prints
+    /// the path of its .wasm.
+    Build(scaffold::BuildArgs),
     /// Deploys the example faaslets and runs concurrent counter increments
     /// and bank transfers on a data directory; run it twice and the state
     /// carries over.
@@ -65,6 +71,8 @@ fn main() -> ExitCode {
     };
     env::init_logging(cli.log.as_deref(), default_level);
     let result = match cli.command {
+        Command::New(args) => scaffold::new(&args),
+        Command::Build(args) => scaffold::build(&args),
         Command::Demo(args) => demo::run(&args),
         Command::Deploy(args) => cmd::deploy(&args),
         Command::Undeploy(args) => cmd::undeploy(&args),
