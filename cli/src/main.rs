@@ -16,7 +16,7 @@ mod query;
 mod scaffold;
 mod serve;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -61,6 +61,12 @@ enum Command {
     Stats(cmd::DataArgs),
     /// Offline check of a data directory: recovery, checksums, tree invariants.
     Check(cmd::DataArgs),
+    /// Prints a shell completion script, e.g.
+    /// `rime completions bash > ~/.local/share/bash-completion/completions/rime`.
+    Completions {
+        /// bash, zsh, fish (also elvish, powershell).
+        shell: clap_complete::Shell,
+    },
 }
 
 fn main() -> ExitCode {
@@ -82,6 +88,10 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(&args),
         Command::Stats(args) => cmd::stats(&args),
         Command::Check(args) => cmd::check(&args),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "rime", &mut std::io::stdout());
+            Ok(())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
