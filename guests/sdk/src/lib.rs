@@ -40,7 +40,7 @@ mod tests;
 
 pub use abi::Level;
 pub use error::Error;
-pub use io::{input, log, log_fmt, output};
+pub use io::{config, config_str, input, log, log_fmt, output};
 pub use namespace::{Fetched, Namespace};
 pub use rime_sdk_macros::faaslet;
 pub use scan::{EntryRef, SCAN_FIRST_BUFFER, Scan};
