@@ -8,6 +8,19 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// The Nix build sandbox vendors only the host workspace's crates, not the
+/// guests' (dlmalloc), so a new crate cannot build there: say so and skip.
+fn skipped_in_nix_sandbox(test: &str) -> bool {
+    let skip = std::env::var_os("RIME_IN_NIX_SANDBOX").is_some();
+    if skip {
+        eprintln!(
+            "{test}: SKIPPED in the Nix sandbox (RIME_IN_NIX_SANDBOX): building a new guest crate \
+             needs the guests' crates, which the sandbox does not vendor"
+        );
+    }
+    skip
+}
+
 fn checkout() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
@@ -71,6 +84,9 @@ fn build(krate: &Path) -> PathBuf {
 
 #[test]
 fn new_build_deploy_invoke() {
+    if skipped_in_nix_sandbox("new_build_deploy_invoke") {
+        return;
+    }
     let tmp = tempfile::TempDir::new().unwrap();
     let krate = new_crate(tmp.path(), "hello");
     for f in [
@@ -151,6 +167,9 @@ fn pick(input: &[u8]) -> Result<Vec<u8>, Box<dyn Error>> {
 
 #[test]
 fn std_guests_build_and_their_panics_reach_the_caller() {
+    if skipped_in_nix_sandbox("std_guests_build_and_their_panics_reach_the_caller") {
+        return;
+    }
     let tmp = tempfile::TempDir::new().unwrap();
     let krate = new_crate(tmp.path(), "picker");
     std::fs::write(krate.join("src/lib.rs"), STD_GUEST).unwrap();
