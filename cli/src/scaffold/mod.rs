@@ -30,7 +30,8 @@ pub enum Lang {
 
 #[derive(clap::Args)]
 pub struct NewArgs {
-    /// Function and crate name: a letter, then letters, digits, `_` or `-`
+    /// Function and crate name: a lowercase letter, then lowercase letters,
+    /// digits, `_` or `-`
     /// (at most 64 bytes).
     name: String,
     /// The guest language.
