@@ -6,13 +6,15 @@ let
 
   # Besides what crane keeps (*.rs, *.toml, Cargo.lock, .cargo/config):
   # C and assembly for bufmgr's jump points (built by the `cc` crate),
-  # Markdown for `include_str!` docs, and WebAssembly text test fixtures.
+  # Markdown for `include_str!` docs, WebAssembly text test fixtures, and
+  # the `rime new` templates (cli/templates/, `include_str!`).
   extraSuffixes = [
     ".c"
     ".h"
     ".S"
     ".md"
     ".wat"
+    ".tmpl"
   ];
 
   # Relative path of `path` below `base` ("" for base itself).

@@ -72,6 +72,11 @@ pub const MAX_WRITE_SET_BYTES: usize = (32 << 20) - 4;
 pub const MAX_WRITTEN_BYTES: usize = 256 << 20;
 /// Longest log message; the host truncates longer ones.
 pub const MAX_LOG_LEN: usize = 4 << 10;
+/// How a faaslet's panic message starts when the SDK logs it (at
+/// [`Level::Error`]) just before it traps. The host keeps such a message,
+/// even past the log budget, and puts it in the trap's error, so the caller
+/// sees why the guest panicked rather than only `unreachable`.
+pub const PANIC_LOG_PREFIX: &str = "faaslet panicked: ";
 /// Log output one invocation may produce, all its attempts together: at
 /// most this many bytes of messages...
 ///
@@ -86,6 +91,30 @@ pub const MAX_LOG_LEN: usize = 4 << 10;
 pub const MAX_LOG_BYTES_PER_INVOCATION: usize = 64 << 10;
 /// ... and at most this many messages (see above).
 pub const MAX_LOG_LINES_PER_INVOCATION: usize = 256;
+
+/// Longest key of a function's configuration (`rime deploy --env KEY=...`):
+/// an environment-variable-like name, `[A-Za-z_][A-Za-z0-9_]*`.
+pub const MAX_CONFIG_KEY_LEN: usize = 128;
+/// Longest configuration value: room for a certificate or a key file, far
+/// below what would make every instantiation copy megabytes.
+pub const MAX_CONFIG_VALUE_LEN: usize = 64 << 10;
+/// Most configuration entries one function may have.
+pub const MAX_CONFIG_ENTRIES: usize = 64;
+
+/// Whether `key` is a valid configuration key (see [`MAX_CONFIG_KEY_LEN`]).
+pub const fn valid_config_key(key: &[u8]) -> bool {
+    if key.is_empty() || key.len() > MAX_CONFIG_KEY_LEN || key[0].is_ascii_digit() {
+        return false;
+    }
+    let mut i = 0;
+    while i < key.len() {
+        if !(key[i].is_ascii_alphanumeric() || key[i] == b'_') {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
 
 const _: () = assert!(MAX_WRITTEN_BYTES >= MAX_WRITE_SET_BYTES);
 const _: () = assert!(MAX_LOG_BYTES_PER_INVOCATION >= MAX_LOG_LEN);
@@ -250,8 +279,10 @@ impl Import {
 }
 
 /// The import table of `docs/abi.md`: every host function a module may
-/// import, with exactly these signatures.
-pub static IMPORTS: [Import; 10] = {
+/// import, with exactly these signatures. Every import is optional: a
+/// module imports only what it calls (so one built before `config_get`
+/// existed still validates).
+pub static IMPORTS: [Import; 11] = {
     use ValType::{I32, I64};
     const fn f(
         name: &'static str,
@@ -275,6 +306,7 @@ pub static IMPORTS: [Import; 10] = {
         f("cas", &[I32, I32, I32, I32, I32, I32, I32], &[I32]),
         f("scan", &[I32, I32, I32, I32, I32, I32, I32, I32], &[I32]),
         f("log", &[I32, I32, I32], &[]),
+        f("config_get", &[I32, I32, I32, I32], &[I32]),
     ]
 };
 
@@ -318,6 +350,18 @@ mod tests {
         }
         assert_eq!(Level::from_raw(5), Level::Trace);
         assert_eq!(Level::from_raw(i32::MAX), Level::Trace);
+    }
+
+    #[test]
+    fn config_keys() {
+        assert!(valid_config_key(b"GREETING"));
+        assert!(valid_config_key(b"_api_key2"));
+        assert!(valid_config_key(&[b'K'; MAX_CONFIG_KEY_LEN]));
+        assert!(!valid_config_key(b""));
+        assert!(!valid_config_key(b"2FA"));
+        assert!(!valid_config_key(b"A-B"));
+        assert!(!valid_config_key(b"A=B"));
+        assert!(!valid_config_key(&[b'K'; MAX_CONFIG_KEY_LEN + 1]));
     }
 
     #[test]

@@ -43,6 +43,12 @@ pub struct DeployArgs {
     /// Wall-clock limit of one attempt, e.g. `500ms`, `2s`.
     #[arg(long, value_parser = env::parse_duration)]
     deadline: Option<Duration>,
+    /// A configuration entry the function reads with `rime_sdk::config`.
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    envs: Vec<String>,
+    /// A secret entry, read from FILE; never shown (`KEY=<secret>`).
+    #[arg(long = "secret", value_name = "KEY=@FILE")]
+    secrets: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -103,6 +109,13 @@ pub fn deploy(a: &DeployArgs) -> Result<()> {
     if let Some(d) = a.deadline {
         cfg = cfg.deadline(d);
     }
+    // Parsed here rather than by clap, whose errors echo the value.
+    for e in &a.envs {
+        cfg = cfg.setting(env::parse_setting(e, false)?);
+    }
+    for s in &a.secrets {
+        cfg = cfg.setting(env::read_secret(s)?);
+    }
     let rt = env::open_all(&a.data.data)?;
     let info = rt
         .deploy(&a.name, &wasm, cfg)
@@ -130,14 +143,17 @@ pub fn functions(a: &DataArgs) -> Result<()> {
             .iter()
             .map(|g| format!("{}{}", g.namespace, if g.writable { ":rw" } else { "" }))
             .collect();
+        // Secrets show as KEY=<secret>.
+        let settings: Vec<String> = f.config.settings.iter().map(|s| s.shown()).collect();
         println!(
-            "{}\tgeneration {}\t{} bytes\tmemory {} MiB\tdeadline {:?}\tgrants [{}]\tsha256 {}",
+            "{}\tgeneration {}\t{} bytes\tmemory {} MiB\tdeadline {:?}\tgrants [{}]\tconfig [{}]\tsha256 {}",
             f.name,
             f.generation,
             f.module_len,
             f.config.memory_bytes >> 20,
             f.config.deadline,
             grants.join(" "),
+            settings.join(" "),
             f.module_hash
         );
     }

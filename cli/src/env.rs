@@ -208,6 +208,38 @@ pub fn parse_grant(s: &str) -> std::result::Result<rime_faas::Grant, String> {
     }
 }
 
+/// `KEY=VALUE` as a configuration entry (`--env`, and `env=`/`secret=` of
+/// `POST /functions`). Errors name the key only: the value may be a secret.
+pub fn parse_setting(s: &str, secret: bool) -> std::result::Result<rime_faas::Setting, String> {
+    let Some((key, value)) = s.split_once('=') else {
+        let what = if secret { "secret" } else { "env" };
+        return Err(format!("{what} entry without `=`: use KEY=VALUE"));
+    };
+    Ok(if secret {
+        rime_faas::Setting::secret(key, value)
+    } else {
+        rime_faas::Setting::plain(key, value)
+    })
+}
+
+/// `--secret KEY=@FILE`: the entry with the file's bytes (one trailing
+/// newline dropped, as `echo` adds one). A value given inline is refused:
+/// it would be in the shell's history and in `ps`.
+pub fn read_secret(s: &str) -> std::result::Result<rime_faas::Setting, String> {
+    let Some((key, file)) = s.split_once("=@") else {
+        let key = s.split_once('=').map_or("", |(k, _)| k);
+        return Err(format!(
+            "--secret {key}: give the value as KEY=@FILE (a file keeps it out of shell history and ps)"
+        ));
+    };
+    let mut value =
+        std::fs::read(file).map_err(|e| format!("--secret {key}: reading {file}: {e}"))?;
+    if value.ends_with(b"\n") {
+        value.pop();
+    }
+    Ok(rime_faas::Setting::secret(key, value))
+}
+
 /// A value for people: UTF-8 text as is, anything else as `0x` hex.
 pub fn show_bytes(v: &[u8]) -> String {
     match std::str::from_utf8(v) {

@@ -13,9 +13,10 @@ mod conn;
 mod demo;
 mod env;
 mod query;
+mod scaffold;
 mod serve;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -35,6 +36,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Creates a new function's crate: `rime new hello`, then `rime build`.
+    New(scaffold::NewArgs),
+    /// Builds the function's crate in DIR for wasm32 (release) and prints
+    /// the path of its .wasm.
+    Build(scaffold::BuildArgs),
     /// Deploys the example faaslets and runs concurrent counter increments
     /// and bank transfers on a data directory; run it twice and the state
     /// carries over.
@@ -55,6 +61,12 @@ enum Command {
     Stats(cmd::DataArgs),
     /// Offline check of a data directory: recovery, checksums, tree invariants.
     Check(cmd::DataArgs),
+    /// Prints a shell completion script, e.g.
+    /// `rime completions bash > ~/.local/share/bash-completion/completions/rime`.
+    Completions {
+        /// bash, zsh, fish (also elvish, powershell).
+        shell: clap_complete::Shell,
+    },
 }
 
 fn main() -> ExitCode {
@@ -65,6 +77,8 @@ fn main() -> ExitCode {
     };
     env::init_logging(cli.log.as_deref(), default_level);
     let result = match cli.command {
+        Command::New(args) => scaffold::new(&args),
+        Command::Build(args) => scaffold::build(&args),
         Command::Demo(args) => demo::run(&args),
         Command::Deploy(args) => cmd::deploy(&args),
         Command::Undeploy(args) => cmd::undeploy(&args),
@@ -74,6 +88,10 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(&args),
         Command::Stats(args) => cmd::stats(&args),
         Command::Check(args) => cmd::check(&args),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "rime", &mut std::io::stdout());
+            Ok(())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

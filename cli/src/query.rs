@@ -53,7 +53,12 @@ pub fn pairs(query: Option<&str>) -> Result<Vec<(String, Vec<u8>)>, String> {
         let (k, v) = part.split_once('=').unwrap_or((part, ""));
         let k = String::from_utf8(percent_decode(k, true)?)
             .map_err(|_| "a query parameter's name is not UTF-8".to_string())?;
-        out.push((k, percent_decode(v, true)?));
+        // Values may be secrets (`secret=KEY=VALUE`): the error names
+        // the parameter, not the bytes.
+        let v = percent_decode(v, true).map_err(|_| {
+            format!("parameter {k:?}: malformed percent-escape (use %XX with two hex digits)")
+        })?;
+        out.push((k, v));
     }
     Ok(out)
 }

@@ -216,3 +216,19 @@ fn clear_errors() {
         "{err}"
     );
 }
+
+#[test]
+fn completions_name_the_subcommands() {
+    for shell in ["bash", "zsh", "fish"] {
+        let (ok, script) = rime(&["completions", shell]);
+        assert!(ok, "{shell}: {script}");
+        for sub in ["deploy", "invoke", "new", "build"] {
+            assert!(
+                script.contains(sub),
+                "{shell} script lacks {sub}:\n{script}"
+            );
+        }
+    }
+    let (ok, err) = rime(&["completions", "tcsh"]);
+    assert!(!ok && err.contains("invalid value 'tcsh'"), "{err}");
+}

@@ -38,6 +38,10 @@ pub enum DeployError {
     MemoryLimit { requested: u64, max: u64 },
     #[error("deadline must be positive and at most {max:?}")]
     BadDeadline { max: std::time::Duration },
+    /// A configuration entry (`--env`, `--secret`) is refused; the message
+    /// names the key, never the value.
+    #[error("invalid configuration: {0}")]
+    BadSetting(String),
     /// Not a wasm module, or one wasmtime rejects (validation, compilation).
     #[error("malformed module: {0}")]
     Malformed(String),

@@ -300,6 +300,10 @@ fn classify(store: &mut Store<HostState>, e: wasmtime::Error, f: &Function) -> I
     if let Some(p) = e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>() {
         return InvokeError::Overloaded(p.to_string());
     }
+    // A panic the SDK reported: its message says more than `unreachable`.
+    if let Some(panic) = store.data_mut().panic.take() {
+        return InvokeError::Trap(format!("panicked: {panic}"));
+    }
     // The trap itself and the innermost guest frame, not the whole backtrace.
     let mut msg = e.root_cause().to_string();
     if let Some(frame) = e

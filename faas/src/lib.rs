@@ -22,6 +22,7 @@ mod exec;
 mod invoke;
 pub mod limits;
 mod registry;
+mod settings;
 
 pub use engine::{
     DEFAULT_MAX_ADMITTED, DEFAULT_MAX_INSTANCES, EPOCH_TICK, RuntimeConfig, ticker_running,
@@ -30,6 +31,7 @@ pub use error::{DeployError, InvokeError, OpenError, UndeployError};
 pub use exec::Invoking;
 pub use invoke::Invocation;
 pub use registry::{FunctionConfig, FunctionInfo, Grant, namespace_tree};
+pub use settings::{SECRET_SHOWN, Setting};
 
 use registry::Function;
 use rime_storage::{Db, TreeId};

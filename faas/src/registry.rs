@@ -7,17 +7,22 @@
 //! | --- | --- |
 //! | `m/<name>` | meta: format, generation, memory limit, deadline, module length, SHA-256 |
 //! | `g/<name>/<grant>` | `1` writable, `0` read-only |
+//! | `c/<name>/<key>` | a configuration entry: `0` plain or `1` secret, then the value |
 //! | `w/<name>/<generation u64 BE>/<chunk u32 BE>` | module bytes, in chunks of at most `rime_storage::MAX_VALUE_LEN` |
 //!
 //! A (re)deploy writes all of it in one transaction and deletes the
 //! previous generation's chunks and grants in the same transaction, so a
 //! crash leaves either the old function or the new one. A function's state
 //! lives in tree `ns/<name>`, which undeploy keeps.
+//!
+//! The `c/` entries came after the others, without a new meta format: an
+//! entry stored before them has none and loads with no configuration.
 
 use crate::error::DeployError;
 use crate::limits::{
     DEFAULT_DEADLINE, DEFAULT_MEMORY_BYTES, MAX_DEADLINE, MAX_OPEN_NAMESPACES, valid_name,
 };
+use crate::settings::{self, Setting};
 use rime_storage::{Db, TreeId, Tx, TxError};
 use std::ops::{Bound, ControlFlow};
 use std::time::Duration;
@@ -64,6 +69,8 @@ pub struct FunctionConfig {
     pub memory_bytes: u64,
     /// Wall-clock limit of one attempt.
     pub deadline: Duration,
+    /// Configuration entries the guest reads with `config_get`.
+    pub settings: Vec<Setting>,
 }
 
 impl Default for FunctionConfig {
@@ -72,6 +79,7 @@ impl Default for FunctionConfig {
             grants: Vec::new(),
             memory_bytes: DEFAULT_MEMORY_BYTES,
             deadline: DEFAULT_DEADLINE,
+            settings: Vec::new(),
         }
     }
 }
@@ -88,6 +96,17 @@ impl FunctionConfig {
     pub fn deadline(mut self, d: Duration) -> Self {
         self.deadline = d;
         self
+    }
+    pub fn setting(mut self, s: Setting) -> Self {
+        self.settings.push(s);
+        self
+    }
+    /// The value of configuration entry `key`.
+    pub fn setting_value(&self, key: &[u8]) -> Option<&[u8]> {
+        self.settings
+            .iter()
+            .find(|s| s.key.as_bytes() == key)
+            .map(|s| &s.value[..])
     }
 }
 
@@ -149,7 +168,7 @@ pub(crate) fn check_config(
     if cfg.deadline.is_zero() || cfg.deadline > MAX_DEADLINE {
         return Err(DeployError::BadDeadline { max: MAX_DEADLINE });
     }
-    Ok(())
+    settings::check(&cfg.settings)
 }
 
 /// Resolves (creating if needed) the trees of `name`'s namespaces.
@@ -178,6 +197,9 @@ fn meta_key(name: &str) -> Vec<u8> {
 }
 fn grant_prefix(name: &str) -> Vec<u8> {
     format!("g/{name}/").into_bytes()
+}
+fn setting_prefix(name: &str) -> Vec<u8> {
+    format!("c/{name}/").into_bytes()
 }
 /// Every generation's chunks of `name`.
 fn chunks_prefix(name: &str) -> Vec<u8> {
@@ -264,8 +286,10 @@ fn keys_with_prefix(tx: &mut Tx<'_>, tree: TreeId, prefix: &[u8]) -> Result<Vec<
 fn remove(tx: &mut Tx<'_>, reg: TreeId, name: &str) -> Result<Option<u64>, TxError> {
     let meta = tx.get(reg, &meta_key(name), Meta::decode)?;
     let mut generation = meta.flatten().map(|m| m.generation);
-    for (k, _) in keys_with_prefix(tx, reg, &grant_prefix(name))? {
-        tx.delete(reg, &k)?;
+    for prefix in [grant_prefix(name), setting_prefix(name)] {
+        for (k, _) in keys_with_prefix(tx, reg, &prefix)? {
+            tx.delete(reg, &k)?;
+        }
     }
     let chunks = chunks_prefix(name);
     for (k, _) in keys_with_prefix(tx, reg, &chunks)? {
@@ -303,6 +327,11 @@ pub(crate) fn store(
             let mut k = grant_prefix(name);
             k.extend_from_slice(g.namespace.as_bytes());
             tx.put(reg, &k, &[u8::from(g.writable)])?;
+        }
+        for s in &cfg.settings {
+            let mut k = setting_prefix(name);
+            k.extend_from_slice(s.key.as_bytes());
+            tx.put(reg, &k, &s.encode_value())?;
         }
         let prefix = chunk_prefix(name, generation);
         for (i, chunk) in wasm.chunks(rime_storage::MAX_VALUE_LEN).enumerate() {
@@ -361,26 +390,39 @@ pub(crate) fn load_all(db: &Db, reg: TreeId) -> Result<Vec<Result<Stored, Unload
                     writable: gv.first() == Some(&1),
                 });
             }
+            let sp = setting_prefix(&name);
+            let mut settings = Vec::new();
+            for (sk, sv) in keys_with_prefix(tx, reg, &sp)? {
+                let key = String::from_utf8_lossy(&sk[sp.len()..]).into_owned();
+                settings.push(Setting::decode(key, &sv));
+            }
             let mut wasm = Vec::with_capacity(meta.module_len as usize);
             for (_, chunk) in keys_with_prefix(tx, reg, &chunk_prefix(&name, meta.generation))? {
                 wasm.extend_from_slice(&chunk);
             }
-            out.push(Ok((name, meta, grants, wasm)));
+            out.push(Ok((name, meta, grants, settings, wasm)));
         }
         Ok(out)
     })?;
     Ok(all.into_iter().map(check_stored).collect())
 }
 
-type Loaded = (String, Meta, Vec<Grant>, Vec<u8>);
+/// Name, meta, grants, configuration entries (`None`: damaged), module.
+type Loaded = (String, Meta, Vec<Grant>, Vec<Option<Setting>>, Vec<u8>);
 
 /// A loaded entry whose module matches its recorded length and hash.
 fn check_stored(entry: Result<Loaded, String>) -> Result<Stored, Unloadable> {
     use sha2::Digest;
-    let (name, meta, grants, wasm) = entry.map_err(|name| Unloadable {
+    let (name, meta, grants, settings, wasm) = entry.map_err(|name| Unloadable {
         name,
         reason: "its registry entry is corrupt".into(),
     })?;
+    let Some(settings) = settings.into_iter().collect::<Option<Vec<_>>>() else {
+        return Err(Unloadable {
+            name,
+            reason: "a configuration entry of it is corrupt".into(),
+        });
+    };
     if wasm.len() != meta.module_len as usize || sha2::Sha256::digest(&wasm)[..] != meta.hash {
         return Err(Unloadable {
             name,
@@ -393,6 +435,7 @@ fn check_stored(entry: Result<Loaded, String>) -> Result<Stored, Unloadable> {
             grants,
             memory_bytes: meta.memory_bytes,
             deadline: meta.deadline,
+            settings,
         },
         wasm,
         generation: meta.generation,

@@ -196,7 +196,11 @@ fn hostile_guests_are_contained_and_commit_nothing() {
             "memory-bomb",
             |e| matches!(e, InvokeError::Function { message, .. } if message.starts_with("memory.grow refused after")),
         ),
-        ("panic", |e| matches!(e, InvokeError::Trap(_))),
+        // The panic's message and place, not just `unreachable`.
+        (
+            "panic",
+            |e| matches!(e, InvokeError::Trap(m) if m.starts_with("panicked: hostile: deliberate panic (at examples/hostile/src/lib.rs:")),
+        ),
         ("stack-overflow", |e| matches!(e, InvokeError::Trap(_))),
         // The SDK checks the length itself and answers with an error result.
         (

@@ -25,10 +25,13 @@ fn info_json(f: &FunctionInfo) -> serde_json::Value {
         "grants": f.config.grants.iter().map(|g| serde_json::json!({
             "namespace": g.namespace, "writable": g.writable
         })).collect::<Vec<_>>(),
+        // Secrets show as KEY=<secret>.
+        "config": f.config.settings.iter().map(|s| s.shown()).collect::<Vec<_>>(),
     })
 }
 
-/// `POST /functions/{name}?grant=&memory=&deadline=`: the body is the module.
+/// `POST /functions/{name}?grant=&memory=&deadline=&env=&secret=`: the
+/// body is the module.
 pub(super) async fn deploy(
     State(app): State<Shared>,
     Path(name): Path<String>,
@@ -43,9 +46,11 @@ pub(super) async fn deploy(
             "grant" => cfg.grant(env::parse_grant(&v).map_err(ApiError::bad_request)?),
             "memory" => cfg.memory_bytes(env::parse_size(&v).map_err(ApiError::bad_request)?),
             "deadline" => cfg.deadline(env::parse_duration(&v).map_err(ApiError::bad_request)?),
+            "env" => cfg.setting(env::parse_setting(&v, false).map_err(ApiError::bad_request)?),
+            "secret" => cfg.setting(env::parse_setting(&v, true).map_err(ApiError::bad_request)?),
             _ => {
                 return Err(ApiError::bad_request(format!(
-                    "unknown parameter {k:?} (grant, memory, deadline)"
+                    "unknown parameter {k:?} (grant, memory, deadline, env, secret)"
                 )));
             }
         };

@@ -78,6 +78,9 @@ pub(crate) struct HostState {
     pub tx_error: Option<TxError>,
     /// The invocation's log output so far (earlier attempts included).
     pub log: LogBudget,
+    /// The message of a guest panic, from the SDK's log line just before
+    /// it traps (`rime_abi::PANIC_LOG_PREFIX`); goes into the trap's error.
+    pub panic: Option<String>,
 }
 
 impl HostState {
@@ -109,6 +112,7 @@ impl HostState {
             writes: write_set::WriteSet::default(),
             tx_error: None,
             log,
+            panic: None,
         }
     }
 

@@ -1,5 +1,5 @@
-//! `input`, `output`, `ns_open`, `get`, `put`, `delete`, `add`, `cas`,
-//! `log`. Every call checks all its guest ranges first (a bad one traps),
+//! `input`, `output`, `config_get`, `ns_open`, `get`, `put`, `delete`,
+//! `add`, `cas`, `log`. Every call checks all its guest ranges first (a bad one traps),
 //! then its arguments (error codes), then acts. None allocates on the
 //! host heap except `output` (the result buffer), `log`, and a write of a
 //! key not yet in the write set (its entry in `WriteSet`).
@@ -20,6 +20,7 @@ pub(super) fn define(l: &mut Linker<HostState>, calls: HostCalls) -> Result<(), 
     l.func_wrap(IMPORT_MODULE, "ns_open", ns_open)?;
     l.func_wrap(IMPORT_MODULE, "put", put)?;
     l.func_wrap(IMPORT_MODULE, "log", log)?;
+    l.func_wrap(IMPORT_MODULE, "config_get", config_get)?;
     // Those that read may suspend the invocation (see the module docs of
     // `abi`); `put` reads nothing but buffers, so it never waits.
     if calls == HostCalls::Suspending {
@@ -75,6 +76,25 @@ fn output(mut caller: Caller<'_, HostState>, ptr: i32, len: i32) -> R {
     st.output.clear();
     st.output.extend_from_slice(&data[src]);
     Ok(0)
+}
+
+/// `config_get`: the function's configuration entry `key` (deploy's
+/// `--env`/`--secret`), by the buffer protocol of `get`.
+fn config_get(mut caller: Caller<'_, HostState>, key: i32, key_len: i32, buf: i32, cap: i32) -> R {
+    let mem = memory(&caller)?;
+    let (data, st) = mem.data_and_store_mut(&mut caller);
+    let k = range("config_get", data.len(), key, key_len)?;
+    let dst = range("config_get", data.len(), buf, cap)?;
+    if !rime_abi::valid_config_key(&data[k.clone()]) {
+        return Ok(ERR_INVALID);
+    }
+    let Some(value) = st.function.config.setting_value(&data[k]) else {
+        return Ok(ERR_NOT_FOUND);
+    };
+    if value.len() <= dst.len() {
+        data[dst.start..dst.start + value.len()].copy_from_slice(value);
+    }
+    Ok(value.len() as i32) // <= MAX_CONFIG_VALUE_LEN
 }
 
 fn ns_open(mut caller: Caller<'_, HostState>, name: i32, name_len: i32) -> R {
@@ -298,6 +318,7 @@ fn log(
     let (data, st) = mem.data_and_store_mut(&mut caller);
     let m = range("log", data.len(), msg, msg_len)?;
     let f = &*st.function.name;
+    keep_panic(&mut st.panic, level, &data[m.clone()]);
     let budget = &mut st.log;
     if budget.truncated {
         return Ok(());
@@ -331,6 +352,18 @@ fn log(
         truncated(budget, f);
     }
     Ok(())
+}
+
+/// Keeps the message of the SDK's panic line (whatever the log budget
+/// says), at most `MAX_LOG_LEN` bytes of it, for the trap's error.
+fn keep_panic(panic: &mut Option<String>, level: i32, bytes: &[u8]) {
+    let Some(message) = bytes.strip_prefix(rime_abi::PANIC_LOG_PREFIX.as_bytes()) else {
+        return;
+    };
+    if Level::from_raw(level) == Level::Error {
+        let message = &message[..message.len().min(MAX_LOG_LEN)];
+        *panic = Some(String::from_utf8_lossy(message).into_owned());
+    }
 }
 
 /// Marks the invocation's log output truncated, with the one warning.

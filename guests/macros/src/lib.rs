@@ -9,8 +9,15 @@
 //! expands to the function unchanged plus
 //! `#[no_mangle] extern "C" fn rime_invoke() -> i32`, which reads the input,
 //! calls it, writes the output or the error's `Display` text, and returns
-//! `RESULT_OK` or `RESULT_ERROR`. The error type only needs `Display`. It
-//! also installs the SDK's panic handler (`rime_sdk::panic_handler!()`).
+//! `RESULT_OK` or `RESULT_ERROR`. The error type only needs `Display`.
+//!
+//! Panics: in a `no_std` crate it also defines the SDK's panic handler
+//! (`rime_sdk::panic_handler!()`); in a crate that links `std` (which has
+//! its own handler) it installs a panic hook instead. Either way the panic
+//! message reaches the log and the caller's error. Which one is found from
+//! the crate root, `src/lib.rs`: `#![no_std]` (also inside `cfg_attr`)
+//! means `no_std`. `#[faaslet(std)]` or `#[faaslet(no_std)]` says it
+//! explicitly, for a crate whose root is elsewhere.
 
 use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned};
@@ -32,13 +39,72 @@ pub fn faaslet(
         .into()
 }
 
-fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
-    if !attr.is_empty() {
-        return Err(syn::Error::new(
-            attr.span(),
-            "#[faaslet] takes no arguments",
-        ));
+/// How the guest crate handles panics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Panics {
+    /// `no_std`: the SDK's `#[panic_handler]`.
+    Handler,
+    /// Links `std`: std's handler, with the SDK's panic hook.
+    Hook,
+}
+
+/// `std` / `no_std` from the attribute, else detected from the crate root.
+fn panics_of(attr: TokenStream) -> syn::Result<Panics> {
+    if attr.is_empty() {
+        return Ok(detect_panics());
     }
+    let ident: syn::Ident = syn::parse2(attr.clone()).map_err(|_| bad_attr(&attr))?;
+    match ident.to_string().as_str() {
+        "std" => Ok(Panics::Hook),
+        "no_std" => Ok(Panics::Handler),
+        _ => Err(bad_attr(&attr)),
+    }
+}
+
+fn bad_attr(attr: &TokenStream) -> syn::Error {
+    syn::Error::new(
+        attr.span(),
+        "#[faaslet] takes no argument, or `std` or `no_std` (the default is read from src/lib.rs)",
+    )
+}
+
+/// `no_std` if the crate root (`$CARGO_MANIFEST_DIR/src/lib.rs`) has a
+/// `#![no_std]` or `#![cfg_attr(..., no_std)]`; otherwise the crate links
+/// `std`. An unreadable root counts as `std`: the hook's code compiles in
+/// either kind of crate, while a second panic handler would not.
+fn detect_panics() -> Panics {
+    let Some(dir) = std::env::var_os("CARGO_MANIFEST_DIR") else {
+        return Panics::Hook;
+    };
+    let root = std::path::Path::new(&dir).join("src").join("lib.rs");
+    match std::fs::read_to_string(root) {
+        Ok(text) if says_no_std(&text) => Panics::Handler,
+        _ => Panics::Hook,
+    }
+}
+
+/// Whether a crate root's inner attributes include `no_std`.
+fn says_no_std(text: &str) -> bool {
+    let Ok(file) = syn::parse_file(text) else {
+        return false;
+    };
+    file.attrs.iter().any(|a| {
+        let path = a.path();
+        if path.is_ident("no_std") {
+            return true;
+        }
+        path.is_ident("cfg_attr")
+            && a.meta.require_list().is_ok_and(|l| {
+                l.tokens
+                    .clone()
+                    .into_iter()
+                    .any(|t| t.to_string() == "no_std")
+            })
+    })
+}
+
+fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
+    let panics = panics_of(attr)?;
     let func: ItemFn = syn::parse2(item).map_err(|e| {
         syn::Error::new(
             e.span(),
@@ -52,6 +118,10 @@ fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
     // Spanned on the function name so a wrong `Ok`/`Err` type (e.g. an `E`
     // without `Display`) is reported at the function.
     let call = quote_spanned! {name.span()=> ::rime_sdk::__private::run(#name) };
+    let (hook, handler) = match panics {
+        Panics::Hook => (quote!(::rime_sdk::__std_panic_hook!();), quote!()),
+        Panics::Handler => (quote!(), quote!(::rime_sdk::panic_handler!();)),
+    };
     Ok(quote! {
         #func
 
@@ -60,10 +130,11 @@ fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
         #[allow(unsafe_code)] // `no_mangle` is how a wasm export gets its name
         #[unsafe(no_mangle)]
         pub extern "C" fn #export() -> i32 {
+            #hook
             #call
         }
 
-        ::rime_sdk::panic_handler!();
+        #handler
     })
 }
 
@@ -223,6 +294,29 @@ mod tests {
     }
 
     #[test]
+    fn no_std_is_read_from_the_crate_root_or_the_attribute() {
+        assert!(says_no_std("#![no_std]\nfn f() {}"));
+        assert!(says_no_std("//! docs\n#![cfg_attr(not(test), no_std)]\n"));
+        assert!(!says_no_std(
+            "//! #![no_std] only in a comment\nuse std::fmt;"
+        ));
+        assert!(!says_no_std("#![deny(unsafe_code)]"));
+        assert_eq!(panics_of(quote!(std)).unwrap(), Panics::Hook);
+        assert_eq!(panics_of(quote!(no_std)).unwrap(), Panics::Handler);
+        let item = quote!(
+            fn f(i: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(i.to_vec())
+            }
+        );
+        let std_out = expand(quote!(std), item.clone()).unwrap().to_string();
+        assert!(std_out.contains("__std_panic_hook"), "{std_out}");
+        assert!(!std_out.contains("panic_handler"), "{std_out}");
+        let no_std_out = expand(quote!(no_std), item).unwrap().to_string();
+        assert!(no_std_out.contains("panic_handler"), "{no_std_out}");
+        assert!(!no_std_out.contains("__std_panic_hook"), "{no_std_out}");
+    }
+
+    #[test]
     fn rejects_wrong_shapes_with_clear_messages() {
         let cases: &[(TokenStream, TokenStream, &str)] = &[
             (
@@ -230,7 +324,7 @@ mod tests {
                 quote!(
                     fn f(i: &[u8]) -> Result<Vec<u8>, E> {}
                 ),
-                "takes no arguments",
+                "takes no argument, or `std` or `no_std`",
             ),
             (
                 quote!(),

@@ -84,6 +84,17 @@ impl fmt::Display for Error {
     }
 }
 
+/// So `?` turns it into a `Box<dyn Error>` (or `anyhow::Error`, ...) in a
+/// guest that links `std`.
+impl core::error::Error for Error {}
+
+/// So `?` works in a faaslet that returns `Result<_, String>`.
+impl From<Error> for alloc::string::String {
+    fn from(e: Error) -> Self {
+        alloc::string::ToString::to_string(&e)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,5 +110,20 @@ mod tests {
         assert_eq!(Error::from_code(-99), Error::Unknown(-99));
         assert_eq!(Error::check(0), Ok(()));
         assert_eq!(Error::check(abi::ERR_DENIED), Err(Error::Denied));
+    }
+
+    #[test]
+    fn converts_into_std_errors_and_strings() {
+        use alloc::string::ToString;
+        fn boxed() -> Result<(), std::boxed::Box<dyn core::error::Error>> {
+            Err(Error::Denied)?;
+            Ok(())
+        }
+        fn text() -> Result<(), alloc::string::String> {
+            Err(Error::NotFound)?;
+            Ok(())
+        }
+        assert_eq!(boxed().unwrap_err().to_string(), "namespace access denied");
+        assert_eq!(text().unwrap_err(), "key not found");
     }
 }

@@ -26,6 +26,29 @@ pub fn input() -> Result<Vec<u8>, Error> {
     Err(Error::Protocol)
 }
 
+/// The function's configuration entry `key`, set at deploy time
+/// (`rime deploy ... --env KEY=VALUE --secret KEY=@FILE`); `None` if it
+/// has none (or `key` is not `[A-Za-z_][A-Za-z0-9_]*`).
+pub fn config(key: &str) -> Option<Vec<u8>> {
+    let mut buf = Vec::new();
+    // As for `input`: the first call asks for the length, the second fits.
+    for _ in 0..2 {
+        let code = raw::config_get(key.as_bytes(), &mut buf);
+        let n = usize::try_from(code).ok()?; // negative: absent or invalid
+        if n <= buf.len() {
+            buf.truncate(n);
+            return Some(buf);
+        }
+        buf = vec![0; n];
+    }
+    None
+}
+
+/// [`config`] as text; `None` also if the value is not UTF-8.
+pub fn config_str(key: &str) -> Option<String> {
+    String::from_utf8(config(key)?).ok()
+}
+
 /// Sets the invocation's output (the last call wins).
 pub fn output(bytes: &[u8]) -> Result<(), Error> {
     if bytes.len() > MAX_OUTPUT_LEN {

@@ -40,7 +40,7 @@ mod tests;
 
 pub use abi::Level;
 pub use error::Error;
-pub use io::{input, log, log_fmt, output};
+pub use io::{config, config_str, input, log, log_fmt, output};
 pub use namespace::{Fetched, Namespace};
 pub use rime_sdk_macros::faaslet;
 pub use scan::{EntryRef, SCAN_FIRST_BUFFER, Scan};
@@ -61,18 +61,66 @@ macro_rules! log {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::io::run;
+    use core::fmt::Display;
+    use core::panic::Location;
+
+    /// Logs a panic's message at `Error` level, prefixed with
+    /// [`PANIC_LOG_PREFIX`](crate::abi::PANIC_LOG_PREFIX): the host keeps
+    /// that line and puts it in the trap's error. Never allocates (the heap
+    /// may be what ran out).
+    pub fn report_panic(message: &dyn Display, location: Option<&Location<'_>>) {
+        let prefix = crate::abi::PANIC_LOG_PREFIX;
+        match location {
+            Some(at) => crate::log_fmt(
+                crate::Level::Error,
+                format_args!(
+                    "{prefix}{message} (at {}:{}:{})",
+                    at.file(),
+                    at.line(),
+                    at.column()
+                ),
+            ),
+            None => crate::log_fmt(crate::Level::Error, format_args!("{prefix}{message}")),
+        }
+    }
 
     /// Body of the panic handler that [`panic_handler!`](crate::panic_handler)
-    /// defines: logs without allocating (the heap may be what ran out), then
-    /// traps.
+    /// defines in a `no_std` guest: report, then trap.
     #[cfg(target_arch = "wasm32")]
     pub fn on_panic(info: &core::panic::PanicInfo<'_>) -> ! {
-        crate::log_fmt(
-            crate::Level::Error,
-            format_args!("faaslet panicked: {info}"),
-        );
+        report_panic(&info.message(), info.location());
         core::arch::wasm32::unreachable()
     }
+}
+
+/// What `#[faaslet]` puts at the start of `rime_invoke` in a guest that
+/// links `std`: once per instance, a panic hook that reports the message
+/// like the `no_std` handler does. `std` then aborts, which traps on wasm32.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __std_panic_hook {
+    () => {
+        #[cfg(target_arch = "wasm32")]
+        {
+            extern crate std as __rime_std;
+            static HOOK: __rime_std::sync::Once = __rime_std::sync::Once::new();
+            HOOK.call_once(|| {
+                __rime_std::panic::set_hook(__rime_std::boxed::Box::new(|info| {
+                    let payload = info.payload();
+                    let message: &dyn ::core::fmt::Display = if let Some(s) =
+                        payload.downcast_ref::<&str>()
+                    {
+                        s
+                    } else if let Some(s) = payload.downcast_ref::<__rime_std::string::String>() {
+                        s
+                    } else {
+                        &"Box<dyn Any>"
+                    };
+                    $crate::__private::report_panic(message, info.location());
+                }))
+            });
+        }
+    };
 }
 
 /// dlmalloc: the allocator Rust's own std uses on wasm32. It is small
@@ -84,8 +132,11 @@ pub mod __private {
 static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
 
 /// Defines the crate's `#[panic_handler]`: log the message, then trap, so
-/// the invocation commits nothing. `#[faaslet]` invokes this; a guest that
-/// writes its export by hand invokes it once at its crate root.
+/// the invocation commits nothing. `#[faaslet]` invokes this in a `no_std`
+/// crate (one whose `src/lib.rs` says `#![no_std]`, or
+/// `#[faaslet(no_std)]`); a crate that links `std` gets std's handler and
+/// a panic hook instead. A `no_std` guest that writes its export by hand
+/// invokes it once at its crate root.
 ///
 /// It expands in the guest crate rather than living in the SDK so that it
 /// can step aside (`not(test)`) when that crate's tests link `std`, which

@@ -35,6 +35,8 @@ struct Host {
     grants: BTreeMap<String, bool>,
     /// Open handles of the current invocation: index = handle.
     handles: Vec<(String, bool)>,
+    /// The function's configuration entries, as set "at deploy time".
+    config: BTreeMap<String, Vec<u8>>,
     input: Vec<u8>,
     output: Vec<u8>,
     logs: Vec<(Level, String)>,
@@ -77,6 +79,12 @@ pub fn reset() {
 /// Grants the namespace `name`, read-only or writable.
 pub fn grant(name: &str, writable: bool) {
     with(|h| h.grants.insert(name.to_string(), writable));
+}
+
+/// Sets configuration entry `key` (deploy's `--env KEY=VALUE`), read by
+/// [`crate::config`].
+pub fn set_config(key: &str, value: &[u8]) {
+    with(|h| h.config.insert(key.to_string(), value.to_vec()));
 }
 
 /// Runs a faaslet's `rime_invoke` export as one invocation: its store
@@ -198,6 +206,17 @@ pub(crate) mod calls {
         }
         with(|h| h.output = bytes.to_vec());
         0
+    }
+
+    pub(crate) fn config_get(key: &[u8], buf: &mut [u8]) -> i32 {
+        if !valid_config_key(key) {
+            return ERR_INVALID;
+        }
+        let key = core::str::from_utf8(key).expect("a valid key is ASCII");
+        with(|h| match h.config.get(key) {
+            Some(v) => copy_if_fits(v, buf),
+            None => ERR_NOT_FOUND,
+        })
     }
 
     pub(crate) fn ns_open(name: &[u8]) -> i32 {

@@ -93,6 +93,13 @@ pub fn log(level: i32, msg: &[u8]) {
     imp::log(level, msg)
 }
 
+/// `config_get`: the length `n` of configuration entry `key`, copied into
+/// `buf` only if `n <= buf.len()`; or `ERR_NOT_FOUND`, `ERR_INVALID`.
+#[inline]
+pub fn config_get(key: &[u8], buf: &mut [u8]) -> i32 {
+    imp::config_get(key, buf)
+}
+
 #[cfg(target_arch = "wasm32")]
 #[allow(unsafe_code)]
 mod wasm {
@@ -138,6 +145,8 @@ mod wasm {
         ) -> i32;
         #[link_name = "log"]
         fn rime_log(level: i32, msg: *const u8, msg_len: u32);
+        #[link_name = "config_get"]
+        fn rime_config_get(key: *const u8, key_len: u32, buf: *mut u8, cap: u32) -> i32;
     }
 
     /// A slice length as an ABI length. Lossless: on wasm32 `usize` is 32
@@ -243,6 +252,19 @@ mod wasm {
                 flags,
                 buf_ptr,
                 cap,
+            )
+        }
+    }
+
+    pub(super) fn config_get(key: &[u8], buf: &mut [u8]) -> i32 {
+        // SAFETY: `key` is read-only and `buf` exclusively borrowed for the
+        // call; the host writes at most `buf.len()` bytes, only into `buf`.
+        unsafe {
+            rime_config_get(
+                key.as_ptr(),
+                len(key.len()),
+                buf.as_mut_ptr(),
+                len(buf.len()),
             )
         }
     }

@@ -283,3 +283,21 @@ fn cas_refuses_an_expected_value_over_the_limit() {
         Ok(())
     });
 }
+
+#[test]
+fn config_reads_entries_of_any_length() {
+    mock::reset();
+    mock::set_config("GREETING", b"hello");
+    mock::set_config("BLOB", &[7; 5000]);
+    assert_eq!(crate::config("GREETING").as_deref(), Some(&b"hello"[..]));
+    assert_eq!(crate::config_str("GREETING").as_deref(), Some("hello"));
+    assert_eq!(crate::config("BLOB"), Some(vec![7; 5000]));
+    assert_eq!(
+        crate::config_str("BLOB").as_deref(),
+        Some("\u{7}".repeat(5000).as_str())
+    );
+    assert_eq!(crate::config("MISSING"), None);
+    assert_eq!(crate::config("not a key"), None);
+    mock::set_config("BINARY", &[0xff]);
+    assert_eq!(crate::config_str("BINARY"), None);
+}

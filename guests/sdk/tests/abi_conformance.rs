@@ -94,8 +94,9 @@ fn documented_imports() -> BTreeMap<String, Sig> {
     }
     assert_eq!(
         table.len(),
-        10,
-        "expected the 10 imports of ABI v1, parsed {table:?}"
+        rime_abi::IMPORTS.len(),
+        "expected the {} imports of ABI v1, parsed {table:?}",
+        rime_abi::IMPORTS.len()
     );
     table
 }

@@ -4,6 +4,8 @@
 //!   `ns:key` counts in namespace `ns` instead of the own one; `ns` must be
 //!   granted writable to the function at deploy time (e.g. a namespace
 //!   `stats` shared by several functions).
+//! - Configuration: `STEP`, the increment as decimal text (default 1), e.g.
+//!   `rime deploy counter counter.wasm --env STEP=10`.
 //! - Output: the new value as decimal text, e.g. `42`.
 //! - State: `key -> i64` (8 bytes, little-endian).
 //!
@@ -29,7 +31,11 @@ fn counter(input: &[u8]) -> Result<Vec<u8>, Error> {
         None => (Namespace::OWN, input),
     };
     let key = if key.is_empty() { DEFAULT_KEY } else { key };
-    let value = ns.add(key, 1)?;
+    let step = match rime_sdk::config_str("STEP") {
+        Some(text) => text.parse::<i64>().map_err(|_| Error::Invalid)?,
+        None => 1,
+    };
+    let value = ns.add(key, step)?;
     Ok(value.to_string().into_bytes())
 }
 
@@ -48,6 +54,15 @@ mod tests {
         let outcome = mock::invoke(b"bad", super::rime_invoke);
         assert_eq!(outcome.code, rime_sdk::abi::RESULT_ERROR);
         assert_eq!(outcome.text(), "value is not an 8-byte i64");
+
+        mock::set_config("STEP", b"10");
+        assert_eq!(mock::invoke(b"", super::rime_invoke).text(), "12");
+        mock::set_config("STEP", b"ten");
+        assert_eq!(
+            mock::invoke(b"", super::rime_invoke).text(),
+            "invalid argument"
+        );
+        mock::set_config("STEP", b"1");
 
         mock::grant("stats", true);
         assert_eq!(mock::invoke(b"stats:hits", super::rime_invoke).text(), "1");
