@@ -11,6 +11,7 @@
 //! * `invoke`: an invocation as a transaction (a future).
 //! * `exec`: the executors that run thousands of invocations per core,
 //!   none holding a thread while it waits for a page or a log sync.
+//! * `guest_log`: guest log lines and the sink that receives them.
 //! * `limits`: the ABI's limits and the per-instance `ResourceLimiter`.
 #![deny(unsafe_code)]
 
@@ -19,6 +20,7 @@ mod cache;
 mod engine;
 mod error;
 mod exec;
+mod guest_log;
 mod invoke;
 pub mod limits;
 mod registry;
@@ -28,6 +30,7 @@ pub use engine::{
 };
 pub use error::{DeployError, InvokeError, OpenError, UndeployError};
 pub use exec::Invoking;
+pub use guest_log::{GuestLog, LogLevel, LogSink, level_name};
 pub use invoke::Invocation;
 pub use registry::{FunctionConfig, FunctionInfo, Grant, namespace_tree};
 
@@ -391,6 +394,7 @@ impl Inner {
             grants,
             pre,
             pre_suspending,
+            log_sink: self.cfg.log_sink.clone(),
             info: FunctionInfo {
                 name: name.to_string(),
                 config: config.clone(),
