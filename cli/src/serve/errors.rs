@@ -16,6 +16,9 @@ pub struct ApiError {
     pub(super) status: StatusCode,
     pub(super) code: &'static str,
     pub(super) message: String,
+    /// The guest's error code, for `function_error` (`function_code` in
+    /// the JSON).
+    pub(super) function_code: Option<i32>,
 }
 
 pub(super) type ApiResult<T> = std::result::Result<T, ApiError>;
@@ -30,6 +33,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            function_code: None,
         }
     }
     pub(super) fn not_found(message: impl Into<String>) -> ApiError {
@@ -59,7 +63,10 @@ impl IntoResponse for ApiError {
         }
         let overloaded =
             self.status == StatusCode::SERVICE_UNAVAILABLE && self.code == "overloaded";
-        let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
+        let mut body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
+        if let Some(c) = self.function_code {
+            body["error"]["function_code"] = c.into();
+        }
         let mut response = (self.status, Json(body)).into_response();
         if overloaded {
             // Admission refused at once: a second is long enough for the
@@ -142,10 +149,12 @@ pub(super) fn invoke_error(e: &InvokeError) -> ApiError {
         InvokeError::Storage(_) => (StatusCode::INTERNAL_SERVER_ERROR, "storage"),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
     };
-    let message = match e {
-        // The guest's own message, unadorned.
-        InvokeError::Function { message, .. } => message.clone(),
-        e => e.to_string(),
-    };
-    ApiError::new(status, code, message)
+    match e {
+        // The guest's own message, unadorned, and its code.
+        InvokeError::Function { code: c, message } => ApiError {
+            function_code: Some(*c),
+            ..ApiError::new(status, code, message.clone())
+        },
+        e => ApiError::new(status, code, e.to_string()),
+    }
 }

@@ -11,7 +11,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use rime_faas::{FunctionConfig, FunctionInfo, UndeployError};
+use rime_faas::{FunctionConfig, FunctionInfo, InvokeError, UndeployError, level_name};
 use std::sync::atomic::Ordering;
 
 fn info_json(f: &FunctionInfo) -> serde_json::Value {
@@ -70,6 +70,8 @@ pub(super) async fn undeploy(
             UndeployError::NotFound(_) => ApiError::not_found(e.to_string()),
             e => ApiError::storage(e.to_string()),
         })?;
+    app.logs.forget(&name);
+    app.metrics.forget_function(&name);
     tracing::info!(target: LOG_TARGET, %name, "undeployed");
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -83,12 +85,26 @@ pub(super) async fn list_functions(State(app): State<Shared>) -> ApiResult<Respo
     Ok(Json(serde_json::json!({ "functions": list, "unloadable": unloadable })).into_response())
 }
 
-/// `POST /invoke/{name}`: the body is the input, the response the output.
+/// `POST /invoke/{name}[?logs=1]`: the body is the input, the response the
+/// output (with `logs=1`, JSON: the output in hex and the guest's log lines).
 pub(super) async fn invoke(
     State(app): State<Shared>,
     Path(name): Path<String>,
+    RawQuery(q): RawQuery,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
+    let mut with_logs = false;
+    for (k, v) in query::pairs(q.as_deref()).map_err(ApiError::bad_request)? {
+        match (k.as_str(), v.as_slice()) {
+            ("logs", b"1" | b"true") => with_logs = true,
+            ("logs", b"0" | b"false") => with_logs = false,
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown parameter {k:?} (logs=1)"
+                )));
+            }
+        }
+    }
     let input = body.map_err(body_error)?;
     // Straight to the executors, no thread held while it runs. If the
     // client goes away, hyper drops this future and with it the
@@ -98,8 +114,12 @@ pub(super) async fn invoke(
     m.invocations.fetch_add(1, Ordering::Relaxed);
     match r {
         Ok(inv) => {
-            m.invocation_micros
-                .fetch_add(inv.duration.as_micros() as u64, Ordering::Relaxed);
+            let micros = inv.duration.as_micros() as u64;
+            m.invocation_micros.fetch_add(micros, Ordering::Relaxed);
+            m.count_function(&name, Some(micros));
+            if with_logs {
+                return Ok(with_logs_json(&inv).into_response());
+            }
             Ok((
                 [
                     (header::CONTENT_TYPE, "application/octet-stream".to_string()),
@@ -119,9 +139,26 @@ pub(super) async fn invoke(
         Err(e) => {
             let err = invoke_error(&e);
             m.count_error(err.code);
+            // Per function only for deployed ones: the label set stays bounded.
+            if !matches!(e, InvokeError::NotFound(_)) {
+                m.count_function(&name, None);
+            }
             Err(err)
         }
     }
+}
+
+/// The answer of `POST /invoke/{name}?logs=1`.
+fn with_logs_json(inv: &rime_faas::Invocation) -> Json<serde_json::Value> {
+    let logs: Vec<_> = (inv.logs.iter())
+        .map(|l| serde_json::json!({"level": level_name(l.level), "message": l.message}))
+        .collect();
+    Json(serde_json::json!({
+        "output_hex": env::hex(&inv.output),
+        "logs": logs,
+        "retries": inv.retries,
+        "duration_us": inv.duration.as_micros() as u64,
+    }))
 }
 
 /// `/health`: 200 while the Db takes writes, 503 naming the cause once it
