@@ -44,7 +44,7 @@ struct Cli {
     #[arg(long, env = "RIME_SERVER", value_name = "URL")]
     server: Option<String>,
     /// The server's bearer token (with `--server`).
-    #[arg(long, env = "RIME_TOKEN", hide_env_values = true, requires = "server")]
+    #[arg(long, env = "RIME_TOKEN", hide_env_values = true)]
     token: Option<String>,
     #[command(subcommand)]
     command: Command,
@@ -102,11 +102,22 @@ fn main() -> ExitCode {
     };
     let result = match client {
         Some(c) => on_server(&c, cli.command, server_flag),
-        None => on_directory(cli.command),
+        None => on_directory(cli.command).map_err(with_server_hint),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(e),
+    }
+}
+
+/// A directory held by another process is most often a running server's:
+/// say how to reach it instead.
+fn with_server_hint(e: env::Error) -> env::Error {
+    let m = e.to_string();
+    if m.contains("is in use by another process") {
+        format!("{m}; if `rime serve` runs on it, use --server URL (or RIME_SERVER)").into()
+    } else {
+        e
     }
 }
 

@@ -302,6 +302,32 @@ fn logs_follow_streams_new_lines_until_the_server_stops() {
     let second = next_line(&rx, "a line logged after it started");
     assert!(second.ends_with(" INFO  after following"), "{second}");
 
+    // A follower that disconnects ends its stream and connection at once
+    // (not at the next line): then only the metrics request is open.
+    let mut quitter = rime_cmd()
+        .args([
+            "--server",
+            &server.base,
+            "--token",
+            TOKEN,
+            "logs",
+            "probe",
+            "-f",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let quitter_lines = lines_of(quitter.stdout.take().unwrap());
+    next_line(&quitter_lines, "the quitter's first line");
+    assert_eq!(server.metric("rime_http_connections"), 3);
+    quitter.kill().unwrap();
+    quitter.wait().unwrap();
+    common::wait_until(
+        Duration::from_secs(10),
+        "the quitter's connection closes",
+        || server.metric("rime_http_connections") == 2,
+    );
+
     // Without --follow: the kept lines, then the command ends.
     let out = srv.run(&["logs", "probe"]);
     assert!(out.ok, "{}", out.stderr);
@@ -381,6 +407,19 @@ fn token_and_reachability_errors() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    // RIME_TOKEN alone (for `rime serve`) leaves the commands on a directory.
+    let o = rime_cmd()
+        .args(["functions", "--data", data.path().to_str().unwrap()])
+        .env("RIME_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("is in use"), "{stderr}");
+    assert!(
+        stderr.contains("use --server URL (or RIME_SERVER)"),
+        "{stderr}"
+    );
 
     // A port nothing listens on.
     let port = {
