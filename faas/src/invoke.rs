@@ -73,6 +73,7 @@ pub(crate) async fn invoke(
     input: Arc<[u8]>,
     instances: &AtomicU64,
     gate: Option<&Outcome>,
+    log_sink: Option<crate::LogSink>,
 ) -> Result<Invocation, InvokeError> {
     // 2. Admission.
     if input.len() > MAX_INPUT_LEN {
@@ -83,7 +84,10 @@ pub(crate) async fn invoke(
     }
     let start = Instant::now();
     // One log budget for the invocation, whatever the number of attempts.
-    let mut log = LogBudget::default();
+    let mut log = LogBudget {
+        sink: log_sink,
+        ..LogBudget::default()
+    };
     let mut txn = db.begin();
     for attempts in 1..=MAX_INVOKE_ATTEMPTS {
         if attempts > 1 && !exec::io::on_executor() {

@@ -255,6 +255,7 @@ impl Runtime {
             Arc::from(input),
             &i.counters.instances,
             None,
+            None,
         ));
         i.count(&r);
         r
@@ -268,6 +269,18 @@ impl Runtime {
     /// [`RuntimeConfig::max_admitted`] invocations in flight, the result is
     /// `Overloaded` at once.
     pub fn invoke_async(&self, name: &str, input: impl Into<Arc<[u8]>>) -> Invoking {
+        self.invoke_async_with_logs(name, input, None)
+    }
+
+    /// [`Runtime::invoke_async`], with this invocation's guest log lines
+    /// also sent to `logs` (whatever its outcome; besides the runtime's
+    /// sink): how a caller gets the lines of its own failed invocation.
+    pub fn invoke_async_with_logs(
+        &self,
+        name: &str,
+        input: impl Into<Arc<[u8]>>,
+        logs: Option<LogSink>,
+    ) -> Invoking {
         let f = match self.inner.lookup(name) {
             Ok(f) => f,
             // Not counted, as a blocking `invoke` of a missing name is not.
@@ -285,6 +298,7 @@ impl Runtime {
                 input,
                 &i.counters.instances,
                 Some(&outcome),
+                logs,
             );
             // A caller that goes away before the commit begins ends it here
             // (`Cancelled`, nothing committed).

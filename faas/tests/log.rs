@@ -130,8 +130,9 @@ fn a_guest_logging_forever_meets_its_deadline_with_bounded_output() {
     assert_eq!(notices, 1);
 }
 
-/// The sink gets every line, as the invocation logs them, those of a
-/// failed invocation too; a committed invocation also carries its own.
+/// The runtime's sink gets every line, as the invocation logs them, those
+/// of a failed invocation too, and so does an invocation's own sink; a
+/// committed invocation also carries its lines.
 #[test]
 fn the_sink_and_the_invocation_get_the_lines_within_the_budget() {
     use rime_faas::{GuestLog, LogLevel, LogSink};
@@ -156,8 +157,18 @@ fn the_sink_and_the_invocation_get_the_lines_within_the_budget() {
 
     // On the executors too, and a timed-out invocation's lines still
     // reach the sink, capped at the per-invocation budget.
+    // The invocation's own sink gets them too.
     seen.lock().unwrap().clear();
-    let r = e.rt.invoke_async("chatty", input(u32::MAX, 10)).wait();
+    let own: Arc<Mutex<Vec<GuestLog>>> = Arc::default();
+    let own_sink = {
+        let own = own.clone();
+        LogSink::new(move |l| own.lock().unwrap().push(l.clone()))
+    };
+    let r = (e
+        .rt
+        .invoke_async_with_logs("chatty", input(u32::MAX, 10), Some(own_sink)))
+    .wait();
     assert!(matches!(r, Err(InvokeError::Timeout(_))), "{r:?}");
     assert_eq!(seen.lock().unwrap().len(), MAX_LOG_LINES_PER_INVOCATION);
+    assert_eq!(*own.lock().unwrap(), *seen.lock().unwrap());
 }

@@ -50,6 +50,8 @@ pub(crate) struct Handle {
 pub(crate) struct LogBudget {
     /// The lines kept for `Invocation::logs` (bounded by the budget).
     pub kept: Vec<crate::GuestLog>,
+    /// This invocation's own sink (`Runtime::invoke_async_with_logs`).
+    pub sink: Option<crate::LogSink>,
     /// Message bytes emitted.
     pub bytes: usize,
     /// Messages emitted.

@@ -337,6 +337,9 @@ fn log(
     if let Some(sink) = &st.function.log_sink {
         sink.send(&line);
     }
+    if let Some(sink) = &budget.sink {
+        sink.send(&line);
+    }
     budget.kept.push(line);
     if cut {
         truncated(budget, f);
