@@ -34,6 +34,8 @@ enum Failure {
         code: String,
         message: String,
         function_code: Option<i64>,
+        /// A failed invocation's guest log lines (`?logs=1`).
+        logs: LogLines,
     },
     /// Anything else: already the message to print.
     Other(String),
@@ -171,17 +173,27 @@ impl Client {
         Ok((fs, bad))
     }
 
-    /// The output, and the guest's log lines as `(level, message)`.
-    pub fn invoke(&self, name: &str, input: &[u8]) -> Result<(Vec<u8>, LogLines)> {
+    /// The output; the guest's log lines, `(level, message)`, go to
+    /// `on_log` first, those of a failed invocation too.
+    pub fn invoke(
+        &self,
+        name: &str,
+        input: &[u8],
+        on_log: &mut dyn FnMut(&str, &str),
+    ) -> Result<Vec<u8>> {
         let path = format!("/invoke/{}?logs=1", encode(name.as_bytes()));
-        let resp = (self.send(self.request("POST", &path), Some(input)))
-            .map_err(|f| self.error(f, |_, m| format!("invoking {name}: {m}")))?;
+        let resp = match self.send(self.request("POST", &path), Some(input)) {
+            Ok(resp) => resp,
+            Err(f) => {
+                if let Failure::Api { logs, .. } = &f {
+                    logs.iter().for_each(|(level, m)| on_log(level, m));
+                }
+                return Err(self.error(f, |_, m| format!("invoking {name}: {m}")));
+            }
+        };
         let v = read_json(resp)?;
-        let output = unhex(v["output_hex"].as_str().unwrap_or_default())?;
-        let logs = (v["logs"].as_array().into_iter().flatten())
-            .map(|l| (text(&l["level"]), text(&l["message"])))
-            .collect();
-        Ok((output, logs))
+        log_lines(&v).iter().for_each(|(level, m)| on_log(level, m));
+        unhex(v["output_hex"].as_str().unwrap_or_default())
     }
 
     fn state_path(ns: &str, key: &str) -> String {
@@ -290,12 +302,20 @@ fn api_failure(status: u16, resp: ureq::Response) -> Failure {
             code: code.to_string(),
             message: message.to_string(),
             function_code: e["function_code"].as_i64(),
+            logs: log_lines(&v),
         },
         _ => Failure::Other(format!(
             "the server answered {status} without a Rime error (is --server a Rime server?): {}",
             body.chars().take(200).collect::<String>()
         )),
     }
+}
+
+/// The `logs` of an invocation's answer, as `(level, message)`.
+fn log_lines(v: &serde_json::Value) -> LogLines {
+    (v["logs"].as_array().into_iter().flatten())
+        .map(|l| (text(&l["level"]), text(&l["message"])))
+        .collect()
 }
 
 fn read_bytes(resp: ureq::Response) -> Result<Vec<u8>> {

@@ -33,15 +33,14 @@ pub fn functions(c: &Client) -> Result<()> {
     Ok(())
 }
 
-/// The output on stdout, the guest's log lines on stderr. The server sends
-/// the lines of an invocation that committed; those of a failed one are in
-/// `rime logs NAME` (and the server's log).
+/// The output on stdout, the guest's log lines on stderr (a failed
+/// invocation's too, before its error).
 pub fn invoke(c: &Client, a: &InvokeArgs) -> Result<()> {
     let input = cmd::invoke_input(a)?;
-    let (output, logs) = c.invoke(&a.name, &input)?;
-    for (level, message) in logs {
-        eprintln!("{}", show::invoke_log_line(&level, &message));
-    }
+    let mut print = |level: &str, message: &str| {
+        eprintln!("{}", show::invoke_log_line(level, message));
+    };
+    let output = c.invoke(&a.name, &input, &mut print)?;
     cmd::print_output(&output)
 }
 

@@ -51,6 +51,9 @@ fn guest_path(name: &str) -> String {
     p.to_string_lossy().into_owned()
 }
 
+/// The probe's op that ends the script with a result code (`i32` LE).
+const RETURN: u8 = 11;
+
 /// A probe script (guests/examples/probe) that logs `msg` at info level.
 fn log_script(msg: &str) -> Vec<u8> {
     const LOG: u8 = 10;
@@ -93,7 +96,7 @@ impl Target<'_> {
 }
 
 /// Runs `args` both ways: both succeed or both fail, with the same stdout
-/// (and, on failure, the same stderr).
+/// and the same stderr.
 fn same(dir: &Target, server: &Target, args: &[&str]) -> Out {
     let (d, s) = (dir.run(args), server.run(args));
     assert_eq!(
@@ -102,9 +105,7 @@ fn same(dir: &Target, server: &Target, args: &[&str]) -> Out {
         d.stderr, s.stderr
     );
     assert_eq!(d.stdout, s.stdout, "{args:?}");
-    if !d.ok {
-        assert_eq!(d.stderr, s.stderr, "{args:?}");
-    }
+    assert_eq!(d.stderr, s.stderr, "{args:?}");
     s
 }
 
@@ -194,9 +195,15 @@ fn server_mode_prints_what_directory_mode_prints() {
     let out = same(&dir, &srv, &["invoke", "probe", "--input-file", input]);
     assert_eq!(out.stdout, "log\n");
     assert_eq!(out.stderr, "log info: hello from probe\n");
+
+    // A failed invocation's lines too, before its error.
+    let mut failing = log_script("about to fail");
+    failing.extend_from_slice(&[RETURN, 1, 0, 0, 0]);
+    std::fs::write(script.path(), failing).unwrap();
+    let out = same(&dir, &srv, &["invoke", "probe", "--input-file", input]);
     assert_eq!(
-        dir.run(&["invoke", "probe", "--input-file", input]).stderr,
-        out.stderr
+        out.stderr,
+        "log info: about to fail\nrime: invoking probe: function error (1): log\n\n"
     );
 
     // Stats: the same lines, their values each process's own.
@@ -210,7 +217,7 @@ fn server_mode_prints_what_directory_mode_prints() {
         s.stdout
     );
     assert!(
-        s.stdout.contains("invocations      3 committed, 0 failed"),
+        s.stdout.contains("invocations      3 committed, 1 failed"),
         "{}",
         s.stdout
     );
@@ -223,7 +230,7 @@ fn server_mode_prints_what_directory_mode_prints() {
         .unwrap();
     for line in [
         "rime_function_invocations_total{function=\"counter\"} 2",
-        "rime_function_invocations_total{function=\"probe\"} 1",
+        "rime_function_invocations_total{function=\"probe\"} 2",
     ] {
         assert!(page.contains(line), "{line} not in\n{page}");
     }

@@ -19,6 +19,9 @@ pub struct ApiError {
     /// The guest's error code, for `function_error` (`function_code` in
     /// the JSON).
     pub(super) function_code: Option<i32>,
+    /// The failed invocation's guest log lines, for `?logs=1` (`logs`
+    /// beside `error` in the JSON).
+    pub(super) logs: Option<serde_json::Value>,
 }
 
 pub(super) type ApiResult<T> = std::result::Result<T, ApiError>;
@@ -34,6 +37,7 @@ impl ApiError {
             code,
             message: message.into(),
             function_code: None,
+            logs: None,
         }
     }
     pub(super) fn not_found(message: impl Into<String>) -> ApiError {
@@ -66,6 +70,9 @@ impl IntoResponse for ApiError {
         let mut body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
         if let Some(c) = self.function_code {
             body["error"]["function_code"] = c.into();
+        }
+        if let Some(logs) = self.logs {
+            body["logs"] = logs;
         }
         let mut response = (self.status, Json(body)).into_response();
         if overloaded {

@@ -11,8 +11,11 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use rime_faas::{FunctionConfig, FunctionInfo, InvokeError, UndeployError, level_name};
+use rime_faas::{
+    FunctionConfig, FunctionInfo, GuestLog, InvokeError, LogSink, UndeployError, level_name,
+};
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 
 fn info_json(f: &FunctionInfo) -> serde_json::Value {
     serde_json::json!({
@@ -109,7 +112,11 @@ pub(super) async fn invoke(
     // Straight to the executors, no thread held while it runs. If the
     // client goes away, hyper drops this future and with it the
     // `Invoking`: the invocation is cancelled unless it began to commit.
-    let r = app.rt.invoke_async(&name, &input[..]).await;
+    let collected = with_logs.then(Collected::default);
+    let sink = collected.as_ref().map(Collected::sink);
+    let r = (app.rt)
+        .invoke_async_with_logs(&name, &input[..], sink)
+        .await;
     let m = &app.metrics;
     m.invocations.fetch_add(1, Ordering::Relaxed);
     match r {
@@ -118,7 +125,7 @@ pub(super) async fn invoke(
             m.invocation_micros.fetch_add(micros, Ordering::Relaxed);
             m.count_function(&name, Some(micros));
             if with_logs {
-                return Ok(with_logs_json(&inv).into_response());
+                return Ok(output_json(&inv).into_response());
             }
             Ok((
                 [
@@ -137,7 +144,8 @@ pub(super) async fn invoke(
                 .into_response())
         }
         Err(e) => {
-            let err = invoke_error(&e);
+            let mut err = invoke_error(&e);
+            err.logs = collected.map(|c| logs_json(&c.take()));
             m.count_error(err.code);
             // Per function only for deployed ones: the label set stays bounded.
             if !matches!(e, InvokeError::NotFound(_)) {
@@ -148,14 +156,38 @@ pub(super) async fn invoke(
     }
 }
 
-/// The answer of `POST /invoke/{name}?logs=1`.
-fn with_logs_json(inv: &rime_faas::Invocation) -> Json<serde_json::Value> {
-    let logs: Vec<_> = (inv.logs.iter())
+/// The lines of one invocation, from its own sink (`?logs=1`).
+#[derive(Clone, Default)]
+struct Collected(Arc<Mutex<Vec<GuestLog>>>);
+
+impl Collected {
+    fn sink(&self) -> LogSink {
+        let lines = self.0.clone();
+        LogSink::new(move |l| {
+            lines
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(l.clone());
+        })
+    }
+
+    fn take(&self) -> Vec<GuestLog> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+/// `[{"level", "message"}, ...]`.
+fn logs_json(lines: &[GuestLog]) -> serde_json::Value {
+    (lines.iter())
         .map(|l| serde_json::json!({"level": level_name(l.level), "message": l.message}))
-        .collect();
+        .collect()
+}
+
+/// The answer of `POST /invoke/{name}?logs=1` that committed.
+fn output_json(inv: &rime_faas::Invocation) -> Json<serde_json::Value> {
     Json(serde_json::json!({
         "output_hex": env::hex(&inv.output),
-        "logs": logs,
+        "logs": logs_json(&inv.logs),
         "retries": inv.retries,
         "duration_us": inv.duration.as_micros() as u64,
     }))
