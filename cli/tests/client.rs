@@ -235,6 +235,8 @@ fn server_mode_prints_what_directory_mode_prints() {
         assert!(page.contains(line), "{line} not in\n{page}");
     }
     assert!(!page.contains("function=\"nope\""), "{page}");
+    let errors = "rime_function_invocation_errors_total{function=\"probe\"} 1";
+    assert!(page.contains(errors), "{errors} not in\n{page}");
 
     let out = same(&dir, &srv, &["undeploy", "counter"]);
     assert_eq!(
@@ -271,7 +273,8 @@ fn next_line(rx: &mpsc::Receiver<String>, what: &str) -> String {
 #[test]
 fn logs_follow_streams_new_lines_until_the_server_stops() {
     let data = tempfile::tempdir().unwrap();
-    let server = Server::start(data.path(), &["--token", TOKEN]);
+    // A short idle timeout: a quiet follower must outlive it.
+    let server = Server::start(data.path(), &["--token", TOKEN, "--idle-timeout", "1s"]);
     let srv = Target::Server(&server.base);
     assert!(srv.run(&["deploy", "probe", &guest_path("probe")]).ok);
     let script = tempfile::NamedTempFile::new().unwrap();
@@ -305,6 +308,7 @@ fn logs_follow_streams_new_lines_until_the_server_stops() {
     let first = next_line(&rx, "the kept line");
     assert!(first.ends_with(" INFO  before following"), "{first}");
     assert!(first.starts_with("20") && first.contains('T'), "{first}");
+    std::thread::sleep(Duration::from_millis(2500));
     invoke_logging("after following");
     let second = next_line(&rx, "a line logged after it started");
     assert!(second.ends_with(" INFO  after following"), "{second}");
@@ -444,4 +448,69 @@ fn token_and_reachability_errors() {
     );
     let out = run(&["--server", "https://example.com", "functions"]);
     assert!(out.stderr.contains("plain HTTP"), "{}", out.stderr);
+}
+
+/// One `info` line per request, with the function and the retries.
+#[test]
+fn every_request_logs_one_line() {
+    let data = tempfile::tempdir().unwrap();
+    let mut child = rime_cmd()
+        .args([
+            "--log",
+            "rime::serve=info",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--token", TOKEN, "--data", data.path().to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let url = first
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_string();
+    let log = lines_of(child.stderr.take().unwrap());
+    let srv = Target::Server(&url);
+    assert!(srv.run(&["deploy", "counter", &guest_path("counter")]).ok);
+    assert!(srv.run(&["invoke", "counter"]).ok);
+    assert!(!srv.run(&["invoke", "nope"]).ok);
+    let mut requests = Vec::new();
+    while requests.len() < 3 {
+        let line = next_line(&log, "the request log");
+        if line.contains("request") {
+            requests.push(line);
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let want: [&[&str]; 3] = [
+        &[
+            "INFO",
+            "method=POST",
+            "path=\"/functions/counter\"",
+            "status=201",
+            "function=\"counter\"",
+        ],
+        &[
+            "method=POST",
+            "path=\"/invoke/counter\"",
+            "status=200",
+            "function=\"counter\"",
+            "retries=0",
+        ],
+        &["path=\"/invoke/nope\"", "status=404", "function=\"nope\""],
+    ];
+    for (line, fields) in requests.iter().zip(want) {
+        for f in fields {
+            assert!(line.contains(f), "{f} not in {line}");
+        }
+        assert!(line.contains("duration_us="), "{line}");
+    }
 }

@@ -124,24 +124,21 @@ pub(super) async fn invoke(
             let micros = inv.duration.as_micros() as u64;
             m.invocation_micros.fetch_add(micros, Ordering::Relaxed);
             m.count_function(&name, Some(micros));
+            let headers = [
+                (
+                    header::HeaderName::from_static("x-rime-retries"),
+                    inv.retries.to_string(),
+                ),
+                (
+                    header::HeaderName::from_static("x-rime-duration-us"),
+                    inv.duration.as_micros().to_string(),
+                ),
+            ];
             if with_logs {
-                return Ok(output_json(&inv).into_response());
+                return Ok((headers, output_json(&inv)).into_response());
             }
-            Ok((
-                [
-                    (header::CONTENT_TYPE, "application/octet-stream".to_string()),
-                    (
-                        header::HeaderName::from_static("x-rime-retries"),
-                        inv.retries.to_string(),
-                    ),
-                    (
-                        header::HeaderName::from_static("x-rime-duration-us"),
-                        inv.duration.as_micros().to_string(),
-                    ),
-                ],
-                inv.output,
-            )
-                .into_response())
+            let octets = [(header::CONTENT_TYPE, "application/octet-stream")];
+            Ok((octets, headers, inv.output).into_response())
         }
         Err(e) => {
             let mut err = invoke_error(&e);
