@@ -37,6 +37,15 @@ pub fn functions(c: &Client) -> Result<()> {
 /// invocation's too, before its error).
 pub fn invoke(c: &Client, a: &InvokeArgs) -> Result<()> {
     let input = cmd::invoke_input(a)?;
+    // The server's body limit would answer first, in other words.
+    let max = rime_faas::limits::MAX_INPUT_LEN;
+    if input.len() > max {
+        let e = rime_faas::InvokeError::InputTooLarge {
+            len: input.len(),
+            max,
+        };
+        return Err(format!("invoking {}: {e}", a.name).into());
+    }
     let mut print = |level: &str, message: &str| {
         eprintln!("{}", show::invoke_log_line(level, message));
     };

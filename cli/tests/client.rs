@@ -188,6 +188,24 @@ fn server_mode_prints_what_directory_mode_prints() {
         out.stderr
     );
 
+    let big = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(big.path(), vec![b'x'; (1 << 20) + 1]).unwrap();
+    let out = same(
+        &dir,
+        &srv,
+        &[
+            "invoke",
+            "counter",
+            "--input-file",
+            big.path().to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.stderr.contains("input of 1048577 bytes exceeds"),
+        "{}",
+        out.stderr
+    );
+
     // The guest's log lines go to stderr, the output to stdout, both ways.
     let script = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(script.path(), log_script("hello from probe")).unwrap();
