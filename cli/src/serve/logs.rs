@@ -166,12 +166,12 @@ pub(super) async fn function_logs(
         return Err(ApiError::not_found(format!("no function named {name:?}")));
     }
     let (kept, rx) = app.logs.snapshot(&name);
-    let head = futures_util::stream::iter(kept.into_iter().map(|l| Ok(Bytes::from(l.to_string()))));
     let text = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
     if !follow {
-        return Ok((text, Body::from_stream(head)).into_response());
+        return Ok((text, kept.concat()).into_response());
     }
     use futures_util::StreamExt;
+    let head = futures_util::stream::iter(kept.into_iter().map(|l| Ok(Bytes::from(l.to_string()))));
     let tail = futures_util::stream::unfold(
         (rx, app.stopping.subscribe(), Arc::<str>::from(name)),
         next_line,
