@@ -1,10 +1,11 @@
 //! The administrative subcommands: deploy, undeploy, functions, invoke,
 //! state, stats, check. Each opens the data directory itself, so none runs
 //! beside a server on the same directory (the directory lock refuses it:
-//! use the HTTP API then).
+//! use `--server` then, `crate::remote`). What they print is `crate::show`.
 
 use crate::env::{self, Result, default_data_dir};
-use rime_faas::{FunctionConfig, Grant, namespace_tree};
+use crate::show;
+use rime_faas::{FunctionConfig, Grant, LogSink, RuntimeConfig, namespace_tree};
 use rime_storage::{Db, TreeId, VerifyOnOpen};
 use std::io::Write;
 use std::ops::{Bound, ControlFlow};
@@ -21,42 +22,42 @@ pub struct DataArgs {
 #[derive(clap::Args)]
 pub struct NameArgs {
     #[command(flatten)]
-    data: DataArgs,
+    pub(crate) data: DataArgs,
     /// Function name.
-    name: String,
+    pub(crate) name: String,
 }
 
 #[derive(clap::Args)]
 pub struct DeployArgs {
     #[command(flatten)]
-    data: DataArgs,
+    pub(crate) data: DataArgs,
     /// Function name: 1..=64 bytes of [a-z0-9_.-].
-    name: String,
+    pub(crate) name: String,
     /// The module (host ABI v1, docs/abi.md).
-    file: PathBuf,
+    pub(crate) file: PathBuf,
     /// Access to another namespace: `NS` (read-only) or `NS:rw` (writable).
     #[arg(long = "grant", value_name = "NS[:rw]", value_parser = env::parse_grant)]
-    grants: Vec<Grant>,
+    pub(crate) grants: Vec<Grant>,
     /// Linear-memory limit, e.g. `64MiB`.
     #[arg(long, value_parser = env::parse_size)]
-    memory: Option<u64>,
+    pub(crate) memory: Option<u64>,
     /// Wall-clock limit of one attempt, e.g. `500ms`, `2s`.
     #[arg(long, value_parser = env::parse_duration)]
-    deadline: Option<Duration>,
+    pub(crate) deadline: Option<Duration>,
     /// A configuration entry the function reads with `rime_sdk::config`.
     #[arg(long = "env", value_name = "KEY=VALUE")]
-    envs: Vec<String>,
+    pub(crate) envs: Vec<String>,
     /// A secret entry, read from FILE; never shown (`KEY=<secret>`).
     #[arg(long = "secret", value_name = "KEY=@FILE")]
-    secrets: Vec<String>,
+    pub(crate) secrets: Vec<String>,
 }
 
 #[derive(clap::Args)]
 pub struct InvokeArgs {
     #[command(flatten)]
-    data: DataArgs,
+    pub(crate) data: DataArgs,
     /// Function name.
-    name: String,
+    pub(crate) name: String,
     /// The input, as text.
     #[arg(long, conflicts_with = "input_file")]
     input: Option<String>,
@@ -66,15 +67,24 @@ pub struct InvokeArgs {
 }
 
 #[derive(clap::Args)]
+pub struct LogsArgs {
+    /// Function name.
+    pub(crate) name: String,
+    /// Keep printing new lines as the function logs them.
+    #[arg(long, short)]
+    pub(crate) follow: bool,
+}
+
+#[derive(clap::Args)]
 pub struct StateArgs {
     #[command(flatten)]
-    data: DataArgs,
+    pub(crate) data: DataArgs,
     #[command(subcommand)]
-    op: StateOp,
+    pub(crate) op: StateOp,
 }
 
 #[derive(clap::Subcommand)]
-enum StateOp {
+pub(crate) enum StateOp {
     /// Prints the value of KEY (text as is, other bytes as 0x hex).
     Get { ns: String, key: String },
     /// Sets KEY to VALUE (text).
@@ -97,6 +107,19 @@ enum StateOp {
     },
 }
 
+/// The configuration entries of `--env` and `--secret`: parsed here
+/// rather than by clap, whose errors echo the value.
+pub(crate) fn settings(a: &DeployArgs) -> Result<Vec<rime_faas::Setting>> {
+    let mut out = Vec::with_capacity(a.envs.len() + a.secrets.len());
+    for e in &a.envs {
+        out.push(env::parse_setting(e, false)?);
+    }
+    for s in &a.secrets {
+        out.push(env::read_secret(s)?);
+    }
+    Ok(out)
+}
+
 pub fn deploy(a: &DeployArgs) -> Result<()> {
     let wasm = std::fs::read(&a.file).map_err(|e| format!("reading {}: {e}", a.file.display()))?;
     let mut cfg = FunctionConfig::default();
@@ -109,62 +132,38 @@ pub fn deploy(a: &DeployArgs) -> Result<()> {
     if let Some(d) = a.deadline {
         cfg = cfg.deadline(d);
     }
-    // Parsed here rather than by clap, whose errors echo the value.
-    for e in &a.envs {
-        cfg = cfg.setting(env::parse_setting(e, false)?);
-    }
-    for s in &a.secrets {
-        cfg = cfg.setting(env::read_secret(s)?);
+    for setting in settings(a)? {
+        cfg = cfg.setting(setting);
     }
     let rt = env::open_all(&a.data.data)?;
     let info = rt
         .deploy(&a.name, &wasm, cfg)
         .map_err(|e| format!("deploying {}: {e}", a.name))?;
-    println!(
-        "deployed {} (generation {}, {} bytes, sha256 {})",
-        info.name, info.generation, info.module_len, info.module_hash
-    );
+    println!("{}", show::deployed(&show::Function::from(&info)));
     env::close(rt)
 }
 
 pub fn undeploy(a: &NameArgs) -> Result<()> {
     let rt = env::open_all(&a.data.data)?;
     rt.undeploy(&a.name)?;
-    println!("undeployed {} (its namespace's data stays)", a.name);
+    println!("{}", show::undeployed(&a.name));
     env::close(rt)
 }
 
 pub fn functions(a: &DataArgs) -> Result<()> {
     let rt = env::open_all(&a.data)?;
     for f in rt.functions() {
-        let grants: Vec<String> = f
-            .config
-            .grants
-            .iter()
-            .map(|g| format!("{}{}", g.namespace, if g.writable { ":rw" } else { "" }))
-            .collect();
-        // Secrets show as KEY=<secret>.
-        let settings: Vec<String> = f.config.settings.iter().map(|s| s.shown()).collect();
-        println!(
-            "{}\tgeneration {}\t{} bytes\tmemory {} MiB\tdeadline {:?}\tgrants [{}]\tconfig [{}]\tsha256 {}",
-            f.name,
-            f.generation,
-            f.module_len,
-            f.config.memory_bytes >> 20,
-            f.config.deadline,
-            grants.join(" "),
-            settings.join(" "),
-            f.module_hash
-        );
+        println!("{}", show::function_line(&show::Function::from(&f)));
     }
     for (name, reason) in rt.unloadable() {
-        println!("{name}	UNLOADABLE: {reason} (undeploy or redeploy it)");
+        println!("{}", show::unloadable_line(&name, &reason));
     }
     env::close(rt)
 }
 
-pub fn invoke(a: &InvokeArgs) -> Result<()> {
-    let input = match (&a.input, &a.input_file) {
+/// The input of `invoke`: `--input`, `--input-file` (`-`: stdin), or none.
+pub(crate) fn invoke_input(a: &InvokeArgs) -> Result<Vec<u8>> {
+    Ok(match (&a.input, &a.input_file) {
         (Some(s), _) => s.clone().into_bytes(),
         (None, Some(p)) if p.as_os_str() == "-" => {
             let mut v = Vec::new();
@@ -173,8 +172,26 @@ pub fn invoke(a: &InvokeArgs) -> Result<()> {
         }
         (None, Some(p)) => std::fs::read(p).map_err(|e| format!("reading {}: {e}", p.display()))?,
         (None, None) => Vec::new(),
-    };
-    let rt = env::open_all(&a.data.data)?;
+    })
+}
+
+/// The output of `invoke` on stdout, with a final newline.
+pub(crate) fn print_output(out: &[u8]) -> Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(out)?;
+    if !out.ends_with(b"\n") {
+        stdout.write_all(b"\n")?;
+    }
+    Ok(())
+}
+
+/// Runs the function; its log lines go to stderr as it logs them (those
+/// of a failed invocation too).
+pub fn invoke(a: &InvokeArgs) -> Result<()> {
+    let input = invoke_input(a)?;
+    let db = env::open_db(&a.data.data, env::db_options(None))?;
+    let sink = LogSink::new(|l| eprintln!("{}", show::guest_log_line(l)));
+    let rt = env::open_runtime(&a.data.data, db, RuntimeConfig::default().log_sink(sink))?;
     let r = rt.invoke(&a.name, &input);
     let out = match r {
         Ok(inv) => {
@@ -187,15 +204,10 @@ pub fn invoke(a: &InvokeArgs) -> Result<()> {
         }
     };
     env::close(rt)?;
-    let mut stdout = std::io::stdout().lock();
-    stdout.write_all(&out)?;
-    if !out.ends_with(b"\n") {
-        stdout.write_all(b"\n")?;
-    }
-    Ok(())
+    print_output(&out)
 }
 
-fn check_ns(ns: &str) -> Result<()> {
+pub(crate) fn check_ns(ns: &str) -> Result<()> {
     if rime_faas::limits::valid_name(ns.as_bytes()) {
         Ok(())
     } else {
@@ -259,7 +271,7 @@ fn state_op(db: &Db, op: &StateOp) -> Result<()> {
             };
             match v {
                 Some(v) => println!("{}", env::show_bytes(&v)),
-                None => return Err(format!("{ns}/{key}: not found").into()),
+                None => return Err(show::no_key(ns, key).into()),
             }
         }
         StateOp::Put { ns, key, value } => {
@@ -273,7 +285,7 @@ fn state_op(db: &Db, op: &StateOp) -> Result<()> {
                 None => false,
             };
             if !deleted {
-                return Err(format!("{ns}/{key}: not found").into());
+                return Err(show::no_key(ns, key).into());
             }
         }
         StateOp::Scan {
@@ -291,7 +303,7 @@ fn state_op(db: &Db, op: &StateOp) -> Result<()> {
                     *limit,
                 )?;
                 for (k, v) in pairs {
-                    println!("{}\t{}", env::show_bytes(&k), env::show_bytes(&v));
+                    println!("{}", show::pair_line(&k, &v));
                 }
             }
         }
@@ -301,37 +313,10 @@ fn state_op(db: &Db, op: &StateOp) -> Result<()> {
 
 pub fn stats(a: &DataArgs) -> Result<()> {
     let rt = env::open_all(&a.data)?;
-    let s = rt.db().stats();
-    let p = &s.pool;
-    println!("data directory   {}", a.data.display());
-    match &s.poisoned {
-        None => println!("health           ok"),
-        Some(cause) => println!("health           POISONED: {cause} (writes refused)"),
+    let s = show::Stats::new(a.data.display().to_string(), &rt.db().stats(), &rt.stats());
+    for line in s.lines() {
+        println!("{line}");
     }
-    println!(
-        "pages            {} allocated ({} MiB), {} resident",
-        s.allocated_pages,
-        (s.allocated_pages * 4096) >> 20,
-        s.resident_pages
-    );
-    println!(
-        "pool             {} hits, {} misses, {} evictions, {} write-backs",
-        p.hits, p.misses, p.evictions, p.write_backs
-    );
-    println!(
-        "log              {} bytes written in total, durable to LSN {}, {} records replayed at this open",
-        s.log_bytes, s.durable_lsn, s.recovered_records
-    );
-    println!(
-        "commits          {} read-write, {} read-only, {} conflicts, {} checkpoints (this process)",
-        s.commits, s.read_only, s.conflicts, s.checkpoints
-    );
-    let r = rt.stats();
-    println!(
-        "functions        {} deployed ({} loaded from the module cache, {} compiled)",
-        r.functions, r.cache_hits, r.compiles
-    );
-    println!("invocations      counted per process: see `rime serve`'s GET /metrics");
     env::close(rt)
 }
 

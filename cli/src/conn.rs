@@ -325,8 +325,7 @@ async fn serve_connection(
         // Boxed: `poll_without_shutdown` wants an `Unpin` future.
         Box::pin(async move {
             let response = router.oneshot(req.map(Body::new)).await;
-            drop(in_flight);
-            response
+            Ok::<_, std::convert::Infallible>(keep_in_flight(response?, in_flight))
         })
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
@@ -368,6 +367,27 @@ async fn serve_connection(
         }
     }
     linger(conn.into_parts().io.into_inner().inner).await;
+}
+
+/// A response whose body is streamed (no length known: a log follower)
+/// keeps its request in progress until the body ends, so the idle timeout
+/// does not cut a stream that is quiet for a while. Others end it now.
+fn keep_in_flight(
+    response: axum::response::Response,
+    in_flight: InFlight,
+) -> axum::response::Response {
+    use axum::body::HttpBody;
+    use futures_util::StreamExt;
+    if response.body().size_hint().exact().is_some() {
+        drop(in_flight);
+        return response;
+    }
+    response.map(|body| {
+        Body::from_stream(body.into_data_stream().map(move |chunk| {
+            let _held = &in_flight;
+            chunk
+        }))
+    })
 }
 
 /// How long a closing connection may still take to send what it was

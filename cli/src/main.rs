@@ -6,17 +6,26 @@
 //! DATA/cache/      compiled modules (rime-faas's module cache)
 //! DATA/token       the server's bearer token (created by the first `serve`)
 //! ```
+//!
+//! With `--server URL` (or `RIME_SERVER`), deploy, undeploy, functions,
+//! invoke, state, stats and logs talk to a running `rime serve` instead
+//! (`remote.rs` over `client.rs`); both print through `show.rs`.
 #![forbid(unsafe_code)]
 
+mod client;
 mod cmd;
 mod conn;
 mod demo;
 mod env;
 mod query;
+mod remote;
 mod scaffold;
 mod serve;
+mod show;
 
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use client::Client;
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -30,6 +39,14 @@ struct Cli {
     /// `tracing` directive such as `rime=debug`). Overrides `RUST_LOG`.
     #[arg(long, global = true)]
     log: Option<String>,
+    /// A running `rime serve` (`http://HOST:PORT`): deploy, undeploy,
+    /// functions, invoke, state, stats and logs go to it over HTTP instead
+    /// of opening a data directory.
+    #[arg(long, env = "RIME_SERVER", value_name = "URL")]
+    server: Option<String>,
+    /// The server's bearer token (with `--server`).
+    #[arg(long, env = "RIME_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -61,6 +78,9 @@ enum Command {
     Stats(cmd::DataArgs),
     /// Offline check of a data directory: recovery, checksums, tree invariants.
     Check(cmd::DataArgs),
+    /// Prints a function's recent log lines, kept by the running server
+    /// (needs `--server`); `--follow` keeps printing new ones.
+    Logs(cmd::LogsArgs),
     /// Prints a shell completion script, e.g.
     /// `rime completions bash > ~/.local/share/bash-completion/completions/rime`.
     Completions {
@@ -70,15 +90,57 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    let server_flag = matches.value_source("server") == Some(ValueSource::CommandLine);
     let default_level = match cli.command {
         Command::Serve(_) => "info",
+        // Guest log lines go to stderr through the runtime's sink: not twice.
+        Command::Invoke(_) => "warn,rime::faaslet=off",
         _ => "warn",
     };
     env::init_logging(cli.log.as_deref(), default_level);
-    let result = match cli.command {
-        Command::New(args) => scaffold::new(&args),
-        Command::Build(args) => scaffold::build(&args),
+    let client = match cli
+        .server
+        .as_deref()
+        .map(|url| Client::new(url, cli.token.clone()))
+    {
+        None => None,
+        Some(Ok(c)) => Some(c),
+        Some(Err(e)) => return fail(e),
+    };
+    let result = match client {
+        Some(c) => on_server(&c, cli.command, server_flag),
+        None => on_directory(cli.command).map_err(with_server_hint),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e),
+    }
+}
+
+/// A directory held by another process is most often a running server's:
+/// say how to reach it instead.
+fn with_server_hint(e: env::Error) -> env::Error {
+    let m = e.to_string();
+    if m.contains("is in use by another process") {
+        format!("{m}; if `rime serve` runs on it, use --server URL (or RIME_SERVER)").into()
+    } else {
+        e
+    }
+}
+
+fn fail(e: env::Error) -> ExitCode {
+    eprintln!("rime: {e}");
+    ExitCode::FAILURE
+}
+
+/// The commands on a data directory.
+fn on_directory(command: Command) -> env::Result<()> {
+    match command {
         Command::Demo(args) => demo::run(&args),
         Command::Deploy(args) => cmd::deploy(&args),
         Command::Undeploy(args) => cmd::undeploy(&args),
@@ -88,16 +150,33 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(&args),
         Command::Stats(args) => cmd::stats(&args),
         Command::Check(args) => cmd::check(&args),
+        Command::Logs(_) => remote::logs_without_server(),
+        Command::New(args) => scaffold::new(&args),
+        Command::Build(args) => scaffold::build(&args),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "rime", &mut std::io::stdout());
             Ok(())
         }
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("rime: {e}");
-            ExitCode::FAILURE
-        }
+    }
+}
+
+/// The commands through a running server. `demo`, `serve` and `check`
+/// work on a directory: with `RIME_SERVER` set they ignore it, with
+/// `--server` they say so.
+fn on_server(c: &Client, command: Command, server_flag: bool) -> env::Result<()> {
+    match command {
+        Command::Deploy(args) => remote::deploy(c, &args),
+        Command::Undeploy(args) => remote::undeploy(c, &args),
+        Command::Functions(_) => remote::functions(c),
+        Command::Invoke(args) => remote::invoke(c, &args),
+        Command::State(args) => remote::state(c, &args),
+        Command::Stats(_) => remote::stats(c),
+        Command::Logs(args) => remote::logs(c, &args),
+        Command::Demo(_) | Command::Serve(_) | Command::Check(_) if server_flag => Err(
+            "--server: demo, serve and check work on a data directory (--data), not \
+                 through a server"
+                .into(),
+        ),
+        other => on_directory(other),
     }
 }

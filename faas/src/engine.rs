@@ -33,6 +33,8 @@ pub struct RuntimeConfig {
     pub workers: usize,
     /// Wasm stack limit of one instance.
     pub max_wasm_stack: usize,
+    /// Receives every guest log line (besides `tracing`); `None`: none.
+    pub log_sink: Option<crate::LogSink>,
 }
 
 impl Default for RuntimeConfig {
@@ -44,6 +46,7 @@ impl Default for RuntimeConfig {
             cache_dir: None,
             workers: 0,
             max_wasm_stack: 512 << 10,
+            log_sink: None,
         }
     }
 }
@@ -67,6 +70,12 @@ impl RuntimeConfig {
     }
     pub fn max_admitted(mut self, n: usize) -> Self {
         self.max_admitted = n;
+        self
+    }
+    /// Sends every guest log line to `sink` (functions deployed or loaded
+    /// after this runtime opens with it: all of them).
+    pub fn log_sink(mut self, sink: crate::LogSink) -> Self {
+        self.log_sink = Some(sink);
         self
     }
 }

@@ -29,6 +29,10 @@ pub struct Invocation {
     pub retries: u32,
     /// Wall time, all attempts and the commit included.
     pub duration: Duration,
+    /// The lines the guest logged, in order, every attempt's (at most
+    /// `MAX_LOG_LINES_PER_INVOCATION` lines and `MAX_LOG_BYTES_PER_INVOCATION`
+    /// bytes).
+    pub logs: Vec<crate::GuestLog>,
 }
 
 /// How one attempt ended, when it did not produce output to commit: the
@@ -69,6 +73,7 @@ pub(crate) async fn invoke(
     input: Arc<[u8]>,
     instances: &AtomicU64,
     gate: Option<&Outcome>,
+    log_sink: Option<crate::LogSink>,
 ) -> Result<Invocation, InvokeError> {
     // 2. Admission.
     if input.len() > MAX_INPUT_LEN {
@@ -79,7 +84,10 @@ pub(crate) async fn invoke(
     }
     let start = Instant::now();
     // One log budget for the invocation, whatever the number of attempts.
-    let mut log = LogBudget::default();
+    let mut log = LogBudget {
+        sink: log_sink,
+        ..LogBudget::default()
+    };
     let mut txn = db.begin();
     for attempts in 1..=MAX_INVOKE_ATTEMPTS {
         if attempts > 1 && !exec::io::on_executor() {
@@ -114,6 +122,7 @@ pub(crate) async fn invoke(
             output,
             retries: attempts - 1,
             duration: start.elapsed(),
+            logs: log.kept,
         });
     }
     Err(InvokeError::Conflict {
@@ -167,7 +176,10 @@ async fn run_attempt(
     // namespace handles, transaction, output buffer) and the deadline; the
     // instance takes a slot of the pooling allocator (none free:
     // `Overloaded`).
-    let mut store = Store::new(engine, HostState::new(f.clone(), *log, txn, input.clone()));
+    let mut store = Store::new(
+        engine,
+        HostState::new(f.clone(), std::mem::take(log), txn, input.clone()),
+    );
     store.limiter(|s| &mut s.limiter);
     // On an executor the guest runs on a fiber and yields at every epoch
     // tick, so others on its executor run; past its deadline it traps

@@ -11,6 +11,7 @@
 //! * `invoke`: an invocation as a transaction (a future).
 //! * `exec`: the executors that run thousands of invocations per core,
 //!   none holding a thread while it waits for a page or a log sync.
+//! * `guest_log`: guest log lines and the sink that receives them.
 //! * `limits`: the ABI's limits and the per-instance `ResourceLimiter`.
 #![deny(unsafe_code)]
 
@@ -19,6 +20,7 @@ mod cache;
 mod engine;
 mod error;
 mod exec;
+mod guest_log;
 mod invoke;
 pub mod limits;
 mod registry;
@@ -29,6 +31,7 @@ pub use engine::{
 };
 pub use error::{DeployError, InvokeError, OpenError, UndeployError};
 pub use exec::Invoking;
+pub use guest_log::{GuestLog, LogLevel, LogSink, level_name};
 pub use invoke::Invocation;
 pub use registry::{FunctionConfig, FunctionInfo, Grant, namespace_tree};
 pub use settings::{SECRET_SHOWN, Setting};
@@ -254,6 +257,7 @@ impl Runtime {
             Arc::from(input),
             &i.counters.instances,
             None,
+            None,
         ));
         i.count(&r);
         r
@@ -267,6 +271,18 @@ impl Runtime {
     /// [`RuntimeConfig::max_admitted`] invocations in flight, the result is
     /// `Overloaded` at once.
     pub fn invoke_async(&self, name: &str, input: impl Into<Arc<[u8]>>) -> Invoking {
+        self.invoke_async_with_logs(name, input, None)
+    }
+
+    /// [`Runtime::invoke_async`], with this invocation's guest log lines
+    /// also sent to `logs` (whatever its outcome; besides the runtime's
+    /// sink): how a caller gets the lines of its own failed invocation.
+    pub fn invoke_async_with_logs(
+        &self,
+        name: &str,
+        input: impl Into<Arc<[u8]>>,
+        logs: Option<LogSink>,
+    ) -> Invoking {
         let f = match self.inner.lookup(name) {
             Ok(f) => f,
             // Not counted, as a blocking `invoke` of a missing name is not.
@@ -284,6 +300,7 @@ impl Runtime {
                 input,
                 &i.counters.instances,
                 Some(&outcome),
+                logs,
             );
             // A caller that goes away before the commit begins ends it here
             // (`Cancelled`, nothing committed).
@@ -393,6 +410,7 @@ impl Inner {
             grants,
             pre,
             pre_suspending,
+            log_sink: self.cfg.log_sink.clone(),
             info: FunctionInfo {
                 name: name.to_string(),
                 config: config.clone(),

@@ -139,6 +139,8 @@ pub(crate) struct Function {
     pub pre: InstancePre<crate::abi::HostState>,
     /// Linked with host calls that suspend (on an executor).
     pub pre_suspending: InstancePre<crate::abi::HostState>,
+    /// Where the guest's log lines go besides `tracing`.
+    pub log_sink: Option<crate::LogSink>,
     pub info: FunctionInfo,
 }
 

@@ -1,6 +1,7 @@
 //! A guest's log output is capped per invocation
 //! (`MAX_LOG_BYTES_PER_INVOCATION`, `MAX_LOG_LINES_PER_INVOCATION`), with
-//! one final warning, and the invocation goes on.
+//! one final warning, and the invocation goes on. Each line also reaches
+//! the runtime's log sink and the invocation's `logs`.
 
 mod common;
 use common::*;
@@ -127,4 +128,47 @@ fn a_guest_logging_forever_meets_its_deadline_with_bounded_output() {
     assert!(matches!(r, Err(InvokeError::Timeout(_))), "{r:?}");
     assert_eq!(msgs.len(), MAX_LOG_LINES_PER_INVOCATION);
     assert_eq!(notices, 1);
+}
+
+/// The runtime's sink gets every line, as the invocation logs them, those
+/// of a failed invocation too, and so does an invocation's own sink; a
+/// committed invocation also carries its lines.
+#[test]
+fn the_sink_and_the_invocation_get_the_lines_within_the_budget() {
+    use rime_faas::{GuestLog, LogLevel, LogSink};
+    use std::sync::{Arc, Mutex};
+    let seen: Arc<Mutex<Vec<GuestLog>>> = Arc::default();
+    let sink = {
+        let seen = seen.clone();
+        LogSink::new(move |l| seen.lock().unwrap().push(l.clone()))
+    };
+    let e = env_with(|c| c.log_sink(sink));
+    let cfg = FunctionConfig::default().deadline(Duration::from_millis(300));
+    e.rt.deploy("chatty", LOGGER.as_bytes(), cfg).unwrap();
+
+    let inv = e.rt.invoke("chatty", &input(2, 5)).unwrap();
+    let line = GuestLog {
+        function: "chatty".into(),
+        level: LogLevel::Info,
+        message: "xxxxx".into(),
+    };
+    assert_eq!(inv.logs, vec![line.clone(); 2]);
+    assert_eq!(*seen.lock().unwrap(), vec![line; 2]);
+
+    // On the executors too, and a timed-out invocation's lines still
+    // reach the sink, capped at the per-invocation budget.
+    // The invocation's own sink gets them too.
+    seen.lock().unwrap().clear();
+    let own: Arc<Mutex<Vec<GuestLog>>> = Arc::default();
+    let own_sink = {
+        let own = own.clone();
+        LogSink::new(move |l| own.lock().unwrap().push(l.clone()))
+    };
+    let r = (e
+        .rt
+        .invoke_async_with_logs("chatty", input(u32::MAX, 10), Some(own_sink)))
+    .wait();
+    assert!(matches!(r, Err(InvokeError::Timeout(_))), "{r:?}");
+    assert_eq!(seen.lock().unwrap().len(), MAX_LOG_LINES_PER_INVOCATION);
+    assert_eq!(*own.lock().unwrap(), *seen.lock().unwrap());
 }

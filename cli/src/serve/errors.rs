@@ -16,6 +16,12 @@ pub struct ApiError {
     pub(super) status: StatusCode,
     pub(super) code: &'static str,
     pub(super) message: String,
+    /// The guest's error code, for `function_error` (`function_code` in
+    /// the JSON).
+    pub(super) function_code: Option<i32>,
+    /// The failed invocation's guest log lines, for `?logs=1` (`logs`
+    /// beside `error` in the JSON).
+    pub(super) logs: Option<serde_json::Value>,
 }
 
 pub(super) type ApiResult<T> = std::result::Result<T, ApiError>;
@@ -30,6 +36,8 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            function_code: None,
+            logs: None,
         }
     }
     pub(super) fn not_found(message: impl Into<String>) -> ApiError {
@@ -59,7 +67,13 @@ impl IntoResponse for ApiError {
         }
         let overloaded =
             self.status == StatusCode::SERVICE_UNAVAILABLE && self.code == "overloaded";
-        let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
+        let mut body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
+        if let Some(c) = self.function_code {
+            body["error"]["function_code"] = c.into();
+        }
+        if let Some(logs) = self.logs {
+            body["logs"] = logs;
+        }
         let mut response = (self.status, Json(body)).into_response();
         if overloaded {
             // Admission refused at once: a second is long enough for the
@@ -142,10 +156,12 @@ pub(super) fn invoke_error(e: &InvokeError) -> ApiError {
         InvokeError::Storage(_) => (StatusCode::INTERNAL_SERVER_ERROR, "storage"),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
     };
-    let message = match e {
-        // The guest's own message, unadorned.
-        InvokeError::Function { message, .. } => message.clone(),
-        e => e.to_string(),
-    };
-    ApiError::new(status, code, message)
+    match e {
+        // The guest's own message, unadorned, and its code.
+        InvokeError::Function { code: c, message } => ApiError {
+            function_code: Some(*c),
+            ..ApiError::new(status, code, message.clone())
+        },
+        e => ApiError::new(status, code, e.to_string()),
+    }
 }

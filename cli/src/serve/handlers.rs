@@ -11,8 +11,11 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use rime_faas::{FunctionConfig, FunctionInfo, UndeployError};
+use rime_faas::{
+    FunctionConfig, FunctionInfo, GuestLog, InvokeError, LogSink, UndeployError, level_name,
+};
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 
 fn info_json(f: &FunctionInfo) -> serde_json::Value {
     serde_json::json!({
@@ -75,6 +78,8 @@ pub(super) async fn undeploy(
             UndeployError::NotFound(_) => ApiError::not_found(e.to_string()),
             e => ApiError::storage(e.to_string()),
         })?;
+    app.logs.forget(&name);
+    app.metrics.forget_function(&name);
     tracing::info!(target: LOG_TARGET, %name, "undeployed");
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -88,45 +93,106 @@ pub(super) async fn list_functions(State(app): State<Shared>) -> ApiResult<Respo
     Ok(Json(serde_json::json!({ "functions": list, "unloadable": unloadable })).into_response())
 }
 
-/// `POST /invoke/{name}`: the body is the input, the response the output.
+/// `POST /invoke/{name}[?logs=1]`: the body is the input, the response the
+/// output (with `logs=1`, JSON: the output in hex and the guest's log lines).
 pub(super) async fn invoke(
     State(app): State<Shared>,
     Path(name): Path<String>,
+    RawQuery(q): RawQuery,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
+    let mut with_logs = false;
+    for (k, v) in query::pairs(q.as_deref()).map_err(ApiError::bad_request)? {
+        match (k.as_str(), v.as_slice()) {
+            ("logs", b"1" | b"true") => with_logs = true,
+            ("logs", b"0" | b"false") => with_logs = false,
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown parameter {k:?} (logs=1)"
+                )));
+            }
+        }
+    }
     let input = body.map_err(body_error)?;
     // Straight to the executors, no thread held while it runs. If the
     // client goes away, hyper drops this future and with it the
     // `Invoking`: the invocation is cancelled unless it began to commit.
-    let r = app.rt.invoke_async(&name, &input[..]).await;
+    let collected = with_logs.then(Collected::default);
+    let sink = collected.as_ref().map(Collected::sink);
+    let r = (app.rt)
+        .invoke_async_with_logs(&name, &input[..], sink)
+        .await;
     let m = &app.metrics;
     m.invocations.fetch_add(1, Ordering::Relaxed);
     match r {
         Ok(inv) => {
-            m.invocation_micros
-                .fetch_add(inv.duration.as_micros() as u64, Ordering::Relaxed);
-            Ok((
-                [
-                    (header::CONTENT_TYPE, "application/octet-stream".to_string()),
-                    (
-                        header::HeaderName::from_static("x-rime-retries"),
-                        inv.retries.to_string(),
-                    ),
-                    (
-                        header::HeaderName::from_static("x-rime-duration-us"),
-                        inv.duration.as_micros().to_string(),
-                    ),
-                ],
-                inv.output,
-            )
-                .into_response())
+            let micros = inv.duration.as_micros() as u64;
+            m.invocation_micros.fetch_add(micros, Ordering::Relaxed);
+            m.count_function(&name, Some(micros));
+            let headers = [
+                (
+                    header::HeaderName::from_static("x-rime-retries"),
+                    inv.retries.to_string(),
+                ),
+                (
+                    header::HeaderName::from_static("x-rime-duration-us"),
+                    inv.duration.as_micros().to_string(),
+                ),
+            ];
+            if with_logs {
+                return Ok((headers, output_json(&inv)).into_response());
+            }
+            let octets = [(header::CONTENT_TYPE, "application/octet-stream")];
+            Ok((octets, headers, inv.output).into_response())
         }
         Err(e) => {
-            let err = invoke_error(&e);
+            let mut err = invoke_error(&e);
+            err.logs = collected.map(|c| logs_json(&c.take()));
             m.count_error(err.code);
+            // Per function only for deployed ones: the label set stays bounded.
+            if !matches!(e, InvokeError::NotFound(_)) {
+                m.count_function(&name, None);
+            }
             Err(err)
         }
     }
+}
+
+/// The lines of one invocation, from its own sink (`?logs=1`).
+#[derive(Clone, Default)]
+struct Collected(Arc<Mutex<Vec<GuestLog>>>);
+
+impl Collected {
+    fn sink(&self) -> LogSink {
+        let lines = self.0.clone();
+        LogSink::new(move |l| {
+            lines
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(l.clone());
+        })
+    }
+
+    fn take(&self) -> Vec<GuestLog> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+/// `[{"level", "message"}, ...]`.
+fn logs_json(lines: &[GuestLog]) -> serde_json::Value {
+    (lines.iter())
+        .map(|l| serde_json::json!({"level": level_name(l.level), "message": l.message}))
+        .collect()
+}
+
+/// The answer of `POST /invoke/{name}?logs=1` that committed.
+fn output_json(inv: &rime_faas::Invocation) -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "output_hex": env::hex(&inv.output),
+        "logs": logs_json(&inv.logs),
+        "retries": inv.retries,
+        "duration_us": inv.duration.as_micros() as u64,
+    }))
 }
 
 /// `/health`: 200 while the Db takes writes, 503 naming the cause once it

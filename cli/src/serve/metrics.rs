@@ -1,7 +1,9 @@
 //! `GET /metrics`: the server's counters, the runtime's and the Db's, in
 //! Prometheus text format. What is reported is one table, [`METRICS`]
 //! (name, type, help, where the value comes from), rendered by one loop;
-//! the one labelled family, failed invocations by error code, follows it.
+//! the labelled families follow it: failed invocations by error code, and
+//! invocations by function. `GET /stats` (what `rime stats` prints) is
+//! here too.
 
 use super::Shared;
 use crate::conn::ConnStats;
@@ -22,12 +24,47 @@ pub(super) struct Metrics {
     pub(super) invocation_errors: Mutex<BTreeMap<&'static str, u64>>,
     pub(super) invocation_micros: AtomicU64,
     pub(super) requests: AtomicU64,
+    /// By function name: deployed functions only (an undeploy drops its
+    /// entry), so the label set is bounded by what is deployed.
+    pub(super) per_function: Mutex<BTreeMap<String, FunctionCounts>>,
+}
+
+/// Invocations of one function.
+#[derive(Clone, Copy, Default)]
+pub(super) struct FunctionCounts {
+    invocations: u64,
+    errors: u64,
+    micros: u64,
 }
 
 impl Metrics {
     /// One more failed invocation with the error code `code`.
     pub(super) fn count_error(&self, code: &'static str) {
         *self.errors().entry(code).or_default() += 1;
+    }
+
+    /// One more invocation of `function`: committed in `micros`, or failed
+    /// (`None`).
+    pub(super) fn count_function(&self, function: &str, micros: Option<u64>) {
+        let mut map = self.functions();
+        let c = match map.get_mut(function) {
+            Some(c) => c,
+            None => map.entry(function.to_string()).or_default(),
+        };
+        c.invocations += 1;
+        match micros {
+            Some(us) => c.micros += us,
+            None => c.errors += 1,
+        }
+    }
+
+    /// Drops the counts of an undeployed function.
+    pub(super) fn forget_function(&self, function: &str) {
+        self.functions().remove(function);
+    }
+
+    fn functions(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, FunctionCounts>> {
+        self.per_function.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn errors(&self) -> std::sync::MutexGuard<'_, BTreeMap<&'static str, u64>> {
@@ -151,9 +188,28 @@ static METRICS: &[Metric] = &[
 const ERRORS_NAME: &str = "rime_invocation_errors_total";
 const ERRORS_HELP: &str = "Failed invocations by error code.";
 
+/// A family labelled by function: name, help, the value of one function.
+type PerFunction = (&'static str, &'static str, fn(&FunctionCounts) -> u64);
+
+/// The families labelled `function="NAME"`, one sample per deployed
+/// function invoked: name, help, the value.
+#[rustfmt::skip]
+static PER_FUNCTION: &[PerFunction] = &[
+    ("rime_function_invocations_total", "Invocations through POST /invoke, by function.",
+        |c| c.invocations),
+    ("rime_function_invocation_errors_total", "Failed invocations, by function.",
+        |c| c.errors),
+    ("rime_function_invocation_duration_microseconds_total",
+        "Wall time of committed invocations, by function.", |c| c.micros),
+];
+
 /// The page: each metric of [`METRICS`] as `# HELP`, `# TYPE` and its
 /// sample, then the failed invocations by code.
-fn render(src: &Sources, errors: &BTreeMap<&'static str, u64>) -> String {
+fn render(
+    src: &Sources,
+    errors: &BTreeMap<&'static str, u64>,
+    functions: &BTreeMap<String, FunctionCounts>,
+) -> String {
     let mut out = String::new();
     for m in METRICS {
         let (name, kind, help, value) = (m.name, m.kind, m.help, (m.value)(src));
@@ -167,6 +223,13 @@ fn render(src: &Sources, errors: &BTreeMap<&'static str, u64>) -> String {
     for (code, n) in errors {
         let _ = writeln!(out, "{name}{{code=\"{code}\"}} {n}");
     }
+    // Function names are [a-z0-9_.-]: nothing to escape in the label.
+    for (name, help, value) in PER_FUNCTION {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for (f, c) in functions {
+            let _ = writeln!(out, "{name}{{function=\"{f}\"}} {}", value(c));
+        }
+    }
     out
 }
 
@@ -179,8 +242,37 @@ pub(super) async fn metrics(State(app): State<Shared>) -> Response {
         rt: &rt,
         db: &db,
     };
-    let out = render(&src, &app.metrics.errors());
+    let functions = app.metrics.functions().clone();
+    let out = render(&src, &app.metrics.errors(), &functions);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+/// `GET /stats`: what `rime stats` prints, as JSON.
+pub(super) async fn stats(State(app): State<Shared>) -> Response {
+    let (db, rt) = (app.rt.db().stats(), app.rt.stats());
+    let p = &db.pool;
+    axum::Json(serde_json::json!({
+        "data_dir": app.data_dir.display().to_string(),
+        "poisoned": db.poisoned,
+        "allocated_pages": db.allocated_pages,
+        "resident_pages": db.resident_pages,
+        "pool_hits": p.hits,
+        "pool_misses": p.misses,
+        "pool_evictions": p.evictions,
+        "pool_write_backs": p.write_backs,
+        "log_bytes": db.log_bytes,
+        "durable_lsn": db.durable_lsn,
+        "recovered_records": db.recovered_records,
+        "commits": db.commits,
+        "read_only": db.read_only,
+        "conflicts": db.conflicts,
+        "checkpoints": db.checkpoints,
+        "functions": rt.functions,
+        "cache_hits": rt.cache_hits,
+        "compiles": rt.compiles,
+        "invocations": {"committed": rt.committed, "failed": rt.failed, "retries": rt.retries},
+    }))
+    .into_response()
 }
 
 #[cfg(test)]
@@ -192,7 +284,8 @@ mod tests {
     #[test]
     fn the_table_matches_the_docs() {
         let mut served = BTreeSet::new();
-        for name in METRICS.iter().map(|m| m.name).chain([ERRORS_NAME]) {
+        let labelled = PER_FUNCTION.iter().map(|(n, _, _)| *n).chain([ERRORS_NAME]);
+        for name in METRICS.iter().map(|m| m.name).chain(labelled) {
             assert!(served.insert(name), "{name} twice");
         }
         let docs = include_str!("../../../docs/http.md");
@@ -231,9 +324,11 @@ mod tests {
             rt: &rt,
             db: &db,
         };
-        let page = render(&src, &http.errors());
+        http.count_function("kv", Some(10));
+        http.count_function("kv", None);
+        let page = render(&src, &http.errors(), &http.functions());
         let lines: Vec<&str> = page.lines().collect();
-        assert_eq!(lines.len(), 3 * METRICS.len() + 2 + 2);
+        assert_eq!(lines.len(), 3 * METRICS.len() + 2 + 2 + 3 * 3);
         assert_eq!(
             lines[..3],
             [
@@ -248,7 +343,7 @@ mod tests {
             assert!(l[2].starts_with(&format!("{} ", m.name)), "{l:?}");
         }
         assert_eq!(
-            lines[3 * METRICS.len()..],
+            lines[3 * METRICS.len()..3 * METRICS.len() + 4],
             [
                 "# HELP rime_invocation_errors_total Failed invocations by error code.",
                 "# TYPE rime_invocation_errors_total counter",
@@ -256,6 +351,20 @@ mod tests {
                 "rime_invocation_errors_total{code=\"trap\"} 2",
             ]
         );
+        let samples: Vec<&str> = (lines[3 * METRICS.len() + 4..].iter())
+            .filter(|l| !l.starts_with('#'))
+            .copied()
+            .collect();
+        assert_eq!(
+            samples,
+            [
+                "rime_function_invocations_total{function=\"kv\"} 2",
+                "rime_function_invocation_errors_total{function=\"kv\"} 1",
+                "rime_function_invocation_duration_microseconds_total{function=\"kv\"} 10",
+            ]
+        );
+        http.forget_function("kv");
+        assert!(http.functions().is_empty());
         assert!(page.ends_with('\n'));
     }
 }

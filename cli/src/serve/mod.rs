@@ -6,15 +6,19 @@
 //! * `auth.rs`: the bearer token, checked before a request's body is read.
 //! * `errors.rs`: error responses, and which error is which code and status.
 //! * `handlers.rs`: `/functions`, `/invoke`, `/health`; `state.rs`: `/state`.
-//! * `metrics.rs`: `/metrics`, one table of what is reported.
+//! * `metrics.rs`: `/metrics`, one table of what is reported; `/stats`.
+//! * `logs.rs`: guest log lines kept per function, `/functions/{name}/logs`.
+//! * `access.rs`: the request log line of every request.
 //! * `shutdown.rs`: the signals, and the order things stop in.
 //!
 //! The connection loop (caps, timeouts) is `crate::conn`, the parsing of
 //! query strings and state paths `crate::query`.
 
+mod access;
 mod auth;
 mod errors;
 mod handlers;
+mod logs;
 mod metrics;
 mod shutdown;
 mod state;
@@ -28,6 +32,7 @@ use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post, put};
 use errors::ApiError;
 use handlers::{deploy, fallback, health, invoke, list_functions, method_not_allowed, undeploy};
+use logs::Logs;
 use metrics::Metrics;
 use rime_faas::{Runtime, RuntimeConfig};
 use state::{state_delete, state_get, state_put, state_scan};
@@ -104,6 +109,13 @@ struct App {
     inflight: Arc<AtomicUsize>,
     metrics: Metrics,
     connections: Arc<ConnStats>,
+    /// Guest log lines by function (filled by the runtime's log sink).
+    logs: Arc<Logs>,
+    /// Becomes `true` when the server begins to stop: log followers end
+    /// their streams then, so their connections can close.
+    stopping: tokio::sync::watch::Sender<bool>,
+    /// The data directory, as `GET /stats` names it.
+    data_dir: PathBuf,
 }
 
 type Shared = Arc<App>;
@@ -136,7 +148,6 @@ impl App {
 /// The endpoints of `docs/http.md`, each behind its token check and body
 /// limit, and every request counted.
 fn router(app: Shared) -> Router {
-    let count = app.clone();
     let small = DefaultBodyLimit::max(MAX_BODY_BYTES);
     // Route layers run after routing and before the handler's extractors:
     // the token is checked before any body byte is read.
@@ -151,6 +162,11 @@ fn router(app: Shared) -> Router {
                 .route_layer(admin.clone()),
         )
         .route("/functions", get(list_functions).route_layer(read.clone()))
+        .route(
+            "/functions/{name}/logs",
+            get(logs::function_logs).route_layer(read.clone()),
+        )
+        .route("/stats", get(metrics::stats).route_layer(read.clone()))
         .route(
             "/invoke/{name}",
             post(invoke)
@@ -174,12 +190,7 @@ fn router(app: Shared) -> Router {
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             MAX_WASM_BYTES + (64 << 10),
         ))
-        .layer(axum::middleware::from_fn(
-            move |req, next: axum::middleware::Next| {
-                count.metrics.requests.fetch_add(1, Ordering::Relaxed);
-                async move { next.run(req).await }
-            },
-        ))
+        .layer(from_fn_with_state(app.clone(), access::log_request))
         .with_state(app)
 }
 
@@ -218,6 +229,8 @@ pub fn run(a: &Args) -> Result<()> {
     let cfg = RuntimeConfig::default()
         .workers(a.executors)
         .max_admitted(a.max_concurrent.max(1));
+    let logs = Logs::new();
+    let cfg = cfg.log_sink(logs.sink());
     let rt = env::open_runtime(&a.data, db, cfg)?;
     let token = resolve_token(a.token.as_deref(), &a.data)?;
     let listener = std::net::TcpListener::bind(a.listen)
@@ -232,6 +245,9 @@ pub fn run(a: &Args) -> Result<()> {
         inflight: Arc::new(AtomicUsize::new(0)),
         metrics: Metrics::default(),
         connections: Arc::default(),
+        logs,
+        stopping: tokio::sync::watch::Sender::new(false),
+        data_dir: a.data.clone(),
     });
     let tokio_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(a.http_threads.max(1))
@@ -246,6 +262,11 @@ pub fn run(a: &Args) -> Result<()> {
     let served = tokio_rt.block_on(async {
         let listener = tokio::net::TcpListener::from_std(listener)?;
         let stats = app.connections.clone();
+        let stopping = app.clone();
+        let shutdown = async move {
+            shutdown.await;
+            stopping.stopping.send_replace(true);
+        };
         conn::serve(listener, router(app.clone()), limits, stats, shutdown).await;
         std::io::Result::Ok(())
     });

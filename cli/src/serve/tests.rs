@@ -41,6 +41,9 @@ fn open(dir: &std::path::Path) -> (Shared, Wal) {
         inflight: Arc::new(AtomicUsize::new(0)),
         metrics: Metrics::default(),
         connections: Arc::default(),
+        logs: super::Logs::new(),
+        stopping: tokio::sync::watch::Sender::new(false),
+        data_dir: dir.to_path_buf(),
     });
     (app, wal)
 }

@@ -3,6 +3,8 @@
 //! library will not do (idle connections, headers without their body).
 #![allow(dead_code)]
 
+pub mod client;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;

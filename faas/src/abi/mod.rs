@@ -46,8 +46,12 @@ pub(crate) struct Handle {
 
 /// Guest log output of one invocation so far, carried from attempt to
 /// attempt (`MAX_LOG_BYTES_PER_INVOCATION`, `MAX_LOG_LINES_PER_INVOCATION`).
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct LogBudget {
+    /// The lines kept for `Invocation::logs` (bounded by the budget).
+    pub kept: Vec<crate::GuestLog>,
+    /// This invocation's own sink (`Runtime::invoke_async_with_logs`).
+    pub sink: Option<crate::LogSink>,
     /// Message bytes emitted.
     pub bytes: usize,
     /// Messages emitted.

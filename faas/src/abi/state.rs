@@ -7,6 +7,7 @@
 use super::memory::{NONE, optional_range, range};
 use super::write_set::Admitted;
 use super::*;
+use crate::GuestLog;
 use crate::limits::{
     MAX_KEY_LEN, MAX_LOG_BYTES_PER_INVOCATION, MAX_LOG_LEN, MAX_LOG_LINES_PER_INVOCATION,
     MAX_OUTPUT_LEN, MAX_VALUE_LEN,
@@ -341,13 +342,26 @@ fn log(
     }
     budget.bytes += text.len();
     budget.lines += 1;
-    match Level::from_raw(level) {
+    let level = Level::from_raw(level);
+    match level {
         Level::Error => tracing::error!(target: "rime::faaslet", function = f, "{text}"),
         Level::Warn => tracing::warn!(target: "rime::faaslet", function = f, "{text}"),
         Level::Info => tracing::info!(target: "rime::faaslet", function = f, "{text}"),
         Level::Debug => tracing::debug!(target: "rime::faaslet", function = f, "{text}"),
         Level::Trace => tracing::trace!(target: "rime::faaslet", function = f, "{text}"),
     }
+    let line = GuestLog {
+        function: f.to_string(),
+        level,
+        message: text.into_owned(),
+    };
+    if let Some(sink) = &st.function.log_sink {
+        sink.send(&line);
+    }
+    if let Some(sink) = &budget.sink {
+        sink.send(&line);
+    }
+    budget.kept.push(line);
     if cut {
         truncated(budget, f);
     }
