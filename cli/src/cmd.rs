@@ -3,33 +3,23 @@
 //! beside a server on the same directory (the directory lock refuses it:
 //! use the HTTP API then).
 
-use crate::env::{self, Result, default_data_dir};
+use crate::config::Settings;
+use crate::env::{self, Result};
 use rime_faas::{FunctionConfig, Grant, namespace_tree};
 use rime_storage::{Db, TreeId, VerifyOnOpen};
 use std::io::Write;
 use std::ops::{Bound, ControlFlow};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 #[derive(clap::Args)]
-pub struct DataArgs {
-    /// Data directory.
-    #[arg(long, default_value_os_t = default_data_dir())]
-    pub data: PathBuf,
-}
-
-#[derive(clap::Args)]
 pub struct NameArgs {
-    #[command(flatten)]
-    data: DataArgs,
     /// Function name.
     name: String,
 }
 
 #[derive(clap::Args)]
 pub struct DeployArgs {
-    #[command(flatten)]
-    data: DataArgs,
     /// Function name: 1..=64 bytes of [a-z0-9_.-].
     name: String,
     /// The module (host ABI v1, docs/abi.md).
@@ -47,8 +37,6 @@ pub struct DeployArgs {
 
 #[derive(clap::Args)]
 pub struct InvokeArgs {
-    #[command(flatten)]
-    data: DataArgs,
     /// Function name.
     name: String,
     /// The input, as text.
@@ -61,8 +49,6 @@ pub struct InvokeArgs {
 
 #[derive(clap::Args)]
 pub struct StateArgs {
-    #[command(flatten)]
-    data: DataArgs,
     #[command(subcommand)]
     op: StateOp,
 }
@@ -91,7 +77,7 @@ enum StateOp {
     },
 }
 
-pub fn deploy(a: &DeployArgs) -> Result<()> {
+pub fn deploy(a: &DeployArgs, s: &Settings) -> Result<()> {
     let wasm = std::fs::read(&a.file).map_err(|e| format!("reading {}: {e}", a.file.display()))?;
     let mut cfg = FunctionConfig::default();
     for g in &a.grants {
@@ -103,7 +89,7 @@ pub fn deploy(a: &DeployArgs) -> Result<()> {
     if let Some(d) = a.deadline {
         cfg = cfg.deadline(d);
     }
-    let rt = env::open_all(&a.data.data)?;
+    let rt = env::open_all(&s.data, s.db_options(None, None))?;
     let info = rt
         .deploy(&a.name, &wasm, cfg)
         .map_err(|e| format!("deploying {}: {e}", a.name))?;
@@ -114,15 +100,21 @@ pub fn deploy(a: &DeployArgs) -> Result<()> {
     env::close(rt)
 }
 
-pub fn undeploy(a: &NameArgs) -> Result<()> {
-    let rt = env::open_all(&a.data.data)?;
+/// Opens the existing data directory of `s` (refusing a missing one) and
+/// its runtime.
+fn open_existing(s: &Settings) -> Result<rime_faas::Runtime> {
+    env::open_all(s.existing_data()?, s.db_options(None, None))
+}
+
+pub fn undeploy(a: &NameArgs, s: &Settings) -> Result<()> {
+    let rt = open_existing(s)?;
     rt.undeploy(&a.name)?;
     println!("undeployed {} (its namespace's data stays)", a.name);
     env::close(rt)
 }
 
-pub fn functions(a: &DataArgs) -> Result<()> {
-    let rt = env::open_all(&a.data)?;
+pub fn functions(s: &Settings) -> Result<()> {
+    let rt = open_existing(s)?;
     for f in rt.functions() {
         let grants: Vec<String> = f
             .config
@@ -147,7 +139,7 @@ pub fn functions(a: &DataArgs) -> Result<()> {
     env::close(rt)
 }
 
-pub fn invoke(a: &InvokeArgs) -> Result<()> {
+pub fn invoke(a: &InvokeArgs, s: &Settings) -> Result<()> {
     let input = match (&a.input, &a.input_file) {
         (Some(s), _) => s.clone().into_bytes(),
         (None, Some(p)) if p.as_os_str() == "-" => {
@@ -158,7 +150,7 @@ pub fn invoke(a: &InvokeArgs) -> Result<()> {
         (None, Some(p)) => std::fs::read(p).map_err(|e| format!("reading {}: {e}", p.display()))?,
         (None, None) => Vec::new(),
     };
-    let rt = env::open_all(&a.data.data)?;
+    let rt = open_existing(s)?;
     let r = rt.invoke(&a.name, &input);
     let out = match r {
         Ok(inv) => {
@@ -221,9 +213,9 @@ pub fn scan(
     Ok(out)
 }
 
-pub fn state(a: &StateArgs) -> Result<()> {
-    let dir = &a.data.data;
-    let db = env::open_db(dir, env::db_options(None))?;
+pub fn state(a: &StateArgs, s: &Settings) -> Result<()> {
+    let dir = s.existing_data()?;
+    let db = env::open_db(dir, s.db_options(None, None))?;
     let result = state_op(&db, &a.op);
     match Arc::try_unwrap(db) {
         Ok(db) => db.close()?,
@@ -283,11 +275,12 @@ fn state_op(db: &Db, op: &StateOp) -> Result<()> {
     Ok(())
 }
 
-pub fn stats(a: &DataArgs) -> Result<()> {
-    let rt = env::open_all(&a.data)?;
+pub fn stats(s: &Settings) -> Result<()> {
+    let dir = s.existing_data()?;
+    let rt = open_existing(s)?;
     let s = rt.db().stats();
     let p = &s.pool;
-    println!("data directory   {}", a.data.display());
+    println!("data directory   {}", dir.display());
     match &s.poisoned {
         None => println!("health           ok"),
         Some(cause) => println!("health           POISONED: {cause} (writes refused)"),
@@ -319,8 +312,8 @@ pub fn stats(a: &DataArgs) -> Result<()> {
     env::close(rt)
 }
 
-pub fn check(a: &DataArgs) -> Result<()> {
-    let dir = &a.data;
+pub fn check(s: &Settings) -> Result<()> {
+    let dir: &Path = s.existing_data()?;
     if !dir.join(rime_storage::dir::SUPERBLOCK_FILE).is_file() {
         return Err(format!(
             "{} is not a Rime data directory (no superblock)",
@@ -328,7 +321,8 @@ pub fn check(a: &DataArgs) -> Result<()> {
         )
         .into());
     }
-    let opts = env::db_options(None)
+    let opts = s
+        .db_options(None, None)
         .verify_on_open(VerifyOnOpen::Always)
         .checkpoint_interval(None);
     let db = Db::open(dir, opts).map_err(|e| format!("check of {} failed: {e}", dir.display()))?;

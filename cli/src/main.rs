@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 mod cmd;
+mod config;
 mod conn;
 mod demo;
 mod env;
@@ -29,6 +30,8 @@ struct Cli {
     /// `tracing` directive such as `rime=debug`). Overrides `RUST_LOG`.
     #[arg(long, global = true)]
     log: Option<String>,
+    #[command(flatten)]
+    global: config::GlobalArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -44,7 +47,7 @@ enum Command {
     /// Removes a function (its namespace's data stays).
     Undeploy(cmd::NameArgs),
     /// Lists the deployed functions.
-    Functions(cmd::DataArgs),
+    Functions,
     /// Runs a function once; prints its output.
     Invoke(cmd::InvokeArgs),
     /// Reads and writes a namespace's keys directly.
@@ -52,9 +55,9 @@ enum Command {
     /// Serves the HTTP API (docs/http.md).
     Serve(serve::Args),
     /// Counters of the data directory: pool, I/O, commits, functions.
-    Stats(cmd::DataArgs),
+    Stats,
     /// Offline check of a data directory: recovery, checksums, tree invariants.
-    Check(cmd::DataArgs),
+    Check,
 }
 
 fn main() -> ExitCode {
@@ -64,17 +67,17 @@ fn main() -> ExitCode {
         _ => "warn",
     };
     env::init_logging(cli.log.as_deref(), default_level);
-    let result = match cli.command {
-        Command::Demo(args) => demo::run(&args),
-        Command::Deploy(args) => cmd::deploy(&args),
-        Command::Undeploy(args) => cmd::undeploy(&args),
-        Command::Functions(args) => cmd::functions(&args),
-        Command::Invoke(args) => cmd::invoke(&args),
-        Command::State(args) => cmd::state(&args),
-        Command::Serve(args) => serve::run(&args),
-        Command::Stats(args) => cmd::stats(&args),
-        Command::Check(args) => cmd::check(&args),
-    };
+    let result = config::Settings::resolve(&cli.global).and_then(|s| match &cli.command {
+        Command::Demo(args) => demo::run(args, &s),
+        Command::Deploy(args) => cmd::deploy(args, &s),
+        Command::Undeploy(args) => cmd::undeploy(args, &s),
+        Command::Functions => cmd::functions(&s),
+        Command::Invoke(args) => cmd::invoke(args, &s),
+        Command::State(args) => cmd::state(args, &s),
+        Command::Serve(args) => serve::run(args, &s),
+        Command::Stats => cmd::stats(&s),
+        Command::Check => cmd::check(&s),
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
