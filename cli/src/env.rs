@@ -69,10 +69,19 @@ pub fn open_runtime(dir: &Path, db: Arc<Db>, cfg: RuntimeConfig) -> Result<Runti
         .map_err(|e| format!("opening the runtime on {}: {e}", dir.display()).into())
 }
 
-/// Opens the Db (with `opts`) and the runtime with default settings.
+/// Instance slots of the runtime of a one-shot command (deploy, invoke,
+/// ...): it runs one invocation, and every slot of the pooling allocator
+/// costs setup (guard pages, a fiber stack), which the default's
+/// thousands of slots made most of a command's time.
+pub const ONE_SHOT_INSTANCES: u32 = 4;
+
+/// Opens the Db (with `opts`) and a runtime sized for one command.
 pub fn open_all(dir: &Path, opts: Options) -> Result<Runtime> {
     let db = open_db(dir, opts)?;
-    open_runtime(dir, db, RuntimeConfig::default())
+    let cfg = RuntimeConfig::default()
+        .max_instances(ONE_SHOT_INSTANCES)
+        .workers(1);
+    open_runtime(dir, db, cfg)
 }
 
 /// Checkpoints and closes the Db behind `rt` (dropping `rt`). If something
