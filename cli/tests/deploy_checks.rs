@@ -91,6 +91,12 @@ fn http_deploy_errors_name_the_fix() {
         "{}",
         text(&body)
     );
+    assert!(
+        text(&body)
+            .contains("send the .wasm file's bytes unchanged, e.g. curl --data-binary @FILE.wasm"),
+        "{}",
+        text(&body)
+    );
     // What `curl -d @counter.wasm` sends: a form, newlines stripped.
     let mangled: Vec<u8> = wasm
         .iter()

@@ -42,10 +42,16 @@ fn deploy_refusal(e: rime_faas::DeployError, headers: &HeaderMap) -> ApiError {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-    let not_wasm = matches!(e, BadMagic(_) | Malformed(_));
+    let bad_magic = matches!(e, BadMagic(_));
+    let not_wasm = bad_magic || matches!(e, Malformed(_));
     let mut err = deploy_error(e);
     if as_form && not_wasm {
         err.message = format!("{}; {DATA_BINARY_HINT}", err.message);
+    } else if bad_magic {
+        err.message = format!(
+            "{}; send the .wasm file's bytes unchanged, e.g. curl --data-binary @FILE.wasm",
+            err.message
+        );
     }
     err
 }
