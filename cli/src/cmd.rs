@@ -89,7 +89,7 @@ pub fn deploy(a: &DeployArgs, s: &Settings) -> Result<()> {
     if let Some(d) = a.deadline {
         cfg = cfg.deadline(d);
     }
-    let rt = env::open_all(&s.data, s.db_options(None, None))?;
+    let rt = env::open_all(&s.data, s.one_shot_db_options())?;
     let info = rt
         .deploy(&a.name, &wasm, cfg)
         .map_err(|e| format!("deploying {}: {e}", a.name))?;
@@ -103,7 +103,7 @@ pub fn deploy(a: &DeployArgs, s: &Settings) -> Result<()> {
 /// Opens the existing data directory of `s` (refusing a missing one) and
 /// its runtime.
 fn open_existing(s: &Settings) -> Result<rime_faas::Runtime> {
-    env::open_all(s.existing_data()?, s.db_options(None, None))
+    env::open_all(s.existing_data()?, s.one_shot_db_options())
 }
 
 pub fn undeploy(a: &NameArgs, s: &Settings) -> Result<()> {
@@ -215,7 +215,7 @@ pub fn scan(
 
 pub fn state(a: &StateArgs, s: &Settings) -> Result<()> {
     let dir = s.existing_data()?;
-    let db = env::open_db(dir, s.db_options(None, None))?;
+    let db = env::open_db(dir, s.one_shot_db_options())?;
     let result = state_op(&db, &a.op);
     match Arc::try_unwrap(db) {
         Ok(db) => db.close()?,
@@ -322,7 +322,7 @@ pub fn check(s: &Settings) -> Result<()> {
         .into());
     }
     let opts = s
-        .db_options(None, None)
+        .one_shot_db_options()
         .verify_on_open(VerifyOnOpen::Always)
         .checkpoint_interval(None);
     let db = Db::open(dir, opts).map_err(|e| format!("check of {} failed: {e}", dir.display()))?;

@@ -156,6 +156,12 @@ impl Settings {
         Ok(dir)
     }
 
+    /// [`Settings::db_options`] for a one-shot command (deploy, invoke,
+    /// state, ...): new log segments at most [`env::ONE_SHOT_SEGMENT_BYTES`].
+    pub fn one_shot_db_options(&self) -> rime_storage::Options {
+        env::one_shot(self.db_options(None, None))
+    }
+
     /// Storage options: the config file's pool size and durability unless
     /// `pool_bytes`/`durability` (flags) say otherwise.
     pub fn db_options(

@@ -55,6 +55,21 @@ pub fn db_options(pool_bytes: Option<usize>, durability: Option<Durability>) -> 
     }
 }
 
+/// Largest new log segment a one-shot command writes. Opening a Db reads
+/// the newest segment whole, so a directory used only by commands keeps
+/// each open's read at most this (a few ms) however long its log grows;
+/// without the cap the segments would double up to 64 MiB after about
+/// ten thousand commands and every command would read 64 MiB again.
+pub const ONE_SHOT_SEGMENT_BYTES: u64 = 4 << 20;
+
+/// `opts` for a one-shot command: segments capped at
+/// [`ONE_SHOT_SEGMENT_BYTES`] (and the first one no larger).
+pub fn one_shot(opts: Options) -> Options {
+    let cap = opts.segment_size.min(ONE_SHOT_SEGMENT_BYTES);
+    let first = opts.initial_segment_size.min(cap);
+    opts.segment_size(cap).initial_segment_size(first)
+}
+
 /// Opens (creating if missing) the Db of `dir`.
 pub fn open_db(dir: &Path, opts: Options) -> Result<Arc<Db>> {
     std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
@@ -282,6 +297,20 @@ mod tests {
         assert_eq!(
             show_bytes(&2i64.to_le_bytes()),
             "0x0200000000000000 (i64 2)"
+        );
+    }
+
+    #[test]
+    fn one_shot_commands_cap_log_segments() {
+        let o = one_shot(Options::default());
+        assert_eq!(
+            (o.segment_size, o.initial_segment_size),
+            (ONE_SHOT_SEGMENT_BYTES, 64 << 10)
+        );
+        let small = one_shot(Options::default().segment_size(1 << 20).preallocate_log());
+        assert_eq!(
+            (small.segment_size, small.initial_segment_size),
+            (1 << 20, 1 << 20)
         );
     }
 
