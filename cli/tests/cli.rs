@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The binary, with 1 MiB log segments: a debug build takes seconds to
-/// scan the default 64 MiB at every open.
+/// The binary, with log segments of at most 1 MiB (they start at 64 KiB
+/// either way; `data_dir.rs` runs with the defaults).
 fn rime_cmd() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_rime"));
     c.env("RIME_WAL_SEGMENT_MIB", "1");
