@@ -142,7 +142,7 @@ impl Client {
                 format!("grant={}{mode}", encode(g.namespace.as_bytes()))
             })
             .collect();
-        q.extend(memory_bytes.map(|m| format!("memory={m}")));
+        q.extend(memory_bytes.map(|m| format!("memory={m}B")));
         q.extend(deadline.map(|d| format!("deadline={}us", d.as_micros())));
         for s in settings {
             let field = if s.secret { "secret" } else { "env" };

@@ -3,34 +3,24 @@
 //! beside a server on the same directory (the directory lock refuses it:
 //! use `--server` then, `crate::remote`). What they print is `crate::show`.
 
-use crate::env::{self, Result, default_data_dir};
+use crate::config::Settings;
+use crate::env::{self, Result};
 use crate::show;
-use rime_faas::{FunctionConfig, Grant, LogSink, RuntimeConfig, namespace_tree};
+use rime_faas::{FunctionConfig, Grant, LogSink, namespace_tree};
 use rime_storage::{Db, TreeId, VerifyOnOpen};
 use std::io::Write;
 use std::ops::{Bound, ControlFlow};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 #[derive(clap::Args)]
-pub struct DataArgs {
-    /// Data directory.
-    #[arg(long, default_value_os_t = default_data_dir())]
-    pub data: PathBuf,
-}
-
-#[derive(clap::Args)]
 pub struct NameArgs {
-    #[command(flatten)]
-    pub(crate) data: DataArgs,
     /// Function name.
     pub(crate) name: String,
 }
 
 #[derive(clap::Args)]
 pub struct DeployArgs {
-    #[command(flatten)]
-    pub(crate) data: DataArgs,
     /// Function name: 1..=64 bytes of [a-z0-9_.-].
     pub(crate) name: String,
     /// The module (host ABI v1, docs/abi.md).
@@ -54,8 +44,6 @@ pub struct DeployArgs {
 
 #[derive(clap::Args)]
 pub struct InvokeArgs {
-    #[command(flatten)]
-    pub(crate) data: DataArgs,
     /// Function name.
     pub(crate) name: String,
     /// The input, as text.
@@ -77,8 +65,6 @@ pub struct LogsArgs {
 
 #[derive(clap::Args)]
 pub struct StateArgs {
-    #[command(flatten)]
-    pub(crate) data: DataArgs,
     #[command(subcommand)]
     pub(crate) op: StateOp,
 }
@@ -120,7 +106,7 @@ pub(crate) fn settings(a: &DeployArgs) -> Result<Vec<rime_faas::Setting>> {
     Ok(out)
 }
 
-pub fn deploy(a: &DeployArgs) -> Result<()> {
+pub fn deploy(a: &DeployArgs, s: &Settings) -> Result<()> {
     let wasm = std::fs::read(&a.file).map_err(|e| format!("reading {}: {e}", a.file.display()))?;
     let mut cfg = FunctionConfig::default();
     for g in &a.grants {
@@ -135,7 +121,7 @@ pub fn deploy(a: &DeployArgs) -> Result<()> {
     for setting in settings(a)? {
         cfg = cfg.setting(setting);
     }
-    let rt = env::open_all(&a.data.data)?;
+    let rt = env::open_all(&s.data, s.one_shot_db_options())?;
     let info = rt
         .deploy(&a.name, &wasm, cfg)
         .map_err(|e| format!("deploying {}: {e}", a.name))?;
@@ -143,15 +129,21 @@ pub fn deploy(a: &DeployArgs) -> Result<()> {
     env::close(rt)
 }
 
-pub fn undeploy(a: &NameArgs) -> Result<()> {
-    let rt = env::open_all(&a.data.data)?;
+/// Opens the existing data directory of `s` (refusing a missing one) and
+/// its runtime.
+fn open_existing(s: &Settings) -> Result<rime_faas::Runtime> {
+    env::open_all(s.existing_data()?, s.one_shot_db_options())
+}
+
+pub fn undeploy(a: &NameArgs, s: &Settings) -> Result<()> {
+    let rt = open_existing(s)?;
     rt.undeploy(&a.name)?;
     println!("{}", show::undeployed(&a.name));
     env::close(rt)
 }
 
-pub fn functions(a: &DataArgs) -> Result<()> {
-    let rt = env::open_all(&a.data)?;
+pub fn functions(s: &Settings) -> Result<()> {
+    let rt = open_existing(s)?;
     for f in rt.functions() {
         println!("{}", show::function_line(&show::Function::from(&f)));
     }
@@ -187,11 +179,14 @@ pub(crate) fn print_output(out: &[u8]) -> Result<()> {
 
 /// Runs the function; its log lines go to stderr as it logs them (those
 /// of a failed invocation too).
-pub fn invoke(a: &InvokeArgs) -> Result<()> {
+pub fn invoke(a: &InvokeArgs, s: &Settings) -> Result<()> {
     let input = invoke_input(a)?;
-    let db = env::open_db(&a.data.data, env::db_options(None))?;
     let sink = LogSink::new(|l| eprintln!("{}", show::guest_log_line(l)));
-    let rt = env::open_runtime(&a.data.data, db, RuntimeConfig::default().log_sink(sink))?;
+    let rt = env::open_all_with(
+        s.existing_data()?,
+        s.one_shot_db_options(),
+        env::one_shot_runtime().log_sink(sink),
+    )?;
     let r = rt.invoke(&a.name, &input);
     let out = match r {
         Ok(inv) => {
@@ -249,9 +244,9 @@ pub fn scan(
     Ok(out)
 }
 
-pub fn state(a: &StateArgs) -> Result<()> {
-    let dir = &a.data.data;
-    let db = env::open_db(dir, env::db_options(None))?;
+pub fn state(a: &StateArgs, s: &Settings) -> Result<()> {
+    let dir = s.existing_data()?;
+    let db = env::open_db(dir, s.one_shot_db_options())?;
     let result = state_op(&db, &a.op);
     match Arc::try_unwrap(db) {
         Ok(db) => db.close()?,
@@ -311,17 +306,18 @@ fn state_op(db: &Db, op: &StateOp) -> Result<()> {
     Ok(())
 }
 
-pub fn stats(a: &DataArgs) -> Result<()> {
-    let rt = env::open_all(&a.data)?;
-    let s = show::Stats::new(a.data.display().to_string(), &rt.db().stats(), &rt.stats());
+pub fn stats(s: &Settings) -> Result<()> {
+    let dir = s.existing_data()?;
+    let rt = open_existing(s)?;
+    let s = show::Stats::new(dir.display().to_string(), &rt.db().stats(), &rt.stats());
     for line in s.lines() {
         println!("{line}");
     }
     env::close(rt)
 }
 
-pub fn check(a: &DataArgs) -> Result<()> {
-    let dir = &a.data;
+pub fn check(s: &Settings) -> Result<()> {
+    let dir: &Path = s.existing_data()?;
     if !dir.join(rime_storage::dir::SUPERBLOCK_FILE).is_file() {
         return Err(format!(
             "{} is not a Rime data directory (no superblock)",
@@ -329,7 +325,8 @@ pub fn check(a: &DataArgs) -> Result<()> {
         )
         .into());
     }
-    let opts = env::db_options(None)
+    let opts = s
+        .one_shot_db_options()
         .verify_on_open(VerifyOnOpen::Always)
         .checkpoint_interval(None);
     let db = Db::open(dir, opts).map_err(|e| format!("check of {} failed: {e}", dir.display()))?;

@@ -14,13 +14,13 @@
 //!    bank's total unchanged; `Db::verify` passes. Any FAIL exits non-zero.
 //! 7. Counters, then a checkpoint and a clean close.
 
-use crate::env::{self, Result, default_data_dir};
+use crate::config::Settings;
+use crate::env::{self, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rime_faas::{
     FunctionConfig, Invocation, InvokeError, Invoking, Runtime, RuntimeConfig, namespace_tree,
 };
 use std::io::IsTerminal;
-use std::path::PathBuf;
 use std::time::Instant;
 
 const COUNTER_KEY: &str = "demo/counter";
@@ -30,9 +30,6 @@ const INITIAL_BALANCE: i64 = 1000;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Data directory (created if missing).
-    #[arg(long, default_value_os_t = default_data_dir())]
-    data: PathBuf,
     /// Counter increments (concurrent invocations of `counter`).
     #[arg(long, default_value_t = 2_000)]
     increments: u64,
@@ -57,9 +54,9 @@ impl Checks {
     }
 }
 
-pub fn run(args: &Args) -> Result<()> {
+pub fn run(args: &Args, s: &Settings) -> Result<()> {
     let started = Instant::now();
-    let rt = open(args)?;
+    let rt = open(args, s)?;
     deploy_examples(&rt)?;
     count_this_run(&rt)?;
     let counter = increments(&rt, args.increments)?;
@@ -94,17 +91,13 @@ struct BankRun {
 
 /// Step 1: the Db (recovering from its log) and the runtime, with the
 /// functions earlier runs deployed.
-fn open(args: &Args) -> Result<Runtime> {
-    let db = env::open_db(&args.data, env::db_options(None))?;
+fn open(args: &Args, s: &Settings) -> Result<Runtime> {
+    let db = env::open_db(&s.data, s.db_options(None, None))?;
     let recovered = db.stats().recovered_records;
-    let rt = env::open_runtime(
-        &args.data,
-        db,
-        RuntimeConfig::default().workers(args.workers),
-    )?;
+    let rt = env::open_runtime(&s.data, db, RuntimeConfig::default().workers(args.workers))?;
     println!(
         "1. opened {}: {} functions deployed, {} log records replayed",
-        args.data.display(),
+        s.data.display(),
         rt.functions().len(),
         recovered
     );

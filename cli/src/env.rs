@@ -2,7 +2,7 @@
 //! the example guests, parsing sizes and durations.
 
 use rime_faas::{Runtime, RuntimeConfig};
-use rime_storage::{Db, Options};
+use rime_storage::{Db, Durability, Options};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,11 +33,11 @@ pub fn init_logging(flag: Option<&str>, default: &str) {
         .init();
 }
 
-/// Storage options of the binary: the defaults, with `pool_mib` if given,
-/// and log segments of `$RIME_WAL_SEGMENT_MIB` MiB if set (the default is
-/// 64 MiB; smaller segments open faster, which the tests of debug builds
-/// want).
-pub fn db_options(pool_mib: Option<usize>) -> Options {
+/// Storage options of the binary: the defaults, with `pool_bytes` and
+/// `durability` if given, and log segments of at most
+/// `$RIME_WAL_SEGMENT_MIB` MiB if set (default 64 MiB; the first segment
+/// is 64 KiB either way, each next one doubles).
+pub fn db_options(pool_bytes: Option<usize>, durability: Option<Durability>) -> Options {
     let mut opts = Options::default();
     if let Some(mib) = std::env::var("RIME_WAL_SEGMENT_MIB")
         .ok()
@@ -46,10 +46,28 @@ pub fn db_options(pool_mib: Option<usize>) -> Options {
     {
         opts = opts.segment_size(mib << 20);
     }
-    match pool_mib {
-        Some(m) => opts.pool_bytes(m << 20),
+    if let Some(d) = durability {
+        opts = opts.durability(d);
+    }
+    match pool_bytes {
+        Some(b) => opts.pool_bytes(b),
         None => opts,
     }
+}
+
+/// Largest new log segment a one-shot command writes. Opening a Db reads
+/// the newest segment whole, so a directory used only by commands keeps
+/// each open's read at most this (a few ms) however long its log grows;
+/// without the cap the segments would double up to 64 MiB after about
+/// ten thousand commands and every command would read 64 MiB again.
+pub const ONE_SHOT_SEGMENT_BYTES: u64 = 4 << 20;
+
+/// `opts` for a one-shot command: segments capped at
+/// [`ONE_SHOT_SEGMENT_BYTES`] (and the first one no larger).
+pub fn one_shot(opts: Options) -> Options {
+    let cap = opts.segment_size.min(ONE_SHOT_SEGMENT_BYTES);
+    let first = opts.initial_segment_size.min(cap);
+    opts.segment_size(cap).initial_segment_size(first)
 }
 
 /// Opens (creating if missing) the Db of `dir`.
@@ -66,10 +84,28 @@ pub fn open_runtime(dir: &Path, db: Arc<Db>, cfg: RuntimeConfig) -> Result<Runti
         .map_err(|e| format!("opening the runtime on {}: {e}", dir.display()).into())
 }
 
-/// Opens the Db and the runtime with default settings.
-pub fn open_all(dir: &Path) -> Result<Runtime> {
-    let db = open_db(dir, db_options(None))?;
-    open_runtime(dir, db, RuntimeConfig::default())
+/// Instance slots of the runtime of a one-shot command (deploy, invoke,
+/// ...): it runs one invocation, and every slot of the pooling allocator
+/// costs setup (guard pages, a fiber stack), which the default's
+/// thousands of slots made most of a command's time.
+pub const ONE_SHOT_INSTANCES: u32 = 4;
+
+/// The runtime configuration of a one-shot command.
+pub fn one_shot_runtime() -> RuntimeConfig {
+    RuntimeConfig::default()
+        .max_instances(ONE_SHOT_INSTANCES)
+        .workers(1)
+}
+
+/// Opens the Db (with `opts`) and a runtime sized for one command.
+pub fn open_all(dir: &Path, opts: Options) -> Result<Runtime> {
+    open_all_with(dir, opts, one_shot_runtime())
+}
+
+/// Opens the Db (with `opts`) and a runtime configured by `cfg`.
+pub fn open_all_with(dir: &Path, opts: Options, cfg: RuntimeConfig) -> Result<Runtime> {
+    let db = open_db(dir, opts)?;
+    open_runtime(dir, db, cfg)
 }
 
 /// Checkpoints and closes the Db behind `rt` (dropping `rt`). If something
@@ -135,18 +171,26 @@ pub fn guest(name: &str) -> Result<Vec<u8>> {
     })
 }
 
-/// `123`, `64KiB`, `16MiB`, `1GiB` (also `K`, `M`, `G`, `KB`, ... as powers of 1024).
+/// The units [`parse_size`] accepts, for its errors.
+const SIZE_UNITS: &str = "B, KiB, MiB or GiB, e.g. 64MiB";
+/// The units [`parse_duration`] accepts, for its errors.
+const DURATION_UNITS: &str = "us, ms, s, m or h, e.g. 500ms or 2s";
+
+/// `4096B`, `64KiB`, `16MiB`, `1GiB` (also `K`, `M`, `G`, `KB`, ... as
+/// powers of 1024). The unit is required: a bare `64` could mean bytes or
+/// MiB, so it is refused, naming the units.
 pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let n: u64 = num.parse().map_err(|_| format!("not a size: {s:?}"))?;
     let shift = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 0,
+        "" => return Err(format!("size {s:?} needs a unit: {SIZE_UNITS}")),
+        "b" => 0,
         "k" | "kb" | "kib" => 10,
         "m" | "mb" | "mib" => 20,
         "g" | "gb" | "gib" => 30,
-        _ => return Err(format!("unknown size unit in {s:?} (use KiB, MiB or GiB)")),
+        _ => return Err(format!("unknown size unit in {s:?} (use {SIZE_UNITS})")),
     };
     n.checked_mul(1 << shift)
         .ok_or_else(|| format!("size {s:?} overflows"))
@@ -157,8 +201,9 @@ pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
 /// and `Instant + Duration` must not overflow.
 pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
 
-/// `250ms`, `2s`, `1m`, `1h`, `500us`; a bare number is milliseconds. At
-/// most [`MAX_DURATION`]; overflow is an error, never a wrap.
+/// `250ms`, `2s`, `1m`, `1h`, `500us`. The unit is required (a bare `10`
+/// once meant 10 ms to some and 10 s to others). At most
+/// [`MAX_DURATION`]; overflow is an error, never a wrap.
 pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
@@ -170,14 +215,15 @@ pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
     };
     let secs = |per: u64| n.checked_mul(per).map(Duration::from_secs);
     let d = match unit.trim() {
-        "" | "ms" => Some(Duration::from_millis(n)),
+        "" => return Err(format!("duration {s:?} needs a unit: {DURATION_UNITS}")),
+        "ms" => Some(Duration::from_millis(n)),
         "us" => Some(Duration::from_micros(n)),
         "s" => secs(1),
         "m" | "min" => secs(60),
         "h" => secs(3600),
         _ => {
             return Err(format!(
-                "unknown duration unit in {s:?} (use ms, s, m or h)"
+                "unknown duration unit in {s:?} (use {DURATION_UNITS})"
             ));
         }
     };
@@ -267,7 +313,15 @@ mod tests {
     #[test]
     fn sizes_durations_grants() {
         assert_eq!(parse_size("16MiB"), Ok(16 << 20));
-        assert_eq!(parse_size("123"), Ok(123));
+        assert_eq!(parse_size("123B"), Ok(123));
+        assert_eq!(
+            parse_size("10").unwrap_err(),
+            "size \"10\" needs a unit: B, KiB, MiB or GiB, e.g. 64MiB"
+        );
+        assert_eq!(
+            parse_duration("10").unwrap_err(),
+            "duration \"10\" needs a unit: us, ms, s, m or h, e.g. 500ms or 2s"
+        );
         assert!(parse_size("1TiB").is_err());
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
@@ -288,11 +342,26 @@ mod tests {
     }
 
     #[test]
+    fn one_shot_commands_cap_log_segments() {
+        let o = one_shot(Options::default());
+        assert_eq!(
+            (o.segment_size, o.initial_segment_size),
+            (ONE_SHOT_SEGMENT_BYTES, 64 << 10)
+        );
+        let small = one_shot(Options::default().segment_size(1 << 20).preallocate_log());
+        assert_eq!(
+            (small.segment_size, small.initial_segment_size),
+            (1 << 20, 1 << 20)
+        );
+    }
+
+    #[test]
     fn duration_overflow_is_an_error_not_a_wrap() {
         // 307445734561825861 * 60 wraps u64 to 44: once a 44 s deadline.
         let e = parse_duration("307445734561825861m").unwrap_err();
         assert!(e.contains("too long"), "{e}");
         assert!(parse_duration("18446744073709551616ms").is_err());
+        assert!(parse_duration("18446744073709551616").is_err());
         assert!(parse_duration("25h").is_err());
         assert!(parse_duration("86401s").is_err());
         assert_eq!(parse_duration("1440m"), Ok(MAX_DURATION));

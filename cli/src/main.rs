@@ -14,6 +14,7 @@
 
 mod client;
 mod cmd;
+mod config;
 mod conn;
 mod demo;
 mod env;
@@ -47,6 +48,8 @@ struct Cli {
     /// The server's bearer token (with `--server`).
     #[arg(long, env = "RIME_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    #[command(flatten)]
+    global: config::GlobalArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -67,7 +70,7 @@ enum Command {
     /// Removes a function (its namespace's data stays).
     Undeploy(cmd::NameArgs),
     /// Lists the deployed functions.
-    Functions(cmd::DataArgs),
+    Functions,
     /// Runs a function once; prints its output.
     Invoke(cmd::InvokeArgs),
     /// Reads and writes a namespace's keys directly.
@@ -75,9 +78,9 @@ enum Command {
     /// Serves the HTTP API (docs/http.md).
     Serve(serve::Args),
     /// Counters of the data directory: pool, I/O, commits, functions.
-    Stats(cmd::DataArgs),
+    Stats,
     /// Offline check of a data directory: recovery, checksums, tree invariants.
-    Check(cmd::DataArgs),
+    Check,
     /// Prints a function's recent log lines, kept by the running server
     /// (needs `--server`); `--follow` keeps printing new ones.
     Logs(cmd::LogsArgs),
@@ -113,8 +116,8 @@ fn main() -> ExitCode {
         Some(Err(e)) => return fail(e),
     };
     let result = match client {
-        Some(c) => on_server(&c, cli.command, server_flag),
-        None => on_directory(cli.command).map_err(with_server_hint),
+        Some(c) => on_server(&c, cli.command, &cli.global, server_flag),
+        None => on_directory(cli.command, &cli.global).map_err(with_server_hint),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -138,18 +141,20 @@ fn fail(e: env::Error) -> ExitCode {
     ExitCode::FAILURE
 }
 
-/// The commands on a data directory.
-fn on_directory(command: Command) -> env::Result<()> {
+/// The commands on a data directory (`--data`, `RIME_DATA`, `rime.toml`;
+/// resolved only by those that use one), and those that need none.
+fn on_directory(command: Command, global: &config::GlobalArgs) -> env::Result<()> {
+    let data = || config::Settings::resolve(global);
     match command {
-        Command::Demo(args) => demo::run(&args),
-        Command::Deploy(args) => cmd::deploy(&args),
-        Command::Undeploy(args) => cmd::undeploy(&args),
-        Command::Functions(args) => cmd::functions(&args),
-        Command::Invoke(args) => cmd::invoke(&args),
-        Command::State(args) => cmd::state(&args),
-        Command::Serve(args) => serve::run(&args),
-        Command::Stats(args) => cmd::stats(&args),
-        Command::Check(args) => cmd::check(&args),
+        Command::Demo(args) => demo::run(&args, &data()?),
+        Command::Deploy(args) => cmd::deploy(&args, &data()?),
+        Command::Undeploy(args) => cmd::undeploy(&args, &data()?),
+        Command::Functions => cmd::functions(&data()?),
+        Command::Invoke(args) => cmd::invoke(&args, &data()?),
+        Command::State(args) => cmd::state(&args, &data()?),
+        Command::Serve(args) => serve::run(&args, &data()?),
+        Command::Stats => cmd::stats(&data()?),
+        Command::Check => cmd::check(&data()?),
         Command::Logs(_) => remote::logs_without_server(),
         Command::New(args) => scaffold::new(&args),
         Command::Build(args) => scaffold::build(&args),
@@ -163,20 +168,25 @@ fn on_directory(command: Command) -> env::Result<()> {
 /// The commands through a running server. `demo`, `serve` and `check`
 /// work on a directory: with `RIME_SERVER` set they ignore it, with
 /// `--server` they say so.
-fn on_server(c: &Client, command: Command, server_flag: bool) -> env::Result<()> {
+fn on_server(
+    c: &Client,
+    command: Command,
+    global: &config::GlobalArgs,
+    server_flag: bool,
+) -> env::Result<()> {
     match command {
         Command::Deploy(args) => remote::deploy(c, &args),
         Command::Undeploy(args) => remote::undeploy(c, &args),
-        Command::Functions(_) => remote::functions(c),
+        Command::Functions => remote::functions(c),
         Command::Invoke(args) => remote::invoke(c, &args),
         Command::State(args) => remote::state(c, &args),
-        Command::Stats(_) => remote::stats(c),
+        Command::Stats => remote::stats(c),
         Command::Logs(args) => remote::logs(c, &args),
-        Command::Demo(_) | Command::Serve(_) | Command::Check(_) if server_flag => Err(
+        Command::Demo(_) | Command::Serve(_) | Command::Check if server_flag => Err(
             "--server: demo, serve and check work on a data directory (--data), not \
                  through a server"
                 .into(),
         ),
-        other => on_directory(other),
+        other => on_directory(other, global),
     }
 }

@@ -42,6 +42,20 @@ pub enum DeployError {
     /// names the key, never the value.
     #[error("invalid configuration: {0}")]
     BadSetting(String),
+    /// The memory limit is below the minimum the module's memory declares:
+    /// every call would fail to instantiate.
+    #[error(
+        "memory limit {limit_bytes} B is below the module's declared minimum memory of \
+         {min_bytes} B ({min_pages} pages of 64 KiB): raise the limit to at least {min_bytes} B"
+    )]
+    MemoryBelowMinimum {
+        limit_bytes: u64,
+        min_bytes: u64,
+        min_pages: u64,
+    },
+    /// Neither a binary wasm module nor wasm text.
+    #[error("not a wasm module (bad magic): {0}")]
+    BadMagic(String),
     /// Not a wasm module, or one wasmtime rejects (validation, compilation).
     #[error("malformed module: {0}")]
     Malformed(String),

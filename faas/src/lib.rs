@@ -17,6 +17,7 @@
 
 mod abi;
 mod cache;
+mod checks;
 mod engine;
 mod error;
 mod exec;
@@ -183,8 +184,10 @@ impl Runtime {
         registry::check_config(name, &config, i.cfg.max_memory_bytes)?;
         let _g = i.deploy_lock.lock().unwrap_or_else(|p| p.into_inner());
         // Compile and check before storing anything: a bad module changes nothing.
+        checks::check_magic(wasm)?;
         let module = i.cache.load(wasm)?;
         abi::check_module(&module).map_err(DeployError::Abi)?;
+        checks::check_memory(&module, config.memory_bytes)?;
         let hash: [u8; 32] = {
             use sha2::Digest;
             sha2::Sha256::digest(wasm).into()

@@ -323,7 +323,7 @@ fn malformed_and_non_abi_modules_are_deploy_errors() {
     let cfg = FunctionConfig::default;
     assert!(matches!(
         e.rt.deploy("x", b"not wasm", cfg()),
-        Err(DeployError::Malformed(_))
+        Err(DeployError::BadMagic(_))
     ));
     let mut truncated = guest("counter");
     truncated.truncate(truncated.len() / 2);
@@ -341,10 +341,13 @@ fn malformed_and_non_abi_modules_are_deploy_errors() {
     let wrong_sig = wat(
         "(module (import \"rime\" \"get\" (func (param i32))) (memory (export \"memory\") 1) (func (export \"rime_invoke\") (result i32) i32.const 0))",
     );
-    assert!(matches!(
-        e.rt.deploy("x", &wrong_sig, cfg()),
-        Err(DeployError::Abi(_))
-    ));
+    match e.rt.deploy("x", &wrong_sig, cfg()) {
+        Err(DeployError::Abi(m)) => assert_eq!(
+            m,
+            "rime.get expects (i32, i32, i32, i32, i32) -> i32, the module declares (i32) -> ()"
+        ),
+        other => panic!("{other:?}"),
+    }
     let no_memory = wat("(module (func (export \"rime_invoke\") (result i32) i32.const 0))");
     assert!(matches!(
         e.rt.deploy("x", &no_memory, cfg()),
@@ -654,4 +657,70 @@ fn a_damaged_registry_entry_leaves_the_others_running_and_can_be_undeployed() {
     rt.deploy("counter", &guest("counter"), FunctionConfig::default())
         .unwrap();
     assert_eq!(rt.invoke("counter", b"").unwrap().output, b"1");
+}
+
+/// Issue 19: deploy-time errors say what is wrong in wasm's terms and
+/// what to change, instead of failing at every call or printing
+/// wasmtime's debug dump.
+#[test]
+fn deploy_checks_name_the_numbers_and_the_signatures() {
+    let e = env();
+    let cfg = FunctionConfig::default;
+    // Not wasm at all: the magic, with the bytes found.
+    let err = e.rt.deploy("x", b"\x7fELF\x02\x01\x01", cfg()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "not a wasm module (bad magic): it starts with 7f 45 4c 46, a wasm module starts with 00 61 73 6d (\"\\0asm\")"
+    );
+    // A memory limit below the module's declared minimum (17 pages).
+    let big = wat(
+        "(module (memory (export \"memory\") 17) (func (export \"rime_invoke\") (result i32) i32.const 0))",
+    );
+    let err =
+        e.rt.deploy("x", &big, cfg().memory_bytes(1024))
+            .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            DeployError::MemoryBelowMinimum {
+                limit_bytes: 1024,
+                min_bytes: 1_114_112,
+                min_pages: 17
+            }
+        ),
+        "{err:?}"
+    );
+    let m = err.to_string();
+    assert!(
+        m.contains("memory limit 1024 B is below the module's declared minimum memory of 1114112 B (17 pages"),
+        "{m}"
+    );
+    // Exactly the minimum is fine.
+    e.rt.deploy("x", &big, cfg().memory_bytes(17 << 16))
+        .unwrap();
+    // An export of the wrong type prints the module's signature.
+    let bad_export = wat(
+        "(module (memory (export \"memory\") 1) (func (export \"rime_invoke\") (param i32) (result i32) i32.const 0))",
+    );
+    match e.rt.deploy("y", &bad_export, cfg()) {
+        Err(DeployError::Abi(m)) => assert_eq!(
+            m,
+            "export `rime_invoke` must be a function () -> i32, the module declares (i32) -> i32"
+        ),
+        other => panic!("{other:?}"),
+    }
+    // An import that is not a function says what it is.
+    let mem_import = wat(
+        "(module (import \"rime\" \"input\" (global i32)) (memory (export \"memory\") 1) (func (export \"rime_invoke\") (result i32) i32.const 0))",
+    );
+    match e.rt.deploy("y", &mem_import, cfg()) {
+        Err(DeployError::Abi(m)) => {
+            assert_eq!(
+                m,
+                "rime.input expects (i32, i32) -> i32, the module declares a global"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(e.rt.functions().iter().all(|f| f.name != "y"));
 }

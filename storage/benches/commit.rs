@@ -57,7 +57,9 @@ fn bench_commit(c: &mut Criterion, dir: &std::path::Path, table: &Table) {
             let wal_dir = dir.join(format!("wal-{name}-{threads}"));
             let wal = Wal::create(
                 &wal_dir,
-                WalOptions::new(durability).with_segment_size(SEGMENT_SIZE),
+                WalOptions::new(durability)
+                    .with_segment_size(SEGMENT_SIZE)
+                    .with_initial_segment_size(SEGMENT_SIZE),
             )
             .unwrap();
             group.bench_with_input(BenchmarkId::new(name, threads), &threads, |b, &threads| {

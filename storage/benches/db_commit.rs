@@ -385,6 +385,7 @@ fn main() {
         for &committers in &committer_counts {
             let dir = tmp.path().join(format!("{name}-{committers}"));
             let opts = Options::default()
+                .preallocate_log() // as a server runs: no segment creation mid-run
                 .durability(durability)
                 .pool_bytes(64 << 20)
                 .checkpoint_interval(None);

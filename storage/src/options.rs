@@ -1,7 +1,9 @@
 //! [`Options`]: how to open a [`crate::Db`].
 
-use crate::wal::{DEFAULT_SEGMENT_SIZE, Durability, FileOpener, MIN_SEGMENT_SIZE};
-use rime_bufmgr::io::{BLOCK_SIZE, IoBackend, open_block_file};
+use crate::wal::{
+    DEFAULT_INITIAL_SEGMENT_SIZE, DEFAULT_SEGMENT_SIZE, Durability, FileOpener, valid_segment_size,
+};
+use rime_bufmgr::io::{IoBackend, open_block_file};
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
@@ -52,8 +54,14 @@ pub struct Options {
     pub checkpoint_interval: Option<Duration>,
     /// Log growth since the last checkpoint that triggers one early.
     pub checkpoint_log_bytes: u64,
-    /// Size of each log segment file.
+    /// Largest size of a log segment file (a checkpoint frees the log in
+    /// segments).
     pub segment_size: u64,
+    /// Size of the log's first segment; each next one doubles the newest
+    /// one's size up to `segment_size`, so a new directory costs 64 KiB of
+    /// log, not 64 MiB. Set it to `segment_size` to preallocate every
+    /// segment at full size from the start ([`Options::preallocate_log`]).
+    pub initial_segment_size: u64,
     pub verify_on_open: VerifyOnOpen,
     /// The fault-injection seam; see [`Options::with_file_opener`].
     pub(crate) opener: FileOpener,
@@ -68,6 +76,7 @@ impl Default for Options {
             checkpoint_interval: Some(DEFAULT_CHECKPOINT_INTERVAL),
             checkpoint_log_bytes: DEFAULT_CHECKPOINT_LOG_BYTES,
             segment_size: DEFAULT_SEGMENT_SIZE,
+            initial_segment_size: DEFAULT_INITIAL_SEGMENT_SIZE,
             verify_on_open: VerifyOnOpen::AfterReplay,
             opener: Arc::new(|p: &Path| open_block_file(p, IoBackend::Auto)),
         }
@@ -95,6 +104,18 @@ impl Options {
         self.segment_size = bytes;
         self
     }
+    pub fn initial_segment_size(mut self, bytes: u64) -> Self {
+        self.initial_segment_size = bytes;
+        self
+    }
+    /// Every new log segment at full `segment_size` from the start: a
+    /// server's setting, where tens of MiB of zeros up front buy commits
+    /// that never wait for a segment to be created. Call it after
+    /// [`Options::segment_size`].
+    pub fn preallocate_log(mut self) -> Self {
+        self.initial_segment_size = self.segment_size;
+        self
+    }
     pub fn verify_on_open(mut self, v: VerifyOnOpen) -> Self {
         self.verify_on_open = v;
         self
@@ -115,11 +136,10 @@ impl Options {
     }
 
     pub(crate) fn validate(&self) -> Result<(), crate::OpenError> {
-        if self.segment_size < MIN_SEGMENT_SIZE
-            || !self.segment_size.is_multiple_of(BLOCK_SIZE as u64)
+        if !valid_segment_size(self.segment_size) || !valid_segment_size(self.initial_segment_size)
         {
             return Err(crate::OpenError::Config(
-                "segment_size must be a multiple of 4 KiB and at least 16 KiB",
+                "segment sizes must be multiples of 4 KiB and at least 16 KiB",
             ));
         }
         if self.checkpoint_log_bytes == 0 {
@@ -140,6 +160,7 @@ impl fmt::Debug for Options {
             .field("checkpoint_interval", &self.checkpoint_interval)
             .field("checkpoint_log_bytes", &self.checkpoint_log_bytes)
             .field("segment_size", &self.segment_size)
+            .field("initial_segment_size", &self.initial_segment_size)
             .field("verify_on_open", &self.verify_on_open)
             .finish_non_exhaustive()
     }

@@ -33,7 +33,7 @@
 
 mod crash_model;
 
-use crash_model::{CYCLES_PER_SEED, Tally, search};
+use crash_model::{CYCLES_PER_SEED, LogSegments, Tally, search, search_with};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
@@ -82,11 +82,12 @@ fn crash_points_lose_no_acknowledged_commit_and_leave_no_partial_one() {
 fn a_transaction_too_large_for_one_commit_is_refused_and_the_search_goes_on() {
     let seed = 325_616;
     let mut tally = Tally::default();
-    search(
+    search_with(
         &mut StdRng::seed_from_u64(seed),
         seed,
         CYCLES_PER_SEED,
         &mut tally,
+        LogSegments::Preallocated,
     );
     assert!(
         tally.refused >= 1,

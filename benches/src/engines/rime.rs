@@ -45,7 +45,11 @@ pub fn storage_durability(d: Durability) -> rime_storage::Durability {
 
 impl RimeEngine {
     pub fn open(dir: &Path, cfg: &EngineConfig) -> Result<Self> {
+        // Full-size log segments from the start, as a server runs (and as
+        // the published numbers were measured): no segment creation while
+        // the log grows.
         let opts = Options::default()
+            .preallocate_log()
             .pool_bytes(cfg.pool_bytes)
             .durability(storage_durability(cfg.durability));
         let db = Db::open(dir, opts)?;

@@ -115,6 +115,7 @@ impl RimeFaas {
             )
         })?;
         let opts = Options::default()
+            .preallocate_log() // as `rime`'s engine: full-size segments
             .pool_bytes(cfg.pool_bytes)
             .durability(super::rime::storage_durability(cfg.durability));
         let db = Arc::new(Db::open(dir.join("db"), opts)?);

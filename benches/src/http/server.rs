@@ -99,6 +99,8 @@ impl Server {
             .arg(dir.path().join("data"))
             .arg("--max-connections")
             .arg(cfg.max_connections.to_string())
+            // Full-size log segments, as a production server runs.
+            .arg("--wal-preallocate")
             .args(cfg.extra_args)
             .env("RIME_TOKEN", &token)
             .stdin(Stdio::null())

@@ -94,11 +94,25 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// The token: `--token`/`RIME_TOKEN`, else DATA/token, created if missing.
-pub(super) fn resolve_token(given: Option<&str>, dir: &std::path::Path) -> Result<String> {
+/// The token: `--token`/`RIME_TOKEN`, else the token file (`--token-file`
+/// or the config file's `token_file`: it must exist), else DATA/token,
+/// created if missing.
+pub(super) fn resolve_token(
+    given: Option<&str>,
+    token_file: Option<&std::path::Path>,
+    dir: &std::path::Path,
+) -> Result<String> {
     if let Some(t) = given {
         if t.trim().is_empty() {
             return Err("the token must not be empty".into());
+        }
+        return Ok(t.trim().to_string());
+    }
+    if let Some(path) = token_file {
+        let t = std::fs::read_to_string(path)
+            .map_err(|e| format!("reading the token file {}: {e}", path.display()))?;
+        if t.trim().is_empty() {
+            return Err(format!("the token file {} is empty", path.display()).into());
         }
         return Ok(t.trim().to_string());
     }

@@ -127,7 +127,9 @@ pub(super) fn tx_error(e: TxError) -> ApiError {
 
 pub(super) fn deploy_error(e: DeployError) -> ApiError {
     let (status, code) = match &e {
-        DeployError::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed_module"),
+        DeployError::Malformed(_) | DeployError::BadMagic(_) => {
+            (StatusCode::BAD_REQUEST, "malformed_module")
+        }
         DeployError::Abi(_) => (StatusCode::BAD_REQUEST, "abi_violation"),
         DeployError::BadName(_) => (StatusCode::BAD_REQUEST, "bad_name"),
         DeployError::Storage(TxError::Db(DbError::Poisoned(cause))) => return poisoned(cause),

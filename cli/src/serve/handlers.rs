@@ -9,7 +9,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use rime_faas::{
     FunctionConfig, FunctionInfo, GuestLog, InvokeError, LogSink, UndeployError, level_name,
@@ -33,12 +33,41 @@ fn info_json(f: &FunctionInfo) -> serde_json::Value {
     })
 }
 
+/// What a module refused as not wasm (or as mangled) says when it came as
+/// a form: `curl -d @f.wasm` sends `application/x-www-form-urlencoded` and
+/// strips the file's newlines and carriage returns, so no binary survives.
+const DATA_BINARY_HINT: &str = "the body was sent as a form (curl -d/--data strips newlines and \
+     carriage returns from a file): upload the module unchanged with curl --data-binary @FILE.wasm";
+
+/// The deploy error as the API reports it, with [`DATA_BINARY_HINT`] if
+/// a module that is not wasm came as a form.
+fn deploy_refusal(e: rime_faas::DeployError, headers: &HeaderMap) -> ApiError {
+    use rime_faas::DeployError::{BadMagic, Malformed};
+    let as_form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    let bad_magic = matches!(e, BadMagic(_));
+    let not_wasm = bad_magic || matches!(e, Malformed(_));
+    let mut err = deploy_error(e);
+    if as_form && not_wasm {
+        err.message = format!("{}; {DATA_BINARY_HINT}", err.message);
+    } else if bad_magic {
+        err.message = format!(
+            "{}; send the .wasm file's bytes unchanged, e.g. curl --data-binary @FILE.wasm",
+            err.message
+        );
+    }
+    err
+}
+
 /// `POST /functions/{name}?grant=&memory=&deadline=&env=&secret=`: the
 /// body is the module.
 pub(super) async fn deploy(
     State(app): State<Shared>,
     Path(name): Path<String>,
     RawQuery(q): RawQuery,
+    headers: HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     let wasm = body.map_err(body_error)?;
@@ -61,7 +90,7 @@ pub(super) async fn deploy(
     let info = app
         .blocking(move |rt| rt.deploy(&name, &wasm, cfg))
         .await?
-        .map_err(deploy_error)?;
+        .map_err(|e| deploy_refusal(e, &headers))?;
     tracing::info!(target: LOG_TARGET, name = %info.name, generation = info.generation, "deployed");
     Ok((StatusCode::CREATED, Json(info_json(&info))).into_response())
 }

@@ -23,8 +23,9 @@ mod metrics;
 mod shutdown;
 mod state;
 
+use crate::config::Settings;
 use crate::conn::{self, ConnStats};
-use crate::env::{self, Result, default_data_dir};
+use crate::env::{self, Result};
 use auth::{admin_only, invoke_access, read_access, resolve_token};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -54,17 +55,19 @@ pub const MAX_BODY_BYTES: usize = rime_faas::limits::MAX_INPUT_LEN;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Data directory (created if missing).
-    #[arg(long, default_value_os_t = default_data_dir())]
-    data: PathBuf,
     /// Address to listen on; port 0 picks a free port. The first line on
-    /// standard output is `listening on http://ADDR`.
-    #[arg(long, default_value = "127.0.0.1:7878")]
-    listen: SocketAddr,
-    /// The bearer token. Default: read from DATA/token, which the first
-    /// start creates (32 random bytes, hex, mode 0600).
+    /// standard output is `listening on http://ADDR`. Default: `listen` of
+    /// the config file, else 127.0.0.1:7878.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// The bearer token. Default: read from --token-file, else DATA/token,
+    /// which the first start creates (32 random bytes, hex, mode 0600).
     #[arg(long, env = "RIME_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// A file holding the bearer token (it must exist and not be empty).
+    /// Default: `token_file` of the config file, else DATA/token.
+    #[arg(long, value_name = "PATH")]
+    token_file: Option<PathBuf>,
     /// Let `POST /invoke/{name}` through without the token.
     #[arg(long)]
     open_invoke: bool,
@@ -81,9 +84,20 @@ pub struct Args {
     /// Executor threads running the invocations (0: one per core).
     #[arg(long, default_value_t = 0)]
     executors: usize,
-    /// Buffer-pool size in MiB (default: the storage default).
+    /// Buffer-pool size, e.g. `256MiB`. Default: `pool` of the config
+    /// file, else 256 MiB.
+    #[arg(long, value_parser = crate::config::parse_pool)]
+    pool: Option<usize>,
+    /// When a commit is acknowledged: `sync`, `group`, `group:2ms` or
+    /// `nosync` (benchmarks only). Default: `durability` of the config
+    /// file, else `sync`.
+    #[arg(long, value_parser = crate::config::parse_durability)]
+    durability: Option<rime_storage::Durability>,
+    /// Preallocate every new log segment at full size (64 MiB, zero-filled)
+    /// instead of starting at 64 KiB and doubling: 64 MiB of disk up front,
+    /// and no commit ever waits for a segment to be created.
     #[arg(long)]
-    pool_mib: Option<usize>,
+    wal_preallocate: bool,
     /// Open connections at most; more are sent a 503 and closed at once.
     /// Lowered to fit the open-files limit (less 64 for the Db's files).
     #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
@@ -223,18 +237,30 @@ fn announce(addr: SocketAddr) -> Result<()> {
     Ok(())
 }
 
-pub fn run(a: &Args) -> Result<()> {
+/// Where `rime serve` listens without `--listen` or a config file.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
+
+pub fn run(a: &Args, s: &Settings) -> Result<()> {
     let limits = connection_limits(a);
-    let db = env::open_db(&a.data, env::db_options(a.pool_mib))?;
+    let mut opts = s.db_options(a.pool, a.durability);
+    if a.wal_preallocate {
+        opts = opts.preallocate_log();
+    }
+    let db = env::open_db(&s.data, opts)?;
     let cfg = RuntimeConfig::default()
         .workers(a.executors)
         .max_admitted(a.max_concurrent.max(1));
     let logs = Logs::new();
     let cfg = cfg.log_sink(logs.sink());
-    let rt = env::open_runtime(&a.data, db, cfg)?;
-    let token = resolve_token(a.token.as_deref(), &a.data)?;
-    let listener = std::net::TcpListener::bind(a.listen)
-        .map_err(|e| format!("listening on {}: {e}", a.listen))?;
+    let rt = env::open_runtime(&s.data, db, cfg)?;
+    let token_file = a.token_file.as_deref().or(s.file.token_file.as_deref());
+    let token = resolve_token(a.token.as_deref(), token_file, &s.data)?;
+    let listen = match a.listen.or(s.file.listen) {
+        Some(addr) => addr,
+        None => DEFAULT_LISTEN.parse()?,
+    };
+    let listener =
+        std::net::TcpListener::bind(listen).map_err(|e| format!("listening on {listen}: {e}"))?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
     let app = Arc::new(App {
@@ -247,7 +273,7 @@ pub fn run(a: &Args) -> Result<()> {
         connections: Arc::default(),
         logs,
         stopping: tokio::sync::watch::Sender::new(false),
-        data_dir: a.data.clone(),
+        data_dir: s.data.clone(),
     });
     let tokio_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(a.http_threads.max(1))

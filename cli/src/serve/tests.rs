@@ -21,16 +21,17 @@ type Wal = Arc<std::sync::Mutex<Vec<Arc<FaultyFile>>>>;
 fn open(dir: &std::path::Path) -> (Shared, Wal) {
     let wal: Wal = Arc::default();
     let seen = wal.clone();
-    let opts = env::db_options(None).with_file_opener(Arc::new(move |p: &std::path::Path| {
-        let file = Arc::new(FaultyFile::new(
-            open_block_file(p, IoBackend::Auto)?,
-            FaultPlan::default(),
-        ));
-        if p.parent().is_some_and(|d| d.ends_with("wal")) {
-            seen.lock().unwrap().push(file.clone());
-        }
-        Ok(file as Arc<dyn BlockFile>)
-    }));
+    let opts =
+        env::db_options(None, None).with_file_opener(Arc::new(move |p: &std::path::Path| {
+            let file = Arc::new(FaultyFile::new(
+                open_block_file(p, IoBackend::Auto)?,
+                FaultPlan::default(),
+            ));
+            if p.parent().is_some_and(|d| d.ends_with("wal")) {
+                seen.lock().unwrap().push(file.clone());
+            }
+            Ok(file as Arc<dyn BlockFile>)
+        }));
     let db = env::open_db(dir, opts).unwrap();
     let rt = env::open_runtime(dir, db, RuntimeConfig::default()).unwrap();
     let app = Arc::new(App {

@@ -242,6 +242,42 @@ fn same(types: impl ExactSizeIterator<Item = ValType>, want: &[rime_abi::ValType
         })
 }
 
+/// A function type as wasm text writes it: `(i32, i32) -> i32`, `() -> ()`.
+fn signature(params: Vec<String>, results: Vec<String>) -> String {
+    let results = match results.len() {
+        0 => "()".to_string(),
+        1 => results[0].clone(),
+        _ => format!("({})", results.join(", ")),
+    };
+    format!("({}) -> {results}", params.join(", "))
+}
+
+fn abi_signature(params: &[rime_abi::ValType], results: &[rime_abi::ValType]) -> String {
+    let name = |v: &rime_abi::ValType| match v {
+        rime_abi::ValType::I32 => "i32".to_string(),
+        rime_abi::ValType::I64 => "i64".to_string(),
+    };
+    signature(
+        params.iter().map(name).collect(),
+        results.iter().map(name).collect(),
+    )
+}
+
+/// What a module declares for an import or export, for people: a
+/// function's signature, else the kind of item.
+fn declared(ty: &ExternType) -> String {
+    match ty {
+        ExternType::Func(f) => signature(
+            f.params().map(|v| v.to_string()).collect(),
+            f.results().map(|v| v.to_string()).collect(),
+        ),
+        ExternType::Memory(_) => "a memory".into(),
+        ExternType::Table(_) => "a table".into(),
+        ExternType::Global(_) => "a global".into(),
+        ExternType::Tag(_) => "a tag".into(),
+    }
+}
+
 /// Checks that `module` has the shape of `docs/abi.md` ("Module shape").
 pub(crate) fn check_module(module: &Module) -> Result<(), String> {
     for imp in module.imports() {
@@ -255,13 +291,15 @@ pub(crate) fn check_module(module: &Module) -> Result<(), String> {
         let Some(want) = rime_abi::Import::find(imp.name()) else {
             return Err(format!("unknown import {IMPORT_MODULE}.{}", imp.name()));
         };
+        let expects = abi_signature(want.params, want.results);
         match imp.ty() {
             ExternType::Func(f)
                 if same(f.params(), want.params) && same(f.results(), want.results) => {}
             other => {
                 return Err(format!(
-                    "import {IMPORT_MODULE}.{} has type {other:?}, not the ABI's",
-                    imp.name()
+                    "{IMPORT_MODULE}.{} expects {expects}, the module declares {}",
+                    imp.name(),
+                    declared(&other)
                 ));
             }
         }
@@ -271,9 +309,10 @@ pub(crate) fn check_module(module: &Module) -> Result<(), String> {
     };
     match module.get_export(EXPORT_INVOKE) {
         Some(ExternType::Func(f)) if invoke_ok(&f) => {}
-        Some(_) => {
+        Some(other) => {
             return Err(format!(
-                "export `{EXPORT_INVOKE}` must be a function () -> i32"
+                "export `{EXPORT_INVOKE}` must be a function () -> i32, the module declares {}",
+                declared(&other)
             ));
         }
         None => return Err(format!("no export `{EXPORT_INVOKE}`")),

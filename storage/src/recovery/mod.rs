@@ -51,6 +51,7 @@ pub(crate) fn open(root: &Path, opts: Options) -> Result<Db, OpenError> {
     let dir = DataDir::open(root)?;
     let wal_opts = WalOptions::new(opts.durability)
         .with_segment_size(opts.segment_size)
+        .with_initial_segment_size(opts.initial_segment_size)
         .with_opener(opts.opener.clone());
     if superblock_written(&dir, &opts)? {
         return recover(dir, opts, wal_opts);

@@ -1,8 +1,9 @@
 //! The write-ahead log.
 //!
 //! The log is one logical byte stream addressed by [`Lsn`] (byte offset),
-//! stored in fixed-size, preallocated segment files (`wal/wal-<start LSN>.log`,
-//! see [`segment`]). Records ([`record`]) are packed back to back and may
+//! stored in preallocated segment files (`wal/wal-<start LSN>.log`, see
+//! [`segment`]) whose sizes start small and double up to a cap
+//! ([`WalOptions::next_segment_size`]). Records ([`record`]) are packed back to back and may
 //! span blocks and segments.
 //!
 //! * [`Wal`] ([`writer`]): append, group commit, durability modes,
@@ -67,9 +68,14 @@ pub type FileOpener = Arc<dyn Fn(&Path) -> Result<Arc<dyn BlockFile>, IoError> +
 /// Configuration of a [`Wal`] and a [`WalReader`].
 #[derive(Clone)]
 pub struct WalOptions {
-    /// Size of each new segment file, a multiple of [`BLOCK_SIZE`] of at
-    /// least [`MIN_SEGMENT_SIZE`]. Existing segments keep their size.
+    /// Largest size of a new segment file, a multiple of [`BLOCK_SIZE`] of
+    /// at least [`MIN_SEGMENT_SIZE`]. Existing segments keep their size.
     pub segment_size: u64,
+    /// Size of the first segment of a log; each next segment doubles the
+    /// newest one's size up to `segment_size`. Same rules as
+    /// `segment_size`; equal to it (or larger), every segment is
+    /// preallocated at full size from the start (a server's choice).
+    pub initial_segment_size: u64,
     pub durability: Durability,
     pub opener: FileOpener,
 }
@@ -78,6 +84,12 @@ pub struct WalOptions {
 /// milliseconds once per 64 MiB of log, and a checkpoint frees the log in
 /// units of this size.
 pub const DEFAULT_SEGMENT_SIZE: u64 = 64 << 20;
+
+/// Default size of a log's first segment. 64 KiB: a new data directory
+/// costs little (a CLI command on it preallocates and syncs 64 KiB, not
+/// 64 MiB), and doubling reaches [`DEFAULT_SEGMENT_SIZE`] after 11
+/// segments, about 128 MiB of log.
+pub const DEFAULT_INITIAL_SEGMENT_SIZE: u64 = 64 << 10;
 
 /// Smallest segment: 4 blocks. Tests use small segments to exercise
 /// rollover; nothing in the format needs more than one block.
@@ -88,6 +100,7 @@ impl WalOptions {
     pub fn new(durability: Durability) -> Self {
         WalOptions {
             segment_size: DEFAULT_SEGMENT_SIZE,
+            initial_segment_size: DEFAULT_INITIAL_SEGMENT_SIZE,
             durability,
             opener: Arc::new(|p: &Path| open_block_file(p, IoBackend::Auto)),
         }
@@ -98,17 +111,33 @@ impl WalOptions {
         self
     }
 
+    pub fn with_initial_segment_size(mut self, size: u64) -> Self {
+        self.initial_segment_size = size;
+        self
+    }
+
+    /// Size of the segment that follows one of `newest` bytes (`None`: the
+    /// log has no segment yet): double it, at least the initial size, at
+    /// most `segment_size`. Every result is a whole number of blocks, as
+    /// both bounds are.
+    pub fn next_segment_size(&self, newest: Option<u64>) -> u64 {
+        let first = self.initial_segment_size.min(self.segment_size);
+        match newest {
+            None => first,
+            Some(size) => size.saturating_mul(2).clamp(first, self.segment_size),
+        }
+    }
+
     pub fn with_opener(mut self, opener: FileOpener) -> Self {
         self.opener = opener;
         self
     }
 
     pub(crate) fn validate(&self) -> Result<(), crate::WalError> {
-        if self.segment_size < MIN_SEGMENT_SIZE
-            || !self.segment_size.is_multiple_of(BLOCK_SIZE as u64)
+        if !valid_segment_size(self.segment_size) || !valid_segment_size(self.initial_segment_size)
         {
             return Err(crate::WalError::Config(
-                "segment_size must be a multiple of 4 KiB and at least 16 KiB",
+                "segment sizes must be multiples of 4 KiB and at least 16 KiB",
             ));
         }
         Ok(())
@@ -119,9 +148,16 @@ impl fmt::Debug for WalOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WalOptions")
             .field("segment_size", &self.segment_size)
+            .field("initial_segment_size", &self.initial_segment_size)
             .field("durability", &self.durability)
             .finish_non_exhaustive()
     }
+}
+
+/// A segment size the format allows: whole blocks, at least
+/// [`MIN_SEGMENT_SIZE`].
+pub(crate) fn valid_segment_size(size: u64) -> bool {
+    size >= MIN_SEGMENT_SIZE && size.is_multiple_of(BLOCK_SIZE as u64)
 }
 
 /// Rounds an LSN down to the start of its block.

@@ -1,4 +1,5 @@
-//! Log segments: fixed-size files, preallocated, named by their start LSN.
+//! Log segments: preallocated files, named by their start LSN; each new one
+//! doubles the newest one's size up to a cap (see `WalOptions`).
 //!
 //! `wal-00000000000000065536.log` holds the log bytes `[65536, 65536 + len)`
 //! where `len` is the file's length. Segments are contiguous: each one starts

@@ -193,7 +193,8 @@ impl Wal {
         // 1. A segment to write into: preallocated now rather than on the
         //    first commit's critical path.
         if end.0 == segments_end {
-            let seg = segment::create(dir, Lsn(segments_end), opts.segment_size, &opts.opener)?;
+            let size = opts.next_segment_size(newest_size(&segments));
+            let seg = segment::create(dir, Lsn(segments_end), size, &opts.opener)?;
             segments_end = seg.end().0;
             segments.insert(seg.start.0, Arc::new(seg));
         }
@@ -573,10 +574,11 @@ impl Wal {
             .cloned()
             .collect();
         let segments_end = st.segments_end;
+        let newest = newest_size(&st.segments);
         drop(st);
 
         // 3. Write and sync with the state unlocked: appenders carry on.
-        let result = self.write_out(from, &scratch[..len], known, segments_end);
+        let result = self.write_out(from, &scratch[..len], known, segments_end, newest);
         drop(scratch);
 
         // 4. Publish the outcome and wake every follower.
@@ -624,12 +626,15 @@ impl Wal {
     /// Writes `data` at LSN `from` across the segments it covers, creating
     /// missing ones, syncing each segment written, then prepares the
     /// next segment if this one is half used. Returns the created segments.
+    /// `newest` is the size of the newest segment: each one created doubles
+    /// it ([`super::WalOptions::next_segment_size`]).
     fn write_out(
         &self,
         from: u64,
         data: &[u8],
         mut segs: Vec<Arc<Segment>>,
         mut segments_end: u64,
+        mut newest: Option<u64>,
     ) -> Result<Vec<Arc<Segment>>, WalError> {
         let to = from + data.len() as u64;
         // 1. Roll over: preallocate the segments the batch reaches into.
@@ -638,10 +643,11 @@ impl Wal {
             let seg = Arc::new(segment::create(
                 &self.dir,
                 Lsn(segments_end),
-                self.opts.segment_size,
+                self.opts.next_segment_size(newest),
                 &self.opts.opener,
             )?);
             segments_end = seg.end().0;
+            newest = Some(seg.size);
             created.push(Arc::clone(&seg));
             segs.push(seg);
         }
@@ -666,11 +672,12 @@ impl Wal {
         //    rollover rarely has to open a file. Failing here loses nothing
         //    (out of descriptors, say): it is retried at the next flush, and
         //    only a rollover with no segment ready poisons the log.
-        if segments_end.saturating_sub(to) < self.opts.segment_size / 2 {
+        let newest_len = newest.unwrap_or(self.opts.segment_size);
+        if segments_end.saturating_sub(to) < newest_len / 2 {
             match segment::create(
                 &self.dir,
                 Lsn(segments_end),
-                self.opts.segment_size,
+                self.opts.next_segment_size(newest),
                 &self.opts.opener,
             ) {
                 Ok(seg) => created.push(Arc::new(seg)),
@@ -730,6 +737,11 @@ impl Drop for CommitTicket<'_> {
         // A gathering leader may be waiting for this committer to join.
         self.wal.gather_cv.notify_one();
     }
+}
+
+/// Size of the newest segment, which the next one doubles.
+fn newest_size(segments: &BTreeMap<u64, Arc<Segment>>) -> Option<u64> {
+    segments.values().next_back().map(|s| s.size)
 }
 
 fn check_poison(st: &State) -> Result<(), WalError> {

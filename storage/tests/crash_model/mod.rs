@@ -45,23 +45,29 @@ fn profile(seed: u64) -> (usize, usize) {
 struct Disk {
     switch: Arc<CrashSwitch>,
     files: Arc<Mutex<HashMap<PathBuf, Arc<FaultyFile>>>>,
+    log: LogSegments,
 }
 
 impl Disk {
-    fn new() -> Self {
+    fn new(log: LogSegments) -> Self {
         Disk {
             switch: Arc::new(CrashSwitch::default()),
             files: Arc::default(),
+            log,
         }
     }
 
     fn options(&self, pool_bytes: usize) -> Options {
         let (switch, files) = (self.switch.clone(), self.files.clone());
-        Options::default()
+        let sized = Options::default().segment_size(256 << 10);
+        let sized = match self.log {
+            LogSegments::Growing => sized,
+            LogSegments::Preallocated => sized.preallocate_log(),
+        };
+        sized
             .pool_bytes(pool_bytes)
             .durability(Durability::Sync)
             .checkpoint_interval(None)
-            .segment_size(256 << 10)
             .verify_on_open(VerifyOnOpen::Always)
             .with_file_opener(Arc::new(move |p: &Path| {
                 let plan = FaultPlan {
@@ -312,9 +318,32 @@ pub struct Tally {
     pub refused: u64,
 }
 
+/// How the log's segments are sized in a search.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogSegments {
+    /// The default: the first segment small, each next one double, up to
+    /// the cap (more rollovers, so more crash points inside them).
+    Growing,
+    /// Every segment at the cap from the start (`Options::preallocate_log`),
+    /// the layout the seeds found before segments grew: a regression seed
+    /// replays only on the I/O sequence it was found with.
+    Preallocated,
+}
+
 /// A fresh directory through `cycles` crash cycles, every choice drawn
 /// from `rng`; `seed` picks the pool profile and names the run in errors.
 pub fn search(rng: &mut impl Rng, seed: u64, cycles: u64, tally: &mut Tally) {
+    search_with(rng, seed, cycles, tally, LogSegments::Growing)
+}
+
+/// [`search`] with the log's segments sized as `log` says.
+pub fn search_with(
+    rng: &mut impl Rng,
+    seed: u64,
+    cycles: u64,
+    tally: &mut Tally,
+    log: LogSegments,
+) {
     let dir = tempfile::TempDir::new().unwrap();
     let mut model = Model::new();
     // The model if the operation in flight at the last crash took effect.
@@ -323,7 +352,7 @@ pub fn search(rng: &mut impl Rng, seed: u64, cycles: u64, tally: &mut Tally) {
     let (pool_bytes, max_value) = profile(seed);
     for cycle in 0..cycles {
         let ctx = format!("seed {seed}, cycle {cycle}");
-        let disk = Disk::new();
+        let disk = Disk::new(log);
         // Every seed's second open crashes in recovery; later ones at times.
         let recovery_ios = match cycle {
             0 => 0,
