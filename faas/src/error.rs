@@ -44,6 +44,11 @@ pub enum DeployError {
     /// A valid module that does not follow host ABI v1 (`docs/abi.md`).
     #[error("module does not follow host ABI v1: {0}")]
     Abi(String),
+    /// A valid component that does not fit Rime's world
+    /// (`docs/components.md`): an import Rime does not provide, or no
+    /// handler export of the world's type.
+    #[error("component does not fit Rime's world rime:faaslet/faaslet: {0}")]
+    Component(String),
     #[error("storage: {0}")]
     Storage(#[from] TxError),
 }

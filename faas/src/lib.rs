@@ -16,6 +16,7 @@
 
 mod abi;
 mod cache;
+mod component;
 mod engine;
 mod error;
 mod exec;
@@ -84,6 +85,8 @@ struct Inner {
     /// Host calls that wait / that suspend (`abi::HostCalls`).
     linker: Linker<abi::HostState>,
     linker_suspending: Linker<abi::HostState>,
+    /// Host calls of components (`component`).
+    component_linker: wasmtime::component::Linker<component::ComponentState>,
     cache: cache::ModuleCache,
     registry: TreeId,
     functions: RwLock<HashMap<String, Arc<Function>>>,
@@ -114,6 +117,8 @@ impl Runtime {
             |calls| abi::linker(&engine, calls).map_err(|e| OpenError::Engine(format!("{e:#}")));
         let linker = link(abi::HostCalls::Waiting)?;
         let linker_suspending = link(abi::HostCalls::Suspending)?;
+        let component_linker =
+            component::linker(&engine).map_err(|e| OpenError::Engine(format!("{e:#}")))?;
         let cache =
             cache::ModuleCache::new(engine.clone(), cfg.cache_dir.clone()).map_err(|source| {
                 OpenError::Cache {
@@ -128,6 +133,7 @@ impl Runtime {
             engine,
             linker,
             linker_suspending,
+            component_linker,
             cache,
             registry,
             functions: RwLock::new(HashMap::new()),
@@ -178,14 +184,13 @@ impl Runtime {
         registry::check_config(name, &config, i.cfg.max_memory_bytes)?;
         let _g = i.deploy_lock.lock().unwrap_or_else(|p| p.into_inner());
         // Compile and check before storing anything: a bad module changes nothing.
-        let module = i.cache.load(wasm)?;
-        abi::check_module(&module).map_err(DeployError::Abi)?;
+        let code = i.compile(wasm)?;
         let hash: [u8; 32] = {
             use sha2::Digest;
             sha2::Sha256::digest(wasm).into()
         };
         let generation = registry::store(&i.db, i.registry, name, wasm, hash, &config)?;
-        let f = i.build(name, wasm, config, generation)?;
+        let f = i.function(name, wasm, code, config, generation)?;
         let info = f.info.clone();
         i.functions
             .write()
@@ -264,12 +269,33 @@ impl Runtime {
     /// invocation begins to commit cancels it. Past
     /// [`RuntimeConfig::max_admitted`] invocations in flight, the result is
     /// `Overloaded` at once.
+    ///
+    /// A component (`docs/components.md`) does not run on the executors
+    /// yet: it runs on the calling thread before this returns, and the
+    /// [`Invoking`] is already done.
     pub fn invoke_async(&self, name: &str, input: impl Into<Arc<[u8]>>) -> Invoking {
         let f = match self.inner.lookup(name) {
             Ok(f) => f,
             // Not counted, as a blocking `invoke` of a missing name is not.
             Err(e) => return Invoking::done(Err(e)),
         };
+        if let registry::Code::Component(_) = f.code {
+            // Not on the executors yet: a component runs to its end on the
+            // caller's thread, and the `Invoking` is already done
+            // (docs/components.md, "Async").
+            let i = &*self.inner;
+            let run = invoke::invoke(
+                &i.engine,
+                &i.db,
+                &f,
+                input.into(),
+                &i.counters.instances,
+                None,
+            );
+            let r = exec::block_on(run);
+            i.count(&r);
+            return Invoking::done(r);
+        }
         let (invoking, outcome) = Invoking::new();
         let inner = self.inner.clone();
         let input = input.into();
@@ -376,6 +402,17 @@ impl Inner {
         config: FunctionConfig,
         generation: u64,
     ) -> Result<Function, DeployError> {
+        let code = self.compile(wasm)?;
+        self.function(name, wasm, code, config, generation)
+    }
+
+    /// Compiles and links `wasm`: a component (`component`), or a module
+    /// of host ABI v1.
+    fn compile(&self, wasm: &[u8]) -> Result<registry::Code, DeployError> {
+        if component::is_component(wasm) {
+            let c = component::compile(&self.engine, &self.component_linker, wasm)?;
+            return Ok(registry::Code::Component(c));
+        }
         let module = self.cache.load(wasm)?;
         abi::check_module(&module).map_err(DeployError::Abi)?;
         let link = |linker: &Linker<abi::HostState>| {
@@ -383,14 +420,26 @@ impl Inner {
                 .instantiate_pre(&module)
                 .map_err(|e| DeployError::Abi(format!("{e:#}")))
         };
-        let (pre, pre_suspending) = (link(&self.linker)?, link(&self.linker_suspending)?);
+        Ok(registry::Code::Module {
+            pre: link(&self.linker)?,
+            pre_suspending: link(&self.linker_suspending)?,
+        })
+    }
+
+    fn function(
+        &self,
+        name: &str,
+        wasm: &[u8],
+        code: registry::Code,
+        config: FunctionConfig,
+        generation: u64,
+    ) -> Result<Function, DeployError> {
         let (own_tree, grants) = registry::resolve_trees(&self.db, name, &config)?;
         Ok(Function {
             name: name.to_string(),
             own_tree,
             grants,
-            pre,
-            pre_suspending,
+            code,
             info: FunctionInfo {
                 name: name.to_string(),
                 config: config.clone(),

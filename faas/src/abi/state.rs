@@ -297,17 +297,26 @@ fn log(
     let mem = memory(&caller)?;
     let (data, st) = mem.data_and_store_mut(&mut caller);
     let m = range("log", data.len(), msg, msg_len)?;
-    let f = &*st.function.name;
-    let budget = &mut st.log;
+    emit_log(
+        &mut st.log,
+        &st.function.name,
+        Level::from_raw(level),
+        &data[m],
+    );
+    Ok(())
+}
+
+/// Logs one guest message as function `f`'s, within the invocation's
+/// budget (`MAX_LOG_LEN` a message, `MAX_LOG_*_PER_INVOCATION` in all).
+pub(crate) fn emit_log(budget: &mut LogBudget, f: &str, level: Level, bytes: &[u8]) {
     if budget.truncated {
-        return Ok(());
+        return;
     }
     let room = MAX_LOG_BYTES_PER_INVOCATION - budget.bytes;
     if budget.lines >= MAX_LOG_LINES_PER_INVOCATION || room == 0 {
         truncated(budget, f);
-        return Ok(());
+        return;
     }
-    let bytes = &data[m];
     let mut text = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_LOG_LEN).min(room)]);
     // Replacement characters can make the text longer than its bytes.
     let cut = text.len() > room || bytes.len().min(MAX_LOG_LEN) > room;
@@ -320,7 +329,7 @@ fn log(
     }
     budget.bytes += text.len();
     budget.lines += 1;
-    match Level::from_raw(level) {
+    match level {
         Level::Error => tracing::error!(target: "rime::faaslet", function = f, "{text}"),
         Level::Warn => tracing::warn!(target: "rime::faaslet", function = f, "{text}"),
         Level::Info => tracing::info!(target: "rime::faaslet", function = f, "{text}"),
@@ -330,7 +339,6 @@ fn log(
     if cut {
         truncated(budget, f);
     }
-    Ok(())
 }
 
 /// Marks the invocation's log output truncated, with the one warning.

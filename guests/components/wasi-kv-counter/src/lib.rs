@@ -1,0 +1,73 @@
+//! `wasi-kv-counter`: counters over `wasi:keyvalue`, and nothing else of
+//! the host's. It uses only `wasi:keyvalue/store` and `wasi:keyvalue/atomics`
+//! (0.2.0-draft2), so it runs unchanged on any host of those interfaces;
+//! Rime serves it from a namespace the function is granted.
+//!
+//! Input: a command, text, words separated by one space:
+//!
+//! - `incr BUCKET KEY`: adds 1 to `KEY` (an 8-byte little-endian i64, the
+//!   layout of `atomics.increment`), answers the new value in decimal.
+//! - `get BUCKET KEY`: the value's bytes, or `none`.
+//! - `set BUCKET KEY VALUE`: stores `VALUE`'s bytes, answers `ok`.
+//! - `fail BUCKET KEY`: increments, then fails with an error.
+//! - `panic BUCKET KEY`: increments, then panics (a trap).
+//!
+//! The last two show what a host must do with the increment before them.
+
+wit_bindgen::generate!({
+    path: "../../../faas/wit",
+    world: "rime:faaslet/faaslet",
+    generate_all,
+});
+
+use exports::rime::faaslet::handler::Guest;
+use wasi::keyvalue::{atomics, store};
+
+struct Counter;
+
+impl Guest for Counter {
+    fn handle(input: Vec<u8>) -> Result<Vec<u8>, String> {
+        let text = String::from_utf8(input).map_err(|_| "input is not UTF-8".to_string())?;
+        let words: Vec<&str> = text.split(' ').collect();
+        match words.as_slice() {
+            ["incr", bucket, key] => Ok(increment(bucket, key)?.to_string().into_bytes()),
+            ["get", bucket, key] => {
+                let value = open(bucket)?.get(key).map_err(describe)?;
+                Ok(value.unwrap_or_else(|| b"none".to_vec()))
+            }
+            ["set", bucket, key, value] => {
+                open(bucket)?.set(key, value.as_bytes()).map_err(describe)?;
+                Ok(b"ok".to_vec())
+            }
+            ["fail", bucket, key] => {
+                let n = increment(bucket, key)?;
+                Err(format!("failed on purpose after incrementing to {n}"))
+            }
+            ["panic", bucket, key] => {
+                let n = increment(bucket, key)?;
+                panic!("panicked on purpose after incrementing to {n}")
+            }
+            _ => Err(format!(
+                "unknown command {text:?}: incr|get|set|fail|panic BUCKET KEY [VALUE]"
+            )),
+        }
+    }
+}
+
+fn open(bucket: &str) -> Result<store::Bucket, String> {
+    store::open(bucket).map_err(|e| format!("cannot open bucket {bucket:?}: {}", describe(e)))
+}
+
+fn increment(bucket: &str, key: &str) -> Result<i64, String> {
+    atomics::increment(&open(bucket)?, key, 1).map_err(describe)
+}
+
+fn describe(e: store::Error) -> String {
+    match e {
+        store::Error::NoSuchStore => "no such store".into(),
+        store::Error::AccessDenied => "access denied".into(),
+        store::Error::Other(m) => m,
+    }
+}
+
+export!(Counter);
