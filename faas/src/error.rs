@@ -124,6 +124,11 @@ pub enum InvokeError {
     /// A bug in the host (a caught panic, an unexpected wasmtime error).
     #[error("internal error: {0}")]
     Internal(String),
+    /// The function is not invoked this way: an HTTP-triggered component
+    /// ([`crate::Runtime::invoke_http`]) called with bytes, or another
+    /// function called with an HTTP request. Nothing ran.
+    #[error("{0}")]
+    WrongTrigger(String),
 }
 
 impl From<TxError> for InvokeError {

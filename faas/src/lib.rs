@@ -249,6 +249,7 @@ impl Runtime {
     /// the thread waits for the invocation's reads and its log sync.
     pub fn invoke(&self, name: &str, input: &[u8]) -> Result<Invocation, InvokeError> {
         let f = self.inner.lookup(name)?;
+        refuse_http(&f)?;
         let i = &*self.inner;
         let r = exec::block_on(invoke::invoke(
             &i.engine,
@@ -279,6 +280,9 @@ impl Runtime {
             // Not counted, as a blocking `invoke` of a missing name is not.
             Err(e) => return Invoking::done(Err(e)),
         };
+        if let Err(e) = refuse_http(&f) {
+            return Invoking::done(Err(e));
+        }
         if let registry::Code::Component(_) = f.code {
             // Not on the executors yet: a component runs to its end on the
             // caller's thread, and the `Invoking` is already done
@@ -321,6 +325,41 @@ impl Runtime {
             return Invoking::done(r);
         }
         invoking
+    }
+
+    /// Runs HTTP-triggered component `name` (one exporting
+    /// `wasi:http/incoming-handler`) on `request` as one transaction, on
+    /// the calling thread: the request's target is the path and query the
+    /// guest sees. The encoded request counts against `MAX_INPUT_LEN`, the
+    /// response against `MAX_OUTPUT_LEN`. Where the calling thread is in a
+    /// tokio runtime, it must be one that may block (`spawn_blocking`).
+    pub fn invoke_http(
+        &self,
+        name: &str,
+        request: &http::Request<bytes::Bytes>,
+    ) -> Result<(http::Response<bytes::Bytes>, Invocation), InvokeError> {
+        let f = self.inner.lookup(name)?;
+        if !matches!(&f.code, registry::Code::Component(c) if c.is_http()) {
+            return Err(InvokeError::WrongTrigger(format!(
+                "function {name:?} does not export wasi:http/incoming-handler: \
+                 invoke it with bytes (POST /invoke/{name})"
+            )));
+        }
+        let i = &*self.inner;
+        let input = component::http::encode_request(request);
+        let r = exec::block_on(invoke::invoke(
+            &i.engine,
+            &i.db,
+            &f,
+            Arc::from(input),
+            &i.counters.instances,
+            None,
+        ));
+        i.count(&r);
+        let inv = r?;
+        let resp = component::http::decode_response(&inv.output)
+            .ok_or_else(|| InvokeError::Internal("a response that does not decode".into()))?;
+        Ok((resp, inv))
     }
 
     /// Runs every request on the executors; results in request order. At
@@ -391,6 +430,18 @@ impl Runtime {
             cache_hits: i.cache.hits.load(Ordering::Relaxed),
             compiles: i.cache.compiles.load(Ordering::Relaxed),
         }
+    }
+}
+
+/// An HTTP-triggered component is not invoked with bytes.
+fn refuse_http(f: &Function) -> Result<(), InvokeError> {
+    match &f.code {
+        registry::Code::Component(c) if c.is_http() => Err(InvokeError::WrongTrigger(format!(
+            "function {:?} is HTTP-triggered (it exports wasi:http/incoming-handler): \
+             call it over HTTP at /fn/{}/",
+            f.name, f.name
+        ))),
+        _ => Ok(()),
     }
 }
 
