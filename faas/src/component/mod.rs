@@ -122,7 +122,8 @@ pub(crate) fn compile(
             return Err(DeployError::Component(format!(
                 "it imports `{name}`, which Rime does not provide (it provides \
                  wasi:keyvalue@0.2.0-draft2 store/atomics/batch, rime:faaslet/scan, \
-                 and WASI preview 2 cli, clocks, io and random)"
+                 wasi:http/types, and WASI preview 2 cli, clocks, io and random; \
+                 outgoing HTTP is disabled)"
             )));
         }
     }
