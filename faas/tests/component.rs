@@ -175,7 +175,8 @@ fn a_component_without_the_handler_is_refused() {
             .unwrap_err()
             .to_string();
     assert!(
-        err.contains("does not export `rime:faaslet/handler@0.1.0`"),
+        err.contains("exports neither `rime:faaslet/handler@0.1.0`")
+            && err.contains("nor `wasi:http/incoming-handler@0.2.x`"),
         "{err}"
     );
 }
