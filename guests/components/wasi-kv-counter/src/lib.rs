@@ -11,8 +11,11 @@
 //! - `set BUCKET KEY VALUE`: stores `VALUE`'s bytes, answers `ok`.
 //! - `fail BUCKET KEY`: increments, then fails with an error.
 //! - `panic BUCKET KEY`: increments, then panics (a trap).
+//! - `noop`: answers nothing; `get-n BUCKET KEY N`: `get`s `KEY` `N` times
+//!   and answers the last value's length (for benchmarks of the host).
 //!
-//! The last two show what a host must do with the increment before them.
+//! `fail` and `panic` show what a host must do with the increment before
+//! them.
 
 wit_bindgen::generate!({
     path: "../../../faas/wit",
@@ -43,12 +46,22 @@ impl Guest for Counter {
                 let n = increment(bucket, key)?;
                 Err(format!("failed on purpose after incrementing to {n}"))
             }
+            ["noop"] => Ok(Vec::new()),
+            ["get-n", bucket, key, n] => {
+                let n: u32 = n.parse().map_err(|_| format!("not a count: {n:?}"))?;
+                let b = open(bucket)?;
+                let mut len = 0;
+                for _ in 0..n {
+                    len = b.get(key).map_err(describe)?.map_or(0, |v| v.len());
+                }
+                Ok(len.to_string().into_bytes())
+            }
             ["panic", bucket, key] => {
                 let n = increment(bucket, key)?;
                 panic!("panicked on purpose after incrementing to {n}")
             }
             _ => Err(format!(
-                "unknown command {text:?}: incr|get|set|fail|panic BUCKET KEY [VALUE]"
+                "unknown command {text:?}: incr|get|set|fail|panic BUCKET KEY [VALUE], noop, get-n BUCKET KEY N"
             )),
         }
     }
