@@ -180,3 +180,35 @@ fn a_component_without_the_handler_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn batches_cas_and_list_keys_act_on_the_namespace() {
+    let e = env_with_both();
+    let call = |input: &str| e.call("kvc", input);
+    assert_eq!(call("set-many shared a=1,b=2,c=3"), "ok");
+    assert_eq!(call("get-many shared a,zz,c"), "a=1,zz=none,c=3");
+    assert_eq!(call("swap shared b two"), "ok");
+    assert_eq!(e.load("shared", b"b").as_deref(), Some(&b"two"[..]));
+    assert_eq!(call("delete-many shared a,c,zz"), "ok");
+    assert_eq!(call("keys shared"), "b");
+    // More keys than one page (1000): the cursor walks them all, in order.
+    let db = e.rt.db();
+    let tree = db.open_tree("ns/shared").unwrap().unwrap();
+    db.transaction(|tx| {
+        for i in 0..2500 {
+            tx.put(tree, format!("k{i:05}").as_bytes(), b"v")?;
+        }
+        Ok(())
+    })
+    .unwrap();
+    let keys = call("keys shared");
+    let keys: Vec<&str> = keys.split(',').collect();
+    assert_eq!(keys.len(), 2501);
+    assert_eq!((keys[0], keys[2499], keys[2500]), ("b", "k02498", "k02499"));
+    // A non-i64 value is the guest's error, not a trap.
+    let err =
+        e.rt.invoke("kvc", b"incr shared b")
+            .unwrap_err()
+            .to_string();
+    assert!(err.contains("the value is not an 8-byte i64"), "{err}");
+}

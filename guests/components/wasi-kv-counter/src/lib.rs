@@ -11,6 +11,11 @@
 //! - `set BUCKET KEY VALUE`: stores `VALUE`'s bytes, answers `ok`.
 //! - `fail BUCKET KEY`: increments, then fails with an error.
 //! - `panic BUCKET KEY`: increments, then panics (a trap).
+//! - `keys BUCKET`: every key (all `list-keys` pages), comma-separated.
+//! - `swap BUCKET KEY VALUE`: a CAS of `KEY` to `VALUE` from the value it
+//!   reads, answers `ok`.
+//! - `set-many BUCKET K=V,...`, `delete-many BUCKET K,...`: `ok`;
+//!   `get-many BUCKET K,...`: `K=V` or `K=none` for each, comma-separated.
 //! - `noop`: answers nothing; `get-n BUCKET KEY N`: `get`s `KEY` `N` times
 //!   and answers the last value's length (for benchmarks of the host).
 //!
@@ -24,7 +29,7 @@ wit_bindgen::generate!({
 });
 
 use exports::rime::faaslet::handler::Guest;
-use wasi::keyvalue::{atomics, store};
+use wasi::keyvalue::{atomics, batch, store};
 
 struct Counter;
 
@@ -46,6 +51,39 @@ impl Guest for Counter {
                 let n = increment(bucket, key)?;
                 Err(format!("failed on purpose after incrementing to {n}"))
             }
+            ["keys", bucket] => Ok(keys(&open(bucket)?)?.join(",").into_bytes()),
+            ["swap", bucket, key, value] => {
+                let cas = atomics::Cas::new(&open(bucket)?, key).map_err(describe)?;
+                match atomics::swap(cas, value.as_bytes()) {
+                    Ok(()) => Ok(b"ok".to_vec()),
+                    Err(atomics::CasError::StoreError(e)) => Err(describe(e)),
+                    Err(atomics::CasError::CasFailed(_)) => Err("the value changed".into()),
+                }
+            }
+            ["set-many", bucket, pairs] => {
+                let pairs: Vec<(String, Vec<u8>)> = (pairs.split(','))
+                    .filter_map(|p| p.split_once('='))
+                    .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+                    .collect();
+                batch::set_many(&open(bucket)?, &pairs).map_err(describe)?;
+                Ok(b"ok".to_vec())
+            }
+            ["get-many", bucket, list] => {
+                let names: Vec<String> = list.split(',').map(String::from).collect();
+                let got = batch::get_many(&open(bucket)?, &names).map_err(describe)?;
+                let shown: Vec<String> = (names.iter().zip(got))
+                    .map(|(k, v)| match v {
+                        Some((_, v)) => format!("{k}={}", String::from_utf8_lossy(&v)),
+                        None => format!("{k}=none"),
+                    })
+                    .collect();
+                Ok(shown.join(",").into_bytes())
+            }
+            ["delete-many", bucket, list] => {
+                let names: Vec<String> = list.split(',').map(String::from).collect();
+                batch::delete_many(&open(bucket)?, &names).map_err(describe)?;
+                Ok(b"ok".to_vec())
+            }
             ["noop"] => Ok(Vec::new()),
             ["get-n", bucket, key, n] => {
                 let n: u32 = n.parse().map_err(|_| format!("not a count: {n:?}"))?;
@@ -61,7 +99,7 @@ impl Guest for Counter {
                 panic!("panicked on purpose after incrementing to {n}")
             }
             _ => Err(format!(
-                "unknown command {text:?}: incr|get|set|fail|panic BUCKET KEY [VALUE], noop, get-n BUCKET KEY N"
+                "unknown command {text:?}: incr|get|set|fail|panic BUCKET KEY [VALUE], keys|swap|set-many|get-many|delete-many, noop, get-n BUCKET KEY N"
             )),
         }
     }
@@ -69,6 +107,20 @@ impl Guest for Counter {
 
 fn open(bucket: &str) -> Result<store::Bucket, String> {
     store::open(bucket).map_err(|e| format!("cannot open bucket {bucket:?}: {}", describe(e)))
+}
+
+/// Every key of `bucket`, following the cursor.
+fn keys(bucket: &store::Bucket) -> Result<Vec<String>, String> {
+    let mut all = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = bucket.list_keys(cursor.as_deref()).map_err(describe)?;
+        all.extend(page.keys);
+        match page.cursor {
+            Some(c) => cursor = Some(c),
+            None => return Ok(all),
+        }
+    }
 }
 
 fn increment(bucket: &str, key: &str) -> Result<i64, String> {
