@@ -212,3 +212,27 @@ fn batches_cas_and_list_keys_act_on_the_namespace() {
             .to_string();
     assert!(err.contains("the value is not an 8-byte i64"), "{err}");
 }
+
+#[test]
+fn rime_scan_pages_through_a_range_in_key_order() {
+    let e = env();
+    e.rt.deploy("scan", &component("range_scan"), shared())
+        .unwrap();
+    let db = e.rt.db();
+    let tree = db.open_or_create_tree("ns/shared").unwrap();
+    db.transaction(|tx| {
+        for k in ["d", "a", "c", "b", "e"] {
+            tx.put(tree, k.as_bytes(), k.to_uppercase().as_bytes())?;
+        }
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(e.call("scan", "shared - - 2"), "a=A,b=B,c=C,d=D,e=E");
+    assert_eq!(e.call("scan", "shared b d 1"), "b=B,c=C");
+    assert_eq!(e.call("scan", "shared d b 10"), "");
+    let err =
+        e.rt.invoke("scan", b"secret - - 1")
+            .unwrap_err()
+            .to_string();
+    assert!(err.contains("AccessDenied"), "{err}");
+}
