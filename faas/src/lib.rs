@@ -35,9 +35,15 @@ pub use registry::{FunctionConfig, FunctionInfo, Grant, namespace_tree};
 use registry::Function;
 use rime_storage::{Db, TreeId};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use wasmtime::{Engine, Linker};
+
+/// Component invocations of [`Runtime::invoke_async`] running at once,
+/// each on a thread of its own (components do not run on the executors
+/// yet): enough to keep a few dozen waiting on the disk or the log at
+/// once, few enough that a burst cannot exhaust the process's threads.
+pub const MAX_COMPONENT_THREADS: usize = 64;
 
 /// Counters of [`Runtime::stats`].
 #[derive(Debug, Clone, Default)]
@@ -99,6 +105,8 @@ struct Inner {
     deploy_lock: Mutex<()>,
     /// Started at the first [`Runtime::invoke_async`].
     executors: OnceLock<exec::Executors>,
+    /// Threads running a component's `invoke_async` now.
+    component_threads: AtomicUsize,
     counters: Counters,
 }
 
@@ -140,6 +148,7 @@ impl Runtime {
             unloadable: RwLock::new(HashMap::new()),
             deploy_lock: Mutex::new(()),
             executors: OnceLock::new(),
+            component_threads: AtomicUsize::new(0),
             counters: Counters::default(),
         };
         let (mut map, mut unloadable) = (HashMap::new(), HashMap::new());
@@ -272,8 +281,8 @@ impl Runtime {
     /// `Overloaded` at once.
     ///
     /// A component (`docs/components.md`) does not run on the executors
-    /// yet: it runs on the calling thread before this returns, and the
-    /// [`Invoking`] is already done.
+    /// yet: it runs on a thread of its own, at most
+    /// [`MAX_COMPONENT_THREADS`] at once (past that, `Overloaded`).
     pub fn invoke_async(&self, name: &str, input: impl Into<Arc<[u8]>>) -> Invoking {
         let f = match self.inner.lookup(name) {
             Ok(f) => f,
@@ -284,21 +293,7 @@ impl Runtime {
             return Invoking::done(Err(e));
         }
         if let registry::Code::Component(_) = f.code {
-            // Not on the executors yet: a component runs to its end on the
-            // caller's thread, and the `Invoking` is already done
-            // (docs/components.md, "Async").
-            let i = &*self.inner;
-            let run = invoke::invoke(
-                &i.engine,
-                &i.db,
-                &f,
-                input.into(),
-                &i.counters.instances,
-                None,
-            );
-            let r = exec::block_on(run);
-            i.count(&r);
-            return Invoking::done(r);
+            return self.invoke_component_async(f, input.into());
         }
         let (invoking, outcome) = Invoking::new();
         let inner = self.inner.clone();
@@ -383,6 +378,49 @@ impl Runtime {
         }
         results.extend(in_flight.into_iter().map(Invoking::wait));
         results
+    }
+
+    /// [`Runtime::invoke_async`] of a component: on a thread of its own.
+    fn invoke_component_async(&self, f: Arc<Function>, input: Arc<[u8]>) -> Invoking {
+        let threads = &self.inner.component_threads;
+        if threads.fetch_add(1, Ordering::SeqCst) >= MAX_COMPONENT_THREADS {
+            threads.fetch_sub(1, Ordering::SeqCst);
+            let r = Err(InvokeError::Overloaded(format!(
+                "{MAX_COMPONENT_THREADS} component invocations are running"
+            )));
+            self.inner.count(&r);
+            return Invoking::done(r);
+        }
+        let (invoking, outcome) = Invoking::new();
+        let inner = self.inner.clone();
+        let spawned = std::thread::Builder::new()
+            .name("rime-component".into())
+            .spawn(move || {
+                let i = &*inner;
+                let run = invoke::invoke(
+                    &i.engine,
+                    &i.db,
+                    &f,
+                    input,
+                    &i.counters.instances,
+                    Some(&outcome),
+                );
+                let r = exec::block_on(run);
+                i.component_threads.fetch_sub(1, Ordering::SeqCst);
+                i.count(&r);
+                outcome.deliver(r);
+            });
+        match spawned {
+            Ok(_) => invoking,
+            Err(e) => {
+                threads.fetch_sub(1, Ordering::SeqCst);
+                let r = Err(InvokeError::Overloaded(format!(
+                    "cannot start a thread for a component: {e}"
+                )));
+                self.inner.count(&r);
+                Invoking::done(r)
+            }
+        }
     }
 
     fn executors(&self) -> &exec::Executors {

@@ -122,7 +122,7 @@ fn half_component_half_module_increments_count_exactly() {
 }
 
 #[test]
-fn invoke_async_runs_a_component_to_its_end() {
+fn invoke_async_runs_a_component_on_a_thread_of_its_own() {
     let e = env_with_both();
     let r = e.rt.invoke_async("kvc", &b"incr shared hits"[..]).wait();
     assert_eq!(r.unwrap().output, b"1");
