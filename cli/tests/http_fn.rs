@@ -74,3 +74,19 @@ fn the_url_shortener_answers_302_over_http() {
     assert_eq!((st, code(&body)), (404, "not_found".to_string()));
     s.terminate();
 }
+
+#[test]
+fn fn_routes_need_the_token_unless_invoke_is_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &["--token", TOKEN]);
+    let (st, body) = send(
+        auth(ureq::post(&s.url("/functions/short"))),
+        Some(&component("url_shortener")),
+    );
+    assert_eq!(st, 201, "{}", text(&body));
+    let (st, body) = send(ureq::get(&s.url("/fn/short/x")), None);
+    assert_eq!((st, code(&body)), (401, "unauthorized".to_string()));
+    let (st, _) = send(auth(ureq::get(&s.url("/fn/short/x"))), None);
+    assert_eq!(st, 404, "the guest's own 404: no link x");
+    s.terminate();
+}
