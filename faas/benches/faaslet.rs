@@ -8,6 +8,12 @@
 //! * `get`, `put`: 1000 calls inside one invocation from a guest, next to
 //!   1000 native `Tx` calls in one `Db::transaction`, in the same run. The
 //!   per-call cost is the difference to the `x0` variant, divided by 1000.
+//! * `component/empty_abi_v1` and `component/noop`: an empty ABI v1
+//!   invocation next to a component's (`wasi_kv_counter` with `noop`: a std
+//!   Rust component, instantiated with its WASI context); `component/get_x0`
+//!   and `get_x1000`: 1000 `wasi:keyvalue` `get`s of a 100-byte value from
+//!   that component, to set beside `get/guest_x*` (ABI v1). Issue 18's
+//!   goals: each at most 2× its ABI v1 counterpart.
 //! * `scan`: aggregating 10 000 i64 values from a guest (`pushdown`, which
 //!   copies records page → guest buffer) next to the same aggregation
 //!   natively (`Tx::scan`).
@@ -30,6 +36,11 @@ const EMPTY: &str = r#"(module (memory (export "memory") 1)
 #[path = "../tests/common/call_loop.rs"]
 #[allow(dead_code)] // SCAN: the scan bench uses `pushdown`
 mod call_loop;
+
+fn components_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../guests/components/target/wasm32-wasip2/release")
+}
 
 fn guests_dir() -> PathBuf {
     std::env::var_os("RIME_GUESTS_DIR").map_or_else(
@@ -65,8 +76,13 @@ fn benches(c: &mut Criterion) {
         .expect("build the guests first: scripts/build-guests");
     rt.deploy("pushdown", &pushdown, FunctionConfig::default())
         .unwrap();
+    let kv = std::fs::read(components_dir().join("wasi_kv_counter.wasm"))
+        .expect("build the guests first: scripts/build-guests");
+    rt.deploy("kvc", &kv, FunctionConfig::default()).unwrap();
     let probe_tree = db.open_tree("ns/probe").unwrap().unwrap();
     db.put(probe_tree, b"key", &[5u8; 100]).unwrap();
+    let kvc_tree = db.open_tree("ns/kvc").unwrap().unwrap();
+    db.put(kvc_tree, b"key", &[5u8; 100]).unwrap();
     let scan_tree = db.open_tree("ns/pushdown").unwrap().unwrap();
     db.transaction(|tx| {
         for i in 0..10_000i64 {
@@ -141,6 +157,20 @@ fn benches(c: &mut Criterion) {
             .unwrap()
         })
     });
+    g.finish();
+
+    let mut g = c.benchmark_group("component");
+    g.bench_function("empty_abi_v1", |b| {
+        b.iter(|| rt.invoke("empty", b"").unwrap())
+    });
+    g.bench_function("noop", |b| b.iter(|| rt.invoke("kvc", b"noop").unwrap()));
+    g.throughput(Throughput::Elements(1000));
+    for (name, input) in [
+        ("get_x0", &b"get-n default key 0"[..]),
+        ("get_x1000", &b"get-n default key 1000"[..]),
+    ] {
+        g.bench_function(name, |b| b.iter(|| rt.invoke("kvc", input).unwrap()));
+    }
     g.finish();
 
     let mut g = c.benchmark_group("scan");

@@ -127,7 +127,11 @@ pub(crate) fn new_engine(cfg: &RuntimeConfig) -> Result<Engine, OpenError> {
         .table_elements(64 << 10)
         // One fiber stack per instance, from the pool: nothing is mapped
         // or unmapped per invocation.
-        .total_stacks(cfg.max_instances);
+        .total_stacks(cfg.max_instances)
+        // A component faaslet's instance is one component instance over a
+        // few core instances (its module, wit-component's shims): each an
+        // instance slot above, as many component slots as instance slots.
+        .total_component_instances(cfg.max_instances);
     let mut c = Config::new();
     c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
         .epoch_interruption(true)

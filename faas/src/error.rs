@@ -62,6 +62,11 @@ pub enum DeployError {
     /// A valid module that does not follow host ABI v1 (`docs/abi.md`).
     #[error("module does not follow host ABI v1: {0}")]
     Abi(String),
+    /// A valid component that does not fit Rime's world
+    /// (`docs/components.md`): an import Rime does not provide, or no
+    /// handler export of the world's type.
+    #[error("component does not fit Rime's world rime:faaslet/faaslet: {0}")]
+    Component(String),
     #[error("storage: {0}")]
     Storage(#[from] TxError),
 }
@@ -137,6 +142,11 @@ pub enum InvokeError {
     /// A bug in the host (a caught panic, an unexpected wasmtime error).
     #[error("internal error: {0}")]
     Internal(String),
+    /// The function is not invoked this way: an HTTP-triggered component
+    /// ([`crate::Runtime::invoke_http`]) called with bytes, or another
+    /// function called with an HTTP request. Nothing ran.
+    #[error("{0}")]
+    WrongTrigger(String),
 }
 
 impl From<TxError> for InvokeError {

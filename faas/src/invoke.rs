@@ -8,7 +8,7 @@ use crate::abi::{BadPointer, HostState, LogBudget};
 use crate::error::InvokeError;
 use crate::exec::{self, Outcome};
 use crate::limits::{MAX_INPUT_LEN, MAX_OUTPUT_LEN, MAX_WRITE_SET_BYTES};
-use crate::registry::Function;
+use crate::registry::{Code, Function};
 use rime_abi::{EXPORT_INVOKE, EXPORT_MEMORY, RESULT_OK};
 use rime_storage::{Committed, Db, OwnedTx, TxError};
 use std::future::Future;
@@ -37,7 +37,7 @@ pub struct Invocation {
 
 /// How one attempt ended, when it did not produce output to commit: the
 /// error type of the invocation's `Db::transaction` closure.
-enum Failed {
+pub(crate) enum Failed {
     /// A storage error (a conflict once the attempts are used up).
     Tx(TxError),
     /// The invocation's final answer (nothing commits).
@@ -136,7 +136,7 @@ pub(crate) async fn invoke(
 /// cost.
 const MAX_INVOKE_ATTEMPTS: u32 = 64;
 
-fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
+pub(crate) fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
     p.downcast_ref::<&str>()
         .map(|s| s.to_string())
         .or_else(|| p.downcast_ref::<String>().cloned())
@@ -144,10 +144,10 @@ fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
 }
 
 /// An instance counted in `RuntimeStats::instances` until dropped.
-struct Alive<'a>(&'a AtomicU64);
+pub(crate) struct Alive<'a>(&'a AtomicU64);
 
 impl<'a> Alive<'a> {
-    fn new(count: &'a AtomicU64) -> Alive<'a> {
+    pub(crate) fn new(count: &'a AtomicU64) -> Alive<'a> {
         count.fetch_add(1, Ordering::Relaxed);
         Alive(count)
     }
@@ -169,6 +169,16 @@ async fn run_attempt(
     log: &mut LogBudget,
     instances: &AtomicU64,
 ) -> (OwnedTx, Result<Vec<u8>, Failed>) {
+    let (pre, pre_suspending) = match &f.code {
+        Code::Module {
+            pre,
+            pre_suspending,
+        } => (pre, pre_suspending),
+        // A component runs on its caller's thread (docs/components.md).
+        Code::Component(c) => {
+            return crate::component::run_attempt(engine, f, c, input, txn, log, instances);
+        }
+    };
     // Declared before the store, so that on every path it is dropped after
     // it: the count never shows a slot free that is not yet back.
     let mut alive: Option<Alive<'_>> = None;
@@ -203,9 +213,9 @@ async fn run_attempt(
     }
     let r = async {
         let instance = if on_fiber {
-            f.pre_suspending.instantiate_async(&mut store).await
+            pre_suspending.instantiate_async(&mut store).await
         } else {
-            f.pre.instantiate(&mut store)
+            pre.instantiate(&mut store)
         };
         let instance = instance.map_err(|e| Failed::Final(classify(&mut store, e, f)))?;
         alive = Some(Alive::new(instances));
@@ -241,7 +251,7 @@ async fn run_attempt(
 
 /// Epoch ticks for a deadline: rounded up, plus one because the current
 /// tick is already partly gone.
-fn deadline_ticks(deadline: Duration) -> u64 {
+pub(crate) fn deadline_ticks(deadline: Duration) -> u64 {
     (deadline.as_nanos().div_ceil(crate::EPOCH_TICK.as_nanos()) as u64).saturating_add(1)
 }
 
@@ -298,13 +308,26 @@ fn outcome(
 }
 
 fn classify(store: &mut Store<HostState>, e: wasmtime::Error, f: &Function) -> InvokeError {
+    let denied = store.data().limiter.denied;
+    classify_error(e, denied, store.data_mut().panic.take(), f)
+}
+
+/// What a failed instantiation or call means: `denied` says whether the
+/// memory limiter refused a growth, `panic` is the message of a panic the
+/// SDK reported before trapping.
+pub(crate) fn classify_error(
+    e: wasmtime::Error,
+    denied: bool,
+    panic: Option<String>,
+    f: &Function,
+) -> InvokeError {
     if let Some(Trap::Interrupt) = e.downcast_ref::<Trap>() {
         return InvokeError::Timeout(f.config.deadline);
     }
     if let Some(b) = e.downcast_ref::<BadPointer>() {
         return InvokeError::Trap(b.to_string());
     }
-    if store.data().limiter.denied {
+    if denied {
         return InvokeError::MemoryLimit {
             limit: f.config.memory_bytes,
         };
@@ -313,7 +336,7 @@ fn classify(store: &mut Store<HostState>, e: wasmtime::Error, f: &Function) -> I
         return InvokeError::Overloaded(p.to_string());
     }
     // A panic the SDK reported: its message says more than `unreachable`.
-    if let Some(panic) = store.data_mut().panic.take() {
+    if let Some(panic) = panic {
         return InvokeError::Trap(format!("panicked: {panic}"));
     }
     // The trap itself and the innermost guest frame, not the whole backtrace.

@@ -18,6 +18,7 @@
 mod abi;
 mod cache;
 mod checks;
+mod component;
 mod engine;
 mod error;
 mod exec;
@@ -40,9 +41,15 @@ pub use settings::{SECRET_SHOWN, Setting};
 use registry::Function;
 use rime_storage::{Db, TreeId};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use wasmtime::{Engine, Linker};
+
+/// Component invocations of [`Runtime::invoke_async`] running at once,
+/// each on a thread of its own (components do not run on the executors
+/// yet): enough to keep a few dozen waiting on the disk or the log at
+/// once, few enough that a burst cannot exhaust the process's threads.
+pub const MAX_COMPONENT_THREADS: usize = 64;
 
 /// Counters of [`Runtime::stats`].
 #[derive(Debug, Clone, Default)]
@@ -90,6 +97,8 @@ struct Inner {
     /// Host calls that wait / that suspend (`abi::HostCalls`).
     linker: Linker<abi::HostState>,
     linker_suspending: Linker<abi::HostState>,
+    /// Host calls of components (`component`).
+    component_linker: wasmtime::component::Linker<component::ComponentState>,
     cache: cache::ModuleCache,
     registry: TreeId,
     functions: RwLock<HashMap<String, Arc<Function>>>,
@@ -102,6 +111,8 @@ struct Inner {
     deploy_lock: Mutex<()>,
     /// Started at the first [`Runtime::invoke_async`].
     executors: OnceLock<exec::Executors>,
+    /// Threads running a component's `invoke_async` now.
+    component_threads: AtomicUsize,
     counters: Counters,
 }
 
@@ -120,6 +131,8 @@ impl Runtime {
             |calls| abi::linker(&engine, calls).map_err(|e| OpenError::Engine(format!("{e:#}")));
         let linker = link(abi::HostCalls::Waiting)?;
         let linker_suspending = link(abi::HostCalls::Suspending)?;
+        let component_linker =
+            component::linker(&engine).map_err(|e| OpenError::Engine(format!("{e:#}")))?;
         let cache =
             cache::ModuleCache::new(engine.clone(), cfg.cache_dir.clone()).map_err(|source| {
                 OpenError::Cache {
@@ -134,12 +147,14 @@ impl Runtime {
             engine,
             linker,
             linker_suspending,
+            component_linker,
             cache,
             registry,
             functions: RwLock::new(HashMap::new()),
             unloadable: RwLock::new(HashMap::new()),
             deploy_lock: Mutex::new(()),
             executors: OnceLock::new(),
+            component_threads: AtomicUsize::new(0),
             counters: Counters::default(),
         };
         let (mut map, mut unloadable) = (HashMap::new(), HashMap::new());
@@ -185,15 +200,16 @@ impl Runtime {
         let _g = i.deploy_lock.lock().unwrap_or_else(|p| p.into_inner());
         // Compile and check before storing anything: a bad module changes nothing.
         checks::check_magic(wasm)?;
-        let module = i.cache.load(wasm)?;
-        abi::check_module(&module).map_err(DeployError::Abi)?;
-        checks::check_memory(&module, config.memory_bytes)?;
+        let code = i.compile(wasm)?;
+        if let registry::Code::Module { pre, .. } = &code {
+            checks::check_memory(pre.module(), config.memory_bytes)?;
+        }
         let hash: [u8; 32] = {
             use sha2::Digest;
             sha2::Sha256::digest(wasm).into()
         };
         let generation = registry::store(&i.db, i.registry, name, wasm, hash, &config)?;
-        let f = i.build(name, wasm, config, generation)?;
+        let f = i.function(name, wasm, code, config, generation)?;
         let info = f.info.clone();
         i.functions
             .write()
@@ -252,6 +268,7 @@ impl Runtime {
     /// the thread waits for the invocation's reads and its log sync.
     pub fn invoke(&self, name: &str, input: &[u8]) -> Result<Invocation, InvokeError> {
         let f = self.inner.lookup(name)?;
+        refuse_http(&f)?;
         let i = &*self.inner;
         let r = exec::block_on(invoke::invoke(
             &i.engine,
@@ -273,6 +290,10 @@ impl Runtime {
     /// invocation begins to commit cancels it. Past
     /// [`RuntimeConfig::max_admitted`] invocations in flight, the result is
     /// `Overloaded` at once.
+    ///
+    /// A component (`docs/components.md`) does not run on the executors
+    /// yet: it runs on a thread of its own, at most
+    /// [`MAX_COMPONENT_THREADS`] at once (past that, `Overloaded`).
     pub fn invoke_async(&self, name: &str, input: impl Into<Arc<[u8]>>) -> Invoking {
         self.invoke_async_with_logs(name, input, None)
     }
@@ -291,6 +312,12 @@ impl Runtime {
             // Not counted, as a blocking `invoke` of a missing name is not.
             Err(e) => return Invoking::done(Err(e)),
         };
+        if let Err(e) = refuse_http(&f) {
+            return Invoking::done(Err(e));
+        }
+        if let registry::Code::Component(_) = f.code {
+            return self.invoke_component_async(f, input.into(), logs);
+        }
         let (invoking, outcome) = Invoking::new();
         let inner = self.inner.clone();
         let input = input.into();
@@ -319,6 +346,42 @@ impl Runtime {
         invoking
     }
 
+    /// Runs HTTP-triggered component `name` (one exporting
+    /// `wasi:http/incoming-handler`) on `request` as one transaction, on
+    /// the calling thread: the request's target is the path and query the
+    /// guest sees. The encoded request counts against `MAX_INPUT_LEN`, the
+    /// response against `MAX_OUTPUT_LEN`. Where the calling thread is in a
+    /// tokio runtime, it must be one that may block (`spawn_blocking`).
+    pub fn invoke_http(
+        &self,
+        name: &str,
+        request: &http::Request<bytes::Bytes>,
+    ) -> Result<(http::Response<bytes::Bytes>, Invocation), InvokeError> {
+        let f = self.inner.lookup(name)?;
+        if !matches!(&f.code, registry::Code::Component(c) if c.is_http()) {
+            return Err(InvokeError::WrongTrigger(format!(
+                "function {name:?} does not export wasi:http/incoming-handler: \
+                 invoke it with bytes (POST /invoke/{name})"
+            )));
+        }
+        let i = &*self.inner;
+        let input = component::http::encode_request(request);
+        let r = exec::block_on(invoke::invoke(
+            &i.engine,
+            &i.db,
+            &f,
+            Arc::from(input),
+            &i.counters.instances,
+            None,
+            None,
+        ));
+        i.count(&r);
+        let inv = r?;
+        let resp = component::http::decode_response(&inv.output)
+            .ok_or_else(|| InvokeError::Internal("a response that does not decode".into()))?;
+        Ok((resp, inv))
+    }
+
     /// Runs every request on the executors; results in request order. At
     /// most half of [`RuntimeConfig::max_admitted`] are in flight at once
     /// (the oldest is waited for before the next is submitted), so a batch
@@ -340,6 +403,55 @@ impl Runtime {
         }
         results.extend(in_flight.into_iter().map(Invoking::wait));
         results
+    }
+
+    /// [`Runtime::invoke_async`] of a component: on a thread of its own.
+    fn invoke_component_async(
+        &self,
+        f: Arc<Function>,
+        input: Arc<[u8]>,
+        logs: Option<LogSink>,
+    ) -> Invoking {
+        let threads = &self.inner.component_threads;
+        if threads.fetch_add(1, Ordering::SeqCst) >= MAX_COMPONENT_THREADS {
+            threads.fetch_sub(1, Ordering::SeqCst);
+            let r = Err(InvokeError::Overloaded(format!(
+                "{MAX_COMPONENT_THREADS} component invocations are running"
+            )));
+            self.inner.count(&r);
+            return Invoking::done(r);
+        }
+        let (invoking, outcome) = Invoking::new();
+        let inner = self.inner.clone();
+        let spawned = std::thread::Builder::new()
+            .name("rime-component".into())
+            .spawn(move || {
+                let i = &*inner;
+                let run = invoke::invoke(
+                    &i.engine,
+                    &i.db,
+                    &f,
+                    input,
+                    &i.counters.instances,
+                    Some(&outcome),
+                    logs,
+                );
+                let r = exec::block_on(run);
+                i.component_threads.fetch_sub(1, Ordering::SeqCst);
+                i.count(&r);
+                outcome.deliver(r);
+            });
+        match spawned {
+            Ok(_) => invoking,
+            Err(e) => {
+                threads.fetch_sub(1, Ordering::SeqCst);
+                let r = Err(InvokeError::Overloaded(format!(
+                    "cannot start a thread for a component: {e}"
+                )));
+                self.inner.count(&r);
+                Invoking::done(r)
+            }
+        }
     }
 
     fn executors(&self) -> &exec::Executors {
@@ -390,6 +502,18 @@ impl Runtime {
     }
 }
 
+/// An HTTP-triggered component is not invoked with bytes.
+fn refuse_http(f: &Function) -> Result<(), InvokeError> {
+    match &f.code {
+        registry::Code::Component(c) if c.is_http() => Err(InvokeError::WrongTrigger(format!(
+            "function {:?} is HTTP-triggered (it exports wasi:http/incoming-handler): \
+             call it over HTTP at /fn/{}/",
+            f.name, f.name
+        ))),
+        _ => Ok(()),
+    }
+}
+
 impl Inner {
     fn build(
         &self,
@@ -398,6 +522,17 @@ impl Inner {
         config: FunctionConfig,
         generation: u64,
     ) -> Result<Function, DeployError> {
+        let code = self.compile(wasm)?;
+        self.function(name, wasm, code, config, generation)
+    }
+
+    /// Compiles and links `wasm`: a component (`component`), or a module
+    /// of host ABI v1.
+    fn compile(&self, wasm: &[u8]) -> Result<registry::Code, DeployError> {
+        if component::is_component(wasm) {
+            let c = component::compile(&self.engine, &self.component_linker, wasm)?;
+            return Ok(registry::Code::Component(c));
+        }
         let module = self.cache.load(wasm)?;
         abi::check_module(&module).map_err(DeployError::Abi)?;
         let link = |linker: &Linker<abi::HostState>| {
@@ -405,14 +540,26 @@ impl Inner {
                 .instantiate_pre(&module)
                 .map_err(|e| DeployError::Abi(format!("{e:#}")))
         };
-        let (pre, pre_suspending) = (link(&self.linker)?, link(&self.linker_suspending)?);
+        Ok(registry::Code::Module {
+            pre: link(&self.linker)?,
+            pre_suspending: link(&self.linker_suspending)?,
+        })
+    }
+
+    fn function(
+        &self,
+        name: &str,
+        wasm: &[u8],
+        code: registry::Code,
+        config: FunctionConfig,
+        generation: u64,
+    ) -> Result<Function, DeployError> {
         let (own_tree, grants) = registry::resolve_trees(&self.db, name, &config)?;
         Ok(Function {
             name: name.to_string(),
             own_tree,
             grants,
-            pre,
-            pre_suspending,
+            code,
             log_sink: self.cfg.log_sink.clone(),
             info: FunctionInfo {
                 name: name.to_string(),

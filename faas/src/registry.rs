@@ -135,13 +135,21 @@ pub(crate) struct Function {
     pub config: FunctionConfig,
     pub own_tree: TreeId,
     pub grants: Vec<ResolvedGrant>,
-    /// Linked with host calls that wait (a blocking caller's thread).
-    pub pre: InstancePre<crate::abi::HostState>,
-    /// Linked with host calls that suspend (on an executor).
-    pub pre_suspending: InstancePre<crate::abi::HostState>,
+    pub code: Code,
     /// Where the guest's log lines go besides `tracing`.
     pub log_sink: Option<crate::LogSink>,
     pub info: FunctionInfo,
+}
+
+/// A function's compiled code: a module of host ABI v1, or a component.
+pub(crate) enum Code {
+    Module {
+        /// Linked with host calls that wait (a blocking caller's thread).
+        pre: InstancePre<crate::abi::HostState>,
+        /// Linked with host calls that suspend (on an executor).
+        pre_suspending: InstancePre<crate::abi::HostState>,
+    },
+    Component(crate::component::Compiled),
 }
 
 pub(crate) fn check_config(

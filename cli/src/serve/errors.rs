@@ -131,6 +131,7 @@ pub(super) fn deploy_error(e: DeployError) -> ApiError {
             (StatusCode::BAD_REQUEST, "malformed_module")
         }
         DeployError::Abi(_) => (StatusCode::BAD_REQUEST, "abi_violation"),
+        DeployError::Component(_) => (StatusCode::BAD_REQUEST, "unsupported_component"),
         DeployError::BadName(_) => (StatusCode::BAD_REQUEST, "bad_name"),
         DeployError::Storage(TxError::Db(DbError::Poisoned(cause))) => return poisoned(cause),
         DeployError::Storage(_) => (StatusCode::INTERNAL_SERVER_ERROR, "storage"),
@@ -153,6 +154,7 @@ pub(super) fn invoke_error(e: &InvokeError) -> ApiError {
         }
         InvokeError::WriteSetFull { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "write_set_full"),
         InvokeError::Conflict { .. } => (StatusCode::CONFLICT, "conflict"),
+        InvokeError::WrongTrigger(_) => (StatusCode::BAD_REQUEST, "wrong_trigger"),
         InvokeError::Overloaded(_) => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
         InvokeError::Storage(TxError::Db(DbError::Poisoned(cause))) => return poisoned(cause),
         InvokeError::Storage(_) => (StatusCode::INTERNAL_SERVER_ERROR, "storage"),

@@ -6,6 +6,7 @@
 //! * `auth.rs`: the bearer token, checked before a request's body is read.
 //! * `errors.rs`: error responses, and which error is which code and status.
 //! * `handlers.rs`: `/functions`, `/invoke`, `/health`; `state.rs`: `/state`.
+//! * `trigger.rs`: `/fn/{name}/...`, HTTP-triggered components.
 //! * `metrics.rs`: `/metrics`, one table of what is reported; `/stats`.
 //! * `logs.rs`: guest log lines kept per function, `/functions/{name}/logs`.
 //! * `access.rs`: the request log line of every request.
@@ -22,6 +23,7 @@ mod logs;
 mod metrics;
 mod shutdown;
 mod state;
+mod trigger;
 
 use crate::config::Settings;
 use crate::conn::{self, ConnStats};
@@ -30,7 +32,7 @@ use auth::{admin_only, invoke_access, read_access, resolve_token};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::from_fn_with_state;
-use axum::routing::{get, post, put};
+use axum::routing::{any, get, post, put};
 use errors::ApiError;
 use handlers::{deploy, fallback, health, invoke, list_functions, method_not_allowed, undeploy};
 use logs::Logs;
@@ -197,6 +199,22 @@ fn router(app: Shared) -> Router {
             ),
         )
         .route("/state/{ns}", get(state_scan).route_layer(read))
+        .route(
+            "/fn/{name}",
+            any(trigger::trigger)
+                .layer(small)
+                // `layer`, not `route_layer`: `any` has no method routes.
+                // The token is still checked before the body is read.
+                .layer(from_fn_with_state(app.clone(), invoke_access)),
+        )
+        .route(
+            "/fn/{name}/{*rest}",
+            any(trigger::trigger)
+                .layer(small)
+                // `layer`, not `route_layer`: `any` has no method routes.
+                // The token is still checked before the body is read.
+                .layer(from_fn_with_state(app.clone(), invoke_access)),
+        )
         .route("/metrics", get(metrics::metrics))
         .route("/health", get(health))
         .fallback(fallback)

@@ -16,9 +16,10 @@
 mod memory;
 mod scan;
 mod state;
-mod write_set;
+pub(crate) mod write_set;
 
 pub(crate) use memory::BadPointer;
+pub(crate) use state::emit_log;
 
 use crate::limits::{Limiter, MAX_OPEN_NAMESPACES};
 use crate::registry::Function;
@@ -122,7 +123,7 @@ impl HostState {
 
     /// The running attempt's transaction; its reads wait for the disk
     /// only off an executor.
-    fn tx(&mut self) -> Tx<'_> {
+    pub(crate) fn tx(&mut self) -> Tx<'_> {
         if self.nowait {
             self.txn.tx_nowait()
         } else {
@@ -132,7 +133,7 @@ impl HostState {
 
     /// The running attempt's transaction with reads that wait: only once
     /// this thread has no reads in flight (`exec::io::quiescent`).
-    fn tx_waiting(&mut self) -> Tx<'_> {
+    pub(crate) fn tx_waiting(&mut self) -> Tx<'_> {
         self.txn.tx()
     }
 
@@ -146,7 +147,7 @@ impl HostState {
     /// unwinds the guest; `invoke` ends the invocation with `e`. A
     /// [`TxError::WouldWait`] abandons nothing: it becomes [`WouldWait`],
     /// which the host call's future turns into a wait and a re-run.
-    fn abandon(&mut self, e: TxError) -> wasmtime::Error {
+    pub(crate) fn abandon(&mut self, e: TxError) -> wasmtime::Error {
         if let TxError::WouldWait(miss) = e {
             return wasmtime::Error::new(WouldWait(miss));
         }

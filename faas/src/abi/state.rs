@@ -318,18 +318,26 @@ fn log(
     let mem = memory(&caller)?;
     let (data, st) = mem.data_and_store_mut(&mut caller);
     let m = range("log", data.len(), msg, msg_len)?;
-    let f = &*st.function.name;
     keep_panic(&mut st.panic, level, &data[m.clone()]);
-    let budget = &mut st.log;
+    emit_log(&mut st.log, &st.function, Level::from_raw(level), &data[m]);
+    Ok(())
+}
+
+/// Logs one guest message as `function`'s, within the invocation's budget
+/// (`MAX_LOG_LEN` a message, `MAX_LOG_*_PER_INVOCATION` in all): to
+/// `tracing`, the function's and the invocation's sinks, and the
+/// invocation's kept lines. ABI v1's `log`, and a component's stdout and
+/// stderr.
+pub(crate) fn emit_log(budget: &mut LogBudget, function: &Function, level: Level, bytes: &[u8]) {
+    let f = &*function.name;
     if budget.truncated {
-        return Ok(());
+        return;
     }
     let room = MAX_LOG_BYTES_PER_INVOCATION - budget.bytes;
     if budget.lines >= MAX_LOG_LINES_PER_INVOCATION || room == 0 {
         truncated(budget, f);
-        return Ok(());
+        return;
     }
-    let bytes = &data[m];
     let mut text = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_LOG_LEN).min(room)]);
     // Replacement characters can make the text longer than its bytes.
     let cut = text.len() > room || bytes.len().min(MAX_LOG_LEN) > room;
@@ -342,7 +350,6 @@ fn log(
     }
     budget.bytes += text.len();
     budget.lines += 1;
-    let level = Level::from_raw(level);
     match level {
         Level::Error => tracing::error!(target: "rime::faaslet", function = f, "{text}"),
         Level::Warn => tracing::warn!(target: "rime::faaslet", function = f, "{text}"),
@@ -355,7 +362,7 @@ fn log(
         level,
         message: text.into_owned(),
     };
-    if let Some(sink) = &st.function.log_sink {
+    if let Some(sink) = &function.log_sink {
         sink.send(&line);
     }
     if let Some(sink) = &budget.sink {
@@ -365,7 +372,6 @@ fn log(
     if cut {
         truncated(budget, f);
     }
-    Ok(())
 }
 
 /// Keeps the message of the SDK's panic line (whatever the log budget

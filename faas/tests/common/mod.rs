@@ -31,6 +31,28 @@ pub fn guest(name: &str) -> Vec<u8> {
     })
 }
 
+/// The directory of the built component guests: `RIME_COMPONENTS_DIR`,
+/// or the default output of `scripts/build-guests` for `guests/components`.
+pub fn components_dir() -> PathBuf {
+    match std::env::var_os("RIME_COMPONENTS_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../guests/components/target/wasm32-wasip2/release"),
+    }
+}
+
+/// The freshly built component `name` (`wasi_kv_counter`, ...).
+pub fn component(name: &str) -> Vec<u8> {
+    let path = components_dir().join(format!("{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "cannot read component {}: {e}\nbuild the guests first: run `scripts/build-guests` \
+             (it needs the wasm32-wasip2 target: `rustup target add wasm32-wasip2`)",
+            path.display()
+        )
+    })
+}
+
 pub fn db_options() -> Options {
     Options::default()
         .pool_bytes(64 << 20)

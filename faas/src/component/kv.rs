@@ -1,0 +1,440 @@
+//! `wasi:keyvalue@0.2.0-draft2` (store, atomics, batch) and
+//! `rime:faaslet/scan` over Rime namespaces (`docs/components.md`).
+//!
+//! A bucket is a namespace: `open` takes the function's own name (or
+//! `default`) for its own namespace, or the name of a namespace it was
+//! granted; any other name is `access-denied` (`no-such-store` if it is not
+//! a valid namespace name at all). A read-only grant's writes are
+//! `access-denied`. Keys are the UTF-8 bytes of the key string.
+//!
+//! Every call reads and writes through the attempt's transaction, as the
+//! ABI v1 host calls do (`crate::abi::state`): writes are admitted by the
+//! same write set, a storage error abandons the attempt (a trap; `invoke`
+//! ends the invocation with the error, or re-runs it on a conflict), and
+//! nothing is visible outside until the invocation commits. So every
+//! operation here is atomic and isolated, batches included.
+
+use super::ComponentState;
+use super::rime::faaslet::scan;
+use super::wasi::keyvalue::{atomics, batch, store};
+use crate::abi::write_set::Admitted;
+use crate::limits::{MAX_KEY_LEN, MAX_VALUE_LEN, valid_name};
+use rime_storage::{TreeId, TxError};
+use std::ops::{Bound, ControlFlow};
+use store::{Error, KeyResponse};
+use wasmtime::component::Resource;
+
+/// Buckets and CAS handles one instance may hold at once: far more than a
+/// guest needs, and a bound on the host memory a guest that never drops
+/// them can take.
+pub(crate) const MAX_LIVE_HANDLES: usize = 1024;
+
+/// Keys one `list-keys` page returns at most.
+pub(crate) const LIST_KEYS_PAGE: usize = 1000;
+
+/// Key and value bytes one `get-many` or `range` returns at most: a reply
+/// is copied into guest memory whole, so it is bounded; a `range` stops
+/// early (the caller continues after its last key), a `get-many` fails.
+pub(crate) const MAX_REPLY_BYTES: usize = 16 << 20;
+
+/// An open bucket: a namespace's tree and whether it may be written.
+#[derive(Clone, Copy, Debug)]
+pub struct Bucket {
+    tree: TreeId,
+    writable: bool,
+}
+
+/// A CAS handle: the key, and its value when the handle was made (the
+/// value the swap expects).
+#[derive(Debug)]
+pub struct Cas {
+    bucket: Bucket,
+    key: String,
+    current: Option<Vec<u8>>,
+}
+
+type R<T> = wasmtime::Result<Result<T, Error>>;
+
+fn other(msg: String) -> Error {
+    Error::Other(msg)
+}
+
+fn check_key(key: &str) -> Result<(), Error> {
+    if key.len() > MAX_KEY_LEN {
+        return Err(other(format!(
+            "key of {} bytes exceeds the limit of {MAX_KEY_LEN}",
+            key.len()
+        )));
+    }
+    Ok(())
+}
+
+impl ComponentState {
+    fn bucket(&self, b: &Resource<Bucket>) -> wasmtime::Result<Bucket> {
+        Ok(*self.table.get(b)?)
+    }
+
+    fn count_handle(&mut self) -> Result<(), Error> {
+        if self.live_handles >= MAX_LIVE_HANDLES {
+            return Err(other(format!(
+                "more than {MAX_LIVE_HANDLES} buckets and CAS handles open at once"
+            )));
+        }
+        self.live_handles += 1;
+        Ok(())
+    }
+
+    /// The value of `key`, copied out.
+    fn read(&mut self, b: Bucket, key: &str) -> R<Option<Vec<u8>>> {
+        if let Err(e) = check_key(key) {
+            return Ok(Err(e));
+        }
+        match self.host.tx().get(b.tree, key.as_bytes(), <[u8]>::to_vec) {
+            Ok(v) => Ok(Ok(v)),
+            Err(e) => Err(self.host.abandon(e)),
+        }
+    }
+
+    /// Checks a write of `key` (`value_len` bytes; 0 for a delete) as ABI
+    /// v1's `writable` does: grant, key, value, write-set room.
+    fn admit(&mut self, b: Bucket, key: &str, value_len: usize) -> Result<Admitted, Error> {
+        if !b.writable {
+            return Err(Error::AccessDenied);
+        }
+        check_key(key)?;
+        if value_len > MAX_VALUE_LEN {
+            return Err(other(format!(
+                "value of {value_len} bytes exceeds the limit of {MAX_VALUE_LEN}"
+            )));
+        }
+        self.host
+            .writes
+            .admit(b.tree, key.as_bytes(), value_len)
+            .ok_or_else(|| {
+                other(format!(
+                    "write set full: an invocation writes at most {} bytes",
+                    crate::limits::MAX_WRITE_SET_BYTES
+                ))
+            })
+    }
+
+    /// A storage error of a write: the guest's error if it is about its
+    /// arguments, else the attempt is abandoned.
+    fn write_error<T>(&mut self, e: TxError) -> R<T> {
+        match e {
+            TxError::NotI64 { .. } => Ok(Err(other("the value is not an 8-byte i64".into()))),
+            TxError::Overflow => Ok(Err(other("the increment overflows an i64".into()))),
+            TxError::ValueTooLarge { .. } | TxError::KeyTooLarge { .. } => {
+                Ok(Err(other(e.to_string())))
+            }
+            e => Err(self.host.abandon(e)),
+        }
+    }
+
+    fn write(&mut self, b: Bucket, key: &str, value: &[u8]) -> R<()> {
+        let a = match self.admit(b, key, value.len()) {
+            Ok(a) => a,
+            Err(e) => return Ok(Err(e)),
+        };
+        match self.host.tx().put(b.tree, key.as_bytes(), value) {
+            Ok(()) => {
+                self.host.writes.record(b.tree, key.as_bytes(), a);
+                Ok(Ok(()))
+            }
+            Err(e) => self.write_error(e),
+        }
+    }
+
+    fn remove(&mut self, b: Bucket, key: &str) -> R<()> {
+        let a = match self.admit(b, key, 0) {
+            Ok(a) => a,
+            Err(e) => return Ok(Err(e)),
+        };
+        match self.host.tx().delete(b.tree, key.as_bytes()) {
+            // A tombstone is recorded only for a key that exists.
+            Ok(existed) => {
+                if existed {
+                    self.host.writes.record(b.tree, key.as_bytes(), a);
+                }
+                Ok(Ok(()))
+            }
+            Err(e) => self.write_error(e),
+        }
+    }
+
+    /// Entries of `b` in `(lo, hi)`, in key order, at most `limit` and
+    /// about `MAX_REPLY_BYTES`; keys must be UTF-8.
+    fn entries(
+        &mut self,
+        b: Bucket,
+        lo: Bound<&[u8]>,
+        hi: Bound<&[u8]>,
+        limit: usize,
+        values: bool,
+    ) -> R<Vec<(String, Vec<u8>)>> {
+        let mut out = Vec::new();
+        let (mut bytes, mut bad_key) = (0usize, None);
+        let r = self.host.tx().scan(b.tree, lo, hi, |k, v| {
+            if out.len() >= limit || (bytes > 0 && bytes + k.len() + v.len() > MAX_REPLY_BYTES) {
+                return ControlFlow::Break(());
+            }
+            let Ok(key) = String::from_utf8(k.to_vec()) else {
+                bad_key = Some(k.to_vec());
+                return ControlFlow::Break(());
+            };
+            bytes += k.len() + if values { v.len() } else { 0 };
+            out.push((key, if values { v.to_vec() } else { Vec::new() }));
+            ControlFlow::Continue(())
+        });
+        if let Err(e) = r {
+            return Err(self.host.abandon(e));
+        }
+        if let Some(k) = bad_key {
+            return Ok(Err(other(format!(
+                "key {} is not UTF-8: wasi:keyvalue keys are strings",
+                String::from_utf8_lossy(&k).escape_debug()
+            ))));
+        }
+        Ok(Ok(out))
+    }
+}
+
+impl store::Host for ComponentState {
+    fn open(&mut self, identifier: String) -> R<Resource<Bucket>> {
+        let f = &self.host.function;
+        let bucket = if identifier == f.name || identifier == "default" {
+            Bucket {
+                tree: f.own_tree,
+                writable: true,
+            }
+        } else if let Some(g) = f.grants.iter().find(|g| g.name == identifier) {
+            Bucket {
+                tree: g.tree,
+                writable: g.writable,
+            }
+        } else if valid_name(identifier.as_bytes()) {
+            return Ok(Err(Error::AccessDenied));
+        } else {
+            return Ok(Err(Error::NoSuchStore));
+        };
+        if let Err(e) = self.count_handle() {
+            return Ok(Err(e));
+        }
+        Ok(Ok(self.table.push(bucket)?))
+    }
+}
+
+impl store::HostBucket for ComponentState {
+    fn get(&mut self, b: Resource<Bucket>, key: String) -> R<Option<Vec<u8>>> {
+        let b = self.bucket(&b)?;
+        self.read(b, &key)
+    }
+
+    fn set(&mut self, b: Resource<Bucket>, key: String, value: Vec<u8>) -> R<()> {
+        let b = self.bucket(&b)?;
+        self.write(b, &key, &value)
+    }
+
+    fn delete(&mut self, b: Resource<Bucket>, key: String) -> R<()> {
+        let b = self.bucket(&b)?;
+        self.remove(b, &key)
+    }
+
+    fn exists(&mut self, b: Resource<Bucket>, key: String) -> R<bool> {
+        let b = self.bucket(&b)?;
+        if let Err(e) = check_key(&key) {
+            return Ok(Err(e));
+        }
+        match self.host.tx().get(b.tree, key.as_bytes(), |_| ()) {
+            Ok(v) => Ok(Ok(v.is_some())),
+            Err(e) => Err(self.host.abandon(e)),
+        }
+    }
+
+    /// Keys in order, `LIST_KEYS_PAGE` a call; the cursor is the last key
+    /// returned.
+    fn list_keys(&mut self, b: Resource<Bucket>, cursor: Option<String>) -> R<KeyResponse> {
+        let b = self.bucket(&b)?;
+        let lo = match &cursor {
+            Some(c) => Bound::Excluded(c.as_bytes()),
+            None => Bound::Unbounded,
+        };
+        let page = match self.entries(b, lo, Bound::Unbounded, LIST_KEYS_PAGE, false)? {
+            Ok(p) => p,
+            Err(e) => return Ok(Err(e)),
+        };
+        let cursor = (page.len() == LIST_KEYS_PAGE).then(|| page[page.len() - 1].0.clone());
+        Ok(Ok(KeyResponse {
+            keys: page.into_iter().map(|(k, _)| k).collect(),
+            cursor,
+        }))
+    }
+
+    fn drop(&mut self, b: Resource<Bucket>) -> wasmtime::Result<()> {
+        self.table.delete(b)?;
+        self.live_handles -= 1;
+        Ok(())
+    }
+}
+
+impl atomics::Host for ComponentState {
+    fn increment(&mut self, b: Resource<Bucket>, key: String, delta: i64) -> R<i64> {
+        let b = self.bucket(&b)?;
+        // The same operation as ABI v1's `add`: an 8-byte little-endian i64.
+        let a = match self.admit(b, &key, 8) {
+            Ok(a) => a,
+            Err(e) => return Ok(Err(e)),
+        };
+        match self.host.tx().add(b.tree, key.as_bytes(), delta) {
+            Ok(new) => {
+                self.host.writes.record(b.tree, key.as_bytes(), a);
+                Ok(Ok(new))
+            }
+            Err(e) => self.write_error(e),
+        }
+    }
+
+    fn swap(
+        &mut self,
+        cas: Resource<Cas>,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), atomics::CasError>> {
+        let Cas {
+            bucket: b,
+            key,
+            current,
+        } = self.table.delete(cas)?;
+        self.live_handles -= 1;
+        let a = match self.admit(b, &key, value.len()) {
+            Ok(a) => a,
+            Err(e) => return Ok(Err(atomics::CasError::StoreError(e))),
+        };
+        let r = self
+            .host
+            .tx()
+            .cas(b.tree, key.as_bytes(), current.as_deref(), Some(&value));
+        match r {
+            Ok(true) => {
+                self.host.writes.record(b.tree, key.as_bytes(), a);
+                Ok(Ok(()))
+            }
+            // Only this invocation's own writes can change the key between
+            // `new` and `swap` (the transaction is isolated): a fresh handle.
+            Ok(false) => match self.new_cas(b, key)? {
+                Ok(fresh) => Ok(Err(atomics::CasError::CasFailed(fresh))),
+                Err(e) => Ok(Err(atomics::CasError::StoreError(e))),
+            },
+            Err(e) => Ok(self.write_error(e)?.map_err(atomics::CasError::StoreError)),
+        }
+    }
+}
+
+impl ComponentState {
+    fn new_cas(&mut self, b: Bucket, key: String) -> R<Resource<Cas>> {
+        let current = match self.read(b, &key)? {
+            Ok(v) => v,
+            Err(e) => return Ok(Err(e)),
+        };
+        if let Err(e) = self.count_handle() {
+            return Ok(Err(e));
+        }
+        Ok(Ok(self.table.push(Cas {
+            bucket: b,
+            key,
+            current,
+        })?))
+    }
+}
+
+impl atomics::HostCas for ComponentState {
+    fn new(&mut self, b: Resource<Bucket>, key: String) -> R<Resource<Cas>> {
+        let b = self.bucket(&b)?;
+        self.new_cas(b, key)
+    }
+
+    fn current(&mut self, cas: Resource<Cas>) -> R<Option<Vec<u8>>> {
+        Ok(Ok(self.table.get(&cas)?.current.clone()))
+    }
+
+    fn drop(&mut self, cas: Resource<Cas>) -> wasmtime::Result<()> {
+        self.table.delete(cas)?;
+        self.live_handles -= 1;
+        Ok(())
+    }
+}
+
+impl batch::Host for ComponentState {
+    fn get_many(
+        &mut self,
+        b: Resource<Bucket>,
+        keys: Vec<String>,
+    ) -> R<Vec<Option<(String, Vec<u8>)>>> {
+        let b = self.bucket(&b)?;
+        let mut out = Vec::with_capacity(keys.len());
+        let mut bytes = 0usize;
+        for key in keys {
+            let v = match self.read(b, &key)? {
+                Ok(v) => v,
+                Err(e) => return Ok(Err(e)),
+            };
+            bytes += key.len() + v.as_ref().map_or(0, Vec::len);
+            if bytes > MAX_REPLY_BYTES {
+                return Ok(Err(other(format!(
+                    "get-many reply over {MAX_REPLY_BYTES} bytes: ask for fewer keys"
+                ))));
+            }
+            out.push(v.map(|v| (key, v)));
+        }
+        Ok(Ok(out))
+    }
+
+    fn set_many(&mut self, b: Resource<Bucket>, key_values: Vec<(String, Vec<u8>)>) -> R<()> {
+        let b = self.bucket(&b)?;
+        for (key, value) in key_values {
+            if let Err(e) = self.write(b, &key, &value)? {
+                return Ok(Err(e));
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    fn delete_many(&mut self, b: Resource<Bucket>, keys: Vec<String>) -> R<()> {
+        let b = self.bucket(&b)?;
+        for key in keys {
+            if let Err(e) = self.remove(b, &key)? {
+                return Ok(Err(e));
+            }
+        }
+        Ok(Ok(()))
+    }
+}
+
+impl scan::Host for ComponentState {
+    fn range(
+        &mut self,
+        b: Resource<Bucket>,
+        start: Option<String>,
+        end: Option<String>,
+        limit: u32,
+    ) -> R<Vec<(String, Vec<u8>)>> {
+        let b = self.bucket(&b)?;
+        for k in start.iter().chain(end.iter()) {
+            if let Err(e) = check_key(k) {
+                return Ok(Err(e));
+            }
+        }
+        let lo = start
+            .as_deref()
+            .map_or(Bound::Unbounded, |s| Bound::Included(s.as_bytes()));
+        let hi = end
+            .as_deref()
+            .map_or(Bound::Unbounded, |s| Bound::Excluded(s.as_bytes()));
+        // An empty range holds no keys, now or ever: no read.
+        if let (Bound::Included(l), Bound::Excluded(h)) = (lo, hi)
+            && l >= h
+        {
+            return Ok(Ok(Vec::new()));
+        }
+        self.entries(b, lo, hi, limit as usize, true)
+    }
+}
