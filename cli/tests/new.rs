@@ -5,6 +5,8 @@
 //! (`scripts/setup`) and the crates of `scripts/build-guests` in cargo's
 //! cache.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -123,6 +125,22 @@ fn new_build_deploy_invoke() {
         &["invoke", "--data", data, "hello", "--input-file", bad],
     );
     assert!(err.contains("function error (1): invalid utf-8"), "{err}");
+
+    // The same .wasm through a running server, in client mode.
+    let served = tmp.path().join("served");
+    let server = common::Server::start(&served, &["--token", common::TOKEN]);
+    let url = server.base.clone();
+    let client = |args: &[&str]| {
+        let mut a = vec!["--server", url.as_str(), "--token", common::TOKEN];
+        a.extend_from_slice(args);
+        ok(tmp.path(), &a)
+    };
+    let deployed = client(&["deploy", "hello", wasm.to_str().unwrap()]);
+    assert!(deployed.contains("deployed hello"), "{deployed}");
+    let invoke = ["invoke", "hello", "--input", "bob"];
+    assert_eq!(client(&invoke), "hello, bob (greeting number 1)\n");
+    assert_eq!(client(&invoke), "hello, bob (greeting number 2)\n");
+    server.terminate();
 
     // The template's own unit test, natively against the mock host.
     let test = Command::new(std::env::var_os("CARGO").unwrap_or("cargo".into()))
