@@ -12,6 +12,7 @@
 //! * `exec`: the executors that run thousands of invocations per core,
 //!   none holding a thread while it waits for a page or a log sync.
 //! * `limits`: the ABI's limits and the per-instance `ResourceLimiter`.
+//! * `wasip1`: WASI preview 1 for `wasm32-wasip1` modules, beside `rime`.
 #![deny(unsafe_code)]
 
 mod abi;
@@ -22,6 +23,7 @@ mod exec;
 mod invoke;
 pub mod limits;
 mod registry;
+mod wasip1;
 
 pub use engine::{
     DEFAULT_MAX_ADMITTED, DEFAULT_MAX_INSTANCES, EPOCH_TICK, RuntimeConfig, ticker_running,
@@ -377,7 +379,7 @@ impl Inner {
         generation: u64,
     ) -> Result<Function, DeployError> {
         let module = self.cache.load(wasm)?;
-        abi::check_module(&module).map_err(DeployError::Abi)?;
+        let wasi = abi::check_module(&module).map_err(DeployError::Abi)?;
         let link = |linker: &Linker<abi::HostState>| {
             linker
                 .instantiate_pre(&module)
@@ -391,6 +393,7 @@ impl Inner {
             grants,
             pre,
             pre_suspending,
+            wasi,
             info: FunctionInfo {
                 name: name.to_string(),
                 config: config.clone(),

@@ -120,6 +120,8 @@ pub(crate) struct Function {
     pub pre: InstancePre<crate::abi::HostState>,
     /// Linked with host calls that suspend (on an executor).
     pub pre_suspending: InstancePre<crate::abi::HostState>,
+    /// The module imports WASI preview 1 (`crate::wasip1`).
+    pub wasi: bool,
     pub info: FunctionInfo,
 }
 

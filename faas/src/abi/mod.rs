@@ -19,6 +19,7 @@ mod state;
 mod write_set;
 
 pub(crate) use memory::BadPointer;
+pub(crate) use state::{emit as emit_log, truncated as log_truncated};
 
 use crate::limits::{Limiter, MAX_OPEN_NAMESPACES};
 use crate::registry::Function;
@@ -78,6 +79,8 @@ pub(crate) struct HostState {
     pub tx_error: Option<TxError>,
     /// The invocation's log output so far (earlier attempts included).
     pub log: LogBudget,
+    /// WASI preview 1 (a WASI module's context); empty for ABI v1.
+    pub wasi: crate::wasip1::Wasi,
 }
 
 impl HostState {
@@ -109,6 +112,7 @@ impl HostState {
             writes: write_set::WriteSet::default(),
             tx_error: None,
             log,
+            wasi: crate::wasip1::Wasi::default(),
         }
     }
 
@@ -222,6 +226,7 @@ pub(crate) fn linker(
     let mut l = Linker::new(engine);
     state::define(&mut l, calls)?;
     scan::define(&mut l, calls)?;
+    crate::wasip1::add_to_linker(&mut l, calls)?;
     Ok(l)
 }
 
@@ -234,15 +239,15 @@ fn same(types: impl ExactSizeIterator<Item = ValType>, want: &[rime_abi::ValType
         })
 }
 
-/// Checks that `module` has the shape of `docs/abi.md` ("Module shape").
-pub(crate) fn check_module(module: &Module) -> Result<(), String> {
+/// Checks that `module` has the shape of `docs/abi.md` ("Module shape");
+/// whether it imports WASI preview 1 (`crate::wasip1`).
+pub(crate) fn check_module(module: &Module) -> Result<bool, String> {
+    let mut wasi = false;
     for imp in module.imports() {
         if imp.module() != IMPORT_MODULE {
-            return Err(format!(
-                "import {}.{} is not from module `{IMPORT_MODULE}`",
-                imp.module(),
-                imp.name()
-            ));
+            crate::wasip1::check_import(&imp)?;
+            wasi = true;
+            continue;
         }
         let Some(want) = rime_abi::Import::find(imp.name()) else {
             return Err(format!("unknown import {IMPORT_MODULE}.{}", imp.name()));
@@ -250,10 +255,18 @@ pub(crate) fn check_module(module: &Module) -> Result<(), String> {
         match imp.ty() {
             ExternType::Func(f)
                 if same(f.params(), want.params) && same(f.results(), want.results) => {}
-            other => {
+            ExternType::Func(f) => {
                 return Err(format!(
-                    "import {IMPORT_MODULE}.{} has type {other:?}, not the ABI's",
-                    imp.name()
+                    "import {IMPORT_MODULE}.{} has type {f}; the ABI's is {}",
+                    imp.name(),
+                    signature(want)
+                ));
+            }
+            _ => {
+                return Err(format!(
+                    "import {IMPORT_MODULE}.{} is not a function; the ABI's is {}",
+                    imp.name(),
+                    signature(want)
                 ));
             }
         }
@@ -268,7 +281,10 @@ pub(crate) fn check_module(module: &Module) -> Result<(), String> {
                 "export `{EXPORT_INVOKE}` must be a function () -> i32"
             ));
         }
-        None => return Err(format!("no export `{EXPORT_INVOKE}`")),
+        None => {
+            return Err(crate::wasip1::command_module_hint(module)
+                .unwrap_or_else(|| format!("no export `{EXPORT_INVOKE}`")));
+        }
     }
     match module.get_export(EXPORT_MEMORY) {
         Some(ExternType::Memory(m)) if !m.is_64() && !m.is_shared() => {}
@@ -279,5 +295,27 @@ pub(crate) fn check_module(module: &Module) -> Result<(), String> {
         }
         None => return Err(format!("no export `{EXPORT_MEMORY}`")),
     }
-    Ok(())
+    Ok(wasi)
+}
+
+/// An import's type as the wasm text format writes it, as wasmtime prints
+/// the module's own (`(type (func (param i32) (result i32)))`).
+fn signature(want: &rime_abi::Import) -> String {
+    let names = |types: &[rime_abi::ValType]| {
+        types
+            .iter()
+            .map(|t| match t {
+                rime_abi::ValType::I32 => " i32",
+                rime_abi::ValType::I64 => " i64",
+            })
+            .collect::<String>()
+    };
+    let mut s = String::from("(type (func");
+    if !want.params.is_empty() {
+        s += &format!(" (param{})", names(want.params));
+    }
+    if !want.results.is_empty() {
+        s += &format!(" (result{})", names(want.results));
+    }
+    s + "))"
 }

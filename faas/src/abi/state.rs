@@ -298,16 +298,23 @@ fn log(
     let (data, st) = mem.data_and_store_mut(&mut caller);
     let m = range("log", data.len(), msg, msg_len)?;
     let f = &*st.function.name;
-    let budget = &mut st.log;
+    // A WASI guest's stdout lines written before this message go first.
+    st.wasi.log_lines(&mut st.log, f);
+    emit(&mut st.log, f, Level::from_raw(level), &data[m]);
+    Ok(())
+}
+
+/// Logs one message of `function`'s guest at `level`, within the
+/// invocation's budget (`rime.log`, and a WASI guest's stdout/stderr).
+pub(crate) fn emit(budget: &mut LogBudget, f: &str, level: Level, bytes: &[u8]) {
     if budget.truncated {
-        return Ok(());
+        return;
     }
     let room = MAX_LOG_BYTES_PER_INVOCATION - budget.bytes;
     if budget.lines >= MAX_LOG_LINES_PER_INVOCATION || room == 0 {
         truncated(budget, f);
-        return Ok(());
+        return;
     }
-    let bytes = &data[m];
     let mut text = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_LOG_LEN).min(room)]);
     // Replacement characters can make the text longer than its bytes.
     let cut = text.len() > room || bytes.len().min(MAX_LOG_LEN) > room;
@@ -320,7 +327,7 @@ fn log(
     }
     budget.bytes += text.len();
     budget.lines += 1;
-    match Level::from_raw(level) {
+    match level {
         Level::Error => tracing::error!(target: "rime::faaslet", function = f, "{text}"),
         Level::Warn => tracing::warn!(target: "rime::faaslet", function = f, "{text}"),
         Level::Info => tracing::info!(target: "rime::faaslet", function = f, "{text}"),
@@ -330,11 +337,10 @@ fn log(
     if cut {
         truncated(budget, f);
     }
-    Ok(())
 }
 
 /// Marks the invocation's log output truncated, with the one warning.
-fn truncated(budget: &mut LogBudget, function: &str) {
+pub(crate) fn truncated(budget: &mut LogBudget, function: &str) {
     budget.truncated = true;
     tracing::warn!(
         target: "rime::faaslet",
