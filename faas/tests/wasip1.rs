@@ -295,6 +295,21 @@ fn other_modules_are_told_what_to_build() {
 }
 
 #[test]
+fn a_wasi_import_of_the_wrong_type_prints_both_signatures() {
+    let m = refused(&format!(
+        r#"(module (import "wasi_snapshot_preview1" "fd_write" (func (param i32) (result i32))) {BODY})"#
+    ));
+    assert!(
+        m.contains(
+            "the module imports `wasi_snapshot_preview1.fd_write` with type \
+             (type (func (param i32) (result i32))); WASI preview 1's is \
+             (type (func (param i32 i32 i32 i32) (result i32)))"
+        ),
+        "{m}"
+    );
+}
+
+#[test]
 fn a_wasi_command_module_is_told_to_export_rime_invoke() {
     let m = refused(
         r#"(module

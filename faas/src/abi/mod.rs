@@ -243,9 +243,10 @@ fn same(types: impl ExactSizeIterator<Item = ValType>, want: &[rime_abi::ValType
 /// whether it imports WASI preview 1 (`crate::wasip1`).
 pub(crate) fn check_module(module: &Module) -> Result<bool, String> {
     let mut wasi = false;
+    let mut wasi_signatures = None;
     for imp in module.imports() {
         if imp.module() != IMPORT_MODULE {
-            crate::wasip1::check_import(&imp)?;
+            crate::wasip1::check_import(&imp, module.engine(), &mut wasi_signatures)?;
             wasi = true;
             continue;
         }

@@ -3,7 +3,9 @@
 //! everything else (what the module is, what to build instead).
 
 use rime_abi::{EXPORT_INVOKE, IMPORT_MODULE};
-use wasmtime::{ExternType, ImportType, Module};
+use wasmtime::{Engine, Extern, ExternType, FuncType, ImportType, Linker, Module, Store};
+use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi::p1::{self, WasiP1Ctx};
 
 /// The import module of WASI preview 1.
 pub(crate) const MODULE: &str = "wasi_snapshot_preview1";
@@ -65,19 +67,60 @@ const GRANTED: [&str; 42] = [
 /// network (its input, output and state come through `rime`).
 const REFUSED: [&str; 4] = ["sock_accept", "sock_recv", "sock_send", "sock_shutdown"];
 
+/// The types wasmtime-wasi gives the preview 1 functions, to tell a
+/// module that imports one with another type what both are.
+pub(crate) struct Signatures {
+    linker: Linker<WasiP1Ctx>,
+    store: Store<WasiP1Ctx>,
+}
+
+impl Signatures {
+    pub(crate) fn new(engine: &Engine) -> Result<Signatures, String> {
+        let mut linker = Linker::new(engine);
+        p1::add_to_linker_sync(&mut linker, |c| c).map_err(|e| format!("{e:#}"))?;
+        let store = Store::new(engine, WasiCtxBuilder::new().build_p1());
+        Ok(Signatures { linker, store })
+    }
+
+    fn get(&mut self, name: &str) -> Option<FuncType> {
+        match self.linker.get(&mut self.store, MODULE, name).ok()? {
+            Extern::Func(f) => Some(f.ty(&self.store)),
+            _ => None,
+        }
+    }
+}
+
 /// Checks one import from a module other than `rime`: `Ok` for a granted
-/// WASI preview 1 function, else the message for the user.
-pub(crate) fn check_import(imp: &ImportType<'_>) -> Result<(), String> {
+/// WASI preview 1 function of the right type, else the message for the
+/// user. `signatures` is built at the first WASI import (deploy-time only).
+pub(crate) fn check_import(
+    imp: &ImportType<'_>,
+    engine: &Engine,
+    signatures: &mut Option<Signatures>,
+) -> Result<(), String> {
     let (module, name) = (imp.module(), imp.name());
-    if !matches!(imp.ty(), ExternType::Func(_)) {
+    let ExternType::Func(ty) = imp.ty() else {
         return Err(format!(
             "the module imports `{module}.{name}`, which is not a function; a faaslet \
              defines and exports its own memory and imports only functions \
              (link without --import-memory)"
         ));
-    }
+    };
     match module {
-        MODULE if GRANTED.contains(&name) => Ok(()),
+        MODULE if GRANTED.contains(&name) => {
+            let sigs = match signatures {
+                Some(s) => s,
+                None => signatures.insert(Signatures::new(engine)?),
+            };
+            match sigs.get(name) {
+                Some(want) if want.to_string() == ty.to_string() => Ok(()),
+                Some(want) => Err(format!(
+                    "the module imports `{MODULE}.{name}` with type {ty}; WASI preview 1's \
+                     is {want}"
+                )),
+                None => Err(format!("`{MODULE}.{name}` is not linked (a Rime bug)")),
+            }
+        }
         MODULE if REFUSED.contains(&name) => Err(format!(
             "this is a WASI preview 1 module importing `{MODULE}.{name}`, which Rime \
              does not grant: a faaslet has no sockets (its input, output and state \
@@ -113,4 +156,31 @@ pub(crate) fn command_module_hint(module: &Module) -> Option<String> {
          not a faaslet: build a library that exports `{EXPORT_INVOKE}` (a Rust \
          `cdylib`, or C with `-mexec-model=reactor`; see guests/)"
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The granted and refused lists name every preview 1 function
+    /// wasmtime-wasi links, each once: none is left undecided.
+    #[test]
+    fn every_preview1_function_is_granted_or_refused() {
+        let engine = Engine::default();
+        let mut sigs = Signatures::new(&engine).unwrap();
+        let mut linked: Vec<String> = sigs
+            .linker
+            .iter(&mut sigs.store)
+            .filter(|(m, _, _)| *m == MODULE)
+            .map(|(_, name, _)| name.to_string())
+            .collect();
+        linked.sort();
+        let mut ours: Vec<String> = GRANTED
+            .iter()
+            .chain(&REFUSED)
+            .map(|s| s.to_string())
+            .collect();
+        ours.sort();
+        assert_eq!(ours, linked);
+    }
 }
