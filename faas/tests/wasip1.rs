@@ -11,6 +11,15 @@ use common::*;
 use rime_faas::{DeployError, FunctionConfig, InvokeError, namespace_tree};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// Tests of this file one at a time: `tracing` caches per call site
+/// whether anyone listens, and a test logging on threads with no
+/// subscriber while another installs its `Capture` can leave that cache
+/// saying "no one" (the captured log came back empty in 1 run of 3).
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Writes to stdout and stderr around a `rime.log` message, asks WASI for
 /// its arguments and environment, tries a file and a sleep; outputs
 /// `argc, environ count, path_open errno, poll_oneoff errno` as 4 u32.
@@ -59,6 +68,7 @@ const ERRNO_NOTSUP: u32 = 58;
 
 #[test]
 fn a_wasi_module_runs_with_its_stdout_and_stderr_in_the_log() {
+    let _serial = serial();
     let e = env();
     e.rt.deploy("stdio", STDIO.as_bytes(), FunctionConfig::default())
         .unwrap();
@@ -92,6 +102,7 @@ fn a_wasi_module_runs_with_its_stdout_and_stderr_in_the_log() {
 
 #[test]
 fn a_wasi_module_runs_on_the_executors() {
+    let _serial = serial();
     let e = env();
     e.rt.deploy("stdio", STDIO.as_bytes(), FunctionConfig::default())
         .unwrap();
@@ -174,6 +185,7 @@ fn decode(hex: &str) -> (u64, u64, String, String) {
 
 #[test]
 fn every_attempt_of_an_invocation_sees_the_same_clock_and_random() {
+    let _serial = serial();
     let e = env();
     let cfg = FunctionConfig::default().deadline(Duration::from_secs(30));
     e.rt.deploy("det", CLOCK_AND_RANDOM.as_bytes(), cfg)
@@ -249,6 +261,7 @@ const BODY: &str = r#"(memory (export "memory") 1)
 
 #[test]
 fn a_socket_import_is_refused_by_name() {
+    let _serial = serial();
     let m = refused(&format!(
         r#"(module (import "wasi_snapshot_preview1" "sock_accept"
              (func (param i32 i32 i32) (result i32))) {BODY})"#
@@ -264,6 +277,7 @@ fn a_socket_import_is_refused_by_name() {
 
 #[test]
 fn other_modules_are_told_what_to_build() {
+    let _serial = serial();
     let cases = [
         (
             r#"(import "wasi_unstable" "fd_write" (func (param i32 i32 i32 i32) (result i32)))"#,
@@ -296,6 +310,7 @@ fn other_modules_are_told_what_to_build() {
 
 #[test]
 fn a_wasi_import_of_the_wrong_type_prints_both_signatures() {
+    let _serial = serial();
     let m = refused(&format!(
         r#"(module (import "wasi_snapshot_preview1" "fd_write" (func (param i32) (result i32))) {BODY})"#
     ));
@@ -311,6 +326,7 @@ fn a_wasi_import_of_the_wrong_type_prints_both_signatures() {
 
 #[test]
 fn a_wasi_command_module_is_told_to_export_rime_invoke() {
+    let _serial = serial();
     let m = refused(
         r#"(module
          (import "wasi_snapshot_preview1" "proc_exit" (func (param i32)))
@@ -326,6 +342,7 @@ fn a_wasi_command_module_is_told_to_export_rime_invoke() {
 
 #[test]
 fn exit_instead_of_return_commits_nothing_and_says_so() {
+    let _serial = serial();
     let e = env();
     let wat = r#"(module
      (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
@@ -350,6 +367,7 @@ fn exit_instead_of_return_commits_nothing_and_says_so() {
 /// in every instance.
 #[test]
 fn a_reactor_is_initialized_before_each_invocation() {
+    let _serial = serial();
     let e = env();
     let wat = r#"(module
      (import "wasi_snapshot_preview1" "sched_yield" (func $yield (result i32)))

@@ -10,6 +10,15 @@ mod common;
 use common::*;
 use rime_faas::FunctionConfig;
 
+/// Tests of this file one at a time: `tracing` caches per call site
+/// whether anyone listens, and a test logging on threads with no
+/// subscriber while another installs its `Capture` can leave that cache
+/// saying "no one" (the captured log came back empty in 1 run of 3).
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// The guest's log lines (target `rime::faaslet`) of one blocking call,
 /// with its output.
 fn call_logged(e: &Env, name: &str, input: &str) -> (String, Vec<String>) {
@@ -27,6 +36,7 @@ fn call_logged(e: &Env, name: &str, input: &str) -> (String, Vec<String>) {
 
 #[test]
 fn the_rust_std_guest_counts_words_and_logs_with_println() {
+    let _serial = serial();
     let e = env();
     e.deploy("words", "words", FunctionConfig::default());
     let (out, log) = call_logged(&e, "words", "the cat saw The dog");
@@ -47,6 +57,7 @@ fn the_rust_std_guest_counts_words_and_logs_with_println() {
 
 #[test]
 fn the_c_guest_tallies_and_logs_with_printf() {
+    let _serial = serial();
     let e = env();
     e.deploy("tally", "tally", FunctionConfig::default());
     let (out, log) = call_logged(&e, "tally", "a b a");
@@ -72,6 +83,7 @@ fn the_c_guest_tallies_and_logs_with_printf() {
 /// numbers.
 #[test]
 fn the_c_header_matches_the_abi() {
+    let _serial = serial();
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../guests/c/rime.h");
     let h = std::fs::read_to_string(path).unwrap();
     let define = |name: &str| -> i64 {

@@ -38,13 +38,16 @@ const EXPORT_INITIALIZE: &str = "_initialize";
 /// WASI errno `NOTSUP`: what `poll_oneoff` returns (below).
 const ERRNO_NOTSUP: i32 = 58;
 
-/// One instance's WASI state: nothing for an ABI v1 module; for a WASI
-/// module, the invocation's fixed clock and seed, and the context once
-/// its first WASI call built it.
+/// One instance's WASI state: nothing for an ABI v1 module (one word in
+/// its `HostState`, never allocated); for a WASI module, the invocation's
+/// fixed clock and seed, and the context once its first WASI call built it.
 #[derive(Default)]
-pub(crate) struct Wasi {
-    fixed: Option<Fixed>,
-    guest: Option<Box<Guest>>,
+pub(crate) struct Wasi(Option<Box<Attempt>>);
+
+/// A WASI module's attempt.
+struct Attempt {
+    fixed: Fixed,
+    guest: Option<Guest>,
 }
 
 /// A built context and the guest's stdout/stderr not yet logged.
@@ -57,25 +60,32 @@ impl Wasi {
     /// The state of an attempt of a WASI module's invocation (`fixed`
     /// sampled once for all its attempts).
     pub(crate) fn new(fixed: Fixed) -> Wasi {
-        Wasi {
-            fixed: Some(fixed),
-            guest: None,
-        }
+        Wasi(Some(Box::new(Attempt { fixed, guest: None })))
     }
 
     /// The context, built at the first WASI call of the attempt.
     fn ctx(&mut self, function: &str) -> &mut WasiP1Ctx {
-        let fixed = *self.fixed.get_or_insert_with(Fixed::sample);
-        &mut self
+        let attempt = self.0.get_or_insert_with(|| {
+            Box::new(Attempt {
+                fixed: Fixed::sample(),
+                guest: None,
+            })
+        });
+        let fixed = attempt.fixed;
+        &mut attempt
             .guest
-            .get_or_insert_with(|| Box::new(Guest::new(function, fixed)))
+            .get_or_insert_with(|| Guest::new(function, fixed))
             .ctx
+    }
+
+    fn guest(&self) -> Option<&Guest> {
+        self.0.as_ref()?.guest.as_ref()
     }
 
     /// Logs the guest's complete stdout/stderr lines written so far
     /// (before a `rime.log` message, so the log keeps the guest's order).
     pub(crate) fn log_lines(&self, budget: &mut LogBudget, function: &str) {
-        if let Some(g) = &self.guest {
+        if let Some(g) = self.guest() {
             stdio::drain(&g.stdio, budget, function, false);
         }
     }
@@ -83,7 +93,7 @@ impl Wasi {
     /// End of an attempt: logs everything the guest wrote and did not
     /// log yet, unfinished lines included.
     pub(crate) fn finish(&self, budget: &mut LogBudget, function: &str) {
-        if let Some(g) = &self.guest {
+        if let Some(g) = self.guest() {
             stdio::drain(&g.stdio, budget, function, true);
         }
     }
