@@ -88,6 +88,8 @@ pub(crate) async fn invoke(
         sink: log_sink,
         ..LogBudget::default()
     };
+    // The clock and random seed of a WASI module's every attempt.
+    let fixed = f.imports_wasi().then(crate::wasip1::Fixed::sample);
     let mut txn = db.begin();
     for attempts in 1..=MAX_INVOKE_ATTEMPTS {
         if attempts > 1 && !exec::io::on_executor() {
@@ -98,7 +100,7 @@ pub(crate) async fn invoke(
         // thread just ran (or another executor's), and in this same poll
         // the re-run finds its pages in memory and commits without
         // waiting, before any other task here reads the key again.
-        let (back, output) = run_attempt(engine, f, &input, txn, &mut log, instances).await;
+        let (back, output) = run_attempt(engine, f, &input, txn, &mut log, fixed, instances).await;
         txn = back;
         let output = match output {
             Ok(output) => output,
@@ -167,12 +169,14 @@ async fn run_attempt(
     input: &Arc<[u8]>,
     txn: OwnedTx,
     log: &mut LogBudget,
+    fixed: Option<crate::wasip1::Fixed>,
     instances: &AtomicU64,
 ) -> (OwnedTx, Result<Vec<u8>, Failed>) {
     let (pre, pre_suspending) = match &f.code {
         Code::Module {
             pre,
             pre_suspending,
+            ..
         } => (pre, pre_suspending),
         // A component runs on its caller's thread (docs/components.md).
         Code::Component(c) => {
@@ -191,6 +195,9 @@ async fn run_attempt(
         HostState::new(f.clone(), std::mem::take(log), txn, input.clone()),
     );
     store.limiter(|s| &mut s.limiter);
+    if let Some(fixed) = fixed {
+        store.data_mut().wasi = crate::wasip1::Wasi::new(fixed);
+    }
     // On an executor the guest runs on a fiber and yields at every epoch
     // tick, so others on its executor run; past its deadline it traps
     // (`Timeout`). On a blocking caller's thread it runs on that thread's
@@ -231,10 +238,26 @@ async fn run_attempt(
         // transaction, which buffers the writes and shows them to later
         // reads.
         store.data_mut().memory = Some(memory);
+        // A WASI reactor's constructors run first, in every instance.
+        let init = f
+            .imports_wasi()
+            .then(|| crate::wasip1::initializer(&instance, &mut store))
+            .flatten();
         let r = if on_fiber {
-            CatchUnwind(Box::pin(entry.call_async(&mut store, ()))).await
+            CatchUnwind(Box::pin(async {
+                if let Some(init) = init {
+                    init.call_async(&mut store, ()).await?;
+                }
+                entry.call_async(&mut store, ()).await
+            }))
+            .await
         } else {
-            std::panic::catch_unwind(AssertUnwindSafe(|| entry.call(&mut store, ())))
+            std::panic::catch_unwind(AssertUnwindSafe(|| {
+                if let Some(init) = init {
+                    init.call(&mut store, ())?;
+                }
+                entry.call(&mut store, ())
+            }))
         }
         .unwrap_or_else(|p| Err(wasmtime::Error::msg(panic_text(&p))));
         // 6. Outcome: only `RESULT_OK` is `Ok`; anything else commits nothing.
@@ -243,8 +266,10 @@ async fn run_attempt(
     .await;
     // 7. Drop: the store and its instance go, and the slot returns to the
     // pool, before the commit (and its wait for the log).
-    let state = store.into_data();
+    let mut state = store.into_data();
     drop(alive);
+    // What a WASI guest wrote to stdout/stderr and did not log yet.
+    state.wasi.finish(&mut state.log, &state.function);
     *log = state.log;
     (state.txn, r)
 }
@@ -326,6 +351,9 @@ pub(crate) fn classify_error(
     }
     if let Some(b) = e.downcast_ref::<BadPointer>() {
         return InvokeError::Trap(b.to_string());
+    }
+    if let Some(exit) = crate::wasip1::exit_message(&e) {
+        return InvokeError::Trap(exit);
     }
     if denied {
         return InvokeError::MemoryLimit {

@@ -13,6 +13,7 @@
 //!   none holding a thread while it waits for a page or a log sync.
 //! * `guest_log`: guest log lines and the sink that receives them.
 //! * `limits`: the ABI's limits and the per-instance `ResourceLimiter`.
+//! * `wasip1`: WASI preview 1 for `wasm32-wasip1` modules, beside `rime`.
 #![deny(unsafe_code)]
 
 mod abi;
@@ -27,6 +28,7 @@ mod invoke;
 pub mod limits;
 mod registry;
 mod settings;
+mod wasip1;
 
 pub use engine::{
     DEFAULT_MAX_ADMITTED, DEFAULT_MAX_INSTANCES, EPOCH_TICK, RuntimeConfig, ticker_running,
@@ -534,7 +536,7 @@ impl Inner {
             return Ok(registry::Code::Component(c));
         }
         let module = self.cache.load(wasm)?;
-        abi::check_module(&module).map_err(DeployError::Abi)?;
+        let wasi = abi::check_module(&module).map_err(DeployError::Abi)?;
         let link = |linker: &Linker<abi::HostState>| {
             linker
                 .instantiate_pre(&module)
@@ -543,6 +545,7 @@ impl Inner {
         Ok(registry::Code::Module {
             pre: link(&self.linker)?,
             pre_suspending: link(&self.linker_suspending)?,
+            wasi,
         })
     }
 

@@ -148,8 +148,18 @@ pub(crate) enum Code {
         pre: InstancePre<crate::abi::HostState>,
         /// Linked with host calls that suspend (on an executor).
         pre_suspending: InstancePre<crate::abi::HostState>,
+        /// The module imports WASI preview 1 (`crate::wasip1`).
+        wasi: bool,
     },
     Component(crate::component::Compiled),
+}
+
+impl Function {
+    /// Whether the function is a module importing WASI preview 1: its
+    /// attempts get a WASI context (`crate::wasip1`).
+    pub(crate) fn imports_wasi(&self) -> bool {
+        matches!(self.code, Code::Module { wasi: true, .. })
+    }
 }
 
 pub(crate) fn check_config(

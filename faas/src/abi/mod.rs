@@ -19,7 +19,7 @@ mod state;
 pub(crate) mod write_set;
 
 pub(crate) use memory::BadPointer;
-pub(crate) use state::emit_log;
+pub(crate) use state::{emit_log, truncated as log_truncated};
 
 use crate::limits::{Limiter, MAX_OPEN_NAMESPACES};
 use crate::registry::Function;
@@ -86,6 +86,8 @@ pub(crate) struct HostState {
     /// The message of a guest panic, from the SDK's log line just before
     /// it traps (`rime_abi::PANIC_LOG_PREFIX`); goes into the trap's error.
     pub panic: Option<String>,
+    /// WASI preview 1 (a WASI module's context); empty for ABI v1.
+    pub wasi: crate::wasip1::Wasi,
 }
 
 impl HostState {
@@ -118,6 +120,7 @@ impl HostState {
             tx_error: None,
             log,
             panic: None,
+            wasi: crate::wasip1::Wasi::default(),
         }
     }
 
@@ -231,6 +234,7 @@ pub(crate) fn linker(
     let mut l = Linker::new(engine);
     state::define(&mut l, calls)?;
     scan::define(&mut l, calls)?;
+    crate::wasip1::add_to_linker(&mut l, calls)?;
     Ok(l)
 }
 
@@ -279,15 +283,16 @@ fn declared(ty: &ExternType) -> String {
     }
 }
 
-/// Checks that `module` has the shape of `docs/abi.md` ("Module shape").
-pub(crate) fn check_module(module: &Module) -> Result<(), String> {
+/// Checks that `module` has the shape of `docs/abi.md` ("Module shape");
+/// whether it imports WASI preview 1 (`crate::wasip1`).
+pub(crate) fn check_module(module: &Module) -> Result<bool, String> {
+    let mut wasi = false;
+    let mut wasi_signatures = None;
     for imp in module.imports() {
         if imp.module() != IMPORT_MODULE {
-            return Err(format!(
-                "import {}.{} is not from module `{IMPORT_MODULE}`",
-                imp.module(),
-                imp.name()
-            ));
+            crate::wasip1::check_import(&imp, module.engine(), &mut wasi_signatures)?;
+            wasi = true;
+            continue;
         }
         let Some(want) = rime_abi::Import::find(imp.name()) else {
             return Err(format!("unknown import {IMPORT_MODULE}.{}", imp.name()));
@@ -316,7 +321,10 @@ pub(crate) fn check_module(module: &Module) -> Result<(), String> {
                 declared(&other)
             ));
         }
-        None => return Err(format!("no export `{EXPORT_INVOKE}`")),
+        None => {
+            return Err(crate::wasip1::command_module_hint(module)
+                .unwrap_or_else(|| format!("no export `{EXPORT_INVOKE}`")));
+        }
     }
     match module.get_export(EXPORT_MEMORY) {
         Some(ExternType::Memory(m)) if !m.is_64() && !m.is_shared() => {}
@@ -327,5 +335,5 @@ pub(crate) fn check_module(module: &Module) -> Result<(), String> {
         }
         None => return Err(format!("no export `{EXPORT_MEMORY}`")),
     }
-    Ok(())
+    Ok(wasi)
 }

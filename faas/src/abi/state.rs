@@ -319,6 +319,8 @@ fn log(
     let (data, st) = mem.data_and_store_mut(&mut caller);
     let m = range("log", data.len(), msg, msg_len)?;
     keep_panic(&mut st.panic, level, &data[m.clone()]);
+    // A WASI guest's stdout lines written before this message go first.
+    st.wasi.log_lines(&mut st.log, &st.function);
     emit_log(&mut st.log, &st.function, Level::from_raw(level), &data[m]);
     Ok(())
 }
@@ -326,8 +328,8 @@ fn log(
 /// Logs one guest message as `function`'s, within the invocation's budget
 /// (`MAX_LOG_LEN` a message, `MAX_LOG_*_PER_INVOCATION` in all): to
 /// `tracing`, the function's and the invocation's sinks, and the
-/// invocation's kept lines. ABI v1's `log`, and a component's stdout and
-/// stderr.
+/// invocation's kept lines. ABI v1's `log`, and a WASI module's or a
+/// component's stdout and stderr.
 pub(crate) fn emit_log(budget: &mut LogBudget, function: &Function, level: Level, bytes: &[u8]) {
     let f = &*function.name;
     if budget.truncated {
@@ -387,7 +389,7 @@ fn keep_panic(panic: &mut Option<String>, level: i32, bytes: &[u8]) {
 }
 
 /// Marks the invocation's log output truncated, with the one warning.
-fn truncated(budget: &mut LogBudget, function: &str) {
+pub(crate) fn truncated(budget: &mut LogBudget, function: &str) {
     budget.truncated = true;
     tracing::warn!(
         target: "rime::faaslet",
