@@ -84,6 +84,48 @@ fn build(krate: &Path) -> PathBuf {
     wasm
 }
 
+/// By default the crate carries a copy of the SDK in `vendor/`: it builds
+/// with no checkout anywhere (and offline), and runs.
+#[test]
+fn a_new_crate_builds_on_its_vendored_sdk() {
+    if skipped_in_nix_sandbox("a_new_crate_builds_on_its_vendored_sdk") {
+        return;
+    }
+    let tmp = tempfile::TempDir::new().unwrap();
+    let out = ok(tmp.path(), &["new", "solo"]);
+    assert!(out.contains("created solo"), "{out}");
+    let krate = tmp.path().join("solo");
+    let manifest = std::fs::read_to_string(krate.join("Cargo.toml")).unwrap();
+    assert!(
+        manifest.contains("rime-sdk = { path = \"vendor/rime-sdk\" }"),
+        "{manifest}"
+    );
+    for f in [
+        "vendor/rime-sdk/Cargo.toml",
+        "vendor/rime-sdk/src/lib.rs",
+        "vendor/rime-sdk/src/mock.rs",
+        "vendor/rime-sdk-macros/Cargo.toml",
+        "vendor/rime-sdk-macros/src/lib.rs",
+        "vendor/rime-abi/Cargo.toml",
+        "vendor/rime-abi/src/lib.rs",
+    ] {
+        assert!(krate.join(f).is_file(), "{f} missing");
+    }
+    // Nothing points back at this checkout.
+    let checkout = checkout().canonicalize().unwrap();
+    assert!(!manifest.contains(checkout.to_str().unwrap()), "{manifest}");
+    std::fs::copy(checkout.join("guests/Cargo.lock"), krate.join("Cargo.lock")).unwrap();
+    let wasm = build(&krate);
+    let data = tmp.path().join("data");
+    let data = data.to_str().unwrap();
+    ok(
+        tmp.path(),
+        &["deploy", "--data", data, "solo", wasm.to_str().unwrap()],
+    );
+    let invoke = ["invoke", "--data", data, "solo", "--input", "ada"];
+    assert_eq!(ok(tmp.path(), &invoke), "hello, ada (greeting number 1)\n");
+}
+
 #[test]
 fn new_build_deploy_invoke() {
     if skipped_in_nix_sandbox("new_build_deploy_invoke") {

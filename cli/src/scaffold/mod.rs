@@ -3,12 +3,12 @@
 //! checks that turn cargo's silent surprises (an `.rlib` and no `.wasm`)
 //! into a sentence saying what to fix.
 //!
-//! The SDK is not on crates.io, so a new crate's `rime-sdk` dependency is,
-//! in order: the `--sdk DIR` given; else a path dependency on the SDK in
-//! the source tree this binary was built from, when that tree is still
-//! there (works offline and matches this binary's ABI exactly); else a git
-//! dependency on the repository in the package metadata (needs the network
-//! and a published repository).
+//! The SDK is not on crates.io, so a new crate's `rime-sdk` dependency is
+//! the `--sdk DIR` given (a checkout's `guests/sdk`, for work on the SDK
+//! itself), or by default a copy of the SDK written into the crate's
+//! `vendor/` (`rime-sdk`, `rime-sdk-macros`, `rime-abi`, embedded in this
+//! binary by `build.rs`): it builds offline, wherever the crate is, and
+//! matches this binary's host ABI exactly.
 
 mod meta;
 
@@ -41,7 +41,7 @@ pub struct NewArgs {
     #[arg(long)]
     dir: Option<PathBuf>,
     /// The SDK crate to depend on by path (a checkout's `guests/sdk`).
-    /// Default: the source tree this binary was built from, else git.
+    /// Default: a copy of this binary's SDK in the crate's `vendor/`.
     #[arg(long, value_name = "DIR")]
     sdk: Option<PathBuf>,
 }
@@ -52,6 +52,23 @@ pub struct BuildArgs {
     #[arg(default_value = ".")]
     dir: PathBuf,
 }
+
+/// The SDK's sources for `vendor/`: (path in the new crate, text), from
+/// `build.rs`.
+const SDK_FILES: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/sdk_files.rs"));
+
+/// The vendored crates' manifests that `build.rs` does not copy (theirs
+/// inherit from the guests' workspace).
+const SDK_MANIFESTS: [(&str, &str); 2] = [
+    (
+        "vendor/rime-sdk/Cargo.toml",
+        include_str!("../../templates/vendor/rime-sdk.Cargo.toml.tmpl"),
+    ),
+    (
+        "vendor/rime-sdk-macros/Cargo.toml",
+        include_str!("../../templates/vendor/rime-sdk-macros.Cargo.toml.tmpl"),
+    ),
+];
 
 /// The Rust template's files: (path in the new crate, template text).
 const RUST_TEMPLATE: [(&str, &str); 5] = [
@@ -88,7 +105,7 @@ pub fn new(a: &NewArgs) -> Result<()> {
         )
         .into());
     }
-    let (sdk_dep, sdk_note) = sdk_dependency(a.sdk.as_deref())?;
+    let (sdk_dep, sdk_note, vendored) = sdk_dependency(a.sdk.as_deref())?;
     let lib = a.name.replace('-', "_");
     let vars = [
         ("name", a.name.as_str()),
@@ -106,13 +123,12 @@ pub fn new(a: &NewArgs) -> Result<()> {
     // create_dir, not create_dir_all: refuses a directory made meanwhile.
     std::fs::create_dir(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     for (path, template) in RUST_TEMPLATE {
-        let file = dir.join(path);
-        if let Some(parent) = file.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| format!("creating {}: {e}", parent.display()))?;
+        write_file(&dir.join(path), &render(template, &vars))?;
+    }
+    if vendored {
+        for (path, text) in SDK_FILES.iter().chain(&SDK_MANIFESTS) {
+            write_file(&dir.join(path), text)?;
         }
-        std::fs::write(&file, render(template, &vars))
-            .map_err(|e| format!("writing {}: {e}", file.display()))?;
     }
     let shown = dir.display();
     println!("created {shown}: the Rust faaslet `{}`", a.name);
@@ -144,8 +160,18 @@ fn check_name(name: &str) -> Result<()> {
     }
 }
 
-/// The `rime-sdk = ...` value and a sentence saying where it points.
-fn sdk_dependency(given: Option<&Path>) -> Result<(String, String)> {
+/// Writes `text` to `file`, creating its directory.
+fn write_file(file: &Path, text: &str) -> Result<()> {
+    if let Some(parent) = file.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| format!("creating {}: {e}", parent.display()))?;
+    }
+    std::fs::write(file, text).map_err(|e| format!("writing {}: {e}", file.display()).into())
+}
+
+/// The `rime-sdk = ...` value, a sentence saying where it points, and
+/// whether it is the copy in `vendor/` (to be written).
+fn sdk_dependency(given: Option<&Path>) -> Result<(String, String, bool)> {
     if let Some(dir) = given {
         let dir = sdk_dir(dir).ok_or_else(|| {
             format!(
@@ -157,21 +183,13 @@ fn sdk_dependency(given: Option<&Path>) -> Result<(String, String)> {
         return Ok((
             dep,
             "a path dependency on the SDK given to `rime new --sdk`.".into(),
+            false,
         ));
     }
-    let built_from = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guests/sdk");
-    if let Some(dir) = sdk_dir(&built_from) {
-        let dep = format!("{{ path = {} }}", toml_string(&dir.to_string_lossy()));
-        let note = "a path dependency on the SDK in the Rime source tree this `rime` was built \
-                    from: it works offline and matches that binary's ABI. Moving the crate to \
-                    another machine: point it at that machine's checkout, or use git.";
-        return Ok((dep, note.into()));
-    }
-    let repo = env!("CARGO_PKG_REPOSITORY");
-    let dep = format!("{{ git = {} }}", toml_string(repo));
-    let note = "a git dependency on the Rime repository (needs the network); with a local \
-                checkout, `{ path = \"CHECKOUT/guests/sdk\" }` works offline.";
-    Ok((dep, note.into()))
+    let note = "a copy of the SDK in vendor/, written by `rime new`: it builds offline, \
+                wherever this crate is, and matches the host ABI of the `rime` that wrote it. \
+                Keep it with the crate (commit it).";
+    Ok(("{ path = \"vendor/rime-sdk\" }".into(), note.into(), true))
 }
 
 /// `dir`, made absolute, if it holds the `rime-sdk` crate.
@@ -353,5 +371,75 @@ mod tests {
                 .all(|l| l.starts_with("# ") && l.len() <= COMMENT_COLUMNS),
             "{c}"
         );
+    }
+
+    /// The vendored SDK carries every source file of the SDK, its macros
+    /// and the ABI crate, and its hand-written manifests ask for exactly
+    /// the dependencies (versions, features) and features of the guests'
+    /// own: a change there that the copy misses fails here.
+    #[test]
+    fn the_vendored_sdk_matches_the_guests_sdk() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        for (dir, to) in [
+            ("guests/sdk/src", "vendor/rime-sdk/src"),
+            ("guests/macros/src", "vendor/rime-sdk-macros/src"),
+            ("abi/src", "vendor/rime-abi/src"),
+        ] {
+            for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+                let path = entry.unwrap().path();
+                let name = path.file_name().unwrap().to_string_lossy();
+                let want = format!("{to}/{name}");
+                let text = std::fs::read_to_string(&path).unwrap();
+                assert!(
+                    SDK_FILES.iter().any(|(p, t)| *p == want && *t == text),
+                    "{want} is not vendored as it is in {dir}"
+                );
+            }
+        }
+        let table = |text: &str| -> toml::Table { text.parse().unwrap() };
+        let workspace = table(&std::fs::read_to_string(root.join("guests/Cargo.toml")).unwrap());
+        let shared = &workspace["workspace"]["dependencies"];
+        for (member, (_, vendored)) in ["guests/sdk", "guests/macros"].iter().zip(SDK_MANIFESTS) {
+            let own =
+                table(&std::fs::read_to_string(root.join(member).join("Cargo.toml")).unwrap());
+            let copy = table(vendored);
+            assert_eq!(
+                own.get("features"),
+                copy.get("features"),
+                "{member}: features"
+            );
+            assert_eq!(own.get("lib"), copy.get("lib"), "{member}: [lib]");
+            let deps = own["dependencies"].as_table().unwrap();
+            let copied = copy["dependencies"].as_table().unwrap();
+            assert_eq!(
+                deps.keys().collect::<Vec<_>>(),
+                copied.keys().collect::<Vec<_>>(),
+                "{member}: dependency names"
+            );
+            // `"1"` is `{ version = "1" }`.
+            let spec_table = |v: &toml::Value| match v.clone() {
+                toml::Value::String(v) => {
+                    toml::Table::from_iter([("version".to_string(), toml::Value::String(v))])
+                }
+                toml::Value::Table(t) => t,
+                other => panic!("{other:?}"),
+            };
+            for (name, spec) in deps {
+                let c = spec_table(&copied[name]);
+                if name.starts_with("rime-") {
+                    assert!(
+                        c.contains_key("path"),
+                        "{member}: {name} is vendored by path"
+                    );
+                    continue;
+                }
+                // `name.workspace = true` (+ `optional`): the workspace's spec.
+                let mut want = spec_table(&shared[name.as_str()]);
+                if let Some(optional) = spec.get("optional") {
+                    want.insert("optional".into(), optional.clone());
+                }
+                assert_eq!(c, want, "{member}: {name}");
+            }
+        }
     }
 }
