@@ -271,18 +271,7 @@ impl Runtime {
     pub fn invoke(&self, name: &str, input: &[u8]) -> Result<Invocation, InvokeError> {
         let f = self.inner.lookup(name)?;
         refuse_http(&f)?;
-        let i = &*self.inner;
-        let r = exec::block_on(invoke::invoke(
-            &i.engine,
-            &i.db,
-            &f,
-            Arc::from(input),
-            &i.counters.instances,
-            None,
-            None,
-        ));
-        i.count(&r);
-        r
+        self.inner.invoke_blocking(&f, Arc::from(input))
     }
 
     /// Runs `name` on `input` on the executors (one thread per core unless
@@ -366,19 +355,8 @@ impl Runtime {
                  invoke it with bytes (POST /invoke/{name})"
             )));
         }
-        let i = &*self.inner;
         let input = component::http::encode_request(request);
-        let r = exec::block_on(invoke::invoke(
-            &i.engine,
-            &i.db,
-            &f,
-            Arc::from(input),
-            &i.counters.instances,
-            None,
-            None,
-        ));
-        i.count(&r);
-        let inv = r?;
+        let inv = self.inner.invoke_blocking(&f, Arc::from(input))?;
         let resp = component::http::decode_response(&inv.output)
             .ok_or_else(|| InvokeError::Internal("a response that does not decode".into()))?;
         Ok((resp, inv))
@@ -547,6 +525,26 @@ impl Inner {
             pre_suspending: link(&self.linker_suspending)?,
             wasi,
         })
+    }
+
+    /// Runs `f` on `input` on the calling thread (`Runtime::invoke`), and
+    /// counts the outcome.
+    fn invoke_blocking(
+        &self,
+        f: &Arc<Function>,
+        input: Arc<[u8]>,
+    ) -> Result<Invocation, InvokeError> {
+        let r = exec::block_on(invoke::invoke(
+            &self.engine,
+            &self.db,
+            f,
+            input,
+            &self.counters.instances,
+            None,
+            None,
+        ));
+        self.count(&r);
+        r
     }
 
     fn function(
