@@ -1,7 +1,8 @@
 //! The `rime` binary, run as a user would. Needs the example guests
 //! (`scripts/build-guests`, or `RIME_GUESTS_DIR`).
 
-use std::path::{Path, PathBuf};
+mod common;
+
 use std::process::Command;
 
 /// The binary, with log segments of at most 1 MiB (they start at 64 KiB
@@ -17,21 +18,6 @@ fn rime(args: &[&str]) -> (bool, String) {
     let text =
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     (out.status.success(), text)
-}
-
-fn guest(name: &str) -> PathBuf {
-    let dir = match std::env::var_os("RIME_GUESTS_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../guests/target/wasm32-unknown-unknown/release"),
-    };
-    let p = dir.join(format!("{name}.wasm"));
-    assert!(
-        p.is_file(),
-        "{} missing: run scripts/build-guests",
-        p.display()
-    );
-    p
 }
 
 #[test]
@@ -65,7 +51,7 @@ fn demo_twice_carries_the_state_over() {
 fn deploy_invoke_state_round_trip() {
     let dir = tempfile::TempDir::new().unwrap();
     let data = dir.path().to_str().unwrap();
-    let counter = guest("counter");
+    let counter = common::guest_file("counter");
     let (ok, out) = rime(&[
         "deploy",
         "--data",
@@ -151,7 +137,7 @@ fn deploy_invoke_state_round_trip() {
 fn a_deadline_flag_that_overflows_is_refused_not_wrapped() {
     let dir = tempfile::TempDir::new().unwrap();
     let data = dir.path().to_str().unwrap();
-    let counter = guest("counter");
+    let counter = common::guest_file("counter");
     let counter = counter.to_str().unwrap();
     for deadline in ["307445734561825861m", "25h"] {
         let (ok, out) = rime(&[

@@ -4,7 +4,8 @@
 //! refused with what it is. Needs the example guests (`scripts/build-guests`,
 //! or `RIME_GUESTS_DIR`).
 
-use std::path::{Path, PathBuf};
+mod common;
+
 use std::process::Command;
 
 /// Runs the binary (1 MiB log segments: a debug build scans the default
@@ -19,27 +20,12 @@ fn rime(args: &[&str]) -> (bool, String, String) {
     (out.status.success(), text(&out.stdout), text(&out.stderr))
 }
 
-fn guest(name: &str) -> PathBuf {
-    let dir = match std::env::var_os("RIME_GUESTS_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../guests/target/wasm32-unknown-unknown/release"),
-    };
-    let p = dir.join(format!("{name}.wasm"));
-    assert!(
-        p.is_file(),
-        "{} missing: run scripts/build-guests",
-        p.display()
-    );
-    p
-}
-
 #[test]
 fn wasi_guests_deploy_invoke_and_log() {
     let dir = tempfile::TempDir::new().unwrap();
     let data = dir.path().to_str().unwrap();
     for name in ["words", "tally"] {
-        let path = guest(name);
+        let path = common::guest_file(name);
         let (ok, out, err) = rime(&["deploy", "--data", data, name, path.to_str().unwrap()]);
         assert!(ok, "{out}{err}");
     }

@@ -4,7 +4,7 @@
 
 use super::TOKEN;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::mpsc;
 use std::time::Duration;
@@ -34,18 +34,7 @@ pub fn run(args: &[&str]) -> Out {
 }
 
 pub fn guest_path(name: &str) -> String {
-    let dir = match std::env::var_os("RIME_GUESTS_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../guests/target/wasm32-unknown-unknown/release"),
-    };
-    let p = dir.join(format!("{name}.wasm"));
-    assert!(
-        p.is_file(),
-        "{} is missing: run scripts/build-guests",
-        p.display()
-    );
-    p.to_string_lossy().into_owned()
+    super::guest_file(name).to_string_lossy().into_owned()
 }
 
 /// The probe's op that ends the script with a result code (`i32` LE).

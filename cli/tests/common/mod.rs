@@ -12,14 +12,27 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub fn guest(name: &str) -> Vec<u8> {
+/// The built example guest `name` (`$RIME_GUESTS_DIR`, else the guests'
+/// target directory); missing, the test fails saying what to run.
+pub fn guest_file(name: &str) -> PathBuf {
     let dir = match std::env::var_os("RIME_GUESTS_DIR") {
         Some(d) => PathBuf::from(d),
         None => Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../guests/target/wasm32-unknown-unknown/release"),
     };
     let p = dir.join(format!("{name}.wasm"));
-    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}: run scripts/build-guests", p.display()))
+    assert!(
+        p.is_file(),
+        "{} is missing: run scripts/build-guests",
+        p.display()
+    );
+    p
+}
+
+/// The bytes of [`guest_file`].
+pub fn guest(name: &str) -> Vec<u8> {
+    let p = guest_file(name);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
 pub struct Server {
