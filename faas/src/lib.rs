@@ -314,15 +314,7 @@ impl Runtime {
         let input = input.into();
         let task = Box::pin(async move {
             let i = &*inner;
-            let run = invoke::invoke(
-                &i.engine,
-                &i.db,
-                &f,
-                input,
-                &i.counters.instances,
-                Some(&outcome),
-                logs,
-            );
+            let run = i.invocation(&f, input, Some(&outcome), logs);
             // A caller that goes away before the commit begins ends it here
             // (`Cancelled`, nothing committed).
             let r = exec::until_cancelled(&outcome, run).await;
@@ -407,16 +399,7 @@ impl Runtime {
             .name("rime-component".into())
             .spawn(move || {
                 let i = &*inner;
-                let run = invoke::invoke(
-                    &i.engine,
-                    &i.db,
-                    &f,
-                    input,
-                    &i.counters.instances,
-                    Some(&outcome),
-                    logs,
-                );
-                let r = exec::block_on(run);
+                let r = exec::block_on(i.invocation(&f, input, Some(&outcome), logs));
                 i.component_threads.fetch_sub(1, Ordering::SeqCst);
                 i.count(&r);
                 outcome.deliver(r);
@@ -534,17 +517,30 @@ impl Inner {
         f: &Arc<Function>,
         input: Arc<[u8]>,
     ) -> Result<Invocation, InvokeError> {
-        let r = exec::block_on(invoke::invoke(
+        let r = exec::block_on(self.invocation(f, input, None, None));
+        self.count(&r);
+        r
+    }
+
+    /// The invocation of `f` on `input` (`invoke::invoke` over this
+    /// runtime's engine, Db and instance count), as a future: `gate` is
+    /// the caller's outcome slot (cancellation), `logs` its own sink.
+    fn invocation<'a>(
+        &'a self,
+        f: &'a Arc<Function>,
+        input: Arc<[u8]>,
+        gate: Option<&'a exec::Outcome>,
+        logs: Option<LogSink>,
+    ) -> impl Future<Output = Result<Invocation, InvokeError>> + 'a {
+        invoke::invoke(
             &self.engine,
             &self.db,
             f,
             input,
             &self.counters.instances,
-            None,
-            None,
-        ));
-        self.count(&r);
-        r
+            gate,
+            logs,
+        )
     }
 
     fn function(
