@@ -30,18 +30,22 @@ fn checkout() -> PathBuf {
 /// The binary, with 1 MiB log segments (fast opens in a debug build), and
 /// cargo building into a target directory of this test alone, offline.
 fn rime(cwd: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rime"))
-        .current_dir(cwd)
+    offline_cargo(Command::new(env!("CARGO_BIN_EXE_rime")).current_dir(cwd))
         .args(args)
         .env("RIME_WAL_SEGMENT_MIB", "1")
-        .env(
-            "CARGO_TARGET_DIR",
-            Path::new(env!("CARGO_TARGET_TMPDIR")).join("new-guests"),
-        )
-        .env_remove("CARGO_BUILD_BUILD_DIR")
-        .env("CARGO_NET_OFFLINE", "true")
         .output()
         .expect("run rime")
+}
+
+/// What every cargo these tests start (through `rime build` or directly)
+/// gets: a target directory of this test alone, and no network.
+fn offline_cargo(cmd: &mut Command) -> &mut Command {
+    cmd.env(
+        "CARGO_TARGET_DIR",
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("new-guests"),
+    )
+    .env_remove("CARGO_BUILD_BUILD_DIR")
+    .env("CARGO_NET_OFFLINE", "true")
 }
 
 fn ok(cwd: &Path, args: &[&str]) -> String {
@@ -185,17 +189,12 @@ fn new_build_deploy_invoke() {
     server.terminate();
 
     // The template's own unit test, natively against the mock host.
-    let test = Command::new(std::env::var_os("CARGO").unwrap_or("cargo".into()))
-        .current_dir(&krate)
-        .args(["test-host"])
-        .env(
-            "CARGO_TARGET_DIR",
-            Path::new(env!("CARGO_TARGET_TMPDIR")).join("new-guests"),
-        )
-        .env_remove("CARGO_BUILD_BUILD_DIR")
-        .env("CARGO_NET_OFFLINE", "true")
-        .output()
-        .unwrap();
+    let test = offline_cargo(
+        Command::new(std::env::var_os("CARGO").unwrap_or("cargo".into())).current_dir(&krate),
+    )
+    .args(["test-host"])
+    .output()
+    .unwrap();
     let text = String::from_utf8_lossy(&test.stdout);
     assert!(
         test.status.success() && text.contains("greets_and_counts_per_name ... ok"),
