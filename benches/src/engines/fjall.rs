@@ -1,24 +1,24 @@
-//! fjall (LSM): one keyspace, one partition. Durability per fjall's docs:
+//! fjall 3 (LSM): one database, one keyspace. Durability per fjall's docs:
 //! `nosync` → the default (journal written to OS buffers, no fsync on
 //! write); `group` and `sync` → `Keyspace::persist(PersistMode::SyncData)`
 //! after each write. Block cache = the pool budget.
 
 use crate::engine::{Durability, Engine, EngineConfig, Result};
-use fjall::{Config, Keyspace, PartitionCreateOptions, PartitionHandle, PersistMode};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use std::path::Path;
 
 pub struct Fjall {
-    ks: Keyspace,
-    part: PartitionHandle,
+    ks: Database,
+    part: Keyspace,
     sync: bool,
 }
 
 impl Fjall {
     pub fn open(dir: &Path, cfg: &EngineConfig) -> Result<Self> {
-        let ks = Config::new(dir.join("fjall"))
+        let ks = Database::builder(dir.join("fjall"))
             .cache_size(cfg.pool_bytes as u64)
             .open()?;
-        let part = ks.open_partition("usertable", PartitionCreateOptions::default())?;
+        let part = ks.keyspace("usertable", KeyspaceCreateOptions::default)?;
         Ok(Fjall {
             ks,
             part,
@@ -39,7 +39,7 @@ impl Engine for Fjall {
     }
     fn describe(&self) -> String {
         format!(
-            "fjall 2, one partition, {}; rmw = get then insert",
+            "fjall 3, one partition, {}; rmw = get then insert",
             if self.sync {
                 "persist(SyncData) per write"
             } else {
@@ -65,7 +65,7 @@ impl Engine for Fjall {
     fn scan(&self, start: &[u8], n: usize) -> Result<usize> {
         let mut count = 0;
         for kv in self.part.range(start.to_vec()..).take(n) {
-            let (k, v) = kv?;
+            let (k, v) = kv.into_inner()?;
             super::consume(&k, &v);
             count += 1;
         }

@@ -9,7 +9,7 @@
 
 use crate::engine::{Durability, Engine, EngineConfig, Result};
 use heed::types::Bytes;
-use heed::{Database, Env, EnvFlags, EnvOpenOptions};
+use heed::{CommitOrAbort, Database, Env, EnvFlags, EnvOpenOptions};
 use std::ops::Bound;
 use std::path::Path;
 
@@ -18,7 +18,7 @@ const READER_SLOTS_SPARE: usize = 64;
 
 pub struct Lmdb {
     env: Env,
-    db: Database<Bytes, Bytes>,
+    db: Database<'static, Bytes, Bytes>,
     durability: Durability,
 }
 
@@ -40,9 +40,15 @@ impl Lmdb {
         unsafe { opts.flags(flags) };
         // SAFETY: the directory is fresh and opened by this process once.
         let env = unsafe { opts.open(dir)? };
-        let mut w = env.write_txn()?;
-        let db = env.create_database(&mut w, Some("usertable"))?;
-        w.commit()?;
+        // heed 0.23 hands out a database that outlives its transaction
+        // only through a commit of the transaction that opened it.
+        let w = env.write_txn()?;
+        let db = env
+            .create_databases_and_commit(w, |opener, w| {
+                let db = opener.create_database::<Bytes, Bytes>(w, Some("usertable"))?;
+                Ok::<_, heed::Error>(CommitOrAbort::<_, ()>::Commit(db))
+            })?
+            .unwrap_commit();
         Ok(Lmdb {
             env,
             db,

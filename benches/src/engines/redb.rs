@@ -5,7 +5,7 @@
 //! group commit). Cache: `Builder::set_cache_size(pool budget)`.
 
 use crate::engine::{Durability, Engine, EngineConfig, Result};
-use redb::{Database, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::path::Path;
 
 const TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("usertable");
@@ -35,7 +35,7 @@ impl Redb {
         f: impl FnOnce(&mut redb::Table<&[u8], &[u8]>) -> Result<bool>,
     ) -> Result<bool> {
         let mut w = self.db.begin_write()?;
-        w.set_durability(self.durability);
+        w.set_durability(self.durability)?;
         let r = {
             let mut t = w.open_table(TABLE)?;
             f(&mut t)?
@@ -110,7 +110,7 @@ impl Engine for Redb {
     fn close(&self) -> Result<()> {
         // One durable commit makes the non-durable ones before it durable.
         let mut w = self.db.begin_write()?;
-        w.set_durability(redb::Durability::Immediate);
+        w.set_durability(redb::Durability::Immediate)?;
         w.commit()?;
         Ok(())
     }
