@@ -9,7 +9,7 @@ use crate::error::InvokeError;
 use crate::exec::{self, Outcome};
 use crate::limits::{MAX_INPUT_LEN, MAX_OUTPUT_LEN, MAX_WRITE_SET_BYTES};
 use crate::registry::{Code, Function};
-use rime_abi::{EXPORT_INVOKE, EXPORT_MEMORY, RESULT_OK};
+use rime_abi::RESULT_OK;
 use rime_storage::{Committed, Db, OwnedTx, TxError};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -172,12 +172,13 @@ async fn run_attempt(
     fixed: Option<crate::wasip1::Fixed>,
     instances: &AtomicU64,
 ) -> (OwnedTx, Result<Vec<u8>, Failed>) {
-    let (pre, pre_suspending) = match &f.code {
+    let (pre, pre_suspending, exports) = match &f.code {
         Code::Module {
             pre,
             pre_suspending,
+            exports,
             ..
-        } => (pre, pre_suspending),
+        } => (pre, pre_suspending, *exports),
         // A component runs on its caller's thread (docs/components.md).
         Code::Component(c) => {
             return crate::component::run_attempt(engine, f, c, input, txn, log, instances);
@@ -226,9 +227,14 @@ async fn run_attempt(
         };
         let instance = instance.map_err(|e| Failed::Final(classify(&mut store, e, f)))?;
         alive = Some(Alive::new(instances));
-        let memory = instance.get_memory(&mut store, EXPORT_MEMORY);
-        let entry = instance.get_typed_func::<(), i32>(&mut store, EXPORT_INVOKE);
-        let (Some(memory), Ok(entry)) = (memory, entry) else {
+        let memory = instance
+            .get_module_export(&mut store, &exports.memory)
+            .and_then(wasmtime::Extern::into_memory);
+        let entry = instance
+            .get_module_export(&mut store, &exports.invoke)
+            .and_then(wasmtime::Extern::into_func)
+            .map(|func| func.typed::<(), i32>(&store));
+        let (Some(memory), Some(Ok(entry))) = (memory, entry) else {
             // Checked at deploy; unreachable unless wasmtime changed its mind.
             return Err(Failed::Final(InvokeError::Internal(
                 "module lost its exports".into(),

@@ -503,10 +503,13 @@ impl Inner {
                 .instantiate_pre(&module)
                 .map_err(|e| DeployError::Abi(format!("{e:#}")))
         };
+        let exports = registry::Exports::of(&module)
+            .ok_or_else(|| DeployError::Abi("the module lost its exports".into()))?;
         Ok(registry::Code::Module {
             pre: link(&self.linker)?,
             pre_suspending: link(&self.linker_suspending)?,
             wasi,
+            exports,
         })
     }
 

@@ -150,8 +150,31 @@ pub(crate) enum Code {
         pre_suspending: InstancePre<crate::abi::HostState>,
         /// The module imports WASI preview 1 (`crate::wasip1`).
         wasi: bool,
+        /// Where `memory` and `rime_invoke` are among the module's exports,
+        /// found once at deploy: an invocation takes them by index, not
+        /// by hashing their names again.
+        exports: Exports,
     },
     Component(crate::component::Compiled),
+}
+
+/// The two exports of ABI v1 every invocation needs (`EXPORT_MEMORY`,
+/// `EXPORT_INVOKE`), as indices into the module's exports.
+#[derive(Clone, Copy)]
+pub(crate) struct Exports {
+    pub(crate) memory: wasmtime::ModuleExport,
+    pub(crate) invoke: wasmtime::ModuleExport,
+}
+
+impl Exports {
+    /// `None` if either export is missing (`abi::check_module` refuses
+    /// such a module first).
+    pub(crate) fn of(module: &wasmtime::Module) -> Option<Exports> {
+        Some(Exports {
+            memory: module.get_export_index(rime_abi::EXPORT_MEMORY)?,
+            invoke: module.get_export_index(rime_abi::EXPORT_INVOKE)?,
+        })
+    }
 }
 
 impl Function {
