@@ -8,12 +8,19 @@
 //! `sleeping` or the sleeper sees `notified`):
 //!
 //! 1. Waker: set `notified`; if `sleeping`, unpark the thread.
-//! 2. Sleeper: spin on `notified` for up to `SPIN`; then set `sleeping`,
-//!    look at `notified` once more, and park unless it is set (an unpark
-//!    between the two is not lost: it leaves the thread's token, so the
-//!    park returns at once); on waking clear `sleeping`.
+//! 2. Sleeper: spin on `notified` for up to its spin budget; then set
+//!    `sleeping`, look at `notified` once more, and park unless it is set
+//!    (an unpark between the two is not lost: it leaves the thread's token,
+//!    so the park returns at once); on waking clear `sleeping`.
+//! 3. Sleeper, after the wait: sets the next wait's budget from this one
+//!    ([`next_spin_ns`]). A thread whose wake-ups come within `SPIN` (one
+//!    invocation at a time) keeps spinning; one whose waits are longer (an
+//!    executor waiting for a log sync under load) halves its budget each
+//!    time, so it stops burning a core another thread could use, and gets
+//!    the whole budget back at the first wait that spinning would have
+//!    saved.
 
-use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
@@ -26,6 +33,9 @@ pub(crate) struct Parker {
     thread: Thread,
     notified: AtomicBool,
     sleeping: AtomicBool,
+    /// How long the next wait spins, in ns (step 3; only the owning
+    /// thread reads or writes it).
+    spin_ns: AtomicU64,
 }
 
 impl Parker {
@@ -35,6 +45,7 @@ impl Parker {
             thread,
             notified: AtomicBool::new(false),
             sleeping: AtomicBool::new(false),
+            spin_ns: AtomicU64::new(SPIN.as_nanos() as u64),
         }
     }
 
@@ -55,10 +66,13 @@ impl Parker {
     /// Step 2: returns once notified (spinning first, then parked).
     pub fn wait(&self) {
         let start = Instant::now();
+        let spin = Duration::from_nanos(self.spin_ns.load(Relaxed));
         let mut spins = 0u32;
-        while !self.notified.swap(false, SeqCst) {
+        // Looks before it swaps, so a spinning thread only reads the line
+        // the waker writes.
+        while !(self.notified.load(SeqCst) && self.notified.swap(false, SeqCst)) {
             spins += 1;
-            if spins.is_multiple_of(64) && start.elapsed() >= SPIN {
+            if spins.is_multiple_of(64) && start.elapsed() >= spin {
                 self.sleeping.store(true, SeqCst);
                 if !self.notified.load(SeqCst) {
                     std::thread::park();
@@ -69,5 +83,66 @@ impl Parker {
             }
             std::hint::spin_loop();
         }
+        // 3. The next wait's budget.
+        let waited_ns = start.elapsed().as_nanos().min(u64::MAX as u128) as u64;
+        self.spin_ns
+            .store(next_spin_ns(spin.as_nanos() as u64, waited_ns), Relaxed);
+    }
+}
+
+/// Step 3: the spin budget after a wait of `waited_ns` that had `spin_ns`
+/// to spin. A wait shorter than [`SPIN`] is one spinning pays for: the
+/// whole budget. A longer one halves it (down to nothing: the thread
+/// parks at once, and the next short wait restores it).
+fn next_spin_ns(spin_ns: u64, waited_ns: u64) -> u64 {
+    let full_ns = SPIN.as_nanos() as u64;
+    if waited_ns < full_ns {
+        full_ns
+    } else {
+        spin_ns / 2
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FULL_NS: u64 = SPIN.as_nanos() as u64;
+
+    #[test]
+    fn long_waits_halve_the_spin_until_the_thread_parks_at_once() {
+        let mut spin_ns = FULL_NS;
+        for _ in 0..16 {
+            spin_ns = next_spin_ns(spin_ns, 200_000);
+        }
+        assert_eq!(
+            spin_ns, 0,
+            "a thread that always waits 200 µs stops spinning"
+        );
+    }
+
+    #[test]
+    fn one_short_wait_restores_the_whole_spin() {
+        assert_eq!(next_spin_ns(0, 4_000), FULL_NS);
+        assert_eq!(next_spin_ns(FULL_NS, 4_000), FULL_NS);
+        assert_eq!(next_spin_ns(FULL_NS, FULL_NS), FULL_NS / 2);
+    }
+
+    #[test]
+    fn a_notified_thread_returns_without_parking_and_a_parked_one_wakes() {
+        let parker = std::sync::Arc::new(Parker::new(std::thread::current()));
+        parker.notify();
+        parker.wait(); // returns at once: the flag was set
+        let p = parker.clone();
+        let waker = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            p.notify();
+        });
+        parker.wait(); // parks past its spin, woken by the notify
+        waker.join().unwrap();
+        assert!(
+            parker.spin_ns.load(Relaxed) < FULL_NS,
+            "a 20 ms wait shrinks the spin"
+        );
     }
 }
