@@ -35,13 +35,18 @@
 //! durable up to the newest version read, so nothing is returned that a
 //! crash could still take back.
 //!
+//! A read-only batch (`Db::get_many`) that fails validation is not re-run:
+//! it finishes under the stripes of its keys (`refresh.rs`).
+//!
 //! Step 8's wait is the caller's: `Db::transaction` blocks
 //! (`Wait::block`); `Db::transaction_pending` hands back a
 //! [`crate::Pending`] that a task can await without holding a thread.
 
 mod held;
+mod refresh;
 
 pub(crate) use held::{ApplyGate, Held, LockPlan};
+pub(crate) use refresh::{Moved, refresh_reads};
 
 use crate::error::{DbError, TxError};
 use crate::inner::DbInner;
@@ -166,16 +171,21 @@ fn read_only<'a>(db: &'a DbInner, b: &mut TxBufs) -> Result<Outcome<'a>, TxError
             return Ok(Outcome::Conflict);
         }
     }
-    let wal = db.wal();
-    let wait = (wal.durability() != Durability::NoSync
-        && b.max_version >= wal.durable_lsn().0
-        && b.max_version > 0)
-        .then_some(Wait {
-            lsn: Lsn(b.max_version),
-            ticket: None,
-        });
     db.counters().read_only.add(1);
-    Ok(Outcome::Committed(wait))
+    Ok(Outcome::Committed(read_only_wait(db, b.max_version)))
+}
+
+/// What a read-only transaction waits for: the log durable through the
+/// newest version it read, unless `NoSync` or durable already.
+fn read_only_wait(db: &DbInner, max_version: u64) -> Option<Wait<'_>> {
+    let wal = db.wal();
+    (wal.durability() != Durability::NoSync
+        && max_version >= wal.durable_lsn().0
+        && max_version > 0)
+        .then_some(Wait {
+            lsn: Lsn(max_version),
+            ticket: None,
+        })
 }
 
 /// Runs `f`; a panic in it (a bug below the transaction layer, say)
