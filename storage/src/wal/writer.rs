@@ -47,6 +47,7 @@
 
 use super::reader::LogEnd;
 use super::record::Record;
+use super::rounds::{Rounds, round_covering};
 use super::segment::{self, Segment};
 use super::waiters::{DurableCallback, Waiters, call_ok};
 use super::{Durability, Lsn, WalOptions, block_ceil, block_floor};
@@ -75,8 +76,12 @@ pub struct Wal {
     dir: PathBuf,
     opts: WalOptions,
     state: Mutex<State>,
-    /// Followers wait here for `durable` to pass their LSN.
+    /// Followers of a committer leader wait here for `durable` to pass
+    /// their LSN.
     durable_cv: Condvar,
+    /// Committers blocked while the flusher leads sleep here, by sync
+    /// round (`rounds.rs`).
+    rounds: Rounds,
     /// A gathering `Group` leader waits here for more committers.
     gather_cv: Condvar,
     /// The flusher waits here for callbacks to serve.
@@ -115,8 +120,16 @@ struct State {
     flusher_stop: bool,
     /// A flusher is running (`run_flusher`): committers leave leading to it.
     flusher_running: bool,
+    /// The flusher sleeps on `kick`. Only then does a committer raising
+    /// `blocked_target` wake it: a busy flusher finds the new target itself
+    /// when its sync ends, and a futex call per commit is saved.
+    flusher_idle: bool,
     /// The largest LSN a committer blocked in `wait_durable` waits for.
     blocked_target: Option<u64>,
+    /// Sync rounds led so far, ended or in flight (`rounds.rs`).
+    rounds_led: u64,
+    /// The snapshot end of the sync in flight, if one is.
+    in_flight_end: Option<u64>,
 }
 
 type Guard<'a> = MutexGuard<'a, State>;
@@ -236,13 +249,17 @@ impl Wal {
             waiters: Waiters::default(),
             flusher_stop: false,
             flusher_running: false,
+            flusher_idle: false,
             blocked_target: None,
+            rounds_led: 0,
+            in_flight_end: None,
         };
         Ok(Wal {
             dir: dir.to_path_buf(),
             opts,
             state: Mutex::new(state),
             durable_cv: Condvar::new(),
+            rounds: Rounds::new(),
             gather_cv: Condvar::new(),
             kick: Condvar::new(),
             durable: AtomicU64::new(end.0),
@@ -305,7 +322,7 @@ impl Wal {
         let result = self.append(rec).and_then(|lsn| match self.opts.durability {
             Durability::Sync | Durability::Group { .. } => {
                 self.joined.fetch_add(1, Ordering::SeqCst);
-                self.gather_cv.notify_one();
+                self.wake_gatherer();
                 let waited = self.wait_durable(lsn).map(|()| lsn);
                 self.joined.fetch_sub(1, Ordering::SeqCst);
                 waited
@@ -330,6 +347,15 @@ impl Wal {
     /// `max_delay`. Works in every mode (in `NoSync` it forces a sync).
     pub fn wait_durable(&self, lsn: Lsn) -> Result<(), WalError> {
         self.wait_until(lsn, self.gather())
+    }
+
+    /// Tells a gathering `Group` leader that a committer joined or left.
+    /// Only `Group` leaders gather: in the other modes this saves a futex
+    /// system call per commit.
+    fn wake_gatherer(&self) {
+        if self.gather().is_some() {
+            self.gather_cv.notify_one();
+        }
     }
 
     /// How long a leader waits for more committers: `Group`'s delay.
@@ -383,6 +409,8 @@ impl Wal {
                 st.flusher_running = false;
                 self.kick.notify_all();
                 self.durable_cv.notify_all();
+                drop(st);
+                self.rounds.end_all();
                 return;
             }
             let blocked = st.blocked_target.filter(|&l| l >= st.durable);
@@ -392,7 +420,9 @@ impl Wal {
                 (a, b) => match a.or(b) {
                     Some(t) => t,
                     None => {
+                        st.flusher_idle = true;
                         st = wait(&self.kick, st);
+                        st.flusher_idle = false;
                         continue;
                     }
                 },
@@ -502,12 +532,26 @@ impl Wal {
             }
             if st.flusher_running && !st.flusher_stop && self.committers.load(Ordering::Relaxed) > 1
             {
-                // The flusher leads; this committer only sleeps.
+                // The flusher leads; this committer only sleeps, until the
+                // round that covers its record has ended (`rounds.rs`).
                 if st.blocked_target.is_none_or(|t| t < lsn.0) {
                     st.blocked_target = Some(lsn.0);
-                    self.kick.notify_one();
+                    if st.flusher_idle {
+                        self.kick.notify_one();
+                    }
                 }
-                st = wait(&self.durable_cv, st);
+                let ended = st.rounds_led - u64::from(st.in_flight_end.is_some());
+                let round = round_covering(lsn.0, ended, st.in_flight_end);
+                drop(st);
+                self.rounds.wait_for(round);
+                // Durable: done without the state mutex, which the rest of
+                // the round's sleepers, appenders and the flusher want.
+                if self.durable.load(Ordering::Acquire) > lsn.0
+                    && !self.poisoned.load(Ordering::Acquire)
+                {
+                    return Ok(());
+                }
+                st = lock(&self.state);
                 continue;
             }
             st = self.make_progress(st, gather)?;
@@ -575,6 +619,9 @@ impl Wal {
             .collect();
         let segments_end = st.segments_end;
         let newest = newest_size(&st.segments);
+        st.rounds_led += 1;
+        let round = st.rounds_led;
+        st.in_flight_end = Some(end);
         drop(st);
 
         // 3. Write and sync with the state unlocked: appenders carry on.
@@ -584,7 +631,10 @@ impl Wal {
         // 4. Publish the outcome and wake every follower.
         let mut st = lock(&self.state);
         st.leader = false;
+        st.in_flight_end = None;
         self.durable_cv.notify_all();
+        // The round ends once its outcome is published, whatever it is.
+        let _end = EndRound(&self.rounds, round);
         match result {
             Ok(created) => {
                 for seg in created {
@@ -721,7 +771,7 @@ impl CommitTicket<'_> {
         match wal.opts.durability {
             Durability::Sync | Durability::Group { .. } => {
                 wal.joined.fetch_add(1, Ordering::SeqCst);
-                wal.gather_cv.notify_one();
+                wal.wake_gatherer();
                 let waited = wal.wait_durable(lsn);
                 wal.joined.fetch_sub(1, Ordering::SeqCst);
                 waited
@@ -735,7 +785,17 @@ impl Drop for CommitTicket<'_> {
     fn drop(&mut self) {
         self.wal.committers.fetch_sub(1, Ordering::SeqCst);
         // A gathering leader may be waiting for this committer to join.
-        self.wal.gather_cv.notify_one();
+        self.wal.wake_gatherer();
+    }
+}
+
+/// Ends a sync round when dropped: after the outcome is published under
+/// the state mutex, on every path out of `Wal::lead`.
+struct EndRound<'a>(&'a Rounds, u64);
+
+impl Drop for EndRound<'_> {
+    fn drop(&mut self) {
+        self.0.end(self.1);
     }
 }
 
