@@ -74,3 +74,40 @@ impl Rounds {
         }
     }
 }
+
+/// `RUSTFLAGS="--cfg loom" cargo test -p rime-storage --lib --release loom`
+#[cfg(all(test, loom))]
+mod tests {
+    use super::*;
+    use loom::sync::Arc;
+    use loom::thread;
+
+    /// Sleepers of the round in flight and of the next one, against the
+    /// leader ending both in turn: nobody sleeps through its round (a lost
+    /// wake-up would deadlock, which loom reports), and nobody returns
+    /// before its round has ended.
+    #[test]
+    fn loom_a_round_wakes_its_sleepers_and_only_after_it_ended() {
+        loom::model(|| {
+            let rounds = Arc::new(Rounds::new());
+            let ended = Arc::new(crate::sync::AtomicU64::new(0));
+            let sleepers: Vec<_> = [1u64, 2]
+                .into_iter()
+                .map(|round| {
+                    let (rounds, ended) = (rounds.clone(), ended.clone());
+                    thread::spawn(move || {
+                        rounds.wait_for(round);
+                        assert!(ended.load(crate::sync::Ordering::Acquire) >= round);
+                    })
+                })
+                .collect();
+            for round in [1u64, 2] {
+                ended.store(round, crate::sync::Ordering::Release);
+                rounds.end(round);
+            }
+            for s in sleepers {
+                s.join().unwrap();
+            }
+        });
+    }
+}

@@ -13,13 +13,16 @@
 //!   waker) is called by whoever completes the sync that covers it.
 //! * The log's **flusher** ([`Wal::run_flusher`], a thread the Db runs)
 //!   leads whenever callbacks wait, and for committers blocked while
-//!   others commit too; a lone committer leads its own sync.
+//!   others commit too; a lone committer leads its own sync. A committer
+//!   blocked while the flusher leads sleeps until the sync round that
+//!   covers its record has ended, and is woken by that round only
+//!   (`rounds.rs`).
 //!
 //! The leader writes every pending block of the buffer (the partial tail
 //! block included, rewritten as it fills) and makes it durable with one
 //! linked write + `fdatasync` (`BlockFile::write_and_sync`: one io_uring
-//! submission), publishes the new durable LSN, wakes all followers and
-//! calls the callbacks it covers. Appenders keep appending meanwhile: at
+//! submission), publishes the new durable LSN, wakes the followers and
+//! the round's sleepers, and calls the callbacks it covers. Appenders keep appending meanwhile: at
 //! most one sync is in flight, and the next batch forms behind it.
 //! Followers whose LSN is still not durable (they appended after the
 //! leader took its snapshot) elect the next leader among themselves. So N
