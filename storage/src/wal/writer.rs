@@ -298,6 +298,19 @@ impl Wal {
     /// Appends a record and returns its LSN. Does not wait for durability
     /// (unless the buffer is full, see [`MAX_BUFFERED_BYTES`]).
     pub fn append(&self, rec: &Record<'_>) -> Result<Lsn, WalError> {
+        self.append_as(rec, false).map(|(lsn, _)| lsn)
+    }
+
+    /// [`Wal::append`] for a committer that will wait for its record with
+    /// [`CommitTicket::wait_queued`]: if the flusher will lead that wait,
+    /// the record is queued for it in the same critical section as the
+    /// append (the state mutex is taken once per commit, not twice), and
+    /// the round to sleep for comes back with the LSN.
+    pub(crate) fn append_queued(&self, rec: &Record<'_>) -> Result<(Lsn, Option<u64>), WalError> {
+        self.append_as(rec, true)
+    }
+
+    fn append_as(&self, rec: &Record<'_>, queue: bool) -> Result<(Lsn, Option<u64>), WalError> {
         let mut st = lock(&self.state);
         // 1. A poisoned log takes no more records.
         check_poison(&st)?;
@@ -313,9 +326,44 @@ impl Wal {
         st.append += n as u64;
         // 4. Let a gathering Group leader go once its batch is big enough.
         if st.append - st.durable >= GROUP_EARLY_FLUSH_BYTES {
-            self.gather_cv.notify_one();
+            self.wake_gatherer();
         }
-        Ok(Lsn(lsn))
+        // 5. Queue a committer's wait with the flusher (`Sync` only: a
+        //    `Group` wait gathers first).
+        let round = (queue && self.gather().is_none() && self.flusher_leads(&st))
+            .then(|| self.queue_for_flusher(&mut st, lsn));
+        Ok((Lsn(lsn), round))
+    }
+
+    /// Whether the flusher leads the syncs a blocked committer waits for:
+    /// it runs, and other committers commit too.
+    fn flusher_leads(&self, st: &State) -> bool {
+        st.flusher_running && !st.flusher_stop && self.committers.load(Ordering::Relaxed) > 1
+    }
+
+    /// Asks the flusher to make the record at `lsn` durable; returns the
+    /// round whose end makes it so (`rounds.rs`).
+    fn queue_for_flusher(&self, st: &mut State, lsn: u64) -> u64 {
+        if st.blocked_target.is_none_or(|t| t < lsn) {
+            st.blocked_target = Some(lsn);
+            if st.flusher_idle {
+                self.kick.notify_one();
+            }
+        }
+        let ended = st.rounds_led - u64::from(st.in_flight_end.is_some());
+        round_covering(lsn, ended, st.in_flight_end)
+    }
+
+    /// Sleeps until `round` has ended (if one is given), then waits as
+    /// [`Wal::wait_durable`] does: at once, unless the round ended without
+    /// making `lsn` durable (the log failed, or the flusher stopped).
+    fn wait_round(&self, lsn: Lsn, round: Option<u64>) -> Result<(), WalError> {
+        if let Some(round) = round
+            && self.durable.load(Ordering::Acquire) <= lsn.0
+        {
+            self.rounds.wait_for(round);
+        }
+        self.wait_durable(lsn)
     }
 
     /// Appends a record and waits as the durability mode says: until it is
@@ -533,18 +581,10 @@ impl Wal {
             if st.durable > lsn.0 {
                 return Ok(());
             }
-            if st.flusher_running && !st.flusher_stop && self.committers.load(Ordering::Relaxed) > 1
-            {
+            if self.flusher_leads(&st) {
                 // The flusher leads; this committer only sleeps, until the
                 // round that covers its record has ended (`rounds.rs`).
-                if st.blocked_target.is_none_or(|t| t < lsn.0) {
-                    st.blocked_target = Some(lsn.0);
-                    if st.flusher_idle {
-                        self.kick.notify_one();
-                    }
-                }
-                let ended = st.rounds_led - u64::from(st.in_flight_end.is_some());
-                let round = round_covering(lsn.0, ended, st.in_flight_end);
+                let round = self.queue_for_flusher(&mut st, lsn.0);
                 drop(st);
                 self.rounds.wait_for(round);
                 // Durable: done without the state mutex, which the rest of
@@ -770,12 +810,18 @@ impl CommitTicket<'_> {
     /// Waits as the durability mode says for the record at `lsn`, which
     /// this committer appended.
     pub fn wait(self, lsn: Lsn) -> Result<(), WalError> {
+        self.wait_queued(lsn, None)
+    }
+
+    /// [`CommitTicket::wait`] for a record appended with
+    /// [`Wal::append_queued`], with the round it returned.
+    pub(crate) fn wait_queued(self, lsn: Lsn, round: Option<u64>) -> Result<(), WalError> {
         let wal = self.wal;
         match wal.opts.durability {
             Durability::Sync | Durability::Group { .. } => {
                 wal.joined.fetch_add(1, Ordering::SeqCst);
                 wal.wake_gatherer();
-                let waited = wal.wait_durable(lsn);
+                let waited = wal.wait_round(lsn, round);
                 wal.joined.fetch_sub(1, Ordering::SeqCst);
                 waited
             }
