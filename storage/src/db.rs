@@ -10,6 +10,7 @@ use crate::pending::Pending;
 use crate::reads::Reads;
 use crate::tx::{OwnedTx, Tx, TxBufs};
 use crate::wal::{Lsn, TreeId};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -31,7 +32,12 @@ pub struct DbStats {
     pub commits: u64,
     /// Read-only transactions finished.
     pub read_only: u64,
-    /// Validation failures (each caused a re-run or a `Conflict` error).
+    /// Read-only batches ([`Db::get_many`]) that failed validation and
+    /// finished under the locks of their keys (each also counts as a
+    /// conflict).
+    pub read_refreshes: u64,
+    /// Validation failures (each caused a re-run, a read-only batch's
+    /// refresh, or a `Conflict` error).
     pub conflicts: u64,
     /// Bytes appended to the log since it was created (the end LSN).
     pub log_bytes: u64,
@@ -214,15 +220,53 @@ impl Db {
     }
 
     /// A read-only transaction of many lookups in `tree`, their misses in
-    /// flight together: [`Tx::get_many`]. Should the transaction conflict
-    /// and run again, `f` sees every key again.
+    /// flight together: [`Tx::get_many`]. `f` may see a key more than
+    /// once; the last value it sees for a key is the transaction's.
+    ///
+    /// 1. The lookups run and validate as any transaction's.
+    /// 2. Should validation fail (writers changed a key meanwhile), the
+    ///    batch does not run again: it finishes under the locks of its
+    ///    keys, reading again only the keys that moved, and `f` sees those
+    ///    again (`commit::refresh_reads`, where the argument is). So a
+    ///    large batch over keys that writers keep changing still finishes.
+    /// 3. It waits until the log is durable through the newest version read.
     pub fn get_many<K: AsRef<[u8]>>(
         &self,
         tree: TreeId,
         keys: &[K],
         mut f: impl FnMut(usize, Option<&[u8]>),
     ) -> Result<(), TxError> {
-        self.transaction(|tx| tx.get_many(tree, keys, &mut f))
+        let mut bufs = self.inner.take_tx_bufs();
+        let result = self.get_many_in(&mut bufs, tree, keys, &mut f);
+        self.inner.return_tx_bufs(bufs);
+        result
+    }
+
+    fn get_many_in<K: AsRef<[u8]>>(
+        &self,
+        bufs: &mut TxBufs,
+        tree: TreeId,
+        keys: &[K],
+        f: &mut impl FnMut(usize, Option<&[u8]>),
+    ) -> Result<(), TxError> {
+        // Step 1.
+        bufs.clear();
+        Tx::new(&self.inner, bufs).get_many(tree, keys, &mut *f)?;
+        let wait = match crate::commit::commit(&self.inner, bufs)? {
+            Outcome::Committed(wait) => wait,
+            // Step 2.
+            Outcome::Conflict => {
+                self.inner.counters().conflicts.add(1);
+                let (moved, wait) = crate::commit::refresh_reads(&self.inner, bufs)?;
+                hand_out_moved(bufs, keys, &moved, f);
+                wait
+            }
+        };
+        // Step 3.
+        match wait {
+            Some(w) => w.block(&self.inner),
+            None => Ok(()),
+        }
     }
 
     /// One-operation transaction: sets `key`.
@@ -268,6 +312,7 @@ impl Db {
             allocated_pages: i.bm().allocated_pages(),
             commits: c.commits.get(),
             read_only: c.read_only.get(),
+            read_refreshes: c.read_refreshes.get(),
             conflicts: c.conflicts.get(),
             log_bytes: i.wal().end_lsn().0,
             durable_lsn: i.wal().durable_lsn().0,
@@ -313,6 +358,28 @@ impl Drop for Db {
         }
         if let Err(e) = self.shutdown() {
             tracing::warn!(error = %e, "closing the database on drop failed; the next open recovers from the log");
+        }
+    }
+}
+
+/// Hands `f(i, value)` the new value of every `keys[i]` that moved.
+fn hand_out_moved<K: AsRef<[u8]>>(
+    bufs: &TxBufs,
+    keys: &[K],
+    moved: &[crate::commit::Moved],
+    f: &mut impl FnMut(usize, Option<&[u8]>),
+) {
+    if moved.is_empty() {
+        return;
+    }
+    let mut at: HashMap<&[u8], Vec<usize>> = HashMap::new();
+    for (i, k) in keys.iter().enumerate() {
+        at.entry(k.as_ref()).or_default().push(i);
+    }
+    for m in moved {
+        let key = bufs.bytes(bufs.reads[m.read].key);
+        for &i in at.get(key).map_or(&[][..], Vec::as_slice) {
+            f(i, m.value.as_deref());
         }
     }
 }

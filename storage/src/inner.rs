@@ -6,7 +6,7 @@
 //!
 //! | state | protected by | taken by |
 //! |---|---|---|
-//! | a key's value in its tree | its key stripe (`KeyLocks`), exclusive | commit steps 3–7 |
+//! | a key's value in its tree | its key stripe (`KeyLocks`), exclusive | commit steps 3–7; a conflicted `get_many`'s re-reads |
 //! | a tree's key set, for scan validation | its tree gate (`Gates`): writers `A`, validators `B`, both `X` | commit, validation, `drop_tree` |
 //! | "every logged change is applied" | the apply gate: committers `A`, checkpoint `B` | commit, catalog, checkpoint step 1 |
 //! | catalog create/drop decisions | `catalog_lock` | `catalog.rs` |
@@ -32,7 +32,10 @@
 //!    few instructions and never while waiting for anything else.
 //!
 //! Validation never waits for 3–5 (it gives up instead: a conflict), so a
-//! read-only transaction holds nothing but, with scans, tree gates.
+//! read-only transaction holds nothing but, with scans, tree gates. The
+//! exception is a read-only batch that lost validation (`Db::get_many`,
+//! `commit/refresh.rs`): it then takes the stripes of its keys (5) and
+//! nothing before them.
 
 use crate::DataDir;
 use crate::error::DbError;
@@ -55,6 +58,7 @@ use std::time::Duration;
 pub(crate) struct Counters {
     pub commits: Counter,
     pub read_only: Counter,
+    pub read_refreshes: Counter,
     pub conflicts: Counter,
     pub checkpoints: Counter,
     pub checkpoint_failures: Counter,

@@ -156,6 +156,10 @@ fn a_concurrent_history_in_a_big_pool_is_serializable() {
         db.stats().conflicts > 0,
         "no transaction ever conflicted: no concurrency was tested"
     );
+    println!(
+        "big pool: {} read-only batches finished under their keys' locks",
+        db.stats().read_refreshes
+    );
     h.check("big pool", workload::read_state(&db, trees, &shape, &ids));
     db.verify().unwrap();
     db.close().unwrap();
@@ -181,12 +185,14 @@ fn a_concurrent_history_under_eviction_is_serializable() {
     h.add_run("eviction", log, took);
     let stats = db.stats();
     eprintln!(
-        "eviction: {} pages allocated, pool {} pages: {} misses, {} evictions, {} conflicts",
+        "eviction: {} pages allocated, pool {} pages: {} misses, {} evictions, {} conflicts, \
+         {} read-only batches finished under their keys' locks",
         stats.allocated_pages,
         pool / 4096,
         stats.pool.misses,
         stats.pool.evictions,
-        stats.conflicts
+        stats.conflicts,
+        stats.read_refreshes
     );
     assert!(
         stats.allocated_pages * 4096 >= 4 * pool as u64,

@@ -115,8 +115,8 @@ impl Engine for RimeEngine {
         Ok(found.is_some())
     }
     fn read_many(&self, keys: &[Vec<u8>]) -> Result<u64> {
-        // By index, not a running count: a transaction that conflicts runs
-        // again and hands over every key again.
+        // By index, not a running count: a batch that lost validation hands
+        // over again the keys that changed.
         let mut found = vec![false; keys.len()];
         self.db.get_many(self.tree, keys, |i, v| {
             if let Some(v) = v {

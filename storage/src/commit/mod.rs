@@ -35,13 +35,18 @@
 //! durable up to the newest version read, so nothing is returned that a
 //! crash could still take back.
 //!
+//! A read-only batch (`Db::get_many`) that fails validation is not re-run:
+//! it finishes under the stripes of its keys (`refresh.rs`).
+//!
 //! Step 8's wait is the caller's: `Db::transaction` blocks
 //! (`Wait::block`); `Db::transaction_pending` hands back a
 //! [`crate::Pending`] that a task can await without holding a thread.
 
 mod held;
+mod refresh;
 
 pub(crate) use held::{ApplyGate, Held, LockPlan};
+pub(crate) use refresh::{Moved, refresh_reads};
 
 use crate::error::{DbError, TxError};
 use crate::inner::DbInner;
@@ -73,6 +78,9 @@ pub(crate) enum Outcome<'a> {
 /// log through `lsn` (its own record, or the newest version it read).
 pub(crate) struct Wait<'a> {
     pub lsn: Lsn,
+    /// The flusher's round that makes `lsn` durable, if the append queued
+    /// the wait with it (`Wal::append_queued`).
+    round: Option<u64>,
     /// A writer's group-commit registration, kept until it waits.
     ticket: Option<CommitTicket<'a>>,
 }
@@ -81,7 +89,7 @@ impl Wait<'_> {
     /// Blocks until durable; a failure poisons the Db.
     pub fn block(self, db: &DbInner) -> Result<(), TxError> {
         let waited = match self.ticket {
-            Some(t) => t.wait(self.lsn),
+            Some(t) => t.wait_queued(self.lsn, self.round),
             None => db.wal().wait_durable(self.lsn),
         };
         waited.map_err(|e| {
@@ -116,19 +124,25 @@ pub(crate) fn commit<'a>(db: &'a DbInner, b: &mut TxBufs) -> Result<Outcome<'a>,
     let mut cb = std::mem::take(&mut b.commit);
     let result = poison_on_panic(db, || commit_locked(db, b, &mut cb));
     b.commit = cb;
-    let Some(lsn) = result? else {
+    let Some((lsn, round)) = result? else {
         return Ok(Outcome::Conflict);
     };
     // Step 8 (the locks were released as `commit_locked` returned).
     let wait = (db.wal().durability() != Durability::NoSync).then_some(Wait {
         lsn,
+        round,
         ticket: Some(ticket),
     });
     Ok(Outcome::Committed(wait))
 }
 
 /// Steps 2–7; `None` is a conflict. Every lock is released on return.
-fn commit_locked(db: &DbInner, b: &TxBufs, cb: &mut CommitBufs) -> Result<Option<Lsn>, TxError> {
+/// The commit's LSN comes with its flusher round (`Wal::append_queued`).
+fn commit_locked(
+    db: &DbInner,
+    b: &TxBufs,
+    cb: &mut CommitBufs,
+) -> Result<Option<(Lsn, Option<u64>)>, TxError> {
     // Step 2 (the trees are resolved as of `generation`).
     let generation = db.tree_generation();
     let (writes, trees) = b.final_writes(db)?;
@@ -148,9 +162,9 @@ fn commit_locked(db: &DbInner, b: &TxBufs, cb: &mut CommitBufs) -> Result<Option
         return Ok(None);
     }
     // Steps 6 and 7.
-    let lsn = log_and_apply(db, &writes, &trees, &mut cb.stored)?;
+    let queued = log_and_apply_queued(db, &writes, &trees, &mut cb.stored)?;
     db.counters().commits.add(1);
-    Ok(Some(lsn))
+    Ok(Some(queued))
 }
 
 fn read_only<'a>(db: &'a DbInner, b: &mut TxBufs) -> Result<Outcome<'a>, TxError> {
@@ -166,16 +180,22 @@ fn read_only<'a>(db: &'a DbInner, b: &mut TxBufs) -> Result<Outcome<'a>, TxError
             return Ok(Outcome::Conflict);
         }
     }
-    let wal = db.wal();
-    let wait = (wal.durability() != Durability::NoSync
-        && b.max_version >= wal.durable_lsn().0
-        && b.max_version > 0)
-        .then_some(Wait {
-            lsn: Lsn(b.max_version),
-            ticket: None,
-        });
     db.counters().read_only.add(1);
-    Ok(Outcome::Committed(wait))
+    Ok(Outcome::Committed(read_only_wait(db, b.max_version)))
+}
+
+/// What a read-only transaction waits for: the log durable through the
+/// newest version it read, unless `NoSync` or durable already.
+fn read_only_wait(db: &DbInner, max_version: u64) -> Option<Wait<'_>> {
+    let wal = db.wal();
+    (wal.durability() != Durability::NoSync
+        && max_version >= wal.durable_lsn().0
+        && max_version > 0)
+        .then_some(Wait {
+            lsn: Lsn(max_version),
+            round: None,
+            ticket: None,
+        })
 }
 
 /// Runs `f`; a panic in it (a bug below the transaction layer, say)
@@ -224,11 +244,39 @@ pub(crate) fn log_and_apply(
         .wal()
         .append(&Record::Commit(writes))
         .inspect_err(|e| db.poison(e))?;
+    apply_all(db, lsn, writes, trees, stored)?;
+    Ok(lsn)
+}
+
+/// [`log_and_apply`] for a transaction's commit, whose wait for
+/// durability is queued with the append (`Wal::append_queued`).
+fn log_and_apply_queued(
+    db: &DbInner,
+    writes: &[Write<'_>],
+    trees: &[Arc<BTree>],
+    stored: &mut Vec<u8>,
+) -> Result<(Lsn, Option<u64>), DbError> {
+    let (lsn, round) = db
+        .wal()
+        .append_queued(&Record::Commit(writes))
+        .inspect_err(|e| db.poison(e))?;
+    apply_all(db, lsn, writes, trees, stored)?;
+    Ok((lsn, round))
+}
+
+/// Step 7: applies every write of the commit logged at `lsn`.
+fn apply_all(
+    db: &DbInner,
+    lsn: Lsn,
+    writes: &[Write<'_>],
+    trees: &[Arc<BTree>],
+    stored: &mut Vec<u8>,
+) -> Result<(), DbError> {
     for (i, w) in writes.iter().enumerate() {
         let tree = trees.get(i).unwrap_or(&trees[0]);
         apply_one(tree, lsn, w.key, w.value, stored).inspect_err(|e| db.poison(e))?;
     }
-    Ok(lsn)
+    Ok(())
 }
 
 /// Applies one logged write: `lsn ‖ value`, or removal. Used by commit and

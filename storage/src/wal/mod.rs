@@ -15,6 +15,7 @@
 
 pub mod reader;
 pub mod record;
+mod rounds;
 pub mod segment;
 mod waiters;
 pub mod writer;

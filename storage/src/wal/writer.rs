@@ -13,13 +13,16 @@
 //!   waker) is called by whoever completes the sync that covers it.
 //! * The log's **flusher** ([`Wal::run_flusher`], a thread the Db runs)
 //!   leads whenever callbacks wait, and for committers blocked while
-//!   others commit too; a lone committer leads its own sync.
+//!   others commit too; a lone committer leads its own sync. A committer
+//!   blocked while the flusher leads sleeps until the sync round that
+//!   covers its record has ended, and is woken by that round only
+//!   (`rounds.rs`).
 //!
 //! The leader writes every pending block of the buffer (the partial tail
 //! block included, rewritten as it fills) and makes it durable with one
 //! linked write + `fdatasync` (`BlockFile::write_and_sync`: one io_uring
-//! submission), publishes the new durable LSN, wakes all followers and
-//! calls the callbacks it covers. Appenders keep appending meanwhile: at
+//! submission), publishes the new durable LSN, wakes the followers and
+//! the round's sleepers, and calls the callbacks it covers. Appenders keep appending meanwhile: at
 //! most one sync is in flight, and the next batch forms behind it.
 //! Followers whose LSN is still not durable (they appended after the
 //! leader took its snapshot) elect the next leader among themselves. So N
@@ -47,6 +50,7 @@
 
 use super::reader::LogEnd;
 use super::record::Record;
+use super::rounds::{Rounds, round_covering};
 use super::segment::{self, Segment};
 use super::waiters::{DurableCallback, Waiters, call_ok};
 use super::{Durability, Lsn, WalOptions, block_ceil, block_floor};
@@ -75,8 +79,12 @@ pub struct Wal {
     dir: PathBuf,
     opts: WalOptions,
     state: Mutex<State>,
-    /// Followers wait here for `durable` to pass their LSN.
+    /// Followers of a committer leader wait here for `durable` to pass
+    /// their LSN.
     durable_cv: Condvar,
+    /// Committers blocked while the flusher leads sleep here, by sync
+    /// round (`rounds.rs`).
+    rounds: Rounds,
     /// A gathering `Group` leader waits here for more committers.
     gather_cv: Condvar,
     /// The flusher waits here for callbacks to serve.
@@ -115,8 +123,16 @@ struct State {
     flusher_stop: bool,
     /// A flusher is running (`run_flusher`): committers leave leading to it.
     flusher_running: bool,
+    /// The flusher sleeps on `kick`. Only then does a committer raising
+    /// `blocked_target` wake it: a busy flusher finds the new target itself
+    /// when its sync ends, and a futex call per commit is saved.
+    flusher_idle: bool,
     /// The largest LSN a committer blocked in `wait_durable` waits for.
     blocked_target: Option<u64>,
+    /// Sync rounds led so far, ended or in flight (`rounds.rs`).
+    rounds_led: u64,
+    /// The snapshot end of the sync in flight, if one is.
+    in_flight_end: Option<u64>,
 }
 
 type Guard<'a> = MutexGuard<'a, State>;
@@ -236,13 +252,17 @@ impl Wal {
             waiters: Waiters::default(),
             flusher_stop: false,
             flusher_running: false,
+            flusher_idle: false,
             blocked_target: None,
+            rounds_led: 0,
+            in_flight_end: None,
         };
         Ok(Wal {
             dir: dir.to_path_buf(),
             opts,
             state: Mutex::new(state),
             durable_cv: Condvar::new(),
+            rounds: Rounds::new(),
             gather_cv: Condvar::new(),
             kick: Condvar::new(),
             durable: AtomicU64::new(end.0),
@@ -278,6 +298,19 @@ impl Wal {
     /// Appends a record and returns its LSN. Does not wait for durability
     /// (unless the buffer is full, see [`MAX_BUFFERED_BYTES`]).
     pub fn append(&self, rec: &Record<'_>) -> Result<Lsn, WalError> {
+        self.append_as(rec, false).map(|(lsn, _)| lsn)
+    }
+
+    /// [`Wal::append`] for a committer that will wait for its record with
+    /// [`CommitTicket::wait_queued`]: if the flusher will lead that wait,
+    /// the record is queued for it in the same critical section as the
+    /// append (the state mutex is taken once per commit, not twice), and
+    /// the round to sleep for comes back with the LSN.
+    pub(crate) fn append_queued(&self, rec: &Record<'_>) -> Result<(Lsn, Option<u64>), WalError> {
+        self.append_as(rec, true)
+    }
+
+    fn append_as(&self, rec: &Record<'_>, queue: bool) -> Result<(Lsn, Option<u64>), WalError> {
         let mut st = lock(&self.state);
         // 1. A poisoned log takes no more records.
         check_poison(&st)?;
@@ -293,9 +326,44 @@ impl Wal {
         st.append += n as u64;
         // 4. Let a gathering Group leader go once its batch is big enough.
         if st.append - st.durable >= GROUP_EARLY_FLUSH_BYTES {
-            self.gather_cv.notify_one();
+            self.wake_gatherer();
         }
-        Ok(Lsn(lsn))
+        // 5. Queue a committer's wait with the flusher (`Sync` only: a
+        //    `Group` wait gathers first).
+        let round = (queue && self.gather().is_none() && self.flusher_leads(&st))
+            .then(|| self.queue_for_flusher(&mut st, lsn));
+        Ok((Lsn(lsn), round))
+    }
+
+    /// Whether the flusher leads the syncs a blocked committer waits for:
+    /// it runs, and other committers commit too.
+    fn flusher_leads(&self, st: &State) -> bool {
+        st.flusher_running && !st.flusher_stop && self.committers.load(Ordering::Relaxed) > 1
+    }
+
+    /// Asks the flusher to make the record at `lsn` durable; returns the
+    /// round whose end makes it so (`rounds.rs`).
+    fn queue_for_flusher(&self, st: &mut State, lsn: u64) -> u64 {
+        if st.blocked_target.is_none_or(|t| t < lsn) {
+            st.blocked_target = Some(lsn);
+            if st.flusher_idle {
+                self.kick.notify_one();
+            }
+        }
+        let ended = st.rounds_led - u64::from(st.in_flight_end.is_some());
+        round_covering(lsn, ended, st.in_flight_end)
+    }
+
+    /// Sleeps until `round` has ended (if one is given), then waits as
+    /// [`Wal::wait_durable`] does: at once, unless the round ended without
+    /// making `lsn` durable (the log failed, or the flusher stopped).
+    fn wait_round(&self, lsn: Lsn, round: Option<u64>) -> Result<(), WalError> {
+        if let Some(round) = round
+            && self.durable.load(Ordering::Acquire) <= lsn.0
+        {
+            self.rounds.wait_for(round);
+        }
+        self.wait_durable(lsn)
     }
 
     /// Appends a record and waits as the durability mode says: until it is
@@ -305,7 +373,7 @@ impl Wal {
         let result = self.append(rec).and_then(|lsn| match self.opts.durability {
             Durability::Sync | Durability::Group { .. } => {
                 self.joined.fetch_add(1, Ordering::SeqCst);
-                self.gather_cv.notify_one();
+                self.wake_gatherer();
                 let waited = self.wait_durable(lsn).map(|()| lsn);
                 self.joined.fetch_sub(1, Ordering::SeqCst);
                 waited
@@ -330,6 +398,15 @@ impl Wal {
     /// `max_delay`. Works in every mode (in `NoSync` it forces a sync).
     pub fn wait_durable(&self, lsn: Lsn) -> Result<(), WalError> {
         self.wait_until(lsn, self.gather())
+    }
+
+    /// Tells a gathering `Group` leader that a committer joined or left.
+    /// Only `Group` leaders gather: in the other modes this saves a futex
+    /// system call per commit.
+    fn wake_gatherer(&self) {
+        if self.gather().is_some() {
+            self.gather_cv.notify_one();
+        }
     }
 
     /// How long a leader waits for more committers: `Group`'s delay.
@@ -383,6 +460,8 @@ impl Wal {
                 st.flusher_running = false;
                 self.kick.notify_all();
                 self.durable_cv.notify_all();
+                drop(st);
+                self.rounds.end_all();
                 return;
             }
             let blocked = st.blocked_target.filter(|&l| l >= st.durable);
@@ -392,7 +471,9 @@ impl Wal {
                 (a, b) => match a.or(b) {
                     Some(t) => t,
                     None => {
+                        st.flusher_idle = true;
                         st = wait(&self.kick, st);
+                        st.flusher_idle = false;
                         continue;
                     }
                 },
@@ -500,14 +581,20 @@ impl Wal {
             if st.durable > lsn.0 {
                 return Ok(());
             }
-            if st.flusher_running && !st.flusher_stop && self.committers.load(Ordering::Relaxed) > 1
-            {
-                // The flusher leads; this committer only sleeps.
-                if st.blocked_target.is_none_or(|t| t < lsn.0) {
-                    st.blocked_target = Some(lsn.0);
-                    self.kick.notify_one();
+            if self.flusher_leads(&st) {
+                // The flusher leads; this committer only sleeps, until the
+                // round that covers its record has ended (`rounds.rs`).
+                let round = self.queue_for_flusher(&mut st, lsn.0);
+                drop(st);
+                self.rounds.wait_for(round);
+                // Durable: done without the state mutex, which the rest of
+                // the round's sleepers, appenders and the flusher want.
+                if self.durable.load(Ordering::Acquire) > lsn.0
+                    && !self.poisoned.load(Ordering::Acquire)
+                {
+                    return Ok(());
                 }
-                st = wait(&self.durable_cv, st);
+                st = lock(&self.state);
                 continue;
             }
             st = self.make_progress(st, gather)?;
@@ -575,6 +662,9 @@ impl Wal {
             .collect();
         let segments_end = st.segments_end;
         let newest = newest_size(&st.segments);
+        st.rounds_led += 1;
+        let round = st.rounds_led;
+        st.in_flight_end = Some(end);
         drop(st);
 
         // 3. Write and sync with the state unlocked: appenders carry on.
@@ -584,7 +674,10 @@ impl Wal {
         // 4. Publish the outcome and wake every follower.
         let mut st = lock(&self.state);
         st.leader = false;
+        st.in_flight_end = None;
         self.durable_cv.notify_all();
+        // The round ends once its outcome is published, whatever it is.
+        let _end = EndRound(&self.rounds, round);
         match result {
             Ok(created) => {
                 for seg in created {
@@ -717,12 +810,18 @@ impl CommitTicket<'_> {
     /// Waits as the durability mode says for the record at `lsn`, which
     /// this committer appended.
     pub fn wait(self, lsn: Lsn) -> Result<(), WalError> {
+        self.wait_queued(lsn, None)
+    }
+
+    /// [`CommitTicket::wait`] for a record appended with
+    /// [`Wal::append_queued`], with the round it returned.
+    pub(crate) fn wait_queued(self, lsn: Lsn, round: Option<u64>) -> Result<(), WalError> {
         let wal = self.wal;
         match wal.opts.durability {
             Durability::Sync | Durability::Group { .. } => {
                 wal.joined.fetch_add(1, Ordering::SeqCst);
-                wal.gather_cv.notify_one();
-                let waited = wal.wait_durable(lsn);
+                wal.wake_gatherer();
+                let waited = wal.wait_round(lsn, round);
                 wal.joined.fetch_sub(1, Ordering::SeqCst);
                 waited
             }
@@ -735,7 +834,17 @@ impl Drop for CommitTicket<'_> {
     fn drop(&mut self) {
         self.wal.committers.fetch_sub(1, Ordering::SeqCst);
         // A gathering leader may be waiting for this committer to join.
-        self.wal.gather_cv.notify_one();
+        self.wal.wake_gatherer();
+    }
+}
+
+/// Ends a sync round when dropped: after the outcome is published under
+/// the state mutex, on every path out of `Wal::lead`.
+struct EndRound<'a>(&'a Rounds, u64);
+
+impl Drop for EndRound<'_> {
+    fn drop(&mut self) {
+        self.0.end(self.1);
     }
 }
 

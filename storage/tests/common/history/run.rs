@@ -92,12 +92,15 @@ fn worker(
         let plan = Plan::draw(&mut rng, shape, ids);
         let ctx = Ctx::new(trees, shape, ids.id());
         let mut last = None;
-        let r = db.transaction(|tx| {
-            last = None;
-            let rec = ctx.execute(tx, &plan)?;
-            last = Some(rec.clone());
-            Ok(rec)
-        });
+        let r = match &plan {
+            Plan::DbGetMany { regs } => ctx.db_get_many(db, regs),
+            _ => db.transaction(|tx| {
+                last = None;
+                let rec = ctx.execute(tx, &plan)?;
+                last = Some(rec.clone());
+                Ok(rec)
+            }),
+        };
         match r {
             Ok(mut rec) => {
                 rec.txn.prev = prev.replace(ctx.id);

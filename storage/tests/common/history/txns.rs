@@ -6,7 +6,7 @@ use super::{
 };
 use rand::Rng;
 use rand::rngs::StdRng;
-use rime_storage::{TreeId, Tx, TxError};
+use rime_storage::{Db, TreeId, Tx, TxError};
 use std::collections::BTreeMap;
 use std::ops::{Bound, ControlFlow};
 use std::sync::atomic::Ordering;
@@ -28,6 +28,11 @@ pub(super) enum Plan {
     ReadOnly {
         regs: Vec<u32>,
         batched: bool,
+    },
+    /// A larger read-only batch through `Db::get_many`, which finishes a
+    /// conflicted batch under the locks of its keys instead of re-running.
+    DbGetMany {
+        regs: Vec<u32>,
     },
     Create {
         slot: u64,
@@ -61,7 +66,13 @@ impl Plan {
                 let acct = rng.gen_bool(0.25).then(|| rng.gen_range(0..shape.accounts));
                 Plan::Rmw { write, peek, acct }
             }
-            50..60 => Plan::ReadOnly {
+            50..54 => Plan::DbGetMany {
+                regs: {
+                    let n = rng.gen_range(8..=24).min(shape.registers as usize);
+                    regs(rng, n)
+                },
+            },
+            54..60 => Plan::ReadOnly {
                 regs: {
                     let n = rng.gen_range(2..=6);
                     regs(rng, n)
@@ -121,6 +132,7 @@ impl Ctx {
             Plan::Audit => self.audit(tx),
             Plan::Rmw { write, peek, acct } => self.rmw(tx, write, peek, *acct),
             Plan::ReadOnly { regs, batched } => self.read_only(tx, regs, *batched),
+            Plan::DbGetMany { regs } => self.read_only(tx, regs, true),
             &Plan::Create { slot } => self.create(tx, slot),
             &Plan::Scan {
                 lo,
@@ -267,6 +279,21 @@ impl Ctx {
                 .map(|k| self.get(tx, self.trees.lists, k))
                 .collect::<Result<_, _>>()?,
         };
+        for (k, v) in keys.iter().zip(&raw) {
+            rec.read(k, &decode(k, v, self.pad));
+        }
+        Ok(rec)
+    }
+
+    /// [`Ctx::read_only`] batched through `Db::get_many`: its own
+    /// transaction, not run in a closure.
+    pub(super) fn db_get_many(&self, db: &Db, regs: &[u32]) -> Result<Rec, TxError> {
+        let mut rec = self.rec();
+        let keys: Vec<String> = regs.iter().map(|&r| reg_key(r)).collect();
+        let mut raw = vec![Vec::new(); keys.len()];
+        db.get_many(self.trees.lists, &keys, |i, v| {
+            raw[i] = v.map_or_else(Vec::new, <[u8]>::to_vec)
+        })?;
         for (k, v) in keys.iter().zip(&raw) {
             rec.read(k, &decode(k, v, self.pad));
         }
