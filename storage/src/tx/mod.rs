@@ -20,8 +20,9 @@ pub use owned::{Committed, OwnedTx};
 
 use crate::error::{DbError, TxError};
 use crate::inner::DbInner;
+use crate::reads::Miss;
 use crate::wal::{TreeId, Write};
-use rime_btree::{BTree, Direction};
+use rime_btree::{BTree, Direction, Fetch};
 use std::collections::HashMap;
 use std::ops::{Bound, ControlFlow};
 use std::sync::Arc;
@@ -113,6 +114,20 @@ pub struct TxBufs {
     pub(crate) commit: crate::commit::CommitBufs,
     /// The trees this thread's transactions use (`local.rs`).
     trees: crate::local::TreeCache,
+    /// Pages to load with the last [`TxError::WouldWait`]'s own
+    /// (`OwnedTx::read_ahead`): a non-waiting scan's read-ahead, a
+    /// non-waiting `get_many`'s other misses.
+    pub(crate) read_ahead: Vec<crate::reads::Miss>,
+}
+
+/// How far a transaction's records reached, to forget what an operation
+/// recorded before it stopped at a page not in memory ([`TxBufs::rewind`]).
+#[derive(Clone, Copy)]
+struct Mark {
+    arena: usize,
+    reads: usize,
+    observed: usize,
+    max_version: u64,
 }
 
 /// FNV-1a of `(tree, key)`: the write index's hash, and the key stripe's
@@ -138,6 +153,24 @@ impl TxBufs {
         self.observed.clear();
         self.merge.clear();
         self.max_version = 0;
+        self.read_ahead.clear();
+    }
+
+    fn mark(&self) -> Mark {
+        Mark {
+            arena: self.arena.len(),
+            reads: self.reads.len(),
+            observed: self.observed.len(),
+            max_version: self.max_version,
+        }
+    }
+
+    /// Forgets the reads, observations and bytes recorded since `m`.
+    fn rewind(&mut self, m: Mark) {
+        self.arena.truncate(m.arena);
+        self.reads.truncate(m.reads);
+        self.observed.truncate(m.observed);
+        self.max_version = m.max_version;
     }
 
     pub(crate) fn bytes(&self, s: Span) -> &[u8] {
@@ -444,6 +477,13 @@ impl<'a> Tx<'a> {
     /// ascending, this transaction's writes merged in, until `f` breaks.
     /// The range up to where `f` stopped is validated at commit (phantoms
     /// included).
+    ///
+    /// In a non-waiting transaction ([`crate::OwnedTx::tx_nowait`]), a leaf
+    /// not in memory ends the scan with [`TxError::WouldWait`] naming it,
+    /// the pages to read with it in [`crate::OwnedTx::read_ahead`]. The
+    /// scan then records nothing (what it had observed is forgotten), so
+    /// running it again once the pages are in is exact; but `f` may have
+    /// seen the entries before that leaf, and must drop them.
     pub fn scan(
         &mut self,
         tree: TreeId,
@@ -451,11 +491,11 @@ impl<'a> Tx<'a> {
         hi: Bound<&[u8]>,
         mut f: impl FnMut(&[u8], &[u8]) -> ControlFlow<()>,
     ) -> Result<(), TxError> {
-        if self.nowait {
-            return Err(TxError::WouldBlock);
-        }
         let t = self.tree(tree)?;
+        let nowait = self.nowait;
         let b = &mut *self.b;
+        let mark = b.mark();
+        let mut ahead = Vec::new();
         // 1. This transaction's writes in the range, sorted, last write per key.
         let mut merge = std::mem::take(&mut b.merge);
         b.own_writes_in(tree, lo, hi, &mut merge);
@@ -465,7 +505,7 @@ impl<'a> Tx<'a> {
         let mut next = 0usize;
         let mut stopped_at: Option<Span> = None;
         let mut unversioned = false;
-        t.scan((lo, hi), Direction::Forward, |k, v| {
+        let visit = |k: &[u8], v: &[u8]| {
             stopped_at = b.emit_own_writes(&merge, &mut next, Some(k), &mut f);
             if stopped_at.is_some() {
                 return ControlFlow::Break(());
@@ -491,7 +531,20 @@ impl<'a> Tx<'a> {
                 stopped_at = Some(key);
             }
             flow
-        })?;
+        };
+        if !nowait {
+            t.scan((lo, hi), Direction::Forward, visit)?;
+        } else if let Fetch::Missing { pid, pages } =
+            t.scan_nowait((lo, hi), Direction::Forward, &mut ahead, visit)?
+        {
+            // Stopped at a leaf not in memory: forget what it recorded.
+            b.rewind(mark);
+            b.merge = merge;
+            b.read_ahead.clear();
+            b.read_ahead
+                .extend(ahead.iter().map(|&page| Miss::new(page, 1)));
+            return Err(TxError::WouldWait(Miss::new(pid, pages)));
+        }
         if unversioned {
             b.merge = merge;
             return Err(TxError::Db(DbError::Corrupt(format!(
