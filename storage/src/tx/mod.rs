@@ -489,8 +489,44 @@ impl<'a> Tx<'a> {
         tree: TreeId,
         lo: Bound<&[u8]>,
         hi: Bound<&[u8]>,
-        mut f: impl FnMut(&[u8], &[u8]) -> ControlFlow<()>,
+        f: impl FnMut(&[u8], &[u8]) -> ControlFlow<()>,
     ) -> Result<(), TxError> {
+        self.scan_inner(tree, lo, hi, false, f).map(drop)
+    }
+
+    /// [`Tx::scan`] for a caller that can resume a scan from the last key
+    /// it was handed (the host's `scan` call). In a non-waiting
+    /// transaction, a leaf not in memory met after `f` was handed at least
+    /// one entry ends the scan there as if `f` had broken after the last
+    /// tree entry visited: recorded up to it, [`ScanEnd::Paused`] naming
+    /// the page the rest needs (worth requesting: the resumed scan reads
+    /// it next). Met before any entry, it is [`TxError::WouldWait`] as in
+    /// `scan`. So every call makes progress with one leaf in memory at a
+    /// time, however small the pool and however many scans run.
+    pub fn scan_resumable(
+        &mut self,
+        tree: TreeId,
+        lo: Bound<&[u8]>,
+        hi: Bound<&[u8]>,
+        f: impl FnMut(&[u8], &[u8]) -> ControlFlow<()>,
+    ) -> Result<ScanEnd, TxError> {
+        self.scan_inner(tree, lo, hi, true, f)
+    }
+
+    /// Steps 1-4 of `scan`; `pause`: as in [`Tx::scan_resumable`].
+    fn scan_inner(
+        &mut self,
+        tree: TreeId,
+        lo: Bound<&[u8]>,
+        hi: Bound<&[u8]>,
+        pause: bool,
+        mut f: impl FnMut(&[u8], &[u8]) -> ControlFlow<()>,
+    ) -> Result<ScanEnd, TxError> {
+        let handed = std::cell::Cell::new(0usize);
+        let mut f = |k: &[u8], v: &[u8]| {
+            handed.set(handed.get() + 1);
+            f(k, v)
+        };
         let t = self.tree(tree)?;
         let nowait = self.nowait;
         let b = &mut *self.b;
@@ -504,6 +540,7 @@ impl<'a> Tx<'a> {
         let obs_start = b.observed.len();
         let mut next = 0usize;
         let mut stopped_at: Option<Span> = None;
+        let mut last_visited: Option<Span> = None;
         let mut unversioned = false;
         let visit = |k: &[u8], v: &[u8]| {
             stopped_at = b.emit_own_writes(&merge, &mut next, Some(k), &mut f);
@@ -530,20 +567,32 @@ impl<'a> Tx<'a> {
             if flow.is_break() {
                 stopped_at = Some(key);
             }
+            last_visited = Some(key);
             flow
         };
+        let mut end = ScanEnd::Finished;
         if !nowait {
             t.scan((lo, hi), Direction::Forward, visit)?;
         } else if let Fetch::Missing { pid, pages } =
             t.scan_nowait((lo, hi), Direction::Forward, &mut ahead, visit)?
         {
-            // Stopped at a leaf not in memory: forget what it recorded.
-            b.rewind(mark);
-            b.merge = merge;
+            let miss = Miss::new(pid, pages);
             b.read_ahead.clear();
             b.read_ahead
                 .extend(ahead.iter().map(|&page| Miss::new(page, 1)));
-            return Err(TxError::WouldWait(Miss::new(pid, pages)));
+            match last_visited.filter(|_| pause && handed.get() > 0) {
+                // Paused: recorded up to the last entry visited.
+                Some(last) => {
+                    stopped_at = Some(last);
+                    end = ScanEnd::Paused(miss);
+                }
+                // Stopped at a leaf not in memory: forget what it recorded.
+                None => {
+                    b.rewind(mark);
+                    b.merge = merge;
+                    return Err(TxError::WouldWait(miss));
+                }
+            }
         }
         if unversioned {
             b.merge = merge;
@@ -569,13 +618,24 @@ impl<'a> Tx<'a> {
             observed,
         });
         b.merge = merge;
-        Ok(())
+        Ok(end)
     }
 
     /// An error to return from the closure to abort: nothing is committed.
     pub fn abort(&mut self, reason: impl Into<String>) -> TxError {
         TxError::Aborted(reason.into())
     }
+}
+
+/// How a [`Tx::scan_resumable`] ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub enum ScanEnd {
+    /// The range was exhausted, or `f` broke.
+    Finished,
+    /// Stopped before a leaf not in memory, after the last entry handed
+    /// out: resume after that key once the page is in.
+    Paused(Miss),
 }
 
 fn in_range(k: &[u8], lo: Bound<&[u8]>, hi: Bound<&[u8]>) -> bool {
