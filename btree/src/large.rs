@@ -129,7 +129,7 @@ impl BTree {
 
 #[cfg(test)]
 mod tests {
-    use crate::write::{Stored, Writer};
+    use crate::write::Stored;
     use crate::{BTree, NoHooks};
     use rime_bufmgr::io::{IoBackend, open_block_file};
     use rime_bufmgr::{BufferManager, Config, MIN_POOL_PAGES, PAGE_SIZE};
@@ -154,10 +154,7 @@ mod tests {
         assert!(crate::is_inline(key.len(), value.len()));
         // Install it the old way: an extent and a reference.
         let e = tree.write_large(&value, 0).unwrap();
-        let w = Writer {
-            tree: &tree,
-            lsn: 0,
-        };
+        let w = tree.at_lsn(0);
         let existed: bool = w
             .on_leaf(key, |leaf, pos, found| {
                 w.install(leaf, key, pos, found, &Stored::Large(e))

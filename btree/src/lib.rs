@@ -252,7 +252,11 @@ impl BTree {
     /// A write handle that stamps `lsn` on every page its writes change
     /// (the storage layer's commit LSN for these writes; see [`hooks`]).
     pub fn at_lsn(&self, lsn: u64) -> Writer<'_> {
-        Writer { tree: self, lsn }
+        Writer {
+            tree: self,
+            lsn,
+            merge_wait: true,
+        }
     }
 
     /// Inserts `key -> value`; [`TreeError::Exists`] if `key` is present.

@@ -42,9 +42,17 @@ impl BTree {
     ///    merged node in the right page, log, stamp, free the left page.
     /// 5. Collapse the root if it was left without separators, else merge
     ///    the parent if it became underfull.
-    pub(crate) fn try_merge(&self, key: &[u8], target: PageId) -> Result<(), TreeError> {
-        if !self.merge_with(key, target, false)? {
-            self.merge_with(key, target, true)?;
+    ///
+    /// `wait`: false gives up at step 1 when a node to latch is not in
+    /// memory, instead of reading it ([`crate::Writer::merge_in_memory_only`]).
+    pub(crate) fn try_merge(
+        &self,
+        key: &[u8],
+        target: PageId,
+        wait: bool,
+    ) -> Result<(), TreeError> {
+        if !self.merge_with(key, target, false, wait)? {
+            self.merge_with(key, target, true, wait)?;
         }
         Ok(())
     }
@@ -58,9 +66,10 @@ impl BTree {
         key: &[u8],
         target: PageId,
         left_sibling: bool,
+        wait: bool,
     ) -> Result<bool, TreeError> {
         // Step 1.
-        let Some(m) = self.latch_for_merge(key, target, left_sibling)? else {
+        let Some(m) = self.latch_for_merge(key, target, left_sibling, wait)? else {
             return Ok(true);
         };
         let (mut parent, left, mut right) = (m.parent, m.left, m.right);
@@ -114,7 +123,7 @@ impl BTree {
         let parent_underfull = pview.used().or_corrupt(parent_pid, "header")? < MERGE_THRESHOLD;
         drop((right, parent));
         if parent_underfull {
-            self.try_merge(key, parent_pid)?;
+            self.try_merge(key, parent_pid, wait)?;
         }
         Ok(true)
     }

@@ -273,6 +273,50 @@ impl BTree {
         Ok(probe)
     }
 
+    /// The write-path probe: whether a write of `key` would find every
+    /// page its descent latches in memory, without waiting for any. For a
+    /// caller that keeps many operations in flight on one thread and must
+    /// never sleep on a read of its own loader (`Loader`'s one rule), run
+    /// before it writes:
+    ///
+    /// 1. Descend optimistically from the root towards `key`'s leaf, as a
+    ///    lookup does (steps 1-4 of the descent), but stop at the first
+    ///    node that is not in memory (evicted, being loaded, or latched
+    ///    for a loader's write-back).
+    /// 2. Stopped: [`Fetch::Missing`] names that node. Nothing was latched
+    ///    or changed; the caller loads the page (its `Loader`) and calls
+    ///    again, since the next level may be missing too.
+    /// 3. At the leaf, validate it: [`Fetch::Ready`]. Every node the
+    ///    write's descent (`Writer`'s step 1) and a split of the leaf (its
+    ///    parent, on the same path) latch was in memory and readable, so
+    ///    none is a read in flight of the caller's loader.
+    /// 4. The caller writes with the blocking [`Writer`](crate::Writer)
+    ///    methods, before it polls its loader again (no read of its own
+    ///    can start in between). If another thread's eviction took a page
+    ///    of the path meanwhile, the write reads it itself (a brief
+    ///    blocking miss), never through the caller's loader. Merges of a
+    ///    leaf the write shrinks latch a sibling off this path: write with
+    ///    [`Writer::merge_in_memory_only`](crate::Writer::merge_in_memory_only)
+    ///    so that a sibling not in memory skips the merge instead of
+    ///    waiting for it.
+    ///
+    /// Extents are not probed: a put or remove frees a replaced extent
+    /// without reading it; only `update` and `rmw` of a large value read
+    /// one (blocking).
+    pub fn write_probe_nowait(&self, key: &[u8]) -> Result<Fetch<()>, TreeError> {
+        crate::check_key(key)?;
+        let (root, bm) = (self.root, &*self.bm);
+        // SAFETY: the body holds only Copy values (guards, page ids).
+        let probe = unsafe {
+            self.bm.optimistic_nowait(|s| {
+                // Steps 1 and 3 (step 2 is `optimistic_nowait`'s Missing).
+                let leaf = descend(s, bm, root, key, false)?;
+                leaf.validate()
+            })
+        }?;
+        Ok(probe)
+    }
+
     /// The leaf a scan visits next (the leaf of `key`; `strict`: of the
     /// smallest key above `key`), latched shared, and the hint for the step
     /// after it: steps 1-2 of the scan protocol in `scan`. The next child
@@ -482,56 +526,70 @@ impl BTree {
     /// a last child): the parent, the left and the right node, latched
     /// exclusively in that order, and the parent slot of the left node.
     /// `None` when `target` is the root, gone, or has no such sibling.
-    pub(crate) fn latch_for_merge(
-        &self,
+    ///
+    /// `wait`: false gives up (`None`) instead of waiting for a node that
+    /// is not in memory ([`Writer::merge_in_memory_only`](crate::Writer)).
+    pub(crate) fn latch_for_merge<'t>(
+        &'t self,
         key: &[u8],
         target: PageId,
         left_sibling: bool,
-    ) -> Result<Option<MergeLatches<'_>>, TreeError> {
+        wait: bool,
+    ) -> Result<Option<MergeLatches<'t>>, TreeError> {
         let (root, bm) = (self.root, &*self.bm);
         // SAFETY: as in `latch_for_split`: Copy values only until the three
         // upgrades, which read no page bytes.
+        let body = |s: &Section<'_>| -> Result<Option<MergeLatches<'t>>, Interrupt> {
+            let Some((Some(parent), node)) = descend_to(s, root, key, target)? else {
+                return Ok(None);
+            };
+            let view = Node(parent.payload());
+            let (Some((pos, _)), Some(count)) = (view.search(key), view.count()) else {
+                return restart();
+            };
+            if view.child(pos) != Some(node.pid()) {
+                return restart();
+            }
+            let left_pos = if pos < count && !left_sibling {
+                pos
+            } else if pos > 0 {
+                pos - 1
+            } else {
+                parent.validate()?;
+                return Ok(None);
+            };
+            let sibling_pos = if left_pos == pos { pos + 1 } else { left_pos };
+            let Some(sibling) = view.child(sibling_pos) else {
+                return restart();
+            };
+            let sibling = s.read_child(sibling, &parent)?;
+            let (left, right) = if left_pos == pos {
+                (node, sibling)
+            } else {
+                (sibling, node)
+            };
+            let parent = parent.upgrade()?.rebind(bm);
+            let left = left.upgrade()?.rebind(bm);
+            let right = right.upgrade()?.rebind(bm);
+            Ok(Some(MergeLatches {
+                parent,
+                left,
+                right,
+                left_pos,
+            }))
+        };
+        // SAFETY: as above; the latches are made by the last calls of the
+        // body and returned at once.
         let latched = unsafe {
-            self.bm.optimistic(|s| {
-                let Some((Some(parent), node)) = descend_to(s, root, key, target)? else {
-                    return Ok(None);
-                };
-                let view = Node(parent.payload());
-                let (Some((pos, _)), Some(count)) = (view.search(key), view.count()) else {
-                    return restart();
-                };
-                if view.child(pos) != Some(node.pid()) {
-                    return restart();
+            if wait {
+                self.bm.optimistic(body)?
+            } else {
+                match self.bm.optimistic_nowait(body)? {
+                    Fetch::Ready(latched) => latched,
+                    Fetch::Missing { .. } => None,
                 }
-                let left_pos = if pos < count && !left_sibling {
-                    pos
-                } else if pos > 0 {
-                    pos - 1
-                } else {
-                    parent.validate()?;
-                    return Ok(None);
-                };
-                let sibling_pos = if left_pos == pos { pos + 1 } else { left_pos };
-                let Some(sibling) = view.child(sibling_pos) else {
-                    return restart();
-                };
-                let sibling = s.read_child(sibling, &parent)?;
-                let (left, right) = if left_pos == pos {
-                    (node, sibling)
-                } else {
-                    (sibling, node)
-                };
-                let parent = parent.upgrade()?.rebind(bm);
-                let left = left.upgrade()?.rebind(bm);
-                let right = right.upgrade()?.rebind(bm);
-                Ok(Some(MergeLatches {
-                    parent,
-                    left,
-                    right,
-                    left_pos,
-                }))
-            })
-        }?;
+            }
+        };
         Ok(latched)
     }
 

@@ -52,7 +52,7 @@ use crate::error::{OrCorrupt, corrupt};
 use crate::node::Node;
 use crate::olc::{READ_AHEAD_LEAVES, ScanHint, ScanStep};
 use crate::{BTree, MAX_KEY_LEN, TreeError};
-use rime_bufmgr::{Fetch, Loader, SharedGuard};
+use rime_bufmgr::{Fetch, Loader, PageId, SharedGuard};
 use std::collections::VecDeque;
 use std::ops::{Bound, ControlFlow, RangeBounds};
 
@@ -112,6 +112,69 @@ impl BTree {
             let leaf = self.next_leaf(&pos, dir, &mut hint, Some(&mut ahead))?;
             if !self.visit_leaf(leaf, &mut key, &mut pos, &end, dir, &mut f)? {
                 return Ok(());
+            }
+        }
+    }
+
+    /// [`BTree::scan`] that never waits for a page to be read: for a
+    /// caller that keeps many operations in flight on one thread. The
+    /// protocol is the module's, with step 3 replaced:
+    ///
+    /// 3. A step to the next leaf (steps 1-2) that meets a node not in
+    ///    memory (evicted, being loaded, or latched for a loader's
+    ///    write-back) ends the scan with [`Fetch::Missing`] naming it,
+    ///    before anything of that leaf is latched or handed to `f`. No
+    ///    latch is held on return. When the node is a child of the node at
+    ///    hand, the nodes a waiting scan would read ahead with it (up to
+    ///    [`READ_AHEAD_LEAVES`]` - 1` siblings after it; backward: before
+    ///    it) go into `ahead` (cleared first), for the caller to request
+    ///    together: a scan over many leaves not in memory then costs a
+    ///    device latency per window, not per leaf.
+    ///
+    /// `f` may have seen the entries of the leaves before that one: a
+    /// caller that runs the scan again once the page is in (the scan is
+    /// exact only as a whole) must discard what `f` gathered. Large values
+    /// are read under the leaf's latch, waiting for their extent (which is
+    /// never a read of the caller's loader: a loader reads only the tree
+    /// nodes its caller names). [`Fetch::Ready`]: the scan finished, or `f`
+    /// broke. Nothing is read ahead.
+    pub fn scan_nowait(
+        &self,
+        range: impl RangeBounds<[u8]>,
+        dir: Direction,
+        ahead: &mut Vec<PageId>,
+        mut f: impl FnMut(&[u8], &[u8]) -> ControlFlow<()>,
+    ) -> Result<Fetch<()>, TreeError> {
+        ahead.clear();
+        let (start, end) = match dir {
+            Direction::Forward => (range.start_bound(), range.end_bound()),
+            Direction::Backward => (range.end_bound(), range.start_bound()),
+        };
+        let (mut pos, end) = (key_bound(start)?, key_bound(end)?);
+        let (mut hint, mut key) = (None, KeyBuf::new());
+        let mut pages = [0; READ_AHEAD_LEAVES];
+        loop {
+            let (probe, strict) = probe_of(&pos, dir);
+            let forward = dir == Direction::Forward;
+            let leaf = match self.scan_leaf(probe, strict, forward, hint, true, &mut pages)? {
+                Fetch::Ready(ScanStep::Leaf(leaf, next)) => {
+                    hint = next;
+                    leaf
+                }
+                // The first of the nodes a waiting scan would read ahead.
+                Fetch::Ready(ScanStep::ReadFirst(n)) => {
+                    let bm = &*self.bm;
+                    let rest = pages.get(1..n).unwrap_or_default();
+                    ahead.extend(rest.iter().filter(|&&p| !bm.is_resident(p)));
+                    return Ok(Fetch::Missing {
+                        pid: pages[0],
+                        pages: 1,
+                    });
+                }
+                Fetch::Missing { pid, pages } => return Ok(Fetch::Missing { pid, pages }),
+            };
+            if !self.visit_leaf(leaf, &mut key, &mut pos, &end, dir, &mut f)? {
+                return Ok(Fetch::Ready(()));
             }
         }
     }

@@ -21,6 +21,9 @@ use rime_bufmgr::ExclusiveGuard;
 pub struct Writer<'t> {
     pub(crate) tree: &'t BTree,
     pub(crate) lsn: u64,
+    /// Merges may read a sibling that is not in memory (the default);
+    /// false: such a merge is skipped ([`Writer::merge_in_memory_only`]).
+    pub(crate) merge_wait: bool,
 }
 
 /// What a step did to the latched leaf.
@@ -47,6 +50,19 @@ impl Stored<'_> {
 }
 
 impl<'t> Writer<'t> {
+    /// This writer's merges (step 4 of the module protocol) latch only
+    /// nodes in memory: a merge that needs a node that is not (the
+    /// sibling, say) is skipped, leaving the leaf underfull (valid, a
+    /// little less dense; a later write that shrinks it tries again). For
+    /// a thread with reads of its own loader in flight, which must never
+    /// wait for one of them (`BTree::write_probe_nowait`, step 4).
+    pub fn merge_in_memory_only(self) -> Writer<'t> {
+        Writer {
+            merge_wait: false,
+            ..self
+        }
+    }
+
     /// Steps 1-4 of the module protocol around `step`.
     pub(crate) fn on_leaf<R>(
         &self,
@@ -92,7 +108,7 @@ impl<'t> Writer<'t> {
                     }
                     drop(leaf);
                     if underfull {
-                        tree.try_merge(key, pid)?;
+                        tree.try_merge(key, pid, self.merge_wait)?;
                     }
                     return Ok(result);
                 }

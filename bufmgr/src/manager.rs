@@ -299,11 +299,13 @@ impl Inner {
                 EVICTED if meta.state.try_lock_evicted(seen) => {
                     meta.set_loading(true);
                     self.count(Counter::Miss, 1);
+                    self.count(Counter::BlockingMiss, 1);
                     return self.load_locked(&[(pid, pages)]);
                 }
                 EVICTED => backoff.snooze(),
                 LOCKED if meta.is_loading() => {
                     self.count(Counter::Miss, 1);
+                    self.count(Counter::BlockingMiss, 1);
                     self.waits.wait(pid, meta);
                     return self.failures.outcome(pid, meta, seen.version());
                 }

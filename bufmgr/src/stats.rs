@@ -16,6 +16,10 @@ pub struct Stats {
     pub hits: u64,
     /// Latch requests that had to read the page from disk (or wait for it).
     pub misses: u64,
+    /// Of the misses: those whose thread slept for the read (a blocking
+    /// latch or optimistic section, with its own read or another's), not
+    /// handed to a [`crate::Loader`].
+    pub blocking_misses: u64,
     /// Frames evicted.
     pub evictions: u64,
     /// Frames written back to disk.
@@ -33,6 +37,7 @@ pub struct Stats {
 pub(crate) enum Counter {
     Hit,
     Miss,
+    BlockingMiss,
     Eviction,
     WriteBack,
     Restart,
@@ -40,7 +45,7 @@ pub(crate) enum Counter {
     Prefetched,
 }
 
-const COUNTERS: usize = 7;
+const COUNTERS: usize = 8;
 
 #[repr(align(64))]
 #[derive(Default)]
@@ -115,6 +120,7 @@ impl StatsRegistry {
         let [
             hits,
             misses,
+            blocking_misses,
             evictions,
             write_backs,
             restarts,
@@ -124,6 +130,7 @@ impl StatsRegistry {
         Stats {
             hits,
             misses,
+            blocking_misses,
             evictions,
             write_backs,
             restarts,

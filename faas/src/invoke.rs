@@ -58,9 +58,12 @@ impl From<TxError> for Failed {
 ///    calls may suspend it (a page to read); the guest yields at epoch
 ///    ticks.
 /// 8. **Commit**: an `Ok` attempt is validated (read set, scanned ranges)
-///    and committed, once this thread has no reads in flight if the commit
-///    latches pages; then the invocation waits (suspended) for the log to
-///    be durable through it → [`Invocation`]. `gate` says whether the
+///    and committed. On an executor, a commit that latches pages first
+///    has them loaded (`OwnedTx::commit_misses`, suspending for their
+///    reads, all in flight together) and then commits in the same poll,
+///    so it never waits for its executor's reads. Then the invocation
+///    waits (suspended) for the log to be durable through it →
+///    [`Invocation`]. `gate` says whether the
 ///    caller still wants it: a cancelled invocation never commits.
 /// 9. **Conflict**: an invalid attempt goes back to 3 with the same input,
 ///    up to [`MAX_INVOKE_ATTEMPTS`], then `Conflict`.
@@ -107,9 +110,23 @@ pub(crate) async fn invoke(
             Err(Failed::Tx(e)) => return Err(e.into()),
             Err(Failed::Final(e)) => return Err(e),
         };
-        // 8. Commit.
-        if txn.commit_latches_pages() {
-            exec::io::quiescent().await;
+        // 8. Commit. On an executor, first load the pages it latches
+        // (`OwnedTx::commit_misses`), then commit in the same poll; if
+        // they keep being evicted before the task runs again, commit
+        // waiting for them once the thread has no reads in flight.
+        if txn.commit_latches_pages() && exec::io::on_executor() {
+            let mut misses = Vec::new();
+            for round in 0.. {
+                txn.commit_misses(&mut misses).map_err(InvokeError::from)?;
+                if misses.is_empty() {
+                    break;
+                }
+                if round == MAX_COMMIT_LOAD_ROUNDS {
+                    exec::io::quiescent().await;
+                    break;
+                }
+                exec::io::load_all(&misses).await.map_err(InvokeError::from)?;
+            }
         }
         if gate.is_some_and(|g| !g.begin_commit()) {
             return Err(InvokeError::Cancelled);
@@ -131,6 +148,12 @@ pub(crate) async fn invoke(
         attempts: MAX_INVOKE_ATTEMPTS,
     })
 }
+
+/// Rounds of loading a commit's pages (`OwnedTx::commit_misses`) before
+/// it gives up on finding them all in memory at once (a pool too small
+/// for the pages in flight evicts some before the task runs again) and
+/// commits waiting for them, once its thread has no reads in flight.
+const MAX_COMMIT_LOAD_ROUNDS: u32 = 4;
 
 /// Attempts before an invocation gives up with a conflict: 64 (four times
 /// the Db's default) lets every increment of a hot counter land under heavy

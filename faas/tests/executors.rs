@@ -257,3 +257,94 @@ fn admission_past_its_bound_is_overloaded_at_once() {
         assert!(matches!(h.wait(), Err(InvokeError::Timeout(_))));
     }
 }
+
+/// The `kv` guest's input: a scan of `limit` entries from `kv_key(from)`,
+/// then a put of `key -> value`.
+fn kv_scan_and_put(from: u32, limit: u32, key: &str, value: &[u8]) -> Vec<u8> {
+    let mut input = vec![b's'];
+    let from = kv_key(from);
+    input.extend_from_slice(&(from.len() as u16).to_le_bytes());
+    input.extend_from_slice(from.as_bytes());
+    input.extend_from_slice(&limit.to_le_bytes());
+    input.push(b'p');
+    input.extend_from_slice(&(key.len() as u16).to_le_bytes());
+    input.extend_from_slice(key.as_bytes());
+    input.extend_from_slice(&(value.len() as u32).to_le_bytes());
+    input.extend_from_slice(value);
+    input
+}
+
+/// Checks a `kv` scan output: `kv_key(from..)` with their values.
+fn check_kv_scan(from: u32, limit: u32, out: &[u8]) {
+    let count = u32::from_le_bytes(out[..4].try_into().unwrap());
+    assert_eq!(count, limit.min(KV_KEYS - from), "entries from {from}");
+    let mut at = 4;
+    for i in from..from + count {
+        let klen = usize::from(u16::from_le_bytes(out[at..at + 2].try_into().unwrap()));
+        assert_eq!(&out[at + 2..at + 2 + klen], kv_key(i).as_bytes());
+        at += 2 + klen;
+        let vlen = u32::from_le_bytes(out[at..at + 4].try_into().unwrap()) as usize;
+        assert_eq!(&out[at + 4..at + 4 + vlen], &kv_value(i)[..], "{}", kv_key(i));
+        at += 4 + vlen;
+    }
+}
+
+#[test]
+fn scans_and_writes_far_beyond_the_pool_never_block_an_executor_on_a_read() {
+    // 20 MiB of kv data under a 1 MiB pool (256 pages), 16 invocations
+    // running at once, each touching about ten pages: nearly every scan
+    // and every commit needs leaves that are not in memory. Scans stop at them and
+    // suspend; commits have their pages loaded first (`commit_misses`).
+    // So the executors never sleep on a read (a blocking miss), except
+    // when another thread's eviction takes a page between a commit's check
+    // and its write (a rare race, counted).
+    let dir = tempfile::TempDir::new().unwrap();
+    let db = Arc::new(Db::open(dir.path().join("db"), db_options().pool_bytes(1 << 20)).unwrap());
+    let rt = Runtime::open(
+        db.clone(),
+        runtime_config(dir.path())
+            .workers(2)
+            .max_instances(16)
+            .max_admitted(4096),
+    )
+    .unwrap();
+    let config = FunctionConfig::default().deadline(Duration::from_secs(120));
+    rt.deploy("kv", &guest("kv"), config).unwrap();
+    fill_kv(&db);
+    db.checkpoint().unwrap();
+    let before = db.stats().pool;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(41);
+    let calls = 2000;
+    let inflight: Vec<(u32, u32, Invoking)> = (0..calls)
+        .map(|i| {
+            let (from, limit) = (rng.gen_range(0..KV_KEYS), rng.gen_range(1..40));
+            let input = kv_scan_and_put(from, limit, &format!("a-put{i:06}"), &kv_value(i));
+            (from, limit, rt.invoke_async("kv", input))
+        })
+        .collect();
+    for (from, limit, call) in inflight {
+        check_kv_scan(from, limit, &call.wait().unwrap().output);
+    }
+    let after = db.stats().pool;
+    let (misses, blocking) = (
+        after.misses - before.misses,
+        after.blocking_misses - before.blocking_misses,
+    );
+    eprintln!("{calls} scans and puts: {misses} misses, {blocking} of them blocking");
+    assert!(misses > 1000, "the scans should have missed the pool: {misses}");
+    assert!(
+        blocking * 100 <= misses,
+        "the executors slept on {blocking} of {misses} misses"
+    );
+    let t = db.open_tree("ns/kv").unwrap().unwrap();
+    db.transaction(|tx| {
+        for i in 0..calls {
+            let v = tx.get(t, format!("a-put{i:06}").as_bytes(), <[u8]>::to_vec)?;
+            assert_eq!(v, Some(kv_value(i)), "a-put{i:06}");
+        }
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(rt.in_flight(), 0);
+    db.verify().unwrap();
+}

@@ -250,10 +250,11 @@ pub enum TxError {
     /// page ([`crate::Reads`]) and run the operation again.
     #[error("the operation needs page {} in memory", .0.page())]
     WouldWait(crate::reads::Miss),
-    /// Only from a transaction made by [`crate::OwnedTx::tx_nowait`]: the
-    /// operation (a scan) latches pages and may wait for them. Run it
-    /// through [`crate::OwnedTx::tx`] once this thread has no reads in
-    /// flight ([`crate::Reads::in_flight`]).
+    /// The operation may wait for pages; run it with a waiting
+    /// transaction ([`crate::OwnedTx::tx`]) once this thread has no reads
+    /// in flight ([`crate::Reads::in_flight`]). No operation of this
+    /// version returns it: scans and `get_many` of a non-waiting
+    /// transaction end with [`TxError::WouldWait`] instead.
     #[error("the operation may wait for pages; run it with no reads of this thread in flight")]
     WouldBlock,
     #[error(transparent)]

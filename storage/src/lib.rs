@@ -53,5 +53,5 @@ pub use options::{
 pub use pending::Pending;
 pub use reads::{Miss, Reads};
 pub use superblock::{Superblock, SuperblockFile};
-pub use tx::{Committed, MAX_KEY_LEN, MAX_VALUE_LEN, OwnedTx, Tx, VERSION_SIZE};
+pub use tx::{Committed, MAX_KEY_LEN, MAX_VALUE_LEN, OwnedTx, ScanEnd, Tx, VERSION_SIZE};
 pub use wal::{Durability, DurableCallback, FileOpener, Lsn, TreeId, Wal, WalOptions, WalReader};

@@ -6,21 +6,25 @@
 //! The protocol, as the executor sees it:
 //!
 //! 1. A task runs its operations through [`crate::OwnedTx::tx_nowait`]. An
-//!    operation that needs a page not in memory records nothing and fails
-//!    with [`TxError::WouldWait`] naming the page ([`Miss`]).
+//!    operation (a point read, a scan, `get_many`) that needs a page not
+//!    in memory records nothing and fails with [`TxError::WouldWait`]
+//!    naming the page ([`Miss`]); [`crate::OwnedTx::read_ahead`] names
+//!    the pages worth loading with it.
 //! 2. The executor hands the miss to its [`Reads`] ([`Reads::request`]):
 //!    the read starts at the next poll, or joins one already running (two
 //!    tasks missing one page share one read).
 //! 3. [`Reads::poll`] submits every new read in one system call and
 //!    reports the pages that arrived (or failed); the executor resumes
 //!    their tasks, which run the operation again from the start.
-//! 4. **The one rule**: a thread never waits on its own reads. Anything
-//!    that may latch tree pages and wait (a blocking read, a scan, a
-//!    commit that writes or re-validates a scan: [`crate::OwnedTx::commit_latches_pages`])
-//!    runs only while [`Reads::in_flight`] is 0: poll until it is first.
-//!    Only this thread's poll completes this thread's reads, so a latch
-//!    wait on one of them would never end. A non-blocking operation
-//!    (`tx_nowait`) is always safe.
+//! 4. **The one rule**: a thread never waits on its own reads. Only this
+//!    thread's poll completes them, so a latch wait on one would never
+//!    end. A non-waiting operation (`tx_nowait`) is always safe. A commit
+//!    that latches pages ([`crate::OwnedTx::commit_latches_pages`]) is
+//!    safe in the same step as an empty [`crate::OwnedTx::commit_misses`]
+//!    (which finds the pages it latches, without waiting: load them,
+//!    and ask again). Anything else that may latch pages and wait (an
+//!    operation of a waiting transaction, [`crate::OwnedTx::tx`]) runs
+//!    only while [`Reads::in_flight`] is 0: poll until it is first.
 
 use crate::error::{DbError, TxError};
 use crate::inner::DbInner;

@@ -134,12 +134,6 @@ impl HostState {
         }
     }
 
-    /// The running attempt's transaction with reads that wait: only once
-    /// this thread has no reads in flight (`exec::io::quiescent`).
-    pub(crate) fn tx_waiting(&mut self) -> Tx<'_> {
-        self.txn.tx()
-    }
-
     fn handle(&self, ns: i32) -> Option<Handle> {
         usize::try_from(ns)
             .ok()
@@ -177,11 +171,9 @@ type R = Result<i32, wasmtime::Error>;
 /// Wraps a host operation as an async host function: it runs `op`; if the
 /// operation stopped at a page not in memory, the future waits for the
 /// page (the invocation suspends, its executor runs others) and runs `op`
-/// again. `quiesce`: first wait until this thread has no reads in flight,
-/// for an operation that latches pages (`rime_storage::Reads`, step 4).
+/// again.
 fn suspending<P: Send + Copy + 'static>(
     op: fn(&mut Caller<'_, HostState>, P) -> R,
-    quiesce: bool,
 ) -> impl for<'a> Fn(Caller<'a, HostState>, P) -> Box<dyn Future<Output = R> + Send + 'a>
 + Send
 + Sync
@@ -189,9 +181,6 @@ fn suspending<P: Send + Copy + 'static>(
     move |mut caller: Caller<'_, HostState>, p: P| -> Box<dyn Future<Output = R> + Send + '_> {
         Box::new(async move {
             loop {
-                if quiesce {
-                    crate::exec::io::quiescent().await;
-                }
                 let e = match op(&mut caller, p) {
                     Err(e) => e,
                     done => return done,

@@ -8,19 +8,25 @@
 use super::memory::{NONE, range};
 use super::*;
 use crate::limits::MAX_KEY_LEN;
+use rime_storage::ScanEnd;
 use std::ops::{Bound, ControlFlow};
 use wasmtime::Linker;
+
+/// Bytes of a page: how many leaves a scan buffer can fill, at most.
+const PAGE_SIZE: usize = 4096;
 
 use rime_abi::{SCAN_END, SCAN_END_LEN, SCAN_ENTRY_HEADER as HEADER, SCAN_FLAGS_ALL};
 use rime_abi::{SCAN_HI_INCLUSIVE, SCAN_LO_EXCLUSIVE};
 
 pub(super) fn define(l: &mut Linker<HostState>, calls: HostCalls) -> Result<(), wasmtime::Error> {
     match calls {
-        // A scan latches its leaves and may wait for them: it runs once
-        // this thread has no reads of its own in flight
-        // (`rime_storage::Reads`).
+        // A scan does not wait for a leaf not in memory
+        // (`Tx::scan_resumable`): met after some records, the call returns
+        // them (the guest resumes after the last, as when its buffer is
+        // full) and the leaf is requested; met first, the call suspends
+        // for it and scans again, the guest seeing only that run.
         HostCalls::Suspending => {
-            l.func_wrap_async(IMPORT_MODULE, "scan", suspending(scan, true))?;
+            l.func_wrap_async(IMPORT_MODULE, "scan", suspending(scan))?;
         }
         HostCalls::Waiting => {
             l.func_wrap(IMPORT_MODULE, "scan", scan_waiting)?;
@@ -108,9 +114,9 @@ fn scan(
         }
     };
     let r = if empty {
-        Ok(())
+        Ok(ScanEnd::Finished)
     } else {
-        st.tx_waiting().scan(h.tree, lo_b, hi_b, |k, v| {
+        st.tx().scan_resumable(h.tree, lo_b, hi_b, |k, v| {
             let rec = HEADER + k.len() + v.len();
             let Some(o) = out.get_mut(pos..pos + rec) else {
                 if pos == 0 {
@@ -128,8 +134,27 @@ fn scan(
             ControlFlow::Continue(())
         })
     };
-    if let Err(e) = r {
-        return Err(st.abandon(e));
+    // Leaves the rest of the scan needs, up to what the buffer can take:
+    // requested now, read while the guest works through these records.
+    let leaves = cap.div_ceil(PAGE_SIZE).max(1);
+    let read_ahead = |st: &HostState| {
+        let ahead = st.txn.read_ahead();
+        for &m in &ahead[..ahead.len().min(leaves)] {
+            crate::exec::io::prefetch(m);
+        }
+    };
+    match r {
+        Err(e @ TxError::WouldWait(_)) => {
+            read_ahead(st);
+            return Err(st.abandon(e));
+        }
+        Err(e) => return Err(st.abandon(e)),
+        Ok(ScanEnd::Paused(miss)) => {
+            crate::exec::io::prefetch(miss);
+            read_ahead(st);
+            stopped = true;
+        }
+        Ok(ScanEnd::Finished) => {}
     }
     if stopped {
         // Some record did not fit: whole records so far, or what the

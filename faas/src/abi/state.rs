@@ -25,10 +25,10 @@ pub(super) fn define(l: &mut Linker<HostState>, calls: HostCalls) -> Result<(), 
     // Those that read may suspend the invocation (see the module docs of
     // `abi`); `put` reads nothing but buffers, so it never waits.
     if calls == HostCalls::Suspending {
-        l.func_wrap_async(IMPORT_MODULE, "get", suspending(get, false))?;
-        l.func_wrap_async(IMPORT_MODULE, "delete", suspending(delete, false))?;
-        l.func_wrap_async(IMPORT_MODULE, "add", suspending(add, false))?;
-        l.func_wrap_async(IMPORT_MODULE, "cas", suspending(cas, false))?;
+        l.func_wrap_async(IMPORT_MODULE, "get", suspending(get))?;
+        l.func_wrap_async(IMPORT_MODULE, "delete", suspending(delete))?;
+        l.func_wrap_async(IMPORT_MODULE, "add", suspending(add))?;
+        l.func_wrap_async(IMPORT_MODULE, "cas", suspending(cas))?;
         return Ok(());
     }
     type C<'a> = Caller<'a, HostState>;

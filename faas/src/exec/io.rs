@@ -1,7 +1,10 @@
 //! What a task running on an executor needs from its thread's reads
 //! (`rime_storage::Reads`, whose protocol this follows): futures that
-//! wait for a page without holding the thread, and for the moment the
-//! thread has no reads in flight (before anything that may latch pages).
+//! wait for pages without holding the thread. Scans stop at a leaf not in
+//! memory like point reads, and a commit has its pages loaded first
+//! (`OwnedTx::commit_misses`). Only a commit whose pages keep being
+//! evicted before it runs waits for the moment the thread has no reads in
+//! flight ([`quiescent`]), and then commits waiting for its pages.
 //!
 //! The executor owns its `Reads`; tasks reach it only through this
 //! thread-local mailbox, borrowed for an instant and never across an
@@ -78,6 +81,14 @@ pub(crate) fn take_requests(mut request: impl FnMut(Miss)) -> bool {
     .unwrap_or(false)
 }
 
+/// For the executor, once its reads are all in: wakes the tasks waiting
+/// for quiescence.
+pub(crate) fn quiesced() {
+    for w in with(|m| std::mem::take(&mut m.quiesce)).unwrap_or_default() {
+        w.wake();
+    }
+}
+
 /// For the executor: the outcome of `page`'s read, to every task waiting
 /// for it. A failed read's error goes to the first; the others run their
 /// operation again and meet the disk themselves (the page stays evicted,
@@ -97,12 +108,33 @@ pub(crate) fn arrived(page: u64, outcome: Result<(), TxError>) {
     }
 }
 
-/// For the executor, once its reads are all in: wakes the tasks waiting
-/// for quiescence.
-pub(crate) fn quiesced() {
-    for w in with(|m| std::mem::take(&mut m.quiesce)).unwrap_or_default() {
-        w.wake();
-    }
+/// Asks the executor to read `miss`'s page without waiting for it (a
+/// scan's read-ahead); nothing on a thread that is not an executor.
+pub(crate) fn prefetch(miss: Miss) {
+    with(|m| m.requests.push((miss, SharedSlot::default())));
+}
+
+/// Waits until every page of `misses` is in memory (or one's read
+/// failed: its error), their reads in flight together.
+pub(crate) async fn load_all(misses: &[Miss]) -> Result<(), TxError> {
+    let mut loads: Vec<Option<Load>> = misses.iter().map(|&m| Some(load(m))).collect();
+    std::future::poll_fn(|cx| {
+        let mut waiting = false;
+        for slot in loads.iter_mut() {
+            let Some(l) = slot.as_mut() else { continue };
+            match Pin::new(l).poll(cx) {
+                Poll::Ready(Ok(())) => *slot = None,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => waiting = true,
+            }
+        }
+        if waiting {
+            Poll::Pending
+        } else {
+            Poll::Ready(Ok(()))
+        }
+    })
+    .await
 }
 
 /// Waits until `miss`'s page is in memory (or its read failed). Only on an
@@ -152,9 +184,9 @@ impl Future for Load {
 }
 
 /// Ready when this thread has no reads of its own in flight, so that what
-/// the caller does next in the same poll may latch pages (`Reads`, step
-/// 4). The count is the executor's, published before every round of polls
-/// ([`set_in_flight`]).
+/// the caller does next in the same poll may latch pages and wait
+/// (`Reads`, step 4). The count is the executor's, published before every
+/// round of polls ([`set_in_flight`]).
 pub(crate) fn quiescent() -> Quiescent {
     Quiescent
 }

@@ -3,7 +3,8 @@
 //!
 //! An invocation is a future (`invoke::invoke`) whose guest runs on a
 //! wasmtime fiber. It suspends where it would wait: a host call that needs
-//! a page not in memory (`io::load`), a commit that waits for the log to
+//! a page not in memory (`io::load`), a commit whose pages are not in
+//! memory (`io::load_all`), a commit that waits for the log to
 //! be durable (`rime_storage::Pending`), a guest whose epoch tick came
 //! (fairness: a CPU-bound guest yields to the others every
 //! [`crate::EPOCH_TICK`]). Its executor meanwhile runs the others, and
@@ -28,10 +29,15 @@
 //! 1. Start queued tasks while under the share (step 2 above).
 //! 2. Poll every ready task once.
 //! 3. Hand the pages they asked for to the thread's `Reads` (a read per
-//!    page, shared by every task that waits for it).
-//! 4. If a task waits to latch pages (a scan, a commit that writes), wait
-//!    for every read of this thread to complete first, and make those
-//!    tasks ready (`rime_storage::Reads`, step 4).
+//!    page, shared by every task that waits for it). Nothing a task does
+//!    waits for these reads: scans stop at a leaf not in memory as point
+//!    reads do, and a commit that latches pages has them loaded first
+//!    and commits in the poll that finds them all in
+//!    (`rime_storage::Reads`, step 4; `OwnedTx::commit_misses`).
+//! 4. Only if a commit's pages kept being evicted before it could run
+//!    (`invoke`, step 8) does a task wait to latch pages: then wait for
+//!    every read of this thread to complete first, and make those tasks
+//!    ready.
 //! 5. Submit the new reads and reap completions in one system call: wait
 //!    for one only if no task is ready; make their tasks ready.
 //! 6. With nothing ready and nothing in flight, park until woken.
@@ -277,6 +283,7 @@ impl Executor {
             self.start_queued();
             self.ready.append(&mut lock(&self.shared.woken));
             let polled = self.poll_ready();
+            // Round step 3.
             let quiesce = io::take_requests(|miss| self.reads.request(miss));
             if quiesce {
                 // Round step 4.

@@ -288,7 +288,10 @@ pub(crate) fn apply_one(
     value: Option<&[u8]>,
     stored: &mut Vec<u8>,
 ) -> Result<(), DbError> {
-    let w = tree.at_lsn(lsn.0);
+    // A merge never reads a sibling from disk here: the commit holds its
+    // locks, and a thread with reads of its own in flight must not wait
+    // for one (`OwnedTx::commit_misses`, step 4).
+    let w = tree.at_lsn(lsn.0).merge_in_memory_only();
     match value {
         Some(v) => {
             stored.clear();

@@ -14,6 +14,7 @@
 
 use super::{Tx, check_key, corrupt_value, split_stored};
 use crate::error::TxError;
+use crate::reads::Miss;
 use crate::wal::TreeId;
 use rime_btree::{Fetch, INLINE_VALUE_MAX, Probe, TreeError};
 use rime_bufmgr::{Loader, PageError, PageId};
@@ -34,11 +35,10 @@ impl Tx<'_> {
         keys: &[K],
         mut f: impl FnMut(usize, Option<&[u8]>),
     ) -> Result<(), TxError> {
-        if self.nowait {
-            // Its own loader's waits would stall the caller's thread.
-            return Err(TxError::WouldBlock);
-        }
         keys.iter().try_for_each(|k| check_key(k.as_ref()))?;
+        if self.nowait {
+            return self.get_many_nowait(tree, keys, f);
+        }
         let t = self.tree(tree)?;
         let mut loader: Option<Loader<'_>> = None;
         // Keys waiting, by the frame each waits for.
@@ -71,11 +71,7 @@ impl Tx<'_> {
                         f(i, Some(user));
                     }
                     // An extent: read under the leaf's latch (blocking).
-                    Fetch::Ready(Probe::Large) => {
-                        if self.get(tree, key, |v| f(i, Some(v)))?.is_none() {
-                            f(i, None);
-                        }
-                    }
+                    Fetch::Ready(Probe::Large) => self.get_large(tree, key, i, &mut f)?,
                 }
             }
             if waiting.is_empty() {
@@ -89,6 +85,95 @@ impl Tx<'_> {
             });
             if let Some(e) = failed.take() {
                 return Err(TreeError::from(e).into());
+            }
+        }
+    }
+
+    /// A key whose value lives in an extent: read under the leaf's latch.
+    fn get_large(
+        &mut self,
+        tree: TreeId,
+        key: &[u8],
+        i: usize,
+        f: &mut impl FnMut(usize, Option<&[u8]>),
+    ) -> Result<(), TxError> {
+        if self.get(tree, key, |v| f(i, Some(v)))?.is_none() {
+            f(i, None);
+        }
+        Ok(())
+    }
+
+    /// [`Tx::get_many`] in a non-waiting transaction (`crate::reads`): no
+    /// loader of its own, whose waits would stall the caller's thread.
+    ///
+    /// 1. Look every key up in key order (own writes first, else
+    ///    `probe_nowait`), handing values to `f` and recording reads as
+    ///    `get_many` does, until a key's path meets a page not in memory.
+    /// 2. From that key on, only probe, to collect every page missing (one
+    ///    per key, at most), without calling `f`.
+    /// 3. If any was missing: forget what step 1 recorded and fail with
+    ///    [`TxError::WouldWait`] naming the first; the others are in
+    ///    [`crate::OwnedTx::read_ahead`], so the caller loads them all at
+    ///    once and runs the call again (exact, since nothing was
+    ///    recorded; `f`, which saw some keys, must drop what it kept).
+    fn get_many_nowait<K: AsRef<[u8]>>(
+        &mut self,
+        tree: TreeId,
+        keys: &[K],
+        mut f: impl FnMut(usize, Option<&[u8]>),
+    ) -> Result<(), TxError> {
+        let mark = self.b.mark();
+        let mut first: Option<Miss> = None;
+        let mut buf = [0u8; INLINE_VALUE_MAX];
+        self.b.read_ahead.clear();
+        for (i, key) in keys.iter().enumerate() {
+            let key = key.as_ref();
+            if let Some(w) = self.b.find_write(tree, key) {
+                if first.is_none() {
+                    f(i, self.b.writes[w].value.map(|s| self.b.bytes(s)));
+                }
+                continue;
+            }
+            let t = self.cached_tree(tree)?;
+            let probe = match t.probe_nowait(key, &mut buf)? {
+                // Step 2.
+                Fetch::Missing { pid, pages } => {
+                    let miss = Miss::new(pid, pages);
+                    match first {
+                        None => first = Some(miss),
+                        Some(m) if m != miss && !self.b.read_ahead.contains(&miss) => {
+                            self.b.read_ahead.push(miss)
+                        }
+                        Some(_) => {}
+                    }
+                    continue;
+                }
+                Fetch::Ready(_) if first.is_some() => continue,
+                Fetch::Ready(probe) => probe,
+            };
+            // Step 1.
+            match probe {
+                Probe::Absent => {
+                    self.b.record_read(tree, key, 0);
+                    f(i, None);
+                }
+                Probe::Inline(len) => {
+                    let (version, user) =
+                        split_stored(&buf[..len]).ok_or_else(|| corrupt_value(tree, key))?;
+                    self.b.record_read(tree, key, version);
+                    f(i, Some(user));
+                }
+                // The path is in memory; the extent is never a read of this
+                // thread's loader (`nowait::get_nowait`).
+                Probe::Large => self.get_large(tree, key, i, &mut f)?,
+            }
+        }
+        // Step 3.
+        match first {
+            None => Ok(()),
+            Some(miss) => {
+                self.b.rewind(mark);
+                Err(TxError::WouldWait(miss))
             }
         }
     }

@@ -20,8 +20,9 @@ pub use owned::{Committed, OwnedTx};
 
 use crate::error::{DbError, TxError};
 use crate::inner::DbInner;
+use crate::reads::Miss;
 use crate::wal::{TreeId, Write};
-use rime_btree::{BTree, Direction};
+use rime_btree::{BTree, Direction, Fetch};
 use std::collections::HashMap;
 use std::ops::{Bound, ControlFlow};
 use std::sync::Arc;
@@ -113,6 +114,20 @@ pub struct TxBufs {
     pub(crate) commit: crate::commit::CommitBufs,
     /// The trees this thread's transactions use (`local.rs`).
     trees: crate::local::TreeCache,
+    /// Pages to load with the last [`TxError::WouldWait`]'s own
+    /// (`OwnedTx::read_ahead`): a non-waiting scan's read-ahead, a
+    /// non-waiting `get_many`'s other misses.
+    pub(crate) read_ahead: Vec<crate::reads::Miss>,
+}
+
+/// How far a transaction's records reached, to forget what an operation
+/// recorded before it stopped at a page not in memory ([`TxBufs::rewind`]).
+#[derive(Clone, Copy)]
+struct Mark {
+    arena: usize,
+    reads: usize,
+    observed: usize,
+    max_version: u64,
 }
 
 /// FNV-1a of `(tree, key)`: the write index's hash, and the key stripe's
@@ -138,6 +153,24 @@ impl TxBufs {
         self.observed.clear();
         self.merge.clear();
         self.max_version = 0;
+        self.read_ahead.clear();
+    }
+
+    fn mark(&self) -> Mark {
+        Mark {
+            arena: self.arena.len(),
+            reads: self.reads.len(),
+            observed: self.observed.len(),
+            max_version: self.max_version,
+        }
+    }
+
+    /// Forgets the reads, observations and bytes recorded since `m`.
+    fn rewind(&mut self, m: Mark) {
+        self.arena.truncate(m.arena);
+        self.reads.truncate(m.reads);
+        self.observed.truncate(m.observed);
+        self.max_version = m.max_version;
     }
 
     pub(crate) fn bytes(&self, s: Span) -> &[u8] {
@@ -444,18 +477,61 @@ impl<'a> Tx<'a> {
     /// ascending, this transaction's writes merged in, until `f` breaks.
     /// The range up to where `f` stopped is validated at commit (phantoms
     /// included).
+    ///
+    /// In a non-waiting transaction ([`crate::OwnedTx::tx_nowait`]), a leaf
+    /// not in memory ends the scan with [`TxError::WouldWait`] naming it,
+    /// the pages to read with it in [`crate::OwnedTx::read_ahead`]. The
+    /// scan then records nothing (what it had observed is forgotten), so
+    /// running it again once the pages are in is exact; but `f` may have
+    /// seen the entries before that leaf, and must drop them.
     pub fn scan(
         &mut self,
         tree: TreeId,
         lo: Bound<&[u8]>,
         hi: Bound<&[u8]>,
-        mut f: impl FnMut(&[u8], &[u8]) -> ControlFlow<()>,
+        f: impl FnMut(&[u8], &[u8]) -> ControlFlow<()>,
     ) -> Result<(), TxError> {
-        if self.nowait {
-            return Err(TxError::WouldBlock);
-        }
+        self.scan_inner(tree, lo, hi, false, f).map(drop)
+    }
+
+    /// [`Tx::scan`] for a caller that can resume a scan from the last key
+    /// it was handed (the host's `scan` call). In a non-waiting
+    /// transaction, a leaf not in memory met after `f` was handed at least
+    /// one entry ends the scan there as if `f` had broken after the last
+    /// tree entry visited: recorded up to it, [`ScanEnd::Paused`] naming
+    /// the page the rest needs (worth requesting: the resumed scan reads
+    /// it next). Met before any entry, it is [`TxError::WouldWait`] as in
+    /// `scan`. So every call makes progress with one leaf in memory at a
+    /// time, however small the pool and however many scans run.
+    pub fn scan_resumable(
+        &mut self,
+        tree: TreeId,
+        lo: Bound<&[u8]>,
+        hi: Bound<&[u8]>,
+        f: impl FnMut(&[u8], &[u8]) -> ControlFlow<()>,
+    ) -> Result<ScanEnd, TxError> {
+        self.scan_inner(tree, lo, hi, true, f)
+    }
+
+    /// Steps 1-4 of `scan`; `pause`: as in [`Tx::scan_resumable`].
+    fn scan_inner(
+        &mut self,
+        tree: TreeId,
+        lo: Bound<&[u8]>,
+        hi: Bound<&[u8]>,
+        pause: bool,
+        mut f: impl FnMut(&[u8], &[u8]) -> ControlFlow<()>,
+    ) -> Result<ScanEnd, TxError> {
+        let handed = std::cell::Cell::new(0usize);
+        let mut f = |k: &[u8], v: &[u8]| {
+            handed.set(handed.get() + 1);
+            f(k, v)
+        };
         let t = self.tree(tree)?;
+        let nowait = self.nowait;
         let b = &mut *self.b;
+        let mark = b.mark();
+        let mut ahead = Vec::new();
         // 1. This transaction's writes in the range, sorted, last write per key.
         let mut merge = std::mem::take(&mut b.merge);
         b.own_writes_in(tree, lo, hi, &mut merge);
@@ -464,8 +540,9 @@ impl<'a> Tx<'a> {
         let obs_start = b.observed.len();
         let mut next = 0usize;
         let mut stopped_at: Option<Span> = None;
+        let mut last_visited: Option<Span> = None;
         let mut unversioned = false;
-        t.scan((lo, hi), Direction::Forward, |k, v| {
+        let visit = |k: &[u8], v: &[u8]| {
             stopped_at = b.emit_own_writes(&merge, &mut next, Some(k), &mut f);
             if stopped_at.is_some() {
                 return ControlFlow::Break(());
@@ -490,8 +567,33 @@ impl<'a> Tx<'a> {
             if flow.is_break() {
                 stopped_at = Some(key);
             }
+            last_visited = Some(key);
             flow
-        })?;
+        };
+        let mut end = ScanEnd::Finished;
+        if !nowait {
+            t.scan((lo, hi), Direction::Forward, visit)?;
+        } else if let Fetch::Missing { pid, pages } =
+            t.scan_nowait((lo, hi), Direction::Forward, &mut ahead, visit)?
+        {
+            let miss = Miss::new(pid, pages);
+            b.read_ahead.clear();
+            b.read_ahead
+                .extend(ahead.iter().map(|&page| Miss::new(page, 1)));
+            match last_visited.filter(|_| pause && handed.get() > 0) {
+                // Paused: recorded up to the last entry visited.
+                Some(last) => {
+                    stopped_at = Some(last);
+                    end = ScanEnd::Paused(miss);
+                }
+                // Stopped at a leaf not in memory: forget what it recorded.
+                None => {
+                    b.rewind(mark);
+                    b.merge = merge;
+                    return Err(TxError::WouldWait(miss));
+                }
+            }
+        }
         if unversioned {
             b.merge = merge;
             return Err(TxError::Db(DbError::Corrupt(format!(
@@ -516,13 +618,24 @@ impl<'a> Tx<'a> {
             observed,
         });
         b.merge = merge;
-        Ok(())
+        Ok(end)
     }
 
     /// An error to return from the closure to abort: nothing is committed.
     pub fn abort(&mut self, reason: impl Into<String>) -> TxError {
         TxError::Aborted(reason.into())
     }
+}
+
+/// How a [`Tx::scan_resumable`] ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub enum ScanEnd {
+    /// The range was exhausted, or `f` broke.
+    Finished,
+    /// Stopped before a leaf not in memory, after the last entry handed
+    /// out: resume after that key once the page is in.
+    Paused(Miss),
 }
 
 fn in_range(k: &[u8], lo: Bound<&[u8]>, hi: Bound<&[u8]>) -> bool {
