@@ -29,6 +29,22 @@ pub fn guest_file(name: &str) -> PathBuf {
     p
 }
 
+/// The built component guest `name` (`guests/components/`, built for
+/// wasm32-wasip2 and by componentize-py / componentize-js); missing, the
+/// test fails saying what to run.
+pub fn component_file(name: &str) -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../guests/components/target/wasm32-wasip2/release")
+        .join(format!("{name}.wasm"));
+    assert!(
+        p.is_file(),
+        "{} is missing: run scripts/build-guests (it needs the wasm32-wasip2 target, \
+         python3 with venv and pip, node with npm)",
+        p.display()
+    );
+    p
+}
+
 /// The bytes of [`guest_file`].
 pub fn guest(name: &str) -> Vec<u8> {
     let p = guest_file(name);
