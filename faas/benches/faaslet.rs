@@ -58,18 +58,21 @@ fn guests_dir() -> PathBuf {
     )
 }
 
-fn benches(c: &mut Criterion) {
-    let dir = tempfile::TempDir::new().unwrap();
+/// A `NoSync` database in `dir` and a runtime over it.
+fn open(dir: &tempfile::TempDir) -> (Arc<Db>, Runtime) {
     let opts = Options::default()
         .durability(Durability::NoSync)
         .checkpoint_interval(None)
         .max_bytes(1 << 34);
     let db = Arc::new(Db::open(dir.path().join("db"), opts).unwrap());
-    let rt = Runtime::open(
-        db.clone(),
-        RuntimeConfig::default().cache_dir(dir.path().join("cache")),
-    )
-    .unwrap();
+    let cfg = RuntimeConfig::default().cache_dir(dir.path().join("cache"));
+    let rt = Runtime::open(db.clone(), cfg).unwrap();
+    (db, rt)
+}
+
+fn benches(c: &mut Criterion) {
+    let dir = tempfile::TempDir::new().unwrap();
+    let (db, rt) = open(&dir);
     rt.deploy("empty", EMPTY.as_bytes(), FunctionConfig::default())
         .unwrap();
     rt.deploy(
@@ -215,16 +218,7 @@ fn benches(c: &mut Criterion) {
 /// Counter increments in four languages, on one namespace (`polyglot`).
 fn polyglot(c: &mut Criterion) {
     let dir = tempfile::TempDir::new().unwrap();
-    let opts = Options::default()
-        .durability(Durability::NoSync)
-        .checkpoint_interval(None)
-        .max_bytes(1 << 34);
-    let db = Arc::new(Db::open(dir.path().join("db"), opts).unwrap());
-    let rt = Runtime::open(
-        db,
-        RuntimeConfig::default().cache_dir(dir.path().join("cache")),
-    )
-    .unwrap();
+    let (_, rt) = open(&dir);
     let shared = FunctionConfig::default().grant(rime_faas::Grant::write("shared"));
     let read = |path: PathBuf| {
         std::fs::read(&path)
