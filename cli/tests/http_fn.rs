@@ -4,18 +4,10 @@
 
 mod common;
 use common::*;
-use std::path::Path;
 
 fn component(name: &str) -> Vec<u8> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../guests/components/target/wasm32-wasip2/release")
-        .join(format!("{name}.wasm"));
-    std::fs::read(&p).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}: run scripts/build-guests (it needs the wasm32-wasip2 target)",
-            p.display()
-        )
-    })
+    let p = component_file(name);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
 #[test]

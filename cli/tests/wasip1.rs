@@ -5,20 +5,7 @@
 //! or `RIME_GUESTS_DIR`).
 
 mod common;
-
-use std::process::Command;
-
-/// Runs the binary (1 MiB log segments: a debug build scans the default
-/// 64 MiB at every open); success and stdout + stderr.
-fn rime(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_rime"))
-        .env("RIME_WAL_SEGMENT_MIB", "1")
-        .args(args)
-        .output()
-        .expect("run rime");
-    let text = |b: &[u8]| String::from_utf8_lossy(b).to_string();
-    (out.status.success(), text(&out.stdout), text(&out.stderr))
-}
+use common::rime_output as rime;
 
 #[test]
 fn wasi_guests_deploy_invoke_and_log() {

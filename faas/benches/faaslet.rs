@@ -14,6 +14,12 @@
 //!   and `get_x1000`: 1000 `wasi:keyvalue` `get`s of a 100-byte value from
 //!   that component, to set beside `get/guest_x*` (ABI v1). Issue 18's
 //!   goals: each at most 2× its ABI v1 counterpart.
+//! * `polyglot`: one counter increment (a committed invocation) through
+//!   the ABI v1 `counter` module, the Rust component `wasi_kv_counter`, the
+//!   Python component `python_counter` (componentize-py) and the
+//!   JavaScript component `js_counter` (componentize-js), all on one
+//!   namespace, in the same run; and `noop` of each component. Issue 18:
+//!   "a Python component's invocation: measure and report".
 //! * `scan`: aggregating 10 000 i64 values from a guest (`pushdown`, which
 //!   copies records page → guest buffer) next to the same aggregation
 //!   natively (`Tx::scan`).
@@ -52,18 +58,21 @@ fn guests_dir() -> PathBuf {
     )
 }
 
-fn benches(c: &mut Criterion) {
-    let dir = tempfile::TempDir::new().unwrap();
+/// A `NoSync` database in `dir` and a runtime over it.
+fn open(dir: &tempfile::TempDir) -> (Arc<Db>, Runtime) {
     let opts = Options::default()
         .durability(Durability::NoSync)
         .checkpoint_interval(None)
         .max_bytes(1 << 34);
     let db = Arc::new(Db::open(dir.path().join("db"), opts).unwrap());
-    let rt = Runtime::open(
-        db.clone(),
-        RuntimeConfig::default().cache_dir(dir.path().join("cache")),
-    )
-    .unwrap();
+    let cfg = RuntimeConfig::default().cache_dir(dir.path().join("cache"));
+    let rt = Runtime::open(db.clone(), cfg).unwrap();
+    (db, rt)
+}
+
+fn benches(c: &mut Criterion) {
+    let dir = tempfile::TempDir::new().unwrap();
+    let (db, rt) = open(&dir);
     rt.deploy("empty", EMPTY.as_bytes(), FunctionConfig::default())
         .unwrap();
     rt.deploy(
@@ -206,5 +215,49 @@ fn benches(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(faaslet, benches);
+/// Counter increments in four languages, on one namespace (`polyglot`).
+fn polyglot(c: &mut Criterion) {
+    let dir = tempfile::TempDir::new().unwrap();
+    let (_, rt) = open(&dir);
+    let shared = FunctionConfig::default().grant(rime_faas::Grant::write("shared"));
+    let read = |path: PathBuf| {
+        std::fs::read(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}: run scripts/build-guests", path.display()))
+    };
+    rt.deploy(
+        "counter",
+        &read(guests_dir().join("counter.wasm")),
+        shared.clone(),
+    )
+    .unwrap();
+    for (name, file) in [
+        ("rust", "wasi_kv_counter"),
+        ("python", "python_counter"),
+        ("js", "js_counter"),
+    ] {
+        let started = std::time::Instant::now();
+        rt.deploy(
+            name,
+            &read(components_dir().join(format!("{file}.wasm"))),
+            shared.clone(),
+        )
+        .unwrap();
+        eprintln!("polyglot: {file} compiled in {:?}", started.elapsed());
+    }
+    let mut g = c.benchmark_group("polyglot");
+    for (bench, name, input) in [
+        ("incr_abi_v1", "counter", &b"shared:hits"[..]),
+        ("incr_rust_component", "rust", &b"incr shared hits"[..]),
+        ("incr_python", "python", &b"incr shared hits"[..]),
+        ("incr_js", "js", &b"incr shared hits"[..]),
+        ("noop_rust_component", "rust", &b"noop"[..]),
+        ("noop_python", "python", &b"noop"[..]),
+        ("noop_js", "js", &b"noop"[..]),
+    ] {
+        g.bench_function(bench, |b| b.iter(|| rt.invoke(name, input).unwrap()));
+    }
+    g.finish();
+}
+
+criterion_group!(faaslet, benches, polyglot);
 criterion_main!(faaslet);

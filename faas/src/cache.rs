@@ -1,11 +1,13 @@
-//! Compiling modules, with an on-disk cache of compiled code.
+//! Compiling modules and components, with an on-disk cache of compiled
+//! code.
 //!
 //! An entry is `<dir>/<sha256(engine fingerprint ‖ wasm)>.cwasm`, and it
 //! describes itself: a header saying what it was compiled from, then the
-//! artifact (the output of `Module::serialize`).
+//! artifact (the output of `Module::serialize` or `Component::serialize`).
 //!
 //! ```text
-//!  bytes    0..8     magic `RIMECWM` + format version (2)
+//!  bytes    0..8     magic: `RIMECWM` (a module) or `RIMECWC` (a
+//!                    component) + format version (2)
 //!           8..40    SHA-256 of the wasm module it was compiled from
 //!          40..72    engine fingerprint: SHA-256 of wasmtime's
 //!                    `precompile_compatibility_hash` (wasmtime version,
@@ -15,7 +17,7 @@
 //!         112..      the artifact
 //! ```
 //!
-//! `Module::deserialize` trusts its input completely (it maps the bytes as
+//! `Module::deserialize` (and `Component::deserialize`) trusts its input completely (it maps the bytes as
 //! executable code), so [`ModuleCache::load`] hands it only bytes it has
 //! verified, held in memory (no file that can change after the check): the
 //! header names the module being loaded and this engine, the length is
@@ -29,7 +31,7 @@
 //! Entries are written to a temporary file and renamed into place, so a
 //! crash leaves no torn entry under a real name (and one that got torn
 //! anyway fails its checks).
-#![allow(unsafe_code)] // `Module::deserialize` and `geteuid`, see their SAFETY comments
+#![allow(unsafe_code)] // `deserialize` and `geteuid`, see their SAFETY comments
 
 use crate::error::DeployError;
 use sha2::{Digest, Sha256};
@@ -38,6 +40,7 @@ use std::hash::{Hash, Hasher};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use wasmtime::component::Component;
 use wasmtime::{Engine, Module};
 
 /// Feeds `Hash` output into SHA-256.
@@ -67,8 +70,52 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Magic and format version of an entry (version 1 was the bare artifact).
+/// Magic and format version of a module's entry (version 1 was the bare
+/// artifact).
 const MAGIC: [u8; 8] = *b"RIMECWM\x02";
+/// Magic and format version of a component's entry.
+const MAGIC_COMPONENT: [u8; 8] = *b"RIMECWC\x02";
+
+/// What the cache holds: compiled code that wasmtime can serialize and
+/// load back, tagged by its own magic so that one kind is never loaded as
+/// the other.
+pub(crate) trait Artifact: Sized {
+    const MAGIC: [u8; 8];
+    fn compile(engine: &Engine, wasm: &[u8]) -> wasmtime::Result<Self>;
+    fn serialize(&self) -> wasmtime::Result<Vec<u8>>;
+    /// # Safety
+    /// `bytes` must be what [`Artifact::serialize`] produced with an
+    /// engine compatible with `engine` (wasmtime maps them as code).
+    unsafe fn deserialize(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Self>;
+}
+
+impl Artifact for Module {
+    const MAGIC: [u8; 8] = MAGIC;
+    fn compile(engine: &Engine, wasm: &[u8]) -> wasmtime::Result<Self> {
+        Module::new(engine, wasm)
+    }
+    fn serialize(&self) -> wasmtime::Result<Vec<u8>> {
+        Module::serialize(self)
+    }
+    unsafe fn deserialize(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Self> {
+        // SAFETY: the caller's contract is `Module::deserialize`'s.
+        unsafe { Module::deserialize(engine, bytes) }
+    }
+}
+
+impl Artifact for Component {
+    const MAGIC: [u8; 8] = MAGIC_COMPONENT;
+    fn compile(engine: &Engine, wasm: &[u8]) -> wasmtime::Result<Self> {
+        Component::new(engine, wasm)
+    }
+    fn serialize(&self) -> wasmtime::Result<Vec<u8>> {
+        Component::serialize(self)
+    }
+    unsafe fn deserialize(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Self> {
+        // SAFETY: the caller's contract is `Component::deserialize`'s.
+        unsafe { Component::deserialize(engine, bytes) }
+    }
+}
 const OFF_MODULE: usize = 8;
 const OFF_ENGINE: usize = OFF_MODULE + 32;
 const OFF_LEN: usize = OFF_ENGINE + 32;
@@ -76,9 +123,14 @@ const OFF_ARTIFACT_HASH: usize = OFF_LEN + 8;
 const HEADER_LEN: usize = OFF_ARTIFACT_HASH + 32;
 const _: () = assert!(HEADER_LEN == 112);
 
-fn header(module: &Digest32, engine: &Digest32, artifact: &[u8]) -> [u8; HEADER_LEN] {
+fn header(
+    magic: [u8; 8],
+    module: &Digest32,
+    engine: &Digest32,
+    artifact: &[u8],
+) -> [u8; HEADER_LEN] {
     let mut h = [0u8; HEADER_LEN];
-    h[..OFF_MODULE].copy_from_slice(&MAGIC);
+    h[..OFF_MODULE].copy_from_slice(&magic);
     h[OFF_MODULE..OFF_ENGINE].copy_from_slice(module);
     h[OFF_ENGINE..OFF_LEN].copy_from_slice(engine);
     h[OFF_LEN..OFF_ARTIFACT_HASH].copy_from_slice(&(artifact.len() as u64).to_le_bytes());
@@ -156,18 +208,21 @@ impl ModuleCache {
         Some(dir.join(format!("{}.cwasm", hex(&h.finalize()))))
     }
 
-    /// The compiled `wasm`: from the cache, or compiled (and cached).
-    pub fn load(&self, wasm: &[u8]) -> Result<Module, DeployError> {
+    /// The compiled `wasm` (a [`Module`] or a [`Component`]): from the
+    /// cache, or compiled (and cached).
+    pub fn load<A: Artifact>(&self, wasm: &[u8]) -> Result<A, DeployError> {
         let path = self.path(wasm);
         let wasm_hash = sha256(wasm);
         if let Some(p) = &path {
-            match self.read_verified(p, &wasm_hash) {
+            match self.read_verified(p, A::MAGIC, &wasm_hash) {
                 Ok(None) => {}
                 Ok(Some(entry)) => {
                     // SAFETY: `deserialize` requires bytes produced by
-                    // `Module::serialize` of a compatible engine. These are
-                    // in memory (they cannot change after the checks), and
-                    // `read_verified` checked that the entry's header names
+                    // `A::serialize` of a compatible engine. These are in
+                    // memory (they cannot change after the checks), and
+                    // `read_verified` checked that the entry's header has
+                    // `A`'s magic (a module's entry is never loaded as a
+                    // component, nor the reverse), names
                     // this module (SHA-256 of `wasm`) and this engine's
                     // fingerprint, that the artifact has the recorded
                     // length, and that it hashes to the recorded SHA-256:
@@ -175,7 +230,7 @@ impl ModuleCache {
                     // this very module with this very engine configuration.
                     // Only this user can write the directory (checked in
                     // `new`), so nobody forged header and hash together.
-                    match unsafe { Module::deserialize(&self.engine, &entry[HEADER_LEN..]) } {
+                    match unsafe { A::deserialize(&self.engine, &entry[HEADER_LEN..]) } {
                         Ok(m) => {
                             self.hits.fetch_add(1, Ordering::Relaxed);
                             return Ok(m);
@@ -192,8 +247,8 @@ impl ModuleCache {
                 ),
             }
         }
-        let module = Module::new(&self.engine, wasm)
-            .map_err(|e| DeployError::Malformed(format!("{e:#}")))?;
+        let module =
+            A::compile(&self.engine, wasm).map_err(|e| DeployError::Malformed(format!("{e:#}")))?;
         self.compiles.fetch_add(1, Ordering::Relaxed);
         if let Some(p) = path
             && let Err(e) = self.store(&module, &wasm_hash, &p)
@@ -209,6 +264,7 @@ impl ModuleCache {
     fn read_verified(
         &self,
         path: &Path,
+        magic: [u8; 8],
         wasm_hash: &Digest32,
     ) -> Result<Option<Vec<u8>>, Rejected> {
         let mut f = match File::open(path) {
@@ -222,7 +278,7 @@ impl ModuleCache {
         if got < HEADER_LEN {
             return Err(Rejected::Short);
         }
-        if head[..OFF_MODULE] != MAGIC {
+        if head[..OFF_MODULE] != magic {
             return Err(Rejected::Magic);
         }
         if head[OFF_MODULE..OFF_ENGINE] != wasm_hash[..] {
@@ -253,10 +309,15 @@ impl ModuleCache {
         Ok(Some(entry))
     }
 
-    fn store(&self, module: &Module, wasm_hash: &Digest32, path: &Path) -> std::io::Result<()> {
+    fn store<A: Artifact>(
+        &self,
+        module: &A,
+        wasm_hash: &Digest32,
+        path: &Path,
+    ) -> std::io::Result<()> {
         use std::io::Write;
         let artifact = module.serialize().map_err(std::io::Error::other)?;
-        let head = header(wasm_hash, &self.engine_fingerprint, &artifact);
+        let head = header(A::MAGIC, wasm_hash, &self.engine_fingerprint, &artifact);
         static SEQ: AtomicU64 = AtomicU64::new(0);
         let seq = SEQ.fetch_add(1, Ordering::Relaxed);
         let tmp = path.with_extension(format!("tmp.{}.{seq}", std::process::id()));
@@ -325,11 +386,11 @@ mod tests {
         let dir = tempfile::TempDir::new().unwrap();
         let c = cache(dir.path());
         let wasm = WAT.as_bytes(); // `Module::new` takes the text format too
-        c.load(wasm).unwrap();
+        c.load::<Module>(wasm).unwrap();
         let path = c.path(wasm).unwrap();
         let good = std::fs::read(&path).unwrap();
         let hash = sha256(wasm);
-        assert!(c.read_verified(&path, &hash).unwrap().is_some());
+        assert!(c.read_verified(&path, MAGIC, &hash).unwrap().is_some());
         // Every header byte, then a spread of artifact bytes.
         let positions = (0..HEADER_LEN).chain((HEADER_LEN..good.len()).step_by(97));
         for at in positions.chain([good.len() - 1]) {
@@ -337,14 +398,14 @@ mod tests {
             bad[at] ^= 1;
             std::fs::write(&path, &bad).unwrap();
             assert!(
-                c.read_verified(&path, &hash).is_err(),
+                c.read_verified(&path, MAGIC, &hash).is_err(),
                 "byte {at} flipped went unnoticed"
             );
         }
         // Another module's hash: the entry is not this module's.
         std::fs::write(&path, &good).unwrap();
         assert!(matches!(
-            c.read_verified(&path, &sha256(b"other")),
+            c.read_verified(&path, MAGIC, &sha256(b"other")),
             Err(Rejected::OtherModule)
         ));
         // Another engine (different settings): another fingerprint.
@@ -352,7 +413,7 @@ mod tests {
         cfg.cranelift_opt_level(wasmtime::OptLevel::None);
         let other = ModuleCache::new(Engine::new(&cfg).unwrap(), Some(dir.path().into())).unwrap();
         assert!(matches!(
-            other.read_verified(&path, &hash),
+            other.read_verified(&path, MAGIC, &hash),
             Err(Rejected::OtherEngine)
         ));
         // A damaged entry is recompiled and rewritten by `load`.
@@ -360,16 +421,34 @@ mod tests {
         *bad.last_mut().unwrap() ^= 1;
         std::fs::write(&path, &bad).unwrap();
         let compiles = c.compiles.load(Ordering::Relaxed);
-        c.load(wasm).unwrap();
+        c.load::<Module>(wasm).unwrap();
         assert_eq!(c.compiles.load(Ordering::Relaxed), compiles + 1);
-        assert!(c.read_verified(&path, &hash).unwrap().is_some());
-        c.load(wasm).unwrap();
+        assert!(c.read_verified(&path, MAGIC, &hash).unwrap().is_some());
+        c.load::<Module>(wasm).unwrap();
         assert_eq!(c.hits.load(Ordering::Relaxed), 1);
+        // A module's entry is not a component's: another magic.
+        assert!(matches!(
+            c.read_verified(&path, MAGIC_COMPONENT, &hash),
+            Err(Rejected::Magic)
+        ));
+    }
+
+    #[test]
+    fn a_component_is_cached_and_loaded_back() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let c = cache(dir.path());
+        let wasm = b"(component (core module))";
+        c.load::<Component>(wasm).unwrap();
+        c.load::<Component>(wasm).unwrap();
+        assert_eq!(c.compiles.load(Ordering::Relaxed), 1);
+        assert_eq!(c.hits.load(Ordering::Relaxed), 1);
+        let entry = std::fs::read(c.path(wasm).unwrap()).unwrap();
+        assert_eq!(&entry[..8], b"RIMECWC\x02");
     }
 
     #[test]
     fn header_layout() {
-        let h = header(&[1; 32], &[2; 32], b"abc");
+        let h = header(MAGIC, &[1; 32], &[2; 32], b"abc");
         assert_eq!(&h[..8], b"RIMECWM\x02");
         assert_eq!(h[8..40], [1; 32]);
         assert_eq!(h[40..72], [2; 32]);

@@ -91,7 +91,8 @@ pub(crate) async fn invoke(
         sink: log_sink,
         ..LogBudget::default()
     };
-    // The clock and random seed of a WASI module's every attempt.
+    // The clock and random seed of a WASI module's or a component's every
+    // attempt.
     let fixed = f.imports_wasi().then(crate::wasip1::Fixed::sample);
     let mut txn = db.begin();
     for attempts in 1..=MAX_INVOKE_ATTEMPTS {
@@ -204,7 +205,8 @@ async fn run_attempt(
         } => (pre, pre_suspending, *exports),
         // A component runs on its caller's thread (docs/components.md).
         Code::Component(c) => {
-            return crate::component::run_attempt(engine, f, c, input, txn, log, instances);
+            let fixed = fixed.unwrap_or_else(crate::wasip1::Fixed::sample);
+            return crate::component::run_attempt(engine, f, c, input, txn, log, fixed, instances);
         }
     };
     // Declared before the store, so that on every path it is dropped after

@@ -493,7 +493,8 @@ impl Inner {
     /// of host ABI v1.
     fn compile(&self, wasm: &[u8]) -> Result<registry::Code, DeployError> {
         if component::is_component(wasm) {
-            let c = component::compile(&self.engine, &self.component_linker, wasm)?;
+            let compiled = self.cache.load(wasm)?;
+            let c = component::link(&self.engine, &self.component_linker, compiled)?;
             return Ok(registry::Code::Component(c));
         }
         let module = self.cache.load(wasm)?;

@@ -178,10 +178,14 @@ impl Exports {
 }
 
 impl Function {
-    /// Whether the function is a module importing WASI preview 1: its
-    /// attempts get a WASI context (`crate::wasip1`).
+    /// Whether the function's attempts get a WASI context, and so the
+    /// invocation a fixed clock and seed (`crate::wasip1`): a module
+    /// importing WASI preview 1, or a component (preview 2).
     pub(crate) fn imports_wasi(&self) -> bool {
-        matches!(self.code, Code::Module { wasi: true, .. })
+        matches!(
+            self.code,
+            Code::Module { wasi: true, .. } | Code::Component(_)
+        )
     }
 }
 

@@ -140,6 +140,9 @@ fn a_component_survives_a_restart() {
     drop(rt);
     let rt = Runtime::open(open_db(dir.path()), runtime_config(dir.path())).unwrap();
     assert!(rt.unloadable().is_empty(), "{:?}", rt.unloadable());
+    // Both functions' compiled code came from the cache, the component's too.
+    let s = rt.stats();
+    assert_eq!((s.compiles, s.cache_hits), (0, 2), "{s:?}");
     assert_eq!(rt.invoke("kvc", b"incr shared hits").unwrap().output, b"2");
 }
 

@@ -29,6 +29,34 @@ pub fn guest_file(name: &str) -> PathBuf {
     p
 }
 
+/// The built component guest `name` (`guests/components/`, built for
+/// wasm32-wasip2 and by componentize-py / componentize-js); missing, the
+/// test fails saying what to run.
+pub fn component_file(name: &str) -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../guests/components/target/wasm32-wasip2/release")
+        .join(format!("{name}.wasm"));
+    assert!(
+        p.is_file(),
+        "{} is missing: run scripts/build-guests (it needs the wasm32-wasip2 target, \
+         python3 with venv and pip, node with npm)",
+        p.display()
+    );
+    p
+}
+
+/// Runs the `rime` binary with `args` (1 MiB log segments: a debug build
+/// scans the default 64 MiB at every open): success, stdout, stderr.
+pub fn rime_output(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_rime"))
+        .env("RIME_WAL_SEGMENT_MIB", "1")
+        .args(args)
+        .output()
+        .expect("run rime");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).to_string();
+    (out.status.success(), text(&out.stdout), text(&out.stderr))
+}
+
 /// The bytes of [`guest_file`].
 pub fn guest(name: &str) -> Vec<u8> {
     let p = guest_file(name);

@@ -10,18 +10,25 @@
 //! and memory limiter) exactly as the ABI v1 host calls do.
 //!
 //! * `kv.rs`: `wasi:keyvalue` and `rime:faaslet/scan` over namespaces.
-//! * `stdio.rs`: stdout/stderr captured and logged as the function's.
 //! * `http.rs`: components exporting `wasi:http/incoming-handler`.
+//!
+//! WASI preview 2 is the context WASI preview 1 modules get
+//! (`crate::wasip1::builder`): the function's settings as the environment,
+//! stdout and stderr into its log, the invocation's fixed clock and random
+//! seed (the same in every attempt), no preopened directories, every
+//! socket refused. It is built for every attempt: a component's runtime
+//! (CPython, StarlingMonkey, Rust's std) reads its environment and clocks
+//! as it starts.
 
 pub(crate) mod http;
 mod kv;
-mod stdio;
 
 use crate::abi::{HostState, LogBudget};
 use crate::error::{DeployError, InvokeError};
 use crate::invoke::{Failed, classify_error};
 use crate::limits::MAX_OUTPUT_LEN;
 use crate::registry::Function;
+use crate::wasip1::Fixed;
 use rime_storage::OwnedTx;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -48,7 +55,9 @@ pub(crate) const HANDLER_EXPORT: &str = "rime:faaslet/handler@0.1.0";
 /// Interfaces (by package) a component may import: the keyvalue and scan
 /// imports of Rime's world, and WASI preview 2 as `wasmtime-wasi` links it
 /// (files and sockets linked but granted nothing: no preopens, every
-/// address refused). Anything else is refused at deploy, by name.
+/// address refused; they cannot be refused at deploy, since the libc of
+/// componentize-py's CPython imports them all). Anything else is refused
+/// at deploy, by name.
 const PROVIDED_PACKAGES: &[&str] = &[
     "wasi:keyvalue/",
     "rime:faaslet/",
@@ -106,24 +115,22 @@ impl Compiled {
     }
 }
 
-/// Compiles `wasm` and checks it against Rime's world: every import is
-/// one Rime provides (else the error names it), and the handler is
-/// exported with the world's type.
-pub(crate) fn compile(
+/// Checks a compiled component (from the cache, `crate::cache`) against
+/// Rime's world and links it: every import is one Rime provides (else the
+/// error names it), and the handler is exported with the world's type.
+pub(crate) fn link(
     engine: &Engine,
     linker: &Linker<ComponentState>,
-    wasm: &[u8],
+    component: Component,
 ) -> Result<Compiled, DeployError> {
-    let component =
-        Component::new(engine, wasm).map_err(|e| DeployError::Malformed(format!("{e:#}")))?;
     let ty = component.component_type();
     for (name, _) in ty.imports(engine) {
         if !PROVIDED_PACKAGES.iter().any(|p| name.starts_with(p)) {
             return Err(DeployError::Component(format!(
                 "it imports `{name}`, which Rime does not provide (it provides \
                  wasi:keyvalue@0.2.0-draft2 store/atomics/batch, rime:faaslet/scan, \
-                 wasi:http/types, and WASI preview 2 cli, clocks, io and random; \
-                 outgoing HTTP is disabled)"
+                 wasi:http/types, and WASI preview 2 cli, clocks, io, random, and \
+                 filesystem and sockets granting nothing; outgoing HTTP is disabled)"
             )));
         }
     }
@@ -196,6 +203,7 @@ pub(crate) fn run_attempt(
     input: &Arc<[u8]>,
     txn: OwnedTx,
     log: &mut LogBudget,
+    fixed: Fixed,
     instances: &AtomicU64,
 ) -> (OwnedTx, Result<Vec<u8>, Failed>) {
     let mut alive = None;
@@ -203,7 +211,8 @@ pub(crate) fn run_attempt(
     // Host calls wait for the disk in place: a component runs on its
     // caller's thread (docs/components.md, "Async").
     host.nowait = false;
-    let (stdio, wasi) = stdio::context();
+    let output = crate::wasip1::Output::default();
+    let wasi = crate::wasip1::builder(f, fixed, &output).build();
     let state = ComponentState {
         host,
         wasi,
@@ -232,7 +241,7 @@ pub(crate) fn run_attempt(
             .map(Outcome::Done)
             .map_err(|e| Failed::Final(response_error(e)));
     }
-    stdio.log(&mut host.log, f);
+    output.log(&mut host.log, f, true);
     *log = host.log;
     let r = r.map(|o| match o {
         Outcome::Done(output) => output,

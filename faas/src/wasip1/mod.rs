@@ -15,7 +15,8 @@
 //! call fails with `EBADF`/`ENOTDIR`), no sockets (refused at deploy),
 //! no inherited environment; argv is the function's name, the
 //! environment is the function's configuration (`--env`, `--secret`:
-//! what `rime.config_get` reads); stdin is empty.
+//! what `rime.config_get` reads); stdin is empty. Components get the same
+//! context for WASI preview 2 ([`builder`], `crate::component`).
 
 mod check;
 mod fixed;
@@ -54,7 +55,40 @@ struct Attempt {
 /// A built context and the guest's stdout/stderr not yet logged.
 struct Guest {
     ctx: WasiP1Ctx,
-    stdio: Arc<Mutex<stdio::Captured>>,
+    stdio: Output,
+}
+
+/// What a guest wrote to stdout and stderr, not yet logged.
+#[derive(Clone, Default)]
+pub(crate) struct Output(Arc<Mutex<stdio::Captured>>);
+
+impl Output {
+    /// Logs what the guest wrote: its complete lines, and its unfinished
+    /// ones too if `all` (at the end of an attempt).
+    pub(crate) fn log(&self, budget: &mut LogBudget, function: &Function, all: bool) {
+        stdio::drain(&self.0, budget, function, all);
+    }
+}
+
+/// The context every WASI guest of Rime gets (preview 1 modules and
+/// preview 2 components alike): argv is the function's name, the
+/// environment its configuration, the clocks and random generators
+/// `fixed`, stdout and stderr into `output` (the function's log). No
+/// preopened directories, no inherited environment, stdin empty, and no
+/// network: TCP, UDP and name lookups are refused.
+pub(crate) fn builder(function: &Function, fixed: Fixed, output: &Output) -> WasiCtxBuilder {
+    let mut b = WasiCtxBuilder::new();
+    for s in &function.config.settings {
+        b.env(&s.key, String::from_utf8_lossy(&s.value));
+    }
+    b.arg(&function.name)
+        .stdout(stdio::LogPipe::stdout(output.0.clone()))
+        .stderr(stdio::LogPipe::stderr(output.0.clone()))
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false);
+    fixed.configure(&mut b);
+    b
 }
 
 impl Wasi {
@@ -87,7 +121,7 @@ impl Wasi {
     /// (before a `rime.log` message, so the log keeps the guest's order).
     pub(crate) fn log_lines(&self, budget: &mut LogBudget, function: &Function) {
         if let Some(g) = self.guest() {
-            stdio::drain(&g.stdio, budget, function, false);
+            g.stdio.log(budget, function, false);
         }
     }
 
@@ -95,24 +129,16 @@ impl Wasi {
     /// log yet, unfinished lines included.
     pub(crate) fn finish(&self, budget: &mut LogBudget, function: &Function) {
         if let Some(g) = self.guest() {
-            stdio::drain(&g.stdio, budget, function, true);
+            g.stdio.log(budget, function, true);
         }
     }
 }
 
 impl Guest {
     fn new(function: &Function, fixed: Fixed) -> Guest {
-        let stdio = Arc::new(Mutex::new(stdio::Captured::default()));
-        let mut b = WasiCtxBuilder::new();
-        for s in &function.config.settings {
-            b.env(&s.key, String::from_utf8_lossy(&s.value));
-        }
-        b.arg(&function.name)
-            .stdout(stdio::LogPipe::stdout(stdio.clone()))
-            .stderr(stdio::LogPipe::stderr(stdio.clone()));
-        fixed.configure(&mut b);
+        let stdio = Output::default();
         Guest {
-            ctx: b.build_p1(),
+            ctx: builder(function, fixed, &stdio).build_p1(),
             stdio,
         }
     }
