@@ -110,6 +110,15 @@ pub struct Cluster {
     script: Script,
 }
 
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("nodes", &self.cfg.nodes)
+            .field("tier_len", &self.tier.len())
+            .finish_non_exhaustive()
+    }
+}
+
 /// A pooled connection and the read timeout last set on it.
 struct Conn {
     conn: ClusterConnection,
