@@ -81,9 +81,7 @@ impl Attempt {
         if let Some(s) = self.reads.get(key) {
             return Ok(s.value.clone());
         }
-        let r = cluster
-            .read(ns, key, self.deadline)
-            .map_err(global_error)?;
+        let r = cluster.read(ns, key, self.deadline).map_err(global_error)?;
         let value = r.versioned.value.clone();
         self.reads.insert(
             key.to_vec(),
