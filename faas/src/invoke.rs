@@ -116,7 +116,9 @@ pub(crate) async fn invoke(
                 return Err(InvokeError::Cancelled);
             }
             if !global.commit()? {
-                continue; // 9. Conflict.
+                // 9. Conflict, after a random pause (`global::backoff`).
+                crate::global::backoff(attempts);
+                continue;
             }
             return Ok(Invocation {
                 output,

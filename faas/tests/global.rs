@@ -273,3 +273,31 @@ fn deploy_refuses_namespaces_half_global() {
     g.sort();
     assert_eq!(g, ["b", "stats"]);
 }
+
+/// Read-only invocations of a key in the local tier commit (they are
+/// validated, and valid) from many threads at once.
+#[test]
+fn concurrent_reads_of_a_tier_copy_commit() {
+    let Some(cluster) = RedisCluster::start(3) else {
+        return;
+    };
+    let n = node(&cluster);
+    n.rt.deploy(
+        "bank",
+        &guest("bank"),
+        FunctionConfig::default().global("bank"),
+    )
+    .unwrap();
+    text(n.rt.invoke("bank", b"open r 100"));
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                for _ in 0..50 {
+                    let inv = n.rt.invoke("bank", b"balance r").unwrap();
+                    assert_eq!(inv.output, b"100");
+                    assert_eq!(inv.retries, 0);
+                }
+            });
+        }
+    });
+}

@@ -3,6 +3,8 @@
 //! ```text
 //!   rime:{<ns>}:seq           string  the namespace's commit counter: one
 //!                                     INCR per commit that writes
+//!   rime:{<ns>}:done:<id>     string  the seq of commit <id>, for 10 min
+//!                                     (`script.rs`: a resent commit)
 //!   rime:{<ns>}:k:<key bytes> hash    v = the value's bytes
 //!                                     n = its version, decimal: the seq of
 //!                                         the commit that wrote it
@@ -41,6 +43,11 @@ pub fn seq_key(ns: &str) -> Vec<u8> {
     k
 }
 
+/// The marker of commit `id` of namespace `ns` (`script.rs`).
+pub fn done_key(ns: &str, id: &str) -> Vec<u8> {
+    format!("rime:{{{ns}}}:done:{id}").into_bytes()
+}
+
 /// The hash holding `key` of namespace `ns`.
 pub fn value_key(ns: &str, key: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(PREFIX.len() + ns.len() + KEY_INFIX.len() + key.len());
@@ -64,6 +71,7 @@ mod tests {
     fn every_key_of_a_namespace_is_in_its_slot() {
         for ns in ["bank", "counter", "a.b-c_9"] {
             let s = slot(ns);
+            assert_eq!(redis::cluster_routing::get_slot(&done_key(ns, "1-2")), s);
             for key in [&b""[..], b"x", b"{other}", b"\xff\x00}"] {
                 assert_eq!(redis::cluster_routing::get_slot(&value_key(ns, key)), s);
             }

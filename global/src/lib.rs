@@ -4,6 +4,7 @@
 //! * `keys`: where a namespace's keys live (one hash-tagged slot each).
 //! * `script`: the commit script (validate the reads, apply the writes).
 //! * `tier`: the node's local copies, with versions.
+//! * `invalidate`: keyspace notifications that drop stale copies.
 //! * `testing`: real `redis-server` processes in cluster mode for tests.
 //!
 //! [`Cluster`] is the client: [`Cluster::read`] serves a key from the
@@ -13,11 +14,15 @@
 //! [`GlobalError::Timeout`] rather than wait past it.
 #![forbid(unsafe_code)]
 
+mod invalidate;
 pub mod keys;
 mod script;
 pub mod testing;
 mod tier;
 
+/// The client library, for tests and benchmarks that talk to the cluster
+/// directly (e.g. the plain round-trip rows of `faas/examples/global_bench.rs`).
+pub use redis;
 pub use tier::Versioned;
 
 use redis::cluster::{ClusterClient, ClusterConnection};
@@ -61,6 +66,9 @@ pub struct GlobalConfig {
     pub op_timeout: Duration,
     /// Local-tier copies kept (0: no local tier).
     pub tier_entries: usize,
+    /// Subscribe to the masters' keyspace notifications, dropping a copy
+    /// when another node writes its key (`invalidate.rs`).
+    pub invalidations: bool,
 }
 
 impl GlobalConfig {
@@ -69,6 +77,7 @@ impl GlobalConfig {
             nodes: nodes.into_iter().map(Into::into).collect(),
             op_timeout: Duration::from_secs(2),
             tier_entries: 1 << 20,
+            invalidations: true,
         }
     }
     pub fn op_timeout(mut self, d: Duration) -> Self {
@@ -77,6 +86,10 @@ impl GlobalConfig {
     }
     pub fn tier_entries(mut self, n: usize) -> Self {
         self.tier_entries = n;
+        self
+    }
+    pub fn invalidations(mut self, on: bool) -> Self {
+        self.invalidations = on;
         self
     }
 }
@@ -106,8 +119,14 @@ pub struct Cluster {
     cfg: GlobalConfig,
     client: ClusterClient,
     pool: Mutex<Vec<Conn>>,
-    tier: tier::Tier,
+    tier: Arc<tier::Tier>,
+    /// Stops the invalidation threads when the client goes.
+    _invalidator: Option<invalidate::Invalidator>,
     script: Script,
+    /// This client's part of every commit id: unique per process and
+    /// client (pid, the clock at creation, the client's address).
+    id_prefix: String,
+    commits: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -146,12 +165,18 @@ impl Cluster {
             .max_retry_wait(50)
             .build()
             .map_err(|e| GlobalError::BadAddress(cfg.nodes.join(","), e.to_string()))?;
+        let tier = Arc::new(tier::Tier::new(cfg.tier_entries));
+        let invalidator = (cfg.invalidations && cfg.tier_entries > 0)
+            .then(|| invalidate::start(cfg.nodes.clone(), tier.clone()));
         Ok(Cluster {
-            tier: tier::Tier::new(cfg.tier_entries),
+            tier,
+            _invalidator: invalidator,
             cfg,
             client,
             pool: Mutex::new(Vec::new()),
             script: Script::new(script::COMMIT_LUA),
+            id_prefix: commit_id_prefix(),
+            commits: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -219,8 +244,14 @@ impl Cluster {
     ) -> Result<Commit, GlobalError> {
         keys::check_namespace(ns)?;
         // 1. The script's keys and arguments (`script.rs`).
+        let n = self
+            .commits
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = format!("{}-{n:x}", self.id_prefix);
         let mut inv = self.script.prepare_invoke();
-        inv.key(keys::seq_key(ns)).arg(reads.len());
+        inv.key(keys::seq_key(ns))
+            .key(keys::done_key(ns, &id))
+            .arg(reads.len());
         let read_keys: Vec<Vec<u8>> = reads.iter().map(|(k, _)| keys::value_key(ns, k)).collect();
         for (rk, (_, version)) in read_keys.iter().zip(reads) {
             inv.key(rk.as_slice()).arg(*version);
@@ -309,6 +340,20 @@ impl Cluster {
             Err(e) => Err(classify(&e, sent_effects, deadline)),
         }
     }
+}
+
+/// 64 random bits (std's `RandomState` keys, from the OS's randomness)
+/// and the clock in nanoseconds, in hex: distinct for two clients, of one
+/// process or of two on any hosts, but with chance 2^-64.
+fn commit_id_prefix() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    format!("{random:x}.{nanos:x}")
 }
 
 fn unavailable(e: &RedisError) -> GlobalError {

@@ -1,7 +1,7 @@
 //! Real `redis-server` processes in cluster mode, for tests (never a mock):
 //! [`RedisCluster::start`] runs `masters` servers on free loopback ports in
-//! a temporary directory, each with `appendonly yes` and `appendfsync
-//! always`, joins them with `redis-cli --cluster create`, and waits until
+//! a temporary directory, each with `appendonly yes`, `appendfsync
+//! always` and `notify-keyspace-events Kgh`, joins them with `redis-cli --cluster create`, and waits until
 //! every node says `cluster_state:ok`. Dropping it kills the servers.
 //!
 //! Without `redis-server` on `PATH` it returns `None` (the test skips,
@@ -166,6 +166,9 @@ fn spawn_server(dir: &Path, port: u16) -> Child {
         .arg("--appenddirname")
         .arg(format!("aof-{port}"))
         .args(["--save", "", "--daemonize", "no"])
+        // Keyspace notifications of HSET and DEL: the local tier's
+        // invalidations (`invalidate.rs`).
+        .args(["--notify-keyspace-events", "Kgh"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -5,7 +5,9 @@
 //! fetched again. Staleness costs a re-run, never a wrong commit.
 //!
 //! Copies enter when read from Redis and when this node commits a write;
-//! they leave when a commit finds them stale. The map is bounded: at
+//! they leave when a commit finds them stale, when a keyspace
+//! notification says the key was written (`invalidate.rs`), and all at
+//! once when notifications may have been missed. The map is bounded: at
 //! `max_entries` it is emptied (a cache, not a store).
 
 use std::collections::HashMap;
@@ -57,6 +59,11 @@ impl Tier {
 
     pub(crate) fn forget(&self, redis_key: &[u8]) {
         self.lock().remove(redis_key);
+    }
+
+    /// Drops every copy (invalidations may have been missed).
+    pub(crate) fn clear(&self) {
+        self.lock().clear();
     }
 
     pub(crate) fn len(&self) -> usize {

@@ -229,3 +229,82 @@ fn a_cluster_gone_fails_fast_with_a_clear_error() {
         start.elapsed()
     );
 }
+
+/// A commit script run twice for one commit (what the client library does
+/// after a connection reset) answers the first run's outcome the second
+/// time, rather than failing validation against its own writes.
+#[test]
+fn a_commit_sent_twice_is_applied_once() {
+    let Some(c) = RedisCluster::start(3) else {
+        return;
+    };
+    let cl = client(&c);
+    let Commit::Committed { seq } = cl
+        .commit("twice", &[], &[(b"k", Some(b"1"))], soon())
+        .unwrap()
+    else {
+        panic!("blind write conflicted")
+    };
+    let lua = include_str!("../src/script.rs");
+    let body = lua
+        .split("pub const COMMIT_LUA: &str = r#\"")
+        .nth(1)
+        .and_then(|s| s.split("\"#;").next())
+        .expect("the script in script.rs");
+    let mut con = redis::cluster::ClusterClient::new(c.urls())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let run = |con: &mut redis::cluster::ClusterConnection| -> (i64, i64) {
+        redis::cmd("EVAL")
+            .arg(body)
+            .arg(4)
+            .arg(rime_global::keys::seq_key("twice"))
+            .arg(rime_global::keys::done_key("twice", "test-1"))
+            .arg(rime_global::keys::value_key("twice", b"k"))
+            .arg(rime_global::keys::value_key("twice", b"k"))
+            .arg(1)
+            .arg(seq)
+            .arg("p")
+            .arg("2")
+            .query(con)
+            .unwrap()
+    };
+    let first = run(&mut con);
+    assert_eq!(first, (1, seq as i64 + 1));
+    assert_eq!(run(&mut con), first, "the resend answers as the first run");
+    let v = cl.fetch("twice", b"k", soon()).unwrap();
+    assert_eq!((v.version, v.value.as_deref()), (seq + 1, Some(&b"2"[..])));
+}
+
+/// A write by another client drops this client's copy of the key (keyspace
+/// notifications), so its next read is fresh without a failed commit.
+#[test]
+fn a_write_elsewhere_invalidates_the_local_copy() {
+    let Some(c) = RedisCluster::start(3) else {
+        return;
+    };
+    let a = client(&c);
+    let b = client(&c);
+    // Let the invalidation threads subscribe.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(a.read("inv", b"k", soon()).unwrap().versioned.version, 0);
+    assert!(a.read("inv", b"k", soon()).unwrap().from_tier);
+    let Commit::Committed { seq } = b.commit("inv", &[], &[(b"k", Some(b"v"))], soon()).unwrap()
+    else {
+        panic!("blind write conflicted")
+    };
+    let start = Instant::now();
+    loop {
+        let r = a.read("inv", b"k", soon()).unwrap();
+        if !r.from_tier || r.versioned.version == seq {
+            assert_eq!(r.versioned.version, seq);
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "no invalidation came"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
