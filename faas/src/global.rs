@@ -27,6 +27,11 @@ pub(crate) struct Attempt {
     ns: Option<String>,
     reads: HashMap<Vec<u8>, Seen>,
     writes: BTreeMap<Vec<u8>, Option<Arc<[u8]>>>,
+    /// Read from the cluster, not the local tier: a re-run after a
+    /// conflict. (From the tier, a hot key's copy is often stale again
+    /// by then, refilled by another thread's slow fetch: writers of a hot
+    /// key gave up after 64 conflicts in the counter benchmark.)
+    fresh: bool,
     /// The error that ended the attempt inside a host call.
     pub error: Option<InvokeError>,
 }
@@ -38,10 +43,11 @@ struct Seen {
 }
 
 impl Attempt {
-    pub(crate) fn new(cluster: Option<Arc<Cluster>>, deadline: Instant) -> Attempt {
+    pub(crate) fn new(cluster: Option<Arc<Cluster>>, deadline: Instant, fresh: bool) -> Attempt {
         Attempt {
             cluster,
             deadline,
+            fresh,
             ns: None,
             reads: HashMap::new(),
             writes: BTreeMap::new(),
@@ -81,7 +87,16 @@ impl Attempt {
         if let Some(s) = self.reads.get(key) {
             return Ok(s.value.clone());
         }
-        let r = cluster.read(ns, key, self.deadline).map_err(global_error)?;
+        let r = match self.fresh {
+            true => cluster
+                .fetch(ns, key, self.deadline)
+                .map(|versioned| rime_global::Read {
+                    versioned,
+                    from_tier: false,
+                }),
+            false => cluster.read(ns, key, self.deadline),
+        }
+        .map_err(global_error)?;
         let value = r.versioned.value.clone();
         self.reads.insert(
             key.to_vec(),

@@ -100,8 +100,9 @@ pub(crate) async fn invoke(
         // thread just ran (or another executor's), and in this same poll
         // the re-run finds its pages in memory and commits without
         // waiting, before any other task here reads the key again.
+        let fresh = attempts > 1;
         let (back, global, output) =
-            run_attempt(engine, f, &input, txn, &mut log, fixed, instances).await;
+            run_attempt(engine, f, &input, txn, &mut log, fixed, instances, fresh).await;
         txn = back;
         let output = match output {
             Ok(output) => output,
@@ -186,7 +187,9 @@ type GlobalAttempt = Option<Box<crate::global::Attempt>>;
 
 /// Steps 4–7 of the lifecycle: one attempt of the transaction. The store
 /// owns `txn` (and a global function's attempt) while the guest runs; they
-/// come back with the outcome.
+/// come back with the outcome. `fresh`: a re-run, whose global reads skip
+/// the local tier (`global::Attempt`).
+#[allow(clippy::too_many_arguments)]
 async fn run_attempt(
     engine: &Engine,
     f: &Arc<Function>,
@@ -195,6 +198,7 @@ async fn run_attempt(
     log: &mut LogBudget,
     fixed: Option<crate::wasip1::Fixed>,
     instances: &AtomicU64,
+    fresh: bool,
 ) -> (OwnedTx, GlobalAttempt, Result<Vec<u8>, Failed>) {
     let (pre, pre_suspending) = match &f.code {
         Code::Module {
@@ -225,7 +229,7 @@ async fn run_attempt(
     }
     if f.config.is_global() {
         let deadline = Instant::now() + f.config.deadline;
-        let attempt = crate::global::Attempt::new(f.cluster.clone(), deadline);
+        let attempt = crate::global::Attempt::new(f.cluster.clone(), deadline, fresh);
         store.data_mut().global = Some(Box::new(attempt));
     }
     // On an executor the guest runs on a fiber and yields at every epoch

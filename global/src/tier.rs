@@ -4,7 +4,8 @@
 //! the commit script refuses it and the invocation re-runs with the key
 //! fetched again. Staleness costs a re-run, never a wrong commit.
 //!
-//! Copies enter when read from Redis and when this node commits a write;
+//! Copies enter when read from Redis (not when this node writes: see
+//! `Cluster::commit`);
 //! they leave when a commit finds them stale, when a keyspace
 //! notification says the key was written (`invalidate.rs`), and all at
 //! once when notifications may have been missed. The map is bounded: at
