@@ -7,7 +7,6 @@
 use crate::env::{self, Result};
 use crate::query::MAX_SCAN_LIMIT;
 use crate::show;
-use rime_faas::Grant;
 use std::io::{BufRead, Write};
 use std::time::Duration;
 
@@ -131,19 +130,22 @@ impl Client {
         &self,
         name: &str,
         wasm: &[u8],
-        grants: &[Grant],
-        memory_bytes: Option<u64>,
-        deadline: Option<Duration>,
+        a: &crate::cmd::DeployArgs,
         settings: &[rime_faas::Setting],
     ) -> Result<show::Function> {
-        let mut q: Vec<String> = (grants.iter())
+        let mut q: Vec<String> = (a.grants.iter())
             .map(|g| {
                 let mode = if g.writable { ":rw" } else { "" };
                 format!("grant={}{mode}", encode(g.namespace.as_bytes()))
             })
             .collect();
-        q.extend(memory_bytes.map(|m| format!("memory={m}B")));
-        q.extend(deadline.map(|d| format!("deadline={}us", d.as_micros())));
+        q.extend(a.memory.map(|m| format!("memory={m}B")));
+        q.extend(a.deadline.map(|d| format!("deadline={}us", d.as_micros())));
+        q.extend(
+            a.global
+                .iter()
+                .map(|ns| format!("global={}", encode(ns.as_bytes()))),
+        );
         for s in settings {
             let field = if s.secret { "secret" } else { "env" };
             let mut entry = s.key.as_bytes().to_vec();

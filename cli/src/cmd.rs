@@ -40,6 +40,11 @@ pub struct DeployArgs {
     /// A secret entry, read from FILE; never shown (`KEY=<secret>`).
     #[arg(long = "secret", value_name = "KEY=@FILE")]
     pub(crate) secrets: Vec<String>,
+    /// Declares namespace NS (the function's own or a grant) global: kept
+    /// in the Redis Cluster of `rime serve --global` (docs/global.md). All
+    /// of a function's namespaces are global, or none.
+    #[arg(long = "global", value_name = "NS")]
+    pub(crate) global: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -120,6 +125,9 @@ pub fn deploy(a: &DeployArgs, s: &Settings) -> Result<()> {
     }
     for setting in settings(a)? {
         cfg = cfg.setting(setting);
+    }
+    for ns in &a.global {
+        cfg = cfg.global(ns.clone());
     }
     let rt = env::open_all(&s.data, s.one_shot_db_options())?;
     let info = rt

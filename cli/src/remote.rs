@@ -12,7 +12,7 @@ use crate::show;
 pub fn deploy(c: &Client, a: &DeployArgs) -> Result<()> {
     let wasm = std::fs::read(&a.file).map_err(|e| format!("reading {}: {e}", a.file.display()))?;
     let settings = cmd::settings(a)?;
-    let f = c.deploy(&a.name, &wasm, &a.grants, a.memory, a.deadline, &settings)?;
+    let f = c.deploy(&a.name, &wasm, a, &settings)?;
     println!("{}", show::deployed(&f));
     Ok(())
 }

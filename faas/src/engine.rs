@@ -35,6 +35,9 @@ pub struct RuntimeConfig {
     pub max_wasm_stack: usize,
     /// Receives every guest log line (besides `tracing`); `None`: none.
     pub log_sink: Option<crate::LogSink>,
+    /// The global store of global namespaces (`docs/global.md`); `None`:
+    /// invocations of a global function fail with `GlobalUnavailable`.
+    pub global: Option<std::sync::Arc<rime_global::Cluster>>,
 }
 
 impl Default for RuntimeConfig {
@@ -47,6 +50,7 @@ impl Default for RuntimeConfig {
             workers: 0,
             max_wasm_stack: 512 << 10,
             log_sink: None,
+            global: None,
         }
     }
 }
@@ -76,6 +80,11 @@ impl RuntimeConfig {
     /// after this runtime opens with it: all of them).
     pub fn log_sink(mut self, sink: crate::LogSink) -> Self {
         self.log_sink = Some(sink);
+        self
+    }
+    /// Serves global namespaces from `cluster` (`docs/global.md`).
+    pub fn global(mut self, cluster: std::sync::Arc<rime_global::Cluster>) -> Self {
+        self.global = Some(cluster);
         self
     }
 }

@@ -67,6 +67,12 @@ pub enum DeployError {
     /// handler export of the world's type.
     #[error("component does not fit Rime's world rime:faaslet/faaslet: {0}")]
     Component(String),
+    /// Global namespaces (`docs/global.md`) declared wrongly: a name that
+    /// is neither the function's own namespace nor a grant, some of the
+    /// function's namespaces global and others local, a namespace another
+    /// deployed function uses the other way, or a component.
+    #[error("global namespaces: {0}")]
+    BadGlobal(String),
     #[error("storage: {0}")]
     Storage(#[from] TxError),
 }
@@ -147,6 +153,20 @@ pub enum InvokeError {
     /// function called with an HTTP request. Nothing ran.
     #[error("{0}")]
     WrongTrigger(String),
+    /// A global namespace's store (`docs/global.md`) could not be reached
+    /// or did not answer in time, or this node has none configured:
+    /// nothing was committed. Try again (HTTP 503).
+    #[error("global namespace unavailable: {0}")]
+    GlobalUnavailable(String),
+    /// The global commit was sent and its answer lost: it may or may not
+    /// have been applied (never acknowledged as committed).
+    #[error("global commit outcome unknown: {0}")]
+    GlobalUnknown(String),
+    /// The invocation did what global namespaces do not support (yet): a
+    /// scan, or two global namespaces in one transaction. Nothing was
+    /// committed.
+    #[error("not supported on global namespaces: {0}")]
+    GlobalUnsupported(String),
 }
 
 impl From<TxError> for InvokeError {

@@ -104,13 +104,34 @@ pub(crate) async fn invoke(
         // thread just ran (or another executor's), and in this same poll
         // the re-run finds its pages in memory and commits without
         // waiting, before any other task here reads the key again.
-        let (back, output) = run_attempt(engine, f, &input, txn, &mut log, fixed, instances).await;
+        let fresh = attempts > 1;
+        let (back, global, output) =
+            run_attempt(engine, f, &input, txn, &mut log, fixed, instances, fresh).await;
         txn = back;
         let output = match output {
             Ok(output) => output,
             Err(Failed::Tx(e)) => return Err(e.into()),
             Err(Failed::Final(e)) => return Err(e),
         };
+        // 8. Commit of a global function: its namespaces are all global
+        // (its local transaction is empty), so the attempt commits in its
+        // global store (`crate::global`, `docs/global.md`).
+        if let Some(global) = global {
+            if gate.is_some_and(|g| !g.begin_commit()) {
+                return Err(InvokeError::Cancelled);
+            }
+            if !global.commit()? {
+                // 9. Conflict, after a random pause (`global::backoff`).
+                crate::global::backoff(attempts);
+                continue;
+            }
+            return Ok(Invocation {
+                output,
+                retries: attempts - 1,
+                duration: start.elapsed(),
+                logs: log.kept,
+            });
+        }
         // 8. Commit. On an executor, first load the pages it latches
         // (`OwnedTx::commit_misses`), then commit in the same poll; if
         // they keep being evicted before the task runs again, commit
@@ -185,8 +206,14 @@ impl Drop for Alive<'_> {
     }
 }
 
+/// A global function's attempt (`crate::global`), to commit.
+type GlobalAttempt = Option<Box<crate::global::Attempt>>;
+
 /// Steps 4–7 of the lifecycle: one attempt of the transaction. The store
-/// owns `txn` while the guest runs; it comes back with the outcome.
+/// owns `txn` (and a global function's attempt) while the guest runs; they
+/// come back with the outcome. `fresh`: a re-run, whose global reads skip
+/// the local tier (`global::Attempt`).
+#[allow(clippy::too_many_arguments)]
 async fn run_attempt(
     engine: &Engine,
     f: &Arc<Function>,
@@ -195,7 +222,8 @@ async fn run_attempt(
     log: &mut LogBudget,
     fixed: Option<crate::wasip1::Fixed>,
     instances: &AtomicU64,
-) -> (OwnedTx, Result<Vec<u8>, Failed>) {
+    fresh: bool,
+) -> (OwnedTx, GlobalAttempt, Result<Vec<u8>, Failed>) {
     let (pre, pre_suspending, exports) = match &f.code {
         Code::Module {
             pre,
@@ -206,7 +234,9 @@ async fn run_attempt(
         // A component runs on its caller's thread (docs/components.md).
         Code::Component(c) => {
             let fixed = fixed.unwrap_or_else(crate::wasip1::Fixed::sample);
-            return crate::component::run_attempt(engine, f, c, input, txn, log, fixed, instances);
+            let (txn, r) =
+                crate::component::run_attempt(engine, f, c, input, txn, log, fixed, instances);
+            return (txn, None, r);
         }
     };
     // Declared before the store, so that on every path it is dropped after
@@ -223,6 +253,11 @@ async fn run_attempt(
     store.limiter(|s| &mut s.limiter);
     if let Some(fixed) = fixed {
         store.data_mut().wasi = crate::wasip1::Wasi::new(fixed);
+    }
+    if f.config.is_global() {
+        let deadline = Instant::now() + f.config.deadline;
+        let attempt = crate::global::Attempt::new(f.cluster.clone(), deadline, fresh);
+        store.data_mut().global = Some(Box::new(attempt));
     }
     // On an executor the guest runs on a fiber and yields at every epoch
     // tick, so others on its executor run; past its deadline it traps
@@ -302,7 +337,7 @@ async fn run_attempt(
     // What a WASI guest wrote to stdout/stderr and did not log yet.
     state.wasi.finish(&mut state.log, &state.function);
     *log = state.log;
-    (state.txn, r)
+    (state.txn, state.global, r)
 }
 
 /// Epoch ticks for a deadline: rounded up, plus one because the current
@@ -354,6 +389,15 @@ fn outcome(
             }))
         }
         Err(e) => {
+            // A global store's error inside a host call ends the invocation.
+            if let Some(ge) = store
+                .data_mut()
+                .global
+                .as_mut()
+                .and_then(|g| g.error.take())
+            {
+                return Err(Failed::Final(ge));
+            }
             // A storage error inside a host call goes to the Db.
             if let Some(txe) = store.data_mut().tx_error.take() {
                 return Err(Failed::Tx(txe));

@@ -14,6 +14,8 @@
 //! * `guest_log`: guest log lines and the sink that receives them.
 //! * `limits`: the ABI's limits and the per-instance `ResourceLimiter`.
 //! * `wasip1`: WASI preview 1 for `wasm32-wasip1` modules, beside `rime`.
+//! * `global`: an attempt on global namespaces, committed in the node's
+//!   Redis Cluster (`docs/global.md`).
 #![deny(unsafe_code)]
 
 mod abi;
@@ -23,6 +25,7 @@ mod component;
 mod engine;
 mod error;
 mod exec;
+mod global;
 mod guest_log;
 mod invoke;
 pub mod limits;
@@ -99,6 +102,9 @@ struct Inner {
     /// Host calls that wait / that suspend (`abi::HostCalls`).
     linker: Linker<abi::HostState>,
     linker_suspending: Linker<abi::HostState>,
+    /// Host calls of global functions (`abi::linker_global`).
+    linker_global: Linker<abi::HostState>,
+    linker_global_suspending: Linker<abi::HostState>,
     /// Host calls of components (`component`).
     component_linker: wasmtime::component::Linker<component::ComponentState>,
     cache: cache::ModuleCache,
@@ -133,6 +139,11 @@ impl Runtime {
             |calls| abi::linker(&engine, calls).map_err(|e| OpenError::Engine(format!("{e:#}")));
         let linker = link(abi::HostCalls::Waiting)?;
         let linker_suspending = link(abi::HostCalls::Suspending)?;
+        let link_global = |calls| {
+            abi::linker_global(&engine, calls).map_err(|e| OpenError::Engine(format!("{e:#}")))
+        };
+        let linker_global = link_global(abi::HostCalls::Waiting)?;
+        let linker_global_suspending = link_global(abi::HostCalls::Suspending)?;
         let component_linker =
             component::linker(&engine).map_err(|e| OpenError::Engine(format!("{e:#}")))?;
         let cache =
@@ -149,6 +160,8 @@ impl Runtime {
             engine,
             linker,
             linker_suspending,
+            linker_global,
+            linker_global_suspending,
             component_linker,
             cache,
             registry,
@@ -202,7 +215,8 @@ impl Runtime {
         let _g = i.deploy_lock.lock().unwrap_or_else(|p| p.into_inner());
         // Compile and check before storing anything: a bad module changes nothing.
         checks::check_magic(wasm)?;
-        let code = i.compile(wasm)?;
+        i.check_global_use(name, &config)?;
+        let code = i.compile(wasm, config.is_global())?;
         if let registry::Code::Module { pre, .. } = &code {
             checks::check_memory(pre.module(), config.memory_bytes)?;
         }
@@ -485,14 +499,19 @@ impl Inner {
         config: FunctionConfig,
         generation: u64,
     ) -> Result<Function, DeployError> {
-        let code = self.compile(wasm)?;
+        let code = self.compile(wasm, config.is_global())?;
         self.function(name, wasm, code, config, generation)
     }
 
     /// Compiles and links `wasm`: a component (`component`), or a module
-    /// of host ABI v1.
-    fn compile(&self, wasm: &[u8]) -> Result<registry::Code, DeployError> {
+    /// of host ABI v1 (`global`: with the host calls of a global function).
+    fn compile(&self, wasm: &[u8], global: bool) -> Result<registry::Code, DeployError> {
         if component::is_component(wasm) {
+            if global {
+                return Err(DeployError::BadGlobal(
+                    "a component cannot use global namespaces yet (modules only)".into(),
+                ));
+            }
             let compiled = self.cache.load(wasm)?;
             let c = component::link(&self.engine, &self.component_linker, compiled)?;
             return Ok(registry::Code::Component(c));
@@ -506,12 +525,44 @@ impl Inner {
         };
         let exports = registry::Exports::of(&module)
             .ok_or_else(|| DeployError::Abi("the module lost its exports".into()))?;
+        let (waiting, suspending) = match global {
+            true => (&self.linker_global, &self.linker_global_suspending),
+            false => (&self.linker, &self.linker_suspending),
+        };
         Ok(registry::Code::Module {
-            pre: link(&self.linker)?,
-            pre_suspending: link(&self.linker_suspending)?,
+            pre: link(waiting)?,
+            pre_suspending: link(suspending)?,
             wasi,
             exports,
         })
+    }
+
+    /// A namespace is global for every function that names it or for
+    /// none: `name` deployed with `cfg` must not name as local a namespace
+    /// another deployed function has global, nor the other way round.
+    fn check_global_use(&self, name: &str, cfg: &FunctionConfig) -> Result<(), DeployError> {
+        let names = |n: &str, c: &FunctionConfig| -> Vec<String> {
+            let mut v = vec![n.to_string()];
+            v.extend(c.grants.iter().map(|g| g.namespace.clone()));
+            v
+        };
+        let mine = names(name, cfg);
+        let functions = self.functions.read().unwrap_or_else(|p| p.into_inner());
+        for (other, f) in functions.iter().filter(|(n, _)| *n != name) {
+            if let Some(ns) = names(other, &f.config)
+                .into_iter()
+                .find(|ns| mine.contains(ns) && cfg.is_global() != f.config.is_global())
+            {
+                let (g, l) = match cfg.is_global() {
+                    true => (name, other.as_str()),
+                    false => (other.as_str(), name),
+                };
+                return Err(DeployError::BadGlobal(format!(
+                    "namespace {ns:?} would be global for {g:?} and local for {l:?}"
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Runs `f` on `input` on the calling thread (`Runtime::invoke`), and
@@ -562,6 +613,10 @@ impl Inner {
             grants,
             code,
             log_sink: self.cfg.log_sink.clone(),
+            cluster: config
+                .is_global()
+                .then(|| self.cfg.global.clone())
+                .flatten(),
             info: FunctionInfo {
                 name: name.to_string(),
                 config: config.clone(),

@@ -8,6 +8,7 @@
 //! | `m/<name>` | meta: format, generation, memory limit, deadline, module length, SHA-256 |
 //! | `g/<name>/<grant>` | `1` writable, `0` read-only |
 //! | `c/<name>/<key>` | a configuration entry: `0` plain or `1` secret, then the value |
+//! | `x/<name>/<namespace>` | empty: `namespace` is global for `name` (`docs/global.md`) |
 //! | `w/<name>/<generation u64 BE>/<chunk u32 BE>` | module bytes, in chunks of at most `rime_storage::MAX_VALUE_LEN` |
 //!
 //! A (re)deploy writes all of it in one transaction and deletes the
@@ -71,6 +72,10 @@ pub struct FunctionConfig {
     pub deadline: Duration,
     /// Configuration entries the guest reads with `config_get`.
     pub settings: Vec<Setting>,
+    /// Namespaces (the own one, grants) whose authoritative copy is in the
+    /// node's global store (`docs/global.md`): all of the function's, or
+    /// none.
+    pub global: Vec<String>,
 }
 
 impl Default for FunctionConfig {
@@ -80,6 +85,7 @@ impl Default for FunctionConfig {
             memory_bytes: DEFAULT_MEMORY_BYTES,
             deadline: DEFAULT_DEADLINE,
             settings: Vec::new(),
+            global: Vec::new(),
         }
     }
 }
@@ -100,6 +106,15 @@ impl FunctionConfig {
     pub fn setting(mut self, s: Setting) -> Self {
         self.settings.push(s);
         self
+    }
+    /// Declares namespace `ns` (the own one or a grant) global.
+    pub fn global(mut self, ns: impl Into<String>) -> Self {
+        self.global.push(ns.into());
+        self
+    }
+    /// Whether the function's namespaces are global (all of them).
+    pub fn is_global(&self) -> bool {
+        !self.global.is_empty()
     }
     /// The value of configuration entry `key`.
     pub fn setting_value(&self, key: &[u8]) -> Option<&[u8]> {
@@ -138,6 +153,9 @@ pub(crate) struct Function {
     pub code: Code,
     /// Where the guest's log lines go besides `tracing`.
     pub log_sink: Option<crate::LogSink>,
+    /// The node's global store, for a global function
+    /// (`FunctionConfig::global`); `None` also when the node has none.
+    pub cluster: Option<std::sync::Arc<rime_global::Cluster>>,
     pub info: FunctionInfo,
 }
 
@@ -215,7 +233,37 @@ pub(crate) fn check_config(
     if cfg.deadline.is_zero() || cfg.deadline > MAX_DEADLINE {
         return Err(DeployError::BadDeadline { max: MAX_DEADLINE });
     }
-    settings::check(&cfg.settings)
+    settings::check(&cfg.settings)?;
+    check_global(name, cfg)
+}
+
+/// A function's namespaces are all global or all local: an invocation is
+/// one transaction, committed in one place (`docs/global.md`).
+fn check_global(name: &str, cfg: &FunctionConfig) -> Result<(), DeployError> {
+    if cfg.global.is_empty() {
+        return Ok(());
+    }
+    let mut all: Vec<&str> = vec![name];
+    all.extend(cfg.grants.iter().map(|g| g.namespace.as_str()));
+    for (i, g) in cfg.global.iter().enumerate() {
+        if !all.contains(&g.as_str()) {
+            return Err(DeployError::BadGlobal(format!(
+                "{g:?} is neither the function's own namespace nor one of its grants"
+            )));
+        }
+        if cfg.global[..i].contains(g) {
+            return Err(DeployError::BadGlobal(format!("{g:?} declared twice")));
+        }
+    }
+    if let Some(local) = all.iter().find(|n| !cfg.global.iter().any(|g| g == *n)) {
+        return Err(DeployError::BadGlobal(format!(
+            "{local:?} would stay local while {:?} is global: an invocation commits in one \
+             place, so declare all of the function's namespaces global (its own, {name:?}, \
+             included) or none",
+            cfg.global[0]
+        )));
+    }
+    Ok(())
 }
 
 /// Resolves (creating if needed) the trees of `name`'s namespaces.
@@ -247,6 +295,9 @@ fn grant_prefix(name: &str) -> Vec<u8> {
 }
 fn setting_prefix(name: &str) -> Vec<u8> {
     format!("c/{name}/").into_bytes()
+}
+fn global_prefix(name: &str) -> Vec<u8> {
+    format!("x/{name}/").into_bytes()
 }
 /// Every generation's chunks of `name`.
 fn chunks_prefix(name: &str) -> Vec<u8> {
@@ -333,7 +384,11 @@ fn keys_with_prefix(tx: &mut Tx<'_>, tree: TreeId, prefix: &[u8]) -> Result<Vec<
 fn remove(tx: &mut Tx<'_>, reg: TreeId, name: &str) -> Result<Option<u64>, TxError> {
     let meta = tx.get(reg, &meta_key(name), Meta::decode)?;
     let mut generation = meta.flatten().map(|m| m.generation);
-    for prefix in [grant_prefix(name), setting_prefix(name)] {
+    for prefix in [
+        grant_prefix(name),
+        setting_prefix(name),
+        global_prefix(name),
+    ] {
         for (k, _) in keys_with_prefix(tx, reg, &prefix)? {
             tx.delete(reg, &k)?;
         }
@@ -379,6 +434,11 @@ pub(crate) fn store(
             let mut k = setting_prefix(name);
             k.extend_from_slice(s.key.as_bytes());
             tx.put(reg, &k, &s.encode_value())?;
+        }
+        for g in &cfg.global {
+            let mut k = global_prefix(name);
+            k.extend_from_slice(g.as_bytes());
+            tx.put(reg, &k, &[])?;
         }
         let prefix = chunk_prefix(name, generation);
         for (i, chunk) in wasm.chunks(rime_storage::MAX_VALUE_LEN).enumerate() {
@@ -443,24 +503,37 @@ pub(crate) fn load_all(db: &Db, reg: TreeId) -> Result<Vec<Result<Stored, Unload
                 let key = String::from_utf8_lossy(&sk[sp.len()..]).into_owned();
                 settings.push(Setting::decode(key, &sv));
             }
+            let xp = global_prefix(&name);
+            let global = keys_with_prefix(tx, reg, &xp)?
+                .into_iter()
+                .map(|(k, _)| String::from_utf8_lossy(&k[xp.len()..]).into_owned())
+                .collect::<Vec<_>>();
             let mut wasm = Vec::with_capacity(meta.module_len as usize);
             for (_, chunk) in keys_with_prefix(tx, reg, &chunk_prefix(&name, meta.generation))? {
                 wasm.extend_from_slice(&chunk);
             }
-            out.push(Ok((name, meta, grants, settings, wasm)));
+            out.push(Ok((name, meta, grants, settings, global, wasm)));
         }
         Ok(out)
     })?;
     Ok(all.into_iter().map(check_stored).collect())
 }
 
-/// Name, meta, grants, configuration entries (`None`: damaged), module.
-type Loaded = (String, Meta, Vec<Grant>, Vec<Option<Setting>>, Vec<u8>);
+/// Name, meta, grants, configuration entries (`None`: damaged), global
+/// namespaces, module.
+type Loaded = (
+    String,
+    Meta,
+    Vec<Grant>,
+    Vec<Option<Setting>>,
+    Vec<String>,
+    Vec<u8>,
+);
 
 /// A loaded entry whose module matches its recorded length and hash.
 fn check_stored(entry: Result<Loaded, String>) -> Result<Stored, Unloadable> {
     use sha2::Digest;
-    let (name, meta, grants, settings, wasm) = entry.map_err(|name| Unloadable {
+    let (name, meta, grants, settings, global, wasm) = entry.map_err(|name| Unloadable {
         name,
         reason: "its registry entry is corrupt".into(),
     })?;
@@ -483,6 +556,7 @@ fn check_stored(entry: Result<Loaded, String>) -> Result<Stored, Unloadable> {
             memory_bytes: meta.memory_bytes,
             deadline: meta.deadline,
             settings,
+            global,
         },
         wasm,
         generation: meta.generation,

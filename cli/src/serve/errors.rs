@@ -156,6 +156,13 @@ pub(super) fn invoke_error(e: &InvokeError) -> ApiError {
         InvokeError::Conflict { .. } => (StatusCode::CONFLICT, "conflict"),
         InvokeError::WrongTrigger(_) => (StatusCode::BAD_REQUEST, "wrong_trigger"),
         InvokeError::Overloaded(_) => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
+        InvokeError::GlobalUnavailable(_) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "global_unavailable")
+        }
+        InvokeError::GlobalUnknown(_) => (StatusCode::SERVICE_UNAVAILABLE, "global_unknown"),
+        InvokeError::GlobalUnsupported(_) => {
+            (StatusCode::UNPROCESSABLE_ENTITY, "global_unsupported")
+        }
         InvokeError::Storage(TxError::Db(DbError::Poisoned(cause))) => return poisoned(cause),
         InvokeError::Storage(_) => (StatusCode::INTERNAL_SERVER_ERROR, "storage"),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),

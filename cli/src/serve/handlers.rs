@@ -30,6 +30,7 @@ fn info_json(f: &FunctionInfo) -> serde_json::Value {
         })).collect::<Vec<_>>(),
         // Secrets show as KEY=<secret>.
         "config": f.config.settings.iter().map(|s| s.shown()).collect::<Vec<_>>(),
+        "global": f.config.global,
     })
 }
 
@@ -61,7 +62,7 @@ fn deploy_refusal(e: rime_faas::DeployError, headers: &HeaderMap) -> ApiError {
     err
 }
 
-/// `POST /functions/{name}?grant=&memory=&deadline=&env=&secret=`: the
+/// `POST /functions/{name}?grant=&memory=&deadline=&env=&secret=&global=`: the
 /// body is the module.
 pub(super) async fn deploy(
     State(app): State<Shared>,
@@ -80,9 +81,10 @@ pub(super) async fn deploy(
             "deadline" => cfg.deadline(env::parse_duration(&v).map_err(ApiError::bad_request)?),
             "env" => cfg.setting(env::parse_setting(&v, false).map_err(ApiError::bad_request)?),
             "secret" => cfg.setting(env::parse_setting(&v, true).map_err(ApiError::bad_request)?),
+            "global" => cfg.global(v),
             _ => {
                 return Err(ApiError::bad_request(format!(
-                    "unknown parameter {k:?} (grant, memory, deadline, env, secret)"
+                    "unknown parameter {k:?} (grant, memory, deadline, env, secret, global)"
                 )));
             }
         };

@@ -112,6 +112,15 @@ pub struct Args {
     /// for this long is closed.
     #[arg(long, default_value = "60s", value_parser = env::parse_timeout)]
     idle_timeout: Duration,
+    /// The Redis Cluster of global namespaces (docs/global.md): seed nodes
+    /// `redis://HOST:PORT[,redis://HOST:PORT...]`. Without it, invoking a
+    /// function deployed with `--global` answers 503.
+    #[arg(long, value_name = "URLS", value_delimiter = ',')]
+    global: Vec<String>,
+    /// Longest wait for one call to the global store (below each
+    /// function's own deadline).
+    #[arg(long, default_value = "2s", value_parser = env::parse_timeout)]
+    global_timeout: Duration,
 }
 
 /// What the handlers share.
@@ -268,6 +277,15 @@ pub fn run(a: &Args, s: &Settings) -> Result<()> {
     let cfg = RuntimeConfig::default()
         .workers(a.executors)
         .max_admitted(a.max_concurrent.max(1));
+    let cfg = match a.global.is_empty() {
+        true => cfg,
+        false => {
+            let g = rime_global::GlobalConfig::new(a.global.iter().cloned())
+                .op_timeout(a.global_timeout);
+            let cluster = rime_global::Cluster::new(g).map_err(|e| format!("--global: {e}"))?;
+            cfg.global(Arc::new(cluster))
+        }
+    };
     let logs = Logs::new();
     let cfg = cfg.log_sink(logs.sink());
     let rt = env::open_runtime(&s.data, db, cfg)?;

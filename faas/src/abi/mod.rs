@@ -13,6 +13,7 @@
 //! runs the operation again from the start. Operations record nothing
 //! before their read succeeds, so a re-run is exact.
 
+mod global;
 mod memory;
 mod scan;
 mod state;
@@ -88,6 +89,8 @@ pub(crate) struct HostState {
     pub panic: Option<String>,
     /// WASI preview 1 (a WASI module's context); empty for ABI v1.
     pub wasi: crate::wasip1::Wasi,
+    /// A global function's attempt (`crate::global`); `None` otherwise.
+    pub global: Option<Box<crate::global::Attempt>>,
 }
 
 impl HostState {
@@ -121,6 +124,7 @@ impl HostState {
             log,
             panic: None,
             wasi: crate::wasip1::Wasi::default(),
+            global: None,
         }
     }
 
@@ -223,6 +227,19 @@ pub(crate) fn linker(
     let mut l = Linker::new(engine);
     state::define(&mut l, calls)?;
     scan::define(&mut l, calls)?;
+    crate::wasip1::add_to_linker(&mut l, calls)?;
+    Ok(l)
+}
+
+/// The linker of a global function (`crate::global`): the namespace calls
+/// go to its global store (`global.rs`), the rest are the local linker's.
+pub(crate) fn linker_global(
+    engine: &Engine,
+    calls: HostCalls,
+) -> Result<Linker<HostState>, wasmtime::Error> {
+    let mut l = Linker::new(engine);
+    state::define_common(&mut l)?;
+    global::define(&mut l)?;
     crate::wasip1::add_to_linker(&mut l, calls)?;
     Ok(l)
 }

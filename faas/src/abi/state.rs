@@ -15,13 +15,20 @@ use crate::limits::{
 use rime_abi::Level;
 use wasmtime::Linker;
 
-pub(super) fn define(l: &mut Linker<HostState>, calls: HostCalls) -> Result<(), wasmtime::Error> {
+/// The calls that do not touch a namespace's data: the same for local
+/// and global functions (`global.rs`).
+pub(super) fn define_common(l: &mut Linker<HostState>) -> Result<(), wasmtime::Error> {
     l.func_wrap(IMPORT_MODULE, "input", input)?;
     l.func_wrap(IMPORT_MODULE, "output", output)?;
     l.func_wrap(IMPORT_MODULE, "ns_open", ns_open)?;
-    l.func_wrap(IMPORT_MODULE, "put", put)?;
     l.func_wrap(IMPORT_MODULE, "log", log)?;
     l.func_wrap(IMPORT_MODULE, "config_get", config_get)?;
+    Ok(())
+}
+
+pub(super) fn define(l: &mut Linker<HostState>, calls: HostCalls) -> Result<(), wasmtime::Error> {
+    define_common(l)?;
+    l.func_wrap(IMPORT_MODULE, "put", put)?;
     // Those that read may suspend the invocation (see the module docs of
     // `abi`); `put` reads nothing but buffers, so it never waits.
     if calls == HostCalls::Suspending {
@@ -170,7 +177,7 @@ fn get(
 }
 
 /// Checks a write's handle, grant, key, value and write-set room.
-fn writable(
+pub(super) fn writable(
     st: &mut HostState,
     ns: i32,
     key: &[u8],

@@ -1,0 +1,197 @@
+//! Global namespaces (`docs/global.md`): one attempt's reads and writes of
+//! namespaces whose authoritative copy is in the node's Redis Cluster
+//! (`rime_global`), and their commit.
+//!
+//! A global function's namespaces are all global (checked at deploy), so
+//! its attempt touches no local tree: its host calls (`abi/global.rs`)
+//! read through an [`Attempt`], which records the version of every key it
+//! read and buffers every write, and step 8 of the invocation commits the
+//! attempt with one script on the namespace's slot instead of the local
+//! transaction. A conflict re-runs the invocation, as locally.
+
+use crate::error::InvokeError;
+use rime_global::{Cluster, Commit, GlobalError};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// What one attempt read (first read of each key, with its version) and
+/// wrote (last write of each key) in its one global namespace.
+pub(crate) struct Attempt {
+    cluster: Option<Arc<Cluster>>,
+    /// The attempt's wall-clock deadline: no call to the cluster waits
+    /// past it.
+    deadline: Instant,
+    /// The global namespace the attempt touched: one, so that its commit
+    /// is one script on one slot.
+    ns: Option<String>,
+    reads: HashMap<Vec<u8>, Seen>,
+    writes: BTreeMap<Vec<u8>, Option<Arc<[u8]>>>,
+    /// Read from the cluster, not the local tier: a re-run after a
+    /// conflict. (From the tier, a hot key's copy is often stale again
+    /// by then, refilled by another thread's slow fetch: writers of a hot
+    /// key gave up after 64 conflicts in the counter benchmark.)
+    fresh: bool,
+    /// The error that ended the attempt inside a host call.
+    pub error: Option<InvokeError>,
+}
+
+struct Seen {
+    version: u64,
+    value: Option<Arc<[u8]>>,
+    from_tier: bool,
+}
+
+impl Attempt {
+    pub(crate) fn new(cluster: Option<Arc<Cluster>>, deadline: Instant, fresh: bool) -> Attempt {
+        Attempt {
+            cluster,
+            deadline,
+            fresh,
+            ns: None,
+            reads: HashMap::new(),
+            writes: BTreeMap::new(),
+            error: None,
+        }
+    }
+
+    /// Enters namespace `ns`: the attempt's first, or the one it is in.
+    fn enter(&mut self, ns: &str) -> Result<Arc<Cluster>, InvokeError> {
+        let Some(cluster) = self.cluster.clone() else {
+            return Err(InvokeError::GlobalUnavailable(format!(
+                "namespace {ns:?} is global and this node has no global store \
+                 (start it with `rime serve --global redis://HOST:PORT`)"
+            )));
+        };
+        match &self.ns {
+            None => self.ns = Some(ns.to_string()),
+            Some(cur) if cur == ns => {}
+            Some(cur) => {
+                return Err(InvokeError::GlobalUnsupported(format!(
+                    "one invocation used global namespaces {cur:?} and {ns:?}: each lives \
+                     in its own Redis Cluster slot, and a commit is one script on one slot"
+                )));
+            }
+        }
+        Ok(cluster)
+    }
+
+    /// The value of `key` as this attempt sees it: its own write, else its
+    /// earlier read (reads repeat within an attempt), else the local tier
+    /// or the cluster (recorded with its version).
+    pub(crate) fn value(&mut self, ns: &str, key: &[u8]) -> Result<Option<Arc<[u8]>>, InvokeError> {
+        let cluster = self.enter(ns)?;
+        if let Some(w) = self.writes.get(key) {
+            return Ok(w.clone());
+        }
+        if let Some(s) = self.reads.get(key) {
+            return Ok(s.value.clone());
+        }
+        let r = match self.fresh {
+            true => cluster
+                .fetch(ns, key, self.deadline)
+                .map(|versioned| rime_global::Read {
+                    versioned,
+                    from_tier: false,
+                }),
+            false => cluster.read(ns, key, self.deadline),
+        }
+        .map_err(global_error)?;
+        let value = r.versioned.value.clone();
+        self.reads.insert(
+            key.to_vec(),
+            Seen {
+                version: r.versioned.version,
+                value: r.versioned.value,
+                from_tier: r.from_tier,
+            },
+        );
+        Ok(value)
+    }
+
+    /// Buffers a write of `key` (`None`: delete).
+    pub(crate) fn write(
+        &mut self,
+        ns: &str,
+        key: &[u8],
+        value: Option<&[u8]>,
+    ) -> Result<(), InvokeError> {
+        self.enter(ns)?;
+        self.writes.insert(key.to_vec(), value.map(Arc::from));
+        Ok(())
+    }
+
+    /// Remembers `e` as the attempt's end and returns the trap that
+    /// unwinds the guest (`invoke::outcome` reports `e`).
+    pub(crate) fn fail(&mut self, e: InvokeError) -> wasmtime::Error {
+        let msg = e.to_string();
+        self.error = Some(e);
+        wasmtime::Error::msg(msg)
+    }
+
+    /// Step 8 for a global attempt: whether it committed (`false`: a
+    /// conflict, re-run it). An attempt that read one key fresh from the
+    /// cluster and wrote nothing needs no commit: that read was the
+    /// cluster's state when it was made. Any other reads are validated
+    /// with the writes in one script; the commit may wait `op_timeout`
+    /// whatever is left of the attempt's deadline.
+    pub(crate) fn commit(self) -> Result<bool, InvokeError> {
+        let (Some(ns), Some(cluster)) = (&self.ns, &self.cluster) else {
+            return Ok(true);
+        };
+        if self.writes.is_empty()
+            && self.reads.len() == 1
+            && self.reads.values().all(|s| !s.from_tier)
+        {
+            return Ok(true);
+        }
+        let deadline = Instant::now() + cluster.config().op_timeout;
+        let reads: Vec<(&[u8], u64)> = self
+            .reads
+            .iter()
+            .map(|(k, s)| (&k[..], s.version))
+            .collect();
+        let writes: Vec<(&[u8], Option<&[u8]>)> = self
+            .writes
+            .iter()
+            .map(|(k, v)| (&k[..], v.as_deref()))
+            .collect();
+        match cluster.commit(ns, &reads, &writes, deadline) {
+            Ok(Commit::Committed { .. }) => Ok(true),
+            Ok(Commit::Conflict) => Ok(false),
+            Err(e) => Err(global_error(e)),
+        }
+    }
+}
+
+/// Waits before re-running an attempt whose global commit conflicted: a
+/// random time below `50 µs · 2^(attempts-1)`, at most 5 ms. Without it
+/// a writer of a hot key whose every attempt takes two round trips can
+/// lose 64 times in a row to one whose copy is in the tier (seen: the
+/// global counter benchmark, 4 threads on one key, `Conflict` after 64
+/// attempts). Redis-side there is no lock to wait on; spreading the
+/// re-runs is the contention manager. On an executor it does not sleep
+/// (that would stall every task of the thread past their deadlines): the
+/// executor's other tasks run between the attempts there anyway.
+pub(crate) fn backoff(attempts: u32) {
+    use std::hash::{BuildHasher, Hasher};
+    if crate::exec::io::on_executor() {
+        return;
+    }
+    let cap_us = (50u64 << attempts.saturating_sub(1).min(7)).min(5_000);
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    std::thread::sleep(std::time::Duration::from_micros(random % cap_us));
+}
+
+/// The invocation's error for a failed call to the global store.
+fn global_error(e: GlobalError) -> InvokeError {
+    match e {
+        GlobalError::Unknown(m) => InvokeError::GlobalUnknown(m),
+        GlobalError::Timeout => InvokeError::GlobalUnavailable(
+            "the global store did not answer before the deadline".into(),
+        ),
+        e => InvokeError::GlobalUnavailable(e.to_string()),
+    }
+}

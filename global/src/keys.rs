@@ -1,0 +1,88 @@
+//! Where a global namespace lives in the Redis Cluster.
+//!
+//! ```text
+//!   rime:{<ns>}:seq           string  the namespace's commit counter: one
+//!                                     INCR per commit that writes
+//!   rime:{<ns>}:done:<id>     string  the seq of commit <id>, for 10 min
+//!                                     (`script.rs`: a resent commit)
+//!   rime:{<ns>}:k:<key bytes> hash    v = the value's bytes
+//!                                     n = its version, decimal: the seq of
+//!                                         the commit that wrote it
+//!         ^^^^
+//!         hash tag: Redis Cluster hashes only the text between the first
+//!         `{` and the next `}`, so every key of a namespace is in one slot,
+//!         on one master, and one Lua script can read and write them all.
+//! ```
+//!
+//! A missing hash is an absent key, version 0. Versions come from the
+//! namespace's counter, which only grows, so a key deleted and written
+//! again never shows an old version with a new value: a stale copy (the
+//! local tier) always fails validation.
+
+use crate::GlobalError;
+
+const PREFIX: &[u8] = b"rime:{";
+const SEQ_SUFFIX: &[u8] = b"}:seq";
+const KEY_INFIX: &[u8] = b"}:k:";
+
+/// A namespace name usable as a hash tag: non-empty, no braces (Rime's
+/// names are `[a-z0-9_.-]`, so every valid name is).
+pub fn check_namespace(ns: &str) -> Result<(), GlobalError> {
+    if ns.is_empty() || ns.bytes().any(|b| b == b'{' || b == b'}') {
+        return Err(GlobalError::BadNamespace(ns.to_string()));
+    }
+    Ok(())
+}
+
+/// The key of namespace `ns`'s commit counter.
+pub fn seq_key(ns: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(PREFIX.len() + ns.len() + SEQ_SUFFIX.len());
+    k.extend_from_slice(PREFIX);
+    k.extend_from_slice(ns.as_bytes());
+    k.extend_from_slice(SEQ_SUFFIX);
+    k
+}
+
+/// The marker of commit `id` of namespace `ns` (`script.rs`).
+pub fn done_key(ns: &str, id: &str) -> Vec<u8> {
+    format!("rime:{{{ns}}}:done:{id}").into_bytes()
+}
+
+/// The hash holding `key` of namespace `ns`.
+pub fn value_key(ns: &str, key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(PREFIX.len() + ns.len() + KEY_INFIX.len() + key.len());
+    k.extend_from_slice(PREFIX);
+    k.extend_from_slice(ns.as_bytes());
+    k.extend_from_slice(KEY_INFIX);
+    k.extend_from_slice(key);
+    k
+}
+
+/// The namespace's Redis Cluster slot (CRC16 of the hash tag, mod 16384).
+pub fn slot(ns: &str) -> u16 {
+    redis::cluster_routing::get_slot(&seq_key(ns))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_of_a_namespace_is_in_its_slot() {
+        for ns in ["bank", "counter", "a.b-c_9"] {
+            let s = slot(ns);
+            assert_eq!(redis::cluster_routing::get_slot(&done_key(ns, "1-2")), s);
+            for key in [&b""[..], b"x", b"{other}", b"\xff\x00}"] {
+                assert_eq!(redis::cluster_routing::get_slot(&value_key(ns, key)), s);
+            }
+        }
+        assert_ne!(slot("bank"), slot("counter"));
+    }
+
+    #[test]
+    fn braces_are_refused_in_names() {
+        assert!(check_namespace("a{b").is_err());
+        assert!(check_namespace("").is_err());
+        assert!(check_namespace("ok").is_ok());
+    }
+}
