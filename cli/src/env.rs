@@ -87,8 +87,12 @@ pub fn open_runtime(dir: &Path, db: Arc<Db>, cfg: RuntimeConfig) -> Result<Runti
 /// Instance slots of the runtime of a one-shot command (deploy, invoke,
 /// ...): it runs one invocation, and every slot of the pooling allocator
 /// costs setup (guard pages, a fiber stack), which the default's
-/// thousands of slots made most of a command's time.
-pub const ONE_SHOT_INSTANCES: u32 = 4;
+/// thousands of slots made most of a command's time. A component takes
+/// one slot per core instance inside it: a Python one (componentize-py:
+/// CPython, its libc, the WASI adapter, shims) needs more than 4, and a
+/// command with 4 refused it as overloaded
+/// (`a_python_function_deploys_and_counts_through_the_binary`).
+pub const ONE_SHOT_INSTANCES: u32 = 16;
 
 /// The runtime configuration of a one-shot command.
 pub fn one_shot_runtime() -> RuntimeConfig {
