@@ -147,7 +147,9 @@ pub(crate) async fn invoke(
                     exec::io::quiescent().await;
                     break;
                 }
-                exec::io::load_all(&misses).await.map_err(InvokeError::from)?;
+                exec::io::load_all(&misses)
+                    .await
+                    .map_err(InvokeError::from)?;
             }
         }
         if gate.is_some_and(|g| !g.begin_commit()) {

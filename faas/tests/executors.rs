@@ -284,7 +284,12 @@ fn check_kv_scan(from: u32, limit: u32, out: &[u8]) {
         assert_eq!(&out[at + 2..at + 2 + klen], kv_key(i).as_bytes());
         at += 2 + klen;
         let vlen = u32::from_le_bytes(out[at..at + 4].try_into().unwrap()) as usize;
-        assert_eq!(&out[at + 4..at + 4 + vlen], &kv_value(i)[..], "{}", kv_key(i));
+        assert_eq!(
+            &out[at + 4..at + 4 + vlen],
+            &kv_value(i)[..],
+            "{}",
+            kv_key(i)
+        );
         at += 4 + vlen;
     }
 }
@@ -331,7 +336,10 @@ fn scans_and_writes_far_beyond_the_pool_never_block_an_executor_on_a_read() {
         after.blocking_misses - before.blocking_misses,
     );
     eprintln!("{calls} scans and puts: {misses} misses, {blocking} of them blocking");
-    assert!(misses > 1000, "the scans should have missed the pool: {misses}");
+    assert!(
+        misses > 1000,
+        "the scans should have missed the pool: {misses}"
+    );
     assert!(
         blocking * 100 <= misses,
         "the executors slept on {blocking} of {misses} misses"

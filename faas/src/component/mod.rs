@@ -195,7 +195,10 @@ impl WasiView for ComponentState {
 }
 
 /// Steps 4–7 of the lifecycle (`docs/faas.md`) for a component: one
-/// attempt of the invocation's transaction, on the caller's thread.
+/// attempt of the invocation's transaction, on the caller's thread. The
+/// same inputs as the module path's `invoke::run_attempt`, plus the
+/// component and the attempt's fixed clock and seed.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn run_attempt(
     engine: &Engine,
     f: &Arc<Function>,
