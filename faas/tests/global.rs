@@ -301,3 +301,252 @@ fn concurrent_reads_of_a_tier_copy_commit() {
         }
     });
 }
+
+fn node_with(cfg: GlobalConfig) -> Node {
+    let dir = TempDir::new().unwrap();
+    let cfg = runtime_config(dir.path())
+        .global(Arc::new(Cluster::new(cfg).unwrap()))
+        .workers(1);
+    let rt = Runtime::open(open_db(dir.path()), cfg).unwrap();
+    Node { rt, _dir: dir }
+}
+
+/// What one invocation during the failover test came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// Acknowledged: committed.
+    Ok,
+    /// Refused by the guest (an overdraft): nothing written.
+    Refused,
+    /// `GlobalUnavailable` or `Timeout`: nothing committed.
+    Failed,
+    /// `GlobalUnknown`: the commit may or may not have been applied.
+    Unknown,
+}
+
+fn outcome(what: &str, r: Result<rime_faas::Invocation, InvokeError>) -> Outcome {
+    match r {
+        Ok(_) => Outcome::Ok,
+        Err(InvokeError::Function { message, .. }) if message.starts_with("overdraft") => {
+            Outcome::Refused
+        }
+        Err(InvokeError::GlobalUnavailable(m)) => {
+            assert!(!m.is_empty());
+            Outcome::Failed
+        }
+        Err(InvokeError::Timeout(_)) => Outcome::Failed,
+        Err(InvokeError::GlobalUnknown(m)) => {
+            assert!(!m.is_empty());
+            Outcome::Unknown
+        }
+        Err(e) => panic!("{what}: not a clear global error: {e:?}"),
+    }
+}
+
+/// The issue's "stop one Redis master (with a replica) in the middle":
+/// 3 masters with a replica each; two nodes run bank transfers (two
+/// threads each) and increments of a counter (one thread each) in the
+/// namespace `bank`; after a second the master of `bank`'s slot is
+/// SIGKILLed. During the failover every invocation ends within its
+/// deadline (plus the commit's `op_timeout`) with `Ok` or a clear global
+/// error; after the replica's promotion they succeed again; and the
+/// invariants hold: the bank's total is exact, every acknowledged transfer
+/// is in the balances, and the counter is at least the acknowledged
+/// increments and at most those plus the ones of unknown outcome.
+#[test]
+fn a_master_killed_under_load_fails_over_with_clear_errors_and_loses_nothing_acknowledged() {
+    let Some(mut cluster) = RedisCluster::start_with_replicas(3, 1) else {
+        return;
+    };
+    const DEADLINE: Duration = Duration::from_millis(1000);
+    const OP_TIMEOUT: Duration = Duration::from_millis(500);
+    const ACCOUNTS: usize = 6;
+    const INITIAL: i64 = 100;
+    let nodes: Vec<Node> = (0..2)
+        .map(|_| node_with(GlobalConfig::new(cluster.urls()).op_timeout(OP_TIMEOUT)))
+        .collect();
+    for n in &nodes {
+        let bank = FunctionConfig::default().global("bank").deadline(DEADLINE);
+        n.rt.deploy("bank", &guest("bank"), bank).unwrap();
+        let hits = FunctionConfig::default()
+            .grant(Grant::write("bank"))
+            .global("hits")
+            .global("bank")
+            .deadline(DEADLINE);
+        n.rt.deploy("hits", &guest("counter"), hits).unwrap();
+    }
+    for a in 0..ACCOUNTS {
+        text(
+            nodes[0]
+                .rt
+                .invoke("bank", format!("open a{a} {INITIAL}").as_bytes()),
+        );
+    }
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    type Log = Vec<(Instant, Duration, Outcome, Option<(usize, usize, i64)>)>;
+    let (logs, killed_at, ok_at): (Vec<(&str, Log)>, Instant, Instant) = std::thread::scope(|s| {
+        let mut hs = Vec::new();
+        for (i, n) in nodes.iter().enumerate() {
+            for t in 0..3 {
+                let stop = &stop;
+                hs.push(s.spawn(move || {
+                    let kind = if t == 2 { "increment" } else { "transfer" };
+                    let mut log: Log = Vec::new();
+                    let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ (i * 3 + t) as u64;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        let from = (x % ACCOUNTS as u64) as usize;
+                        let to = (from + 1 + (x >> 8) as usize % (ACCOUNTS - 1)) % ACCOUNTS;
+                        let req = (from, to, 1 + (x >> 20) as i64 % 30);
+                        let start = Instant::now();
+                        let (o, req) = match kind {
+                            "increment" => (outcome(kind, n.rt.invoke("hits", b"bank:hits")), None),
+                            _ => {
+                                let input = format!("transfer a{} a{} {}", req.0, req.1, req.2);
+                                (
+                                    outcome(kind, n.rt.invoke("bank", input.as_bytes())),
+                                    Some(req),
+                                )
+                            }
+                        };
+                        log.push((start, start.elapsed(), o, req));
+                        if matches!(o, Outcome::Failed | Outcome::Unknown) {
+                            std::thread::sleep(Duration::from_millis(10));
+                        }
+                    }
+                    (kind, log)
+                }));
+            }
+        }
+        std::thread::sleep(Duration::from_secs(1));
+        let killed_at = Instant::now();
+        let killed = cluster.kill_master_of("bank");
+        let new = cluster.wait_for_failover("bank", killed, Duration::from_secs(30));
+        let ok_at = Instant::now();
+        eprintln!(
+            "master :{killed} of `bank` killed; :{new} promoted after {:?}",
+            ok_at - killed_at
+        );
+        std::thread::sleep(Duration::from_secs(2));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let logs = hs.into_iter().map(|h| h.join().unwrap()).collect();
+        (logs, killed_at, ok_at)
+    });
+
+    let count = |kind: &str, o: Outcome| -> usize {
+        logs.iter()
+            .filter(|(k, _)| *k == kind)
+            .flat_map(|(_, l)| l)
+            .filter(|e| e.2 == o)
+            .count()
+    };
+    for kind in ["transfer", "increment"] {
+        eprintln!(
+            "{kind}: {} ok, {} refused, {} failed, {} unknown",
+            count(kind, Outcome::Ok),
+            count(kind, Outcome::Refused),
+            count(kind, Outcome::Failed),
+            count(kind, Outcome::Unknown)
+        );
+    }
+    // Bounded: nothing waited past its deadline and the commit's own
+    // `op_timeout` (plus scheduling slack on a loaded debug build).
+    let longest = logs.iter().flat_map(|(_, l)| l).map(|e| e.1).max().unwrap();
+    assert!(
+        longest < DEADLINE + OP_TIMEOUT + Duration::from_millis(700),
+        "an invocation took {longest:?}"
+    );
+    // The failover was felt: invocations failed, clearly, while it ran...
+    let errors: Vec<_> = logs
+        .iter()
+        .flat_map(|(_, l)| l)
+        .filter(|e| matches!(e.2, Outcome::Failed | Outcome::Unknown))
+        .collect();
+    assert!(!errors.is_empty(), "no invocation noticed the failover");
+    // ... and only then: once the replica was promoted (and a second for
+    // the nodes' pooled connections to the dead master to be dropped),
+    // every thread's invocations succeed again.
+    for (kind, log) in &logs {
+        let after: Vec<_> = log
+            .iter()
+            .filter(|e| e.0 > ok_at + Duration::from_secs(1))
+            .collect();
+        assert!(
+            after.len() > 3,
+            "{kind}: {} invocations after the failover",
+            after.len()
+        );
+        let bad: Vec<_> = after
+            .iter()
+            .filter(|e| !matches!(e.2, Outcome::Ok | Outcome::Refused))
+            .collect();
+        assert!(bad.is_empty(), "{kind}: failed after the failover: {bad:?}");
+        assert!(log.iter().any(|e| e.0 < killed_at && e.2 == Outcome::Ok));
+    }
+    // The invariants, read from the new master.
+    let balances: Vec<i64> = (0..ACCOUNTS)
+        .map(|a| global_i64(&cluster, "bank", format!("acct/a{a}").as_bytes()))
+        .collect();
+    assert_eq!(
+        balances.iter().sum::<i64>(),
+        ACCOUNTS as i64 * INITIAL,
+        "{balances:?}"
+    );
+    for n in &nodes {
+        let seen: Vec<i64> = (0..ACCOUNTS)
+            .map(|a| {
+                text(n.rt.invoke("bank", format!("balance a{a}").as_bytes()))
+                    .parse()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(seen, balances, "every node sees the cluster's balances");
+    }
+    // Every acknowledged transfer is in the balances: they are the
+    // acknowledged ones plus some of those of unknown outcome.
+    let transfers = |o: Outcome| -> Vec<(usize, usize, i64)> {
+        logs.iter()
+            .flat_map(|(_, l)| l)
+            .filter(|e| e.2 == o)
+            .filter_map(|e| e.3)
+            .collect()
+    };
+    let mut model = [INITIAL; ACCOUNTS];
+    for (f, t, amt) in transfers(Outcome::Ok) {
+        model[f] -= amt;
+        model[t] += amt;
+    }
+    let unknown = transfers(Outcome::Unknown);
+    assert!(
+        unknown.len() <= 16,
+        "{} transfers of unknown outcome",
+        unknown.len()
+    );
+    let explained = (0u32..1 << unknown.len()).any(|applied| {
+        let mut m = model;
+        for (i, &(f, t, amt)) in unknown.iter().enumerate() {
+            if applied & (1 << i) != 0 {
+                m[f] -= amt;
+                m[t] += amt;
+            }
+        }
+        m[..] == balances[..]
+    });
+    assert!(
+        explained,
+        "balances {balances:?} are not the acknowledged transfers ({model:?}) plus some of \
+         the {} of unknown outcome: an acknowledged transfer was lost",
+        unknown.len()
+    );
+    let hits = global_i64(&cluster, "bank", b"hits");
+    let (acked, unknown) = (
+        count("increment", Outcome::Ok),
+        count("increment", Outcome::Unknown),
+    );
+    assert!(
+        hits >= acked as i64 && hits <= (acked + unknown) as i64,
+        "counter {hits}: {acked} increments acknowledged, {unknown} of unknown outcome"
+    );
+}
