@@ -550,3 +550,52 @@ fn a_master_killed_under_load_fails_over_with_clear_errors_and_loses_nothing_ack
         "counter {hits}: {acked} increments acknowledged, {unknown} of unknown outcome"
     );
 }
+/// The window of asynchronous replication, opened on purpose: the replica
+/// of `bank`'s master is stopped (SIGSTOP) and its link closed, one
+/// increment runs, the master is SIGKILLed and the replica resumed, and
+/// the replica is promoted. An increment acknowledged in that window would
+/// be lost; the commit waits for the replica instead (`WAIT`), so it is
+/// reported `GlobalUnknown`, and the counter after the failover holds
+/// every acknowledged increment.
+#[test]
+fn a_commit_the_replica_never_got_is_not_acknowledged() {
+    let Some(mut cluster) = RedisCluster::start_with_replicas(3, 1) else {
+        return;
+    };
+    let n = node_with(GlobalConfig::new(cluster.urls()).op_timeout(Duration::from_millis(300)));
+    let hits = FunctionConfig::default()
+        .grant(Grant::write("bank"))
+        .global("hits")
+        .global("bank")
+        .deadline(Duration::from_millis(300));
+    n.rt.deploy("hits", &guest("counter"), hits).unwrap();
+    assert_eq!(text(n.rt.invoke("hits", b"bank:hits")), "1");
+    let master = cluster.master_of("bank");
+    let replica = cluster.replica_of(master);
+    // Well inside the node timeout (1 s), so that the stopped replica is
+    // not marked failed and stays the one to promote.
+    cluster.pause(replica, true);
+    cluster.cut_replication(master);
+    let r = n.rt.invoke("hits", b"bank:hits");
+    let acked = match &r {
+        Ok(inv) => {
+            assert_eq!(inv.output, b"2");
+            2
+        }
+        Err(InvokeError::GlobalUnknown(_)) => 1,
+        Err(e) => panic!("{e:?}"),
+    };
+    cluster.kill(master);
+    cluster.pause(replica, false);
+    let new = cluster.wait_for_failover("bank", master, Duration::from_secs(30));
+    assert_eq!(new, replica);
+    let count = global_i64(&cluster, "bank", b"hits");
+    assert!(
+        count >= acked,
+        "acknowledged {acked} increments ({r:?}), the promoted replica has {count}"
+    );
+    assert!(
+        matches!(r, Err(InvokeError::GlobalUnknown(_))),
+        "the commit did not wait for the replica: {r:?}"
+    );
+}
