@@ -26,6 +26,7 @@ pub use redis;
 pub use tier::Versioned;
 
 use redis::cluster::{ClusterClient, ClusterConnection};
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{ErrorKind, RedisError, Script};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -117,8 +118,13 @@ pub struct Read {
 /// node: a pool of synchronous cluster connections and the local tier.
 pub struct Cluster {
     cfg: GlobalConfig,
+    /// Reads: one retry (a MOVED after a failover).
     client: ClusterClient,
     pool: Mutex<Vec<Conn>>,
+    /// Commits: no retry, so that a commit is sent once and its `WAIT`
+    /// goes over the connection that sent it (`commit`).
+    commit_client: ClusterClient,
+    commit_pool: Mutex<Vec<Conn>>,
     tier: Arc<tier::Tier>,
     /// Stops the invalidation threads when the client goes.
     _invalidator: Option<invalidate::Invalidator>,
@@ -155,16 +161,21 @@ impl Cluster {
         if cfg.nodes.is_empty() {
             return Err(GlobalError::BadAddress(String::new(), "no nodes".into()));
         }
-        let client = ClusterClient::builder(cfg.nodes.clone())
-            .connection_timeout(cfg.op_timeout)
-            .response_timeout(cfg.op_timeout)
-            // One retry (a MOVED after a failover, a refreshed slot map),
-            // after at most 50 ms: the deadline bounds the rest.
-            .retries(1)
-            .min_retry_wait(5)
-            .max_retry_wait(50)
-            .build()
-            .map_err(|e| GlobalError::BadAddress(cfg.nodes.join(","), e.to_string()))?;
+        let build = |retries: u32| {
+            ClusterClient::builder(cfg.nodes.clone())
+                .connection_timeout(cfg.op_timeout)
+                .response_timeout(cfg.op_timeout)
+                // Reads: one retry (a MOVED after a failover, a refreshed
+                // slot map), after at most 50 ms: the deadline bounds the
+                // rest. Commits: none (`commit`).
+                .retries(retries)
+                .min_retry_wait(5)
+                .max_retry_wait(50)
+                .build()
+                .map_err(|e| GlobalError::BadAddress(cfg.nodes.join(","), e.to_string()))
+        };
+        let client = build(1)?;
+        let commit_client = build(0)?;
         let tier = Arc::new(tier::Tier::new(cfg.tier_entries));
         let invalidator = (cfg.invalidations && cfg.tier_entries > 0)
             .then(|| invalidate::start(cfg.nodes.clone(), tier.clone()));
@@ -174,6 +185,8 @@ impl Cluster {
             cfg,
             client,
             pool: Mutex::new(Vec::new()),
+            commit_client,
+            commit_pool: Mutex::new(Vec::new()),
             script: Script::new(script::COMMIT_LUA),
             id_prefix: commit_id_prefix(),
             commits: std::sync::atomic::AtomicU64::new(0),
@@ -217,9 +230,15 @@ impl Cluster {
     }
 
     fn fetch_key(&self, rk: &[u8], deadline: Instant) -> Result<Versioned, GlobalError> {
-        let (value, version): (Option<Vec<u8>>, Option<u64>) = self.call(deadline, false, |c| {
-            redis::cmd("HMGET").arg(rk).arg("v").arg("n").query(c)
-        })?;
+        let (value, version): (Option<Vec<u8>>, Option<u64>) =
+            self.call(&self.client, &self.pool, deadline, false, |c, _| {
+                redis::cmd("HMGET")
+                    .arg(rk)
+                    .arg("v")
+                    .arg("n")
+                    .query(c)
+                    .map_err(Ended::Redis)
+            })?;
         Ok(Versioned {
             version: version.unwrap_or(0),
             value: value.map(Arc::from),
@@ -231,7 +250,12 @@ impl Cluster {
     /// most once. One script, on the namespace's slot:
     ///
     /// 1. Send the script (EVALSHA; SCRIPT LOAD first if the master does
-    ///    not have it) with every key read and written.
+    ///    not have it) with every key read and written, once (the commit
+    ///    client never resends). If it wrote and the master has replicas
+    ///    (the count the script returns, `script.rs`), `WAIT` for all of
+    ///    them on the same connection: a shortfall or an error is
+    ///    [`GlobalError::Unknown`] (applied on the master, maybe lost by a
+    ///    failover), never an acknowledgement.
     /// 2. `{0, i}`: read `i` changed. Its copy leaves the tier (and every
     ///    other read's, cheaply safe) → `Conflict`; nothing was written.
     /// 3. `{1, seq}`: applied → `Committed`. The written keys' copies
@@ -272,7 +296,45 @@ impl Cluster {
                 None => inv.arg("d").arg(""),
             };
         }
-        let reply: Result<(i64, i64), GlobalError> = self.call(deadline, true, |c| inv.invoke(c));
+        // The script, then (a commit that wrote, on a master with
+        // replicas) `WAIT` on the same connection: acknowledged only once
+        // every replica a failover may promote has it.
+        let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::new(
+            keys::slot(ns),
+            SlotAddr::Master,
+        )));
+        let reply = self.call(
+            &self.commit_client,
+            &self.commit_pool,
+            deadline,
+            true,
+            |c, timeout| {
+                let reply: Vec<i64> = inv.invoke(c).map_err(Ended::Redis)?;
+                let (ok, n, replicas) = match reply[..] {
+                    [ok, n] => (ok, n, 0),
+                    [ok, n, r] => (ok, n, r),
+                    _ => return Err(Ended::Redis((ErrorKind::TypeError, "script reply").into())),
+                };
+                if ok == 1 && n > 0 && replicas > 0 {
+                    // WAIT answers by its timeout, before the socket's.
+                    let left = deadline
+                        .saturating_duration_since(Instant::now())
+                        .min(timeout);
+                    let ms = (left.as_millis() as u64 * 3 / 4).max(1);
+                    let acked = c
+                        .route_command(redis::cmd("WAIT").arg(replicas).arg(ms), route.clone())
+                        .and_then(|v| redis::from_redis_value::<i64>(&v))
+                        .map_err(|e| Ended::Unknown(format!("WAIT after the script: {e}")))?;
+                    if acked < replicas {
+                        return Err(Ended::Unknown(format!(
+                            "applied on the master, confirmed by {acked} of its {replicas} \
+                             replicas in {ms} ms: a failover may lose it"
+                        )));
+                    }
+                }
+                Ok((ok, n))
+            },
+        );
         let (ok, n) = match reply {
             Ok(r) => r,
             Err(e) => {
@@ -297,25 +359,30 @@ impl Cluster {
         Ok(Commit::Committed { seq })
     }
 
-    /// Runs `f` on a pooled connection, its reads bounded by `deadline`
-    /// (and `op_timeout`). `sent_effects`: an error once the command may
-    /// have been sent is [`GlobalError::Unknown`], not `Unavailable`.
+    /// Runs `f` on a connection of `pool` (or a new one of `client`), its
+    /// reads bounded by `deadline` (and `op_timeout`), which `f` gets.
+    /// `sent_effects`: an error once the command may have been sent is
+    /// [`GlobalError::Unknown`], not `Unavailable`. A connection that
+    /// failed is not pooled again.
     fn call<T>(
         &self,
+        client: &ClusterClient,
+        pool: &Mutex<Vec<Conn>>,
         deadline: Instant,
         sent_effects: bool,
-        f: impl FnOnce(&mut ClusterConnection) -> redis::RedisResult<T>,
+        f: impl FnOnce(&mut ClusterConnection, Duration) -> Result<T, Ended>,
     ) -> Result<T, GlobalError> {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(GlobalError::Timeout);
         }
-        // The retry (see `new`) may take a second read: half each.
+        // The read client's retry (see `new`) may take a second read:
+        // half each.
         let timeout = left.min(self.cfg.op_timeout) / 2;
-        let mut conn = match self.pool.lock().unwrap_or_else(|p| p.into_inner()).pop() {
+        let mut conn = match pool.lock().unwrap_or_else(|p| p.into_inner()).pop() {
             Some(c) => c,
             None => Conn {
-                conn: self.client.get_connection().map_err(|e| unavailable(&e))?,
+                conn: client.get_connection().map_err(|e| unavailable(&e))?,
                 timeout: Duration::ZERO,
             },
         };
@@ -329,18 +396,22 @@ impl Cluster {
                 .map_err(|e| unavailable(&e))?;
             conn.timeout = timeout;
         }
-        match f(&mut conn.conn) {
+        match f(&mut conn.conn, conn.timeout) {
             Ok(v) => {
-                self.pool
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(conn);
+                pool.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
                 Ok(v)
             }
-            // A broken connection is not pooled again.
-            Err(e) => Err(classify(&e, sent_effects, deadline)),
+            Err(Ended::Redis(e)) => Err(classify(&e, sent_effects, deadline)),
+            Err(Ended::Unknown(m)) => Err(GlobalError::Unknown(m)),
         }
     }
+}
+
+/// How a call on a connection failed.
+enum Ended {
+    Redis(RedisError),
+    /// After the commit script ran: its outcome for a failover is unknown.
+    Unknown(String),
 }
 
 /// 64 random bits (std's `RandomState` keys, from the OS's randomness)

@@ -11,16 +11,23 @@
 //!   ARGV[1+i]   (1 <= i <= r) the version read of KEYS[2+i], decimal
 //!   ARGV[r+2j], ARGV[r+2j+1] (1 <= j <= w) op of KEYS[2+r+j]: "p" put
 //!                            (then the value) or "d" delete (then "")
-//!   reply                    {1, seq}: committed as seq (0: read-only)
+//!   reply                    {1, seq, r}: committed as seq (0: read-only);
+//!                                      r: replicas to wait for (below)
 //!                            {0, i}:   KEYS[2+i] changed, nothing written
 //! ```
 //!
-//! The commit id is unique per commit (`Cluster::commit`): the client
-//! library sends a command again after a connection reset, so the script
-//! may run twice for one commit. The `done` key (kept `DONE_TTL_S`) makes
-//! the second run answer what the first did instead of failing its
-//! validation against the first run's own writes, which would re-run the
-//! invocation and apply it twice.
+//! The commit id is unique per commit (`Cluster::commit`). Commits are sent
+//! by a client that never resends (`retries(0)`); the `done` key (kept
+//! `DONE_TTL_S`) guards anyway: a second run of one commit answers what
+//! the first did instead of failing its validation against the first
+//! run's own writes, which would re-run the invocation and apply it twice.
+//! It is also the handle for resolving an unknown outcome.
+//!
+//! `r`, for a commit that wrote: the replicas the cluster knows for this
+//! master and has not marked failed (`CLUSTER REPLICAS` of `CLUSTER
+//! MYID`), whether or not their link is up now. The client then sends
+//! `WAIT r` on the same connection before acknowledging
+//! (`Cluster::commit`): any replica a failover may promote has the commit.
 
 /// How long a commit's `done` key is kept: far beyond any retry.
 pub const DONE_TTL_S: u32 = 600;
@@ -36,16 +43,17 @@ pub const DONE_TTL_S: u32 = 600;
 ///    mark the commit id done with it.
 /// 5. Apply the writes: a put sets `v` and `n` = the commit number; a
 ///    delete removes the hash.
+/// 6. Count the replicas to wait for (module docs).
 pub const COMMIT_LUA: &str = r#"
 local done = redis.call('GET', KEYS[2])
-if done then return {1, tonumber(done)} end
+if done then return {1, tonumber(done), 0} end
 local r = tonumber(ARGV[1])
 for i = 1, r do
   local n = redis.call('HGET', KEYS[2 + i], 'n') or '0'
   if n ~= ARGV[1 + i] then return {0, i} end
 end
 local w = #KEYS - 2 - r
-if w == 0 then return {1, 0} end
+if w == 0 then return {1, 0, 0} end
 local seq = redis.call('INCR', KEYS[1])
 redis.call('SET', KEYS[2], seq, 'EX', 600)
 for j = 1, w do
@@ -56,7 +64,20 @@ for j = 1, w do
     redis.call('DEL', key)
   end
 end
-return {1, seq}
+local replicas = 0
+local me = redis.pcall('CLUSTER', 'MYID')
+if type(me) == 'string' then
+  local lines = redis.pcall('CLUSTER', 'REPLICAS', me)
+  if type(lines) == 'table' and not lines.err then
+    for _, line in ipairs(lines) do
+      local flags = string.match(line, '^%S+ %S+ (%S+)') or ''
+      if not string.find(',' .. flags .. ',', ',fail,', 1, true) then
+        replicas = replicas + 1
+      end
+    end
+  end
+end
+return {1, seq, replicas}
 "#;
 
 const _: () = assert!(DONE_TTL_S == 600, "COMMIT_LUA's SET ... EX says 600");

@@ -1,8 +1,13 @@
 //! Real `redis-server` processes in cluster mode, for tests (never a mock):
 //! [`RedisCluster::start`] runs `masters` servers on free loopback ports in
 //! a temporary directory, each with `appendonly yes`, `appendfsync
-//! always` and `notify-keyspace-events Kgh`, joins them with `redis-cli --cluster create`, and waits until
-//! every node says `cluster_state:ok`. Dropping it kills the servers.
+//! always` and `notify-keyspace-events Kgh`, joins them with `redis-cli
+//! --cluster create`, and waits until every node says `cluster_state:ok`.
+//! [`RedisCluster::start_with_replicas`] adds replicas (same settings) and
+//! waits until each is in sync; [`RedisCluster::kill_master_of`] and
+//! [`RedisCluster::wait_for_failover`] stop the master of a namespace's
+//! slot with SIGKILL and wait for its replica's promotion. Dropping it
+//! kills the servers.
 //!
 //! Without `redis-server` on `PATH` it returns `None` (the test skips,
 //! saying so), or panics when `CI` or `RIME_REQUIRE_REDIS` is set.
@@ -22,6 +27,35 @@ pub struct RedisCluster {
 struct Node {
     port: u16,
     child: Option<Child>,
+}
+
+/// `--cluster-node-timeout` of a cluster without replicas (nothing to fail
+/// over to) and of one with replicas (small: the failover tests wait for
+/// it; a master is declared failed after this, then its replica promotes
+/// itself within about a second).
+const NODE_TIMEOUT_MS: u32 = 2000;
+const FAILOVER_NODE_TIMEOUT_MS: u32 = 1000;
+
+/// One line of `CLUSTER NODES`.
+#[derive(Debug, Clone)]
+pub struct NodeLine {
+    pub id: String,
+    pub port: u16,
+    /// `master`, `slave`, `myself`, `fail`, `fail?`, ...
+    pub flags: Vec<String>,
+    /// The master's id, for a replica.
+    pub master: Option<String>,
+    /// Slot ranges served (masters), inclusive.
+    pub slots: Vec<(u16, u16)>,
+}
+
+impl NodeLine {
+    pub fn is_master(&self) -> bool {
+        self.flags.iter().any(|f| f == "master")
+    }
+    pub fn failed(&self) -> bool {
+        self.flags.iter().any(|f| f == "fail" || f == "fail?")
+    }
 }
 
 /// Whether a missing `redis-server` must fail the test.
@@ -52,6 +86,15 @@ fn free_port() -> u16 {
 impl RedisCluster {
     /// Starts a cluster of `masters` (at least 3, Redis's minimum) masters.
     pub fn start(masters: usize) -> Option<RedisCluster> {
+        RedisCluster::start_with_replicas(masters, 0)
+    }
+
+    /// Starts `masters` masters with `replicas` replicas each (`redis-cli
+    /// --cluster create --cluster-replicas`), every server with `appendonly
+    /// yes` and `appendfsync always`, and waits until every node reports
+    /// `cluster_state:ok` and every replica's link to its master is up and
+    /// the master counts it (the initial sync done).
+    pub fn start_with_replicas(masters: usize, replicas: usize) -> Option<RedisCluster> {
         assert!(masters >= 3, "Redis Cluster needs at least 3 masters");
         if !have("redis-server") || !have("redis-cli") {
             let msg = "redis-server / redis-cli not found: install Debian's redis-server \
@@ -62,14 +105,18 @@ impl RedisCluster {
             eprintln!("SKIPPED: {msg}");
             return None;
         }
+        let node_timeout = match replicas {
+            0 => NODE_TIMEOUT_MS,
+            _ => FAILOVER_NODE_TIMEOUT_MS,
+        };
         let dir = tempfile::tempdir().expect("temp dir for redis");
         let mut c = RedisCluster {
             nodes: Vec::new(),
             dir,
         };
-        for _ in 0..masters {
+        for _ in 0..masters * (1 + replicas) {
             let port = free_port();
-            let child = spawn_server(c.dir.path(), port);
+            let child = spawn_server(c.dir.path(), port, node_timeout);
             c.nodes.push(Node {
                 port,
                 child: Some(child),
@@ -88,7 +135,9 @@ impl RedisCluster {
             create.arg(format!("127.0.0.1:{}", n.port));
         }
         let out = create
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .arg("--cluster-replicas")
+            .arg(replicas.to_string())
+            .arg("--cluster-yes")
             .output()
             .expect("run redis-cli --cluster create");
         assert!(
@@ -103,6 +152,15 @@ impl RedisCluster {
                 || cluster_ok(n.port),
                 "every node reports cluster_state:ok",
             );
+        }
+        if replicas > 0 {
+            for n in &c.nodes {
+                wait_for(
+                    Duration::from_secs(20),
+                    || in_sync(n.port, replicas),
+                    "every replica is in sync with its master",
+                );
+            }
         }
         Some(c)
     }
@@ -124,6 +182,137 @@ impl RedisCluster {
         self.dir.path()
     }
 
+    /// The ports of the servers still running.
+    pub fn live_ports(&self) -> Vec<u16> {
+        self.nodes
+            .iter()
+            .filter(|n| n.child.is_some())
+            .map(|n| n.port)
+            .collect()
+    }
+
+    /// `CLUSTER NODES` as the first running server that answers sees it.
+    pub fn cluster_nodes(&self) -> Option<Vec<NodeLine>> {
+        self.live_ports()
+            .into_iter()
+            .find_map(|port| query::<String>(port, redis::cmd("CLUSTER").arg("NODES")))
+            .map(|text| parse_nodes(&text))
+    }
+
+    /// The port of the master serving namespace `ns`'s slot (`CLUSTER
+    /// KEYSLOT` of its keys, then `CLUSTER NODES`), as a running server
+    /// sees it; panics if none does.
+    pub fn master_of(&self, ns: &str) -> u16 {
+        self.try_master_of(ns)
+            .unwrap_or_else(|| panic!("no live master serves the slot of {ns:?}"))
+    }
+
+    fn try_master_of(&self, ns: &str) -> Option<u16> {
+        let slot: u16 = self.live_ports().into_iter().find_map(|port| {
+            query(
+                port,
+                redis::cmd("CLUSTER")
+                    .arg("KEYSLOT")
+                    .arg(crate::keys::seq_key(ns)),
+            )
+        })?;
+        assert_eq!(
+            slot,
+            crate::keys::slot(ns),
+            "CLUSTER KEYSLOT and keys::slot agree"
+        );
+        self.cluster_nodes()?
+            .into_iter()
+            .find(|n| {
+                n.is_master() && !n.failed() && n.slots.iter().any(|&(a, b)| a <= slot && slot <= b)
+            })
+            .map(|n| n.port)
+    }
+
+    /// Kills (SIGKILL) the master serving namespace `ns`'s slot and waits
+    /// for it; returns its port.
+    pub fn kill_master_of(&mut self, ns: &str) -> u16 {
+        let port = self.master_of(ns);
+        self.kill(port);
+        port
+    }
+
+    /// Kills (SIGKILL) the server on `port` and waits for it.
+    pub fn kill(&mut self, port: u16) {
+        let n = self
+            .nodes
+            .iter_mut()
+            .find(|n| n.port == port)
+            .expect("a server of this cluster");
+        let mut child = n.child.take().expect("a running server");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// Waits (at most `limit`) until namespace `ns`'s slot is served by a
+    /// running master other than `killed` and every running server reports
+    /// `cluster_state:ok`; returns the new master's port.
+    pub fn wait_for_failover(&self, ns: &str, killed: u16, limit: Duration) -> u16 {
+        let live = self.live_ports();
+        let mut master = 0;
+        wait_for(
+            limit,
+            || {
+                live.iter().all(|&p| cluster_ok(p)) && {
+                    master = self.try_master_of(ns).unwrap_or(killed);
+                    master != killed && live.contains(&master)
+                }
+            },
+            "a replica is promoted and the cluster is ok again",
+        );
+        master
+    }
+
+    /// The port of a replica of the master on `master`, as the cluster
+    /// sees it.
+    pub fn replica_of(&self, master: u16) -> u16 {
+        let nodes = self.cluster_nodes().expect("CLUSTER NODES");
+        let id = &nodes
+            .iter()
+            .find(|n| n.port == master)
+            .expect("the master")
+            .id;
+        nodes
+            .iter()
+            .find(|n| n.master.as_ref() == Some(id) && !n.failed())
+            .map(|n| n.port)
+            .expect("a replica of the master")
+    }
+
+    /// Stops (SIGSTOP, `pause: true`) or resumes (SIGCONT) the server on
+    /// `port`: a server that neither answers nor dies.
+    pub fn pause(&self, port: u16, pause: bool) {
+        let n = self
+            .nodes
+            .iter()
+            .find(|n| n.port == port)
+            .expect("a server");
+        let pid = n.child.as_ref().expect("a running server").id();
+        let sig = if pause { "-STOP" } else { "-CONT" };
+        let ok = Command::new("kill")
+            .arg(sig)
+            .arg(pid.to_string())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill {sig} {pid}");
+    }
+
+    /// Closes the master on `master`'s links to its replicas (`CLIENT KILL
+    /// TYPE replica`): until a replica reconnects, the master's writes
+    /// reach no replica.
+    pub fn cut_replication(&self, master: u16) {
+        let n: Option<i64> = query(
+            master,
+            redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("replica"),
+        );
+        assert!(n.is_some_and(|n| n > 0), "CLIENT KILL TYPE replica: {n:?}");
+    }
+
     /// Kills every server (SIGKILL) and waits for them.
     pub fn kill_all(&mut self) {
         for n in &mut self.nodes {
@@ -141,7 +330,7 @@ impl Drop for RedisCluster {
     }
 }
 
-fn spawn_server(dir: &Path, port: u16) -> Child {
+fn spawn_server(dir: &Path, port: u16, node_timeout_ms: u32) -> Child {
     let p = port.to_string();
     let log = dir.join(format!("redis-{port}.log"));
     Command::new("redis-server")
@@ -153,7 +342,8 @@ fn spawn_server(dir: &Path, port: u16) -> Child {
             "--protected-mode",
             "no",
         ])
-        .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"])
+        .args(["--cluster-enabled", "yes", "--cluster-node-timeout"])
+        .arg(node_timeout_ms.to_string())
         .arg("--cluster-config-file")
         .arg(format!("nodes-{port}.conf"))
         .arg("--dir")
@@ -182,11 +372,63 @@ fn ping(port: u16) -> bool {
         .is_ok()
 }
 
+fn query<T: redis::FromRedisValue>(port: u16, cmd: &mut redis::Cmd) -> Option<T> {
+    let c = redis::Client::open(format!("redis://127.0.0.1:{port}")).ok()?;
+    let mut c = c
+        .get_connection_with_timeout(Duration::from_millis(200))
+        .ok()?;
+    c.set_read_timeout(Some(Duration::from_millis(500))).ok()?;
+    cmd.query(&mut c).ok()
+}
+
 fn cluster_ok(port: u16) -> bool {
-    redis::Client::open(format!("redis://127.0.0.1:{port}"))
-        .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(200)))
-        .and_then(|mut c| redis::cmd("CLUSTER").arg("INFO").query::<String>(&mut c))
-        .is_ok_and(|info| info.contains("cluster_state:ok"))
+    query::<String>(port, redis::cmd("CLUSTER").arg("INFO"))
+        .is_some_and(|info| info.contains("cluster_state:ok"))
+}
+
+/// A replica: its link to the master is up and the initial sync done. A
+/// master: `replicas` replicas connected and online.
+fn in_sync(port: u16, replicas: usize) -> bool {
+    let Some(info) = query::<String>(port, redis::cmd("INFO").arg("replication")) else {
+        return false;
+    };
+    if info.contains("role:slave") {
+        return info.contains("master_link_status:up")
+            && info.contains("master_sync_in_progress:0");
+    }
+    let online = info
+        .lines()
+        .filter(|l| l.starts_with("slave") && l.contains("state=online"))
+        .count();
+    online >= replicas
+}
+
+fn parse_nodes(text: &str) -> Vec<NodeLine> {
+    text.lines()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() < 8 {
+                return None;
+            }
+            let addr = f[1].split('@').next()?;
+            let port = addr.rsplit_once(':')?.1.parse().ok()?;
+            let slots = f[8..]
+                .iter()
+                .filter(|s| !s.starts_with('['))
+                .filter_map(|s| match s.split_once('-') {
+                    Some((a, b)) => Some((a.parse().ok()?, b.parse().ok()?)),
+                    None => s.parse().ok().map(|a| (a, a)),
+                })
+                .collect();
+            Some(NodeLine {
+                id: f[0].to_string(),
+                port,
+                flags: f[2].split(',').map(str::to_string).collect(),
+                master: (f[3] != "-").then(|| f[3].to_string()),
+                slots,
+            })
+        })
+        .collect()
 }
 
 fn wait_for(limit: Duration, mut f: impl FnMut() -> bool, what: &str) {
