@@ -95,8 +95,8 @@ fn a_counter_incremented_from_three_nodes_is_exact() {
 }
 
 /// Bank transfers from clients on three nodes: the total is exact and every
-/// node sees every acknowledged transfer. 600 transfers (the issue asks
-/// 10,000; scaled down for CI time on two cores).
+/// node sees every acknowledged transfer. 600 transfers in CI;
+/// `RIME_STRESS_SCALE=17` runs the issue's 10,000 (10,200).
 #[test]
 fn bank_transfers_across_nodes_keep_the_total() {
     let Some(cluster) = RedisCluster::start(3) else {
@@ -109,7 +109,7 @@ fn bank_transfers_across_nodes_keep_the_total() {
     }
     const ACCOUNTS: usize = 8;
     const INITIAL: i64 = 100;
-    const TRANSFERS_PER_NODE: usize = 200;
+    let transfers_per_node: usize = 200 * stress_scale();
     for a in 0..ACCOUNTS {
         text(
             nodes[a % 3]
@@ -125,7 +125,7 @@ fn bank_transfers_across_nodes_keep_the_total() {
                 s.spawn(move || {
                     let mut done = Vec::new();
                     let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ i as u64;
-                    let reqs: Vec<(usize, usize, i64)> = (0..TRANSFERS_PER_NODE)
+                    let reqs: Vec<(usize, usize, i64)> = (0..transfers_per_node)
                         .map(|_| {
                             x ^= x << 13;
                             x ^= x >> 7;
@@ -161,7 +161,7 @@ fn bank_transfers_across_nodes_keep_the_total() {
         model[t] += amt;
     }
     let ok: usize = acknowledged.iter().map(Vec::len).sum();
-    assert!(ok > TRANSFERS_PER_NODE, "only {ok} transfers went through");
+    assert!(ok > transfers_per_node, "only {ok} transfers went through");
     for n in &nodes {
         let balances: Vec<i64> = (0..ACCOUNTS)
             .map(|a| {
@@ -560,21 +560,25 @@ fn a_master_killed_under_load_fails_over_with_clear_errors_and_loses_nothing_ack
 /// every acknowledged increment.
 #[test]
 fn a_commit_the_replica_never_got_is_not_acknowledged() {
-    let Some(mut cluster) = RedisCluster::start_with_replicas(3, 1) else {
+    // The replica stays stopped through one commit's `WAIT` (up to the
+    // 2 s budget), well inside the node timeout (6 s), so that it is not
+    // marked failed and stays the one to promote. (With 300 ms and 1 s, a
+    // loaded CI machine let the first commit's `WAIT` run out with the
+    // replica merely slow.)
+    let Some(mut cluster) = RedisCluster::start_with_node_timeout(3, 1, Some(6000)) else {
         return;
     };
-    let n = node_with(GlobalConfig::new(cluster.urls()).op_timeout(Duration::from_millis(300)));
+    let budget = Duration::from_secs(2);
+    let n = node_with(GlobalConfig::new(cluster.urls()).op_timeout(budget));
     let hits = FunctionConfig::default()
         .grant(Grant::write("bank"))
         .global("hits")
         .global("bank")
-        .deadline(Duration::from_millis(300));
+        .deadline(budget);
     n.rt.deploy("hits", &guest("counter"), hits).unwrap();
     assert_eq!(text(n.rt.invoke("hits", b"bank:hits")), "1");
     let master = cluster.master_of("bank");
     let replica = cluster.replica_of(master);
-    // Well inside the node timeout (1 s), so that the stopped replica is
-    // not marked failed and stays the one to promote.
     cluster.pause(replica, true);
     cluster.cut_replication(master);
     let r = n.rt.invoke("hits", b"bank:hits");
@@ -953,4 +957,12 @@ fn a_history_across_three_nodes_is_serializable() {
     }
     assert_eq!(txns.len(), 3 * THREADS_PER_NODE * TXNS_PER_THREAD);
     assert!(writes > txns.len() / 2);
+}
+
+/// `RIME_STRESS_SCALE` (default 1): how many times the CI size a test runs.
+fn stress_scale() -> usize {
+    std::env::var("RIME_STRESS_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1)
 }

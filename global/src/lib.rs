@@ -361,8 +361,9 @@ impl Cluster {
 
     /// Runs `f` on a connection of `pool` (or a new one of `client`), its
     /// reads bounded by `deadline` (and `op_timeout`), which `f` gets.
-    /// `sent_effects`: an error once the command may have been sent is
-    /// [`GlobalError::Unknown`], not `Unavailable`. A connection that
+    /// `sent_effects` (a commit): an error once the command may have been
+    /// sent is [`GlobalError::Unknown`], not `Unavailable`, and the call
+    /// has the whole budget (a read has half: it may retry). A connection that
     /// failed is not pooled again.
     fn call<T>(
         &self,
@@ -377,8 +378,11 @@ impl Cluster {
             return Err(GlobalError::Timeout);
         }
         // The read client's retry (see `new`) may take a second read:
-        // half each.
-        let timeout = left.min(self.cfg.op_timeout) / 2;
+        // half each. A commit is sent once (its `WAIT` included), so it
+        // has the whole budget: a `WAIT` cut to half of it failed under a
+        // loaded CI machine with the replica merely slow.
+        let budget = left.min(self.cfg.op_timeout);
+        let timeout = if sent_effects { budget } else { budget / 2 };
         let mut conn = match pool.lock().unwrap_or_else(|p| p.into_inner()).pop() {
             Some(c) => c,
             None => Conn {
@@ -386,7 +390,11 @@ impl Cluster {
                 timeout: Duration::ZERO,
             },
         };
-        if conn.timeout != timeout && (timeout < conn.timeout || conn.timeout.is_zero()) {
+        // Set when it must shrink (a call ends by its deadline), or when
+        // it may grow by more than a quarter: a pooled connection kept the
+        // shortest timeout it ever had, which starved later commits' `WAIT`.
+        let grows = timeout > conn.timeout + conn.timeout / 4;
+        if timeout < conn.timeout || grows || conn.timeout.is_zero() {
             conn.conn
                 .set_read_timeout(Some(timeout.max(Duration::from_millis(1))))
                 .and_then(|()| {

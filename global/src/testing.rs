@@ -95,6 +95,17 @@ impl RedisCluster {
     /// `cluster_state:ok` and every replica's link to its master is up and
     /// the master counts it (the initial sync done).
     pub fn start_with_replicas(masters: usize, replicas: usize) -> Option<RedisCluster> {
+        Self::start_with_node_timeout(masters, replicas, None)
+    }
+
+    /// [`RedisCluster::start_with_replicas`] with the given
+    /// `--cluster-node-timeout` (`None`: the default for the replica
+    /// count): how long a stopped node goes unnoticed.
+    pub fn start_with_node_timeout(
+        masters: usize,
+        replicas: usize,
+        node_timeout_ms: Option<u32>,
+    ) -> Option<RedisCluster> {
         assert!(masters >= 3, "Redis Cluster needs at least 3 masters");
         if !have("redis-server") || !have("redis-cli") {
             let msg = "redis-server / redis-cli not found: install Debian's redis-server \
@@ -105,10 +116,10 @@ impl RedisCluster {
             eprintln!("SKIPPED: {msg}");
             return None;
         }
-        let node_timeout = match replicas {
+        let node_timeout = node_timeout_ms.unwrap_or(match replicas {
             0 => NODE_TIMEOUT_MS,
             _ => FAILOVER_NODE_TIMEOUT_MS,
-        };
+        });
         let dir = tempfile::tempdir().expect("temp dir for redis");
         let mut c = RedisCluster {
             nodes: Vec::new(),
