@@ -16,7 +16,8 @@
 //!    ([`Rounds::wait_for`]).
 //! 3. The leader of a sync, after publishing its outcome (durable LSN or
 //!    poison) under the state mutex, ends its round ([`Rounds::end`]): it
-//!    wakes that round's sleepers only. Rounds alternate between two
+//!    wakes that round's sleepers only. A sync that poisons the log ends
+//!    every round ([`Rounds::end_all`]): no later round will be led. Rounds alternate between two
 //!    condition variables, and a sleeper waits for the round after the
 //!    one in flight at most, so one variable never holds two rounds'
 //!    sleepers.
@@ -65,8 +66,8 @@ impl Rounds {
         self.bells[(round % 2) as usize].notify_all();
     }
 
-    /// Wakes every sleeper for good (the flusher stops: the rounds they
-    /// wait for may never come).
+    /// Wakes every sleeper for good (the flusher stops, or the log is
+    /// poisoned: the rounds they wait for may never come).
     pub fn end_all(&self) {
         *lock(&self.ended) = u64::MAX;
         for b in &self.bells {

@@ -781,3 +781,113 @@ fn appenders_past_the_buffer_limit_flush_instead_of_growing_memory() {
         "{pending} bytes pending"
     );
 }
+
+/// A fault double for one test: while armed, the next `write_and_sync`
+/// says it has started, waits to be released, and fails.
+struct GatedFile {
+    inner: Arc<dyn BlockFile>,
+    gate: Arc<Gate>,
+}
+
+#[derive(Default)]
+struct Gate {
+    /// (armed, entered, released)
+    state: Mutex<(bool, bool, bool)>,
+    changed: std::sync::Condvar,
+}
+
+impl Gate {
+    fn wait_until(&self, what: impl Fn(&(bool, bool, bool)) -> bool) {
+        let mut s = self.state.lock().unwrap();
+        while !what(&s) {
+            s = self.changed.wait(s).unwrap();
+        }
+    }
+    fn update(&self, f: impl FnOnce(&mut (bool, bool, bool))) {
+        f(&mut self.state.lock().unwrap());
+        self.changed.notify_all();
+    }
+}
+
+impl BlockFile for GatedFile {
+    fn read_batch(&self, reads: &mut [ReadOp<'_>]) -> Result<(), IoError> {
+        self.inner.read_batch(reads)
+    }
+    fn write_batch(&self, writes: &[WriteOp<'_>]) -> Result<(), IoError> {
+        self.inner.write_batch(writes)
+    }
+    fn sync_data(&self) -> Result<(), IoError> {
+        self.inner.sync_data()
+    }
+    fn write_and_sync(&self, writes: &[WriteOp<'_>]) -> Result<(), IoError> {
+        if !self.gate.state.lock().unwrap().0 {
+            return self.inner.write_and_sync(writes);
+        }
+        self.gate.update(|s| s.1 = true);
+        self.gate.wait_until(|s| s.2);
+        Err(IoError::Injected {
+            op: IoOp::Sync,
+            offset: 0,
+        })
+    }
+    fn len_bytes(&self) -> Result<u64, IoError> {
+        self.inner.len_bytes()
+    }
+    fn set_len(&self, len: u64) -> Result<(), IoError> {
+        self.inner.set_len(len)
+    }
+}
+
+/// Regression: a committer that appended while a sync was in flight sleeps
+/// for the round after it; when the sync in flight failed, no round came
+/// after it, and the committer slept for ever (the history test under
+/// injected crashes hung with two committers asleep, the flusher idle on
+/// the poisoned log). It must get the poison instead.
+#[test]
+fn a_committer_asleep_for_the_next_round_gets_the_poison_of_the_failed_sync() {
+    let dir = TempDir::new().unwrap();
+    let gate = Arc::new(Gate::default());
+    let g = gate.clone();
+    let opts = real_opts(SMALL_SEGMENT, Durability::Sync).with_opener(Arc::new(move |p: &Path| {
+        let inner = open_block_file(p, IoBackend::Auto)?;
+        Ok(Arc::new(GatedFile {
+            inner,
+            gate: g.clone(),
+        }) as Arc<dyn BlockFile>)
+    }));
+    let wal = Wal::create(dir.path(), opts).unwrap();
+    let payload = smo_payload(0, 0, 100);
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::scope(|s| {
+        s.spawn(|| wal.run_flusher());
+        gate.update(|st| st.0 = true);
+        // 1. A commits; its sync (led by A or the flusher) stops in the gate.
+        let (a_done, wal_a, p_a) = (done_tx.clone(), &wal, &payload);
+        s.spawn(move || a_done.send(("a", wal_a.commit(&Record::Smo(p_a)))).unwrap());
+        gate.wait_until(|st| st.1);
+        // 2. B appends after that sync's snapshot: it sleeps for the next
+        //    round, led by the flusher.
+        let (b_done, wal_b, p_b) = (done_tx.clone(), &wal, &payload);
+        s.spawn(move || b_done.send(("b", wal_b.commit(&Record::Smo(p_b)))).unwrap());
+        std::thread::sleep(Duration::from_millis(200));
+        // 3. The sync in flight fails: both must hear it.
+        gate.update(|st| st.2 = true);
+        let heard: Vec<_> = (0..2)
+            .map_while(|_| done_rx.recv_timeout(Duration::from_secs(10)).ok())
+            .collect();
+        // Stopping the flusher ends every round: a sleeper left goes now,
+        // so the test fails below instead of hanging.
+        wal.stop_flusher();
+        assert_eq!(
+            heard.len(),
+            2,
+            "a committer still asleep 10 s after the log was poisoned: {heard:?}"
+        );
+        for (who, r) in heard {
+            assert!(
+                matches!(r, Err(WalError::Poisoned { .. }) | Err(WalError::Io { .. })),
+                "{who}: {r:?}"
+            );
+        }
+    });
+}

@@ -706,6 +706,12 @@ impl Wal {
                 self.poisoned.store(true, Ordering::Release);
                 let waiting = st.waiters.take_all();
                 drop(st);
+                // Committers asleep for a later round than this one (their
+                // records came after its snapshot) would sleep for ever: no
+                // round is led on a poisoned log. End them all; each finds
+                // the poison (`rounds.rs`, step 4). A history test under
+                // injected crashes hung here with two committers asleep.
+                self.rounds.end_all();
                 for (_, f) in waiting {
                     f(Err(WalError::Poisoned {
                         cause: Arc::clone(&cause),
