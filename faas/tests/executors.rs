@@ -64,20 +64,28 @@ fn fill_kv(db: &Db) {
     }
 }
 
+/// A Db in `dir` with the smallest pool (1 MiB), and a runtime of two
+/// executors over it with `instances` running and `admitted` in flight.
+fn two_executors_over_a_1_mib_pool(
+    dir: &tempfile::TempDir,
+    instances: u32,
+    admitted: usize,
+) -> (Arc<Db>, Runtime) {
+    let db = Arc::new(Db::open(dir.path().join("db"), db_options().pool_bytes(1 << 20)).unwrap());
+    let cfg = runtime_config(dir.path())
+        .workers(2)
+        .max_instances(instances)
+        .max_admitted(admitted);
+    let rt = Runtime::open(db.clone(), cfg).unwrap();
+    (db, rt)
+}
+
 #[test]
 fn ten_thousand_invocations_on_two_executors_over_a_pool_at_5_percent() {
     // ≥ 20 MiB of kv data (100k × 200 B values) under the smallest pool
     // (1 MiB): nearly every get misses, and the executors' reads overlap.
     let dir = tempfile::TempDir::new().unwrap();
-    let db = Arc::new(Db::open(dir.path().join("db"), db_options().pool_bytes(1 << 20)).unwrap());
-    let rt = Runtime::open(
-        db.clone(),
-        runtime_config(dir.path())
-            .workers(2)
-            .max_instances(1024)
-            .max_admitted(16_384),
-    )
-    .unwrap();
+    let (db, rt) = two_executors_over_a_1_mib_pool(&dir, 1024, 16_384);
     // Deadlines that leave room for a debug build's thousands of reads
     // queued behind each other.
     let config = FunctionConfig::default().deadline(Duration::from_secs(120));
@@ -304,15 +312,7 @@ fn scans_and_writes_far_beyond_the_pool_never_block_an_executor_on_a_read() {
     // when another thread's eviction takes a page between a commit's check
     // and its write (a rare race, counted).
     let dir = tempfile::TempDir::new().unwrap();
-    let db = Arc::new(Db::open(dir.path().join("db"), db_options().pool_bytes(1 << 20)).unwrap());
-    let rt = Runtime::open(
-        db.clone(),
-        runtime_config(dir.path())
-            .workers(2)
-            .max_instances(16)
-            .max_admitted(4096),
-    )
-    .unwrap();
+    let (db, rt) = two_executors_over_a_1_mib_pool(&dir, 16, 4096);
     let config = FunctionConfig::default().deadline(Duration::from_secs(120));
     rt.deploy("kv", &guest("kv"), config).unwrap();
     fill_kv(&db);
