@@ -5,27 +5,13 @@
 //! made once `commit_misses` is empty reads no page itself. Checked
 //! against a `BTreeMap` model.
 
-use rime_storage::{Committed, Db, Miss, Options, OwnedTx, Reads, TreeId, TxError};
+use rime_storage::{Committed, Db, Miss, OwnedTx, Reads, TreeId, TxError};
 use std::collections::{BTreeMap, HashSet};
 use std::ops::{Bound, ControlFlow};
 use tempfile::TempDir;
 
-fn opts() -> Options {
-    Options::default()
-        .pool_bytes(1 << 20)
-        .checkpoint_interval(None)
-        .segment_size(8 << 20)
-}
-
-fn value(n: u32) -> Vec<u8> {
-    // Every 97th value lives in an extent.
-    let len = if n.is_multiple_of(97) {
-        3000
-    } else {
-        40 + n as usize % 80
-    };
-    vec![n as u8; len]
-}
+mod small_pool;
+use small_pool::{opts, value};
 
 const KEYS: u32 = 30_000;
 

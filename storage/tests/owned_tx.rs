@@ -3,26 +3,12 @@
 //! and run again, checked against a `BTreeMap` model on a pool far smaller
 //! than the data; commits driven attempt by attempt, with conflicts.
 
-use rime_storage::{Committed, Db, Options, TxError};
+use rime_storage::{Committed, Db, TxError};
 use std::collections::{BTreeMap, HashSet};
 use tempfile::TempDir;
 
-fn opts() -> Options {
-    Options::default()
-        .pool_bytes(1 << 20)
-        .checkpoint_interval(None)
-        .segment_size(8 << 20)
-}
-
-fn value(n: u32) -> Vec<u8> {
-    // Every 97th value lives in an extent (read under the leaf's latch).
-    let len = if n.is_multiple_of(97) {
-        3000
-    } else {
-        40 + n as usize % 80
-    };
-    vec![n as u8; len]
-}
+mod small_pool;
+use small_pool::{opts, value};
 
 #[test]
 fn nowait_reads_agree_with_a_model_under_eviction() {
