@@ -34,8 +34,15 @@ fn pool(tuples: u64) -> (Arc<BufferManager>, TempDir) {
     let dir = TempDir::new().unwrap();
     let file = open_block_file(&dir.path().join("pages"), IoBackend::Auto).unwrap();
     let pool_bytes = (tuples as usize * 320).max(64 << 20) + (256 << 20);
+    // The virtual region: 1 TiB by default, which valgrind cannot map;
+    // `RIME_RNDREAD_MAX_BYTES=4294967296` runs it under callgrind.
+    let max_bytes = std::env::var("RIME_RNDREAD_MAX_BYTES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(Config::default().max_bytes);
     let config = Config {
         pool_bytes,
+        max_bytes,
         ..Config::default()
     };
     (Arc::new(BufferManager::open(file, config).unwrap()), dir)
