@@ -232,6 +232,7 @@ pub enum Outcome<R> {
 /// must hold no value whose destructor matters (a latch guard, a lock guard,
 /// an owned allocation, a `RefCell` borrow) live across any read of pool
 /// memory that is not latched; only plain-old-data and references may be.
+#[inline(always)]
 pub unsafe fn run_guarded<F: FnOnce() -> R, R>(body: F) -> Outcome<R> {
     struct Ctx<F, R> {
         body: Option<F>,

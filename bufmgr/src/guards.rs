@@ -356,7 +356,7 @@ impl<'a> Section<'a> {
     ///    the parent first), so a freed-and-reused id cannot be misread.
     ///    If loading failed, a parent that changed meanwhile makes the
     ///    failure a restart: the id was stale, not the disk broken.
-    #[inline]
+    #[inline(always)]
     pub fn read_child(
         &self,
         pid: PageId,
