@@ -36,6 +36,10 @@ pub struct DbStats {
     /// finished under the locks of their keys (each also counts as a
     /// conflict).
     pub read_refreshes: u64,
+    /// Scanned ranges that validation scanned a second time because a
+    /// writer of their tree had been at work since the scan began; the
+    /// others were proven unchanged without it (`docs/transactions.md`).
+    pub scan_rescans: u64,
     /// Validation failures (each caused a re-run, a read-only batch's
     /// refresh, or a `Conflict` error).
     pub conflicts: u64,
@@ -313,6 +317,7 @@ impl Db {
             commits: c.commits.get(),
             read_only: c.read_only.get(),
             read_refreshes: c.read_refreshes.get(),
+            scan_rescans: c.scan_rescans.get(),
             conflicts: c.conflicts.get(),
             log_bytes: i.wal().end_lsn().0,
             durable_lsn: i.wal().durable_lsn().0,

@@ -59,6 +59,7 @@ pub(crate) struct Counters {
     pub commits: Counter,
     pub read_only: Counter,
     pub read_refreshes: Counter,
+    pub scan_rescans: Counter,
     pub conflicts: Counter,
     pub checkpoints: Counter,
     pub checkpoint_failures: Counter,

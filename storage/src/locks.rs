@@ -383,9 +383,28 @@ impl PhaseLock {
 /// The tree gates and the apply gate, with their parking.
 pub(crate) struct Gates {
     trees: Box<[PhaseLock]>,
+    /// Per tree gate: its writers so far (`WriteCounts`).
+    writes: Box<[WriteCounts]>,
     apply: PhaseLock,
     parking: Parking,
 }
+
+/// How many writers (holders of `A` or `X`) of a tree gate have begun and
+/// how many have ended, so that a scan can prove nothing it read changed
+/// without scanning again ([`Gates::quiet`]). A writer bumps `begun` after
+/// it takes the gate and before it changes any tree of it, and `ended`
+/// after its last change and before it releases the gate; so `ended` never
+/// runs ahead of `begun`, and the two are equal exactly when no writer is
+/// between its first change and its last.
+struct WriteCounts {
+    begun: AtomicU64,
+    ended: AtomicU64,
+}
+
+/// A tree gate found with no writer in progress, and how many had begun:
+/// [`Gates::quiet`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct Quiet(u64);
 
 /// The apply gate sleeps on its own slot, past the tree gates'.
 const APPLY_SLOT: usize = TREE_GATES;
@@ -394,6 +413,12 @@ impl Gates {
     pub fn new() -> Self {
         Gates {
             trees: (0..TREE_GATES).map(|_| PhaseLock::new()).collect(),
+            writes: (0..TREE_GATES)
+                .map(|_| WriteCounts {
+                    begun: AtomicU64::new(0),
+                    ended: AtomicU64::new(0),
+                })
+                .collect(),
             apply: PhaseLock::new(),
             parking: Parking::new(),
         }
@@ -404,12 +429,56 @@ impl Gates {
         (u64::from(tree).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58) as u32 & (TREE_GATES as u32 - 1)
     }
 
+    /// Enters `gate` in phase `p`; a writer (`A`, `X`) is counted as begun.
     pub fn lock_tree(&self, gate: u32, p: Phase) {
         self.trees[gate as usize].lock(p, &self.parking, gate as usize);
+        if p != Phase::B {
+            // Before the writer's first change: a reader that sees any of
+            // its changes (through the page latch that published it) sees
+            // this count too.
+            self.writes[gate as usize]
+                .begun
+                .fetch_add(1, Ordering::AcqRel);
+        }
     }
 
+    /// Leaves `gate`; a writer (`A`, `X`) is counted as ended first.
     pub fn unlock_tree(&self, gate: u32, p: Phase) {
+        if p != Phase::B {
+            // After the writer's last change: a reader that sees this count
+            // sees all of its changes.
+            self.writes[gate as usize]
+                .ended
+                .fetch_add(1, Ordering::Release);
+        }
         self.trees[gate as usize].unlock(p, &self.parking, gate as usize);
+    }
+
+    /// Taken before a scan of a tree of `gate` reads it: `Some` if no
+    /// writer of the gate is between its first change and its last, so
+    /// that what the scan reads is the trees as every writer so far left
+    /// them. Then [`Gates::still_quiet`] tells, at validation, whether a
+    /// writer has begun since; if none has, the scan read one unchanged
+    /// state from this call until then, and needs no second scan.
+    ///
+    /// Why equal counts mean no writer in progress: `ended` is read first.
+    /// Every writer counted in it had bumped `begun` before (its own
+    /// order), and the acquire load makes that bump visible to the load
+    /// of `begun` after it; so the writers that ended are among those that
+    /// began, and equal counts make them the same writers, all done, with
+    /// their changes visible here.
+    pub fn quiet(&self, gate: u32) -> Option<Quiet> {
+        let w = &self.writes[gate as usize];
+        let ended = w.ended.load(Ordering::Acquire);
+        let begun = w.begun.load(Ordering::Acquire);
+        (ended == begun).then_some(Quiet(begun))
+    }
+
+    /// Whether no writer of `gate` has begun since `q` was taken. Called
+    /// holding the gate in `B` or `X` (validation), so that no writer is
+    /// in progress now and every one that ended is visible.
+    pub fn still_quiet(&self, gate: u32, q: Quiet) -> bool {
+        self.writes[gate as usize].begun.load(Ordering::Acquire) == q.0
     }
 
     pub fn lock_apply(&self, p: Phase) {

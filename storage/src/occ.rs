@@ -12,7 +12,10 @@
 //! 2. Scanned ranges re-scan to the same `(key, version)` sequence, up to
 //!    where the scan stopped (a new key is a phantom). The caller holds the
 //!    scanned trees' gates in `B` or `X`, so no writer of those trees is
-//!    between its lock and its release during the whole validation.
+//!    between its lock and its release during the whole validation. A
+//!    scan that began with no writer of its tree's gate in progress, and
+//!    after which none has begun, read one state that is still the
+//!    trees' now: it is not scanned again (`Gates::quiet`).
 //! 3. Second look: every stripe seen in 1 is unchanged (nobody locked it
 //!    since; a release bumps its version).
 //!
@@ -27,7 +30,7 @@
 
 use crate::error::{DbError, TxError};
 use crate::inner::DbInner;
-use crate::locks::{KeyLocks, StripeSeen};
+use crate::locks::{Gates, KeyLocks, StripeSeen};
 use crate::sync::{Ordering, fence};
 use crate::tx::{TxBufs, split_stored};
 use rime_btree::Direction;
@@ -66,8 +69,14 @@ pub(crate) fn validate(
             return Ok(false);
         }
     }
-    // 2. Scanned ranges, phantoms included.
+    // 2. Scanned ranges, phantoms included; none to re-scan if no writer
+    //    of its tree's gate has begun since before the scan read it.
     for s in &b.scans {
+        let gate = Gates::of_tree(s.tree.0);
+        if s.quiet.is_some_and(|q| db.gates().still_quiet(gate, q)) {
+            continue;
+        }
+        db.counters().scan_rescans.add(1);
         let Ok(tree) = db.tree(s.tree) else {
             return Ok(false);
         };

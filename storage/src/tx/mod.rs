@@ -20,6 +20,7 @@ pub use owned::{Committed, OwnedTx};
 
 use crate::error::{DbError, TxError};
 use crate::inner::DbInner;
+use crate::locks::Gates;
 use crate::reads::Miss;
 use crate::wal::{TreeId, Write};
 use rime_btree::{BTree, Direction, Fetch};
@@ -78,6 +79,10 @@ pub(crate) struct ScanRec {
     pub lo: SpanBound,
     pub hi: SpanBound,
     pub observed: std::ops::Range<usize>,
+    /// The tree's gate before the scan read it, if no writer of it was in
+    /// progress: validation skips the second scan while none has begun
+    /// since (`Gates::quiet`).
+    pub quiet: Option<crate::locks::Quiet>,
 }
 
 #[cfg(all(test, not(loom)))]
@@ -89,6 +94,7 @@ impl ScanRec {
             lo: SpanBound::Unbounded,
             hi: SpanBound::Unbounded,
             observed: 0..0,
+            quiet: None,
         }
     }
 }
@@ -535,7 +541,9 @@ impl<'a> Tx<'a> {
         // 1. This transaction's writes in the range, sorted, last write per key.
         let mut merge = std::mem::take(&mut b.merge);
         b.own_writes_in(tree, lo, hi, &mut merge);
-        // 2. Merge with the tree scan, recording what the tree showed.
+        // 2. Merge with the tree scan, recording what the tree showed (and
+        //    whether the tree's writers were all done before it).
+        let quiet = self.db.gates().quiet(Gates::of_tree(tree.0));
         let lo_s = b.push_bound(lo);
         let obs_start = b.observed.len();
         let mut next = 0usize;
@@ -616,6 +624,7 @@ impl<'a> Tx<'a> {
             lo: lo_s,
             hi: hi_s,
             observed,
+            quiet,
         });
         b.merge = merge;
         Ok(end)
