@@ -78,6 +78,21 @@ impl CommitCounters {
     }
 }
 
+/// A write a task engine commits without waiting for its durability
+/// ([`Engine::write_then`]).
+pub enum Write<'a> {
+    Insert(&'a [u8], &'a [u8]),
+    Update(&'a [u8], &'a [u8]),
+    /// Read `key`, let `modify` turn the value into the new one, write it.
+    Rmw(&'a [u8], &'a mut dyn FnMut(&[u8], &mut Vec<u8>)),
+}
+
+/// Called once with a started write's outcome: `Ok(true)` durable,
+/// `Ok(false)` nothing written (an rmw of an absent record), `Err` the
+/// commit or its sync failed. It may run on any thread (Rime: the one that
+/// completed the sync), so it must be short.
+pub type OnDurable = Box<dyn FnOnce(Result<bool>) + Send + 'static>;
+
 /// A key-value store under test. Shared by all worker threads (`&self`).
 ///
 /// YCSB's semantics: `update` overwrites an existing record, `insert` adds
@@ -145,6 +160,25 @@ pub trait Engine: Send + Sync {
         self.update(key, &new)?;
         Ok(true)
     }
+    /// Whether the runner drives this engine's clients as tasks
+    /// ([`crate::tasks`]): a row's thread count is then the number of
+    /// clients in flight, spread over one worker thread per core, each
+    /// keeping its clients' writes in flight with [`Engine::write_then`].
+    fn tasks(&self) -> bool {
+        false
+    }
+    /// Commits `write` and calls `on_durable` exactly once with its
+    /// outcome. A task engine returns once the write has committed and
+    /// calls back when it is durable; the default commits with the
+    /// blocking API and calls back before returning.
+    fn write_then(&self, write: Write<'_>, on_durable: OnDurable) {
+        let r = match write {
+            Write::Insert(k, v) => self.insert(k, v).map(|()| true),
+            Write::Update(k, v) => self.update(k, v).map(|()| true),
+            Write::Rmw(k, modify) => self.rmw(k, modify),
+        };
+        on_durable(r)
+    }
     /// Reads up to `n` records with keys `>= start`; returns how many.
     fn scan(&self, start: &[u8], n: usize) -> Result<usize>;
     /// Commits and log syncs so far, where the engine counts them (Rime:
@@ -167,7 +201,7 @@ pub trait Engine: Send + Sync {
 /// Engines this build knows, in report order (the first is the baseline
 /// ratios are taken against when present).
 pub fn available() -> Vec<&'static str> {
-    let mut v = vec!["rime", "rime-batched"];
+    let mut v = vec!["rime", "rime-batched", "rime-tasks"];
     if cfg!(feature = "rime-faas") {
         v.push("rime-faas");
         v.push("rime-faas-async");
@@ -205,7 +239,7 @@ pub fn keeps_all_data_in_memory(name: &str) -> bool {
 pub fn bypasses_page_cache(name: &str) -> bool {
     matches!(
         name,
-        "rime" | "rime-batched" | "rime-faas" | "rime-faas-async" | "rime-btree"
+        "rime" | "rime-batched" | "rime-tasks" | "rime-faas" | "rime-faas-async" | "rime-btree"
     )
 }
 
@@ -225,6 +259,9 @@ pub fn open(name: &str, dir: &Path, cfg: &EngineConfig) -> Result<Box<dyn Engine
         "rime" => Ok(Box::new(crate::engines::rime::RimeEngine::open(dir, cfg)?)),
         "rime-batched" => Ok(Box::new(
             crate::engines::rime::RimeEngine::open(dir, cfg)?.batched(),
+        )),
+        "rime-tasks" => Ok(Box::new(
+            crate::engines::rime::RimeEngine::open(dir, cfg)?.tasks(),
         )),
         "rime-btree" => Ok(Box::new(crate::engines::btree::BTreeEngine::open(
             dir, cfg,
