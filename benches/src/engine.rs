@@ -78,20 +78,26 @@ impl CommitCounters {
     }
 }
 
-/// A write a task engine commits without waiting for its durability
-/// ([`Engine::write_then`]).
-pub enum Write<'a> {
+/// One operation a task engine starts without waiting for durability
+/// ([`Engine::start`]).
+pub enum Request<'a> {
+    Read(&'a [u8]),
+    /// Up to `n` records from the key on.
+    Scan(&'a [u8], usize),
     Insert(&'a [u8], &'a [u8]),
     Update(&'a [u8], &'a [u8]),
-    /// Read `key`, let `modify` turn the value into the new one, write it.
+    /// Read the key, let the function turn the value into the new one,
+    /// write it.
     Rmw(&'a [u8], &'a mut dyn FnMut(&[u8], &mut Vec<u8>)),
 }
 
-/// Called once with a started write's outcome: `Ok(true)` durable,
-/// `Ok(false)` nothing written (an rmw of an absent record), `Err` the
-/// commit or its sync failed. It may run on any thread (Rime: the one that
-/// completed the sync), so it must be short.
-pub type OnDurable = Box<dyn FnOnce(Result<bool>) + Send + 'static>;
+/// Called once with a started operation's outcome when it may be
+/// acknowledged (a write: committed and durable; a read: what it read is
+/// durable): `Ok(true)` done, `Ok(false)` nothing found (a read or scan
+/// that found nothing, an rmw of an absent record: nothing written),
+/// `Err` it failed. It may run on any thread (Rime: the one that completed
+/// the sync), so it must be short.
+pub type OnDone = Box<dyn FnOnce(Result<bool>) + Send + 'static>;
 
 /// A key-value store under test. Shared by all worker threads (`&self`).
 ///
@@ -163,21 +169,23 @@ pub trait Engine: Send + Sync {
     /// Whether the runner drives this engine's clients as tasks
     /// ([`crate::tasks`]): a row's thread count is then the number of
     /// clients in flight, spread over one worker thread per core, each
-    /// keeping its clients' writes in flight with [`Engine::write_then`].
+    /// keeping its clients' operations in flight with [`Engine::start`].
     fn tasks(&self) -> bool {
         false
     }
-    /// Commits `write` and calls `on_durable` exactly once with its
-    /// outcome. A task engine returns once the write has committed and
-    /// calls back when it is durable; the default commits with the
+    /// Runs `req` and calls `on_done` exactly once with its outcome. A
+    /// task engine returns once the operation has run (a write committed)
+    /// and calls back when it is durable; the default runs it through the
     /// blocking API and calls back before returning.
-    fn write_then(&self, write: Write<'_>, on_durable: OnDurable) {
-        let r = match write {
-            Write::Insert(k, v) => self.insert(k, v).map(|()| true),
-            Write::Update(k, v) => self.update(k, v).map(|()| true),
-            Write::Rmw(k, modify) => self.rmw(k, modify),
+    fn start(&self, req: Request<'_>, on_done: OnDone) {
+        let r = match req {
+            Request::Read(k) => self.read(k, &mut Vec::new()),
+            Request::Scan(k, n) => self.scan(k, n).map(|found| found > 0),
+            Request::Insert(k, v) => self.insert(k, v).map(|()| true),
+            Request::Update(k, v) => self.update(k, v).map(|()| true),
+            Request::Rmw(k, modify) => self.rmw(k, modify),
         };
-        on_durable(r)
+        on_done(r)
     }
     /// Reads up to `n` records with keys `>= start`; returns how many.
     fn scan(&self, start: &[u8], n: usize) -> Result<usize>;

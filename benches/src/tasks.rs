@@ -2,28 +2,28 @@
 //! (`rime-tasks`): a row's thread count N is the number of clients in
 //! flight, spread over one worker thread per core. Each client is a closed
 //! loop over the workload, as a worker thread of [`crate::runner`] is, but
-//! a write does not hold a thread while it waits for its sync: the client
-//! starts it with [`Engine::write_then`], and its next operation begins
-//! when the write's durability is called back.
+//! no operation holds a thread while it waits for a sync: the client starts
+//! it with [`Engine::start`], and its next operation begins when the
+//! outcome is called back (a write once durable; a read once what it read
+//! is durable, at once if it already was).
 //!
 //! One worker thread's loop:
-//! 1. Start each of its clients. A client runs reads and scans on the spot
-//!    (they wait for no sync) until it picks a write, which it starts and
-//!    leaves in flight; its callback goes to this thread's channel.
-//! 2. Take the next callback from the channel; record the write's latency
-//!    (from its start to its callback) and its outcome.
-//! 3. Start that client's next operations as in 1, unless the run is over
-//!    (time is up, or every operation of `Stop::Ops` is claimed).
-//! 4. Once no client has a write in flight, return what was counted.
+//! 1. Start one operation of each of its clients; every callback goes to
+//!    this thread's channel.
+//! 2. Take the next callback from the channel; record the operation's
+//!    latency (from its start to its callback) and its outcome.
+//! 3. Start that client's next operation, unless the run is over (time is
+//!    up, or every operation of `Stop::Ops` is claimed).
+//! 4. Once no client has an operation in flight, return what was counted.
 //!
 //! An operation is measured if it started while measuring (the warm-up's
-//! last writes finish unmeasured), exactly as on a worker thread; the
-//! thread's end is its last measured completion.
+//! last ones finish unmeasured), as on a worker thread; the thread's end is
+//! its last measured completion.
 //!
 //! [`Engine::tasks`]: crate::engine::Engine::tasks
-//! [`Engine::write_then`]: crate::engine::Engine::write_then
+//! [`Engine::start`]: crate::engine::Engine::start
 
-use crate::engine::{OnDurable, Result, Write};
+use crate::engine::{OnDone, Request, Result};
 use crate::generator::Rng64;
 use crate::runner::{CLAIM, Worker, WorkerOut, op_index, stamp_front};
 use crate::workload::{Op, value_into};
@@ -32,8 +32,8 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::time::{Duration, Instant};
 
 /// How long a worker waits for any callback before it gives up on the
-/// writes still in flight (each counted as an error): a run never hangs on
-/// a callback that does not come.
+/// operations still in flight (each counted as an error): a run never
+/// hangs on a callback that does not come.
 const CALLBACK_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Worker threads for `clients` clients: one per core, no more than there
@@ -49,7 +49,7 @@ pub fn clients_of(t: usize, workers: usize, clients: usize) -> usize {
     (t + 1) * clients / workers - t * clients / workers
 }
 
-/// A write's callback, sent to the worker thread of its client.
+/// An operation's callback, sent to the worker thread of its client.
 struct Done {
     client: usize,
     op: Op,
@@ -90,7 +90,6 @@ struct Clients<'a> {
     pending: u64,
     key: Vec<u8>,
     value: Vec<u8>,
-    read_buf: Vec<u8>,
 }
 
 impl<'a> Clients<'a> {
@@ -107,12 +106,12 @@ impl<'a> Clients<'a> {
             pending: 0,
             key: Vec::with_capacity(32),
             value: Vec::with_capacity(value_len),
-            read_buf: Vec::with_capacity(value_len),
         }
     }
 
-    /// Steps 2–4: takes callbacks until none of the `in_flight` writes is
-    /// left, starting each client's next operations as its write returns.
+    /// Steps 2–4: takes callbacks until none of the `in_flight`
+    /// operations is left, starting each client's next one as its last
+    /// returns.
     fn drain(&mut self, rx: &Receiver<Done>, mut in_flight: u64) {
         while in_flight > 0 {
             match rx.recv_timeout(CALLBACK_TIMEOUT) {
@@ -126,7 +125,7 @@ impl<'a> Clients<'a> {
                     self.out.errors += in_flight;
                     self.out.first_error.get_or_insert_with(|| {
                         format!(
-                            "{in_flight} writes had no durability callback within {} s",
+                            "{in_flight} operations had no callback within {} s",
                             CALLBACK_TIMEOUT.as_secs()
                         )
                     });
@@ -136,81 +135,53 @@ impl<'a> Clients<'a> {
         }
     }
 
-    /// Runs `client`'s reads and scans until it starts a write (true), or
-    /// the run is over (false).
+    /// Starts `client`'s next operation (true), unless the run is over.
     fn start_next(&mut self, client: usize) -> bool {
-        loop {
-            let shared = self.w.shared;
-            if self.exhausted || shared.stop.load(Ordering::Relaxed) {
-                return false;
-            }
-            if !self.measuring && shared.measuring.load(Ordering::Acquire) {
-                self.measuring = true;
-            }
-            if self.measuring && self.budget == 0 {
-                self.shared_progress();
-                match shared.claim(self.w.cfg.stop, CLAIM) {
-                    Some(n) => self.budget = n,
-                    None => {
-                        self.exhausted = true;
-                        return false;
-                    }
+        let shared = self.w.shared;
+        if self.exhausted || shared.stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        if !self.measuring && shared.measuring.load(Ordering::Acquire) {
+            self.measuring = true;
+        }
+        if self.measuring && self.budget == 0 {
+            self.shared_progress();
+            match shared.claim(self.w.cfg.stop, CLAIM) {
+                Some(n) => self.budget = n,
+                None => {
+                    self.exhausted = true;
+                    return false;
                 }
             }
-            let op = self.w.ops.pick(self.rng.next_f64());
-            if self.measuring {
-                self.budget -= 1;
-            }
-            if op.writes() {
-                self.start_write(client, op);
-                return true;
-            }
-            self.read(op);
         }
-    }
-
-    /// The key of the next operation on an existing record.
-    fn choose_key(&mut self) {
-        let n = self
-            .w
-            .keys
-            .next_upto(&mut self.rng, self.w.shared.inserts.limit());
-        self.w.cfg.key_format.key_into(n, &mut self.key);
-    }
-
-    /// A read or a scan, done and counted now.
-    fn read(&mut self, op: Op) {
-        self.choose_key();
-        let engine = self.w.engine;
-        let started = Instant::now();
-        let r = match op {
-            Op::Scan => {
-                let max = self.w.cfg.workload.max_scan_len as u64;
-                let len = 1 + self.rng.below(max) as usize;
-                engine.scan(&self.key, len).map(|n| n > 0)
-            }
-            _ => engine.read(&self.key, &mut self.read_buf),
-        };
         if self.measuring {
-            self.count(op, started, Instant::now(), r);
+            self.budget -= 1;
         }
+        let op = self.w.ops.pick(self.rng.next_f64());
+        self.start(client, op);
+        true
     }
 
-    /// Starts `client`'s write `op`; its callback reports to this thread.
-    fn start_write(&mut self, client: usize, op: Op) {
+    /// Starts `client`'s operation `op`; its callback reports to this
+    /// thread.
+    fn start(&mut self, client: usize, op: Op) {
         let insert = (op == Op::Insert).then(|| self.w.shared.inserts.next());
-        match insert {
-            Some(n) => self.w.cfg.key_format.key_into(n, &mut self.key),
-            None => self.choose_key(),
-        }
+        let n = match insert {
+            Some(n) => n,
+            None => {
+                let last = self.w.shared.inserts.limit();
+                self.w.keys.next_upto(&mut self.rng, last)
+            }
+        };
+        self.w.cfg.key_format.key_into(n, &mut self.key);
         let seed = self.rng.next_u64();
         let measured = self.measuring;
         let tx = self.tx.clone();
         let started = Instant::now();
-        let on_durable: OnDurable = Box::new(move |result| {
+        let on_done: OnDone = Box::new(move |result| {
             let called_back = Instant::now();
             // The worker stopped listening only after giving up on this
-            // write (and counting it as an error).
+            // operation (and counting it as an error).
             let _ = tx.send(Done {
                 client,
                 op,
@@ -221,22 +192,30 @@ impl<'a> Clients<'a> {
                 result,
             });
         });
-        let engine = self.w.engine;
-        if op == Op::ReadModifyWrite {
-            let stamp = seed.to_le_bytes();
-            let mut modify = |old: &[u8], new: &mut Vec<u8>| stamp_front(&stamp, old, new);
-            engine.write_then(Write::Rmw(&self.key, &mut modify), on_durable);
-            return;
+        let (engine, key) = (self.w.engine, &self.key);
+        match op {
+            Op::Read => engine.start(Request::Read(key), on_done),
+            Op::Scan => {
+                let len = 1 + (seed % self.w.cfg.workload.max_scan_len as u64) as usize;
+                engine.start(Request::Scan(key, len), on_done);
+            }
+            Op::ReadModifyWrite => {
+                let stamp = seed.to_le_bytes();
+                let mut modify = |old: &[u8], new: &mut Vec<u8>| stamp_front(&stamp, old, new);
+                engine.start(Request::Rmw(key, &mut modify), on_done);
+            }
+            Op::Insert | Op::Update => {
+                value_into(seed, self.w.cfg.value_len, &mut self.value);
+                let req = match op {
+                    Op::Insert => Request::Insert(key, &self.value),
+                    _ => Request::Update(key, &self.value),
+                };
+                engine.start(req, on_done);
+            }
         }
-        value_into(seed, self.w.cfg.value_len, &mut self.value);
-        let write = match op {
-            Op::Insert => Write::Insert(&self.key, &self.value),
-            _ => Write::Update(&self.key, &self.value),
-        };
-        engine.write_then(write, on_durable);
     }
 
-    /// Step 2: a write's callback.
+    /// Step 2: an operation's callback.
     fn finish(&mut self, done: Done) {
         let mut result = done.result;
         if let Some(n) = done.insert {

@@ -163,25 +163,29 @@ fn rime_tasks_shares_syncs_and_every_called_back_write_survives_a_power_cut() {
     );
 }
 
-/// The other writes through `Engine::write_then`: workload F's
-/// read-modify-writes and D's inserts, each read of D choosing only
-/// inserts already called back.
+/// The other operations through `Engine::start`: workload F's
+/// read-modify-writes, D's inserts (each read choosing only inserts
+/// already called back) and E's scans.
 #[test]
-fn rime_tasks_runs_read_modify_writes_and_inserts() {
+fn rime_tasks_runs_read_modify_writes_inserts_and_scans() {
     let dir = tempfile::TempDir::new().unwrap();
     let e = RimeEngine::open(dir.path(), &engine_config())
         .unwrap()
         .tasks();
     runner::load(&e, &run_config('F', 0)).unwrap();
-    for (workload, op) in [('F', Op::ReadModifyWrite), ('D', Op::Insert)] {
+    for (workload, op) in [
+        ('F', Op::ReadModifyWrite),
+        ('D', Op::Insert),
+        ('E', Op::Scan),
+    ] {
         let r = runner::run(&e, &run_config(workload, 3_000)).unwrap();
         assert_eq!(r.errors, 0, "{workload}: {:?}", r.first_error);
         assert_eq!((r.ops, r.not_found), (3_000, 0), "{workload}");
-        let writes = count_of(&r, op);
-        assert!(writes > 50, "{workload}: {writes} {op:?}");
+        assert!(count_of(&r, op) > 50, "{workload}: {:?}", r.per_op);
+        let writes: u64 = r.per_op.iter().filter(|p| p.0.writes()).map(|p| p.1).sum();
         assert_eq!(r.commit_hist.len(), writes, "{workload}");
     }
-    // D's inserts are there, after the records loaded.
+    // D's and E's inserts are there, after the records loaded.
     let mut key = Vec::new();
     KeyFormat::YcsbString.key_into(RECORDS, &mut key);
     assert!(e.read(&key, &mut Vec::new()).unwrap());

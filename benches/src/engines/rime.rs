@@ -7,14 +7,16 @@
 //! as that many concurrent committers would.
 //!
 //! `rime-tasks` is the same engine with its clients run as tasks
-//! ([`crate::tasks`]): every write is one transaction committed with
+//! ([`crate::tasks`]): every operation is one transaction run with
 //! `Db::transaction_pending`, whose durability is called back by
-//! `Pending::on_durable` (no thread waits for it), so the row's thread count
-//! is the number of clients in flight on one worker thread per core.
+//! `Pending::on_durable` (no thread waits for it; `pending.rs`), so the
+//! row's thread count is the number of clients in flight on one worker
+//! thread per core.
 
-use crate::engine::{CommitCounters, Durability, Engine, EngineConfig, OnDurable, Result, Write};
-use rime_storage::{Db, Options, Pending, TreeId, TxError};
-use std::ops::{Bound, ControlFlow};
+mod pending;
+
+use crate::engine::{CommitCounters, Durability, Engine, EngineConfig, OnDone, Request, Result};
+use rime_storage::{Db, Options, TreeId};
 use std::path::Path;
 use std::time::Duration;
 
@@ -34,7 +36,7 @@ enum Mode {
     /// `rime-batched`: reads and updates in batches
     /// ([`Engine::read_many`], [`Engine::update_many`]).
     Batched,
-    /// `rime-tasks`: clients as tasks, writes through [`Engine::write_then`].
+    /// `rime-tasks`: clients as tasks, operations through [`Engine::start`].
     Tasks,
 }
 
@@ -101,27 +103,6 @@ impl RimeEngine {
     pub fn tasks(mut self) -> Self {
         self.mode = Mode::Tasks;
         self
-    }
-
-    /// Commits `write` as one transaction without waiting for durability.
-    fn write_pending(&self, write: Write<'_>) -> std::result::Result<Pending<bool>, TxError> {
-        let t = self.tree;
-        match write {
-            Write::Insert(k, v) | Write::Update(k, v) => self.db.transaction_pending(|tx| {
-                tx.put(t, k, v)?;
-                Ok(true)
-            }),
-            Write::Rmw(k, modify) => {
-                let mut new = Vec::new();
-                self.db.transaction_pending(|tx| {
-                    if tx.get(t, k, |v| modify(v, &mut new))?.is_none() {
-                        return Ok(false);
-                    }
-                    tx.put(t, k, &new)?;
-                    Ok(true)
-                })
-            }
-        }
     }
 }
 
@@ -197,13 +178,13 @@ impl Engine for RimeEngine {
     fn tasks(&self) -> bool {
         self.mode == Mode::Tasks
     }
-    /// One transaction, committed here; `on_durable` runs once the log is
-    /// synced through it (on the thread that completed the sync), or with
-    /// the commit's error now.
-    fn write_then(&self, write: Write<'_>, on_durable: OnDurable) {
-        match self.write_pending(write) {
-            Ok(p) => p.on_durable(move |r| on_durable(r.map_err(Into::into))),
-            Err(e) => on_durable(Err(e.into())),
+    /// One transaction, run here; `on_done` runs once the log is durable
+    /// through what it wrote or read (on the thread that completed the
+    /// sync, or on this one if it needs none), or with its error now.
+    fn start(&self, req: Request<'_>, on_done: OnDone) {
+        match self.start_pending(req) {
+            Ok(p) => p.on_durable(move |r| on_done(r.map_err(Into::into))),
+            Err(e) => on_done(Err(e.into())),
         }
     }
     fn update(&self, key: &[u8], value: &[u8]) -> Result<()> {
@@ -250,20 +231,9 @@ impl Engine for RimeEngine {
     }
     fn scan(&self, start: &[u8], n: usize) -> Result<usize> {
         let t = self.tree;
-        let count = self.db.transaction(|tx| {
-            let mut count = 0;
-            tx.scan(t, Bound::Included(start), Bound::Unbounded, |k, v| {
-                super::consume(k, v);
-                count += 1;
-                if count >= n {
-                    ControlFlow::Break(())
-                } else {
-                    ControlFlow::Continue(())
-                }
-            })?;
-            Ok(count)
-        })?;
-        Ok(count)
+        Ok(self
+            .db
+            .transaction(|tx| pending::scan_in(tx, t, start, n))?)
     }
     fn commit_counters(&self) -> Option<CommitCounters> {
         Some(commit_counters(&self.db))
