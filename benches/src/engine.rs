@@ -78,6 +78,27 @@ impl CommitCounters {
     }
 }
 
+/// One operation a task engine starts without waiting for durability
+/// ([`Engine::start`]).
+pub enum Request<'a> {
+    Read(&'a [u8]),
+    /// Up to `n` records from the key on.
+    Scan(&'a [u8], usize),
+    Insert(&'a [u8], &'a [u8]),
+    Update(&'a [u8], &'a [u8]),
+    /// Read the key, let the function turn the value into the new one,
+    /// write it.
+    Rmw(&'a [u8], &'a mut dyn FnMut(&[u8], &mut Vec<u8>)),
+}
+
+/// Called once with a started operation's outcome when it may be
+/// acknowledged (a write: committed and durable; a read: what it read is
+/// durable): `Ok(true)` done, `Ok(false)` nothing found (a read or scan
+/// that found nothing, an rmw of an absent record: nothing written),
+/// `Err` it failed. It may run on any thread (Rime: the one that completed
+/// the sync), so it must be short.
+pub type OnDone = Box<dyn FnOnce(Result<bool>) + Send + 'static>;
+
 /// A key-value store under test. Shared by all worker threads (`&self`).
 ///
 /// YCSB's semantics: `update` overwrites an existing record, `insert` adds
@@ -145,6 +166,27 @@ pub trait Engine: Send + Sync {
         self.update(key, &new)?;
         Ok(true)
     }
+    /// Whether the runner drives this engine's clients as tasks
+    /// ([`crate::tasks`]): a row's thread count is then the number of
+    /// clients in flight, spread over one worker thread per core, each
+    /// keeping its clients' operations in flight with [`Engine::start`].
+    fn tasks(&self) -> bool {
+        false
+    }
+    /// Runs `req` and calls `on_done` exactly once with its outcome. A
+    /// task engine returns once the operation has run (a write committed)
+    /// and calls back when it is durable; the default runs it through the
+    /// blocking API and calls back before returning.
+    fn start(&self, req: Request<'_>, on_done: OnDone) {
+        let r = match req {
+            Request::Read(k) => self.read(k, &mut Vec::new()),
+            Request::Scan(k, n) => self.scan(k, n).map(|found| found > 0),
+            Request::Insert(k, v) => self.insert(k, v).map(|()| true),
+            Request::Update(k, v) => self.update(k, v).map(|()| true),
+            Request::Rmw(k, modify) => self.rmw(k, modify),
+        };
+        on_done(r)
+    }
     /// Reads up to `n` records with keys `>= start`; returns how many.
     fn scan(&self, start: &[u8], n: usize) -> Result<usize>;
     /// Commits and log syncs so far, where the engine counts them (Rime:
@@ -167,7 +209,7 @@ pub trait Engine: Send + Sync {
 /// Engines this build knows, in report order (the first is the baseline
 /// ratios are taken against when present).
 pub fn available() -> Vec<&'static str> {
-    let mut v = vec!["rime", "rime-batched"];
+    let mut v = vec!["rime", "rime-batched", "rime-tasks"];
     if cfg!(feature = "rime-faas") {
         v.push("rime-faas");
         v.push("rime-faas-async");
@@ -205,7 +247,7 @@ pub fn keeps_all_data_in_memory(name: &str) -> bool {
 pub fn bypasses_page_cache(name: &str) -> bool {
     matches!(
         name,
-        "rime" | "rime-batched" | "rime-faas" | "rime-faas-async" | "rime-btree"
+        "rime" | "rime-batched" | "rime-tasks" | "rime-faas" | "rime-faas-async" | "rime-btree"
     )
 }
 
@@ -225,6 +267,9 @@ pub fn open(name: &str, dir: &Path, cfg: &EngineConfig) -> Result<Box<dyn Engine
         "rime" => Ok(Box::new(crate::engines::rime::RimeEngine::open(dir, cfg)?)),
         "rime-batched" => Ok(Box::new(
             crate::engines::rime::RimeEngine::open(dir, cfg)?.batched(),
+        )),
+        "rime-tasks" => Ok(Box::new(
+            crate::engines::rime::RimeEngine::open(dir, cfg)?.tasks(),
         )),
         "rime-btree" => Ok(Box::new(crate::engines::btree::BTreeEngine::open(
             dir, cfg,

@@ -7,7 +7,8 @@
 //! * [`engine`]: the [`engine::Engine`] trait and the registry;
 //!   [`engines`]: the adapters (peers behind `peers-*` features).
 //! * [`runner`]: load and run phases, threads, warm-up; [`latency`]: the
-//!   latency histograms its workers share.
+//!   latency histograms its workers share; [`tasks`]: clients as tasks on
+//!   one thread per core, for engines that commit without waiting.
 //! * [`isolate`]: an engine per child process, in a memory [`cgroup`] for
 //!   the larger-than-memory rows.
 //! * [`fsync_probe`]: the device's 4 KiB write + `fdatasync` rate beside
@@ -30,6 +31,7 @@ pub mod latency;
 pub mod repeat;
 pub mod report;
 pub mod runner;
+pub mod tasks;
 pub mod workload;
 
 use engine::{Durability, EngineConfig};

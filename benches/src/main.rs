@@ -5,7 +5,7 @@
 //!     --engines rime,lmdb,rocksdb --preset ycsb --threads 1,2 --duration 10
 //! cargo run -p rime-bench --release --features peers -- full
 //! cargo run -p rime-bench --release --features peers-rocksdb -- ycsb \
-//!     --preset commit --engines rime,rocksdb
+//!     --preset commit --engines rime,rime-tasks,rocksdb
 //! ```
 #![forbid(unsafe_code)]
 
@@ -111,7 +111,8 @@ struct YcsbArgs {
     #[arg(long, default_value_t = 1.0)]
     warmup: f64,
     /// Thread counts, comma-separated (default: the preset's;
-    /// 1,2,8,32,128,256,1024 for commit, else 1).
+    /// 1,2,8,32,128,256,1024 for commit, else 1). For rime-tasks: clients
+    /// in flight, as tasks on one thread per core.
     #[arg(long, short, value_delimiter = ',')]
     threads: Option<Vec<usize>>,
     /// nosync | group | sync, comma-separated for several rows (default:
@@ -458,7 +459,10 @@ fn full(a: FullArgs) -> Res<()> {
 /// How to read the durable part's table.
 const DURABLE_TEXT: &str = "Every update is one commit that returns once its log \
     record is synced; the thread counts are the concurrent committers (half of \
-    workload A's operations are reads, which commit nothing). *commit p50/p99* \
+    workload A's operations are reads, which commit nothing): threads blocking \
+    in each engine's API, except `rime-tasks`, whose committers are that many \
+    clients in flight as tasks on one thread per core (`Db::transaction_pending`, \
+    called back by `Pending::on_durable`). *commit p50/p99* \
     are the latencies of the updates alone; *commits/sync* is the engine's own \
     count of commits over its log syncs in the measured part (Rime: \
     `DbStats::commits / log_syncs`; RocksDB: its statistics, tickers \

@@ -148,23 +148,65 @@ pub fn load(engine: &dyn Engine, cfg: &RunConfig) -> Result<Duration> {
 }
 
 /// Shared state of one run phase.
-struct Shared {
+pub(crate) struct Shared {
     /// Insert numbers, and the limit below which all have returned: reads
     /// and scans choose only from `0..=limit` (YCSB's transaction-insert
     /// key sequence).
-    inserts: AcknowledgedCounter,
-    measuring: AtomicBool,
-    stop: AtomicBool,
+    pub(crate) inserts: AcknowledgedCounter,
+    pub(crate) measuring: AtomicBool,
+    pub(crate) stop: AtomicBool,
     /// Measured operations claimed so far (for `Stop::Ops`).
     claimed: AtomicU64,
     /// Measured operations completed (progress).
-    completed: AtomicU64,
+    pub(crate) completed: AtomicU64,
 }
 
-enum Chooser {
+impl Shared {
+    /// The next measured operations a worker may do (up to `claim`), or
+    /// `None` once `Stop::Ops`'s total is claimed. Claims go in chunks so
+    /// the shared counters are not touched on every op.
+    pub(crate) fn claim(&self, stop: Stop, claim: u64) -> Option<u64> {
+        match stop {
+            Stop::Ops(n) => {
+                let prev = self.claimed.fetch_add(claim, Ordering::Relaxed);
+                (prev < n).then(|| claim.min(n - prev))
+            }
+            Stop::Duration(_) => Some(claim),
+        }
+    }
+}
+
+/// A worker's key chooser (each worker has its own).
+pub(crate) enum Chooser {
     Zipfian(ScrambledZipfian),
     Uniform(Uniform),
     Latest(Latest),
+}
+
+impl Chooser {
+    fn new(cfg: &RunConfig, expected_new: u64, latest_zeta: f64) -> Chooser {
+        match cfg.workload.distribution {
+            Distribution::Zipfian => {
+                Chooser::Zipfian(ScrambledZipfian::new(0, cfg.records + expected_new - 1))
+            }
+            Distribution::Uniform => Chooser::Uniform(Uniform::new(0, cfg.records - 1)),
+            Distribution::Latest => Chooser::Latest(Latest::with_zetan(cfg.records, latest_zeta)),
+        }
+    }
+
+    /// The next record number, one of `0..=last` (the acknowledged ones).
+    pub(crate) fn next_upto(&mut self, rng: &mut Rng64, last: u64) -> u64 {
+        loop {
+            let n = match self {
+                Chooser::Zipfian(z) => z.next(rng),
+                Chooser::Uniform(u) => u.next(rng),
+                Chooser::Latest(l) => l.next(rng, last),
+            };
+            if n <= last {
+                return n;
+            }
+        }
+    }
 }
 
 /// Runs the transaction phase on a loaded engine.
@@ -206,21 +248,37 @@ pub fn run(engine: &dyn Engine, cfg: &RunConfig) -> Result<RunResult> {
 
     let mut measure_start = Instant::now();
     let mut counters_before = engine.commit_counters();
-    let shards = LatencyShards::new(cfg.threads.max(1));
+    // A task engine's clients share one worker thread per core; otherwise
+    // each client is a worker thread.
+    let tasks = engine.tasks();
+    let workers = if tasks {
+        crate::tasks::worker_threads(cfg.threads)
+    } else {
+        cfg.threads.max(1)
+    };
+    let shards = LatencyShards::new(workers);
     let results: Vec<WorkerOut> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..cfg.threads.max(1))
+        let handles: Vec<_> = (0..workers)
             .map(|t| {
-                let (shared, chooser, lat) = (&shared, &chooser, shards.recorder(t));
-                let key_chooser = match cfg.workload.distribution {
-                    Distribution::Zipfian => {
-                        Chooser::Zipfian(ScrambledZipfian::new(0, cfg.records + expected_new - 1))
-                    }
-                    Distribution::Uniform => Chooser::Uniform(Uniform::new(0, cfg.records - 1)),
-                    Distribution::Latest => {
-                        Chooser::Latest(Latest::with_zetan(cfg.records, latest_zeta))
-                    }
+                let (shared, ops, lat) = (&shared, &chooser, shards.recorder(t));
+                let keys = Chooser::new(cfg, expected_new, latest_zeta);
+                let w = Worker {
+                    engine,
+                    cfg,
+                    shared,
+                    ops,
+                    keys,
+                    lat,
+                    t: t as u64,
                 };
-                s.spawn(move || worker(engine, cfg, shared, chooser, key_chooser, lat, t as u64))
+                s.spawn(move || {
+                    if tasks {
+                        let clients = crate::tasks::clients_of(t, workers, cfg.threads);
+                        crate::tasks::run_clients(w, clients)
+                    } else {
+                        worker(w)
+                    }
+                })
             })
             .collect();
         // Warm-up, then measure.
@@ -288,33 +346,61 @@ pub fn run(engine: &dyn Engine, cfg: &RunConfig) -> Result<RunResult> {
     })
 }
 
-struct WorkerOut {
-    per_op: [u64; 5],
-    ops: u64,
-    not_found: u64,
-    errors: u64,
-    first_error: Option<String>,
-    end: Instant,
+/// What one worker thread counted.
+pub(crate) struct WorkerOut {
+    pub(crate) per_op: [u64; 5],
+    pub(crate) ops: u64,
+    pub(crate) not_found: u64,
+    pub(crate) errors: u64,
+    pub(crate) first_error: Option<String>,
+    /// When its last measured operation completed.
+    pub(crate) end: Instant,
 }
 
-fn worker(
-    engine: &dyn Engine,
-    cfg: &RunConfig,
-    shared: &Shared,
-    ops: &crate::workload::OpChooser,
-    mut keys: Chooser,
-    mut lat: LatencyRecorder,
-    t: u64,
-) -> WorkerOut {
-    let mut rng = Rng64::new(cfg.seed.wrapping_add(0x1234_5678 * (t + 1)));
-    let mut out = WorkerOut {
-        per_op: [0; 5],
-        ops: 0,
-        not_found: 0,
-        errors: 0,
-        first_error: None,
-        end: Instant::now(),
-    };
+impl WorkerOut {
+    pub(crate) fn new() -> WorkerOut {
+        WorkerOut {
+            per_op: [0; 5],
+            ops: 0,
+            not_found: 0,
+            errors: 0,
+            first_error: None,
+            end: Instant::now(),
+        }
+    }
+}
+
+/// What a worker thread runs with.
+pub(crate) struct Worker<'a> {
+    pub(crate) engine: &'a dyn Engine,
+    pub(crate) cfg: &'a RunConfig,
+    pub(crate) shared: &'a Shared,
+    pub(crate) ops: &'a crate::workload::OpChooser,
+    pub(crate) keys: Chooser,
+    pub(crate) lat: LatencyRecorder<'a>,
+    /// The worker's number (seeds its random numbers).
+    pub(crate) t: u64,
+}
+
+impl Worker<'_> {
+    /// The worker's own random numbers.
+    pub(crate) fn rng(&self) -> Rng64 {
+        Rng64::new(self.cfg.seed.wrapping_add(0x1234_5678 * (self.t + 1)))
+    }
+}
+
+fn worker(w: Worker<'_>) -> WorkerOut {
+    let mut rng = w.rng();
+    let Worker {
+        engine,
+        cfg,
+        shared,
+        ops,
+        mut keys,
+        mut lat,
+        ..
+    } = w;
+    let mut out = WorkerOut::new();
     let mut key = Vec::with_capacity(32);
     let mut value = Vec::with_capacity(cfg.value_len);
     let mut read_buf = Vec::with_capacity(cfg.value_len);
@@ -341,16 +427,10 @@ fn worker(
         if measuring && budget == 0 {
             shared.completed.fetch_add(pending, Ordering::Relaxed);
             pending = 0;
-            budget = match cfg.stop {
-                Stop::Ops(n) => {
-                    let prev = shared.claimed.fetch_add(claim, Ordering::Relaxed);
-                    if prev >= n {
-                        break;
-                    }
-                    claim.min(n - prev)
-                }
-                Stop::Duration(_) => claim,
-            };
+            match shared.claim(cfg.stop, claim) {
+                Some(n) => budget = n,
+                None => break,
+            }
         }
         let op = ops.pick(rng.next_f64());
         let started;
@@ -369,17 +449,7 @@ fn worker(
                 }
             }
             _ => {
-                let last = shared.inserts.limit();
-                let n = loop {
-                    let n = match &mut keys {
-                        Chooser::Zipfian(z) => z.next(&mut rng),
-                        Chooser::Uniform(u) => u.next(&mut rng),
-                        Chooser::Latest(l) => l.next(&mut rng, last),
-                    };
-                    if n <= last {
-                        break n;
-                    }
-                };
+                let n = keys.next_upto(&mut rng, shared.inserts.limit());
                 let batching = match op {
                     Op::Read if batch.enabled() => Some(&mut batch),
                     Op::Update if updates.enabled() => Some(&mut updates),
@@ -414,13 +484,7 @@ fn worker(
                     Op::ReadModifyWrite => {
                         let stamp = rng.next_u64().to_le_bytes();
                         started = Instant::now();
-                        engine.rmw(&key, &mut |old, new| {
-                            // YCSB's F rewrites one field: new bytes at the front.
-                            new.clear();
-                            new.extend_from_slice(old);
-                            let m = new.len().min(8);
-                            new[..m].copy_from_slice(&stamp[..m]);
-                        })
+                        engine.rmw(&key, &mut |old, new| stamp_front(&stamp, old, new))
                     }
                     Op::Scan => {
                         let len = 1 + rng.below(cfg.workload.max_scan_len as u64) as usize;
@@ -455,12 +519,21 @@ fn worker(
     out
 }
 
-fn op_index(op: Op) -> usize {
+/// An rmw's modification: YCSB's F rewrites one field, so `new` is `old`
+/// with `stamp` over its first bytes.
+pub(crate) fn stamp_front(stamp: &[u8; 8], old: &[u8], new: &mut Vec<u8>) {
+    new.clear();
+    new.extend_from_slice(old);
+    let m = new.len().min(8);
+    new[..m].copy_from_slice(&stamp[..m]);
+}
+
+pub(crate) fn op_index(op: Op) -> usize {
     Op::ALL.iter().position(|&o| o == op).unwrap_or(0)
 }
 
 impl WorkerOut {
-    fn error(&mut self, e: crate::engine::Error) {
+    pub(crate) fn error(&mut self, e: crate::engine::Error) {
         self.errors += 1;
         if self.first_error.is_none() {
             self.first_error = Some(e.to_string());
@@ -554,7 +627,7 @@ impl Batch {
 }
 
 /// Operations a worker claims at a time in `Stop::Ops` mode.
-const CLAIM: u64 = 64;
+pub(crate) const CLAIM: u64 = 64;
 
 #[cfg(test)]
 mod tests {

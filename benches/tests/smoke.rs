@@ -60,6 +60,7 @@ const ERRORS: usize = 23;
 const RUNS: usize = 24;
 const COMMIT_P50_US: usize = 27;
 const COMMITS_PER_SYNC: usize = 29;
+const ENGINE_NOTE: usize = 30;
 
 #[test]
 fn cli_runs_all_workloads_on_rime_and_writes_the_report() {
@@ -213,6 +214,45 @@ fn commit_preset_has_fsync_rows_commits_per_sync_and_rounds() {
     assert!(
         md.contains("| commits/sync |") && md.contains("| ops/s range |"),
         "{md}"
+    );
+}
+
+/// `--preset commit` with `rime-tasks` beside `rime`, timed and in rounds:
+/// the thread count is the clients in flight (tasks on one thread per
+/// core, as its note says); at 64 of them its commits share syncs, at one
+/// each is its own sync.
+#[test]
+fn commit_preset_runs_rime_tasks_in_timed_rounds() {
+    let run = Run::ycsb(
+        "rime-bench-commit-tasks",
+        "--preset commit --engines rime,rime-tasks --records 2000 --threads 1,64 --duration 0.3 \
+         --warmup 0.1 --repeat 2",
+    );
+    let (csv, rows) = (&run.csv, run.rows());
+    let mut cells: Vec<(&str, &str)> = rows.iter().map(|f| (f[4], f[10])).collect();
+    cells.sort();
+    let mut want = Vec::new();
+    for t in ["1", "64"] {
+        want.extend([(t, "device-fsync"), (t, "rime"), (t, "rime-tasks")]);
+    }
+    assert_eq!(cells, want, "{csv}");
+    let per_sync = |threads: &str| -> f64 {
+        let f = rows
+            .iter()
+            .find(|f| f[10] == "rime-tasks" && f[4] == threads)
+            .unwrap();
+        assert_eq!(f[ERRORS], "0", "errors: {f:?}");
+        assert_eq!(f[RUNS], "2", "the median of 2 rounds: {f:?}");
+        assert!(f[12].parse::<u64>().unwrap() > 0, "ops: {f:?}");
+        assert!(f[COMMIT_P50_US].parse::<f64>().unwrap() > 0.0, "{f:?}");
+        assert!(f[ENGINE_NOTE].contains("as tasks"), "{f:?}");
+        f[COMMITS_PER_SYNC].parse().unwrap()
+    };
+    let (one, many) = (per_sync("1"), per_sync("64"));
+    assert!(one <= 1.5, "one client in flight shares no sync: {one}");
+    assert!(
+        many >= 4.0,
+        "64 clients in flight shared only {many} per sync: {csv}"
     );
 }
 

@@ -5,10 +5,18 @@
 //! together; an update batch commits every update (each its own
 //! transaction) before waiting for their durability, so they share syncs
 //! as that many concurrent committers would.
+//!
+//! `rime-tasks` is the same engine with its clients run as tasks
+//! ([`crate::tasks`]): every operation is one transaction run with
+//! `Db::transaction_pending`, whose durability is called back by
+//! `Pending::on_durable` (no thread waits for it; `pending.rs`), so the
+//! row's thread count is the number of clients in flight on one worker
+//! thread per core.
 
-use crate::engine::{CommitCounters, Durability, Engine, EngineConfig, Result};
+mod pending;
+
+use crate::engine::{CommitCounters, Durability, Engine, EngineConfig, OnDone, Request, Result};
 use rime_storage::{Db, Options, TreeId};
-use std::ops::{Bound, ControlFlow};
 use std::path::Path;
 use std::time::Duration;
 
@@ -17,8 +25,19 @@ pub struct RimeEngine {
     tree: TreeId,
     durability: Durability,
     pool_bytes: usize,
-    /// `rime-batched`: reads go through [`Engine::read_many`].
-    batched: bool,
+    mode: Mode,
+}
+
+/// How the runner hands this engine its operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// `rime`: one operation per call, each blocking until durable.
+    Blocking,
+    /// `rime-batched`: reads and updates in batches
+    /// ([`Engine::read_many`], [`Engine::update_many`]).
+    Batched,
+    /// `rime-tasks`: clients as tasks, operations through [`Engine::start`].
+    Tasks,
 }
 
 /// Group mode's gather window: a few fsyncs' worth (~60 µs each here).
@@ -45,10 +64,16 @@ pub fn storage_durability(d: Durability) -> rime_storage::Durability {
 
 impl RimeEngine {
     pub fn open(dir: &Path, cfg: &EngineConfig) -> Result<Self> {
+        Self::open_with(dir, cfg, Options::default())
+    }
+
+    /// [`RimeEngine::open`] on `base` (a test's fault-injecting file
+    /// opener, say) instead of the default options.
+    pub fn open_with(dir: &Path, cfg: &EngineConfig, base: Options) -> Result<Self> {
         // Full-size log segments from the start, as a server runs (and as
         // the published numbers were measured): no segment creation while
         // the log grows.
-        let opts = Options::default()
+        let opts = base
             .preallocate_log()
             .pool_bytes(cfg.pool_bytes)
             .durability(storage_durability(cfg.durability));
@@ -59,34 +84,55 @@ impl RimeEngine {
             tree,
             durability: cfg.durability,
             pool_bytes: cfg.pool_bytes,
-            batched: false,
+            mode: Mode::Blocking,
         })
     }
 
     /// The same engine as `rime-batched`.
     pub fn batched(mut self) -> Self {
-        self.batched = true;
+        self.mode = Mode::Batched;
+        self
+    }
+
+    /// The Db under test (for tests that look at its state).
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// The same engine as `rime-tasks`.
+    pub fn tasks(mut self) -> Self {
+        self.mode = Mode::Tasks;
         self
     }
 }
 
 impl Engine for RimeEngine {
     fn name(&self) -> &str {
-        if self.batched { "rime-batched" } else { "rime" }
+        match self.mode {
+            Mode::Blocking => "rime",
+            Mode::Batched => "rime-batched",
+            Mode::Tasks => "rime-tasks",
+        }
     }
     fn describe(&self) -> String {
-        let batched = if self.batched {
-            "; reads and updates in batches of the row's in-flight count: a read \
+        let mode = match self.mode {
+            Mode::Blocking => "",
+            Mode::Batched => {
+                "; reads and updates in batches of the row's in-flight count: a read \
              batch is one Db::get_many (one read-only transaction) with its misses \
              in flight together, an update batch one transaction per update, all \
              committed before their durability is waited for (Db::transaction_pending); \
              latency columns are per batch, not per operation"
-        } else {
-            ""
+            }
+            Mode::Tasks => {
+                "; clients as tasks on one thread per core, every write committed \
+             with Db::transaction_pending and called back by Pending::on_durable; \
+             a write's latency runs to its callback"
+            }
         };
         format!(
             "rime_storage::Db, one tree; every op one serializable transaction; \
-             durability {:?}; pool {} MiB; rmw = get+put in one transaction{batched}",
+             durability {:?}; pool {} MiB; rmw = get+put in one transaction{mode}",
             storage_durability(self.durability),
             self.pool_bytes >> 20
         )
@@ -127,7 +173,19 @@ impl Engine for RimeEngine {
         Ok(found.iter().filter(|f| **f).count() as u64)
     }
     fn batched(&self) -> bool {
-        self.batched
+        self.mode == Mode::Batched
+    }
+    fn tasks(&self) -> bool {
+        self.mode == Mode::Tasks
+    }
+    /// One transaction, run here; `on_done` runs once the log is durable
+    /// through what it wrote or read (on the thread that completed the
+    /// sync, or on this one if it needs none), or with its error now.
+    fn start(&self, req: Request<'_>, on_done: OnDone) {
+        match self.start_pending(req) {
+            Ok(p) => p.on_durable(move |r| on_done(r.map_err(Into::into))),
+            Err(e) => on_done(Err(e.into())),
+        }
     }
     fn update(&self, key: &[u8], value: &[u8]) -> Result<()> {
         Ok(self.db.put(self.tree, key, value)?)
@@ -173,23 +231,20 @@ impl Engine for RimeEngine {
     }
     fn scan(&self, start: &[u8], n: usize) -> Result<usize> {
         let t = self.tree;
-        let count = self.db.transaction(|tx| {
-            let mut count = 0;
-            tx.scan(t, Bound::Included(start), Bound::Unbounded, |k, v| {
-                super::consume(k, v);
-                count += 1;
-                if count >= n {
-                    ControlFlow::Break(())
-                } else {
-                    ControlFlow::Continue(())
-                }
-            })?;
-            Ok(count)
-        })?;
-        Ok(count)
+        Ok(self
+            .db
+            .transaction(|tx| pending::scan_in(tx, t, start, n))?)
     }
     fn commit_counters(&self) -> Option<CommitCounters> {
         Some(commit_counters(&self.db))
+    }
+    fn note(&self) -> Option<String> {
+        (self.mode == Mode::Tasks).then(|| {
+            format!(
+                "threads = clients in flight as tasks on one thread per core ({})",
+                crate::tasks::worker_threads(usize::MAX)
+            )
+        })
     }
     fn close(&self) -> Result<()> {
         self.db.checkpoint()?;
