@@ -20,6 +20,7 @@ impl BTreeEngine {
         let file = open_block_file(&dir.join("pages"), IoBackend::Auto)?;
         let config = Config {
             pool_bytes: cfg.pool_bytes,
+            max_bytes: super::region_bytes(),
             ..Config::default()
         };
         let bm = Arc::new(BufferManager::open(file, config)?);

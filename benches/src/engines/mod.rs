@@ -19,6 +19,16 @@ pub mod rocksdb;
 #[cfg(feature = "peers-sled")]
 pub mod sled;
 
+/// The virtual region of Rime's engines: the buffer manager's default
+/// (1 TiB), or `RIME_BENCH_REGION_BYTES` (valgrind cannot map 1 TiB; e.g.
+/// `RIME_BENCH_REGION_BYTES=4294967296` runs an engine under callgrind).
+pub fn region_bytes() -> u64 {
+    std::env::var("RIME_BENCH_REGION_BYTES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(rime_bufmgr::DEFAULT_MAX_BYTES)
+}
+
 /// What every `read` does with an engine's answer: copy the value into
 /// `out` (reusing its allocation) and say whether there was one.
 #[inline]

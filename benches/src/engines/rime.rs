@@ -76,6 +76,7 @@ impl RimeEngine {
         let opts = base
             .preallocate_log()
             .pool_bytes(cfg.pool_bytes)
+            .max_bytes(super::region_bytes())
             .durability(storage_durability(cfg.durability));
         let db = Db::open(dir, opts)?;
         let tree = db.open_or_create_tree("usertable")?;
