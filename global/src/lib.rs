@@ -276,6 +276,18 @@ impl Cluster {
             .spawn(deadline, self.cfg.op_timeout, None, call)
     }
 
+    /// Ready after `pause`, timed on the background runtime: lets an
+    /// executor hold back one invocation (a conflict's backoff) without
+    /// holding its thread.
+    pub fn sleep(&self, pause: Duration) -> Reply<()> {
+        let call = async move {
+            tokio::time::sleep(pause).await;
+            Ok(())
+        };
+        let deadline = Instant::now() + pause + Duration::from_secs(1);
+        self.background.spawn(deadline, Duration::MAX, None, call)
+    }
+
     /// [`Cluster::commit_async`], waited for on the calling thread.
     pub fn commit(
         &self,
