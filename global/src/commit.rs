@@ -42,7 +42,7 @@ pub(crate) async fn run(
     sent: &AtomicBool,
 ) -> Result<(i64, i64), GlobalError> {
     let mut c = conns.get().await?;
-    let node = SingleNodeRoutingInfo::SpecificNode(p.route.clone());
+    let node = SingleNodeRoutingInfo::SpecificNode(p.route);
     let mut loaded = false;
     let (script_conn, reply) = loop {
         // 1. CLIENT ID + EVALSHA, one pipeline.
