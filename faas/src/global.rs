@@ -8,9 +8,17 @@
 //! read and buffers every write, and step 8 of the invocation commits the
 //! attempt with one script on the namespace's slot instead of the local
 //! transaction. A conflict re-runs the invocation, as locally.
+//!
+//! Nothing here blocks a thread for Redis: a read the local tier cannot
+//! serve ends its host call with a [`Fetch`] (the call of `rime_global`
+//! in flight on its background thread), which the host call awaits (on an
+//! executor: the invocation suspends, the executor runs others) or waits
+//! for (a blocking caller's own thread), records with
+//! [`Attempt::fetched`], and then runs again from the start, as a page
+//! miss does (`abi/mod.rs`). The commit is awaited the same way.
 
 use crate::error::InvokeError;
-use rime_global::{Cluster, Commit, GlobalError};
+use rime_global::{Cluster, Commit, GlobalError, Reply, Versioned};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
@@ -77,36 +85,51 @@ impl Attempt {
     }
 
     /// The value of `key` as this attempt sees it: its own write, else its
-    /// earlier read (reads repeat within an attempt), else the local tier
-    /// or the cluster (recorded with its version).
-    pub(crate) fn value(&mut self, ns: &str, key: &[u8]) -> Result<Option<Arc<[u8]>>, InvokeError> {
-        let cluster = self.enter(ns)?;
+    /// earlier read (reads repeat within an attempt), else the local
+    /// tier's copy (recorded with its version), else [`Stop::Fetch`]: the
+    /// caller gets the key from the cluster, records it
+    /// ([`Attempt::fetched`]) and asks again.
+    pub(crate) fn value(&mut self, ns: &str, key: &[u8]) -> Result<Option<Arc<[u8]>>, Stop> {
+        let cluster = self.enter(ns).map_err(Stop::Failed)?;
         if let Some(w) = self.writes.get(key) {
             return Ok(w.clone());
         }
         if let Some(s) = self.reads.get(key) {
             return Ok(s.value.clone());
         }
-        let r = match self.fresh {
-            true => cluster
-                .fetch(ns, key, self.deadline)
-                .map(|versioned| rime_global::Read {
-                    versioned,
-                    from_tier: false,
-                }),
-            false => cluster.read(ns, key, self.deadline),
+        if let Some(copy) = cluster.cached(ns, key).filter(|_| !self.fresh) {
+            return Ok(self.record(key.to_vec(), copy, true));
         }
-        .map_err(global_error)?;
-        let value = r.versioned.value.clone();
-        self.reads.insert(
-            key.to_vec(),
-            Seen {
-                version: r.versioned.version,
-                value: r.versioned.value,
-                from_tier: r.from_tier,
-            },
-        );
-        Ok(value)
+        Err(Stop::Fetch(Fetch {
+            key: key.to_vec(),
+            reply: cluster.fetch_async(ns, key, self.deadline),
+        }))
+    }
+
+    /// What the cluster answered for a [`Fetch`]: the key's read, or the
+    /// error that ends the attempt.
+    pub(crate) fn fetched(
+        &mut self,
+        key: Vec<u8>,
+        r: Result<Versioned, GlobalError>,
+    ) -> Result<(), wasmtime::Error> {
+        match r {
+            Ok(v) => {
+                self.record(key, v, false);
+                Ok(())
+            }
+            Err(e) => Err(self.fail(global_error(e))),
+        }
+    }
+
+    /// Records the first read of `key` (a later one repeats it).
+    fn record(&mut self, key: Vec<u8>, v: Versioned, from_tier: bool) -> Option<Arc<[u8]>> {
+        let seen = self.reads.entry(key).or_insert(Seen {
+            version: v.version,
+            value: v.value,
+            from_tier,
+        });
+        seen.value.clone()
     }
 
     /// Buffers a write of `key` (`None`: delete).
@@ -119,6 +142,11 @@ impl Attempt {
         self.enter(ns)?;
         self.writes.insert(key.to_vec(), value.map(Arc::from));
         Ok(())
+    }
+
+    /// The client of the cluster, for [`backoff`].
+    pub(crate) fn cluster(&self) -> Option<Arc<Cluster>> {
+        self.cluster.clone()
     }
 
     /// Remembers `e` as the attempt's end and returns the trap that
@@ -134,8 +162,9 @@ impl Attempt {
     /// cluster and wrote nothing needs no commit: that read was the
     /// cluster's state when it was made. Any other reads are validated
     /// with the writes in one script; the commit may wait `op_timeout`
-    /// whatever is left of the attempt's deadline.
-    pub(crate) fn commit(self) -> Result<bool, InvokeError> {
+    /// whatever is left of the attempt's deadline. Awaited: on an
+    /// executor the invocation suspends until the cluster answers.
+    pub(crate) async fn commit(self) -> Result<bool, InvokeError> {
         let (Some(ns), Some(cluster)) = (&self.ns, &self.cluster) else {
             return Ok(true);
         };
@@ -156,12 +185,28 @@ impl Attempt {
             .iter()
             .map(|(k, v)| (&k[..], v.as_deref()))
             .collect();
-        match cluster.commit(ns, &reads, &writes, deadline) {
+        let reply = cluster.commit_async(ns, &reads, &writes, deadline);
+        match reply.await {
             Ok(Commit::Committed { .. }) => Ok(true),
             Ok(Commit::Conflict) => Ok(false),
             Err(e) => Err(global_error(e)),
         }
     }
+}
+
+/// Why [`Attempt::value`] has no value yet.
+pub(crate) enum Stop {
+    /// The key is being fetched: record the answer, then ask again.
+    Fetch(Fetch),
+    /// The attempt ends with this error.
+    Failed(InvokeError),
+}
+
+/// A fetch in flight on `rime_global`'s background thread.
+#[derive(Debug)]
+pub(crate) struct Fetch {
+    pub key: Vec<u8>,
+    pub reply: Reply<Versioned>,
 }
 
 /// Waits before re-running an attempt whose global commit conflicted: a
@@ -170,19 +215,25 @@ impl Attempt {
 /// lose 64 times in a row to one whose copy is in the tier (seen: the
 /// global counter benchmark, 4 threads on one key, `Conflict` after 64
 /// attempts). Redis-side there is no lock to wait on; spreading the
-/// re-runs is the contention manager. On an executor it does not sleep
-/// (that would stall every task of the thread past their deadlines): the
-/// executor's other tasks run between the attempts there anyway.
-pub(crate) fn backoff(attempts: u32) {
+/// re-runs is the contention manager. On an executor the invocation
+/// suspends for it (timed by `cluster`'s background runtime): there many
+/// invocations of one node contend at once (their reads and commits
+/// suspend too), and re-running at once gave `Conflict` after 64 attempts
+/// in the counter test. Elsewhere the caller's thread sleeps.
+pub(crate) async fn backoff(attempts: u32, cluster: Option<&Cluster>) {
     use std::hash::{BuildHasher, Hasher};
-    if crate::exec::io::on_executor() {
-        return;
-    }
     let cap_us = (50u64 << attempts.saturating_sub(1).min(7)).min(5_000);
     let random = std::collections::hash_map::RandomState::new()
         .build_hasher()
         .finish();
-    std::thread::sleep(std::time::Duration::from_micros(random % cap_us));
+    let pause = std::time::Duration::from_micros(random % cap_us);
+    match cluster {
+        Some(c) if crate::exec::io::on_executor() => {
+            // Early or refused (the client stopping): the re-run runs sooner.
+            let _ = c.sleep(pause).await;
+        }
+        _ => std::thread::sleep(pause),
+    }
 }
 
 /// The invocation's error for a failed call to the global store.

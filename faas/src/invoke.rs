@@ -120,9 +120,10 @@ pub(crate) async fn invoke(
             if gate.is_some_and(|g| !g.begin_commit()) {
                 return Err(InvokeError::Cancelled);
             }
-            if !global.commit()? {
+            let cluster = global.cluster();
+            if !global.commit().await? {
                 // 9. Conflict, after a random pause (`global::backoff`).
-                crate::global::backoff(attempts);
+                crate::global::backoff(attempts, cluster.as_deref()).await;
                 continue;
             }
             return Ok(Invocation {

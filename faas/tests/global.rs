@@ -24,7 +24,11 @@ fn node(cluster: &RedisCluster) -> Node {
     let client = Cluster::new(GlobalConfig::new(cluster.urls())).unwrap();
     let cfg = runtime_config(dir.path())
         .global(Arc::new(client))
-        .workers(1);
+        .workers(1)
+        // Global calls suspend their invocation, so the executor runs up
+        // to `max_admitted` at once, each holding an instance: 32 leaves
+        // the 64-instance pool room for the tests' blocking callers.
+        .max_admitted(32);
     let rt = Runtime::open(open_db(dir.path()), cfg).unwrap();
     Node { rt, _dir: dir }
 }
@@ -220,6 +224,69 @@ fn a_cluster_that_stops_fails_global_invocations_fast_and_local_ones_run_on() {
     assert_eq!(text(n.rt.invoke_async("lcount", b"".to_vec()).wait()), "2");
 }
 
+/// A global call waits for Redis without holding its executor: with one
+/// executor thread and the namespace's master stopped (SIGSTOP: it
+/// neither answers nor refuses), local invocations on that same thread
+/// keep completing while the global one is outstanding, and the global
+/// one fails at its deadline. (With the synchronous client the global
+/// read held the thread, and the local invocations waited for it.)
+#[test]
+fn an_executor_runs_local_invocations_while_a_global_call_waits() {
+    let Some(cluster) = RedisCluster::start(3) else {
+        panic!("redis-server is required for this test");
+    };
+    let n = node(&cluster);
+    let deadline = Duration::from_millis(1500);
+    let global = FunctionConfig::default()
+        .global("gcount")
+        .deadline(deadline);
+    n.rt.deploy("gcount", &guest("counter"), global).unwrap();
+    n.rt.deploy("lcount", &guest("counter"), FunctionConfig::default())
+        .unwrap();
+    // Connected, and the counter's copy not in the tier (a commit drops
+    // the keys it wrote): the next invocation reads from the master.
+    assert_eq!(text(n.rt.invoke_async("gcount", b"".to_vec()).wait()), "1");
+    assert_eq!(n.rt.workers(), 1, "one executor runs both");
+    let master = cluster.master_of("gcount");
+    cluster.pause(master, true);
+    let start = Instant::now();
+    let outstanding = n.rt.invoke_async("gcount", b"".to_vec());
+    let mut locals = 0;
+    let mut slowest = Duration::ZERO;
+    while start.elapsed() < deadline / 2 {
+        let t = Instant::now();
+        text(n.rt.invoke_async("lcount", b"".to_vec()).wait());
+        slowest = slowest.max(t.elapsed());
+        locals += 1;
+    }
+    let locals_done = start.elapsed();
+    let r = outstanding.wait();
+    let global_took = start.elapsed();
+    cluster.pause(master, false);
+    eprintln!(
+        "{locals} local invocations in {locals_done:?} (slowest {slowest:?}); \
+         the global one ended after {global_took:?}: {r:?}"
+    );
+    assert!(
+        matches!(r, Err(InvokeError::GlobalUnavailable(_))),
+        "the global invocation: {r:?}"
+    );
+    assert!(
+        global_took >= deadline && global_took < deadline + Duration::from_millis(500),
+        "the global invocation ended after {global_took:?}, its deadline is {deadline:?}"
+    );
+    assert!(
+        locals >= 5 && locals_done < global_took,
+        "{locals} local invocations completed in {locals_done:?}, while the global one waited"
+    );
+    assert!(
+        slowest < deadline / 4,
+        "slowest local invocation: {slowest:?}"
+    );
+    // The master back, the namespace serves again.
+    assert_eq!(text(n.rt.invoke_async("gcount", b"".to_vec()).wait()), "2");
+}
+
 #[test]
 fn a_global_function_on_a_node_without_a_global_store_says_so() {
     let dir = TempDir::new().unwrap();
@@ -307,7 +374,8 @@ fn node_with(cfg: GlobalConfig) -> Node {
     let dir = TempDir::new().unwrap();
     let cfg = runtime_config(dir.path())
         .global(Arc::new(Cluster::new(cfg).unwrap()))
-        .workers(1);
+        .workers(1)
+        .max_admitted(32); // as `node`
     let rt = Runtime::open(open_db(dir.path()), cfg).unwrap();
     Node { rt, _dir: dir }
 }

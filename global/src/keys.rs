@@ -58,9 +58,39 @@ pub fn value_key(ns: &str, key: &[u8]) -> Vec<u8> {
     k
 }
 
-/// The namespace's Redis Cluster slot (CRC16 of the hash tag, mod 16384).
+/// The namespace's Redis Cluster slot: CRC16 of the hash tag (the name),
+/// mod 16384 (Redis Cluster specification, "Keys distribution model").
+/// `testing::RedisCluster::master_of` checks it against `CLUSTER KEYSLOT`.
 pub fn slot(ns: &str) -> u16 {
-    redis::cluster_routing::get_slot(&seq_key(ns))
+    crc16_xmodem(ns.as_bytes()) % 16384
+}
+
+/// The slot of a whole Redis key: its hash tag's if it has a non-empty
+/// one (between the first `{` and the next `}`), else the key's.
+pub fn key_slot(key: &[u8]) -> u16 {
+    let tagged = key.iter().position(|&b| b == b'{').and_then(|open| {
+        let rest = &key[open + 1..];
+        let close = rest.iter().position(|&b| b == b'}')?;
+        (close > 0).then(|| &rest[..close])
+    });
+    crc16_xmodem(tagged.unwrap_or(key)) % 16384
+}
+
+/// CRC16-CCITT (XMODEM: polynomial 0x1021, initial 0), the one Redis
+/// Cluster hashes keys with.
+fn crc16_xmodem(bytes: &[u8]) -> u16 {
+    let mut crc: u16 = 0;
+    for &b in bytes {
+        crc ^= u16::from(b) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc
 }
 
 #[cfg(test)]
@@ -71,12 +101,24 @@ mod tests {
     fn every_key_of_a_namespace_is_in_its_slot() {
         for ns in ["bank", "counter", "a.b-c_9"] {
             let s = slot(ns);
-            assert_eq!(redis::cluster_routing::get_slot(&done_key(ns, "1-2")), s);
+            assert_eq!(key_slot(&done_key(ns, "1-2")), s);
+            assert_eq!(key_slot(&seq_key(ns)), s);
             for key in [&b""[..], b"x", b"{other}", b"\xff\x00}"] {
-                assert_eq!(redis::cluster_routing::get_slot(&value_key(ns, key)), s);
+                assert_eq!(key_slot(&value_key(ns, key)), s);
             }
         }
         assert_ne!(slot("bank"), slot("counter"));
+    }
+
+    #[test]
+    fn slots_are_those_redis_computes() {
+        // The specification's check value, and slots `CLUSTER KEYSLOT`
+        // gives (redis-server 7).
+        assert_eq!(crc16_xmodem(b"123456789"), 0x31c3);
+        assert_eq!(key_slot(b"foo"), 12182);
+        assert_eq!(key_slot(b"{user1000}.following"), key_slot(b"user1000"));
+        // An empty tag hashes the whole key.
+        assert_ne!(key_slot(b"foo{}{bar}"), key_slot(b"bar"));
     }
 
     #[test]

@@ -7,15 +7,26 @@
 //! * `invalidate`: keyspace notifications that drop stale copies.
 //! * `testing`: real `redis-server` processes in cluster mode for tests.
 //!
-//! [`Cluster`] is the client: [`Cluster::read`] serves a key from the
-//! local tier or fetches it; [`Cluster::commit`] validates an attempt's
-//! reads and applies its writes in one script. Every call takes a
-//! deadline and fails with [`GlobalError::Unavailable`] or
-//! [`GlobalError::Timeout`] rather than wait past it.
+//! * `conn`: the background runtime (one tokio thread) and its async
+//!   cluster connections; `reply`: how a caller gets a call's answer.
+//! * `commit`: one commit's round trips (script, then `WAIT`).
+//!
+//! [`Cluster`] is the client: [`Cluster::cached`] serves a key from the
+//! local tier; [`Cluster::fetch_async`] fetches one and
+//! [`Cluster::commit_async`] validates an attempt's reads and applies its
+//! writes in one script, each answering with a [`Reply`] that an executor
+//! awaits (its invocation suspends; no thread of the caller waits) or a
+//! blocking caller waits for ([`Cluster::read`], [`Cluster::fetch`],
+//! [`Cluster::commit`]). Every call takes a deadline and fails with
+//! [`GlobalError::Unavailable`] or [`GlobalError::Timeout`] rather than
+//! wait past it.
 #![forbid(unsafe_code)]
 
+mod commit;
+mod conn;
 mod invalidate;
 pub mod keys;
+mod reply;
 mod script;
 pub mod testing;
 mod tier;
@@ -23,12 +34,14 @@ mod tier;
 /// The client library, for tests and benchmarks that talk to the cluster
 /// directly (e.g. the plain round-trip rows of `faas/examples/global_bench.rs`).
 pub use redis;
+pub use reply::Reply;
 pub use tier::Versioned;
 
-use redis::cluster::{ClusterClient, ClusterConnection};
-use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
-use redis::{ErrorKind, RedisError, Script};
-use std::sync::{Arc, Mutex};
+use conn::{Background, Lazy};
+use redis::cluster::ClusterClient;
+use redis::cluster_routing::{Route, SlotAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Why a call to the cluster failed. Nothing was committed unless the
@@ -115,39 +128,38 @@ pub struct Read {
 }
 
 /// The client of one Redis Cluster, shared by every invocation of a
-/// node: a pool of synchronous cluster connections and the local tier.
+/// node: the background runtime with its connections, and the local tier.
 pub struct Cluster {
     cfg: GlobalConfig,
-    /// Reads: one retry (a MOVED after a failover).
-    client: ClusterClient,
-    pool: Mutex<Vec<Conn>>,
-    /// Commits: no retry, so that a commit is sent once and its `WAIT`
-    /// goes over the connection that sent it (`commit`).
-    commit_client: ClusterClient,
-    commit_pool: Mutex<Vec<Conn>>,
-    tier: Arc<tier::Tier>,
+    shared: Arc<Shared>,
+    /// Runs every call (`conn.rs`); stopped when the client goes.
+    background: Background,
     /// Stops the invalidation threads when the client goes.
     _invalidator: Option<invalidate::Invalidator>,
-    script: Script,
+    /// The commit script's SHA1, for `EVALSHA`.
+    script_sha: String,
     /// This client's part of every commit id: unique per process and
-    /// client (pid, the clock at creation, the client's address).
+    /// client (64 random bits, the clock at creation).
     id_prefix: String,
-    commits: std::sync::atomic::AtomicU64,
+    commits: AtomicU64,
+}
+
+/// What the calls on the background runtime share with the client.
+struct Shared {
+    /// Reads: one retry (a MOVED after a failover).
+    reads: Lazy,
+    /// Commits: no retry, so that a commit is sent once (`commit.rs`).
+    commits: Lazy,
+    tier: Arc<tier::Tier>,
 }
 
 impl std::fmt::Debug for Cluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Cluster")
             .field("nodes", &self.cfg.nodes)
-            .field("tier_len", &self.tier.len())
+            .field("tier_len", &self.shared.tier.len())
             .finish_non_exhaustive()
     }
-}
-
-/// A pooled connection and the read timeout last set on it.
-struct Conn {
-    conn: ClusterConnection,
-    timeout: Duration,
 }
 
 impl Cluster {
@@ -167,29 +179,31 @@ impl Cluster {
                 .response_timeout(cfg.op_timeout)
                 // Reads: one retry (a MOVED after a failover, a refreshed
                 // slot map), after at most 50 ms: the deadline bounds the
-                // rest. Commits: none (`commit`).
+                // rest. Commits: none (`commit.rs`).
                 .retries(retries)
                 .min_retry_wait(5)
                 .max_retry_wait(50)
                 .build()
                 .map_err(|e| GlobalError::BadAddress(cfg.nodes.join(","), e.to_string()))
         };
-        let client = build(1)?;
-        let commit_client = build(0)?;
         let tier = Arc::new(tier::Tier::new(cfg.tier_entries));
+        let shared = Arc::new(Shared {
+            reads: Lazy::new(build(1)?),
+            commits: Lazy::new(build(0)?),
+            tier: tier.clone(),
+        });
         let invalidator = (cfg.invalidations && cfg.tier_entries > 0)
-            .then(|| invalidate::start(cfg.nodes.clone(), tier.clone()));
+            .then(|| invalidate::start(cfg.nodes.clone(), tier));
         Ok(Cluster {
-            tier,
+            background: Background::start()?,
+            shared,
             _invalidator: invalidator,
             cfg,
-            client,
-            pool: Mutex::new(Vec::new()),
-            commit_client,
-            commit_pool: Mutex::new(Vec::new()),
-            script: Script::new(script::COMMIT_LUA),
+            script_sha: redis::Script::new(script::COMMIT_LUA)
+                .get_hash()
+                .to_string(),
             id_prefix: commit_id_prefix(),
-            commits: std::sync::atomic::AtomicU64::new(0),
+            commits: AtomicU64::new(0),
         })
     }
 
@@ -199,74 +213,82 @@ impl Cluster {
 
     /// Copies in the local tier now.
     pub fn tier_len(&self) -> usize {
-        self.tier.len()
+        self.shared.tier.len()
+    }
+
+    /// The local tier's copy of `key` of namespace `ns`, if it has one
+    /// (it may be stale: the commit validates it).
+    pub fn cached(&self, ns: &str, key: &[u8]) -> Option<Versioned> {
+        self.shared.tier.get(&keys::value_key(ns, key))
     }
 
     /// `key` of namespace `ns`: from the local tier if it has a copy,
-    /// else fetched from the cluster (and kept in the tier).
+    /// else fetched from the cluster (and kept in the tier). Blocks the
+    /// calling thread for the round trip.
     pub fn read(&self, ns: &str, key: &[u8], deadline: Instant) -> Result<Read, GlobalError> {
-        let rk = keys::value_key(ns, key);
-        if let Some(versioned) = self.tier.get(&rk) {
+        if let Some(versioned) = self.cached(ns, key) {
             return Ok(Read {
                 versioned,
                 from_tier: true,
             });
         }
-        let versioned = self.fetch_key(&rk, deadline)?;
-        self.tier.offer(rk, versioned.clone());
+        let versioned = self.fetch(ns, key, deadline)?;
         Ok(Read {
             versioned,
             from_tier: false,
         })
     }
 
-    /// `key` of namespace `ns` as the cluster has it now (the tier not
-    /// consulted, but given the copy).
+    /// [`Cluster::fetch_async`], waited for on the calling thread.
     pub fn fetch(&self, ns: &str, key: &[u8], deadline: Instant) -> Result<Versioned, GlobalError> {
+        self.fetch_async(ns, key, deadline).wait()
+    }
+
+    /// `key` of namespace `ns` as the cluster has it now (the tier not
+    /// consulted, but given the copy): one `HMGET` on the background
+    /// runtime, answered by the [`Reply`].
+    pub fn fetch_async(&self, ns: &str, key: &[u8], deadline: Instant) -> Reply<Versioned> {
         let rk = keys::value_key(ns, key);
-        let versioned = self.fetch_key(&rk, deadline)?;
-        self.tier.offer(rk, versioned.clone());
-        Ok(versioned)
+        let shared = self.shared.clone();
+        let call = async move {
+            let mut c = shared.reads.get().await?;
+            let fetched: Result<(Option<Vec<u8>>, Option<u64>), _> = redis::cmd("HMGET")
+                .arg(&rk)
+                .arg("v")
+                .arg("n")
+                .query_async(&mut c)
+                .await;
+            let (value, version) = match fetched {
+                Ok(r) => r,
+                Err(e) => {
+                    shared.reads.failed(&e).await;
+                    return Err(conn::classify(&e, false));
+                }
+            };
+            let versioned = Versioned {
+                version: version.unwrap_or(0),
+                value: value.map(Arc::from),
+            };
+            shared.tier.offer(rk, versioned.clone());
+            Ok(versioned)
+        };
+        self.background
+            .spawn(deadline, self.cfg.op_timeout, None, call)
     }
 
-    fn fetch_key(&self, rk: &[u8], deadline: Instant) -> Result<Versioned, GlobalError> {
-        let (value, version): (Option<Vec<u8>>, Option<u64>) =
-            self.call(&self.client, &self.pool, deadline, false, |c, _| {
-                redis::cmd("HMGET")
-                    .arg(rk)
-                    .arg("v")
-                    .arg("n")
-                    .query(c)
-                    .map_err(Ended::Redis)
-            })?;
-        Ok(Versioned {
-            version: version.unwrap_or(0),
-            value: value.map(Arc::from),
-        })
+    /// Ready after `pause`, timed on the background runtime: lets an
+    /// executor hold back one invocation (a conflict's backoff) without
+    /// holding its thread.
+    pub fn sleep(&self, pause: Duration) -> Reply<()> {
+        let call = async move {
+            tokio::time::sleep(pause).await;
+            Ok(())
+        };
+        let deadline = Instant::now() + pause + Duration::from_secs(1);
+        self.background.spawn(deadline, Duration::MAX, None, call)
     }
 
-    /// Commits an attempt on namespace `ns`: `reads` are (key, version
-    /// read), `writes` (key, new value or `None` to delete), each key at
-    /// most once. One script, on the namespace's slot:
-    ///
-    /// 1. Send the script (EVALSHA; SCRIPT LOAD first if the master does
-    ///    not have it) with every key read and written, once (the commit
-    ///    client never resends). If it wrote and the master has replicas
-    ///    (the count the script returns, `script.rs`), `WAIT` for all of
-    ///    them on the same connection: a shortfall or an error is
-    ///    [`GlobalError::Unknown`] (applied on the master, maybe lost by a
-    ///    failover), never an acknowledgement.
-    /// 2. `{0, i}`: read `i` changed. Its copy leaves the tier (and every
-    ///    other read's, cheaply safe) → `Conflict`; nothing was written.
-    /// 3. `{1, seq}`: applied → `Committed`. The written keys' copies
-    ///    leave the tier: the next read fetches them. (Keeping the new
-    ///    values there instead starved other writers of a hot key: the
-    ///    last winner's next attempt needs one round trip, everyone else's
-    ///    two, so they always arrive after its next commit; the global
-    ///    counter benchmark gave up with 64 conflicts.)
-    ///
-    /// An error after the script was sent is [`GlobalError::Unknown`]: the
-    /// written keys leave the tier, since they may have changed.
+    /// [`Cluster::commit_async`], waited for on the calling thread.
     pub fn commit(
         &self,
         ns: &str,
@@ -274,152 +296,125 @@ impl Cluster {
         writes: &[(&[u8], Option<&[u8]>)],
         deadline: Instant,
     ) -> Result<Commit, GlobalError> {
-        keys::check_namespace(ns)?;
-        // 1. The script's keys and arguments (`script.rs`).
-        let n = self
-            .commits
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let id = format!("{}-{n:x}", self.id_prefix);
-        let mut inv = self.script.prepare_invoke();
-        inv.key(keys::seq_key(ns))
-            .key(keys::done_key(ns, &id))
-            .arg(reads.len());
-        let read_keys: Vec<Vec<u8>> = reads.iter().map(|(k, _)| keys::value_key(ns, k)).collect();
-        for (rk, (_, version)) in read_keys.iter().zip(reads) {
-            inv.key(rk.as_slice()).arg(*version);
+        self.commit_async(ns, reads, writes, deadline).wait()
+    }
+
+    /// Commits an attempt on namespace `ns`: `reads` are (key, version
+    /// read), `writes` (key, new value or `None` to delete), each key at
+    /// most once. One script, on the namespace's slot, sent once:
+    ///
+    /// 1. Send the script with every key read and written (`commit.rs`:
+    ///    then, if it wrote and the master has replicas, `WAIT` for all of
+    ///    them on the same connection: a shortfall or an error is
+    ///    [`GlobalError::Unknown`], applied on the master and maybe lost by
+    ///    a failover, never an acknowledgement).
+    /// 2. `{0, i}`: read `i` changed. Every read's copy leaves the tier
+    ///    (cheaply safe) → `Conflict`; nothing was written.
+    /// 3. `{1, seq}`: applied → `Committed`. The written keys' copies
+    ///    leave the tier: the next read fetches them. (Keeping the new
+    ///    values there instead starved other writers of a hot key: the
+    ///    last winner's next attempt needs one round trip, everyone else's
+    ///    two, so they always arrive after its next commit; the global
+    ///    counter benchmark gave up with 64 conflicts.)
+    ///
+    /// An error after the script may have been sent is
+    /// [`GlobalError::Unknown`]: the written keys leave the tier, since
+    /// they may have changed.
+    pub fn commit_async(
+        &self,
+        ns: &str,
+        reads: &[(&[u8], u64)],
+        writes: &[(&[u8], Option<&[u8]>)],
+        deadline: Instant,
+    ) -> Reply<Commit> {
+        if let Err(e) = keys::check_namespace(ns) {
+            return Reply::ready(Err(e));
         }
+        let read_keys: Vec<Vec<u8>> = reads.iter().map(|(k, _)| keys::value_key(ns, k)).collect();
         let write_keys: Vec<Vec<u8>> = writes.iter().map(|(k, _)| keys::value_key(ns, k)).collect();
-        for (wk, (_, value)) in write_keys.iter().zip(writes) {
-            inv.key(wk.as_slice());
+        let prepared = commit::Prepared {
+            evalsha: self.script_call(ns, &read_keys, reads, &write_keys, writes),
+            route: Route::new(keys::slot(ns), SlotAddr::Master),
+            source: script::COMMIT_LUA,
+        };
+        let shared = self.shared.clone();
+        let sent = Arc::new(AtomicBool::new(false));
+        let sent_here = sent.clone();
+        let call = async move {
+            let r = commit::run(&shared.commits, prepared, deadline, &sent_here).await;
+            shared.settle(r, &read_keys, &write_keys)
+        };
+        // A commit that ends by the timeout (`conn.rs`) is `Unknown`, its
+        // written keys still in the tier: their copies are only stale if
+        // it applied, which the commit of any reader of them catches.
+        self.background
+            .spawn(deadline, self.cfg.op_timeout, Some(sent), call)
+    }
+
+    /// The script's `EVALSHA` (keys and arguments as `script.rs` says),
+    /// with a fresh commit id.
+    fn script_call(
+        &self,
+        ns: &str,
+        read_keys: &[Vec<u8>],
+        reads: &[(&[u8], u64)],
+        write_keys: &[Vec<u8>],
+        writes: &[(&[u8], Option<&[u8]>)],
+    ) -> redis::Cmd {
+        let n = self.commits.fetch_add(1, Ordering::Relaxed);
+        let id = format!("{}-{n:x}", self.id_prefix);
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(&self.script_sha)
+            .arg(2 + read_keys.len() + write_keys.len())
+            .arg(keys::seq_key(ns))
+            .arg(keys::done_key(ns, &id));
+        for rk in read_keys.iter().chain(write_keys) {
+            cmd.arg(rk.as_slice());
+        }
+        cmd.arg(reads.len());
+        for (_, version) in reads {
+            cmd.arg(*version);
+        }
+        for (_, value) in writes {
             match value {
-                Some(v) => inv.arg("p").arg(*v),
-                None => inv.arg("d").arg(""),
+                Some(v) => cmd.arg("p").arg(*v),
+                None => cmd.arg("d").arg(""),
             };
         }
-        // The script, then (a commit that wrote, on a master with
-        // replicas) `WAIT` on the same connection: acknowledged only once
-        // every replica a failover may promote has it.
-        let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::new(
-            keys::slot(ns),
-            SlotAddr::Master,
-        )));
-        let reply = self.call(
-            &self.commit_client,
-            &self.commit_pool,
-            deadline,
-            true,
-            |c, timeout| {
-                let reply: Vec<i64> = inv.invoke(c).map_err(Ended::Redis)?;
-                let (ok, n, replicas) = match reply[..] {
-                    [ok, n] => (ok, n, 0),
-                    [ok, n, r] => (ok, n, r),
-                    _ => return Err(Ended::Redis((ErrorKind::TypeError, "script reply").into())),
-                };
-                if ok == 1 && n > 0 && replicas > 0 {
-                    // WAIT answers by its timeout, before the socket's.
-                    let left = deadline
-                        .saturating_duration_since(Instant::now())
-                        .min(timeout);
-                    let ms = (left.as_millis() as u64 * 3 / 4).max(1);
-                    let acked = c
-                        .route_command(redis::cmd("WAIT").arg(replicas).arg(ms), route.clone())
-                        .and_then(|v| redis::from_redis_value::<i64>(&v))
-                        .map_err(|e| Ended::Unknown(format!("WAIT after the script: {e}")))?;
-                    if acked < replicas {
-                        return Err(Ended::Unknown(format!(
-                            "applied on the master, confirmed by {acked} of its {replicas} \
-                             replicas in {ms} ms: a failover may lose it"
-                        )));
-                    }
-                }
-                Ok((ok, n))
-            },
-        );
-        let (ok, n) = match reply {
+        cmd
+    }
+}
+
+impl Shared {
+    /// Steps 2 and 3 of `Cluster::commit_async`: the tier after the
+    /// commit's answer `r`.
+    fn settle(
+        &self,
+        r: Result<(i64, i64), GlobalError>,
+        read_keys: &[Vec<u8>],
+        write_keys: &[Vec<u8>],
+    ) -> Result<Commit, GlobalError> {
+        let (ok, n) = match r {
             Ok(r) => r,
             Err(e) => {
-                for wk in &write_keys {
+                for wk in write_keys {
                     self.tier.forget(wk);
                 }
                 return Err(e);
             }
         };
         if ok == 0 {
-            // 2. Conflict.
-            for rk in &read_keys {
+            for rk in read_keys {
                 self.tier.forget(rk);
             }
             return Ok(Commit::Conflict);
         }
-        // 3. Committed: the written keys' copies go (see above).
         let seq = u64::try_from(n).map_err(|_| GlobalError::Protocol(format!("seq {n}")))?;
-        for wk in &write_keys {
+        for wk in write_keys {
             self.tier.forget(wk);
         }
         Ok(Commit::Committed { seq })
     }
-
-    /// Runs `f` on a connection of `pool` (or a new one of `client`), its
-    /// reads bounded by `deadline` (and `op_timeout`), which `f` gets.
-    /// `sent_effects` (a commit): an error once the command may have been
-    /// sent is [`GlobalError::Unknown`], not `Unavailable`, and the call
-    /// has the whole budget (a read has half: it may retry). A connection that
-    /// failed is not pooled again.
-    fn call<T>(
-        &self,
-        client: &ClusterClient,
-        pool: &Mutex<Vec<Conn>>,
-        deadline: Instant,
-        sent_effects: bool,
-        f: impl FnOnce(&mut ClusterConnection, Duration) -> Result<T, Ended>,
-    ) -> Result<T, GlobalError> {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(GlobalError::Timeout);
-        }
-        // The read client's retry (see `new`) may take a second read:
-        // half each. A commit is sent once (its `WAIT` included), so it
-        // has the whole budget: a `WAIT` cut to half of it failed under a
-        // loaded CI machine with the replica merely slow.
-        let budget = left.min(self.cfg.op_timeout);
-        let timeout = if sent_effects { budget } else { budget / 2 };
-        let mut conn = match pool.lock().unwrap_or_else(|p| p.into_inner()).pop() {
-            Some(c) => c,
-            None => Conn {
-                conn: client.get_connection().map_err(|e| unavailable(&e))?,
-                timeout: Duration::ZERO,
-            },
-        };
-        // Set when it must shrink (a call ends by its deadline), or when
-        // it may grow by more than a quarter: a pooled connection kept the
-        // shortest timeout it ever had, which starved later commits' `WAIT`.
-        let grows = timeout > conn.timeout + conn.timeout / 4;
-        if timeout < conn.timeout || grows || conn.timeout.is_zero() {
-            conn.conn
-                .set_read_timeout(Some(timeout.max(Duration::from_millis(1))))
-                .and_then(|()| {
-                    conn.conn
-                        .set_write_timeout(Some(timeout.max(Duration::from_millis(1))))
-                })
-                .map_err(|e| unavailable(&e))?;
-            conn.timeout = timeout;
-        }
-        match f(&mut conn.conn, conn.timeout) {
-            Ok(v) => {
-                pool.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
-                Ok(v)
-            }
-            Err(Ended::Redis(e)) => Err(classify(&e, sent_effects, deadline)),
-            Err(Ended::Unknown(m)) => Err(GlobalError::Unknown(m)),
-        }
-    }
-}
-
-/// How a call on a connection failed.
-enum Ended {
-    Redis(RedisError),
-    /// After the commit script ran: its outcome for a failover is unknown.
-    Unknown(String),
 }
 
 /// 64 random bits (std's `RandomState` keys, from the OS's randomness)
@@ -434,34 +429,4 @@ fn commit_id_prefix() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
     format!("{random:x}.{nanos:x}")
-}
-
-fn unavailable(e: &RedisError) -> GlobalError {
-    GlobalError::Unavailable(e.to_string())
-}
-
-/// What a failed call means for the caller.
-fn classify(e: &RedisError, sent_effects: bool, deadline: Instant) -> GlobalError {
-    let refused_before_running = e.is_connection_refusal()
-        || matches!(
-            e.kind(),
-            ErrorKind::ClusterDown
-                | ErrorKind::MasterDown
-                | ErrorKind::TryAgain
-                | ErrorKind::Moved
-                | ErrorKind::Ask
-        );
-    if refused_before_running {
-        return GlobalError::Unavailable(e.to_string());
-    }
-    if e.kind() == ErrorKind::ResponseError || e.kind() == ErrorKind::TypeError {
-        return GlobalError::Protocol(e.to_string());
-    }
-    if sent_effects {
-        return GlobalError::Unknown(e.to_string());
-    }
-    if e.is_timeout() || Instant::now() >= deadline {
-        return GlobalError::Timeout;
-    }
-    GlobalError::Unavailable(e.to_string())
 }

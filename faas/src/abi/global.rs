@@ -4,28 +4,115 @@
 //! transaction; `scan` is refused. Argument checks, codes and write-set
 //! accounting are those of the local calls (`state.rs`).
 //!
-//! They are plain host functions in both linkers: a read the local tier
-//! cannot serve waits for the cluster on the calling thread (bounded by
-//! the attempt's deadline), on an executor too (`docs/global.md`, "Gaps").
+//! A read the local tier cannot serve (`get`, `add`, `cas`) stops its
+//! operation with [`FetchWait`], having done nothing; the host call then
+//! waits for the fetch and runs the operation again, which finds the key
+//! among the attempt's reads:
+//!
+//! 1. Run the operation. Done, or an error other than [`FetchWait`]: that
+//!    is the call's result.
+//! 2. [`FetchWait`]: wait for its reply (bounded by the attempt's
+//!    deadline, on `rime_global`'s thread). Suspending calls (on an
+//!    executor) await it: the invocation suspends and the executor runs
+//!    others. Waiting calls (a blocking caller) park their thread.
+//! 3. Record the reply in the attempt (an error ends the attempt), and go
+//!    back to 1.
+//!
+//! `put` and `delete` read nothing and never wait.
 
 use super::memory::{optional_range, range};
 use super::state::writable;
 use super::*;
 use crate::error::InvokeError;
+use crate::global::{Fetch, Stop};
 use crate::limits::MAX_KEY_LEN;
 use wasmtime::Linker;
 
-pub(super) fn define(l: &mut Linker<HostState>) -> Result<(), wasmtime::Error> {
-    l.func_wrap(IMPORT_MODULE, "get", get)?;
+pub(super) fn define(l: &mut Linker<HostState>, calls: HostCalls) -> Result<(), wasmtime::Error> {
     l.func_wrap(IMPORT_MODULE, "put", put)?;
     l.func_wrap(IMPORT_MODULE, "delete", delete)?;
-    l.func_wrap(IMPORT_MODULE, "add", add)?;
-    l.func_wrap(IMPORT_MODULE, "cas", cas)?;
     l.func_wrap(IMPORT_MODULE, "scan", scan)?;
+    if calls == HostCalls::Suspending {
+        l.func_wrap_async(IMPORT_MODULE, "get", suspending(get))?;
+        l.func_wrap_async(IMPORT_MODULE, "add", suspending(add))?;
+        l.func_wrap_async(IMPORT_MODULE, "cas", suspending(cas))?;
+        return Ok(());
+    }
+    l.func_wrap(
+        IMPORT_MODULE,
+        "get",
+        |mut c: C<'_>, a: i32, b: i32, d: i32, e: i32, f: i32| {
+            waiting(get, &mut c, (a, b, d, e, f))
+        },
+    )?;
+    l.func_wrap(
+        IMPORT_MODULE,
+        "add",
+        |mut c: C<'_>, a: i32, b: i32, d: i32, e: i64, f: i32| {
+            waiting(add, &mut c, (a, b, d, e, f))
+        },
+    )?;
+    #[allow(clippy::too_many_arguments)] // the ABI's signature
+    fn cas_waiting(mut c: C<'_>, a: i32, b: i32, d: i32, e: i32, f: i32, g: i32, h: i32) -> R {
+        waiting(cas, &mut c, (a, b, d, e, f, g, h))
+    }
+    l.func_wrap(IMPORT_MODULE, "cas", cas_waiting)?;
     Ok(())
 }
 
 type C<'a> = Caller<'a, HostState>;
+
+/// A read stopped for a fetch from the cluster (module docs).
+#[derive(Debug)]
+struct FetchWait(Fetch);
+
+impl std::fmt::Display for FetchWait {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("host call waits for the global store")
+    }
+}
+
+impl std::error::Error for FetchWait {}
+
+/// Steps 1–3 of the module docs, parking the calling thread at step 2.
+fn waiting<P: Copy>(op: fn(&mut C<'_>, P) -> R, c: &mut C<'_>, p: P) -> R {
+    loop {
+        let fetch = match op(c, p) {
+            Err(e) => e.downcast::<FetchWait>()?.0,
+            done => return done,
+        };
+        let r = fetch.reply.wait();
+        attempt(&mut c.data_mut().global)?.fetched(fetch.key, r)?;
+    }
+}
+
+/// Steps 1–3 of the module docs as an async host function: step 2
+/// suspends the invocation.
+fn suspending<P: Send + Copy + 'static>(
+    op: fn(&mut C<'_>, P) -> R,
+) -> impl for<'a> Fn(C<'a>, P) -> Box<dyn Future<Output = R> + Send + 'a> + Send + Sync + 'static {
+    move |mut c: C<'_>, p: P| -> Box<dyn Future<Output = R> + Send + '_> {
+        Box::new(async move {
+            loop {
+                let fetch = match op(&mut c, p) {
+                    Err(e) => e.downcast::<FetchWait>()?.0,
+                    done => return done,
+                };
+                let r = fetch.reply.await;
+                attempt(&mut c.data_mut().global)?.fetched(fetch.key, r)?;
+            }
+        })
+    }
+}
+
+/// What a stopped read means for the host call: a fetch to wait for
+/// ([`FetchWait`]) or the attempt's end.
+fn stop(g: &mut crate::global::Attempt, s: Stop) -> wasmtime::Error {
+    match s {
+        Stop::Fetch(f) => wasmtime::Error::new(FetchWait(f)),
+        Stop::Failed(e) => g.fail(e),
+    }
+}
 
 /// The attempt of a global function's store (set by `invoke`).
 fn attempt(
@@ -43,9 +130,9 @@ fn ns_name(f: &crate::registry::Function, h: Handle) -> &str {
     }
 }
 
-fn get(mut c: C<'_>, ns: i32, key: i32, key_len: i32, buf: i32, cap: i32) -> R {
-    let mem = memory(&c)?;
-    let (data, st) = mem.data_and_store_mut(&mut c);
+fn get(c: &mut C<'_>, (ns, key, key_len, buf, cap): (i32, i32, i32, i32, i32)) -> R {
+    let mem = memory(c)?;
+    let (data, st) = mem.data_and_store_mut(c);
     let k = range("get", data.len(), key, key_len)?;
     let dst = range("get", data.len(), buf, cap)?;
     let Some(h) = st.handle(ns) else {
@@ -58,7 +145,7 @@ fn get(mut c: C<'_>, ns: i32, key: i32, key_len: i32, buf: i32, cap: i32) -> R {
     let v = match g.value(ns_name(&st.function, h), &data[k]) {
         Ok(Some(v)) => v,
         Ok(None) => return Ok(ERR_NOT_FOUND),
-        Err(e) => return Err(g.fail(e)),
+        Err(s) => return Err(stop(g, s)),
     };
     if let Some(d) = data[dst].get_mut(..v.len()) {
         d.copy_from_slice(&v);
@@ -122,12 +209,12 @@ fn current(
     }
     let g = attempt(&mut st.global).map_err(Err)?;
     g.value(ns_name(&st.function, h), key)
-        .map_err(|e| Err(g.fail(e)))
+        .map_err(|s| Err(stop(g, s)))
 }
 
-fn add(mut c: C<'_>, ns: i32, key: i32, key_len: i32, delta: i64, out: i32) -> R {
-    let mem = memory(&c)?;
-    let (data, st) = mem.data_and_store_mut(&mut c);
+fn add(c: &mut C<'_>, (ns, key, key_len, delta, out): (i32, i32, i32, i64, i32)) -> R {
+    let mem = memory(c)?;
+    let (data, st) = mem.data_and_store_mut(c);
     let k = range("add", data.len(), key, key_len)?;
     let o = range("add", data.len(), out, 8)?;
     let cur = match current(st, ns, &data[k.clone()], 8) {
@@ -149,19 +236,11 @@ fn add(mut c: C<'_>, ns: i32, key: i32, key_len: i32, delta: i64, out: i32) -> R
     Ok(code)
 }
 
-#[allow(clippy::too_many_arguments)] // the ABI's signature
-fn cas(
-    mut c: C<'_>,
-    ns: i32,
-    key: i32,
-    key_len: i32,
-    exp: i32,
-    exp_len: i32,
-    new: i32,
-    new_len: i32,
-) -> R {
-    let mem = memory(&c)?;
-    let (data, st) = mem.data_and_store_mut(&mut c);
+type CasArgs = (i32, i32, i32, i32, i32, i32, i32);
+
+fn cas(c: &mut C<'_>, (ns, key, key_len, exp, exp_len, new, new_len): CasArgs) -> R {
+    let mem = memory(c)?;
+    let (data, st) = mem.data_and_store_mut(c);
     let k = range("cas", data.len(), key, key_len)?;
     let e = optional_range("cas", data.len(), exp, exp_len)?;
     let v = optional_range("cas", data.len(), new, new_len)?;

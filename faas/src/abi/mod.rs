@@ -239,7 +239,7 @@ pub(crate) fn linker_global(
 ) -> Result<Linker<HostState>, wasmtime::Error> {
     let mut l = Linker::new(engine);
     state::define_common(&mut l)?;
-    global::define(&mut l)?;
+    global::define(&mut l, calls)?;
     crate::wasip1::add_to_linker(&mut l, calls)?;
     Ok(l)
 }
