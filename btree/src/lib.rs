@@ -220,6 +220,25 @@ impl BTree {
         Ok(Some(f(view.value(pos).or_corrupt(pid, "slot")?)))
     }
 
+    /// Looks `key` up and hands a copy of its value to `f`, which runs
+    /// under no latch. An inline value is copied by an optimistic read
+    /// (no write to any shared cache line, so readers of a hot leaf on
+    /// other cores are not slowed); a large value is handed over as
+    /// [`BTree::get`] does, under shared latches.
+    pub fn get_copied<R>(
+        &self,
+        key: &[u8],
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<Option<R>, TreeError> {
+        check_key(key)?;
+        let mut buf = [0u8; INLINE_VALUE_MAX];
+        match self.probe(key, &mut buf)? {
+            olc::Probe::Absent => Ok(None),
+            olc::Probe::Inline(len) => Ok(Some(f(&buf[..len]))),
+            olc::Probe::Large => self.get(key, f),
+        }
+    }
+
     /// Copies the value of `key` into `out` (replacing its contents);
     /// returns whether the key exists. Inline values are copied by an
     /// optimistic read that takes no latch (the fast path).

@@ -210,6 +210,10 @@ impl TxBufs {
 
     /// The latest write of (tree, key) in this transaction.
     fn find_write(&self, tree: TreeId, key: &[u8]) -> Option<usize> {
+        // Most reads are in transactions that wrote nothing yet: no hash.
+        if self.writes.is_empty() {
+            return None;
+        }
         let mut i = *self.index.get(&hash(tree, key))?;
         while i != NONE {
             let w = &self.writes[i as usize];
@@ -397,7 +401,7 @@ impl<'a> Tx<'a> {
             self.get_nowait(tree, key, f)?
         } else {
             self.cached_tree(tree)?
-                .get(key, |v| split_stored(v).map(|(ver, user)| (ver, f(user))))?
+                .get_copied(key, |v| split_stored(v).map(|(ver, user)| (ver, f(user))))?
         };
         match got {
             None => {
