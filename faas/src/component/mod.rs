@@ -74,10 +74,22 @@ const PROVIDED_PACKAGES: &[&str] = &[
 
 /// Whether `wasm` is a component (not a core module): the binary's layer
 /// field (bytes 6..8 of the header) is 1 for components, 0 for modules. In
-/// the text format (accepted as for modules), it begins `(component`.
+/// the text format (accepted as for modules), it begins `(component`,
+/// after any blank space and `;;` line comments.
 pub(crate) fn is_component(wasm: &[u8]) -> bool {
     let binary = wasm.len() >= 8 && wasm[..4] == *b"\0asm" && wasm[6..8] == [1, 0];
-    binary || wasm.trim_ascii_start().starts_with(b"(component")
+    binary || skip_line_comments(wasm).starts_with(b"(component")
+}
+
+fn skip_line_comments(mut text: &[u8]) -> &[u8] {
+    loop {
+        text = text.trim_ascii_start();
+        if !text.starts_with(b";;") {
+            return text;
+        }
+        let end = text.iter().position(|&b| b == b'\n').unwrap_or(text.len());
+        text = &text[end..];
+    }
 }
 
 /// The linker every component faaslet is linked with.
