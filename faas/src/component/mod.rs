@@ -92,6 +92,25 @@ fn skip_line_comments(mut text: &[u8]) -> &[u8] {
     }
 }
 
+/// A component the pooling allocator refused for what one invocation of it
+/// would take (`crate::engine`, `MAX_CORE_INSTANCES_PER_COMPONENT` and the
+/// rest): wasmtime says which limit, in its own words; this says it is
+/// Rime's per-invocation limit, not a malformed binary.
+pub(crate) fn too_large(e: DeployError) -> DeployError {
+    match e {
+        DeployError::Malformed(m) if m.contains("in the pooling allocator") => {
+            DeployError::Component(format!(
+                "one invocation of it needs more than Rime gives an invocation \
+                 ({} core instances, {} linear memory, {} tables): {m}",
+                crate::engine::MAX_CORE_INSTANCES_PER_COMPONENT,
+                crate::engine::MAX_MEMORIES_PER_COMPONENT,
+                crate::engine::MAX_TABLES_PER_COMPONENT,
+            ))
+        }
+        e => e,
+    }
+}
+
 /// The linker every component faaslet is linked with.
 pub(crate) fn linker(engine: &Engine) -> Result<Linker<ComponentState>, wasmtime::Error> {
     let mut l = Linker::new(engine);
