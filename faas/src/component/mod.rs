@@ -411,3 +411,18 @@ fn fail(store: &Store<ComponentState>, e: wasmtime::Error, f: &Function) -> Fail
     let panic = store.data().host.panic.clone();
     Failed::Final(classify_error(e, denied, panic, f))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::is_component;
+
+    #[test]
+    fn components_are_told_from_modules_in_both_formats() {
+        assert!(is_component(b"\0asm\x0d\0\x01\0"));
+        assert!(!is_component(b"\0asm\x01\0\0\0"));
+        assert!(is_component(b"  (component)"));
+        assert!(is_component(b";; a comment\n  ;; another\n(component)"));
+        assert!(!is_component(b";; (component\n(module)"));
+        assert!(!is_component(b";; only a comment"));
+    }
+}
