@@ -37,6 +37,11 @@ use std::sync::Arc;
 const EMPTY: &str = r#"(module (memory (export "memory") 1)
   (func (export "rime_invoke") (result i32) (i32.const 0)))"#;
 
+/// The component counterpart of `EMPTY`: one core module, whose `handle`
+/// answers `ok([])` (the result area at 16 is zeroed memory) and imports
+/// nothing, so `component/empty` is the component model's own cost.
+const EMPTY_COMPONENT: &str = include_str!("../tests/common/empty_component.wat");
+
 /// The call-loop guest (`n` calls of `get` or `put` in one invocation),
 /// shared with `tests/no_alloc.rs`.
 #[path = "../tests/common/call_loop.rs"]
@@ -88,6 +93,12 @@ fn benches(c: &mut Criterion) {
     let kv = std::fs::read(components_dir().join("wasi_kv_counter.wasm"))
         .expect("build the guests first: scripts/build-guests");
     rt.deploy("kvc", &kv, FunctionConfig::default()).unwrap();
+    rt.deploy(
+        "empty_component",
+        EMPTY_COMPONENT.as_bytes(),
+        FunctionConfig::default(),
+    )
+    .unwrap();
     let probe_tree = db.open_tree("ns/probe").unwrap().unwrap();
     db.put(probe_tree, b"key", &[5u8; 100]).unwrap();
     let kvc_tree = db.open_tree("ns/kvc").unwrap().unwrap();
@@ -172,6 +183,9 @@ fn benches(c: &mut Criterion) {
     g.bench_function("empty_abi_v1", |b| {
         b.iter(|| rt.invoke("empty", b"").unwrap())
     });
+    g.bench_function("empty", |b| {
+        b.iter(|| rt.invoke("empty_component", b"").unwrap())
+    });
     g.bench_function("noop", |b| b.iter(|| rt.invoke("kvc", b"noop").unwrap()));
     g.throughput(Throughput::Elements(1000));
     for (name, input) in [
@@ -216,9 +230,33 @@ fn benches(c: &mut Criterion) {
 }
 
 /// Counter increments in four languages, on one namespace (`polyglot`).
+/// The components are compiled at the first benchmark that runs (Python's
+/// and JavaScript's take a minute on a loaded machine), so a run filtered
+/// to other groups does not pay for them.
 fn polyglot(c: &mut Criterion) {
     let dir = tempfile::TempDir::new().unwrap();
     let (_, rt) = open(&dir);
+    let deployed = std::sync::Once::new();
+    let deploy_all = || deployed.call_once(|| deploy_polyglot(&rt));
+    let mut g = c.benchmark_group("polyglot");
+    for (bench, name, input) in [
+        ("incr_abi_v1", "counter", &b"shared:hits"[..]),
+        ("incr_rust_component", "rust", &b"incr shared hits"[..]),
+        ("incr_python", "python", &b"incr shared hits"[..]),
+        ("incr_js", "js", &b"incr shared hits"[..]),
+        ("noop_rust_component", "rust", &b"noop"[..]),
+        ("noop_python", "python", &b"noop"[..]),
+        ("noop_js", "js", &b"noop"[..]),
+    ] {
+        g.bench_function(bench, |b| {
+            deploy_all();
+            b.iter(|| rt.invoke(name, input).unwrap())
+        });
+    }
+    g.finish();
+}
+
+fn deploy_polyglot(rt: &Runtime) {
     let shared = FunctionConfig::default().grant(rime_faas::Grant::write("shared"));
     let read = |path: PathBuf| {
         std::fs::read(&path)
@@ -244,19 +282,6 @@ fn polyglot(c: &mut Criterion) {
         .unwrap();
         eprintln!("polyglot: {file} compiled in {:?}", started.elapsed());
     }
-    let mut g = c.benchmark_group("polyglot");
-    for (bench, name, input) in [
-        ("incr_abi_v1", "counter", &b"shared:hits"[..]),
-        ("incr_rust_component", "rust", &b"incr shared hits"[..]),
-        ("incr_python", "python", &b"incr shared hits"[..]),
-        ("incr_js", "js", &b"incr shared hits"[..]),
-        ("noop_rust_component", "rust", &b"noop"[..]),
-        ("noop_python", "python", &b"noop"[..]),
-        ("noop_js", "js", &b"noop"[..]),
-    ] {
-        g.bench_function(bench, |b| b.iter(|| rt.invoke(name, input).unwrap()));
-    }
-    g.finish();
 }
 
 criterion_group!(faaslet, benches, polyglot);

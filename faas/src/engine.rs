@@ -110,11 +110,59 @@ const HOST_STACK_BYTES: usize = 256 << 10;
 /// while a 1 s deadline is met within 0.5 %.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 
+/// Core instances one invocation of a component may create. A
+/// component's instance is one component instance over several core
+/// instances, each counted by the pool: a Rust `wasm32-wasip2` guest has 3
+/// (its module and wit-component's two shims), a componentize-js one 4, a
+/// componentize-py one 14 (CPython, its libc and extension libraries,
+/// linked dynamically, and the shims). A component with more is refused at
+/// deploy (`DeployError::Component`).
+pub const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 32;
+
+/// Tables one invocation of a component may create: a guest's own
+/// table and the shim's table of indirect lowerings (all five example
+/// components have exactly two). A module has at most one.
+pub const MAX_TABLES_PER_COMPONENT: u32 = 2;
+
+/// Linear memories one invocation of a component may create: one, as a
+/// module (the toolchains above share one memory among a component's core
+/// instances). Each memory slot reserves `max_memory_bytes` of address
+/// space, so this is kept at one.
+pub const MAX_MEMORIES_PER_COMPONENT: u32 = 1;
+
 pub(crate) fn new_engine(cfg: &RuntimeConfig) -> Result<Engine, OpenError> {
+    let mut c = Config::new();
+    c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool(cfg)?));
+    configure(&mut c, cfg);
+    let engine = Engine::new(&c).map_err(|e| OpenError::Engine(format!("{e:#}")))?;
+    register_with_ticker(&engine)?;
+    Ok(engine)
+}
+
+/// The pooling allocator's slots, sized so that `max_instances`
+/// invocations fit at once whether each is a module or a component: every
+/// invocation may take up to the per-component maxima above (the pool's
+/// counts are of core instances, memories and tables, not invocations; a
+/// component's three core instances and two tables would otherwise use
+/// three and two invocations' slots).
+fn pool(cfg: &RuntimeConfig) -> Result<PoolingAllocationConfig, OpenError> {
+    let n = cfg.max_instances;
+    let times = |per: u32| {
+        n.checked_mul(per).ok_or_else(|| {
+            OpenError::Engine(format!(
+                "max_instances {n} is too large (at most {})",
+                u32::MAX / per
+            ))
+        })
+    };
     let mut pool = PoolingAllocationConfig::default();
-    pool.total_core_instances(cfg.max_instances)
-        .total_memories(cfg.max_instances)
-        .total_tables(cfg.max_instances)
+    pool.total_core_instances(times(MAX_CORE_INSTANCES_PER_COMPONENT)?)
+        .total_memories(times(MAX_MEMORIES_PER_COMPONENT)?)
+        .total_tables(times(MAX_TABLES_PER_COMPONENT)?)
+        .max_core_instances_per_component(MAX_CORE_INSTANCES_PER_COMPONENT)
+        .max_memories_per_component(MAX_MEMORIES_PER_COMPONENT)
+        .max_tables_per_component(MAX_TABLES_PER_COMPONENT)
+        .total_component_instances(n)
         .max_memories_per_module(1)
         .max_memory_size(cfg.max_memory_bytes as usize)
         // Keep up to 1 MiB of a freed slot's pages resident, reset in place
@@ -136,14 +184,13 @@ pub(crate) fn new_engine(cfg: &RuntimeConfig) -> Result<Engine, OpenError> {
         .table_elements(64 << 10)
         // One fiber stack per instance, from the pool: nothing is mapped
         // or unmapped per invocation.
-        .total_stacks(cfg.max_instances)
-        // A component faaslet's instance is one component instance over a
-        // few core instances (its module, wit-component's shims): each an
-        // instance slot above, as many component slots as instance slots.
-        .total_component_instances(cfg.max_instances);
-    let mut c = Config::new();
-    c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
-        .epoch_interruption(true)
+        .total_stacks(n);
+    Ok(pool)
+}
+
+/// Everything of the engine but its allocator.
+fn configure(c: &mut Config, cfg: &RuntimeConfig) {
+    c.epoch_interruption(true)
         // Explicit bounds checks instead of guard pages: then a slot's
         // pages stay read/write between instances (still reset, and out of
         // the guest's reach beyond its current size), so an instance that
@@ -161,9 +208,6 @@ pub(crate) fn new_engine(cfg: &RuntimeConfig) -> Result<Engine, OpenError> {
         // fiber. Fiber stacks: the wasm limit plus the host's share.
         .async_stack_size(cfg.max_wasm_stack + HOST_STACK_BYTES)
         .parallel_compilation(true);
-    let engine = Engine::new(&c).map_err(|e| OpenError::Engine(format!("{e:#}")))?;
-    register_with_ticker(&engine)?;
-    Ok(engine)
 }
 
 /// The engines the ticker serves, and whether its thread runs. One thread

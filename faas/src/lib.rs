@@ -34,7 +34,8 @@ mod settings;
 mod wasip1;
 
 pub use engine::{
-    DEFAULT_MAX_ADMITTED, DEFAULT_MAX_INSTANCES, EPOCH_TICK, RuntimeConfig, ticker_running,
+    DEFAULT_MAX_ADMITTED, DEFAULT_MAX_INSTANCES, EPOCH_TICK, MAX_CORE_INSTANCES_PER_COMPONENT,
+    MAX_MEMORIES_PER_COMPONENT, MAX_TABLES_PER_COMPONENT, RuntimeConfig, ticker_running,
 };
 pub use error::{DeployError, InvokeError, OpenError, UndeployError};
 pub use exec::Invoking;
@@ -512,7 +513,7 @@ impl Inner {
                     "a component cannot use global namespaces yet (modules only)".into(),
                 ));
             }
-            let compiled = self.cache.load(wasm)?;
+            let compiled = self.cache.load(wasm).map_err(component::too_large)?;
             let c = component::link(&self.engine, &self.component_linker, compiled)?;
             return Ok(registry::Code::Component(c));
         }

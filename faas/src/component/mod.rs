@@ -74,10 +74,41 @@ const PROVIDED_PACKAGES: &[&str] = &[
 
 /// Whether `wasm` is a component (not a core module): the binary's layer
 /// field (bytes 6..8 of the header) is 1 for components, 0 for modules. In
-/// the text format (accepted as for modules), it begins `(component`.
+/// the text format (accepted as for modules), it begins `(component`,
+/// after any blank space and `;;` line comments.
 pub(crate) fn is_component(wasm: &[u8]) -> bool {
     let binary = wasm.len() >= 8 && wasm[..4] == *b"\0asm" && wasm[6..8] == [1, 0];
-    binary || wasm.trim_ascii_start().starts_with(b"(component")
+    binary || skip_line_comments(wasm).starts_with(b"(component")
+}
+
+fn skip_line_comments(mut text: &[u8]) -> &[u8] {
+    loop {
+        text = text.trim_ascii_start();
+        if !text.starts_with(b";;") {
+            return text;
+        }
+        let end = text.iter().position(|&b| b == b'\n').unwrap_or(text.len());
+        text = &text[end..];
+    }
+}
+
+/// A component the pooling allocator refused for what one invocation of it
+/// would take (`crate::engine`, `MAX_CORE_INSTANCES_PER_COMPONENT` and the
+/// rest): wasmtime says which limit, in its own words; this says it is
+/// Rime's per-invocation limit, not a malformed binary.
+pub(crate) fn too_large(e: DeployError) -> DeployError {
+    match e {
+        DeployError::Malformed(m) if m.contains("in the pooling allocator") => {
+            DeployError::Component(format!(
+                "one invocation of it needs more than Rime gives an invocation \
+                 ({} core instances, {} linear memory, {} tables): {m}",
+                crate::engine::MAX_CORE_INSTANCES_PER_COMPONENT,
+                crate::engine::MAX_MEMORIES_PER_COMPONENT,
+                crate::engine::MAX_TABLES_PER_COMPONENT,
+            ))
+        }
+        e => e,
+    }
 }
 
 /// The linker every component faaslet is linked with.
@@ -379,4 +410,19 @@ fn fail(store: &Store<ComponentState>, e: wasmtime::Error, f: &Function) -> Fail
     let denied = store.data().host.limiter.denied;
     let panic = store.data().host.panic.clone();
     Failed::Final(classify_error(e, denied, panic, f))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_component;
+
+    #[test]
+    fn components_are_told_from_modules_in_both_formats() {
+        assert!(is_component(b"\0asm\x0d\0\x01\0"));
+        assert!(!is_component(b"\0asm\x01\0\0\0"));
+        assert!(is_component(b"  (component)"));
+        assert!(is_component(b";; a comment\n  ;; another\n(component)"));
+        assert!(!is_component(b";; (component\n(module)"));
+        assert!(!is_component(b";; only a comment"));
+    }
 }
