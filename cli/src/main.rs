@@ -29,12 +29,6 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use client::Client;
 use std::process::ExitCode;
 
-/// mimalloc, not glibc's malloc: the server allocates a request's buffers
-/// on one thread and frees them on another, which glibc's arenas handle
-/// poorly (docs/benchmarks-http.md, "Where the CPU goes").
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "rime",
