@@ -136,6 +136,13 @@ fn api_round_trip_auth_limits_and_errors() {
         "{m}"
     );
     assert!(m.contains("rime_commits_total "), "{m}");
+    // The commits above were acknowledged once synced (`Sync`, the
+    // default): at least one sync round ran.
+    let syncs: u64 = (m.lines())
+        .find_map(|l| l.strip_prefix("rime_log_syncs_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no rime_log_syncs_total in {m}"));
+    assert!(syncs >= 1, "{m}");
 
     // Undeploy; unknown endpoints are JSON errors too.
     let (st, _) = send(ureq::delete(&s.url("/functions/counter")), None);

@@ -18,9 +18,15 @@ fn function_of(path: &str) -> Option<&str> {
     rime_faas::limits::valid_name(name.as_bytes()).then_some(name)
 }
 
-/// Middleware: counts the request, runs it, logs it.
+/// Middleware: counts the request, runs it, logs it. The log line's
+/// fields (the path copied, the retries header parsed) are gathered only
+/// when `info` lines of this target are on: a server run at `--log warn`
+/// pays for the counter alone.
 pub(super) async fn log_request(State(app): State<Shared>, req: Request, next: Next) -> Response {
     app.metrics.requests.fetch_add(1, Ordering::Relaxed);
+    if !tracing::enabled!(target: LOG_TARGET, tracing::Level::INFO) {
+        return next.run(req).await;
+    }
     let start = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();

@@ -155,6 +155,8 @@ static METRICS: &[Metric] = &[
         |s| s.db.checkpoints),
     counter("rime_log_bytes_total", "Bytes appended to the log since it was created.",
         |s| s.db.log_bytes),
+    counter("rime_log_syncs_total", "Log write + fdatasync rounds since the server started (commits per sync: their ratio to rime_commits_total).",
+        |s| s.db.log_syncs),
     gauge("rime_durable_lsn", "Log position known durable.",
         |s| s.db.durable_lsn),
     counter("rime_pool_hits_total", "Page latches that found the page resident.",
