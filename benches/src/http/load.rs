@@ -4,7 +4,7 @@
 //! from writing the request to having the whole response.
 
 use super::Res;
-use super::client::{Conn, Target};
+use super::client::{Conn, Response, Target};
 use super::workload::{Acknowledged, Rng, Workload};
 use hdrhistogram::Histogram;
 use std::collections::BTreeMap;
@@ -79,6 +79,7 @@ struct Tally {
     errors: BTreeMap<String, u64>,
     ok_all: u64,
     in_doubt: u64,
+    bad_body: u64,
     reconnects: u64,
     first_io_error: Option<String>,
 }
@@ -133,11 +134,8 @@ async fn drive(index: usize, plan: Arc<Plan>, clock: Clock) -> Tally {
         let done = Instant::now();
         let measured = done >= clock.measure_from && done < clock.end;
         let failed = r.is_err();
-        t.record(
-            r.map(|r| r.status),
-            (done - start).as_nanos() as u64,
-            measured,
-        );
+        let answer = r.map(|r| answer(&r, plan.workload.expected_body()));
+        t.record(answer, (done - start).as_nanos() as u64, measured);
         if failed {
             tokio::time::sleep(ERROR_BACKOFF).await;
         }
@@ -146,17 +144,41 @@ async fn drive(index: usize, plan: Arc<Plan>, clock: Clock) -> Tally {
     t
 }
 
+/// What a response was, for the tally.
+#[derive(Debug, PartialEq, Eq)]
+enum Answer {
+    /// 200 (with the expected body, where there is one).
+    Ok,
+    /// 200 with another body.
+    BadBody,
+    /// Any other status.
+    Status(u16),
+}
+
+/// The body is compared only where the workload fixes it.
+fn answer(r: &Response, expected_body: Option<&[u8]>) -> Answer {
+    match (r.status, expected_body) {
+        (200, Some(b)) if r.body != b => Answer::BadBody,
+        (200, _) => Answer::Ok,
+        (status, _) => Answer::Status(status),
+    }
+}
+
 impl Tally {
-    fn record(&mut self, r: std::io::Result<u16>, ns: u64, measured: bool) {
+    fn record(&mut self, r: std::io::Result<Answer>, ns: u64, measured: bool) {
         let error = match r {
-            Ok(200) => {
+            Ok(Answer::Ok) => {
                 self.ok_all += 1;
                 if measured {
                     self.latencies_ns.push(ns);
                 }
                 return;
             }
-            Ok(status) => status.to_string(),
+            Ok(Answer::BadBody) => {
+                self.bad_body += 1;
+                "bad_body".to_string()
+            }
+            Ok(Answer::Status(status)) => status.to_string(),
             Err(e) => {
                 self.in_doubt += 1;
                 self.first_io_error.get_or_insert_with(|| e.to_string());
@@ -172,7 +194,7 @@ impl Tally {
 fn merge(tallies: Vec<Tally>, secs: f64) -> Res<Outcome> {
     let mut latency_ns = Histogram::new_with_bounds(1, 120_000_000_000, 3)?;
     let mut out_errors = BTreeMap::new();
-    let (mut ok_all, mut in_doubt, mut reconnects) = (0, 0, 0);
+    let (mut ok_all, mut in_doubt, mut bad_body, mut reconnects) = (0, 0, 0, 0);
     let mut first_io_error = None;
     for t in tallies {
         for ns in t.latencies_ns {
@@ -183,6 +205,7 @@ fn merge(tallies: Vec<Tally>, secs: f64) -> Res<Outcome> {
         }
         ok_all += t.ok_all;
         in_doubt += t.in_doubt;
+        bad_body += t.bad_body;
         reconnects += t.reconnects;
         first_io_error = first_io_error.or(t.first_io_error);
     }
@@ -194,6 +217,7 @@ fn merge(tallies: Vec<Tally>, secs: f64) -> Res<Outcome> {
         acked: Acknowledged {
             ok: ok_all,
             in_doubt,
+            bad_body,
         },
         reconnects,
         first_io_error,
@@ -222,17 +246,37 @@ mod tests {
     #[test]
     fn only_measured_responses_count_in_the_rate_and_all_in_the_check() {
         let mut t = Tally::default();
-        t.record(Ok(200), 1000, false);
-        t.record(Ok(200), 2000, true);
-        t.record(Ok(503), 10, true);
-        t.record(Ok(409), 10, false);
+        t.record(Ok(Answer::Ok), 1000, false);
+        t.record(Ok(Answer::Ok), 2000, true);
+        t.record(Ok(Answer::Status(503)), 10, true);
+        t.record(Ok(Answer::Status(409)), 10, false);
         t.record(Err(std::io::ErrorKind::ConnectionReset.into()), 10, true);
+        t.record(Ok(Answer::BadBody), 10, false);
+        t.record(Ok(Answer::BadBody), 10, true);
         let o = merge(vec![t], 1.0).unwrap();
         assert_eq!((o.ok, o.acked.ok, o.acked.in_doubt), (1, 2, 1));
-        assert_eq!(o.error_count(), 2);
+        assert_eq!(o.acked.bad_body, 2, "bad bodies of the whole run");
+        assert_eq!(o.errors.get("bad_body"), Some(&1), "measured ones");
+        assert_eq!(o.error_count(), 3);
         assert_eq!(o.errors.get("503"), Some(&1));
         assert_eq!(o.errors.get("io"), Some(&1));
         assert!(o.first_io_error.is_some());
         assert!(cpu_secs("self").is_some());
+    }
+
+    #[test]
+    fn a_200_counts_only_with_the_expected_body_where_there_is_one() {
+        let r = |status, body: &[u8]| Response {
+            status,
+            body: body.to_vec(),
+        };
+        assert_eq!(answer(&r(200, b"hello"), Some(b"hello")), Answer::Ok);
+        assert_eq!(answer(&r(200, b"hell"), Some(b"hello")), Answer::BadBody);
+        assert_eq!(answer(&r(200, b""), Some(b"hello")), Answer::BadBody);
+        assert_eq!(answer(&r(200, b"anything"), None), Answer::Ok);
+        assert_eq!(
+            answer(&r(404, b"hello"), Some(b"hello")),
+            Answer::Status(404)
+        );
     }
 }

@@ -28,7 +28,7 @@ use server::{Server, ServerConfig};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use workload::{Check, Kind, Workload};
+use workload::{Check, Kind, WasmDir, Workload};
 
 pub type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -46,7 +46,9 @@ pub struct HttpArgs {
     #[arg(long)]
     rime: Option<PathBuf>,
     /// Guests, comma-separated: counter, bank (their modules from
-    /// $RIME_GUESTS_DIR or guests/target/wasm32-unknown-unknown/release).
+    /// $RIME_GUESTS_DIR or guests/target/wasm32-unknown-unknown/release),
+    /// hello (the HTTP-triggered component hello_http, from
+    /// $RIME_COMPONENTS_DIR or guests/components/target/wasm32-wasip2/release).
     #[arg(long, default_value = "counter,bank", value_delimiter = ',')]
     guests: Vec<String>,
     /// Connection counts, a row each.
@@ -164,9 +166,10 @@ fn config(a: &HttpArgs) -> Res<Config> {
             counter_keys: a.counter_keys,
             bank_accounts: a.bank_accounts,
         };
-        let wasm = match kind {
-            Kind::Health => None,
-            _ => Some(server::guest_wasm(w.name())?),
+        let wasm = match w.wasm_file() {
+            None => None,
+            Some((WasmDir::Modules, file)) => Some(server::guest_wasm(file)?),
+            Some((WasmDir::Components, file)) => Some(server::component_wasm(file)?),
         };
         workloads.push((w, wasm));
     }

@@ -52,8 +52,27 @@ pub fn guests_dir() -> PathBuf {
 
 /// The module `name.wasm` from [`guests_dir`].
 pub fn guest_wasm(name: &str) -> Res<Vec<u8>> {
-    let path = guests_dir().join(format!("{name}.wasm"));
-    std::fs::read(&path).map_err(|e| {
+    read_wasm(&guests_dir().join(format!("{name}.wasm")))
+}
+
+/// The directory of the built component guests: `$RIME_COMPONENTS_DIR`,
+/// else the component workspace's release output (as faas's tests).
+pub fn components_dir() -> PathBuf {
+    std::env::var_os("RIME_COMPONENTS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../guests/components/target/wasm32-wasip2/release")
+        })
+}
+
+/// The component `name.wasm` from [`components_dir`].
+pub fn component_wasm(name: &str) -> Res<Vec<u8>> {
+    read_wasm(&components_dir().join(format!("{name}.wasm")))
+}
+
+fn read_wasm(path: &Path) -> Res<Vec<u8>> {
+    std::fs::read(path).map_err(|e| {
         format!(
             "{}: {e} (build the guests first: scripts/build-guests)",
             path.display()

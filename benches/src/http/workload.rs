@@ -11,6 +11,11 @@
 //!   distinct accounts picked uniformly of `--bank-accounts N`, each opened
 //!   with [`INITIAL_BALANCE`] first (so no transfer overdraws). Check: the
 //!   bank's `total` is unchanged.
+//! * `hello`: `GET /fn/hello`, the HTTP-triggered component `hello_http`
+//!   (guests/components/hello-http) deployed as `hello`: no state, a fresh
+//!   instance per request. A 200 counts only with the body `hello` (else
+//!   it is a `bad_body` error). Check: no such 200 in the whole run, and
+//!   at least one right one.
 
 use super::Res;
 use super::api::{Api, text};
@@ -27,6 +32,7 @@ pub enum Kind {
     Health,
     Counter,
     Bank,
+    Hello,
 }
 
 impl Kind {
@@ -35,7 +41,10 @@ impl Kind {
             "health" => Ok(Kind::Health),
             "counter" => Ok(Kind::Counter),
             "bank" => Ok(Kind::Bank),
-            other => Err(format!("unknown guest {other:?} (counter, bank or health)").into()),
+            "hello" => Ok(Kind::Hello),
+            other => {
+                Err(format!("unknown guest {other:?} (counter, bank, hello or health)").into())
+            }
         }
     }
 }
@@ -46,6 +55,13 @@ pub struct Workload {
     pub kind: Kind,
     pub counter_keys: usize,
     pub bank_accounts: usize,
+}
+
+/// Where a guest's file is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WasmDir {
+    Modules,
+    Components,
 }
 
 /// The outcome of the check after a run.
@@ -62,6 +78,8 @@ pub struct Acknowledged {
     /// Requests that ended in a transport error: committed or not, the
     /// client cannot know.
     pub in_doubt: u64,
+    /// 200 responses whose body was not [`Workload::expected_body`].
+    pub bad_body: u64,
 }
 
 impl Workload {
@@ -70,13 +88,33 @@ impl Workload {
             Kind::Health => "health",
             Kind::Counter => "counter",
             Kind::Bank => "bank",
+            Kind::Hello => "hello",
+        }
+    }
+
+    /// The file the guest is deployed from: a module in
+    /// `server::guests_dir`, or a component in `server::components_dir`;
+    /// `None` for `health`.
+    pub fn wasm_file(&self) -> Option<(WasmDir, &'static str)> {
+        match self.kind {
+            Kind::Health => None,
+            Kind::Counter | Kind::Bank => Some((WasmDir::Modules, self.name())),
+            Kind::Hello => Some((WasmDir::Components, "hello_http")),
+        }
+    }
+
+    /// The body every 200 must have, where the guest's answer is fixed.
+    pub fn expected_body(&self) -> Option<&'static [u8]> {
+        match self.kind {
+            Kind::Hello => Some(b"hello"),
+            _ => None,
         }
     }
 
     /// How requests pick their keys (the CSV's distribution column).
     pub fn distribution(&self) -> String {
         match self.kind {
-            Kind::Health => "-".into(),
+            Kind::Health | Kind::Hello => "-".into(),
             Kind::Counter if self.counter_keys == 1 => "one-key".into(),
             Kind::Counter | Kind::Bank => "uniform".into(),
         }
@@ -85,16 +123,16 @@ impl Workload {
     /// Keys the requests spread over (the CSV's records column).
     pub fn records(&self) -> u64 {
         match self.kind {
-            Kind::Health => 0,
+            Kind::Health | Kind::Hello => 0,
             Kind::Counter => self.counter_keys as u64,
             Kind::Bank => self.bank_accounts as u64,
         }
     }
 
     /// Whether each request is a committing invocation (latencies go to
-    /// the commit columns too).
+    /// the commit columns too): `hello` writes nothing.
     pub fn commits(&self) -> bool {
-        self.kind != Kind::Health
+        matches!(self.kind, Kind::Counter | Kind::Bank)
     }
 
     /// Method and path of every request.
@@ -103,6 +141,7 @@ impl Workload {
             Kind::Health => ("GET", "/health"),
             Kind::Counter => ("POST", "/invoke/counter"),
             Kind::Bank => ("POST", "/invoke/bank"),
+            Kind::Hello => ("GET", "/fn/hello"),
         }
     }
 
@@ -116,7 +155,7 @@ impl Workload {
         use std::io::Write as _;
         out.clear();
         match self.kind {
-            Kind::Health => {}
+            Kind::Health | Kind::Hello => {}
             Kind::Counter if self.counter_keys == 1 => {}
             Kind::Counter => {
                 let _ = write!(out, "k{}", rng.below(self.counter_keys));
@@ -148,6 +187,7 @@ impl Workload {
             Kind::Health => Ok(None),
             Kind::Counter => self.check_counter(api, acked).await.map(Some),
             Kind::Bank => self.check_bank(api).await.map(Some),
+            Kind::Hello => Ok(Some(check_hello(acked))),
         }
     }
 
@@ -187,6 +227,14 @@ impl Workload {
             passed: total == expected,
             detail: format!("total={total} expected={expected}"),
         })
+    }
+}
+
+/// Every 200 of the run said `hello`, and there was one at least.
+fn check_hello(acked: &Acknowledged) -> Check {
+    Check {
+        passed: acked.bad_body == 0 && acked.ok > 0,
+        detail: format!("ok={} bad_body={}", acked.ok, acked.bad_body),
     }
 }
 
