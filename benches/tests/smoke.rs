@@ -250,8 +250,12 @@ fn commit_preset_runs_rime_tasks_in_timed_rounds() {
     };
     let (one, many) = (per_sync("1"), per_sync("64"));
     assert!(one <= 1.5, "one client in flight shares no sync: {one}");
+    // Shared syncs: clearly more than one commit per sync on average. How
+    // many more depends on how much CPU a commit takes while a sync is in
+    // flight: a debug build on a busy 2-core machine made 2.77 (CI), a
+    // release build tens; so no figure beyond "shared" is asserted here.
     assert!(
-        many >= 4.0,
+        many >= 1.5,
         "64 clients in flight shared only {many} per sync: {csv}"
     );
 }
