@@ -243,22 +243,11 @@ impl BTree {
     /// returns whether the key exists. Inline values are copied by an
     /// optimistic read that takes no latch (the fast path).
     pub fn get_into(&self, key: &[u8], out: &mut Vec<u8>) -> Result<bool, TreeError> {
-        check_key(key)?;
-        let mut buf = [0u8; INLINE_VALUE_MAX];
-        match self.probe(key, &mut buf)? {
-            olc::Probe::Absent => Ok(false),
-            olc::Probe::Inline(len) => {
-                out.clear();
-                out.extend_from_slice(&buf[..len]);
-                Ok(true)
-            }
-            olc::Probe::Large => Ok(self
-                .get(key, |v| {
-                    out.clear();
-                    out.extend_from_slice(v);
-                })?
-                .is_some()),
-        }
+        let found = self.get_copied(key, |v| {
+            out.clear();
+            out.extend_from_slice(v);
+        })?;
+        Ok(found.is_some())
     }
 
     /// Whether `key` is present.

@@ -45,6 +45,22 @@ fn sum_range(db: &Db, tree: TreeId, during_first_attempt: impl Fn()) -> u64 {
     .unwrap()
 }
 
+/// `sum_range`, with `tree2`'s `key` set to `value` by another thread
+/// after the first attempt's scan; the sum and `delta` of the stats.
+fn sum_with_a_write_between(
+    db: &Db,
+    tree: TreeId,
+    (tree2, key, value): (TreeId, &[u8], &[u8]),
+) -> (u64, (u64, u64)) {
+    let before = db.stats();
+    let sum = sum_range(db, tree, || {
+        std::thread::scope(|s| {
+            s.spawn(|| db.put(tree2, key, value).unwrap());
+        })
+    });
+    (sum, delta(&before, &db.stats()))
+}
+
 fn delta(before: &DbStats, after: &DbStats) -> (u64, u64) {
     (
         after.scan_rescans - before.scan_rescans,
@@ -63,41 +79,26 @@ fn a_scan_no_writer_came_near_is_validated_without_scanning_again() {
 #[test]
 fn a_write_outside_the_range_makes_the_scan_check_again_and_pass() {
     let (db, tree, _dir) = open();
-    let before = db.stats();
-    let sum = sum_range(&db, tree, || {
-        std::thread::scope(|s| {
-            s.spawn(|| db.put(tree, b"k090", b"5").unwrap());
-        })
-    });
+    let (sum, stats) = sum_with_a_write_between(&db, tree, (tree, b"k090", b"5"));
     assert_eq!(sum, 10);
     // Scanned again once (the writer had been at work), no conflict.
-    assert_eq!(delta(&before, &db.stats()), (1, 0));
+    assert_eq!(stats, (1, 0));
 }
 
 #[test]
 fn a_write_inside_the_range_after_the_scan_is_a_conflict_and_a_rerun() {
     let (db, tree, _dir) = open();
-    let before = db.stats();
-    let sum = sum_range(&db, tree, || {
-        std::thread::scope(|s| {
-            s.spawn(|| db.put(tree, b"k015", b"5").unwrap());
-        })
-    });
+    let (sum, stats) = sum_with_a_write_between(&db, tree, (tree, b"k015", b"5"));
     assert_eq!(sum, 14, "the re-run saw the write");
-    assert_eq!(delta(&before, &db.stats()), (1, 1));
+    assert_eq!(stats, (1, 1));
 }
 
 #[test]
 fn a_key_inserted_into_the_range_after_the_scan_is_a_phantom_caught() {
     let (db, tree, _dir) = open();
-    let before = db.stats();
-    let sum = sum_range(&db, tree, || {
-        std::thread::scope(|s| {
-            s.spawn(|| db.put(tree, b"k015a", b"7").unwrap());
-        })
-    });
+    let (sum, stats) = sum_with_a_write_between(&db, tree, (tree, b"k015a", b"7"));
     assert_eq!(sum, 17, "the re-run saw the new key");
-    assert_eq!(delta(&before, &db.stats()), (1, 1));
+    assert_eq!(stats, (1, 1));
 }
 
 #[test]
@@ -108,14 +109,9 @@ fn a_write_to_another_tree_costs_the_scan_nothing() {
         .map(|i| db.create_tree(&format!("other{i}")).unwrap())
         .find(|t| gate_differs(*t, tree))
         .expect("a tree on another gate");
-    let before = db.stats();
-    let sum = sum_range(&db, tree, || {
-        std::thread::scope(|s| {
-            s.spawn(|| db.put(other, b"k015", b"5").unwrap());
-        })
-    });
+    let (sum, stats) = sum_with_a_write_between(&db, tree, (other, b"k015", b"5"));
     assert_eq!(sum, 10);
-    assert_eq!(delta(&before, &db.stats()), (0, 0));
+    assert_eq!(stats, (0, 0));
 }
 
 /// Whether trees `a` and `b` hash to different gates (the Db's own hash,
