@@ -137,16 +137,26 @@ fn read_pipelined(bm: &BufferManager, p: &mut Pipeline<'_>, rng: &mut Rng, pages
 }
 
 /// Pages per second of `op` on `threads` threads for `SUMMARY_RUN`.
-fn pages_per_sec(threads: usize, pages_per_op: usize, op: &(dyn Fn(&mut Rng) + Sync)) -> f64 {
+/// Pages per second of `threads` threads running `op` for `SUMMARY_RUN`,
+/// each with its own state from `state()` (a loader stays on the thread
+/// that made it: its thread's blocking waits reap it).
+fn pages_per_sec<S>(
+    threads: usize,
+    pages_per_op: usize,
+    state: impl Fn() -> S + Sync,
+    op: impl Fn(&mut S, &mut Rng) + Sync,
+) -> f64 {
+    let (state, op) = (&state, &op);
     let start = Instant::now();
     let ops: u64 = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
                 s.spawn(move || {
                     let mut rng = Rng(0x9E37_79B9 + t as u64);
+                    let mut st = state();
                     let mut n = 0u64;
                     while start.elapsed() < SUMMARY_RUN {
-                        op(&mut rng);
+                        op(&mut st, &mut rng);
                         n += 1;
                     }
                     n
@@ -198,14 +208,14 @@ fn misses(c: &mut Criterion) {
     let qd32 = random_read_iops(&s.path, pages, 32, SUMMARY_RUN)
         .unwrap()
         .iops();
-    let pool1 = pages_per_sec(1, 1, &|r| read_random(bm, r, pages));
-    let pool2 = pages_per_sec(2, 1, &|r| read_random(bm, r, pages));
-    let pref = {
-        let pipeline = std::sync::Mutex::new(Pipeline::new(bm));
-        pages_per_sec(1, PIPELINE_BATCH, &|r| {
-            read_pipelined(bm, &mut pipeline.lock().unwrap(), r, pages)
-        })
-    };
+    let pool1 = pages_per_sec(1, 1, || (), |_, r| read_random(bm, r, pages));
+    let pool2 = pages_per_sec(2, 1, || (), |_, r| read_random(bm, r, pages));
+    let pref = pages_per_sec(
+        1,
+        PIPELINE_BATCH,
+        || Pipeline::new(bm),
+        |p, r| read_pipelined(bm, p, r, pages),
+    );
     println!(
         "\n=== misses over {} MiB of data, budget {} MiB ({:?}) ===",
         (pages * PAGE_SIZE as u64) >> 20,

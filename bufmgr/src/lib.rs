@@ -62,6 +62,7 @@ pub use alloc::{AllocState, MAX_EXTENT_PAGES};
 pub use error::{Interrupt, OpenError, PageError};
 pub use frame::FRAME_HEADER_SIZE;
 pub use guards::{ExclusiveGuard, Fetch, OptimisticGuard, Section, SharedGuard};
+pub use loader::blocked::{BLOCKED_REAP_INTERVAL, reap_while_blocked};
 pub use loader::{Loader, MAX_LOADER_READS, MAX_LOADER_WRITES};
 pub use manager::{
     BufferManager, Config, DEFAULT_MAX_BYTES, DEFAULT_POOL_BYTES, EVICT_BATCH, MIN_POOL_PAGES,

@@ -95,6 +95,13 @@
 //! write-back holds no latch). This replaces the old prefetch
 //! thread: requesting frames ahead of their use, and polling before using
 //! them, is prefetching with no thread of its own.
+//!
+//! Other threads wait for a loader's reads too, and its owner may wait for
+//! them (on a latch, or on a lock of a layer above): a cycle through two
+//! threads that no lock order shows. So an owned loader ([`Loader::owned`])
+//! registers with its thread's blocking waits, which reap its transfers
+//! whenever the thread blocks ([`blocked`]); for such a loader, breaking
+//! the rule above costs latency, not liveness.
 
 use crate::alloc::MAX_EXTENT_PAGES;
 use crate::error::PageError;
@@ -105,7 +112,9 @@ use crate::state::{EVICTED, LOCKED};
 use crate::stats::Counter;
 use crate::{PAGE_SIZE, PageId};
 use io_uring::{IoUring, opcode, types};
+use std::cell::RefCell;
 use std::os::fd::RawFd;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -201,7 +210,10 @@ impl CopyBuf {
 /// thread submits and reaps (io_uring's single-issuer pattern).
 pub struct Loader<'a> {
     bm: Manager<'a>,
-    io: Transfers,
+    /// Shared with this thread's [`blocked`] registry (an owned loader's):
+    /// a blocked wait of this thread borrows it to reap. A step of the
+    /// loader's own holds the borrow, so a wait inside one leaves it be.
+    io: Rc<RefCell<Transfers>>,
 }
 
 /// A loader's own state: its ring and the transfers on it. Kept apart from
@@ -289,31 +301,34 @@ impl<'a> Loader<'a> {
             reaped: Vec::new(),
             reclaims: Vec::new(),
         };
-        Loader { bm, io }
+        Loader {
+            bm,
+            io: Rc::new(RefCell::new(io)),
+        }
     }
 
     /// Whether reads go through the loader's own io_uring (else each
     /// request reads synchronously; see [`Loader::new`]).
     pub fn uses_ring(&self) -> bool {
-        self.io.ring.is_some()
+        self.io.borrow().ring.is_some()
     }
 
     /// Reads this loader has queued or in flight.
     pub fn reads(&self) -> usize {
-        self.io.reads()
+        self.io.borrow().reads()
     }
 
     /// Write-backs this loader has queued or in flight (steps W1–W4 of the
     /// module docs).
     pub fn writes(&self) -> usize {
-        self.io.writes
+        self.io.borrow().writes
     }
 
     /// Work outstanding: reads and write-backs queued or in flight, frames
     /// watched, and outcomes not yet reported. Polling until it is 0 also
     /// finishes the loader's write-backs.
     pub fn pending(&self) -> usize {
-        self.io.pending()
+        self.io.borrow().pending()
     }
 
     /// Starts making the frame at `pid` (of `pages` pages) resident: steps
@@ -324,7 +339,7 @@ impl<'a> Loader<'a> {
     /// of range, no memory, a failed or refused write-back of the victims
     /// its memory needed) are reported by `poll` like a failed read.
     pub fn request(&mut self, pid: PageId, pages: u32) {
-        self.io.request(&self.bm.inner, pid, pages);
+        self.io.borrow_mut().request(&self.bm.inner, pid, pages);
     }
 
     /// Steps 4–6: submits what is queued, reaps what completed, and hands
@@ -336,7 +351,7 @@ impl<'a> Loader<'a> {
         wait: bool,
         on_done: impl FnMut(PageId, Result<(), PageError>),
     ) -> usize {
-        self.io.poll(&self.bm.inner, wait, on_done)
+        self.io.borrow_mut().poll(&self.bm.inner, wait, on_done)
     }
 }
 
@@ -859,8 +874,14 @@ impl Loader<'static> {
     /// owner that keeps it across many operations of its thread (an
     /// executor running many tasks) rather than one scope. Same behaviour
     /// as [`Loader::new`].
+    ///
+    /// It registers with its thread's blocked waits ([`blocked`]): while
+    /// it has transfers in flight, every wait of this thread for a latch,
+    /// a frame or a lock of a layer above reaps them.
     pub fn owned(bm: &Arc<BufferManager>) -> Self {
-        Self::over(Manager::Shared(bm.clone()))
+        let loader = Self::over(Manager::Shared(bm.clone()));
+        blocked::register(&loader.io, bm);
+        loader
     }
 }
 
@@ -896,7 +917,7 @@ impl Drop for Loader<'_> {
     /// Waits for every read: the frames they fill are latched by this
     /// loader, and the kernel must be done with their memory.
     fn drop(&mut self) {
-        let io = &mut self.io;
+        let io = &mut *self.io.borrow_mut();
         while io.queued + io.in_flight > 0 {
             io.submit_and_reap(&self.bm.inner, true);
         }
@@ -916,5 +937,6 @@ impl Drop for Loader<'_> {
     }
 }
 
+pub(crate) mod blocked;
 #[cfg(all(test, not(loom)))]
 mod tests;

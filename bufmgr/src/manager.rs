@@ -456,6 +456,8 @@ impl Inner {
                         resident_pages: self.resident_pages.load(Ordering::Relaxed),
                     });
                 }
+                // Memory may be held by reads of this thread's loaders.
+                crate::loader::blocked::reap_while_blocked();
                 std::thread::yield_now();
             }
         }

@@ -30,10 +30,15 @@ pub(crate) struct Backoff {
 }
 
 impl Backoff {
+    /// One step of waiting. Past the spins, a thread with transfers of its
+    /// own in flight reaps them before it yields (`crate::loader::blocked`):
+    /// the latch's holder may be waiting for one of them.
     pub(crate) fn snooze(&mut self) {
         if self.rounds < SPINS_BEFORE_YIELD {
             spin_loop();
         } else {
+            #[cfg(not(loom))]
+            crate::loader::blocked::reap_while_blocked();
             yield_now();
         }
         self.rounds = self.rounds.saturating_add(1);

@@ -16,6 +16,7 @@
 
 use crate::PageId;
 use crate::error::PageError;
+use crate::loader::blocked::{BLOCKED_REAP_INTERVAL, reap_while_blocked};
 use crate::meta::PageMeta;
 use crate::sync::{Condvar, Mutex, MutexGuard};
 use std::collections::HashMap;
@@ -55,11 +56,23 @@ impl LoadWaits {
     /// Sleeps while `busy()` holds; whoever makes it false calls
     /// [`LoadWaits::notify`] for `pid` afterwards (the same protocol as a
     /// load's LOADING flag, for a loader's write-back's WRITING flag).
+    ///
+    /// A thread with transfers of its own in flight reaps them before each
+    /// sleep, outside the slot's mutex (a completion it reaps may notify
+    /// this very slot), and sleeps briefly (`crate::loader::blocked`).
     pub fn wait_while(&self, pid: PageId, busy: impl Fn() -> bool) {
         let (lock, cv) = self.slot(pid);
-        let mut held = lock.lock().unwrap_or_else(|p| p.into_inner());
-        while busy() {
-            held = cv.wait(held).unwrap_or_else(|p| p.into_inner());
+        loop {
+            let reaping = reap_while_blocked();
+            let held = lock.lock().unwrap_or_else(|p| p.into_inner());
+            if !busy() {
+                return;
+            }
+            if reaping {
+                drop(cv.wait_timeout(held, BLOCKED_REAP_INTERVAL));
+            } else {
+                drop(cv.wait(held).unwrap_or_else(|p| p.into_inner()));
+            }
         }
     }
 

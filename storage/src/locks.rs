@@ -17,7 +17,8 @@
 //! 2-core machine can keep a lock for a whole time slice, and hundreds of
 //! spinning committers would take the cores it needs to finish.
 
-use crate::sync::{AtomicU64, Condvar, Mutex, Ordering, lock, wait};
+use crate::sync::{AtomicU64, Condvar, Mutex, Ordering, lock, wait, wait_timeout};
+use rime_bufmgr::{BLOCKED_REAP_INTERVAL, reap_while_blocked};
 
 /// Key stripes. 4096 × 8 bytes = 32 KiB: two committers of small write sets
 /// share a stripe (and so wait for each other) rarely, and the table stays
@@ -67,11 +68,20 @@ impl Parking {
     /// The caller published its waiter bit before calling, so a release
     /// after this check must take the same mutex to wake us: no lost
     /// wake-up. (Spurious wake-ups are fine: callers loop.)
+    ///
+    /// A thread with page reads in flight (an executor's loader) reaps them
+    /// first and sleeps only briefly: the holder it waits for may be
+    /// waiting for one of those reads (`rime_bufmgr::reap_while_blocked`).
     fn park(&self, slot: usize, still_blocked: impl Fn() -> bool) {
+        let reaping = reap_while_blocked();
         let (m, cv) = &self.slots[slot % PARKING_SLOTS];
         let guard = lock(m);
         if still_blocked() {
-            drop(wait(cv, guard));
+            if reaping {
+                drop(wait_timeout(cv, guard, BLOCKED_REAP_INTERVAL));
+            } else {
+                drop(wait(cv, guard));
+            }
         }
     }
 
@@ -579,5 +589,103 @@ mod tests {
         assert!(max < 60, "a stripe got {max} of 100k keys (mean 24)");
         let gates: std::collections::HashSet<u32> = (1..200u32).map(Gates::of_tree).collect();
         assert!(gates.len() > TREE_GATES / 2);
+    }
+    /// A pool of `MIN_POOL_PAGES` over twice as many pages written out:
+    /// the first page that is not resident, for a loader to read.
+    fn pool_with_an_evicted_page() -> (Arc<rime_bufmgr::BufferManager>, u64, tempfile::TempDir) {
+        use rime_bufmgr::{BufferManager, Config, MIN_POOL_PAGES, PAGE_SIZE, io};
+        let dir = tempfile::TempDir::new().unwrap();
+        let file = io::open_block_file(&dir.path().join("pages"), io::IoBackend::Auto).unwrap();
+        let config = Config {
+            pool_bytes: MIN_POOL_PAGES * PAGE_SIZE,
+            max_bytes: 1 << 32,
+            ..Config::default()
+        };
+        let bm = Arc::new(BufferManager::open(file, config).unwrap());
+        let pids: Vec<u64> = (0..2 * MIN_POOL_PAGES)
+            .map(|_| bm.alloc().unwrap().pid())
+            .collect();
+        bm.flush_dirty().unwrap();
+        let evicted = pids.into_iter().find(|&p| !bm.is_resident(p)).unwrap();
+        (bm, evicted, dir)
+    }
+
+    /// Regression (a hang of the faas `executors` test in CI): one
+    /// executor's commit held a tree's gate and waited for a page that
+    /// another executor's loader was reading; that executor waited for the
+    /// gate, and only its own poll could complete the read. A thread
+    /// parked on a stripe or a gate now reaps its loader's reads first
+    /// (`rime_bufmgr::reap_while_blocked`).
+    fn a_lock_waiter_completes_its_loaders_read(
+        hold: impl FnOnce() + Send + 'static,
+        release: impl FnOnce() + Send + 'static,
+        block: impl FnOnce() + Send + 'static,
+    ) {
+        use std::sync::mpsc::channel;
+        let (bm, evicted, _dir) = pool_with_an_evicted_page();
+        let (held_tx, held_rx) = channel();
+        let (requested_tx, requested_rx) = channel();
+        let (done_tx, done_rx) = channel();
+        let holder = {
+            let (bm, done_tx) = (bm.clone(), done_tx.clone());
+            std::thread::spawn(move || {
+                hold();
+                held_tx.send(()).unwrap();
+                requested_rx.recv().unwrap();
+                drop(bm.shared(evicted).unwrap());
+                release();
+                done_tx.send("holder").unwrap();
+            })
+        };
+        let owner = std::thread::spawn(move || {
+            let mut loader = rime_bufmgr::Loader::owned(&bm);
+            assert!(
+                loader.uses_ring(),
+                "the test needs io_uring: without it a read is synchronous"
+            );
+            held_rx.recv().unwrap();
+            loader.request(evicted, 1);
+            requested_tx.send(()).unwrap();
+            block();
+            while loader.pending() > 0 {
+                loader.poll(true, |_, r| r.unwrap());
+            }
+            done_tx.send("owner").unwrap();
+        });
+        for _ in 0..2 {
+            done_rx
+                .recv_timeout(std::time::Duration::from_secs(30))
+                .expect("deadlock: a lock waiter did not complete its read");
+        }
+        holder.join().unwrap();
+        owner.join().unwrap();
+    }
+
+    #[test]
+    fn a_thread_parked_on_a_stripe_completes_its_loaders_read_that_the_holder_waits_for() {
+        let k = Arc::new(KeyLocks::new());
+        let (k1, k2, k3) = (k.clone(), k.clone(), k);
+        a_lock_waiter_completes_its_loaders_read(
+            move || k1.lock(5),
+            move || k2.unlock(5),
+            move || {
+                k3.lock(5);
+                k3.unlock(5);
+            },
+        );
+    }
+
+    #[test]
+    fn a_thread_parked_on_a_gate_completes_its_loaders_read_that_the_holder_waits_for() {
+        let g = Arc::new(Gates::new());
+        let (g1, g2, g3) = (g.clone(), g.clone(), g);
+        a_lock_waiter_completes_its_loaders_read(
+            move || g1.lock_tree(1, Phase::B),
+            move || g2.unlock_tree(1, Phase::B),
+            move || {
+                g3.lock_tree(1, Phase::A);
+                g3.unlock_tree(1, Phase::A);
+            },
+        );
     }
 }

@@ -25,6 +25,14 @@
 //!    and ask again). Anything else that may latch pages and wait (an
 //!    operation of a waiting transaction, [`crate::OwnedTx::tx`]) runs
 //!    only while [`Reads::in_flight`] is 0: poll until it is first.
+//! 5. What the rule cannot see: another thread waiting for one of this
+//!    thread's reads while this thread waits for that thread (a commit
+//!    holding a gate and re-scanning into a page this thread is reading,
+//!    while this thread's commit waits for the gate). Every blocking wait
+//!    of this thread (latches, other threads' loads, key stripes, gates)
+//!    therefore reaps its reads before it sleeps
+//!    (`rime_bufmgr::reap_while_blocked`); the outcomes wait for the next
+//!    [`Reads::poll`]. Nothing to do for the executor.
 
 use crate::error::{DbError, TxError};
 use crate::inner::DbInner;

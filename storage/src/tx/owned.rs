@@ -115,7 +115,9 @@ impl OwnedTx {
     ///    pages in memory, none of them this thread's reads in flight;
     ///    if another thread's eviction took one in between, the commit
     ///    reads it itself (a brief blocking miss, not a wait for this
-    ///    thread's reads). The commit's merges skip a sibling not in
+    ///    thread's reads), or waits for another thread's read of it, which
+    ///    that thread completes whatever it waits for (`crate::reads`,
+    ///    step 5). The commit's merges skip a sibling not in
     ///    memory (`Writer::merge_in_memory_only`).
     ///
     /// A tree that no longer exists is skipped: the commit reports it.
