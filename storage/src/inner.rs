@@ -31,6 +31,15 @@
 //!    locks: `trees`, `poison`, the buffer pool's shards, `shutdown`, which are held for a
 //!    few instructions and never while waiting for anything else.
 //!
+//! Reads in flight are not in the order: a holder of 1–7 may wait for a
+//! page another thread's loader is reading, and that thread may be
+//! waiting for 1–5 or a latch. Those waits reap the waiting thread's
+//! reads before they sleep (`rime_bufmgr::reap_while_blocked`: key
+//! stripes and gates when they park, `catalog_lock` and `checkpoint_lock`
+//! through `sync::lock_reaping`, latches and page waits in the buffer
+//! manager), so every read in flight completes and no such cycle stays
+//! closed (`crate::reads`, step 5).
+//!
 //! Validation never waits for 3–5 (it gives up instead: a conflict), so a
 //! read-only transaction holds nothing but, with scans, tree gates. The
 //! exception is a read-only batch that lost validation (`Db::get_many`,
@@ -44,7 +53,7 @@ use crate::local::{BufPool, Counter};
 use crate::locks::{Gates, KeyLocks};
 use crate::options::Options;
 use crate::superblock::SuperblockFile;
-use crate::sync::{AtomicBool, AtomicU64, Condvar, Mutex, MutexGuard, Ordering, RwLock, lock};
+use crate::sync::{AtomicBool, AtomicU64, Condvar, Mutex, MutexGuard, Ordering, RwLock, lock, lock_reaping};
 use crate::tx::TxBufs;
 use crate::wal::{TreeId, Wal};
 use rime_btree::BTree;
@@ -170,12 +179,12 @@ impl DbInner {
 
     /// Lock order 2: one create or drop at a time.
     pub fn catalog_lock(&self) -> MutexGuard<'_, ()> {
-        lock(&self.catalog_lock)
+        lock_reaping(&self.catalog_lock)
     }
 
     /// Lock order 1: one checkpoint at a time.
     pub fn checkpoint_lock(&self) -> MutexGuard<'_, ()> {
-        lock(&self.checkpoint_lock)
+        lock_reaping(&self.checkpoint_lock)
     }
 
     /// Lock order 6.

@@ -39,3 +39,21 @@ pub(crate) fn wait_timeout<'a, T>(
         Err(p) => p.into_inner().0,
     }
 }
+
+/// Locks `m` as [`lock`] does, for a lock whose holder may wait for a page:
+/// a thread with page reads of its own in flight (an executor's loader)
+/// keeps reaping them while it waits, since the holder may be waiting for
+/// one of them (`rime_bufmgr::reap_while_blocked`).
+pub(crate) fn lock_reaping<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    loop {
+        match m.try_lock() {
+            Ok(g) => return g,
+            Err(std::sync::TryLockError::Poisoned(p)) => return p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => {}
+        }
+        if !rime_bufmgr::reap_while_blocked() {
+            return lock(m);
+        }
+        std::thread::sleep(rime_bufmgr::BLOCKED_REAP_INTERVAL);
+    }
+}
