@@ -593,6 +593,124 @@ impl BTree {
         Ok(latched)
     }
 
+    /// For moving entries out of the full leaf `target` (on the path of
+    /// `key`, lacking `needed` bytes) into a sibling under the same
+    /// parent ([`BTree::redistribute`](crate::BTree)): the parent, the
+    /// left and the right leaf latched exclusively in that order, one of
+    /// them `target` and the other its sibling with the most room, and
+    /// whether `target` is the left one. `None` when there is nothing to
+    /// do or no sibling to do it with:
+    ///
+    /// * `target` is the root, not a leaf, gone, or has room now;
+    /// * the insert follows an ascending or descending pattern (the append
+    ///   split fills leaves there; `split::append_pattern`);
+    /// * neither sibling is in memory with room for the new entry plus
+    ///   [`MIN_SIBLING_ROOM`](crate::redistribute::MIN_SIBLING_ROOM);
+    /// * the chosen sibling cannot be latched at once.
+    ///
+    /// Never waits: the section runs with `optimistic_nowait` (a path not
+    /// in memory gives up), and a sibling's failed upgrade gives up rather
+    /// than restarting, so a thread with reads in flight may call it.
+    pub(crate) fn latch_for_shift<'t>(
+        &'t self,
+        key: &[u8],
+        target: PageId,
+        needed: usize,
+    ) -> Result<Option<(MergeLatches<'t>, bool)>, TreeError> {
+        let (root, bm) = (self.root, &*self.bm);
+        let min_room = needed + crate::redistribute::MIN_SIBLING_ROOM;
+        // SAFETY: as in `latch_for_split`: Copy values only until the three
+        // upgrades, which read no page bytes.
+        let body = |s: &Section<'_>| -> Result<Option<(MergeLatches<'t>, bool)>, Interrupt> {
+            let Some((Some(parent), node)) = descend_to(s, root, key, target)? else {
+                return Ok(None);
+            };
+            let (view, pview) = (Node(node.payload()), Node(parent.payload()));
+            let (Some((pos, _)), Some(count)) = (pview.search(key), pview.count()) else {
+                return restart();
+            };
+            if pview.child(pos) != Some(node.pid()) {
+                return restart();
+            }
+            let (Some((at, _)), Some(n), Some(free)) =
+                (view.search(key), view.count(), view.free_after_compaction())
+            else {
+                return restart();
+            };
+            let edge = crate::split::Edge {
+                first: pos == 0,
+                last: pos == count,
+            };
+            if !view.is_leaf() || free >= needed || crate::split::append_pattern(view, at, n, edge)
+            {
+                node.validate()?;
+                return Ok(None);
+            }
+            // The sibling with the most room, if it has enough and is in
+            // memory (a missing one is skipped, never read).
+            let mut best = None;
+            let sides = [
+                (pos > 0, pos.wrapping_sub(1), false),
+                (pos < count, pos + 1, true),
+            ];
+            for (exists, at, right) in sides {
+                if !exists {
+                    continue;
+                }
+                let Some(pid) = pview.child(at) else {
+                    return restart();
+                };
+                let sibling = match s.read_child(pid, &parent) {
+                    Ok(g) => g,
+                    Err(Interrupt::Missing { .. }) => continue,
+                    Err(e) => return Err(e),
+                };
+                let Some(room) = Node(sibling.payload()).free_after_compaction() else {
+                    return restart();
+                };
+                if room >= min_room && best.as_ref().is_none_or(|b: &(_, usize, bool)| room > b.1) {
+                    best = Some((sibling, room, right));
+                }
+            }
+            let Some((sibling, _, right)) = best else {
+                parent.validate()?;
+                return Ok(None);
+            };
+            let parent = parent.upgrade()?.rebind(bm);
+            let (left, right, left_pos) = if right {
+                let node = node.upgrade()?.rebind(bm);
+                let Ok(sibling) = sibling.upgrade() else {
+                    return Ok(None);
+                };
+                (node, sibling.rebind(bm), pos)
+            } else {
+                let Ok(sibling) = sibling.upgrade() else {
+                    return Ok(None);
+                };
+                (sibling.rebind(bm), node.upgrade()?.rebind(bm), pos - 1)
+            };
+            let target_left = left.pid() == target;
+            Ok(Some((
+                MergeLatches {
+                    parent,
+                    left,
+                    right,
+                    left_pos,
+                },
+                target_left,
+            )))
+        };
+        // SAFETY: as above; the latches are made by the last calls of the
+        // body and returned at once.
+        let latched = unsafe {
+            match self.bm.optimistic_nowait(body)? {
+                Fetch::Ready(latched) => latched,
+                Fetch::Missing { .. } => None,
+            }
+        };
+        Ok(latched)
+    }
+
     /// A cheap size estimate: the fan-out along the leftmost path, times
     /// the entries of the leftmost leaf. Reads without latching.
     pub(crate) fn estimate(&self) -> Result<u64, TreeError> {

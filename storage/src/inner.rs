@@ -53,7 +53,9 @@ use crate::local::{BufPool, Counter};
 use crate::locks::{Gates, KeyLocks};
 use crate::options::Options;
 use crate::superblock::SuperblockFile;
-use crate::sync::{AtomicBool, AtomicU64, Condvar, Mutex, MutexGuard, Ordering, RwLock, lock, lock_reaping};
+use crate::sync::{
+    AtomicBool, AtomicU64, Condvar, Mutex, MutexGuard, Ordering, RwLock, lock, lock_reaping,
+};
 use crate::tx::TxBufs;
 use crate::wal::{TreeId, Wal};
 use rime_btree::BTree;
