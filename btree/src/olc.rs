@@ -28,6 +28,7 @@
 #![allow(unsafe_code)]
 
 use crate::node::{LargeRef, Node};
+use crate::redistribute::{MAX_SHIFT, MIN_SIBLING_ROOM};
 use crate::{BTree, INLINE_VALUE_MAX, MAX_DEPTH, TreeError, epoch};
 use rime_bufmgr::{
     BufferManager, ExclusiveGuard, Fetch, Interrupt, OptimisticGuard, PAGE_SIZE, PageError, PageId,
@@ -594,34 +595,34 @@ impl BTree {
     }
 
     /// For moving entries out of the full leaf `target` (on the path of
-    /// `key`, lacking `needed` bytes) into a sibling under the same
-    /// parent ([`BTree::redistribute`](crate::BTree)): the parent, the
-    /// left and the right leaf latched exclusively in that order, one of
-    /// them `target` and the other its sibling with the most room, and
-    /// whether `target` is the left one. `None` when there is nothing to
-    /// do or no sibling to do it with:
+    /// `key`, lacking `needed` bytes) towards the nearest leaf under the
+    /// same parent with room ([`BTree::redistribute`](crate::BTree)): the
+    /// parent and the leaves from `target` to that one, latched
+    /// exclusively, parent first, leaves left to right. `None` when there
+    /// is nothing to do or no leaf to do it with:
     ///
     /// * `target` is the root, not a leaf, gone, or has room now;
     /// * the insert follows an ascending or descending pattern (the append
     ///   split fills leaves there; `split::append_pattern`);
-    /// * neither sibling is in memory with room for the new entry plus
-    ///   [`MIN_SIBLING_ROOM`](crate::redistribute::MIN_SIBLING_ROOM);
-    /// * the chosen sibling cannot be latched at once.
+    /// * no sibling within [`MAX_SHIFT`] leaves has room for the new
+    ///   entry and at least [`MIN_SIBLING_ROOM`], with every leaf on the way in
+    ///   memory (the search stops at one that is not: never read);
+    /// * a leaf cannot be latched at once.
     ///
     /// Never waits: the section runs with `optimistic_nowait` (a path not
-    /// in memory gives up), and a sibling's failed upgrade gives up rather
+    /// in memory gives up), and a leaf's failed upgrade gives up rather
     /// than restarting, so a thread with reads in flight may call it.
     pub(crate) fn latch_for_shift<'t>(
         &'t self,
         key: &[u8],
         target: PageId,
         needed: usize,
-    ) -> Result<Option<(MergeLatches<'t>, bool)>, TreeError> {
+    ) -> Result<Option<ShiftLatches<'t>>, TreeError> {
         let (root, bm) = (self.root, &*self.bm);
-        let min_room = needed + crate::redistribute::MIN_SIBLING_ROOM;
-        // SAFETY: as in `latch_for_split`: Copy values only until the three
-        // upgrades, which read no page bytes.
-        let body = |s: &Section<'_>| -> Result<Option<(MergeLatches<'t>, bool)>, Interrupt> {
+        let min_room = needed.max(MIN_SIBLING_ROOM);
+        // SAFETY: as in `latch_for_split`: Copy values only (the guards in
+        // `seen` are Copy) until the upgrades, which read no page bytes.
+        let body = |s: &Section<'_>| -> Result<Option<ShiftLatches<'t>>, Interrupt> {
             let Some((Some(parent), node)) = descend_to(s, root, key, target)? else {
                 return Ok(None);
             };
@@ -646,59 +647,65 @@ impl BTree {
                 node.validate()?;
                 return Ok(None);
             }
-            // The sibling with the most room, if it has enough and is in
-            // memory (a missing one is skipped, never read).
-            let mut best = None;
-            let sides = [
-                (pos > 0, pos.wrapping_sub(1), false),
-                (pos < count, pos + 1, true),
-            ];
-            for (exists, at, right) in sides {
-                if !exists {
-                    continue;
+            // Leaves at distance 1, 2, .. on both sides, until one has
+            // room (the roomier one at equal distance). `seen[MAX_SHIFT +
+            // d]` is child `pos + d`.
+            let mut seen = [None; 2 * MAX_SHIFT + 1];
+            seen[MAX_SHIFT] = Some(node);
+            let mut open = [pos > 0, pos < count];
+            let mut chosen: Option<(usize, usize)> = None;
+            for d in 1..=MAX_SHIFT {
+                let mut best_room = 0;
+                for (side, right) in [(0, false), (1, true)] {
+                    if !open[side] {
+                        continue;
+                    }
+                    let child = if right { pos + d } else { pos - d };
+                    open[side] = if right { child < count } else { child > 0 };
+                    let Some(pid) = pview.child(child) else {
+                        return restart();
+                    };
+                    let leaf = match s.read_child(pid, &parent) {
+                        Ok(g) => g,
+                        Err(Interrupt::Missing { .. }) => {
+                            open[side] = false;
+                            continue;
+                        }
+                        Err(e) => return Err(e),
+                    };
+                    let Some(room) = Node(leaf.payload()).free_after_compaction() else {
+                        return restart();
+                    };
+                    seen[if right { MAX_SHIFT + d } else { MAX_SHIFT - d }] = Some(leaf);
+                    if room >= min_room && room > best_room {
+                        best_room = room;
+                        chosen = Some(if right { (pos, child) } else { (child, pos) });
+                    }
                 }
-                let Some(pid) = pview.child(at) else {
-                    return restart();
-                };
-                let sibling = match s.read_child(pid, &parent) {
-                    Ok(g) => g,
-                    Err(Interrupt::Missing { .. }) => continue,
-                    Err(e) => return Err(e),
-                };
-                let Some(room) = Node(sibling.payload()).free_after_compaction() else {
-                    return restart();
-                };
-                if room >= min_room && best.as_ref().is_none_or(|b: &(_, usize, bool)| room > b.1) {
-                    best = Some((sibling, room, right));
+                if chosen.is_some() {
+                    break;
                 }
             }
-            let Some((sibling, _, right)) = best else {
+            let Some((first, last)) = chosen else {
                 parent.validate()?;
                 return Ok(None);
             };
             let parent = parent.upgrade()?.rebind(bm);
-            let (left, right, left_pos) = if right {
-                let node = node.upgrade()?.rebind(bm);
-                let Ok(sibling) = sibling.upgrade() else {
+            let mut leaves = Vec::with_capacity(last - first + 1);
+            for child in first..=last {
+                let Some(leaf) = seen[MAX_SHIFT + child - pos] else {
+                    return restart();
+                };
+                let Ok(leaf) = leaf.upgrade() else {
                     return Ok(None);
                 };
-                (node, sibling.rebind(bm), pos)
-            } else {
-                let Ok(sibling) = sibling.upgrade() else {
-                    return Ok(None);
-                };
-                (sibling.rebind(bm), node.upgrade()?.rebind(bm), pos - 1)
-            };
-            let target_left = left.pid() == target;
-            Ok(Some((
-                MergeLatches {
-                    parent,
-                    left,
-                    right,
-                    left_pos,
-                },
-                target_left,
-            )))
+                leaves.push(leaf.rebind(bm));
+            }
+            Ok(Some(ShiftLatches {
+                parent,
+                leaves,
+                first,
+            }))
         };
         // SAFETY: as above; the latches are made by the last calls of the
         // body and returned at once.
@@ -742,6 +749,14 @@ impl BTree {
         }?;
         Ok(n)
     }
+}
+
+/// Latches for a redistribution: see [`BTree::latch_for_shift`].
+pub(crate) struct ShiftLatches<'a> {
+    pub parent: ExclusiveGuard<'a>,
+    /// Children `first..first + leaves.len()` of the parent, in order.
+    pub leaves: Vec<ExclusiveGuard<'a>>,
+    pub first: usize,
 }
 
 /// Latches for a merge: see [`BTree::latch_for_merge`].

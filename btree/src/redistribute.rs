@@ -1,62 +1,75 @@
-//! Redistribution: a full leaf moves entries to a sibling with room
+//! Redistribution: a full leaf moves entries towards a sibling with room
 //! instead of splitting (B*-tree style).
 //!
 //! ```text
-//!   parent [.. k_{i-1} | s | k_{i+1} ..]      parent [.. k_{i-1} | s' | k_{i+1} ..]
-//!                        |   |                                     |    |
-//!                      left right        ==>                    left  right
-//!         (k_{i-1}, s]: a b c  (s, k_{i+1}]: d      (k_{i-1}, s']: a b  (s', k_{i+1}]: c d
+//!   parent [.. s1 | s2 ..]                  parent [.. s1' | s2' ..]
+//!               |    |    \                             |     |     \
+//!          full   full   room         ==>            leaf   leaf   leaf
+//!         a b c   d e f   g h                        a b c  d e    f g h
 //! ```
 //!
-//! Both leaves keep their page ids; only the separator between them
-//! changes, so the parent gains nothing and nothing is allocated. Under a
+//! The leaves keep their page ids; only the separators between them
+//! change, so nothing is allocated and the parent gains no entry. Under a
 //! random load a leaf that a split left half full would otherwise stay so
 //! until its own next split; with 1 KiB entries (three a leaf) that is the
 //! difference between two entries a leaf and nearly three.
 //!
 //! Policy: a write that finds its leaf full (not on an ascending or
 //! descending pattern: the append split already leaves full leaves there)
-//! first looks at both siblings under the same parent, optimistically,
-//! and takes the one with more room if it has room for at least the new
-//! entry and an eighth of a page ([`MIN_SIBLING_ROOM`]). A sibling not in
-//! memory or not latchable at once is skipped: the leaf splits instead.
+//! looks for the nearest leaf under the same parent, at most [`MAX_SHIFT`]
+//! away, with room for the new entry and at least [`MIN_SIBLING_ROOM`], and
+//! spreads the entries of the leaves from the full one to that one (with
+//! the new entry) evenly over them. A leaf not in memory or not latchable
+//! at once ends the search: the leaf splits instead.
 
 use crate::error::{OrCorrupt, corrupt};
 use crate::node::{NODE_SIZE, Node, NodeMut, copy_entries, entry_size};
-use crate::split::{middle, separator_between};
+use crate::split::separator_between;
 use crate::{BTree, SmoKind, TreeError};
-use rime_bufmgr::PageId;
+use rime_bufmgr::{ExclusiveGuard, PageId};
 
-/// A sibling is worth moving entries to only if it has this much room
-/// (besides room for the new entry): each move then leaves both leaves
-/// with some room, so a leaf does not redistribute at every insert.
-pub(crate) const MIN_SIBLING_ROOM: usize = NODE_SIZE / 8;
+/// A leaf is worth moving entries to only if it has this much room (and
+/// room for the new entry): each move then leaves every leaf it rewrites
+/// with some room, so a leaf of small entries does not redistribute at
+/// every insert. A quarter, not an eighth: 100 B entries then fill leaves
+/// to 83% rather than 87% with a quarter fewer instructions per insert
+/// (`probe insert`); 1 KiB entries are unaffected (the new entry's own
+/// size is the larger bound).
+pub(crate) const MIN_SIBLING_ROOM: usize = NODE_SIZE / 4;
 
-/// How to cut the entries of two adjacent leaves (with the new one).
+/// The farthest sibling (in leaves from the full one) entries move to:
+/// one SMO rewrites at most `MAX_SHIFT + 1` leaves and the parent. Three:
+/// 1 KiB entries fill leaves to 2.84 entries (1: 2.66, 2: 2.77, 8: 2.93)
+/// while an insert of a random load costs 2.4x the instructions of one
+/// with splits only (1: 1.8x, 8: ~3x); see docs/btree.md.
+pub(crate) const MAX_SHIFT: usize = 3;
+
+/// How to spread the old entries of `k` adjacent leaves over them.
 struct Plan {
-    /// Entries `..left_count` of `left ++ right` go left.
-    left_count: usize,
-    separator: Vec<u8>,
+    /// `bounds[i]`: old entries (of all leaves, in key order) before leaf
+    /// `i + 1`; `k - 1` of them, increasing.
+    bounds: Vec<usize>,
+    /// The separator above each bound: leaf `i`'s new upper fence.
+    separators: Vec<Vec<u8>>,
 }
 
 impl BTree {
     /// Makes `needed` bytes of room for `key` in the full leaf `target`
-    /// by moving entries between it and a sibling. Returns whether it did
-    /// (the caller retries its write); false: the caller splits.
+    /// by moving entries towards a sibling with room. Returns whether it
+    /// did (the caller retries its write); false: the caller splits.
     ///
-    /// 1. Latch parent, left and right exclusively in that order, one of
-    ///    them `target`, the other its sibling with the most room
-    ///    (`olc::latch_for_shift`, which never waits for a read or a
-    ///    latch: a sibling not in memory or latched is skipped).
+    /// 1. Latch the parent and the leaves from `target` to the nearest one
+    ///    with room, left to right (`olc::latch_for_shift`, which never
+    ///    waits for a read or a latch).
     /// 2. Under the latches, re-check that `target` still lacks room.
-    /// 3. Plan the cut of both leaves' entries plus the new one at the
-    ///    byte middle, and its separator ([`plan`]).
-    /// 4. Build both leaves in private buffers; give up if either
-    ///    overflows, if the leaf `key` now belongs to has no room for it,
-    ///    or if the parent has no room for the new separator.
-    /// 5. Replace the separator in the parent, install both leaves, log
-    ///    one SMO ([`SmoKind::Redistribute`]) and stamp its LSN with all
-    ///    three pages latched.
+    /// 3. Plan even cuts of all their entries plus the new one by bytes,
+    ///    and their separators ([`plan`]).
+    /// 4. Build the leaves in private buffers; give up if one overflows,
+    ///    if the leaf `key` now belongs to has no room for it, or if the
+    ///    parent has no room for the new separators.
+    /// 5. Replace the separators in the parent, install the leaves, log
+    ///    one SMO ([`SmoKind::Redistribute`]) and stamp its LSN with every
+    ///    page still latched.
     pub(crate) fn redistribute(
         &self,
         key: &[u8],
@@ -64,170 +77,217 @@ impl BTree {
         needed: usize,
     ) -> Result<bool, TreeError> {
         // Step 1.
-        let Some((m, target_left)) = self.latch_for_shift(key, target, needed)? else {
+        let Some(m) = self.latch_for_shift(key, target, needed)? else {
             return Ok(false);
         };
-        let (mut parent, mut left, mut right) = (m.parent, m.left, m.right);
+        let (mut parent, mut leaves, first) = (m.parent, m.leaves, m.first);
+        let views: Vec<Node<'_>> = leaves.iter().map(|g| Node(g.payload())).collect();
+        let t = leaves
+            .iter()
+            .position(|g| g.pid() == target)
+            .or_corrupt(target, "latched leaves without the target")?;
         // Step 2.
-        let (lview, rview) = (Node(left.payload()), Node(right.payload()));
-        let tview = if target_left { lview } else { rview };
-        if tview.free_after_compaction().or_corrupt(target, "header")? >= needed {
+        if views[t]
+            .free_after_compaction()
+            .or_corrupt(target, "header")?
+            >= needed
+        {
             return Ok(false);
         }
         // Step 3. The new entry's size with its whole key (prefixes differ
         // between the leaves and change with the fences).
-        let target_prefix = tview.prefix_len().or_corrupt(target, "prefix")?;
-        let new_full = needed + target_prefix;
-        let Some(plan) = plan(lview, rview, left.pid(), key, new_full, target_left)? else {
+        let new_full = needed + views[t].prefix_len().or_corrupt(target, "prefix")?;
+        let Some(plan) = plan(&views, t, key, new_full, target)? else {
             return Ok(false);
         };
         // Step 4.
-        let mut new_left = [0u8; NODE_SIZE];
-        let mut new_right = [0u8; NODE_SIZE];
-        if !build_pair(lview, rview, &plan, &mut new_left, &mut new_right) {
+        let Some(built) = build(&views, &plan) else {
             return Ok(false);
-        }
-        let side = Node(if key <= &plan.separator[..] {
-            &new_left
-        } else {
-            &new_right
-        });
+        };
+        let side = plan
+            .separators
+            .iter()
+            .position(|s| key <= &s[..])
+            .unwrap_or(plan.separators.len());
+        let side = Node(&built[side]);
         let side_prefix = side.prefix_len().or_corrupt(target, "prefix")?;
         let side_free = side.free_after_compaction().or_corrupt(target, "header")?;
         if side_free + side_prefix < new_full {
             return Ok(false);
         }
-        let parent_pid = parent.pid();
-        let pview = Node(parent.payload());
-        let pprefix = pview.prefix_len().or_corrupt(parent_pid, "prefix")?;
-        let old_sep = pview.slot(m.left_pos).or_corrupt(parent_pid, "slot")?;
-        let suffix = plan
-            .separator
-            .get(pprefix..)
-            .or_corrupt(parent_pid, "separator outside the parent's prefix")?;
-        let pfree = pview
-            .free_after_compaction()
-            .or_corrupt(parent_pid, "header")?;
-        if pfree + entry_size(old_sep.key_len, old_sep.val_len) < entry_size(suffix.len(), 8) {
+        let Some(suffixes) = parent_room(Node(parent.payload()), parent.pid(), first, &plan)?
+        else {
             return Ok(false);
-        }
+        };
+        drop(views);
         // Step 5.
-        let left_pid = left.pid();
+        let parent_pid = parent.pid();
         let mut pnode = NodeMut(parent.payload_mut());
-        pnode
-            .remove_at(m.left_pos)
-            .or_corrupt(parent_pid, "remove separator")?;
-        pnode
-            .insert_at(m.left_pos, suffix, &left_pid.to_le_bytes(), 0)
-            .or_corrupt(parent_pid, "separator insert")?;
-        left.payload_mut().copy_from_slice(&new_left);
-        right.payload_mut().copy_from_slice(&new_right);
-        self.log_smo(
-            SmoKind::Redistribute,
-            &mut [&mut parent, &mut left, &mut right],
-            &[],
-            &[],
-        )?;
-        Ok(true)
+        for _ in &suffixes {
+            pnode
+                .remove_at(first)
+                .or_corrupt(parent_pid, "remove separator")?;
+        }
+        for (i, suffix) in suffixes.iter().enumerate() {
+            let child = leaves[i].pid().to_le_bytes();
+            pnode
+                .insert_at(first + i, suffix, &child, 0)
+                .or_corrupt(parent_pid, "separator insert")?;
+        }
+        for (leaf, image) in leaves.iter_mut().zip(&built) {
+            leaf.payload_mut().copy_from_slice(image);
+        }
+        let mut pages: Vec<&mut ExclusiveGuard<'_>> = Vec::with_capacity(leaves.len() + 1);
+        pages.push(&mut parent);
+        pages.extend(leaves.iter_mut());
+        self.log_smo(SmoKind::Redistribute, &mut pages, &[], &[])
+            .map(|()| true)
     }
 }
 
-/// Step 3 of [`BTree::redistribute`]: cut `left ++ right` with the new
-/// entry (`new_full` bytes with its whole key, inserted into the target:
-/// `left` if `target_left`) where the left part's bytes reach half, as
-/// the middle split does. `None`: nothing useful to do (the key is
-/// present, or the cut would leave a leaf with no old entry).
+/// Step 3 of [`BTree::redistribute`]: cut the entries of `leaves` (in
+/// order) with the new one (`new_full` bytes with its whole key, going
+/// into leaf `t`) into `leaves.len()` runs of about equal bytes. `None`:
+/// nothing to do (the key is present: a value growing in place is left to
+/// the split; or a run would hold no old entry).
 fn plan(
-    left: Node<'_>,
-    right: Node<'_>,
-    left_pid: PageId,
+    leaves: &[Node<'_>],
+    t: usize,
     key: &[u8],
     new_full: usize,
-    target_left: bool,
+    target: PageId,
 ) -> Result<Option<Plan>, TreeError> {
-    let bad = |what| move || corrupt(left_pid, what);
-    let n_left = left.count().ok_or_else(bad("count"))?;
-    let n_right = right.count().ok_or_else(bad("count"))?;
-    let total = n_left + n_right;
-    let mut sizes = Vec::with_capacity(total + 1);
-    for (node, n) in [(left, n_left), (right, n_right)] {
+    let bad = |what| move || corrupt(target, what);
+    let mut sizes = Vec::new();
+    let mut new_at = 0;
+    for (i, node) in leaves.iter().enumerate() {
         let prefix = node.prefix_len().ok_or_else(bad("prefix"))?;
-        for i in 0..n {
-            let s = node.slot(i).ok_or_else(bad("slot"))?;
+        if i == t {
+            let (pos, found) = node.search(key).ok_or_else(bad("slots"))?;
+            if found {
+                return Ok(None);
+            }
+            new_at = sizes.len() + pos;
+        }
+        for j in 0..node.count().ok_or_else(bad("count"))? {
+            let s = node.slot(j).ok_or_else(bad("slot"))?;
             sizes.push(entry_size(prefix + s.key_len, s.val_len));
         }
     }
-    let target = if target_left { left } else { right };
-    let (pos, found) = target.search(key).ok_or_else(bad("slots"))?;
-    if found {
-        // A value growing in place: rare enough to leave to the split.
-        return Ok(None);
-    }
-    let new_at = if target_left { pos } else { n_left + pos };
+    let old = sizes.len();
     sizes.insert(new_at, new_full);
-    // `cut` entries of the list with the new one go left.
-    let cut = (middle(&sizes) + 1).clamp(1, total);
-    let (left_count, new_left) = if new_at < cut {
-        (cut - 1, true)
-    } else {
-        (cut, false)
-    };
-    if left_count == 0 || left_count >= total {
-        return Ok(None);
-    }
-    let full_key = |i: usize| -> Result<Vec<u8>, TreeError> {
-        let mut k = Vec::new();
-        let ok = if i < n_left {
-            left.full_key_into(i, &mut k)
-        } else {
-            right.full_key_into(i - n_left, &mut k)
+    let total: usize = sizes.iter().sum();
+    let k = leaves.len();
+    let (mut bounds, mut separators) = (Vec::with_capacity(k - 1), Vec::with_capacity(k - 1));
+    let (mut acc, mut j) = (0, 0);
+    for i in 1..k {
+        let share = total * i / k;
+        while j < sizes.len() && acc + sizes[j] < share {
+            acc += sizes[j];
+            j += 1;
+        }
+        // Entries `..cut` of the list with the new one go before leaf i:
+        // the entry crossing the share too if that brings the run nearer
+        // to it (a tie goes to the next run). Whether each run fits is
+        // checked when it is built.
+        let cut = match sizes.get(j) {
+            Some(&s) if (acc + s).saturating_sub(share) < share.saturating_sub(acc) => {
+                acc += s;
+                j += 1;
+                j
+            }
+            _ => j,
         };
-        ok.ok_or_else(bad("key"))?;
-        Ok(k)
-    };
-    let last_left = if new_left && new_at == left_count {
-        key.to_vec()
-    } else {
-        full_key(left_count - 1)?
-    };
-    let first_right = if !new_left && new_at == left_count {
-        key.to_vec()
-    } else {
-        full_key(left_count)?
-    };
-    let separator =
-        separator_between(&last_left, &first_right).ok_or_else(bad("keys out of order"))?;
-    Ok(Some(Plan {
-        left_count,
-        separator,
-    }))
+        let new_before = new_at < cut;
+        let bound = if new_before { cut - 1 } else { cut };
+        if bound == 0 || bound >= old || bounds.last().is_some_and(|&b| b >= bound) {
+            return Ok(None);
+        }
+        let at_cut = new_at == bound;
+        let last_left = if at_cut && new_before {
+            key.to_vec()
+        } else {
+            full_key(leaves, bound - 1).ok_or_else(bad("key"))?
+        };
+        let first_right = if at_cut && !new_before {
+            key.to_vec()
+        } else {
+            full_key(leaves, bound).ok_or_else(bad("key"))?
+        };
+        separators.push(
+            separator_between(&last_left, &first_right).ok_or_else(bad("keys out of order"))?,
+        );
+        bounds.push(bound);
+    }
+    Ok(Some(Plan { bounds, separators }))
 }
 
-/// Step 4 of [`BTree::redistribute`]: the two leaves after the move, built
-/// in `out_left` and `out_right`. False if either does not fit (a longer
-/// key suffix under a shorter prefix can overflow the fuller side).
-fn build_pair(
-    left: Node<'_>,
-    right: Node<'_>,
+/// The whole key of old entry `i` of `leaves` (counted across them).
+fn full_key(leaves: &[Node<'_>], mut i: usize) -> Option<Vec<u8>> {
+    for node in leaves {
+        let n = node.count()?;
+        if i < n {
+            let mut k = Vec::new();
+            node.full_key_into(i, &mut k)?;
+            return Some(k);
+        }
+        i -= n;
+    }
+    None
+}
+
+/// Step 4 of [`BTree::redistribute`]: the leaves after the move, in
+/// private buffers. `None` if one does not fit (a longer key suffix under
+/// a shorter prefix can overflow a full run).
+fn build(leaves: &[Node<'_>], plan: &Plan) -> Option<Vec<[u8; NODE_SIZE]>> {
+    let k = leaves.len();
+    let old: usize = leaves.iter().map(|n| n.count()).sum::<Option<usize>>()?;
+    let mut out = vec![[0u8; NODE_SIZE]; k];
+    for (i, buf) in out.iter_mut().enumerate() {
+        let lower = match i {
+            0 => leaves[0].lower()?,
+            _ => Some(&plan.separators[i - 1][..]),
+        };
+        let upper = match plan.separators.get(i) {
+            Some(s) => Some(&s[..]),
+            None => leaves[k - 1].upper()?,
+        };
+        let start = if i == 0 { 0 } else { plan.bounds[i - 1] };
+        let end = plan.bounds.get(i).copied().unwrap_or(old);
+        let mut node = NodeMut(buf);
+        node.init(true, lower, upper);
+        let mut base = 0;
+        for src in leaves {
+            let n = src.count()?;
+            let (lo, hi) = (start.clamp(base, base + n), end.clamp(base, base + n));
+            copy_entries(*src, &mut node, lo - base..hi - base)?;
+            base += n;
+        }
+        node.make_hints();
+    }
+    Some(out)
+}
+
+/// Step 4's parent check: the new separators' suffixes (under the
+/// parent's prefix), if the parent has room for them in place of the old
+/// ones (slots `first..`); `None` if not.
+fn parent_room(
+    parent: Node<'_>,
+    pid: PageId,
+    first: usize,
     plan: &Plan,
-    out_left: &mut [u8; NODE_SIZE],
-    out_right: &mut [u8; NODE_SIZE],
-) -> bool {
-    (|| {
-        let (n_left, n_right) = (left.count()?, right.count()?);
-        let k = plan.left_count;
-        let sep = Some(&plan.separator[..]);
-        let mut l = NodeMut(out_left);
-        l.init(true, left.lower()?, sep);
-        copy_entries(left, &mut l, 0..k.min(n_left))?;
-        copy_entries(right, &mut l, 0..k.saturating_sub(n_left))?;
-        l.make_hints();
-        let mut r = NodeMut(out_right);
-        r.init(true, sep, right.upper()?);
-        copy_entries(left, &mut r, k.min(n_left)..n_left)?;
-        copy_entries(right, &mut r, k.saturating_sub(n_left)..n_right)?;
-        r.make_hints();
-        Some(())
-    })()
-    .is_some()
+) -> Result<Option<Vec<Vec<u8>>>, TreeError> {
+    let prefix = parent.prefix_len().or_corrupt(pid, "prefix")?;
+    let mut room = parent.free_after_compaction().or_corrupt(pid, "header")?;
+    let mut suffixes = Vec::with_capacity(plan.separators.len());
+    for (i, sep) in plan.separators.iter().enumerate() {
+        let old = parent.slot(first + i).or_corrupt(pid, "slot")?;
+        room += entry_size(old.key_len, old.val_len);
+        let suffix = sep
+            .get(prefix..)
+            .or_corrupt(pid, "separator outside the parent's prefix")?;
+        suffixes.push(suffix.to_vec());
+    }
+    let needed: usize = suffixes.iter().map(|s| entry_size(s.len(), 8)).sum();
+    Ok((needed <= room).then_some(suffixes))
 }
