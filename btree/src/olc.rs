@@ -605,18 +605,21 @@ impl BTree {
     /// * the insert follows an ascending or descending pattern (the append
     ///   split fills leaves there; `split::append_pattern`);
     /// * no sibling within [`MAX_SHIFT`] leaves has room for the new
-    ///   entry and at least [`MIN_SIBLING_ROOM`], with every leaf on the way in
-    ///   memory (the search stops at one that is not: never read);
+    ///   entry and at least [`MIN_SIBLING_ROOM`] (without `wait`, only
+    ///   leaves in memory count: the search stops at one that is not);
     /// * a leaf cannot be latched at once.
     ///
-    /// Never waits: the section runs with `optimistic_nowait` (a path not
-    /// in memory gives up), and a leaf's failed upgrade gives up rather
-    /// than restarting, so a thread with reads in flight may call it.
+    /// A leaf's failed upgrade gives up rather than restarting: this never
+    /// waits for a latch. `wait`: false runs the section with
+    /// `optimistic_nowait` (a path not in memory gives up, a sibling not
+    /// in memory is never read), so a thread with reads in flight may
+    /// call it; true reads what is missing, as `latch_for_merge` does.
     pub(crate) fn latch_for_shift<'t>(
         &'t self,
         key: &[u8],
         target: PageId,
         needed: usize,
+        wait: bool,
     ) -> Result<Option<ShiftLatches<'t>>, TreeError> {
         let (root, bm) = (self.root, &*self.bm);
         let min_room = needed.max(MIN_SIBLING_ROOM);
@@ -710,9 +713,13 @@ impl BTree {
         // SAFETY: as above; the latches are made by the last calls of the
         // body and returned at once.
         let latched = unsafe {
-            match self.bm.optimistic_nowait(body)? {
-                Fetch::Ready(latched) => latched,
-                Fetch::Missing { .. } => None,
+            if wait {
+                self.bm.optimistic(body)?
+            } else {
+                match self.bm.optimistic_nowait(body)? {
+                    Fetch::Ready(latched) => latched,
+                    Fetch::Missing { .. } => None,
+                }
             }
         };
         Ok(latched)

@@ -19,8 +19,11 @@
 //! looks for the nearest leaf under the same parent, at most [`MAX_SHIFT`]
 //! away, with room for the new entry and at least [`MIN_SIBLING_ROOM`], and
 //! spreads the entries of the leaves from the full one to that one (with
-//! the new entry) evenly over them. A leaf not in memory or not latchable
-//! at once ends the search: the leaf splits instead.
+//! the new entry) evenly over them. A leaf that is not latchable at once
+//! gives up (the leaf splits instead); one not in memory is read, as a
+//! merge's sibling is, except by writers that must not wait for reads
+//! ([`Writer::merge_in_memory_only`](crate::Writer::merge_in_memory_only)),
+//! for which it ends the search.
 
 use crate::error::{OrCorrupt, corrupt};
 use crate::node::{NODE_SIZE, Node, NodeMut, copy_entries, entry_size};
@@ -60,7 +63,7 @@ impl BTree {
     ///
     /// 1. Latch the parent and the leaves from `target` to the nearest one
     ///    with room, left to right (`olc::latch_for_shift`, which never
-    ///    waits for a read or a latch).
+    ///    waits for a latch, and for a read only if `wait`).
     /// 2. Under the latches, re-check that `target` still lacks room.
     /// 3. Plan even cuts of all their entries plus the new one by bytes,
     ///    and their separators ([`plan`]).
@@ -75,9 +78,10 @@ impl BTree {
         key: &[u8],
         target: PageId,
         needed: usize,
+        wait: bool,
     ) -> Result<bool, TreeError> {
         // Step 1.
-        let Some(m) = self.latch_for_shift(key, target, needed)? else {
+        let Some(m) = self.latch_for_shift(key, target, needed, wait)? else {
             return Ok(false);
         };
         let (mut parent, mut leaves, first) = (m.parent, m.leaves, m.first);

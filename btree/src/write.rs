@@ -5,7 +5,8 @@
 //! 1. Descend optimistically and upgrade the leaf to an exclusive latch
 //!    (restarting on any conflict; see `olc`).
 //! 2. Search the leaf and run the operation's step on it.
-//! 3. If the entry does not fit, unlatch, split the leaf (`split`), and
+//! 3. If the entry does not fit, unlatch, make room (`split`: entries move
+//!    to a sibling with room, `redistribute`, or the leaf splits), and
 //!    start over at 1: the operation never holds more than the leaf.
 //! 4. Otherwise stamp the writer's LSN, unlatch, and if the write shrank
 //!    the leaf below [`MERGE_THRESHOLD`] try to merge it (`merge`).
@@ -21,8 +22,9 @@ use rime_bufmgr::ExclusiveGuard;
 pub struct Writer<'t> {
     pub(crate) tree: &'t BTree,
     pub(crate) lsn: u64,
-    /// Merges may read a sibling that is not in memory (the default);
-    /// false: such a merge is skipped ([`Writer::merge_in_memory_only`]).
+    /// Merges and redistributions may read a sibling that is not in
+    /// memory (the default); false: they skip such a sibling
+    /// ([`Writer::merge_in_memory_only`]).
     pub(crate) merge_wait: bool,
 }
 
@@ -50,10 +52,12 @@ impl Stored<'_> {
 }
 
 impl<'t> Writer<'t> {
-    /// This writer's merges (step 4 of the module protocol) latch only
-    /// nodes in memory: a merge that needs a node that is not (the
-    /// sibling, say) is skipped, leaving the leaf underfull (valid, a
-    /// little less dense; a later write that shrinks it tries again). For
+    /// This writer's merges (step 4 of the module protocol) and
+    /// redistributions (step 3) latch only nodes in memory: a merge that
+    /// needs a node that is not (the sibling, say) is skipped, leaving the
+    /// leaf underfull (valid, a little less dense; a later write that
+    /// shrinks it tries again); a full leaf whose siblings are not in
+    /// memory splits instead of moving entries to them. For
     /// a thread with reads of its own loader in flight, which must never
     /// wait for one of them (`BTree::write_probe_nowait`, step 4).
     pub fn merge_in_memory_only(self) -> Writer<'t> {
@@ -88,7 +92,7 @@ impl<'t> Writer<'t> {
                 // Step 3.
                 Step::Split { needed } => {
                     drop(leaf);
-                    tree.split(key, pid, needed)?;
+                    tree.split(key, pid, needed, self.merge_wait)?;
                 }
                 // Step 4.
                 Step::Done { result, changed } => {
