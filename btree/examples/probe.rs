@@ -6,13 +6,13 @@
 //! cargo run --release -p rime-btree --example probe -- scan [records] [scans] [len]
 //! valgrind --tool=callgrind --toggle-collect='*probe*run_scans*' \
 //!     target/release/examples/probe scan 20000 2000 50
-//! cargo run --release -p rime-btree --example probe -- insert [records] [value_len]
+//! cargo run --release -p rime-btree --example probe -- insert [records] [value_len] [ascending]
 //! valgrind --tool=callgrind --toggle-collect='*probe*run_inserts*' \
 //!     target/release/examples/probe insert 20000 1032
 //! ```
 //!
-//! `insert` loads `records` YCSB keys in hashed order (a random load) with
-//! `value_len`-byte values and reports the time per insert and the tree's
+//! `insert` loads `records` YCSB keys in hashed order (a random load; or
+//! `key%012d` keys in ascending order) with `value_len`-byte values and reports the time per insert and the tree's
 //! shape: the insert path's cost, splits and all.
 //!
 //! `scan` loads YCSB-sized records (`"user" + fnvhash64(n)` keys, hashed
@@ -157,11 +157,17 @@ fn scan(args: &[String]) {
     );
 }
 
-/// Inserts YCSB keys `0..records` in hashed order.
+/// Inserts YCSB keys `0..records` in hashed order, or `key%012d` keys in
+/// ascending order.
 #[inline(never)]
-fn run_inserts(tree: &BTree, records: u64, value: &[u8]) {
+fn run_inserts(tree: &BTree, records: u64, value: &[u8], ascending: bool) {
     for i in 0..records {
-        tree.insert(&ycsb_key(i), value).unwrap();
+        let key = if ascending {
+            format!("key{i:012}").into_bytes()
+        } else {
+            ycsb_key(i)
+        };
+        tree.insert(&key, value).unwrap();
     }
 }
 
@@ -172,7 +178,8 @@ fn insert(args: &[String]) {
     let tree = BTree::create(bm, Arc::new(NoHooks)).unwrap();
     let value = vec![0x5A; value_len];
     let started = Instant::now();
-    run_inserts(&tree, records, &value);
+    let ascending = args.get(2).is_some_and(|o| o == "ascending");
+    run_inserts(&tree, records, &value, ascending);
     let t = started.elapsed();
     let s = tree.verify().unwrap();
     println!(
@@ -190,7 +197,7 @@ fn main() {
         Some("scan") => scan(&args[1..]),
         Some("insert") => insert(&args[1..]),
         _ => eprintln!(
-            "usage: probe fill | probe scan [records] [scans] [len] | probe insert [records] [value_len]"
+            "usage: probe fill | probe scan [records] [scans] [len] | probe insert [records] [value_len] [ascending]"
         ),
     }
 }

@@ -42,9 +42,10 @@ pub(crate) const MIN_SIBLING_ROOM: usize = NODE_SIZE / 4;
 
 /// The farthest sibling (in leaves from the full one) entries move to:
 /// one SMO rewrites at most `MAX_SHIFT + 1` leaves and the parent. Three:
-/// 1 KiB entries fill leaves to 2.84 entries (1: 2.66, 2: 2.77, 8: 2.93)
-/// while an insert of a random load costs 2.4x the instructions of one
-/// with splits only (1: 1.8x, 8: ~3x); see docs/btree.md.
+/// a YCSB-order load of 1 KiB entries fills leaves to 2.84 entries (2:
+/// 2.79; 1: 2.66, 8: 2.93 with an eighth-page minimum) for 2.4x the
+/// instructions per insert of splits only (1: 1.8x, 8: 3.8x); the table
+/// is in docs/btree.md ("Split rule").
 pub(crate) const MAX_SHIFT: usize = 3;
 
 /// How to spread the old entries of `k` adjacent leaves over them.

@@ -51,9 +51,6 @@ impl BTree {
     /// Makes `needed` bytes of room in node `target` (on the path of
     /// `key`) by splitting it, unless someone else already did.
     ///
-    /// 0. A full leaf first tries to move entries to a sibling with room
-    ///    instead (`redistribute`; `wait`: it may read siblings that are
-    ///    not in memory, else it skips them); if it did, done.
     /// 1. Latch parent and node exclusively, top-down (`olc`); if `target`
     ///    left the path of `key`, another thread changed it: done.
     /// 2. If the node has room now, done.
@@ -63,17 +60,7 @@ impl BTree {
     /// 5. Build the left node, rebuild the node as the right half, add the
     ///    separator to the parent.
     /// 6. Log the SMO and stamp its LSN with all three pages latched.
-    pub(crate) fn split(
-        &self,
-        key: &[u8],
-        target: PageId,
-        needed: usize,
-        wait: bool,
-    ) -> Result<(), TreeError> {
-        // Step 0.
-        if self.redistribute(key, target, needed, wait)? {
-            return Ok(());
-        }
+    pub(crate) fn split(&self, key: &[u8], target: PageId, needed: usize) -> Result<(), TreeError> {
         loop {
             // Step 1.
             let Some((parent, mut node)) = self.latch_for_split(key, target)? else {
@@ -107,7 +94,7 @@ impl BTree {
             {
                 let parent_pid = parent.pid();
                 drop((node, parent));
-                self.split(key, parent_pid, parent_needed, wait)?;
+                self.split(key, parent_pid, parent_needed)?;
                 continue;
             }
             // Step 5.

@@ -5,8 +5,9 @@
 //! 1. Descend optimistically and upgrade the leaf to an exclusive latch
 //!    (restarting on any conflict; see `olc`).
 //! 2. Search the leaf and run the operation's step on it.
-//! 3. If the entry does not fit, unlatch, make room (`split`: entries move
-//!    to a sibling with room, `redistribute`, or the leaf splits), and
+//! 3. If the entry does not fit, unlatch, make room (entries move to a
+//!    sibling with room, `redistribute`, unless the leaf is on an
+//!    ascending or descending run; else the leaf splits, `split`), and
 //!    start over at 1: the operation never holds more than the leaf.
 //! 4. Otherwise stamp the writer's LSN, unlatch, and if the write shrank
 //!    the leaf below [`MERGE_THRESHOLD`] try to merge it (`merge`).
@@ -14,6 +15,7 @@
 use crate::error::{OrCorrupt, corrupt};
 use crate::large::NewExtent;
 use crate::node::{LargeRef, LastInsert, Node, NodeMut, SLOT_LARGE, entry_size};
+use crate::split::{Edge, append_pattern};
 use crate::{BTree, MAX_VALUE_LEN, MERGE_THRESHOLD, TreeError, check_key, is_inline};
 use rime_bufmgr::ExclusiveGuard;
 
@@ -91,8 +93,21 @@ impl<'t> Writer<'t> {
             match step(&mut leaf, pos, found)? {
                 // Step 3.
                 Step::Split { needed } => {
+                    // An ascending or descending run goes to the append
+                    // split (the edge case, a first or last child, is
+                    // checked by `redistribute` under its latches): no
+                    // descent for a redistribution that would not be made.
+                    let view = Node(leaf.payload());
+                    let count = view.count().or_corrupt(pid, "count")?;
+                    let no_edge = Edge {
+                        first: false,
+                        last: false,
+                    };
+                    let appending = append_pattern(view, pos, count, no_edge);
                     drop(leaf);
-                    tree.split(key, pid, needed, self.merge_wait)?;
+                    if appending || !tree.redistribute(key, pid, needed, self.merge_wait)? {
+                        tree.split(key, pid, needed)?;
+                    }
                 }
                 // Step 4.
                 Step::Done { result, changed } => {
