@@ -6,7 +6,14 @@
 //! cargo run --release -p rime-btree --example probe -- scan [records] [scans] [len]
 //! valgrind --tool=callgrind --toggle-collect='*probe*run_scans*' \
 //!     target/release/examples/probe scan 20000 2000 50
+//! cargo run --release -p rime-btree --example probe -- insert [records] [value_len] [ascending]
+//! valgrind --tool=callgrind --toggle-collect='*probe*run_inserts*' \
+//!     target/release/examples/probe insert 20000 1032
 //! ```
+//!
+//! `insert` loads `records` YCSB keys in hashed order (a random load; or
+//! `key%012d` keys in ascending order) with `value_len`-byte values and reports the time per insert and the tree's
+//! shape: the insert path's cost, splits and all.
 //!
 //! `scan` loads YCSB-sized records (`"user" + fnvhash64(n)` keys, hashed
 //! order, 1032-byte values: 1 KiB plus `rime-storage`'s 8-byte version)
@@ -150,11 +157,47 @@ fn scan(args: &[String]) {
     );
 }
 
+/// Inserts YCSB keys `0..records` in hashed order, or `key%012d` keys in
+/// ascending order.
+#[inline(never)]
+fn run_inserts(tree: &BTree, records: u64, value: &[u8], ascending: bool) {
+    for i in 0..records {
+        let key = if ascending {
+            format!("key{i:012}").into_bytes()
+        } else {
+            ycsb_key(i)
+        };
+        tree.insert(&key, value).unwrap();
+    }
+}
+
+fn insert(args: &[String]) {
+    let arg = |i: usize, d: u64| args.get(i).and_then(|s| s.parse().ok()).unwrap_or(d);
+    let (records, value_len) = (arg(0, 50_000), arg(1, 1032) as usize);
+    let (bm, _dir) = pool((records as usize * (value_len + 200) * 3).max(64 << 20));
+    let tree = BTree::create(bm, Arc::new(NoHooks)).unwrap();
+    let value = vec![0x5A; value_len];
+    let started = Instant::now();
+    let ascending = args.get(2).is_some_and(|o| o == "ascending");
+    run_inserts(&tree, records, &value, ascending);
+    let t = started.elapsed();
+    let s = tree.verify().unwrap();
+    println!(
+        "{records} inserts of {value_len} B in {t:.2?}: {:.3} µs/insert; {} leaves ({:.2} per leaf)",
+        t.as_secs_f64() * 1e6 / records as f64,
+        s.leaves,
+        records as f64 / s.leaves as f64,
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("fill") => fill(),
         Some("scan") => scan(&args[1..]),
-        _ => eprintln!("usage: probe fill | probe scan [records] [scans] [len]"),
+        Some("insert") => insert(&args[1..]),
+        _ => eprintln!(
+            "usage: probe fill | probe scan [records] [scans] [len] | probe insert [records] [value_len] [ascending]"
+        ),
     }
 }

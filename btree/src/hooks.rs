@@ -3,7 +3,7 @@
 //! Contract (see also `docs/btree.md`):
 //!
 //! 1. The tree performs a structure modification (SMO: create, split, root
-//!    split, merge, root collapse, destroy) with every affected page latched
+//!    split, merge, root collapse, redistribute, destroy) with every affected page latched
 //!    exclusively.
 //! 2. Still holding the latches, it calls [`TreeHooks::on_smo`] with an
 //!    [`Smo`] carrying the after-image of every page it wrote and the ids
@@ -41,6 +41,10 @@ pub enum SmoKind {
     RootCollapse,
     /// The whole tree was freed.
     Destroy,
+    /// Entries moved between two adjacent leaves under one parent (a full
+    /// leaf made room instead of splitting); the parent's separator
+    /// between them changed. Nothing allocated or freed.
+    Redistribute,
     /// A large value's extent was allocated (`allocated` lists all of its
     /// pages; `pages` is empty: the value itself is logged by the data
     /// change that writes it). Logged so that recovery knows the pages are

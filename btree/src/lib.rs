@@ -9,7 +9,8 @@
 //!   truncation, 4-byte key heads, search hints.
 //! * `olc`: the optimistic descent (the only module with `unsafe`).
 //! * `write`: insert, upsert, update, rmw, remove on a latched leaf.
-//! * `split` / `merge`: structure modifications, reported through
+//! * `split` / `merge` / `redistribute`: structure modifications (a full
+//!   leaf first moves entries to a sibling with room), reported through
 //!   [`TreeHooks`] (see [`hooks`] for the logging contract).
 //! * `large`: values too large for the leaf ([`is_inline`]) in page
 //!   extents.
@@ -39,6 +40,7 @@ mod error;
 mod large;
 mod merge;
 mod olc;
+mod redistribute;
 mod scan;
 mod split;
 mod verify;

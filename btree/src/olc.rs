@@ -28,6 +28,7 @@
 #![allow(unsafe_code)]
 
 use crate::node::{LargeRef, Node};
+use crate::redistribute::{MAX_SHIFT, MIN_SIBLING_ROOM};
 use crate::{BTree, INLINE_VALUE_MAX, MAX_DEPTH, TreeError, epoch};
 use rime_bufmgr::{
     BufferManager, ExclusiveGuard, Fetch, Interrupt, OptimisticGuard, PAGE_SIZE, PageError, PageId,
@@ -593,6 +594,137 @@ impl BTree {
         Ok(latched)
     }
 
+    /// For moving entries out of the full leaf `target` (on the path of
+    /// `key`, lacking `needed` bytes) towards the nearest leaf under the
+    /// same parent with room ([`BTree::redistribute`](crate::BTree)): the
+    /// parent and the leaves from `target` to that one, latched
+    /// exclusively, parent first, leaves left to right. `None` when there
+    /// is nothing to do or no leaf to do it with:
+    ///
+    /// * `target` is the root, not a leaf, gone, or has room now;
+    /// * the insert follows an ascending or descending pattern (the append
+    ///   split fills leaves there; `split::append_pattern`);
+    /// * no sibling within [`MAX_SHIFT`] leaves has room for the new
+    ///   entry and at least [`MIN_SIBLING_ROOM`] (without `wait`, only
+    ///   leaves in memory count: the search stops at one that is not);
+    /// * a leaf cannot be latched at once.
+    ///
+    /// A leaf's failed upgrade gives up rather than restarting: this never
+    /// waits for a latch. `wait`: false runs the section with
+    /// `optimistic_nowait` (a path not in memory gives up, a sibling not
+    /// in memory is never read), so a thread with reads in flight may
+    /// call it; true reads what is missing, as `latch_for_merge` does.
+    pub(crate) fn latch_for_shift<'t>(
+        &'t self,
+        key: &[u8],
+        target: PageId,
+        needed: usize,
+        wait: bool,
+    ) -> Result<Option<ShiftLatches<'t>>, TreeError> {
+        let (root, bm) = (self.root, &*self.bm);
+        let min_room = needed.max(MIN_SIBLING_ROOM);
+        // SAFETY: as in `latch_for_split`: Copy values only (the guards in
+        // `seen` are Copy) until the upgrades, which read no page bytes.
+        let body = |s: &Section<'_>| -> Result<Option<ShiftLatches<'t>>, Interrupt> {
+            let Some((Some(parent), node)) = descend_to(s, root, key, target)? else {
+                return Ok(None);
+            };
+            let (view, pview) = (Node(node.payload()), Node(parent.payload()));
+            let (Some((pos, _)), Some(count)) = (pview.search(key), pview.count()) else {
+                return restart();
+            };
+            if pview.child(pos) != Some(node.pid()) {
+                return restart();
+            }
+            let (Some((at, _)), Some(n), Some(free)) =
+                (view.search(key), view.count(), view.free_after_compaction())
+            else {
+                return restart();
+            };
+            let edge = crate::split::Edge {
+                first: pos == 0,
+                last: pos == count,
+            };
+            if !view.is_leaf() || free >= needed || crate::split::append_pattern(view, at, n, edge)
+            {
+                node.validate()?;
+                return Ok(None);
+            }
+            // Leaves at distance 1, 2, .. on both sides, until one has
+            // room (the roomier one at equal distance). `seen[MAX_SHIFT +
+            // d]` is child `pos + d`.
+            let mut seen = [None; 2 * MAX_SHIFT + 1];
+            seen[MAX_SHIFT] = Some(node);
+            let mut open = [pos > 0, pos < count];
+            let mut chosen: Option<(usize, usize)> = None;
+            for d in 1..=MAX_SHIFT {
+                let mut best_room = 0;
+                for (side, right) in [(0, false), (1, true)] {
+                    if !open[side] {
+                        continue;
+                    }
+                    let child = if right { pos + d } else { pos - d };
+                    open[side] = if right { child < count } else { child > 0 };
+                    let Some(pid) = pview.child(child) else {
+                        return restart();
+                    };
+                    let leaf = match s.read_child(pid, &parent) {
+                        Ok(g) => g,
+                        Err(Interrupt::Missing { .. }) => {
+                            open[side] = false;
+                            continue;
+                        }
+                        Err(e) => return Err(e),
+                    };
+                    let Some(room) = Node(leaf.payload()).free_after_compaction() else {
+                        return restart();
+                    };
+                    seen[if right { MAX_SHIFT + d } else { MAX_SHIFT - d }] = Some(leaf);
+                    if room >= min_room && room > best_room {
+                        best_room = room;
+                        chosen = Some(if right { (pos, child) } else { (child, pos) });
+                    }
+                }
+                if chosen.is_some() {
+                    break;
+                }
+            }
+            let Some((first, last)) = chosen else {
+                parent.validate()?;
+                return Ok(None);
+            };
+            let parent = parent.upgrade()?.rebind(bm);
+            let mut leaves = Vec::with_capacity(last - first + 1);
+            for child in first..=last {
+                let Some(leaf) = seen[MAX_SHIFT + child - pos] else {
+                    return restart();
+                };
+                let Ok(leaf) = leaf.upgrade() else {
+                    return Ok(None);
+                };
+                leaves.push(leaf.rebind(bm));
+            }
+            Ok(Some(ShiftLatches {
+                parent,
+                leaves,
+                first,
+            }))
+        };
+        // SAFETY: as above; the latches are made by the last calls of the
+        // body and returned at once.
+        let latched = unsafe {
+            if wait {
+                self.bm.optimistic(body)?
+            } else {
+                match self.bm.optimistic_nowait(body)? {
+                    Fetch::Ready(latched) => latched,
+                    Fetch::Missing { .. } => None,
+                }
+            }
+        };
+        Ok(latched)
+    }
+
     /// A cheap size estimate: the fan-out along the leftmost path, times
     /// the entries of the leftmost leaf. Reads without latching.
     pub(crate) fn estimate(&self) -> Result<u64, TreeError> {
@@ -624,6 +756,14 @@ impl BTree {
         }?;
         Ok(n)
     }
+}
+
+/// Latches for a redistribution: see [`BTree::latch_for_shift`].
+pub(crate) struct ShiftLatches<'a> {
+    pub parent: ExclusiveGuard<'a>,
+    /// Children `first..first + leaves.len()` of the parent, in order.
+    pub leaves: Vec<ExclusiveGuard<'a>>,
+    pub first: usize,
 }
 
 /// Latches for a merge: see [`BTree::latch_for_merge`].

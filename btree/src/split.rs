@@ -42,9 +42,9 @@ struct Cut {
 /// root is both): the ends of a level, where ascending and descending
 /// loads insert.
 #[derive(Clone, Copy)]
-struct Edge {
-    first: bool,
-    last: bool,
+pub(crate) struct Edge {
+    pub first: bool,
+    pub last: bool,
 }
 
 impl BTree {
@@ -213,19 +213,17 @@ fn choose_cut(
     .clamp(1, count - 1);
     let (pos, found) = view.search(key).or_corrupt(pid, "slots")?;
     let first = if leaf {
-        let trend = view.last_insert();
         match pos {
             _ if found => {
                 let mut with_new = sizes.clone();
                 with_new[pos] = needed;
                 Some(((middle(&with_new) + 1).clamp(1, count - 1), None))
             }
-            p if p == count && (edge.last || trend == LastInsert::Last) => {
-                Some((count, Some(NewKey { pos, left: false })))
-            }
-            0 if edge.first || trend == LastInsert::First => {
-                Some((0, Some(NewKey { pos, left: true })))
-            }
+            _ if append_pattern(view, pos, count, edge) => Some(if pos == count {
+                (count, Some(NewKey { pos, left: false }))
+            } else {
+                (0, Some(NewKey { pos, left: true }))
+            }),
             _ => {
                 // The middle of the entries after the insert: `split` of
                 // them go left, the new one (at `pos`) among them.
@@ -260,9 +258,20 @@ fn choose_cut(
     cut_at(view, pid, old_middle, key, None)
 }
 
+/// Whether inserting a new key at slot `pos` of leaf `view` (of `count`
+/// entries) follows an ascending or descending pattern, for which the
+/// append split keeps the leaf full: past the last slot of its parent's
+/// last child or after a previous insert past the last slot; or before
+/// the first slot of a first child or after a previous such insert.
+pub(crate) fn append_pattern(view: Node<'_>, pos: usize, count: usize, edge: Edge) -> bool {
+    let trend = view.last_insert();
+    (pos == count && (edge.last || trend == LastInsert::Last))
+        || (pos == 0 && (edge.first || trend == LastInsert::First))
+}
+
 /// The index of the entry (of `sizes`, in order) where the running total
 /// first reaches half of the whole.
-fn middle(sizes: &[usize]) -> usize {
+pub(crate) fn middle(sizes: &[usize]) -> usize {
     let total: usize = sizes.iter().sum();
     let mut acc = 0;
     let mut i = 0;
@@ -314,21 +323,29 @@ fn cut_at(
         } else {
             return Err(corrupt(pid, "empty right half"));
         };
-        if last_left >= first_right {
-            return Err(corrupt(pid, "split keys out of order"));
-        }
-        let shared = common_prefix(&last_left, &first_right);
-        if shared + 1 < first_right.len() {
-            first_right[..shared + 1].to_vec()
-        } else {
-            last_left
-        }
+        separator_between(&last_left, &first_right)
+            .ok_or_else(|| corrupt(pid, "split keys out of order"))?
     } else {
         full_key(left_end)?
     };
     Ok(Cut {
         left_end,
         separator,
+    })
+}
+
+/// The shortest key `s` with `last_left < s <= first_right`: the separator
+/// of a leaf cut between those keys (suffix truncation). `None` if the
+/// keys are out of order.
+pub(crate) fn separator_between(last_left: &[u8], first_right: &[u8]) -> Option<Vec<u8>> {
+    if last_left >= first_right {
+        return None;
+    }
+    let shared = common_prefix(last_left, first_right);
+    Some(if shared + 1 < first_right.len() {
+        first_right[..shared + 1].to_vec()
+    } else {
+        last_left.to_vec()
     })
 }
 

@@ -5,7 +5,9 @@
 //! 1. Descend optimistically and upgrade the leaf to an exclusive latch
 //!    (restarting on any conflict; see `olc`).
 //! 2. Search the leaf and run the operation's step on it.
-//! 3. If the entry does not fit, unlatch, split the leaf (`split`), and
+//! 3. If the entry does not fit, unlatch, make room (entries move to a
+//!    sibling with room, `redistribute`, unless the leaf is on an
+//!    ascending or descending run; else the leaf splits, `split`), and
 //!    start over at 1: the operation never holds more than the leaf.
 //! 4. Otherwise stamp the writer's LSN, unlatch, and if the write shrank
 //!    the leaf below [`MERGE_THRESHOLD`] try to merge it (`merge`).
@@ -13,6 +15,7 @@
 use crate::error::{OrCorrupt, corrupt};
 use crate::large::NewExtent;
 use crate::node::{LargeRef, LastInsert, Node, NodeMut, SLOT_LARGE, entry_size};
+use crate::split::{Edge, append_pattern};
 use crate::{BTree, MAX_VALUE_LEN, MERGE_THRESHOLD, TreeError, check_key, is_inline};
 use rime_bufmgr::ExclusiveGuard;
 
@@ -21,8 +24,9 @@ use rime_bufmgr::ExclusiveGuard;
 pub struct Writer<'t> {
     pub(crate) tree: &'t BTree,
     pub(crate) lsn: u64,
-    /// Merges may read a sibling that is not in memory (the default);
-    /// false: such a merge is skipped ([`Writer::merge_in_memory_only`]).
+    /// Merges and redistributions may read a sibling that is not in
+    /// memory (the default); false: they skip such a sibling
+    /// ([`Writer::merge_in_memory_only`]).
     pub(crate) merge_wait: bool,
 }
 
@@ -50,10 +54,12 @@ impl Stored<'_> {
 }
 
 impl<'t> Writer<'t> {
-    /// This writer's merges (step 4 of the module protocol) latch only
-    /// nodes in memory: a merge that needs a node that is not (the
-    /// sibling, say) is skipped, leaving the leaf underfull (valid, a
-    /// little less dense; a later write that shrinks it tries again). For
+    /// This writer's merges (step 4 of the module protocol) and
+    /// redistributions (step 3) latch only nodes in memory: a merge that
+    /// needs a node that is not (the sibling, say) is skipped, leaving the
+    /// leaf underfull (valid, a little less dense; a later write that
+    /// shrinks it tries again); a full leaf whose siblings are not in
+    /// memory splits instead of moving entries to them. For
     /// a thread with reads of its own loader in flight, which must never
     /// wait for one of them (`BTree::write_probe_nowait`, step 4).
     pub fn merge_in_memory_only(self) -> Writer<'t> {
@@ -87,8 +93,21 @@ impl<'t> Writer<'t> {
             match step(&mut leaf, pos, found)? {
                 // Step 3.
                 Step::Split { needed } => {
+                    // An ascending or descending run goes to the append
+                    // split (the edge case, a first or last child, is
+                    // checked by `redistribute` under its latches): no
+                    // descent for a redistribution that would not be made.
+                    let view = Node(leaf.payload());
+                    let count = view.count().or_corrupt(pid, "count")?;
+                    let no_edge = Edge {
+                        first: false,
+                        last: false,
+                    };
+                    let appending = append_pattern(view, pos, count, no_edge);
                     drop(leaf);
-                    tree.split(key, pid, needed)?;
+                    if appending || !tree.redistribute(key, pid, needed, self.merge_wait)? {
+                        tree.split(key, pid, needed)?;
+                    }
                 }
                 // Step 4.
                 Step::Done { result, changed } => {

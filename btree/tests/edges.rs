@@ -292,6 +292,12 @@ fn every_smo_is_reported_with_after_images_and_stamped() {
     for i in 0..4000u32 {
         t.at_lsn(1).insert(&i.to_be_bytes(), &[1; 80]).unwrap();
     }
+    // Then keys in hashed order between them (a random load: full leaves
+    // redistribute into their siblings before splitting).
+    for i in 0..4000u32 {
+        let key = [(i.wrapping_mul(2_654_435_761) % 4000).to_be_bytes(), [1; 4]].concat();
+        t.at_lsn(1).upsert(&key, &[1; 80]).unwrap();
+    }
     let pages_after_inserts = {
         let s = t.verify().unwrap();
         s.leaves + s.inner_nodes
@@ -299,6 +305,9 @@ fn every_smo_is_reported_with_after_images_and_stamped() {
     let smos_after_inserts = rec.log.lock().unwrap().len();
     for i in 0..4000u32 {
         t.at_lsn(2).remove(&i.to_be_bytes()).unwrap();
+        t.at_lsn(2)
+            .remove(&[i.to_be_bytes(), [1; 4]].concat())
+            .unwrap();
     }
     let log = rec.log.lock().unwrap();
     let live_at = |n: usize| {
@@ -319,6 +328,7 @@ fn every_smo_is_reported_with_after_images_and_stamped() {
         SmoKind::RootSplit,
         SmoKind::Merge,
         SmoKind::RootCollapse,
+        SmoKind::Redistribute,
     ] {
         assert!(kinds.contains(&kind), "{kind:?} never reported: {kinds:?}");
     }

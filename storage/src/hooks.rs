@@ -76,10 +76,11 @@ pub enum SmoCode {
     RootCollapse = 5,
     Destroy = 6,
     ExtentAlloc = 7,
+    Redistribute = 8,
 }
 
 impl SmoCode {
-    const ALL: [SmoCode; 7] = [
+    const ALL: [SmoCode; 8] = [
         SmoCode::Create,
         SmoCode::Split,
         SmoCode::RootSplit,
@@ -87,6 +88,7 @@ impl SmoCode {
         SmoCode::RootCollapse,
         SmoCode::Destroy,
         SmoCode::ExtentAlloc,
+        SmoCode::Redistribute,
     ];
 
     /// The code of a tree's SMO kind; `None` for a kind this log format
@@ -100,6 +102,7 @@ impl SmoCode {
             SmoKind::RootCollapse => SmoCode::RootCollapse,
             SmoKind::Destroy => SmoCode::Destroy,
             SmoKind::ExtentAlloc => SmoCode::ExtentAlloc,
+            SmoKind::Redistribute => SmoCode::Redistribute,
             _ => return None,
         })
     }

@@ -57,7 +57,12 @@ pub const MAGIC: [u8; 8] = *b"RIMEsupr";
 ///   data reads as is (a slot's LARGE flag says where its value lives); a
 ///   version-1 build must not open version 2 data, whose larger inline
 ///   values it cannot read.
-pub const FORMAT_VERSION: u32 = 2;
+/// * 3: the log may hold `Redistribute` SMO records (code 8: a full leaf's
+///   entries moved to siblings). Version 2 data reads as is; a version-2
+///   build must not open version 3 data, whose log it would report as
+///   corrupt. (A version-2 directory opened by this build gets version 3
+///   with its next superblock write.)
+pub const FORMAT_VERSION: u32 = 3;
 
 pub const OFF_MAGIC: usize = 0;
 pub const SIZE_MAGIC: usize = 8;
@@ -387,23 +392,25 @@ mod tests {
 
     #[test]
     fn older_format_version_still_opens() {
-        // Version 1 data (values above 512 bytes always in extents) reads
-        // as is under version 2.
-        let dir = TempDir::new().unwrap();
-        let mut f = SuperblockFile::create(real(&dir), &sb(1)).unwrap();
-        f.write(&sb(2)).unwrap();
-        drop(f);
-        let path = dir.path().join("superblock");
-        let mut bytes = std::fs::read(&path).unwrap();
-        for slot in 0..SLOTS {
-            let b = &mut bytes[slot * SLOT_SIZE..(slot + 1) * SLOT_SIZE];
-            b[OFF_VERSION..OFF_VERSION + 4].copy_from_slice(&1u32.to_le_bytes());
-            let crc = crc32c::crc32c(&b[..OFF_CRC]);
-            b[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_le_bytes());
+        // Version 1 data (values above 512 bytes always in extents) and
+        // version 2 data (no redistribution records in its log) read as is.
+        for old in [1u32, 2] {
+            let dir = TempDir::new().unwrap();
+            let mut f = SuperblockFile::create(real(&dir), &sb(1)).unwrap();
+            f.write(&sb(2)).unwrap();
+            drop(f);
+            let path = dir.path().join("superblock");
+            let mut bytes = std::fs::read(&path).unwrap();
+            for slot in 0..SLOTS {
+                let b = &mut bytes[slot * SLOT_SIZE..(slot + 1) * SLOT_SIZE];
+                b[OFF_VERSION..OFF_VERSION + 4].copy_from_slice(&old.to_le_bytes());
+                let crc = crc32c::crc32c(&b[..OFF_CRC]);
+                b[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_le_bytes());
+            }
+            std::fs::write(&path, bytes).unwrap();
+            let f = SuperblockFile::open(real(&dir)).unwrap();
+            assert_eq!(f.current(), &sb(2), "version {old}");
         }
-        std::fs::write(&path, bytes).unwrap();
-        let f = SuperblockFile::open(real(&dir)).unwrap();
-        assert_eq!(f.current(), &sb(2));
     }
 
     #[test]
