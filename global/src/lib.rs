@@ -3,6 +3,7 @@
 //!
 //! * `keys`: where a namespace's keys live (one hash-tagged slot each).
 //! * `script`: the commit script (validate the reads, apply the writes).
+//! * `scan`: range reads over each namespace's index of keys.
 //! * `tier`: the node's local copies, with versions.
 //! * `invalidate`: keyspace notifications that drop stale copies.
 //! * `testing`: real `redis-server` processes in cluster mode for tests.
@@ -27,6 +28,7 @@ mod conn;
 mod invalidate;
 pub mod keys;
 mod reply;
+mod scan;
 mod script;
 pub mod testing;
 mod tier;
@@ -35,11 +37,13 @@ mod tier;
 /// directly (e.g. the plain round-trip rows of `faas/examples/global_bench.rs`).
 pub use redis;
 pub use reply::Reply;
+pub use scan::RangeRead;
 pub use tier::Versioned;
 
 use conn::{Background, Lazy};
 use redis::cluster::ClusterClient;
 use redis::cluster_routing::{Route, SlotAddr};
+use std::ops::Bound;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -276,6 +280,65 @@ impl Cluster {
             .spawn(deadline, self.cfg.op_timeout, None, call)
     }
 
+    /// At most `limit` keys of namespace `ns` from `lo` to `hi`,
+    /// ascending, with their values and versions as the cluster has them
+    /// now: one script on the namespace's slot (`scan.rs`), answered by
+    /// the [`Reply`]. Fewer than `limit` keys: the range holds no more.
+    /// The values enter the tier.
+    pub fn scan_async(
+        &self,
+        ns: &str,
+        lo: Bound<&[u8]>,
+        hi: Bound<&[u8]>,
+        limit: usize,
+        deadline: Instant,
+    ) -> Reply<Vec<(Vec<u8>, Versioned)>> {
+        if let Err(e) = keys::check_namespace(ns) {
+            return Reply::ready(Err(e));
+        }
+        let prefix = keys::value_prefix(ns);
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(scan::SCAN_LUA)
+            .arg(1)
+            .arg(keys::index_key(ns))
+            .arg(scan::lex_bound(lo, b"-"))
+            .arg(scan::lex_bound(hi, b"+"))
+            .arg(limit.max(1))
+            .arg(&prefix);
+        let shared = self.shared.clone();
+        let call = async move {
+            let mut c = shared.reads.get().await?;
+            let listed: Vec<Option<Vec<u8>>> = match cmd.query_async(&mut c).await {
+                Ok(r) => r,
+                Err(e) => {
+                    shared.reads.failed(&e).await;
+                    return Err(conn::classify(&e, false));
+                }
+            };
+            let found = scan::entries(listed)?;
+            for (key, versioned) in &found {
+                let mut rk = prefix.clone();
+                rk.extend_from_slice(key);
+                shared.tier.offer(rk, versioned.clone());
+            }
+            Ok(found)
+        };
+        self.background
+            .spawn(deadline, self.cfg.op_timeout, None, call)
+    }
+
+    /// [`Cluster::scan_async`], waited for on the calling thread.
+    pub fn scan(
+        &self,
+        ns: &str,
+        lo: Bound<&[u8]>,
+        hi: Bound<&[u8]>,
+        limit: usize,
+        deadline: Instant,
+    ) -> Result<Vec<(Vec<u8>, Versioned)>, GlobalError> {
+        self.scan_async(ns, lo, hi, limit, deadline).wait()
+    }
+
     /// Ready after `pause`, timed on the background runtime: lets an
     /// executor hold back one invocation (a conflict's backoff) without
     /// holding its thread.
@@ -297,6 +360,19 @@ impl Cluster {
         deadline: Instant,
     ) -> Result<Commit, GlobalError> {
         self.commit_async(ns, reads, writes, deadline).wait()
+    }
+
+    /// [`Cluster::commit_scanned_async`], waited for on the calling thread.
+    pub fn commit_scanned(
+        &self,
+        ns: &str,
+        reads: &[(&[u8], u64)],
+        ranges: &[RangeRead],
+        writes: &[(&[u8], Option<&[u8]>)],
+        deadline: Instant,
+    ) -> Result<Commit, GlobalError> {
+        self.commit_scanned_async(ns, reads, ranges, writes, deadline)
+            .wait()
     }
 
     /// Commits an attempt on namespace `ns`: `reads` are (key, version
@@ -327,13 +403,27 @@ impl Cluster {
         writes: &[(&[u8], Option<&[u8]>)],
         deadline: Instant,
     ) -> Reply<Commit> {
+        self.commit_scanned_async(ns, reads, &[], writes, deadline)
+    }
+
+    /// [`Cluster::commit_async`] for an attempt that also scanned: the
+    /// script refuses it (`Conflict`) unless each of `ranges` still holds
+    /// exactly the keys it held when scanned (`scan.rs`).
+    pub fn commit_scanned_async(
+        &self,
+        ns: &str,
+        reads: &[(&[u8], u64)],
+        ranges: &[RangeRead],
+        writes: &[(&[u8], Option<&[u8]>)],
+        deadline: Instant,
+    ) -> Reply<Commit> {
         if let Err(e) = keys::check_namespace(ns) {
             return Reply::ready(Err(e));
         }
         let read_keys: Vec<Vec<u8>> = reads.iter().map(|(k, _)| keys::value_key(ns, k)).collect();
         let write_keys: Vec<Vec<u8>> = writes.iter().map(|(k, _)| keys::value_key(ns, k)).collect();
         let prepared = commit::Prepared {
-            evalsha: self.script_call(ns, &read_keys, reads, &write_keys, writes),
+            evalsha: self.script_call(ns, &read_keys, reads, ranges, &write_keys, writes),
             route: Route::new(keys::slot(ns), SlotAddr::Master),
             source: script::COMMIT_LUA,
         };
@@ -358,6 +448,7 @@ impl Cluster {
         ns: &str,
         read_keys: &[Vec<u8>],
         reads: &[(&[u8], u64)],
+        ranges: &[RangeRead],
         write_keys: &[Vec<u8>],
         writes: &[(&[u8], Option<&[u8]>)],
     ) -> redis::Cmd {
@@ -365,15 +456,26 @@ impl Cluster {
         let id = format!("{}-{n:x}", self.id_prefix);
         let mut cmd = redis::cmd("EVALSHA");
         cmd.arg(&self.script_sha)
-            .arg(2 + read_keys.len() + write_keys.len())
+            .arg(3 + read_keys.len() + write_keys.len())
             .arg(keys::seq_key(ns))
-            .arg(keys::done_key(ns, &id));
+            .arg(keys::done_key(ns, &id))
+            .arg(keys::index_key(ns));
         for rk in read_keys.iter().chain(write_keys) {
             cmd.arg(rk.as_slice());
         }
-        cmd.arg(reads.len());
+        cmd.arg(reads.len())
+            .arg(ranges.len())
+            .arg(keys::value_prefix(ns).len());
         for (_, version) in reads {
             cmd.arg(*version);
+        }
+        for range in ranges {
+            cmd.arg(range.lex_min())
+                .arg(range.lex_max())
+                .arg(range.keys.len());
+            for k in &range.keys {
+                cmd.arg(k.as_slice());
+            }
         }
         for (_, value) in writes {
             match value {
