@@ -267,12 +267,15 @@ fn a_commit_sent_twice_is_applied_once() {
     let run = |con: &mut redis::cluster::ClusterConnection| -> (i64, i64, i64) {
         redis::cmd("EVAL")
             .arg(body)
-            .arg(4)
+            .arg(5)
             .arg(rime_global::keys::seq_key("twice"))
             .arg(rime_global::keys::done_key("twice", "test-1"))
+            .arg(rime_global::keys::index_key("twice"))
             .arg(rime_global::keys::value_key("twice", b"k"))
             .arg(rime_global::keys::value_key("twice", b"k"))
-            .arg(1)
+            .arg(1) // keys read
+            .arg(0) // ranges scanned
+            .arg(rime_global::keys::value_prefix("twice").len())
             .arg(seq)
             .arg("p")
             .arg("2")
