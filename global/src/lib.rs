@@ -38,6 +38,9 @@ mod tier;
 pub use redis;
 pub use reply::Reply;
 pub use scan::RangeRead;
+
+/// What a scan read: keys, ascending, with their values and versions.
+pub type ScanEntries = Vec<(Vec<u8>, Versioned)>;
 pub use tier::Versioned;
 
 use conn::{Background, Lazy};
@@ -292,7 +295,7 @@ impl Cluster {
         hi: Bound<&[u8]>,
         limit: usize,
         deadline: Instant,
-    ) -> Reply<Vec<(Vec<u8>, Versioned)>> {
+    ) -> Reply<ScanEntries> {
         if let Err(e) = keys::check_namespace(ns) {
             return Reply::ready(Err(e));
         }
@@ -335,7 +338,7 @@ impl Cluster {
         hi: Bound<&[u8]>,
         limit: usize,
         deadline: Instant,
-    ) -> Result<Vec<(Vec<u8>, Versioned)>, GlobalError> {
+    ) -> Result<ScanEntries, GlobalError> {
         self.scan_async(ns, lo, hi, limit, deadline).wait()
     }
 

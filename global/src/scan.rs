@@ -81,11 +81,9 @@ pub(crate) fn lex_bound(b: Bound<&[u8]>, unbounded: &[u8]) -> Vec<u8> {
 }
 
 /// `SCAN_LUA`'s reply as (key, value with version) pairs.
-pub(crate) fn entries(
-    listed: Vec<Option<Vec<u8>>>,
-) -> Result<Vec<(Vec<u8>, Versioned)>, GlobalError> {
+pub(crate) fn entries(listed: Vec<Option<Vec<u8>>>) -> Result<crate::ScanEntries, GlobalError> {
     let bad = |what: &str| GlobalError::Protocol(format!("scan reply: {what}"));
-    if listed.len() % 3 != 0 {
+    if !listed.len().is_multiple_of(3) {
         return Err(bad("not key, version, value triples"));
     }
     let mut out = Vec::with_capacity(listed.len() / 3);
