@@ -11,6 +11,7 @@
 //! * `conn`: the background runtime (one tokio thread) and its async
 //!   cluster connections; `reply`: how a caller gets a call's answer.
 //! * `commit`: one commit's round trips (script, then `WAIT`).
+//! * `direct`: reads and writes outside invocations (`rime state`).
 //!
 //! [`Cluster`] is the client: [`Cluster::cached`] serves a key from the
 //! local tier; [`Cluster::fetch_async`] fetches one and
@@ -25,6 +26,7 @@
 
 mod commit;
 mod conn;
+mod direct;
 mod invalidate;
 pub mod keys;
 mod reply;
