@@ -5,7 +5,7 @@
 //! * `script`: the commit script (validate the reads, apply the writes).
 //! * `scan`: range reads over each namespace's index of keys.
 //! * `tier`: the node's local copies, with versions.
-//! * `invalidate`: keyspace notifications that drop stale copies.
+//! * `tracking`: RESP3 `CLIENT TRACKING` pushes that drop stale copies.
 //! * `testing`: real `redis-server` processes in cluster mode for tests.
 //!
 //! * `conn`: the background runtime (one tokio thread) and its async
@@ -27,13 +27,13 @@
 mod commit;
 mod conn;
 mod direct;
-mod invalidate;
 pub mod keys;
 mod reply;
 mod scan;
 mod script;
 pub mod testing;
 mod tier;
+mod tracking;
 
 /// The client library, for tests and benchmarks that talk to the cluster
 /// directly (e.g. the plain round-trip rows of `faas/examples/global_bench.rs`).
@@ -47,7 +47,8 @@ pub use tier::Versioned;
 
 use conn::{Background, Lazy};
 use redis::cluster::ClusterClient;
-use redis::cluster_routing::{Route, SlotAddr};
+use redis::cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr};
+use redis::{RedisError, Value};
 use std::ops::Bound;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -89,8 +90,8 @@ pub struct GlobalConfig {
     pub op_timeout: Duration,
     /// Local-tier copies kept (0: no local tier).
     pub tier_entries: usize,
-    /// Subscribe to the masters' keyspace notifications, dropping a copy
-    /// when another node writes its key (`invalidate.rs`).
+    /// Track the keys this node reads (RESP3 `CLIENT TRACKING`), dropping
+    /// a copy when any client writes its key (`tracking.rs`).
     pub invalidations: bool,
 }
 
@@ -143,8 +144,6 @@ pub struct Cluster {
     shared: Arc<Shared>,
     /// Runs every call (`conn.rs`); stopped when the client goes.
     background: Background,
-    /// Stops the invalidation threads when the client goes.
-    _invalidator: Option<invalidate::Invalidator>,
     /// The commit script's SHA1, for `EVALSHA`.
     script_sha: String,
     /// This client's part of every commit id: unique per process and
@@ -155,8 +154,11 @@ pub struct Cluster {
 
 /// What the calls on the background runtime share with the client.
 struct Shared {
-    /// Reads: one retry (a MOVED after a failover).
+    /// Reads: one retry (a MOVED after a failover); RESP3 with tracking
+    /// when the tier is invalidated (`tracking.rs`).
     reads: Lazy,
+    /// The tier's invalidations, if on.
+    tracking: Option<Arc<tracking::Tracking>>,
     /// Commits: no retry, so that a commit is sent once (`commit.rs`).
     commits: Lazy,
     tier: Arc<tier::Tier>,
@@ -182,8 +184,11 @@ impl Cluster {
         if cfg.nodes.is_empty() {
             return Err(GlobalError::BadAddress(String::new(), "no nodes".into()));
         }
-        let build = |retries: u32| {
-            ClusterClient::builder(cfg.nodes.clone())
+        let tier = Arc::new(tier::Tier::new(cfg.tier_entries));
+        let tracking = (cfg.invalidations && cfg.tier_entries > 0)
+            .then(|| Arc::new(tracking::Tracking::new(tier.clone())));
+        let build = |retries: u32, pushes: Option<Arc<tracking::Tracking>>| {
+            let mut b = ClusterClient::builder(cfg.nodes.clone())
                 .connection_timeout(cfg.op_timeout)
                 .response_timeout(cfg.op_timeout)
                 // Reads: one retry (a MOVED after a failover, a refreshed
@@ -191,22 +196,30 @@ impl Cluster {
                 // rest. Commits: none (`commit.rs`).
                 .retries(retries)
                 .min_retry_wait(5)
-                .max_retry_wait(50)
-                .build()
+                .max_retry_wait(50);
+            if let Some(t) = pushes {
+                b = b.use_protocol(redis::ProtocolVersion::RESP3).push_sender(
+                    move |info: redis::PushInfo| {
+                        t.on_push(info);
+                        Ok::<(), std::convert::Infallible>(())
+                    },
+                );
+            }
+            b.build()
                 .map_err(|e| GlobalError::BadAddress(cfg.nodes.join(","), e.to_string()))
         };
-        let tier = Arc::new(tier::Tier::new(cfg.tier_entries));
         let shared = Arc::new(Shared {
-            reads: Lazy::new(build(1)?),
-            commits: Lazy::new(build(0)?),
-            tier: tier.clone(),
+            reads: Lazy::new(
+                build(1, tracking.clone())?,
+                tracking.is_some().then(|| tier.clone()),
+            ),
+            commits: Lazy::new(build(0, None)?, None),
+            tier,
+            tracking,
         });
-        let invalidator = (cfg.invalidations && cfg.tier_entries > 0)
-            .then(|| invalidate::start(cfg.nodes.clone(), tier));
         Ok(Cluster {
             background: Background::start()?,
             shared,
-            _invalidator: invalidator,
             cfg,
             script_sha: redis::Script::new(script::COMMIT_LUA)
                 .get_hash()
@@ -223,6 +236,12 @@ impl Cluster {
     /// Copies in the local tier now.
     pub fn tier_len(&self) -> usize {
         self.shared.tier.len()
+    }
+
+    /// Keys named by the invalidations this client received so far
+    /// (`tracking.rs`; 0 without invalidations).
+    pub fn invalidated_keys(&self) -> u64 {
+        self.shared.tracking.as_ref().map_or(0, |t| t.invalidated())
     }
 
     /// The local tier's copy of `key` of namespace `ns`, if it has one
@@ -259,14 +278,25 @@ impl Cluster {
     pub fn fetch_async(&self, ns: &str, key: &[u8], deadline: Instant) -> Reply<Versioned> {
         let rk = keys::value_key(ns, key);
         let shared = self.shared.clone();
+        let node =
+            SingleNodeRoutingInfo::SpecificNode(Route::new(keys::slot(ns), SlotAddr::Master));
         let call = async move {
             let mut c = shared.reads.get().await?;
-            let fetched: Result<(Option<Vec<u8>>, Option<u64>), _> = redis::cmd("HMGET")
-                .arg(&rk)
-                .arg("v")
-                .arg("n")
-                .query_async(&mut c)
-                .await;
+            // With tracking, `CLIENT TRACKING ON` first, on the same
+            // connection: the master tracks the key read (`tracking.rs`).
+            let mut pipe = redis::pipe();
+            let tracked = shared.tracking.is_some();
+            if tracked {
+                pipe.cmd("CLIENT").arg("TRACKING").arg("ON");
+            }
+            pipe.cmd("HMGET").arg(&rk).arg("v").arg("n");
+            let fetched: Result<(Option<Vec<u8>>, Option<u64>), _> = c
+                .route_pipeline(pipe, usize::from(tracked), 1, node)
+                .await
+                .and_then(|vals| {
+                    let reply = vals.into_iter().next().unwrap_or(Value::Nil);
+                    redis::from_redis_value(reply).map_err(RedisError::from)
+                });
             let (value, version) = match fetched {
                 Ok(r) => r,
                 Err(e) => {
@@ -289,7 +319,6 @@ impl Cluster {
     /// ascending, with their values and versions as the cluster has them
     /// now: one script on the namespace's slot (`scan.rs`), answered by
     /// the [`Reply`]. Fewer than `limit` keys: the range holds no more.
-    /// The values enter the tier.
     pub fn scan_async(
         &self,
         ns: &str,
@@ -320,13 +349,9 @@ impl Cluster {
                     return Err(conn::classify(&e, false));
                 }
             };
-            let found = scan::entries(listed)?;
-            for (key, versioned) in &found {
-                let mut rk = prefix.clone();
-                rk.extend_from_slice(key);
-                shared.tier.offer(rk, versioned.clone());
-            }
-            Ok(found)
+            // Not offered to the tier: keys a script reads are not
+            // tracked for this connection (`tracking.rs`).
+            scan::entries(listed)
         };
         self.background
             .spawn(deadline, self.cfg.op_timeout, None, call)

@@ -28,7 +28,8 @@ use std::sync::Arc;
 /// of the index `KEYS[1]` between `ARGV[1]` and `ARGV[2]` (BYLEX syntax);
 /// `ARGV[4]` is the prefix that makes a key a value hash's name
 /// (`keys::value_key`). A member without a hash (never written by the
-/// commit script) is version 0, value nil: the caller sees it absent.
+/// commit script) is version 0, value "": the caller sees it absent (not
+/// nil: Lua's `false` is a boolean, not a nil, to a RESP3 client).
 /// The hashes are not declared keys: they are in the same slot, which
 /// Redis Cluster accepts from a script.
 pub(crate) const SCAN_LUA: &str = r#"
@@ -38,7 +39,7 @@ for i, k in ipairs(keys) do
   local vn = redis.call('HMGET', ARGV[4] .. k, 'v', 'n')
   out[3 * i - 2] = k
   out[3 * i - 1] = vn[2] or '0'
-  out[3 * i] = vn[1]
+  out[3 * i] = vn[1] or ''
 end
 return out
 "#;

@@ -17,9 +17,9 @@ fn client(c: &RedisCluster) -> Cluster {
     Cluster::new(GlobalConfig::new(c.urls())).expect("client")
 }
 
-/// A client whose tier is not invalidated by notifications: a stale copy
-/// stays until a commit finds it (with notifications, whether it is still
-/// there when read depends on how fast the notification came).
+/// A client whose tier is not invalidated (no `CLIENT TRACKING`): a stale
+/// copy stays until a commit finds it (with invalidations, whether it is
+/// still there when read depends on how fast the push came).
 fn client_without_invalidations(c: &RedisCluster) -> Cluster {
     Cluster::new(GlobalConfig::new(c.urls()).invalidations(false)).expect("client")
 }
@@ -294,8 +294,9 @@ fn a_commit_sent_twice_is_applied_once() {
     assert_eq!((v.version, v.value.as_deref()), (seq + 1, Some(&b"2"[..])));
 }
 
-/// A write by another client drops this client's copy of the key (keyspace
-/// notifications), so its next read is fresh without a failed commit.
+/// A write by another client drops this client's copy of the key (a
+/// `CLIENT TRACKING` push), so its next read is fresh without a failed
+/// commit.
 #[test]
 fn a_write_elsewhere_invalidates_the_local_copy() {
     let Some(c) = RedisCluster::start(3) else {
@@ -303,8 +304,6 @@ fn a_write_elsewhere_invalidates_the_local_copy() {
     };
     let a = client(&c);
     let b = client(&c);
-    // Let the invalidation threads subscribe.
-    std::thread::sleep(Duration::from_millis(500));
     assert_eq!(a.read("inv", b"k", soon()).unwrap().versioned.version, 0);
     assert!(a.read("inv", b"k", soon()).unwrap().from_tier);
     let Commit::Committed { seq } = b.commit("inv", &[], &[(b"k", Some(b"v"))], soon()).unwrap()
@@ -324,4 +323,57 @@ fn a_write_elsewhere_invalidates_the_local_copy() {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// Invalidations name only the keys this client read: another client's
+/// writes of keys it never read (or read once and was told of already)
+/// send it nothing; a key read again is tracked again.
+#[test]
+fn only_keys_this_client_read_are_invalidated() {
+    let Some(c) = RedisCluster::start(3) else {
+        return;
+    };
+    let (a, b) = (client(&c), client(&c));
+    let put = |keys: &[&[u8]]| {
+        let writes: Vec<(&[u8], Option<&[u8]>)> =
+            keys.iter().map(|k| (*k, Some(&b"v"[..]))).collect();
+        assert!(matches!(
+            b.commit("only", &[], &writes, soon()).unwrap(),
+            Commit::Committed { .. }
+        ));
+    };
+    // Waits until `a` was told of `n` keys in all, then a little longer
+    // for any it should not be told of.
+    let told = |n: u64| {
+        let start = Instant::now();
+        while a.invalidated_keys() < n {
+            assert!(
+                start.elapsed() < Duration::from_secs(3),
+                "no invalidation came"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(a.invalidated_keys(), n, "told of keys it did not read");
+    };
+    a.read("only", b"read", soon()).unwrap();
+    put(&[b"read", b"unread-1", b"unread-2"]);
+    told(1);
+    assert!(!a.read("only", b"read", soon()).unwrap().from_tier);
+    // Told once per read: the fresh read above tracks it again, once.
+    put(&[b"read", b"unread-1"]);
+    told(2);
+    put(&[b"read"]);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(a.invalidated_keys(), 2, "told again without a read");
+    // Other namespaces, other slots: nothing either.
+    put(&[b"x"]);
+    assert!(matches!(
+        b.commit("elsewhere", &[], &[(b"read", Some(b"v"))], soon())
+            .unwrap(),
+        Commit::Committed { .. }
+    ));
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(a.invalidated_keys(), 2);
+    assert_eq!(b.invalidated_keys(), 0, "b read nothing");
 }
