@@ -349,8 +349,10 @@ impl Cluster {
                     return Err(conn::classify(&e, false));
                 }
             };
-            // Not offered to the tier: keys a script reads are not
-            // tracked for this connection (`tracking.rs`).
+            // Not offered to the tier: the tier keeps only copies whose
+            // invalidation is certain (a plain read after `CLIENT TRACKING
+            // ON`, `tracking.rs`); whether Redis tracks the keys a script
+            // reads is not relied on.
             scan::entries(listed)
         };
         self.background
