@@ -49,7 +49,6 @@ use conn::{Background, Lazy};
 use redis::cluster::ClusterClient;
 use redis::cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr};
 use redis::{RedisError, Value};
-use std::ops::Bound;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -313,62 +312,6 @@ impl Cluster {
         };
         self.background
             .spawn(deadline, self.cfg.op_timeout, None, call)
-    }
-
-    /// At most `limit` keys of namespace `ns` from `lo` to `hi`,
-    /// ascending, with their values and versions as the cluster has them
-    /// now: one script on the namespace's slot (`scan.rs`), answered by
-    /// the [`Reply`]. Fewer than `limit` keys: the range holds no more.
-    pub fn scan_async(
-        &self,
-        ns: &str,
-        lo: Bound<&[u8]>,
-        hi: Bound<&[u8]>,
-        limit: usize,
-        deadline: Instant,
-    ) -> Reply<ScanEntries> {
-        if let Err(e) = keys::check_namespace(ns) {
-            return Reply::ready(Err(e));
-        }
-        let prefix = keys::value_prefix(ns);
-        let mut cmd = redis::cmd("EVAL");
-        cmd.arg(scan::SCAN_LUA)
-            .arg(1)
-            .arg(keys::index_key(ns))
-            .arg(scan::lex_bound(lo, b"-"))
-            .arg(scan::lex_bound(hi, b"+"))
-            .arg(limit.max(1))
-            .arg(&prefix);
-        let shared = self.shared.clone();
-        let call = async move {
-            let mut c = shared.reads.get().await?;
-            let listed: Vec<Option<Vec<u8>>> = match cmd.query_async(&mut c).await {
-                Ok(r) => r,
-                Err(e) => {
-                    shared.reads.failed(&e).await;
-                    return Err(conn::classify(&e, false));
-                }
-            };
-            // Not offered to the tier: the tier keeps only copies whose
-            // invalidation is certain (a plain read after `CLIENT TRACKING
-            // ON`, `tracking.rs`); whether Redis tracks the keys a script
-            // reads is not relied on.
-            scan::entries(listed)
-        };
-        self.background
-            .spawn(deadline, self.cfg.op_timeout, None, call)
-    }
-
-    /// [`Cluster::scan_async`], waited for on the calling thread.
-    pub fn scan(
-        &self,
-        ns: &str,
-        lo: Bound<&[u8]>,
-        hi: Bound<&[u8]>,
-        limit: usize,
-        deadline: Instant,
-    ) -> Result<ScanEntries, GlobalError> {
-        self.scan_async(ns, lo, hi, limit, deadline).wait()
     }
 
     /// Ready after `pause`, timed on the background runtime: lets an

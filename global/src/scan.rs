@@ -20,9 +20,10 @@
 //! inserted into or deleted from a scanned range by another commit (a
 //! phantom) is a conflict, like a changed value.
 
-use crate::{GlobalError, Versioned};
+use crate::{Cluster, GlobalError, Reply, ScanEntries, Versioned, conn, keys};
 use std::ops::Bound;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// Returns `{key1, n1, v1, key2, n2, v2, ...}` for at most `ARGV[3]` keys
 /// of the index `KEYS[1]` between `ARGV[1]` and `ARGV[2]` (BYLEX syntax);
@@ -43,6 +44,64 @@ for i, k in ipairs(keys) do
 end
 return out
 "#;
+
+impl Cluster {
+    /// At most `limit` keys of namespace `ns` from `lo` to `hi`,
+    /// ascending, with their values and versions as the cluster has them
+    /// now: one script on the namespace's slot (`scan.rs`), answered by
+    /// the [`Reply`]. Fewer than `limit` keys: the range holds no more.
+    pub fn scan_async(
+        &self,
+        ns: &str,
+        lo: Bound<&[u8]>,
+        hi: Bound<&[u8]>,
+        limit: usize,
+        deadline: Instant,
+    ) -> Reply<ScanEntries> {
+        if let Err(e) = keys::check_namespace(ns) {
+            return Reply::ready(Err(e));
+        }
+        let prefix = keys::value_prefix(ns);
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(SCAN_LUA)
+            .arg(1)
+            .arg(keys::index_key(ns))
+            .arg(lex_bound(lo, b"-"))
+            .arg(lex_bound(hi, b"+"))
+            .arg(limit.max(1))
+            .arg(&prefix);
+        let shared = self.shared.clone();
+        let call = async move {
+            let mut c = shared.reads.get().await?;
+            let listed: Vec<Option<Vec<u8>>> = match cmd.query_async(&mut c).await {
+                Ok(r) => r,
+                Err(e) => {
+                    shared.reads.failed(&e).await;
+                    return Err(conn::classify(&e, false));
+                }
+            };
+            // Not offered to the tier: the tier keeps only copies whose
+            // invalidation is certain (a plain read after `CLIENT TRACKING
+            // ON`, `tracking.rs`); whether Redis tracks the keys a script
+            // reads is not relied on.
+            entries(listed)
+        };
+        self.background
+            .spawn(deadline, self.cfg.op_timeout, None, call)
+    }
+
+    /// [`Cluster::scan_async`], waited for on the calling thread.
+    pub fn scan(
+        &self,
+        ns: &str,
+        lo: Bound<&[u8]>,
+        hi: Bound<&[u8]>,
+        limit: usize,
+        deadline: Instant,
+    ) -> Result<ScanEntries, GlobalError> {
+        self.scan_async(ns, lo, hi, limit, deadline).wait()
+    }
+}
 
 /// A range a transaction scanned, and the keys the index held in it then:
 /// the commit is refused unless the index holds exactly these keys in it
@@ -82,7 +141,7 @@ pub(crate) fn lex_bound(b: Bound<&[u8]>, unbounded: &[u8]) -> Vec<u8> {
 }
 
 /// `SCAN_LUA`'s reply as (key, value with version) pairs.
-pub(crate) fn entries(listed: Vec<Option<Vec<u8>>>) -> Result<crate::ScanEntries, GlobalError> {
+pub(crate) fn entries(listed: Vec<Option<Vec<u8>>>) -> Result<ScanEntries, GlobalError> {
     let bad = |what: &str| GlobalError::Protocol(format!("scan reply: {what}"));
     if !listed.len().is_multiple_of(3) {
         return Err(bad("not key, version, value triples"));
