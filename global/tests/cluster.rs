@@ -377,3 +377,65 @@ fn only_keys_this_client_read_are_invalidated() {
     assert_eq!(a.invalidated_keys(), 2);
     assert_eq!(b.invalidated_keys(), 0, "b read nothing");
 }
+
+/// A tracked connection that breaks takes its invalidations with it: the
+/// tier is emptied (a write in between would never be announced), the
+/// next read is fresh and tracked again on the new connection, and a
+/// later write is announced again.
+#[test]
+fn a_broken_tracked_connection_empties_the_tier_and_tracking_resumes() {
+    let Some(c) = RedisCluster::start(3) else {
+        return;
+    };
+    let (a, b) = (client(&c), client(&c));
+    a.read("brk", b"k", soon()).unwrap();
+    assert!(a.read("brk", b"k", soon()).unwrap().from_tier);
+    // Close every client connection of the namespace's master (not the
+    // caller's own: `SKIPME yes`).
+    let master = c.master_of("brk");
+    let mut admin = redis::Client::open(format!("redis://127.0.0.1:{master}"))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let killed: u64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("normal")
+        .query(&mut admin)
+        .unwrap();
+    assert!(killed >= 1, "a's reads connection was open");
+    let start = Instant::now();
+    while a.tier_len() > 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "the tier kept copies whose tracking ended"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // A fresh read (the client reconnects), tracked again.
+    let start = Instant::now();
+    loop {
+        match a.read("brk", b"k", soon()) {
+            Ok(r) => {
+                assert!(!r.from_tier);
+                break;
+            }
+            Err(e) => assert!(start.elapsed() < Duration::from_secs(3), "{e}"),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let before = a.invalidated_keys();
+    assert!(matches!(
+        b.commit("brk", &[], &[(b"k", Some(b"v"))], soon()).unwrap(),
+        Commit::Committed { .. }
+    ));
+    let start = Instant::now();
+    while a.invalidated_keys() == before {
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "no invalidation after the reconnection"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(!a.read("brk", b"k", soon()).unwrap().from_tier);
+}
