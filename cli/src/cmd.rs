@@ -70,6 +70,12 @@ pub struct LogsArgs {
 
 #[derive(clap::Args)]
 pub struct StateArgs {
+    /// The Redis Cluster of global namespaces (as `rime serve --global`),
+    /// for a namespace a deployed function declares global: its data is
+    /// there, not in the data directory. With `--server`, the server's own
+    /// is used instead.
+    #[arg(long, value_name = "URLS", value_delimiter = ',')]
+    pub(crate) global: Vec<String>,
     #[command(subcommand)]
     pub(crate) op: StateOp,
 }
@@ -255,7 +261,7 @@ pub fn scan(
 pub fn state(a: &StateArgs, s: &Settings) -> Result<()> {
     let dir = s.existing_data()?;
     let db = env::open_db(dir, s.one_shot_db_options())?;
-    let result = state_op(&db, &a.op);
+    let result = state_store(&db, a).and_then(|store| state_op(&store, &a.op));
     match Arc::try_unwrap(db) {
         Ok(db) => db.close()?,
         Err(_) => unreachable!("the state subcommand holds the only handle"),
@@ -265,29 +271,100 @@ pub fn state(a: &StateArgs, s: &Settings) -> Result<()> {
 
 use std::sync::Arc;
 
-fn state_op(db: &Db, op: &StateOp) -> Result<()> {
-    match op {
-        StateOp::Get { ns, key } => {
-            let v = match ns_tree(db, ns)? {
-                Some(t) => db.get(t, key.as_bytes())?,
-                None => None,
-            };
-            match v {
-                Some(v) => println!("{}", env::show_bytes(&v)),
-                None => return Err(show::no_key(ns, key).into()),
+/// Where `rime state` reads and writes a namespace: the data directory's
+/// tree, or the Redis Cluster for a namespace a deployed function
+/// declares global (`docs/global.md`, "State commands").
+enum Store<'a> {
+    Local(&'a Db),
+    Global(rime_global::Cluster),
+}
+
+fn state_store<'a>(db: &'a Db, a: &StateArgs) -> Result<Store<'a>> {
+    let ns = a.op.ns();
+    check_ns(ns)?;
+    if !rime_faas::declared_global(db, ns)? {
+        return Ok(Store::Local(db));
+    }
+    if a.global.is_empty() {
+        return Err(format!(
+            "namespace {ns:?} is global (a deployed function declares it): its data is in \
+             the Redis Cluster, not in this directory; pass --global redis://HOST:PORT[,...] \
+             (or use --server)"
+        )
+        .into());
+    }
+    Ok(Store::Global(crate::global_state::connect(&a.global)?))
+}
+
+impl StateOp {
+    /// The namespace the operation names.
+    fn ns(&self) -> &str {
+        match self {
+            StateOp::Get { ns, .. }
+            | StateOp::Put { ns, .. }
+            | StateOp::Del { ns, .. }
+            | StateOp::Scan { ns, .. } => ns,
+        }
+    }
+}
+
+impl Store<'_> {
+    fn get(&self, ns: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        match self {
+            Store::Local(db) => match ns_tree(db, ns)? {
+                Some(t) => Ok(db.get(t, key)?),
+                None => Ok(None),
+            },
+            Store::Global(c) => Ok(crate::global_state::get(c, ns, key)?),
+        }
+    }
+
+    fn put(&self, ns: &str, key: &[u8], value: &[u8]) -> Result<()> {
+        match self {
+            Store::Local(db) => {
+                let t = db.open_or_create_tree(&namespace_tree(ns))?;
+                Ok(db.put(t, key, value)?)
             }
+            Store::Global(c) => Ok(crate::global_state::put(c, ns, key, value)?),
         }
-        StateOp::Put { ns, key, value } => {
-            check_ns(ns)?;
-            let t = db.open_or_create_tree(&namespace_tree(ns))?;
-            db.put(t, key.as_bytes(), value.as_bytes())?;
+    }
+
+    fn delete(&self, ns: &str, key: &[u8]) -> Result<bool> {
+        match self {
+            Store::Local(db) => match ns_tree(db, ns)? {
+                Some(t) => Ok(db.delete(t, key)?),
+                None => Ok(false),
+            },
+            Store::Global(c) => Ok(crate::global_state::delete(c, ns, key)?),
         }
+    }
+
+    fn scan(
+        &self,
+        ns: &str,
+        start: Option<&[u8]>,
+        end: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        match self {
+            Store::Local(db) => match ns_tree(db, ns)? {
+                Some(t) => scan(db, t, start, end, limit),
+                None => Ok(Vec::new()),
+            },
+            Store::Global(c) => Ok(crate::global_state::scan(c, ns, start, end, limit)?),
+        }
+    }
+}
+
+fn state_op(store: &Store<'_>, op: &StateOp) -> Result<()> {
+    match op {
+        StateOp::Get { ns, key } => match store.get(ns, key.as_bytes())? {
+            Some(v) => println!("{}", env::show_bytes(&v)),
+            None => return Err(show::no_key(ns, key).into()),
+        },
+        StateOp::Put { ns, key, value } => store.put(ns, key.as_bytes(), value.as_bytes())?,
         StateOp::Del { ns, key } => {
-            let deleted = match ns_tree(db, ns)? {
-                Some(t) => db.delete(t, key.as_bytes())?,
-                None => false,
-            };
-            if !deleted {
+            if !store.delete(ns, key.as_bytes())? {
                 return Err(show::no_key(ns, key).into());
             }
         }
@@ -297,17 +374,14 @@ fn state_op(db: &Db, op: &StateOp) -> Result<()> {
             end,
             limit,
         } => {
-            if let Some(t) = ns_tree(db, ns)? {
-                let pairs = scan(
-                    db,
-                    t,
-                    start.as_deref().map(str::as_bytes),
-                    end.as_deref().map(str::as_bytes),
-                    *limit,
-                )?;
-                for (k, v) in pairs {
-                    println!("{}", show::pair_line(&k, &v));
-                }
+            let pairs = store.scan(
+                ns,
+                start.as_deref().map(str::as_bytes),
+                end.as_deref().map(str::as_bytes),
+                *limit,
+            )?;
+            for (k, v) in pairs {
+                println!("{}", show::pair_line(&k, &v));
             }
         }
     }

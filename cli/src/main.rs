@@ -18,6 +18,7 @@ mod config;
 mod conn;
 mod demo;
 mod env;
+mod global_state;
 mod query;
 mod remote;
 mod scaffold;

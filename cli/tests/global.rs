@@ -188,3 +188,91 @@ fn deploy_global_from_the_cli_and_a_half_global_function_is_refused() {
     let err = String::from_utf8_lossy(&half.stderr);
     assert!(err.contains("global"), "{err}");
 }
+
+/// `rime state` and HTTP `/state` on a namespace a deployed function
+/// declares global read and write it in the cluster (not in the node's
+/// tree of the same name): what one node's invocations wrote, another
+/// node's `state get` shows; what `state put` wrote, invocations see. A
+/// local namespace stays in the node. Without a server, `rime state`
+/// needs `--global` for a global namespace and says so.
+#[test]
+fn rime_state_reaches_global_namespaces_on_every_node() {
+    let Some(cluster) = RedisCluster::start(3) else {
+        return;
+    };
+    let (dir_a, dir_b) = (TempDir::new().unwrap(), TempDir::new().unwrap());
+    let (a, b) = (start_node(&cluster, &dir_a), start_node(&cluster, &dir_b));
+    for n in [&a, &b] {
+        deploy(n, "gc", "counter", "global=gc");
+    }
+    deploy(&a, "lc", "counter", "");
+    for _ in 0..2 {
+        assert_eq!(invoke(&a, "gc", b"k").0, 200);
+    }
+    let state = |n: &Server, args: &[&str]| {
+        let mut all = vec!["--server", &n.base, "--token", TOKEN, "state"];
+        all.extend_from_slice(args);
+        common::rime_output(&all)
+    };
+    let two = "0x0200000000000000 (i64 2)";
+    // What node a's invocations committed, node b's `state get` shows.
+    let (ok, out, err) = state(&b, &["get", "gc", "k"]);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), two);
+    // `state put` on b, `state get` and `scan` on a, straight from Redis.
+    let (ok, _, err) = state(&b, &["put", "gc", "k2", "hello"]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = state(&a, &["get", "gc", "k2"]);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "hello");
+    let (ok, out, err) = state(&a, &["scan", "gc"]);
+    assert!(ok, "{err}");
+    assert_eq!(out, format!("k\t{two}\nk2\thello\n"));
+    let client = Cluster::new(GlobalConfig::new(cluster.urls())).unwrap();
+    let soon = || Instant::now() + Duration::from_secs(5);
+    assert_eq!(
+        client.get_now("gc", b"k2", soon()).unwrap().unwrap(),
+        b"hello"
+    );
+    // Delete: once, then "not found".
+    assert!(state(&a, &["del", "gc", "k2"]).0);
+    let (ok, _, err) = state(&b, &["del", "gc", "k2"]);
+    assert!(!ok && err.contains("not found"), "{err}");
+    assert_eq!(client.get_now("gc", b"k2", soon()).unwrap(), None);
+    // HTTP: a value put on b is what an invocation on a counts from.
+    let url = |n: &Server, path: &str| n.url(&format!("/state/gc/{path}"));
+    let (st, _) = send(auth(ureq::put(&url(&b, "n"))), Some(&41i64.to_le_bytes()));
+    assert_eq!(st, 204);
+    assert_eq!(text(&invoke(&a, "gc", b"n").1), "42");
+    let (st, body) = send(auth(ureq::get(&url(&b, "n"))), None);
+    assert_eq!((st, body), (200, 42i64.to_le_bytes().to_vec()));
+    let (st, body) = send(auth(ureq::get(&b.url("/state/gc?limit=1"))), None);
+    assert_eq!(st, 200);
+    let page: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(page["items"][0]["key"], "k");
+    assert_eq!(page["next"], "n");
+    // A local namespace stays in the node.
+    assert!(state(&a, &["put", "lc", "x", "local"]).0);
+    assert_eq!(state(&a, &["get", "lc", "x"]).1.trim(), "local");
+    assert_eq!(client.get_now("lc", b"x", soon()).unwrap(), None);
+    assert!(!state(&b, &["get", "lc", "x"]).0);
+    // On the data directory, without a server.
+    a.terminate();
+    let data = dir_a.path().to_str().unwrap();
+    let (ok, _, err) = common::rime_output(&["--data", data, "state", "get", "gc", "k"]);
+    assert!(!ok && err.contains("--global"), "{err}");
+    let urls = cluster.url_list();
+    let on_dir = |args: &[&str]| {
+        let mut all = vec!["--data", data, "state", "--global", &urls];
+        all.extend_from_slice(args);
+        common::rime_output(&all)
+    };
+    let (ok, out, err) = on_dir(&["get", "gc", "k"]);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), two);
+    assert!(on_dir(&["put", "gc", "k3", "from-dir"]).0);
+    assert_eq!(state(&b, &["get", "gc", "k3"]).1.trim(), "from-dir");
+    let (ok, out, _) = on_dir(&["get", "lc", "x"]);
+    assert!(ok);
+    assert_eq!(out.trim(), "local");
+}

@@ -162,9 +162,8 @@ pub enum InvokeError {
     /// have been applied (never acknowledged as committed).
     #[error("global commit outcome unknown: {0}")]
     GlobalUnknown(String),
-    /// The invocation did what global namespaces do not support (yet): a
-    /// scan, or two global namespaces in one transaction. Nothing was
-    /// committed.
+    /// The invocation did what global namespaces do not support (yet): two
+    /// global namespaces in one transaction. Nothing was committed.
     #[error("not supported on global namespaces: {0}")]
     GlobalUnsupported(String),
 }

@@ -18,8 +18,9 @@
 //! miss does (`abi/mod.rs`). The commit is awaited the same way.
 
 use crate::error::InvokeError;
-use rime_global::{Cluster, Commit, GlobalError, Reply, Versioned};
+use rime_global::{Cluster, Commit, GlobalError, RangeRead, Reply, ScanEntries, Versioned};
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -35,6 +36,9 @@ pub(crate) struct Attempt {
     ns: Option<String>,
     reads: HashMap<Vec<u8>, Seen>,
     writes: BTreeMap<Vec<u8>, Option<Arc<[u8]>>>,
+    /// The ranges scanned, each with the keys the cluster held in it: the
+    /// commit refuses the attempt if one holds other keys then (a phantom).
+    ranges: Vec<RangeRead>,
     /// Read from the cluster, not the local tier: a re-run after a
     /// conflict. (From the tier, a hot key's copy is often stale again
     /// by then, refilled by another thread's slow fetch: writers of a hot
@@ -59,6 +63,7 @@ impl Attempt {
             ns: None,
             reads: HashMap::new(),
             writes: BTreeMap::new(),
+            ranges: Vec::new(),
             error: None,
         }
     }
@@ -132,6 +137,78 @@ impl Attempt {
         seen.value.clone()
     }
 
+    /// Starts reading at most `limit` keys of namespace `ns` from `lo` to
+    /// `hi` from the cluster (a scan has no local tier): the caller waits
+    /// for the reply, shows the guest [`Attempt::merged`] and records
+    /// what the guest saw with [`Attempt::scanned`].
+    pub(crate) fn scan_fetch(
+        &mut self,
+        ns: &str,
+        lo: &Bound<Vec<u8>>,
+        hi: &Bound<Vec<u8>>,
+        limit: usize,
+    ) -> Result<Reply<ScanEntries>, InvokeError> {
+        let cluster = self.enter(ns)?;
+        Ok(cluster.scan_async(ns, bound_ref(lo), bound_ref(hi), limit, self.deadline))
+    }
+
+    /// The entries a scan shows the guest from `fetched` (the cluster's
+    /// keys from `lo` to `fetched_hi`, ascending): the attempt's own
+    /// writes in that range win (a delete hides the key, a put of a new
+    /// key appears), and a key read before shows the value read then
+    /// (reads repeat; if it changed since, the commit fails anyway).
+    pub(crate) fn merged(
+        &self,
+        lo: &Bound<Vec<u8>>,
+        fetched_hi: &Bound<Vec<u8>>,
+        fetched: &[(Vec<u8>, Versioned)],
+    ) -> Vec<(Vec<u8>, Arc<[u8]>)> {
+        let mut shown: BTreeMap<&[u8], Option<Arc<[u8]>>> = BTreeMap::new();
+        for (k, v) in fetched {
+            let value = match self.reads.get(k) {
+                Some(seen) => seen.value.clone(),
+                None => v.value.clone(),
+            };
+            shown.insert(k, value);
+        }
+        let written = self
+            .writes
+            .iter()
+            .filter(|(k, _)| within(k, lo, fetched_hi));
+        for (k, w) in written {
+            shown.insert(k, w.clone());
+        }
+        shown
+            .into_iter()
+            .filter_map(|(k, v)| Some((k.to_vec(), v?)))
+            .collect()
+    }
+
+    /// Records what a scan showed the guest: the range from `lo` to
+    /// `covered_hi`, with the keys `fetched` holds in it, and each of
+    /// them as a read with its version (a key read before keeps its first
+    /// version).
+    pub(crate) fn scanned(
+        &mut self,
+        lo: Bound<Vec<u8>>,
+        covered_hi: Bound<Vec<u8>>,
+        fetched: ScanEntries,
+    ) {
+        let mut keys = Vec::with_capacity(fetched.len());
+        for (k, v) in fetched {
+            if !within(&k, &lo, &covered_hi) {
+                break; // ascending: the rest are beyond too
+            }
+            keys.push(k.clone());
+            self.record(k, v, false);
+        }
+        self.ranges.push(RangeRead {
+            lo,
+            hi: covered_hi,
+            keys,
+        });
+    }
+
     /// Buffers a write of `key` (`None`: delete).
     pub(crate) fn write(
         &mut self,
@@ -169,6 +246,7 @@ impl Attempt {
             return Ok(true);
         };
         if self.writes.is_empty()
+            && self.ranges.is_empty()
             && self.reads.len() == 1
             && self.reads.values().all(|s| !s.from_tier)
         {
@@ -185,13 +263,23 @@ impl Attempt {
             .iter()
             .map(|(k, v)| (&k[..], v.as_deref()))
             .collect();
-        let reply = cluster.commit_async(ns, &reads, &writes, deadline);
+        let reply = cluster.commit_scanned_async(ns, &reads, &self.ranges, &writes, deadline);
         match reply.await {
             Ok(Commit::Committed { .. }) => Ok(true),
             Ok(Commit::Conflict) => Ok(false),
             Err(e) => Err(global_error(e)),
         }
     }
+}
+
+fn bound_ref(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
+    b.as_ref().map(Vec::as_slice)
+}
+
+/// Whether `key` is between `lo` and `hi`.
+pub(crate) fn within(key: &[u8], lo: &Bound<Vec<u8>>, hi: &Bound<Vec<u8>>) -> bool {
+    use std::ops::RangeBounds;
+    RangeBounds::<[u8]>::contains(&(bound_ref(lo), bound_ref(hi)), key)
 }
 
 /// Why [`Attempt::value`] has no value yet.
@@ -237,7 +325,7 @@ pub(crate) async fn backoff(attempts: u32, cluster: Option<&Cluster>) {
 }
 
 /// The invocation's error for a failed call to the global store.
-fn global_error(e: GlobalError) -> InvokeError {
+pub(crate) fn global_error(e: GlobalError) -> InvokeError {
     match e {
         GlobalError::Unknown(m) => InvokeError::GlobalUnknown(m),
         GlobalError::Timeout => InvokeError::GlobalUnavailable(

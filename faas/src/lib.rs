@@ -41,7 +41,7 @@ pub use error::{DeployError, InvokeError, OpenError, UndeployError};
 pub use exec::Invoking;
 pub use guest_log::{GuestLog, LogLevel, LogSink, level_name};
 pub use invoke::Invocation;
-pub use registry::{FunctionConfig, FunctionInfo, Grant, namespace_tree};
+pub use registry::{FunctionConfig, FunctionInfo, Grant, declared_global, namespace_tree};
 pub use settings::{SECRET_SHOWN, Setting};
 
 use registry::Function;
@@ -279,6 +279,35 @@ impl Runtime {
             .collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
         v
+    }
+
+    /// Where namespace `ns`'s data lives, for reads and writes outside
+    /// invocations (`rime state`, HTTP `/state`): `Ok(None)` if no deployed
+    /// function declares it global (the node's own tree), the node's
+    /// global store if one does (`docs/global.md`, "State commands"), and
+    /// `GlobalUnavailable` if one does and the node has no global store.
+    pub fn global_store_of(
+        &self,
+        ns: &str,
+    ) -> Result<Option<Arc<rime_global::Cluster>>, InvokeError> {
+        let functions = self
+            .inner
+            .functions
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
+        if !functions
+            .values()
+            .any(|f| f.config.global.iter().any(|g| g == ns))
+        {
+            return Ok(None);
+        }
+        match &self.inner.cfg.global {
+            Some(c) => Ok(Some(c.clone())),
+            None => Err(InvokeError::GlobalUnavailable(format!(
+                "namespace {ns:?} is global and this node has no global store \
+                 (start it with `rime serve --global redis://HOST:PORT`)"
+            ))),
+        }
     }
 
     /// Runs `name` on `input` in the calling thread, as one transaction;

@@ -296,6 +296,20 @@ fn grant_prefix(name: &str) -> Vec<u8> {
 fn setting_prefix(name: &str) -> Vec<u8> {
     format!("c/{name}/").into_bytes()
 }
+/// Whether a function stored in `db`'s registry declares namespace `ns`
+/// global (`x/<name>/<ns>`), read without opening a runtime (`rime state`
+/// on a data directory).
+pub fn declared_global(db: &Db, ns: &str) -> Result<bool, TxError> {
+    let Some(reg) = db.open_tree(REGISTRY_TREE)? else {
+        return Ok(false);
+    };
+    let declarations = db.transaction(|tx| keys_with_prefix(tx, reg, b"x/"))?;
+    Ok(declarations.iter().any(|(k, _)| {
+        let mut parts = k[2..].splitn(2, |&b| b == b'/');
+        matches!((parts.next(), parts.next()), (Some(_), Some(n)) if n == ns.as_bytes())
+    }))
+}
+
 fn global_prefix(name: &str) -> Vec<u8> {
     format!("x/{name}/").into_bytes()
 }

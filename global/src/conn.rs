@@ -17,6 +17,7 @@
 //!    one from the seeds (the crate's own repair is not relied on to
 //!    notice a whole cluster restarted).
 
+use crate::tier::Tier;
 use crate::{GlobalError, Reply};
 use redis::ErrorKind;
 use redis::cluster::ClusterClient;
@@ -92,13 +93,17 @@ impl Drop for Background {
 pub(crate) struct Lazy {
     client: ClusterClient,
     conn: tokio::sync::Mutex<Option<ClusterConnection>>,
+    /// Emptied when the connection is dropped: its keys were tracked
+    /// (`tracking.rs`), and their invalidations end with it.
+    tracked_for: Option<Arc<Tier>>,
 }
 
 impl Lazy {
-    pub(crate) fn new(client: ClusterClient) -> Lazy {
+    pub(crate) fn new(client: ClusterClient, tracked_for: Option<Arc<Tier>>) -> Lazy {
         Lazy {
             client,
             conn: tokio::sync::Mutex::new(None),
+            tracked_for,
         }
     }
 
@@ -123,6 +128,9 @@ impl Lazy {
     pub(crate) async fn failed(&self, e: &RedisError) {
         if !matches!(e.kind(), ErrorKind::Server(_)) {
             self.conn.lock().await.take();
+            if let Some(tier) = &self.tracked_for {
+                tier.clear();
+            }
         }
     }
 }

@@ -8,6 +8,9 @@
 //!   rime:{<ns>}:k:<key bytes> hash    v = the value's bytes
 //!                                     n = its version, decimal: the seq of
 //!                                         the commit that wrote it
+//!   rime:{<ns>}:z             sorted set  every key of the namespace, as
+//!                                     a member with score 0: the index a
+//!                                     scan lists (`scan.rs`)
 //!         ^^^^
 //!         hash tag: Redis Cluster hashes only the text between the first
 //!         `{` and the next `}`, so every key of a namespace is in one slot,
@@ -24,6 +27,7 @@ use crate::GlobalError;
 const PREFIX: &[u8] = b"rime:{";
 const SEQ_SUFFIX: &[u8] = b"}:seq";
 const KEY_INFIX: &[u8] = b"}:k:";
+const INDEX_SUFFIX: &[u8] = b"}:z";
 
 /// A namespace name usable as a hash tag: non-empty, no braces (Rime's
 /// names are `[a-z0-9_.-]`, so every valid name is).
@@ -48,13 +52,32 @@ pub fn done_key(ns: &str, id: &str) -> Vec<u8> {
     format!("rime:{{{ns}}}:done:{id}").into_bytes()
 }
 
-/// The hash holding `key` of namespace `ns`.
+/// The hash holding `key` of namespace `ns`: [`value_prefix`], then the
+/// key's bytes.
 pub fn value_key(ns: &str, key: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(PREFIX.len() + ns.len() + KEY_INFIX.len() + key.len());
+    let mut k = value_prefix(ns);
+    k.extend_from_slice(key);
+    k
+}
+
+/// What every value hash's name of namespace `ns` starts with.
+pub fn value_prefix(ns: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(PREFIX.len() + ns.len() + KEY_INFIX.len() + KEY_ROOM_BYTES);
     k.extend_from_slice(PREFIX);
     k.extend_from_slice(ns.as_bytes());
     k.extend_from_slice(KEY_INFIX);
-    k.extend_from_slice(key);
+    k
+}
+
+/// Room reserved for the key after [`value_prefix`]: typical keys fit.
+const KEY_ROOM_BYTES: usize = 32;
+
+/// The sorted set of namespace `ns`'s keys (`scan.rs`).
+pub fn index_key(ns: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(PREFIX.len() + ns.len() + INDEX_SUFFIX.len());
+    k.extend_from_slice(PREFIX);
+    k.extend_from_slice(ns.as_bytes());
+    k.extend_from_slice(INDEX_SUFFIX);
     k
 }
 
@@ -103,6 +126,7 @@ mod tests {
             let s = slot(ns);
             assert_eq!(key_slot(&done_key(ns, "1-2")), s);
             assert_eq!(key_slot(&seq_key(ns)), s);
+            assert_eq!(key_slot(&index_key(ns)), s);
             for key in [&b""[..], b"x", b"{other}", b"\xff\x00}"] {
                 assert_eq!(key_slot(&value_key(ns, key)), s);
             }

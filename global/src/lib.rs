@@ -3,13 +3,15 @@
 //!
 //! * `keys`: where a namespace's keys live (one hash-tagged slot each).
 //! * `script`: the commit script (validate the reads, apply the writes).
+//! * `scan`: range reads over each namespace's index of keys.
 //! * `tier`: the node's local copies, with versions.
-//! * `invalidate`: keyspace notifications that drop stale copies.
+//! * `tracking`: RESP3 `CLIENT TRACKING` pushes that drop stale copies.
 //! * `testing`: real `redis-server` processes in cluster mode for tests.
 //!
 //! * `conn`: the background runtime (one tokio thread) and its async
 //!   cluster connections; `reply`: how a caller gets a call's answer.
 //! * `commit`: one commit's round trips (script, then `WAIT`).
+//! * `direct`: reads and writes outside invocations (`rime state`).
 //!
 //! [`Cluster`] is the client: [`Cluster::cached`] serves a key from the
 //! local tier; [`Cluster::fetch_async`] fetches one and
@@ -24,22 +26,29 @@
 
 mod commit;
 mod conn;
-mod invalidate;
+mod direct;
 pub mod keys;
 mod reply;
+mod scan;
 mod script;
 pub mod testing;
 mod tier;
+mod tracking;
 
 /// The client library, for tests and benchmarks that talk to the cluster
 /// directly (e.g. the plain round-trip rows of `faas/examples/global_bench.rs`).
 pub use redis;
 pub use reply::Reply;
+pub use scan::RangeRead;
+
+/// What a scan read: keys, ascending, with their values and versions.
+pub type ScanEntries = Vec<(Vec<u8>, Versioned)>;
 pub use tier::Versioned;
 
 use conn::{Background, Lazy};
 use redis::cluster::ClusterClient;
-use redis::cluster_routing::{Route, SlotAddr};
+use redis::cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr};
+use redis::{RedisError, Value};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -80,8 +89,8 @@ pub struct GlobalConfig {
     pub op_timeout: Duration,
     /// Local-tier copies kept (0: no local tier).
     pub tier_entries: usize,
-    /// Subscribe to the masters' keyspace notifications, dropping a copy
-    /// when another node writes its key (`invalidate.rs`).
+    /// Track the keys this node reads (RESP3 `CLIENT TRACKING`), dropping
+    /// a copy when any client writes its key (`tracking.rs`).
     pub invalidations: bool,
 }
 
@@ -134,8 +143,6 @@ pub struct Cluster {
     shared: Arc<Shared>,
     /// Runs every call (`conn.rs`); stopped when the client goes.
     background: Background,
-    /// Stops the invalidation threads when the client goes.
-    _invalidator: Option<invalidate::Invalidator>,
     /// The commit script's SHA1, for `EVALSHA`.
     script_sha: String,
     /// This client's part of every commit id: unique per process and
@@ -146,8 +153,11 @@ pub struct Cluster {
 
 /// What the calls on the background runtime share with the client.
 struct Shared {
-    /// Reads: one retry (a MOVED after a failover).
+    /// Reads: one retry (a MOVED after a failover); RESP3 with tracking
+    /// when the tier is invalidated (`tracking.rs`).
     reads: Lazy,
+    /// The tier's invalidations, if on.
+    tracking: Option<Arc<tracking::Tracking>>,
     /// Commits: no retry, so that a commit is sent once (`commit.rs`).
     commits: Lazy,
     tier: Arc<tier::Tier>,
@@ -173,8 +183,11 @@ impl Cluster {
         if cfg.nodes.is_empty() {
             return Err(GlobalError::BadAddress(String::new(), "no nodes".into()));
         }
-        let build = |retries: u32| {
-            ClusterClient::builder(cfg.nodes.clone())
+        let tier = Arc::new(tier::Tier::new(cfg.tier_entries));
+        let tracking = (cfg.invalidations && cfg.tier_entries > 0)
+            .then(|| Arc::new(tracking::Tracking::new(tier.clone())));
+        let build = |retries: u32, pushes: Option<Arc<tracking::Tracking>>| {
+            let mut b = ClusterClient::builder(cfg.nodes.clone())
                 .connection_timeout(cfg.op_timeout)
                 .response_timeout(cfg.op_timeout)
                 // Reads: one retry (a MOVED after a failover, a refreshed
@@ -182,22 +195,30 @@ impl Cluster {
                 // rest. Commits: none (`commit.rs`).
                 .retries(retries)
                 .min_retry_wait(5)
-                .max_retry_wait(50)
-                .build()
+                .max_retry_wait(50);
+            if let Some(t) = pushes {
+                b = b.use_protocol(redis::ProtocolVersion::RESP3).push_sender(
+                    move |info: redis::PushInfo| {
+                        t.on_push(info);
+                        Ok::<(), std::convert::Infallible>(())
+                    },
+                );
+            }
+            b.build()
                 .map_err(|e| GlobalError::BadAddress(cfg.nodes.join(","), e.to_string()))
         };
-        let tier = Arc::new(tier::Tier::new(cfg.tier_entries));
         let shared = Arc::new(Shared {
-            reads: Lazy::new(build(1)?),
-            commits: Lazy::new(build(0)?),
-            tier: tier.clone(),
+            reads: Lazy::new(
+                build(1, tracking.clone())?,
+                tracking.is_some().then(|| tier.clone()),
+            ),
+            commits: Lazy::new(build(0, None)?, None),
+            tier,
+            tracking,
         });
-        let invalidator = (cfg.invalidations && cfg.tier_entries > 0)
-            .then(|| invalidate::start(cfg.nodes.clone(), tier));
         Ok(Cluster {
             background: Background::start()?,
             shared,
-            _invalidator: invalidator,
             cfg,
             script_sha: redis::Script::new(script::COMMIT_LUA)
                 .get_hash()
@@ -214,6 +235,12 @@ impl Cluster {
     /// Copies in the local tier now.
     pub fn tier_len(&self) -> usize {
         self.shared.tier.len()
+    }
+
+    /// Keys named by the invalidations this client received so far
+    /// (`tracking.rs`; 0 without invalidations).
+    pub fn invalidated_keys(&self) -> u64 {
+        self.shared.tracking.as_ref().map_or(0, |t| t.invalidated())
     }
 
     /// The local tier's copy of `key` of namespace `ns`, if it has one
@@ -250,14 +277,25 @@ impl Cluster {
     pub fn fetch_async(&self, ns: &str, key: &[u8], deadline: Instant) -> Reply<Versioned> {
         let rk = keys::value_key(ns, key);
         let shared = self.shared.clone();
+        let node =
+            SingleNodeRoutingInfo::SpecificNode(Route::new(keys::slot(ns), SlotAddr::Master));
         let call = async move {
             let mut c = shared.reads.get().await?;
-            let fetched: Result<(Option<Vec<u8>>, Option<u64>), _> = redis::cmd("HMGET")
-                .arg(&rk)
-                .arg("v")
-                .arg("n")
-                .query_async(&mut c)
-                .await;
+            // With tracking, `CLIENT TRACKING ON` first, on the same
+            // connection: the master tracks the key read (`tracking.rs`).
+            let mut pipe = redis::pipe();
+            let tracked = shared.tracking.is_some();
+            if tracked {
+                pipe.cmd("CLIENT").arg("TRACKING").arg("ON");
+            }
+            pipe.cmd("HMGET").arg(&rk).arg("v").arg("n");
+            let fetched: Result<(Option<Vec<u8>>, Option<u64>), _> = c
+                .route_pipeline(pipe, usize::from(tracked), 1, node)
+                .await
+                .and_then(|vals| {
+                    let reply = vals.into_iter().next().unwrap_or(Value::Nil);
+                    redis::from_redis_value(reply).map_err(RedisError::from)
+                });
             let (value, version) = match fetched {
                 Ok(r) => r,
                 Err(e) => {
@@ -299,6 +337,19 @@ impl Cluster {
         self.commit_async(ns, reads, writes, deadline).wait()
     }
 
+    /// [`Cluster::commit_scanned_async`], waited for on the calling thread.
+    pub fn commit_scanned(
+        &self,
+        ns: &str,
+        reads: &[(&[u8], u64)],
+        ranges: &[RangeRead],
+        writes: &[(&[u8], Option<&[u8]>)],
+        deadline: Instant,
+    ) -> Result<Commit, GlobalError> {
+        self.commit_scanned_async(ns, reads, ranges, writes, deadline)
+            .wait()
+    }
+
     /// Commits an attempt on namespace `ns`: `reads` are (key, version
     /// read), `writes` (key, new value or `None` to delete), each key at
     /// most once. One script, on the namespace's slot, sent once:
@@ -327,13 +378,27 @@ impl Cluster {
         writes: &[(&[u8], Option<&[u8]>)],
         deadline: Instant,
     ) -> Reply<Commit> {
+        self.commit_scanned_async(ns, reads, &[], writes, deadline)
+    }
+
+    /// [`Cluster::commit_async`] for an attempt that also scanned: the
+    /// script refuses it (`Conflict`) unless each of `ranges` still holds
+    /// exactly the keys it held when scanned (`scan.rs`).
+    pub fn commit_scanned_async(
+        &self,
+        ns: &str,
+        reads: &[(&[u8], u64)],
+        ranges: &[RangeRead],
+        writes: &[(&[u8], Option<&[u8]>)],
+        deadline: Instant,
+    ) -> Reply<Commit> {
         if let Err(e) = keys::check_namespace(ns) {
             return Reply::ready(Err(e));
         }
         let read_keys: Vec<Vec<u8>> = reads.iter().map(|(k, _)| keys::value_key(ns, k)).collect();
         let write_keys: Vec<Vec<u8>> = writes.iter().map(|(k, _)| keys::value_key(ns, k)).collect();
         let prepared = commit::Prepared {
-            evalsha: self.script_call(ns, &read_keys, reads, &write_keys, writes),
+            evalsha: self.script_call(ns, &read_keys, reads, ranges, &write_keys, writes),
             route: Route::new(keys::slot(ns), SlotAddr::Master),
             source: script::COMMIT_LUA,
         };
@@ -358,6 +423,7 @@ impl Cluster {
         ns: &str,
         read_keys: &[Vec<u8>],
         reads: &[(&[u8], u64)],
+        ranges: &[RangeRead],
         write_keys: &[Vec<u8>],
         writes: &[(&[u8], Option<&[u8]>)],
     ) -> redis::Cmd {
@@ -365,15 +431,26 @@ impl Cluster {
         let id = format!("{}-{n:x}", self.id_prefix);
         let mut cmd = redis::cmd("EVALSHA");
         cmd.arg(&self.script_sha)
-            .arg(2 + read_keys.len() + write_keys.len())
+            .arg(3 + read_keys.len() + write_keys.len())
             .arg(keys::seq_key(ns))
-            .arg(keys::done_key(ns, &id));
+            .arg(keys::done_key(ns, &id))
+            .arg(keys::index_key(ns));
         for rk in read_keys.iter().chain(write_keys) {
             cmd.arg(rk.as_slice());
         }
-        cmd.arg(reads.len());
+        cmd.arg(reads.len())
+            .arg(ranges.len())
+            .arg(keys::value_prefix(ns).len());
         for (_, version) in reads {
             cmd.arg(*version);
+        }
+        for range in ranges {
+            cmd.arg(range.lex_min())
+                .arg(range.lex_max())
+                .arg(range.keys.len());
+            for k in &range.keys {
+                cmd.arg(k.as_slice());
+            }
         }
         for (_, value) in writes {
             match value {

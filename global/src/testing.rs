@@ -1,7 +1,8 @@
 //! Real `redis-server` processes in cluster mode, for tests (never a mock):
 //! [`RedisCluster::start`] runs `masters` servers on free loopback ports in
-//! a temporary directory, each with `appendonly yes`, `appendfsync
-//! always` and `notify-keyspace-events Kgh`, joins them with `redis-cli
+//! a temporary directory, each with `appendonly yes` and `appendfsync
+//! always` (nothing for invalidations: `CLIENT TRACKING` needs no
+//! configuration), joins them with `redis-cli
 //! --cluster create`, and waits until every node says `cluster_state:ok`.
 //! [`RedisCluster::start_with_replicas`] adds replicas (same settings) and
 //! waits until each is in sync; [`RedisCluster::kill_master_of`] and
@@ -367,9 +368,6 @@ fn spawn_server(dir: &Path, port: u16, node_timeout_ms: u32) -> Child {
         .arg("--appenddirname")
         .arg(format!("aof-{port}"))
         .args(["--save", "", "--daemonize", "no"])
-        // Keyspace notifications of HSET and DEL: the local tier's
-        // invalidations (`invalidate.rs`).
-        .args(["--notify-keyspace-events", "Kgh"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -6,9 +6,9 @@
 //!
 //! Copies enter when read from Redis (not when this node writes: see
 //! `Cluster::commit`);
-//! they leave when a commit finds them stale, when a keyspace
-//! notification says the key was written (`invalidate.rs`), and all at
-//! once when notifications may have been missed. The map is bounded: at
+//! they leave when a commit finds them stale, when a `CLIENT TRACKING`
+//! push says the key was written (`tracking.rs`), and all at once when
+//! pushes may have been missed. The map is bounded: at
 //! `max_entries` it is emptied (a cache, not a store).
 
 use std::collections::HashMap;

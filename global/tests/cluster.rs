@@ -17,9 +17,9 @@ fn client(c: &RedisCluster) -> Cluster {
     Cluster::new(GlobalConfig::new(c.urls())).expect("client")
 }
 
-/// A client whose tier is not invalidated by notifications: a stale copy
-/// stays until a commit finds it (with notifications, whether it is still
-/// there when read depends on how fast the notification came).
+/// A client whose tier is not invalidated (no `CLIENT TRACKING`): a stale
+/// copy stays until a commit finds it (with invalidations, whether it is
+/// still there when read depends on how fast the push came).
 fn client_without_invalidations(c: &RedisCluster) -> Cluster {
     Cluster::new(GlobalConfig::new(c.urls()).invalidations(false)).expect("client")
 }
@@ -267,12 +267,15 @@ fn a_commit_sent_twice_is_applied_once() {
     let run = |con: &mut redis::cluster::ClusterConnection| -> (i64, i64, i64) {
         redis::cmd("EVAL")
             .arg(body)
-            .arg(4)
+            .arg(5)
             .arg(rime_global::keys::seq_key("twice"))
             .arg(rime_global::keys::done_key("twice", "test-1"))
+            .arg(rime_global::keys::index_key("twice"))
             .arg(rime_global::keys::value_key("twice", b"k"))
             .arg(rime_global::keys::value_key("twice", b"k"))
-            .arg(1)
+            .arg(1) // keys read
+            .arg(0) // ranges scanned
+            .arg(rime_global::keys::value_prefix("twice").len())
             .arg(seq)
             .arg("p")
             .arg("2")
@@ -291,8 +294,9 @@ fn a_commit_sent_twice_is_applied_once() {
     assert_eq!((v.version, v.value.as_deref()), (seq + 1, Some(&b"2"[..])));
 }
 
-/// A write by another client drops this client's copy of the key (keyspace
-/// notifications), so its next read is fresh without a failed commit.
+/// A write by another client drops this client's copy of the key (a
+/// `CLIENT TRACKING` push), so its next read is fresh without a failed
+/// commit.
 #[test]
 fn a_write_elsewhere_invalidates_the_local_copy() {
     let Some(c) = RedisCluster::start(3) else {
@@ -300,8 +304,6 @@ fn a_write_elsewhere_invalidates_the_local_copy() {
     };
     let a = client(&c);
     let b = client(&c);
-    // Let the invalidation threads subscribe.
-    std::thread::sleep(Duration::from_millis(500));
     assert_eq!(a.read("inv", b"k", soon()).unwrap().versioned.version, 0);
     assert!(a.read("inv", b"k", soon()).unwrap().from_tier);
     let Commit::Committed { seq } = b.commit("inv", &[], &[(b"k", Some(b"v"))], soon()).unwrap()
@@ -321,4 +323,119 @@ fn a_write_elsewhere_invalidates_the_local_copy() {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// Invalidations name only the keys this client read: another client's
+/// writes of keys it never read (or read once and was told of already)
+/// send it nothing; a key read again is tracked again.
+#[test]
+fn only_keys_this_client_read_are_invalidated() {
+    let Some(c) = RedisCluster::start(3) else {
+        return;
+    };
+    let (a, b) = (client(&c), client(&c));
+    let put = |keys: &[&[u8]]| {
+        let writes: Vec<(&[u8], Option<&[u8]>)> =
+            keys.iter().map(|k| (*k, Some(&b"v"[..]))).collect();
+        assert!(matches!(
+            b.commit("only", &[], &writes, soon()).unwrap(),
+            Commit::Committed { .. }
+        ));
+    };
+    // Waits until `a` was told of `n` keys in all, then a little longer
+    // for any it should not be told of.
+    let told = |n: u64| {
+        let start = Instant::now();
+        while a.invalidated_keys() < n {
+            assert!(
+                start.elapsed() < Duration::from_secs(3),
+                "no invalidation came"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(a.invalidated_keys(), n, "told of keys it did not read");
+    };
+    a.read("only", b"read", soon()).unwrap();
+    put(&[b"read", b"unread-1", b"unread-2"]);
+    told(1);
+    assert!(!a.read("only", b"read", soon()).unwrap().from_tier);
+    // Told once per read: the fresh read above tracks it again, once.
+    put(&[b"read", b"unread-1"]);
+    told(2);
+    put(&[b"read"]);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(a.invalidated_keys(), 2, "told again without a read");
+    // Other namespaces, other slots: nothing either.
+    put(&[b"x"]);
+    assert!(matches!(
+        b.commit("elsewhere", &[], &[(b"read", Some(b"v"))], soon())
+            .unwrap(),
+        Commit::Committed { .. }
+    ));
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(a.invalidated_keys(), 2);
+    assert_eq!(b.invalidated_keys(), 0, "b read nothing");
+}
+
+/// A tracked connection that breaks takes its invalidations with it: the
+/// tier is emptied (a write in between would never be announced), the
+/// next read is fresh and tracked again on the new connection, and a
+/// later write is announced again.
+#[test]
+fn a_broken_tracked_connection_empties_the_tier_and_tracking_resumes() {
+    let Some(c) = RedisCluster::start(3) else {
+        return;
+    };
+    let (a, b) = (client(&c), client(&c));
+    a.read("brk", b"k", soon()).unwrap();
+    assert!(a.read("brk", b"k", soon()).unwrap().from_tier);
+    // Close every client connection of the namespace's master (not the
+    // caller's own: `SKIPME yes`).
+    let master = c.master_of("brk");
+    let mut admin = redis::Client::open(format!("redis://127.0.0.1:{master}"))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let killed: u64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("normal")
+        .query(&mut admin)
+        .unwrap();
+    assert!(killed >= 1, "a's reads connection was open");
+    let start = Instant::now();
+    while a.tier_len() > 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "the tier kept copies whose tracking ended"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // A fresh read (the client reconnects), tracked again.
+    let start = Instant::now();
+    loop {
+        match a.read("brk", b"k", soon()) {
+            Ok(r) => {
+                assert!(!r.from_tier);
+                break;
+            }
+            Err(e) => assert!(start.elapsed() < Duration::from_secs(3), "{e}"),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let before = a.invalidated_keys();
+    assert!(matches!(
+        b.commit("brk", &[], &[(b"k", Some(b"v"))], soon()).unwrap(),
+        Commit::Committed { .. }
+    ));
+    let start = Instant::now();
+    while a.invalidated_keys() == before {
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "no invalidation after the reconnection"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(!a.read("brk", b"k", soon()).unwrap().from_tier);
 }

@@ -140,6 +140,16 @@ pub(super) fn deploy_error(e: DeployError) -> ApiError {
     ApiError::new(status, code, e.to_string())
 }
 
+/// A failed call to the global store outside an invocation (`/state` on a
+/// global namespace): as an invocation's (`invoke_error`).
+pub(super) fn global_error(e: rime_global::GlobalError) -> ApiError {
+    let e = match e {
+        rime_global::GlobalError::Unknown(m) => InvokeError::GlobalUnknown(m),
+        e => InvokeError::GlobalUnavailable(e.to_string()),
+    };
+    invoke_error(&e)
+}
+
 pub(super) fn invoke_error(e: &InvokeError) -> ApiError {
     let (status, code) = match e {
         InvokeError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),

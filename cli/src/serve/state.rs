@@ -1,9 +1,12 @@
 //! The handlers of `/state/{ns}/{key}` (get, put, delete) and
 //! `/state/{ns}` (scan): a namespace's keys, read and written directly,
-//! each request a transaction of its own.
+//! each request a transaction of its own. A namespace a deployed function
+//! declares global is read and written in the node's global store
+//! (`crate::global_state`), not in the node's tree of the same name.
 
 use super::Shared;
-use super::errors::{ApiError, ApiResult, body_error, tx_error};
+use super::errors::{ApiError, ApiResult, body_error, global_error, invoke_error, tx_error};
+use crate::global_state;
 use crate::{env, query};
 use axum::Json;
 use axum::body::Bytes;
@@ -11,8 +14,10 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use rime_faas::namespace_tree;
+use rime_faas::{Runtime, namespace_tree};
+use rime_global::Cluster;
 use rime_storage::TxError;
+use std::sync::Arc;
 
 fn check_ns(ns: &str) -> ApiResult<()> {
     if rime_faas::limits::valid_name(ns.as_bytes()) {
@@ -41,6 +46,11 @@ fn show_key(key: &[u8]) -> String {
     key.escape_ascii().to_string()
 }
 
+/// The global store of `ns` if a deployed function declares it global.
+fn global_of(rt: &Runtime, ns: &str) -> ApiResult<Option<Arc<Cluster>>> {
+    rt.global_store_of(ns).map_err(|e| invoke_error(&e))
+}
+
 fn no_such_key(ns: &str, key: &[u8]) -> ApiError {
     ApiError::not_found(format!("no key \"{}\" in namespace {ns:?}", show_key(key)))
 }
@@ -51,6 +61,9 @@ pub(super) async fn state_get(State(app): State<Shared>, uri: Uri) -> ApiResult<
     let (n, k) = (ns.clone(), key.clone());
     let v = app
         .blocking(move |rt| -> ApiResult<Option<Vec<u8>>> {
+            if let Some(c) = global_of(rt, &n)? {
+                return global_state::get(&c, &n, &k).map_err(global_error);
+            }
             let db = rt.db();
             match db
                 .open_tree(&namespace_tree(&n))
@@ -76,6 +89,9 @@ pub(super) async fn state_put(
     let (ns, key) = state_key(&uri)?;
     let value = body.map_err(body_error)?;
     app.blocking(move |rt| -> ApiResult<()> {
+        if let Some(c) = global_of(rt, &ns)? {
+            return global_state::put(&c, &ns, &key, &value).map_err(global_error);
+        }
         let db = rt.db();
         let t = db
             .open_or_create_tree(&namespace_tree(&ns))
@@ -92,6 +108,9 @@ pub(super) async fn state_delete(State(app): State<Shared>, uri: Uri) -> ApiResu
     let (n, k) = (ns.clone(), key.clone());
     let deleted = app
         .blocking(move |rt| -> ApiResult<bool> {
+            if let Some(c) = global_of(rt, &n)? {
+                return global_state::delete(&c, &n, &k).map_err(global_error);
+            }
             let db = rt.db();
             match db
                 .open_tree(&namespace_tree(&n))
@@ -129,6 +148,10 @@ pub(super) async fn state_scan(
     let limit = p.limit;
     let pairs = app
         .blocking(move |rt| -> ApiResult<Vec<(Vec<u8>, Vec<u8>)>> {
+            if let Some(c) = global_of(rt, &ns)? {
+                let (start, end) = (p.start.as_deref(), p.end.as_deref());
+                return global_state::scan(&c, &ns, start, end, limit + 1).map_err(global_error);
+            }
             let db = rt.db();
             match db
                 .open_tree(&namespace_tree(&ns))

@@ -1,7 +1,8 @@
 //! The namespace host calls of a global function (`crate::global`,
 //! `docs/global.md`): `get`, `put`, `delete`, `add`, `cas` read and write
 //! through the attempt's [`crate::global::Attempt`] instead of the local
-//! transaction; `scan` is refused. Argument checks, codes and write-set
+//! transaction; `scan` reads the namespace's index (`global_scan.rs`).
+//! Argument checks, codes and write-set
 //! accounting are those of the local calls (`state.rs`).
 //!
 //! A read the local tier cannot serve (`get`, `add`, `cas`) stops its
@@ -20,10 +21,10 @@
 //!
 //! `put` and `delete` read nothing and never wait.
 
+use super::global_scan::{self, Step};
 use super::memory::{optional_range, range};
 use super::state::writable;
 use super::*;
-use crate::error::InvokeError;
 use crate::global::{Fetch, Stop};
 use crate::limits::MAX_KEY_LEN;
 use wasmtime::Linker;
@@ -31,8 +32,8 @@ use wasmtime::Linker;
 pub(super) fn define(l: &mut Linker<HostState>, calls: HostCalls) -> Result<(), wasmtime::Error> {
     l.func_wrap(IMPORT_MODULE, "put", put)?;
     l.func_wrap(IMPORT_MODULE, "delete", delete)?;
-    l.func_wrap(IMPORT_MODULE, "scan", scan)?;
     if calls == HostCalls::Suspending {
+        l.func_wrap_async(IMPORT_MODULE, "scan", scan_suspending)?;
         l.func_wrap_async(IMPORT_MODULE, "get", suspending(get))?;
         l.func_wrap_async(IMPORT_MODULE, "add", suspending(add))?;
         l.func_wrap_async(IMPORT_MODULE, "cas", suspending(cas))?;
@@ -57,7 +58,49 @@ pub(super) fn define(l: &mut Linker<HostState>, calls: HostCalls) -> Result<(), 
         waiting(cas, &mut c, (a, b, d, e, f, g, h))
     }
     l.func_wrap(IMPORT_MODULE, "cas", cas_waiting)?;
+    #[allow(clippy::too_many_arguments)] // the ABI's signature
+    fn scan_waiting(
+        mut c: C<'_>,
+        a: i32,
+        b: i32,
+        d: i32,
+        e: i32,
+        f: i32,
+        g: i32,
+        h: i32,
+        i: i32,
+    ) -> R {
+        let mut step = global_scan::begin(&mut c, (a, b, d, e, f, g, h, i))?;
+        loop {
+            match step {
+                Step::Done(n) => return Ok(n),
+                Step::Fetch(call, reply) => {
+                    step = global_scan::resume(&mut c, call, reply.wait())?;
+                }
+            }
+        }
+    }
+    l.func_wrap(IMPORT_MODULE, "scan", scan_waiting)?;
     Ok(())
+}
+
+/// `scan` as an async host function: each fetch suspends the invocation.
+fn scan_suspending(
+    mut c: C<'_>,
+    args: global_scan::ScanArgs,
+) -> Box<dyn Future<Output = R> + Send + '_> {
+    Box::new(async move {
+        let mut step = global_scan::begin(&mut c, args)?;
+        loop {
+            match step {
+                Step::Done(n) => return Ok(n),
+                Step::Fetch(call, reply) => {
+                    let r = reply.await;
+                    step = global_scan::resume(&mut c, call, r)?;
+                }
+            }
+        }
+    })
 }
 
 type C<'a> = Caller<'a, HostState>;
@@ -115,7 +158,7 @@ fn stop(g: &mut crate::global::Attempt, s: Stop) -> wasmtime::Error {
 }
 
 /// The attempt of a global function's store (set by `invoke`).
-fn attempt(
+pub(super) fn attempt(
     g: &mut Option<Box<crate::global::Attempt>>,
 ) -> Result<&mut crate::global::Attempt, wasmtime::Error> {
     g.as_deref_mut()
@@ -123,7 +166,7 @@ fn attempt(
 }
 
 /// The name of the namespace behind handle `h`.
-fn ns_name(f: &crate::registry::Function, h: Handle) -> &str {
+pub(super) fn ns_name(f: &crate::registry::Function, h: Handle) -> &str {
     match f.grants.get(usize::from(h.grant)) {
         Some(g) => &g.name,
         None => &f.name, // u8::MAX: the own namespace
@@ -260,17 +303,4 @@ fn cas(c: &mut C<'_>, (ns, key, key_len, exp, exp_len, new, new_len): CasArgs) -
         0 => Ok(CAS_OK),
         code => Ok(code),
     }
-}
-
-#[allow(clippy::too_many_arguments)] // the ABI's signature
-fn scan(mut c: C<'_>, ns: i32, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32) -> R {
-    let st = c.data_mut();
-    let name = match st.handle(ns) {
-        Some(h) => ns_name(&st.function, h).to_string(),
-        None => return Ok(ERR_BAD_HANDLE),
-    };
-    let g = attempt(&mut st.global)?;
-    Err(g.fail(InvokeError::GlobalUnsupported(format!(
-        "scan of global namespace {name:?} (not built yet: docs/global.md)"
-    ))))
 }

@@ -14,6 +14,7 @@
 //! before their read succeeds, so a re-run is exact.
 
 mod global;
+mod global_scan;
 mod memory;
 mod scan;
 mod state;
