@@ -50,7 +50,11 @@ fn deploy(s: &Server, name: &str, guest_name: &str, query: &str) {
 fn cluster_balance(client: &Cluster, a: usize) -> i64 {
     let key = format!("acct/a{a}");
     let v = client
-        .fetch("bank", key.as_bytes(), Instant::now() + Duration::from_secs(5))
+        .fetch(
+            "bank",
+            key.as_bytes(),
+            Instant::now() + Duration::from_secs(5),
+        )
         .unwrap();
     v.value
         .map_or(0, |v| i64::from_le_bytes((*v).try_into().unwrap()))

@@ -129,10 +129,8 @@ fn ten_thousand_bank_transfers_over_three_nodes() {
     let cluster = RedisCluster::start_with_replicas(3, replicas)
         .expect("the soak needs redis-server (RIME_REQUIRE_REDIS=1)");
     let dirs: Vec<TempDir> = (0..NODES).map(|_| TempDir::new().unwrap()).collect();
-    let mut nodes: Vec<Option<Server>> = dirs
-        .iter()
-        .map(|d| Some(start_node(&cluster, d)))
-        .collect();
+    let mut nodes: Vec<Option<Server>> =
+        dirs.iter().map(|d| Some(start_node(&cluster, d))).collect();
     let bases: Vec<String> = nodes.iter().flatten().map(|n| n.base.clone()).collect();
     nodes.iter().flatten().for_each(deploy_bank);
     let agent = ureq::agent();
@@ -200,7 +198,12 @@ fn check(nodes: &[Option<Server>], ledger: &Ledger, accounts: usize) {
     let balances = balances_on(&agent, &nodes[0].base, accounts);
     assert_eq!(balances.iter().sum::<i64>(), accounts as i64 * INITIAL);
     for n in &nodes {
-        assert_eq!(balances_on(&agent, &n.base, accounts), balances, "{}", n.base);
+        assert_eq!(
+            balances_on(&agent, &n.base, accounts),
+            balances,
+            "{}",
+            n.base
+        );
         let total = bank_ok(&agent, &n.base, "total");
         assert_eq!(total.trim(), (accounts as i64 * INITIAL).to_string());
     }

@@ -69,9 +69,7 @@ fn classify(status: u16, resp: ureq::Response) -> Outcome {
     assert!(!message.is_empty(), "{status} {code}: no message");
     match (status, code.as_str()) {
         (422, "function_error") if message.starts_with("overdraft") => Outcome::Refused,
-        (503, "global_unavailable") | (504, "timeout") | (409, "conflict") => {
-            Outcome::Failed(code)
-        }
+        (503, "global_unavailable") | (504, "timeout") | (409, "conflict") => Outcome::Failed(code),
         (503, "global_unknown") => Outcome::Unknown(code),
         _ => panic!("not a clear global error: {status} {}", text(&body)),
     }
