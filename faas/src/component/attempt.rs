@@ -181,16 +181,20 @@ impl<F: Future> Future for Guarded<F> {
 /// I/O): what its functions use on a thread outside any runtime, as an
 /// executor's is. Entered explicitly even on a thread inside another
 /// runtime (a caller's), whose timers may be disabled. Its handle is
-/// taken once, on a thread of its own, where no other runtime is current.
+/// taken once, on a thread of its own, where no other runtime is current
+/// (if no thread can start, on this one: the ambient runtime here).
 fn wasi_runtime() -> &'static tokio::runtime::Handle {
     static HANDLE: std::sync::OnceLock<tokio::runtime::Handle> = std::sync::OnceLock::new();
+    let ambient =
+        || wasmtime_wasi::runtime::with_ambient_tokio_runtime(tokio::runtime::Handle::current);
     HANDLE.get_or_init(|| {
         std::thread::scope(|s| {
-            s.spawn(|| {
-                wasmtime_wasi::runtime::with_ambient_tokio_runtime(tokio::runtime::Handle::current)
-            })
-            .join()
-            .unwrap_or_else(|p| std::panic::resume_unwind(p))
+            std::thread::Builder::new()
+                .name("rime-wasi-rt".into())
+                .spawn_scoped(s, ambient)
+                .ok()
+                .and_then(|t| t.join().ok())
+                .unwrap_or_else(ambient)
         })
     })
 }
