@@ -85,14 +85,20 @@ pub fn open_runtime(dir: &Path, db: Arc<Db>, cfg: RuntimeConfig) -> Result<Runti
 }
 
 /// Instance slots of the runtime of a one-shot command (deploy, invoke,
-/// ...): it runs one invocation, and every slot of the pooling allocator
-/// costs setup (guard pages, a fiber stack), which the default's
-/// thousands of slots made most of a command's time. A component takes
-/// one slot per core instance inside it: a Python one (componentize-py:
-/// CPython, its libc, the WASI adapter, shims) needs more than 4, and a
-/// command with 4 refused it as overloaded
-/// (`a_python_function_deploys_and_counts_through_the_binary`).
-pub const ONE_SHOT_INSTANCES: u32 = 16;
+/// ...): every slot of the pooling allocator costs setup (guard pages, a
+/// fiber stack), which the default's thousands of slots made most of a
+/// command's time. One is enough, because:
+///
+/// 1. a one-shot command runs its invocations one at a time, on its own
+///    thread (`Runtime::invoke`; none of them uses `invoke_async`);
+/// 2. an invocation holds one slot while an attempt runs, whatever it is:
+///    the pool gives each slot a component's maximum of core instances,
+///    tables and memories (`rime_faas::MAX_CORE_INSTANCES_PER_COMPONENT`
+///    and the rest), so a Python component of 14 core instances takes one
+///    slot, not 14 (it took 14 before, and this was 16 for it);
+/// 3. an attempt drops its instance before the next attempt (a re-run
+///    after a conflict) begins, and deploying instantiates nothing.
+pub const ONE_SHOT_INSTANCES: u32 = 1;
 
 /// The runtime configuration of a one-shot command.
 pub fn one_shot_runtime() -> RuntimeConfig {

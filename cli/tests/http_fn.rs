@@ -82,3 +82,36 @@ fn fn_routes_need_the_token_unless_invoke_is_open() {
     assert_eq!(st, 404, "the guest's own 404: no link x");
     s.terminate();
 }
+
+/// `/fn/{name}` runs on the executors: a client that disconnects while
+/// its request runs cancels it, at its next epoch yield, long before its
+/// deadline (a component that loops and never answers).
+#[test]
+fn a_client_that_disconnects_from_fn_cancels_its_invocation() {
+    use std::io::Write;
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &["--token", TOKEN, "--open-invoke"]);
+    let spin = include_str!("../../faas/tests/common/spin_http.wat");
+    let (st, body) = send(
+        auth(ureq::post(&s.url("/functions/spin?deadline=60s"))),
+        Some(spin.as_bytes()),
+    );
+    assert_eq!(st, 201, "{}", text(&body));
+    let mut conn = s.connect();
+    conn.write_all(b"GET /fn/spin/x HTTP/1.1\r\nhost: x\r\n\r\n")
+        .unwrap();
+    // In flight on the executors (the blocking pool never counted here).
+    wait_until(Duration::from_secs(10), "the request runs", || {
+        s.metric("rime_invocations_in_flight") == 1
+    });
+    let t = std::time::Instant::now();
+    drop(conn);
+    wait_until(Duration::from_secs(10), "the request is cancelled", || {
+        s.metric("rime_invocations_in_flight") == 0
+    });
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    assert_eq!(s.metric("rime_invocations_cancelled_total"), 1);
+    assert_eq!(s.metric("rime_timeouts_total"), 0);
+    s.terminate();
+}

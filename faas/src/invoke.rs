@@ -234,11 +234,12 @@ async fn run_attempt(
             exports,
             ..
         } => (pre, pre_suspending, *exports),
-        // A component runs on its caller's thread (docs/components.md).
+        // A component: its own store and host state (`crate::component`).
         Code::Component(c) => {
             let fixed = fixed.unwrap_or_else(crate::wasip1::Fixed::sample);
             let (txn, r) =
-                crate::component::run_attempt(engine, f, c, input, txn, log, fixed, instances);
+                crate::component::run_attempt(engine, f, c, input, txn, log, fixed, instances)
+                    .await;
             return (txn, None, r);
         }
     };
@@ -268,20 +269,7 @@ async fn run_attempt(
     // stack (no fiber to switch to: its host calls wait for the disk in
     // place) and only traps at its deadline, counted in ticks.
     let on_fiber = store.data().nowait;
-    if on_fiber {
-        let deadline = Instant::now() + f.config.deadline;
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            Ok(if Instant::now() >= deadline {
-                UpdateDeadline::Interrupt
-            } else {
-                UpdateDeadline::Yield(1)
-            })
-        });
-    } else {
-        store.set_epoch_deadline(deadline_ticks(f.config.deadline));
-        store.epoch_deadline_trap();
-    }
+    set_deadline(&mut store, f.config.deadline, on_fiber);
     let r = async {
         let instance = if on_fiber {
             pre_suspending.instantiate_async(&mut store).await
@@ -343,6 +331,27 @@ async fn run_attempt(
     (state.txn, state.global, r)
 }
 
+/// Arms an attempt's deadline. On an executor (`yielding`) the guest
+/// yields at every epoch tick, so others on its executor run, and traps
+/// past its deadline (`Timeout`); elsewhere it traps at its deadline,
+/// counted in ticks, and never yields (nothing else runs on that thread).
+pub(crate) fn set_deadline<T: 'static>(store: &mut Store<T>, deadline: Duration, yielding: bool) {
+    if yielding {
+        let deadline = Instant::now() + deadline;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            Ok(if Instant::now() >= deadline {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::Yield(1)
+            })
+        });
+    } else {
+        store.set_epoch_deadline(deadline_ticks(deadline));
+        store.epoch_deadline_trap();
+    }
+}
+
 /// Epoch ticks for a deadline: rounded up, plus one because the current
 /// tick is already partly gone.
 pub(crate) fn deadline_ticks(deadline: Duration) -> u64 {
@@ -352,7 +361,7 @@ pub(crate) fn deadline_ticks(deadline: Duration) -> u64 {
 /// A host panic (a bug) as an error of the attempt, never unwinding into
 /// the executor: wasmtime carries a panic of a host call on the fiber out
 /// through the call's poll.
-struct CatchUnwind<F>(Pin<Box<F>>);
+pub(crate) struct CatchUnwind<F>(pub(crate) Pin<Box<F>>);
 
 impl<F: Future> Future for CatchUnwind<F> {
     type Output = Result<F::Output, Box<dyn std::any::Any + Send>>;

@@ -33,6 +33,7 @@ mod registry;
 mod settings;
 mod wasip1;
 
+pub use component::http::InvokingHttp;
 pub use engine::{
     DEFAULT_MAX_ADMITTED, DEFAULT_MAX_INSTANCES, EPOCH_TICK, MAX_CORE_INSTANCES_PER_COMPONENT,
     MAX_MEMORIES_PER_COMPONENT, MAX_TABLES_PER_COMPONENT, RuntimeConfig, ticker_running,
@@ -47,15 +48,9 @@ pub use settings::{SECRET_SHOWN, Setting};
 use registry::Function;
 use rime_storage::{Db, TreeId};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use wasmtime::{Engine, Linker};
-
-/// Component invocations of [`Runtime::invoke_async`] running at once,
-/// each on a thread of its own (components do not run on the executors
-/// yet): enough to keep a few dozen waiting on the disk or the log at
-/// once, few enough that a burst cannot exhaust the process's threads.
-pub const MAX_COMPONENT_THREADS: usize = 64;
 
 /// Counters of [`Runtime::stats`].
 #[derive(Debug, Clone, Default)]
@@ -120,8 +115,6 @@ struct Inner {
     deploy_lock: Mutex<()>,
     /// Started at the first [`Runtime::invoke_async`].
     executors: OnceLock<exec::Executors>,
-    /// Threads running a component's `invoke_async` now.
-    component_threads: AtomicUsize,
     counters: Counters,
 }
 
@@ -170,7 +163,6 @@ impl Runtime {
             unloadable: RwLock::new(HashMap::new()),
             deploy_lock: Mutex::new(()),
             executors: OnceLock::new(),
-            component_threads: AtomicUsize::new(0),
             counters: Counters::default(),
         };
         let (mut map, mut unloadable) = (HashMap::new(), HashMap::new());
@@ -324,11 +316,8 @@ impl Runtime {
     /// result (or [`Invoking::wait`] blocks); dropping it before the
     /// invocation begins to commit cancels it. Past
     /// [`RuntimeConfig::max_admitted`] invocations in flight, the result is
-    /// `Overloaded` at once.
-    ///
-    /// A component (`docs/components.md`) does not run on the executors
-    /// yet: it runs on a thread of its own, at most
-    /// [`MAX_COMPONENT_THREADS`] at once (past that, `Overloaded`).
+    /// `Overloaded` at once. Modules and components (`docs/components.md`)
+    /// alike.
     pub fn invoke_async(&self, name: &str, input: impl Into<Arc<[u8]>>) -> Invoking {
         self.invoke_async_with_logs(name, input, None)
     }
@@ -350,12 +339,14 @@ impl Runtime {
         if let Err(e) = refuse_http(&f) {
             return Invoking::done(Err(e));
         }
-        if let registry::Code::Component(_) = f.code {
-            return self.invoke_component_async(f, input.into(), logs);
-        }
+        self.spawn(f, input.into(), logs)
+    }
+
+    /// Step 1 done (`f` found and its trigger checked): runs `f` on
+    /// `input` as a task of the executors.
+    fn spawn(&self, f: Arc<Function>, input: Arc<[u8]>, logs: Option<LogSink>) -> Invoking {
         let (invoking, outcome) = Invoking::new();
         let inner = self.inner.clone();
-        let input = input.into();
         let task = Box::pin(async move {
             let i = &*inner;
             let run = i.invocation(&f, input, Some(&outcome), logs);
@@ -384,18 +375,31 @@ impl Runtime {
         name: &str,
         request: &http::Request<bytes::Bytes>,
     ) -> Result<(http::Response<bytes::Bytes>, Invocation), InvokeError> {
-        let f = self.inner.lookup(name)?;
-        if !matches!(&f.code, registry::Code::Component(c) if c.is_http()) {
-            return Err(InvokeError::WrongTrigger(format!(
-                "function {name:?} does not export wasi:http/incoming-handler: \
-                 invoke it with bytes (POST /invoke/{name})"
-            )));
-        }
+        let f = self.inner.lookup_http(name)?;
         let input = component::http::encode_request(request);
         let inv = self.inner.invoke_blocking(&f, Arc::from(input))?;
-        let resp = component::http::decode_response(&inv.output)
-            .ok_or_else(|| InvokeError::Internal("a response that does not decode".into()))?;
-        Ok((resp, inv))
+        component::http::response_of(inv)
+    }
+
+    /// [`Runtime::invoke_http`] on the executors, as
+    /// [`Runtime::invoke_async`] runs an invocation: no thread is held
+    /// while it runs or waits, dropping the [`InvokingHttp`] before the
+    /// commit begins cancels it, and past
+    /// [`RuntimeConfig::max_admitted`] invocations in flight it is
+    /// `Overloaded` at once.
+    pub fn invoke_http_async(
+        &self,
+        name: &str,
+        request: &http::Request<bytes::Bytes>,
+    ) -> InvokingHttp {
+        let invoking = match self.inner.lookup_http(name) {
+            Ok(f) => {
+                let input = component::http::encode_request(request);
+                self.spawn(f, Arc::from(input), None)
+            }
+            Err(e) => Invoking::done(Err(e)),
+        };
+        InvokingHttp::new(invoking)
     }
 
     /// Runs every request on the executors; results in request order. At
@@ -419,46 +423,6 @@ impl Runtime {
         }
         results.extend(in_flight.into_iter().map(Invoking::wait));
         results
-    }
-
-    /// [`Runtime::invoke_async`] of a component: on a thread of its own.
-    fn invoke_component_async(
-        &self,
-        f: Arc<Function>,
-        input: Arc<[u8]>,
-        logs: Option<LogSink>,
-    ) -> Invoking {
-        let threads = &self.inner.component_threads;
-        if threads.fetch_add(1, Ordering::SeqCst) >= MAX_COMPONENT_THREADS {
-            threads.fetch_sub(1, Ordering::SeqCst);
-            let r = Err(InvokeError::Overloaded(format!(
-                "{MAX_COMPONENT_THREADS} component invocations are running"
-            )));
-            self.inner.count(&r);
-            return Invoking::done(r);
-        }
-        let (invoking, outcome) = Invoking::new();
-        let inner = self.inner.clone();
-        let spawned = std::thread::Builder::new()
-            .name("rime-component".into())
-            .spawn(move || {
-                let i = &*inner;
-                let r = exec::block_on(i.invocation(&f, input, Some(&outcome), logs));
-                i.component_threads.fetch_sub(1, Ordering::SeqCst);
-                i.count(&r);
-                outcome.deliver(r);
-            });
-        match spawned {
-            Ok(_) => invoking,
-            Err(e) => {
-                threads.fetch_sub(1, Ordering::SeqCst);
-                let r = Err(InvokeError::Overloaded(format!(
-                    "cannot start a thread for a component: {e}"
-                )));
-                self.inner.count(&r);
-                Invoking::done(r)
-            }
-        }
     }
 
     fn executors(&self) -> &exec::Executors {
@@ -690,6 +654,19 @@ impl Inner {
             .get(name)
             .cloned()
             .ok_or_else(|| self.not_found(name))
+    }
+
+    /// Step 1 for an HTTP trigger: `name` must be an HTTP-triggered
+    /// component.
+    fn lookup_http(&self, name: &str) -> Result<Arc<Function>, InvokeError> {
+        let f = self.lookup(name)?;
+        if !matches!(&f.code, registry::Code::Component(c) if c.is_http()) {
+            return Err(InvokeError::WrongTrigger(format!(
+                "function {name:?} does not export wasi:http/incoming-handler: \
+                 invoke it with bytes (POST /invoke/{name})"
+            )));
+        }
+        Ok(f)
     }
 
     /// Counts an invocation's end in [`RuntimeStats`].

@@ -121,8 +121,28 @@ fn half_component_half_module_increments_count_exactly() {
     assert!(s.retries > 0, "four threads on one key conflict: {s:?}");
 }
 
+/// The same on the executors (`invoke_async`): the attempt runs on an
+/// executor's fiber, and its error or trap still commits nothing.
 #[test]
-fn invoke_async_runs_a_component_on_a_thread_of_its_own() {
+fn an_error_or_a_trap_on_the_executors_commits_nothing() {
+    let e = env_with_both();
+    let call = |input: &'static [u8]| e.rt.invoke_async("kvc", input).wait();
+    assert_eq!(call(b"incr shared hits").unwrap().output, b"1");
+    match call(b"fail shared hits") {
+        Err(InvokeError::Function { message, .. }) => {
+            assert_eq!(message, "failed on purpose after incrementing to 2")
+        }
+        other => panic!("expected the handler's error, got {other:?}"),
+    }
+    match call(b"panic shared hits") {
+        Err(InvokeError::Trap(msg)) => assert!(msg.contains("unreachable"), "{msg}"),
+        other => panic!("expected a trap, got {other:?}"),
+    }
+    assert_eq!(hits(&e), Some(1), "neither increment was committed");
+}
+
+#[test]
+fn invoke_async_and_invoke_many_run_a_component_on_the_executors() {
     let e = env_with_both();
     let r = e.rt.invoke_async("kvc", &b"incr shared hits"[..]).wait();
     assert_eq!(r.unwrap().output, b"1");

@@ -64,25 +64,35 @@ fn one_instance_slot_runs_a_component_of_many_core_instances() {
 
 #[test]
 fn max_instances_components_run_at_once_and_one_more_is_overloaded() {
-    let e = env_with(|c| c.max_instances(2));
-    let cfg = FunctionConfig::default().deadline(Duration::from_millis(700));
+    // Two executors, one slot each (`max_instances` 2).
+    let e = env_with(|c| c.max_instances(2).workers(2));
+    let cfg = FunctionConfig::default().deadline(Duration::from_millis(1500));
     let wat = component_wat(4, true);
     e.rt.deploy("spin", wat.as_bytes(), cfg).unwrap();
-    // Three at once, each alive until its deadline: two get their
-    // instances (and time out), the third finds the pool full.
+    // Two on the executors, each alive until its deadline: both get
+    // their instances; a third there waits for a slot of its executor.
     let calls: Vec<_> = (0..3)
         .map(|_| e.rt.invoke_async("spin", &b""[..]))
         .collect();
+    let start = std::time::Instant::now();
+    while e.rt.stats().instances < 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{:?}",
+            e.rt.stats()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // A blocking caller meanwhile finds the pool full.
+    let r = e.rt.invoke("spin", b"");
+    assert!(matches!(r, Err(InvokeError::Overloaded(_))), "{r:?}");
     let results: Vec<_> = calls.into_iter().map(|c| c.wait()).collect();
-    let timeouts = results
-        .iter()
-        .filter(|r| matches!(r, Err(InvokeError::Timeout(_))))
-        .count();
-    let overloaded = results
-        .iter()
-        .filter(|r| matches!(r, Err(InvokeError::Overloaded(_))))
-        .count();
-    assert_eq!((timeouts, overloaded), (2, 1), "{results:?}");
+    assert!(
+        results
+            .iter()
+            .all(|r| matches!(r, Err(InvokeError::Timeout(_)))),
+        "{results:?}"
+    );
 }
 
 #[test]

@@ -60,8 +60,8 @@ pub const MAGIC: [u8; 8] = *b"RIMEsupr";
 /// * 3: the log may hold `Redistribute` SMO records (code 8: a full leaf's
 ///   entries moved to siblings). Version 2 data reads as is; a version-2
 ///   build must not open version 3 data, whose log it would report as
-///   corrupt. (A version-2 directory opened by this build gets version 3
-///   with its next superblock write.)
+///   corrupt. Opening older data stamps it with this version first
+///   ([`SuperblockFile::upgrade_format`]), before recovery can log anything.
 pub const FORMAT_VERSION: u32 = 3;
 
 pub const OFF_MAGIC: usize = 0;
@@ -165,6 +165,8 @@ pub struct SuperblockFile {
     file: Arc<dyn BlockFile>,
     sequence: u64,
     current: Superblock,
+    /// The format version the slot in force was written with.
+    version: u32,
 }
 
 impl SuperblockFile {
@@ -178,6 +180,7 @@ impl SuperblockFile {
             file,
             sequence: 0,
             current: initial.clone(),
+            version: FORMAT_VERSION,
         };
         f.write(initial)?;
         Ok(f)
@@ -218,7 +221,27 @@ impl SuperblockFile {
             file,
             sequence: best.sequence,
             current: best.sb,
+            version: best.version,
         })
+    }
+
+    /// The format version of the superblock in force.
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
+    /// Stamps data of an older format version with this build's, by
+    /// rewriting the superblock in force unchanged. Call before anything
+    /// of the new version can reach the files (recovery's redo logs
+    /// SMOs, `Redistribute` among them), so that an older build refuses
+    /// them as too new rather than as corrupt. Returns whether it wrote.
+    pub fn upgrade_format(&mut self) -> Result<bool, SuperblockError> {
+        if self.version >= FORMAT_VERSION {
+            return Ok(false);
+        }
+        let sb = self.current.clone();
+        self.write(&sb)?;
+        Ok(true)
     }
 
     /// The superblock in force.
@@ -254,6 +277,7 @@ impl SuperblockFile {
         self.file.sync_data()?;
         self.sequence = sequence;
         self.current = sb.clone();
+        self.version = FORMAT_VERSION;
         Ok(())
     }
 }
@@ -408,8 +432,13 @@ mod tests {
                 b[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_le_bytes());
             }
             std::fs::write(&path, bytes).unwrap();
-            let f = SuperblockFile::open(real(&dir)).unwrap();
+            let mut f = SuperblockFile::open(real(&dir)).unwrap();
             assert_eq!(f.current(), &sb(2), "version {old}");
+            assert_eq!(f.version(), old);
+            assert!(f.upgrade_format().unwrap(), "version {old} is stamped");
+            assert!(!f.upgrade_format().unwrap(), "once");
+            let f = SuperblockFile::open(real(&dir)).unwrap();
+            assert_eq!((f.current(), f.version()), (&sb(2), FORMAT_VERSION));
         }
     }
 

@@ -1,6 +1,7 @@
 //! `rime serve`: the HTTP API of `docs/http.md` (axum on a small tokio
-//! runtime; invocations and storage calls run on tokio's blocking pool, off
-//! the async worker threads).
+//! runtime; invocations, `/invoke` and `/fn` alike, run on the runtime's
+//! executors; deploys and storage calls on tokio's blocking pool, off the
+//! async worker threads).
 //!
 //! * `mod.rs`: the options, the server's state, the routes, startup.
 //! * `auth.rs`: the bearer token, checked before a request's body is read.

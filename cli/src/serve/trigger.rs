@@ -46,9 +46,11 @@ pub(super) async fn trigger(State(app): State<Shared>, req: Request) -> ApiResul
         .parse()
         .map_err(|e| ApiError::bad_request(format!("request target {target:?}: {e}")))?;
     *request.headers_mut() = parts.headers;
-    let r = app
-        .blocking(move |rt| rt.invoke_http(&name, &request))
-        .await?;
+    // On the executors, as `/invoke`: no thread is held while it runs.
+    // If the client goes away, hyper drops this future and with it the
+    // `InvokingHttp`: the invocation is cancelled unless it began to
+    // commit.
+    let r = app.rt.invoke_http_async(&name, &request).await;
     let m = &app.metrics;
     m.invocations.fetch_add(1, Ordering::Relaxed);
     match r {

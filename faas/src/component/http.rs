@@ -149,15 +149,63 @@ pub(crate) type Sent = Result<
 
 /// What the guest handed its response-outparam, read once its handler
 /// returned: the encoded response, or why there is none.
-pub(crate) fn collect(sent: Sent, max_body_bytes: usize) -> Result<Vec<u8>, String> {
+pub(crate) async fn collect(sent: Sent, max_body_bytes: usize) -> Result<Vec<u8>, String> {
     let resp = match sent {
         Ok(Ok(resp)) => resp,
         Ok(Err(code)) => return Err(format!("the handler answered with error {code:?}")),
         Err(_) => return Err("the handler returned without setting a response".into()),
     };
     let (parts, body) = resp.into_parts();
-    let body = wasmtime_wasi::runtime::in_tokio(Limited::new(body, max_body_bytes).collect())
+    // Every chunk is buffered already (the guest's end is gone): this
+    // never waits.
+    let body = Limited::new(body, max_body_bytes)
+        .collect()
+        .await
         .map_err(|e| format!("response body: {e}"))?
         .to_bytes();
     Ok(encode_response(parts.status, &parts.headers, &body))
+}
+
+/// A committed HTTP invocation's response, decoded from its output.
+pub(crate) fn response_of(
+    inv: crate::Invocation,
+) -> Result<(http::Response<Bytes>, crate::Invocation), crate::InvokeError> {
+    let resp = decode_response(&inv.output)
+        .ok_or_else(|| crate::InvokeError::Internal("a response that does not decode".into()))?;
+    Ok((resp, inv))
+}
+
+/// An HTTP-triggered invocation in flight (`Runtime::invoke_http_async`):
+/// a future of the response and the committed invocation, or
+/// [`InvokingHttp::wait`] to block. Dropping it cancels the invocation
+/// unless it already began to commit, as dropping an [`Invoking`] does.
+///
+/// [`Invoking`]: crate::Invoking
+#[must_use = "dropping an InvokingHttp cancels its invocation"]
+pub struct InvokingHttp(crate::Invoking);
+
+type HttpResult = Result<(http::Response<Bytes>, crate::Invocation), crate::InvokeError>;
+
+impl InvokingHttp {
+    pub(crate) fn new(invoking: crate::Invoking) -> Self {
+        InvokingHttp(invoking)
+    }
+
+    /// Blocks the calling thread until the response is there.
+    pub fn wait(self) -> HttpResult {
+        crate::exec::block_on(self)
+    }
+}
+
+impl Future for InvokingHttp {
+    type Output = HttpResult;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<HttpResult> {
+        std::pin::Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|r| r.and_then(response_of))
+    }
 }

@@ -13,10 +13,17 @@
 //! ends the invocation with the error, or re-runs it on a conflict), and
 //! nothing is visible outside until the invocation commits. So every
 //! operation here is atomic and isolated, batches included.
+//!
+//! On an executor, reads do not wait for the disk (`crate::abi`, module
+//! docs): an operation that needs a page not in memory stops having
+//! recorded nothing ([`WouldWait`]), and [`ComponentState::suspending`]
+//! waits for the page (the invocation suspends; its executor runs others)
+//! and runs that one operation again. A batch retries key by key.
 
 use super::ComponentState;
 use super::rime::faaslet::scan;
 use super::wasi::keyvalue::{atomics, batch, store};
+use crate::abi::WouldWait;
 use crate::abi::write_set::Admitted;
 use crate::limits::{MAX_KEY_LEN, MAX_VALUE_LEN, valid_name};
 use rime_storage::{TreeId, TxError};
@@ -84,15 +91,40 @@ impl ComponentState {
         Ok(())
     }
 
+    /// Runs `op` until it does not stop at a page not in memory: each
+    /// time it does (having recorded nothing), waits for the page, then
+    /// runs it again. Off an executor reads wait in place and `op` runs
+    /// once.
+    async fn suspending<T>(
+        &mut self,
+        mut op: impl FnMut(&mut Self) -> wasmtime::Result<T>,
+    ) -> wasmtime::Result<T> {
+        loop {
+            let e = match op(self) {
+                Err(e) => e,
+                done => return done,
+            };
+            let Some(&WouldWait(miss)) = e.downcast_ref::<WouldWait>() else {
+                return Err(e);
+            };
+            if let Err(e) = crate::exec::io::load(miss).await {
+                return Err(self.host.abandon(e));
+            }
+        }
+    }
+
     /// The value of `key`, copied out.
-    fn read(&mut self, b: Bucket, key: &str) -> R<Option<Vec<u8>>> {
+    async fn read(&mut self, b: Bucket, key: &str) -> R<Option<Vec<u8>>> {
         if let Err(e) = check_key(key) {
             return Ok(Err(e));
         }
-        match self.host.tx().get(b.tree, key.as_bytes(), <[u8]>::to_vec) {
-            Ok(v) => Ok(Ok(v)),
-            Err(e) => Err(self.host.abandon(e)),
-        }
+        self.suspending(
+            |s| match s.host.tx().get(b.tree, key.as_bytes(), <[u8]>::to_vec) {
+                Ok(v) => Ok(Ok(v)),
+                Err(e) => Err(s.host.abandon(e)),
+            },
+        )
+        .await
     }
 
     /// Checks a write of `key` (`value_len` bytes; 0 for a delete) as ABI
@@ -145,7 +177,11 @@ impl ComponentState {
         }
     }
 
-    fn remove(&mut self, b: Bucket, key: &str) -> R<()> {
+    async fn remove(&mut self, b: Bucket, key: &str) -> R<()> {
+        self.suspending(|s| s.remove_once(b, key)).await
+    }
+
+    fn remove_once(&mut self, b: Bucket, key: &str) -> R<()> {
         let a = match self.admit(b, key, 0) {
             Ok(a) => a,
             Err(e) => return Ok(Err(e)),
@@ -163,8 +199,21 @@ impl ComponentState {
     }
 
     /// Entries of `b` in `(lo, hi)`, in key order, at most `limit` and
-    /// about `MAX_REPLY_BYTES`; keys must be UTF-8.
-    fn entries(
+    /// about `MAX_REPLY_BYTES`; keys must be UTF-8. A leaf not in memory
+    /// (on an executor) restarts the scan once it is in.
+    async fn entries(
+        &mut self,
+        b: Bucket,
+        lo: Bound<&[u8]>,
+        hi: Bound<&[u8]>,
+        limit: usize,
+        values: bool,
+    ) -> R<Vec<(String, Vec<u8>)>> {
+        self.suspending(|s| s.entries_once(b, lo, hi, limit, values))
+            .await
+    }
+
+    fn entries_once(
         &mut self,
         b: Bucket,
         lo: Bound<&[u8]>,
@@ -200,7 +249,7 @@ impl ComponentState {
 }
 
 impl store::Host for ComponentState {
-    fn open(&mut self, identifier: String) -> R<Resource<Bucket>> {
+    async fn open(&mut self, identifier: String) -> R<Resource<Bucket>> {
         let f = &self.host.function;
         let bucket = if identifier == f.name || identifier == "default" {
             Bucket {
@@ -225,41 +274,45 @@ impl store::Host for ComponentState {
 }
 
 impl store::HostBucket for ComponentState {
-    fn get(&mut self, b: Resource<Bucket>, key: String) -> R<Option<Vec<u8>>> {
+    async fn get(&mut self, b: Resource<Bucket>, key: String) -> R<Option<Vec<u8>>> {
         let b = self.bucket(&b)?;
-        self.read(b, &key)
+        self.read(b, &key).await
     }
 
-    fn set(&mut self, b: Resource<Bucket>, key: String, value: Vec<u8>) -> R<()> {
+    async fn set(&mut self, b: Resource<Bucket>, key: String, value: Vec<u8>) -> R<()> {
         let b = self.bucket(&b)?;
         self.write(b, &key, &value)
     }
 
-    fn delete(&mut self, b: Resource<Bucket>, key: String) -> R<()> {
+    async fn delete(&mut self, b: Resource<Bucket>, key: String) -> R<()> {
         let b = self.bucket(&b)?;
-        self.remove(b, &key)
+        self.remove(b, &key).await
     }
 
-    fn exists(&mut self, b: Resource<Bucket>, key: String) -> R<bool> {
+    async fn exists(&mut self, b: Resource<Bucket>, key: String) -> R<bool> {
         let b = self.bucket(&b)?;
         if let Err(e) = check_key(&key) {
             return Ok(Err(e));
         }
-        match self.host.tx().get(b.tree, key.as_bytes(), |_| ()) {
+        self.suspending(|s| match s.host.tx().get(b.tree, key.as_bytes(), |_| ()) {
             Ok(v) => Ok(Ok(v.is_some())),
-            Err(e) => Err(self.host.abandon(e)),
-        }
+            Err(e) => Err(s.host.abandon(e)),
+        })
+        .await
     }
 
     /// Keys in order, `LIST_KEYS_PAGE` a call; the cursor is the last key
     /// returned.
-    fn list_keys(&mut self, b: Resource<Bucket>, cursor: Option<String>) -> R<KeyResponse> {
+    async fn list_keys(&mut self, b: Resource<Bucket>, cursor: Option<String>) -> R<KeyResponse> {
         let b = self.bucket(&b)?;
         let lo = match &cursor {
             Some(c) => Bound::Excluded(c.as_bytes()),
             None => Bound::Unbounded,
         };
-        let page = match self.entries(b, lo, Bound::Unbounded, LIST_KEYS_PAGE, false)? {
+        let page = match self
+            .entries(b, lo, Bound::Unbounded, LIST_KEYS_PAGE, false)
+            .await?
+        {
             Ok(p) => p,
             Err(e) => return Ok(Err(e)),
         };
@@ -270,7 +323,7 @@ impl store::HostBucket for ComponentState {
         }))
     }
 
-    fn drop(&mut self, b: Resource<Bucket>) -> wasmtime::Result<()> {
+    async fn drop(&mut self, b: Resource<Bucket>) -> wasmtime::Result<()> {
         self.table.delete(b)?;
         self.live_handles -= 1;
         Ok(())
@@ -278,10 +331,43 @@ impl store::HostBucket for ComponentState {
 }
 
 impl atomics::Host for ComponentState {
-    fn increment(&mut self, b: Resource<Bucket>, key: String, delta: i64) -> R<i64> {
+    async fn increment(&mut self, b: Resource<Bucket>, key: String, delta: i64) -> R<i64> {
         let b = self.bucket(&b)?;
-        // The same operation as ABI v1's `add`: an 8-byte little-endian i64.
-        let a = match self.admit(b, &key, 8) {
+        self.suspending(|s| s.increment_once(b, &key, delta)).await
+    }
+
+    async fn swap(
+        &mut self,
+        cas: Resource<Cas>,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), atomics::CasError>> {
+        let (b, key, current) = {
+            let c = self.table.get(&cas)?;
+            (c.bucket, c.key.clone(), c.current.clone())
+        };
+        let r = self
+            .suspending(|s| s.swap_once(b, &key, current.as_deref(), &value))
+            .await?;
+        self.table.delete(cas)?;
+        self.live_handles -= 1;
+        match r {
+            Ok(true) => Ok(Ok(())),
+            // Only this invocation's own writes can change the key between
+            // `new` and `swap` (the transaction is isolated): a fresh handle.
+            Ok(false) => match self.new_cas(b, key).await? {
+                Ok(fresh) => Ok(Err(atomics::CasError::CasFailed(fresh))),
+                Err(e) => Ok(Err(atomics::CasError::StoreError(e))),
+            },
+            Err(e) => Ok(Err(atomics::CasError::StoreError(e))),
+        }
+    }
+}
+
+impl ComponentState {
+    /// `atomics.increment`: the same operation as ABI v1's `add`, an
+    /// 8-byte little-endian i64.
+    fn increment_once(&mut self, b: Bucket, key: &str, delta: i64) -> R<i64> {
+        let a = match self.admit(b, key, 8) {
             Ok(a) => a,
             Err(e) => return Ok(Err(e)),
         };
@@ -294,44 +380,31 @@ impl atomics::Host for ComponentState {
         }
     }
 
-    fn swap(
-        &mut self,
-        cas: Resource<Cas>,
-        value: Vec<u8>,
-    ) -> wasmtime::Result<Result<(), atomics::CasError>> {
-        let Cas {
-            bucket: b,
-            key,
-            current,
-        } = self.table.delete(cas)?;
-        self.live_handles -= 1;
-        let a = match self.admit(b, &key, value.len()) {
+    /// `atomics.swap`'s write: `Ok(false)` if the key no longer holds
+    /// `current`.
+    fn swap_once(&mut self, b: Bucket, key: &str, current: Option<&[u8]>, value: &[u8]) -> R<bool> {
+        let a = match self.admit(b, key, value.len()) {
             Ok(a) => a,
-            Err(e) => return Ok(Err(atomics::CasError::StoreError(e))),
+            Err(e) => return Ok(Err(e)),
         };
-        let r = self
+        match self
             .host
             .tx()
-            .cas(b.tree, key.as_bytes(), current.as_deref(), Some(&value));
-        match r {
+            .cas(b.tree, key.as_bytes(), current, Some(value))
+        {
             Ok(true) => {
                 self.host.writes.record(b.tree, key.as_bytes(), a);
-                Ok(Ok(()))
+                Ok(Ok(true))
             }
-            // Only this invocation's own writes can change the key between
-            // `new` and `swap` (the transaction is isolated): a fresh handle.
-            Ok(false) => match self.new_cas(b, key)? {
-                Ok(fresh) => Ok(Err(atomics::CasError::CasFailed(fresh))),
-                Err(e) => Ok(Err(atomics::CasError::StoreError(e))),
-            },
-            Err(e) => Ok(self.write_error(e)?.map_err(atomics::CasError::StoreError)),
+            Ok(false) => Ok(Ok(false)),
+            Err(e) => self.write_error(e),
         }
     }
 }
 
 impl ComponentState {
-    fn new_cas(&mut self, b: Bucket, key: String) -> R<Resource<Cas>> {
-        let current = match self.read(b, &key)? {
+    async fn new_cas(&mut self, b: Bucket, key: String) -> R<Resource<Cas>> {
+        let current = match self.read(b, &key).await? {
             Ok(v) => v,
             Err(e) => return Ok(Err(e)),
         };
@@ -347,16 +420,16 @@ impl ComponentState {
 }
 
 impl atomics::HostCas for ComponentState {
-    fn new(&mut self, b: Resource<Bucket>, key: String) -> R<Resource<Cas>> {
+    async fn new(&mut self, b: Resource<Bucket>, key: String) -> R<Resource<Cas>> {
         let b = self.bucket(&b)?;
-        self.new_cas(b, key)
+        self.new_cas(b, key).await
     }
 
-    fn current(&mut self, cas: Resource<Cas>) -> R<Option<Vec<u8>>> {
+    async fn current(&mut self, cas: Resource<Cas>) -> R<Option<Vec<u8>>> {
         Ok(Ok(self.table.get(&cas)?.current.clone()))
     }
 
-    fn drop(&mut self, cas: Resource<Cas>) -> wasmtime::Result<()> {
+    async fn drop(&mut self, cas: Resource<Cas>) -> wasmtime::Result<()> {
         self.table.delete(cas)?;
         self.live_handles -= 1;
         Ok(())
@@ -364,7 +437,7 @@ impl atomics::HostCas for ComponentState {
 }
 
 impl batch::Host for ComponentState {
-    fn get_many(
+    async fn get_many(
         &mut self,
         b: Resource<Bucket>,
         keys: Vec<String>,
@@ -373,7 +446,7 @@ impl batch::Host for ComponentState {
         let mut out = Vec::with_capacity(keys.len());
         let mut bytes = 0usize;
         for key in keys {
-            let v = match self.read(b, &key)? {
+            let v = match self.read(b, &key).await? {
                 Ok(v) => v,
                 Err(e) => return Ok(Err(e)),
             };
@@ -388,7 +461,7 @@ impl batch::Host for ComponentState {
         Ok(Ok(out))
     }
 
-    fn set_many(&mut self, b: Resource<Bucket>, key_values: Vec<(String, Vec<u8>)>) -> R<()> {
+    async fn set_many(&mut self, b: Resource<Bucket>, key_values: Vec<(String, Vec<u8>)>) -> R<()> {
         let b = self.bucket(&b)?;
         for (key, value) in key_values {
             if let Err(e) = self.write(b, &key, &value)? {
@@ -398,10 +471,10 @@ impl batch::Host for ComponentState {
         Ok(Ok(()))
     }
 
-    fn delete_many(&mut self, b: Resource<Bucket>, keys: Vec<String>) -> R<()> {
+    async fn delete_many(&mut self, b: Resource<Bucket>, keys: Vec<String>) -> R<()> {
         let b = self.bucket(&b)?;
         for key in keys {
-            if let Err(e) = self.remove(b, &key)? {
+            if let Err(e) = self.remove(b, &key).await? {
                 return Ok(Err(e));
             }
         }
@@ -410,7 +483,7 @@ impl batch::Host for ComponentState {
 }
 
 impl scan::Host for ComponentState {
-    fn range(
+    async fn range(
         &mut self,
         b: Resource<Bucket>,
         start: Option<String>,
@@ -435,6 +508,6 @@ impl scan::Host for ComponentState {
         {
             return Ok(Ok(Vec::new()));
         }
-        self.entries(b, lo, hi, limit as usize, true)
+        self.entries(b, lo, hi, limit as usize, true).await
     }
 }

@@ -11,6 +11,8 @@
 //!
 //! * `kv.rs`: `wasi:keyvalue` and `rime:faaslet/scan` over namespaces.
 //! * `http.rs`: components exporting `wasi:http/incoming-handler`.
+//! * `attempt.rs`: one attempt of an invocation, on a fiber (an
+//!   executor's task, or a blocking caller driving its own).
 //!
 //! WASI preview 2 is the context WASI preview 1 modules get
 //! (`crate::wasip1::builder`): the function's settings as the environment,
@@ -20,28 +22,26 @@
 //! (CPython, StarlingMonkey, Rust's std) reads its environment and clocks
 //! as it starts.
 
+mod attempt;
 pub(crate) mod http;
 mod kv;
 
-use crate::abi::{HostState, LogBudget};
-use crate::error::{DeployError, InvokeError};
-use crate::invoke::{Failed, classify_error};
-use crate::limits::MAX_OUTPUT_LEN;
-use crate::registry::Function;
-use crate::wasip1::Fixed;
-use rime_storage::OwnedTx;
-use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
-use wasmtime::component::{Component, ComponentExportIndex, Linker, Resource, ResourceTable};
-use wasmtime::{Engine, Store};
+pub(crate) use attempt::run_attempt;
+
+use crate::abi::HostState;
+use crate::error::DeployError;
+use wasmtime::Engine;
+use wasmtime::component::{Component, ComponentExportIndex, Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
-use wasmtime_wasi_http::p2::types::{HostIncomingRequest, HostResponseOutparam};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 wasmtime::component::bindgen!({
     path: "wit",
     world: "rime:faaslet/faaslet",
-    imports: { default: trappable },
+    // Async host calls: a keyvalue read that needs a page not in memory
+    // suspends the invocation on its executor (`kv.rs`).
+    imports: { default: async | trappable },
+    exports: { default: async },
     with: {
         "wasi:keyvalue/store.bucket": kv::Bucket,
         "wasi:keyvalue/atomics.cas": kv::Cas,
@@ -114,8 +114,8 @@ pub(crate) fn too_large(e: DeployError) -> DeployError {
 /// The linker every component faaslet is linked with.
 pub(crate) fn linker(engine: &Engine) -> Result<Linker<ComponentState>, wasmtime::Error> {
     let mut l = Linker::new(engine);
-    wasmtime_wasi::p2::add_to_linker_sync(&mut l)?;
-    wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut l)?;
+    wasmtime_wasi::p2::add_to_linker_async(&mut l)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut l)?;
     Faaslet::add_to_linker::<ComponentState, wasmtime::component::HasSelf<ComponentState>>(
         &mut l,
         |s| s,
@@ -223,193 +223,6 @@ impl WasiView for ComponentState {
             table: &mut self.table,
         }
     }
-}
-
-/// Steps 4–7 of the lifecycle (`docs/faas.md`) for a component: one
-/// attempt of the invocation's transaction, on the caller's thread. The
-/// same inputs as the module path's `invoke::run_attempt`, plus the
-/// component and the attempt's fixed clock and seed.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn run_attempt(
-    engine: &Engine,
-    f: &Arc<Function>,
-    c: &Compiled,
-    input: &Arc<[u8]>,
-    txn: OwnedTx,
-    log: &mut LogBudget,
-    fixed: Fixed,
-    instances: &AtomicU64,
-) -> (OwnedTx, Result<Vec<u8>, Failed>) {
-    let mut alive = None;
-    let mut host = HostState::new(f.clone(), std::mem::take(log), txn, input.clone());
-    // Host calls wait for the disk in place: a component runs on its
-    // caller's thread (docs/components.md, "Async").
-    host.nowait = false;
-    let output = crate::wasip1::Output::default();
-    let wasi = crate::wasip1::builder(f, fixed, &output).build();
-    let state = ComponentState {
-        host,
-        wasi,
-        table: ResourceTable::new(),
-        http: WasiHttpCtx::new(),
-        http_hooks: http::NoOutgoing,
-        live_handles: 0,
-    };
-    let mut store = Store::new(engine, state);
-    store.limiter(|s| &mut s.host.limiter);
-    store.set_epoch_deadline(crate::invoke::deadline_ticks(f.config.deadline));
-    store.epoch_deadline_trap();
-    let mut r = match &c.entry {
-        Entry::Handler(pre) => call_handler(&mut store, pre, input, f, &mut alive, instances),
-        Entry::Http { pre, handle } => {
-            call_http(&mut store, pre, handle, input, f, &mut alive, instances)
-        }
-    };
-    let state = store.into_data();
-    drop(alive);
-    let mut host = state.host;
-    // An HTTP response's body is read once the guest's end of it is gone
-    // with its store: all of it is buffered by then.
-    if let Ok(Outcome::Http(sent)) = r {
-        r = http::collect(sent, MAX_OUTPUT_LEN)
-            .map(Outcome::Done)
-            .map_err(|e| Failed::Final(response_error(e)));
-    }
-    output.log(&mut host.log, f, true);
-    *log = host.log;
-    let r = r.map(|o| match o {
-        Outcome::Done(output) => output,
-        Outcome::Http(_) => unreachable!("collected above"),
-    });
-    (host.txn, r)
-}
-
-/// What a call that did not fail produced.
-enum Outcome {
-    Done(Vec<u8>),
-    /// What the HTTP handler sent to its response-outparam.
-    Http(http::Sent),
-}
-
-fn response_error(e: String) -> InvokeError {
-    if e.contains("length limit exceeded") {
-        return InvokeError::OutputTooLarge {
-            max: MAX_OUTPUT_LEN,
-        };
-    }
-    InvokeError::Function {
-        code: rime_abi::RESULT_ERROR,
-        message: e,
-    }
-}
-
-/// Runs a host call into the guest, a host panic becoming its error.
-fn guarded<T>(call: impl FnOnce() -> wasmtime::Result<T>) -> wasmtime::Result<T> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(call))
-        .unwrap_or_else(|p| Err(wasmtime::Error::msg(crate::invoke::panic_text(&p))))
-}
-
-fn call_handler<'a>(
-    store: &mut Store<ComponentState>,
-    pre: &FaasletPre<ComponentState>,
-    input: &Arc<[u8]>,
-    f: &Function,
-    alive: &mut Option<crate::invoke::Alive<'a>>,
-    instances: &'a AtomicU64,
-) -> Result<Outcome, Failed> {
-    {
-        let instance = pre
-            .instantiate(&mut *store)
-            .map_err(|e| fail(store, e, f))?;
-        *alive = Some(crate::invoke::Alive::new(instances));
-        let call = guarded(|| {
-            instance
-                .rime_faaslet_handler()
-                .call_handle(&mut *store, input)
-        });
-        match call {
-            Ok(Ok(output)) if output.len() > MAX_OUTPUT_LEN => {
-                Err(Failed::Final(InvokeError::OutputTooLarge {
-                    max: MAX_OUTPUT_LEN,
-                }))
-            }
-            Ok(Ok(output)) => Ok(Outcome::Done(output)),
-            Ok(Err(message)) => Err(Failed::Final(function_error(store, message))),
-            Err(e) => Err(trapped(store, e, f)),
-        }
-    }
-}
-
-type HandleArgs = (
-    Resource<HostIncomingRequest>,
-    Resource<HostResponseOutparam>,
-);
-
-fn call_http<'a>(
-    store: &mut Store<ComponentState>,
-    pre: &wasmtime::component::InstancePre<ComponentState>,
-    handle: &ComponentExportIndex,
-    input: &Arc<[u8]>,
-    f: &Function,
-    alive: &mut Option<crate::invoke::Alive<'a>>,
-    instances: &'a AtomicU64,
-) -> Result<Outcome, Failed> {
-    let Some(req) = http::decode_request(input) else {
-        return Err(Failed::Final(InvokeError::Internal(
-            "an HTTP invocation's input is not an encoded request".into(),
-        )));
-    };
-    let instance = pre
-        .instantiate(&mut *store)
-        .map_err(|e| fail(store, e, f))?;
-    *alive = Some(crate::invoke::Alive::new(instances));
-    let (sender, mut receiver) = tokio::sync::oneshot::channel();
-    let args = (|| {
-        let mut view = store.data_mut().http();
-        let req = view.new_incoming_request(
-            wasmtime_wasi_http::p2::bindings::http::types::Scheme::Http,
-            req,
-        )?;
-        let out = view.new_response_outparam(sender)?;
-        wasmtime::Result::<HandleArgs>::Ok((req, out))
-    })()
-    .map_err(|e| Failed::Final(InvokeError::Internal(format!("{e:#}"))))?;
-    let call = guarded(|| {
-        let func = instance.get_typed_func::<HandleArgs, ()>(&mut *store, handle)?;
-        func.call(&mut *store, args)
-    });
-    match call {
-        Ok(()) => Ok(Outcome::Http(receiver.try_recv())),
-        Err(e) => Err(trapped(store, e, f)),
-    }
-}
-
-/// A call that trapped: the storage error that abandoned it, if any.
-fn trapped(store: &mut Store<ComponentState>, e: wasmtime::Error, f: &Function) -> Failed {
-    if let Some(txe) = store.data_mut().host.tx_error.take() {
-        return Failed::Tx(txe);
-    }
-    fail(store, e, f)
-}
-
-/// The handler's `err`: the function's error, or the write set's if a
-/// write was refused for it (as for a module).
-fn function_error(store: &Store<ComponentState>, message: String) -> InvokeError {
-    if store.data().host.writes.refused {
-        return InvokeError::WriteSetFull {
-            max: crate::limits::MAX_WRITE_SET_BYTES,
-        };
-    }
-    InvokeError::Function {
-        code: rime_abi::RESULT_ERROR,
-        message,
-    }
-}
-
-fn fail(store: &Store<ComponentState>, e: wasmtime::Error, f: &Function) -> Failed {
-    let denied = store.data().host.limiter.denied;
-    let panic = store.data().host.panic.clone();
-    Failed::Final(classify_error(e, denied, panic, f))
 }
 
 #[cfg(test)]

@@ -39,7 +39,7 @@ use crate::error::{DbError, OpenError, WalError};
 use crate::hooks::{LogHooks, WalBeforeData};
 use crate::inner::{DbInner, Parts};
 use crate::options::{Options, VerifyOnOpen};
-use crate::superblock::{Superblock, SuperblockFile};
+use crate::superblock::{FORMAT_VERSION, Superblock, SuperblockFile};
 use crate::wal::{Lsn, Record, Wal, WalOptions};
 use rime_btree::BTree;
 use rime_bufmgr::{AllocState, BufferManager, Config, PAGE_SIZE};
@@ -178,7 +178,7 @@ fn open_pool(
 fn recover(dir: DataDir, opts: Options, wal_opts: WalOptions) -> Result<Db, OpenError> {
     // Step 1.
     let sb_path = dir.superblock_path();
-    let sbf = SuperblockFile::open((opts.opener)(&sb_path).map_err(io_err(&sb_path))?)?;
+    let mut sbf = SuperblockFile::open((opts.opener)(&sb_path).map_err(io_err(&sb_path))?)?;
     let sb = sbf.current().clone();
     if sb.page_size != PAGE_SIZE as u32 {
         return Err(OpenError::Config(
@@ -195,6 +195,15 @@ fn recover(dir: DataDir, opts: Options, wal_opts: WalOptions) -> Result<Db, Open
         end: found.end.lsn(),
         opts: &wal_opts,
     };
+    // Older data gets this build's format version once the directory is
+    // known to be readable, before redo can log records an older build
+    // could not read.
+    if sbf.upgrade_format()? {
+        tracing::info!(
+            version = FORMAT_VERSION,
+            "data directory stamped with this build's format version"
+        );
+    }
     // Step 3.
     let wal = Arc::new(Wal::open(&wal_dir, wal_opts.clone(), found.end.clone())?);
     let page_path = dir.page_file_path();
