@@ -11,7 +11,11 @@
 //! 2. Otherwise it runs under `tokio::time::timeout` of what is left of
 //!    its deadline, capped by `op_timeout`.
 //! 3. At the timeout, a call that may have sent effects (a commit past
-//!    the point of sending) answers `Unknown`; any other `Timeout`.
+//!    the point of sending) answers `Unknown`; any other `Timeout`. Its
+//!    connection is dropped (step 4): a master that neither answers nor
+//!    refuses (stopped, or cut off by the network) would otherwise keep
+//!    every later call of the slot waiting on it after a failover, since
+//!    no reply ever says the slot moved.
 //! 4. A connection that failed for a reason other than a reply from Redis
 //!    (an I/O error, a timeout) is dropped, so the next call builds a new
 //!    one from the seeds (the crate's own repair is not relied on to
@@ -47,12 +51,14 @@ impl Background {
 
     /// Steps 1–3 (module docs): runs `call` until `deadline` (capped by
     /// `cap`). `sent`, if given, is set by the call once it may have
-    /// sent effects.
+    /// sent effects; `conn`, if given, is the connection the call uses,
+    /// dropped at a timeout.
     pub(crate) fn spawn<T, F>(
         &self,
         deadline: Instant,
         cap: Duration,
         sent: Option<Arc<AtomicBool>>,
+        conn: Option<Arc<Lazy>>,
         call: F,
     ) -> Reply<T>
     where
@@ -67,10 +73,18 @@ impl Background {
         rt.spawn(async move {
             let r = match tokio::time::timeout(left, call).await {
                 Ok(r) => r,
-                Err(_) if sent.is_some_and(|s| s.load(Ordering::Acquire)) => Err(
-                    GlobalError::Unknown(format!("sent, no answer in {} ms", left.as_millis())),
-                ),
-                Err(_) => Err(GlobalError::Timeout),
+                Err(_) => {
+                    if let Some(conn) = conn {
+                        conn.drop_connection().await;
+                    }
+                    match sent.is_some_and(|s| s.load(Ordering::Acquire)) {
+                        true => Err(GlobalError::Unknown(format!(
+                            "sent, no answer in {} ms",
+                            left.as_millis()
+                        ))),
+                        false => Err(GlobalError::Timeout),
+                    }
+                }
             };
             let _ = tx.send(r);
         });
@@ -127,10 +141,15 @@ impl Lazy {
     /// answered (a reply, even an error, says the connection works).
     pub(crate) async fn failed(&self, e: &RedisError) {
         if !matches!(e.kind(), ErrorKind::Server(_)) {
-            self.conn.lock().await.take();
-            if let Some(tier) = &self.tracked_for {
-                tier.clear();
-            }
+            self.drop_connection().await;
+        }
+    }
+
+    /// Step 4: the next call builds a new connection from the seeds.
+    pub(crate) async fn drop_connection(&self) {
+        self.conn.lock().await.take();
+        if let Some(tier) = &self.tracked_for {
+            tier.clear();
         }
     }
 }

@@ -155,11 +155,11 @@ pub struct Cluster {
 struct Shared {
     /// Reads: one retry (a MOVED after a failover); RESP3 with tracking
     /// when the tier is invalidated (`tracking.rs`).
-    reads: Lazy,
+    reads: Arc<Lazy>,
     /// The tier's invalidations, if on.
     tracking: Option<Arc<tracking::Tracking>>,
     /// Commits: no retry, so that a commit is sent once (`commit.rs`).
-    commits: Lazy,
+    commits: Arc<Lazy>,
     tier: Arc<tier::Tier>,
 }
 
@@ -187,8 +187,12 @@ impl Cluster {
         let tracking = (cfg.invalidations && cfg.tier_entries > 0)
             .then(|| Arc::new(tracking::Tracking::new(tier.clone())));
         let build = |retries: u32, pushes: Option<Arc<tracking::Tracking>>| {
+            // A quarter of `op_timeout` to connect: a (re)built
+            // connection asks every seed at once and waits for all, so
+            // one seed that accepts but never answers (a stopped master)
+            // must not take a whole call's time (`conn.rs`, step 4).
             let mut b = ClusterClient::builder(cfg.nodes.clone())
-                .connection_timeout(cfg.op_timeout)
+                .connection_timeout(cfg.op_timeout / 4)
                 .response_timeout(cfg.op_timeout)
                 // Reads: one retry (a MOVED after a failover, a refreshed
                 // slot map), after at most 50 ms: the deadline bounds the
@@ -208,11 +212,11 @@ impl Cluster {
                 .map_err(|e| GlobalError::BadAddress(cfg.nodes.join(","), e.to_string()))
         };
         let shared = Arc::new(Shared {
-            reads: Lazy::new(
+            reads: Arc::new(Lazy::new(
                 build(1, tracking.clone())?,
                 tracking.is_some().then(|| tier.clone()),
-            ),
-            commits: Lazy::new(build(0, None)?, None),
+            )),
+            commits: Arc::new(Lazy::new(build(0, None)?, None)),
             tier,
             tracking,
         });
@@ -277,6 +281,7 @@ impl Cluster {
     pub fn fetch_async(&self, ns: &str, key: &[u8], deadline: Instant) -> Reply<Versioned> {
         let rk = keys::value_key(ns, key);
         let shared = self.shared.clone();
+        let conns = shared.reads.clone();
         let node =
             SingleNodeRoutingInfo::SpecificNode(Route::new(keys::slot(ns), SlotAddr::Master));
         let call = async move {
@@ -311,7 +316,7 @@ impl Cluster {
             Ok(versioned)
         };
         self.background
-            .spawn(deadline, self.cfg.op_timeout, None, call)
+            .spawn(deadline, self.cfg.op_timeout, None, Some(conns), call)
     }
 
     /// Ready after `pause`, timed on the background runtime: lets an
@@ -323,7 +328,8 @@ impl Cluster {
             Ok(())
         };
         let deadline = Instant::now() + pause + Duration::from_secs(1);
-        self.background.spawn(deadline, Duration::MAX, None, call)
+        self.background
+            .spawn(deadline, Duration::MAX, None, None, call)
     }
 
     /// [`Cluster::commit_async`], waited for on the calling thread.
@@ -403,6 +409,7 @@ impl Cluster {
             source: script::COMMIT_LUA,
         };
         let shared = self.shared.clone();
+        let conns = shared.commits.clone();
         let sent = Arc::new(AtomicBool::new(false));
         let sent_here = sent.clone();
         let call = async move {
@@ -413,7 +420,7 @@ impl Cluster {
         // written keys still in the tier: their copies are only stale if
         // it applied, which the commit of any reader of them catches.
         self.background
-            .spawn(deadline, self.cfg.op_timeout, Some(sent), call)
+            .spawn(deadline, self.cfg.op_timeout, Some(sent), Some(conns), call)
     }
 
     /// The script's `EVALSHA` (keys and arguments as `script.rs` says),

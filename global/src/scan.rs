@@ -71,6 +71,7 @@ impl Cluster {
             .arg(limit.max(1))
             .arg(&prefix);
         let shared = self.shared.clone();
+        let conns = shared.reads.clone();
         let call = async move {
             let mut c = shared.reads.get().await?;
             let listed: Vec<Option<Vec<u8>>> = match cmd.query_async(&mut c).await {
@@ -87,7 +88,7 @@ impl Cluster {
             entries(listed)
         };
         self.background
-            .spawn(deadline, self.cfg.op_timeout, None, call)
+            .spawn(deadline, self.cfg.op_timeout, None, Some(conns), call)
     }
 
     /// [`Cluster::scan_async`], waited for on the calling thread.

@@ -7,8 +7,10 @@
 //! [`RedisCluster::start_with_replicas`] adds replicas (same settings) and
 //! waits until each is in sync; [`RedisCluster::kill_master_of`] and
 //! [`RedisCluster::wait_for_failover`] stop the master of a namespace's
-//! slot with SIGKILL and wait for its replica's promotion. Dropping it
-//! kills the servers.
+//! slot with SIGKILL and wait for its replica's promotion; a server
+//! stopped with [`RedisCluster::pause`] (SIGSTOP) is left out of those
+//! waits, so a failover from a paused master can be waited for too.
+//! Dropping it kills the servers.
 //!
 //! Without `redis-server` on `PATH` it returns `None` (the test skips,
 //! saying so), or panics when `CI` or `RIME_REQUIRE_REDIS` is set.
@@ -16,6 +18,7 @@
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
@@ -28,6 +31,9 @@ pub struct RedisCluster {
 struct Node {
     port: u16,
     child: Option<Child>,
+    /// Stopped with SIGSTOP ([`RedisCluster::pause`]): running, but it
+    /// answers nothing, so waits on the cluster leave it out.
+    paused: AtomicBool,
 }
 
 /// `--cluster-node-timeout` of a cluster without replicas (nothing to fail
@@ -132,6 +138,7 @@ impl RedisCluster {
             c.nodes.push(Node {
                 port,
                 child: Some(child),
+                paused: AtomicBool::new(false),
             });
         }
         for n in &c.nodes {
@@ -194,11 +201,11 @@ impl RedisCluster {
         self.dir.path()
     }
 
-    /// The ports of the servers still running.
+    /// The ports of the servers still running and not paused.
     pub fn live_ports(&self) -> Vec<u16> {
         self.nodes
             .iter()
-            .filter(|n| n.child.is_some())
+            .filter(|n| n.child.is_some() && !n.paused.load(Ordering::SeqCst))
             .map(|n| n.port)
             .collect()
     }
@@ -312,6 +319,7 @@ impl RedisCluster {
             .status()
             .is_ok_and(|s| s.success());
         assert!(ok, "kill {sig} {pid}");
+        n.paused.store(pause, Ordering::SeqCst);
     }
 
     /// Closes the master on `master`'s links to its replicas (`CLIENT KILL

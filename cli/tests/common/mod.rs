@@ -3,6 +3,7 @@
 //! library will not do (idle connections, headers without their body).
 #![allow(dead_code)]
 
+pub mod bank;
 pub mod client;
 
 use std::collections::HashMap;
