@@ -68,6 +68,16 @@ impl Attempt {
         }
     }
 
+    /// The attempt of a global function `f` (none for a local one), its
+    /// deadline `f`'s from now. `fresh`: a re-run, whose reads skip the
+    /// local tier.
+    pub(crate) fn of(f: &crate::registry::Function, fresh: bool) -> Option<Box<Attempt>> {
+        f.config.is_global().then(|| {
+            let deadline = Instant::now() + f.config.deadline;
+            Box::new(Attempt::new(f.cluster.clone(), deadline, fresh))
+        })
+    }
+
     /// Enters namespace `ns`: the attempt's first, or the one it is in.
     fn enter(&mut self, ns: &str) -> Result<Arc<Cluster>, InvokeError> {
         let Some(cluster) = self.cluster.clone() else {

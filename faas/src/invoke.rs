@@ -237,10 +237,11 @@ async fn run_attempt(
         // A component: its own store and host state (`crate::component`).
         Code::Component(c) => {
             let fixed = fixed.unwrap_or_else(crate::wasip1::Fixed::sample);
-            let (txn, r) =
-                crate::component::run_attempt(engine, f, c, input, txn, log, fixed, instances)
-                    .await;
-            return (txn, None, r);
+            let global = crate::global::Attempt::of(f, fresh);
+            return crate::component::run_attempt(
+                engine, f, c, input, txn, global, log, fixed, instances,
+            )
+            .await;
         }
     };
     // Declared before the store, so that on every path it is dropped after
@@ -258,11 +259,7 @@ async fn run_attempt(
     if let Some(fixed) = fixed {
         store.data_mut().wasi = crate::wasip1::Wasi::new(fixed);
     }
-    if f.config.is_global() {
-        let deadline = Instant::now() + f.config.deadline;
-        let attempt = crate::global::Attempt::new(f.cluster.clone(), deadline, fresh);
-        store.data_mut().global = Some(Box::new(attempt));
-    }
+    store.data_mut().global = crate::global::Attempt::of(f, fresh);
     // On an executor the guest runs on a fiber and yields at every epoch
     // tick, so others on its executor run; past its deadline it traps
     // (`Timeout`). On a blocking caller's thread it runs on that thread's

@@ -498,14 +498,12 @@ impl Inner {
     }
 
     /// Compiles and links `wasm`: a component (`component`), or a module
-    /// of host ABI v1 (`global`: with the host calls of a global function).
+    /// of host ABI v1 (`global`: with the host calls of a global function;
+    /// a component's are the same either way).
     fn compile(&self, wasm: &[u8], global: bool) -> Result<registry::Code, DeployError> {
         if component::is_component(wasm) {
-            if global {
-                return Err(DeployError::BadGlobal(
-                    "a component cannot use global namespaces yet (modules only)".into(),
-                ));
-            }
+            // Global or not, the same linker: its keyvalue calls ask the
+            // attempt (`component::kv`).
             let compiled = self.cache.load(wasm).map_err(component::too_large)?;
             let c = component::link(&self.engine, &self.component_linker, compiled)?;
             return Ok(registry::Code::Component(c));

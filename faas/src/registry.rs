@@ -196,6 +196,15 @@ impl Exports {
 }
 
 impl Function {
+    /// The name of namespace `grant`: an index into the grants, or
+    /// `u8::MAX` for the function's own namespace.
+    pub(crate) fn ns_name(&self, grant: u8) -> &str {
+        match self.grants.get(usize::from(grant)) {
+            Some(g) => &g.name,
+            None => &self.name,
+        }
+    }
+
     /// Whether the function's attempts get a WASI context, and so the
     /// invocation a fixed clock and seed (`crate::wasip1`): a module
     /// importing WASI preview 1, or a component (preview 2).

@@ -167,10 +167,7 @@ pub(super) fn attempt(
 
 /// The name of the namespace behind handle `h`.
 pub(super) fn ns_name(f: &crate::registry::Function, h: Handle) -> &str {
-    match f.grants.get(usize::from(h.grant)) {
-        Some(g) => &g.name,
-        None => &f.name, // u8::MAX: the own namespace
-    }
+    f.ns_name(h.grant)
 }
 
 fn get(c: &mut C<'_>, (ns, key, key_len, buf, cap): (i32, i32, i32, i32, i32)) -> R {

@@ -44,7 +44,9 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
 /// Steps 4–7 for a component: one attempt of the invocation's
 /// transaction. The same inputs as the module path's
 /// `invoke::run_attempt`, plus the component and the attempt's fixed
-/// clock and seed.
+/// clock and seed; `global` is a global function's attempt
+/// (`crate::global`), which its keyvalue calls use instead of `txn` and
+/// which comes back with the outcome for step 8.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn run_attempt(
     engine: &Engine,
@@ -52,15 +54,21 @@ pub(crate) async fn run_attempt(
     c: &Compiled,
     input: &Arc<[u8]>,
     txn: OwnedTx,
+    global: Option<Box<crate::global::Attempt>>,
     log: &mut LogBudget,
     fixed: Fixed,
     instances: &AtomicU64,
-) -> (OwnedTx, Result<Vec<u8>, Failed>) {
+) -> (
+    OwnedTx,
+    Option<Box<crate::global::Attempt>>,
+    Result<Vec<u8>, Failed>,
+) {
     // Declared before the store: dropped after it on every path, so the
     // count never shows a slot free that is not back yet.
     let mut alive = None;
     // `nowait` (reads that do not wait) exactly when on an executor.
-    let host = HostState::new(f.clone(), std::mem::take(log), txn, input.clone());
+    let mut host = HostState::new(f.clone(), std::mem::take(log), txn, input.clone());
+    host.global = global;
     let yielding = host.nowait;
     let output = crate::wasip1::Output::default();
     let state = ComponentState {
@@ -110,7 +118,7 @@ pub(crate) async fn run_attempt(
         Outcome::Done(output) => output,
         Outcome::Http(_) => unreachable!("collected above"),
     });
-    (host.txn, r)
+    (host.txn, host.global, r)
 }
 
 /// What a call that did not fail produced.
@@ -284,9 +292,14 @@ async fn call_http<'a>(
     }
 }
 
-/// A call that trapped: the storage error that abandoned it, if any.
+/// A call that trapped: the global store's error that ended it, or the
+/// storage error that abandoned it, if any.
 fn trapped(store: &mut Store<ComponentState>, e: wasmtime::Error, f: &Function) -> Failed {
-    if let Some(txe) = store.data_mut().host.tx_error.take() {
+    let host = &mut store.data_mut().host;
+    if let Some(ge) = host.global.as_mut().and_then(|g| g.error.take()) {
+        return Failed::Final(ge);
+    }
+    if let Some(txe) = host.tx_error.take() {
         return Failed::Tx(txe);
     }
     fail(store, e, f)

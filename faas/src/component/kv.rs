@@ -19,6 +19,11 @@
 //! recorded nothing ([`WouldWait`]), and [`ComponentState::suspending`]
 //! waits for the page (the invocation suspends; its executor runs others)
 //! and runs that one operation again. A batch retries key by key.
+//!
+//! A global function's buckets are namespaces in the node's Redis Cluster
+//! (`docs/global.md`): every operation goes through the attempt's
+//! `crate::global::Attempt` instead (`kv_global.rs`), with the same
+//! checks, limits and errors.
 
 use super::ComponentState;
 use super::rime::faaslet::scan;
@@ -44,11 +49,15 @@ pub(crate) const LIST_KEYS_PAGE: usize = 1000;
 /// early (the caller continues after its last key), a `get-many` fails.
 pub(crate) const MAX_REPLY_BYTES: usize = 16 << 20;
 
-/// An open bucket: a namespace's tree and whether it may be written.
+/// An open bucket: a namespace's tree, whether it may be written, and
+/// which of the function's namespaces it is (for a global function, whose
+/// namespaces are named in the cluster).
 #[derive(Clone, Copy, Debug)]
 pub struct Bucket {
-    tree: TreeId,
-    writable: bool,
+    pub(super) tree: TreeId,
+    pub(super) writable: bool,
+    /// Index into the function's grants; `u8::MAX` for its own namespace.
+    pub(super) grant: u8,
 }
 
 /// A CAS handle: the key, and its value when the handle was made (the
@@ -60,13 +69,13 @@ pub struct Cas {
     current: Option<Vec<u8>>,
 }
 
-type R<T> = wasmtime::Result<Result<T, Error>>;
+pub(super) type R<T> = wasmtime::Result<Result<T, Error>>;
 
-fn other(msg: String) -> Error {
+pub(super) fn other(msg: String) -> Error {
     Error::Other(msg)
 }
 
-fn check_key(key: &str) -> Result<(), Error> {
+pub(super) fn check_key(key: &str) -> Result<(), Error> {
     if key.len() > MAX_KEY_LEN {
         return Err(other(format!(
             "key of {} bytes exceeds the limit of {MAX_KEY_LEN}",
@@ -118,6 +127,9 @@ impl ComponentState {
         if let Err(e) = check_key(key) {
             return Ok(Err(e));
         }
+        if self.is_global() {
+            return self.global_read(b, key).await;
+        }
         self.suspending(
             |s| match s.host.tx().get(b.tree, key.as_bytes(), <[u8]>::to_vec) {
                 Ok(v) => Ok(Ok(v)),
@@ -129,7 +141,12 @@ impl ComponentState {
 
     /// Checks a write of `key` (`value_len` bytes; 0 for a delete) as ABI
     /// v1's `writable` does: grant, key, value, write-set room.
-    fn admit(&mut self, b: Bucket, key: &str, value_len: usize) -> Result<Admitted, Error> {
+    pub(super) fn admit(
+        &mut self,
+        b: Bucket,
+        key: &str,
+        value_len: usize,
+    ) -> Result<Admitted, Error> {
         if !b.writable {
             return Err(Error::AccessDenied);
         }
@@ -164,6 +181,9 @@ impl ComponentState {
     }
 
     fn write(&mut self, b: Bucket, key: &str, value: &[u8]) -> R<()> {
+        if self.is_global() {
+            return self.global_write(b, key, Some(value));
+        }
         let a = match self.admit(b, key, value.len()) {
             Ok(a) => a,
             Err(e) => return Ok(Err(e)),
@@ -178,6 +198,10 @@ impl ComponentState {
     }
 
     async fn remove(&mut self, b: Bucket, key: &str) -> R<()> {
+        if self.is_global() {
+            // A blind delete, as ABI v1's on a global namespace.
+            return self.global_write(b, key, None);
+        }
         self.suspending(|s| s.remove_once(b, key)).await
     }
 
@@ -209,6 +233,9 @@ impl ComponentState {
         limit: usize,
         values: bool,
     ) -> R<Vec<(String, Vec<u8>)>> {
+        if self.is_global() {
+            return self.global_entries(b, lo, hi, limit, values).await;
+        }
         self.suspending(|s| s.entries_once(b, lo, hi, limit, values))
             .await
     }
@@ -255,11 +282,18 @@ impl store::Host for ComponentState {
             Bucket {
                 tree: f.own_tree,
                 writable: true,
+                grant: u8::MAX,
             }
-        } else if let Some(g) = f.grants.iter().find(|g| g.name == identifier) {
+        } else if let Some((i, g)) = f
+            .grants
+            .iter()
+            .enumerate()
+            .find(|(_, g)| g.name == identifier)
+        {
             Bucket {
                 tree: g.tree,
                 writable: g.writable,
+                grant: i as u8, // grants < MAX_OPEN_NAMESPACES, checked at deploy
             }
         } else if valid_name(identifier.as_bytes()) {
             return Ok(Err(Error::AccessDenied));
@@ -293,6 +327,10 @@ impl store::HostBucket for ComponentState {
         let b = self.bucket(&b)?;
         if let Err(e) = check_key(&key) {
             return Ok(Err(e));
+        }
+        if self.is_global() {
+            let v = self.global_read(b, &key).await?;
+            return Ok(v.map(|v| v.is_some()));
         }
         self.suspending(|s| match s.host.tx().get(b.tree, key.as_bytes(), |_| ()) {
             Ok(v) => Ok(Ok(v.is_some())),
@@ -333,6 +371,9 @@ impl store::HostBucket for ComponentState {
 impl atomics::Host for ComponentState {
     async fn increment(&mut self, b: Resource<Bucket>, key: String, delta: i64) -> R<i64> {
         let b = self.bucket(&b)?;
+        if self.is_global() {
+            return self.global_increment(b, &key, delta).await;
+        }
         self.suspending(|s| s.increment_once(b, &key, delta)).await
     }
 
@@ -345,9 +386,13 @@ impl atomics::Host for ComponentState {
             let c = self.table.get(&cas)?;
             (c.bucket, c.key.clone(), c.current.clone())
         };
-        let r = self
-            .suspending(|s| s.swap_once(b, &key, current.as_deref(), &value))
-            .await?;
+        let r = if self.is_global() {
+            self.global_swap(b, &key, current.as_deref(), &value)
+                .await?
+        } else {
+            self.suspending(|s| s.swap_once(b, &key, current.as_deref(), &value))
+                .await?
+        };
         self.table.delete(cas)?;
         self.live_handles -= 1;
         match r {

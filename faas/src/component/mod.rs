@@ -7,9 +7,13 @@
 //! retry loop of `crate::invoke` runs [`run_attempt`] instead of the
 //! module's attempt, and the keyvalue host calls (`kv.rs`) go through the
 //! attempt's `HostState` (its `OwnedTx`, write-set accounting, log budget
-//! and memory limiter) exactly as the ABI v1 host calls do.
+//! and memory limiter) exactly as the ABI v1 host calls do. A global
+//! function's attempt also carries a `crate::global::Attempt`, which its
+//! keyvalue calls go through and which step 8 commits in the cluster.
 //!
 //! * `kv.rs`: `wasi:keyvalue` and `rime:faaslet/scan` over namespaces.
+//! * `kv_global.rs`: the same over a global function's namespaces, in the
+//!   node's Redis Cluster (`docs/global.md`).
 //! * `http.rs`: components exporting `wasi:http/incoming-handler`.
 //! * `attempt.rs`: one attempt of an invocation, on a fiber (an
 //!   executor's task, or a blocking caller driving its own).
@@ -25,6 +29,7 @@
 mod attempt;
 pub(crate) mod http;
 mod kv;
+mod kv_global;
 
 pub(crate) use attempt::run_attempt;
 

@@ -7,11 +7,19 @@
 //!
 //! - `incr BUCKET KEY`: adds 1 to `KEY` (an 8-byte little-endian i64, the
 //!   layout of `atomics.increment`), answers the new value in decimal.
+//! - `add BUCKET KEY N`: adds `N` (decimal, may be negative), answers the
+//!   new value.
+//! - `transfer BUCKET FROM TO N`: moves `N` from `FROM` to `TO` with two
+//!   increments, answers `ok`; fails with `overdraft ...` (after the first
+//!   increment, so the host must drop it) if `FROM` would go below 0.
 //! - `get BUCKET KEY`: the value's bytes, or `none`.
 //! - `set BUCKET KEY VALUE`: stores `VALUE`'s bytes, answers `ok`.
 //! - `fail BUCKET KEY`: increments, then fails with an error.
 //! - `panic BUCKET KEY`: increments, then panics (a trap).
 //! - `keys BUCKET`: every key (all `list-keys` pages), comma-separated.
+//! - `edit-keys BUCKET K=V,-K,...`: sets `K` to `V` (`K=V`) or deletes `K`
+//!   (`-K`), in order, then answers every key as `keys` does: the
+//!   invocation's own writes in its listing.
 //! - `swap BUCKET KEY VALUE`: a CAS of `KEY` to `VALUE` from the value it
 //!   reads, answers `ok`.
 //! - `set-many BUCKET K=V,...`, `delete-many BUCKET K,...`: `ok`;
@@ -46,6 +54,32 @@ impl Guest for Counter {
             ["set", bucket, key, value] => {
                 open(bucket)?.set(key, value.as_bytes()).map_err(describe)?;
                 Ok(b"ok".to_vec())
+            }
+            ["add", bucket, key, n] => {
+                let n: i64 = n.parse().map_err(|_| format!("not an amount: {n:?}"))?;
+                let v = atomics::increment(&open(bucket)?, key, n).map_err(describe)?;
+                Ok(v.to_string().into_bytes())
+            }
+            ["transfer", bucket, from, to, n] => {
+                let n: i64 = n.parse().map_err(|_| format!("not an amount: {n:?}"))?;
+                let b = open(bucket)?;
+                let left = atomics::increment(&b, from, -n).map_err(describe)?;
+                if left < 0 {
+                    return Err(format!("overdraft: {from} would hold {left}"));
+                }
+                atomics::increment(&b, to, n).map_err(describe)?;
+                Ok(b"ok".to_vec())
+            }
+            ["edit-keys", bucket, edits] => {
+                let b = open(bucket)?;
+                for edit in edits.split(',') {
+                    match (edit.strip_prefix('-'), edit.split_once('=')) {
+                        (Some(key), _) => b.delete(key).map_err(describe)?,
+                        (None, Some((k, v))) => b.set(k, v.as_bytes()).map_err(describe)?,
+                        (None, None) => return Err(format!("not K=V or -K: {edit:?}")),
+                    }
+                }
+                Ok(keys(&b)?.join(",").into_bytes())
             }
             ["fail", bucket, key] => {
                 let n = increment(bucket, key)?;
@@ -99,7 +133,7 @@ impl Guest for Counter {
                 panic!("panicked on purpose after incrementing to {n}")
             }
             _ => Err(format!(
-                "unknown command {text:?}: incr|get|set|fail|panic BUCKET KEY [VALUE], keys|swap|set-many|get-many|delete-many, noop, get-n BUCKET KEY N"
+                "unknown command {text:?}: incr|get|set|fail|panic BUCKET KEY [VALUE], add|transfer, keys|edit-keys|swap|set-many|get-many|delete-many, noop, get-n BUCKET KEY N"
             )),
         }
     }
