@@ -60,6 +60,10 @@ pub struct Bucket {
     pub(super) grant: u8,
 }
 
+// A bucket names its grant by a `u8` index, `u8::MAX` being the own
+// namespace: every grant's index must stay below it.
+const _: () = assert!(rime_abi::MAX_OPEN_NAMESPACES < u8::MAX as usize);
+
 /// A CAS handle: the key, and its value when the handle was made (the
 /// value the swap expects).
 #[derive(Debug)]
