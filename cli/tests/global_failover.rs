@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::bank::{Ledger, Outcome, Rng, Sent, Transfer, balances_on, bank_ok, send_bank};
+use common::bank::{Ledger, Outcome, Rng, Sent, Transfer, balances_on, bank_ok, open_account, send_bank};
 use common::{Server, TOKEN, auth, send, text};
 use rime_global::testing::RedisCluster;
 use rime_global::{Cluster, GlobalConfig};
@@ -150,7 +150,7 @@ fn failover_under_http_load(how: Stop) {
     deploy(&nodes[0], "lcount", "counter", "");
     let agent = ureq::agent();
     for a in 0..ACCOUNTS {
-        bank_ok(&agent, &nodes[0].base, &format!("open a{a} {INITIAL}"));
+        open_account(&agent, &nodes[0].base, &format!("a{a}"), INITIAL);
     }
     let stop = AtomicBool::new(false);
     let (logs, local, killed_at, promoted_at) = std::thread::scope(|s| {

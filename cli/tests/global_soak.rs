@@ -13,7 +13,7 @@
 
 mod common;
 
-use common::bank::{Ledger, Outcome, Rng, balances_on, bank_ok, send_bank};
+use common::bank::{Ledger, Outcome, Rng, balances_on, bank_ok, open_account, send_bank};
 use common::{Server, TOKEN, auth, send, text};
 use rime_global::testing::RedisCluster;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -135,7 +135,7 @@ fn ten_thousand_bank_transfers_over_three_nodes() {
     nodes.iter().flatten().for_each(deploy_bank);
     let agent = ureq::agent();
     for a in 0..accounts {
-        bank_ok(&agent, &bases[a % NODES], &format!("open a{a} {INITIAL}"));
+        open_account(&agent, &bases[a % NODES], &format!("a{a}"), INITIAL);
     }
     let run = Run {
         bases: &bases,

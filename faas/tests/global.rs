@@ -457,13 +457,23 @@ fn a_master_killed_under_load_fails_over_with_clear_errors_and_loses_nothing_ack
             .deadline(DEADLINE);
         n.rt.deploy("hits", &guest("counter"), hits).unwrap();
     }
+    // The accounts are opened before any fault, through a node of its own
+    // with the default timeouts: with the test nodes' 500 ms, a replica
+    // slow to confirm on CI's loaded cores made an `open` of unknown
+    // outcome, which failed the test before its subject began.
+    let setup = node_with(GlobalConfig::new(cluster.urls()));
+    let patient = FunctionConfig::default()
+        .global("bank")
+        .deadline(Duration::from_secs(20));
+    setup.rt.deploy("bank", &guest("bank"), patient).unwrap();
     for a in 0..ACCOUNTS {
         text(
-            nodes[0]
+            setup
                 .rt
                 .invoke("bank", format!("open a{a} {INITIAL}").as_bytes()),
         );
     }
+    drop(setup);
     let stop = std::sync::atomic::AtomicBool::new(false);
     type Log = Vec<(Instant, Duration, Outcome, Option<(usize, usize, i64)>)>;
     let (logs, killed_at, ok_at): (Vec<(&str, Log)>, Instant, Instant) = std::thread::scope(|s| {

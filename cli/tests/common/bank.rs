@@ -75,6 +75,37 @@ fn classify(status: u16, resp: ureq::Response) -> Outcome {
     }
 }
 
+/// Opens account `name` with `initial` through `base`, before any fault:
+/// a clear failure (503, 504, 409) is sent again, and "already exists"
+/// after one means an earlier try of unknown outcome was applied (nothing
+/// else opens accounts). On two loaded cores a replica can confirm a
+/// commit later than a node's `--global-timeout`, so even an undisturbed
+/// cluster answers some requests `global_unknown`.
+pub fn open_account(agent: &ureq::Agent, base: &str, name: &str, initial: i64) {
+    let input = format!("open {name} {initial}");
+    let mut last = String::new();
+    for _ in 0..50 {
+        let r = agent
+            .post(&format!("{base}/invoke/bank"))
+            .set("Authorization", &format!("Bearer {TOKEN}"))
+            .timeout(Duration::from_secs(30))
+            .send_string(&input);
+        match r {
+            Ok(_) => return,
+            Err(ureq::Error::Status(status, resp)) => {
+                last = format!("{status} {}", resp.into_string().unwrap_or_default());
+                match status {
+                    422 if last.contains("already exists") => return,
+                    409 | 503 | 504 => std::thread::sleep(Duration::from_millis(100)),
+                    _ => break,
+                }
+            }
+            Err(e) => panic!("{base} {input}: {e}"),
+        }
+    }
+    panic!("{base} {input}: {last}");
+}
+
 /// The answer of one invocation of `bank` that must succeed.
 pub fn bank_ok(agent: &ureq::Agent, base: &str, input: &str) -> String {
     let r = agent
