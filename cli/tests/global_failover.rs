@@ -4,7 +4,9 @@
 
 mod common;
 
-use common::bank::{Ledger, Outcome, Rng, Sent, Transfer, balances_on, bank_ok, open_account, send_bank};
+use common::bank::{
+    Ledger, Outcome, Rng, Sent, Transfer, balances_on, bank_ok, open_account, send_bank,
+};
 use common::{Server, TOKEN, auth, send, text};
 use rime_global::testing::RedisCluster;
 use rime_global::{Cluster, GlobalConfig};
