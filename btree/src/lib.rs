@@ -56,7 +56,7 @@ pub use write::Writer;
 
 use error::OrCorrupt;
 use node::{NODE_SIZE, Node, NodeMut};
-use rime_bufmgr::{BufferManager, PageId};
+use rime_bufmgr::{BufferManager, OnMiss, PageId};
 use std::sync::Arc;
 
 /// Longest key: 512 bytes. A node must hold its two fences (each at most a
@@ -265,7 +265,7 @@ impl BTree {
         Writer {
             tree: self,
             lsn,
-            merge_wait: true,
+            merge_on_miss: OnMiss::Load,
         }
     }
 

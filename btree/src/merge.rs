@@ -24,7 +24,7 @@
 use crate::error::OrCorrupt;
 use crate::node::{NODE_SIZE, Node, NodeMut, copy_entries};
 use crate::{BTree, MERGE_THRESHOLD, SmoKind, TreeError};
-use rime_bufmgr::{ExclusiveGuard, PageId};
+use rime_bufmgr::{ExclusiveGuard, OnMiss, PageId};
 
 impl BTree {
     /// Tries to merge node `target` (on the path of `key`) with a sibling.
@@ -43,16 +43,16 @@ impl BTree {
     /// 5. Collapse the root if it was left without separators, else merge
     ///    the parent if it became underfull.
     ///
-    /// `wait`: false gives up at step 1 when a node to latch is not in
+    /// [`OnMiss::Report`] gives up at step 1 when a node to latch is not in
     /// memory, instead of reading it ([`crate::Writer::merge_in_memory_only`]).
     pub(crate) fn try_merge(
         &self,
         key: &[u8],
         target: PageId,
-        wait: bool,
+        on_miss: OnMiss,
     ) -> Result<(), TreeError> {
-        if !self.merge_with(key, target, false, wait)? {
-            self.merge_with(key, target, true, wait)?;
+        if !self.merge_with(key, target, false, on_miss)? {
+            self.merge_with(key, target, true, on_miss)?;
         }
         Ok(())
     }
@@ -66,10 +66,10 @@ impl BTree {
         key: &[u8],
         target: PageId,
         left_sibling: bool,
-        wait: bool,
+        on_miss: OnMiss,
     ) -> Result<bool, TreeError> {
         // Step 1.
-        let Some(m) = self.latch_for_merge(key, target, left_sibling, wait)? else {
+        let Some(m) = self.latch_for_merge(key, target, left_sibling, on_miss)? else {
             return Ok(true);
         };
         let (mut parent, left, mut right) = (m.parent, m.left, m.right);
@@ -123,7 +123,7 @@ impl BTree {
         let parent_underfull = pview.used().or_corrupt(parent_pid, "header")? < MERGE_THRESHOLD;
         drop((right, parent));
         if parent_underfull {
-            self.try_merge(key, parent_pid, wait)?;
+            self.try_merge(key, parent_pid, on_miss)?;
         }
         Ok(true)
     }

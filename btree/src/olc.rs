@@ -31,8 +31,8 @@ use crate::node::{LargeRef, Node};
 use crate::redistribute::{MAX_SHIFT, MIN_SIBLING_ROOM};
 use crate::{BTree, INLINE_VALUE_MAX, MAX_DEPTH, TreeError, epoch};
 use rime_bufmgr::{
-    BufferManager, ExclusiveGuard, Fetch, Interrupt, OptimisticGuard, PAGE_SIZE, PageError, PageId,
-    Section, SharedGuard,
+    BufferManager, ExclusiveGuard, Fetch, Interrupt, OnMiss, OptimisticGuard, PAGE_SIZE, PageError,
+    PageId, Section, SharedGuard,
 };
 
 /// Leaves a scan reads ahead at once when it reaches one not in memory: a
@@ -324,7 +324,8 @@ impl BTree {
     /// of `hint`'s parent when that parent is still the node it was and has
     /// one, else the descent from the root.
     ///
-    /// `nowait`: stops at the first node on the way that is not in memory.
+    /// [`OnMiss::Report`]: stops at the first node on the way that is not
+    /// in memory.
     /// If it is a child of the node at hand, that child and the siblings
     /// after it (forward) or before it (backward), up to `out.len()`, go
     /// into `out` ([`ScanStep::ReadFirst`]); if it is where the step
@@ -335,7 +336,7 @@ impl BTree {
         strict: bool,
         forward: bool,
         hint: Option<ScanHint>,
-        nowait: bool,
+        on_miss: OnMiss,
         out: &mut [PageId; READ_AHEAD_LEAVES],
     ) -> Result<Fetch<ScanStep<'t>>, TreeError> {
         let (root, bm) = (self.root, &*self.bm);
@@ -455,14 +456,7 @@ impl BTree {
         // slices of page bytes) and the `&mut` to the caller's fixed array,
         // written with plain stores; the shared guard is made by the last
         // call and returned at once.
-        let step = unsafe {
-            if nowait {
-                self.bm.optimistic_nowait(body)?
-            } else {
-                Fetch::Ready(self.bm.optimistic(body)?)
-            }
-        };
-        Ok(step)
+        Ok(unsafe { self.bm.optimistic_on_miss(on_miss, body)? })
     }
 
     /// The leaf for `key`, latched shared (`strict`: the leaf of the
@@ -528,14 +522,14 @@ impl BTree {
     /// exclusively in that order, and the parent slot of the left node.
     /// `None` when `target` is the root, gone, or has no such sibling.
     ///
-    /// `wait`: false gives up (`None`) instead of waiting for a node that
-    /// is not in memory ([`Writer::merge_in_memory_only`](crate::Writer)).
+    /// [`OnMiss::Report`] gives up (`None`) instead of waiting for a node
+    /// that is not in memory ([`Writer::merge_in_memory_only`](crate::Writer)).
     pub(crate) fn latch_for_merge<'t>(
         &'t self,
         key: &[u8],
         target: PageId,
         left_sibling: bool,
-        wait: bool,
+        on_miss: OnMiss,
     ) -> Result<Option<MergeLatches<'t>>, TreeError> {
         let (root, bm) = (self.root, &*self.bm);
         // SAFETY: as in `latch_for_split`: Copy values only until the three
@@ -581,17 +575,10 @@ impl BTree {
         };
         // SAFETY: as above; the latches are made by the last calls of the
         // body and returned at once.
-        let latched = unsafe {
-            if wait {
-                self.bm.optimistic(body)?
-            } else {
-                match self.bm.optimistic_nowait(body)? {
-                    Fetch::Ready(latched) => latched,
-                    Fetch::Missing { .. } => None,
-                }
-            }
-        };
-        Ok(latched)
+        match unsafe { self.bm.optimistic_on_miss(on_miss, body)? } {
+            Fetch::Ready(latched) => Ok(latched),
+            Fetch::Missing { .. } => Ok(None),
+        }
     }
 
     /// For moving entries out of the full leaf `target` (on the path of
@@ -605,21 +592,22 @@ impl BTree {
     /// * the insert follows an ascending or descending pattern (the append
     ///   split fills leaves there; `split::append_pattern`);
     /// * no sibling within [`MAX_SHIFT`] leaves has room for the new
-    ///   entry and at least [`MIN_SIBLING_ROOM`] (without `wait`, only
-    ///   leaves in memory count: the search stops at one that is not);
+    ///   entry and at least [`MIN_SIBLING_ROOM`] (with [`OnMiss::Report`],
+    ///   only leaves in memory count: the search stops at one that is not);
     /// * a leaf cannot be latched at once.
     ///
     /// A leaf's failed upgrade gives up rather than restarting: this never
-    /// waits for a latch. `wait`: false runs the section with
+    /// waits for a latch. [`OnMiss::Report`] runs the section with
     /// `optimistic_nowait` (a path not in memory gives up, a sibling not
     /// in memory is never read), so a thread with reads in flight may
-    /// call it; true reads what is missing, as `latch_for_merge` does.
+    /// call it; [`OnMiss::Load`] reads what is missing, as
+    /// `latch_for_merge` does.
     pub(crate) fn latch_for_shift<'t>(
         &'t self,
         key: &[u8],
         target: PageId,
         needed: usize,
-        wait: bool,
+        on_miss: OnMiss,
     ) -> Result<Option<ShiftLatches<'t>>, TreeError> {
         let (root, bm) = (self.root, &*self.bm);
         let min_room = needed.max(MIN_SIBLING_ROOM);
@@ -712,17 +700,10 @@ impl BTree {
         };
         // SAFETY: as above; the latches are made by the last calls of the
         // body and returned at once.
-        let latched = unsafe {
-            if wait {
-                self.bm.optimistic(body)?
-            } else {
-                match self.bm.optimistic_nowait(body)? {
-                    Fetch::Ready(latched) => latched,
-                    Fetch::Missing { .. } => None,
-                }
-            }
-        };
-        Ok(latched)
+        match unsafe { self.bm.optimistic_on_miss(on_miss, body)? } {
+            Fetch::Ready(latched) => Ok(latched),
+            Fetch::Missing { .. } => Ok(None),
+        }
     }
 
     /// A cheap size estimate: the fan-out along the leftmost path, times

@@ -29,7 +29,7 @@ use crate::error::{OrCorrupt, corrupt};
 use crate::node::{NODE_SIZE, Node, NodeMut, copy_entries, entry_size};
 use crate::split::separator_between;
 use crate::{BTree, SmoKind, TreeError};
-use rime_bufmgr::{ExclusiveGuard, PageId};
+use rime_bufmgr::{ExclusiveGuard, OnMiss, PageId};
 
 /// A leaf is worth moving entries to only if it has this much room (and
 /// room for the new entry): each move then leaves every leaf it rewrites
@@ -64,7 +64,7 @@ impl BTree {
     ///
     /// 1. Latch the parent and the leaves from `target` to the nearest one
     ///    with room, left to right (`olc::latch_for_shift`, which never
-    ///    waits for a latch, and for a read only if `wait`).
+    ///    waits for a latch, and for a read only with [`OnMiss::Load`]).
     /// 2. Under the latches, re-check that `target` still lacks room.
     /// 3. Plan even cuts of all their entries plus the new one by bytes,
     ///    and their separators ([`plan`]).
@@ -79,10 +79,10 @@ impl BTree {
         key: &[u8],
         target: PageId,
         needed: usize,
-        wait: bool,
+        on_miss: OnMiss,
     ) -> Result<bool, TreeError> {
         // Step 1.
-        let Some(m) = self.latch_for_shift(key, target, needed, wait)? else {
+        let Some(m) = self.latch_for_shift(key, target, needed, on_miss)? else {
             return Ok(false);
         };
         let (mut parent, mut leaves, first) = (m.parent, m.leaves, m.first);

@@ -52,7 +52,7 @@ use crate::error::{OrCorrupt, corrupt};
 use crate::node::Node;
 use crate::olc::{READ_AHEAD_LEAVES, ScanHint, ScanStep};
 use crate::{BTree, MAX_KEY_LEN, TreeError};
-use rime_bufmgr::{Fetch, Loader, PageId, SharedGuard};
+use rime_bufmgr::{Fetch, Loader, OnMiss, PageId, SharedGuard};
 use std::collections::VecDeque;
 use std::ops::{Bound, ControlFlow, RangeBounds};
 
@@ -156,23 +156,24 @@ impl BTree {
         loop {
             let (probe, strict) = probe_of(&pos, dir);
             let forward = dir == Direction::Forward;
-            let leaf = match self.scan_leaf(probe, strict, forward, hint, true, &mut pages)? {
-                Fetch::Ready(ScanStep::Leaf(leaf, next)) => {
-                    hint = next;
-                    leaf
-                }
-                // The first of the nodes a waiting scan would read ahead.
-                Fetch::Ready(ScanStep::ReadFirst(n)) => {
-                    let bm = &*self.bm;
-                    let rest = pages.get(1..n).unwrap_or_default();
-                    ahead.extend(rest.iter().filter(|&&p| !bm.is_resident(p)));
-                    return Ok(Fetch::Missing {
-                        pid: pages[0],
-                        pages: 1,
-                    });
-                }
-                Fetch::Missing { pid, pages } => return Ok(Fetch::Missing { pid, pages }),
-            };
+            let leaf =
+                match self.scan_leaf(probe, strict, forward, hint, OnMiss::Report, &mut pages)? {
+                    Fetch::Ready(ScanStep::Leaf(leaf, next)) => {
+                        hint = next;
+                        leaf
+                    }
+                    // The first of the nodes a waiting scan would read ahead.
+                    Fetch::Ready(ScanStep::ReadFirst(n)) => {
+                        let bm = &*self.bm;
+                        let rest = pages.get(1..n).unwrap_or_default();
+                        ahead.extend(rest.iter().filter(|&&p| !bm.is_resident(p)));
+                        return Ok(Fetch::Missing {
+                            pid: pages[0],
+                            pages: 1,
+                        });
+                    }
+                    Fetch::Missing { pid, pages } => return Ok(Fetch::Missing { pid, pages }),
+                };
             if !self.visit_leaf(leaf, &mut key, &mut pos, &end, dir, &mut f)? {
                 return Ok(Fetch::Ready(()));
             }
@@ -206,7 +207,7 @@ impl BTree {
         let mut pages = [0; READ_AHEAD_LEAVES];
         if let Some(ahead) = ahead {
             let bm = &*self.bm;
-            match self.scan_leaf(probe, strict, forward, *hint, true, &mut pages)? {
+            match self.scan_leaf(probe, strict, forward, *hint, OnMiss::Report, &mut pages)? {
                 Fetch::Ready(ScanStep::Leaf(leaf, next)) => {
                     *hint = next;
                     return Ok(leaf);
@@ -229,7 +230,7 @@ impl BTree {
                 }
             }
         }
-        match self.scan_leaf(probe, strict, forward, *hint, false, &mut pages)? {
+        match self.scan_leaf(probe, strict, forward, *hint, OnMiss::Load, &mut pages)? {
             Fetch::Ready(ScanStep::Leaf(leaf, next)) => {
                 *hint = next;
                 Ok(leaf)

@@ -17,7 +17,7 @@ use crate::large::NewExtent;
 use crate::node::{LargeRef, LastInsert, Node, NodeMut, SLOT_LARGE, entry_size};
 use crate::split::{Edge, append_pattern};
 use crate::{BTree, MAX_VALUE_LEN, MERGE_THRESHOLD, TreeError, check_key, is_inline};
-use rime_bufmgr::ExclusiveGuard;
+use rime_bufmgr::{ExclusiveGuard, OnMiss};
 
 /// Writes to a tree, stamping `lsn` on what they change (0: no stamp).
 /// Made by [`BTree::at_lsn`].
@@ -25,9 +25,9 @@ pub struct Writer<'t> {
     pub(crate) tree: &'t BTree,
     pub(crate) lsn: u64,
     /// Merges and redistributions may read a sibling that is not in
-    /// memory (the default); false: they skip such a sibling
-    /// ([`Writer::merge_in_memory_only`]).
-    pub(crate) merge_wait: bool,
+    /// memory (the default, [`OnMiss::Load`]); [`OnMiss::Report`]: they
+    /// skip such a sibling ([`Writer::merge_in_memory_only`]).
+    pub(crate) merge_on_miss: OnMiss,
 }
 
 /// What a step did to the latched leaf.
@@ -64,7 +64,7 @@ impl<'t> Writer<'t> {
     /// wait for one of them (`BTree::write_probe_nowait`, step 4).
     pub fn merge_in_memory_only(self) -> Writer<'t> {
         Writer {
-            merge_wait: false,
+            merge_on_miss: OnMiss::Report,
             ..self
         }
     }
@@ -105,7 +105,7 @@ impl<'t> Writer<'t> {
                     };
                     let appending = append_pattern(view, pos, count, no_edge);
                     drop(leaf);
-                    if appending || !tree.redistribute(key, pid, needed, self.merge_wait)? {
+                    if appending || !tree.redistribute(key, pid, needed, self.merge_on_miss)? {
                         tree.split(key, pid, needed)?;
                     }
                 }
@@ -127,7 +127,7 @@ impl<'t> Writer<'t> {
                     }
                     drop(leaf);
                     if underfull {
-                        tree.try_merge(key, pid, self.merge_wait)?;
+                        tree.try_merge(key, pid, self.merge_on_miss)?;
                     }
                     return Ok(result);
                 }

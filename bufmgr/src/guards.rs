@@ -254,9 +254,9 @@ impl BufferManager {
         body: impl FnMut(&Section<'_>) -> Result<R, Interrupt>,
     ) -> Result<R, PageError> {
         // SAFETY: forwarded; the caller upholds the contract for `body`.
-        match unsafe { self.run_section(false, body) }? {
+        match unsafe { self.optimistic_on_miss(OnMiss::Load, body) }? {
             Fetch::Ready(r) => Ok(r),
-            // A blocking section loads what it misses; it never stops early.
+            // A loading section loads what it misses; it never stops early.
             Fetch::Missing { pid, .. } => Err(PageError::Corrupt {
                 pid,
                 reason: "a blocking section reported a missing page",
@@ -281,17 +281,22 @@ impl BufferManager {
         body: impl FnMut(&Section<'_>) -> Result<R, Interrupt>,
     ) -> Result<Fetch<R>, PageError> {
         // SAFETY: forwarded; the caller upholds the contract for `body`.
-        unsafe { self.run_section(true, body) }
+        unsafe { self.optimistic_on_miss(OnMiss::Report, body) }
     }
 
+    /// [`BufferManager::optimistic`] or [`BufferManager::optimistic_nowait`]
+    /// as `on_miss` says, for callers that serve both (with
+    /// [`OnMiss::Load`], the result is always [`Fetch::Ready`]).
+    ///
     /// # Safety
     /// The contract of [`BufferManager::optimistic`].
     #[inline(always)]
-    unsafe fn run_section<R>(
+    pub unsafe fn optimistic_on_miss<R>(
         &self,
-        nowait: bool,
+        on_miss: OnMiss,
         mut body: impl FnMut(&Section<'_>) -> Result<R, Interrupt>,
     ) -> Result<Fetch<R>, PageError> {
+        let nowait = on_miss == OnMiss::Report;
         let mut backoff = Backoff::default();
         loop {
             let section = Section {
@@ -318,6 +323,17 @@ impl BufferManager {
             backoff.snooze();
         }
     }
+}
+
+/// What an optimistic section does at a frame that is not in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnMiss {
+    /// Read it (blocking this thread) and go on:
+    /// [`BufferManager::optimistic`].
+    Load,
+    /// Stop and report it as [`Fetch::Missing`], for the caller to load with
+    /// a [`crate::Loader`]: [`BufferManager::optimistic_nowait`].
+    Report,
 }
 
 /// How a section run by [`BufferManager::optimistic_nowait`] ended.
