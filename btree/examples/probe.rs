@@ -25,6 +25,7 @@
 use rime_btree::{BTree, Direction, NoHooks, node::NODE_SIZE};
 use rime_bufmgr::io::{IoBackend, open_block_file};
 use rime_bufmgr::{BufferManager, Config, PAGE_SIZE};
+use rime_ycsb::user_key;
 use std::ops::{Bound, ControlFlow};
 use std::sync::Arc;
 use std::time::Instant;
@@ -38,21 +39,6 @@ fn pool(bytes: usize) -> (Arc<BufferManager>, tempfile::TempDir) {
         ..Config::default()
     };
     (Arc::new(BufferManager::open(file, config).unwrap()), dir)
-}
-
-/// YCSB's `Utils.fnvhash64`.
-fn fnvhash64(mut val: u64) -> u64 {
-    let mut h: u64 = 0xCBF2_9CE4_8422_2325;
-    for _ in 0..8 {
-        h ^= val & 0xff;
-        val >>= 8;
-        h = h.wrapping_mul(1_099_511_628_211);
-    }
-    (h as i64).wrapping_abs() as u64
-}
-
-fn ycsb_key(n: u64) -> Vec<u8> {
-    format!("user{}", fnvhash64(n)).into_bytes()
 }
 
 fn mix(mut x: u64) -> u64 {
@@ -79,7 +65,7 @@ fn fill() {
                     "ascending" => format!("key{i:012}").into_bytes(),
                     "descending" => format!("key{:012}", n - 1 - i).into_bytes(),
                     "random" => format!("key{:012}", mix(i) % 1_000_000_000_000).into_bytes(),
-                    _ => ycsb_key(i),
+                    _ => user_key(i),
                 };
                 logical += (key.len() + value_len) as u64;
                 tree.upsert(&key, &value).unwrap();
@@ -108,7 +94,7 @@ fn run_scans(tree: &BTree, records: u64, scans: u64, len: usize) -> u64 {
     let mut seed = 11;
     for i in 0..scans {
         seed = mix(seed);
-        let start = ycsb_key(seed % records);
+        let start = user_key(seed % records);
         let mut left = len;
         let mut f = |_: &[u8], v: &[u8]| {
             std::hint::black_box(v);
@@ -138,7 +124,7 @@ fn scan(args: &[String]) {
     let tree = BTree::create(bm, Arc::new(NoHooks)).unwrap();
     let value = vec![0x5A; 1032];
     for i in 0..records {
-        tree.insert(&ycsb_key(i), &value).unwrap();
+        tree.insert(&user_key(i), &value).unwrap();
     }
     let s = tree.verify().unwrap();
     eprintln!(
@@ -165,7 +151,7 @@ fn run_inserts(tree: &BTree, records: u64, value: &[u8], ascending: bool) {
         let key = if ascending {
             format!("key{i:012}").into_bytes()
         } else {
-            ycsb_key(i)
+            user_key(i)
         };
         tree.insert(&key, value).unwrap();
     }

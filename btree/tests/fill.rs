@@ -7,6 +7,7 @@ mod common;
 use common::*;
 use rime_btree::BTree;
 use rime_btree::node::{NODE_SIZE, Node};
+use rime_ycsb::user_key;
 use std::collections::BTreeMap;
 
 /// One leaf as the fill checks see it.
@@ -143,18 +144,6 @@ fn interleaved_ascending_streams_fill_their_leaves() {
     assert!(short.len() <= 2, "{short:?}");
 }
 
-/// YCSB's `Utils.fnvhash64`: its keys are `"user" + fnvhash64(n)`, loaded
-/// in the order of `n` (hashed order: a random load).
-fn fnvhash64(mut val: u64) -> u64 {
-    let mut h: u64 = 0xCBF2_9CE4_8422_2325;
-    for _ in 0..8 {
-        h ^= val & 0xff;
-        val >>= 8;
-        h = h.wrapping_mul(1_099_511_628_211);
-    }
-    (h as i64).wrapping_abs() as u64
-}
-
 #[test]
 fn random_and_ycsb_order_loads_redistribute_into_fuller_leaves() {
     for value_len in [100, 1024] {
@@ -170,9 +159,7 @@ fn random_and_ycsb_order_loads_redistribute_into_fuller_leaves() {
         for i in (1..keys.len()).rev() {
             keys.swap(i, r.below(i as u64 + 1) as usize);
         }
-        let ycsb: Vec<Vec<u8>> = (0..n)
-            .map(|i| format!("user{}", fnvhash64(i)).into_bytes())
-            .collect();
+        let ycsb: Vec<Vec<u8>> = (0..n).map(user_key).collect();
         for (order, keys) in [("random", keys), ("YCSB order", ycsb)] {
             let p = pool(4 * rime_bufmgr::MIN_POOL_PAGES);
             let t = load(&p, &keys, value_len);

@@ -14,18 +14,8 @@
 //! `dir` (default: a temporary directory) must hold the data and the log.
 
 use rime_storage::{Db, Durability, Options};
+use rime_ycsb::user_key;
 use std::time::Instant;
-
-/// YCSB's `Utils.fnvhash64`.
-fn fnvhash64(mut val: u64) -> u64 {
-    let mut h: u64 = 0xCBF2_9CE4_8422_2325;
-    for _ in 0..8 {
-        h ^= val & 0xff;
-        val >>= 8;
-        h = h.wrapping_mul(1_099_511_628_211);
-    }
-    (h as i64).wrapping_abs() as u64
-}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -44,9 +34,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     while n < records {
         let hi = (n + per_batch as u64).min(records);
-        let keys: Vec<Vec<u8>> = (n..hi)
-            .map(|i| format!("user{}", fnvhash64(i)).into_bytes())
-            .collect();
+        let keys: Vec<Vec<u8>> = (n..hi).map(user_key).collect();
         logical += keys
             .iter()
             .map(|k| (k.len() + value.len()) as u64)

@@ -14,6 +14,11 @@
 //! Random numbers come from [`Rng64`] (SplitMix64): deterministic per seed,
 //! cheap, one per thread, so a run is reproducible and threads do not share
 //! a lock as YCSB's `ThreadLocalRandom` also avoids.
+//!
+//! Its own crate because the benchmarks, the tree's fill tests and the
+//! storage space example all load YCSB's keys ([`user_key`]), and a lower
+//! crate may not name `rime-bench`.
+#![forbid(unsafe_code)]
 
 /// YCSB's `ZipfianGenerator.ZIPFIAN_CONSTANT`.
 pub const ZIPFIAN_CONSTANT: f64 = 0.99;
@@ -37,6 +42,12 @@ pub fn fnvhash64(mut val: u64) -> u64 {
     }
     // Java's Math.abs(Long.MIN_VALUE) is Long.MIN_VALUE; keep that quirk.
     (h as i64).wrapping_abs() as u64
+}
+
+/// YCSB's key for record `n` (`insertorder=hashed`, no zero padding):
+/// `"user" + fnvhash64(n)`, 5–23 bytes, ~23 on average.
+pub fn user_key(n: u64) -> Vec<u8> {
+    format!("user{}", fnvhash64(n)).into_bytes()
 }
 
 /// SplitMix64 (Steele, Lea, Flood 2014).
