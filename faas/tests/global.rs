@@ -4,48 +4,14 @@
 
 mod common;
 
+use common::global_node::{Node, client, global_i64, global_value, node, node_with, text};
 use common::{guest, open_db, runtime_config};
 use rime_faas::{DeployError, FunctionConfig, Grant, InvokeError, Runtime};
+use rime_global::GlobalConfig;
 use rime_global::testing::RedisCluster;
-use rime_global::{Cluster, GlobalConfig};
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
-
-/// A Rime node: its own Db and runtime, a client of the shared cluster.
-struct Node {
-    rt: Runtime,
-    _dir: TempDir,
-}
-
-fn node(cluster: &RedisCluster) -> Node {
-    let dir = TempDir::new().unwrap();
-    let client = Cluster::new(GlobalConfig::new(cluster.urls())).unwrap();
-    let cfg = runtime_config(dir.path())
-        .global(Arc::new(client))
-        .workers(1)
-        // Global calls suspend their invocation, so the executor runs up
-        // to `max_admitted` at once, each holding an instance: 32 leaves
-        // the 64-instance pool room for the tests' blocking callers.
-        .max_admitted(32);
-    let rt = Runtime::open(open_db(dir.path()), cfg).unwrap();
-    Node { rt, _dir: dir }
-}
-
-fn text(r: Result<rime_faas::Invocation, InvokeError>) -> String {
-    String::from_utf8(r.unwrap().output).unwrap()
-}
-
-/// The committed value of global `key` in `ns`, straight from the cluster.
-fn global_i64(cluster: &RedisCluster, ns: &str, key: &[u8]) -> i64 {
-    let client = Cluster::new(GlobalConfig::new(cluster.urls())).unwrap();
-    let v = client
-        .fetch(ns, key, Instant::now() + Duration::from_secs(5))
-        .unwrap();
-    v.value
-        .map_or(0, |v| i64::from_le_bytes((*v).try_into().unwrap()))
-}
 
 #[test]
 fn a_counter_incremented_from_three_nodes_is_exact() {
@@ -63,26 +29,30 @@ fn a_counter_incremented_from_three_nodes_is_exact() {
             // Blocking callers and the executors, on every node.
             s.spawn(|| {
                 for _ in 0..PER_NODE / 2 {
-                    text(n.rt.invoke("counter", b"hits"));
+                    text("counter", n.rt.invoke("counter", b"hits"));
                 }
             });
             s.spawn(|| {
                 let many =
                     n.rt.invoke_many((0..PER_NODE / 2).map(|_| ("counter", b"hits".to_vec())));
                 for r in many {
-                    text(r);
+                    text("counter", r);
                 }
             });
         }
     });
     assert_eq!(
-        global_i64(&cluster, "counter", b"hits"),
+        global_i64(&client(&cluster), "counter", b"hits"),
         3 * PER_NODE as i64
     );
     // Every node's next increment sees every other's.
     let mut seen: Vec<i64> = nodes
         .iter()
-        .map(|n| text(n.rt.invoke("counter", b"hits")).parse().unwrap())
+        .map(|n| {
+            text("counter", n.rt.invoke("counter", b"hits"))
+                .parse()
+                .unwrap()
+        })
         .collect();
     seen.sort();
     let first = 3 * PER_NODE as i64 + 1;
@@ -116,6 +86,7 @@ fn bank_transfers_across_nodes_keep_the_total() {
     let transfers_per_node: usize = 200 * stress_scale();
     for a in 0..ACCOUNTS {
         text(
+            "bank",
             nodes[a % 3]
                 .rt
                 .invoke("bank", format!("open a{a} {INITIAL}").as_bytes()),
@@ -128,7 +99,7 @@ fn bank_transfers_across_nodes_keep_the_total() {
             let done = &transfers_done;
             s.spawn(move || {
                 while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                    let total = text(n.rt.invoke("bank", b"total"));
+                    let total = text("bank", n.rt.invoke("bank", b"total"));
                     assert_eq!(total, (ACCOUNTS as i64 * INITIAL).to_string());
                 }
             });
@@ -182,9 +153,12 @@ fn bank_transfers_across_nodes_keep_the_total() {
     for n in &nodes {
         let balances: Vec<i64> = (0..ACCOUNTS)
             .map(|a| {
-                text(n.rt.invoke("bank", format!("balance a{a}").as_bytes()))
-                    .parse()
-                    .unwrap()
+                text(
+                    "bank",
+                    n.rt.invoke("bank", format!("balance a{a}").as_bytes()),
+                )
+                .parse()
+                .unwrap()
             })
             .collect();
         assert_eq!(balances.iter().sum::<i64>(), ACCOUNTS as i64 * INITIAL);
@@ -195,7 +169,7 @@ fn bank_transfers_across_nodes_keep_the_total() {
     }
     // `total` scans the accounts: every node sums them to the total.
     for n in &nodes {
-        let total = text(n.rt.invoke("bank", b"total"));
+        let total = text("bank", n.rt.invoke("bank", b"total"));
         assert_eq!(total, (ACCOUNTS as i64 * INITIAL).to_string());
     }
 }
@@ -212,7 +186,7 @@ fn a_cluster_that_stops_fails_global_invocations_fast_and_local_ones_run_on() {
     n.rt.deploy("gcount", &guest("counter"), global).unwrap();
     n.rt.deploy("lcount", &guest("counter"), FunctionConfig::default())
         .unwrap();
-    assert_eq!(text(n.rt.invoke("gcount", b"")), "1");
+    assert_eq!(text("gcount", n.rt.invoke("gcount", b"")), "1");
     cluster.kill_all();
     for (how, r) in [
         ("blocking", {
@@ -233,8 +207,11 @@ fn a_cluster_that_stops_fails_global_invocations_fast_and_local_ones_run_on() {
         }
         assert!(took < Duration::from_millis(900), "{how}: took {took:?}");
     }
-    assert_eq!(text(n.rt.invoke("lcount", b"")), "1");
-    assert_eq!(text(n.rt.invoke_async("lcount", b"".to_vec()).wait()), "2");
+    assert_eq!(text("lcount", n.rt.invoke("lcount", b"")), "1");
+    assert_eq!(
+        text("lcount", n.rt.invoke_async("lcount", b"".to_vec()).wait()),
+        "2"
+    );
 }
 
 /// A global call waits for Redis without holding its executor: with one
@@ -258,7 +235,10 @@ fn an_executor_runs_local_invocations_while_a_global_call_waits() {
         .unwrap();
     // Connected, and the counter's copy not in the tier (a commit drops
     // the keys it wrote): the next invocation reads from the master.
-    assert_eq!(text(n.rt.invoke_async("gcount", b"".to_vec()).wait()), "1");
+    assert_eq!(
+        text("gcount", n.rt.invoke_async("gcount", b"".to_vec()).wait()),
+        "1"
+    );
     assert_eq!(n.rt.workers(), 1, "one executor runs both");
     let master = cluster.master_of("gcount");
     cluster.pause(master, true);
@@ -268,7 +248,7 @@ fn an_executor_runs_local_invocations_while_a_global_call_waits() {
     let mut slowest = Duration::ZERO;
     while start.elapsed() < deadline / 2 {
         let t = Instant::now();
-        text(n.rt.invoke_async("lcount", b"".to_vec()).wait());
+        text("lcount", n.rt.invoke_async("lcount", b"".to_vec()).wait());
         slowest = slowest.max(t.elapsed());
         locals += 1;
     }
@@ -297,7 +277,10 @@ fn an_executor_runs_local_invocations_while_a_global_call_waits() {
         "slowest local invocation: {slowest:?}"
     );
     // The master back, the namespace serves again.
-    assert_eq!(text(n.rt.invoke_async("gcount", b"".to_vec()).wait()), "2");
+    assert_eq!(
+        text("gcount", n.rt.invoke_async("gcount", b"".to_vec()).wait()),
+        "2"
+    );
 }
 
 #[test]
@@ -369,7 +352,7 @@ fn concurrent_reads_of_a_tier_copy_commit() {
         FunctionConfig::default().global("bank"),
     )
     .unwrap();
-    text(n.rt.invoke("bank", b"open r 100"));
+    text("bank", n.rt.invoke("bank", b"open r 100"));
     std::thread::scope(|s| {
         for _ in 0..4 {
             s.spawn(|| {
@@ -381,16 +364,6 @@ fn concurrent_reads_of_a_tier_copy_commit() {
             });
         }
     });
-}
-
-fn node_with(cfg: GlobalConfig) -> Node {
-    let dir = TempDir::new().unwrap();
-    let cfg = runtime_config(dir.path())
-        .global(Arc::new(Cluster::new(cfg).unwrap()))
-        .workers(1)
-        .max_admitted(32); // as `node`
-    let rt = Runtime::open(open_db(dir.path()), cfg).unwrap();
-    Node { rt, _dir: dir }
 }
 
 /// What one invocation during the failover test came to.
@@ -445,7 +418,12 @@ fn a_master_killed_under_load_fails_over_with_clear_errors_and_loses_nothing_ack
     const ACCOUNTS: usize = 6;
     const INITIAL: i64 = 100;
     let nodes: Vec<Node> = (0..2)
-        .map(|_| node_with(GlobalConfig::new(cluster.urls()).op_timeout(OP_TIMEOUT)))
+        .map(|_| {
+            node_with(
+                GlobalConfig::new(cluster.urls()).op_timeout(OP_TIMEOUT),
+                |c| c,
+            )
+        })
         .collect();
     for n in &nodes {
         let bank = FunctionConfig::default().global("bank").deadline(DEADLINE);
@@ -461,13 +439,14 @@ fn a_master_killed_under_load_fails_over_with_clear_errors_and_loses_nothing_ack
     // with the default timeouts: with the test nodes' 500 ms, a replica
     // slow to confirm on CI's loaded cores made an `open` of unknown
     // outcome, which failed the test before its subject began.
-    let setup = node_with(GlobalConfig::new(cluster.urls()));
+    let setup = node_with(GlobalConfig::new(cluster.urls()), |c| c);
     let patient = FunctionConfig::default()
         .global("bank")
         .deadline(Duration::from_secs(20));
     setup.rt.deploy("bank", &guest("bank"), patient).unwrap();
     for a in 0..ACCOUNTS {
         text(
+            "bank",
             setup
                 .rt
                 .invoke("bank", format!("open a{a} {INITIAL}").as_bytes()),
@@ -579,7 +558,7 @@ fn a_master_killed_under_load_fails_over_with_clear_errors_and_loses_nothing_ack
     }
     // The invariants, read from the new master.
     let balances: Vec<i64> = (0..ACCOUNTS)
-        .map(|a| global_i64(&cluster, "bank", format!("acct/a{a}").as_bytes()))
+        .map(|a| global_i64(&client(&cluster), "bank", format!("acct/a{a}").as_bytes()))
         .collect();
     assert_eq!(
         balances.iter().sum::<i64>(),
@@ -589,9 +568,12 @@ fn a_master_killed_under_load_fails_over_with_clear_errors_and_loses_nothing_ack
     for n in &nodes {
         let seen: Vec<i64> = (0..ACCOUNTS)
             .map(|a| {
-                text(n.rt.invoke("bank", format!("balance a{a}").as_bytes()))
-                    .parse()
-                    .unwrap()
+                text(
+                    "bank",
+                    n.rt.invoke("bank", format!("balance a{a}").as_bytes()),
+                )
+                .parse()
+                .unwrap()
             })
             .collect();
         assert_eq!(seen, balances, "every node sees the cluster's balances");
@@ -632,7 +614,7 @@ fn a_master_killed_under_load_fails_over_with_clear_errors_and_loses_nothing_ack
          the {} of unknown outcome: an acknowledged transfer was lost",
         unknown.len()
     );
-    let hits = global_i64(&cluster, "bank", b"hits");
+    let hits = global_i64(&client(&cluster), "bank", b"hits");
     let (acked, unknown) = (
         count("increment", Outcome::Ok),
         count("increment", Outcome::Unknown),
@@ -660,14 +642,14 @@ fn a_commit_the_replica_never_got_is_not_acknowledged() {
         return;
     };
     let budget = Duration::from_secs(2);
-    let n = node_with(GlobalConfig::new(cluster.urls()).op_timeout(budget));
+    let n = node_with(GlobalConfig::new(cluster.urls()).op_timeout(budget), |c| c);
     let hits = FunctionConfig::default()
         .grant(Grant::write("bank"))
         .global("hits")
         .global("bank")
         .deadline(budget);
     n.rt.deploy("hits", &guest("counter"), hits).unwrap();
-    assert_eq!(text(n.rt.invoke("hits", b"bank:hits")), "1");
+    assert_eq!(text("hits", n.rt.invoke("hits", b"bank:hits")), "1");
     let master = cluster.master_of("bank");
     let replica = cluster.replica_of(master);
     cluster.pause(replica, true);
@@ -685,7 +667,7 @@ fn a_commit_the_replica_never_got_is_not_acknowledged() {
     cluster.pause(replica, false);
     let new = cluster.wait_for_failover("bank", master, Duration::from_secs(30));
     assert_eq!(new, replica);
-    let count = global_i64(&cluster, "bank", b"hits");
+    let count = global_i64(&client(&cluster), "bank", b"hits");
     assert!(
         count >= acked,
         "acknowledged {acked} increments ({r:?}), the promoted replica has {count}"
@@ -1024,18 +1006,12 @@ fn a_history_across_three_nodes_is_serializable() {
         hs.into_iter().flat_map(|h| h.join().unwrap()).collect()
     });
     let ran = started.elapsed();
-    let probe = Cluster::new(GlobalConfig::new(cluster.urls())).unwrap();
+    let probe = client(&cluster);
     let finals: HashMap<String, Option<String>> = (0..KEYS)
         .map(|k| {
             let k = format!("x{k}");
-            let v = probe
-                .fetch(
-                    "hist",
-                    k.as_bytes(),
-                    Instant::now() + Duration::from_secs(5),
-                )
-                .unwrap();
-            (k, v.value.map(|v| String::from_utf8(v.to_vec()).unwrap()))
+            let v = global_value(&probe, "hist", &k);
+            (k, v.map(|v| String::from_utf8(v).unwrap()))
         })
         .collect();
     let writes: usize = txns.iter().map(|t| t.writes.len()).sum();
