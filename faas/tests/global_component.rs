@@ -188,7 +188,7 @@ fn component_transfers_across_two_nodes_keep_the_total() {
     }
     let c = client(&cluster);
     let balances: Vec<i64> = (0..ACCOUNTS)
-        .map(|a| global_i64(&c, "bank", &format!("a{a}")))
+        .map(|a| global_i64(&c, "bank", format!("a{a}")))
         .collect();
     assert_eq!(balances.iter().sum::<i64>(), ACCOUNTS as i64 * INITIAL);
     assert!(balances.iter().all(|&b| b >= 0), "{balances:?}");
