@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::global_node::{Node, client, global_i64, node, text};
+use common::global_node::{Node, bank_balances, client, global_i64, node, random_transfer, text};
 use common::{guest, open_db, runtime_config};
 use rime_faas::{DeployError, FunctionConfig, Grant, InvokeError, Runtime};
 use rime_global::testing::RedisCluster;
@@ -114,14 +114,7 @@ fn bank_transfers_across_nodes_keep_the_total() {
                     let mut done = Vec::new();
                     let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ i as u64;
                     let reqs: Vec<(usize, usize, i64)> = (0..transfers_per_node)
-                        .map(|_| {
-                            x ^= x << 13;
-                            x ^= x >> 7;
-                            x ^= x << 17;
-                            let from = (x % ACCOUNTS as u64) as usize;
-                            let to = (from + 1 + (x >> 8) as usize % (ACCOUNTS - 1)) % ACCOUNTS;
-                            (from, to, 1 + (x >> 20) as i64 % 40)
-                        })
+                        .map(|_| random_transfer(&mut x, ACCOUNTS, 40))
                         .collect();
                     let results = n.rt.invoke_many(reqs.iter().map(|(f, t, amt)| {
                         ("bank", format!("transfer a{f} a{t} {amt}").into_bytes())
@@ -153,16 +146,7 @@ fn bank_transfers_across_nodes_keep_the_total() {
     let ok: usize = acknowledged.iter().map(Vec::len).sum();
     assert!(ok > transfers_per_node, "only {ok} transfers went through");
     for n in &nodes {
-        let balances: Vec<i64> = (0..ACCOUNTS)
-            .map(|a| {
-                text(
-                    "bank",
-                    n.rt.invoke("bank", format!("balance a{a}").as_bytes()),
-                )
-                .parse()
-                .unwrap()
-            })
-            .collect();
+        let balances = bank_balances(n, ACCOUNTS);
         assert_eq!(balances.iter().sum::<i64>(), ACCOUNTS as i64 * INITIAL);
         assert_eq!(
             balances, model,

@@ -7,7 +7,9 @@
 mod common;
 
 use bytes::Bytes;
-use common::global_node::{Node, call, client, global_i64, global_value, node, text};
+use common::global_node::{
+    Node, call, client, global_i64, global_value, node, random_transfer, text,
+};
 use common::{component, guest, open_db, runtime_config};
 use rime_faas::{FunctionConfig, Grant, Invocation, InvokeError, Runtime};
 use rime_global::testing::RedisCluster;
@@ -130,14 +132,7 @@ fn component_transfers_across_two_nodes_keep_the_total() {
     let plan = |seed: u64| -> Vec<(usize, usize, i64)> {
         let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ seed;
         (0..PER_NODE)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                let from = (x % ACCOUNTS as u64) as usize;
-                let to = (from + 1 + (x >> 8) as usize % (ACCOUNTS - 1)) % ACCOUNTS;
-                (from, to, 1 + (x >> 20) as i64 % 25)
-            })
+            .map(|_| random_transfer(&mut x, ACCOUNTS, 25))
             .collect()
     };
     let input = |&(f, t, amt): &(usize, usize, i64)| format!("transfer bank a{f} a{t} {amt}");

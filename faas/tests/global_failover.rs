@@ -5,7 +5,9 @@
 
 mod common;
 
-use common::global_node::{Node, client, global_i64, node, node_with, text};
+use common::global_node::{
+    Node, bank_balances, client, global_i64, node, node_with, random_transfer, text,
+};
 use common::guest;
 use rime_faas::{FunctionConfig, Grant, InvokeError};
 use rime_global::GlobalConfig;
@@ -151,12 +153,7 @@ fn a_master_killed_under_load_fails_over_with_clear_errors_and_loses_nothing_ack
                     let mut log: Log = Vec::new();
                     let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ (i * 3 + t) as u64;
                     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                        x ^= x << 13;
-                        x ^= x >> 7;
-                        x ^= x << 17;
-                        let from = (x % ACCOUNTS as u64) as usize;
-                        let to = (from + 1 + (x >> 8) as usize % (ACCOUNTS - 1)) % ACCOUNTS;
-                        let req = (from, to, 1 + (x >> 20) as i64 % 30);
+                        let req = random_transfer(&mut x, ACCOUNTS, 30);
                         let start = Instant::now();
                         let (o, req) = match kind {
                             "increment" => (outcome(kind, n.rt.invoke("hits", b"bank:hits")), None),
@@ -252,16 +249,7 @@ fn a_master_killed_under_load_fails_over_with_clear_errors_and_loses_nothing_ack
         "{balances:?}"
     );
     for n in &nodes {
-        let seen: Vec<i64> = (0..ACCOUNTS)
-            .map(|a| {
-                text(
-                    "bank",
-                    n.rt.invoke("bank", format!("balance a{a}").as_bytes()),
-                )
-                .parse()
-                .unwrap()
-            })
-            .collect();
+        let seen = bank_balances(n, ACCOUNTS);
         assert_eq!(seen, balances, "every node sees the cluster's balances");
     }
     // Every acknowledged transfer is in the balances: they are the

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::global_node::{Node, client, global_value, node};
+use common::global_node::{Node, client, global_value, node, xorshift};
 use common::guest;
 use rime_faas::FunctionConfig;
 use rime_global::testing::RedisCluster;
@@ -281,14 +281,12 @@ fn a_history_across_three_nodes_is_serializable() {
                         let mut input = Vec::new();
                         let mut keys: Vec<(String, bool)> = Vec::new();
                         for _ in 0..1 + c % 3 {
-                            x ^= x << 13;
-                            x ^= x >> 7;
-                            x ^= x << 17;
-                            let k = format!("x{}", x % KEYS as u64);
+                            let r = xorshift(&mut x);
+                            let k = format!("x{}", r % KEYS as u64);
                             if keys.iter().any(|(kk, _)| *kk == k) {
                                 continue;
                             }
-                            let write = !(x >> 32).is_multiple_of(3);
+                            let write = !(r >> 32).is_multiple_of(3);
                             input.push(b'g');
                             input.extend_from_slice(&(k.len() as u16).to_le_bytes());
                             input.extend_from_slice(k.as_bytes());

@@ -72,3 +72,36 @@ pub fn text(what: &str, r: Result<Invocation, InvokeError>) -> String {
 pub fn call(n: &Node, f: &str, input: &str) -> String {
     text(input, n.rt.invoke(f, input.as_bytes()))
 }
+
+/// The balances of the `bank` guest's accounts `a0`.. `a{accounts - 1}`,
+/// as node `n` reads them.
+pub fn bank_balances(n: &Node, accounts: usize) -> Vec<i64> {
+    (0..accounts)
+        .map(|a| {
+            text(
+                "bank",
+                n.rt.invoke("bank", format!("balance a{a}").as_bytes()),
+            )
+            .parse()
+            .unwrap()
+        })
+        .collect()
+}
+
+/// The next value of the xorshift64 sequence in `x`: the tests' random
+/// choices, the same on every run for a seed.
+pub fn xorshift(x: &mut u64) -> u64 {
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    *x
+}
+
+/// A transfer `(from, to, amount)` between two different accounts of
+/// `accounts`, of 1 to `max_amount`, drawn from `x`'s next value.
+pub fn random_transfer(x: &mut u64, accounts: usize, max_amount: i64) -> (usize, usize, i64) {
+    let x = xorshift(x);
+    let from = (x % accounts as u64) as usize;
+    let to = (from + 1 + (x >> 8) as usize % (accounts - 1)) % accounts;
+    (from, to, 1 + (x >> 20) as i64 % max_amount)
+}
