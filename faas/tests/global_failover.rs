@@ -54,6 +54,16 @@ fn a_cluster_that_stops_fails_global_invocations_fast_and_local_ones_run_on() {
     );
 }
 
+/// The `counter` guest's configuration as `hits`: increments of a key in
+/// the global namespace `bank` (beside its own, `hits`), with `deadline`.
+fn hits_config(deadline: Duration) -> FunctionConfig {
+    FunctionConfig::default()
+        .grant(Grant::write("bank"))
+        .global("hits")
+        .global("bank")
+        .deadline(deadline)
+}
+
 /// What one invocation during the failover test came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Outcome {
@@ -116,12 +126,8 @@ fn a_master_killed_under_load_fails_over_with_clear_errors_and_loses_nothing_ack
     for n in &nodes {
         let bank = FunctionConfig::default().global("bank").deadline(DEADLINE);
         n.rt.deploy("bank", &guest("bank"), bank).unwrap();
-        let hits = FunctionConfig::default()
-            .grant(Grant::write("bank"))
-            .global("hits")
-            .global("bank")
-            .deadline(DEADLINE);
-        n.rt.deploy("hits", &guest("counter"), hits).unwrap();
+        n.rt.deploy("hits", &guest("counter"), hits_config(DEADLINE))
+            .unwrap();
     }
     // The accounts are opened before any fault, through a node of its own
     // with the default timeouts: with the test nodes' 500 ms, a replica
@@ -318,12 +324,8 @@ fn a_commit_the_replica_never_got_is_not_acknowledged() {
     };
     let budget = Duration::from_secs(2);
     let n = node_with(GlobalConfig::new(cluster.urls()).op_timeout(budget), |c| c);
-    let hits = FunctionConfig::default()
-        .grant(Grant::write("bank"))
-        .global("hits")
-        .global("bank")
-        .deadline(budget);
-    n.rt.deploy("hits", &guest("counter"), hits).unwrap();
+    n.rt.deploy("hits", &guest("counter"), hits_config(budget))
+        .unwrap();
     assert_eq!(text("hits", n.rt.invoke("hits", b"bank:hits")), "1");
     let master = cluster.master_of("bank");
     let replica = cluster.replica_of(master);
