@@ -7,67 +7,20 @@
 mod common;
 
 use bytes::Bytes;
+use common::global_node::{
+    Node, call, client, global_i64, global_value, node, random_transfer, text,
+};
 use common::{component, guest, open_db, runtime_config};
 use rime_faas::{FunctionConfig, Grant, Invocation, InvokeError, Runtime};
 use rime_global::testing::RedisCluster;
-use rime_global::{Cluster, GlobalConfig};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 const KV: &str = "wasi_kv_counter";
-
-/// A Rime node: its own Db and runtime, a client of the shared cluster.
-struct Node {
-    rt: Runtime,
-    _dir: TempDir,
-}
-
-fn node(cluster: &RedisCluster) -> Node {
-    let dir = TempDir::new().unwrap();
-    let client = Cluster::new(GlobalConfig::new(cluster.urls())).unwrap();
-    let cfg = runtime_config(dir.path())
-        .global(Arc::new(client))
-        .workers(1)
-        // As in `tests/global.rs`: suspended global invocations hold
-        // instances; 32 leaves room for the blocking callers.
-        .max_admitted(32);
-    let rt = Runtime::open(open_db(dir.path()), cfg).unwrap();
-    Node { rt, _dir: dir }
-}
 
 fn two_nodes() -> Option<(RedisCluster, [Node; 2])> {
     let cluster = RedisCluster::start(3)?; // None: SKIPPED, said by `start`
     let nodes = [node(&cluster), node(&cluster)];
     Some((cluster, nodes))
-}
-
-fn text(what: &str, r: Result<Invocation, InvokeError>) -> String {
-    let out = r.unwrap_or_else(|e| panic!("{what}: {e}")).output;
-    String::from_utf8(out).unwrap()
-}
-
-fn call(n: &Node, f: &str, input: &str) -> String {
-    text(input, n.rt.invoke(f, input.as_bytes()))
-}
-
-/// A client of the cluster of its own.
-fn client(cluster: &RedisCluster) -> Cluster {
-    Cluster::new(GlobalConfig::new(cluster.urls())).unwrap()
-}
-
-fn deadline() -> Instant {
-    Instant::now() + Duration::from_secs(5)
-}
-
-/// The committed value of global `key` in `ns`, straight from the cluster.
-fn global_value(c: &Cluster, ns: &str, key: &str) -> Option<Vec<u8>> {
-    let v = c.fetch(ns, key.as_bytes(), deadline()).unwrap();
-    v.value.map(|v| v.to_vec())
-}
-
-fn global_i64(c: &Cluster, ns: &str, key: &str) -> i64 {
-    global_value(c, ns, key).map_or(0, |v| i64::from_le_bytes(v.try_into().unwrap()))
 }
 
 /// `wasi-kv-counter` deployed as `name` on every node: its own namespace
@@ -179,14 +132,7 @@ fn component_transfers_across_two_nodes_keep_the_total() {
     let plan = |seed: u64| -> Vec<(usize, usize, i64)> {
         let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ seed;
         (0..PER_NODE)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                let from = (x % ACCOUNTS as u64) as usize;
-                let to = (from + 1 + (x >> 8) as usize % (ACCOUNTS - 1)) % ACCOUNTS;
-                (from, to, 1 + (x >> 20) as i64 % 25)
-            })
+            .map(|_| random_transfer(&mut x, ACCOUNTS, 25))
             .collect()
     };
     let input = |&(f, t, amt): &(usize, usize, i64)| format!("transfer bank a{f} a{t} {amt}");
@@ -237,7 +183,7 @@ fn component_transfers_across_two_nodes_keep_the_total() {
     }
     let c = client(&cluster);
     let balances: Vec<i64> = (0..ACCOUNTS)
-        .map(|a| global_i64(&c, "bank", &format!("a{a}")))
+        .map(|a| global_i64(&c, "bank", format!("a{a}")))
         .collect();
     assert_eq!(balances.iter().sum::<i64>(), ACCOUNTS as i64 * INITIAL);
     assert!(balances.iter().all(|&b| b >= 0), "{balances:?}");

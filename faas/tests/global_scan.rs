@@ -5,41 +5,17 @@
 
 mod common;
 
-use common::{guest, open_db, runtime_config};
+use common::global_node::{node, node_with};
+use common::guest;
 use probe::script::{Bytes, Op, encode};
 use rime_abi::{SCAN_HI_INCLUSIVE, SCAN_LO_EXCLUSIVE};
 use rime_faas::{FunctionConfig, LogSink, Runtime};
+use rime_global::GlobalConfig;
 use rime_global::testing::RedisCluster;
-use rime_global::{Cluster, GlobalConfig};
 use std::collections::BTreeSet;
+use std::sync::Mutex;
 use std::sync::mpsc::{Receiver, Sender, channel};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tempfile::TempDir;
-
-/// A Rime node: its own Db and runtime, a client of the shared cluster.
-struct Node {
-    rt: Runtime,
-    _dir: TempDir,
-}
-
-fn node(cluster: &RedisCluster) -> Node {
-    node_with(cluster, None)
-}
-
-fn node_with(cluster: &RedisCluster, sink: Option<LogSink>) -> Node {
-    let dir = TempDir::new().unwrap();
-    let client = Cluster::new(GlobalConfig::new(cluster.urls())).unwrap();
-    let mut cfg = runtime_config(dir.path())
-        .global(Arc::new(client))
-        .workers(1)
-        .max_admitted(32);
-    if let Some(sink) = sink {
-        cfg = cfg.log_sink(sink);
-    }
-    let rt = Runtime::open(open_db(dir.path()), cfg).unwrap();
-    Node { rt, _dir: dir }
-}
 
 /// The deadline of the transcript test's functions.
 const TRANSCRIPT_DEADLINE: Duration = Duration::from_secs(20);
@@ -323,7 +299,7 @@ fn a_key_another_node_inserts_into_a_scanned_range_re_runs_the_scan() {
     transcript(&b.rt, "rooms", &[put("d/1", k("x"))]);
     for (inserted, re_runs) in [("e/1", 0), ("d/2", 1)] {
         let (sink, reached, go) = held_log();
-        let a = node_with(&cluster, Some(sink));
+        let a = node_with(GlobalConfig::new(cluster.urls()), |c| c.log_sink(sink));
         a.rt.deploy("rooms", &probe, cfg()).unwrap();
         let script = encode(&[
             scan("d/", Some("d0"), 0, 4096),

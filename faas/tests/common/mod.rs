@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod call_loop;
+pub mod global_node;
 
 use rime_faas::{FunctionConfig, Runtime, RuntimeConfig};
 use rime_storage::{Db, Durability, Options};
