@@ -102,7 +102,7 @@ struct Inner {
     linker_global: Linker<abi::HostState>,
     linker_global_suspending: Linker<abi::HostState>,
     /// Host calls of components (`component`).
-    component_linker: wasmtime::component::Linker<component::ComponentState>,
+    component_linkers: component::Linkers,
     cache: cache::ModuleCache,
     registry: TreeId,
     functions: RwLock<HashMap<String, Arc<Function>>>,
@@ -138,8 +138,8 @@ impl Runtime {
         };
         let linker_global = link_global(abi::HostCalls::Waiting)?;
         let linker_global_suspending = link_global(abi::HostCalls::Suspending)?;
-        let component_linker =
-            component::linker(&engine).map_err(|e| OpenError::Engine(format!("{e:#}")))?;
+        let component_linkers =
+            component::linkers(&engine).map_err(|e| OpenError::Engine(format!("{e:#}")))?;
         let cache =
             cache::ModuleCache::new(engine.clone(), cfg.cache_dir.clone()).map_err(|source| {
                 OpenError::Cache {
@@ -156,7 +156,7 @@ impl Runtime {
             linker_suspending,
             linker_global,
             linker_global_suspending,
-            component_linker,
+            component_linkers,
             cache,
             registry,
             functions: RwLock::new(HashMap::new()),
@@ -505,7 +505,7 @@ impl Inner {
             // Global or not, the same linker: its keyvalue calls ask the
             // attempt (`component::kv`).
             let compiled = self.cache.load(wasm).map_err(component::too_large)?;
-            let c = component::link(&self.engine, &self.component_linker, compiled)?;
+            let c = component::link(&self.engine, &self.component_linkers, compiled)?;
             return Ok(registry::Code::Component(c));
         }
         let module = self.cache.load(wasm)?;

@@ -70,6 +70,9 @@ pub(crate) async fn run_attempt(
     let mut host = HostState::new(f.clone(), std::mem::take(log), txn, input.clone());
     host.global = global;
     let yielding = host.nowait;
+    // Rime's imports synchronous (`blocking.rs`) when none of them can
+    // suspend: reads wait in place and there is no cluster to wait for.
+    let waiting = !host.nowait && host.global.is_none();
     let output = crate::wasip1::Output::default();
     let state = ComponentState {
         host,
@@ -86,9 +89,11 @@ pub(crate) async fn run_attempt(
     let call = async {
         match &c.entry {
             Entry::Handler(pre) => {
+                let pre = pre.pick(waiting);
                 call_handler(&mut store, pre, input, f, &mut alive, instances).await
             }
             Entry::Http { pre, handle } => {
+                let pre = pre.pick(waiting);
                 call_http(&mut store, pre, handle, input, f, &mut alive, instances).await
             }
         }

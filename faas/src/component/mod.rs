@@ -17,6 +17,8 @@
 //! * `http.rs`: components exporting `wasi:http/incoming-handler`.
 //! * `attempt.rs`: one attempt of an invocation, on a fiber (an
 //!   executor's task, or a blocking caller driving its own).
+//! * `blocking.rs`: the keyvalue and scan imports as synchronous host
+//!   functions, for a local function on a blocking caller's thread.
 //!
 //! WASI preview 2 is the context WASI preview 1 modules get
 //! (`crate::wasip1::builder`): the function's settings as the environment,
@@ -27,6 +29,7 @@
 //! as it starts.
 
 mod attempt;
+mod blocking;
 pub(crate) mod http;
 mod kv;
 mod kv_global;
@@ -44,7 +47,8 @@ wasmtime::component::bindgen!({
     path: "wit",
     world: "rime:faaslet/faaslet",
     // Async host calls: a keyvalue read that needs a page not in memory
-    // suspends the invocation on its executor (`kv.rs`).
+    // suspends the invocation on its executor (`kv.rs`). A blocking
+    // caller's local invocations take `blocking.rs`'s synchronous ones.
     imports: { default: async | trappable },
     exports: { default: async },
     with: {
@@ -116,16 +120,33 @@ pub(crate) fn too_large(e: DeployError) -> DeployError {
     }
 }
 
-/// The linker every component faaslet is linked with.
-pub(crate) fn linker(engine: &Engine) -> Result<Linker<ComponentState>, wasmtime::Error> {
-    let mut l = Linker::new(engine);
-    wasmtime_wasi::p2::add_to_linker_async(&mut l)?;
-    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut l)?;
-    Faaslet::add_to_linker::<ComponentState, wasmtime::component::HasSelf<ComponentState>>(
-        &mut l,
-        |s| s,
-    )?;
-    Ok(l)
+/// The two linkers every component faaslet is linked with: WASI preview
+/// 2 (async in both) and Rime's imports, async in `suspending` (the
+/// executors, and global functions everywhere) and synchronous in
+/// `waiting` (a local function on a blocking caller's thread;
+/// `blocking.rs` says why).
+pub(crate) struct Linkers {
+    suspending: Linker<ComponentState>,
+    waiting: Linker<ComponentState>,
+}
+
+/// Builds [`Linkers`] for `engine`.
+pub(crate) fn linkers(engine: &Engine) -> Result<Linkers, wasmtime::Error> {
+    type Own = wasmtime::component::HasSelf<ComponentState>;
+    let wasi = || -> Result<Linker<ComponentState>, wasmtime::Error> {
+        let mut l = Linker::new(engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut l)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut l)?;
+        Ok(l)
+    };
+    let mut suspending = wasi()?;
+    Faaslet::add_to_linker::<ComponentState, Own>(&mut suspending, |s| s)?;
+    let mut waiting = wasi()?;
+    blocking::Faaslet::add_to_linker::<ComponentState, Own>(&mut waiting, |s| s)?;
+    Ok(Linkers {
+        suspending,
+        waiting,
+    })
 }
 
 /// A compiled, linked component faaslet.
@@ -136,12 +157,30 @@ pub(crate) struct Compiled {
 /// How a component is invoked.
 enum Entry {
     /// `rime:faaslet/handler.handle`: input bytes to output bytes.
-    Handler(FaasletPre<ComponentState>),
+    Handler(Linked<FaasletPre<ComponentState>>),
     /// `wasi:http/incoming-handler.handle`: a request to a response.
     Http {
-        pre: wasmtime::component::InstancePre<ComponentState>,
+        pre: Linked<wasmtime::component::InstancePre<ComponentState>>,
         handle: ComponentExportIndex,
     },
+}
+
+/// A component pre-instantiated with each of the [`Linkers`].
+struct Linked<P> {
+    suspending: P,
+    waiting: P,
+}
+
+impl<P> Linked<P> {
+    /// The one for an attempt whose keyvalue calls never suspend (a local
+    /// function on a blocking caller's thread), or the async one.
+    fn pick(&self, waiting: bool) -> &P {
+        if waiting {
+            &self.waiting
+        } else {
+            &self.suspending
+        }
+    }
 }
 
 impl Compiled {
@@ -156,7 +195,7 @@ impl Compiled {
 /// error names it), and the handler is exported with the world's type.
 pub(crate) fn link(
     engine: &Engine,
-    linker: &Linker<ComponentState>,
+    linkers: &Linkers,
     component: Component,
 ) -> Result<Compiled, DeployError> {
     let ty = component.component_type();
@@ -183,7 +222,13 @@ pub(crate) fn link(
         )));
     }
     let bad = |e: wasmtime::Error| DeployError::Component(format!("{e:#}"));
-    let pre = linker.instantiate_pre(&component).map_err(bad)?;
+    let pre = Linked {
+        suspending: linkers
+            .suspending
+            .instantiate_pre(&component)
+            .map_err(bad)?,
+        waiting: linkers.waiting.instantiate_pre(&component).map_err(bad)?,
+    };
     let entry = match http_export {
         Some(name) => {
             let handle = component
@@ -194,7 +239,10 @@ pub(crate) fn link(
                 })?;
             Entry::Http { pre, handle }
         }
-        None => Entry::Handler(FaasletPre::new(pre).map_err(bad)?),
+        None => Entry::Handler(Linked {
+            suspending: FaasletPre::new(pre.suspending).map_err(bad)?,
+            waiting: FaasletPre::new(pre.waiting).map_err(bad)?,
+        }),
     };
     Ok(Compiled { entry })
 }
