@@ -13,7 +13,14 @@
 //!   Rust component, instantiated with its WASI context); `component/get_x0`
 //!   and `get_x1000`: 1000 `wasi:keyvalue` `get`s of a 100-byte value from
 //!   that component, to set beside `get/guest_x*` (ABI v1). Issue 18's
-//!   goals: each at most 2× its ABI v1 counterpart.
+//!   goals: each at most 2× its ABI v1 counterpart. The `_executor`
+//!   variants of both run through `invoke_async` on an executor, where
+//!   ABI v1's `get` is an async import too (on the calling thread it is a
+//!   synchronous one; a component's imports are async on both).
+//!
+//! `RIME_BENCH_MAX_INSTANCES=n` gives the runtime `n` pool slots instead
+//! of the default: valgrind (instruction counts with callgrind) cannot
+//! reserve the default pool's address space.
 //! * `polyglot`: one counter increment (a committed invocation) through
 //!   the ABI v1 `counter` module, the Rust component `wasi_kv_counter`, the
 //!   Python component `python_counter` (componentize-py) and the
@@ -70,7 +77,14 @@ fn open(dir: &tempfile::TempDir) -> (Arc<Db>, Runtime) {
         .checkpoint_interval(None)
         .max_bytes(1 << 34);
     let db = Arc::new(Db::open(dir.path().join("db"), opts).unwrap());
-    let cfg = RuntimeConfig::default().cache_dir(dir.path().join("cache"));
+    let mut cfg = RuntimeConfig::default().cache_dir(dir.path().join("cache"));
+    // Under valgrind (see the module docs): fewer slots.
+    if let Some(n) = std::env::var("RIME_BENCH_MAX_INSTANCES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+    {
+        cfg = cfg.max_instances(n);
+    }
     let rt = Runtime::open(db.clone(), cfg).unwrap();
     (db, rt)
 }
@@ -138,6 +152,10 @@ fn benches(c: &mut Criterion) {
     for (name, n) in [("guest_x0", 0), ("guest_x1000", 1000)] {
         let inp = call_loop::input(n, call_loop::GET);
         g.bench_function(name, |b| b.iter(|| rt.invoke("probe", &inp).unwrap()));
+        // On an executor, where `get` is an async import (it may suspend).
+        g.bench_function(format!("{name}_executor"), |b| {
+            b.iter(|| rt.invoke_async("probe", &inp[..]).wait().unwrap())
+        });
     }
     g.bench_function("native_x1000", |b| {
         let mut buf = [0u8; 4096];
@@ -193,6 +211,9 @@ fn benches(c: &mut Criterion) {
         ("get_x1000", &b"get-n default key 1000"[..]),
     ] {
         g.bench_function(name, |b| b.iter(|| rt.invoke("kvc", input).unwrap()));
+        g.bench_function(format!("{name}_executor"), |b| {
+            b.iter(|| rt.invoke_async("kvc", input).wait().unwrap())
+        });
     }
     g.finish();
 
