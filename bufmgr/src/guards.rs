@@ -296,12 +296,11 @@ impl BufferManager {
         on_miss: OnMiss,
         mut body: impl FnMut(&Section<'_>) -> Result<R, Interrupt>,
     ) -> Result<Fetch<R>, PageError> {
-        let nowait = on_miss == OnMiss::Report;
         let mut backoff = Backoff::default();
         loop {
             let section = Section {
                 bm: self,
-                nowait,
+                on_miss,
                 _not_send: PhantomData,
             };
             // SAFETY: the caller upholds the contract above for `body`; the
@@ -309,7 +308,9 @@ impl BufferManager {
             match unsafe { run_guarded(|| body(&section)) } {
                 Outcome::Done(Ok(r)) => return Ok(Fetch::Ready(r)),
                 Outcome::Done(Err(Interrupt::Error(e))) => return Err(e),
-                Outcome::Done(Err(Interrupt::Missing { pid, pages })) if nowait => {
+                Outcome::Done(Err(Interrupt::Missing { pid, pages }))
+                    if on_miss == OnMiss::Report =>
+                {
                     return Ok(Fetch::Missing { pid, pages });
                 }
                 Outcome::Done(Err(Interrupt::Restart | Interrupt::Missing { .. })) => {
@@ -350,8 +351,8 @@ pub enum Fetch<R> {
 /// Not `Send`: the fault guard's jump buffer belongs to this thread.
 pub struct Section<'a> {
     bm: &'a BufferManager,
-    /// Stop at a frame that is not in memory instead of loading it.
-    nowait: bool,
+    /// What to do at a frame that is not in memory.
+    on_miss: OnMiss,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -396,7 +397,7 @@ impl<'a> Section<'a> {
             match seen.state() {
                 // Not in memory: load it here, or (nowait) say so.
                 EVICTED | LOCKED if seen.state() == EVICTED || meta.is_loading() => {
-                    if self.nowait {
+                    if self.on_miss == OnMiss::Report {
                         return Err(Interrupt::Missing { pid, pages });
                     }
                     inner.ensure_loaded(pid, pages)?;
@@ -406,7 +407,7 @@ impl<'a> Section<'a> {
                 // (`ExclusiveGuard::write_back`), which only its loader's
                 // poll completes, and that loader may be this thread's.
                 // Stop instead of spinning: the caller polls, then retries.
-                LOCKED if self.nowait && meta.is_writing() => {
+                LOCKED if self.on_miss == OnMiss::Report && meta.is_writing() => {
                     return Err(Interrupt::Missing { pid, pages });
                 }
                 LOCKED => backoff.snooze(),

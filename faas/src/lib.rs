@@ -502,8 +502,9 @@ impl Inner {
     /// a component's are the same either way).
     fn compile(&self, wasm: &[u8], global: bool) -> Result<registry::Code, DeployError> {
         if component::is_component(wasm) {
-            // Global or not, the same linker: its keyvalue calls ask the
-            // attempt (`component::kv`).
+            // Global or not, the same two linkers; each attempt picks one
+            // (`component::Linked::pick`: synchronous keyvalue imports only
+            // for a local function on a blocking caller's thread).
             let compiled = self.cache.load(wasm).map_err(component::too_large)?;
             let c = component::link(&self.engine, &self.component_linkers, compiled)?;
             return Ok(registry::Code::Component(c));
