@@ -57,6 +57,8 @@ impl Inner {
 
     /// Step 0 of [`Inner::evict_batch`].
     pub(crate) fn clock_victims(&self) -> Victims {
+        // The pool has outgrown its budget: no more huge pages (`crate::huge`).
+        self.huge.end(&self.pool);
         let mut clean: Vec<PageId> = Vec::with_capacity(EVICT_BATCH);
         let mut dirty: Vec<PageId> = Vec::with_capacity(EVICT_BATCH);
         // Two full turns of the clock are enough to mark and then collect

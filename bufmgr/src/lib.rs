@@ -30,6 +30,8 @@
 //! * The fault guard ([`fault`]): a reader that touches a page evicted
 //!   under it takes SIGSEGV; the handler `siglongjmp`s back into the
 //!   section and the read restarts. Other faults go to the previous handler.
+//! * Transparent huge pages for the pool while the database fits in its
+//!   budget, 4 KiB pages from the first eviction on ([`HugePages`]).
 //! * Page I/O behind [`io::BlockFile`]: io_uring, `pread` fallback, and a
 //!   fault-injecting test double.
 //! * Every frame carries a 16-byte header ([`frame`]) with a checksum the
@@ -47,6 +49,7 @@ pub mod testing;
 mod alloc;
 mod evict;
 mod guards;
+mod huge;
 mod loader;
 mod manager;
 mod meta;
@@ -62,6 +65,7 @@ pub use alloc::{AllocState, MAX_EXTENT_PAGES};
 pub use error::{Interrupt, OpenError, PageError};
 pub use frame::FRAME_HEADER_SIZE;
 pub use guards::{ExclusiveGuard, Fetch, OnMiss, OptimisticGuard, Section, SharedGuard};
+pub use huge::{HUGE_PAGE_BYTES, HugePages};
 pub use loader::blocked::{BLOCKED_REAP_INTERVAL, reap_while_blocked};
 pub use loader::{Loader, MAX_LOADER_READS, MAX_LOADER_WRITES};
 pub use manager::{

@@ -2,6 +2,7 @@
 
 use crate::error::{OpenError, PageError};
 use crate::fault::{self, RegionGuard};
+use crate::huge::{HugePages, HugePrefix};
 use crate::io::{BlockFile, ReadOp};
 use crate::meta::PageMeta;
 use crate::region::{Region, ReleaseMode, detect_release_mode};
@@ -66,6 +67,8 @@ pub struct Config {
     /// Force `MADV_DONTNEED` even where guard markers are available (tests
     /// of the older-kernel path).
     pub force_dontneed: bool,
+    /// Transparent huge pages for the pool (see [`HugePages`]).
+    pub huge_pages: HugePages,
 }
 
 impl Default for Config {
@@ -76,6 +79,7 @@ impl Default for Config {
             write_back: None,
             alloc: None,
             force_dontneed: false,
+            huge_pages: HugePages::default(),
         }
     }
 }
@@ -96,6 +100,7 @@ pub(crate) struct Inner {
     /// One past the highest page id handed out; page ids below it exist.
     pub(crate) allocated: AtomicU64,
     pub(crate) release: ReleaseMode,
+    pub(crate) huge: HugePrefix,
     pub(crate) waits: LoadWaits,
     /// Errors of failed loads, for the waiters of those loads.
     pub(crate) failures: LoadFailures,
@@ -157,6 +162,13 @@ impl BufferManager {
         } else {
             detect_release_mode()
         };
+        let huge = HugePrefix::advise(
+            &pool,
+            &meta,
+            config.huge_pages,
+            budget_pages,
+            alloc.next_pid,
+        );
         let inner = Inner {
             id: NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed),
             pool,
@@ -169,6 +181,7 @@ impl BufferManager {
             allocator: Mutex::new(Allocator::new(&alloc)),
             allocated: AtomicU64::new(alloc.next_pid),
             release,
+            huge,
             waits: LoadWaits::new(),
             failures: LoadFailures::new(),
             stats: StatsRegistry::default(),
@@ -208,6 +221,12 @@ impl BufferManager {
     /// One past the highest page id handed out.
     pub fn allocated_pages(&self) -> u64 {
         self.inner.allocated.load(Ordering::Acquire)
+    }
+
+    /// Whether the pool's pages are advised huge: the database fitted in the
+    /// budget at open and nothing has been evicted since ([`HugePages`]).
+    pub fn huge_pages_active(&self) -> bool {
+        self.inner.huge.is_active()
     }
 
     /// How evicted memory is released on this kernel.

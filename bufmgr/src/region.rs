@@ -255,13 +255,30 @@ impl Region {
         }
     }
 
+    /// Asks for transparent huge pages on `[offset, offset + len)`
+    /// (`MADV_HUGEPAGE`), or stops asking (`MADV_NOHUGEPAGE`: no new huge
+    /// page is faulted in there and khugepaged stops collapsing it; huge
+    /// pages already there stay until a release splits them). Contents are
+    /// unchanged either way. Panics if the range is not inside the region.
+    pub fn advise_huge(&self, offset: usize, len: usize, huge: bool) -> std::io::Result<()> {
+        let advice = if huge {
+            libc::MADV_HUGEPAGE
+        } else {
+            libc::MADV_NOHUGEPAGE
+        };
+        // SAFETY: neither advice discards memory or changes what the range
+        // reads; they only choose the size of the pages behind it.
+        unsafe { self.advise(offset, len, advice) }
+    }
+
     /// `madvise` on `[offset, offset + len)`, retried while the kernel asks
     /// to. Panics if the range is not inside the region.
     ///
     /// # Safety
     /// An advice that discards memory (`MADV_DONTNEED`, `MADV_GUARD_INSTALL`)
     /// needs [`release`](Self::release)'s contract from the caller.
-    /// `MADV_GUARD_REMOVE` needs nothing.
+    /// `MADV_GUARD_REMOVE`, `MADV_HUGEPAGE` and `MADV_NOHUGEPAGE` need
+    /// nothing.
     unsafe fn advise(&self, offset: usize, len: usize, advice: libc::c_int) -> std::io::Result<()> {
         // Checked: a wrapped `offset + len` must not pass for a range inside.
         assert!(
