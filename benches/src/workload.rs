@@ -114,6 +114,14 @@ impl Workload {
         })
     }
 
+    /// Whether the workload inserts records (YCSB D and E): a run of it
+    /// leaves more records than were loaded.
+    pub fn inserts(&self) -> bool {
+        self.mix
+            .iter()
+            .any(|&(op, share)| op == Op::Insert && share > 0.0)
+    }
+
     /// vmcache's "rndread": uniform point lookups only.
     pub fn rndread() -> Workload {
         Workload {
@@ -384,6 +392,27 @@ impl Preset {
 mod tests {
     use super::*;
     use crate::generator::Rng64;
+
+    /// The runs after one of these start from a fresh load (the matrix
+    /// reloads the engine), so which workloads count matters.
+    #[test]
+    fn only_d_and_e_insert() {
+        for (letter, inserts) in [
+            ('A', false),
+            ('B', false),
+            ('C', false),
+            ('D', true),
+            ('E', true),
+            ('F', false),
+        ] {
+            assert_eq!(
+                Workload::ycsb(letter).unwrap().inserts(),
+                inserts,
+                "{letter}"
+            );
+        }
+        assert!(!Workload::rndread().inserts());
+    }
 
     #[test]
     fn mixes_sum_to_one_and_match_ycsb() {

@@ -5,8 +5,9 @@
 //! keys and 120-byte values, loaded in key order into a pool large enough
 //! for all of them; then uniformly random point lookups that copy the value
 //! out (`get_into`, the optimistic path), on 1 and 2 threads. Reported as
-//! elements/s = lookups/s. vmcache's C++ did ~590k lookups/s (1 thread) and
-//! ~1.45M (2 threads) on this machine kind.
+//! elements/s = lookups/s. Against vmcache's own C++ rndread, measured in
+//! the same run: `scripts/bench-rndread-vmcache` (figures in
+//! `docs/btree.md`).
 //!
 //! Run: `cargo bench -p rime-btree --bench rndread`
 //! (quick: `RIME_RNDREAD_TUPLES=1000000 cargo bench -p rime-btree --bench rndread`).
