@@ -325,14 +325,14 @@ impl BTree {
         //    Their keys lie apart in the heap (a 1 KiB value between two):
         //    ask for the first line of each at once, so that their misses
         //    overlap instead of following one another.
-        let (lo, hi) = match dir {
-            Direction::Forward => (first, count),
-            Direction::Backward => (
-                first.min(count).saturating_sub(PREFETCH_ENTRIES),
-                first.min(count),
-            ),
+        let soon = match dir {
+            Direction::Forward => first..count.min(first + PREFETCH_ENTRIES),
+            Direction::Backward => {
+                let end = first.min(count);
+                end.saturating_sub(PREFETCH_ENTRIES)..end
+            }
         };
-        for i in lo..hi.min(lo + PREFETCH_ENTRIES) {
+        for i in soon {
             if let Some(k) = view.suffix(i) {
                 crate::olc::prefetch_bytes(&k[..k.len().min(1)]);
             }
