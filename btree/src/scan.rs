@@ -24,11 +24,16 @@
 //!    its separators are those that bounded the last leaf), and the child
 //!    is the leaf after (before) the last one. Latch it shared; the hint
 //!    moves to its index. A changed epoch after the read restarts the
-//!    section, which then takes step 2.
+//!    section, which then takes step 2. Before taking the child, ask the
+//!    CPU for the state word and first lines of the child two further on
+//!    (`prefetch_following`): leaves lie anywhere in the pool, and this
+//!    way each step's miss overlaps the visits before it instead of
+//!    following them.
 //! 2. Otherwise (no hint, epoch moved, parent exhausted): descend from the
 //!    root to the leaf of the position (`strict` forward: the smallest key
 //!    above the last upper fence), reading each node's epoch before taking
-//!    its version; the leaf's parent becomes the hint.
+//!    its version; the leaf's parent becomes the hint. At each node, the
+//!    two children after (before) the one taken are prefetched as in 1.
 //! 3. Read-ahead: the first run of steps 1-2 does not wait for reads. If a
 //!    child on the way is not in memory, it and up to
 //!    [`READ_AHEAD_LEAVES`]` - 1` siblings after it (backward: before it)

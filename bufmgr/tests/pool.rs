@@ -213,3 +213,36 @@ fn free_frame_releases_a_resident_frame() {
     assert_eq!(p.bm.resident_pages(), before - 1);
     assert!(!p.bm.is_resident(pid));
 }
+
+/// A prefetch is only a hint: for an evicted page, a page never allocated,
+/// an id past the end of the region and more lines than a page has, it
+/// neither faults (the process would die of SIGSEGV) nor changes what a
+/// later read sees.
+#[test]
+fn prefetch_never_faults_and_changes_nothing() {
+    let p = pool(MIN_POOL_PAGES);
+    let mut pids = Vec::new();
+    for g in 0..2 * MIN_POOL_PAGES as u64 {
+        let mut page = p.bm.alloc().unwrap();
+        let pid = page.pid();
+        stamp(page.payload_mut(), pid, g);
+        pids.push(pid);
+    }
+    let evicted = *pids
+        .iter()
+        .find(|&&pid| !p.bm.is_resident(pid))
+        .expect("the pool holds half of the pages: some were evicted");
+    for pid in
+        pids.iter()
+            .copied()
+            .chain([evicted, pids[pids.len() - 1] + 1, u64::MAX / 2, u64::MAX])
+    {
+        p.bm.prefetch(pid, 3);
+        p.bm.prefetch(pid, usize::MAX);
+    }
+    assert!(!p.bm.is_resident(evicted), "a prefetch loads nothing");
+    for (g, &pid) in pids.iter().enumerate() {
+        let page = p.bm.shared(pid).unwrap();
+        assert_eq!(check(page.payload(), pid), Ok(g as u64));
+    }
+}
