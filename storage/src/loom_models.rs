@@ -244,3 +244,51 @@ fn loom_a_scan_that_skips_its_second_scan_read_one_state() {
         "no interleaving took the shortcut"
     );
 }
+
+/// A read-only transaction of scans alone commits without taking its
+/// trees' gates when no writer has begun since each scan's `quiet`
+/// (`commit::read_only`): the scan still read one state. The writer here
+/// changes both keys and may still be between its changes when the check
+/// runs; the check must never pass for a scan that saw one key changed and
+/// not the other. Some interleaving must pass the check with the writer
+/// already begun but not yet seen (else the model says nothing about the
+/// missing gate), and some must pass it after the writer ended.
+#[test]
+fn loom_a_scan_checked_quiet_without_its_gate_read_one_state() {
+    use std::sync::atomic::{AtomicBool, Ordering as StdOrdering};
+    static PASSED_WITH_WRITER_UNSEEN: AtomicBool = AtomicBool::new(false);
+    static PASSED_AFTER_WRITER: AtomicBool = AtomicBool::new(false);
+    loom::model(|| {
+        let g = Arc::new(Gates::new());
+        let keys = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+        let writer = {
+            let (g, keys) = (g.clone(), keys.clone());
+            thread::spawn(move || {
+                g.lock_tree(0, Phase::A);
+                keys[0].store(1, Ordering::Release);
+                keys[1].store(1, Ordering::Release);
+                g.unlock_tree(0, Phase::A);
+            })
+        };
+        let quiet = g.quiet(0);
+        let first = keys[0].load(Ordering::Acquire);
+        let second = keys[1].load(Ordering::Acquire);
+        if quiet.is_some_and(|q| g.still_quiet(0, q)) {
+            assert_eq!(first, second, "the scan read half of a writer's changes");
+            if first == 0 {
+                PASSED_WITH_WRITER_UNSEEN.store(true, StdOrdering::Relaxed);
+            } else {
+                PASSED_AFTER_WRITER.store(true, StdOrdering::Relaxed);
+            }
+        }
+        writer.join().unwrap();
+    });
+    assert!(
+        PASSED_WITH_WRITER_UNSEEN.load(StdOrdering::Relaxed),
+        "no interleaving passed the check before the writer's changes"
+    );
+    assert!(
+        PASSED_AFTER_WRITER.load(StdOrdering::Relaxed),
+        "no interleaving passed the check after the writer's changes"
+    );
+}

@@ -27,6 +27,9 @@
 //! the whole validation. A stripe held by another committer fails the
 //! check at once (a conflict): validation never waits, so it takes no
 //! place in the lock order.
+//!
+//! A read-only transaction of scans alone whose scans all stayed quiet
+//! skips all three steps and takes no gate ([`only_quiet_scans`]).
 
 use crate::error::{DbError, TxError};
 use crate::inner::DbInner;
@@ -106,6 +109,41 @@ pub(crate) fn validate(
     }
     // 3.
     Ok(second_look(db.key_locks(), seen))
+}
+
+/// True if `b` read nothing but scans, each of which began with no writer
+/// of its tree's gate in progress and after which none has begun: then
+/// every scan read one state, the one current at the first writer's
+/// change none of them saw, and the transaction commits without taking a
+/// gate (`commit::read_only`).
+///
+/// Why no gate is needed, unlike step 2: a writer bumps its gate's begun
+/// count before its first change, and a scan that read any of its changes
+/// (through the page latch that published it) reads that count or a later
+/// one here. An unchanged count means the scans saw no change of any
+/// writer not yet counted at their `quiet`, and every change of the
+/// writers counted then. Step 2 needs the gate because its point reads
+/// and writes must share that instant with the scans; a transaction of
+/// scans alone has no other reads to agree with. The loom model
+/// `loom_a_scan_checked_quiet_without_its_gate_read_one_state` checks it.
+///
+/// The fence: a writer W1 that is serialized before a writer W2 only
+/// because W1 read a key W2 later wrote (an anti-dependency: nothing W1
+/// published was read by W2) must not be missed by a transaction that saw
+/// W2's changes, or it would read W2's world without W1's. W1 bumped its
+/// begun count before its own fence ([`begin`]), which preceded W2's
+/// (W1 found W2's stripe still free), and W2's changes, seen here, follow
+/// W2's fence; with a fence before these loads too, they see W1's count.
+/// Holding the gate (step 2) gets the same from the gate's lock word.
+pub(crate) fn only_quiet_scans(db: &DbInner, b: &TxBufs) -> bool {
+    if !b.reads.is_empty() || b.scans.is_empty() {
+        return false;
+    }
+    begin();
+    b.scans.iter().all(|s| {
+        s.quiet
+            .is_some_and(|q| db.gates().still_quiet(Gates::of_tree(s.tree.0), q))
+    })
 }
 
 /// Orders the caller's stripe locks (stores) before validation's looks
