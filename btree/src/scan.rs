@@ -40,7 +40,9 @@
 //!    under the same node are read at once through the scan's loader, and
 //!    waited for before anything is latched; then steps 1-2 run again,
 //!    blocking.
-//! 4. Find the first slot at the position in the latched leaf.
+//! 4. Find the first slot at the position in the latched leaf: its first
+//!    (backward: last) entry when the position is the fence the leaf was
+//!    entered through, else by a search.
 //! 5. Hand the entries to the callback, stopping at the far end of the
 //!    range or when it breaks.
 //! 6. Unlatch; the position becomes the leaf's upper fence (exclusive;
@@ -101,6 +103,48 @@ fn before_end(key: &[u8], end: &KeyBound, dir: Direction) -> bool {
         (Bound::Included(e), Direction::Backward) => key >= &e[..],
         (Bound::Excluded(e), Direction::Backward) => key > &e[..],
     }
+}
+
+/// Step 4's shortcut: a leaf reached through the fence the last one ended
+/// at (step 6) starts at its first entry (forward: every key lies above
+/// its lower fence) or after its last (backward: every key lies at or
+/// below its upper fence), with no search. `None`: search.
+fn entered_at_fence(view: Node<'_>, pos: &KeyBound, dir: Direction, count: usize) -> Option<usize> {
+    match (pos, dir) {
+        (Bound::Excluded(k), Direction::Forward)
+            if !view.lower_inf() && view.lower_fence()? == &k[..] =>
+        {
+            Some(0)
+        }
+        (Bound::Included(k), Direction::Backward)
+            if !view.upper_inf() && view.upper_fence()? == &k[..] =>
+        {
+            Some(count)
+        }
+        _ => None,
+    }
+}
+
+/// Step 4 by binary search: the first slot to visit at `pos`.
+fn first_slot(
+    view: Node<'_>,
+    pid: PageId,
+    pos: &KeyBound,
+    dir: Direction,
+    count: usize,
+) -> Result<usize, TreeError> {
+    let (at, found) = if matches!(pos, Bound::Unbounded) {
+        (count, false)
+    } else {
+        view.search(probe_of(pos, dir).0).or_corrupt(pid, "slots")?
+    };
+    Ok(match (pos, dir) {
+        (Bound::Unbounded, Direction::Forward) => 0,
+        (Bound::Excluded(_), Direction::Forward) => at + found as usize,
+        (_, Direction::Forward) => at,
+        (Bound::Included(_), Direction::Backward) => at + found as usize,
+        (_, Direction::Backward) => at,
+    })
 }
 
 impl BTree {
@@ -309,22 +353,13 @@ impl BTree {
         f: &mut impl FnMut(&[u8], &[u8]) -> ControlFlow<()>,
     ) -> Result<bool, TreeError> {
         // 4. Find the first slot to visit.
-        let (probe, _) = probe_of(pos, dir);
         let pid = leaf.pid();
         let view = Node(leaf.payload());
         let count = view.count().or_corrupt(pid, "count")?;
-        let (at, found) = if matches!(pos, Bound::Unbounded) {
-            (count, false)
-        } else {
-            view.search(probe).or_corrupt(pid, "slots")?
-        };
         // Forward: visit [first, count); backward: visit [0, first) downwards.
-        let first = match (&*pos, dir) {
-            (Bound::Unbounded, Direction::Forward) => 0,
-            (Bound::Excluded(_), Direction::Forward) => at + found as usize,
-            (_, Direction::Forward) => at,
-            (Bound::Included(_), Direction::Backward) => at + found as usize,
-            (_, Direction::Backward) => at,
+        let first = match entered_at_fence(view, pos, dir, count) {
+            Some(first) => first,
+            None => first_slot(view, pid, pos, dir, count)?,
         };
         // 5. Visit the entries, stopping at the far end or when `f` breaks.
         //    Their keys lie apart in the heap (a 1 KiB value between two):
