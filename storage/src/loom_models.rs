@@ -205,6 +205,32 @@ fn loom_tree_gate_phases_exclude_each_other() {
     });
 }
 
+/// The model tree of the two scan models below: two keys a writer changes
+/// together under gate 0 in `A` (release stores, as page latches publish).
+fn two_keys_and_their_writer() -> (Arc<Gates>, Arc<[AtomicU64; 2]>, thread::JoinHandle<()>) {
+    let g = Arc::new(Gates::new());
+    let keys = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+    let writer = {
+        let (g, keys) = (g.clone(), keys.clone());
+        thread::spawn(move || {
+            g.lock_tree(0, Phase::A);
+            keys[0].store(1, Ordering::Release);
+            keys[1].store(1, Ordering::Release);
+            g.unlock_tree(0, Phase::A);
+        })
+    };
+    (g, keys, writer)
+}
+
+/// A scan of the model tree, in the order that can tear (acquire loads, as
+/// validated optimistic reads).
+fn scan_two_keys(keys: &[AtomicU64; 2]) -> (u64, u64) {
+    (
+        keys[0].load(Ordering::Acquire),
+        keys[1].load(Ordering::Acquire),
+    )
+}
+
 /// A scan that skips its second scan (`Gates::quiet`, then
 /// `Gates::still_quiet` under `B`) read one state: never half of a
 /// writer's changes. The model tree is two keys a writer changes together
@@ -217,20 +243,9 @@ fn loom_a_scan_that_skips_its_second_scan_read_one_state() {
     use std::sync::atomic::{AtomicBool, Ordering as StdOrdering};
     static SHORTCUT_TAKEN: AtomicBool = AtomicBool::new(false);
     loom::model(|| {
-        let g = Arc::new(Gates::new());
-        let keys = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
-        let writer = {
-            let (g, keys) = (g.clone(), keys.clone());
-            thread::spawn(move || {
-                g.lock_tree(0, Phase::A);
-                keys[0].store(1, Ordering::Release);
-                keys[1].store(1, Ordering::Release);
-                g.unlock_tree(0, Phase::A);
-            })
-        };
+        let (g, keys, writer) = two_keys_and_their_writer();
         let quiet = g.quiet(0);
-        let first = keys[0].load(Ordering::Acquire);
-        let second = keys[1].load(Ordering::Acquire);
+        let (first, second) = scan_two_keys(&keys);
         g.lock_tree(0, Phase::B);
         if quiet.is_some_and(|q| g.still_quiet(0, q)) {
             SHORTCUT_TAKEN.store(true, StdOrdering::Relaxed);
@@ -259,20 +274,9 @@ fn loom_a_scan_checked_quiet_without_its_gate_read_one_state() {
     static PASSED_WITH_WRITER_UNSEEN: AtomicBool = AtomicBool::new(false);
     static PASSED_AFTER_WRITER: AtomicBool = AtomicBool::new(false);
     loom::model(|| {
-        let g = Arc::new(Gates::new());
-        let keys = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
-        let writer = {
-            let (g, keys) = (g.clone(), keys.clone());
-            thread::spawn(move || {
-                g.lock_tree(0, Phase::A);
-                keys[0].store(1, Ordering::Release);
-                keys[1].store(1, Ordering::Release);
-                g.unlock_tree(0, Phase::A);
-            })
-        };
+        let (g, keys, writer) = two_keys_and_their_writer();
         let quiet = g.quiet(0);
-        let first = keys[0].load(Ordering::Acquire);
-        let second = keys[1].load(Ordering::Acquire);
+        let (first, second) = scan_two_keys(&keys);
         if quiet.is_some_and(|q| g.still_quiet(0, q)) {
             assert_eq!(first, second, "the scan read half of a writer's changes");
             if first == 0 {
