@@ -258,6 +258,8 @@ impl Matrix {
         // than a slow one's (in the in-memory preset, more than its pool).
         let mut grown = false;
         let mut rows = Vec::new();
+        // Cells run so far, in `rows_with_note`'s order.
+        let mut cells_done = 0;
         for wl in &self.workloads {
             for &threads in &self.threads {
                 let mut wl = wl.clone();
@@ -279,7 +281,12 @@ impl Matrix {
                         cell = match self.open_and_load(name, &ecfg, &base) {
                             Ok(c) => c,
                             Err(why) => {
-                                eprintln!("{name}: reloading: {why}");
+                                let why = format!("reloading: {why}");
+                                eprintln!("{name}: {why}");
+                                for row in self.rows_left(name, durability, &why, cells_done) {
+                                    on_row(&row);
+                                    rows.push(row);
+                                }
                                 return Ok(rows);
                             }
                         };
@@ -288,6 +295,7 @@ impl Matrix {
                         }
                     }
                     let r = runner::run(cell.engine.as_ref(), &base)?;
+                    cells_done += 1;
                     grown = wl.inserts();
                     let mut row = self.row(
                         name,
@@ -429,6 +437,14 @@ impl Matrix {
             }
         }
         out
+    }
+
+    /// [`Matrix::rows_with_note`] for the cells after the first `done`:
+    /// those a failed reload left unmeasured, each saying why.
+    fn rows_left(&self, engine: &str, durability: Durability, why: &str, done: usize) -> Vec<Row> {
+        let mut rows = self.rows_with_note(engine, durability, why);
+        rows.drain(..done.min(rows.len()));
+        rows
     }
 
     /// The device's random 4 KiB read rate on `file` at queue depths 1 and
@@ -668,6 +684,32 @@ mod tests {
         assert_eq!(m.inflights(true), vec![1]);
         let ltm = Matrix::new(Preset::Ltm, &["rime"], "A").unwrap();
         assert_eq!((ltm.inflight.clone(), ltm.device_probe), (vec![64], false));
+    }
+
+    /// Regression: a reload that failed after D or E returned the rows
+    /// measured so far and nothing for the cells after them, so a report
+    /// silently lacked them.
+    #[test]
+    fn cells_a_failed_reload_left_unmeasured_get_note_rows() {
+        let mut m = Matrix::new(Preset::Ycsb, &["rime"], "D,E,C").unwrap();
+        m.threads = vec![1, 2];
+        let all = m.rows_with_note("rime", Durability::NoSync, "x");
+        assert_eq!(all.len(), 6, "3 workloads × 2 thread counts");
+        let left = m.rows_left("rime", Durability::NoSync, "reloading: disk full", 1);
+        let cells: Vec<(String, usize)> = left
+            .iter()
+            .map(|r| (r.workload.clone(), r.threads))
+            .collect();
+        let expected: Vec<(String, usize)> = all[1..]
+            .iter()
+            .map(|r| (r.workload.clone(), r.threads))
+            .collect();
+        assert_eq!(cells, expected, "every cell after the first, in order");
+        assert!(
+            left.iter()
+                .all(|r| r.note.as_deref() == Some("reloading: disk full"))
+        );
+        assert!(m.rows_left("rime", Durability::NoSync, "x", 9).is_empty());
     }
 
     #[test]

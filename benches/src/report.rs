@@ -50,7 +50,8 @@ pub struct Row {
     pub commits_per_sync: Option<f64>,
     /// The engine's remark on the build under test ([`crate::engine::Engine::note`]).
     pub engine_note: Option<String>,
-    /// Why the engine has no numbers in this cell (it failed to open or load).
+    /// Why the engine has no numbers in this cell (it failed to open, load
+    /// or reload).
     pub note: Option<String>,
 }
 
