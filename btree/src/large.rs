@@ -130,10 +130,7 @@ impl BTree {
 #[cfg(test)]
 mod tests {
     use crate::write::Stored;
-    use crate::{BTree, NoHooks};
-    use rime_bufmgr::io::{IoBackend, open_block_file};
-    use rime_bufmgr::{BufferManager, Config, MIN_POOL_PAGES, PAGE_SIZE};
-    use std::sync::Arc;
+    use rime_bufmgr::BufferManager;
 
     /// Trees written when every value above 512 bytes went to an extent
     /// hold references the current rule would not make (a 600-byte value
@@ -141,15 +138,7 @@ mod tests {
     /// updatable; rewriting the value stores it inline and frees the extent.
     #[test]
     fn references_made_under_the_old_512_byte_rule_stay_valid() {
-        let dir = tempfile::TempDir::new().unwrap();
-        let file = open_block_file(&dir.path().join("pages"), IoBackend::Auto).unwrap();
-        let config = Config {
-            pool_bytes: MIN_POOL_PAGES * PAGE_SIZE,
-            max_bytes: 1 << 30,
-            ..Config::default()
-        };
-        let bm = Arc::new(BufferManager::open(file, config).unwrap());
-        let tree = BTree::create(bm.clone(), Arc::new(NoHooks)).unwrap();
+        let (_dir, bm, tree) = crate::test_tree::small_tree();
         let (key, value) = (&b"old"[..], vec![0x5A; 600]);
         assert!(crate::is_inline(key.len(), value.len()));
         // Install it the old way: an extent and a reference.

@@ -46,6 +46,9 @@ mod split;
 mod verify;
 mod write;
 
+#[cfg(test)]
+mod test_tree;
+
 pub use error::TreeError;
 pub use hooks::{ExtentFree, NoHooks, Smo, SmoKind, SmoNotLogged, TreeHooks, UNLOGGED_LSN};
 pub use olc::Probe;

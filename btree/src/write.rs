@@ -424,11 +424,8 @@ fn overwrite_in_place<R: From<bool>>(
 
 #[cfg(test)]
 mod tests {
+    use crate::BTree;
     use crate::node::Node;
-    use crate::{BTree, NoHooks};
-    use rime_bufmgr::io::{IoBackend, open_block_file};
-    use rime_bufmgr::{BufferManager, Config, MIN_POOL_PAGES, PAGE_SIZE};
-    use std::sync::Arc;
 
     /// Where `key`'s entry lies in its leaf: (leaf, heap offset).
     fn place(tree: &BTree, key: &[u8]) -> (u64, usize) {
@@ -450,15 +447,7 @@ mod tests {
     /// stays where it was; a value of another length still moves.
     #[test]
     fn a_value_of_the_same_length_is_overwritten_where_it_lies() {
-        let dir = tempfile::TempDir::new().unwrap();
-        let file = open_block_file(&dir.path().join("pages"), IoBackend::Auto).unwrap();
-        let config = Config {
-            pool_bytes: MIN_POOL_PAGES * PAGE_SIZE,
-            max_bytes: 1 << 30,
-            ..Config::default()
-        };
-        let bm = Arc::new(BufferManager::open(file, config).unwrap());
-        let tree = BTree::create(bm, Arc::new(NoHooks)).unwrap();
+        let (_dir, _bm, tree) = crate::test_tree::small_tree();
         for k in [b"a", b"b", b"c"] {
             tree.upsert(k, &[k[0]; 1024]).unwrap();
         }
