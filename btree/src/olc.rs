@@ -31,8 +31,8 @@ use crate::node::{LargeRef, Node};
 use crate::redistribute::{MAX_SHIFT, MIN_SIBLING_ROOM};
 use crate::{BTree, INLINE_VALUE_MAX, MAX_DEPTH, TreeError, epoch};
 use rime_bufmgr::{
-    BufferManager, ExclusiveGuard, Fetch, Interrupt, OnMiss, OptimisticGuard, PAGE_SIZE, PageError,
-    PageId, Section, SharedGuard,
+    BufferManager, ExclusiveGuard, Fetch, Interrupt, OnMiss, OptimisticGuard, PageError, PageId,
+    Section, SharedGuard,
 };
 
 /// Leaves a scan reads ahead at once when it reaches one not in memory: a
@@ -62,27 +62,17 @@ fn too_deep(pid: PageId) -> Interrupt {
     })
 }
 
-/// Hints the CPU to fetch the first two lines of page `pid` (header and
-/// search hints) while the page's state word is being loaded: the two
+/// Lines of a node asked for before it is read: the header and the search
+/// hints.
+const PREFETCH_NODE_LINES: usize = 2;
+
+/// Hints the CPU to fetch the first lines of page `pid` (header and search
+/// hints) with its state word, just before the state word is loaded: the
 /// misses then overlap instead of following each other. A prefetch never
 /// faults, so an evicted or bogus page is harmless.
 #[inline(always)]
 fn prefetch_node(bm: &BufferManager, pid: PageId) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        let (base, len) = bm.region();
-        let off = (pid as usize).wrapping_mul(PAGE_SIZE);
-        if off < len {
-            let p = base.wrapping_add(off) as *const i8;
-            // SAFETY: prefetching reads nothing architecturally and never
-            // faults; the address is inside the pool's mapped region.
-            unsafe {
-                _mm_prefetch::<_MM_HINT_T0>(p);
-                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(64));
-            }
-        }
-    }
+    bm.prefetch(pid, PREFETCH_NODE_LINES);
 }
 
 /// Hints the CPU to fetch the cache lines of `bytes` (at most four): the

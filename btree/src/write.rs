@@ -413,7 +413,6 @@ fn overwrite_in_place<R: From<bool>>(
     let pid = leaf.pid();
     NodeMut(leaf.payload_mut())
         .value_mut(pos)
-        .filter(|old| old.len() == value.len())
         .or_corrupt(pid, "value")?
         .copy_from_slice(value);
     Ok(Step::Done {
