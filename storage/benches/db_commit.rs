@@ -21,7 +21,9 @@
 //! One row per (mode, committers), commits/s in the third column (so runs
 //! compare), then commits per log sync (the deltas of `DbStats::commits`
 //! and `DbStats::log_syncs` over the measured window), p50/p99 commit
-//! latency, and both over the raw sync's p50 ("in raw syncs").
+//! latency, both over the raw sync's p50 ("in raw syncs"), and the log
+//! bytes appended per commit (the splits' SMO records included: every
+//! commit writes a new key until a committer's keys wrap).
 //!
 //! Committer threads have small stacks; all threads start together at a
 //! barrier; a commit counts if it returns (a task's: is called back)
@@ -262,6 +264,8 @@ struct Cell {
     commits_per_sec: f64,
     /// `None` when the log did not sync in the window (NoSync).
     commits_per_sync: Option<f64>,
+    /// Log bytes appended per commit (SMO records included).
+    log_bytes_per_commit: f64,
     /// Sorted.
     latency: Vec<Duration>,
 }
@@ -307,6 +311,8 @@ fn run_cell(db: &Db, tree: TreeId, kind: Committers, committers: usize, secs: f6
         Cell {
             commits_per_sec: latency.len() as f64 / (end - start).as_secs_f64(),
             commits_per_sync: commits_per_sync(&before, &after),
+            log_bytes_per_commit: (after.log_bytes - before.log_bytes) as f64
+                / (after.commits - before.commits).max(1) as f64,
             latency,
         }
     })
@@ -344,8 +350,16 @@ fn print_header(raw: &RawSyncs) {
         raw.syncs_per_sec
     );
     println!(
-        "{:<10} {:>10} {:>12} {:>12} {:>10} {:>10} {:>8} {:>8}",
-        "mode", "committers", "commits/s", "commits/sync", "p50 µs", "p99 µs", "p50/raw", "p99/raw"
+        "{:<10} {:>10} {:>12} {:>12} {:>10} {:>10} {:>8} {:>8} {:>12}",
+        "mode",
+        "committers",
+        "commits/s",
+        "commits/sync",
+        "p50 µs",
+        "p99 µs",
+        "p50/raw",
+        "p99/raw",
+        "log B/commit"
     );
 }
 
@@ -356,7 +370,7 @@ fn print_row(mode: &str, committers: usize, cell: &Cell, raw_p50: Duration) {
         .commits_per_sync
         .map_or("-".to_string(), |c| format!("{c:.1}"));
     println!(
-        "{:<10} {:>10} {:>12.0} {:>12} {:>10.1} {:>10.1} {:>8.2} {:>8.2}",
+        "{:<10} {:>10} {:>12.0} {:>12} {:>10.1} {:>10.1} {:>8.2} {:>8.2} {:>12.0}",
         mode,
         committers,
         cell.commits_per_sec,
@@ -364,7 +378,8 @@ fn print_row(mode: &str, committers: usize, cell: &Cell, raw_p50: Duration) {
         us(p50),
         us(p99),
         us(p50) / us(raw_p50),
-        us(p99) / us(raw_p50)
+        us(p99) / us(raw_p50),
+        cell.log_bytes_per_commit
     );
 }
 

@@ -35,6 +35,10 @@ impl<'a> Cursor<'a> {
         self.take(1).map(|b| b[0])
     }
 
+    pub fn u16(&mut self) -> Option<u16> {
+        self.take(2).map(|b| u16::from_le_bytes([b[0], b[1]]))
+    }
+
     pub fn u32(&mut self) -> Option<u32> {
         self.take(4).map(|b| u32_at(b, 0))
     }

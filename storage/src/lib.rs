@@ -8,7 +8,8 @@
 //!   `occ.rs` validates, `commit/` commits (the numbered protocol there).
 //! * `catalog.rs`: names → trees, itself a logged B+tree.
 //! * `checkpoint.rs`, `recovery.rs`: the other two protocols.
-//! * `hooks.rs`: SMO logging and the write-ahead rule on write-back.
+//! * `hooks.rs`: SMO logging and the write-ahead rule on write-back;
+//!   `smo.rs`: the SMO record's payload.
 //! * [`wal`]: the log. [`superblock`], [`dir`], `allocfile.rs`: the files.
 //!
 //! User guarantees: `docs/transactions.md`. All file I/O goes through
@@ -34,6 +35,7 @@ mod options;
 mod pending;
 mod reads;
 mod recovery;
+mod smo;
 pub mod superblock;
 mod sweep;
 mod sync;

@@ -62,7 +62,11 @@ pub const MAGIC: [u8; 8] = *b"RIMEsupr";
 ///   build must not open version 3 data, whose log it would report as
 ///   corrupt. Opening older data stamps it with this version first
 ///   ([`SuperblockFile::upgrade_format`]), before recovery can log anything.
-pub const FORMAT_VERSION: u32 = 3;
+/// * 4: `Smo` records may hold holed page images (kind bit 7: an image's
+///   longest zero run is not stored; `smo.rs`). Version 3 data reads as
+///   is (its records have the bit clear); a version-3 build must not open
+///   version 4 data, whose holed records it would report as corrupt.
+pub const FORMAT_VERSION: u32 = 4;
 
 pub const OFF_MAGIC: usize = 0;
 pub const SIZE_MAGIC: usize = 8;

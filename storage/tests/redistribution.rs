@@ -100,7 +100,7 @@ fn superblock_version(dir: &std::path::Path) -> u32 {
 }
 
 /// Version 2 data (written before `Redistribute` records existed) opens
-/// as is, and is stamped version 3 before recovery's redo can log such a
+/// as is, and is stamped with this build's version before redo can log such a
 /// record: a version-2 build then refuses the directory as too new
 /// instead of finding a record it calls corrupt.
 #[test]

@@ -3,7 +3,7 @@
 
 use super::rec_err;
 use crate::error::{DbError, OpenError, WalError};
-use crate::hooks::{SmoCode, decode_smo};
+use crate::smo::{SmoCode, decode_smo};
 use crate::wal::{EndKind, LogEnd, LoggedRecord, Lsn, OwnedRecord, WalOptions, WalReader};
 use rime_bufmgr::{AllocState, PageId};
 use std::collections::{BTreeMap, HashMap};

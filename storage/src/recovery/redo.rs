@@ -4,7 +4,8 @@
 use super::analysis::{AllocModel, bad_smo};
 use super::rec_err;
 use crate::error::OpenError;
-use crate::hooks::{LogHooks, decode_smo};
+use crate::hooks::LogHooks;
+use crate::smo::decode_smo;
 use crate::sweep::RedoHooks;
 use crate::wal::{Lsn, OwnedRecord, WalOptions, WalReader};
 use rime_btree::BTree;
@@ -51,7 +52,7 @@ pub(super) fn smo_images(
                 }
                 Err(e) => return Err(rec_err(e)),
             };
-            page.payload_mut().copy_from_slice(image);
+            image.write_to(page.payload_mut());
             page.set_lsn(lsn.0);
         }
         Ok(())

@@ -330,19 +330,56 @@ pub enum LogSegments {
     Preallocated,
 }
 
+/// What a search runs in its first cycle before the random operations,
+/// with no crash armed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Opening {
+    /// Nothing.
+    Nothing,
+    /// Creates a tree, then commits one transaction of two `MAX_VALUE_LEN`
+    /// values: more than one commit record may log, so the Db refuses it
+    /// (`TxError::CommitTooLarge`) and the model must stay as it was.
+    OversizedTx,
+}
+
+impl Opening {
+    fn ops(self, stamp: u64) -> Vec<Op> {
+        let huge = |n: u64| -> Value { vec![(stamp + n) as u8; MAX_VALUE_LEN].into() };
+        match self {
+            Opening::Nothing => vec![],
+            Opening::OversizedTx => vec![
+                Op::Create(TREES[0].into()),
+                Op::Tx(vec![
+                    (TREES[0].into(), 1, Some(huge(1))),
+                    (TREES[0].into(), 2, Some(huge(2))),
+                ]),
+            ],
+        }
+    }
+}
+
 /// A fresh directory through `cycles` crash cycles, every choice drawn
 /// from `rng`; `seed` picks the pool profile and names the run in errors.
 pub fn search(rng: &mut impl Rng, seed: u64, cycles: u64, tally: &mut Tally) {
-    search_with(rng, seed, cycles, tally, LogSegments::Growing)
+    search_with(
+        rng,
+        seed,
+        cycles,
+        tally,
+        LogSegments::Growing,
+        Opening::Nothing,
+    )
 }
 
-/// [`search`] with the log's segments sized as `log` says.
+/// [`search`] with the log's segments sized as `log` says, opening with
+/// `opening`.
 pub fn search_with(
     rng: &mut impl Rng,
     seed: u64,
     cycles: u64,
     tally: &mut Tally,
     log: LogSegments,
+    opening: Opening,
 ) {
     let dir = tempfile::TempDir::new().unwrap();
     let mut model = Model::new();
@@ -392,6 +429,15 @@ pub fn search_with(
             );
         }
         in_flight = None;
+        if cycle == 0 {
+            for op in opening.ops(stamp) {
+                match run(&db, &model, &op) {
+                    Ok(Ran::Done) => model = apply(&model, &op),
+                    Ok(Ran::Refused) => tally.refused += 1,
+                    Err(e) => panic!("{ctx}: opening operation failed: {e}"),
+                }
+            }
+        }
         // Step 3.
         disk.switch.arm(rng.gen_range(1..250));
         for _ in 0..OPS_PER_CYCLE {
