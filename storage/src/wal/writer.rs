@@ -32,8 +32,12 @@
 //!
 //! Invariants (under the state mutex):
 //! * `buf` holds log bytes `[buf_base, append)`; `buf_base` is the start of
-//!   the block holding `durable`, so the durable head of a partial block is
-//!   rewritten together with the new bytes after it.
+//!   the block holding the end of the last batch a leader took (`durable`,
+//!   once its sync is done), so the head of a partial block is rewritten
+//!   together with the new bytes after it. A leader takes the batch's
+//!   buffer whole and leaves `buf` holding only that block (a copy of less
+//!   than a block under the mutex, not of the batch, and no shifting of
+//!   the bytes appended meanwhile once the sync is done).
 //! * `durable` is always a record boundary: leaders only sync whole records.
 //!   So "`durable > lsn`" means the whole record starting at `lsn` is durable.
 //! * At most one leader at a time (`leader`), so writes never overlap.
@@ -109,6 +113,9 @@ pub struct Wal {
 
 struct State {
     buf: Vec<u8>,
+    /// The buffer of the last batch written, empty: kept for its capacity,
+    /// it becomes `buf` when the next batch is taken.
+    spare: Vec<u8>,
     buf_base: u64,
     append: u64,
     durable: u64,
@@ -242,6 +249,7 @@ impl Wal {
 
         let state = State {
             buf,
+            spare: Vec::new(),
             buf_base,
             append: end.0,
             durable: end.0,
@@ -641,19 +649,17 @@ impl Wal {
             }
         }
 
-        // 2. Snapshot the batch: every whole record appended so far, padded
-        //    with zeros to a whole block, into the aligned staging buffer.
+        // 2. Take the batch: every whole record appended so far. `buf` keeps
+        //    a copy of the partial block at its end, which the next batch
+        //    rewrites with the bytes appended after it.
         let end = st.append;
         let from = st.buf_base;
-        let to = block_ceil(end);
-        let mut scratch = lock(&self.scratch);
-        let len = (to - from) as usize;
-        if scratch.len() < len {
-            *scratch = AlignedBuf::zeroed(len);
-        }
-        let filled = (end - from) as usize;
-        scratch[..filled].copy_from_slice(&st.buf[..filled]);
-        scratch[filled..len].fill(0);
+        let tail = block_floor(end);
+        let mut next = std::mem::take(&mut st.spare);
+        next.extend_from_slice(&st.buf[(tail - from) as usize..]);
+        let batch = std::mem::replace(&mut st.buf, next);
+        debug_assert_eq!(batch.len() as u64, end - from);
+        st.buf_base = tail;
         let known: Vec<Arc<Segment>> = st
             .segments
             .values()
@@ -667,12 +673,24 @@ impl Wal {
         st.in_flight_end = Some(end);
         drop(st);
 
-        // 3. Write and sync with the state unlocked: appenders carry on.
+        // 3. With the state unlocked (appenders carry on): the batch, padded
+        //    with zeros to a whole block, into the aligned staging buffer;
+        //    write and sync it.
+        let mut scratch = lock(&self.scratch);
+        let len = (block_ceil(end) - from) as usize;
+        if scratch.len() < len {
+            *scratch = AlignedBuf::zeroed(len);
+        }
+        scratch[..batch.len()].copy_from_slice(&batch);
+        scratch[batch.len()..len].fill(0);
         let result = self.write_out(from, &scratch[..len], known, segments_end, newest);
         drop(scratch);
 
         // 4. Publish the outcome and wake every follower.
         let mut st = lock(&self.state);
+        let mut batch = batch;
+        batch.clear();
+        st.spare = batch;
         st.leader = false;
         st.in_flight_end = None;
         self.durable_cv.notify_all();
@@ -687,10 +705,6 @@ impl Wal {
                 st.durable = end;
                 self.durable.store(end, Ordering::Release);
                 self.syncs.fetch_add(1, Ordering::Relaxed);
-                let new_base = block_floor(end);
-                let consumed = (new_base - st.buf_base) as usize;
-                st.buf.drain(..consumed);
-                st.buf_base = new_base;
                 let ready = st.waiters.take_ready(end);
                 if ready.is_empty() {
                     return Ok(st);
