@@ -356,3 +356,38 @@ fn a_tree_recreated_under_a_reused_id_is_read_fresh_not_from_a_stale_cache() {
         "no tree id was reused: the test did not test the cache"
     );
 }
+
+/// Regression: in `NoSync` mode a commit made while another committer was
+/// inside the commit path queued a durability wait with the log's flusher
+/// anyway (the queueing checked "not `Group`" rather than "`Sync`"), so
+/// two threads committing kept the flusher writing and syncing the log,
+/// and a commit that found it idle paid a futex wake. `NoSync` commits
+/// never wait for durability, so they must never make the log sync.
+#[test]
+fn nosync_commits_from_concurrent_threads_never_sync_the_log() {
+    let dir = TempDir::new().unwrap();
+    let db = Db::open(dir.path(), opts().durability(Durability::NoSync)).unwrap();
+    let t = db.create_tree("t").unwrap();
+    let before = db.stats();
+    std::thread::scope(|s| {
+        for thread in 0..2u32 {
+            let db = &db;
+            s.spawn(move || {
+                for i in 0..3000u32 {
+                    let key = format!("{thread}-{}", i % 100);
+                    db.transaction(|tx| {
+                        tx.put(t, key.as_bytes(), &i.to_le_bytes())?;
+                        tx.add(t, format!("n{thread}").as_bytes(), 1)
+                    })
+                    .unwrap();
+                }
+            });
+        }
+    });
+    let after = db.stats();
+    assert_eq!(after.commits - before.commits, 6000);
+    assert_eq!(
+        after.log_syncs, before.log_syncs,
+        "NoSync commits synced the log"
+    );
+}

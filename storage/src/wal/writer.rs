@@ -337,8 +337,8 @@ impl Wal {
             self.wake_gatherer();
         }
         // 5. Queue a committer's wait with the flusher (`Sync` only: a
-        //    `Group` wait gathers first).
-        let round = (queue && self.gather().is_none() && self.flusher_leads(&st))
+        //    `Group` wait gathers first, and a `NoSync` commit never waits).
+        let round = (queue && self.opts.durability == Durability::Sync && self.flusher_leads(&st))
             .then(|| self.queue_for_flusher(&mut st, lsn));
         Ok((Lsn(lsn), round))
     }
