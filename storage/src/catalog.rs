@@ -95,12 +95,7 @@ pub(crate) fn create(db: &DbInner, name: &str, or_open: bool) -> Result<TreeId, 
             value: Some(&value),
             ..entry[0]
         }];
-        let lsn = commit::log_and_apply(
-            db,
-            &writes,
-            std::slice::from_ref(db.catalog()),
-            &mut Vec::new(),
-        )?;
+        let lsn = commit::log_and_apply(db, &writes, &[&**db.catalog()], &mut Vec::new())?;
         // 4. Visible to transactions.
         let id = TreeId(root as u32);
         db.register_tree(id, Arc::new(tree));
@@ -131,12 +126,7 @@ pub(crate) fn drop_tree(db: &DbInner, name: &str) -> Result<bool, DbError> {
         plan.build_for(&writes, Some(id));
         let _held = Held::acquire(db, &plan, true);
         // 1. Remove the name (a commit).
-        let lsn = commit::log_and_apply(
-            db,
-            &writes,
-            std::slice::from_ref(db.catalog()),
-            &mut Vec::new(),
-        )?;
+        let lsn = commit::log_and_apply(db, &writes, &[&**db.catalog()], &mut Vec::new())?;
         // 2. Unregister, then free every page (logs a Destroy SMO).
         db.unregister_tree(id);
         let tree = BTree::open(db.bm().clone(), u64::from(id.0), db.hooks().clone())

@@ -147,4 +147,37 @@ impl TreeCache {
         };
         Ok(&self.trees[i].1)
     }
+
+    /// Makes every tree of `ids` present (beyond the cache's usual size if
+    /// it must: the next [`TreeCache::get`] trims it) and returns the
+    /// generation they are valid for. A commit resolves the trees it
+    /// writes this way, then borrows them with [`TreeCache::peek`]: no lock
+    /// of the Db's tree map and no reference count, both lines the other
+    /// cores' commits write.
+    pub fn hold(
+        &mut self,
+        db: &DbInner,
+        ids: impl Iterator<Item = TreeId>,
+    ) -> Result<u64, DbError> {
+        let generation = db.tree_generation();
+        if self.db != db.id() || self.generation != generation {
+            self.trees.clear();
+            self.db = db.id();
+            self.generation = generation;
+        }
+        for id in ids {
+            if !self.trees.iter().any(|(t, _)| *t == id) {
+                self.trees.push((id, db.tree(id)?));
+            }
+        }
+        Ok(generation)
+    }
+
+    /// Tree `id`, if present.
+    pub fn peek(&self, id: TreeId) -> Option<&BTree> {
+        self.trees
+            .iter()
+            .find(|(t, _)| *t == id)
+            .map(|(_, tree)| &**tree)
+    }
 }

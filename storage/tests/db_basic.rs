@@ -391,3 +391,105 @@ fn nosync_commits_from_concurrent_threads_never_sync_the_log() {
         "NoSync commits synced the log"
     );
 }
+
+/// A key written several times in one transaction commits its last write
+/// only, in the order of its first write; a scan inside the transaction
+/// sees those last writes (the `superseded` flag the write set keeps).
+#[test]
+fn a_key_written_several_times_in_one_transaction_commits_its_last_write() {
+    let dir = TempDir::new().unwrap();
+    let db = Db::open(dir.path(), opts().durability(Durability::NoSync)).unwrap();
+    let t = db.create_tree("t").unwrap();
+    db.put(t, b"b", b"old").unwrap();
+    db.transaction(|tx| {
+        tx.put(t, b"a", b"1")?;
+        tx.put(t, b"b", b"2")?;
+        tx.put(t, b"a", b"3")?;
+        assert!(tx.delete(t, b"b")?, "b is this transaction's write");
+        tx.put(t, b"c", b"4")?;
+        tx.put(t, b"a", b"5")?;
+        let mut seen = Vec::new();
+        tx.scan(t, Bound::Unbounded, Bound::Unbounded, |k, v| {
+            seen.push((k.to_vec(), v.to_vec()));
+            ControlFlow::Continue(())
+        })?;
+        assert_eq!(
+            seen,
+            [
+                (b"a".to_vec(), b"5".to_vec()),
+                (b"c".to_vec(), b"4".to_vec())
+            ]
+        );
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(db.get(t, b"a").unwrap(), Some(b"5".to_vec()));
+    assert_eq!(db.get(t, b"b").unwrap(), None);
+    assert_eq!(db.get(t, b"c").unwrap(), Some(b"4".to_vec()));
+    db.close().unwrap();
+    let db = Db::open(dir.path(), opts()).unwrap();
+    assert_eq!(db.get(t, b"a").unwrap(), Some(b"5".to_vec()));
+    assert_eq!(db.get(t, b"b").unwrap(), None);
+}
+
+/// A commit racing the drop of a tree it writes either lands before the
+/// drop (and goes with the tree) or fails with `NoSuchTree`; it never
+/// writes into the dropped tree's freed pages. The commit resolves its
+/// trees from the transaction's tree cache and checks the catalog's
+/// generation under its locks.
+#[test]
+fn a_commit_racing_the_drop_of_its_tree_lands_before_it_or_fails() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let dir = TempDir::new().unwrap();
+    let db = Db::open(dir.path(), opts().durability(Durability::NoSync)).unwrap();
+    let keep = db.create_tree("keep").unwrap();
+    let doomed = db.create_tree("doomed").unwrap();
+    let done = AtomicU64::new(0);
+    let committed = std::thread::scope(|s| {
+        let writer = s.spawn(|| {
+            let mut committed = Vec::new();
+            for i in 0..3000u32 {
+                let key = i.to_be_bytes();
+                let r = db.transaction(|tx| {
+                    tx.put(doomed, &key, &[7; 300])?;
+                    tx.put(keep, &key, &[1; 10])
+                });
+                match r {
+                    Ok(()) => committed.push(i),
+                    Err(TxError::Db(DbError::NoSuchTree(id))) => assert_eq!(id, doomed),
+                    Err(e) => panic!("commit {i}: {e}"),
+                }
+                done.store(u64::from(i), Ordering::Relaxed);
+            }
+            committed
+        });
+        while done.load(Ordering::Relaxed) < 500 {
+            std::thread::yield_now();
+        }
+        assert!(db.drop_tree("doomed").unwrap());
+        writer.join().unwrap()
+    });
+    assert!(
+        committed.len() >= 500 && committed.len() < 3000,
+        "{}",
+        committed.len()
+    );
+    assert!(
+        committed.windows(2).all(|w| w[1] == w[0] + 1),
+        "no commit lands after one failed"
+    );
+    db.verify().unwrap();
+    let after = db.transaction(|tx| {
+        let mut n = 0;
+        tx.scan(keep, Bound::Unbounded, Bound::Unbounded, |_, _| {
+            n += 1;
+            ControlFlow::Continue(())
+        })?;
+        Ok(n)
+    });
+    assert_eq!(after.unwrap(), committed.len());
+    db.close().unwrap();
+    let db = Db::open(dir.path(), opts()).unwrap();
+    db.verify().unwrap();
+    assert_eq!(db.open_tree("doomed").unwrap(), None);
+}

@@ -55,7 +55,6 @@ use crate::tx::TxBufs;
 use crate::wal::{CommitTicket, Durability, Lsn, Record, Write};
 use rime_btree::BTree;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
 use std::time::Duration;
 
 /// Scratch of the commit steps, kept in the transaction's buffers.
@@ -121,8 +120,10 @@ pub(crate) fn commit<'a>(db: &'a DbInner, b: &mut TxBufs) -> Result<Outcome<'a>,
     }
     // Step 1.
     let ticket = db.wal().enter_commit();
+    // Step 2's trees, resolved as of `generation`.
+    let generation = b.hold_written_trees(db)?;
     let mut cb = std::mem::take(&mut b.commit);
-    let result = poison_on_panic(db, || commit_locked(db, b, &mut cb));
+    let result = poison_on_panic(db, || commit_locked(db, b, generation, &mut cb));
     b.commit = cb;
     let Some((lsn, round)) = result? else {
         return Ok(Outcome::Conflict);
@@ -141,11 +142,11 @@ pub(crate) fn commit<'a>(db: &'a DbInner, b: &mut TxBufs) -> Result<Outcome<'a>,
 fn commit_locked(
     db: &DbInner,
     b: &TxBufs,
+    generation: u64,
     cb: &mut CommitBufs,
 ) -> Result<Option<(Lsn, Option<u64>)>, TxError> {
-    // Step 2 (the trees are resolved as of `generation`).
-    let generation = db.tree_generation();
-    let (writes, trees) = b.final_writes(db)?;
+    // Step 2 (the trees were resolved as of `generation`).
+    let (writes, trees) = b.final_writes()?;
     check_commit_size(&writes)?;
     cb.plan.build(b, &writes);
     // Step 3.
@@ -238,7 +239,7 @@ pub(crate) fn check_commit_size(writes: &[Write<'_>]) -> Result<(), TxError> {
 pub(crate) fn log_and_apply(
     db: &DbInner,
     writes: &[Write<'_>],
-    trees: &[Arc<BTree>],
+    trees: &[&BTree],
     stored: &mut Vec<u8>,
 ) -> Result<Lsn, DbError> {
     let lsn = db
@@ -254,7 +255,7 @@ pub(crate) fn log_and_apply(
 fn log_and_apply_queued(
     db: &DbInner,
     writes: &[Write<'_>],
-    trees: &[Arc<BTree>],
+    trees: &[&BTree],
     stored: &mut Vec<u8>,
 ) -> Result<(Lsn, Option<u64>), DbError> {
     let (lsn, round) = db
@@ -270,7 +271,7 @@ fn apply_all(
     db: &DbInner,
     lsn: Lsn,
     writes: &[Write<'_>],
-    trees: &[Arc<BTree>],
+    trees: &[&BTree],
     stored: &mut Vec<u8>,
 ) -> Result<(), DbError> {
     for (i, w) in writes.iter().enumerate() {
