@@ -269,12 +269,18 @@ impl<'a> Node<'a> {
             return Some((0, count));
         }
         let dist = count / (HINT_COUNT + 1);
+        // One bounds check for the whole array, not one per hint.
+        let hints = self.0.get(OFF_HINTS..OFF_HINTS + 4 * HINT_COUNT)?;
+        let hint = |i: usize| {
+            let h = &hints[4 * i..4 * i + 4];
+            u32::from_le_bytes([h[0], h[1], h[2], h[3]])
+        };
         let mut pos = 0;
-        while pos < HINT_COUNT && self.hint(pos)? < key_head {
+        while pos < HINT_COUNT && hint(pos) < key_head {
             pos += 1;
         }
         let mut pos2 = pos;
-        while pos2 < HINT_COUNT && self.hint(pos2)? == key_head {
+        while pos2 < HINT_COUNT && hint(pos2) == key_head {
             pos2 += 1;
         }
         let lo = pos * dist;
@@ -302,14 +308,9 @@ impl<'a> Node<'a> {
         }
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            let slot = self.slot(mid)?;
-            let ord = match key_head.cmp(&slot.head) {
-                // Both keys fit in their heads: equal heads mean one is the
-                // other plus zero bytes, so the lengths decide (no heap read).
-                Ordering::Equal if suffix.len() <= 4 && slot.key_len <= 4 => {
-                    suffix.len().cmp(&slot.key_len)
-                }
-                Ordering::Equal => suffix.cmp(self.0.get(slot.off..slot.off + slot.key_len)?),
+            // Heads first: the rest of the slot is decoded only on a tie.
+            let ord = match key_head.cmp(&self.slot_head(mid)?) {
+                Ordering::Equal => self.cmp_tied(suffix, mid)?,
                 o => o,
             };
             match ord {
@@ -319,6 +320,23 @@ impl<'a> Node<'a> {
             }
         }
         Some((lo, false))
+    }
+    /// Slot `i`'s head (its suffix's first 4 bytes), the rest undecoded.
+    #[inline]
+    fn slot_head(&self, i: usize) -> Option<u32> {
+        self.u32_at(HEADER_SIZE + i * SLOT_SIZE + 8)
+    }
+    /// `suffix` against slot `i`'s key suffix, their heads being equal.
+    #[inline]
+    fn cmp_tied(&self, suffix: &[u8], i: usize) -> Option<Ordering> {
+        let slot = self.slot(i)?;
+        Some(if suffix.len() <= 4 && slot.key_len <= 4 {
+            // Both keys fit in their heads: equal heads mean one is the
+            // other plus zero bytes, so the lengths decide (no heap read).
+            suffix.len().cmp(&slot.key_len)
+        } else {
+            suffix.cmp(self.0.get(slot.off..slot.off + slot.key_len)?)
+        })
     }
     /// The child of an inner node that holds `key` (`strict`: that holds
     /// the smallest key greater than `key`).
