@@ -493,3 +493,32 @@ fn a_commit_racing_the_drop_of_its_tree_lands_before_it_or_fails() {
     db.verify().unwrap();
     assert_eq!(db.open_tree("doomed").unwrap(), None);
 }
+
+/// `NoSync` commits are written behind: once a megabyte of log is pending,
+/// the flusher writes and syncs it in the background, so the committers do
+/// not each meet the 8 MiB buffer bound and write it themselves (the
+/// `NoSync` fix above had left them only that).
+#[test]
+fn nosync_log_is_written_behind_once_a_megabyte_is_pending() {
+    let dir = TempDir::new().unwrap();
+    let db = Db::open(dir.path(), opts().durability(Durability::NoSync)).unwrap();
+    let t = db.create_tree("t").unwrap();
+    let before = db.stats();
+    // 3 MiB of commits: past the write-behind mark, under the buffer bound.
+    for i in 0..48u32 {
+        db.put(t, &i.to_be_bytes(), &[i as u8; 64 << 10]).unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while db.stats().log_syncs == before.log_syncs {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing was written behind"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let after = db.stats();
+    assert!(
+        after.durable_lsn >= before.durable_lsn + (1 << 20),
+        "{before:?} {after:?}"
+    );
+}

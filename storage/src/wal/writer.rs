@@ -77,6 +77,16 @@ pub const MAX_BUFFERED_BYTES: u64 = 8 << 20;
 /// pending: past it, a bigger batch saves fewer syncs than the wait costs.
 pub const GROUP_EARLY_FLUSH_BYTES: u64 = 1 << 20;
 
+/// Once this much is appended and not durable, the flusher writes it in
+/// the background (write-behind), whatever the mode: a `NoSync` appender
+/// then rarely meets [`MAX_BUFFERED_BYTES`] and has to write and sync the
+/// whole buffer itself, holding its commit's locks. 1 MiB: about a
+/// millisecond of a commodity NVMe's writing, so the flusher's syncs stay
+/// far apart while the buffer stays well under its bound.
+pub const WRITE_BEHIND_BYTES: u64 = 1 << 20;
+
+const _: () = assert!(WRITE_BEHIND_BYTES < MAX_BUFFERED_BYTES / 2);
+
 /// The write-ahead log, open for appending. Share it between threads by
 /// reference or `Arc`; every method takes `&self`.
 pub struct Wal {
@@ -134,7 +144,9 @@ struct State {
     /// `blocked_target` wake it: a busy flusher finds the new target itself
     /// when its sync ends, and a futex call per commit is saved.
     flusher_idle: bool,
-    /// The largest LSN a committer blocked in `wait_durable` waits for.
+    /// The largest LSN the flusher was asked to make durable: one a
+    /// committer blocked in `wait_durable` waits for, or write-behind's
+    /// ([`WRITE_BEHIND_BYTES`]).
     blocked_target: Option<u64>,
     /// Sync rounds led so far, ended or in flight (`rounds.rs`).
     rounds_led: u64,
@@ -332,9 +344,13 @@ impl Wal {
         let durable = Lsn(st.durable);
         let n = rec.encode_into(Lsn(lsn), durable, &mut st.buf)?;
         st.append += n as u64;
-        // 4. Let a gathering Group leader go once its batch is big enough.
+        // 4. Let a gathering Group leader go once its batch is big enough,
+        //    and have the flusher write behind once enough is pending.
         if st.append - st.durable >= GROUP_EARLY_FLUSH_BYTES {
             self.wake_gatherer();
+        }
+        if st.append - st.durable >= WRITE_BEHIND_BYTES && st.flusher_running {
+            self.ask_flusher(&mut st, lsn);
         }
         // 5. Queue a committer's wait with the flusher (`Sync` only: a
         //    `Group` wait gathers first, and a `NoSync` commit never waits).
@@ -352,14 +368,20 @@ impl Wal {
     /// Asks the flusher to make the record at `lsn` durable; returns the
     /// round whose end makes it so (`rounds.rs`).
     fn queue_for_flusher(&self, st: &mut State, lsn: u64) -> u64 {
+        self.ask_flusher(st, lsn);
+        let ended = st.rounds_led - u64::from(st.in_flight_end.is_some());
+        round_covering(lsn, ended, st.in_flight_end)
+    }
+
+    /// Asks the flusher to make the record at `lsn` durable, waking it only
+    /// if it sleeps (a busy one finds the new target when its sync ends).
+    fn ask_flusher(&self, st: &mut State, lsn: u64) {
         if st.blocked_target.is_none_or(|t| t < lsn) {
             st.blocked_target = Some(lsn);
             if st.flusher_idle {
                 self.kick.notify_one();
             }
         }
-        let ended = st.rounds_led - u64::from(st.in_flight_end.is_some());
-        round_covering(lsn, ended, st.in_flight_end)
     }
 
     /// Sleeps until `round` has ended (if one is given), then waits as
