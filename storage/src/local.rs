@@ -129,12 +129,7 @@ const MAX_CACHED_TREES: usize = 16;
 impl TreeCache {
     /// The open tree `id` of `db`.
     pub fn get(&mut self, db: &DbInner, id: TreeId) -> Result<&BTree, DbError> {
-        let generation = db.tree_generation();
-        if self.db != db.id() || self.generation != generation {
-            self.trees.clear();
-            self.db = db.id();
-            self.generation = generation;
-        }
+        self.catch_up(db);
         let i = match self.trees.iter().position(|(t, _)| *t == id) {
             Some(i) => i,
             None => {
@@ -159,18 +154,25 @@ impl TreeCache {
         db: &DbInner,
         ids: impl Iterator<Item = TreeId>,
     ) -> Result<u64, DbError> {
-        let generation = db.tree_generation();
-        if self.db != db.id() || self.generation != generation {
-            self.trees.clear();
-            self.db = db.id();
-            self.generation = generation;
-        }
+        let generation = self.catch_up(db);
         for id in ids {
             if !self.trees.iter().any(|(t, _)| *t == id) {
                 self.trees.push((id, db.tree(id)?));
             }
         }
         Ok(generation)
+    }
+
+    /// Forgets the trees if `db` is another Db or has opened or dropped a
+    /// tree since they were resolved; returns its tree generation.
+    fn catch_up(&mut self, db: &DbInner) -> u64 {
+        let generation = db.tree_generation();
+        if self.db != db.id() || self.generation != generation {
+            self.trees.clear();
+            self.db = db.id();
+            self.generation = generation;
+        }
+        generation
     }
 
     /// Tree `id`, if present.

@@ -249,7 +249,12 @@ impl TxBufs {
         if self.writes.is_empty() {
             return None;
         }
-        let mut i = *self.index.get(&hash(tree, key))?;
+        self.in_chain(*self.index.get(&hash(tree, key))?, tree, key)
+    }
+
+    /// The first write of (tree, key) along the hash chain from `i`
+    /// (newest first).
+    fn in_chain(&self, mut i: u32, tree: TreeId, key: &[u8]) -> Option<usize> {
         while i != NONE {
             let w = &self.writes[i as usize];
             if w.tree == tree && self.bytes(w.key) == key {
@@ -267,14 +272,8 @@ impl TxBufs {
             false => self.index.get(&h).copied().unwrap_or(NONE),
         };
         // The key's earlier write, if any, is no longer final.
-        let mut i = prev;
-        while i != NONE {
-            let w = &self.writes[i as usize];
-            if w.tree == tree && self.bytes(w.key) == key {
-                self.writes[i as usize].superseded = true;
-                break;
-            }
-            i = w.prev;
+        if let Some(i) = self.in_chain(prev, tree, key) {
+            self.writes[i].superseded = true;
         }
         let key = self.push(key);
         let value = value.map(|v| self.push(v));
