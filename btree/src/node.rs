@@ -14,7 +14,10 @@
 //!     8      2   prefix_len: bytes every key shares with both fences
 //!    10      2   lower fence offset   12  2  lower fence length
 //!    14      2   upper fence offset   16  2  upper fence length
-//!    18      6   reserved (0)
+//!    18      2   last new key's slot (leaves; split hint, with byte 20)
+//!    20      1   insert run: new keys in a row each placed right after
+//!                the one before (leaves; split hint; saturates at 255)
+//!    21      3   reserved (0)
 //!    24      8   upper_child: inner nodes' rightmost child (leaves: 0)
 //!    32     64   hints: 16 sampled key heads narrowing the binary search
 //!    96   12*n   slots, sorted by key:
@@ -70,10 +73,12 @@ const OFF_HEAP_USED: usize = 6;
 const OFF_PREFIX: usize = 8;
 const OFF_LOWER: usize = 10;
 const OFF_UPPER: usize = 14;
+const OFF_LAST_SLOT: usize = OFF_UPPER + 4;
+const OFF_INSERT_RUN: usize = OFF_LAST_SLOT + 2;
 const OFF_UPPER_CHILD: usize = 24;
 const OFF_HINTS: usize = 32;
 
-const _: () = assert!(OFF_UPPER + 4 <= OFF_UPPER_CHILD);
+const _: () = assert!(OFF_INSERT_RUN < OFF_UPPER_CHILD);
 const _: () = assert!(OFF_UPPER_CHILD & 7 == 0 && OFF_UPPER_CHILD + 8 == OFF_HINTS);
 const _: () = assert!(OFF_HINTS + 4 * HINT_COUNT == HEADER_SIZE);
 const _: () = assert!(NODE_SIZE <= u16::MAX as usize, "offsets are u16");
@@ -181,6 +186,15 @@ impl<'a> Node<'a> {
     }
     pub fn upper_inf(&self) -> bool {
         self.flags() & FLAG_UPPER_INF != 0
+    }
+    /// The run of new keys ending at the last one (see
+    /// [`NodeMut::note_new_key`]): its slot and how many new keys in a
+    /// row each went right after the one before (0: no record).
+    pub fn insert_run(&self) -> (usize, u8) {
+        (
+            self.u16_at(OFF_LAST_SLOT).unwrap_or(0),
+            self.0.get(OFF_INSERT_RUN).copied().unwrap_or(0),
+        )
     }
     /// Number of slots, checked against what fits in a node.
     #[inline]
@@ -403,8 +417,30 @@ impl NodeMut<'_> {
     fn set_count(&mut self, n: usize) {
         self.put_u16(OFF_COUNT, n)
     }
-    /// Records where the last new key went (see [`LastInsert`]).
-    pub fn set_last_insert(&mut self, at: LastInsert) {
+    /// Records where a new key went: slot `pos` of a leaf that had
+    /// `count` entries before it. The split rule's evidence of sequential
+    /// inserts (`split`): byte 1 says whether it went past the last slot
+    /// or before the first ([`LastInsert`]), bytes 18-20 where it went and
+    /// whether it extends a run of keys each placed right after the one
+    /// before (as InnoDB's `PAGE_LAST_INSERT` and `PAGE_N_DIRECTION`).
+    pub fn note_new_key(&mut self, pos: usize, count: usize) {
+        self.set_last_insert(if pos == count {
+            LastInsert::Last
+        } else if pos == 0 {
+            LastInsert::First
+        } else {
+            LastInsert::None
+        });
+        let (last, run) = self.view().insert_run();
+        let run = if run > 0 && last + 1 == pos {
+            run.saturating_add(1)
+        } else {
+            1
+        };
+        self.put_u16(OFF_LAST_SLOT, pos);
+        self.0[OFF_INSERT_RUN] = run;
+    }
+    fn set_last_insert(&mut self, at: LastInsert) {
         self.0[OFF_LAST_INSERT] = match at {
             LastInsert::None => 0,
             LastInsert::Last => 1,

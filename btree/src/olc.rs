@@ -661,7 +661,9 @@ impl BTree {
                 first: pos == 0,
                 last: pos == count,
             };
-            if !view.is_leaf() || free >= needed || crate::split::append_pattern(view, at, n, edge)
+            if !view.is_leaf()
+                || free >= needed
+                || crate::split::sequential_pattern(view, at, n, edge)
             {
                 node.validate()?;
                 return Ok(None);

@@ -14,8 +14,8 @@
 
 use crate::error::{OrCorrupt, corrupt};
 use crate::large::NewExtent;
-use crate::node::{LargeRef, LastInsert, Node, NodeMut, SLOT_LARGE, entry_size};
-use crate::split::{Edge, append_pattern};
+use crate::node::{LargeRef, Node, NodeMut, SLOT_LARGE, entry_size};
+use crate::split::{Edge, sequential_pattern};
 use crate::{BTree, MAX_VALUE_LEN, MERGE_THRESHOLD, TreeError, check_key, is_inline};
 use rime_bufmgr::{ExclusiveGuard, OnMiss};
 
@@ -103,7 +103,7 @@ impl<'t> Writer<'t> {
                         first: false,
                         last: false,
                     };
-                    let appending = append_pattern(view, pos, count, no_edge);
+                    let appending = sequential_pattern(view, pos, count, no_edge);
                     drop(leaf);
                     if appending || !tree.redistribute(key, pid, needed, self.merge_on_miss)? {
                         tree.split(key, pid, needed)?;
@@ -224,13 +224,7 @@ impl<'t> Writer<'t> {
         .or_corrupt(pid, "insert")?;
         if !found {
             // The split rule's evidence of a sequential pattern (`split`).
-            node.set_last_insert(if pos == count {
-                LastInsert::Last
-            } else if pos == 0 {
-                LastInsert::First
-            } else {
-                LastInsert::None
-            });
+            node.note_new_key(pos, count);
         }
         // The leaf now points to the extent: it may reach the disk only
         // after the extent's allocation is durable (see `large`).
