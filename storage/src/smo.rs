@@ -140,21 +140,26 @@ pub fn encode_smo(smo: &Smo<'_>) -> Option<Vec<u8>> {
 /// 15 bytes holds a whole aligned word, so every run that can win is seen.
 fn longest_zero_run(img: &[u8]) -> Range<usize> {
     const _: () = assert!(MIN_HOLE >= 15);
+    // Whole words as integers: a redistribution logs four or five images
+    // of 4,080 bytes, and comparing them as 8-byte slices took ~15
+    // instructions a word (two fifths of a YCSB insert's).
+    let (words, _) = img.as_chunks::<8>();
+    let zero = |i: usize| u64::from_ne_bytes(words[i]) == 0;
     let mut best = 0..0;
-    let mut start = None;
-    let words = img.len() / 8;
-    for i in 0..=words {
-        let zero = i < words && img[8 * i..8 * i + 8] == [0; 8];
-        match (zero, start) {
-            (true, None) => start = Some(i),
-            (false, Some(s)) => {
-                let run = widen(img, 8 * s..8 * i);
-                if run.len() > best.len() {
-                    best = run;
-                }
-                start = None;
+    let mut i = 0;
+    while i < words.len() {
+        while i < words.len() && !zero(i) {
+            i += 1;
+        }
+        let start = i;
+        while i < words.len() && zero(i) {
+            i += 1;
+        }
+        if i > start {
+            let run = widen(img, 8 * start..8 * i);
+            if run.len() > best.len() {
+                best = run;
             }
-            _ => {}
         }
     }
     if best.len() < MIN_HOLE { 0..0 } else { best }
