@@ -2,7 +2,7 @@
 //! convenience methods, stats. The protocols live next door: `commit`,
 //! `checkpoint`, `recovery`; the catalog in `catalog`; transactions in `tx`.
 
-use crate::commit::{Outcome, Wait};
+use crate::commit::{GATED_AFTER, Outcome, ScanGates, Wait};
 use crate::error::{DbError, OpenError, TxError};
 use crate::inner::DbInner;
 use crate::options::Options;
@@ -36,6 +36,10 @@ pub struct DbStats {
     /// finished under the locks of their keys (each also counts as a
     /// conflict).
     pub read_refreshes: u64,
+    /// Read-only transactions whose scans had lost validation twice in a
+    /// row and that then finished holding their scanned trees' gates, so
+    /// that writers could not keep invalidating them (`commit/gated.rs`).
+    pub gated_reads: u64,
     /// Scanned ranges that validation scanned a second time because a
     /// writer of their tree had been at work since the scan began; the
     /// others were proven unchanged without it (`docs/transactions.md`).
@@ -122,6 +126,12 @@ impl Db {
     /// Runs `f` as a serializable transaction, re-running it on conflict
     /// (at most [`MAX_TX_ATTEMPTS`] times). `f` returning `Err` commits
     /// nothing and returns that error. See `docs/transactions.md`.
+    ///
+    /// A read-only transaction whose scans lost validation twice in a row
+    /// runs again holding its scanned trees' gates, so that writers of
+    /// those trees wait for it and it finishes; `f` must then not start
+    /// another transaction (its contract anyway: no side effects outside
+    /// its `Tx`), which fails with [`TxError::Nested`].
     pub fn transaction<R>(
         &self,
         f: impl FnMut(&mut Tx<'_>) -> Result<R, TxError>,
@@ -198,17 +208,32 @@ impl Db {
         bufs: &mut TxBufs,
         f: &mut impl FnMut(&mut Tx<'_>) -> Result<R, E>,
     ) -> Result<(R, Option<Wait<'_>>), E> {
+        // Read-only attempts with scans that failed in a row (`commit/gated.rs`).
+        let mut losing = 0;
         for attempt in 0..max_attempts {
             if attempt > 0 {
                 crate::commit::backoff(attempt);
             }
+            // Step 1 of `gated.rs`, with the trees the last attempt scanned.
+            let gates = (losing >= GATED_AFTER)
+                .then(|| ScanGates::acquire(&self.inner, &bufs.scans))
+                .flatten();
             bufs.clear();
             let mut tx = Tx::new(&self.inner, bufs);
-            let r = f(&mut tx)?;
-            match crate::commit::commit(&self.inner, bufs)? {
+            let r = match &gates {
+                Some(g) => g.run(|| f(&mut tx))?,
+                None => f(&mut tx)?,
+            };
+            let outcome = match gates {
+                Some(g) => crate::commit::commit_gated(&self.inner, bufs, g)?,
+                None => crate::commit::commit(&self.inner, bufs)?,
+            };
+            match outcome {
                 Outcome::Committed(wait) => return Ok((r, wait)),
                 Outcome::Conflict => {
                     self.inner.counters().conflicts.add(1);
+                    let read_only_scan = bufs.writes.is_empty() && !bufs.scans.is_empty();
+                    losing = if read_only_scan { losing + 1 } else { 0 };
                 }
             }
         }
@@ -317,6 +342,7 @@ impl Db {
             commits: c.commits.get(),
             read_only: c.read_only.get(),
             read_refreshes: c.read_refreshes.get(),
+            gated_reads: c.gated_reads.get(),
             scan_rescans: c.scan_rescans.get(),
             conflicts: c.conflicts.get(),
             log_bytes: i.wal().end_lsn().0,

@@ -257,6 +257,11 @@ pub enum TxError {
     /// transaction end with [`TxError::WouldWait`] instead.
     #[error("the operation may wait for pages; run it with no reads of this thread in flight")]
     WouldBlock,
+    /// A transaction was started inside another's closure while that one
+    /// held tree gates (`commit/gated.rs`): it could have waited for ever.
+    /// The closure must use only its own `Tx`.
+    #[error("a transaction inside another transaction's closure; use the closure's own Tx")]
+    Nested,
     #[error(transparent)]
     Db(#[from] DbError),
 }

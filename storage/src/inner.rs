@@ -42,9 +42,12 @@
 //!
 //! Validation never waits for 3–5 (it gives up instead: a conflict), so a
 //! read-only transaction holds nothing but, with scans, tree gates. The
-//! exception is a read-only batch that lost validation (`Db::get_many`,
-//! `commit/refresh.rs`): it then takes the stripes of its keys (5) and
-//! nothing before them.
+//! exceptions lose validation first: a read-only batch (`Db::get_many`,
+//! `commit/refresh.rs`) then takes the stripes of its keys (5) and nothing
+//! before them; a read-only closure transaction whose scans lost twice in
+//! a row (`commit/gated.rs`) takes its scanned trees' gates (4) before
+//! its next attempt and holds them while the closure runs, which takes
+//! only page latches and the log's state (7) meanwhile.
 
 use crate::DataDir;
 use crate::error::DbError;
@@ -70,6 +73,7 @@ pub(crate) struct Counters {
     pub commits: Counter,
     pub read_only: Counter,
     pub read_refreshes: Counter,
+    pub gated_reads: Counter,
     pub scan_rescans: Counter,
     pub conflicts: Counter,
     pub checkpoints: Counter,

@@ -296,3 +296,33 @@ fn loom_a_scan_checked_quiet_without_its_gate_read_one_state() {
         "no interleaving passed the check after the writer's changes"
     );
 }
+
+/// A read-only transaction that lost validation twice runs its scans
+/// holding its trees' gates in `B` from before it reads
+/// (`commit/gated.rs`): whatever a writer of the tree does around it, the
+/// scan reads one state, and the writer's changes are all before it or
+/// all after. Some interleaving must see the writer's changes and some
+/// not, or the model proves nothing.
+#[test]
+fn loom_a_gated_scan_reads_one_state() {
+    use std::sync::atomic::{AtomicBool, Ordering as StdOrdering};
+    static SAW_BEFORE: AtomicBool = AtomicBool::new(false);
+    static SAW_AFTER: AtomicBool = AtomicBool::new(false);
+    loom::model(|| {
+        let (g, keys, writer) = two_keys_and_their_writer();
+        g.lock_tree(0, Phase::B);
+        let (first, second) = scan_two_keys(&keys);
+        g.unlock_tree(0, Phase::B);
+        assert_eq!(
+            first, second,
+            "a gated scan read half of a writer's changes"
+        );
+        if first == 0 {
+            SAW_BEFORE.store(true, StdOrdering::Relaxed);
+        } else {
+            SAW_AFTER.store(true, StdOrdering::Relaxed);
+        }
+        writer.join().unwrap();
+    });
+    assert!(SAW_BEFORE.load(StdOrdering::Relaxed) && SAW_AFTER.load(StdOrdering::Relaxed));
+}

@@ -36,15 +36,19 @@
 //! crash could still take back.
 //!
 //! A read-only batch (`Db::get_many`) that fails validation is not re-run:
-//! it finishes under the stripes of its keys (`refresh.rs`).
+//! it finishes under the stripes of its keys (`refresh.rs`). A read-only
+//! closure transaction whose scans keep failing validation runs again
+//! holding its scanned trees' gates (`gated.rs`).
 //!
 //! Step 8's wait is the caller's: `Db::transaction` blocks
 //! (`Wait::block`); `Db::transaction_pending` hands back a
 //! [`crate::Pending`] that a task can await without holding a thread.
 
+mod gated;
 mod held;
 mod refresh;
 
+pub(crate) use gated::{GATED_AFTER, ScanGates};
 pub(crate) use held::{ApplyGate, Held, LockPlan};
 pub(crate) use refresh::{Moved, refresh_reads};
 
@@ -115,8 +119,9 @@ pub(crate) fn backoff(attempt: u32) {
 /// Steps 1–7; the caller does step 8's wait (`Wait::block`, or a
 /// callback for a caller that must not block).
 pub(crate) fn commit<'a>(db: &'a DbInner, b: &mut TxBufs) -> Result<Outcome<'a>, TxError> {
+    gated::refuse_nested()?;
     if b.writes.is_empty() {
-        return read_only(db, b);
+        return read_only(db, b, false);
     }
     // Step 1.
     let ticket = db.wal().enter_commit();
@@ -168,13 +173,37 @@ fn commit_locked(
     Ok(Some(queued))
 }
 
-fn read_only<'a>(db: &'a DbInner, b: &mut TxBufs) -> Result<Outcome<'a>, TxError> {
+/// Step 3 of `gated.rs`: commits an attempt that ran holding `gates`.
+pub(crate) fn commit_gated<'a>(
+    db: &'a DbInner,
+    b: &mut TxBufs,
+    gates: ScanGates<'_>,
+) -> Result<Outcome<'a>, TxError> {
+    if !b.writes.is_empty() || !gates.covers(&b.scans) {
+        drop(gates);
+        return commit(db, b);
+    }
+    let outcome = read_only(db, b, true);
+    drop(gates);
+    if let Ok(Outcome::Committed(_)) = &outcome {
+        db.counters().gated_reads.add(1);
+    }
+    outcome
+}
+
+/// A read-only transaction's commit: validation, holding the gates of the
+/// scanned trees (already held by the caller if `gates_held`).
+fn read_only<'a>(
+    db: &'a DbInner,
+    b: &mut TxBufs,
+    gates_held: bool,
+) -> Result<Outcome<'a>, TxError> {
     let needs_validation = b.reads.len() + b.scans.len() > 1 || !b.scans.is_empty();
     if needs_validation && !crate::occ::only_quiet_scans(db, b) {
         let mut cb = std::mem::take(&mut b.commit);
         let valid = poison_on_panic(db, || {
             cb.plan.build(b, &[]);
-            let _held = Held::acquire(db, &cb.plan, false);
+            let _held = (!gates_held).then(|| Held::acquire(db, &cb.plan, false));
             crate::occ::validate(db, b, &[], &mut cb.seen)
         });
         b.commit = cb;
