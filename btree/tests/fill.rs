@@ -209,9 +209,15 @@ fn streams_appending_inside_their_leaves_split_there_instead_of_redistributing()
     // Each stream's leaves are full but for the one it ends in and the
     // one holding the next range's first keys.
     let short = all.iter().filter(|l| l.used * 100 < 85 * NODE_SIZE).count();
-    assert!(short <= 2 * streams as usize, "{short} leaves under 85% used");
+    assert!(
+        short <= 2 * streams as usize,
+        "{short} leaves under 85% used"
+    );
     // Redistributions only while the streams' first keys share leaves.
-    assert!(shifts * 10 < splits, "{shifts} redistributions, {splits} splits");
+    assert!(
+        shifts * 10 < splits,
+        "{shifts} redistributions, {splits} splits"
+    );
 }
 
 #[test]
