@@ -37,7 +37,8 @@
 //! is held back while a writer waits). The closure's contract forbids it
 //! anyway (no side effects outside its `Tx`); while the gates are held a
 //! nested commit on this thread is refused with [`TxError::Nested`]
-//! instead of waiting for ever.
+//! instead of waiting for ever. Not checked: `Db::drop_tree` of a gated
+//! tree from inside the closure, which would wait for the gate in `X`.
 //!
 //! Only trusted closures run so: the faaslet runtime drives its attempts
 //! itself (`OwnedTx`), so a guest never holds a gate.
