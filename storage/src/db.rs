@@ -224,11 +224,7 @@ impl Db {
                 Some(g) => g.run(|| f(&mut tx))?,
                 None => f(&mut tx)?,
             };
-            let outcome = match gates {
-                Some(g) => crate::commit::commit_gated(&self.inner, bufs, g)?,
-                None => crate::commit::commit(&self.inner, bufs)?,
-            };
-            match outcome {
+            match crate::commit::commit_holding(&self.inner, bufs, gates)? {
                 Outcome::Committed(wait) => return Ok((r, wait)),
                 Outcome::Conflict => {
                     self.inner.counters().conflicts.add(1);

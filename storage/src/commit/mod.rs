@@ -173,16 +173,17 @@ fn commit_locked(
     Ok(Some(queued))
 }
 
-/// Step 3 of `gated.rs`: commits an attempt that ran holding `gates`.
-pub(crate) fn commit_gated<'a>(
+/// Commits an attempt that ran holding `gates`, if any (step 3 of
+/// `gated.rs`); without them, [`commit`].
+pub(crate) fn commit_holding<'a>(
     db: &'a DbInner,
     b: &mut TxBufs,
-    gates: ScanGates<'_>,
+    gates: Option<ScanGates<'_>>,
 ) -> Result<Outcome<'a>, TxError> {
-    if !b.writes.is_empty() || !gates.covers(&b.scans) {
-        drop(gates);
+    let Some(gates) = gates.filter(|g| b.writes.is_empty() && g.covers(&b.scans)) else {
+        // Any gates are released here, before `commit` takes its own.
         return commit(db, b);
-    }
+    };
     let outcome = read_only(db, b, true);
     drop(gates);
     if let Ok(Outcome::Committed(_)) = &outcome {
