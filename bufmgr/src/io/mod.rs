@@ -149,6 +149,21 @@ pub trait BlockFile: Send + Sync {
         self.sync_data()
     }
 
+    /// [`BlockFile::write_and_sync`], running `meanwhile` once while the
+    /// I/O may be in flight: the io_uring file calls it after submitting
+    /// the writes and the sync and before waiting for them, so work that
+    /// need not come before the sync (waking the committers of the sync
+    /// before) no longer delays it. Others call it first. It runs exactly
+    /// once, whatever the outcome.
+    fn write_and_sync_meanwhile(
+        &self,
+        writes: &[WriteOp<'_>],
+        meanwhile: &mut dyn FnMut(),
+    ) -> Result<(), IoError> {
+        meanwhile();
+        self.write_and_sync(writes)
+    }
+
     /// The file's length in bytes.
     fn len_bytes(&self) -> Result<u64, IoError>;
 
@@ -182,6 +197,28 @@ pub trait BlockFile: Send + Sync {
     fn direct_fault(&self, op: IoOp, offset: u64, len: usize) -> Option<IoError> {
         let _ = (op, offset, len);
         None
+    }
+}
+
+/// The `meanwhile` of [`BlockFile::write_and_sync_meanwhile`]: run once,
+/// at [`Meanwhile::run`] or else when dropped (on an error path).
+pub(crate) struct Meanwhile<'a>(Option<&'a mut dyn FnMut()>);
+
+impl<'a> Meanwhile<'a> {
+    pub(crate) fn new(f: &'a mut dyn FnMut()) -> Self {
+        Meanwhile(Some(f))
+    }
+
+    pub(crate) fn run(&mut self) {
+        if let Some(f) = self.0.take() {
+            f();
+        }
+    }
+}
+
+impl Drop for Meanwhile<'_> {
+    fn drop(&mut self) {
+        self.run();
     }
 }
 

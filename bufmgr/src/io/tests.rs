@@ -81,6 +81,46 @@ fn write_and_sync_writes_every_op_linked_or_not() {
     }
 }
 
+/// `meanwhile` runs exactly once on every path: the linked submission,
+/// the fallback past one ring, and a batch refused before any I/O (the
+/// log's committers it wakes would otherwise sleep for ever, or twice).
+#[test]
+fn write_and_sync_meanwhile_runs_exactly_once_whatever_happens() {
+    let dir = TempDir::new().unwrap();
+    for (name, f) in files(&dir) {
+        for n in [1usize, 300] {
+            let bufs: Vec<AlignedBuf> = (0..n).map(|i| pattern(i as u8, BLOCK_SIZE)).collect();
+            let ops: Vec<WriteOp<'_>> = bufs
+                .iter()
+                .enumerate()
+                .map(|(i, b)| WriteOp {
+                    offset: (i * BLOCK_SIZE) as u64,
+                    data: b,
+                })
+                .collect();
+            let mut runs = 0;
+            f.write_and_sync_meanwhile(&ops, &mut || runs += 1).unwrap();
+            assert_eq!(runs, 1, "{name}: {n} ops");
+            let mut r = AlignedBuf::zeroed(BLOCK_SIZE);
+            f.read_at(((n - 1) * BLOCK_SIZE) as u64, &mut r).unwrap();
+            assert_eq!(&r[..], &bufs[n - 1][..], "{name}: {n} ops");
+        }
+        let buf = AlignedBuf::zeroed(BLOCK_SIZE);
+        let mut runs = 0;
+        let err = f
+            .write_and_sync_meanwhile(
+                &[WriteOp {
+                    offset: 100,
+                    data: &buf,
+                }],
+                &mut || runs += 1,
+            )
+            .unwrap_err();
+        assert!(matches!(err, IoError::Misaligned { .. }), "{name}: {err}");
+        assert_eq!(runs, 1, "{name}: refused batch");
+    }
+}
+
 #[test]
 fn reading_past_the_end_is_a_short_read() {
     let dir = TempDir::new().unwrap();

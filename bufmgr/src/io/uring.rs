@@ -7,7 +7,7 @@
 //! and the rings die with the file instead of living on in every thread that
 //! ever touched it.
 
-use super::{BlockFile, IoError, IoOp, ReadOp, WriteOp, check_aligned};
+use super::{BlockFile, IoError, IoOp, Meanwhile, ReadOp, WriteOp, check_aligned};
 use io_uring::{IoUring, opcode, squeue, types};
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -95,7 +95,12 @@ impl UringFile {
     /// completed in full. `Ok(true)`: all written and synced. `Ok(false)`:
     /// a write came back short, which cuts the chain (the ops after it and
     /// the sync complete with `ECANCELED`); `ops` then hold what is left.
-    fn linked_write_sync(&self, ops: &mut [Transfer]) -> Result<bool, IoError> {
+    /// `meanwhile` runs once the chain is submitted, before waiting for it.
+    fn linked_write_sync(
+        &self,
+        ops: &mut [Transfer],
+        meanwhile: &mut Meanwhile<'_>,
+    ) -> Result<bool, IoError> {
         let fd = types::Fd(self.file.as_raw_fd());
         self.with_ring(|ring| {
             for (i, t) in ops.iter().enumerate() {
@@ -115,6 +120,11 @@ impl UringFile {
                 .user_data(SYNC_TAG);
             // SAFETY: an fsync entry references no memory.
             unsafe { ring.submission().push(&sync) }.expect("the caller checked the ring fits");
+            // Hand the chain to the kernel before running `meanwhile`. A
+            // failed submission is not lost: `submit_all` submits whatever
+            // is still queued and reports an error that persists.
+            let _ = ring.submit();
+            meanwhile.run();
             submit_all(
                 ring,
                 ops.len() + 1,
@@ -274,10 +284,20 @@ impl BlockFile for UringFile {
     }
 
     fn write_and_sync(&self, writes: &[WriteOp<'_>]) -> Result<(), IoError> {
+        self.write_and_sync_meanwhile(writes, &mut || {})
+    }
+
+    fn write_and_sync_meanwhile(
+        &self,
+        writes: &[WriteOp<'_>],
+        meanwhile: &mut dyn FnMut(),
+    ) -> Result<(), IoError> {
+        let mut meanwhile = Meanwhile::new(meanwhile);
         let mut ops = transfers(writes)?;
-        if ops.len() < RING_ENTRIES as usize && self.linked_write_sync(&mut ops)? {
+        if ops.len() < RING_ENTRIES as usize && self.linked_write_sync(&mut ops, &mut meanwhile)? {
             return Ok(());
         }
+        meanwhile.run();
         // A batch too big for one ring, or a chain cut by a short write:
         // finish the writes, then sync on its own.
         let mut rest: Vec<Transfer> = ops.into_iter().filter(|t| t.len > 0).collect();
