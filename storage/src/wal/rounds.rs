@@ -15,12 +15,16 @@
 //! 2. It releases the state mutex and sleeps until that round has ended
 //!    ([`Rounds::wait_for`]).
 //! 3. The leader of a sync, after publishing its outcome (durable LSN or
-//!    poison) under the state mutex, ends its round ([`Rounds::end`]): it
-//!    wakes that round's sleepers only. A sync that poisons the log ends
-//!    every round ([`Rounds::end_all`]): no later round will be led. Rounds alternate between two
-//!    condition variables, and a sleeper waits for the round after the
-//!    one in flight at most, so one variable never holds two rounds'
-//!    sleepers.
+//!    poison) under the state mutex, ends its round: it marks it ended
+//!    ([`Rounds::mark_ended`]) and, once it has released the state mutex,
+//!    wakes that round's sleepers only ([`Rounds::ring`]). A flusher that
+//!    has the next batch to write rings only after submitting that batch's
+//!    write and sync, so the next sync does not wait behind the wake-ups.
+//!    A sync that poisons the log ends every round ([`Rounds::end_all`]):
+//!    no later round will be led. Rounds take turns on three condition
+//!    variables: a sleeper waits for the round after the one in flight at
+//!    most, and a round is rung before the round after it ends, so one
+//!    variable never holds two rounds' sleepers.
 //! 4. A woken committer checks the state again (its record is durable, or
 //!    the log is poisoned or stopping).
 
@@ -29,8 +33,14 @@ use crate::sync::{Condvar, Mutex, lock, wait};
 /// Sync rounds ended, and their sleepers.
 pub(super) struct Rounds {
     ended: Mutex<u64>,
-    bells: [Condvar; 2],
+    /// Round `r`'s sleepers wait on `bells[r % 3]` (step 3).
+    bells: [Condvar; 3],
 }
+
+/// A round marked ended whose sleepers are still to be woken
+/// ([`Rounds::ring`]).
+#[must_use = "the round's sleepers sleep until it is rung"]
+pub(super) struct Ring(u64);
 
 /// Step 1: the round whose end makes `lsn` durable, given the rounds ended
 /// so far and the snapshot end of the sync in flight (if any). Every sync
@@ -46,7 +56,7 @@ impl Rounds {
     pub fn new() -> Self {
         Rounds {
             ended: Mutex::new(0),
-            bells: [Condvar::new(), Condvar::new()],
+            bells: [Condvar::new(), Condvar::new(), Condvar::new()],
         }
     }
 
@@ -54,16 +64,26 @@ impl Rounds {
     pub fn wait_for(&self, round: u64) {
         let mut ended = lock(&self.ended);
         while *ended < round {
-            ended = wait(&self.bells[(round % 2) as usize], ended);
+            ended = wait(self.bell(round), ended);
         }
     }
 
-    /// Step 3: round `round` has ended (its outcome is published).
-    pub fn end(&self, round: u64) {
+    fn bell(&self, round: u64) -> &Condvar {
+        &self.bells[(round % 3) as usize]
+    }
+
+    /// Step 3: round `round` has ended (its outcome is published). A
+    /// sleeper that comes now does not sleep; those asleep wake at
+    /// [`Rounds::ring`].
+    pub fn mark_ended(&self, round: u64) -> Ring {
         let mut ended = lock(&self.ended);
         *ended = (*ended).max(round);
-        drop(ended);
-        self.bells[(round % 2) as usize].notify_all();
+        Ring(round)
+    }
+
+    /// Step 3: wakes the sleepers of a round marked ended.
+    pub fn ring(&self, ring: Ring) {
+        self.bell(ring.0).notify_all();
     }
 
     /// Wakes every sleeper for good (the flusher stops, or the log is
@@ -83,16 +103,20 @@ mod tests {
     use loom::sync::Arc;
     use loom::thread;
 
-    /// Sleepers of the round in flight and of the next one, against the
-    /// leader ending both in turn: nobody sleeps through its round (a lost
-    /// wake-up would deadlock, which loom reports), and nobody returns
-    /// before its round has ended.
+    /// Sleepers of three rounds against a flusher that rings each round
+    /// late, as it does with the next batch waiting: round 1 is marked
+    /// ended, then (its sleepers still asleep) the flusher goes on, and
+    /// rings it only before round 2 ends. Nobody sleeps through its round
+    /// (a lost wake-up would deadlock, which loom reports), and nobody
+    /// returns before its round has ended. Round 1's and round 3's
+    /// sleepers would share a bell with two bells; with three they never
+    /// do.
     #[test]
-    fn loom_a_round_wakes_its_sleepers_and_only_after_it_ended() {
+    fn loom_a_round_rung_late_wakes_its_sleepers_and_only_after_it_ended() {
         loom::model(|| {
             let rounds = Arc::new(Rounds::new());
             let ended = Arc::new(crate::sync::AtomicU64::new(0));
-            let sleepers: Vec<_> = [1u64, 2]
+            let sleepers: Vec<_> = [1u64, 3]
                 .into_iter()
                 .map(|round| {
                     let (rounds, ended) = (rounds.clone(), ended.clone());
@@ -102,10 +126,16 @@ mod tests {
                     })
                 })
                 .collect();
-            for round in [1u64, 2] {
+            let mut owed = None;
+            for round in [1u64, 2, 3] {
+                if let Some(ring) = owed.take() {
+                    rounds.ring(ring);
+                }
                 ended.store(round, crate::sync::Ordering::Release);
-                rounds.end(round);
+                owed = Some(rounds.mark_ended(round));
+                thread::yield_now();
             }
+            rounds.ring(owed.take().unwrap());
             for s in sleepers {
                 s.join().unwrap();
             }

@@ -3,6 +3,7 @@
 //! record, or with the error that ended it. Kept in the `Wal`'s state, so
 //! registering and publishing a durable LSN never race.
 
+use super::rounds::{Ring, Rounds};
 use crate::error::WalError;
 
 /// Called once: `Ok` when the record is durable, else why it never will be.
@@ -62,5 +63,59 @@ impl Waiters {
 pub(super) fn call_ok(ready: Vec<DurableCallback>) {
     for f in ready {
         f(Ok(()));
+    }
+}
+
+/// What a published sync round still owes: waking its sleepers and calling
+/// its callbacks. Owed after the state mutex is released; a flusher with
+/// the next batch to write pays it only once that batch's write and sync
+/// are submitted (`BlockFile::write_and_sync_meanwhile`), so the next sync
+/// does not wait behind the wake-ups. Dropping it pays it.
+pub(super) struct Owed<'a> {
+    rounds: &'a Rounds,
+    ring: Option<Ring>,
+    ready: Vec<DurableCallback>,
+}
+
+impl<'a> Owed<'a> {
+    /// Nothing owed.
+    pub fn nothing(rounds: &'a Rounds) -> Self {
+        Owed {
+            rounds,
+            ring: None,
+            ready: Vec::new(),
+        }
+    }
+
+    /// A round ended: its sleepers to wake and its callbacks to call.
+    pub fn round(rounds: &'a Rounds, ring: Ring, ready: Vec<DurableCallback>) -> Self {
+        Owed {
+            rounds,
+            ring: Some(ring),
+            ready,
+        }
+    }
+
+    /// Whether it calls callbacks, which must not run under the state
+    /// mutex (waking sleepers may).
+    pub fn calls_back(&self) -> bool {
+        !self.ready.is_empty()
+    }
+
+    /// Whether anything is owed.
+    pub fn is_nothing(&self) -> bool {
+        self.ring.is_none() && self.ready.is_empty()
+    }
+
+    /// Pays it now.
+    pub fn pay(self) {}
+}
+
+impl Drop for Owed<'_> {
+    fn drop(&mut self) {
+        if let Some(ring) = self.ring.take() {
+            self.rounds.ring(ring);
+        }
+        call_ok(std::mem::take(&mut self.ready));
     }
 }

@@ -22,8 +22,13 @@
 //! block included, rewritten as it fills) and makes it durable with one
 //! linked write + `fdatasync` (`BlockFile::write_and_sync`: one io_uring
 //! submission), publishes the new durable LSN, wakes the followers and
-//! the round's sleepers, and calls the callbacks it covers. Appenders keep appending meanwhile: at
-//! most one sync is in flight, and the next batch forms behind it.
+//! the round's sleepers, and calls the callbacks it covers. Appenders keep
+//! appending meanwhile: at most one sync is in flight, and the next batch
+//! forms behind it. A flusher that finds that next batch waiting when its
+//! sync completes submits the batch's write and sync first and only then
+//! wakes the round just ended ([`Owed`], `write_and_sync_meanwhile`): the
+//! wake-ups (a futex call per round, a callback per task) and the threads
+//! they wake no longer stand between one sync and the next.
 //! Followers whose LSN is still not durable (they appended after the
 //! leader took its snapshot) elect the next leader among themselves. So N
 //! committers arriving during one sync share the next sync: throughput
@@ -56,7 +61,7 @@ use super::reader::LogEnd;
 use super::record::Record;
 use super::rounds::{Rounds, round_covering};
 use super::segment::{self, Segment};
-use super::waiters::{DurableCallback, Waiters, call_ok};
+use super::waiters::{DurableCallback, Owed, Waiters};
 use super::{Durability, Lsn, WalOptions, block_ceil, block_floor};
 use crate::error::WalError;
 use crate::sync::{AtomicBool, AtomicU64, Condvar, Mutex, MutexGuard, Ordering, lock, wait};
@@ -483,6 +488,9 @@ impl Wal {
     /// scheduled, behind every committer the sync just released. A lone
     /// committer still leads its own sync (no hand-off on its latency).
     pub fn run_flusher(&self) {
+        // What the last round this flusher led still owes: paid while the
+        // next round's write and sync are in flight, or before it waits.
+        let mut owed = Owed::nothing(&self.rounds);
         let mut st = lock(&self.state);
         st.flusher_running = true;
         loop {
@@ -491,6 +499,7 @@ impl Wal {
                 self.kick.notify_all();
                 self.durable_cv.notify_all();
                 drop(st);
+                owed.pay();
                 self.rounds.end_all();
                 return;
             }
@@ -500,6 +509,10 @@ impl Wal {
                 (Some(a), Some(b)) => a.max(b),
                 (a, b) => match a.or(b) {
                     Some(t) => t,
+                    None if !owed.is_nothing() => {
+                        st = self.pay(st, &mut owed);
+                        continue;
+                    }
                     None => {
                         st.flusher_idle = true;
                         st = wait(&self.kick, st);
@@ -508,21 +521,47 @@ impl Wal {
                     }
                 },
             };
-            if st.poisoned.is_some() {
-                st = wait(&self.kick, st);
-                continue;
-            }
             if st.durable > target {
                 st.blocked_target = None;
                 continue;
             }
+            if st.poisoned.is_some() || st.leader {
+                // Nothing to lead (a committer leads, or nothing will be
+                // led again): pay what is owed before waiting.
+                if !owed.is_nothing() {
+                    st = self.pay(st, &mut owed);
+                } else if st.leader {
+                    st = wait(&self.durable_cv, st);
+                } else {
+                    st = wait(&self.kick, st);
+                }
+                continue;
+            }
+            if self.gather().is_some() && !owed.is_nothing() {
+                // A `Group` leader waits for committers before it writes:
+                // pay first, not after the gathering.
+                st = self.pay(st, &mut owed);
+                continue;
+            }
             // A failure poisons the log and reaches every waiter from
             // `lead`; the flusher itself just goes on.
-            st = match self.make_progress(st, self.gather()) {
-                Ok(st) => st,
+            st.leader = true;
+            let prev = std::mem::replace(&mut owed, Owed::nothing(&self.rounds));
+            st = match self.lead(st, self.gather(), prev) {
+                Ok((st, next)) => {
+                    owed = next;
+                    st
+                }
                 Err(_) => lock(&self.state),
             };
         }
+    }
+
+    /// Pays what a round owes, outside the state mutex.
+    fn pay<'a>(&'a self, st: Guard<'a>, owed: &mut Owed<'a>) -> Guard<'a> {
+        drop(st);
+        std::mem::replace(owed, Owed::nothing(&self.rounds)).pay();
+        lock(&self.state)
     }
 
     /// Makes [`Wal::run_flusher`] return.
@@ -641,16 +680,29 @@ impl Wal {
             Ok(self.durable_cv.wait(st).unwrap_or_else(|p| p.into_inner()))
         } else {
             st.leader = true;
-            self.lead(st, gather)
+            let (st, owed) = self.lead(st, gather, Owed::nothing(&self.rounds))?;
+            // Waking sleepers may happen under the state mutex; callbacks
+            // run outside it.
+            if owed.calls_back() {
+                drop(st);
+                owed.pay();
+                Ok(lock(&self.state))
+            } else {
+                owed.pay();
+                Ok(st)
+            }
         }
     }
 
-    /// One group-commit round, run by the leader.
+    /// One group-commit round, run by the leader. `owed` (the previous
+    /// round's wake-ups, see [`Owed`]) is paid once this round's write and
+    /// sync are submitted; what this round owes comes back with the guard.
     fn lead<'a>(
         &'a self,
         mut st: Guard<'a>,
         gather: Option<Duration>,
-    ) -> Result<Guard<'a>, WalError> {
+        owed: Owed<'a>,
+    ) -> Result<(Guard<'a>, Owed<'a>), WalError> {
         // 1. Group mode: give more committers up to `max_delay` to join,
         //    but only while some committer has not joined yet.
         if let Some(max_delay) = gather {
@@ -697,7 +749,8 @@ impl Wal {
 
         // 3. With the state unlocked (appenders carry on): the batch, padded
         //    with zeros to a whole block, into the aligned staging buffer;
-        //    write and sync it.
+        //    write and sync it, paying what the round before owes once the
+        //    I/O is submitted.
         let mut scratch = lock(&self.scratch);
         let len = (block_ceil(end) - from) as usize;
         if scratch.len() < len {
@@ -705,8 +758,11 @@ impl Wal {
         }
         scratch[..batch.len()].copy_from_slice(&batch);
         scratch[batch.len()..len].fill(0);
-        let result = self.write_out(from, &scratch[..len], known, segments_end, newest);
+        let mut owed = Some(owed);
+        let mut pay = || drop(owed.take());
+        let result = self.write_out(from, &scratch[..len], known, segments_end, newest, &mut pay);
         drop(scratch);
+        drop(owed);
 
         // 4. Publish the outcome and wake every follower.
         let mut st = lock(&self.state);
@@ -716,8 +772,6 @@ impl Wal {
         st.leader = false;
         st.in_flight_end = None;
         self.durable_cv.notify_all();
-        // The round ends once its outcome is published, whatever it is.
-        let _end = EndRound(&self.rounds, round);
         match result {
             Ok(created) => {
                 for seg in created {
@@ -727,13 +781,10 @@ impl Wal {
                 st.durable = end;
                 self.durable.store(end, Ordering::Release);
                 self.syncs.fetch_add(1, Ordering::Relaxed);
+                // The round ends once its outcome is published.
+                let ring = self.rounds.mark_ended(round);
                 let ready = st.waiters.take_ready(end);
-                if ready.is_empty() {
-                    return Ok(st);
-                }
-                drop(st);
-                call_ok(ready);
-                Ok(lock(&self.state))
+                Ok((st, Owed::round(&self.rounds, ring, ready)))
             }
             Err(e) => {
                 tracing::error!(error = %e, durable = st.durable, "log write or sync failed; the log is poisoned");
@@ -747,6 +798,7 @@ impl Wal {
                 // round is led on a poisoned log. End them all; each finds
                 // the poison (`rounds.rs`, step 4). A history test under
                 // injected crashes hung here with two committers asleep.
+                // This ends this round too.
                 self.rounds.end_all();
                 for (_, f) in waiting {
                     f(Err(WalError::Poisoned {
@@ -770,6 +822,7 @@ impl Wal {
         mut segs: Vec<Arc<Segment>>,
         mut segments_end: u64,
         mut newest: Option<u64>,
+        meanwhile: &mut dyn FnMut(),
     ) -> Result<Vec<Arc<Segment>>, WalError> {
         let to = from + data.len() as u64;
         // 1. Roll over: preallocate the segments the batch reaches into.
@@ -788,16 +841,20 @@ impl Wal {
         }
         // 2. One linked write + fdatasync per segment file (blocks never
         //    span segments: sizes are whole blocks), so the sync is queued
-        //    with the write, one system call per file (io_uring).
+        //    with the write, one system call per file (io_uring); the first
+        //    one runs `meanwhile` while it is in flight.
         for seg in segs.iter().filter(|s| s.start.0 < to && s.end().0 > from) {
             let lo = from.max(seg.start.0);
             let hi = to.min(seg.end().0);
             let piece = &data[(lo - from) as usize..(hi - from) as usize];
             seg.file
-                .write_and_sync(&[WriteOp {
-                    offset: lo - seg.start.0,
-                    data: piece,
-                }])
+                .write_and_sync_meanwhile(
+                    &[WriteOp {
+                        offset: lo - seg.start.0,
+                        data: piece,
+                    }],
+                    meanwhile,
+                )
                 .map_err(|source| WalError::Io {
                     path: seg.path.clone(),
                     source,
@@ -877,16 +934,6 @@ impl Drop for CommitTicket<'_> {
         self.wal.committers.fetch_sub(1, Ordering::SeqCst);
         // A gathering leader may be waiting for this committer to join.
         self.wal.wake_gatherer();
-    }
-}
-
-/// Ends a sync round when dropped: after the outcome is published under
-/// the state mutex, on every path out of `Wal::lead`.
-struct EndRound<'a>(&'a Rounds, u64);
-
-impl Drop for EndRound<'_> {
-    fn drop(&mut self) {
-        self.0.end(self.1);
     }
 }
 
