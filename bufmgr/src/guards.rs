@@ -429,6 +429,49 @@ impl<'a> Section<'a> {
     }
 }
 
+/// A page and the version an optimistic read of it validated: later,
+/// [`BufferManager::unchanged_since`] says without reading the page whether
+/// its bytes are still those. The version moves on at every release of an
+/// exclusive latch that changed the page, and at every eviction and
+/// reload, and never repeats (56 bits), so an equal version means the same
+/// bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PageStamp {
+    pid: PageId,
+    pages: u32,
+    version: u64,
+}
+
+impl PageStamp {
+    pub fn pid(&self) -> PageId {
+        self.pid
+    }
+}
+
+impl BufferManager {
+    /// Whether the page of `stamp` is resident, not exclusively latched,
+    /// and unchanged since the read that made the stamp: then everything
+    /// that read saw is still so. One load of the page's state word (with
+    /// acquire ordering: it is not reordered before the caller's earlier
+    /// loads), no latch, no access to the page.
+    #[inline]
+    pub fn unchanged_since(&self, stamp: PageStamp) -> bool {
+        let now = self.inner.meta(stamp.pid).state.load();
+        now.version() == stamp.version && now.is_readable()
+    }
+
+    /// The page of `stamp`, latched exclusively, if it is unchanged since
+    /// the stamp and nobody holds a latch on it; else `None` at once (no
+    /// waiting: the caller finds the page its usual way).
+    pub fn lock_if_unchanged(&self, stamp: PageStamp) -> Option<ExclusiveGuard<'_>> {
+        let state = &self.inner.meta(stamp.pid).state;
+        let seen = state.load();
+        let free = seen.state() == crate::state::UNLOCKED || seen.state() == MARKED;
+        (seen.version() == stamp.version && free && state.try_lock_exclusive(seen))
+            .then(|| ExclusiveGuard::new(self, stamp.pid, stamp.pages, false))
+    }
+}
+
 /// An optimistic read of a frame: a version, no latch. Copyable and without
 /// a destructor, so it may live anywhere in a guarded section.
 #[derive(Clone, Copy)]
@@ -459,6 +502,17 @@ impl<'a> OptimisticGuard<'a> {
             )
         };
         &bytes[FRAME_HEADER_SIZE..]
+    }
+
+    /// The page and the version this guard reads: a [`PageStamp`] that
+    /// means something once [`validate`](Self::validate) has passed.
+    #[inline]
+    pub fn stamp(&self) -> PageStamp {
+        PageStamp {
+            pid: self.pid,
+            pages: self.pages,
+            version: self.version,
+        }
     }
 
     /// Whether nobody changed or evicted the frame since the guard was made.

@@ -64,7 +64,7 @@ mod loom_models;
 pub use alloc::{AllocState, MAX_EXTENT_PAGES};
 pub use error::{Interrupt, OpenError, PageError};
 pub use frame::FRAME_HEADER_SIZE;
-pub use guards::{ExclusiveGuard, Fetch, OnMiss, OptimisticGuard, Section, SharedGuard};
+pub use guards::{ExclusiveGuard, Fetch, OnMiss, OptimisticGuard, PageStamp, Section, SharedGuard};
 pub use huge::{HUGE_PAGE_BYTES, HugePages};
 pub use loader::blocked::{BLOCKED_REAP_INTERVAL, reap_while_blocked};
 pub use loader::{Loader, MAX_LOADER_READS, MAX_LOADER_WRITES};
