@@ -51,7 +51,7 @@ mod test_tree;
 
 pub use error::TreeError;
 pub use hooks::{ExtentFree, NoHooks, Smo, SmoKind, SmoNotLogged, TreeHooks, UNLOGGED_LSN};
-pub use olc::Probe;
+pub use olc::{LeafStamp, Probe};
 pub use rime_bufmgr::Fetch;
 pub use scan::{Direction, Iter};
 pub use verify::TreeStats;
@@ -235,13 +235,32 @@ impl BTree {
         key: &[u8],
         f: impl FnOnce(&[u8]) -> R,
     ) -> Result<Option<R>, TreeError> {
+        Ok(self.get_copied_stamped(key, f)?.0)
+    }
+
+    /// [`BTree::get_copied`], with the stamp of the leaf that answered
+    /// (`None` for a large value, read under latches), for
+    /// [`BTree::unchanged`].
+    pub fn get_copied_stamped<R>(
+        &self,
+        key: &[u8],
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<(Option<R>, Option<LeafStamp>), TreeError> {
         check_key(key)?;
         let mut buf = [0u8; INLINE_VALUE_MAX];
         match self.probe(key, &mut buf)? {
-            olc::Probe::Absent => Ok(None),
-            olc::Probe::Inline(len) => Ok(Some(f(&buf[..len]))),
-            olc::Probe::Large => self.get(key, f),
+            olc::Probe::Absent(stamp) => Ok((None, Some(stamp))),
+            olc::Probe::Inline(len, stamp) => Ok((Some(f(&buf[..len])), Some(stamp))),
+            olc::Probe::Large => Ok((self.get(key, f)?, None)),
         }
+    }
+
+    /// Whether the leaf of `stamp` is unchanged since the lookup that
+    /// stamped it (and not latched for a change now): then that lookup's
+    /// answer stands. One load of the leaf's state word; `false` says
+    /// only "look again".
+    pub fn unchanged(&self, stamp: LeafStamp) -> bool {
+        self.bm.unchanged_since(stamp.0)
     }
 
     /// Copies the value of `key` into `out` (replacing its contents);
@@ -259,7 +278,7 @@ impl BTree {
     pub fn contains(&self, key: &[u8]) -> Result<bool, TreeError> {
         check_key(key)?;
         let mut buf = [0u8; INLINE_VALUE_MAX];
-        Ok(!matches!(self.probe(key, &mut buf)?, olc::Probe::Absent))
+        Ok(!matches!(self.probe(key, &mut buf)?, olc::Probe::Absent(_)))
     }
 
     /// A write handle that stamps `lsn` on every page its writes change
@@ -269,6 +288,7 @@ impl BTree {
             tree: self,
             lsn,
             merge_on_miss: OnMiss::Load,
+            near: None,
         }
     }
 

@@ -35,17 +35,33 @@ use rime_bufmgr::{
     Section, SharedGuard,
 };
 
+/// The leaf a point lookup read, at the version it read: while
+/// [`BTree::unchanged`] says so, the key is present with the same value,
+/// or still absent, without descending again. Why the leaf alone answers
+/// for an absent key too: the key range a leaf covers changes only by a
+/// split, merge or redistribution, each of which changes that leaf.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeafStamp(pub(crate) rime_bufmgr::PageStamp);
+
+impl LeafStamp {
+    /// The leaf's page.
+    pub fn pid(&self) -> PageId {
+        self.0.pid()
+    }
+}
+
 /// Leaves a scan reads ahead at once when it reaches one not in memory: a
 /// queue depth that keeps an NVMe device busy (Haas & Leis, VLDB 2023)
 /// while a scan that stops early wastes little.
 pub(crate) const READ_AHEAD_LEAVES: usize = 16;
 
 /// The result of an optimistic point lookup ([`BTree::probe_nowait`]).
+/// An answer read from the leaf comes with the leaf's stamp.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Probe {
-    Absent,
+    Absent(LeafStamp),
     /// The value was copied into the caller's buffer: its length.
-    Inline(usize),
+    Inline(usize, LeafStamp),
     /// The value lives in an extent (or, in a corrupt leaf, is longer than
     /// any inline value): read it under a shared leaf latch.
     Large,
@@ -173,7 +189,7 @@ fn probe_leaf(
     };
     if !found {
         leaf.validate()?;
-        return Ok(Probe::Absent);
+        return Ok(Probe::Absent(LeafStamp(leaf.stamp())));
     }
     let (Some(large), Some(value)) = (view.is_large(pos), view.value(pos)) else {
         return restart();
@@ -191,7 +207,7 @@ fn probe_leaf(
     };
     dst.copy_from_slice(value);
     leaf.validate()?;
-    Ok(Probe::Inline(value.len()))
+    Ok(Probe::Inline(value.len(), LeafStamp(leaf.stamp())))
 }
 
 /// Children `at`, `at ± 1`, … of the inner node `view` (which has `count`

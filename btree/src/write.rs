@@ -16,7 +16,7 @@ use crate::error::{OrCorrupt, corrupt};
 use crate::large::NewExtent;
 use crate::node::{LargeRef, Node, NodeMut, SLOT_LARGE, entry_size};
 use crate::split::{Edge, sequential_pattern};
-use crate::{BTree, MAX_VALUE_LEN, MERGE_THRESHOLD, TreeError, check_key, is_inline};
+use crate::{BTree, LeafStamp, MAX_VALUE_LEN, MERGE_THRESHOLD, TreeError, check_key, is_inline};
 use rime_bufmgr::{ExclusiveGuard, OnMiss};
 
 /// Writes to a tree, stamping `lsn` on what they change (0: no stamp).
@@ -28,6 +28,8 @@ pub struct Writer<'t> {
     /// memory (the default, [`OnMiss::Load`]); [`OnMiss::Report`]: they
     /// skip such a sibling ([`Writer::merge_in_memory_only`]).
     pub(crate) merge_on_miss: OnMiss,
+    /// The leaf a lookup of the key written found ([`Writer::near`]).
+    pub(crate) near: Option<LeafStamp>,
 }
 
 /// What a step did to the latched leaf.
@@ -69,6 +71,17 @@ impl<'t> Writer<'t> {
         }
     }
 
+    /// The next write's key was looked up in the leaf of `stamp` (a
+    /// read-modify-write): if that leaf is unchanged and unlatched, the
+    /// write latches it directly instead of descending from the root.
+    /// Otherwise, or if the write needs a split, it descends as usual.
+    pub fn near(self, stamp: Option<LeafStamp>) -> Writer<'t> {
+        Writer {
+            near: stamp,
+            ..self
+        }
+    }
+
     /// Steps 1-4 of the module protocol around `step`.
     pub(crate) fn on_leaf<R>(
         &self,
@@ -76,13 +89,24 @@ impl<'t> Writer<'t> {
         mut step: impl FnMut(&mut ExclusiveGuard<'t>, usize, bool) -> Result<Step<R>, TreeError>,
     ) -> Result<R, TreeError> {
         let tree = self.tree;
+        let mut near = self.near;
         loop {
-            // Step 1.
-            let mut leaf = tree.leaf_exclusive(key)?;
+            // Step 1: the leaf found for the key, or the one the key was
+            // read from if it is unchanged since (the same bytes, so the
+            // same key range).
+            let hinted = near.take().and_then(|s| tree.bm.lock_if_unchanged(s.0));
+            let from_hint = hinted.is_some();
+            let mut leaf = match hinted {
+                Some(leaf) => leaf,
+                None => tree.leaf_exclusive(key)?,
+            };
             let pid = leaf.pid();
             // Step 2.
             let view = Node(leaf.payload());
             if !view.covers(key).or_corrupt(pid, "fences")? {
+                if from_hint {
+                    continue;
+                }
                 return Err(corrupt(
                     pid,
                     "descent reached a leaf whose fences exclude the key",

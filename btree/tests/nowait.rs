@@ -48,8 +48,8 @@ fn many_nowait_lookups_in_flight_agree_with_a_model_under_eviction() {
                 Fetch::Ready(probe) => {
                     let want = model.get(&key);
                     match probe {
-                        Probe::Absent => assert_eq!(want, None, "key {key:?}"),
-                        Probe::Inline(n) => assert_eq!(Some(&buf[..n].to_vec()), want),
+                        Probe::Absent(_) => assert_eq!(want, None, "key {key:?}"),
+                        Probe::Inline(n, _) => assert_eq!(Some(&buf[..n].to_vec()), want),
                         Probe::Large => {
                             let got = t.get(&key, <[u8]>::to_vec).unwrap();
                             assert_eq!(got.as_ref(), want);
