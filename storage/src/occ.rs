@@ -8,7 +8,9 @@
 //!
 //! 1. First look, per point read: the key's stripe must be free (or held
 //!    by this committer), and is remembered as seen; then the key's version
-//!    must be the one the transaction saw (0 standing for "absent").
+//!    must be the one the transaction saw (0 standing for "absent"): true
+//!    at once if the leaf the read came from is unchanged since
+//!    (`BTree::unchanged`), else read from the tree again.
 //! 2. Scanned ranges re-scan to the same `(key, version)` sequence, up to
 //!    where the scan stopped (a new key is a phantom). The caller holds the
 //!    scanned trees' gates in `B` or `X`, so no writer of those trees is
@@ -58,6 +60,12 @@ pub(crate) fn validate(
         let Ok(tree) = db.tree(r.tree) else {
             return Ok(false);
         };
+        // The leaf the read came from, unchanged: the key's version too,
+        // without a descent (`BTree::unchanged`; its state word is loaded
+        // after the stripe's, so it is as current as the descent's).
+        if r.leaf.is_some_and(|leaf| tree.unchanged(leaf)) {
+            continue;
+        }
         let now = tree.get(key, |v| split_stored(v).map(|(ver, _)| ver))?;
         let now = match now {
             None => 0,

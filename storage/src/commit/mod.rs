@@ -57,7 +57,7 @@ use crate::inner::DbInner;
 use crate::locks::StripeSeen;
 use crate::tx::TxBufs;
 use crate::wal::{CommitTicket, Durability, Lsn, Record, Write};
-use rime_btree::BTree;
+use rime_btree::{BTree, LeafStamp, Writer};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
 
@@ -168,7 +168,8 @@ fn commit_locked(
         return Ok(None);
     }
     // Steps 6 and 7.
-    let queued = log_and_apply_queued(db, &writes, &trees, &mut cb.stored)?;
+    let near = |w: &Write<'_>| b.read_leaf(w.tree, w.key);
+    let queued = log_and_apply_queued(db, &writes, &trees, &near, &mut cb.stored)?;
     db.counters().commits.add(1);
     Ok(Some(queued))
 }
@@ -276,7 +277,7 @@ pub(crate) fn log_and_apply(
         .wal()
         .append(&Record::Commit(writes))
         .inspect_err(|e| db.poison(e))?;
-    apply_all(db, lsn, writes, trees, stored)?;
+    apply_all(db, lsn, writes, trees, &|_| None, stored)?;
     Ok(lsn)
 }
 
@@ -286,27 +287,32 @@ fn log_and_apply_queued(
     db: &DbInner,
     writes: &[Write<'_>],
     trees: &[&BTree],
+    near: &dyn Fn(&Write<'_>) -> Option<LeafStamp>,
     stored: &mut Vec<u8>,
 ) -> Result<(Lsn, Option<u64>), DbError> {
     let (lsn, round) = db
         .wal()
         .append_queued(&Record::Commit(writes))
         .inspect_err(|e| db.poison(e))?;
-    apply_all(db, lsn, writes, trees, stored)?;
+    apply_all(db, lsn, writes, trees, near, stored)?;
     Ok((lsn, round))
 }
 
-/// Step 7: applies every write of the commit logged at `lsn`.
+/// Step 7: applies every write of the commit logged at `lsn`. `near`
+/// names the leaf a write's key was read from in this transaction, if it
+/// was (`Writer::near`: no descent while that leaf is unchanged).
 fn apply_all(
     db: &DbInner,
     lsn: Lsn,
     writes: &[Write<'_>],
     trees: &[&BTree],
+    near: &dyn Fn(&Write<'_>) -> Option<LeafStamp>,
     stored: &mut Vec<u8>,
 ) -> Result<(), DbError> {
     for (i, w) in writes.iter().enumerate() {
         let tree = trees.get(i).unwrap_or(&trees[0]);
-        apply_one(tree, lsn, w.key, w.value, stored).inspect_err(|e| db.poison(e))?;
+        let writer = tree.at_lsn(lsn.0).near(near(w));
+        apply_with(writer, lsn, w.key, w.value, stored).inspect_err(|e| db.poison(e))?;
     }
     Ok(())
 }
@@ -320,10 +326,21 @@ pub(crate) fn apply_one(
     value: Option<&[u8]>,
     stored: &mut Vec<u8>,
 ) -> Result<(), DbError> {
+    apply_with(tree.at_lsn(lsn.0), lsn, key, value, stored)
+}
+
+/// [`apply_one`] through `w`, made by `at_lsn(lsn)`.
+fn apply_with(
+    w: Writer<'_>,
+    lsn: Lsn,
+    key: &[u8],
+    value: Option<&[u8]>,
+    stored: &mut Vec<u8>,
+) -> Result<(), DbError> {
     // A merge never reads a sibling from disk here: the commit holds its
     // locks, and a thread with reads of its own in flight must not wait
     // for one (`OwnedTx::commit_misses`, step 4).
-    let w = tree.at_lsn(lsn.0).merge_in_memory_only();
+    let w = w.merge_in_memory_only();
     match value {
         Some(v) => {
             stored.clear();

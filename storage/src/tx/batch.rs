@@ -60,14 +60,14 @@ impl Tx<'_> {
                         l.request(pid, pages);
                         waiting.entry(pid).or_default().push(i);
                     }
-                    Fetch::Ready(Probe::Absent) => {
-                        self.b.record_read(tree, key, 0);
+                    Fetch::Ready(Probe::Absent(leaf)) => {
+                        self.b.record_read(tree, key, 0, Some(leaf));
                         f(i, None);
                     }
-                    Fetch::Ready(Probe::Inline(len)) => {
+                    Fetch::Ready(Probe::Inline(len, leaf)) => {
                         let (version, user) =
                             split_stored(&buf[..len]).ok_or_else(|| corrupt_value(tree, key))?;
-                        self.b.record_read(tree, key, version);
+                        self.b.record_read(tree, key, version, Some(leaf));
                         f(i, Some(user));
                     }
                     // An extent: read under the leaf's latch (blocking).
@@ -153,14 +153,14 @@ impl Tx<'_> {
             };
             // Step 1.
             match probe {
-                Probe::Absent => {
-                    self.b.record_read(tree, key, 0);
+                Probe::Absent(leaf) => {
+                    self.b.record_read(tree, key, 0, Some(leaf));
                     f(i, None);
                 }
-                Probe::Inline(len) => {
+                Probe::Inline(len, leaf) => {
                     let (version, user) =
                         split_stored(&buf[..len]).ok_or_else(|| corrupt_value(tree, key))?;
-                    self.b.record_read(tree, key, version);
+                    self.b.record_read(tree, key, version, Some(leaf));
                     f(i, Some(user));
                 }
                 // The path is in memory; the extent is never a read of this

@@ -23,7 +23,7 @@ use crate::inner::DbInner;
 use crate::locks::Gates;
 use crate::reads::Miss;
 use crate::wal::{TreeId, Write};
-use rime_btree::{BTree, Direction, Fetch};
+use rime_btree::{BTree, Direction, Fetch, LeafStamp};
 use std::collections::HashMap;
 use std::ops::{Bound, ControlFlow};
 use std::sync::Arc;
@@ -60,10 +60,19 @@ pub(crate) enum SpanBound {
     Unbounded,
 }
 
+/// How many of a transaction's last reads a write at commit looks through
+/// for its key's leaf ([`TxBufs::read_leaf`]). A read-modify-write reads
+/// its key shortly before writing it; a large transaction's writes just
+/// descend, rather than search every read.
+const NEAR_READS: usize = 16;
+
 pub(crate) struct ReadRec {
     pub tree: TreeId,
     pub key: Span,
     pub version: u64,
+    /// The leaf the read came from, if an optimistic lookup read it:
+    /// validation skips the descent while it is unchanged.
+    pub leaf: Option<LeafStamp>,
 }
 
 pub(crate) struct WriteRec {
@@ -287,9 +296,26 @@ impl TxBufs {
         });
     }
 
-    fn record_read(&mut self, tree: TreeId, key: &[u8], version: u64) {
+    /// The leaf this transaction read `key` of `tree` from, if one of its
+    /// last [`NEAR_READS`] reads was of that key: where the commit's write
+    /// of it starts (`Writer::near`).
+    pub(crate) fn read_leaf(&self, tree: TreeId, key: &[u8]) -> Option<LeafStamp> {
+        self.reads
+            .iter()
+            .rev()
+            .take(NEAR_READS)
+            .find(|r| r.tree == tree && self.bytes(r.key) == key)
+            .and_then(|r| r.leaf)
+    }
+
+    fn record_read(&mut self, tree: TreeId, key: &[u8], version: u64, leaf: Option<LeafStamp>) {
         let key = self.push(key);
-        self.reads.push(ReadRec { tree, key, version });
+        self.reads.push(ReadRec {
+            tree,
+            key,
+            version,
+            leaf,
+        });
         self.max_version = self.max_version.max(version);
     }
 
@@ -447,20 +473,20 @@ impl<'a> Tx<'a> {
         if let Some(i) = self.b.find_write(tree, key) {
             return Ok(self.b.writes[i].value.map(|s| f(self.b.bytes(s))));
         }
-        let got = if self.nowait {
+        let (got, leaf) = if self.nowait {
             self.get_nowait(tree, key, f)?
         } else {
             self.cached_tree(tree)?
-                .get_copied(key, |v| split_stored(v).map(|(ver, user)| (ver, f(user))))?
+                .get_copied_stamped(key, |v| split_stored(v).map(|(ver, user)| (ver, f(user))))?
         };
         match got {
             None => {
-                self.b.record_read(tree, key, 0);
+                self.b.record_read(tree, key, 0, leaf);
                 Ok(None)
             }
             Some(None) => Err(corrupt_value(tree, key)),
             Some(Some((ver, r))) => {
-                self.b.record_read(tree, key, ver);
+                self.b.record_read(tree, key, ver, leaf);
                 Ok(Some(r))
             }
         }

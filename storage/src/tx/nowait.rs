@@ -12,8 +12,13 @@ use crate::error::TxError;
 use crate::inner::DbInner;
 use crate::reads::Miss;
 use crate::wal::TreeId;
-use rime_btree::{Direction, Fetch, INLINE_VALUE_MAX, Probe};
+use rime_btree::{Direction, Fetch, INLINE_VALUE_MAX, LeafStamp, Probe};
 use std::ops::ControlFlow;
+
+/// A lookup's answer (`None`: absent; `Some(None)`: a stored value
+/// without its version, corrupt; else the version and `f`'s result), with
+/// the stamp of the leaf that gave it, if an optimistic read did.
+pub(super) type Looked<R> = (Option<Option<(u64, R)>>, Option<LeafStamp>);
 
 impl Tx<'_> {
     /// The stored `(version, f(user bytes))` of `key`, as the blocking
@@ -23,24 +28,25 @@ impl Tx<'_> {
         tree: TreeId,
         key: &[u8],
         f: impl FnOnce(&[u8]) -> R,
-    ) -> Result<Option<Option<(u64, R)>>, TxError> {
+    ) -> Result<Looked<R>, TxError> {
         let mut buf = [0u8; INLINE_VALUE_MAX];
         let t = self.cached_tree(tree)?;
         match t.probe_nowait(key, &mut buf)? {
             Fetch::Missing { pid, pages } => Err(TxError::WouldWait(Miss::new(pid, pages))),
-            Fetch::Ready(Probe::Absent) => Ok(None),
-            Fetch::Ready(Probe::Inline(len)) => {
+            Fetch::Ready(Probe::Absent(leaf)) => Ok((None, Some(leaf))),
+            Fetch::Ready(Probe::Inline(len, leaf)) => {
                 let (version, user) =
                     split_stored(&buf[..len]).ok_or_else(|| corrupt_value(tree, key))?;
-                Ok(Some(Some((version, f(user)))))
+                Ok((Some(Some((version, f(user)))), Some(leaf)))
             }
             // An extent: read under the leaf's latch. The path to the leaf
             // was in memory an instant ago and nothing of this thread ran
             // since, so no page on it is one of this thread's reads (the
             // rule of `crate::reads`); the extent's pages never are.
-            Fetch::Ready(Probe::Large) => {
-                Ok(t.get(key, |v| split_stored(v).map(|(ver, user)| (ver, f(user))))?)
-            }
+            Fetch::Ready(Probe::Large) => Ok((
+                t.get(key, |v| split_stored(v).map(|(ver, user)| (ver, f(user))))?,
+                None,
+            )),
         }
     }
 }
