@@ -17,6 +17,17 @@ fn pattern(seed: u8, len: usize) -> AlignedBuf {
     b
 }
 
+/// One write per buffer, each in the block after the one before.
+fn block_after_block(bufs: &[AlignedBuf]) -> Vec<WriteOp<'_>> {
+    bufs.iter()
+        .enumerate()
+        .map(|(i, b)| WriteOp {
+            offset: (i * BLOCK_SIZE) as u64,
+            data: b,
+        })
+        .collect()
+}
+
 #[test]
 fn batch_write_then_read_round_trips() {
     let dir = TempDir::new().unwrap();
@@ -63,14 +74,7 @@ fn write_and_sync_writes_every_op_linked_or_not() {
             let bufs: Vec<AlignedBuf> = (0..n)
                 .map(|i| pattern(round ^ i as u8, BLOCK_SIZE))
                 .collect();
-            let ops: Vec<WriteOp<'_>> = bufs
-                .iter()
-                .enumerate()
-                .map(|(i, b)| WriteOp {
-                    offset: (i * BLOCK_SIZE) as u64,
-                    data: b,
-                })
-                .collect();
+            let ops = block_after_block(&bufs);
             f.write_and_sync(&ops).unwrap();
             for (i, b) in bufs.iter().enumerate() {
                 let mut r = AlignedBuf::zeroed(BLOCK_SIZE);
@@ -90,14 +94,7 @@ fn write_and_sync_meanwhile_runs_exactly_once_whatever_happens() {
     for (name, f) in files(&dir) {
         for n in [1usize, 300] {
             let bufs: Vec<AlignedBuf> = (0..n).map(|i| pattern(i as u8, BLOCK_SIZE)).collect();
-            let ops: Vec<WriteOp<'_>> = bufs
-                .iter()
-                .enumerate()
-                .map(|(i, b)| WriteOp {
-                    offset: (i * BLOCK_SIZE) as u64,
-                    data: b,
-                })
-                .collect();
+            let ops = block_after_block(&bufs);
             let mut runs = 0;
             f.write_and_sync_meanwhile(&ops, &mut || runs += 1).unwrap();
             assert_eq!(runs, 1, "{name}: {n} ops");
