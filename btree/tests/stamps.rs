@@ -19,6 +19,15 @@ fn stamp_of(t: &BTree, k: &[u8]) -> (Option<Vec<u8>>, LeafStamp) {
     )
 }
 
+/// A tree of one leaf: `key(0)` to `key(9)`, each `v`.
+fn ten_keys(p: &Pool) -> BTree {
+    let t = tree(p);
+    for i in 0..10 {
+        t.insert(&key(i), b"v").unwrap();
+    }
+    t
+}
+
 /// Other pages of the pool, more than it holds, to push a page out.
 fn filler(p: &Pool, n: usize) -> Vec<u64> {
     (0..n).map(|_| p.bm.alloc().unwrap().pid()).collect()
@@ -27,10 +36,7 @@ fn filler(p: &Pool, n: usize) -> Vec<u64> {
 #[test]
 fn a_stamp_stands_until_its_leaf_changes() {
     let p = pool(256);
-    let t = tree(&p);
-    for i in 0..10 {
-        t.insert(&key(i), b"v").unwrap();
-    }
+    let t = ten_keys(&p);
     let (v, stamp) = stamp_of(&t, &key(3));
     assert_eq!(v.as_deref(), Some(&b"v"[..]));
     let (absent, absent_stamp) = stamp_of(&t, b"key000003x");
@@ -73,10 +79,7 @@ fn a_stamp_does_not_survive_its_leaf_leaving_memory() {
 #[test]
 fn a_write_near_its_unchanged_leaf_lands_there_and_changes_it() {
     let p = pool(256);
-    let t = tree(&p);
-    for i in 0..10 {
-        t.insert(&key(i), b"v").unwrap();
-    }
+    let t = ten_keys(&p);
     let (_, stamp) = stamp_of(&t, &key(4));
     t.at_lsn(0)
         .near(Some(stamp))

@@ -57,7 +57,7 @@ use crate::inner::DbInner;
 use crate::locks::StripeSeen;
 use crate::tx::TxBufs;
 use crate::wal::{CommitTicket, Durability, Lsn, Record, Write};
-use rime_btree::{BTree, LeafStamp, Writer};
+use rime_btree::{BTree, LeafStamp};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
 
@@ -311,36 +311,26 @@ fn apply_all(
 ) -> Result<(), DbError> {
     for (i, w) in writes.iter().enumerate() {
         let tree = trees.get(i).unwrap_or(&trees[0]);
-        let writer = tree.at_lsn(lsn.0).near(near(w));
-        apply_with(writer, lsn, w.key, w.value, stored).inspect_err(|e| db.poison(e))?;
+        apply_one(tree, lsn, w.key, w.value, near(w), stored).inspect_err(|e| db.poison(e))?;
     }
     Ok(())
 }
 
-/// Applies one logged write: `lsn ‖ value`, or removal. Used by commit and
-/// by recovery's redo.
+/// Applies one logged write: `lsn ‖ value`, or removal, starting at the
+/// leaf `near` if it is unchanged (`Writer::near`). Used by commit and by
+/// recovery's redo (which has no stamps).
 pub(crate) fn apply_one(
     tree: &BTree,
     lsn: Lsn,
     key: &[u8],
     value: Option<&[u8]>,
-    stored: &mut Vec<u8>,
-) -> Result<(), DbError> {
-    apply_with(tree.at_lsn(lsn.0), lsn, key, value, stored)
-}
-
-/// [`apply_one`] through `w`, made by `at_lsn(lsn)`.
-fn apply_with(
-    w: Writer<'_>,
-    lsn: Lsn,
-    key: &[u8],
-    value: Option<&[u8]>,
+    near: Option<LeafStamp>,
     stored: &mut Vec<u8>,
 ) -> Result<(), DbError> {
     // A merge never reads a sibling from disk here: the commit holds its
     // locks, and a thread with reads of its own in flight must not wait
     // for one (`OwnedTx::commit_misses`, step 4).
-    let w = w.merge_in_memory_only();
+    let w = tree.at_lsn(lsn.0).near(near).merge_in_memory_only();
     match value {
         Some(v) => {
             stored.clear();

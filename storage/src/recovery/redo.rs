@@ -87,7 +87,7 @@ pub(super) fn commits(
                         .map_err(rec_err)?,
                 ),
             };
-            crate::commit::apply_one(tree, lsn, &w.key, w.value.as_deref(), &mut stored)
+            crate::commit::apply_one(tree, lsn, &w.key, w.value.as_deref(), None, &mut stored)
                 .map_err(rec_err)?;
         }
         Ok(())
