@@ -470,8 +470,13 @@ impl Wal {
             })
         } else {
             st.waiters.push(lsn.0, f);
+            // As in `ask_flusher`: only a sleeping flusher needs the futex
+            // call; a busy one finds the callback when its sync ends.
+            let idle = st.flusher_idle;
             drop(st);
-            self.kick.notify_one();
+            if idle {
+                self.kick.notify_one();
+            }
             return;
         };
         drop(st);
