@@ -66,7 +66,9 @@ impl From<TxError> for Failed {
 ///    [`Invocation`]. `gate` says whether the
 ///    caller still wants it: a cancelled invocation never commits.
 /// 9. **Conflict**: an invalid attempt goes back to 3 with the same input,
-///    up to [`MAX_INVOKE_ATTEMPTS`], then `Conflict`.
+///    up to [`MAX_INVOKE_ATTEMPTS`], then `Conflict`; a global function's,
+///    after a random pause, also for as long as its deadline
+///    ([`global_gives_up`]).
 ///
 /// `instances` counts the instances alive (`RuntimeStats::instances`).
 pub(crate) async fn invoke(
@@ -95,7 +97,9 @@ pub(crate) async fn invoke(
     // attempt.
     let fixed = f.imports_wasi().then(crate::wasip1::Fixed::sample);
     let mut txn = db.begin();
-    for attempts in 1..=MAX_INVOKE_ATTEMPTS {
+    let mut attempts: u32 = 0;
+    loop {
+        attempts += 1;
         if attempts > 1 && !exec::io::on_executor() {
             // Threads contending for a key: let the winner finish.
             std::thread::yield_now();
@@ -122,7 +126,11 @@ pub(crate) async fn invoke(
             }
             let cluster = global.cluster();
             if !global.commit().await? {
-                // 9. Conflict, after a random pause (`global::backoff`).
+                // 9. Conflict: give up, or re-run after a random pause
+                // (`global::backoff`).
+                if global_gives_up(attempts, start, f.config.deadline) {
+                    return Err(InvokeError::Conflict { attempts });
+                }
                 crate::global::backoff(attempts, cluster.as_deref()).await;
                 continue;
             }
@@ -159,7 +167,8 @@ pub(crate) async fn invoke(
         let pending = match txn.commit().map_err(InvokeError::from)? {
             Committed::Durable(p) => p,
             // 9. Conflict.
-            Committed::Conflict => continue,
+            Committed::Conflict if attempts < MAX_INVOKE_ATTEMPTS => continue,
+            Committed::Conflict => return Err(InvokeError::Conflict { attempts }),
         };
         pending.await.map_err(InvokeError::from)?;
         return Ok(Invocation {
@@ -169,9 +178,17 @@ pub(crate) async fn invoke(
             logs: log.kept,
         });
     }
-    Err(InvokeError::Conflict {
-        attempts: MAX_INVOKE_ATTEMPTS,
-    })
+}
+
+/// Whether a global function's invocation gives up after its `attempts`th
+/// conflict: once it has made [`MAX_INVOKE_ATTEMPTS`] and its first
+/// attempt began `deadline` ago. A global key has no lock to wait on and
+/// its attempts are mostly round trips (suspended, not spinning), so a
+/// writer that keeps losing a hot key under load re-runs for as long as
+/// the function may run; 64 attempts alone ran out in ~0.2 s of backoff
+/// (`a_counter_incremented_from_three_nodes_is_exact`, under load).
+fn global_gives_up(attempts: u32, start: Instant, deadline: Duration) -> bool {
+    attempts >= MAX_INVOKE_ATTEMPTS && start.elapsed() >= deadline
 }
 
 /// Rounds of loading a commit's pages (`OwnedTx::commit_misses`) before
@@ -461,4 +478,28 @@ pub(crate) fn classify_error(
         msg.push_str(&format!(" in {name}"));
     }
     InvokeError::Trap(msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_global_invocation_gives_up_only_after_64_attempts_and_its_deadline() {
+        let deadline = Duration::from_millis(50);
+        let now = Instant::now();
+        let long_ago = now - Duration::from_secs(1);
+        assert!(!global_gives_up(MAX_INVOKE_ATTEMPTS, now, deadline));
+        assert!(!global_gives_up(
+            MAX_INVOKE_ATTEMPTS - 1,
+            long_ago,
+            deadline
+        ));
+        assert!(global_gives_up(MAX_INVOKE_ATTEMPTS, long_ago, deadline));
+        assert!(global_gives_up(
+            MAX_INVOKE_ATTEMPTS + 100,
+            long_ago,
+            deadline
+        ));
+    }
 }
