@@ -4,10 +4,13 @@
 //! chance over the resident set, in batches, dirty frames of a batch written
 //! back with one submission (vmcache's `evict()`).
 //!
-//! Write-back of a frame happens under a **shared** latch: readers keep
-//! reading, no writer can change the frame while its bytes go to disk, and
-//! the dirty bit, set only under exclusive latches, can be cleared safely.
-//! A failed write-back leaves every frame of the batch dirty and resident.
+//! Write-back of an eviction round's frame happens under a **shared**
+//! latch: readers keep reading, no writer can change the frame while its
+//! bytes go to disk, and the dirty bit, set only under exclusive latches,
+//! can be cleared safely. A failed write-back leaves every frame of the
+//! batch dirty and resident. A flush (the checkpoint's) writes one-page
+//! frames from copies instead, as a loader does (below): it evicts
+//! nothing, and writers need not wait out its writes.
 //!
 //! A loader's eviction round writes its dirty victims differently: from a
 //! copy taken under the shared latch, on the loader's ring, the frame
@@ -310,6 +313,14 @@ impl Inner {
     /// the caller decides when to `sync_data`). Frames dirtied while this
     /// runs may or may not be included: this is a fuzzy flush, as a
     /// checkpoint wants. Returns the number of frames written.
+    ///
+    /// A one-page frame is written from a copy, as a loader writes its
+    /// victims (W2–W4 in `crate::loader`): latched shared only for the
+    /// copy (W set, the write-ahead hook asked), unlatched while the write
+    /// is in flight, cleaned afterwards only if its version shows it
+    /// unchanged. So a checkpoint stalls no writer for the length of a
+    /// write (they spun on its latches for whole batches before). An
+    /// extent (a large value's frame) is written in place, latched.
     pub(crate) fn flush_all(&self) -> Result<usize, PageError> {
         let _one_flusher = self.flush_lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut candidates = Vec::new();
@@ -324,28 +335,124 @@ impl Inner {
         // deadlock the two. So a batch takes only the latches it gets at
         // once; the busy frames are then waited for one at a time, with
         // nothing else held.
+        let mut copies = crate::io::AlignedBuf::zeroed(EVICT_BATCH * PAGE_SIZE);
         let mut written = 0;
         for chunk in candidates.chunks(EVICT_BATCH) {
             let mut busy = Vec::new();
-            let latched: Vec<PageId> = chunk
-                .iter()
-                .copied()
-                .filter(|&pid| match self.try_latch_shared_if_dirty(pid) {
-                    Some(got) => got,
-                    None => {
-                        busy.push(pid);
-                        false
-                    }
-                })
-                .collect();
-            written += self.write_back_and_unlock(&latched)?;
+            let mut batch = CopyBatch::default();
+            for &pid in chunk {
+                match self.try_latch_shared_if_dirty(pid) {
+                    Some(true) => match self.copy_or_keep(pid, &mut copies, &mut batch) {
+                        Ok(true) => {}
+                        Ok(false) => busy.push(pid),
+                        Err(e) => {
+                            self.abandon(&batch);
+                            return Err(e);
+                        }
+                    },
+                    Some(false) => {}
+                    None => busy.push(pid),
+                }
+            }
+            written += self.write_batch_of_copies(&copies, batch)?;
             for pid in busy {
-                if self.latch_shared_if_dirty(pid) {
-                    written += self.write_back_and_unlock(&[pid])?;
+                // Until its latest image is written or on its way by a
+                // write that completes before this returns.
+                while self.latch_shared_if_dirty(pid) {
+                    let mut one = CopyBatch::default();
+                    if self.copy_or_keep(pid, &mut copies, &mut one)? {
+                        written += self.write_batch_of_copies(&copies, one)?;
+                        break;
+                    }
                 }
             }
         }
         Ok(written)
+    }
+
+    /// For `flush_all`: `pid`, latched shared and dirty, joins `batch`:
+    /// copied into the batch's next slot of `copies` and unlatched (W set),
+    /// or, an extent, kept latched to be written in place. `false`: a
+    /// loader set W first (between the caller's look and ours) and the
+    /// latch is released; the caller waits for that write and looks again,
+    /// since the flush may not end before it has completed (the checkpoint
+    /// syncs the file next).
+    fn copy_or_keep(
+        &self,
+        pid: PageId,
+        copies: &mut crate::io::AlignedBuf,
+        batch: &mut CopyBatch,
+    ) -> Result<bool, PageError> {
+        if self.meta(pid).frame_pages().max(1) > 1 {
+            batch.in_place.push(pid);
+            return Ok(true);
+        }
+        let slot = batch.copied.len();
+        let dst = &mut copies[slot * PAGE_SIZE..(slot + 1) * PAGE_SIZE];
+        // Releases the latch whatever the outcome.
+        match self.copy_for_write_back(pid, dst)? {
+            Some(version) => {
+                batch.copied.push((pid, version));
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Writes a [`CopyBatch`] in one submission and finishes each copy's
+    /// write (W4: cleaned if unchanged, W cleared, waiters woken); the
+    /// extents are written in place and unlatched. A failure leaves every
+    /// frame of the batch dirty.
+    fn write_batch_of_copies(
+        &self,
+        copies: &crate::io::AlignedBuf,
+        batch: CopyBatch,
+    ) -> Result<usize, PageError> {
+        let mut result = Ok(());
+        if !batch.copied.is_empty() {
+            let writes: Vec<WriteOp> = batch
+                .copied
+                .iter()
+                .enumerate()
+                .map(|(slot, &(pid, _))| WriteOp {
+                    offset: pid * PAGE_SIZE as u64,
+                    data: &copies[slot * PAGE_SIZE..(slot + 1) * PAGE_SIZE],
+                })
+                .collect();
+            result = self
+                .file
+                .write_batch(&writes)
+                .map_err(|source| PageError::Io {
+                    pid: batch.copied[0].0,
+                    source,
+                });
+            for &(pid, version) in &batch.copied {
+                if self.finish_write_back(pid, 1, version, result.is_ok()) {
+                    // Clean, and latched exclusively by the cleaning: a
+                    // flush leaves the frame resident.
+                    self.meta(pid).state.unlock_exclusive_unchanged();
+                }
+            }
+            if result.is_ok() {
+                self.count(Counter::WriteBack, batch.copied.len() as u64);
+            }
+        }
+        let in_place = self.write_back_and_unlock(&batch.in_place);
+        result?;
+        Ok(batch.copied.len() + in_place?)
+    }
+
+    /// A batch given up before its write (a refusal of the write-ahead
+    /// hook): the copies' W cleared with their frames left dirty, the
+    /// extents unlatched.
+    fn abandon(&self, batch: &CopyBatch) {
+        for &(pid, version) in &batch.copied {
+            let latched = self.finish_write_back(pid, 1, version, false);
+            debug_assert!(!latched, "an unwritten copy cleaned its frame");
+        }
+        for &pid in &batch.in_place {
+            self.meta(pid).state.unlock_shared();
+        }
     }
 
     /// Writes back frames this thread holds shared, then unlatches them.
@@ -408,6 +515,16 @@ impl Inner {
             backoff.snooze();
         }
     }
+}
+
+/// One submission of [`Inner::flush_all`].
+#[derive(Default)]
+struct CopyBatch {
+    /// One-page frames copied (W set, unlatched), with the version each
+    /// copy was taken at; slot `i` of the copy buffer is the `i`th.
+    copied: Vec<(PageId, u64)>,
+    /// Extents latched shared, written in place.
+    in_place: Vec<PageId>,
 }
 
 /// The candidates of one clock round (step 0 of [`Inner::evict_batch`]).
