@@ -426,13 +426,7 @@ impl Inner {
                     pid: batch.copied[0].0,
                     source,
                 });
-            for &(pid, version) in &batch.copied {
-                if self.finish_write_back(pid, 1, version, result.is_ok()) {
-                    // Clean, and latched exclusively by the cleaning: a
-                    // flush leaves the frame resident.
-                    self.meta(pid).state.unlock_exclusive_unchanged();
-                }
-            }
+            self.finish_copies(&batch.copied, result.is_ok());
             if result.is_ok() {
                 self.count(Counter::WriteBack, batch.copied.len() as u64);
             }
@@ -442,14 +436,23 @@ impl Inner {
         Ok(batch.copied.len() + in_place?)
     }
 
+    /// W4 for a batch's copies, `written` or not: each frame cleaned if it
+    /// was written and is unchanged, W cleared, waiters woken.
+    fn finish_copies(&self, copied: &[(PageId, u64)], written: bool) {
+        for &(pid, version) in copied {
+            if self.finish_write_back(pid, 1, version, written) {
+                // Clean, and latched exclusively by the cleaning: a flush
+                // leaves the frame resident.
+                self.meta(pid).state.unlock_exclusive_unchanged();
+            }
+        }
+    }
+
     /// A batch given up before its write (a refusal of the write-ahead
     /// hook): the copies' W cleared with their frames left dirty, the
     /// extents unlatched.
     fn abandon(&self, batch: &CopyBatch) {
-        for &(pid, version) in &batch.copied {
-            let latched = self.finish_write_back(pid, 1, version, false);
-            debug_assert!(!latched, "an unwritten copy cleaned its frame");
-        }
+        self.finish_copies(&batch.copied, false);
         for &pid in &batch.in_place {
             self.meta(pid).state.unlock_shared();
         }

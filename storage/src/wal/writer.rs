@@ -383,9 +383,16 @@ impl Wal {
     fn ask_flusher(&self, st: &mut State, lsn: u64) {
         if st.blocked_target.is_none_or(|t| t < lsn) {
             st.blocked_target = Some(lsn);
-            if st.flusher_idle {
-                self.kick.notify_one();
-            }
+            self.kick_if_idle(st);
+        }
+    }
+
+    /// Wakes the flusher if it sleeps on `kick` (`State::flusher_idle`): a
+    /// busy one finds new work when its sync ends, and std's futex
+    /// `notify_one` is a system call whether or not anyone waits.
+    fn kick_if_idle(&self, st: &State) {
+        if st.flusher_idle {
+            self.kick.notify_one();
         }
     }
 
@@ -470,13 +477,7 @@ impl Wal {
             })
         } else {
             st.waiters.push(lsn.0, f);
-            // As in `ask_flusher`: only a sleeping flusher needs the futex
-            // call; a busy one finds the callback when its sync ends.
-            let idle = st.flusher_idle;
-            drop(st);
-            if idle {
-                self.kick.notify_one();
-            }
+            self.kick_if_idle(&st);
             return;
         };
         drop(st);
