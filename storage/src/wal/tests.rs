@@ -316,6 +316,42 @@ fn nosync_acks_at_once_and_flush_or_close_makes_it_durable() {
     assert_eq!(got.iter().map(|r| r.lsn).collect::<Vec<_>>(), vec![a, b]);
 }
 
+/// Regression: a committer asks the flusher to write behind only while the
+/// flusher runs, so commits made before its thread first ran (`Db::open`
+/// spawns it; under load it can start late) asked no one, and a flusher
+/// that then found no request slept with megabytes pending, until some
+/// later commit asked (CI failed `nosync_log_is_written_behind_once_a_
+/// megabyte_is_pending`, 6 runs in 30 of `db_basic` beside its siblings).
+#[test]
+fn a_flusher_that_starts_late_writes_behind_what_was_pending() {
+    let dir = TempDir::new().unwrap();
+    let wal = Wal::create(dir.path(), real_opts(4 << 20, Durability::NoSync)).unwrap();
+    let payload = vec![7u8; 64 << 10];
+    let mut pending = 0;
+    while pending < 2 * writer::WRITE_BEHIND_BYTES {
+        wal.commit(&Record::Smo(&payload)).unwrap();
+        pending = wal.end_lsn().0 - wal.durable_lsn().0;
+    }
+    assert_eq!(
+        wal.syncs(),
+        0,
+        "NoSync commits synced before the flusher ran"
+    );
+    std::thread::scope(|s| {
+        s.spawn(|| wal.run_flusher());
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while wal.syncs() == 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        wal.stop_flusher();
+    });
+    assert!(
+        wal.syncs() > 0,
+        "{pending} bytes pending, and the flusher slept on them for 10 s"
+    );
+    assert!(wal.durable_lsn().0 + writer::WRITE_BEHIND_BYTES > wal.end_lsn().0);
+}
+
 #[test]
 fn waiting_for_an_lsn_not_yet_appended_is_beyond_end() {
     let dir = TempDir::new().unwrap();

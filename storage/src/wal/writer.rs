@@ -519,6 +519,12 @@ impl Wal {
                         st = self.pay(st, &mut owed);
                         continue;
                     }
+                    // Write-behind nobody asked for: committers ask only a
+                    // running flusher, so what they appended before this
+                    // thread first ran would otherwise wait for the next
+                    // commit (test `a_flusher_that_starts_late_writes_
+                    // behind_what_was_pending`).
+                    None if st.append - st.durable >= WRITE_BEHIND_BYTES => st.append,
                     None => {
                         st.flusher_idle = true;
                         st = wait(&self.kick, st);
