@@ -447,8 +447,10 @@ fn a_commit_racing_the_drop_of_its_tree_lands_before_it_or_fails() {
     let done = AtomicU64::new(0);
     let committed = std::thread::scope(|s| {
         let writer = s.spawn(|| {
-            let mut committed = Vec::new();
-            for i in 0..3000u32 {
+            // On until 100 commits have failed after the drop (a release
+            // build can make thousands while the drop is under way).
+            let (mut committed, mut failed) = (Vec::new(), 0);
+            for i in 0..1_000_000u32 {
                 let key = i.to_be_bytes();
                 let r = db.transaction(|tx| {
                     tx.put(doomed, &key, &[7; 300])?;
@@ -456,11 +458,18 @@ fn a_commit_racing_the_drop_of_its_tree_lands_before_it_or_fails() {
                 });
                 match r {
                     Ok(()) => committed.push(i),
-                    Err(TxError::Db(DbError::NoSuchTree(id))) => assert_eq!(id, doomed),
+                    Err(TxError::Db(DbError::NoSuchTree(id))) => {
+                        assert_eq!(id, doomed);
+                        failed += 1;
+                    }
                     Err(e) => panic!("commit {i}: {e}"),
                 }
                 done.store(u64::from(i), Ordering::Relaxed);
+                if failed == 100 {
+                    break;
+                }
             }
+            assert_eq!(failed, 100, "the drop never reached the writer");
             committed
         });
         while done.load(Ordering::Relaxed) < 500 {
@@ -469,11 +478,7 @@ fn a_commit_racing_the_drop_of_its_tree_lands_before_it_or_fails() {
         assert!(db.drop_tree("doomed").unwrap());
         writer.join().unwrap()
     });
-    assert!(
-        committed.len() >= 500 && committed.len() < 3000,
-        "{}",
-        committed.len()
-    );
+    assert!(committed.len() >= 500, "{}", committed.len());
     assert!(
         committed.windows(2).all(|w| w[1] == w[0] + 1),
         "no commit lands after one failed"
