@@ -17,13 +17,16 @@
 //!    18      2   last new key's slot (leaves; split hint, with byte 20)
 //!    20      1   insert run: new keys in a row each placed right after
 //!                the one before (leaves; split hint; saturates at 255)
-//!    21      3   reserved (0)
+//!    21      1   head_at: suffix bytes every key in the node shares
+//!                (at most 255); heads are taken after them
+//!    22      2   reserved (0)
 //!    24      8   upper_child: inner nodes' rightmost child (leaves: 0)
 //!    32     64   hints: 16 sampled key heads narrowing the binary search
 //!    96   12*n   slots, sorted by key:
 //!                  +0 u16 heap offset  +2 u16 key suffix length
 //!                  +4 u16 value length +6 u16 slot flags (bit 0 LARGE)
-//!                  +8 u32 head: first 4 suffix bytes, big-endian, 0-padded
+//!                  +8 u32 head: the 4 suffix bytes from head_at on,
+//!                         big-endian, 0-padded
 //!        ...     free space
 //!  heap_start    heap: per slot `key suffix ++ value`, and both fences
 //!  4080          end of payload
@@ -34,6 +37,13 @@
 //! * Prefix truncation: the `prefix_len` bytes both fences share are the
 //!   first bytes of every key; slots store only the suffix. The prefix
 //!   itself is read from the lower fence.
+//! * Heads: a node whose fences share nothing (the root, and every node on
+//!   the leftmost or rightmost path, has an infinite fence) has no prefix,
+//!   yet its keys may all start alike (`user…` in YCSB, zero bytes in
+//!   big-endian integers). `head_at` skips what the first and last keys
+//!   share, so the heads and hints still tell keys apart; it is kept equal
+//!   to that (`NodeMut::make_hints`), but any smaller value is a valid
+//!   node, which is what a page written before it existed holds (0).
 //! * Inner nodes: slot `i` holds separator `k_i` and child `c_i` (8 bytes,
 //!   little-endian, as the value): `c_i` holds keys in `(k_{i-1}, k_i]`,
 //!   `upper_child` holds keys `> k_{count-1}`.
@@ -75,10 +85,13 @@ const OFF_LOWER: usize = 10;
 const OFF_UPPER: usize = 14;
 const OFF_LAST_SLOT: usize = OFF_UPPER + 4;
 const OFF_INSERT_RUN: usize = OFF_LAST_SLOT + 2;
+const OFF_HEAD_AT: usize = OFF_INSERT_RUN + 1;
 const OFF_UPPER_CHILD: usize = 24;
 const OFF_HINTS: usize = 32;
 
-const _: () = assert!(OFF_INSERT_RUN < OFF_UPPER_CHILD);
+const _: () = assert!(OFF_HEAD_AT < OFF_UPPER_CHILD);
+/// The most suffix bytes `head_at` skips (it is one byte).
+pub const MAX_HEAD_AT: usize = u8::MAX as usize;
 const _: () = assert!(OFF_UPPER_CHILD & 7 == 0 && OFF_UPPER_CHILD + 8 == OFF_HINTS);
 const _: () = assert!(OFF_HINTS + 4 * HINT_COUNT == HEADER_SIZE);
 const _: () = assert!(NODE_SIZE <= u16::MAX as usize, "offsets are u16");
@@ -138,6 +151,13 @@ pub fn head(key: &[u8]) -> u32 {
     let n = key.len().min(4);
     b[..n].copy_from_slice(&key[..n]);
     u32::from_be_bytes(b)
+}
+
+/// The head of a key suffix in a node whose keys share its first `at`
+/// bytes (`head_at`): the four bytes after them.
+#[inline]
+pub fn head_after(suffix: &[u8], at: usize) -> u32 {
+    head(suffix.get(at..).unwrap_or(&[]))
 }
 
 /// Length of the longest common prefix.
@@ -210,6 +230,11 @@ impl<'a> Node<'a> {
     }
     pub fn prefix_len(&self) -> Option<usize> {
         self.u16_at(OFF_PREFIX)
+    }
+    /// Suffix bytes every key shares, skipped by the heads (module docs).
+    #[inline]
+    pub fn head_at(&self) -> usize {
+        self.0.get(OFF_HEAD_AT).copied().unwrap_or(0) as usize
     }
     fn heap_bytes(&self, off: usize, len: usize) -> Option<&'a [u8]> {
         if off < HEADER_SIZE {
@@ -312,7 +337,15 @@ impl<'a> Node<'a> {
     pub fn search(&self, key: &[u8]) -> Option<(usize, bool)> {
         let count = self.count()?;
         let suffix = key.get(self.prefix_len()?..)?;
-        let key_head = head(suffix);
+        let at = self.head_at();
+        let key_head = if at == 0 {
+            head(suffix)
+        } else {
+            match self.head_past_shared(suffix, at, count)? {
+                Ok(h) => h,
+                Err(pos) => return Some((pos, false)),
+            }
+        };
         let (mut lo, mut hi) = self.hint_range(key_head, count)?;
         if let Some(slots) = self
             .0
@@ -324,7 +357,7 @@ impl<'a> Node<'a> {
             let mid = lo + (hi - lo) / 2;
             // Heads first: the rest of the slot is decoded only on a tie.
             let ord = match key_head.cmp(&self.slot_head(mid)?) {
-                Ordering::Equal => self.cmp_tied(suffix, mid)?,
+                Ordering::Equal => self.cmp_tied(suffix, at, mid)?,
                 o => o,
             };
             match ord {
@@ -335,17 +368,36 @@ impl<'a> Node<'a> {
         }
         Some((lo, false))
     }
-    /// Slot `i`'s head (its suffix's first 4 bytes), the rest undecoded.
+    /// The head of `suffix` in a node whose keys share their first `at`
+    /// bytes (`head_at` > 0), or, if `suffix` does not start with those
+    /// bytes, `Err` of its place: before every key or after them all.
+    #[inline]
+    fn head_past_shared(
+        &self,
+        suffix: &[u8],
+        at: usize,
+        count: usize,
+    ) -> Option<Result<u32, usize>> {
+        let shared = self.suffix(0)?.get(..at)?;
+        Some(match suffix.get(..at).unwrap_or(suffix).cmp(shared) {
+            Ordering::Less => Err(0),
+            Ordering::Greater => Err(count),
+            Ordering::Equal => Ok(head_after(suffix, at)),
+        })
+    }
+    /// Slot `i`'s head (its suffix's 4 bytes after `head_at`), the rest
+    /// undecoded.
     #[inline]
     fn slot_head(&self, i: usize) -> Option<u32> {
         self.u32_at(HEADER_SIZE + i * SLOT_SIZE + 8)
     }
-    /// `suffix` against slot `i`'s key suffix, their heads being equal.
+    /// `suffix` against slot `i`'s key suffix, their heads (after their
+    /// shared first `at` bytes) being equal.
     #[inline]
-    fn cmp_tied(&self, suffix: &[u8], i: usize) -> Option<Ordering> {
+    fn cmp_tied(&self, suffix: &[u8], at: usize, i: usize) -> Option<Ordering> {
         let slot = self.slot(i)?;
-        Some(if suffix.len() <= 4 && slot.key_len <= 4 {
-            // Both keys fit in their heads: equal heads mean one is the
+        Some(if suffix.len() <= at + 4 && slot.key_len <= at + 4 {
+            // Both keys end in their heads: equal heads mean one is the
             // other plus zero bytes, so the lengths decide (no heap read).
             suffix.len().cmp(&slot.key_len)
         } else {
@@ -514,7 +566,7 @@ impl NodeMut<'_> {
             key_len: suffix.len(),
             val_len: value.len(),
             flags,
-            head: head(suffix),
+            head: head_after(suffix, self.view().head_at()),
         };
         self.write_slot(pos, slot);
         self.set_count(count + 1);
@@ -538,7 +590,7 @@ impl NodeMut<'_> {
             key_len: suffix.len(),
             val_len: value.len(),
             flags,
-            head: head(suffix),
+            head: head_after(suffix, self.view().head_at()),
         };
         self.write_slot(count, slot);
         self.set_count(count + 1);
@@ -572,9 +624,45 @@ impl NodeMut<'_> {
         self.0.copy_from_slice(&tmp);
         Some(())
     }
-    /// Recomputes the search hints (vmcache samples every
-    /// `count / (HINT_COUNT + 1)`-th head).
+    /// Brings `head_at` up to date with the first and last keys, then
+    /// recomputes the search hints. Every change to a node's slots ends
+    /// with it.
     pub fn make_hints(&mut self) {
+        self.fit_head_at();
+        self.sample_hints();
+    }
+    /// Sets `head_at` to what the first and last keys share (so, the keys
+    /// being sorted, what every key shares), re-deriving every slot's head
+    /// if it changed. A key inserted at either end may shorten it.
+    fn fit_head_at(&mut self) {
+        let view = self.view();
+        let count = view.count().unwrap_or(0);
+        let at = match (count >= 2).then(|| (view.suffix(0), view.suffix(count - 1))) {
+            Some((Some(first), Some(last))) => common_prefix(first, last).min(MAX_HEAD_AT),
+            _ => 0,
+        };
+        // Skipped only where every plain head would be the same: below
+        // that the heads still sort most keys, and a search would pay the
+        // shared bytes' check for little.
+        let at = if at >= 4 { at } else { 0 };
+        if at == view.head_at() {
+            return;
+        }
+        self.0[OFF_HEAD_AT] = at as u8;
+        for i in 0..count {
+            let Some(mut slot) = self.view().slot(i) else {
+                continue;
+            };
+            let Some(suffix) = self.view().suffix(i) else {
+                continue;
+            };
+            slot.head = head_after(suffix, at);
+            self.write_slot(i, slot);
+        }
+    }
+    /// Recomputes the search hints from the slots' heads (vmcache samples
+    /// every `count / (HINT_COUNT + 1)`-th head).
+    pub fn sample_hints(&mut self) {
         let count = self.view().count().unwrap_or(0);
         let dist = count / (HINT_COUNT + 1);
         for i in 0..HINT_COUNT {
@@ -677,6 +765,124 @@ mod tests {
         for (i, k) in keys.iter().skip(1).step_by(2).enumerate() {
             assert_eq!(Node(&buf).search(k), Some((i, true)));
         }
+    }
+
+    /// Every slot's head is the 4 bytes after `head_at`, and the hints
+    /// are sampled from them.
+    fn assert_heads_right(buf: &[u8]) {
+        let n = Node(buf);
+        let at = n.head_at();
+        for i in 0..n.count().unwrap() {
+            let suffix = n.suffix(i).unwrap();
+            assert_eq!(suffix.get(..at), n.suffix(0).unwrap().get(..at), "slot {i}");
+            assert_eq!(n.slot(i).unwrap().head, head_after(suffix, at), "slot {i}");
+        }
+        let mut copy = [0u8; NODE_SIZE];
+        copy.copy_from_slice(buf);
+        NodeMut(&mut copy).sample_hints();
+        assert_eq!(&copy[..HEADER_SIZE], &buf[..HEADER_SIZE], "stale hints");
+    }
+
+    /// `key` placed in `sorted` (the node's keys in order) by comparison.
+    fn place(sorted: &[Vec<u8>], key: &[u8]) -> (usize, bool) {
+        match sorted.binary_search_by(|k| k.as_slice().cmp(key)) {
+            Ok(i) => (i, true),
+            Err(i) => (i, false),
+        }
+    }
+
+    /// A node without a prefix (both fences infinite, as the root's) whose
+    /// keys all start alike: before `head_at`, every head was `user` and
+    /// every search a binary search of whole keys (YCSB's reads spent a
+    /// third of their instructions there).
+    #[test]
+    fn keys_that_all_start_alike_are_told_apart_by_their_heads() {
+        let mut buf = [0u8; NODE_SIZE];
+        leaf(&mut buf, None, None);
+        let mut sorted: Vec<Vec<u8>> = Vec::new();
+        for i in 0..120u32 {
+            let k = format!("user{:08}", i * 7919 % 100_000).into_bytes();
+            let (pos, found) = Node(&buf).search(&k).unwrap();
+            assert!(!found);
+            NodeMut(&mut buf).insert_at(pos, &k, b"v", 0).unwrap();
+            sorted.insert(pos, k);
+            assert_heads_right(&buf);
+        }
+        assert!(Node(&buf).head_at() >= 7, "{}", Node(&buf).head_at());
+        let heads: std::collections::HashSet<u32> = (0..sorted.len())
+            .map(|i| Node(&buf).slot(i).unwrap().head)
+            .collect();
+        assert!(heads.len() > sorted.len() / 2, "heads still alike");
+        // Keys present, absent between them, before, after, and sharing
+        // only part of the common bytes, or all of them and no more.
+        let mut probes: Vec<Vec<u8>> = sorted.clone();
+        for k in &sorted {
+            probes.push([k.as_slice(), b"!"].concat());
+            probes.push(k[..k.len() - 1].to_vec());
+        }
+        for p in [
+            &b""[..],
+            b"apple",
+            b"user",
+            b"user0",
+            b"user00",
+            b"user000",
+            b"user1",
+            b"zebra",
+        ] {
+            probes.push(p.to_vec());
+        }
+        for p in &probes {
+            assert_eq!(Node(&buf).search(p), Some(place(&sorted, p)), "{p:?}");
+        }
+        // A key that breaks the common bytes, first at the front, then at
+        // the back: every head is re-derived; removing it restores them.
+        for outsider in [&b"apple"[..], b"zebra"] {
+            let (pos, _) = Node(&buf).search(outsider).unwrap();
+            NodeMut(&mut buf).insert_at(pos, outsider, b"v", 0).unwrap();
+            sorted.insert(pos, outsider.to_vec());
+            assert_eq!(Node(&buf).head_at(), 0);
+            assert_heads_right(&buf);
+            for p in &probes {
+                assert_eq!(Node(&buf).search(p), Some(place(&sorted, p)), "{p:?}");
+            }
+            NodeMut(&mut buf).remove_at(pos).unwrap();
+            sorted.remove(pos);
+            assert!(Node(&buf).head_at() >= 7);
+            assert_heads_right(&buf);
+        }
+    }
+
+    /// A page written before `head_at` existed holds 0 there, with heads
+    /// from each suffix's first bytes: it is searched as it is, and the
+    /// next change to it brings `head_at` up to date.
+    #[test]
+    fn a_node_from_before_head_at_reads_as_it_is() {
+        let mut buf = [0u8; NODE_SIZE];
+        leaf(&mut buf, None, None);
+        let sorted: Vec<Vec<u8>> = (0..50u64).map(|i| (i * 3).to_be_bytes().to_vec()).collect();
+        for (i, k) in sorted.iter().enumerate() {
+            NodeMut(&mut buf).append_full(k, b"v", 0).unwrap();
+            assert_eq!(Node(&buf).count(), Some(i + 1));
+        }
+        NodeMut(&mut buf).make_hints();
+        assert_eq!(Node(&buf).head_at(), 7);
+        // As the older build wrote it.
+        buf[OFF_HEAD_AT] = 0;
+        for i in 0..sorted.len() {
+            let mut slot = Node(&buf).slot(i).unwrap();
+            slot.head = head(Node(&buf).suffix(i).unwrap());
+            NodeMut(&mut buf).write_slot(i, slot);
+        }
+        NodeMut(&mut buf).sample_hints();
+        assert_heads_right(&buf);
+        for i in 0..160u64 {
+            let k = i.to_be_bytes();
+            assert_eq!(Node(&buf).search(&k), Some(place(&sorted, &k)), "{i}");
+        }
+        NodeMut(&mut buf).remove_at(0).unwrap();
+        assert_eq!(Node(&buf).head_at(), 7);
+        assert_heads_right(&buf);
     }
 
     #[test]

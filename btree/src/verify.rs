@@ -15,7 +15,7 @@
 
 use crate::error::{OrCorrupt, corrupt};
 use crate::large::extent_pages;
-use crate::node::{HEADER_SIZE, NODE_SIZE, Node, NodeMut, SLOT_SIZE, fence_prefix, head};
+use crate::node::{HEADER_SIZE, NODE_SIZE, Node, NodeMut, SLOT_SIZE, fence_prefix, head_after};
 use crate::{BTree, INLINE_VALUE_ANY_KEY, MAX_DEPTH, MAX_VALUE_LEN, SmoKind, TreeError, is_inline};
 use rime_bufmgr::PageId;
 use std::collections::HashSet;
@@ -91,14 +91,25 @@ impl BTree {
         if view.prefix_len() != Some(fence_prefix(lower, upper)) {
             return Err(corrupt(pid, "prefix is not the fences' common prefix"));
         }
-        // Keys: ascending, inside the fences, heads right.
+        // Keys: ascending, inside the fences, sharing their first
+        // `head_at` bytes, heads right.
+        let at = view.head_at();
+        if at > 0 && count == 0 {
+            return Err(corrupt(pid, "an empty node skips head bytes"));
+        }
         let mut keys: Vec<Vec<u8>> = Vec::with_capacity(count);
         for i in 0..count {
             let mut key = Vec::new();
             view.full_key_into(i, &mut key).or_corrupt(pid, "key")?;
-            if view.slot(i).or_corrupt(pid, "slot")?.head
-                != head(view.suffix(i).or_corrupt(pid, "key")?)
-            {
+            let suffix = view.suffix(i).or_corrupt(pid, "key")?;
+            let first = view.suffix(0).or_corrupt(pid, "key")?;
+            if suffix.get(..at).is_none() || suffix.get(..at) != first.get(..at) {
+                return Err(corrupt(
+                    pid,
+                    format!("slot {i}: the key does not share the node's first {at} bytes"),
+                ));
+            }
+            if view.slot(i).or_corrupt(pid, "slot")?.head != head_after(suffix, at) {
                 return Err(corrupt(
                     pid,
                     format!("slot {i}: head does not match the key"),
@@ -270,7 +281,9 @@ fn check_header(view: Node<'_>, pid: PageId) -> Result<usize, TreeError> {
     }
     let mut copy = [0u8; NODE_SIZE];
     copy.copy_from_slice(view.0);
-    NodeMut(&mut copy).make_hints();
+    // The hints as sampled from the heads; `head_at` itself may be less
+    // than the keys share (a page written before it existed holds 0).
+    NodeMut(&mut copy).sample_hints();
     if copy[..HEADER_SIZE] != view.0[..HEADER_SIZE] {
         return Err(corrupt(pid, "search hints are stale"));
     }

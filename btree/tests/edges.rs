@@ -400,3 +400,55 @@ fn an_ascending_split_whose_long_separator_overflows_the_left_half_cuts_in_the_m
     }
     assert!(failures.is_empty(), "{failures:?}");
 }
+
+/// Keys that all start with `user` (YCSB's form) leave the root and the
+/// nodes on the tree's left and right edges without a prefix (each has an
+/// infinite fence); their heads skip the shared bytes (`head_at`). The
+/// tree verifies and matches a `BTreeMap` model while keys that break the
+/// shared bytes arrive at both ends of the key space and leave again.
+#[test]
+fn keys_that_all_start_alike_through_the_whole_tree() {
+    let p = pool(4096);
+    let t = tree(&p);
+    let mut model = BTreeMap::new();
+    let mut rng = Rng::new(17);
+    for _ in 0..20_000 {
+        let k = format!("user{}", rng.next()).into_bytes();
+        let v = value(rng.next(), 8);
+        t.upsert(&k, &v).unwrap();
+        model.insert(k, v);
+    }
+    t.verify().unwrap();
+    let outsiders: Vec<Vec<u8>> = [&b"apple"[..], b"", b"use", b"userz", b"zebra", b"user"]
+        .iter()
+        .map(|k| k.to_vec())
+        .collect();
+    for k in &outsiders {
+        t.insert(k, b"out").unwrap();
+        model.insert(k.clone(), b"out".to_vec());
+        t.verify().unwrap();
+    }
+    for (k, v) in &model {
+        assert_eq!(
+            t.get(k, |got| got.to_vec()).unwrap().as_ref(),
+            Some(v),
+            "{k:?}"
+        );
+    }
+    assert_eq!(keys(&t), model.keys().cloned().collect::<Vec<_>>());
+    for k in &outsiders {
+        assert!(t.remove(k).unwrap());
+        model.remove(k);
+    }
+    t.verify().unwrap();
+    for (k, v) in &model {
+        assert_eq!(
+            t.get(k, |got| got.to_vec()).unwrap().as_ref(),
+            Some(v),
+            "{k:?}"
+        );
+    }
+    for k in &outsiders {
+        assert_eq!(t.get(k, |_| ()).unwrap(), None, "{k:?}");
+    }
+}

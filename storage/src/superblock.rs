@@ -66,7 +66,11 @@ pub const MAGIC: [u8; 8] = *b"RIMEsupr";
 ///   longest zero run is not stored; `smo.rs`). Version 3 data reads as
 ///   is (its records have the bit clear); a version-3 build must not open
 ///   version 4 data, whose holed records it would report as corrupt.
-pub const FORMAT_VERSION: u32 = 4;
+/// * 5: a node may skip the key bytes all its keys share before their
+///   heads (`head_at`, header byte 21, `rime_btree::node`). Version 4 data
+///   reads as is (the byte is 0 there, which is always valid); a version-4
+///   build must not open version 5 data, whose heads it would misread.
+pub const FORMAT_VERSION: u32 = 5;
 
 pub const OFF_MAGIC: usize = 0;
 pub const SIZE_MAGIC: usize = 8;
