@@ -246,9 +246,20 @@ impl BTree {
         key: &[u8],
         f: impl FnOnce(&[u8]) -> R,
     ) -> Result<(Option<R>, Option<LeafStamp>), TreeError> {
+        self.get_copied_stamped_in(key, &mut [0u8; INLINE_VALUE_MAX], f)
+    }
+
+    /// [`BTree::get_copied_stamped`] copying through `buf`, the caller's
+    /// scratch: a caller that keeps one saves zeroing a fresh one (1.4 KiB,
+    /// ~100 instructions) on every read.
+    pub fn get_copied_stamped_in<R>(
+        &self,
+        key: &[u8],
+        buf: &mut [u8; INLINE_VALUE_MAX],
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<(Option<R>, Option<LeafStamp>), TreeError> {
         check_key(key)?;
-        let mut buf = [0u8; INLINE_VALUE_MAX];
-        match self.probe(key, &mut buf)? {
+        match self.probe(key, buf)? {
             olc::Probe::Absent(stamp) => Ok((None, Some(stamp))),
             olc::Probe::Inline(len, stamp) => Ok((Some(f(&buf[..len])), Some(stamp))),
             olc::Probe::Large => Ok((self.get(key, f)?, None)),

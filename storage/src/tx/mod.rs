@@ -23,7 +23,7 @@ use crate::inner::DbInner;
 use crate::locks::Gates;
 use crate::reads::Miss;
 use crate::wal::{TreeId, Write};
-use rime_btree::{BTree, Direction, Fetch, LeafStamp};
+use rime_btree::{BTree, Direction, Fetch, INLINE_VALUE_MAX, LeafStamp};
 use std::collections::HashMap;
 use std::ops::{Bound, ControlFlow};
 use std::sync::Arc;
@@ -136,6 +136,20 @@ pub struct TxBufs {
     /// (`OwnedTx::read_ahead`): a non-waiting scan's read-ahead, a
     /// non-waiting `get_many`'s other misses.
     pub(crate) read_ahead: Vec<crate::reads::Miss>,
+    /// Where a point read copies an inline value before it knows the copy
+    /// is consistent.
+    pub(crate) value_scratch: ValueScratch,
+}
+
+/// An inline value's worth of bytes, kept with a thread's buffers so that a
+/// read does not zero 1.4 KiB of stack first (~100 of a YCSB read's ~2,500
+/// instructions).
+pub(crate) struct ValueScratch(pub(crate) Box<[u8; INLINE_VALUE_MAX]>);
+
+impl Default for ValueScratch {
+    fn default() -> Self {
+        ValueScratch(Box::new([0; INLINE_VALUE_MAX]))
+    }
 }
 
 /// How far a transaction's records reached, to forget what an operation
@@ -455,10 +469,23 @@ impl<'a> Tx<'a> {
 
     /// [`Tx::tree`] from this thread's cache: no lock, no reference count.
     fn cached_tree(&mut self, tree: TreeId) -> Result<&BTree, TxError> {
+        Ok(self.tree_and_scratch(tree)?.0)
+    }
+
+    /// [`Tx::cached_tree`], with the buffers' value scratch beside it.
+    fn tree_and_scratch(
+        &mut self,
+        tree: TreeId,
+    ) -> Result<(&BTree, &mut [u8; INLINE_VALUE_MAX]), TxError> {
         if tree == self.db.catalog_id() {
             return Err(TxError::Db(DbError::NoSuchTree(tree)));
         }
-        Ok(self.b.trees.get(self.db, tree)?)
+        let TxBufs {
+            trees,
+            value_scratch,
+            ..
+        } = &mut *self.b;
+        Ok((trees.get(self.db, tree)?, &mut value_scratch.0))
     }
 
     /// Hands the value of `key` to `f` (straight from the page, or from
@@ -476,8 +503,10 @@ impl<'a> Tx<'a> {
         let (got, leaf) = if self.nowait {
             self.get_nowait(tree, key, f)?
         } else {
-            self.cached_tree(tree)?
-                .get_copied_stamped(key, |v| split_stored(v).map(|(ver, user)| (ver, f(user))))?
+            let (t, scratch) = self.tree_and_scratch(tree)?;
+            t.get_copied_stamped_in(key, scratch, |v| {
+                split_stored(v).map(|(ver, user)| (ver, f(user)))
+            })?
         };
         match got {
             None => {

@@ -12,7 +12,7 @@ use crate::error::TxError;
 use crate::inner::DbInner;
 use crate::reads::Miss;
 use crate::wal::TreeId;
-use rime_btree::{Direction, Fetch, INLINE_VALUE_MAX, LeafStamp, Probe};
+use rime_btree::{Direction, Fetch, LeafStamp, Probe};
 use std::ops::ControlFlow;
 
 /// A lookup's answer (`None`: absent; `Some(None)`: a stored value
@@ -29,9 +29,8 @@ impl Tx<'_> {
         key: &[u8],
         f: impl FnOnce(&[u8]) -> R,
     ) -> Result<Looked<R>, TxError> {
-        let mut buf = [0u8; INLINE_VALUE_MAX];
-        let t = self.cached_tree(tree)?;
-        match t.probe_nowait(key, &mut buf)? {
+        let (t, buf) = self.tree_and_scratch(tree)?;
+        match t.probe_nowait(key, buf)? {
             Fetch::Missing { pid, pages } => Err(TxError::WouldWait(Miss::new(pid, pages))),
             Fetch::Ready(Probe::Absent(leaf)) => Ok((None, Some(leaf))),
             Fetch::Ready(Probe::Inline(len, leaf)) => {
