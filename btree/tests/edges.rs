@@ -401,6 +401,15 @@ fn an_ascending_split_whose_long_separator_overflows_the_left_half_cuts_in_the_m
     assert!(failures.is_empty(), "{failures:?}");
 }
 
+/// Every key of `model` is in `tree` with its value, and no other key.
+fn assert_matches_model(tree: &BTree, model: &BTreeMap<Vec<u8>, Vec<u8>>) {
+    for (k, v) in model {
+        let got = tree.get(k, |got| got.to_vec()).unwrap();
+        assert_eq!(got.as_ref(), Some(v), "{k:?}");
+    }
+    assert_eq!(keys(tree), model.keys().cloned().collect::<Vec<_>>());
+}
+
 /// Keys that all start with `user` (YCSB's form) leave the root and the
 /// nodes on the tree's left and right edges without a prefix (each has an
 /// infinite fence); their heads skip the shared bytes (`head_at`). The
@@ -428,26 +437,13 @@ fn keys_that_all_start_alike_through_the_whole_tree() {
         model.insert(k.clone(), b"out".to_vec());
         t.verify().unwrap();
     }
-    for (k, v) in &model {
-        assert_eq!(
-            t.get(k, |got| got.to_vec()).unwrap().as_ref(),
-            Some(v),
-            "{k:?}"
-        );
-    }
-    assert_eq!(keys(&t), model.keys().cloned().collect::<Vec<_>>());
+    assert_matches_model(&t, &model);
     for k in &outsiders {
         assert!(t.remove(k).unwrap());
         model.remove(k);
     }
     t.verify().unwrap();
-    for (k, v) in &model {
-        assert_eq!(
-            t.get(k, |got| got.to_vec()).unwrap().as_ref(),
-            Some(v),
-            "{k:?}"
-        );
-    }
+    assert_matches_model(&t, &model);
     for k in &outsiders {
         assert_eq!(t.get(k, |_| ()).unwrap(), None, "{k:?}");
     }
