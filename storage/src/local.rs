@@ -175,6 +175,17 @@ impl TreeCache {
         generation
     }
 
+    /// Tree `id`, if present and `db` has opened or dropped no tree since
+    /// the cache was filled: then it is the tree `DbInner::tree` would
+    /// return, found without its lock or a reference count (validation's
+    /// lookups, `occ.rs`).
+    pub fn current(&self, db: &DbInner, id: TreeId) -> Option<&BTree> {
+        if self.db != db.id() || self.generation != db.tree_generation() {
+            return None;
+        }
+        self.peek(id)
+    }
+
     /// Tree `id`, if present.
     pub fn peek(&self, id: TreeId) -> Option<&BTree> {
         self.trees

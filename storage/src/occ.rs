@@ -57,8 +57,19 @@ pub(crate) fn validate(
         if !first_look(db.key_locks(), KeyLocks::stripe(r.tree.0, key), own, seen) {
             return Ok(false);
         }
-        let Ok(tree) = db.tree(r.tree) else {
-            return Ok(false);
+        // The thread's cached tree where it is still current: the Db's
+        // tree map is behind a lock, and both it and the tree's reference
+        // count are lines every core's commits would write.
+        let shared;
+        let tree = match b.current_tree(db, r.tree) {
+            Some(tree) => tree,
+            None => match db.tree(r.tree) {
+                Ok(tree) => {
+                    shared = tree;
+                    &*shared
+                }
+                Err(_) => return Ok(false),
+            },
         };
         // The leaf the read came from, unchanged: the key's version too,
         // without a descent (`BTree::unchanged`; its state word is loaded

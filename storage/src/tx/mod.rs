@@ -380,6 +380,12 @@ impl TxBufs {
         None
     }
 
+    /// Tree `id` as this thread's cache holds it, if the Db has opened or
+    /// dropped no tree since (`TreeCache::current`).
+    pub(crate) fn current_tree(&self, db: &DbInner, id: TreeId) -> Option<&BTree> {
+        self.trees.current(db, id)
+    }
+
     /// Resolves every tree this transaction wrote (the commit's step 2),
     /// for [`TxBufs::final_writes`]; returns the tree generation they are
     /// valid for.
