@@ -527,3 +527,30 @@ fn nosync_log_is_written_behind_once_a_megabyte_is_pending() {
         "{before:?} {after:?}"
     );
 }
+
+/// A transaction whose read's tree is dropped before it commits does not
+/// commit: its validation fails (the tree is gone, whatever this thread's
+/// tree cache still holds), and the rerun gets `NoSuchTree`.
+#[test]
+fn a_read_of_a_tree_dropped_before_the_commit_fails_validation() {
+    let dir = TempDir::new().unwrap();
+    let db = Db::open(dir.path(), opts()).unwrap();
+    let keep = db.create_tree("keep").unwrap();
+    let doomed = db.create_tree("doomed").unwrap();
+    db.put(doomed, b"k", b"v").unwrap();
+    let mut attempts = 0;
+    let r = db.transaction(|tx| {
+        attempts += 1;
+        let v = tx.get(doomed, b"k", |v| v.to_vec())?;
+        if attempts == 1 {
+            assert!(db.drop_tree("doomed").unwrap());
+        }
+        tx.put(keep, b"copy", &v.unwrap_or_default())
+    });
+    assert!(
+        matches!(r, Err(TxError::Db(DbError::NoSuchTree(id))) if id == doomed),
+        "{r:?} after {attempts} attempts"
+    );
+    assert_eq!(attempts, 2);
+    assert_eq!(db.get(keep, b"copy").unwrap(), None);
+}
