@@ -42,8 +42,9 @@
 //!   yet its keys may all start alike (`user…` in YCSB, zero bytes in
 //!   big-endian integers). `head_at` skips what the first and last keys
 //!   share, so the heads and hints still tell keys apart; it is kept equal
-//!   to that (`NodeMut::make_hints`), but any smaller value is a valid
-//!   node, which is what a page written before it existed holds (0).
+//!   to that where that is 4 bytes or more, else 0 (`NodeMut::make_hints`),
+//!   but any smaller value is a valid node, which is what a page written
+//!   before it existed holds (0).
 //! * Inner nodes: slot `i` holds separator `k_i` and child `c_i` (8 bytes,
 //!   little-endian, as the value): `c_i` holds keys in `(k_{i-1}, k_i]`,
 //!   `upper_child` holds keys `> k_{count-1}`.
