@@ -38,8 +38,10 @@ use crate::inner::DbInner;
 use crate::locks::{Gates, KeyLocks, StripeSeen};
 use crate::sync::{Ordering, fence};
 use crate::tx::{TxBufs, split_stored};
-use rime_btree::Direction;
+use crate::wal::TreeId;
+use rime_btree::{BTree, Direction};
 use std::ops::ControlFlow;
+use std::sync::Arc;
 
 /// True if every read and scan of `b` saw the database as of one instant.
 /// `own` (ascending) are the stripes the caller holds; `seen` is scratch.
@@ -57,19 +59,8 @@ pub(crate) fn validate(
         if !first_look(db.key_locks(), KeyLocks::stripe(r.tree.0, key), own, seen) {
             return Ok(false);
         }
-        // The thread's cached tree where it is still current: the Db's
-        // tree map is behind a lock, and both it and the tree's reference
-        // count are lines every core's commits would write.
-        let shared;
-        let tree = match b.current_tree(db, r.tree) {
-            Some(tree) => tree,
-            None => match db.tree(r.tree) {
-                Ok(tree) => {
-                    shared = tree;
-                    &*shared
-                }
-                Err(_) => return Ok(false),
-            },
+        let Some(tree) = tree_of(db, b, r.tree) else {
+            return Ok(false);
         };
         // The leaf the read came from, unchanged: the key's version too,
         // without a descent (`BTree::unchanged`; its state word is loaded
@@ -99,7 +90,7 @@ pub(crate) fn validate(
             continue;
         }
         db.counters().scan_rescans.add(1);
-        let Ok(tree) = db.tree(s.tree) else {
+        let Some(tree) = tree_of(db, b, s.tree) else {
             return Ok(false);
         };
         let observed = &b.observed[s.observed.clone()];
@@ -128,6 +119,32 @@ pub(crate) fn validate(
     }
     // 3.
     Ok(second_look(db.key_locks(), seen))
+}
+
+/// A tree validation reads: the thread's cached one while it is still
+/// current, else the Db's map's; `None` if it is gone. The map is behind a
+/// lock, and both it and a tree's reference count are lines every core's
+/// commits would write.
+enum TreeRef<'a> {
+    Cached(&'a BTree),
+    Shared(Arc<BTree>),
+}
+
+impl std::ops::Deref for TreeRef<'_> {
+    type Target = BTree;
+    fn deref(&self) -> &BTree {
+        match self {
+            TreeRef::Cached(t) => t,
+            TreeRef::Shared(t) => t,
+        }
+    }
+}
+
+fn tree_of<'a>(db: &DbInner, b: &'a TxBufs, id: TreeId) -> Option<TreeRef<'a>> {
+    match b.current_tree(db, id) {
+        Some(t) => Some(TreeRef::Cached(t)),
+        None => db.tree(id).ok().map(TreeRef::Shared),
+    }
 }
 
 /// True if `b` read nothing but scans, each of which began with no writer
