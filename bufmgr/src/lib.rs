@@ -25,11 +25,14 @@
 //!   restarts are values ([`Interrupt::Restart`]), never panics.
 //! * Eviction: clock with second chance over the resident set, in batches;
 //!   dirty frames written back with one io_uring submission; memory released
-//!   with `MADV_GUARD_INSTALL` where the kernel has it (Linux ≥ 6.13),
-//!   `MADV_DONTNEED` otherwise ([`ReleaseMode`]).
-//! * The fault guard ([`fault`]): a reader that touches a page evicted
-//!   under it takes SIGSEGV; the handler `siglongjmp`s back into the
-//!   section and the read restarts. Other faults go to the previous handler.
+//!   in one `process_madvise(MADV_DONTNEED)` per batch where the kernel
+//!   takes it (one TLB shootdown per batch), else with `MADV_GUARD_INSTALL`
+//!   where the kernel has it (Linux ≥ 6.13) ([`ReleaseMode`]).
+//! * The fault guard ([`fault`]): with guard markers, a reader that
+//!   touches a page evicted under it takes SIGSEGV; the handler
+//!   `siglongjmp`s back into the section and the read restarts (without
+//!   them it reads zeros and fails validation). Other faults go to the
+//!   previous handler.
 //! * Transparent huge pages for the pool while the database fits in its
 //!   budget, 4 KiB pages from the first eviction on ([`HugePages`]).
 //! * Page I/O behind [`io::BlockFile`]: io_uring, `pread` fallback, and a
@@ -72,7 +75,7 @@ pub use manager::{
     BufferManager, Config, DEFAULT_MAX_BYTES, DEFAULT_POOL_BYTES, EVICT_BATCH, MIN_POOL_PAGES,
     WriteBackHook, WriteBackRefused,
 };
-pub use region::ReleaseMode;
+pub use region::{ReleaseMode, ReleasePolicy};
 pub use stats::Stats;
 
 /// A page's id: its index in the region and in the data file.

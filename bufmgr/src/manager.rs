@@ -5,7 +5,7 @@ use crate::fault::{self, RegionGuard};
 use crate::huge::{HugePages, HugePrefix};
 use crate::io::{BlockFile, ReadOp};
 use crate::meta::PageMeta;
-use crate::region::{Region, ReleaseMode, detect_release_mode};
+use crate::region::{Region, ReleaseMode, ReleasePolicy};
 use crate::resident::ResidentSet;
 use crate::state::{EVICTED, LOCKED, StateWord};
 use crate::stats::{Counter, Stats, StatsRegistry};
@@ -64,9 +64,9 @@ pub struct Config {
     /// Allocation state saved by the storage layer at its last checkpoint;
     /// `None` derives it from the file's length with an empty free list.
     pub alloc: Option<AllocState>,
-    /// Force `MADV_DONTNEED` even where guard markers are available (tests
-    /// of the older-kernel path).
-    pub force_dontneed: bool,
+    /// How evicted pages give their memory back (default: the cheapest
+    /// this kernel offers; [`ReleaseMode::cheapest`]).
+    pub release: ReleasePolicy,
     /// Transparent huge pages for the pool (see [`HugePages`]).
     pub huge_pages: HugePages,
 }
@@ -78,7 +78,7 @@ impl Default for Config {
             max_bytes: DEFAULT_MAX_BYTES,
             write_back: None,
             alloc: None,
-            force_dontneed: false,
+            release: ReleasePolicy::Cheapest,
             huge_pages: HugePages::default(),
         }
     }
@@ -157,11 +157,7 @@ impl BufferManager {
         )
         .ok_or(OpenError::TooManyPools(64))?;
         let budget_pages = (config.pool_bytes / PAGE_SIZE) as u64;
-        let release = if config.force_dontneed {
-            ReleaseMode::DontNeed
-        } else {
-            detect_release_mode()
-        };
+        let release = ReleaseMode::for_policy(config.release);
         let huge = HugePrefix::advise(
             &pool,
             &meta,
@@ -229,7 +225,7 @@ impl BufferManager {
         self.inner.huge.is_active()
     }
 
-    /// How evicted memory is released on this kernel.
+    /// How evicted memory is released ([`Config::release`] on this kernel).
     pub fn release_mode(&self) -> ReleaseMode {
         self.inner.release
     }

@@ -13,7 +13,9 @@
 mod common;
 use common::*;
 use rime_bufmgr::testing::evict;
-use rime_bufmgr::{BufferManager, Interrupt, MIN_POOL_PAGES, PageId, ReleaseMode, region::touch};
+use rime_bufmgr::{
+    BufferManager, Interrupt, MIN_POOL_PAGES, PageId, ReleaseMode, ReleasePolicy, region::touch,
+};
 use std::os::unix::process::ExitStatusExt;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -38,7 +40,7 @@ fn guard_markers_or_skip(bm: &BufferManager) -> bool {
 }
 
 fn filled_pool(pages: usize) -> (Pool, Vec<PageId>) {
-    let p = pool(MIN_POOL_PAGES);
+    let p = pool_releasing(MIN_POOL_PAGES, ReleasePolicy::Guard);
     let pids = (0..pages)
         .map(|g| {
             let mut page = p.bm.alloc().unwrap();
@@ -139,7 +141,7 @@ fn touch_evicted_page_unguarded() {
 
 /// A wild pointer inside a guarded section (not in any pool).
 fn wild_pointer_in_a_guarded_section() {
-    let p = pool(MIN_POOL_PAGES);
+    let p = pool_releasing(MIN_POOL_PAGES, ReleasePolicy::Guard);
     // SAFETY: deliberately faulting in a child process; no destructors live.
     let _ = unsafe {
         p.bm.optimistic(|_| {

@@ -6,7 +6,9 @@
 mod common;
 use common::*;
 use rand::{Rng, SeedableRng};
-use rime_bufmgr::{BufferManager, Config, Interrupt, PAGE_PAYLOAD, PAGE_SIZE, PageId};
+use rime_bufmgr::{
+    BufferManager, Config, Interrupt, PAGE_PAYLOAD, PAGE_SIZE, PageId, ReleasePolicy,
+};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Threads: at least 4, even on 2 cores, so latches are taken and dropped
@@ -80,7 +82,7 @@ fn run(bm: &BufferManager, pids: &[PageId], writes: &[AtomicU64], ops_per_thread
     });
 }
 
-fn stress(force_dontneed: bool, ops_per_thread: u64) {
+fn stress(release: ReleasePolicy, ops_per_thread: u64) {
     let dir = tempfile::TempDir::new().unwrap();
     let file = rime_bufmgr::io::open_block_file(
         &dir.path().join("pages"),
@@ -90,7 +92,7 @@ fn stress(force_dontneed: bool, ops_per_thread: u64) {
     let config = Config {
         pool_bytes: POOL_PAGES * PAGE_SIZE,
         max_bytes: 1 << 32,
-        force_dontneed,
+        release,
         ..Config::default()
     };
     let bm = BufferManager::open(file, config).unwrap();
@@ -128,10 +130,10 @@ fn stress(force_dontneed: bool, ops_per_thread: u64) {
 
 #[test]
 fn optimistic_and_exclusive_under_heavy_eviction_with_guard_markers() {
-    stress(false, 4_000 * scale());
+    stress(ReleasePolicy::Guard, 4_000 * scale());
 }
 
 #[test]
 fn optimistic_and_exclusive_under_heavy_eviction_with_dontneed() {
-    stress(true, 4_000 * scale());
+    stress(ReleasePolicy::DontNeed, 4_000 * scale());
 }

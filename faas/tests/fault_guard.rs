@@ -9,7 +9,7 @@
 use rime_bufmgr::io::{IoBackend, open_block_file};
 use rime_bufmgr::testing::evict;
 use rime_bufmgr::{
-    BufferManager, Config, Interrupt, MIN_POOL_PAGES, PAGE_SIZE, PageId, ReleaseMode,
+    BufferManager, Config, Interrupt, MIN_POOL_PAGES, PAGE_SIZE, PageId, ReleaseMode, ReleasePolicy,
 };
 use std::process::Command;
 use std::sync::Arc;
@@ -38,6 +38,8 @@ fn pool() -> Pool {
     let config = Config {
         pool_bytes: MIN_POOL_PAGES * PAGE_SIZE,
         max_bytes: 1 << 32,
+        // Stale reads must fault here: that is the interplay under test.
+        release: ReleasePolicy::Guard,
         ..Config::default()
     };
     let bm = BufferManager::open(file, config).unwrap();

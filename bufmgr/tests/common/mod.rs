@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use rime_bufmgr::io::{BlockFile, FaultPlan, FaultyFile, IoBackend, open_block_file};
-use rime_bufmgr::{BufferManager, Config, PAGE_SIZE, PageId};
+use rime_bufmgr::{BufferManager, Config, PAGE_SIZE, PageId, ReleasePolicy};
 use std::sync::Arc;
 use tempfile::TempDir;
 
@@ -12,18 +12,32 @@ pub struct Pool {
 }
 
 pub fn pool(pool_pages: usize) -> Pool {
+    pool_releasing(pool_pages, ReleasePolicy::Cheapest)
+}
+
+/// A pool whose evicted pages give their memory back as `release` says.
+pub fn pool_releasing(pool_pages: usize, release: ReleasePolicy) -> Pool {
     let dir = TempDir::new().unwrap();
     let file = open_block_file(&dir.path().join("pages"), IoBackend::Auto).unwrap();
     Pool {
-        bm: open(file, pool_pages),
+        bm: open_releasing(file, pool_pages, release),
         dir,
     }
 }
 
 pub fn open(file: Arc<dyn BlockFile>, pool_pages: usize) -> BufferManager {
+    open_releasing(file, pool_pages, ReleasePolicy::Cheapest)
+}
+
+fn open_releasing(
+    file: Arc<dyn BlockFile>,
+    pool_pages: usize,
+    release: ReleasePolicy,
+) -> BufferManager {
     let config = Config {
         pool_bytes: pool_pages * PAGE_SIZE,
         max_bytes: 1 << 32,
+        release,
         ..Config::default()
     };
     BufferManager::open(file, config).unwrap()
