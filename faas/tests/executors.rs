@@ -35,6 +35,15 @@ fn kv_gets(keys: &[u32]) -> Vec<u8> {
     input
 }
 
+/// The `kv` guest's input for an add of `delta` to `key`.
+fn kv_add(key: &[u8], delta: i64) -> Vec<u8> {
+    let mut input = vec![b'a'];
+    input.extend_from_slice(&(key.len() as u16).to_le_bytes());
+    input.extend_from_slice(key);
+    input.extend_from_slice(&delta.to_le_bytes());
+    input
+}
+
 /// Checks a `kv` get output against the values `kv_value` wrote.
 fn check_kv(keys: &[u32], out: &[u8]) {
     let mut at = 0;
@@ -160,6 +169,73 @@ fn ten_thousand_invocations_on_two_executors_over_a_pool_at_5_percent() {
     assert_eq!(rt.in_flight(), 0);
     assert_eq!(rt.stats().instances, 0, "every instance slot back");
     db.verify().unwrap();
+}
+
+/// Regression: an invocation that kept losing a hot key answered
+/// `Conflict` after 64 attempts in a row, however young it was (seen once
+/// in ~460k increments of one counter over HTTP, with more executors than
+/// cores: an executor preempted mid-attempt finds the key changed each
+/// time it runs again). Here one long increment (the add, then 60,000
+/// reads: longer than an epoch tick, so it yields to its executor's other
+/// tasks mid-attempt) loses to a stream of short increments of the same
+/// key until it has lost ~100 times, then the stream stops. It must land
+/// then: an invocation gives up only once its deadline has passed too.
+#[test]
+fn a_long_increment_outlasting_64_losses_to_short_ones_lands_when_they_stop() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let db = Arc::new(Db::open(dir.path().join("db"), db_options()).unwrap());
+    let rt = Runtime::open(db.clone(), runtime_config(dir.path()).workers(2)).unwrap();
+    let config = FunctionConfig::default().deadline(Duration::from_secs(300));
+    rt.deploy("kv", &guest("kv"), config).unwrap();
+    let mut long = kv_add(b"hot", 1);
+    long.extend_from_slice(&kv_gets(&(0..60_000).collect::<Vec<u32>>()));
+    // The long one's losses so far: every conflict of the Db's, less the
+    // re-runs of the short ones that finished (a few of those in flight
+    // may count too: the stream stops a little early then).
+    let losses = || db.stats().conflicts.saturating_sub(rt.stats().retries);
+    let call = rt.invoke_async("kv", long);
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let call = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let r = call.wait();
+            done.store(true, std::sync::atomic::Ordering::Release);
+            r
+        })
+    };
+    // The stream: 64 short increments in flight.
+    let start = Instant::now();
+    let mut shorts = std::collections::VecDeque::new();
+    let mut landed = 0i64;
+    while losses() < 100 && !done.load(std::sync::atomic::Ordering::Acquire) {
+        while shorts.len() < 64 {
+            shorts.push_back(rt.invoke_async("kv", kv_add(b"hot", 1)));
+        }
+        shorts.pop_front().unwrap().wait().unwrap();
+        landed += 1;
+    }
+    let streamed = start.elapsed();
+    landed += shorts
+        .into_iter()
+        .map(|s| s.wait().map(|_| 1))
+        .sum::<Result<i64, _>>()
+        .unwrap();
+    let inv = match call.join().unwrap() {
+        Ok(inv) => inv,
+        Err(e) => panic!("the long increment failed after {streamed:?} of short ones: {e}"),
+    };
+    eprintln!(
+        "{landed} short increments over {streamed:?}; the long one took {:?} and {} re-runs",
+        inv.duration, inv.retries
+    );
+    assert!(
+        inv.retries >= 64,
+        "the short increments should have beaten the long one 64 times ({} re-runs)",
+        inv.retries
+    );
+    let out = rt.invoke("kv", &kv_add(b"hot", 0)).unwrap().output;
+    let hot = i64::from_le_bytes(out[..8].try_into().unwrap());
+    assert_eq!(hot, landed + 1, "every increment counted once");
 }
 
 #[test]

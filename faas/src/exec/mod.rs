@@ -59,6 +59,21 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::JoinHandle;
 
+/// Suspends the calling task once: it is ready again at once, and runs
+/// after the tasks its executor has ready now.
+pub(crate) async fn yield_once() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            return Poll::Ready(());
+        }
+        yielded = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    })
+    .await
+}
+
 /// A task: an invocation, with its result's delivery.
 pub(crate) type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
 
