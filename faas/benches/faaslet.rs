@@ -55,9 +55,16 @@ const EMPTY_COMPONENT: &str = include_str!("../tests/common/empty_component.wat"
 #[allow(dead_code)] // SCAN: the scan bench uses `pushdown`
 mod call_loop;
 
+/// `$RIME_COMPONENTS_DIR`, else where `scripts/build-guests` puts them,
+/// as the tests and the HTTP bench find them.
 fn components_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../guests/components/target/wasm32-wasip2/release")
+    std::env::var_os("RIME_COMPONENTS_DIR").map_or_else(
+        || {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../guests/components/target/wasm32-wasip2/release")
+        },
+        PathBuf::from,
+    )
 }
 
 fn guests_dir() -> PathBuf {

@@ -25,13 +25,16 @@ fn kv_key(i: u32) -> String {
 
 /// The `kv` guest's input for a get of each key (its format: `lib.rs`).
 fn kv_gets(keys: &[u32]) -> Vec<u8> {
-    let mut input = Vec::new();
-    for &k in keys {
-        let key = kv_key(k);
-        input.push(b'g');
-        input.extend_from_slice(&(key.len() as u16).to_le_bytes());
-        input.extend_from_slice(key.as_bytes());
-    }
+    keys.iter()
+        .flat_map(|&k| kv_gets_raw(kv_key(k).as_bytes()))
+        .collect()
+}
+
+/// The `kv` guest's input for a get of `key`.
+fn kv_gets_raw(key: &[u8]) -> Vec<u8> {
+    let mut input = vec![b'g'];
+    input.extend_from_slice(&(key.len() as u16).to_le_bytes());
+    input.extend_from_slice(key);
     input
 }
 
@@ -175,24 +178,36 @@ fn ten_thousand_invocations_on_two_executors_over_a_pool_at_5_percent() {
 /// `Conflict` after 64 attempts in a row, however young it was (seen once
 /// in ~460k increments of one counter over HTTP, with more executors than
 /// cores: an executor preempted mid-attempt finds the key changed each
-/// time it runs again). Here one long increment (the add, then 60,000
-/// reads: longer than an epoch tick, so it yields to its executor's other
-/// tasks mid-attempt) loses to a stream of short increments of the same
-/// key until it has lost ~100 times, then the stream stops. It must land
-/// then: an invocation gives up only once its deadline has passed too.
+/// time it runs again). Here one long invocation (an increment, reads of
+/// the 64 keys the short ones write, then enough reads of absent keys to
+/// last ~15 ms: longer than an epoch tick, so it yields mid-attempt) loses
+/// to a stream of short increments until it has lost 70 times, then the
+/// stream stops. It must land then: an invocation gives up only once its
+/// deadline has passed too.
 #[test]
 fn a_long_increment_outlasting_64_losses_to_short_ones_lands_when_they_stop() {
+    const SHORT_KEYS: u32 = 64;
+    const LOSSES: u64 = 70;
     let dir = tempfile::TempDir::new().unwrap();
     let db = Arc::new(Db::open(dir.path().join("db"), db_options()).unwrap());
     let rt = Runtime::open(db.clone(), runtime_config(dir.path()).workers(2)).unwrap();
     let config = FunctionConfig::default().deadline(Duration::from_secs(300));
     rt.deploy("kv", &guest("kv"), config).unwrap();
+    // Short increments: one in flight per key, so that they never conflict
+    // with each other and every conflict of the Db is the long one's.
+    let short_key = |i: u32| format!("short{i}").into_bytes();
     let mut long = kv_add(b"hot", 1);
-    long.extend_from_slice(&kv_gets(&(0..60_000).collect::<Vec<u32>>()));
-    // The long one's losses so far: every conflict of the Db's, less the
-    // re-runs of the short ones that finished (a few of those in flight
-    // may count too: the stream stops a little early then).
-    let losses = || db.stats().conflicts.saturating_sub(rt.stats().retries);
+    for i in 0..SHORT_KEYS {
+        long.extend_from_slice(&kv_gets_raw(&short_key(i)));
+    }
+    // Reads of absent keys for ~15 ms, whatever the build's speed.
+    let per_1000 = rt
+        .invoke("kv", &kv_gets(&(0..1000).collect::<Vec<u32>>()))
+        .unwrap()
+        .duration;
+    let reads = (15_000 * 1000 / per_1000.as_micros().max(1)).clamp(1000, 100_000) as u32;
+    long.extend_from_slice(&kv_gets(&(1000..1000 + reads).collect::<Vec<u32>>()));
+    let conflicts_before = db.stats().conflicts;
     let call = rt.invoke_async("kv", long);
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let call = {
@@ -203,29 +218,31 @@ fn a_long_increment_outlasting_64_losses_to_short_ones_lands_when_they_stop() {
             r
         })
     };
-    // The stream: 64 short increments in flight.
     let start = Instant::now();
-    let mut shorts = std::collections::VecDeque::new();
+    let mut shorts: std::collections::VecDeque<(u32, Invoking)> = (0..SHORT_KEYS)
+        .map(|i| (i, rt.invoke_async("kv", kv_add(&short_key(i), 1))))
+        .collect();
     let mut landed = 0i64;
-    while losses() < 100 && !done.load(std::sync::atomic::Ordering::Acquire) {
-        while shorts.len() < 64 {
-            shorts.push_back(rt.invoke_async("kv", kv_add(b"hot", 1)));
-        }
-        shorts.pop_front().unwrap().wait().unwrap();
+    while db.stats().conflicts - conflicts_before < LOSSES
+        && !done.load(std::sync::atomic::Ordering::Acquire)
+    {
+        let (i, s) = shorts.pop_front().unwrap();
+        s.wait().unwrap();
         landed += 1;
+        shorts.push_back((i, rt.invoke_async("kv", kv_add(&short_key(i), 1))));
     }
     let streamed = start.elapsed();
-    landed += shorts
-        .into_iter()
-        .map(|s| s.wait().map(|_| 1))
-        .sum::<Result<i64, _>>()
-        .unwrap();
+    for (_, s) in shorts {
+        s.wait().unwrap();
+        landed += 1;
+    }
     let inv = match call.join().unwrap() {
         Ok(inv) => inv,
         Err(e) => panic!("the long increment failed after {streamed:?} of short ones: {e}"),
     };
     eprintln!(
-        "{landed} short increments over {streamed:?}; the long one took {:?} and {} re-runs",
+        "{landed} short increments over {streamed:?}; the long one ({reads} reads) took {:?} \
+         and {} re-runs",
         inv.duration, inv.retries
     );
     assert!(
@@ -234,8 +251,13 @@ fn a_long_increment_outlasting_64_losses_to_short_ones_lands_when_they_stop() {
         inv.retries
     );
     let out = rt.invoke("kv", &kv_add(b"hot", 0)).unwrap().output;
-    let hot = i64::from_le_bytes(out[..8].try_into().unwrap());
-    assert_eq!(hot, landed + 1, "every increment counted once");
+    assert_eq!(i64::from_le_bytes(out[..8].try_into().unwrap()), 1);
+    let mut total = 0;
+    for i in 0..SHORT_KEYS {
+        let out = rt.invoke("kv", &kv_add(&short_key(i), 0)).unwrap().output;
+        total += i64::from_le_bytes(out[..8].try_into().unwrap());
+    }
+    assert_eq!(total, landed, "every short increment counted once");
 }
 
 #[test]
