@@ -3,7 +3,7 @@
 //!
 //! * [`Db`] (`db.rs`): open/close, trees, convenience methods, stats.
 //! * `inner.rs`: the state a Db's threads share, and the crate's lock
-//!   order; `locks.rs`: the key stripes and gates commits hold.
+//!   order; `locks/`: the key stripes and gates commits hold.
 //! * [`Tx`] (`tx/`): a transaction's operations, read set, write set;
 //!   `occ.rs` validates, `commit/` commits (the numbered protocol there).
 //! * `catalog.rs`: names → trees, itself a logged B+tree.

@@ -163,7 +163,7 @@ struct Mark {
 }
 
 /// FNV-1a of `(tree, key)`: the write index's hash, and the key stripe's
-/// (`locks.rs`).
+/// (`locks/mod.rs`).
 pub(crate) fn hash(tree: TreeId, key: &[u8]) -> u64 {
     // FNV-1a: short keys, no allocation, no per-process seed needed (the
     // index only speeds up lookups; collisions are resolved by comparing).

@@ -17,6 +17,13 @@
 //! 2-core machine can keep a lock for a whole time slice, and hundreds of
 //! spinning committers would take the cores it needs to finish.
 
+mod phase;
+
+#[cfg(test)]
+use phase::A_SHARDS;
+pub(crate) use phase::Phase;
+use phase::{PhaseLock, Writers};
+
 use crate::sync::{AtomicU64, Condvar, Mutex, Ordering, lock, wait, wait_timeout};
 use rime_bufmgr::{BLOCKED_REAP_INTERVAL, reap_while_blocked};
 
@@ -51,7 +58,7 @@ const _: () = assert!(KEY_STRIPES.is_power_of_two() && TREE_GATES.is_power_of_tw
 
 /// Sleeping places for waiters; a releaser that saw a waiter bit wakes its
 /// slot.
-struct Parking {
+pub(super) struct Parking {
     slots: Box<[(Mutex<()>, Condvar)]>,
 }
 
@@ -72,7 +79,7 @@ impl Parking {
     /// A thread with page reads in flight (an executor's loader) reaps them
     /// first and sleeps only briefly: the holder it waits for may be
     /// waiting for one of those reads (`rime_bufmgr::reap_while_blocked`).
-    fn park(&self, slot: usize, still_blocked: impl Fn() -> bool) {
+    pub(super) fn park(&self, slot: usize, still_blocked: impl Fn() -> bool) {
         let reaping = reap_while_blocked();
         let (m, cv) = &self.slots[slot % PARKING_SLOTS];
         let guard = lock(m);
@@ -85,7 +92,7 @@ impl Parking {
         }
     }
 
-    fn unpark(&self, slot: usize) {
+    pub(super) fn unpark(&self, slot: usize) {
         let (m, cv) = &self.slots[slot % PARKING_SLOTS];
         drop(lock(m));
         cv.notify_all();
@@ -96,13 +103,13 @@ impl Parking {
 /// (Under loom, sleep at once: the model explores the parking instead of
 /// unbounded spinning.)
 #[cfg(loom)]
-fn spin(_round: &mut u32) -> bool {
+pub(super) fn spin(_round: &mut u32) -> bool {
     true
 }
 
 /// A backoff step of a waiter: spin, then yield, then report "sleep now".
 #[cfg(not(loom))]
-fn spin(round: &mut u32) -> bool {
+pub(super) fn spin(round: &mut u32) -> bool {
     *round += 1;
     if *round < SPINS {
         std::hint::spin_loop();
@@ -220,195 +227,17 @@ impl KeyLocks {
     }
 }
 
-/// The modes of a [`PhaseLock`].
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) enum Phase {
-    /// Shared with other `A` holders (writers of a tree; committers at the
-    /// apply gate).
-    A,
-    /// Shared with other `B` holders (scan validators of a tree; the
-    /// checkpoint at the apply gate).
-    B,
-    /// Alone (a committer that both writes and scans a tree; `drop_tree`).
-    X,
-}
-
-/// A lock whose holders are all in one phase: any number of `A` holders, or
-/// any number of `B` holders, or one `X` holder. Word:
-///
-/// ```text
-///  63      36 35       8  7   6   5    4    3    2    1    0
-/// +----------+-----------+------+----+----+----+----+----+----+
-/// | B count  |  A count  |  0   | WX |  X | S  | WB | WA |  0 |
-/// +----------+-----------+------+----+----+----+----+----+----+
-///   X: held by its one X holder
-///   WA / WB / WX: a holder-to-be of A / B / X waits (fairness, below)
-///   S: someone sleeps on this lock's parking slot
-/// ```
-///
-/// Fairness: while another mode waits, a shared phase that holds the lock
-/// admits no newcomers, so it drains and the waiting mode goes next. When
-/// nobody holds it, whoever comes first enters, whatever waits.
-pub(crate) struct PhaseLock {
-    word: AtomicU64,
-}
-
-const WA: u64 = 1 << 1;
-const WB: u64 = 1 << 2;
-const SLEEP: u64 = 1 << 3;
-const X: u64 = 1 << 4;
-const WX: u64 = 1 << 5;
-const A_ONE: u64 = 1 << 8;
-const B_ONE: u64 = 1 << 36;
-const COUNT_MASK: u64 = (1 << 28) - 1;
-
-fn a_count(w: u64) -> u64 {
-    (w >> 8) & COUNT_MASK
-}
-
-fn b_count(w: u64) -> u64 {
-    (w >> 36) & COUNT_MASK
-}
-
-fn held(w: u64) -> bool {
-    a_count(w) > 0 || b_count(w) > 0 || w & X != 0
-}
-
-impl Phase {
-    fn waiting_bit(self) -> u64 {
-        match self {
-            Phase::A => WA,
-            Phase::B => WB,
-            Phase::X => WX,
-        }
-    }
-}
-
-impl PhaseLock {
-    pub fn new() -> Self {
-        PhaseLock {
-            word: AtomicU64::new(0),
-        }
-    }
-
-    /// May a newcomer of `p` enter, given word `w`?
-    fn admits(p: Phase, w: u64) -> bool {
-        match p {
-            Phase::A => b_count(w) == 0 && w & X == 0 && !(a_count(w) > 0 && w & (WB | WX) != 0),
-            Phase::B => a_count(w) == 0 && w & X == 0 && !(b_count(w) > 0 && w & (WA | WX) != 0),
-            Phase::X => !held(w),
-        }
-    }
-
-    /// `w` with `p` entered (its waiting bit cleared: any others of `p`
-    /// still waiting are admitted with it, or set the bit again).
-    fn entered(p: Phase, w: u64) -> u64 {
-        let w = w & !p.waiting_bit();
-        match p {
-            Phase::A => w + A_ONE,
-            Phase::B => w + B_ONE,
-            Phase::X => w | X,
-        }
-    }
-
-    /// Enters phase `p`, waiting (parked on `parking`, slot `slot`) while
-    /// another mode holds the lock or waits for it.
-    fn lock(&self, p: Phase, parking: &Parking, slot: usize) {
-        let mut round = 0;
-        loop {
-            let cur = self.word.load(Ordering::Relaxed);
-            if Self::admits(p, cur) {
-                if self
-                    .word
-                    .compare_exchange_weak(
-                        cur,
-                        Self::entered(p, cur),
-                        Ordering::Acquire,
-                        Ordering::Relaxed,
-                    )
-                    .is_ok()
-                {
-                    return;
-                }
-                continue;
-            }
-            let want = cur | p.waiting_bit() | if spin(&mut round) { SLEEP } else { 0 };
-            if want != cur
-                && self
-                    .word
-                    .compare_exchange_weak(cur, want, Ordering::Relaxed, Ordering::Relaxed)
-                    .is_err()
-            {
-                continue;
-            }
-            if want & SLEEP != 0 {
-                // Admission is refused only while someone holds the lock,
-                // and the last holder out clears S and wakes the slot.
-                parking.park(slot, || {
-                    let w = self.word.load(Ordering::Relaxed);
-                    w & SLEEP != 0 && !Self::admits(p, w)
-                });
-            }
-        }
-    }
-
-    fn unlock(&self, p: Phase, parking: &Parking, slot: usize) {
-        let mut cur = self.word.load(Ordering::Relaxed);
-        loop {
-            let mut new = match p {
-                Phase::A => {
-                    debug_assert!(a_count(cur) > 0, "leaving A, which is not held");
-                    cur - A_ONE
-                }
-                Phase::B => {
-                    debug_assert!(b_count(cur) > 0, "leaving B, which is not held");
-                    cur - B_ONE
-                }
-                Phase::X => {
-                    debug_assert!(cur & X != 0, "leaving X, which is not held");
-                    cur & !X
-                }
-            };
-            // The last holder out wakes every sleeper: they re-decide.
-            let last = !held(new);
-            if last {
-                new &= !SLEEP;
-            }
-            match self
-                .word
-                .compare_exchange_weak(cur, new, Ordering::Release, Ordering::Relaxed)
-            {
-                Ok(_) => {
-                    if last && cur & SLEEP != 0 {
-                        parking.unpark(slot);
-                    }
-                    return;
-                }
-                Err(actual) => cur = actual,
-            }
-        }
-    }
-}
-
 /// The tree gates and the apply gate, with their parking.
 pub(crate) struct Gates {
+    /// A tree gate counts its writers (holders of `A` or `X`): how many
+    /// have begun and how many have ended, so that a scan can prove
+    /// nothing it read changed without scanning again ([`Gates::quiet`]).
+    /// A writer counts itself begun after it takes the gate and before it
+    /// changes any tree of it, and ended after its last change and before
+    /// it releases the gate.
     trees: Box<[PhaseLock]>,
-    /// Per tree gate: its writers so far (`WriteCounts`).
-    writes: Box<[WriteCounts]>,
     apply: PhaseLock,
     parking: Parking,
-}
-
-/// How many writers (holders of `A` or `X`) of a tree gate have begun and
-/// how many have ended, so that a scan can prove nothing it read changed
-/// without scanning again ([`Gates::quiet`]). A writer bumps `begun` after
-/// it takes the gate and before it changes any tree of it, and `ended`
-/// after its last change and before it releases the gate; so `ended` never
-/// runs ahead of `begun`, and the two are equal exactly when no writer is
-/// between its first change and its last.
-struct WriteCounts {
-    begun: AtomicU64,
-    ended: AtomicU64,
 }
 
 /// A tree gate found with no writer in progress, and how many had begun:
@@ -423,12 +252,6 @@ impl Gates {
     pub fn new() -> Self {
         Gates {
             trees: (0..TREE_GATES).map(|_| PhaseLock::new()).collect(),
-            writes: (0..TREE_GATES)
-                .map(|_| WriteCounts {
-                    begun: AtomicU64::new(0),
-                    ended: AtomicU64::new(0),
-                })
-                .collect(),
             apply: PhaseLock::new(),
             parking: Parking::new(),
         }
@@ -440,28 +263,16 @@ impl Gates {
     }
 
     /// Enters `gate` in phase `p`; a writer (`A`, `X`) is counted as begun.
+    /// Left on the same thread.
     pub fn lock_tree(&self, gate: u32, p: Phase) {
-        self.trees[gate as usize].lock(p, &self.parking, gate as usize);
-        if p != Phase::B {
-            // Before the writer's first change: a reader that sees any of
-            // its changes (through the page latch that published it) sees
-            // this count too.
-            self.writes[gate as usize]
-                .begun
-                .fetch_add(1, Ordering::AcqRel);
-        }
+        let g = gate as usize;
+        self.trees[g].lock(p, Writers::Counted, &self.parking, g);
     }
 
     /// Leaves `gate`; a writer (`A`, `X`) is counted as ended first.
     pub fn unlock_tree(&self, gate: u32, p: Phase) {
-        if p != Phase::B {
-            // After the writer's last change: a reader that sees this count
-            // sees all of its changes.
-            self.writes[gate as usize]
-                .ended
-                .fetch_add(1, Ordering::Release);
-        }
-        self.trees[gate as usize].unlock(p, &self.parking, gate as usize);
+        let g = gate as usize;
+        self.trees[g].unlock(p, Writers::Counted, &self.parking, g);
     }
 
     /// Taken before a scan of a tree of `gate` reads it: `Some` if no
@@ -470,17 +281,9 @@ impl Gates {
     /// them. Then [`Gates::still_quiet`] tells, at validation, whether a
     /// writer has begun since; if none has, the scan read one unchanged
     /// state from this call until then, and needs no second scan.
-    ///
-    /// Why equal counts mean no writer in progress: `ended` is read first.
-    /// Every writer counted in it had bumped `begun` before (its own
-    /// order), and the acquire load makes that bump visible to the load
-    /// of `begun` after it; so the writers that ended are among those that
-    /// began, and equal counts make them the same writers, all done, with
-    /// their changes visible here.
+    /// (Why equal sums mean no writer in progress: `phase::balanced`.)
     pub fn quiet(&self, gate: u32) -> Option<Quiet> {
-        let w = &self.writes[gate as usize];
-        let ended = w.ended.load(Ordering::Acquire);
-        let begun = w.begun.load(Ordering::Acquire);
+        let (ended, begun) = self.trees[gate as usize].writers();
         (ended == begun).then_some(Quiet(begun))
     }
 
@@ -489,15 +292,19 @@ impl Gates {
     /// in progress now and every one that ended is visible; or without it
     /// for a transaction of scans alone (`occ::only_quiet_scans`).
     pub fn still_quiet(&self, gate: u32, q: Quiet) -> bool {
-        self.writes[gate as usize].begun.load(Ordering::Acquire) == q.0
+        self.trees[gate as usize].writers_begun() == q.0
     }
 
+    /// Enters the apply gate in phase `p` (committers `A`, the checkpoint
+    /// `B`); left on the same thread.
     pub fn lock_apply(&self, p: Phase) {
-        self.apply.lock(p, &self.parking, APPLY_SLOT);
+        self.apply
+            .lock(p, Writers::Uncounted, &self.parking, APPLY_SLOT);
     }
 
     pub fn unlock_apply(&self, p: Phase) {
-        self.apply.unlock(p, &self.parking, APPLY_SLOT);
+        self.apply
+            .unlock(p, Writers::Uncounted, &self.parking, APPLY_SLOT);
     }
 }
 
@@ -577,6 +384,78 @@ mod tests {
             .collect();
         for t in threads {
             t.join().unwrap();
+        }
+    }
+
+    /// A writer kept out by a scan validator's `B` is not a writer that
+    /// began: the validator's `still_quiet` holds until the writer gets in
+    /// (counting a writer that backs out as begun would make each such
+    /// validator scan again).
+    #[test]
+    fn a_writer_waiting_for_a_validator_leaves_its_scan_quiet() {
+        let g = Arc::new(Gates::new());
+        let q = g.quiet(2).expect("no writer yet");
+        g.lock_tree(2, Phase::B);
+        let writer = {
+            let g = g.clone();
+            std::thread::spawn(move || {
+                g.lock_tree(2, Phase::A);
+                g.unlock_tree(2, Phase::A);
+            })
+        };
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(g.still_quiet(2, q), "a waiting writer counted as begun");
+        assert!(!writer.is_finished(), "a writer got in past B");
+        g.unlock_tree(2, Phase::B);
+        writer.join().unwrap();
+        assert!(
+            !g.still_quiet(2, q),
+            "the writer that got in was not counted"
+        );
+        assert!(
+            g.quiet(2).is_some(),
+            "the writer that left was not counted out"
+        );
+    }
+
+    /// `A` holders on many threads (so many shards) and a `B` newcomer: the
+    /// `B` waits for every one of them, whichever shard counted it.
+    #[test]
+    fn a_validator_waits_for_writers_in_every_shard() {
+        let g = Arc::new(Gates::new());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let go_rx = Arc::new(std::sync::Mutex::new(go_rx));
+        let writers: Vec<_> = (0..2 * A_SHARDS)
+            .map(|_| {
+                let (g, tx, go_rx) = (g.clone(), tx.clone(), go_rx.clone());
+                std::thread::spawn(move || {
+                    g.lock_apply(Phase::A);
+                    tx.send(()).unwrap();
+                    go_rx.lock().unwrap().recv().unwrap();
+                    g.unlock_apply(Phase::A);
+                })
+            })
+            .collect();
+        for _ in &writers {
+            rx.recv().unwrap();
+        }
+        let checkpoint = {
+            let g = g.clone();
+            std::thread::spawn(move || {
+                g.lock_apply(Phase::B);
+                g.unlock_apply(Phase::B);
+            })
+        };
+        for _ in 1..writers.len() {
+            go_tx.send(()).unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(!checkpoint.is_finished(), "B got in with an A holder left");
+        go_tx.send(()).unwrap();
+        checkpoint.join().unwrap();
+        for w in writers {
+            w.join().unwrap();
         }
     }
 
