@@ -35,6 +35,7 @@ pub mod hooks;
 mod keybuf;
 pub mod node;
 
+mod contention;
 mod epoch;
 mod error;
 mod large;
@@ -158,6 +159,8 @@ pub struct BTree {
     pub(crate) bm: Arc<BufferManager>,
     pub(crate) root: PageId,
     pub(crate) hooks: Arc<dyn TreeHooks>,
+    /// Which leaves writers fight over (`contention.rs`; memory only).
+    pub(crate) contention: contention::Contention,
 }
 
 impl BTree {
@@ -171,6 +174,7 @@ impl BTree {
             bm: bm.clone(),
             root,
             hooks,
+            contention: contention::Contention::new(),
         };
         tree.log_smo(SmoKind::Create, &mut [&mut page], &[root], &[])?;
         drop(page);
@@ -193,7 +197,20 @@ impl BTree {
             return Err(error::corrupt(root, "not a tree root"));
         }
         drop(page);
-        Ok(BTree { bm, root, hooks })
+        Ok(BTree {
+            bm,
+            root,
+            hooks,
+            contention: contention::Contention::new(),
+        })
+    }
+
+    /// Leaves split for contention since this tree was opened
+    /// (`contention.rs`).
+    pub fn contention_splits(&self) -> u64 {
+        self.contention
+            .splits
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The root page id: the tree's identity, stable for its life.

@@ -523,14 +523,28 @@ impl BTree {
         Ok(guard)
     }
 
-    /// The leaf for `key`, latched exclusively.
-    pub(crate) fn leaf_exclusive(&self, key: &[u8]) -> Result<ExclusiveGuard<'_>, TreeError> {
+    /// The leaf for `key`, latched exclusively, and whether getting it was
+    /// contended: a read on the way waited for another thread's exclusive
+    /// latch, or the descent started over (a node changed under it, the
+    /// leaf's latch taken between its read and the upgrade).
+    pub(crate) fn leaf_exclusive(
+        &self,
+        key: &[u8],
+    ) -> Result<(ExclusiveGuard<'_>, bool), TreeError> {
         let (root, bm) = (self.root, &*self.bm);
-        // SAFETY: as in `leaf_shared`.
+        let mut attempts = 0u32;
+        let mut waited = false;
+        // SAFETY: as in `leaf_shared` (the two counters are Copy locals
+        // written with plain stores).
         let guard = unsafe {
-            bm.optimistic(|s| Ok(descend(s, bm, root, key, false)?.upgrade()?.rebind(bm)))
+            bm.optimistic(|s| {
+                attempts += 1;
+                let leaf = descend(s, bm, root, key, false);
+                waited |= s.waited_for_a_latch();
+                Ok(leaf?.upgrade()?.rebind(bm))
+            })
         }?;
-        Ok(guard)
+        Ok((guard, waited || attempts > 1))
     }
 
     /// Page `target` on the path of `key` and its parent, latched

@@ -38,6 +38,15 @@ struct Cut {
     separator: Vec<u8>,
 }
 
+/// Why a node splits.
+#[derive(Clone, Copy)]
+enum Why {
+    /// To make `needed` bytes of room.
+    Room { needed: usize },
+    /// For contention: at `left_end`, whatever its room.
+    Contention { left_end: usize },
+}
+
 /// Whether the node being split is its parent's first or last child (the
 /// root is both): the ends of a level, where ascending and descending
 /// loads insert.
@@ -61,6 +70,23 @@ impl BTree {
     ///    separator to the parent.
     /// 6. Log the SMO and stamp its LSN with all three pages latched.
     pub(crate) fn split(&self, key: &[u8], target: PageId, needed: usize) -> Result<(), TreeError> {
+        self.split_for(key, target, Why::Room { needed })
+    }
+
+    /// Splits leaf `target` (on the path of `key`) at `left_end` for
+    /// contention (`contention.rs`), however full it is: entries
+    /// `..left_end` go left. Nothing happens if the leaf is the root, or
+    /// now has too few entries for that cut. Steps as in [`BTree::split`].
+    pub(crate) fn split_for_contention(
+        &self,
+        key: &[u8],
+        target: PageId,
+        left_end: usize,
+    ) -> Result<(), TreeError> {
+        self.split_for(key, target, Why::Contention { left_end })
+    }
+
+    fn split_for(&self, key: &[u8], target: PageId, why: Why) -> Result<(), TreeError> {
         loop {
             // Step 1.
             let Some((parent, mut node)) = self.latch_for_split(key, target)? else {
@@ -68,20 +94,42 @@ impl BTree {
             };
             // Step 2.
             let view = Node(node.payload());
-            if view.free_after_compaction().or_corrupt(target, "header")? >= needed {
+            let count = view.count().or_corrupt(target, "count")?;
+            let done = match why {
+                Why::Room { needed } => {
+                    view.free_after_compaction().or_corrupt(target, "header")? >= needed
+                }
+                Why::Contention { left_end } => {
+                    !view.is_leaf() || left_end == 0 || left_end >= count
+                }
+            };
+            if done {
                 return Ok(());
             }
             // Step 3.
             let Some(mut parent) = parent else {
-                return self.split_root(&mut node, key, needed);
+                return match why {
+                    Why::Room { needed } => self.split_root(&mut node, key, needed),
+                    Why::Contention { .. } => Ok(()),
+                };
             };
             // Step 4.
             let pview = Node(parent.payload());
-            let edge = Edge {
-                first: pview.child(0) == Some(target),
-                last: pview.upper_child() == Some(target),
+            let cut = match why {
+                Why::Room { needed } => {
+                    let edge = Edge {
+                        first: pview.child(0) == Some(target),
+                        last: pview.upper_child() == Some(target),
+                    };
+                    choose_cut(view, target, key, needed, edge)?
+                }
+                Why::Contention { left_end } => {
+                    match contention_cut(view, target, left_end, key)? {
+                        Some(cut) => cut,
+                        None => return Ok(()),
+                    }
+                }
             };
-            let cut = choose_cut(view, target, key, needed, edge)?;
             let sep_suffix = cut
                 .separator
                 .len()
@@ -117,6 +165,11 @@ impl BTree {
                 &[left_pid],
                 &[],
             )?;
+            if let Why::Contention { .. } = why {
+                self.contention
+                    .splits
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
             return Ok(());
         }
     }
@@ -279,6 +332,29 @@ fn choose_cut(
         }
     }
     cut_at(view, pid, old_middle, key, None)
+}
+
+/// The cut of a contention split at `left_end`, if both halves fit with
+/// their new fences (`None`: the leaf stays whole).
+fn contention_cut(
+    view: Node<'_>,
+    pid: PageId,
+    left_end: usize,
+    key: &[u8],
+) -> Result<Option<Cut>, TreeError> {
+    let count = view.count().or_corrupt(pid, "count")?;
+    let mut sizes = Vec::with_capacity(count);
+    for i in 0..count {
+        let s = view.slot(i).or_corrupt(pid, "slot")?;
+        sizes.push(entry_size(s.key_len, s.val_len));
+    }
+    let fences = (
+        view.lower().or_corrupt(pid, "fence")?,
+        view.upper().or_corrupt(pid, "fence")?,
+    );
+    let prefix = view.prefix_len().or_corrupt(pid, "prefix")?;
+    let cut = cut_at(view, pid, left_end, key, None)?;
+    Ok(halves_fit(&sizes, true, fences, prefix, &cut).then_some(cut))
 }
 
 /// Whether inserting a new key at slot `pos` of leaf `view` (of `count`

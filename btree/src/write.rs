@@ -4,7 +4,9 @@
 //!
 //! 1. Descend optimistically and upgrade the leaf to an exclusive latch
 //!    (restarting on any conflict; see `olc`).
-//! 2. Search the leaf and run the operation's step on it.
+//! 2. Search the leaf. If writers keep taking it from each other (their
+//!    latches contended, `contention`), unlatch, split it between their
+//!    keys and start over at 1. Else run the operation's step on it.
 //! 3. If the entry does not fit, unlatch, make room (entries move to a
 //!    sibling with room, `redistribute`, unless the leaf is on an
 //!    ascending or descending run; else the leaf splits, `split`), and
@@ -96,8 +98,8 @@ impl<'t> Writer<'t> {
             // same key range).
             let hinted = near.take().and_then(|s| tree.bm.lock_if_unchanged(s.0));
             let from_hint = hinted.is_some();
-            let mut leaf = match hinted {
-                Some(leaf) => leaf,
+            let (mut leaf, contended) = match hinted {
+                Some(leaf) => (leaf, false),
                 None => tree.leaf_exclusive(key)?,
             };
             let pid = leaf.pid();
@@ -113,6 +115,14 @@ impl<'t> Writer<'t> {
                 ));
             }
             let (pos, found) = view.search(key).or_corrupt(pid, "slots")?;
+            // A leaf writers keep taking from each other splits between
+            // their keys first (`contention.rs`); then the write goes on in
+            // the half that holds its key.
+            if let Some(left_end) = tree.contention.note(pid, pos, contended) {
+                drop(leaf);
+                tree.split_for_contention(key, pid, left_end)?;
+                continue;
+            }
             let used_before = view.used().unwrap_or(0);
             match step(&mut leaf, pos, found)? {
                 // Step 3.

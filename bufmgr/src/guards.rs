@@ -15,6 +15,7 @@ use crate::state::{EVICTED, LOCKED, MARKED, StateWord};
 use crate::stats::Counter;
 use crate::sync::Backoff;
 use crate::{PAGE_SIZE, PageId};
+use std::cell::Cell;
 use std::marker::PhantomData;
 
 /// An exclusive latch on a frame. Unlocks on drop; the version moves on only
@@ -301,6 +302,7 @@ impl BufferManager {
             let section = Section {
                 bm: self,
                 on_miss,
+                waited: Cell::new(false),
                 _not_send: PhantomData,
             };
             // SAFETY: the caller upholds the contract above for `body`; the
@@ -353,10 +355,19 @@ pub struct Section<'a> {
     bm: &'a BufferManager,
     /// What to do at a frame that is not in memory.
     on_miss: OnMiss,
+    /// Some read of this section waited for an exclusive latch.
+    waited: Cell<bool>,
     _not_send: PhantomData<*const ()>,
 }
 
 impl<'a> Section<'a> {
+    /// Whether a read of this section so far found its page latched
+    /// exclusively and waited: a sign of contention for the caller to
+    /// count (a B-tree's contention split).
+    pub fn waited_for_a_latch(&self) -> bool {
+        self.waited.get()
+    }
+
     /// An optimistic guard on page `pid`, loading the page if it is evicted.
     #[inline]
     pub fn read(&self, pid: PageId) -> Result<OptimisticGuard<'a>, Interrupt> {
@@ -410,7 +421,10 @@ impl<'a> Section<'a> {
                 LOCKED if self.on_miss == OnMiss::Report && meta.is_writing() => {
                     return Err(Interrupt::Missing { pid, pages });
                 }
-                LOCKED => backoff.snooze(),
+                LOCKED => {
+                    self.waited.set(true);
+                    backoff.snooze();
+                }
                 MARKED => {
                     // An access: give the frame its second chance back.
                     meta.state.try_unmark(seen);
