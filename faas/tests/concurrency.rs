@@ -2,6 +2,7 @@
 //! across a kill -9), the worker pool.
 
 mod common;
+use common::kv_input::KvInput;
 use common::*;
 use rand::{Rng, SeedableRng};
 use rime_faas::{FunctionConfig, InvokeError, Runtime};
@@ -201,14 +202,11 @@ fn guests_read_correctly_while_pages_are_evicted_under_them() {
                 let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
                 for _ in 0..300 {
                     let keys: Vec<u32> = (0..20).map(|_| rng.gen_range(0..KEYS)).collect();
-                    let mut input = Vec::new();
+                    let mut input = KvInput::new();
                     for &k in &keys {
-                        let key = format!("key{k:06}");
-                        input.push(b'g');
-                        input.extend_from_slice(&(key.len() as u16).to_le_bytes());
-                        input.extend_from_slice(key.as_bytes());
+                        input.get(format!("key{k:06}"));
                     }
-                    let out = rt.invoke("kv", &input).unwrap().output;
+                    let out = rt.invoke("kv", &input.bytes()).unwrap().output;
                     let mut at = 0;
                     for &k in &keys {
                         assert_eq!(out[at], 1, "key{k:06} missing");

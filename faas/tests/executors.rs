@@ -3,6 +3,7 @@
 //! looping guest and the others; cancellation.
 
 mod common;
+use common::kv_input::KvInput;
 use common::*;
 use rand::{Rng, SeedableRng};
 use rime_faas::{FunctionConfig, InvokeError, Invoking, Runtime};
@@ -23,28 +24,23 @@ fn kv_key(i: u32) -> String {
     format!("key{i:06}")
 }
 
-/// The `kv` guest's input for a get of each key (its format: `lib.rs`).
+/// The `kv` guest's input for a get of each key.
 fn kv_gets(keys: &[u32]) -> Vec<u8> {
-    keys.iter()
-        .flat_map(|&k| kv_gets_raw(kv_key(k).as_bytes()))
-        .collect()
+    let mut input = KvInput::new();
+    for &k in keys {
+        input.get(kv_key(k));
+    }
+    input.bytes()
 }
 
 /// The `kv` guest's input for a get of `key`.
 fn kv_gets_raw(key: &[u8]) -> Vec<u8> {
-    let mut input = vec![b'g'];
-    input.extend_from_slice(&(key.len() as u16).to_le_bytes());
-    input.extend_from_slice(key);
-    input
+    KvInput::new().get(key).bytes()
 }
 
 /// The `kv` guest's input for an add of `delta` to `key`.
 fn kv_add(key: &[u8], delta: i64) -> Vec<u8> {
-    let mut input = vec![b'a'];
-    input.extend_from_slice(&(key.len() as u16).to_le_bytes());
-    input.extend_from_slice(key);
-    input.extend_from_slice(&delta.to_le_bytes());
-    input
+    KvInput::new().add(key, delta).bytes()
 }
 
 /// Checks a `kv` get output against the values `kv_value` wrote.
@@ -367,17 +363,10 @@ fn admission_past_its_bound_is_overloaded_at_once() {
 /// The `kv` guest's input: a scan of `limit` entries from `kv_key(from)`,
 /// then a put of `key -> value`.
 fn kv_scan_and_put(from: u32, limit: u32, key: &str, value: &[u8]) -> Vec<u8> {
-    let mut input = vec![b's'];
-    let from = kv_key(from);
-    input.extend_from_slice(&(from.len() as u16).to_le_bytes());
-    input.extend_from_slice(from.as_bytes());
-    input.extend_from_slice(&limit.to_le_bytes());
-    input.push(b'p');
-    input.extend_from_slice(&(key.len() as u16).to_le_bytes());
-    input.extend_from_slice(key.as_bytes());
-    input.extend_from_slice(&(value.len() as u32).to_le_bytes());
-    input.extend_from_slice(value);
-    input
+    KvInput::new()
+        .scan(kv_key(from), limit)
+        .put(key, value)
+        .bytes()
 }
 
 /// Checks a `kv` scan output: `kv_key(from..)` with their values.

@@ -5,6 +5,7 @@
 //! no mock), beside the ABI v1 modules of the same namespaces.
 
 mod common;
+use common::kv_input::KvInput;
 
 use bytes::Bytes;
 use common::global_node::{
@@ -214,10 +215,7 @@ fn decode_scan(out: &[u8]) -> Vec<String> {
 
 /// The `kv` module's scan of its whole namespace, from `start`.
 fn module_scan(n: &Node, start: &str) -> Vec<String> {
-    let mut input = vec![b's'];
-    input.extend_from_slice(&(start.len() as u16).to_le_bytes());
-    input.extend_from_slice(start.as_bytes());
-    input.extend_from_slice(&100_000u32.to_le_bytes());
+    let input = KvInput::new().scan(start, 100_000).bytes();
     decode_scan(&n.rt.invoke("shared", &input).unwrap().output)
 }
 

@@ -5,6 +5,7 @@
 //! which is itself tested on histories with known anomalies.
 
 mod common;
+use common::kv_input::KvInput;
 
 use common::global_node::{Node, client, global_value, node, xorshift};
 use common::guest;
@@ -278,7 +279,7 @@ fn a_history_across_three_nodes_is_serializable() {
                     let mut done = Vec::new();
                     for c in 0..TXNS_PER_THREAD {
                         let id = format!("{session}.{c}");
-                        let mut input = Vec::new();
+                        let mut input = KvInput::new();
                         let mut keys: Vec<(String, bool)> = Vec::new();
                         for _ in 0..1 + c % 3 {
                             let r = xorshift(&mut x);
@@ -287,19 +288,13 @@ fn a_history_across_three_nodes_is_serializable() {
                                 continue;
                             }
                             let write = !(r >> 32).is_multiple_of(3);
-                            input.push(b'g');
-                            input.extend_from_slice(&(k.len() as u16).to_le_bytes());
-                            input.extend_from_slice(k.as_bytes());
+                            input.get(&k);
                             if write {
-                                input.push(b'p');
-                                input.extend_from_slice(&(k.len() as u16).to_le_bytes());
-                                input.extend_from_slice(k.as_bytes());
-                                input.extend_from_slice(&(id.len() as u32).to_le_bytes());
-                                input.extend_from_slice(id.as_bytes());
+                                input.put(&k, &id);
                             }
                             keys.push((k, write));
                         }
-                        let out = match n.rt.invoke("hist", &input) {
+                        let out = match n.rt.invoke("hist", &input.bytes()) {
                             Ok(inv) => inv.output,
                             Err(e) => panic!("T{id}: {e}"),
                         };

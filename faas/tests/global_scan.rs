@@ -4,6 +4,7 @@
 //! no mock).
 
 mod common;
+use common::kv_input::KvInput;
 
 use common::global_node::{node, node_with};
 use common::guest;
@@ -238,16 +239,7 @@ fn an_insert_into_a_scanned_range_by_another_node_re_runs_the_scan() {
 
 /// The `kv` guest's input: scan from `d/` (every key), then put `key`.
 fn scan_then_put(key: &[u8]) -> Vec<u8> {
-    let mut input = vec![b's'];
-    input.extend_from_slice(&2u16.to_le_bytes());
-    input.extend_from_slice(b"d/");
-    input.extend_from_slice(&u32::MAX.to_le_bytes());
-    input.push(b'p');
-    input.extend_from_slice(&(key.len() as u16).to_le_bytes());
-    input.extend_from_slice(key);
-    input.extend_from_slice(&1u32.to_le_bytes());
-    input.push(b'1');
-    input
+    KvInput::new().scan(b"d/", u32::MAX).put(key, b"1").bytes()
 }
 
 /// The keys of the `kv` guest's scan response (`count`, then `count` ×

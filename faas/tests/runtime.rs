@@ -2,6 +2,7 @@
 //! across restarts; the module cache.
 
 mod common;
+use common::kv_input::{KvInput, push_key, push_value};
 use common::*;
 use rime_faas::{DeployError, FunctionConfig, Grant, InvokeError, Runtime};
 use std::sync::{Arc, Condvar, Mutex};
@@ -61,51 +62,34 @@ fn bank_transfers_and_refusals() {
     assert_eq!(e.call("bank", "total"), "105");
 }
 
-fn kv_key(out: &mut Vec<u8>, k: &[u8]) {
-    out.extend_from_slice(&(k.len() as u16).to_le_bytes());
-    out.extend_from_slice(k);
-}
-fn kv_val(out: &mut Vec<u8>, v: &[u8]) {
-    out.extend_from_slice(&(v.len() as u32).to_le_bytes());
-    out.extend_from_slice(v);
-}
-
 #[test]
 fn kv_round_trip_with_read_your_writes() {
     let e = env();
     e.deploy("kv", "kv", FunctionConfig::default());
-    let mut input = Vec::new();
+    let mut input = KvInput::new();
     for (k, v) in [(&b"a"[..], &b"1"[..]), (b"b", b"22"), (b"c", b"333")] {
-        input.push(b'p');
-        kv_key(&mut input, k);
-        kv_val(&mut input, v);
+        input.put(k, v);
     }
-    input.push(b'd');
-    kv_key(&mut input, b"b");
-    input.push(b'g');
-    kv_key(&mut input, b"a");
-    input.push(b'g');
-    kv_key(&mut input, b"b");
-    input.push(b'a');
-    kv_key(&mut input, b"n");
-    input.extend_from_slice(&(-4i64).to_le_bytes());
-    input.push(b's');
-    kv_key(&mut input, b"a");
-    input.extend_from_slice(&2u32.to_le_bytes());
-    let out = e.rt.invoke("kv", &input).unwrap().output;
+    input
+        .delete(b"b")
+        .get(b"a")
+        .get(b"b")
+        .add(b"n", -4)
+        .scan(b"a", 2);
+    let out = e.rt.invoke("kv", &input.bytes()).unwrap().output;
     let mut want = vec![1, 1, 0, 0, 0, b'1', 0];
     want.extend_from_slice(&(-4i64).to_le_bytes());
     want.extend_from_slice(&2u32.to_le_bytes());
-    kv_key(&mut want, b"a");
-    kv_val(&mut want, b"1");
-    kv_key(&mut want, b"c");
-    kv_val(&mut want, b"333");
+    push_key(&mut want, b"a");
+    push_value(&mut want, b"1");
+    push_key(&mut want, b"c");
+    push_value(&mut want, b"333");
     assert_eq!(out, want);
     // Committed: a second invocation sees the state.
-    let mut get = vec![b'g'];
-    kv_key(&mut get, b"c");
     assert_eq!(
-        e.rt.invoke("kv", &get).unwrap().output,
+        e.rt.invoke("kv", &KvInput::new().get(b"c").bytes())
+            .unwrap()
+            .output,
         [&[1, 3, 0, 0, 0][..], b"333"].concat()
     );
     assert_eq!(e.load("kv", b"b"), None);
@@ -124,9 +108,7 @@ fn kv_scan_pages_through_many_entries() {
         Ok(())
     })
     .unwrap();
-    let mut input = vec![b's'];
-    kv_key(&mut input, b"k00100");
-    input.extend_from_slice(&100_000u32.to_le_bytes());
+    let input = KvInput::new().scan(b"k00100", 100_000).bytes();
     let out = e.rt.invoke("kv", &input).unwrap().output;
     assert_eq!(u32::from_le_bytes(out[..4].try_into().unwrap()), 2900);
 }
@@ -614,9 +596,8 @@ fn a_damaged_registry_entry_leaves_the_others_running_and_can_be_undeployed() {
         db.put(reg, b"m/counter", b"not a registry entry").unwrap();
     }
     let rt = Runtime::open(open_db(dir.path()), runtime_config(dir.path())).unwrap();
-    let mut get = vec![b'g'];
-    kv_key(&mut get, b"k");
-    rt.invoke("kv", &get).expect("kv still runs");
+    rt.invoke("kv", &KvInput::new().get(b"k").bytes())
+        .expect("kv still runs");
     let names: Vec<_> = rt.functions().into_iter().map(|f| f.name).collect();
     assert_eq!(names, ["kv"]);
     let unloadable = rt.unloadable();

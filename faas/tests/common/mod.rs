@@ -3,6 +3,7 @@
 
 pub mod call_loop;
 pub mod global_node;
+pub mod kv_input;
 
 use rime_faas::{FunctionConfig, Runtime, RuntimeConfig};
 use rime_storage::{Db, Durability, Options};
