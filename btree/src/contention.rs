@@ -58,8 +58,8 @@ const _: () = assert!(PERIOD < 256 && SLOTS.is_power_of_two());
 /// The per-tree table (module doc).
 pub(crate) struct Contention {
     slots: Box<[AtomicU64]>,
-    /// Contention splits made (for tests and `BTree::contention_splits`).
-    pub splits: AtomicU64,
+    /// Contention splits made (`BTree::contention_splits`).
+    splits: AtomicU64,
 }
 
 /// A slot's fields.
@@ -95,6 +95,16 @@ impl Contention {
             slots: (0..SLOTS).map(|_| AtomicU64::new(0)).collect(),
             splits: AtomicU64::new(0),
         }
+    }
+
+    /// Counts a contention split made.
+    pub fn split_made(&self) {
+        self.splits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Contention splits made so far.
+    pub fn splits(&self) -> u64 {
+        self.splits.load(Ordering::Relaxed)
     }
 
     /// Notes a write at slot `pos` of leaf `pid` (`contended`: its latch

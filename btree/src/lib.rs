@@ -208,9 +208,7 @@ impl BTree {
     /// Leaves split for contention since this tree was opened
     /// (`contention.rs`).
     pub fn contention_splits(&self) -> u64 {
-        self.contention
-            .splits
-            .load(std::sync::atomic::Ordering::Relaxed)
+        self.contention.splits()
     }
 
     /// The root page id: the tree's identity, stable for its life.

@@ -94,12 +94,12 @@ impl BTree {
             };
             // Step 2.
             let view = Node(node.payload());
-            let count = view.count().or_corrupt(target, "count")?;
             let done = match why {
                 Why::Room { needed } => {
                     view.free_after_compaction().or_corrupt(target, "header")? >= needed
                 }
                 Why::Contention { left_end } => {
+                    let count = view.count().or_corrupt(target, "count")?;
                     !view.is_leaf() || left_end == 0 || left_end >= count
                 }
             };
@@ -166,9 +166,7 @@ impl BTree {
                 &[],
             )?;
             if let Why::Contention { .. } = why {
-                self.contention
-                    .splits
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.contention.split_made();
             }
             return Ok(());
         }
@@ -251,11 +249,11 @@ fn choose_cut(
             "a node with fewer than two entries cannot need a split",
         ));
     }
-    let mut sizes = Vec::with_capacity(count + 1);
-    for i in 0..count {
-        let s = view.slot(i).or_corrupt(pid, "slot")?;
-        sizes.push(entry_size(s.key_len, s.val_len));
-    }
+    let Shape {
+        sizes,
+        fences,
+        prefix,
+    } = shape(view, pid)?;
     // Leaves: the slot that crosses the half goes left; inner nodes: its
     // key moves up. Both sides keep at least one slot.
     let old_middle = if leaf {
@@ -265,11 +263,6 @@ fn choose_cut(
     }
     .clamp(1, count - 1);
     let (pos, found) = view.search(key).or_corrupt(pid, "slots")?;
-    let fences = (
-        view.lower().or_corrupt(pid, "fence")?,
-        view.upper().or_corrupt(pid, "fence")?,
-    );
-    let prefix = view.prefix_len().or_corrupt(pid, "prefix")?;
     if leaf && !found && insert_point_pattern(view, pos, count) {
         // The new key ends the left half if it fits there, so that the
         // run's next keys go past the left leaf's last slot (append
@@ -342,19 +335,38 @@ fn contention_cut(
     left_end: usize,
     key: &[u8],
 ) -> Result<Option<Cut>, TreeError> {
+    let Shape {
+        sizes,
+        fences,
+        prefix,
+    } = shape(view, pid)?;
+    let cut = cut_at(view, pid, left_end, key, None)?;
+    Ok(halves_fit(&sizes, true, fences, prefix, &cut).then_some(cut))
+}
+
+/// What the cut choosers need of a node: its entries' sizes (with room
+/// for one more), its fences and its key prefix's length.
+struct Shape<'a> {
+    sizes: Vec<usize>,
+    fences: Fences<'a>,
+    prefix: usize,
+}
+
+fn shape<'a>(view: Node<'a>, pid: PageId) -> Result<Shape<'a>, TreeError> {
     let count = view.count().or_corrupt(pid, "count")?;
-    let mut sizes = Vec::with_capacity(count);
+    let mut sizes = Vec::with_capacity(count + 1);
     for i in 0..count {
         let s = view.slot(i).or_corrupt(pid, "slot")?;
         sizes.push(entry_size(s.key_len, s.val_len));
     }
-    let fences = (
-        view.lower().or_corrupt(pid, "fence")?,
-        view.upper().or_corrupt(pid, "fence")?,
-    );
-    let prefix = view.prefix_len().or_corrupt(pid, "prefix")?;
-    let cut = cut_at(view, pid, left_end, key, None)?;
-    Ok(halves_fit(&sizes, true, fences, prefix, &cut).then_some(cut))
+    Ok(Shape {
+        sizes,
+        fences: (
+            view.lower().or_corrupt(pid, "fence")?,
+            view.upper().or_corrupt(pid, "fence")?,
+        ),
+        prefix: view.prefix_len().or_corrupt(pid, "prefix")?,
+    })
 }
 
 /// Whether inserting a new key at slot `pos` of leaf `view` (of `count`

@@ -6,7 +6,7 @@
 //!
 //! Read-write transaction:
 //! 1. Register with group commit (`Wal::enter_commit`), so a `Group`
-//!    leader knows a committer is coming (unless `NoSync`).
+//!    leader knows a committer is coming (a `NoSync` log counts nobody).
 //! 2. Collect the final writes; refuse a write set too large for one log
 //!    record (before anything is locked or logged). Plan the locks: the
 //!    write set's key stripes, and a gate per tree written (`A`), scanned
@@ -123,10 +123,8 @@ pub(crate) fn commit<'a>(db: &'a DbInner, b: &mut TxBufs) -> Result<Outcome<'a>,
     if b.writes.is_empty() {
         return read_only(db, b, false);
     }
-    // Step 1 (a `NoSync` commit never waits, and leaves the count alone:
-    // one shared line fewer for every commit to write).
-    let syncs = db.wal().durability() != Durability::NoSync;
-    let ticket = syncs.then(|| db.wal().enter_commit());
+    // Step 1.
+    let ticket = db.wal().enter_commit();
     // Step 2's trees, resolved as of `generation`.
     let generation = b.hold_written_trees(db)?;
     let mut cb = std::mem::take(&mut b.commit);
@@ -136,7 +134,11 @@ pub(crate) fn commit<'a>(db: &'a DbInner, b: &mut TxBufs) -> Result<Outcome<'a>,
         return Ok(Outcome::Conflict);
     };
     // Step 8 (the locks were released as `commit_locked` returned).
-    let wait = syncs.then_some(Wait { lsn, round, ticket });
+    let wait = (db.wal().durability() != Durability::NoSync).then_some(Wait {
+        lsn,
+        round,
+        ticket: Some(ticket),
+    });
     Ok(Outcome::Committed(wait))
 }
 

@@ -429,10 +429,15 @@ impl Wal {
     /// Registers a committer that will [`Wal::append`] under its own lock
     /// and wait for durability afterwards (the Db's commit protocol). While
     /// the ticket lives, a `Group` leader counts it as a committer still to
-    /// join, exactly as it counts a thread inside [`Wal::commit`].
+    /// join, exactly as it counts a thread inside [`Wal::commit`]. A
+    /// `NoSync` log counts nobody: no leader gathers there, and the count
+    /// is a line every committer would write.
     pub fn enter_commit(&self) -> CommitTicket<'_> {
-        self.committers.fetch_add(1, Ordering::SeqCst);
-        CommitTicket { wal: self }
+        let counted = self.opts.durability != Durability::NoSync;
+        if counted {
+            self.committers.fetch_add(1, Ordering::SeqCst);
+        }
+        CommitTicket { wal: self, counted }
     }
 
     /// Waits until the record at `lsn` is durable. In `Group` mode a thread
@@ -915,6 +920,8 @@ impl Drop for Wal {
 /// A committer registered with [`Wal::enter_commit`].
 pub struct CommitTicket<'a> {
     wal: &'a Wal,
+    /// In the log's count of committers (not in `NoSync`).
+    counted: bool,
 }
 
 impl CommitTicket<'_> {
@@ -943,9 +950,11 @@ impl CommitTicket<'_> {
 
 impl Drop for CommitTicket<'_> {
     fn drop(&mut self) {
-        self.wal.committers.fetch_sub(1, Ordering::SeqCst);
-        // A gathering leader may be waiting for this committer to join.
-        self.wal.wake_gatherer();
+        if self.counted {
+            self.wal.committers.fetch_sub(1, Ordering::SeqCst);
+            // A gathering leader may be waiting for this committer to join.
+            self.wal.wake_gatherer();
+        }
     }
 }
 
