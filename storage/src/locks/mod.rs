@@ -19,7 +19,7 @@
 
 mod phase;
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 use phase::A_SHARDS;
 pub(crate) use phase::Phase;
 use phase::{PhaseLock, Writers};
