@@ -53,6 +53,9 @@ pub struct DbStats {
     /// Group-commit rounds of the log (write + `fdatasync`): `commits /
     /// log_syncs` is how many commits shared one sync.
     pub log_syncs: u64,
+    /// Nanoseconds those rounds spent writing and syncing, summed:
+    /// `log_sync_ns / log_syncs` is the device's time per round.
+    pub log_sync_ns: u64,
     pub checkpoints: u64,
     /// Checkpoints that failed without poisoning (retried with backoff).
     pub checkpoint_failures: u64,
@@ -344,6 +347,7 @@ impl Db {
             log_bytes: i.wal().end_lsn().0,
             durable_lsn: i.wal().durable_lsn().0,
             log_syncs: i.wal().syncs(),
+            log_sync_ns: i.wal().sync_ns(),
             checkpoints: c.checkpoints.get(),
             checkpoint_failures: c.checkpoint_failures.get(),
             recovered_records: c.recovered_records.get(),

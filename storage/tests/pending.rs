@@ -44,7 +44,7 @@ fn one_thread_keeps_many_commits_waiting_and_each_completes_durable() {
     let dir = TempDir::new().unwrap();
     let db = Db::open(dir.path(), opts()).unwrap();
     let t = db.create_tree("t").unwrap();
-    let syncs_before = db.stats().log_syncs;
+    let before = db.stats();
     let (tx, rx) = mpsc::channel();
     for i in 0..500u32 {
         let p = put_pending(&db, t, i);
@@ -54,10 +54,18 @@ fn one_thread_keeps_many_commits_waiting_and_each_completes_durable() {
     let mut got: Vec<u32> = (0..500).map(|_| rx.recv().unwrap().unwrap()).collect();
     got.sort_unstable();
     assert_eq!(got, (0..500).collect::<Vec<_>>());
-    let syncs = db.stats().log_syncs - syncs_before;
+    let after = db.stats();
+    let syncs = after.log_syncs - before.log_syncs;
     assert!(
         syncs < 500,
         "500 commits in flight from one thread took {syncs} syncs: none was shared"
+    );
+    assert!(syncs > 0, "500 durable commits and no log sync");
+    // A write + fdatasync takes time; the stats say how much.
+    let sync_ns = after.log_sync_ns - before.log_sync_ns;
+    assert!(
+        sync_ns >= syncs,
+        "{syncs} log syncs timed at {sync_ns} ns in all"
     );
     drop(db);
     let db = Db::open(dir.path(), opts()).unwrap();

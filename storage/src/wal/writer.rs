@@ -122,6 +122,10 @@ pub struct Wal {
     /// Group-commit rounds that wrote and synced the log (each one
     /// `write_batch` + one `fdatasync` per segment it touched).
     syncs: AtomicU64,
+    /// Nanoseconds those rounds' writes and syncs took, summed: with
+    /// `syncs`, the device's own time per round, to tell a commit's wait
+    /// for the disk from its wait for the CPU.
+    sync_ns: AtomicU64,
     /// The leader's aligned staging buffer; only the leader locks it.
     scratch: Mutex<AlignedBuf>,
 }
@@ -295,6 +299,7 @@ impl Wal {
             committers: AtomicU64::new(0),
             joined: AtomicU64::new(0),
             syncs: AtomicU64::new(0),
+            sync_ns: AtomicU64::new(0),
             scratch: Mutex::new(AlignedBuf::zeroed(BLOCK_SIZE)),
         })
     }
@@ -313,6 +318,12 @@ impl Wal {
     /// commits divided by this is how many commits shared each sync.
     pub fn syncs(&self) -> u64 {
         self.syncs.load(Ordering::Relaxed)
+    }
+
+    /// Nanoseconds the log's durable rounds spent writing and syncing,
+    /// summed (rounds that failed are not counted).
+    pub fn sync_ns(&self) -> u64 {
+        self.sync_ns.load(Ordering::Relaxed)
     }
 
     /// The LSN the next record will get.
@@ -777,7 +788,9 @@ impl Wal {
         scratch[batch.len()..len].fill(0);
         let mut owed = Some(owed);
         let mut pay = || drop(owed.take());
+        let io_started = Instant::now();
         let result = self.write_out(from, &scratch[..len], known, segments_end, newest, &mut pay);
+        let io_ns = io_started.elapsed().as_nanos() as u64;
         drop(scratch);
         drop(owed);
 
@@ -798,6 +811,7 @@ impl Wal {
                 st.durable = end;
                 self.durable.store(end, Ordering::Release);
                 self.syncs.fetch_add(1, Ordering::Relaxed);
+                self.sync_ns.fetch_add(io_ns, Ordering::Relaxed);
                 // The round ends once its outcome is published.
                 let ring = self.rounds.mark_ended(round);
                 let ready = st.waiters.take_ready(end);
