@@ -20,7 +20,8 @@
 //!
 //! `RIME_BENCH_MAX_INSTANCES=n` gives the runtime `n` pool slots instead
 //! of the default: valgrind (instruction counts with callgrind) cannot
-//! reserve the default pool's address space.
+//! reserve the default pool's address space. `RIME_BENCH_WORKERS=n` runs
+//! `n` executors instead of one per core.
 //! * `polyglot`: one counter increment (a committed invocation) through
 //!   the ABI v1 `counter` module, the Rust component `wasi_kv_counter`, the
 //!   Python component `python_counter` (componentize-py) and the
@@ -33,6 +34,13 @@
 //!
 //! Durability is `NoSync` (so the commit's fsync does not drown the CPU
 //! costs being compared); run with `cargo bench -p rime-faas`.
+
+/// The allocator the `rime` binary runs with (`cli/src/main.rs`): with
+/// glibc's, an executor freeing what the calling thread allocated (the
+/// input, the task) takes the caller's arena lock, and the executor rows
+/// measure that lock (see `docs/faas.md`, "The allocator").
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use rime_faas::{FunctionConfig, Runtime, RuntimeConfig};
@@ -91,6 +99,12 @@ fn open(dir: &tempfile::TempDir) -> (Arc<Db>, Runtime) {
         .and_then(|n| n.parse().ok())
     {
         cfg = cfg.max_instances(n);
+    }
+    if let Some(n) = std::env::var("RIME_BENCH_WORKERS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+    {
+        cfg = cfg.workers(n);
     }
     let rt = Runtime::open(db.clone(), cfg).unwrap();
     (db, rt)
