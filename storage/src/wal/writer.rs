@@ -124,7 +124,9 @@ pub struct Wal {
     syncs: AtomicU64,
     /// Nanoseconds those rounds' writes and syncs took, summed: with
     /// `syncs`, the device's own time per round, to tell a commit's wait
-    /// for the disk from its wait for the CPU.
+    /// for the disk from its wait for the CPU. A round's time includes
+    /// waking the round before it, done while its I/O is in flight
+    /// (`Owed`), so it reads high only if those wake-ups outlast the I/O.
     sync_ns: AtomicU64,
     /// The leader's aligned staging buffer; only the leader locks it.
     scratch: Mutex<AlignedBuf>,
