@@ -23,10 +23,10 @@
 //! and `DbStats::log_syncs` over the measured window), p50/p99 commit
 //! latency, both over the raw sync's p50 ("in raw syncs"), the log
 //! bytes appended per commit (the splits' SMO records included: every
-//! commit writes a new key until a committer's keys wrap), and the p99
-//! over the raw sync's own p99 (`p99/raw99`), and the log's own rounds:
-//! their mean write + sync time (`round µs`, `DbStats::log_sync_ns`) and
-//! the share of the window one was in flight (`busy`).
+//! commit writes a new key until a committer's keys wrap), the p99 over
+//! the raw sync's own p99 (`p99/raw99`), and the log's own rounds: their
+//! mean write + sync time (`round µs`, `DbStats::log_sync_ns`) and the
+//! share of the window one was in flight (`busy`).
 //!
 //! The raw syncs a row is divided by are its own: half measured just
 //! before its cell and half just after, since this device's sync rate
@@ -65,10 +65,10 @@ const COMMITTER_STACK_BYTES: usize = 64 << 10;
 /// The unmeasured start of a cell, as a share of its measured seconds.
 const WARMUP_SHARE: f64 = 0.25;
 
-/// The raw sync latencies, sorted, and the rate they were done at.
+/// Raw sync latencies, sorted, and the seconds they took in all.
 struct RawSyncs {
     latency: Vec<Duration>,
-    syncs_per_sec: f64,
+    secs: f64,
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -94,11 +94,11 @@ fn raw_file(dir: &std::path::Path) -> Arc<dyn BlockFile> {
     f
 }
 
-/// `n` raw 4 KiB write + `fdatasync` latencies (unsorted) and their seconds.
-fn raw_syncs(f: &dyn BlockFile, n: usize) -> (Vec<Duration>, f64) {
+/// `n` raw 4 KiB write + `fdatasync`s, timed.
+fn raw_syncs(f: &dyn BlockFile, n: usize) -> RawSyncs {
     let buf = AlignedBuf::zeroed(BLOCK_SIZE);
     let started = Instant::now();
-    let latency = (0..n)
+    let mut latency: Vec<Duration> = (0..n)
         .map(|i| {
             let t = Instant::now();
             f.write_at((i % RAW_BLOCKS * BLOCK_SIZE) as u64, &buf)
@@ -107,19 +107,23 @@ fn raw_syncs(f: &dyn BlockFile, n: usize) -> (Vec<Duration>, f64) {
             t.elapsed()
         })
         .collect();
-    (latency, started.elapsed().as_secs_f64())
+    latency.sort();
+    RawSyncs {
+        latency,
+        secs: started.elapsed().as_secs_f64(),
+    }
 }
 
 impl RawSyncs {
     /// Pools the syncs measured before and after a cell.
-    fn pooled(before: (Vec<Duration>, f64), after: (Vec<Duration>, f64)) -> RawSyncs {
-        let mut latency = before.0;
-        latency.extend(after.0);
-        latency.sort();
-        RawSyncs {
-            syncs_per_sec: latency.len() as f64 / (before.1 + after.1),
-            latency,
-        }
+    fn pooled(mut before: RawSyncs, after: RawSyncs) -> RawSyncs {
+        before.latency.extend(after.latency);
+        before.latency.sort();
+        before.secs += after.secs;
+        before
+    }
+    fn syncs_per_sec(&self) -> f64 {
+        self.latency.len() as f64 / self.secs
     }
     fn p50(&self) -> Duration {
         percentile(&self.latency, 0.5)
@@ -298,10 +302,8 @@ struct Cell {
     commits_per_sync: Option<f64>,
     /// Log bytes appended per commit (SMO records included).
     log_bytes_per_commit: f64,
-    /// The mean time of the log's write + sync rounds in the window, and
-    /// the share of the window they took (`None` without syncs).
-    round_us: Option<f64>,
-    sync_busy: Option<f64>,
+    /// The log's rounds in the window (`None` without syncs).
+    rounds: Option<LogRounds>,
     /// Sorted.
     latency: Vec<Duration>,
 }
@@ -311,14 +313,22 @@ fn commits_per_sync(before: &DbStats, after: &DbStats) -> Option<f64> {
     (syncs > 0).then(|| (after.commits - before.commits) as f64 / syncs as f64)
 }
 
-/// The log's mean round time (µs) and busy share over a window of `secs`.
-fn round_time(before: &DbStats, after: &DbStats, secs: f64) -> (Option<f64>, Option<f64>) {
+/// The log's write + sync rounds over a window.
+struct LogRounds {
+    /// Their mean time.
+    mean_us: f64,
+    /// The share of the window one was in flight.
+    busy: f64,
+}
+
+/// The log's rounds between `before` and `after`, `secs` apart.
+fn log_rounds(before: &DbStats, after: &DbStats, secs: f64) -> Option<LogRounds> {
     let syncs = after.log_syncs - before.log_syncs;
     let ns = (after.log_sync_ns - before.log_sync_ns) as f64;
-    if syncs == 0 {
-        return (None, None);
-    }
-    (Some(ns / syncs as f64 / 1e3), Some(ns / 1e9 / secs))
+    (syncs > 0).then(|| LogRounds {
+        mean_us: ns / syncs as f64 / 1e3,
+        busy: ns / 1e9 / secs,
+    })
 }
 
 fn run_cell(db: &Db, tree: TreeId, kind: Committers, committers: usize, secs: f64) -> Cell {
@@ -354,10 +364,8 @@ fn run_cell(db: &Db, tree: TreeId, kind: Committers, committers: usize, secs: f6
             .flat_map(|h| h.join().expect("committer panicked"))
             .collect();
         latency.sort();
-        let (round_us, sync_busy) = round_time(&before, &after, (end - start).as_secs_f64());
         Cell {
-            round_us,
-            sync_busy,
+            rounds: log_rounds(&before, &after, (end - start).as_secs_f64()),
             commits_per_sec: latency.len() as f64 / (end - start).as_secs_f64(),
             commits_per_sync: commits_per_sync(&before, &after),
             log_bytes_per_commit: (after.log_bytes - before.log_bytes) as f64
@@ -396,7 +404,7 @@ fn print_raw(raw: &RawSyncs) {
         "raw 4 KiB write + fdatasync: p50 {:.1} µs, p99 {:.1} µs, {:.0} syncs/s",
         us(raw.p50()),
         us(raw.p99()),
-        raw.syncs_per_sec
+        raw.syncs_per_sec()
     );
 }
 
@@ -438,8 +446,12 @@ fn print_row(mode: &str, committers: usize, cell: &Cell, raw: &RawSyncs) {
         cell.log_bytes_per_commit,
         us(raw.p99()),
         us(p99) / us(raw.p99()),
-        cell.round_us.map_or("-".into(), |r| format!("{r:.1}")),
-        cell.sync_busy.map_or("-".into(), |b| format!("{b:.2}")),
+        cell.rounds
+            .as_ref()
+            .map_or("-".into(), |r| format!("{:.1}", r.mean_us)),
+        cell.rounds
+            .as_ref()
+            .map_or("-".into(), |r| format!("{:.2}", r.busy)),
     );
 }
 
