@@ -99,7 +99,20 @@ impl BTree {
         r: LargeRef,
         f: impl FnOnce(&[u8]) -> R,
     ) -> Result<R, TreeError> {
+        self.read_large_noting(r, None, f)
+    }
+
+    /// [`BTree::read_large`], appending the extent's stamp to `noted`.
+    pub(crate) fn read_large_noting<R>(
+        &self,
+        r: LargeRef,
+        noted: Option<&mut Vec<crate::LeafStamp>>,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R, TreeError> {
         let extent = self.bm.shared_extent(r.pid, extent_pages(r.len))?;
+        if let Some(noted) = noted {
+            noted.push(crate::LeafStamp(extent.stamp()));
+        }
         let bytes = extent
             .payload()
             .get(..r.len as usize)

@@ -39,7 +39,9 @@ use rime_bufmgr::{
 /// [`BTree::unchanged`] says so, the key is present with the same value,
 /// or still absent, without descending again. Why the leaf alone answers
 /// for an absent key too: the key range a leaf covers changes only by a
-/// split, merge or redistribution, each of which changes that leaf.
+/// split, merge or redistribution, each of which changes that leaf. A
+/// stamped scan ([`BTree::scan_stamped`]) notes one per leaf it visited,
+/// and one per large value's extent it read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LeafStamp(pub(crate) rime_bufmgr::PageStamp);
 

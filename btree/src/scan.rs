@@ -58,7 +58,7 @@
 use crate::error::{OrCorrupt, corrupt};
 use crate::node::Node;
 use crate::olc::{READ_AHEAD_LEAVES, ScanHint, ScanStep};
-use crate::{BTree, MAX_KEY_LEN, TreeError};
+use crate::{BTree, LeafStamp, MAX_KEY_LEN, TreeError};
 use rime_bufmgr::{Fetch, Loader, OnMiss, PageId, SharedGuard};
 use std::collections::VecDeque;
 use std::ops::{Bound, ControlFlow, RangeBounds};
@@ -155,6 +155,42 @@ impl BTree {
         &self,
         range: impl RangeBounds<[u8]>,
         dir: Direction,
+        f: impl FnMut(&[u8], &[u8]) -> ControlFlow<()>,
+    ) -> Result<(), TreeError> {
+        self.scan_noting(range, dir, None, f)
+    }
+
+    /// [`BTree::scan`] that also appends to `pages` a stamp of every page
+    /// it handed entries from: each leaf it visited, and each large
+    /// value's extent. While [`BTree::all_unchanged`] holds for them, a
+    /// second scan of the same range would hand out the same entries, up
+    /// to where this one stopped: the leaves visited cover that range with
+    /// their fences (one leaf's upper fence is the next one's lower), a
+    /// key lives only in the leaf whose fences hold it, and every change
+    /// of a leaf's entries or fences (a write, split, merge, free) changes
+    /// the leaf. A transaction's validation checks its scans so, without
+    /// scanning again.
+    pub fn scan_stamped(
+        &self,
+        range: impl RangeBounds<[u8]>,
+        dir: Direction,
+        pages: &mut Vec<LeafStamp>,
+        f: impl FnMut(&[u8], &[u8]) -> ControlFlow<()>,
+    ) -> Result<(), TreeError> {
+        self.scan_noting(range, dir, Some(pages), f)
+    }
+
+    /// Whether every page of `stamps` is unchanged since the read that
+    /// stamped it ([`BTree::unchanged`] for each).
+    pub fn all_unchanged(&self, stamps: &[LeafStamp]) -> bool {
+        stamps.iter().all(|s| self.bm.unchanged_since(s.0))
+    }
+
+    fn scan_noting(
+        &self,
+        range: impl RangeBounds<[u8]>,
+        dir: Direction,
+        mut pages: Option<&mut Vec<LeafStamp>>,
         mut f: impl FnMut(&[u8], &[u8]) -> ControlFlow<()>,
     ) -> Result<(), TreeError> {
         let (start, end) = match dir {
@@ -165,7 +201,8 @@ impl BTree {
         let (mut hint, mut ahead, mut key) = (None, None, KeyBuf::new());
         loop {
             let leaf = self.next_leaf(&pos, dir, &mut hint, Some(&mut ahead))?;
-            if !self.visit_leaf(leaf, &mut key, &mut pos, &end, dir, &mut f)? {
+            let noted = pages.as_deref_mut();
+            if !self.visit_leaf(leaf, &mut key, &mut pos, &end, dir, noted, &mut f)? {
                 return Ok(());
             }
         }
@@ -198,6 +235,31 @@ impl BTree {
         range: impl RangeBounds<[u8]>,
         dir: Direction,
         ahead: &mut Vec<PageId>,
+        f: impl FnMut(&[u8], &[u8]) -> ControlFlow<()>,
+    ) -> Result<Fetch<()>, TreeError> {
+        self.scan_nowait_noting(range, dir, ahead, None, f)
+    }
+
+    /// [`BTree::scan_nowait`] that notes the pages it handed entries from
+    /// in `pages`, as [`BTree::scan_stamped`] does (those of the leaves
+    /// visited before a [`Fetch::Missing`] included).
+    pub fn scan_nowait_stamped(
+        &self,
+        range: impl RangeBounds<[u8]>,
+        dir: Direction,
+        ahead: &mut Vec<PageId>,
+        pages: &mut Vec<LeafStamp>,
+        f: impl FnMut(&[u8], &[u8]) -> ControlFlow<()>,
+    ) -> Result<Fetch<()>, TreeError> {
+        self.scan_nowait_noting(range, dir, ahead, Some(pages), f)
+    }
+
+    fn scan_nowait_noting(
+        &self,
+        range: impl RangeBounds<[u8]>,
+        dir: Direction,
+        ahead: &mut Vec<PageId>,
+        mut pages_noted: Option<&mut Vec<LeafStamp>>,
         mut f: impl FnMut(&[u8], &[u8]) -> ControlFlow<()>,
     ) -> Result<Fetch<()>, TreeError> {
         ahead.clear();
@@ -229,7 +291,8 @@ impl BTree {
                     }
                     Fetch::Missing { pid, pages } => return Ok(Fetch::Missing { pid, pages }),
                 };
-            if !self.visit_leaf(leaf, &mut key, &mut pos, &end, dir, &mut f)? {
+            let noted = pages_noted.as_deref_mut();
+            if !self.visit_leaf(leaf, &mut key, &mut pos, &end, dir, noted, &mut f)? {
                 return Ok(Fetch::Ready(()));
             }
         }
@@ -340,9 +403,11 @@ impl BTree {
 
     /// Steps 4-6 of the scan protocol: runs the scan over `leaf` (the leaf
     /// holding the first key at `pos`; `key` is scratch space for the keys
-    /// handed to `f`), then moves `pos` to where the next leaf starts. Returns whether there is a next leaf to visit. (An
-    /// out-parameter rather than a returned position: the position is a
-    /// 513-byte stack key.)
+    /// handed to `f`), then moves `pos` to where the next leaf starts.
+    /// Returns whether there is a next leaf to visit. (An out-parameter
+    /// rather than a returned position: the position is a 513-byte stack
+    /// key.) With `noted`, stamps the leaf and each large value's extent.
+    #[allow(clippy::too_many_arguments)]
     fn visit_leaf(
         &self,
         leaf: SharedGuard<'_>,
@@ -350,8 +415,12 @@ impl BTree {
         pos: &mut KeyBound,
         end: &KeyBound,
         dir: Direction,
+        mut noted: Option<&mut Vec<LeafStamp>>,
         f: &mut impl FnMut(&[u8], &[u8]) -> ControlFlow<()>,
     ) -> Result<bool, TreeError> {
+        if let Some(noted) = noted.as_deref_mut() {
+            noted.push(LeafStamp(leaf.stamp()));
+        }
         // 4. Find the first slot to visit.
         let pid = leaf.pid();
         let view = Node(leaf.payload());
@@ -386,7 +455,7 @@ impl BTree {
             }
             let flow = if view.is_large(i).or_corrupt(pid, "slot")? {
                 let r = crate::olc::large_ref(view, i).or_corrupt(pid, "large ref")?;
-                self.read_large(r, |v| f(key, v))?
+                self.read_large_noting(r, noted.as_deref_mut(), |v| f(key, v))?
             } else {
                 f(key, view.value(i).or_corrupt(pid, "value")?)
             };
@@ -495,6 +564,7 @@ impl Iterator for Iter<'_> {
                 &mut pos,
                 &self.end,
                 self.dir,
+                None,
                 &mut |k: &[u8], v: &[u8]| {
                     buf.push_back((k.to_vec(), v.to_vec()));
                     ControlFlow::Continue(())

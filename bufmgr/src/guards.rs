@@ -160,6 +160,16 @@ impl SharedGuard<'_> {
             pages: this.pages,
         }
     }
+    /// The frame's stamp: its version cannot move while this latch is
+    /// held, so [`BufferManager::unchanged_since`] tells later whether
+    /// anyone changed (or evicted) the frame since it was read under it.
+    pub fn stamp(&self) -> PageStamp {
+        PageStamp {
+            pid: self.pid,
+            pages: self.pages,
+            version: self.bm.inner.meta(self.pid).state.load().version(),
+        }
+    }
     pub fn lsn(&self) -> u64 {
         // SAFETY: as in payload.
         frame::lsn(unsafe {
