@@ -17,7 +17,10 @@
 //!    between its lock and its release during the whole validation. A
 //!    scan that began with no writer of its tree's gate in progress, and
 //!    after which none has begun, read one state that is still the
-//!    trees' now: it is not scanned again (`Gates::quiet`).
+//!    trees' now: it is not scanned again (`Gates::quiet`). Nor is one
+//!    whose pages (the leaves it visited, the extents it read) are all
+//!    unchanged since: a second scan would read the same entries
+//!    (`BTree::scan_stamped`).
 //! 3. Second look: every stripe seen in 1 is unchanged (nobody locked it
 //!    since; a release bumps its version).
 //!
@@ -30,18 +33,20 @@
 //! check at once (a conflict): validation never waits, so it takes no
 //! place in the lock order.
 //!
-//! A read-only transaction of scans alone whose scans all stayed quiet
-//! skips all three steps and takes no gate ([`only_quiet_scans`]).
+//! A read-only transaction of scans alone whose scans all stayed quiet, or
+//! whose trees have no writer in progress and whose pages are unchanged,
+//! skips all three steps and takes no gate ([`only_settled_scans`]).
 
 use crate::error::{DbError, TxError};
 use crate::inner::DbInner;
-use crate::locks::{Gates, KeyLocks, StripeSeen};
+use crate::locks::{Gates, KeyLocks, Quiet, StripeSeen};
 use crate::sync::{Ordering, fence};
 use crate::tx::{TxBufs, split_stored};
 use crate::wal::TreeId;
 use rime_btree::{BTree, Direction};
 use std::ops::ControlFlow;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// True if every read and scan of `b` saw the database as of one instant.
 /// `own` (ascending) are the stripes the caller holds; `seen` is scratch.
@@ -83,16 +88,21 @@ pub(crate) fn validate(
         }
     }
     // 2. Scanned ranges, phantoms included; none to re-scan if no writer
-    //    of its tree's gate has begun since before the scan read it.
+    //    of its tree's gate has begun since before the scan read it, or if
+    //    the pages it read are unchanged (no writer of the tree is in
+    //    progress now: the gate is held).
     for s in &b.scans {
         let gate = Gates::of_tree(s.tree.0);
         if s.quiet.is_some_and(|q| db.gates().still_quiet(gate, q)) {
             continue;
         }
-        db.counters().scan_rescans.add(1);
         let Some(tree) = tree_of(db, b, s.tree) else {
             return Ok(false);
         };
+        if tree.all_unchanged(&b.scan_pages[s.pages.clone()]) {
+            continue;
+        }
+        db.counters().scan_rescans.add(1);
         let observed = &b.observed[s.observed.clone()];
         let mut i = 0usize;
         let mut same = true;
@@ -147,21 +157,49 @@ fn tree_of<'a>(db: &DbInner, b: &'a TxBufs, id: TreeId) -> Option<TreeRef<'a>> {
     }
 }
 
-/// True if `b` read nothing but scans, each of which began with no writer
-/// of its tree's gate in progress and after which none has begun: then
-/// every scan read one state, the one current at the first writer's
-/// change none of them saw, and the transaction commits without taking a
-/// gate (`commit::read_only`).
+/// True if `b` read nothing but scans, each of which is settled: then the
+/// scans read one state of their trees, and the transaction commits
+/// without taking a gate (`commit::read_only`). A scan is settled if
 ///
-/// Why no gate is needed, unlike step 2: a writer bumps its gate's begun
-/// count before its first change, and a scan that read any of its changes
-/// (through the page latch that published it) reads that count or a later
-/// one here. An unchanged count means the scans saw no change of any
-/// writer not yet counted at their `quiet`, and every change of the
-/// writers counted then. Step 2 needs the gate because its point reads
-/// and writes must share that instant with the scans; a transaction of
-/// scans alone has no other reads to agree with. The loom model
-/// `loom_a_scan_checked_quiet_without_its_gate_read_one_state` checks it.
+/// * *quiet*: it began with no writer of its tree's gate in progress, and
+///   none has begun since; or
+/// * *unchanged*: no writer of its gate is in progress at step 1 below,
+///   and every page it read is unchanged at step 2.
+///
+/// 1. After a fence, for each scan not quiet: its gate's writers, summed
+///    (`Gates::quiet`), must show none in progress. If one is, spin
+///    briefly and start again: a commit holds its gates for microseconds,
+///    and the alternative (validation holding the gates in `B`) makes
+///    the writer wake this thread, and refuses new writers meanwhile.
+/// 2. For each scan not quiet: its pages, unchanged (`BTree::all_unchanged`,
+///    acquire loads after step 1's).
+///
+/// Why quiet suffices: a writer bumps its gate's begun count before its
+/// first change, and a scan that read any of its changes (through the
+/// page latch that published it) reads that count or a later one here.
+/// An unchanged count means the scans saw no change of any writer not yet
+/// counted at their `quiet`, and every change of the writers counted then.
+/// The loom model `loom_a_scan_checked_quiet_without_its_gate_read_one_state`
+/// checks it.
+///
+/// Why unchanged suffices: a writer's change to a page the scan read,
+/// made after the scan read it, moves that page's version (it is made
+/// under an exclusive latch, whose release bumps it) and fails step 2,
+/// before or after step 1. So every writer that changed the scanned
+/// ranges made all of those changes before the scan read them: the scan
+/// saw each writer's changes to its ranges entirely or (the writer
+/// touched none of its pages) not at all. What step 1 adds is the writer
+/// still at work: it may have changed a page the scan read, and change
+/// another one after step 2 (a transaction of two keys the scan covers).
+/// It is counted in its gate's begun count before its first change, so
+/// the scan, having read that change, sees the count at step 1 and backs
+/// off. The loom model
+/// `loom_a_scan_checked_unchanged_without_its_gate_read_one_state` checks
+/// the two steps together.
+///
+/// Step 2 of [`validate`] needs the gate because its point reads and
+/// writes must share one instant with the scans; a transaction of scans
+/// alone has no other reads to agree with.
 ///
 /// The fence: a writer W1 that is serialized before a writer W2 only
 /// because W1 read a key W2 later wrote (an anti-dependency: nothing W1
@@ -169,17 +207,86 @@ fn tree_of<'a>(db: &DbInner, b: &'a TxBufs, id: TreeId) -> Option<TreeRef<'a>> {
 /// W2's changes, or it would read W2's world without W1's. W1 bumped its
 /// begun count before its own fence ([`begin`]), which preceded W2's
 /// (W1 found W2's stripe still free), and W2's changes, seen here, follow
-/// W2's fence; with a fence before these loads too, they see W1's count.
-/// Holding the gate (step 2) gets the same from the gate's lock word.
-pub(crate) fn only_quiet_scans(db: &DbInner, b: &TxBufs) -> bool {
+/// W2's fence; with a fence before these loads too, they see W1's count:
+/// a quiet scan is not quiet, and an unchanged one finds W1 in progress
+/// or, W1 done, its changes to the scanned pages caught by their versions.
+/// Holding the gate (step 2 of [`validate`]) gets the same from the
+/// gate's lock word.
+pub(crate) fn only_settled_scans(db: &DbInner, b: &TxBufs) -> bool {
     if !b.reads.is_empty() || b.scans.is_empty() {
         return false;
     }
+    let scan = |i: usize| (Gates::of_tree(b.scans[i].tree.0), b.scans[i].quiet);
+    let unchanged = |i: usize| {
+        let s = &b.scans[i];
+        tree_of(db, b, s.tree).is_some_and(|t| t.all_unchanged(&b.scan_pages[s.pages.clone()]))
+    };
+    let mut since: Option<Instant> = None;
+    loop {
+        match settled(db.gates(), b.scans.len(), scan, unchanged) {
+            Settled::Yes => return true,
+            Settled::No => return false,
+            Settled::WriterAtWork => {
+                if since.get_or_insert_with(Instant::now).elapsed() > SETTLE_WAIT {
+                    return false;
+                }
+                for _ in 0..SETTLE_SPINS {
+                    std::hint::spin_loop();
+                }
+            }
+        }
+    }
+}
+
+/// How long [`only_settled_scans`] spins while a writer of its trees is at
+/// work before it gives up (and the commit validates holding the gates):
+/// a commit holds its gates for microseconds, a YCSB E insert that splits
+/// a leaf of 1 KiB values and logs the split some 20 µs on this machine
+/// kind. The gated path costs more than the wait: the writer must wake
+/// this thread, and no new writer gets in meanwhile. Giving up after the
+/// phase lock's own spin (64 `pause`s, ~0.6 µs here) put a scanning
+/// thread of YCSB E to sleep about once per insert (`docs/transactions.md`).
+const SETTLE_WAIT: Duration = Duration::from_micros(50);
+
+/// `pause`s between two looks at the gates (~0.3 µs here).
+const SETTLE_SPINS: u32 = 32;
+
+/// What [`settled`] found.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Settled {
+    /// Every scan is settled.
+    Yes,
+    /// A writer of a scanned tree's gate is in progress (step 1): look
+    /// again once it is done.
+    WriterAtWork,
+    /// A page some scan read has changed (step 2).
+    No,
+}
+
+/// Steps 1-2 of [`only_settled_scans`] for `n` scans: `scan(i)` is scan
+/// `i`'s gate and its quiet, `unchanged(i)` whether its pages are all
+/// unchanged. (Apart, so that the loom model runs these very steps.)
+pub(crate) fn settled(
+    gates: &Gates,
+    n: usize,
+    scan: impl Fn(usize) -> (u32, Option<Quiet>),
+    unchanged: impl Fn(usize) -> bool,
+) -> Settled {
     begin();
-    b.scans.iter().all(|s| {
-        s.quiet
-            .is_some_and(|q| db.gates().still_quiet(Gates::of_tree(s.tree.0), q))
-    })
+    let quiet = |i: usize| {
+        let (gate, q) = scan(i);
+        q.is_some_and(|q| gates.still_quiet(gate, q))
+    };
+    // 1. (A scan found quiet here and not in step 2 is checked in step 2
+    //    too: quiet then, it needs no more, and more checks only refuse.)
+    if (0..n).any(|i| !quiet(i) && gates.quiet(scan(i).0).is_none()) {
+        return Settled::WriterAtWork;
+    }
+    // 2.
+    match (0..n).all(|i| quiet(i) || unchanged(i)) {
+        true => Settled::Yes,
+        false => Settled::No,
+    }
 }
 
 /// Orders the caller's stripe locks (stores) before validation's looks

@@ -201,7 +201,7 @@ fn read_only<'a>(
     gates_held: bool,
 ) -> Result<Outcome<'a>, TxError> {
     let needs_validation = b.reads.len() + b.scans.len() > 1 || !b.scans.is_empty();
-    if needs_validation && !crate::occ::only_quiet_scans(db, b) {
+    if needs_validation && !crate::occ::only_settled_scans(db, b) {
         let mut cb = std::mem::take(&mut b.commit);
         let valid = poison_on_panic(db, || {
             cb.plan.build(b, &[]);

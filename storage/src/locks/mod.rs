@@ -290,7 +290,7 @@ impl Gates {
     /// Whether no writer of `gate` has begun since `q` was taken. Called
     /// holding the gate in `B` or `X` (validation), so that no writer is
     /// in progress now and every one that ended is visible; or without it
-    /// for a transaction of scans alone (`occ::only_quiet_scans`).
+    /// for a transaction of scans alone (`occ::only_settled_scans`).
     pub fn still_quiet(&self, gate: u32, q: Quiet) -> bool {
         self.trees[gate as usize].writers_begun() == q.0
     }

@@ -95,6 +95,10 @@ pub(crate) struct ScanRec {
     /// progress: validation skips the second scan while none has begun
     /// since (`Gates::quiet`).
     pub quiet: Option<crate::locks::Quiet>,
+    /// The pages the scan read entries from, in `TxBufs::scan_pages`:
+    /// while all are unchanged, a second scan would read the same entries
+    /// (`BTree::scan_stamped`), and validation skips it.
+    pub pages: std::ops::Range<usize>,
 }
 
 #[cfg(all(test, not(loom)))]
@@ -107,6 +111,7 @@ impl ScanRec {
             hi: SpanBound::Unbounded,
             observed: 0..0,
             quiet: None,
+            pages: 0..0,
         }
     }
 }
@@ -125,6 +130,8 @@ pub struct TxBufs {
     index: HashMap<u64, u32, PreHashed>,
     pub(crate) scans: Vec<ScanRec>,
     pub(crate) observed: Vec<ObsRec>,
+    /// Stamps of the pages scans read from (`ScanRec::pages`).
+    pub(crate) scan_pages: Vec<rime_btree::LeafStamp>,
     merge: Vec<u32>,
     /// Newest version read (for the read-only durability wait).
     pub(crate) max_version: u64,
@@ -159,6 +166,7 @@ struct Mark {
     arena: usize,
     reads: usize,
     observed: usize,
+    scan_pages: usize,
     max_version: u64,
 }
 
@@ -215,6 +223,7 @@ impl TxBufs {
         self.index.clear();
         self.scans.clear();
         self.observed.clear();
+        self.scan_pages.clear();
         self.merge.clear();
         self.max_version = 0;
         self.read_ahead.clear();
@@ -225,6 +234,7 @@ impl TxBufs {
             arena: self.arena.len(),
             reads: self.reads.len(),
             observed: self.observed.len(),
+            scan_pages: self.scan_pages.len(),
             max_version: self.max_version,
         }
     }
@@ -234,6 +244,7 @@ impl TxBufs {
         self.arena.truncate(m.arena);
         self.reads.truncate(m.reads);
         self.observed.truncate(m.observed);
+        self.scan_pages.truncate(m.scan_pages);
         self.max_version = m.max_version;
     }
 
@@ -661,6 +672,9 @@ impl<'a> Tx<'a> {
         let quiet = self.db.gates().quiet(Gates::of_tree(tree.0));
         let lo_s = b.push_bound(lo);
         let obs_start = b.observed.len();
+        // Out of `b` while the scan runs: `visit` borrows all of `b`.
+        let mut pages = std::mem::take(&mut b.scan_pages);
+        let pages_start = pages.len();
         let mut next = 0usize;
         let mut stopped_at: Option<Span> = None;
         let mut last_visited: Option<Span> = None;
@@ -694,11 +708,14 @@ impl<'a> Tx<'a> {
             flow
         };
         let mut end = ScanEnd::Finished;
-        if !nowait {
-            t.scan((lo, hi), Direction::Forward, visit)?;
-        } else if let Fetch::Missing { pid, pages } =
-            t.scan_nowait((lo, hi), Direction::Forward, &mut ahead, visit)?
-        {
+        let scanned = if !nowait {
+            t.scan_stamped((lo, hi), Direction::Forward, &mut pages, visit)
+                .map(Fetch::Ready)
+        } else {
+            t.scan_nowait_stamped((lo, hi), Direction::Forward, &mut ahead, &mut pages, visit)
+        };
+        b.scan_pages = pages;
+        if let Fetch::Missing { pid, pages } = scanned? {
             let miss = Miss::new(pid, pages);
             b.read_ahead.clear();
             b.read_ahead
@@ -740,6 +757,7 @@ impl<'a> Tx<'a> {
             hi: hi_s,
             observed,
             quiet,
+            pages: pages_start..b.scan_pages.len(),
         });
         b.merge = merge;
         Ok(end)
