@@ -57,7 +57,7 @@
 
 use crate::error::{OrCorrupt, corrupt};
 use crate::node::Node;
-use crate::olc::{READ_AHEAD_LEAVES, ScanHint, ScanStep};
+use crate::olc::{PREFETCH_ENTRIES, READ_AHEAD_LEAVES, ScanHint, ScanStep};
 use crate::{BTree, LeafStamp, MAX_KEY_LEN, TreeError};
 use rime_bufmgr::{Fetch, Loader, OnMiss, PageId, SharedGuard};
 use std::collections::VecDeque;
@@ -69,12 +69,6 @@ pub enum Direction {
     Forward,
     Backward,
 }
-
-/// Entries of a leaf whose keys a scan prefetches before it visits them:
-/// a leaf of YCSB's 1 KiB records holds three; one of 100-byte records
-/// ~30, whose keys the hardware's own prefetcher follows once the first
-/// few are in.
-const PREFETCH_ENTRIES: usize = 8;
 
 /// A key greater than every valid key (one byte longer than the limit),
 /// used to descend to the last leaf.

@@ -406,6 +406,23 @@ impl<'a> Section<'a> {
         child
     }
 
+    /// An optimistic guard on page `pid` if it is in memory and not
+    /// latched exclusively right now, for hints only: nothing is loaded,
+    /// waited for, unmarked or counted, and its bytes are guesses (what a
+    /// scan prefetches from a leaf it will visit soon). `None` otherwise.
+    #[inline]
+    pub fn peek(&self, pid: PageId) -> Option<OptimisticGuard<'a>> {
+        let inner = &*self.bm.inner;
+        inner.check_pid(pid, 1).ok()?;
+        let seen = inner.meta(pid).state.load();
+        seen.is_readable().then_some(OptimisticGuard {
+            bm: self.bm,
+            pid,
+            pages: 1,
+            version: seen.version(),
+        })
+    }
+
     /// An optimistic guard on the `pages`-page frame at `pid`.
     #[inline]
     pub fn read_extent(&self, pid: PageId, pages: u32) -> Result<OptimisticGuard<'a>, Interrupt> {
