@@ -56,7 +56,7 @@
 //! the page, under its latch (the argument is in `epoch`).
 
 use crate::error::{OrCorrupt, corrupt};
-use crate::node::Node;
+use crate::node::{Node, cmp_fence};
 use crate::olc::{PREFETCH_ENTRIES, READ_AHEAD_LEAVES, ScanHint, ScanStep};
 use crate::{BTree, LeafStamp, MAX_KEY_LEN, TreeError};
 use rime_bufmgr::{Fetch, Loader, OnMiss, PageId, SharedGuard};
@@ -106,12 +106,12 @@ fn before_end(key: &[u8], end: &KeyBound, dir: Direction) -> bool {
 fn entered_at_fence(view: Node<'_>, pos: &KeyBound, dir: Direction, count: usize) -> Option<usize> {
     match (pos, dir) {
         (Bound::Excluded(k), Direction::Forward)
-            if !view.lower_inf() && view.lower_fence()? == &k[..] =>
+            if !view.lower_inf() && cmp_fence(view.lower_fence()?, k).is_eq() =>
         {
             Some(0)
         }
         (Bound::Included(k), Direction::Backward)
-            if !view.upper_inf() && view.upper_fence()? == &k[..] =>
+            if !view.upper_inf() && cmp_fence(view.upper_fence()?, k).is_eq() =>
         {
             Some(count)
         }
@@ -480,9 +480,11 @@ impl BTree {
         };
         let past = match (end, dir) {
             (Bound::Unbounded, _) => false,
-            (Bound::Included(e) | Bound::Excluded(e), Direction::Forward) => next >= &e[..],
-            (Bound::Included(e), Direction::Backward) => next < &e[..],
-            (Bound::Excluded(e), Direction::Backward) => next <= &e[..],
+            (Bound::Included(e) | Bound::Excluded(e), Direction::Forward) => {
+                cmp_fence(next, e).is_ge()
+            }
+            (Bound::Included(e), Direction::Backward) => cmp_fence(next, e).is_lt(),
+            (Bound::Excluded(e), Direction::Backward) => cmp_fence(next, e).is_le(),
         };
         if past {
             return Ok(false);
