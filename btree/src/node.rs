@@ -744,6 +744,7 @@ pub fn copy_entries(
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     /// `cmp_fence` is the slices' own order: every pair of a small
     /// alphabet's strings up to 19 bytes (whole words, remainders, one a
@@ -781,7 +782,6 @@ mod tests {
             }
         }
     }
-    use super::*;
 
     fn leaf(buf: &mut [u8], lower: Option<&[u8]>, upper: Option<&[u8]>) {
         NodeMut(buf).init(true, lower, upper);
