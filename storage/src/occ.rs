@@ -99,7 +99,7 @@ pub(crate) fn validate(
         let Some(tree) = tree_of(db, b, s.tree) else {
             return Ok(false);
         };
-        if tree.all_unchanged(&b.scan_pages[s.pages.clone()]) {
+        if tree.all_unchanged(b.pages_of(s)) {
             continue;
         }
         db.counters().scan_rescans.add(1);
@@ -219,7 +219,7 @@ pub(crate) fn only_settled_scans(db: &DbInner, b: &TxBufs) -> bool {
     let scan = |i: usize| (Gates::of_tree(b.scans[i].tree.0), b.scans[i].quiet);
     let unchanged = |i: usize| {
         let s = &b.scans[i];
-        tree_of(db, b, s.tree).is_some_and(|t| t.all_unchanged(&b.scan_pages[s.pages.clone()]))
+        tree_of(db, b, s.tree).is_some_and(|t| t.all_unchanged(b.pages_of(s)))
     };
     let mut since: Option<Instant> = None;
     loop {
@@ -273,17 +273,15 @@ pub(crate) fn settled(
     unchanged: impl Fn(usize) -> bool,
 ) -> Settled {
     begin();
-    let quiet = |i: usize| {
-        let (gate, q) = scan(i);
-        q.is_some_and(|q| gates.still_quiet(gate, q))
-    };
+    let quiet = |(gate, q): (u32, Option<Quiet>)| q.is_some_and(|q| gates.still_quiet(gate, q));
     // 1. (A scan found quiet here and not in step 2 is checked in step 2
     //    too: quiet then, it needs no more, and more checks only refuse.)
-    if (0..n).any(|i| !quiet(i) && gates.quiet(scan(i).0).is_none()) {
+    let at_work = |(gate, q)| !quiet((gate, q)) && gates.quiet(gate).is_none();
+    if (0..n).any(|i| at_work(scan(i))) {
         return Settled::WriterAtWork;
     }
     // 2.
-    match (0..n).all(|i| quiet(i) || unchanged(i)) {
+    match (0..n).all(|i| quiet(scan(i)) || unchanged(i)) {
         true => Settled::Yes,
         false => Settled::No,
     }

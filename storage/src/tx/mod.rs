@@ -248,6 +248,11 @@ impl TxBufs {
         self.max_version = m.max_version;
     }
 
+    /// The stamps of the pages scan `s` read from.
+    pub(crate) fn pages_of(&self, s: &ScanRec) -> &[rime_btree::LeafStamp] {
+        &self.scan_pages[s.pages.clone()]
+    }
+
     pub(crate) fn bytes(&self, s: Span) -> &[u8] {
         &self.arena[s.off as usize..(s.off + s.len) as usize]
     }
