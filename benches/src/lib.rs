@@ -44,6 +44,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use workload::{Distribution, KeyFormat, Preset, Workload};
 
+/// Operations per second one core may do in any engine, a bound for
+/// sizing the in-memory pool ([`Matrix::pool`]): above the fastest rate
+/// measured here (Rime's bare tree on C, ~1.2M per thread on 2 threads).
+pub const MAX_OPS_PER_CORE_SEC: f64 = 2.0e6;
+
 /// Every combination of these is run: for each engine × durability, one
 /// fresh load, then each workload at each thread count.
 #[derive(Debug, Clone)]
@@ -121,10 +126,19 @@ impl Matrix {
 
     /// Logical bytes of the loaded data (keys + values).
     pub fn data_bytes(&self) -> u64 {
-        self.records * (self.key_format.avg_len() + self.value_len) as u64
+        self.records * self.record_bytes()
     }
 
     /// The pool budget every engine gets.
+    ///
+    /// In a preset whose data fits in memory, it holds the loaded records
+    /// and every record one run may insert ([`Matrix::run_inserts_bound`]):
+    /// a run of D or E inserts in proportion to the engine's speed, and a
+    /// pool sized for the load alone let a fast engine's run outgrow it
+    /// (Rime's bare tree on D at 2 threads, 3 s: 437k ops/s with the
+    /// load's pool, 1.30M with room for the inserts), while the peers that
+    /// cache in the OS page cache never notice. A larger-than-memory
+    /// preset keeps its data/pool ratio at the load.
     pub fn pool(&self) -> usize {
         if let Some(p) = self.pool_bytes {
             return p;
@@ -133,9 +147,36 @@ impl Matrix {
         match self.preset.data_over_pool() {
             // B+tree pages are ~70% full after hashed inserts; a pool that
             // holds everything needs headroom over the logical size.
-            None => ((data * 2.5) as usize + (64 << 20)).max(128 << 20),
+            None => {
+                let inserted = self.run_inserts_bound() as f64 * self.record_bytes() as f64;
+                (((data + inserted) * 2.5) as usize + (64 << 20)).max(128 << 20)
+            }
             Some(r) => ((data / r) as usize).max(16 << 20),
         }
+    }
+
+    /// Logical bytes of one record (key + value).
+    fn record_bytes(&self) -> u64 {
+        (self.key_format.avg_len() + self.value_len) as u64
+    }
+
+    /// The most records one run (warm-up included) of any of the
+    /// workloads may insert: its insert share of the operations it can
+    /// do, at most [`MAX_OPS_PER_CORE_SEC`] on each core it can use.
+    pub fn run_inserts_bound(&self) -> u64 {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = self.threads.iter().copied().max().unwrap_or(1);
+        let rate = MAX_OPS_PER_CORE_SEC * threads.min(cores) as f64;
+        let ops = self.warmup.as_secs_f64() * rate
+            + match self.stop {
+                Stop::Ops(n) => n as f64,
+                Stop::Duration(d) => d.as_secs_f64() * rate,
+            };
+        self.workloads
+            .iter()
+            .map(|wl| (wl.insert_share() * ops).ceil() as u64)
+            .max()
+            .unwrap_or(0)
     }
 
     /// The in-flight counts engine `name` runs at: each of
@@ -684,6 +725,34 @@ mod tests {
         assert_eq!(m.inflights(true), vec![1]);
         let ltm = Matrix::new(Preset::Ltm, &["rime"], "A").unwrap();
         assert_eq!((ltm.inflight.clone(), ltm.device_probe), (vec![64], false));
+    }
+
+    /// Regression: the in-memory pool was sized for the loaded records
+    /// alone, and a run of D that inserted in proportion to its speed
+    /// outgrew it (Rime's bare tree evicted and read back pages mid-run).
+    #[test]
+    fn an_in_memory_pool_holds_what_a_run_may_insert() {
+        let c = Matrix::new(Preset::Ycsb, &["rime"], "C").unwrap();
+        let mut d = Matrix::new(Preset::Ycsb, &["rime"], "C,D").unwrap();
+        assert_eq!(c.run_inserts_bound(), 0);
+        let inserts = d.run_inserts_bound();
+        assert!(inserts > 0);
+        let record = d.data_bytes() / d.records;
+        assert!(d.pool() as u64 >= (d.records + inserts) * record * 2);
+        assert!(d.pool() > c.pool());
+        // A fixed operation count bounds the inserts by itself (plus what
+        // the warm-up may do), and more threads than cores insert no faster.
+        d.warmup = Duration::ZERO;
+        d.stop = Stop::Ops(1_000_000);
+        assert_eq!(d.run_inserts_bound(), 50_000, "D inserts 5%");
+        d.threads = vec![1024];
+        d.stop = Stop::Duration(Duration::from_secs(1));
+        let cores = std::thread::available_parallelism().unwrap().get();
+        assert!(d.run_inserts_bound() <= (0.05 * MAX_OPS_PER_CORE_SEC) as u64 * cores as u64);
+        // A larger-than-memory preset keeps its ratio at the load.
+        let ltm = Matrix::new(Preset::Ltm, &["rime"], "D").unwrap();
+        let ratio = ltm.data_bytes() as f64 / ltm.pool() as f64;
+        assert!((ratio - 3.0).abs() < 0.01, "{ratio}");
     }
 
     /// Regression: a reload that failed after D or E returned the rows

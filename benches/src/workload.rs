@@ -117,9 +117,16 @@ impl Workload {
     /// Whether the workload inserts records (YCSB D and E): a run of it
     /// leaves more records than were loaded.
     pub fn inserts(&self) -> bool {
+        self.insert_share() > 0.0
+    }
+
+    /// The share of operations that insert a record.
+    pub fn insert_share(&self) -> f64 {
         self.mix
             .iter()
-            .any(|&(op, share)| op == Op::Insert && share > 0.0)
+            .filter(|&&(op, _)| op == Op::Insert)
+            .map(|&(_, share)| share)
+            .sum()
     }
 
     /// vmcache's "rndread": uniform point lookups only.
