@@ -30,29 +30,49 @@ const SPIN: Duration = Duration::from_micros(30);
 
 /// One thread's wake-up flag.
 pub(crate) struct Parker {
+    /// Alone on their line (and its prefetch pair): the owner spins on it
+    /// while the waker writes it, and a write to anything sharing the
+    /// line would pull it from under the spinning reader. Beside an
+    /// executor's queue and load count, the spin made each hand-off's
+    /// writes to them bounce the line once more (see `docs/faas.md`,
+    /// "One at a time through the executors").
+    flags: Flags,
+    /// Read by a waker only to unpark a sleeper: on the other line, with
+    /// what spawners read (an executor's `OnceLock` state).
     thread: Thread,
+}
+
+/// Steps 1 and 2's flags, 128-byte aligned: the adjacent-line prefetcher
+/// pairs lines.
+#[repr(align(128))]
+struct Flags {
     notified: AtomicBool,
     sleeping: AtomicBool,
     /// How long the next wait spins, in ns (step 3; only the owning
-    /// thread reads or writes it).
+    /// thread reads or writes it, right after taking the line to clear
+    /// `notified`, so keeping it here costs no transfer).
     spin_ns: AtomicU64,
 }
+
+const _: () = assert!(std::mem::size_of::<Flags>() == 128);
 
 impl Parker {
     /// A parker for `thread` (the only thread that may [`Parker::wait`]).
     pub fn new(thread: Thread) -> Parker {
         Parker {
+            flags: Flags {
+                notified: AtomicBool::new(false),
+                sleeping: AtomicBool::new(false),
+                spin_ns: AtomicU64::new(SPIN.as_nanos() as u64),
+            },
             thread,
-            notified: AtomicBool::new(false),
-            sleeping: AtomicBool::new(false),
-            spin_ns: AtomicU64::new(SPIN.as_nanos() as u64),
         }
     }
 
     /// Step 1: wakes the thread (now, or its next wait returns at once).
     pub fn notify(&self) {
-        self.notified.store(true, SeqCst);
-        if self.sleeping.load(SeqCst) {
+        self.flags.notified.store(true, SeqCst);
+        if self.flags.sleeping.load(SeqCst) {
             self.thread.unpark();
         }
     }
@@ -60,24 +80,28 @@ impl Parker {
     /// Clears a notification already seen (the thread is about to look
     /// for work anyway).
     pub fn clear(&self) {
-        self.notified.store(false, SeqCst);
+        // Written only if set: an executor clears at every round, and a
+        // store would take the line from a waker about to set it.
+        if self.flags.notified.load(SeqCst) {
+            self.flags.notified.store(false, SeqCst);
+        }
     }
 
     /// Step 2: returns once notified (spinning first, then parked).
     pub fn wait(&self) {
         let start = Instant::now();
-        let spin = Duration::from_nanos(self.spin_ns.load(Relaxed));
+        let spin = Duration::from_nanos(self.flags.spin_ns.load(Relaxed));
         let mut spins = 0u32;
         // Looks before it swaps, so a spinning thread only reads the line
         // the waker writes.
-        while !(self.notified.load(SeqCst) && self.notified.swap(false, SeqCst)) {
+        while !(self.flags.notified.load(SeqCst) && self.flags.notified.swap(false, SeqCst)) {
             spins += 1;
             if spins.is_multiple_of(64) && start.elapsed() >= spin {
-                self.sleeping.store(true, SeqCst);
-                if !self.notified.load(SeqCst) {
+                self.flags.sleeping.store(true, SeqCst);
+                if !self.flags.notified.load(SeqCst) {
                     std::thread::park();
                 }
-                self.sleeping.store(false, SeqCst);
+                self.flags.sleeping.store(false, SeqCst);
                 spins = 0;
                 continue;
             }
@@ -85,7 +109,8 @@ impl Parker {
         }
         // 3. The next wait's budget.
         let waited_ns = start.elapsed().as_nanos().min(u64::MAX as u128) as u64;
-        self.spin_ns
+        self.flags
+            .spin_ns
             .store(next_spin_ns(spin.as_nanos() as u64, waited_ns), Relaxed);
     }
 }
@@ -141,7 +166,7 @@ mod tests {
         parker.wait(); // parks past its spin, woken by the notify
         waker.join().unwrap();
         assert!(
-            parker.spin_ns.load(Relaxed) < FULL_NS,
+            parker.flags.spin_ns.load(Relaxed) < FULL_NS,
             "a 20 ms wait shrinks the spin"
         );
     }
