@@ -144,7 +144,10 @@ pub(crate) struct ResolvedGrant {
     pub writable: bool,
 }
 
-/// A deployed, compiled function.
+/// A deployed, compiled function. 128-byte aligned, as `Inner`
+/// is: a caller clones its `Arc` for every invocation it hands to an
+/// executor, which reads the function as it instantiates it.
+#[repr(align(128))]
 pub(crate) struct Function {
     pub name: String,
     pub config: FunctionConfig,
