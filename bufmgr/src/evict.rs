@@ -338,6 +338,11 @@ impl Inner {
         let mut copies = crate::io::AlignedBuf::zeroed(EVICT_BATCH * PAGE_SIZE);
         let mut written = 0;
         for chunk in candidates.chunks(EVICT_BATCH) {
+            // Before any latch: the log forced once for the batch, not
+            // under the latch of each frame changed since the last force
+            // (a writer upgrading that page, often a parent every split
+            // touches, would wait out a log sync).
+            self.before_batch();
             let mut busy = Vec::new();
             let mut batch = CopyBatch::default();
             for &pid in chunk {
@@ -356,6 +361,7 @@ impl Inner {
             }
             written += self.write_batch_of_copies(&copies, batch)?;
             for pid in busy {
+                self.before_batch();
                 // Until its latest image is written or on its way by a
                 // write that completes before this returns.
                 while self.latch_shared_if_dirty(pid) {
@@ -368,6 +374,13 @@ impl Inner {
             }
         }
         Ok(written)
+    }
+
+    /// [`WriteBackHook::before_batch`], if there is a hook.
+    fn before_batch(&self) {
+        if let Some(hook) = &self.hook {
+            hook.before_batch();
+        }
     }
 
     /// For `flush_all`: `pid`, latched shared and dirty, joins `batch`:

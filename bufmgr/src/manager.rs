@@ -36,7 +36,17 @@ pub(crate) const MAX_FUTILE_EVICTIONS: u32 = 1000;
 /// Called before any dirty frame is written to disk: the storage layer
 /// enforces the write-ahead rule here (forcing the log up to `page_lsn`).
 pub trait WriteBackHook: Send + Sync {
+    /// Called for each frame, under its shared latch, right before it is
+    /// copied for writing: may wait (for the log), and every writer that
+    /// wants the page waits with it.
     fn before_write(&self, pid: PageId, page_lsn: u64) -> Result<(), WriteBackRefused>;
+
+    /// Called with no latch held before a checkpoint's flush takes the
+    /// latches of a batch of dirty frames: a hook that forces the log may
+    /// force all of it here, so that `before_write` finds it durable for
+    /// every frame not changed since and does not wait under a latch.
+    /// Best effort: a failure here surfaces in `before_write`.
+    fn before_batch(&self) {}
 }
 
 /// Why a [`WriteBackHook`] kept a page from the disk.

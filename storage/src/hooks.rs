@@ -57,4 +57,12 @@ impl WriteBackHook for WalBeforeData {
                 }),
         }
     }
+
+    /// Forces everything logged so far, with no latch held. A failure
+    /// poisons the log, so the next `before_write` refuses as it should.
+    fn before_batch(&self) {
+        if let Err(e) = self.wal.flush() {
+            tracing::debug!(error = %e, "forcing the log before a write-back batch");
+        }
+    }
 }
