@@ -704,10 +704,12 @@ impl BTree {
     /// * no sibling within [`MAX_SHIFT`] leaves has room for the new
     ///   entry and at least [`MIN_SIBLING_ROOM`] (with [`OnMiss::Report`],
     ///   only leaves in memory count: the search stops at one that is not);
-    /// * a leaf cannot be latched at once.
+    /// * a leaf changed since it was read, or is latched exclusively.
     ///
-    /// A leaf's failed upgrade gives up rather than restarting: this never
-    /// waits for a latch. [`OnMiss::Report`] runs the section with
+    /// A leaf's failed upgrade gives up rather than restarting. No upgrade
+    /// here waits for an exclusive holder; like every upgrade, each waits
+    /// out shared holders (a scan visiting the page, a write-back copying
+    /// it), which hold it briefly. [`OnMiss::Report`] runs the section with
     /// `optimistic_nowait` (a path not in memory gives up, a sibling not
     /// in memory is never read), so a thread with reads in flight may
     /// call it; [`OnMiss::Load`] reads what is missing, as

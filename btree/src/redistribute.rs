@@ -64,7 +64,8 @@ impl BTree {
     ///
     /// 1. Latch the parent and the leaves from `target` to the nearest one
     ///    with room, left to right (`olc::latch_for_shift`, which never
-    ///    waits for a latch, and for a read only with [`OnMiss::Load`]).
+    ///    waits for an exclusive holder, and for a read only with
+    ///    [`OnMiss::Load`]).
     /// 2. Under the latches, re-check that `target` still lacks room.
     /// 3. Plan even cuts of all their entries plus the new one by bytes,
     ///    and their separators ([`plan`]).
