@@ -19,8 +19,9 @@
 //! looks for the nearest leaf under the same parent, at most [`MAX_SHIFT`]
 //! away, with room for the new entry and at least [`MIN_SIBLING_ROOM`], and
 //! spreads the entries of the leaves from the full one to that one (with
-//! the new entry) evenly over them. A leaf that is not latchable at once
-//! gives up (the leaf splits instead); one not in memory is read, as a
+//! the new entry) evenly over them. A leaf that changed since it was read
+//! or is latched exclusively gives up (the leaf splits instead; a shared
+//! holder is waited out); one not in memory is read, as a
 //! merge's sibling is, except by writers that must not wait for reads
 //! ([`Writer::merge_in_memory_only`](crate::Writer::merge_in_memory_only)),
 //! for which it ends the search.
