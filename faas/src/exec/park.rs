@@ -37,8 +37,7 @@ pub(crate) struct Parker {
     /// writes to them bounce the line once more (see `docs/faas.md`,
     /// "One at a time through the executors").
     flags: Flags,
-    /// Read by a waker only to unpark a sleeper: on the other line, with
-    /// what spawners read (an executor's `OnceLock` state).
+    /// Read by a waker only to unpark a sleeper: off the flags' line.
     thread: Thread,
 }
 
