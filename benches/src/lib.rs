@@ -46,7 +46,8 @@ use workload::{Distribution, KeyFormat, Preset, Workload};
 
 /// Operations per second one core may do in any engine, a bound for
 /// sizing the in-memory pool ([`Matrix::pool`]): above the fastest rate
-/// measured here (Rime's bare tree on C, ~1.2M per thread on 2 threads).
+/// measured here (Rime's bare tree on C at 2 threads, at most ~1.5M per
+/// thread in the runs of 2026-12-07, `docs/benchmarks.md`).
 pub const MAX_OPS_PER_CORE_SEC: f64 = 2.0e6;
 
 /// Every combination of these is run: for each engine × durability, one
