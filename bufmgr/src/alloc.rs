@@ -126,7 +126,8 @@ impl BufferManager {
     ///    EVICTED, or from resident if a stray reader loaded it meanwhile
     ///    (then the memory counted in step 1 is handed back).
     /// 4. Make the memory accessible and zero it.
-    /// 5. Mark it dirty and resident, and publish the new high-water mark.
+    /// 5. Mark it dirty and resident, and publish the new high-water mark;
+    ///    past the lock, tell the pre-faulting thread (`crate::prefault`).
     fn alloc_frame(&self, pages: u32) -> Result<ExclusiveGuard<'_>, PageError> {
         let inner = &*self.inner;
         // Step 1.
@@ -180,6 +181,9 @@ impl BufferManager {
             inner.allocated.store(pid + pages as u64, Ordering::Release);
         }
         drop(allocator);
+        if !reused {
+            inner.prefault.frontier_moved(pid + pages as u64);
+        }
         Ok(ExclusiveGuard::new(self, pid, pages, true))
     }
 

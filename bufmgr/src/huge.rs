@@ -98,6 +98,11 @@ impl HugePrefix {
         }
     }
 
+    /// The prefix's length in bytes (0 if none was advised).
+    pub(crate) fn len_bytes(&self) -> usize {
+        self.len_bytes
+    }
+
     /// Whether the prefix is advised huge (step 1 done, step 2 not yet).
     pub(crate) fn is_active(&self) -> bool {
         self.active.load(Ordering::Relaxed)

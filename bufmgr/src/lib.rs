@@ -34,7 +34,9 @@
 //!   them it reads zeros and fails validation). Other faults go to the
 //!   previous handler.
 //! * Transparent huge pages for the pool while the database fits in its
-//!   budget, 4 KiB pages from the first eviction on ([`HugePages`]).
+//!   budget, 4 KiB pages from the first eviction on ([`HugePages`]), the
+//!   memory just above the high-water mark populated ahead of allocations
+//!   by a thread of the pool meanwhile (`prefault`).
 //! * Page I/O behind [`io::BlockFile`]: io_uring, `pread` fallback, and a
 //!   fault-injecting test double.
 //! * Every frame carries a 16-byte header ([`frame`]) with a checksum the
@@ -56,6 +58,7 @@ mod huge;
 mod loader;
 mod manager;
 mod meta;
+mod prefault;
 mod resident;
 mod stats;
 mod sync;

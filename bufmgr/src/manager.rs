@@ -5,6 +5,7 @@ use crate::fault::{self, RegionGuard};
 use crate::huge::{HugePages, HugePrefix};
 use crate::io::{BlockFile, ReadOp};
 use crate::meta::PageMeta;
+use crate::prefault::Prefault;
 use crate::region::{Region, ReleaseMode, ReleasePolicy};
 use crate::resident::ResidentSet;
 use crate::state::{EVICTED, LOCKED, StateWord};
@@ -111,6 +112,8 @@ pub(crate) struct Inner {
     pub(crate) allocated: AtomicU64,
     pub(crate) release: ReleaseMode,
     pub(crate) huge: HugePrefix,
+    /// Populating the prefix ahead of allocations (`crate::prefault`).
+    pub(crate) prefault: Prefault,
     pub(crate) waits: LoadWaits,
     /// Errors of failed loads, for the waiters of those loads.
     pub(crate) failures: LoadFailures,
@@ -126,6 +129,8 @@ pub(crate) struct Inner {
 /// The buffer manager. See the crate docs for the protocols.
 pub struct BufferManager {
     pub(crate) inner: Arc<Inner>,
+    /// The pre-faulting thread, if one runs: stopped and joined on drop.
+    prefaulter: Option<std::thread::JoinHandle<()>>,
 }
 
 impl BufferManager {
@@ -175,6 +180,7 @@ impl BufferManager {
             budget_pages,
             alloc.next_pid,
         );
+        let prefault = Prefault::new(alloc.next_pid, huge.len_bytes());
         let inner = Inner {
             id: NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed),
             pool,
@@ -188,6 +194,7 @@ impl BufferManager {
             allocated: AtomicU64::new(alloc.next_pid),
             release,
             huge,
+            prefault,
             waits: LoadWaits::new(),
             failures: LoadFailures::new(),
             stats: StatsRegistry::default(),
@@ -204,9 +211,9 @@ impl BufferManager {
                 .state
                 .store_initial(StateWord::new(0, EVICTED));
         }
-        Ok(BufferManager {
-            inner: Arc::new(inner),
-        })
+        let inner = Arc::new(inner);
+        let prefaulter = Prefault::start(&inner);
+        Ok(BufferManager { inner, prefaulter })
     }
 
     /// Counters summed over all threads.
@@ -233,6 +240,14 @@ impl BufferManager {
     /// budget at open and nothing has been evicted since ([`HugePages`]).
     pub fn huge_pages_active(&self) -> bool {
         self.inner.huge.is_active()
+    }
+
+    /// Where the pre-faulting thread's next round starts, in bytes from the
+    /// pool's start, and whether it still runs (`crate::prefault`; for tests).
+    #[doc(hidden)]
+    pub fn prefault_progress(&self) -> (usize, bool) {
+        let p = &self.inner.prefault;
+        (p.populated_bytes(), p.is_running())
     }
 
     /// How evicted memory is released ([`Config::release`] on this kernel).
@@ -305,6 +320,11 @@ impl BufferManager {
 
 impl Drop for BufferManager {
     fn drop(&mut self) {
+        if let Some(thread) = self.prefaulter.take() {
+            self.inner.prefault.stop();
+            // A panic there was a bug in a thread that only advises memory.
+            let _ = thread.join();
+        }
         StatsRegistry::forget_thread_entry(self.inner.id);
     }
 }
