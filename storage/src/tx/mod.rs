@@ -650,9 +650,34 @@ impl<'a> Tx<'a> {
         self.scan_inner(tree, lo, hi, true, f)
     }
 
-    /// Steps 1-4 of `scan`; `pause`: as in [`Tx::scan_resumable`].
+    /// Steps 1-4 of `scan`; `pause`: as in [`Tx::scan_resumable`]. The
+    /// tree comes from this thread's cache, taken out of the buffers while
+    /// the scan runs (its visitor borrows them all): no lock of the Db's
+    /// tree map and no reference count, lines the other cores write.
     fn scan_inner(
         &mut self,
+        tree: TreeId,
+        lo: Bound<&[u8]>,
+        hi: Bound<&[u8]>,
+        pause: bool,
+        f: impl FnMut(&[u8], &[u8]) -> ControlFlow<()>,
+    ) -> Result<ScanEnd, TxError> {
+        if tree == self.db.catalog_id() {
+            return Err(TxError::Db(DbError::NoSuchTree(tree)));
+        }
+        let mut trees = std::mem::take(&mut self.b.trees);
+        let scanned = match trees.get(self.db, tree) {
+            Ok(t) => self.scan_tree(t, tree, lo, hi, pause, f),
+            Err(e) => Err(e.into()),
+        };
+        self.b.trees = trees;
+        scanned
+    }
+
+    /// [`Tx::scan_inner`] on `t`, the open tree `tree`.
+    fn scan_tree(
+        &mut self,
+        t: &BTree,
         tree: TreeId,
         lo: Bound<&[u8]>,
         hi: Bound<&[u8]>,
@@ -664,7 +689,6 @@ impl<'a> Tx<'a> {
             handed.set(handed.get() + 1);
             f(k, v)
         };
-        let t = self.tree(tree)?;
         let nowait = self.nowait;
         let b = &mut *self.b;
         let mark = b.mark();
