@@ -46,17 +46,6 @@ fn vma_of(addr: usize) -> Vma {
     panic!("no mapping contains {addr:#x}");
 }
 
-fn require_thp() {
-    let mode = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").expect(
-        "this kernel has no transparent huge pages (no /sys/kernel/mm/transparent_hugepage)",
-    );
-    assert!(
-        !mode.contains("[never]"),
-        "transparent huge pages are off on this machine ({}); these tests need `madvise` or `always`",
-        mode.trim()
-    );
-}
-
 fn pool_with(pool_bytes: usize, huge_pages: HugePages) -> Pool {
     let dir = tempfile::TempDir::new().unwrap();
     let file = open_block_file(&dir.path().join("pages"), IoBackend::Auto).unwrap();

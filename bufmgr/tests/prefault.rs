@@ -14,17 +14,6 @@ use rime_bufmgr::{BufferManager, Config, HUGE_PAGE_BYTES, HugePages, PAGE_SIZE};
 use std::io::{Read, Seek, SeekFrom};
 use std::time::{Duration, Instant};
 
-fn require_thp() {
-    let mode = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").expect(
-        "this kernel has no transparent huge pages (no /sys/kernel/mm/transparent_hugepage)",
-    );
-    assert!(
-        !mode.contains("[never]"),
-        "transparent huge pages are off on this machine ({}); these tests need `madvise` or `always`",
-        mode.trim()
-    );
-}
-
 /// Whether the virtual page at `addr` is backed by memory (pagemap's bit
 /// 63; readable without privileges, unlike the frame number).
 fn present(addr: usize) -> bool {

@@ -91,3 +91,16 @@ fn crc32(bytes: &[u8]) -> u32 {
         (h ^ b as u32).wrapping_mul(0x0100_0193)
     })
 }
+
+/// Fails, saying why, unless the kernel has transparent huge pages in
+/// `madvise` or `always` mode (Debian's default, and CI's).
+pub fn require_thp() {
+    let mode = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").expect(
+        "this kernel has no transparent huge pages (no /sys/kernel/mm/transparent_hugepage)",
+    );
+    assert!(
+        !mode.contains("[never]"),
+        "transparent huge pages are off on this machine ({}); these tests need `madvise` or `always`",
+        mode.trim()
+    );
+}
