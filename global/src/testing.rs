@@ -79,7 +79,17 @@ fn have(tool: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// A port free on loopback whose cluster-bus port (+10000) is free too.
+/// Ports a server is tried on before the cluster gives up.
+const MAX_PORT_TRIES: usize = 5;
+
+/// How long `redis-cli --cluster create` may take: it waits for the nodes
+/// to agree on the configuration, a second or two here.
+const CREATE_LIMIT: Duration = Duration::from_secs(60);
+
+/// A port free on loopback whose cluster-bus port (+10000) is free too,
+/// when it was looked at: another process (a parallel test's server or
+/// client) may take it before the server binds it, so [`start_node`]
+/// checks that the server answering there is its own.
 fn free_port() -> u16 {
     loop {
         let l = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
@@ -133,38 +143,20 @@ impl RedisCluster {
             dir,
         };
         for _ in 0..masters * (1 + replicas) {
-            let port = free_port();
-            let child = spawn_server(c.dir.path(), port, node_timeout);
-            c.nodes.push(Node {
-                port,
-                child: Some(child),
-                paused: AtomicBool::new(false),
-            });
-        }
-        for n in &c.nodes {
-            wait_for(
-                Duration::from_secs(10),
-                || ping(n.port),
-                "redis-server answers PING",
-            );
+            let node = start_node(c.dir.path(), node_timeout);
+            c.nodes.push(node);
         }
         let mut create = Command::new("redis-cli");
         create.arg("--cluster").arg("create");
         for n in &c.nodes {
             create.arg(format!("127.0.0.1:{}", n.port));
         }
-        let out = create
+        create
             .arg("--cluster-replicas")
             .arg(replicas.to_string())
-            .arg("--cluster-yes")
-            .output()
-            .expect("run redis-cli --cluster create");
-        assert!(
-            out.status.success(),
-            "redis-cli --cluster create failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+            .arg("--cluster-yes");
+        let log = c.dir.path().join("cluster-create.log");
+        run_with_limit(create, CREATE_LIMIT, "redis-cli --cluster create", &log);
         for n in &c.nodes {
             wait_for(
                 Duration::from_secs(20),
@@ -350,6 +342,84 @@ impl Drop for RedisCluster {
     }
 }
 
+/// A server of ours on a free port, answering. A port can be taken
+/// between [`free_port`] and the server's bind: that server then exits
+/// ("Address already in use") while whatever holds the port answers
+/// `PING`, and `redis-cli --cluster create` given a stranger waits for
+/// it forever (a CI run hung on it). So a server counts as up only when
+/// the one answering on its port reports its process id; one that exits
+/// or is not heard from in 10 s is replaced on another port.
+fn start_node(dir: &Path, node_timeout_ms: u32) -> Node {
+    start_node_on(dir, node_timeout_ms, free_port)
+}
+
+/// [`start_node`] on the ports `next_port` gives.
+fn start_node_on(dir: &Path, node_timeout_ms: u32, mut next_port: impl FnMut() -> u16) -> Node {
+    for _ in 0..MAX_PORT_TRIES {
+        let port = next_port();
+        let mut child = spawn_server(dir, port, node_timeout_ms);
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(10) {
+            if child.try_wait().ok().flatten().is_some() {
+                break;
+            }
+            if server_pid(port) == Some(child.id()) {
+                return Node {
+                    port,
+                    child: Some(child),
+                    paused: AtomicBool::new(false),
+                };
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    panic!(
+        "no redis-server of this test came up in {MAX_PORT_TRIES} tries on free ports \
+         (their logs: {})",
+        dir.display()
+    );
+}
+
+/// The process id the server answering on `port` reports (`INFO server`).
+fn server_pid(port: u16) -> Option<u32> {
+    let info: String = query(port, redis::cmd("INFO").arg("server"))?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("process_id:"))
+        .and_then(|pid| pid.trim().parse().ok())
+}
+
+/// Runs `cmd` to completion, its output to the file `log`; kills it and
+/// panics with that output if it takes longer than `limit` or fails.
+fn run_with_limit(mut cmd: Command, limit: Duration, what: &str, log: &Path) {
+    let out = std::fs::File::create(log).expect("a log file for a command");
+    let err = out.try_clone().expect("a second handle to the log file");
+    let mut child = cmd
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .unwrap_or_else(|e| panic!("run {what}: {e}"));
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for a child") {
+            break Some(status);
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let printed = std::fs::read_to_string(log).unwrap_or_default();
+    match status {
+        Some(s) if s.success() => {}
+        Some(s) => panic!("{what} failed ({s}): {printed}"),
+        None => panic!("{what} took over {limit:?}, killed: {printed}"),
+    }
+}
+
 fn spawn_server(dir: &Path, port: u16, node_timeout_ms: u32) -> Child {
     let p = port.to_string();
     let log = dir.join(format!("redis-{port}.log"));
@@ -380,13 +450,6 @@ fn spawn_server(dir: &Path, port: u16, node_timeout_ms: u32) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .expect("start redis-server")
-}
-
-fn ping(port: u16) -> bool {
-    redis::Client::open(format!("redis://127.0.0.1:{port}"))
-        .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(200)))
-        .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
-        .is_ok()
 }
 
 fn query<T: redis::FromRedisValue>(port: u16, cmd: &mut redis::Cmd) -> Option<T> {
@@ -453,5 +516,58 @@ fn wait_for(limit: Duration, mut f: impl FnMut() -> bool, what: &str) {
     while !f() {
         assert!(start.elapsed() < limit, "timed out waiting until {what}");
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: a CI run hung in `redis-cli --cluster create` after a
+    /// server's port was taken by another test's server before it bound
+    /// it (the stranger answered PING for it).
+    #[test]
+    fn a_port_taken_before_the_server_binds_it_is_replaced() {
+        if !have("redis-server") {
+            assert!(
+                !required(),
+                "redis-server not found (scripts/setup installs it)"
+            );
+            eprintln!("SKIPPED: redis-server not found");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let stranger = start_node(dir.path(), NODE_TIMEOUT_MS);
+        let mut ports = [stranger.port].into_iter();
+        let mut ours = start_node_on(dir.path(), NODE_TIMEOUT_MS, || {
+            ports.next().unwrap_or_else(free_port)
+        });
+        assert_ne!(ours.port, stranger.port);
+        let child = ours.child.as_mut().unwrap();
+        assert_eq!(server_pid(ours.port), Some(child.id()));
+        for mut n in [ours, stranger] {
+            let mut c = n.child.take().unwrap();
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    #[test]
+    fn a_command_past_its_limit_is_killed_with_its_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "echo waiting; sleep 30"]);
+        let log = dir.path().join("log");
+        let started = Instant::now();
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run_with_limit(cmd, Duration::from_millis(200), "the sleeper", &log)
+        }))
+        .expect_err("a command past its limit panics");
+        assert!(started.elapsed() < Duration::from_secs(10));
+        let msg = panicked.downcast_ref::<String>().unwrap();
+        assert!(
+            msg.contains("took over") && msg.contains("waiting"),
+            "{msg}"
+        );
     }
 }
