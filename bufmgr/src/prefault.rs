@@ -15,8 +15,8 @@
 //! (`MADV_POPULATE_WRITE`), so that allocations find it faulted in:
 //!
 //! 1. **Asking.** An allocation that raises the high-water mark to within
-//!    [`LOW_WATER_BYTES`] of what is populated asks the thread for more
-//!    (one atomic load otherwise).
+//!    half the lead ([`ahead`]) of what is populated asks the thread for
+//!    more ([`asks`]; one atomic load otherwise).
 //! 2. **Populating.** The thread populates whole huge pages above the
 //!    high-water mark's own huge page (that one its allocator faults in),
 //!    one at a time, until it is [`ahead`] bytes ahead. It rechecks the
@@ -48,18 +48,23 @@ use std::sync::{Arc, Condvar, Mutex};
 /// threads; populating 16 MiB takes ~35 ms at the VM's first-touch rate.
 pub(crate) const AHEAD_BYTES: usize = 8 * HUGE_PAGE_BYTES;
 
-/// An allocation asks for more once what is populated above the
-/// high-water mark falls below this: half the lead, so the thread works
-/// in rounds of several huge pages.
-pub(crate) const LOW_WATER_BYTES: usize = AHEAD_BYTES / 2;
-
 const _: () = assert!(AHEAD_BYTES.is_multiple_of(HUGE_PAGE_BYTES));
-const _: () = assert!(LOW_WATER_BYTES > 0 && LOW_WATER_BYTES < AHEAD_BYTES);
 
 /// The lead the thread keeps: what the pool has allocated since it opened,
 /// at least one huge page and at most [`AHEAD_BYTES`].
 pub(crate) fn ahead(grown_bytes: usize) -> usize {
     grown_bytes.clamp(HUGE_PAGE_BYTES, AHEAD_BYTES)
+}
+
+/// Step 1's test: whether an allocation that raised the high-water mark
+/// to `frontier_bytes` asks for more, the pool having opened at
+/// `opened_at` and being populated to `populated_to`. Once what is
+/// populated above the mark is under half the lead: the thread then works
+/// in rounds of at least a huge page, and a small pool, whose lead is one
+/// huge page, does not ask at every allocation.
+pub(crate) fn asks(frontier_bytes: usize, opened_at: usize, populated_to: usize) -> bool {
+    let lead = ahead(frontier_bytes.saturating_sub(opened_at));
+    frontier_bytes + lead / 2 > populated_to
 }
 
 /// `bytes` rounded up to whole huge pages.
@@ -141,7 +146,8 @@ impl Prefault {
             return;
         }
         let frontier_bytes = frontier as usize * PAGE_SIZE;
-        if frontier_bytes + LOW_WATER_BYTES <= self.populated_to.load(Ordering::Relaxed) {
+        let populated_to = self.populated_to.load(Ordering::Relaxed);
+        if !asks(frontier_bytes, self.opened_at, populated_to) {
             return;
         }
         let mut asked = self.asked.lock().unwrap_or_else(|p| p.into_inner());
@@ -227,6 +233,23 @@ mod tests {
         assert_eq!(ahead(0), HUGE_PAGE_BYTES);
         assert_eq!(ahead(3 * HUGE_PAGE_BYTES), 3 * HUGE_PAGE_BYTES);
         assert_eq!(ahead(1 << 40), AHEAD_BYTES);
+    }
+
+    /// Regression: a pool that had grown less than the fixed low-water
+    /// mark (8 MiB) asked, and woke the thread, at every allocation.
+    #[test]
+    fn a_small_pool_asks_once_per_huge_page_not_per_allocation() {
+        let huge = HUGE_PAGE_BYTES;
+        // Opened empty, 1 MiB allocated, populated to 4 MiB (the thread's
+        // first round: the 2 MiB above the mark's huge page).
+        assert!(!asks(1 << 20, 0, 2 * huge));
+        assert!(!asks(huge, 0, 2 * huge));
+        // At 3 MiB the lead is 3 MiB: asks once under 1.5 MiB is ahead.
+        assert!(asks(3 << 20, 0, 2 * huge));
+        // A grown pool keeps 8 huge pages ahead and asks at half that.
+        let grown = 64 * huge;
+        assert!(!asks(grown, 0, grown + 5 * huge));
+        assert!(asks(grown, 0, grown + 3 * huge));
     }
 
     #[test]
