@@ -26,7 +26,7 @@
 //! appending meanwhile: at most one sync is in flight, and the next batch
 //! forms behind it. A flusher that finds that next batch waiting when its
 //! sync completes submits the batch's write and sync first and only then
-//! wakes the round just ended ([`Owed`], `write_and_sync_meanwhile`): the
+//! wakes the round just ended (`Owed`, `write_and_sync_meanwhile`): the
 //! wake-ups (a futex call per round, a callback per task) and the threads
 //! they wake no longer stand between one sync and the next.
 //! Followers whose LSN is still not durable (they appended after the
