@@ -79,8 +79,9 @@ fn huge_ceil(bytes: usize) -> usize {
 pub(crate) struct Prefault {
     /// Whether a thread runs (step 3 clears it for good).
     running: AtomicBool,
-    /// Bytes from the pool's start that are populated or at or below the
-    /// high-water mark when the thread started: step 1 compares with it.
+    /// Where the next round starts, in bytes from the pool's start: below
+    /// it everything is populated or was at or below the high-water mark's
+    /// huge page at open. Step 1 compares with it.
     populated_to: AtomicUsize,
     /// The high-water mark at open, in bytes ([`ahead`]'s base).
     opened_at: usize,

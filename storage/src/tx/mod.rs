@@ -480,12 +480,18 @@ impl<'a> Tx<'a> {
         }
     }
 
-    /// A user tree (never the catalog: it changes only through
-    /// `create_tree`/`drop_tree`).
-    fn tree(&self, tree: TreeId) -> Result<Arc<BTree>, TxError> {
-        if tree == self.db.catalog_id() {
-            return Err(TxError::Db(DbError::NoSuchTree(tree)));
+    /// Refuses the catalog: a transaction reads and writes user trees
+    /// only (the catalog changes only through `create_tree`/`drop_tree`).
+    fn user_tree(&self, tree: TreeId) -> Result<(), TxError> {
+        match tree == self.db.catalog_id() {
+            true => Err(TxError::Db(DbError::NoSuchTree(tree))),
+            false => Ok(()),
         }
+    }
+
+    /// A user tree ([`Tx::user_tree`]), through the Db's map.
+    fn tree(&self, tree: TreeId) -> Result<Arc<BTree>, TxError> {
+        self.user_tree(tree)?;
         Ok(self.db.tree(tree)?)
     }
 
@@ -499,9 +505,7 @@ impl<'a> Tx<'a> {
         &mut self,
         tree: TreeId,
     ) -> Result<(&BTree, &mut [u8; INLINE_VALUE_MAX]), TxError> {
-        if tree == self.db.catalog_id() {
-            return Err(TxError::Db(DbError::NoSuchTree(tree)));
-        }
+        self.user_tree(tree)?;
         let TxBufs {
             trees,
             value_scratch,
@@ -662,9 +666,7 @@ impl<'a> Tx<'a> {
         pause: bool,
         f: impl FnMut(&[u8], &[u8]) -> ControlFlow<()>,
     ) -> Result<ScanEnd, TxError> {
-        if tree == self.db.catalog_id() {
-            return Err(TxError::Db(DbError::NoSuchTree(tree)));
-        }
+        self.user_tree(tree)?;
         let mut trees = std::mem::take(&mut self.b.trees);
         let scanned = match trees.get(self.db, tree) {
             Ok(t) => self.scan_tree(t, tree, lo, hi, pause, f),
